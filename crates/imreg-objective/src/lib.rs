@@ -1,0 +1,14 @@
+//! The objective layer: a loss that is a **mean over examples**, `C(θ) = (1/N) Σ_i ℓ_i(θ)`, evaluated on any
+//! index subset (full batch, minibatch, micro-batch, single example are the same call), with its gradient,
+//! exact Hessian-vector products, third-order directional derivatives and per-example gradients.
+//!
+//! Parameters are one flat `&[f64]`; layer layouts follow PyTorch's `nn.Linear` (weight `[out, in]` row-major,
+//! then bias).
+pub mod batch;
+pub mod error;
+pub mod objective;
+pub mod rng;
+
+pub use batch::Batch;
+pub use error::{ObjectiveError, Result};
+pub use objective::{check_finite, check_len, Objective};

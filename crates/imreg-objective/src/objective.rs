@@ -1,0 +1,119 @@
+//! The `Objective` trait: a mean-over-examples loss with exact derivatives on any batch.
+use crate::batch::Batch;
+use crate::error::{ObjectiveError, Result};
+use nalgebra::DMatrix;
+use ndarray::ArrayView2;
+
+/// A loss with per-example structure, `C_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ)`.
+///
+/// Every method takes the batch explicitly, so full batch, minibatch, micro-batch and per-example calls are
+/// the same call. Implementations validate their inputs (parameter length, batch indices, non-finite values)
+/// and return typed errors; they never panic on bad input.
+///
+/// Derivatives are exact: hand-written for the closed-form models, through `imreg-ad` for networks.
+pub trait Objective: Send + Sync {
+    /// A short human-readable name, with the loss convention (e.g. "linreg (½ MSE)").
+    fn name(&self) -> String;
+    /// Number of parameters `p`.
+    fn dim(&self) -> usize;
+    /// Number of examples `N`.
+    fn n_examples(&self) -> usize;
+
+    /// `C_B(θ)`, the mean loss over the batch.
+    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64>;
+
+    /// Writes `∇C_B(θ)` into `grad` (length `p`) and returns `C_B(θ)`.
+    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64>;
+
+    /// Writes the Hessian-vector product `H_B(θ) v` into `out`.
+    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()>;
+
+    /// Writes the third-order directional derivative `T3_B[u, v] = ∇_θ (uᵀ H_B(θ) v)`, i.e.
+    /// `Σ_jk ∂³C_B/∂θ_i∂θ_j∂θ_k u_j v_k`, into `out`.
+    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()>;
+
+    /// Streams the per-example gradients `∇ℓ_i(θ)` of the batch's examples, in batch order, in chunks of at
+    /// most `chunk` rows: `sink(start, rows)` receives the gradients of batch positions
+    /// `start..start + rows.nrows()` as the rows of a `rows × p` view. The full `|B| × p` matrix is never
+    /// materialized unless the sink stores it.
+    ///
+    /// The default calls [`Objective::loss_grad`] on single-example batches; models override it with a
+    /// faster path.
+    fn per_example_grads(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        chunk: usize,
+        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
+    ) -> Result<()> {
+        let n = self.n_examples();
+        batch.validate(n)?;
+        let p = self.dim();
+        let chunk = chunk.max(1);
+        let len = batch.len(n);
+        let mut buf = ndarray::Array2::<f64>::zeros((chunk.min(len), p));
+        let mut start = 0;
+        while start < len {
+            let end = (start + chunk).min(len);
+            for k in start..end {
+                let i = batch.index(k);
+                let mut row = buf.row_mut(k - start);
+                let slice = row.as_slice_mut().expect("row-major buffer");
+                self.loss_grad(theta, Batch::Indices(&[i]), slice)?;
+            }
+            sink(start, buf.slice(ndarray::s![..end - start, ..]))?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    // ---- provided conveniences -------------------------------------------------------------------------
+
+    /// `∇C_B(θ)` as a new vector.
+    fn grad(&self, theta: &[f64], batch: Batch<'_>) -> Result<Vec<f64>> {
+        let mut g = vec![0.0; self.dim()];
+        self.loss_grad(theta, batch, &mut g)?;
+        Ok(g)
+    }
+
+    /// `H_B(θ) v` as a new vector.
+    fn hvp_vec(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Vec<f64>> {
+        let mut out = vec![0.0; self.dim()];
+        self.hvp(theta, batch, v, &mut out)?;
+        Ok(out)
+    }
+
+    /// The dense Hessian `H_B(θ)`, assembled from `p` HVPs against the unit vectors and symmetrized.
+    /// Meant for small `p` (oracles, dense fallbacks).
+    fn dense_hessian(&self, theta: &[f64], batch: Batch<'_>) -> Result<DMatrix<f64>> {
+        let p = self.dim();
+        let mut h = DMatrix::<f64>::zeros(p, p);
+        let mut e = vec![0.0; p];
+        let mut col = vec![0.0; p];
+        for j in 0..p {
+            e[j] = 1.0;
+            self.hvp(theta, batch, &e, &mut col)?;
+            e[j] = 0.0;
+            for i in 0..p {
+                h[(i, j)] = col[i];
+            }
+        }
+        Ok((&h + h.transpose()) * 0.5)
+    }
+}
+
+/// Errors unless `v.len() == expected`.
+pub fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
+    if v.len() != expected {
+        return Err(ObjectiveError::Length { name, expected, got: v.len() });
+    }
+    Ok(())
+}
+
+/// Errors on the first NaN or infinity in `v`.
+pub fn check_finite(what: &str, v: &[f64]) -> Result<()> {
+    if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(ObjectiveError::NonFinite { what: what.to_string(), index, value });
+    }
+    Ok(())
+}

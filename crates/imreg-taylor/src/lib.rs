@@ -1,0 +1,1 @@
+//! imreg-taylor
