@@ -1,1 +1,3 @@
 //! imreg-ad
+pub mod checks;
+pub use checks::checks;

@@ -1,1 +1,3 @@
 //! imreg-eos
+pub mod checks;
+pub use checks::checks;

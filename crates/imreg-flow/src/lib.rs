@@ -1,1 +1,3 @@
 //! imreg-flow
+pub mod checks;
+pub use checks::checks;

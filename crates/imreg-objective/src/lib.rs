@@ -8,7 +8,11 @@ pub mod batch;
 pub mod error;
 pub mod objective;
 pub mod rng;
+pub mod supervised;
 
 pub use batch::Batch;
 pub use error::{ObjectiveError, Result};
 pub use objective::{check_finite, check_len, Objective};
+pub use supervised::{LossKind, Supervised, Targets};
+pub mod checks;
+pub use checks::checks;

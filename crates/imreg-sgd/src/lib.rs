@@ -1,1 +1,3 @@
 //! imreg-sgd
+pub mod checks;
+pub use checks::checks;

@@ -1,1 +1,3 @@
 //! imreg-spectra
+pub mod checks;
+pub use checks::checks;

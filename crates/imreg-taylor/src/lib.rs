@@ -1,1 +1,3 @@
 //! imreg-taylor
+pub mod checks;
+pub use checks::checks;

@@ -1,0 +1,48 @@
+//! Models with outputs: what the Fisher, Gauss–Newton and output-gradient penalties need beyond a loss.
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::objective::Objective;
+use ndarray::{Array2, ArrayView2};
+
+/// The per-example loss on the model outputs `f = f(x_i; θ) ∈ R^C`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LossKind {
+    /// `ℓ = c ‖f − y‖²` with `c = ½` when `half` (Cohen et al., Beneventano & Woodworth) and `c = 1`
+    /// otherwise (the EoSS code's `Σ_classes (f − y)²`). The factor scales every Hessian and every 2/η
+    /// threshold, so it is part of the model's name.
+    Mse { half: bool },
+    /// `ℓ = −log softmax(f)_y` with integer labels.
+    CrossEntropy,
+}
+
+/// Targets for a batch, one row (or label) per batch position, in batch order.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    /// Regression targets, `|B| × C`.
+    Values(ArrayView2<'a, f64>),
+    /// Class labels in `0..C`.
+    Labels(&'a [usize]),
+}
+
+/// An [`Objective`] whose loss is `ℓ(f(x_i; θ), y_i)` for a model with `C` outputs.
+pub trait Supervised: Objective {
+    /// Number of model outputs `C`.
+    fn n_outputs(&self) -> usize;
+    /// The loss on the outputs.
+    fn loss_kind(&self) -> LossKind;
+    /// The model outputs `f(x_i; θ)` for the batch, `|B| × C` (logits for cross-entropy).
+    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>>;
+    /// Mean loss and its gradient on the batch with the given targets in place of the dataset's
+    /// (sampled labels for the true Fisher, random labels for GP_r).
+    fn loss_grad_with_targets(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        targets: Targets<'_>,
+        grad: &mut [f64],
+    ) -> Result<f64>;
+    /// Output Jacobian-vector product `J v`, `|B| × C`, with `J = ∂f(x_i; θ)/∂θ` stacked over the batch.
+    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>>;
+    /// Output vector-Jacobian product `Jᵀ U = Σ_i J_iᵀ u_i` (a sum, not a mean), written into `out`.
+    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()>;
+}
