@@ -1,3 +1,27 @@
-//! imreg-ad
+//! `imreg-ad`: reverse-mode tensor autodiff on f64 matrices, with exact Hessian-vector products,
+//! gradients of functions of gradients, third-order directional derivatives and a `check_grads` utility.
+//!
+//! * [`Graph`] records tensor operations (matmul, bias add, elementwise arithmetic and activations,
+//!   reductions, MSE with an explicit ½, fused softmax cross-entropy, log-softmax) and runs the reverse pass.
+//! * The tape is generic over its value type ([`Tensor`]): on [`Mat`] it is reverse mode; on [`Dual<Mat>`] it
+//!   is forward-over-reverse, so [`hvp`] is the gradient computed on dual numbers; on `Dual<Dual<Mat>>` it gives
+//!   [`third_order`] derivatives. See `docs/autodiff.md` for why this design was chosen.
+//! * [`check_grads`] checks any [`Differentiable`] map against central differences and the dot-product identity.
+pub mod check;
 pub mod checks;
+pub mod dual;
+pub mod error;
+pub mod graph;
+pub mod program;
+pub mod tensor;
+
+pub use check::{check_grads, CheckGradsOptions, CheckGradsReport, Differentiable, GradientMap, ScalarFn};
 pub use checks::checks;
+pub use dual::Dual;
+pub use error::{AdError, Result};
+pub use graph::{Graph, Unary, Var};
+pub use program::{
+    flatten, flatten_into, grad, grad_hvp, grad_into, grad_of_block_grad_norm, grad_of_grad_fn, hvp, jvp,
+    third_order, unflatten, value, Program,
+};
+pub use tensor::{Mat, Tensor};

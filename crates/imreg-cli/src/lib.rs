@@ -1,1 +1,348 @@
-pub fn main() -> i32 { 0 }
+//! The `imreg` command line: `reproduce`, `verify`, `run`, `analyze`, `sweep`.
+//!
+//! [`run_with_args`] is the whole program as a function (tests call it without the binary); [`main`] runs it
+//! on the process arguments. Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a failed check or a computation
+//! that could not complete), [`EXIT_BAD_INPUT`] 2 (bad file, field or argument; the message names them).
+//!
+//! ```
+//! let code = imreg_cli::run_with_args(["imreg", "verify", "--only", "no-such-check"]);
+//! assert_eq!(code, imreg_cli::EXIT_BAD_INPUT);
+//! ```
+pub mod analyze;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod experiment;
+pub mod model;
+pub mod npy;
+pub mod params;
+pub mod progress;
+pub mod registry;
+pub mod report;
+pub mod spectrum;
+pub mod sweep;
+pub mod train;
+
+pub use error::{CliError, Result, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
+
+use clap::{Args, Parser, Subcommand};
+use config::{DataConfig, ExperimentConfig, ModelConfig};
+use imreg_check::CheckContext;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "imreg", version, about = "Theory-first numerical solvers for the implicit regularization of SGD")]
+struct Cli {
+    /// No progress bars and no informational output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every registered check with figures; write report.md and report.json.
+    Reproduce {
+        /// Smaller problem sizes (every claim is still asserted).
+        #[arg(long)]
+        quick: bool,
+        /// Output folder.
+        #[arg(long, default_value = "imreg-out")]
+        out: PathBuf,
+        /// Only these checks (exact id or crate prefix such as `flow`); repeatable.
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+    },
+    /// Run checks without figures.
+    Verify {
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+        /// Print a JSON array of {id, claim, expected, measured, passed}.
+        #[arg(long)]
+        json: bool,
+        /// Full problem sizes (default: quick).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run one experiment from a TOML config.
+    Run {
+        config: PathBuf,
+        /// Output folder (default: runs/<config stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing output folder.
+        #[arg(long)]
+        force: bool,
+        /// Skip SVG/PNG figures.
+        #[arg(long)]
+        no_figures: bool,
+    },
+    /// Loss, gradient norm and curvature of given weights on given data.
+    Analyze(AnalyzeArgs),
+    /// Expand, run and collect sweeps.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+}
+
+#[derive(Args, Debug)]
+struct AnalyzeArgs {
+    /// Take model and data from an experiment config instead of --model/--data.
+    #[arg(long, conflicts_with_all = ["model", "data"])]
+    config: Option<PathBuf>,
+    /// linear_regression | logistic_regression | deep_linear | scalar_net
+    #[arg(long)]
+    model: Option<String>,
+    /// Hidden widths of deep_linear, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    hidden: Vec<usize>,
+    /// Layers have biases (linear/logistic: default on; deep_linear: default off).
+    #[arg(long)]
+    bias: Option<bool>,
+    /// Width of scalar_net.
+    #[arg(long)]
+    k: Option<usize>,
+    /// Weights: .safetensors (PyTorch state dict names) or a flat .npy.
+    #[arg(long)]
+    params: PathBuf,
+    /// Inputs, N × d .npy.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Targets, N or N × C .npy (labels 0/1 for logistic regression).
+    #[arg(long)]
+    targets: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    #[arg(long, default_value_t = 3)]
+    bottom_k: usize,
+    /// Also compute batch sharpness at this batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCommand {
+    /// Print the manifest (JSON lines) of a config with a [sweep] table.
+    Expand { config: PathBuf },
+    /// Run shard I/N of a manifest; finished runs are skipped.
+    Run {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        no_figures: bool,
+    },
+    /// Merge finished runs into OUT/summary.csv and OUT/summary.jsonl.
+    Collect {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+}
+
+/// Runs the program on the process arguments and returns the exit code.
+pub fn main() -> i32 {
+    run_with_args(std::env::args_os())
+}
+
+/// Runs the program on `args` (the first is the program name) and returns the exit code. Output goes to
+/// stdout/stderr as for the binary.
+pub fn run_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => EXIT_OK,
+                _ => EXIT_BAD_INPUT,
+            };
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Reproduce { quick, out, only } => reproduce(quick, &out, &only, quiet),
+        Command::Verify { only, json, full } => verify(&only, json, !full, quiet),
+        Command::Run { config, out, force, no_figures } => run(&config, out, force, no_figures, quiet),
+        Command::Analyze(a) => analyze_cmd(a),
+        Command::Sweep(s) => sweep_cmd(s, quiet),
+    }
+}
+
+fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<imreg_check::Record>> {
+    let checks = registry::select(registry::all_checks(), only)?;
+    let pb = progress::bar(checks.len() as u64, "checks", quiet);
+    let records = registry::run_all(&checks, ctx, &|r| {
+        pb.set_message(r.id.clone());
+        pb.inc(1);
+    });
+    pb.finish_and_clear();
+    Ok(records)
+}
+
+fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
+    std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    let ctx = CheckContext { out_dir: Some(out.to_path_buf()), quick };
+    let records = run_checks(only, &ctx, quiet)?;
+    let md = report::markdown(&records, out, quick);
+    let json = serde_json::to_string_pretty(&report::json(&records, quick)).map_err(|e| CliError::Failed(e.to_string()))?;
+    imreg_plot::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    imreg_plot::write_atomic(&out.join("report.json"), json.as_bytes())?;
+    if !quiet {
+        print!("{}", report::terminal_table(&records));
+        println!("report: {} and {}", out.join("report.md").display(), out.join("report.json").display());
+    }
+    Ok(if records.iter().all(|r| r.passed) { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn verify(only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> {
+    let ctx = CheckContext { out_dir: None, quick };
+    let records = run_checks(only, &ctx, quiet || json)?;
+    if json {
+        let arr: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "claim": r.claim, "expected": r.expected, "measured": r.measured, "passed": r.passed
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&arr).map_err(|e| CliError::Failed(e.to_string()))?);
+    } else if !quiet {
+        print!("{}", report::terminal_table(&records));
+    }
+    Ok(if records.iter().all(|r| r.passed) { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet: bool) -> Result<i32> {
+    let cfg = ExperimentConfig::load(config)?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(config.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "run".into()))
+    });
+    let prepared = experiment::prepare(cfg, config)?;
+    let pb = progress::bar(prepared.config.steps as u64, "steps", quiet);
+    let summary = experiment::run_to_folder(&prepared, &out, &experiment::RunOptions { force, no_figures }, &|| {
+        pb.inc(1)
+    })?;
+    pb.finish_and_clear();
+    if !quiet {
+        println!("{}: {} steps, p = {}, N = {}", summary.name, summary.steps_run, summary.p, summary.n);
+        for (k, v) in &summary.final_metrics {
+            println!("  final {k} = {v:.6e}");
+        }
+        if let Some(s) = summary.diverged_at {
+            println!("  diverged at step {s}");
+        }
+        println!("wrote {}", out.display());
+    }
+    Ok(EXIT_OK)
+}
+
+fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
+    let (model, data) = match &a.config {
+        Some(path) => {
+            let c = ExperimentConfig::load(path)?;
+            (c.model, c.data)
+        }
+        None => {
+            let kind = a.model.as_deref().ok_or_else(|| CliError::arg("--model", "required (or give --config)"))?;
+            let model = match kind {
+                "linear_regression" => ModelConfig::LinearRegression { bias: a.bias.unwrap_or(true) },
+                "logistic_regression" => ModelConfig::LogisticRegression { bias: a.bias.unwrap_or(true) },
+                "deep_linear" => ModelConfig::DeepLinear { hidden: a.hidden.clone(), bias: a.bias.unwrap_or(false) },
+                "scalar_net" => ModelConfig::ScalarNet {
+                    k: a.k.ok_or_else(|| CliError::arg("--k", "required for scalar_net"))?,
+                    phi: None,
+                },
+                other => {
+                    return Err(CliError::arg(
+                        "--model",
+                        format!("unknown model {other:?} (linear_regression, logistic_regression, deep_linear, scalar_net)"),
+                    ))
+                }
+            };
+            let x = a.data.clone().ok_or_else(|| CliError::arg("--data", "required (inputs .npy)"))?;
+            let y = a.targets.clone().ok_or_else(|| CliError::arg("--targets", "required (targets .npy)"))?;
+            (model, Some(DataConfig::Npy { x, y }))
+        }
+    };
+    let req = analyze::AnalyzeRequest {
+        model,
+        params: a.params,
+        data,
+        top_k: a.top_k,
+        bottom_k: a.bottom_k,
+        batch_size: a.batch_size,
+        seed: a.seed,
+    };
+    let result = analyze::analyze(&req)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?);
+    } else {
+        print!("{}", analyze::table(&result));
+    }
+    Ok(EXIT_OK)
+}
+
+fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
+    match s {
+        SweepCommand::Expand { config } => {
+            let entries = sweep::expand(&config)?;
+            print!("{}", sweep::to_jsonl(&entries)?);
+            Ok(EXIT_OK)
+        }
+        SweepCommand::Run { manifest, shard, out, no_figures } => {
+            let shard = sweep::Shard::parse(&shard)?;
+            let entries = sweep::read_manifest(&manifest)?;
+            let n_mine = entries.iter().filter(|e| shard.contains(e.index)).count();
+            let pb = progress::bar(n_mine as u64, "runs", quiet);
+            let opts = experiment::RunOptions { force: true, no_figures };
+            let report = sweep::run_shard(&entries, shard, &out, &manifest, &opts, &|| pb.inc(1))?;
+            pb.finish_and_clear();
+            if !quiet {
+                println!(
+                    "shard {}/{}: ran {}, skipped {} finished",
+                    shard.index,
+                    shard.count,
+                    report.ran.len(),
+                    report.skipped.len()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        SweepCommand::Collect { out, manifest } => {
+            let c = sweep::collect(&out, manifest.as_deref())?;
+            if !quiet {
+                println!("{} runs collected into {}", c.complete, c.summary_csv.display());
+            }
+            if c.missing.is_empty() {
+                Ok(EXIT_OK)
+            } else {
+                eprintln!("{} runs unfinished: {}", c.missing.len(), c.missing.join(", "));
+                Ok(EXIT_FAILED)
+            }
+        }
+    }
+}

@@ -16,3 +16,5 @@ pub use objective::{check_finite, check_len, Objective};
 pub use supervised::{LossKind, Supervised, Targets};
 pub mod checks;
 pub use checks::checks;
+pub mod models;
+pub use models::{DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet};

@@ -1,0 +1,160 @@
+//! Forward-mode tangents on tensors: `x + ε ẋ` with `ε² = 0`.
+use crate::tensor::{Mat, Tensor};
+
+/// A tensor with a forward-mode tangent. `t = None` is an exactly zero tangent (no work is spent on it, which
+/// is how constants such as the data matrix stay cheap).
+#[derive(Clone, Debug)]
+pub struct Dual<T> {
+    /// The primal value.
+    pub p: T,
+    /// The tangent `ẋ`, or `None` for zero.
+    pub t: Option<T>,
+}
+
+impl<T: Tensor> Dual<T> {
+    /// A value with the given tangent.
+    pub fn new(p: T, t: Option<T>) -> Self {
+        Dual { p, t }
+    }
+
+    /// The tangent, materializing zeros if it is absent.
+    pub fn tangent_or_zero(&self) -> T {
+        match &self.t {
+            Some(t) => t.clone(),
+            None => {
+                let (r, c) = self.p.shape();
+                T::constant(Mat::zeros((r, c)))
+            }
+        }
+    }
+
+    fn lin(&self, p: T, f: impl Fn(&T) -> T) -> Self {
+        Dual { p, t: self.t.as_ref().map(f) }
+    }
+}
+
+fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.add(&b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl<T: Tensor> Tensor for Dual<T> {
+    fn constant(a: Mat) -> Self {
+        Dual { p: T::constant(a), t: None }
+    }
+    fn primal(&self) -> &Mat {
+        self.p.primal()
+    }
+    fn matmul(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
+        let p = T::matmul(&a.p, ta, &b.p, tb);
+        let t1 = a.t.as_ref().map(|at| T::matmul(at, ta, &b.p, tb));
+        let t2 = b.t.as_ref().map(|bt| T::matmul(&a.p, ta, bt, tb));
+        Dual { p, t: add_opt(t1, t2) }
+    }
+    fn add(&self, b: &Self) -> Self {
+        Dual { p: self.p.add(&b.p), t: add_opt(self.t.clone(), b.t.clone()) }
+    }
+    fn sub(&self, b: &Self) -> Self {
+        let t = match (&self.t, &b.t) {
+            (Some(x), Some(y)) => Some(x.sub(y)),
+            (Some(x), None) => Some(x.clone()),
+            (None, Some(y)) => Some(y.affine(-1.0, 0.0)),
+            (None, None) => None,
+        };
+        Dual { p: self.p.sub(&b.p), t }
+    }
+    fn mul(&self, b: &Self) -> Self {
+        let t1 = self.t.as_ref().map(|at| at.mul(&b.p));
+        let t2 = b.t.as_ref().map(|bt| self.p.mul(bt));
+        Dual { p: self.p.mul(&b.p), t: add_opt(t1, t2) }
+    }
+    fn affine(&self, alpha: f64, beta: f64) -> Self {
+        self.lin(self.p.affine(alpha, beta), |t| t.affine(alpha, 0.0))
+    }
+    fn add_constant(&self, c: &Mat) -> Self {
+        Dual { p: self.p.add_constant(c), t: self.t.clone() }
+    }
+    fn mul_constant(&self, c: &Mat) -> Self {
+        self.lin(self.p.mul_constant(c), |t| t.mul_constant(c))
+    }
+    fn add_row(&self, b: &Self) -> Self {
+        let (r, c) = self.p.shape();
+        let t = match (&self.t, &b.t) {
+            (Some(x), Some(y)) => Some(x.add_row(y)),
+            (Some(x), None) => Some(x.clone()),
+            (None, Some(y)) => Some(y.broadcast_to(r, c)),
+            (None, None) => None,
+        };
+        Dual { p: self.p.add_row(&b.p), t }
+    }
+    fn sum_rows(&self) -> Self {
+        self.lin(self.p.sum_rows(), T::sum_rows)
+    }
+    fn sum_cols(&self) -> Self {
+        self.lin(self.p.sum_cols(), T::sum_cols)
+    }
+    fn sum_all(&self) -> Self {
+        self.lin(self.p.sum_all(), T::sum_all)
+    }
+    fn broadcast_to(&self, rows: usize, cols: usize) -> Self {
+        self.lin(self.p.broadcast_to(rows, cols), |t| t.broadcast_to(rows, cols))
+    }
+    fn mul_scalar(&self, s: &Self) -> Self {
+        let t1 = self.t.as_ref().map(|t| t.mul_scalar(&s.p));
+        let t2 = s.t.as_ref().map(|st| self.p.mul_scalar(st));
+        Dual { p: self.p.mul_scalar(&s.p), t: add_opt(t1, t2) }
+    }
+    fn log_softmax_rows(&self) -> Self {
+        let y = self.p.log_softmax_rows();
+        let t = self.t.as_ref().map(|dz| {
+            let (r, c) = dz.shape();
+            let softmax = y.exp();
+            dz.sub(&softmax.mul(dz).sum_cols().broadcast_to(r, c))
+        });
+        Dual { p: y, t }
+    }
+    fn pick(&self, labels: &[usize]) -> Self {
+        self.lin(self.p.pick(labels), |t| t.pick(labels))
+    }
+    fn tanh(&self) -> Self {
+        let y = self.p.tanh();
+        let t = self.t.as_ref().map(|dz| dz.mul(&y.mul(&y).affine(-1.0, 1.0)));
+        Dual { p: y, t }
+    }
+    fn sigmoid(&self) -> Self {
+        let s = self.p.sigmoid();
+        let t = self.t.as_ref().map(|dz| dz.mul(&s.mul(&s.affine(-1.0, 1.0))));
+        Dual { p: s, t }
+    }
+    fn softplus(&self) -> Self {
+        let t = self.t.as_ref().map(|dz| dz.mul(&self.p.sigmoid()));
+        Dual { p: self.p.softplus(), t }
+    }
+    fn exp(&self) -> Self {
+        let y = self.p.exp();
+        let t = self.t.as_ref().map(|dz| dz.mul(&y));
+        Dual { p: y, t }
+    }
+    fn ln(&self) -> Self {
+        let t = self.t.as_ref().map(|dz| dz.mul(&self.p.recip()));
+        Dual { p: self.p.ln(), t }
+    }
+    fn recip(&self) -> Self {
+        let r = self.p.recip();
+        let t = self.t.as_ref().map(|dz| dz.mul(&r.mul(&r)).affine(-1.0, 0.0));
+        Dual { p: r, t }
+    }
+    fn erf(&self) -> Self {
+        let t = self.t.as_ref().map(|dz| {
+            let g = self.p.mul(&self.p).affine(-1.0, 0.0).exp().affine(std::f64::consts::FRAC_2_SQRT_PI, 0.0);
+            dz.mul(&g)
+        });
+        Dual { p: self.p.erf(), t }
+    }
+    fn step(&self) -> Self {
+        Dual { p: self.p.step(), t: None }
+    }
+}

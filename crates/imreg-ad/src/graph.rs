@@ -1,0 +1,483 @@
+//! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
+use crate::error::{AdError, Result};
+use crate::tensor::{Mat, Tensor};
+use std::sync::Arc;
+
+/// A node of the tape (an index; cheap to copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(pub(crate) usize);
+
+/// Elementwise functions with derivatives of every order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unary {
+    Tanh,
+    Relu,
+    Softplus,
+    Sigmoid,
+    /// `x Φ(x)` with the Gaussian CDF Φ (the exact, erf-based GELU).
+    Gelu,
+    Exp,
+    Ln,
+    Square,
+    Recip,
+    Identity,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Leaf,
+    Constant,
+    MatMul { a: usize, ta: bool, b: usize, tb: bool },
+    AddRow { a: usize, b: usize },
+    Add { a: usize, b: usize },
+    Sub { a: usize, b: usize },
+    Mul { a: usize, b: usize },
+    Affine { a: usize, alpha: f64 },
+    Unary { a: usize, f: Unary },
+    SumRows { a: usize },
+    SumCols { a: usize },
+    SumAll { a: usize },
+    MulScalar { a: usize, s: usize },
+    LogSoftmax { a: usize },
+    Pick { a: usize, onehot: Arc<Mat> },
+    /// `(c/n) Σ_i ‖pred_i − y_i‖²`; aux holds `pred − y`.
+    Mse { pred: usize, scale: f64 },
+    /// `−(1/n) Σ_i log softmax(z_i)_{y_i}`; aux holds the log-softmax.
+    SoftmaxCe { logits: usize, onehot: Arc<Mat> },
+}
+
+struct Node<T> {
+    value: T,
+    aux: Option<T>,
+    op: Op,
+    needs_grad: bool,
+}
+
+/// A recorded computation on tensors of type `T` ([`Mat`], or [`Dual`](crate::Dual) for forward-over-reverse).
+pub struct Graph<T: Tensor> {
+    nodes: Vec<Node<T>>,
+    leaves: Vec<usize>,
+}
+
+impl<T: Tensor> Default for Graph<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn shape_err(op: &'static str, detail: String) -> AdError {
+    AdError::Shape { op, detail }
+}
+
+fn onehot(labels: &[usize], rows: usize, classes: usize) -> Result<Mat> {
+    if labels.len() != rows {
+        return Err(AdError::Length { what: "labels", expected: rows, got: labels.len() });
+    }
+    let mut m = Mat::zeros((rows, classes));
+    for (row, &label) in labels.iter().enumerate() {
+        if label >= classes {
+            return Err(AdError::Label { row, label, classes });
+        }
+        m[(row, label)] = 1.0;
+    }
+    Ok(m)
+}
+
+impl<T: Tensor> Graph<T> {
+    pub fn new() -> Self {
+        Graph { nodes: Vec::new(), leaves: Vec::new() }
+    }
+
+    fn push(&mut self, value: T, aux: Option<T>, op: Op, inputs: &[usize]) -> Var {
+        let needs_grad = match op {
+            Op::Leaf => true,
+            Op::Constant => false,
+            _ => inputs.iter().any(|&i| self.nodes[i].needs_grad),
+        };
+        self.nodes.push(Node { value, aux, op, needs_grad });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A differentiable input. Leaves are numbered in creation order; gradients come back in that order.
+    pub fn leaf(&mut self, value: T) -> Var {
+        let v = self.push(value, None, Op::Leaf, &[]);
+        self.leaves.push(v.0);
+        v
+    }
+
+    /// A constant (data, targets): never differentiated.
+    pub fn constant(&mut self, value: Mat) -> Var {
+        self.push(T::constant(value), None, Op::Constant, &[])
+    }
+
+    /// The value of a node.
+    pub fn value(&self, v: Var) -> &T {
+        &self.nodes[v.0].value
+    }
+
+    /// `(rows, cols)` of a node.
+    pub fn shape(&self, v: Var) -> (usize, usize) {
+        self.nodes[v.0].value.shape()
+    }
+
+    /// Number of differentiable leaves.
+    pub fn n_leaves(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// `op(a) · op(b)`.
+    pub fn matmul_t(&mut self, a: Var, ta: bool, b: Var, tb: bool) -> Result<Var> {
+        let (ar, ac) = self.shape(a);
+        let (br, bc) = self.shape(b);
+        let (_, k1) = if ta { (ac, ar) } else { (ar, ac) };
+        let (k2, _) = if tb { (bc, br) } else { (br, bc) };
+        if k1 != k2 {
+            return Err(shape_err("matmul", format!("{ar}×{ac} (t={ta}) · {br}×{bc} (t={tb})")));
+        }
+        let value = T::matmul(self.value(a), ta, self.value(b), tb);
+        Ok(self.push(value, None, Op::MatMul { a: a.0, ta, b: b.0, tb }, &[a.0, b.0]))
+    }
+
+    /// `a · b`.
+    pub fn matmul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.matmul_t(a, false, b, false)
+    }
+
+    /// PyTorch's `nn.Linear`: `x Wᵀ + b` with `W` of shape `[out, in]` and `b` of shape `[1, out]`.
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let z = self.matmul_t(x, false, w, true)?;
+        match b {
+            Some(b) => self.add_row(z, b),
+            None => Ok(z),
+        }
+    }
+
+    /// `a + 1 bᵀ` for a `1 × c` row `b` (bias add).
+    pub fn add_row(&mut self, a: Var, b: Var) -> Result<Var> {
+        let (_, ac) = self.shape(a);
+        let (br, bc) = self.shape(b);
+        if br != 1 || bc != ac {
+            return Err(shape_err("add_row", format!("row of shape {br}×{bc} added to {ac} columns")));
+        }
+        let value = self.value(a).add_row(self.value(b));
+        Ok(self.push(value, None, Op::AddRow { a: a.0, b: b.0 }, &[a.0, b.0]))
+    }
+
+    fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
+        if self.shape(a) != self.shape(b) {
+            return Err(shape_err(op, format!("{:?} vs {:?}", self.shape(a), self.shape(b))));
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape("add", a, b)?;
+        let value = self.value(a).add(self.value(b));
+        Ok(self.push(value, None, Op::Add { a: a.0, b: b.0 }, &[a.0, b.0]))
+    }
+
+    pub fn sub(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape("sub", a, b)?;
+        let value = self.value(a).sub(self.value(b));
+        Ok(self.push(value, None, Op::Sub { a: a.0, b: b.0 }, &[a.0, b.0]))
+    }
+
+    /// Elementwise product.
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape("mul", a, b)?;
+        let value = self.value(a).mul(self.value(b));
+        Ok(self.push(value, None, Op::Mul { a: a.0, b: b.0 }, &[a.0, b.0]))
+    }
+
+    /// `α a + β`.
+    pub fn affine(&mut self, a: Var, alpha: f64, beta: f64) -> Var {
+        let value = self.value(a).affine(alpha, beta);
+        self.push(value, None, Op::Affine { a: a.0, alpha }, &[a.0])
+    }
+
+    /// `s a` for a scalar `s`.
+    pub fn scale(&mut self, a: Var, s: f64) -> Var {
+        self.affine(a, s, 0.0)
+    }
+
+    /// `a ⊙ s` for a `1 × 1` node `s`.
+    pub fn mul_scalar(&mut self, a: Var, s: Var) -> Result<Var> {
+        if self.shape(s) != (1, 1) {
+            return Err(shape_err("mul_scalar", format!("scalar factor has shape {:?}", self.shape(s))));
+        }
+        let value = self.value(a).mul_scalar(self.value(s));
+        Ok(self.push(value, None, Op::MulScalar { a: a.0, s: s.0 }, &[a.0, s.0]))
+    }
+
+    /// An elementwise function.
+    pub fn unary(&mut self, a: Var, f: Unary) -> Var {
+        let x = self.value(a);
+        let value = match f {
+            Unary::Tanh => x.tanh(),
+            Unary::Relu => x.mul(&x.step()),
+            Unary::Softplus => x.softplus(),
+            Unary::Sigmoid => x.sigmoid(),
+            Unary::Gelu => x.mul(&normal_cdf(x)),
+            Unary::Exp => x.exp(),
+            Unary::Ln => x.ln(),
+            Unary::Square => x.mul(x),
+            Unary::Recip => x.recip(),
+            Unary::Identity => x.clone(),
+        };
+        self.push(value, None, Op::Unary { a: a.0, f }, &[a.0])
+    }
+
+    pub fn tanh(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Tanh)
+    }
+    pub fn relu(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Relu)
+    }
+    pub fn softplus(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Softplus)
+    }
+    pub fn sigmoid(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Sigmoid)
+    }
+    pub fn gelu(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Gelu)
+    }
+    pub fn exp(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Exp)
+    }
+    pub fn ln(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Ln)
+    }
+    pub fn square(&mut self, a: Var) -> Var {
+        self.unary(a, Unary::Square)
+    }
+
+    /// Sum of all entries (`1 × 1`).
+    pub fn sum(&mut self, a: Var) -> Var {
+        let value = self.value(a).sum_all();
+        self.push(value, None, Op::SumAll { a: a.0 }, &[a.0])
+    }
+
+    /// Mean of all entries (`1 × 1`).
+    pub fn mean(&mut self, a: Var) -> Var {
+        let (r, c) = self.shape(a);
+        let s = self.sum(a);
+        self.scale(s, 1.0 / (r * c) as f64)
+    }
+
+    /// Sum over an axis: `axis = 0` sums the rows together (`1 × c`), `axis = 1` the columns (`n × 1`).
+    pub fn sum_axis(&mut self, a: Var, axis: usize) -> Result<Var> {
+        let (value, op) = match axis {
+            0 => (self.value(a).sum_rows(), Op::SumRows { a: a.0 }),
+            1 => (self.value(a).sum_cols(), Op::SumCols { a: a.0 }),
+            _ => return Err(AdError::Invalid { what: "axis", reason: format!("{axis} is not 0 or 1") }),
+        };
+        Ok(self.push(value, None, op, &[a.0]))
+    }
+
+    /// Mean over an axis (see [`Graph::sum_axis`]).
+    pub fn mean_axis(&mut self, a: Var, axis: usize) -> Result<Var> {
+        let (r, c) = self.shape(a);
+        let s = self.sum_axis(a, axis)?;
+        Ok(self.scale(s, 1.0 / if axis == 0 { r } else { c } as f64))
+    }
+
+    /// Row-wise log-softmax.
+    pub fn log_softmax(&mut self, a: Var) -> Var {
+        let value = self.value(a).log_softmax_rows();
+        self.push(value, None, Op::LogSoftmax { a: a.0 }, &[a.0])
+    }
+
+    /// `n × 1`: the entry `(i, labels[i])` of each row.
+    pub fn pick(&mut self, a: Var, labels: &[usize]) -> Result<Var> {
+        let (r, c) = self.shape(a);
+        let oh = Arc::new(onehot(labels, r, c)?);
+        let value = self.value(a).pick(labels);
+        Ok(self.push(value, None, Op::Pick { a: a.0, onehot: oh }, &[a.0]))
+    }
+
+    /// Mean squared error `(c/n) Σ_i ‖pred_i − y_i‖²` over the `n` rows, with `c = ½` when `half` and `c = 1`
+    /// otherwise (the factor halves or doubles every Hessian, so it is explicit).
+    pub fn mse(&mut self, pred: Var, target: &Mat, half: bool) -> Result<Var> {
+        let (r, c) = self.shape(pred);
+        if target.dim() != (r, c) {
+            return Err(shape_err("mse", format!("prediction {r}×{c} vs target {:?}", target.dim())));
+        }
+        let diff = self.value(pred).add_constant(&(-target));
+        let scale = if half { 0.5 } else { 1.0 } / r as f64;
+        let value = diff.mul(&diff).sum_all().affine(scale, 0.0);
+        Ok(self.push(value, Some(diff), Op::Mse { pred: pred.0, scale }, &[pred.0]))
+    }
+
+    /// Fused, numerically stable softmax cross-entropy with integer labels, averaged over the rows.
+    pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
+        let (r, c) = self.shape(logits);
+        let oh = Arc::new(onehot(labels, r, c)?);
+        let ls = self.value(logits).log_softmax_rows();
+        let value = ls.mul_constant(&oh).sum_all().affine(-1.0 / r as f64, 0.0);
+        Ok(self.push(value, Some(ls), Op::SoftmaxCe { logits: logits.0, onehot: oh }, &[logits.0]))
+    }
+
+    /// Reverse pass: the gradient of the scalar node `out` with respect to every leaf, in leaf order.
+    pub fn backward(&self, out: Var) -> Result<Vec<T>> {
+        let (r, c) = self.shape(out);
+        if (r, c) != (1, 1) {
+            return Err(AdError::NotScalar { rows: r, cols: c });
+        }
+        let mut grads: Vec<Option<T>> = (0..=out.0).map(|_| None).collect();
+        grads[out.0] = Some(T::constant(Mat::ones((1, 1))));
+        for i in (0..=out.0).rev() {
+            let Some(gy) = grads[i].take() else { continue };
+            let node = &self.nodes[i];
+            if !node.needs_grad {
+                continue;
+            }
+            if matches!(node.op, Op::Leaf) {
+                grads[i] = Some(gy);
+                continue;
+            }
+            self.propagate(i, &gy, &mut grads);
+        }
+        Ok(self
+            .leaves
+            .iter()
+            .map(|&l| {
+                grads.get(l).and_then(|g| g.clone()).unwrap_or_else(|| {
+                    let (r, c) = self.nodes[l].value.shape();
+                    T::constant(Mat::zeros((r, c)))
+                })
+            })
+            .collect())
+    }
+
+    fn accumulate(&self, grads: &mut [Option<T>], i: usize, g: T) {
+        if !self.nodes[i].needs_grad {
+            return;
+        }
+        grads[i] = Some(match grads[i].take() {
+            Some(prev) => prev.add(&g),
+            None => g,
+        });
+    }
+
+    fn wants(&self, i: usize) -> bool {
+        self.nodes[i].needs_grad
+    }
+
+    fn propagate(&self, i: usize, gy: &T, grads: &mut [Option<T>]) {
+        let node = &self.nodes[i];
+        let val = |j: usize| &self.nodes[j].value;
+        match &node.op {
+            Op::Leaf | Op::Constant => {}
+            &Op::MatMul { a, ta, b, tb } => {
+                // C = op(A) op(B). For each flag combination the cotangents are products of gy with the other
+                // factor; written so that no transpose is materialized.
+                if self.wants(a) {
+                    let ga = match (ta, tb) {
+                        (false, false) => T::matmul(gy, false, val(b), true),
+                        (false, true) => T::matmul(gy, false, val(b), false),
+                        (true, false) => T::matmul(val(b), false, gy, true),
+                        (true, true) => T::matmul(val(b), true, gy, true),
+                    };
+                    self.accumulate(grads, a, ga);
+                }
+                if self.wants(b) {
+                    let gb = match (ta, tb) {
+                        (false, false) => T::matmul(val(a), true, gy, false),
+                        (false, true) => T::matmul(gy, true, val(a), false),
+                        (true, false) => T::matmul(val(a), false, gy, false),
+                        (true, true) => T::matmul(gy, true, val(a), true),
+                    };
+                    self.accumulate(grads, b, gb);
+                }
+            }
+            &Op::AddRow { a, b } => {
+                if self.wants(b) {
+                    self.accumulate(grads, b, gy.sum_rows());
+                }
+                self.accumulate(grads, a, gy.clone());
+            }
+            &Op::Add { a, b } => {
+                self.accumulate(grads, a, gy.clone());
+                self.accumulate(grads, b, gy.clone());
+            }
+            &Op::Sub { a, b } => {
+                self.accumulate(grads, a, gy.clone());
+                if self.wants(b) {
+                    self.accumulate(grads, b, gy.affine(-1.0, 0.0));
+                }
+            }
+            &Op::Mul { a, b } => {
+                if self.wants(a) {
+                    self.accumulate(grads, a, gy.mul(val(b)));
+                }
+                if self.wants(b) {
+                    self.accumulate(grads, b, gy.mul(val(a)));
+                }
+            }
+            &Op::Affine { a, alpha } => self.accumulate(grads, a, gy.affine(alpha, 0.0)),
+            &Op::Unary { a, f } => {
+                let g = unary_backward(f, val(a), &node.value, gy);
+                self.accumulate(grads, a, g);
+            }
+            &Op::SumRows { a } | &Op::SumCols { a } | &Op::SumAll { a } => {
+                let (r, c) = val(a).shape();
+                self.accumulate(grads, a, gy.broadcast_to(r, c));
+            }
+            &Op::MulScalar { a, s } => {
+                if self.wants(a) {
+                    self.accumulate(grads, a, gy.mul_scalar(val(s)));
+                }
+                if self.wants(s) {
+                    self.accumulate(grads, s, gy.mul(val(a)).sum_all());
+                }
+            }
+            &Op::LogSoftmax { a } => {
+                let (r, c) = gy.shape();
+                let softmax = node.value.exp();
+                let g = gy.sub(&softmax.mul(&gy.sum_cols().broadcast_to(r, c)));
+                self.accumulate(grads, a, g);
+            }
+            Op::Pick { a, onehot } => {
+                let (r, c) = onehot.dim();
+                self.accumulate(grads, *a, gy.broadcast_to(r, c).mul_constant(onehot));
+            }
+            &Op::Mse { pred, scale } => {
+                let diff = node.aux.as_ref().expect("mse keeps its residual");
+                self.accumulate(grads, pred, diff.affine(2.0 * scale, 0.0).mul_scalar(gy));
+            }
+            Op::SoftmaxCe { logits, onehot } => {
+                let ls = node.aux.as_ref().expect("cross-entropy keeps its log-softmax");
+                let r = onehot.nrows();
+                let g = ls.exp().add_constant(&(-&**onehot)).mul_scalar(gy).affine(1.0 / r as f64, 0.0);
+                self.accumulate(grads, *logits, g);
+            }
+        }
+    }
+}
+
+/// Φ(x) = ½(1 + erf(x/√2)).
+fn normal_cdf<T: Tensor>(x: &T) -> T {
+    x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0).erf().affine(0.5, 0.5)
+}
+
+/// `gy ⊙ f'(x)`, with `f'` written through primitives so that it is itself differentiable.
+fn unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
+    let d = match f {
+        Unary::Tanh => y.mul(y).affine(-1.0, 1.0),
+        Unary::Relu => x.step(),
+        Unary::Softplus => x.sigmoid(),
+        Unary::Sigmoid => y.mul(&y.affine(-1.0, 1.0)),
+        Unary::Gelu => {
+            // Φ(x) + x φ(x), φ(x) = e^{−x²/2}/√(2π)
+            let phi = x.mul(x).affine(-0.5, 0.0).exp().affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0);
+            normal_cdf(x).add(&x.mul(&phi))
+        }
+        Unary::Exp => y.clone(),
+        Unary::Ln => x.recip(),
+        Unary::Square => x.affine(2.0, 0.0),
+        Unary::Recip => y.mul(y).affine(-1.0, 0.0),
+        Unary::Identity => return gy.clone(),
+    };
+    gy.mul(&d)
+}

@@ -1,0 +1,227 @@
+//! Programs and the transformations on them: `value`, `grad`, `jvp`, `hvp`, `third_order`, and gradients of
+//! functions of gradients.
+//!
+//! A [`Program`] builds a scalar from differentiable leaves on a [`Graph`]; because it is generic over the
+//! tensor type, the same program runs on plain values (reverse mode), on [`Dual`] values
+//! (forward-over-reverse: the HVP) and on `Dual<Dual<_>>` values (third-order directional derivatives).
+//! Parameters travel as one flat `&[f64]`: the leaves in order, each row-major.
+use crate::dual::Dual;
+use crate::error::{AdError, Result};
+use crate::graph::{Graph, Var};
+use crate::tensor::{Mat, Tensor};
+
+/// A scalar function of matrix-shaped leaves, written once for every tensor type.
+///
+/// ```
+/// use imreg_ad::{Graph, Program, Result, Tensor, Var};
+/// /// f(w) = Σ tanh(w)²
+/// struct F;
+/// impl Program for F {
+///     fn leaf_shapes(&self) -> Vec<(usize, usize)> { vec![(1, 3)] }
+///     fn build<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var]) -> Result<Var> {
+///         let t = g.tanh(leaves[0]);
+///         let s = g.square(t);
+///         Ok(g.sum(s))
+///     }
+/// }
+/// let x = [0.1, -0.2, 0.3];
+/// let (f, grad) = imreg_ad::grad(&F, &x).unwrap();
+/// let hv = imreg_ad::hvp(&F, &x, &[1.0, 0.0, 0.0]).unwrap();
+/// assert!((f - x.iter().map(|v: &f64| v.tanh().powi(2)).sum::<f64>()).abs() < 1e-15);
+/// assert_eq!(grad.len(), 3);
+/// assert!(hv[1] == 0.0 && hv[2] == 0.0);
+/// ```
+pub trait Program: Sync {
+    /// Shapes of the differentiable leaves, in the order `build` receives them.
+    fn leaf_shapes(&self) -> Vec<(usize, usize)>;
+    /// Records the computation and returns the `1 × 1` output node.
+    fn build<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var]) -> Result<Var>;
+
+    /// Total number of scalar inputs.
+    fn n_inputs(&self) -> usize {
+        self.leaf_shapes().iter().map(|(r, c)| r * c).sum()
+    }
+}
+
+/// Splits a flat vector into matrices of the given shapes (row-major).
+pub fn unflatten(x: &[f64], shapes: &[(usize, usize)]) -> Result<Vec<Mat>> {
+    let total: usize = shapes.iter().map(|(r, c)| r * c).sum();
+    if x.len() != total {
+        return Err(AdError::Length { what: "flat input", expected: total, got: x.len() });
+    }
+    let mut out = Vec::with_capacity(shapes.len());
+    let mut off = 0;
+    for &(r, c) in shapes {
+        out.push(Mat::from_shape_vec((r, c), x[off..off + r * c].to_vec()).expect("length checked"));
+        off += r * c;
+    }
+    Ok(out)
+}
+
+/// Concatenates matrices row-major into `out`.
+pub fn flatten_into(ms: &[Mat], out: &mut [f64]) {
+    let mut off = 0;
+    for m in ms {
+        for &v in m.iter() {
+            out[off] = v;
+            off += 1;
+        }
+    }
+}
+
+/// Concatenates matrices row-major.
+pub fn flatten(ms: &[Mat]) -> Vec<f64> {
+    let mut out = vec![0.0; ms.iter().map(|m| m.len()).sum()];
+    flatten_into(ms, &mut out);
+    out
+}
+
+fn check_finite(what: &'static str, x: &[f64]) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(AdError::NonFinite { what, index, value: x[index] }),
+        None => Ok(()),
+    }
+}
+
+/// Runs the program on leaves built by `make` and returns the graph and output node.
+fn record<P: Program + ?Sized, T: Tensor>(p: &P, leaves: Vec<T>) -> Result<(Graph<T>, Var)> {
+    let mut g = Graph::new();
+    let vars: Vec<Var> = leaves.into_iter().map(|l| g.leaf(l)).collect();
+    let out = p.build(&mut g, &vars)?;
+    let (r, c) = g.shape(out);
+    if (r, c) != (1, 1) {
+        return Err(AdError::NotScalar { rows: r, cols: c });
+    }
+    Ok((g, out))
+}
+
+fn duals(x: &[f64], v: Option<&[f64]>, shapes: &[(usize, usize)]) -> Result<Vec<Dual<Mat>>> {
+    let xs = unflatten(x, shapes)?;
+    match v {
+        Some(v) => {
+            let vs = unflatten(v, shapes)
+                .map_err(|_| AdError::Length { what: "direction", expected: x.len(), got: v.len() })?;
+            Ok(xs.into_iter().zip(vs).map(|(p, t)| Dual::new(p, Some(t))).collect())
+        }
+        None => Ok(xs.into_iter().map(|p| Dual::new(p, None)).collect()),
+    }
+}
+
+/// `f(x)`.
+pub fn value<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<f64> {
+    check_finite("input", x)?;
+    let (g, out) = record::<P, Mat>(p, unflatten(x, &p.leaf_shapes())?)?;
+    Ok(g.value(out)[(0, 0)])
+}
+
+/// `(f(x), ∇f(x))` by reverse mode.
+pub fn grad<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<(f64, Vec<f64>)> {
+    let mut out = vec![0.0; x.len()];
+    let f = grad_into(p, x, &mut out)?;
+    Ok((f, out))
+}
+
+/// Writes `∇f(x)` into `out` and returns `f(x)`.
+pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Result<f64> {
+    check_finite("input", x)?;
+    if out.len() != x.len() {
+        return Err(AdError::Length { what: "gradient buffer", expected: x.len(), got: out.len() });
+    }
+    let (g, y) = record::<P, Mat>(p, unflatten(x, &p.leaf_shapes())?)?;
+    flatten_into(&g.backward(y)?, out);
+    Ok(g.value(y)[(0, 0)])
+}
+
+/// `(f(x), ∇f(x)·v)` by forward mode (no reverse pass).
+pub fn jvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<(f64, f64)> {
+    check_finite("input", x)?;
+    check_finite("direction", v)?;
+    let (g, y) = record(p, duals(x, Some(v), &p.leaf_shapes())?)?;
+    let out = g.value(y);
+    Ok((out.p[(0, 0)], out.t.as_ref().map_or(0.0, |t| t[(0, 0)])))
+}
+
+/// Gradient and Hessian-vector product `(f(x), ∇f(x), ∇²f(x) v)`, exactly, by forward-over-reverse: the
+/// reverse pass runs on dual values whose tangent is seeded with `v`, so the tangent of the gradient is `Hv`.
+pub fn grad_hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<(f64, Vec<f64>, Vec<f64>)> {
+    check_finite("input", x)?;
+    check_finite("direction", v)?;
+    let (g, y) = record(p, duals(x, Some(v), &p.leaf_shapes())?)?;
+    let grads = g.backward(y)?;
+    let mut gx = vec![0.0; x.len()];
+    let mut hv = vec![0.0; x.len()];
+    let primals: Vec<Mat> = grads.iter().map(|d| d.p.clone()).collect();
+    let tangents: Vec<Mat> = grads.iter().map(|d| d.tangent_or_zero()).collect();
+    flatten_into(&primals, &mut gx);
+    flatten_into(&tangents, &mut hv);
+    Ok((g.value(y).p[(0, 0)], gx, hv))
+}
+
+/// The Hessian-vector product `∇²f(x) v` (see [`grad_hvp`]).
+pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+    Ok(grad_hvp(p, x, v)?.2)
+}
+
+/// The third-order directional derivative `T3[u, v] = ∇(uᵀ ∇²f(x) v)`, i.e. `Σ_jk ∂³f/∂x_i∂x_j∂x_k u_j v_k`,
+/// by running the reverse pass on `Dual<Dual<_>>` values seeded with `u` (inner) and `v` (outer).
+pub fn third_order<P: Program + ?Sized>(p: &P, x: &[f64], u: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+    check_finite("input", x)?;
+    check_finite("direction u", u)?;
+    check_finite("direction v", v)?;
+    let shapes = p.leaf_shapes();
+    let inner = duals(x, Some(u), &shapes)?;
+    let outer_t = unflatten(v, &shapes)
+        .map_err(|_| AdError::Length { what: "direction v", expected: x.len(), got: v.len() })?;
+    let leaves: Vec<Dual<Dual<Mat>>> =
+        inner.into_iter().zip(outer_t).map(|(p, t)| Dual::new(p, Some(Dual::new(t, None)))).collect();
+    let (g, y) = record(p, leaves)?;
+    let grads = g.backward(y)?;
+    let parts: Vec<Mat> = grads
+        .iter()
+        .map(|d| match &d.t {
+            Some(t) => t.tangent_or_zero(),
+            None => Mat::zeros(d.p.p.dim()),
+        })
+        .collect();
+    Ok(flatten(&parts))
+}
+
+/// The gradient of `φ(∇f(x))` for a scalar function `φ` of the gradient: `∇_x φ(∇f(x)) = ∇²f(x) ∇φ(∇f(x))`.
+/// `dphi` maps the gradient `g` to `∇φ(g)`. Returns `(∇f(x), ∇_x φ(∇f(x)))`.
+pub fn grad_of_grad_fn<P: Program + ?Sized>(
+    p: &P,
+    x: &[f64],
+    dphi: impl Fn(&[f64]) -> Vec<f64>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (_, g) = grad(p, x)?;
+    let w = dphi(&g);
+    if w.len() != g.len() {
+        return Err(AdError::Length { what: "∇φ", expected: g.len(), got: w.len() });
+    }
+    let hv = hvp(p, x, &w)?;
+    Ok((g, hv))
+}
+
+/// `‖∇_S f(x)‖²` and its gradient with respect to **all** of `x`, where `∇_S f` is the part of the gradient on
+/// the input positions `block` (a range of the flat input).
+///
+/// With `block` the whole input this is `∇‖∇f‖² = 2 H ∇f`. With `block` the data leaf of a model whose other
+/// leaves are its parameters, the parameter part of the result is `∇_θ ‖∇_x L‖²` (the input-gradient penalty):
+/// by the symmetry of mixed partials it equals `2 (∂²L/∂θ∂x) ∇_x L`, one Hessian-vector product with the
+/// direction `(0, ∇_x L)`.
+pub fn grad_of_block_grad_norm<P: Program + ?Sized>(
+    p: &P,
+    x: &[f64],
+    block: std::ops::Range<usize>,
+) -> Result<(f64, Vec<f64>)> {
+    if block.end > x.len() || block.start > block.end {
+        return Err(AdError::Invalid { what: "block", reason: format!("{block:?} for {} inputs", x.len()) });
+    }
+    let (_, g) = grad(p, x)?;
+    let mut dir = vec![0.0; x.len()];
+    dir[block.clone()].copy_from_slice(&g[block.clone()]);
+    let norm2 = dir.iter().map(|v| v * v).sum();
+    let mut hv = hvp(p, x, &dir)?;
+    hv.iter_mut().for_each(|v| *v *= 2.0);
+    Ok((norm2, hv))
+}

@@ -1,0 +1,51 @@
+//! The CLI's errors and their exit codes: 2 for bad input (naming the file, the field and the reason),
+//! 1 for a failed check or a run that could not complete.
+use std::path::{Path, PathBuf};
+
+/// Exit code of a successful command.
+pub const EXIT_OK: i32 = 0;
+/// Exit code when a check failed or a computation could not complete.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code for bad input: an unreadable or invalid file, field or argument.
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input: `file` (the config, data or weights file, or `<args>`), the `field` at fault and why.
+    #[error("{}: {field}: {reason}", file.display())]
+    Input { file: PathBuf, field: String, reason: String },
+    /// Writing results failed.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A computation failed (e.g. an objective or eigensolver error on valid input).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn input(file: impl AsRef<Path>, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CliError::Input { file: file.as_ref().to_path_buf(), field: field.into(), reason: reason.into() }
+    }
+    /// A bad command-line argument.
+    pub fn arg(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CliError::input("<args>", field, reason)
+    }
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        CliError::Io { path: path.as_ref().to_path_buf(), source }
+    }
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Input { .. } => EXIT_BAD_INPUT,
+            CliError::Io { .. } | CliError::Failed(_) => EXIT_FAILED,
+        }
+    }
+}
+
+impl From<imreg_plot::PlotError> for CliError {
+    fn from(e: imreg_plot::PlotError) -> Self {
+        CliError::Failed(format!("figure: {e}"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;

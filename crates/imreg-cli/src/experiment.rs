@@ -1,0 +1,204 @@
+//! `imreg run`: one experiment from a config, written atomically to its own folder (a temporary folder
+//! beside the target, renamed into place when complete, with a completion marker inside).
+use crate::config::{ExperimentConfig, InitConfig};
+use crate::data::{self, Dataset, STREAM_INIT};
+use crate::error::{CliError, Result};
+use crate::model::Model;
+use crate::npy::write_npy;
+use crate::params::{load_params, to_safetensors};
+use crate::train::{train, TrainOutcome};
+use imreg_objective::rng;
+use imreg_plot::{write_atomic, Figure, PlotError, Series};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The completion marker written last into every finished run folder.
+pub const COMPLETE_MARKER: &str = "_COMPLETE";
+
+/// A validated experiment, ready to run: every bad-input error has been raised by now.
+pub struct Prepared {
+    pub config: ExperimentConfig,
+    pub data: Option<Dataset>,
+    pub model: Model,
+    pub theta0: Vec<f64>,
+}
+
+/// The `summary.json` of a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub name: String,
+    pub seed: u64,
+    pub model: String,
+    /// Number of parameters `p`.
+    pub p: usize,
+    /// Number of examples `N`.
+    pub n: usize,
+    pub steps_run: usize,
+    pub diverged_at: Option<usize>,
+    /// The last recorded value of each tracked metric.
+    pub final_metrics: Vec<(String, f64)>,
+    /// Files written, relative to the run folder.
+    pub files: Vec<String>,
+}
+
+/// Validates `config` (from `file`) and builds data, model and `θ₀`. All input errors surface here.
+pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
+    config.validate(file)?;
+    let data = config.data.as_ref().map(|d| data::build(d, config.seed, file)).transpose()?;
+    let model = Model::build(&config.model, data.as_ref(), file)?;
+    let n = model.objective().n_examples();
+    if let Some(b) = config.optimizer.batch_size() {
+        if b > n {
+            return Err(CliError::input(
+                file,
+                "optimizer.batch_size",
+                format!("batch size {b} exceeds the number of examples N = {n}"),
+            ));
+        }
+    }
+    let theta0 = init_theta(&config.init, &model, config.seed, file)?;
+    Ok(Prepared { config, data, model, theta0 })
+}
+
+fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Result<Vec<f64>> {
+    let p = model.objective().dim();
+    if let Some(from) = &init.from {
+        if !from.exists() {
+            return Err(CliError::input(file, "init.from", format!("file {} does not exist", from.display())));
+        }
+        return load_params(from, &model.layout(), "init.from");
+    }
+    if init.scale == 0.0 {
+        return Ok(vec![0.0; p]);
+    }
+    let mut r = rng::stream(seed, STREAM_INIT);
+    Ok(rng::normal_vec(&mut r, p).into_iter().map(|v| init.scale * v).collect())
+}
+
+/// Options of [`run_to_folder`].
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Replace an existing output folder.
+    pub force: bool,
+    /// Skip the SVG/PNG figures (the CSV series and `.npy` arrays are still written).
+    pub no_figures: bool,
+}
+
+/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per step.
+pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let leaf = out.file_name().and_then(|s| s.to_str()).unwrap_or("run").to_string();
+    if out.exists() && !opts.force {
+        return Err(CliError::input(out, "--out", "already exists (use --force to replace it)"));
+    }
+    std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{leaf}-"))
+        .tempdir_in(&parent)
+        .map_err(|e| CliError::io(&parent, e))?;
+    let outcome = train(&prep.model, prep.theta0.clone(), &prep.config, tick)?;
+    let summary = write_outputs(prep, &outcome, tmp.path(), &leaf, opts)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, out).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&tmp_path);
+        CliError::io(out, e)
+    })?;
+    Ok(summary)
+}
+
+fn write_outputs(
+    prep: &Prepared,
+    outcome: &TrainOutcome,
+    dir: &Path,
+    default_name: &str,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    let cfg = &prep.config;
+    let mut files = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        write_atomic(&dir.join(name), bytes)?;
+        files.push(name.to_string());
+        Ok(())
+    };
+    put("config.toml", cfg.to_toml()?.as_bytes())?;
+    put("metrics.csv", outcome.metrics.to_csv().as_bytes())?;
+    let p = prep.theta0.len();
+    put("theta_init.npy", &crate::npy::to_npy_bytes(&[p], &prep.theta0))?;
+    put("theta_final.npy", &crate::npy::to_npy_bytes(&[p], &outcome.theta))?;
+    put("theta_final.safetensors", &to_safetensors(&outcome.theta, &prep.model.layout())?)?;
+    let steps = outcome.metrics.column("step");
+    for col in outcome.metrics.columns.iter() {
+        let v = outcome.metrics.column(col);
+        write_npy(&dir.join(format!("{col}.npy")), &[v.len()], &v)?;
+        files.push(format!("{col}.npy"));
+    }
+    let name = cfg.name.clone().unwrap_or_else(|| default_name.to_string());
+    let eta = cfg.optimizer.lr();
+    for col in outcome.metrics.columns.iter().skip(1) {
+        let mut fig = Figure::new(format!("{name}: {}", pretty(col)))
+            .x_label("step")
+            .y_label(pretty(col))
+            .series(Series::line(*col, steps.clone(), outcome.metrics.column(col)));
+        if matches!(*col, "loss" | "grad_norm") {
+            fig = fig.log_y();
+        }
+        if *col == "sharpness" {
+            fig = fig.hline("2/η", 2.0 / eta);
+        }
+        let stem = format!("fig_{col}");
+        if opts.no_figures {
+            imreg_plot::write_csv(&dir.join(format!("{stem}.csv")), &fig.series)?;
+            files.push(format!("{stem}.csv"));
+            continue;
+        }
+        match fig.save(dir, &stem) {
+            Ok(paths) => files.extend(paths.iter().filter_map(|p| p.file_name()?.to_str().map(String::from))),
+            // A metric with no drawable point (e.g. diverged at step 0) has no figure; its CSV still exists.
+            Err(PlotError::Empty { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let final_metrics = outcome
+        .metrics
+        .columns
+        .iter()
+        .skip(1)
+        .map(|c| (c.to_string(), outcome.metrics.column(c).last().copied().unwrap_or(f64::NAN)))
+        .collect();
+    let summary = RunSummary {
+        name,
+        seed: cfg.seed,
+        model: prep.model.objective().name(),
+        p,
+        n: prep.model.objective().n_examples(),
+        steps_run: outcome.steps_run,
+        diverged_at: outcome.diverged_at,
+        final_metrics,
+        files: {
+            let mut f = files.clone();
+            f.push("summary.json".into());
+            f
+        },
+    };
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| CliError::Failed(e.to_string()))?;
+    write_atomic(&dir.join("summary.json"), json.as_bytes())?;
+    write_atomic(&dir.join(COMPLETE_MARKER), b"complete\n")?;
+    Ok(summary)
+}
+
+/// Axis label of a metric column.
+fn pretty(col: &str) -> &str {
+    match col {
+        "loss" => "loss C(θ)",
+        "grad_norm" => "‖∇C(θ)‖",
+        "sharpness" => "sharpness λ_max(∇²C)",
+        "accuracy" => "accuracy",
+        other => other,
+    }
+}

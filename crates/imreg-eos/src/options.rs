@@ -1,0 +1,38 @@
+//! Stopping rules shared by every simulator of this crate.
+use crate::error::{EosError, Result};
+
+/// When a run stops: converged below `tol`, diverged past `blowup` (or non-finite), or out of steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Convergence tolerance: |ε| < tol for the scalar net (the notes' tables use 1e-12); for quadratics,
+    /// (‖x_t‖ + ‖x_{t−1}‖)/‖x₀‖ < tol.
+    pub tol: f64,
+    /// Steps before a run is reported as not converged (the notes use 4·10⁵).
+    pub max_steps: usize,
+    /// A run whose size (λ = ‖a‖² + ‖b‖² for the scalar net, ‖x_t‖/‖x₀‖ for quadratics) exceeds this is
+    /// reported as diverged; non-finite values always are.
+    pub blowup: f64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { tol: 1e-12, max_steps: 400_000, blowup: 1e30 }
+    }
+}
+
+impl RunOptions {
+    /// Checks that `tol` and `blowup` are finite and positive.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return Err(EosError::Invalid { field: "tol", value: self.tol, reason: "must be finite and > 0" });
+        }
+        if !(self.blowup.is_finite() && self.blowup > 0.0) {
+            return Err(EosError::Invalid {
+                field: "blowup",
+                value: self.blowup,
+                reason: "must be finite and > 0",
+            });
+        }
+        Ok(())
+    }
+}

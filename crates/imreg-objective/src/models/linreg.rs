@@ -1,0 +1,70 @@
+//! Linear regression with the ½ convention, `ℓ_i(θ) = ½ (x_iᵀθ − y_i)²`.
+use super::glm::{Glm, HalfSquaredError};
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::objective::{check_len, Objective};
+use crate::supervised::{LossKind, Supervised, Targets};
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// Linear regression, `C_B(θ) = (1/|B|) Σ_{i∈B} ½ (x_iᵀθ − y_i)²`, `θ ∈ R^d`, no bias (append a column of
+/// ones to `x` for one). `∇ℓ_i = r_i x_i` with `r_i = x_iᵀθ − y_i`, `∇²ℓ_i = x_i x_iᵀ`, third derivative 0.
+/// As a [`Supervised`] model: `C = 1` output `f_i = x_iᵀθ`, [`LossKind::Mse`] with `half: true`.
+pub type LinearRegression = Glm<HalfSquaredError>;
+
+impl LinearRegression {
+    /// `x` is `N × d`, `y` has length `N`; errors on mismatched shapes, empty data or non-finite values.
+    pub fn new(x: Array2<f64>, y: Array1<f64>) -> Result<Self> {
+        Glm::build(x, y.to_vec())
+    }
+
+    /// The targets `y`.
+    pub fn y(&self) -> &[f64] {
+        &self.y
+    }
+}
+
+impl Supervised for LinearRegression {
+    fn n_outputs(&self) -> usize {
+        1
+    }
+
+    fn loss_kind(&self) -> LossKind {
+        LossKind::Mse { half: true }
+    }
+
+    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
+        self.check(theta, batch)?;
+        let z = self.logits(theta, batch);
+        Ok(Array2::from_shape_fn((z.len(), 1), |(k, _)| z[k]))
+    }
+
+    fn loss_grad_with_targets(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        targets: Targets<'_>,
+        grad: &mut [f64],
+    ) -> Result<f64> {
+        self.check(theta, batch)?;
+        check_len("grad", grad, self.dim())?;
+        let nb = batch.len(self.n_examples());
+        let t = super::common::value_targets(targets, nb, 1, "linreg")?;
+        let (s, g) = self.sum_loss_grad(theta, batch, &|k, _| t[(k, 0)])?;
+        grad.iter_mut().zip(&g).for_each(|(o, x)| *o = x / nb as f64);
+        Ok(s / nb as f64)
+    }
+
+    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        self.check(theta, batch)?;
+        super::common::check_dir("v", v, self.dim())?;
+        self.outputs(v, batch)
+    }
+
+    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        self.check(theta, batch)?;
+        check_len("out", out, self.dim())?;
+        let u = super::common::value_targets(Targets::Values(u), batch.len(self.n_examples()), 1, "linreg")?;
+        let w: Vec<f64> = u.column(0).to_vec();
+        self.vjp(batch, &w, out)
+    }
+}

@@ -1,0 +1,29 @@
+//! The closed-form models, each with hand-written exact derivatives (loss, gradient, HVP, third-order
+//! directional derivative, fast per-example gradients):
+//!
+//! | model | per-example loss `ℓ_i(θ)` | `p` |
+//! |---|---|---|
+//! | [`Quadratic`] | `½ θᵀA_iθ + b_iᵀθ` | `p` |
+//! | [`LinearRegression`] | `½ (x_iᵀθ − y_i)²` | `d` |
+//! | [`LogisticRegression`] | `softplus(x_iᵀθ) − y_i x_iᵀθ` | `d` |
+//! | [`ScalarNet`] | `½ (aᵀb x_i − y_i)²`, `θ = (a, b)` | `2k` |
+//! | [`DeepLinear`] | `½ ‖W_L⋯W_1 x_i (+ biases) − y_i‖²` | `Σ_ℓ d_ℓ(d_{ℓ−1} + 1_bias)` |
+//!
+//! Every loss is a mean over the batch. Batches are processed in fixed chunks (see [`common`]), so results
+//! are bitwise identical at any thread count.
+pub mod common;
+pub mod deep_linear;
+pub mod glm;
+pub mod linreg;
+pub mod logistic;
+pub mod mlp;
+pub mod quadratic;
+pub mod scalar_net;
+
+pub use deep_linear::DeepLinear;
+pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
+pub use linreg::LinearRegression;
+pub use logistic::LogisticRegression;
+pub use mlp::{Activation, Mlp, MlpSpec};
+pub use quadratic::Quadratic;
+pub use scalar_net::ScalarNet;

@@ -1,0 +1,182 @@
+//! Drawing a prepared figure on a plotters backend (SVG into a string, PNG into a file).
+use crate::figure::Prepared;
+use crate::{ensure_font, Figure, PlotError, Style, FONT_FAMILY};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Pixel size of every figure.
+const SIZE: (u32, u32) = (960, 640);
+
+/// Tableau 10: distinguishable and print-safe.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+pub(crate) fn svg(fig: &Figure, prep: &Prepared, path: &Path) -> Result<String, PlotError> {
+    ensure_font()?;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        draw(&root, fig, prep).map_err(|message| PlotError::Render {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        root.present().map_err(|e| PlotError::Render {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn png(fig: &Figure, prep: &Prepared, path: &Path) -> Result<(), PlotError> {
+    ensure_font()?;
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    draw(&root, fig, prep).map_err(|message| PlotError::Render {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    root.present().map_err(|e| PlotError::Render {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Tick and legend numbers: plain decimals in [1e-3, 1e4), scientific otherwise, trailing zeros trimmed.
+pub(crate) fn fmt_num(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if !(1e-3..1e4).contains(&a) {
+        let s = format!("{v:.2e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let m = m.trim_end_matches('0').trim_end_matches('.');
+                format!("{m}e{e}")
+            }
+            None => s,
+        }
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &Figure,
+    prep: &Prepared,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (x0, x1) = prep.x_range;
+    let (y0, y1) = prep.y_range;
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(&fig.title, (FONT_FAMILY, 26))
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(84);
+    // Each axis kind is its own coordinate type, so the four combinations are expanded by a macro.
+    macro_rules! with_axes {
+        ($xs:expr, $ys:expr) => {{
+            let mut chart = builder.build_cartesian_2d($xs, $ys).map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(fig.x_label.as_str())
+                .y_desc(fig.y_label.as_str())
+                .axis_desc_style((FONT_FAMILY, 20))
+                .label_style((FONT_FAMILY, 15))
+                .x_labels(7)
+                .y_labels(8)
+                .x_label_formatter(&|v| fmt_num(*v))
+                .y_label_formatter(&|v| fmt_num(*v))
+                .light_line_style(RGBColor(242, 242, 242))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let mut labelled = false;
+            for (i, (series, runs)) in fig.series.iter().zip(&prep.runs).enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                for (j, run) in runs.iter().enumerate() {
+                    let first = j == 0 && !series.name.is_empty();
+                    if matches!(series.style, Style::Line | Style::LineMarkers) {
+                        let ann = chart
+                            .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
+                            .map_err(|e| e.to_string())?;
+                        if first {
+                            labelled = true;
+                            let marker = series.style == Style::LineMarkers;
+                            ann.label(series.name.as_str()).legend(move |(x, y)| {
+                                let line = PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2));
+                                let dot =
+                                    Circle::new((x + 12, y), if marker { 3 } else { 0 }, color.filled());
+                                EmptyElement::at((0, 0)) + line + dot
+                            });
+                        }
+                    }
+                    if matches!(series.style, Style::Points | Style::LineMarkers) {
+                        let ann = chart
+                            .draw_series(run.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                            .map_err(|e| e.to_string())?;
+                        if first && series.style == Style::Points {
+                            labelled = true;
+                            ann.label(series.name.as_str())
+                                .legend(move |(x, y)| Circle::new((x + 12, y), 3, color.filled()));
+                        }
+                    }
+                }
+            }
+            for (label, y) in &prep.hlines {
+                let style = BLACK.mix(0.7).stroke_width(2);
+                chart
+                    .draw_series(DashedLineSeries::new(vec![(x0, *y), (x1, *y)], 10, 6, style))
+                    .map_err(|e| e.to_string())?
+                    .label(format!("{label} = {}", fmt_num(*y)))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+                labelled = true;
+            }
+            if labelled {
+                chart
+                    .configure_series_labels()
+                    .label_font((FONT_FAMILY, 16))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.4))
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
+        }};
+    }
+    match (fig.log_x, fig.log_y) {
+        (false, false) => with_axes!(x0..x1, y0..y1),
+        (true, false) => with_axes!((x0..x1).log_scale(), y0..y1),
+        (false, true) => with_axes!(x0..x1, (y0..y1).log_scale()),
+        (true, true) => with_axes!((x0..x1).log_scale(), (y0..y1).log_scale()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_num;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_num(0.5), "0.5");
+        assert_eq!(fmt_num(2.0), "2");
+        assert_eq!(fmt_num(1e-5), "1e-5");
+        assert_eq!(fmt_num(-2.5e6), "-2.5e6");
+        assert_eq!(fmt_num(123.456), "123.456");
+    }
+}

@@ -1,0 +1,362 @@
+//! Lanczos with full reorthogonalization: both ends of the spectrum of a symmetric operator, the tridiagonal
+//! coefficients `(α, β)`, Ritz vectors with residual bounds, warm starts.
+//!
+//! After `m` steps from a unit vector `v₁`, `A V_m = V_m T_m + β_m v_{m+1} e_mᵀ` with `T_m` tridiagonal
+//! (diagonal `α`, off-diagonal `β`). A Ritz pair `(θ_i, y_i = V_m s_i)` of `T_m s_i = θ_i s_i` has the residual
+//! `‖A y_i − θ_i y_i‖ = β_m |e_mᵀ s_i|` (the *residual bound*, free to compute), and there is an eigenvalue of
+//! `A` within that distance of `θ_i`. Every new Lanczos vector is orthogonalized against all previous ones
+//! (classical Gram–Schmidt, twice), so the basis stays orthonormal to working precision and no spurious
+//! copies appear. On breakdown (`β_j ≈ 0`: an invariant subspace was found) the iteration restarts from a
+//! fresh random vector orthogonal to the basis (`β_j = 0` in `T`), which finds further copies of repeated
+//! eigenvalues. Single-vector Lanczos cannot see a second copy of an eigenvalue before such a breakdown:
+//! ask for `k > 1` on degenerate spectra only with `max_iter` up to `p`.
+use crate::dense::{tridiagonal_eigen, DenseOptions};
+use crate::error::{check_direction, Result, SpectraError};
+use crate::operator::{apply_checked, LinearOperator};
+use crate::vector::{axpy, dot, norm, orthogonalize, scale};
+use imreg_objective::rng;
+
+/// Options of [`lanczos`].
+#[derive(Clone, Debug)]
+pub struct LanczosOptions {
+    /// Maximum number of Lanczos steps (operator applications), capped at `p`.
+    pub max_iter: usize,
+    /// Number of largest eigenpairs wanted.
+    pub k_top: usize,
+    /// Number of smallest eigenpairs wanted.
+    pub k_bottom: usize,
+    /// Stop when every wanted Ritz pair has residual bound `β_m|e_mᵀs_i| ≤ tol · max_i|θ_i|`; `0` runs all
+    /// `max_iter` steps.
+    pub tol: f64,
+    /// Warm start (e.g. the previous top eigenvector along a trajectory); a seeded Gaussian vector if `None`.
+    pub start: Option<Vec<f64>>,
+    /// Seed of the random start and of restart vectors.
+    pub seed: u64,
+    /// Check convergence every this many steps (a dense `m × m` tridiagonal eigensolve each time).
+    pub check_every: usize,
+    /// Form the Ritz vectors `y_i = V s_i` of the wanted pairs.
+    pub ritz_vectors: bool,
+    /// Also compute the true residuals `‖A y_i − θ_i y_i‖` (one extra application per wanted pair).
+    pub true_residuals: bool,
+    /// Restart from a fresh orthogonal random vector on breakdown (else stop there).
+    pub restart_on_breakdown: bool,
+    /// Breakdown threshold: `β_j ≤ breakdown_tol · max_i|θ_i|` counts as an invariant subspace.
+    pub breakdown_tol: f64,
+    /// Options of the tridiagonal eigensolves.
+    pub dense: DenseOptions,
+}
+
+impl Default for LanczosOptions {
+    fn default() -> Self {
+        LanczosOptions {
+            max_iter: 100,
+            k_top: 1,
+            k_bottom: 0,
+            tol: 1e-10,
+            start: None,
+            seed: 0,
+            check_every: 1,
+            ritz_vectors: true,
+            true_residuals: false,
+            restart_on_breakdown: true,
+            breakdown_tol: 1e-12,
+            dense: DenseOptions::default(),
+        }
+    }
+}
+
+/// A Ritz pair `(θ, y)` with its residual bound.
+#[derive(Clone, Debug)]
+pub struct RitzPair {
+    /// The Ritz value `θ`.
+    pub value: f64,
+    /// The unit Ritz vector `y = V s` (when [`LanczosOptions::ritz_vectors`]).
+    pub vector: Option<Vec<f64>>,
+    /// `β_m |e_mᵀ s|` = `‖A y − θ y‖` in exact arithmetic; some eigenvalue of `A` lies within it of `θ`.
+    pub residual_bound: f64,
+    /// The measured `‖A y − θ y‖` (when [`LanczosOptions::true_residuals`]).
+    pub residual: Option<f64>,
+}
+
+/// What the Lanczos run did.
+#[derive(Clone, Debug)]
+pub struct LanczosReport {
+    /// Lanczos steps taken (= dimension of the Krylov space, = operator applications excluding residuals).
+    pub iterations: usize,
+    /// All operator applications, including those for true residuals.
+    pub applications: usize,
+    /// Every wanted pair met the tolerance (or the whole space was spanned).
+    pub converged: bool,
+    /// Largest relative residual bound `bound / max|θ|` among the wanted pairs at exit.
+    pub max_relative_residual: f64,
+    /// Number of restarts after breakdowns.
+    pub restarts: usize,
+    /// The tolerance used.
+    pub tol: f64,
+}
+
+/// The result of [`lanczos`].
+#[derive(Clone, Debug)]
+pub struct LanczosResult {
+    /// The `k_top` largest Ritz pairs, descending.
+    pub top: Vec<RitzPair>,
+    /// The `k_bottom` smallest Ritz pairs, ascending.
+    pub bottom: Vec<RitzPair>,
+    /// Diagonal of `T_m`.
+    pub alpha: Vec<f64>,
+    /// Off-diagonal of `T_m` (`m − 1` entries; a zero marks a restart), then `β_m`, the norm of the final
+    /// residual, so `beta.len() == alpha.len()`.
+    pub beta: Vec<f64>,
+    /// All Ritz values (eigenvalues of `T_m`), ascending.
+    pub ritz_values: Vec<f64>,
+    /// First components `s_{1i}` of the normalized eigenvectors of `T_m`, in the order of `ritz_values`:
+    /// their squares are the Gauss quadrature weights of the start vector's spectral measure (SLQ).
+    pub first_components: Vec<f64>,
+    /// The run's report.
+    pub report: LanczosReport,
+}
+
+impl LanczosResult {
+    /// The largest Ritz value (`λ_max` estimate); NaN if no top pair was requested.
+    pub fn max(&self) -> f64 {
+        self.top.first().map_or(f64::NAN, |r| r.value)
+    }
+    /// The smallest Ritz value (`λ_min` estimate); NaN if no bottom pair was requested.
+    pub fn min(&self) -> f64 {
+        self.bottom.first().map_or(f64::NAN, |r| r.value)
+    }
+}
+
+/// The Ritz values of the leading `k × k` block of the tridiagonal `(α, β)`, ascending.
+pub fn ritz_values(alpha: &[f64], beta: &[f64], k: usize) -> Result<Vec<f64>> {
+    if k > alpha.len() {
+        return Err(SpectraError::TooMany { what: "leading block size k".into(), k, p: alpha.len() });
+    }
+    Ok(tridiagonal_eigen(&alpha[..k], &beta[..k.saturating_sub(1)], &DenseOptions::default())?.values)
+}
+
+/// Runs Lanczos on the symmetric operator `op` (see the module docs).
+///
+/// ```
+/// use imreg_spectra::{lanczos, DenseOperator, LanczosOptions};
+/// let a = DenseOperator::planted(&[5.0, 1.0, 0.5, -2.0], 7).unwrap();
+/// let r = lanczos(&a, &LanczosOptions { k_top: 1, k_bottom: 1, ..Default::default() }).unwrap();
+/// assert!((r.max() - 5.0).abs() < 1e-12 && (r.min() + 2.0).abs() < 1e-12 && r.report.converged);
+/// ```
+pub fn lanczos<A: LinearOperator + ?Sized>(op: &A, opts: &LanczosOptions) -> Result<LanczosResult> {
+    let p = op.dim();
+    validate(p, opts)?;
+    let m_max = opts.max_iter.min(p);
+    let mut v = match &opts.start {
+        Some(s) => {
+            check_direction("Lanczos start vector", s, p)?;
+            s.clone()
+        }
+        None => random_direction(p, opts.seed, 0, &[])?,
+    };
+    let n0 = norm(&v);
+    scale(1.0 / n0, &mut v);
+
+    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(m_max);
+    let mut alpha: Vec<f64> = Vec::with_capacity(m_max);
+    let mut beta: Vec<f64> = Vec::with_capacity(m_max);
+    let mut w = vec![0.0; p];
+    let mut restarts = 0usize;
+    let mut state = None;
+    let check_every = opts.check_every.max(1);
+    loop {
+        let j = basis.len();
+        apply_checked(op, &v, &mut w)?;
+        if j > 0 {
+            let b = beta[j - 1];
+            axpy(-b, &basis[j - 1], &mut w);
+        }
+        let a = dot(&v, &w);
+        axpy(-a, &v, &mut w);
+        basis.push(std::mem::take(&mut v));
+        orthogonalize(&mut w, &basis);
+        alpha.push(a);
+        let b = norm(&w);
+        beta.push(b);
+        let m = basis.len();
+        let last = m == m_max;
+        // Scale of the spectrum seen so far, for relative tests.
+        let scale_est = alpha.iter().chain(beta.iter()).fold(0.0_f64, |s, x| s.max(x.abs()));
+        let breakdown = b <= opts.breakdown_tol * scale_est || b == 0.0;
+        if last || breakdown || m % check_every == 0 {
+            let st = ritz_state(&alpha, &beta, opts)?;
+            let done = st.max_rel <= opts.tol;
+            state = Some(st);
+            if done || last || (breakdown && !opts.restart_on_breakdown) {
+                break;
+            }
+        }
+        if breakdown {
+            // Invariant subspace: restart orthogonally with β_j = 0.
+            restarts += 1;
+            if let Some(last_beta) = beta.last_mut() {
+                *last_beta = 0.0;
+            }
+            match random_direction(p, opts.seed, restarts as u64, &basis) {
+                Ok(r) => v = r,
+                Err(_) => break, // the basis spans everything reachable: T is exact
+            }
+        } else {
+            v = w.clone();
+            scale(1.0 / b, &mut v);
+        }
+    }
+    let st = match state {
+        Some(s) if s.m == alpha.len() => s,
+        _ => ritz_state(&alpha, &beta, opts)?,
+    };
+    finish(op, opts, basis, alpha, beta, st, restarts)
+}
+
+fn validate(p: usize, opts: &LanczosOptions) -> Result<()> {
+    if p == 0 {
+        return Err(SpectraError::invalid("operator dimension", "p = 0"));
+    }
+    let k = opts.k_top + opts.k_bottom;
+    if k == 0 {
+        return Err(SpectraError::invalid("k_top + k_bottom", "no eigenpair requested"));
+    }
+    if k > p {
+        return Err(SpectraError::TooMany { what: "k_top + k_bottom".into(), k, p });
+    }
+    if opts.max_iter < k {
+        return Err(SpectraError::invalid(
+            "max_iter",
+            format!("{} is smaller than k_top + k_bottom = {k}", opts.max_iter),
+        ));
+    }
+    if !(opts.tol >= 0.0) || !(opts.breakdown_tol >= 0.0) {
+        return Err(SpectraError::invalid("tol", "tolerances must be ≥ 0"));
+    }
+    Ok(())
+}
+
+/// A seeded Gaussian unit vector orthogonal to `basis`; errors if none is left (norm collapses).
+fn random_direction(p: usize, seed: u64, stream: u64, basis: &[Vec<f64>]) -> Result<Vec<f64>> {
+    let mut r = rng::normal_vec(&mut rng::stream(seed, stream), p);
+    let n0 = norm(&r);
+    orthogonalize(&mut r, basis);
+    let n = norm(&r);
+    if n <= 1e-10 * n0 || basis.len() >= p {
+        return Err(SpectraError::ZeroVector { what: "restart vector after orthogonalization".into() });
+    }
+    scale(1.0 / n, &mut r);
+    Ok(r)
+}
+
+struct RitzState {
+    m: usize,
+    values: Vec<f64>,
+    vectors: nalgebra::DMatrix<f64>,
+    bounds: Vec<f64>,
+    wanted: Vec<usize>,
+    max_rel: f64,
+}
+
+fn ritz_state(alpha: &[f64], beta: &[f64], opts: &LanczosOptions) -> Result<RitzState> {
+    let m = alpha.len();
+    let eig = tridiagonal_eigen(alpha, beta, &opts.dense)?;
+    let b_m = beta[m - 1];
+    let bounds: Vec<f64> = (0..m).map(|i| (b_m * eig.vectors[(m - 1, i)]).abs()).collect();
+    let scale_est = eig.values.iter().fold(0.0_f64, |s, x| s.max(x.abs())).max(f64::MIN_POSITIVE);
+    let kt = opts.k_top.min(m);
+    let kb = opts.k_bottom.min(m - kt);
+    let mut wanted: Vec<usize> = (0..kt).map(|i| m - 1 - i).collect();
+    wanted.extend(0..kb);
+    let enough = opts.k_top + opts.k_bottom <= m;
+    let max_rel = if enough {
+        wanted.iter().map(|&i| bounds[i] / scale_est).fold(0.0, f64::max)
+    } else {
+        f64::INFINITY
+    };
+    Ok(RitzState { m, values: eig.values, vectors: eig.vectors, bounds, wanted, max_rel })
+}
+
+fn finish<A: LinearOperator + ?Sized>(
+    op: &A,
+    opts: &LanczosOptions,
+    basis: Vec<Vec<f64>>,
+    alpha: Vec<f64>,
+    beta: Vec<f64>,
+    st: RitzState,
+    restarts: usize,
+) -> Result<LanczosResult> {
+    let m = st.m;
+    let p = op.dim();
+    let mut applications = m;
+    let mut pairs = Vec::with_capacity(st.wanted.len());
+    for &i in &st.wanted {
+        let mut pair = RitzPair { value: st.values[i], vector: None, residual_bound: st.bounds[i], residual: None };
+        if opts.ritz_vectors || opts.true_residuals {
+            let mut y = vec![0.0; p];
+            for (k, q) in basis.iter().enumerate() {
+                axpy(st.vectors[(k, i)], q, &mut y);
+            }
+            if opts.true_residuals {
+                let mut ay = vec![0.0; p];
+                apply_checked(op, &y, &mut ay)?;
+                applications += 1;
+                axpy(-pair.value, &y, &mut ay);
+                pair.residual = Some(norm(&ay));
+            }
+            if opts.ritz_vectors {
+                pair.vector = Some(y);
+            }
+        }
+        pairs.push(pair);
+    }
+    let kt = opts.k_top.min(m);
+    let bottom = pairs.split_off(kt);
+    let spanned = m == p || (restarts > 0 && st.max_rel.is_finite() && st.bounds.iter().all(|&b| b == 0.0));
+    let converged = st.max_rel <= opts.tol || spanned;
+    let first_components = (0..m).map(|i| st.vectors[(0, i)]).collect();
+    Ok(LanczosResult {
+        top: pairs,
+        bottom,
+        ritz_values: st.values,
+        first_components,
+        report: LanczosReport {
+            iterations: m,
+            applications,
+            converged,
+            max_relative_residual: st.max_rel,
+            restarts,
+            tol: opts.tol,
+        },
+        alpha,
+        beta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::DenseOperator;
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let a = DenseOperator::planted(&[1.0, 2.0, 3.0], 1).unwrap();
+        let o = |k_top, k_bottom| LanczosOptions { k_top, k_bottom, ..Default::default() };
+        assert!(matches!(lanczos(&a, &o(3, 1)), Err(SpectraError::TooMany { k: 4, p: 3, .. })));
+        assert!(matches!(lanczos(&a, &o(0, 0)), Err(SpectraError::Invalid { .. })));
+        let start = |s: Vec<f64>| LanczosOptions { start: Some(s), ..Default::default() };
+        assert!(matches!(lanczos(&a, &start(vec![0.0; 3])), Err(SpectraError::ZeroVector { .. })));
+        assert!(matches!(lanczos(&a, &start(vec![f64::NAN, 1.0, 1.0])), Err(SpectraError::NonFinite { .. })));
+        assert!(matches!(lanczos(&a, &start(vec![1.0; 4])), Err(SpectraError::Dimension { .. })));
+    }
+
+    #[test]
+    fn too_few_iterations_is_reported_not_silent() {
+        let lam: Vec<f64> = (0..200).map(|i| 1.0 + (i as f64) * 0.01).collect();
+        let a = DenseOperator::planted(&lam, 2).unwrap();
+        let r = lanczos(&a, &LanczosOptions { max_iter: 5, tol: 1e-12, ..Default::default() }).unwrap();
+        assert!(!r.report.converged);
+        assert_eq!(r.report.iterations, 5);
+        assert!(r.report.max_relative_residual > 1e-12);
+    }
+}
