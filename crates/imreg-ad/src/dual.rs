@@ -1,5 +1,5 @@
 //! Forward-mode tangents on tensors: `x + ε ẋ` with `ε² = 0`.
-use crate::tensor::{Mat, Tensor};
+use crate::tensor::{Mat, Tensor, Unary};
 
 /// A tensor with a forward-mode tangent. `t = None` is an exactly zero tangent (no work is spent on it, which
 /// is how constants such as the data matrix stay cheap).
@@ -156,5 +156,11 @@ impl<T: Tensor> Tensor for Dual<T> {
     }
     fn step(&self) -> Self {
         Dual { p: self.p.step(), t: None }
+    }
+    fn unary(&self, f: Unary) -> Self {
+        T::unary_dual(f, self)
+    }
+    fn unary_backward(f: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
+        T::unary_backward_dual(f, x, y, gy)
     }
 }

@@ -1,27 +1,12 @@
 //! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
 use crate::error::{AdError, Result};
+pub use crate::tensor::Unary;
 use crate::tensor::{Mat, Tensor};
 use std::sync::Arc;
 
 /// A node of the tape (an index; cheap to copy).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Var(pub(crate) usize);
-
-/// Elementwise functions with derivatives of every order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unary {
-    Tanh,
-    Relu,
-    Softplus,
-    Sigmoid,
-    /// `x Φ(x)` with the Gaussian CDF Φ (the exact, erf-based GELU).
-    Gelu,
-    Exp,
-    Ln,
-    Square,
-    Recip,
-    Identity,
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -211,19 +196,7 @@ impl<T: Tensor> Graph<T> {
 
     /// An elementwise function.
     pub fn unary(&mut self, a: Var, f: Unary) -> Var {
-        let x = self.value(a);
-        let value = match f {
-            Unary::Tanh => x.tanh(),
-            Unary::Relu => x.mul(&x.step()),
-            Unary::Softplus => x.softplus(),
-            Unary::Sigmoid => x.sigmoid(),
-            Unary::Gelu => x.mul(&normal_cdf(x)),
-            Unary::Exp => x.exp(),
-            Unary::Ln => x.ln(),
-            Unary::Square => x.mul(x),
-            Unary::Recip => x.recip(),
-            Unary::Identity => x.clone(),
-        };
+        let value = self.value(a).unary(f);
         self.push(value, None, Op::Unary { a: a.0, f }, &[a.0])
     }
 
@@ -417,7 +390,7 @@ impl<T: Tensor> Graph<T> {
             }
             &Op::Affine { a, alpha } => self.accumulate(grads, a, gy.affine(alpha, 0.0)),
             &Op::Unary { a, f } => {
-                let g = unary_backward(f, val(a), &node.value, gy);
+                let g = T::unary_backward(f, val(a), &node.value, gy);
                 self.accumulate(grads, a, g);
             }
             &Op::SumRows { a } | &Op::SumCols { a } | &Op::SumAll { a } => {
@@ -456,28 +429,3 @@ impl<T: Tensor> Graph<T> {
     }
 }
 
-/// Φ(x) = ½(1 + erf(x/√2)).
-fn normal_cdf<T: Tensor>(x: &T) -> T {
-    x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0).erf().affine(0.5, 0.5)
-}
-
-/// `gy ⊙ f'(x)`, with `f'` written through primitives so that it is itself differentiable.
-fn unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
-    let d = match f {
-        Unary::Tanh => y.mul(y).affine(-1.0, 1.0),
-        Unary::Relu => x.step(),
-        Unary::Softplus => x.sigmoid(),
-        Unary::Sigmoid => y.mul(&y.affine(-1.0, 1.0)),
-        Unary::Gelu => {
-            // Φ(x) + x φ(x), φ(x) = e^{−x²/2}/√(2π)
-            let phi = x.mul(x).affine(-0.5, 0.0).exp().affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0);
-            normal_cdf(x).add(&x.mul(&phi))
-        }
-        Unary::Exp => y.clone(),
-        Unary::Ln => x.recip(),
-        Unary::Square => x.affine(2.0, 0.0),
-        Unary::Recip => y.mul(y).affine(-1.0, 0.0),
-        Unary::Identity => return gy.clone(),
-    };
-    gy.mul(&d)
-}

@@ -12,6 +12,7 @@ pub mod checks;
 pub mod dual;
 pub mod error;
 pub mod graph;
+pub mod nn;
 pub mod program;
 pub mod tensor;
 
@@ -20,8 +21,9 @@ pub use checks::checks;
 pub use dual::Dual;
 pub use error::{AdError, Result};
 pub use graph::{Graph, Unary, Var};
+pub use nn::Dense;
 pub use program::{
     flatten, flatten_into, grad, grad_hvp, grad_into, grad_of_block_grad_norm, grad_of_grad_fn, hvp, jvp,
-    third_order, unflatten, value, Program,
+    dense_hessian_forward, third_order, unflatten, value, Program,
 };
 pub use tensor::{Mat, Tensor};

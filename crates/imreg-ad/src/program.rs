@@ -225,3 +225,38 @@ pub fn grad_of_block_grad_norm<P: Program + ?Sized>(
     hv.iter_mut().for_each(|v| *v *= 2.0);
     Ok((norm2, hv))
 }
+
+/// The dense Hessian by **forward-over-forward** differentiation: entry `(i, j)` is the mixed second
+/// directional derivative `∂²f(x + s e_i + t e_j)/∂s∂t` from one forward pass on `Dual<Dual<_>>` values. No
+/// reverse pass is involved, so this is an oracle independent of [`hvp`]. Costs `p(p+1)/2` forward passes:
+/// for small `p` only. Returned row-major, `p × p`.
+pub fn dense_hessian_forward<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<Vec<f64>> {
+    check_finite("input", x)?;
+    let shapes = p.leaf_shapes();
+    let n = x.len();
+    let xs = unflatten(x, &shapes)?;
+    let unit = |i: usize| {
+        let mut e = vec![0.0; n];
+        e[i] = 1.0;
+        unflatten(&e, &shapes)
+    };
+    let mut h = vec![0.0; n * n];
+    for i in 0..n {
+        let ei = unit(i)?;
+        for j in i..n {
+            let ej = unit(j)?;
+            let leaves: Vec<Dual<Dual<Mat>>> = xs
+                .iter()
+                .zip(ei.iter().zip(&ej))
+                .map(|(x, (a, b))| {
+                    Dual::new(Dual::new(x.clone(), Some(a.clone())), Some(Dual::new(b.clone(), None)))
+                })
+                .collect();
+            let (g, y) = record(p, leaves)?;
+            let v = g.value(y).t.as_ref().and_then(|t| t.t.as_ref()).map_or(0.0, |t| t[(0, 0)]);
+            h[i * n + j] = v;
+            h[j * n + i] = v;
+        }
+    }
+    Ok(h)
+}

@@ -9,7 +9,24 @@
 //! Unary functions are primitives whose derivatives are expressed through other primitives
 //! (`tanh' = 1 − tanh²`, `softplus' = sigmoid`, `erf' = (2/√π) e^{−x²}`, …), which is what makes the
 //! recursion to any order work.
+use crate::dual::Dual;
 use ndarray::{Array2, Axis, Zip};
+
+/// Elementwise functions with derivatives of every order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unary {
+    Tanh,
+    Relu,
+    Softplus,
+    Sigmoid,
+    /// `x Φ(x)` with the Gaussian CDF Φ (the exact, erf-based GELU).
+    Gelu,
+    Exp,
+    Ln,
+    Square,
+    Recip,
+    Identity,
+}
 
 /// A dense f64 matrix; vectors are `1 × c` or `n × 1` and scalars `1 × 1`.
 pub type Mat = Array2<f64>;
@@ -62,6 +79,73 @@ pub trait Tensor: Clone + Send + Sync + Sized + 'static {
     fn erf(&self) -> Self;
     /// The Heaviside step `1[x > 0]` of the primal, a constant.
     fn step(&self) -> Self;
+
+    // ---- kernel hooks: generic definitions, overridden by fused loops where it pays -----------------------
+
+    /// `f(x)` elementwise.
+    fn unary(&self, f: Unary) -> Self {
+        generic_unary(f, self)
+    }
+    /// `gy ⊙ f'(x)`, given `x`, `y = f(x)` and the cotangent `gy`.
+    fn unary_backward(f: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
+        generic_unary_backward(f, x, y, gy)
+    }
+    /// `f` on dual values with this primal type (what `Dual<Self>::unary` runs).
+    fn unary_dual(f: Unary, x: &Dual<Self>) -> Dual<Self> {
+        generic_unary(f, x)
+    }
+    /// `unary_backward` on dual values with this primal type.
+    fn unary_backward_dual(f: Unary, x: &Dual<Self>, y: &Dual<Self>, gy: &Dual<Self>) -> Dual<Self> {
+        generic_unary_backward(f, x, y, gy)
+    }
+}
+
+/// Φ(x) = ½(1 + erf(x/√2)).
+pub fn normal_cdf<T: Tensor>(x: &T) -> T {
+    x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0).erf().affine(0.5, 0.5)
+}
+
+/// `f(x)` through primitives (never through [`Tensor::unary`], so the hooks cannot recurse).
+pub fn generic_unary<T: Tensor>(f: Unary, x: &T) -> T {
+    match f {
+        Unary::Tanh => x.tanh(),
+        Unary::Relu => x.mul(&x.step()),
+        Unary::Softplus => x.softplus(),
+        Unary::Sigmoid => x.sigmoid(),
+        Unary::Gelu => x.mul(&normal_cdf(x)),
+        Unary::Exp => x.exp(),
+        Unary::Ln => x.ln(),
+        Unary::Square => x.mul(x),
+        Unary::Recip => x.recip(),
+        Unary::Identity => x.clone(),
+    }
+}
+
+/// `gy ⊙ f'(x)`, with `f'` written through primitives so that it is itself differentiable.
+pub fn generic_unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
+    let d = match f {
+        Unary::Tanh => y.mul(y).affine(-1.0, 1.0),
+        Unary::Relu => x.step(),
+        Unary::Softplus => x.sigmoid(),
+        Unary::Sigmoid => y.mul(&y.affine(-1.0, 1.0)),
+        Unary::Gelu => {
+            // Φ(x) + x φ(x), φ(x) = e^{−x²/2}/√(2π)
+            let phi = x.mul(x).affine(-0.5, 0.0).exp().affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0);
+            normal_cdf(x).add(&x.mul(&phi))
+        }
+        Unary::Exp => y.clone(),
+        Unary::Ln => x.recip(),
+        Unary::Square => x.affine(2.0, 0.0),
+        Unary::Recip => y.mul(y).affine(-1.0, 0.0),
+        Unary::Identity => return gy.clone(),
+    };
+    gy.mul(&d)
+}
+
+fn map3(a: &Mat, b: &Mat, c: &Mat, f: impl Fn(f64, f64, f64) -> f64 + Sync + Send) -> Mat {
+    let mut out = Mat::zeros(a.dim());
+    Zip::from(&mut out).and(a).and(b).and(c).for_each(|o, &x, &y, &z| *o = f(x, y, z));
+    out
 }
 
 fn map(a: &Mat, f: impl Fn(f64) -> f64 + Sync + Send) -> Mat {
@@ -232,6 +316,71 @@ impl Tensor for Mat {
     }
     fn step(&self) -> Self {
         map(self, |x| if x > 0.0 { 1.0 } else { 0.0 })
+    }
+
+    fn unary(&self, f: Unary) -> Self {
+        match f {
+            Unary::Relu => map(self, |x| if x > 0.0 { x } else { 0.0 }),
+            Unary::Gelu => map(self, |x| x * 0.5 * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))),
+            _ => generic_unary(f, self),
+        }
+    }
+
+    fn unary_backward(f: Unary, x: &Self, y: &Self, gy: &Self) -> Self {
+        match f {
+            Unary::Tanh => zip(y, gy, |y, g| g * (1.0 - y * y)),
+            Unary::Relu => zip(x, gy, |x, g| if x > 0.0 { g } else { 0.0 }),
+            Unary::Sigmoid => zip(y, gy, |s, g| g * s * (1.0 - s)),
+            Unary::Softplus => zip(x, gy, |x, g| g * sigmoid(x)),
+            Unary::Exp => zip(y, gy, |y, g| g * y),
+            Unary::Square => zip(x, gy, |x, g| 2.0 * g * x),
+            Unary::Identity => gy.clone(),
+            _ => generic_unary_backward(f, x, y, gy),
+        }
+    }
+
+    fn unary_dual(f: Unary, x: &Dual<Self>) -> Dual<Self> {
+        match (f, &x.t) {
+            (Unary::Tanh, Some(xt)) => {
+                let y = x.p.tanh();
+                let yt = zip(&y, xt, |y, t| t * (1.0 - y * y));
+                Dual::new(y, Some(yt))
+            }
+            (Unary::Relu, Some(xt)) => {
+                Dual::new(x.p.unary(Unary::Relu), Some(zip(&x.p, xt, |x, t| if x > 0.0 { t } else { 0.0 })))
+            }
+            (_, None) => Dual::new(x.p.unary(f), None),
+            _ => generic_unary(f, x),
+        }
+    }
+
+    fn unary_backward_dual(f: Unary, x: &Dual<Self>, y: &Dual<Self>, gy: &Dual<Self>) -> Dual<Self> {
+        match f {
+            Unary::Tanh => {
+                // gx = gy (1 − y²);  ġx = ġy (1 − y²) − 2 gy y (1 − y²) ẋ
+                let p = Self::unary_backward(f, &x.p, &y.p, &gy.p);
+                let t = match (&x.t, &gy.t) {
+                    (Some(xt), Some(gt)) => {
+                        let mut out = Mat::zeros(xt.dim());
+                        Zip::from(&mut out).and(&y.p).and(&gy.p).and(xt).and(gt).for_each(|o, &y, &g, &xd, &gd| {
+                            let d = 1.0 - y * y;
+                            *o = gd * d - 2.0 * g * y * d * xd;
+                        });
+                        Some(out)
+                    }
+                    (Some(xt), None) => Some(map3(&y.p, &gy.p, xt, |y, g, xd| -2.0 * g * y * (1.0 - y * y) * xd)),
+                    (None, Some(gt)) => Some(Self::unary_backward(f, &x.p, &y.p, gt)),
+                    (None, None) => None,
+                };
+                Dual::new(p, t)
+            }
+            Unary::Relu | Unary::Identity => {
+                let p = Self::unary_backward(f, &x.p, &y.p, &gy.p);
+                let t = gy.t.as_ref().map(|gt| Self::unary_backward(f, &x.p, &y.p, gt));
+                Dual::new(p, t)
+            }
+            _ => generic_unary_backward(f, x, y, gy),
+        }
     }
 }
 

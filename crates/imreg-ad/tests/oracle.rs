@@ -1,6 +1,7 @@
 //! Dense oracles: HVPs of small networks equal (num-dual Hessian) × v; HVP symmetry and `check_grads` as
 //! proptests over random shapes; gradients of gradient norms against finite differences; typed errors.
-use imreg_ad::{Graph, Mat, Program, Result, Tensor, Var};
+use imreg_ad::nn::{DenseLoss, Head};
+use imreg_ad::{Dense, Graph, Mat, Program, Result, Tensor, Unary, Var};
 use nalgebra::DVector;
 use num_dual::{hessian, Dual2DVec64, DualNum};
 use proptest::prelude::*;
@@ -9,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// A tanh MLP with PyTorch `nn.Linear` layers on fixed data, MSE (½) or cross-entropy.
 struct Mlp {
+    prog: DenseLoss,
     widths: Vec<usize>,
     x: Mat,
     y: Mat,
@@ -23,29 +25,19 @@ impl Mlp {
         let c = *widths.last().unwrap();
         let x = Mat::from_shape_fn((n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
         let y = Mat::from_shape_fn((n, c), |_| rng.random::<f64>() * 2.0 - 1.0);
-        let labels = (0..n).map(|i| i % c).collect();
-        Mlp { widths, x, y, labels, ce }
+        let labels: Vec<usize> = (0..n).map(|i| i % c).collect();
+        let head = if ce { Head::CrossEntropy { labels: labels.clone() } } else { Head::Mse { y: y.clone(), half: true } };
+        let prog = DenseLoss { net: Dense { widths: widths.clone(), activation: Unary::Tanh, bias: true }, x: x.clone(), head };
+        Mlp { prog, widths, x, y, labels, ce }
     }
 }
 
 impl Program for Mlp {
     fn leaf_shapes(&self) -> Vec<(usize, usize)> {
-        self.widths.windows(2).flat_map(|w| [(w[1], w[0]), (1, w[1])]).collect()
+        self.prog.leaf_shapes()
     }
     fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> Result<Var> {
-        let mut h = g.constant(self.x.clone());
-        let layers = self.widths.len() - 1;
-        for k in 0..layers {
-            h = g.linear(h, l[2 * k], Some(l[2 * k + 1]))?;
-            if k + 1 < layers {
-                h = g.tanh(h);
-            }
-        }
-        if self.ce {
-            g.softmax_cross_entropy(h, &self.labels)
-        } else {
-            g.mse(h, &self.y, true)
-        }
+        self.prog.build(g, l)
     }
 }
 
@@ -151,16 +143,9 @@ impl Program for WithInput {
         s
     }
     fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> Result<Var> {
-        let m = &self.0;
-        let nl = l.len() - 1;
-        let mut h = l[nl];
-        for k in 0..nl / 2 {
-            h = g.linear(h, l[2 * k], Some(l[2 * k + 1]))?;
-            if k + 1 < nl / 2 {
-                h = g.tanh(h);
-            }
-        }
-        g.softmax_cross_entropy(h, &m.labels)
+        let (params, x) = l.split_at(l.len() - 1);
+        let (out, _) = self.0.prog.net.forward(g, params, x[0], &[])?;
+        g.softmax_cross_entropy(out, &self.0.labels)
     }
 }
 

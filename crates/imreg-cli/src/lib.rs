@@ -221,19 +221,24 @@ fn verify(only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> 
     let ctx = CheckContext { out_dir: None, quick };
     let records = run_checks(only, &ctx, quiet || json)?;
     if json {
-        let arr: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id, "claim": r.claim, "expected": r.expected, "measured": r.measured, "passed": r.passed
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&arr).map_err(|e| CliError::Failed(e.to_string()))?);
+        println!("{}", verify_json(&records)?);
     } else if !quiet {
         print!("{}", report::terminal_table(&records));
     }
     Ok(if records.iter().all(|r| r.passed) { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// The `verify --json` output: a JSON array of `{id, claim, expected, measured, passed}` in registry order.
+pub fn verify_json(records: &[imreg_check::Record]) -> Result<String> {
+    let arr: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "claim": r.claim, "expected": r.expected, "measured": r.measured, "passed": r.passed
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&arr).map_err(|e| CliError::Failed(e.to_string()))
 }
 
 fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet: bool) -> Result<i32> {

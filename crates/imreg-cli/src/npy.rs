@@ -69,7 +69,8 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     let header = bytes.get(start..start + hlen).ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "non-UTF-8 .npy header")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let quote = descr.chars().next().filter(|c| *c == '\'' || *c == '"').ok_or("malformed 'descr'")?;
+    let descr = descr[1..].split(quote).next().ok_or("malformed 'descr'")?;
     if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err("Fortran-ordered arrays are not supported (save with np.ascontiguousarray)".into());
     }

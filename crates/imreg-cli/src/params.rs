@@ -44,6 +44,18 @@ fn load_safetensors(path: &Path, layout: &[ParamTensor], field: &str) -> Result<
     let bytes = std::fs::read(path).map_err(|e| CliError::input(path, field, format!("cannot read: {e}")))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| CliError::input(path, field, format!("not a safetensors file: {e:?}")))?;
+    // Strict, like PyTorch's `load_state_dict(strict=True)`: every tensor of the file must be used.
+    let expected: Vec<String> =
+        layout.iter().flat_map(|t| [t.name.clone(), t.name.strip_prefix("0.").unwrap_or(&t.name).to_string()]).collect();
+    let mut unexpected: Vec<&String> = st.names().into_iter().filter(|n| !expected.contains(n)).collect();
+    unexpected.sort();
+    if !unexpected.is_empty() {
+        return Err(CliError::input(
+            path,
+            field,
+            format!("unexpected tensors {unexpected:?} for the model's layout ({})", describe(layout)),
+        ));
+    }
     let mut theta = Vec::new();
     for t in layout {
         // A bare nn.Linear saves `weight`/`bias` without the `0.` prefix.

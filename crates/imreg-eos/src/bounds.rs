@@ -28,7 +28,11 @@ impl Method {
                 if (0.0..1.0).contains(&beta) {
                     Ok(())
                 } else {
-                    Err(EosError::Invalid { field: "beta", value: beta, reason: "momentum must be in [0, 1)" })
+                    Err(EosError::Invalid {
+                        field: "beta",
+                        value: beta,
+                        reason: "momentum must be in [0, 1)",
+                    })
                 }
             }
         }
@@ -101,7 +105,11 @@ impl Quadratic {
     /// From a symmetric matrix (square, finite, symmetric to 1e-12 relative).
     pub fn new(h: DMatrix<f64>) -> Result<Self> {
         if h.nrows() != h.ncols() {
-            return Err(EosError::Length { field: "h (columns)", expected: h.nrows(), got: h.ncols() });
+            return Err(EosError::Length {
+                field: "h (columns)",
+                expected: h.nrows(),
+                got: h.ncols(),
+            });
         }
         if h.nrows() == 0 {
             return Err(EosError::Empty { field: "h" });
@@ -109,7 +117,11 @@ impl Quadratic {
         check_finite("h", h.as_slice())?;
         let asym = (&h - h.transpose()).amax();
         if asym > 1e-12 * h.amax().max(f64::MIN_POSITIVE) {
-            return Err(EosError::Invalid { field: "h", value: asym, reason: "matrix is not symmetric" });
+            return Err(EosError::Invalid {
+                field: "h",
+                value: asym,
+                reason: "matrix is not symmetric",
+            });
         }
         Ok(Quadratic { h })
     }
@@ -170,18 +182,32 @@ impl QuadOutcome {
 /// Runs `method` with step η on `q` from x₀ (zero initial momentum, x₋₁ = x₀) until the ratio
 /// max(‖x_t‖, ‖x_{t−1}‖)/‖x₀‖ falls below `tol` (converged), exceeds `blowup` or is non-finite (diverged),
 /// or `max_steps` pass.
-pub fn simulate(q: &Quadratic, method: Method, eta: f64, x0: &[f64], opts: &RunOptions) -> Result<QuadOutcome> {
+pub fn simulate(
+    q: &Quadratic,
+    method: Method,
+    eta: f64,
+    x0: &[f64],
+    opts: &RunOptions,
+) -> Result<QuadOutcome> {
     check_step("eta", eta)?;
     method.validate()?;
     opts.validate()?;
     if x0.len() != q.dim() {
-        return Err(EosError::Length { field: "x0", expected: q.dim(), got: x0.len() });
+        return Err(EosError::Length {
+            field: "x0",
+            expected: q.dim(),
+            got: x0.len(),
+        });
     }
     check_finite("x0", x0)?;
     let mut x = DVector::from_column_slice(x0);
     let n0 = x.norm();
     if n0 == 0.0 {
-        return Err(EosError::Invalid { field: "x0", value: 0.0, reason: "the start must be nonzero" });
+        return Err(EosError::Invalid {
+            field: "x0",
+            value: 0.0,
+            reason: "the start must be nonzero",
+        });
     }
     let beta = match method {
         Method::Gd => 0.0,
@@ -193,7 +219,7 @@ pub fn simulate(q: &Quadratic, method: Method, eta: f64, x0: &[f64], opts: &RunO
     loop {
         let nx = x.norm();
         let ratio = nx.max(prev_norm) / n0;
-        if !(ratio <= opts.blowup) {
+        if ratio.is_nan() || ratio > opts.blowup {
             return Ok(QuadOutcome::Diverged { step: t, ratio });
         }
         if ratio < opts.tol {
@@ -223,7 +249,11 @@ mod tests {
     #[test]
     fn thresholds_are_where_the_spectral_radius_crosses_one() {
         // Independent oracle: bisection on the root modulus of the characteristic polynomial.
-        for method in [Method::Gd, Method::HeavyBall { beta: 0.9 }, Method::Nesterov { beta: 0.5 }] {
+        for method in [
+            Method::Gd,
+            Method::HeavyBall { beta: 0.9 },
+            Method::Nesterov { beta: 0.5 },
+        ] {
             let eta = 0.1;
             let thr = method.curvature_threshold(eta).unwrap();
             let (mut lo, mut hi) = (1e-6, 10.0 * thr);
@@ -235,7 +265,10 @@ mod tests {
                     hi = mid
                 }
             }
-            assert!((lo - thr).abs() <= 1e-12 * thr, "{method:?}: bisection {lo} vs closed form {thr}");
+            assert!(
+                (lo - thr).abs() <= 1e-12 * thr,
+                "{method:?}: bisection {lo} vs closed form {thr}"
+            );
         }
     }
 
@@ -243,14 +276,26 @@ mod tests {
     fn bad_input_is_a_typed_error() {
         let q = Quadratic::from_spectrum(&[1.0, 2.0], 1).unwrap();
         let o = RunOptions::default();
-        assert!(matches!(simulate(&q, Method::Gd, 0.0, &[1.0, 1.0], &o), Err(EosError::NonPositiveStep { .. })));
-        assert!(matches!(simulate(&q, Method::Gd, 0.1, &[1.0], &o), Err(EosError::Length { field: "x0", .. })));
-        assert!(matches!(simulate(&q, Method::Gd, 0.1, &[0.0, 0.0], &o), Err(EosError::Invalid { .. })));
+        assert!(matches!(
+            simulate(&q, Method::Gd, 0.0, &[1.0, 1.0], &o),
+            Err(EosError::NonPositiveStep { .. })
+        ));
+        assert!(matches!(
+            simulate(&q, Method::Gd, 0.1, &[1.0], &o),
+            Err(EosError::Length { field: "x0", .. })
+        ));
+        assert!(matches!(
+            simulate(&q, Method::Gd, 0.1, &[0.0, 0.0], &o),
+            Err(EosError::Invalid { .. })
+        ));
         assert!(matches!(
             simulate(&q, Method::HeavyBall { beta: 1.0 }, 0.1, &[1.0, 1.0], &o),
             Err(EosError::Invalid { field: "beta", .. })
         ));
         let asym = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0]);
-        assert!(matches!(Quadratic::new(asym), Err(EosError::Invalid { field: "h", .. })));
+        assert!(matches!(
+            Quadratic::new(asym),
+            Err(EosError::Invalid { field: "h", .. })
+        ));
     }
 }

@@ -91,7 +91,12 @@ pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f
     let eps_scale = i1.m.abs() + phi.abs();
     let kappa = h * l - h * h * e * m;
     // |a'| + |b'| entrywise bounds the rounding of s' = a' + b' and d' = a' − b'.
-    let abs_sum: Vec<f64> = next.a().iter().zip(next.b()).map(|(x, y)| x.abs() + y.abs()).collect();
+    let abs_sum: Vec<f64> = next
+        .a()
+        .iter()
+        .zip(next.b())
+        .map(|(x, y)| x.abs() + y.abs())
+        .collect();
     let vec_scale = abs_sum.iter().cloned().fold(0.0, f64::max);
     let sd_scale: f64 = abs_sum.iter().map(|v| v * v).sum();
     let max_abs = |v: Vec<f64>| v.into_iter().fold(0.0, f64::max);
@@ -113,16 +118,46 @@ pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f
     );
     let mat_err = (next.imbalance_matrix() - (1.0 - he2) * net.imbalance_matrix()).amax();
     Ok(vec![
-        ("ε⁺ = ε(1 − ηλ + η²εm)", rel(i1.residual, e * (1.0 - h * l + h * h * e * m), eps_scale)),
-        ("λ⁺ = λ(1 + η²ε²) − 4ηεm", rel(i1.norm, l * (1.0 + he2) - 4.0 * he * m, l * (1.0 + he2) + 4.0 * (he * m).abs())),
-        ("Q⁺ = (1 − η²ε²)Q", rel(i1.imbalance, (1.0 - he2) * i0.imbalance, i1.norm.max(l * (1.0 - he2).abs()))),
+        (
+            "ε⁺ = ε(1 − ηλ + η²εm)",
+            rel(i1.residual, e * (1.0 - h * l + h * h * e * m), eps_scale),
+        ),
+        (
+            "λ⁺ = λ(1 + η²ε²) − 4ηεm",
+            rel(
+                i1.norm,
+                l * (1.0 + he2) - 4.0 * he * m,
+                l * (1.0 + he2) + 4.0 * (he * m).abs(),
+            ),
+        ),
+        (
+            "Q⁺ = (1 − η²ε²)Q",
+            rel(
+                i1.imbalance,
+                (1.0 - he2) * i0.imbalance,
+                i1.norm.max(l * (1.0 - he2).abs()),
+            ),
+        ),
         ("s⁺ = (1 − ηε)s", s_err / vec_scale.max(f64::MIN_POSITIVE)),
         ("d⁺ = (1 + ηε)d", d_err / vec_scale.max(f64::MIN_POSITIVE)),
         ("S⁺ = (1 − ηε)²S", rel(i1.s, (1.0 - he).powi(2) * i0.s, sd_scale)),
         ("D⁺ = (1 + ηε)²D", rel(i1.d, (1.0 + he).powi(2) * i0.d, sd_scale)),
-        ("P⁺ = (1 − η²ε²)²P", rel(i1.p, (1.0 - he2).powi(2) * i0.p, sd_scale * sd_scale)),
-        ("aaᵀ − bbᵀ ↦ (1 − η²ε²)(aaᵀ − bbᵀ)", mat_err / i1.norm.max(l * (1.0 - he2).abs())),
-        ("L⁺ = (1 − κ)²L", rel(next.loss(), (1.0 - kappa).powi(2) * net.loss(), net.sigma2() * eps_scale * (i1.residual.abs() + ((1.0 - kappa) * e).abs()))),
+        (
+            "P⁺ = (1 − η²ε²)²P",
+            rel(i1.p, (1.0 - he2).powi(2) * i0.p, sd_scale * sd_scale),
+        ),
+        (
+            "aaᵀ − bbᵀ ↦ (1 − η²ε²)(aaᵀ − bbᵀ)",
+            mat_err / i1.norm.max(l * (1.0 - he2).abs()),
+        ),
+        (
+            "L⁺ = (1 − κ)²L",
+            rel(
+                next.loss(),
+                (1.0 - kappa).powi(2) * net.loss(),
+                net.sigma2() * eps_scale * (i1.residual.abs() + ((1.0 - kappa) * e).abs()),
+            ),
+        ),
     ])
 }
 
@@ -133,8 +168,16 @@ pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError
     let mut dense: Vec<f64> = h.clone().symmetric_eigenvalues().iter().copied().collect();
     dense.sort_by(f64::total_cmp);
     let closed = net.hessian_spectrum();
-    let scale = dense.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
-    let spec_err = dense.iter().zip(&closed).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
+    let scale = dense
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(f64::MIN_POSITIVE);
+    let spec_err = dense
+        .iter()
+        .zip(&closed)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+        / scale;
     let k = net.width();
     let mut rng = imreg_objective::rng::stream(seed, 99);
     let mut fd_err = 0.0f64;
@@ -145,7 +188,9 @@ pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError
         let shifted = |sign: f64| -> Result<Vec<f64>, EosError> {
             let a = (0..k).map(|i| net.a()[i] + sign * step * v[i]).collect();
             let b = (0..k).map(|i| net.b()[i] + sign * step * v[k + i]).collect();
-            Ok(ScalarNet::new(a, b, net.phi())?.with_sigma2(net.sigma2())?.gradient())
+            Ok(ScalarNet::new(a, b, net.phi())?
+                .with_sigma2(net.sigma2())?
+                .gradient())
         };
         let (gp, gm) = (shifted(1.0)?, shifted(-1.0)?);
         let hv = &h * DVector::from_column_slice(&v);
@@ -185,17 +230,37 @@ fn check_gd_identities(ctx: &CheckContext) -> Result<Outcome, String> {
         at_min = at_min.max(ev[..ev.len() - 1].iter().fold(0.0f64, |m, v| m.max(v.abs())) / lam);
     }
     // Each identity is a handful of roundings on O(k) sums, so ≲ 10 k u ≈ 2e-14 relative to its terms.
-    let mut parts: Vec<Outcome> = worst.iter().map(|(n, e)| Outcome::at_most(n, *e, 1e-13)).collect();
+    let mut parts: Vec<Outcome> = worst
+        .iter()
+        .map(|(n, e)| Outcome::at_most(n, *e, 1e-13))
+        .collect();
     // Dense eigen-solver backward error ~ 1e-15 ‖H‖.
-    parts.push(Outcome::at_most("closed-form spectrum vs SymmetricEigen (rel. ‖H‖)", spec, 1e-13));
-    parts.push(Outcome::at_most("§1.2 Hessian vs FD of the gradient (rel. ‖H‖‖v‖)", fd, 1e-7));
-    parts.push(Outcome::at_most("at a minimum: sharpness = σ²λ, other eigenvalues 0", at_min, 1e-13));
+    parts.push(Outcome::at_most(
+        "closed-form spectrum vs SymmetricEigen (rel. ‖H‖)",
+        spec,
+        1e-13,
+    ));
+    parts.push(Outcome::at_most(
+        "§1.2 Hessian vs FD of the gradient (rel. ‖H‖‖v‖)",
+        fd,
+        1e-7,
+    ));
+    parts.push(Outcome::at_most(
+        "at a minimum: sharpness = σ²λ, other eigenvalues 0",
+        at_min,
+        1e-13,
+    ));
     Ok(Outcome::all(parts))
 }
 
 /// The DOP853 tolerances used against the closed forms: global error ≲ 1e-13 on these short, smooth flows.
 fn tight_dop853() -> Dop853Options {
-    Dop853Options { rtol: 1e-14, atol: 1e-16, max_steps: 1_000_000, ..Default::default() }
+    Dop853Options {
+        rtol: 1e-14,
+        atol: 1e-16,
+        max_steps: 1_000_000,
+        ..Default::default()
+    }
 }
 
 /// Max errors (closed form vs DOP853 along the flow, invariants, limit λ, ∫ε², energy) for one init.
@@ -221,7 +286,11 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], String> {
     };
     // Up to τ_end = 40/λ_GF the remaining tail of ∫ε² is ~ e^{−80} (negligible).
     let t_end = 40.0 / (s2 * gf.lambda_gf());
-    let mut ts: Vec<f64> = [0.1, 0.5, 1.0, 2.0, 5.0].iter().map(|t| t / s2).filter(|t| *t < t_end).collect();
+    let mut ts: Vec<f64> = [0.1, 0.5, 1.0, 2.0, 5.0]
+        .iter()
+        .map(|t| t / s2)
+        .filter(|t| *t < t_end)
+        .collect();
     ts.push(t_end);
     let (ys, _) = integrate_dense(rhs, 0.0, &y0, &ts, &tight_dop853()).map_err(err)?;
     let inv0 = net.invariants();
@@ -246,7 +315,12 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], String> {
     let fin = ScalarNet::new(last[..k].to_vec(), last[k..2 * k].to_vec(), phi).map_err(err)?;
     let limit = gf.limit();
     let mut lim = (fin.norm() - gf.lambda_gf()).abs() / gf.lambda_gf();
-    for (x, z) in fin.a().iter().chain(fin.b()).zip(limit.a().iter().chain(limit.b())) {
+    for (x, z) in fin
+        .a()
+        .iter()
+        .chain(fin.b())
+        .zip(limit.a().iter().chain(limit.b()))
+    {
         lim = lim.max((x - z).abs() / gf.lambda_gf().sqrt());
     }
     let integral = (last[2 * k + 1] - gf.residual_sq_integral()).abs() / gf.residual_sq_integral();
@@ -302,8 +376,16 @@ fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
         let fig = Figure::new("gradient flow from (1.5, 0.01), Φ = 1 (closed form)")
             .x_label("t")
             .y_label("value")
-            .series(Series::line("λ(t) = ‖a‖² + ‖b‖²", ts.clone(), ts.iter().map(|t| gf.norm(*t)).collect()))
-            .series(Series::line("ε(t)", ts.clone(), ts.iter().map(|t| gf.residual(*t)).collect()))
+            .series(Series::line(
+                "λ(t) = ‖a‖² + ‖b‖²",
+                ts.clone(),
+                ts.iter().map(|t| gf.norm(*t)).collect(),
+            ))
+            .series(Series::line(
+                "ε(t)",
+                ts.clone(),
+                ts.iter().map(|t| gf.residual(*t)).collect(),
+            ))
             .hline("λ_GF", gf.lambda_gf());
         let files = fig.save(&dir, "gf_closed_form").map_err(err)?;
         parts.push(Outcome::new("figure", "written", true).with_figures(files));
@@ -341,7 +423,12 @@ const TABLE_2: &[Row] = &[
 
 /// Reproduces a table by simulation: the measured λ_∞ against the closed form √(4Φ² + P_∞) (exact),
 /// |Q_∞| against √P_∞, λ_GD < λ_GF where max η|ε_t| < √2, then the quoted values at their precision.
-fn reproduce_table(name: &str, init: &ScalarNet, rows: &[Row], parts: &mut Vec<Outcome>) -> Result<(), String> {
+fn reproduce_table(
+    name: &str,
+    init: &ScalarNet,
+    rows: &[Row],
+    parts: &mut Vec<Outcome>,
+) -> Result<(), String> {
     let lgf = GfSolution::new(init).map_err(err)?.lambda_gf();
     let etas: Vec<f64> = rows.iter().map(|r| r.0).collect();
     let outs = sweep_eta(init, &etas, &RunOptions::default());
@@ -351,7 +438,15 @@ fn reproduce_table(name: &str, init: &ScalarNet, rows: &[Row], parts: &mut Vec<O
         match (row.1, &out) {
             (
                 Some((steps, lam_q, q_q)),
-                GdOutcome::Converged { steps: s, lambda_inf, lambda_gd, p_inf, max_eta_eps, state, .. },
+                GdOutcome::Converged {
+                    steps: s,
+                    lambda_inf,
+                    lambda_gd,
+                    p_inf,
+                    max_eta_eps,
+                    state,
+                    ..
+                },
             ) => {
                 closed = closed.max((lambda_inf - lambda_gd).abs() / lambda_gd);
                 closed = closed.max((state.imbalance().abs() - p_inf.sqrt()).abs() / lambda_gd);
@@ -365,20 +460,36 @@ fn reproduce_table(name: &str, init: &ScalarNet, rows: &[Row], parts: &mut Vec<O
                     parts.push(within_quoted(&format!("{name} η={} λ_∞", row.0), *lambda_inf, q));
                 }
                 if let Some(q) = q_q {
-                    parts.push(within_quoted(&format!("{name} η={} |Q_∞|", row.0), state.imbalance().abs(), q));
+                    parts.push(within_quoted(
+                        &format!("{name} η={} |Q_∞|", row.0),
+                        state.imbalance().abs(),
+                        q,
+                    ));
                 }
             }
             (None, GdOutcome::NotConverged { .. } | GdOutcome::Diverged { .. }) => {}
             (expected, got) => {
                 parts.push(Outcome::new(
-                    format!("{name} η={}: {}", row.0, if expected.is_some() { "converges" } else { "no convergence" }),
+                    format!(
+                        "{name} η={}: {}",
+                        row.0,
+                        if expected.is_some() {
+                            "converges"
+                        } else {
+                            "no convergence"
+                        }
+                    ),
                     format!("{got:?}"),
                     false,
                 ));
             }
         }
     }
-    parts.push(Outcome::at_most(&format!("{name}: |λ_∞ − √(4Φ²+P_∞)|, ||Q_∞| − √P_∞| (rel.)"), closed, 1e-10));
+    parts.push(Outcome::at_most(
+        &format!("{name}: |λ_∞ − √(4Φ²+P_∞)|, ||Q_∞| − √P_∞| (rel.)"),
+        closed,
+        1e-10,
+    ));
     parts.push(Outcome::new(
         format!("{name}: λ_GD < λ_GF = {lgf:.7} whenever max η|ε_t| < √2"),
         format!("{below_gf}"),
@@ -386,7 +497,11 @@ fn reproduce_table(name: &str, init: &ScalarNet, rows: &[Row], parts: &mut Vec<O
     ));
     parts.push(Outcome::new(
         format!("{name}: step counts to |ε| < 1e-12 as quoted"),
-        if step_mismatch.is_empty() { "all equal".to_string() } else { step_mismatch.join(", ") },
+        if step_mismatch.is_empty() {
+            "all equal".to_string()
+        } else {
+            step_mismatch.join(", ")
+        },
         step_mismatch.is_empty(),
     ));
     Ok(())
@@ -396,39 +511,83 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
     let mut parts = Vec::new();
     let init1 = ScalarNet::scalar(1.5, 0.01, 1.0).map_err(err)?;
     reproduce_table("(1.5, 0.01, Φ=1)", &init1, TABLE_1, &mut parts)?;
-    reproduce_table("(1, 0.001, Φ=1)", &ScalarNet::scalar(1.0, 0.001, 1.0).map_err(err)?, TABLE_2, &mut parts)?;
+    reproduce_table(
+        "(1, 0.001, Φ=1)",
+        &ScalarNet::scalar(1.0, 0.001, 1.0).map_err(err)?,
+        TABLE_2,
+        &mut parts,
+    )?;
 
     // Large initial sharpness (3, 0.1, Φ = 1): catapults, λ_GD non-monotone in η, divergence for η ≥ 0.45.
     let init3 = ScalarNet::scalar(3.0, 0.1, 1.0).map_err(err)?;
-    let table3 = [(0.2, "8.7448"), (0.25, "6.0841"), (0.3, "2.7074"), (0.35, "2.0047"), (0.4, "3.2677")];
+    let table3 = [
+        (0.2, "8.7448"),
+        (0.25, "6.0841"),
+        (0.3, "2.7074"),
+        (0.35, "2.0047"),
+        (0.4, "3.2677"),
+    ];
     for (eta, q) in table3 {
         let out = run_gd(&init3, eta, &RunOptions::default()).map_err(err)?;
         match out {
-            GdOutcome::Converged { lambda_inf, lambda_gd, .. } => {
+            GdOutcome::Converged {
+                lambda_inf,
+                lambda_gd,
+                ..
+            } => {
                 parts.push(within_quoted(&format!("(3, 0.1) η={eta} λ_∞"), lambda_inf, q));
-                parts.push(Outcome::at_most("  |λ_∞ − √(4Φ²+P_∞)|/λ", (lambda_inf - lambda_gd).abs() / lambda_gd, 1e-10));
+                parts.push(Outcome::at_most(
+                    "  |λ_∞ − √(4Φ²+P_∞)|/λ",
+                    (lambda_inf - lambda_gd).abs() / lambda_gd,
+                    1e-10,
+                ));
             }
-            other => parts.push(Outcome::new(format!("(3, 0.1) η={eta} converges"), format!("{other:?}"), false)),
+            other => parts.push(Outcome::new(
+                format!("(3, 0.1) η={eta} converges"),
+                format!("{other:?}"),
+                false,
+            )),
         }
     }
     let r = classify(&init3, 0.25).map_err(err)?;
     let r2 = classify(&init3, 0.2).map_err(err)?;
-    parts.push(Outcome::new("(3, 0.1): catapult flagged at η=0.25, not at 0.2", format!("{} / {}", r.catapult, r2.catapult), r.catapult && !r2.catapult));
+    parts.push(Outcome::new(
+        "(3, 0.1): catapult flagged at η=0.25, not at 0.2",
+        format!("{} / {}", r.catapult, r2.catapult),
+        r.catapult && !r2.catapult,
+    ));
     for eta in [0.45, 0.5] {
         let out = run_gd(&init3, eta, &RunOptions::default()).map_err(err)?;
         let ok = matches!(out, GdOutcome::Diverged { .. });
-        parts.push(Outcome::new(format!("(3, 0.1) η={eta} diverges"), format!("{:?}", out.steps()), ok));
+        parts.push(Outcome::new(
+            format!("(3, 0.1) η={eta} diverges"),
+            format!("{:?}", out.steps()),
+            ok,
+        ));
     }
 
     // Regimes of (1.5, 0.01): 2/λ_GF ≈ 0.6644 < 0.7 < 1/|Φ| = 1.
-    let regimes: Vec<Regime> = [0.5, 0.7, 1.05].iter().map(|e| classify(&init1, *e).map(|r| r.regime)).collect::<Result<_, _>>().map_err(err)?;
+    let regimes: Vec<Regime> = [0.5, 0.7, 1.05]
+        .iter()
+        .map(|e| classify(&init1, *e).map(|r| r.regime))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
     let want = [Regime::Stable, Regime::EdgeOfStability, Regime::NoStableMinimum];
-    parts.push(Outcome::new(format!("regimes at η = 0.5, 0.7, 1.05: {want:?}"), format!("{regimes:?}"), regimes == want));
+    parts.push(Outcome::new(
+        format!("regimes at η = 0.5, 0.7, 1.05: {want:?}"),
+        format!("{regimes:?}"),
+        regimes == want,
+    ));
 
     // T6: the threshold 1/|Φ| (several Φ and inits): below it convergence with λ_GD ↓ 2|Φ|, above it none.
     let mut t6 = true;
     let mut t6_msg = Vec::new();
-    for (a, b, phi) in [(1.5, 0.01, 1.0), (1.0, 0.001, 1.0), (0.3, -1.2, -0.5), (2.0, 0.2, 2.0)] {
+    for (a, b, phi) in [
+        (1.5, 0.01, 1.0),
+        (1.0, 0.001, 1.0),
+        (0.3, -1.2, -0.5),
+        (2.0, 0.2, 2.0),
+    ] {
         let net = ScalarNet::scalar(a, b, phi).map_err(err)?;
         let th = 1.0 / f64::abs(phi);
         let below: Vec<f64> = [0.9, 0.95, 0.98]
@@ -437,10 +596,15 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
             .collect::<Result<_, _>>()
             .map_err(err)?;
         let gaps: Vec<f64> = below.iter().map(|l| l - 2.0 * phi.abs()).collect();
-        let ok_below = gaps.iter().all(|g| g.is_finite() && *g >= -1e-10) && gaps.windows(2).all(|w| w[1] <= w[0]);
-        let above_ok = [1.02, 1.05, 1.2].iter().all(|f| {
-            run_gd(&net, f * th, &RunOptions::default()).is_ok_and(|o| !o.is_converged())
-        });
+        // Squeeze: 2|Φ| ≤ λ_GD (AM–GM at m = Φ) and λ_GD ≤ 2/η (stability), so λ_GD → 2|Φ| as η → 1/|Φ|
+        // (not monotonically: the measured gaps are not monotone in η for every init).
+        let ok_below = [0.9, 0.95, 0.98]
+            .iter()
+            .zip(&gaps)
+            .all(|(f, g)| g.is_finite() && *g >= -1e-10 && *g <= 2.0 * phi.abs() * (1.0 / f - 1.0) + 1e-10);
+        let above_ok = [1.02, 1.05, 1.2]
+            .iter()
+            .all(|f| run_gd(&net, f * th, &RunOptions::default()).is_ok_and(|o| !o.is_converged()));
         t6 &= ok_below && above_ok;
         let gaps_s: Vec<String> = gaps.iter().map(|g| format!("{g:.2e}")).collect();
         t6_msg.push(format!(
@@ -449,7 +613,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
             if above_ok { "none" } else { "CONVERGED" }
         ));
     }
-    parts.push(Outcome::new("T6: η ∈ {0.9,0.95,0.98}/|Φ| converge with λ_GD − 2|Φ| ≥ 0 decreasing; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
+    parts.push(Outcome::new("T6: η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
 
     // Small-η expansion by its order: r(η) = |(λ_GF − λ_GD)/η − (λ_GF − 4Φ²/λ_GF)∫ε_GF²| = O(η).
     let exp = SmallEtaExpansion::new(&init1).map_err(err)?;
@@ -457,14 +621,29 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
     let outs = sweep_eta(&init1, &etas, &RunOptions::default());
     let mut res = Vec::new();
     for (eta, o) in etas.iter().zip(outs) {
-        let lam = o.map_err(err)?.lambda_inf().ok_or("small-η run did not converge")?;
+        let lam = o
+            .map_err(err)?
+            .lambda_inf()
+            .ok_or("small-η run did not converge")?;
         res.push(((exp.lambda_gf - lam) / eta - exp.gap_slope).abs());
     }
     let fit = loglog_slope(&etas, &res)?;
     // The residual is a smooth O(η) correction (Riemann sum + GD-vs-GF drift + the square root's curvature).
-    parts.push(Outcome::within(&format!("slope of the small-η residual (d(λ_GF−λ_GD)/dη|₀ = {:.6}), se {:.1e}", exp.gap_slope, fit.slope_se), 1.0, fit.slope, 0.1));
+    parts.push(Outcome::within(
+        &format!(
+            "slope of the small-η residual (d(λ_GF−λ_GD)/dη|₀ = {:.6}), se {:.1e}",
+            exp.gap_slope, fit.slope_se
+        ),
+        1.0,
+        fit.slope,
+        0.1,
+    ));
     let pred = exp.lambda_gd_exponential(0.001);
-    parts.push(within_quoted("exponential small-η prediction at η = 0.001", pred, "3.0099816"));
+    parts.push(within_quoted(
+        "exponential small-η prediction at η = 0.001",
+        pred,
+        "3.0099816",
+    ));
 
     if let Some(dir) = ctx.figure_dir("eos.scalar-gd-limit") {
         parts.push(gd_limit_figures(ctx, &init1, &dir)?);
@@ -481,7 +660,11 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
     for o in outs {
         let o = o.map_err(err)?;
         match &o {
-            GdOutcome::Converged { sharpness_inf, steps: s, .. } => {
+            GdOutcome::Converged {
+                sharpness_inf,
+                steps: s,
+                ..
+            } => {
                 sharp.push(*sharpness_inf);
                 steps.push(*s as f64);
             }
@@ -492,12 +675,17 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
         }
     }
     let lgf = GfSolution::new(init).map_err(err)?.lambda_gf();
-    let two_over: Vec<f64> = etas.iter().map(|e| (2.0 / e).min(2.0 * lgf)).collect();
+    // 2/η only where it is within the plotted range (≤ 2λ_GF).
+    let (eta_line, two_over): (Vec<f64>, Vec<f64>) = etas
+        .iter()
+        .filter(|e| 2.0 / **e <= 2.0 * lgf)
+        .map(|e| (*e, 2.0 / e))
+        .unzip();
     let mut files: Vec<PathBuf> = Figure::new("scalar net (1.5, 0.01), Φ = 1: final sharpness vs η")
         .x_label("η")
         .y_label("λ_∞ = sharpness of the GD limit")
-        .series(Series::line_markers("λ_GD (simulated)", etas.clone(), sharp))
-        .series(Series::line("2/η", etas.clone(), two_over))
+        .series(Series::line("λ_GD (simulated)", etas.clone(), sharp))
+        .series(Series::line("2/η", eta_line, two_over))
         .hline("λ_GF", lgf)
         .hline("2|Φ|", 2.0 * init.phi().abs())
         .save(dir, "final_sharpness_vs_eta")
@@ -516,7 +704,11 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
     let mut fig = Figure::new("GD trajectories on the hyperbola ab = Φ")
         .x_label("a")
         .y_label("b")
-        .series(Series::line("ab = Φ", hx.clone(), hx.iter().map(|x| phi / x).collect()));
+        .series(Series::line(
+            "ab = Φ",
+            hx.clone(),
+            hx.iter().map(|x| phi / x).collect(),
+        ));
     for eta in [0.1, 0.5, 0.7, 0.9] {
         let tr = gd_trajectory(init, eta, 300, 1e6).map_err(err)?;
         fig.push(Series::line_markers(format!("η = {eta}"), tr.a, tr.b));
@@ -549,9 +741,21 @@ fn check_rate(_ctx: &CheckContext) -> Result<Outcome, String> {
             }
         }
         let fit = loglog_slope(&xs, &ys)?;
-        parts.push(Outcome::within(&format!("η={eta}: slope of |ε_{{t+1}}/ε_t − (1−ηλ_GD)| vs |ε_t| ({} pts)", xs.len()), 1.0, fit.slope, 0.05));
+        parts.push(Outcome::within(
+            &format!(
+                "η={eta}: slope of |ε_{{t+1}}/ε_t − (1−ηλ_GD)| vs |ε_t| ({} pts)",
+                xs.len()
+            ),
+            1.0,
+            fit.slope,
+            0.05,
+        ));
         // At |ε| ≈ 1e-5 the relative O(ε) correction and rounding are both ≤ 1e-4.
-        parts.push(Outcome::at_most(&format!("η={eta}: |(r_t−ρ)/(ηΦ(η−4/λ_GD)ε_t) − 1| at smallest ε"), rel_coef, 1e-3));
+        parts.push(Outcome::at_most(
+            &format!("η={eta}: |(r_t−ρ)/(ηΦ(η−4/λ_GD)ε_t) − 1| at smallest ε"),
+            rel_coef,
+            1e-3,
+        ));
     }
     Ok(Outcome::all(parts))
 }
@@ -574,7 +778,12 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, String> {
             t += 1;
         }
         match fast {
-            GdOutcome::Converged { steps, lambda_inf, state, .. } => {
+            GdOutcome::Converged {
+                steps,
+                lambda_inf,
+                state,
+                ..
+            } => {
                 steps_ok &= steps == t;
                 lam_err = lam_err.max((lambda_inf - x.norm()).abs() / lambda_inf);
                 for (p, q) in state.a().iter().chain(state.b()).zip(x.a().iter().chain(x.b())) {
@@ -590,11 +799,19 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, String> {
         pitfall = pitfall.max((lgf - wrong).abs() / lgf);
     }
     Ok(Outcome::all(vec![
-        Outcome::new("equal step counts (direct width-k vs reduced scalar)", format!("{steps_ok}"), steps_ok),
+        Outcome::new(
+            "equal step counts (direct width-k vs reduced scalar)",
+            format!("{steps_ok}"),
+            steps_ok,
+        ),
         // Exact in exact arithmetic; the two loops round differently, by ~1e-15 per step.
         Outcome::at_most("|λ_∞(width k) − λ_∞(reduced)|/λ", lam_err, 1e-10),
         Outcome::at_most("final (a, b) difference / √λ", state_err, 1e-9),
-        Outcome::new("√P₀ ≠ |Q₀| matters for k > 1 (max rel. gap of λ_GF)", format!("{pitfall:.3}"), pitfall > 0.05),
+        Outcome::new(
+            "√P₀ ≠ |Q₀| matters for k > 1 (max rel. gap of λ_GF)",
+            format!("{pitfall:.3}"),
+            pitfall > 0.05,
+        ),
     ]))
 }
 
@@ -634,31 +851,51 @@ fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, String> {
             let eta = 2.0 / lm * (1.0 + delta);
             total += 1;
             let out = simulate(&q, Method::Gd, eta, &x0, &RunOptions::default()).map_err(err)?;
-            let ok = if delta < 0.0 { out.is_converged() } else { out.is_diverged() };
+            let ok = if delta < 0.0 {
+                out.is_converged()
+            } else {
+                out.is_diverged()
+            };
             if ok {
                 agree += 1;
             } else {
                 msgs.push(format!("case {c} δ={delta}: {out:?}"));
             }
-            let theory = q.eigenvalues().iter().map(|l| (1.0 - eta * l).abs()).fold(0.0, f64::max);
+            let theory = q
+                .eigenvalues()
+                .iter()
+                .map(|l| (1.0 - eta * l).abs())
+                .fold(0.0, f64::max);
             rate_err = rate_err.max((gd_growth(&q, eta, &x0, 3000) - theory).abs() / theory);
         }
     }
     Ok(Outcome::all(vec![
         Outcome::new(
             "η = (2/λ_max)(1 ± δ), δ ∈ {0.01, 0.1}: converges below, diverges above",
-            if msgs.is_empty() { format!("{agree}/{total}") } else { msgs.join("; ") },
+            if msgs.is_empty() {
+                format!("{agree}/{total}")
+            } else {
+                msgs.join("; ")
+            },
             agree == total,
         ),
         // After 3000 steps the subdominant modes are (0.8/0.98)^3000 ≈ 1e-265 below: only rounding remains.
-        Outcome::at_most("measured growth factor vs max_i |1 − ηλ_i| (rel.)", rate_err, 1e-9),
+        Outcome::at_most(
+            "measured growth factor vs max_i |1 − ηλ_i| (rel.)",
+            rate_err,
+            1e-9,
+        ),
     ]))
 }
 
 fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
     let mut parts = Vec::new();
     // (1) The closed forms are where the largest root modulus of the characteristic polynomial crosses 1.
-    let betas: &[f64] = if ctx.quick { &[0.0, 0.5, 0.9] } else { &[0.0, 0.2, 0.5, 0.7, 0.9, 0.95, 0.99] };
+    let betas: &[f64] = if ctx.quick {
+        &[0.0, 0.5, 0.9]
+    } else {
+        &[0.0, 0.2, 0.5, 0.7, 0.9, 0.95, 0.99]
+    };
     let mut bis_err = 0.0f64;
     for &beta in betas {
         for method in [Method::HeavyBall { beta }, Method::Nesterov { beta }] {
@@ -676,7 +913,11 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
             bis_err = bis_err.max((lo - thr).abs() / thr);
         }
     }
-    parts.push(Outcome::at_most("closed-form thresholds vs bisection on the root modulus (rel.)", bis_err, 1e-12));
+    parts.push(Outcome::at_most(
+        "closed-form thresholds vs bisection on the root modulus (rel.)",
+        bis_err,
+        1e-12,
+    ));
     // (2) Simulation at 0.99× and 1.01× the threshold (the note's η = 0.1, β = 0.9 case, and others), on a
     // random quadratic whose other eigenvalues lie well inside the stable range.
     let mut sim = Vec::new();
@@ -688,8 +929,13 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
             for f in [0.99, 1.01] {
                 let eigs = [0.2 * thr, 0.5 * thr, f * thr];
                 let q = Quadratic::from_spectrum(&eigs, 50 + i as u64).map_err(err)?;
-                let out = simulate(&q, method, eta, &[1.0, -0.5, 0.25], &RunOptions::default()).map_err(err)?;
-                let ok = if f < 1.0 { out.is_converged() } else { matches!(out, QuadOutcome::Diverged { .. }) };
+                let out =
+                    simulate(&q, method, eta, &[1.0, -0.5, 0.25], &RunOptions::default()).map_err(err)?;
+                let ok = if f < 1.0 {
+                    out.is_converged()
+                } else {
+                    matches!(out, QuadOutcome::Diverged { .. })
+                };
                 all_ok &= ok;
                 if !ok {
                     sim.push(format!("{method:?} at {f}×: {out:?}"));
@@ -699,7 +945,11 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
     }
     parts.push(Outcome::new(
         "β ∈ {0.9, 0.5, 0}: converges at 0.99× the threshold, diverges at 1.01× (heavy ball and Nesterov)",
-        if sim.is_empty() { "all as predicted".to_string() } else { sim.join("; ") },
+        if sim.is_empty() {
+            "all as predicted".to_string()
+        } else {
+            sim.join("; ")
+        },
         all_ok,
     ));
     Ok(Outcome::all(parts))

@@ -40,10 +40,21 @@ pub enum GdOutcome {
     /// Non-finite or λ_t > blowup at step `step`.
     Diverged { step: usize, residual: f64, lambda: f64 },
     /// `max_steps` steps without |ε| < tol (e.g. η ≥ 1/|Φ|, or η just below it: very slow).
-    NotConverged { steps: usize, residual: f64, lambda: f64, p: f64, max_eta_eps: f64 },
+    NotConverged {
+        steps: usize,
+        residual: f64,
+        lambda: f64,
+        p: f64,
+        max_eta_eps: f64,
+    },
     /// The init lies on an invariant line toward the saddle a = b = 0 ([`ScalarNet::saddle_line`]): the run
     /// reached λ_t < tol or spent `max_steps` on that line (ε → −Φ, or sublinear decay when Φ = 0).
-    Saddle { line: &'static str, steps: usize, residual: f64, lambda: f64 },
+    Saddle {
+        line: &'static str,
+        steps: usize,
+        residual: f64,
+        lambda: f64,
+    },
 }
 
 impl GdOutcome {
@@ -94,8 +105,7 @@ fn scalar_loop(mut a: f64, mut b: f64, phi: f64, eta: f64, opts: &RunOptions, sa
     let end = loop {
         let eps = a * b - phi;
         let lam = a * a + b * b;
-        // `!(x <= y)` is also true for NaN.
-        if !(lam <= opts.blowup) || !eps.is_finite() {
+        if lam.is_nan() || lam > opts.blowup || !eps.is_finite() {
             break End::Diverged;
         }
         if saddle {
@@ -117,7 +127,14 @@ fn scalar_loop(mut a: f64, mut b: f64, phi: f64, eta: f64, opts: &RunOptions, sa
         a = na;
         t += 1;
     };
-    LoopEnd { end, steps: t, a, b, p_factor, max_eta_eps }
+    LoopEnd {
+        end,
+        steps: t,
+        a,
+        b,
+        p_factor,
+        max_eta_eps,
+    }
 }
 
 /// `n` raw GD steps of the width-1 net on ½(ab − Φ)² with no checks (the benchmark kernel; use
@@ -154,8 +171,17 @@ pub fn run_gd(init: &ScalarNet, eta: f64, opts: &RunOptions) -> Result<GdOutcome
     let residual = r.a * r.b - init.phi();
     let lambda = r.a * r.a + r.b * r.b;
     Ok(match (r.end, saddle) {
-        (End::Diverged, _) => GdOutcome::Diverged { step: r.steps, residual, lambda },
-        (_, Some(line)) => GdOutcome::Saddle { line, steps: r.steps, residual, lambda },
+        (End::Diverged, _) => GdOutcome::Diverged {
+            step: r.steps,
+            residual,
+            lambda,
+        },
+        (_, Some(line)) => GdOutcome::Saddle {
+            line,
+            steps: r.steps,
+            residual,
+            lambda,
+        },
         (End::MaxSteps, None) => GdOutcome::NotConverged {
             steps: r.steps,
             residual,
@@ -205,7 +231,11 @@ pub struct Trajectory {
 /// state or λ_t > `blowup`.
 pub fn gd_trajectory(init: &ScalarNet, eta: f64, steps: usize, blowup: f64) -> Result<Trajectory> {
     check_step("eta", eta)?;
-    RunOptions { blowup, ..RunOptions::default() }.validate()?;
+    RunOptions {
+        blowup,
+        ..RunOptions::default()
+    }
+    .validate()?;
     let eta_eff = eta * init.sigma2();
     let red = init.reduce();
     let (mut a, mut b) = (red.scalar.a()[0], red.scalar.b()[0]);
@@ -213,7 +243,7 @@ pub fn gd_trajectory(init: &ScalarNet, eta: f64, steps: usize, blowup: f64) -> R
     let mut tr = Trajectory::default();
     for t in 0..=steps {
         let (eps, lam) = (a * b - phi, a * a + b * b);
-        if !(lam <= blowup) || !eps.is_finite() {
+        if lam.is_nan() || lam > blowup || !eps.is_finite() {
             break;
         }
         tr.a.push(a);
@@ -264,7 +294,11 @@ pub fn classify(init: &ScalarNet, eta: f64) -> Result<RegimeReport> {
     check_step("eta", eta)?;
     let s2 = init.sigma2();
     let phi = init.phi();
-    let eta_max_stable = if phi == 0.0 { f64::INFINITY } else { 1.0 / (s2 * phi.abs()) };
+    let eta_max_stable = if phi == 0.0 {
+        f64::INFINITY
+    } else {
+        1.0 / (s2 * phi.abs())
+    };
     let initial_sharpness = init.sharpness();
     let catapult = eta * initial_sharpness > 2.0;
     let (regime, lgf) = if init.saddle_line().is_some() {
@@ -327,7 +361,10 @@ impl SmallEtaExpansion {
 
     /// Exponential form: λ_GD ≈ √(4Φ² + P₀ e^{−2ησ² I}).
     pub fn lambda_gd_exponential(&self, eta: f64) -> f64 {
-        lambda_gf(self.p0 * (-2.0 * eta * self.sigma2 * self.residual_sq_integral).exp(), self.phi)
+        lambda_gf(
+            self.p0 * (-2.0 * eta * self.sigma2 * self.residual_sq_integral).exp(),
+            self.phi,
+        )
     }
 }
 
@@ -340,12 +377,27 @@ mod tests {
     fn bad_step_and_options_are_typed_errors() {
         let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
         for eta in [0.0, -0.1, f64::NAN, f64::INFINITY] {
-            assert!(matches!(run_gd(&net, eta, &RunOptions::default()), Err(EosError::NonPositiveStep { .. })));
+            assert!(matches!(
+                run_gd(&net, eta, &RunOptions::default()),
+                Err(EosError::NonPositiveStep { .. })
+            ));
         }
-        let bad = RunOptions { tol: 0.0, ..RunOptions::default() };
-        assert!(matches!(run_gd(&net, 0.1, &bad), Err(EosError::Invalid { field: "tol", .. })));
-        let bad = RunOptions { blowup: f64::NAN, ..RunOptions::default() };
-        assert!(matches!(run_gd(&net, 0.1, &bad), Err(EosError::Invalid { field: "blowup", .. })));
+        let bad = RunOptions {
+            tol: 0.0,
+            ..RunOptions::default()
+        };
+        assert!(matches!(
+            run_gd(&net, 0.1, &bad),
+            Err(EosError::Invalid { field: "tol", .. })
+        ));
+        let bad = RunOptions {
+            blowup: f64::NAN,
+            ..RunOptions::default()
+        };
+        assert!(matches!(
+            run_gd(&net, 0.1, &bad),
+            Err(EosError::Invalid { field: "blowup", .. })
+        ));
     }
 
     #[test]
@@ -362,12 +414,23 @@ mod tests {
     fn saddle_inits_are_reported() {
         // Φ = 0 with a balanced init: ε = a² decays only like 1/(ηt).
         let net = ScalarNet::scalar(0.5, 0.5, 0.0).unwrap();
-        let opts = RunOptions { max_steps: 10_000, ..RunOptions::default() };
-        assert!(matches!(run_gd(&net, 0.1, &opts).unwrap(), GdOutcome::Saddle { steps: 10_000, .. }));
+        let opts = RunOptions {
+            max_steps: 10_000,
+            ..RunOptions::default()
+        };
+        assert!(matches!(
+            run_gd(&net, 0.1, &opts).unwrap(),
+            GdOutcome::Saddle { steps: 10_000, .. }
+        ));
         // a + b = 0 with Φ = 1: a − b contracts by (1 − ηΦ) → the saddle, with ε → −Φ.
         let net = ScalarNet::scalar(0.5, -0.5, 1.0).unwrap();
         match run_gd(&net, 0.1, &opts).unwrap() {
-            GdOutcome::Saddle { residual, lambda, steps, .. } => {
+            GdOutcome::Saddle {
+                residual,
+                lambda,
+                steps,
+                ..
+            } => {
                 assert!(lambda < 1e-12 && (residual + 1.0).abs() < 1e-12 && steps < 10_000)
             }
             other => panic!("{other:?}"),

@@ -30,14 +30,21 @@ impl GfSolution {
     /// ([`ScalarNet::saddle_line`]) has no limit at a global minimum with ε = 0 and is an error.
     pub fn new(init: &ScalarNet) -> Result<Self> {
         if let Some(line) = init.saddle_line() {
-            return Err(EosError::SaddleLine { line, phi: init.phi() });
+            return Err(EosError::SaddleLine {
+                line,
+                phi: init.phi(),
+            });
         }
         let inv = init.invariants();
         let phi = init.phi();
         let lambda_gf = lambda_gf(inv.p, phi);
         // Both forms of z* are exact; pick the one without cancellation (D₀ > 0 when Φ ≤ 0 off the lines,
         // and λ_GF + 2Φ > 0 when Φ > 0).
-        let z_star = if phi > 0.0 { inv.s / (lambda_gf + 2.0 * phi) } else { (lambda_gf - 2.0 * phi) / inv.d };
+        let z_star = if phi > 0.0 {
+            inv.s / (lambda_gf + 2.0 * phi)
+        } else {
+            (lambda_gf - 2.0 * phi) / inv.d
+        };
         Ok(GfSolution {
             init: init.clone(),
             s0: inv.s,
@@ -116,8 +123,16 @@ impl GfSolution {
     fn state_at_z(&self, z: f64) -> ScalarNet {
         let r = z.sqrt();
         let (a0, b0) = (self.init.a(), self.init.b());
-        let a = a0.iter().zip(b0).map(|(x, y)| 0.5 * ((x + y) / r + (x - y) * r)).collect();
-        let b = a0.iter().zip(b0).map(|(x, y)| 0.5 * ((x + y) / r - (x - y) * r)).collect();
+        let a = a0
+            .iter()
+            .zip(b0)
+            .map(|(x, y)| 0.5 * ((x + y) / r + (x - y) * r))
+            .collect();
+        let b = a0
+            .iter()
+            .zip(b0)
+            .map(|(x, y)| 0.5 * ((x + y) / r - (x - y) * r))
+            .collect();
         // Finite by construction: the init was validated and z > 0 off the saddle lines.
         ScalarNet::new(a, b, self.init.phi())
             .and_then(|n| n.with_sigma2(self.init.sigma2()))

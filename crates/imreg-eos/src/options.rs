@@ -16,7 +16,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { tol: 1e-12, max_steps: 400_000, blowup: 1e30 }
+        RunOptions {
+            tol: 1e-12,
+            max_steps: 400_000,
+            blowup: 1e30,
+        }
     }
 }
 
@@ -24,7 +28,11 @@ impl RunOptions {
     /// Checks that `tol` and `blowup` are finite and positive.
     pub fn validate(&self) -> Result<()> {
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(EosError::Invalid { field: "tol", value: self.tol, reason: "must be finite and > 0" });
+            return Err(EosError::Invalid {
+                field: "tol",
+                value: self.tol,
+                reason: "must be finite and > 0",
+            });
         }
         if !(self.blowup.is_finite() && self.blowup > 0.0) {
             return Err(EosError::Invalid {

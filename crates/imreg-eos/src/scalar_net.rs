@@ -48,12 +48,21 @@ impl ScalarNet {
             return Err(EosError::Empty { field: "a" });
         }
         if b.len() != a.len() {
-            return Err(EosError::Length { field: "b", expected: a.len(), got: b.len() });
+            return Err(EosError::Length {
+                field: "b",
+                expected: a.len(),
+                got: b.len(),
+            });
         }
         check_finite("a", &a)?;
         check_finite("b", &b)?;
         check_finite("phi", &[phi])?;
-        Ok(ScalarNet { a, b, phi, sigma2: 1.0 })
+        Ok(ScalarNet {
+            a,
+            b,
+            phi,
+            sigma2: 1.0,
+        })
     }
 
     /// The width-1 state (a, b) with the canonical loss ½(ab − Φ)².
@@ -75,13 +84,21 @@ impl ScalarNet {
             return Err(EosError::Empty { field: "xs" });
         }
         if ys.len() != xs.len() {
-            return Err(EosError::Length { field: "ys", expected: xs.len(), got: ys.len() });
+            return Err(EosError::Length {
+                field: "ys",
+                expected: xs.len(),
+                got: ys.len(),
+            });
         }
         check_finite("xs", xs)?;
         check_finite("ys", ys)?;
         let sxx: f64 = xs.iter().map(|x| x * x).sum();
         if sxx <= 0.0 {
-            return Err(EosError::Invalid { field: "xs", value: sxx, reason: "Σ xᵢ² must be > 0" });
+            return Err(EosError::Invalid {
+                field: "xs",
+                value: sxx,
+                reason: "Σ xᵢ² must be > 0",
+            });
         }
         let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| x * y).sum();
         ScalarNet::new(a, b, sxy / sxx)?.with_sigma2(sxx / xs.len() as f64)
@@ -140,7 +157,15 @@ impl ScalarNet {
             s += (x + y) * (x + y);
             d += (x - y) * (x - y);
         }
-        Invariants { m: ab, residual: ab - self.phi, norm: aa + bb, imbalance: aa - bb, s, d, p: s * d }
+        Invariants {
+            m: ab,
+            residual: ab - self.phi,
+            norm: aa + bb,
+            imbalance: aa - bb,
+            s,
+            d,
+            p: s * d,
+        }
     }
 
     /// The matrix imbalance aaᵀ − bbᵀ (k × k; conserved by GF, scaled by (1 − η²ε²) per GD step).
@@ -202,7 +227,12 @@ impl ScalarNet {
         let g = eta * self.sigma2 * self.residual();
         let a = self.a.iter().zip(&self.b).map(|(x, y)| x - g * y).collect();
         let b = self.b.iter().zip(&self.a).map(|(y, x)| y - g * x).collect();
-        Ok(ScalarNet { a, b, phi: self.phi, sigma2: self.sigma2 })
+        Ok(ScalarNet {
+            a,
+            b,
+            phi: self.phi,
+            sigma2: self.sigma2,
+        })
     }
 
     /// Which invariant line leading to the saddle a = b = 0 the state lies on, if any: a + b = 0 with
@@ -226,14 +256,28 @@ impl ScalarNet {
         let inv = self.invariants();
         let s0: Vec<f64> = self.a.iter().zip(&self.b).map(|(x, y)| x + y).collect();
         let d0: Vec<f64> = self.a.iter().zip(&self.b).map(|(x, y)| x - y).collect();
-        let (sig_s, sig_d) = if self.width() == 1 { (s0[0], d0[0]) } else { (inv.s.sqrt(), inv.d.sqrt()) };
-        let scalar = ScalarNet {
-            a: vec![0.5 * (sig_s + sig_d)],
-            b: vec![0.5 * (sig_s - sig_d)],
-            phi: self.phi,
-            sigma2: self.sigma2,
+        let (sig_s, sig_d) = if self.width() == 1 {
+            (s0[0], d0[0])
+        } else {
+            (inv.s.sqrt(), inv.d.sqrt())
         };
-        WidthReduction { scalar, s0, d0, sig_s, sig_d }
+        let scalar = if self.width() == 1 {
+            self.clone()
+        } else {
+            ScalarNet {
+                a: vec![0.5 * (sig_s + sig_d)],
+                b: vec![0.5 * (sig_s - sig_d)],
+                phi: self.phi,
+                sigma2: self.sigma2,
+            }
+        };
+        WidthReduction {
+            scalar,
+            s0,
+            d0,
+            sig_s,
+            sig_d,
+        }
     }
 }
 
@@ -252,11 +296,41 @@ impl WidthReduction {
     /// The width-k state whose reduced trajectory is at the width-1 state `(alpha, beta)`: the directions of
     /// a + b and a − b are invariant, so `a + b = s₀ (α + β)/√S₀`, `a − b = d₀ (α − β)/√D₀`.
     pub fn lift(&self, alpha: f64, beta: f64) -> ScalarNet {
-        let fs = if self.sig_s == 0.0 { 0.0 } else { (alpha + beta) / self.sig_s };
-        let fd = if self.sig_d == 0.0 { 0.0 } else { (alpha - beta) / self.sig_d };
-        let a = self.s0.iter().zip(&self.d0).map(|(s, d)| 0.5 * (fs * s + fd * d)).collect();
-        let b = self.s0.iter().zip(&self.d0).map(|(s, d)| 0.5 * (fs * s - fd * d)).collect();
-        ScalarNet { a, b, phi: self.scalar.phi, sigma2: self.scalar.sigma2 }
+        if self.s0.len() == 1 {
+            return ScalarNet {
+                a: vec![alpha],
+                b: vec![beta],
+                ..self.scalar.clone()
+            };
+        }
+        let fs = if self.sig_s == 0.0 {
+            0.0
+        } else {
+            (alpha + beta) / self.sig_s
+        };
+        let fd = if self.sig_d == 0.0 {
+            0.0
+        } else {
+            (alpha - beta) / self.sig_d
+        };
+        let a = self
+            .s0
+            .iter()
+            .zip(&self.d0)
+            .map(|(s, d)| 0.5 * (fs * s + fd * d))
+            .collect();
+        let b = self
+            .s0
+            .iter()
+            .zip(&self.d0)
+            .map(|(s, d)| 0.5 * (fs * s - fd * d))
+            .collect();
+        ScalarNet {
+            a,
+            b,
+            phi: self.scalar.phi,
+            sigma2: self.scalar.sigma2,
+        }
     }
 }
 
@@ -265,7 +339,11 @@ impl WidthReduction {
 fn top_pair(inv: &Invariants) -> (f64, f64) {
     let r = ((inv.m + inv.residual).powi(2) + 0.25 * inv.p).sqrt();
     let top = 0.5 * inv.norm + r;
-    let bottom = if top > 0.0 { -inv.residual * (2.0 * inv.m + inv.residual) / top } else { 0.5 * inv.norm - r };
+    let bottom = if top > 0.0 {
+        -inv.residual * (2.0 * inv.m + inv.residual) / top
+    } else {
+        0.5 * inv.norm - r
+    };
     (top, bottom)
 }
 
@@ -279,28 +357,60 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_typed_error() {
-        assert_eq!(ScalarNet::new(vec![], vec![], 1.0), Err(EosError::Empty { field: "a" }));
+        assert_eq!(
+            ScalarNet::new(vec![], vec![], 1.0),
+            Err(EosError::Empty { field: "a" })
+        );
         assert_eq!(
             ScalarNet::new(vec![1.0], vec![1.0, 2.0], 1.0),
-            Err(EosError::Length { field: "b", expected: 1, got: 2 })
+            Err(EosError::Length {
+                field: "b",
+                expected: 1,
+                got: 2
+            })
         );
         assert!(matches!(
             ScalarNet::new(vec![1.0, f64::NAN], vec![1.0, 2.0], 1.0),
-            Err(EosError::NonFinite { field: "a", index: 1, .. })
+            Err(EosError::NonFinite {
+                field: "a",
+                index: 1,
+                ..
+            })
         ));
-        assert!(matches!(ScalarNet::scalar(1.0, 1.0, f64::INFINITY), Err(EosError::NonFinite { field: "phi", .. })));
+        assert!(matches!(
+            ScalarNet::scalar(1.0, 1.0, f64::INFINITY),
+            Err(EosError::NonFinite { field: "phi", .. })
+        ));
         let net = ScalarNet::scalar(1.0, 0.5, 1.0).unwrap();
-        assert!(matches!(net.gd_step(0.0), Err(EosError::NonPositiveStep { field: "eta", .. })));
+        assert!(matches!(
+            net.gd_step(0.0),
+            Err(EosError::NonPositiveStep { field: "eta", .. })
+        ));
         assert!(matches!(net.gd_step(-1.0), Err(EosError::NonPositiveStep { .. })));
-        assert!(matches!(net.clone().with_sigma2(0.0), Err(EosError::NonPositiveStep { field: "sigma2", .. })));
-        assert!(matches!(ScalarNet::from_data(&[0.0], &[1.0], vec![1.0], vec![1.0]), Err(EosError::Invalid { .. })));
+        assert!(matches!(
+            net.clone().with_sigma2(0.0),
+            Err(EosError::NonPositiveStep { field: "sigma2", .. })
+        ));
+        assert!(matches!(
+            ScalarNet::from_data(&[0.0], &[1.0], vec![1.0], vec![1.0]),
+            Err(EosError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn saddle_lines_are_detected() {
-        assert_eq!(ScalarNet::scalar(1.0, -1.0, 1.0).unwrap().saddle_line(), Some("a + b = 0"));
-        assert_eq!(ScalarNet::scalar(1.0, 1.0, -1.0).unwrap().saddle_line(), Some("a − b = 0"));
-        assert_eq!(ScalarNet::scalar(1.0, 1.0, 0.0).unwrap().saddle_line(), Some("a − b = 0"));
+        assert_eq!(
+            ScalarNet::scalar(1.0, -1.0, 1.0).unwrap().saddle_line(),
+            Some("a + b = 0")
+        );
+        assert_eq!(
+            ScalarNet::scalar(1.0, 1.0, -1.0).unwrap().saddle_line(),
+            Some("a − b = 0")
+        );
+        assert_eq!(
+            ScalarNet::scalar(1.0, 1.0, 0.0).unwrap().saddle_line(),
+            Some("a − b = 0")
+        );
         assert_eq!(ScalarNet::scalar(1.0, 1.0, 1.0).unwrap().saddle_line(), None);
         assert_eq!(ScalarNet::scalar(1.0, -1.0, -1.0).unwrap().saddle_line(), None);
     }

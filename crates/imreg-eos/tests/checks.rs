@@ -29,9 +29,15 @@ fn check_ids_are_the_registered_ones() {
 #[ignore]
 fn print_full_records_with_figures() {
     let out = std::env::var("EOS_FIGURE_DIR").unwrap_or_else(|_| "/tmp/eos-figures".into());
-    let ctx = CheckContext { out_dir: Some(out.into()), quick: false };
+    let ctx = CheckContext {
+        out_dir: Some(out.into()),
+        quick: false,
+    };
     for c in imreg_eos::checks() {
         let r = run_check(&c, &ctx);
-        println!("{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}\n", r.id, r.passed, r.seconds, r.expected, r.measured, r.figures);
+        println!(
+            "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}\n",
+            r.id, r.passed, r.seconds, r.expected, r.measured, r.figures
+        );
     }
 }

@@ -42,12 +42,22 @@ fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, String> {
                     let s = net.phi() / m;
                     theta[k..].iter_mut().for_each(|b| *b *= s);
                 }
-                let h = net.dense_hessian(&theta, Batch::Full).map_err(|e| e.to_string())?;
+                let h = net
+                    .dense_hessian(&theta, Batch::Full)
+                    .map_err(|e| e.to_string())?;
                 let mut eig: Vec<f64> = SymmetricEigen::new(h).eigenvalues.iter().copied().collect();
                 eig.sort_by(|a, b| b.total_cmp(a));
                 let closed = net.hessian_spectrum(&theta).map_err(|e| e.to_string())?;
-                let scale = eig.iter().fold(0.0f64, |m, e| m.max(e.abs())).max(f64::MIN_POSITIVE);
-                let err = eig.iter().zip(&closed).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+                let scale = eig
+                    .iter()
+                    .fold(0.0f64, |m, e| m.max(e.abs()))
+                    .max(f64::MIN_POSITIVE);
+                let err = eig
+                    .iter()
+                    .zip(&closed)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / scale;
                 spec_err = spec_err.max(err);
                 if at_min {
                     let lam: f64 = net.sigma2() * theta.iter().map(|t| t * t).sum::<f64>();
@@ -57,7 +67,11 @@ fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, String> {
         }
     }
     Ok(Outcome::all(vec![
-        Outcome::at_most("max rel. error, closed-form spectrum vs SymmetricEigen", spec_err, 1e-10),
+        Outcome::at_most(
+            "max rel. error, closed-form spectrum vs SymmetricEigen",
+            spec_err,
+            1e-10,
+        ),
         Outcome::at_most("max rel. error, λ_max vs σ²(‖a‖²+‖b‖²) at minima", min_err, 1e-10),
     ]))
 }

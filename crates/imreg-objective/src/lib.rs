@@ -18,3 +18,4 @@ pub mod checks;
 pub use checks::checks;
 pub mod models;
 pub use models::{DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet};
+pub mod data;

@@ -6,7 +6,10 @@ fn all_checks_pass() {
 
 #[test]
 fn full_mode_scalar_net_check_passes() {
-    let ctx = imreg_check::CheckContext { out_dir: None, quick: false };
+    let ctx = imreg_check::CheckContext {
+        out_dir: None,
+        quick: false,
+    };
     for c in imreg_objective::checks() {
         let out = (c.run)(&ctx).unwrap();
         assert!(out.passed, "{}: {} | {}", c.id, out.expected, out.measured);

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use imreg_objective::models::{sigmoid, DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet};
+use imreg_objective::models::{
+    sigmoid, DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet,
+};
 use imreg_objective::{Batch, LossKind, Objective, ObjectiveError, Supervised, Targets};
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use ndarray::{Array1, Array2};
@@ -57,13 +59,19 @@ fn quadratic_derivatives_and_closed_form_hessian() {
         assert_per_example(&q, &t, batch);
         // loss value against a direct evaluation of the formula
         let tv = DVector::from_column_slice(&t);
-        let direct: f64 =
-            ix.iter().map(|&i| 0.5 * tv.dot(&(&q.a()[i] * &tv)) + q.b()[i].dot(&tv)).sum::<f64>() / ix.len() as f64;
+        let direct: f64 = ix
+            .iter()
+            .map(|&i| 0.5 * tv.dot(&(&q.a()[i] * &tv)) + q.b()[i].dot(&tv))
+            .sum::<f64>()
+            / ix.len() as f64;
         assert!((q.loss(&t, batch).unwrap() - direct).abs() <= 1e-14 * direct.abs().max(1.0));
     }
     let d = Quadratic::diagonal(&[1.0, 3.0]);
     assert_eq!(d.loss(&[2.0, 1.0], Batch::Full).unwrap(), 0.5 * (4.0 + 3.0));
-    assert_eq!(d.hvp_vec(&[2.0, 1.0], Batch::Full, &[1.0, 1.0]).unwrap(), vec![1.0, 3.0]);
+    assert_eq!(
+        d.hvp_vec(&[2.0, 1.0], Batch::Full, &[1.0, 1.0]).unwrap(),
+        vec![1.0, 3.0]
+    );
 }
 
 #[test]
@@ -108,7 +116,11 @@ fn logreg_derivatives_and_closed_form_hessian() {
 
 #[test]
 fn logreg_is_stable_at_huge_logits() {
-    let m = LogisticRegression::new(Array2::from_shape_vec((2, 1), vec![1.0, 1.0]).unwrap(), vec![0, 1]).unwrap();
+    let m = LogisticRegression::new(
+        Array2::from_shape_vec((2, 1), vec![1.0, 1.0]).unwrap(),
+        vec![0, 1],
+    )
+    .unwrap();
     // z = ±800: softplus(800) = 800 exactly in f64, exp would overflow.
     let l = m.loss(&[800.0], Batch::Indices(&[0])).unwrap();
     assert_eq!(l, 800.0);
@@ -122,7 +134,10 @@ fn logreg_is_stable_at_huge_logits() {
 /// `σ²[[b bᵀ, ε̃I + b aᵀ], [ε̃I + a bᵀ, a aᵀ]]`, `ε̃ = aᵀb − Φ`.
 fn scalar_net_block_hessian(net: &ScalarNet, t: &[f64]) -> DMatrix<f64> {
     let k = net.k();
-    let (a, b) = (DVector::from_column_slice(&t[..k]), DVector::from_column_slice(&t[k..]));
+    let (a, b) = (
+        DVector::from_column_slice(&t[..k]),
+        DVector::from_column_slice(&t[k..]),
+    );
     let eps = a.dot(&b) - net.phi();
     let mut h = DMatrix::zeros(2 * k, 2 * k);
     h.view_mut((0, 0), (k, k)).copy_from(&(&b * b.transpose()));
@@ -158,7 +173,11 @@ fn scalar_net_derivatives_and_block_hessian() {
 }
 
 fn sorted_eigs(h: &DMatrix<f64>) -> Vec<f64> {
-    let mut e: Vec<f64> = SymmetricEigen::new(h.clone()).eigenvalues.iter().copied().collect();
+    let mut e: Vec<f64> = SymmetricEigen::new(h.clone())
+        .eigenvalues
+        .iter()
+        .copied()
+        .collect();
     e.sort_by(|x, y| y.total_cmp(x));
     e
 }
@@ -170,7 +189,10 @@ fn scalar_net_spectrum_matches_dense_eigenvalues() {
     for seed in 0..20u64 {
         let k = 1 + (seed as usize % 5);
         let phi = randn(seed, 1, 1)[0];
-        let nets = [ScalarNet::new(k, phi).unwrap(), ScalarNet::from_data(k, randn(seed, 2, 7), randn(seed, 3, 7)).unwrap()];
+        let nets = [
+            ScalarNet::new(k, phi).unwrap(),
+            ScalarNet::from_data(k, randn(seed, 2, 7), randn(seed, 3, 7)).unwrap(),
+        ];
         for net in &nets {
             let mut t = theta(seed, 2 * k, 1.0);
             for at_min in [false, true] {
@@ -184,9 +206,17 @@ fn scalar_net_spectrum_matches_dense_eigenvalues() {
                 let eig = sorted_eigs(&h);
                 let cf = net.hessian_spectrum(&t).unwrap();
                 let scale = eig.iter().fold(0.0f64, |m, e| m.max(e.abs()));
-                let err = eig.iter().zip(&cf).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+                let err = eig
+                    .iter()
+                    .zip(&cf)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / scale;
                 // SymmetricEigen is backward stable: errors ≈ p · 1e-16 · ‖H‖₂.
-                assert!(err <= 1e-12, "seed {seed} k {k} min {at_min}: spectrum rel err {err:.3e}");
+                assert!(
+                    err <= 1e-12,
+                    "seed {seed} k {k} min {at_min}: spectrum rel err {err:.3e}"
+                );
                 if at_min {
                     let lam = net.sigma2() * (dot(&t[..k], &t[..k]) + dot(&t[k..], &t[k..]));
                     assert!((net.sharpness(&t).unwrap() - lam).abs() <= 1e-12 * lam);
@@ -199,10 +229,14 @@ fn scalar_net_spectrum_matches_dense_eigenvalues() {
 
 #[test]
 fn deep_linear_derivatives() {
-    for (s, (widths, bias)) in
-        [(vec![3, 4, 2, 2], false), (vec![3, 4, 2, 2], true), (vec![2, 3, 3, 3, 1], true), (vec![4, 3], true)]
-            .into_iter()
-            .enumerate()
+    for (s, (widths, bias)) in [
+        (vec![3, 4, 2, 2], false),
+        (vec![3, 4, 2, 2], true),
+        (vec![2, 3, 3, 3, 1], true),
+        (vec![4, 3], true),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let m = deep(10 + s as u64, &widths, 12, bias);
         let t = theta(10 + s as u64, m.dim(), 0.6);
@@ -242,9 +276,19 @@ fn deep_linear_layout_is_pytorch() {
 fn assert_same_objective(a: &dyn Objective, b: &dyn Objective, t: &[f64], batch: Batch<'_>) {
     assert_eq!(a.dim(), b.dim());
     let (la, lb) = (a.loss(t, batch).unwrap(), b.loss(t, batch).unwrap());
-    assert!((la - lb).abs() <= 1e-13 * la.abs().max(1.0), "{} vs {}: loss", a.name(), b.name());
+    assert!(
+        (la - lb).abs() <= 1e-13 * la.abs().max(1.0),
+        "{} vs {}: loss",
+        a.name(),
+        b.name()
+    );
     let (ga, gb) = (a.grad(t, batch).unwrap(), b.grad(t, batch).unwrap());
-    assert!(rel(&ga, &gb, 1e-12) <= 1e-13, "{} vs {}: grad", a.name(), b.name());
+    assert!(
+        rel(&ga, &gb, 1e-12) <= 1e-13,
+        "{} vs {}: grad",
+        a.name(),
+        b.name()
+    );
     let v = randn(77, 1, a.dim());
     let u = randn(77, 2, a.dim());
     let (ha, hb) = (a.hvp_vec(t, batch, &v).unwrap(), b.hvp_vec(t, batch, &v).unwrap());
@@ -252,7 +296,12 @@ fn assert_same_objective(a: &dyn Objective, b: &dyn Objective, t: &[f64], batch:
     let (mut ta, mut tb) = (vec![0.0; a.dim()], vec![0.0; a.dim()]);
     a.third_order(t, batch, &u, &v, &mut ta).unwrap();
     b.third_order(t, batch, &u, &v, &mut tb).unwrap();
-    assert!(rel(&ta, &tb, 1e-12) <= 1e-13, "{} vs {}: third order", a.name(), b.name());
+    assert!(
+        rel(&ta, &tb, 1e-12) <= 1e-13,
+        "{} vs {}: third order",
+        a.name(),
+        b.name()
+    );
 }
 
 #[test]
@@ -265,7 +314,10 @@ fn one_layer_deep_linear_is_linear_regression() {
         assert_same_objective(&lr, &dl, &t, batch);
         let (a, b) = (lr.outputs(&t, batch).unwrap(), dl.outputs(&t, batch).unwrap());
         assert_eq!(a.dim(), b.dim());
-        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-14 * x.abs().max(1.0)));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| (x - y).abs() <= 1e-14 * x.abs().max(1.0)));
     }
 }
 
@@ -304,7 +356,16 @@ fn assert_supervised(m: &dyn Supervised, t: &[f64], batch: Batch<'_>, targets: T
     let jv = m.output_jvp(t, batch, &v).unwrap();
     let nb = batch.len(m.n_examples());
     assert_eq!(jv.dim(), (nb, m.n_outputs()));
-    let fd = stencil(&|s| m.outputs(&axpy(t, s, &v), batch).unwrap().iter().copied().collect(), H);
+    let fd = stencil(
+        &|s| {
+            m.outputs(&axpy(t, s, &v), batch)
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        },
+        H,
+    );
     assert!(rel(&jv.iter().copied().collect::<Vec<_>>(), &fd, 1e-12) <= TOL);
     let u = Array2::from_shape_vec((nb, m.n_outputs()), randn(8, 2, nb * m.n_outputs())).unwrap();
     let mut jtu = vec![0.0; p];
@@ -386,7 +447,11 @@ fn results_are_bitwise_identical_with_one_and_two_threads() {
     for m in &models {
         let t = theta(1, m.dim(), 0.5);
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| fingerprint(m.as_ref(), &t))
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fingerprint(m.as_ref(), &t))
         };
         assert_eq!(run(1), run(2), "{}", m.name());
     }
@@ -433,19 +498,47 @@ fn bad_input_gives_typed_errors() {
         let n = m.n_examples();
         let t = vec![0.1; p];
         let mut g = vec![0.0; p];
-        assert_eq!(m.loss(&vec![0.0; p + 1], Batch::Full), Err(ObjectiveError::Length { name: "theta", expected: p, got: p + 1 }));
+        assert_eq!(
+            m.loss(&vec![0.0; p + 1], Batch::Full),
+            Err(ObjectiveError::Length {
+                name: "theta",
+                expected: p,
+                got: p + 1
+            })
+        );
         let mut bad = t.clone();
         bad[p - 1] = f64::NAN;
-        assert!(matches!(m.loss_grad(&bad, Batch::Full, &mut g), Err(ObjectiveError::NonFinite { index, .. }) if index == p - 1));
-        assert_eq!(m.loss(&t, Batch::Indices(&[0, n])), Err(ObjectiveError::IndexOutOfRange { index: n, n }));
+        assert!(
+            matches!(m.loss_grad(&bad, Batch::Full, &mut g), Err(ObjectiveError::NonFinite { index, .. }) if index == p - 1)
+        );
+        assert_eq!(
+            m.loss(&t, Batch::Indices(&[0, n])),
+            Err(ObjectiveError::IndexOutOfRange { index: n, n })
+        );
         assert_eq!(m.loss(&t, Batch::Indices(&[])), Err(ObjectiveError::EmptyBatch));
-        assert_eq!(m.loss_grad(&t, Batch::Full, &mut vec![0.0; p + 2]), Err(ObjectiveError::Length { name: "grad", expected: p, got: p + 2 }));
-        assert!(matches!(m.hvp_vec(&t, Batch::Full, &vec![0.0; p - 1]), Err(ObjectiveError::Length { name: "v", .. })));
+        assert_eq!(
+            m.loss_grad(&t, Batch::Full, &mut vec![0.0; p + 2]),
+            Err(ObjectiveError::Length {
+                name: "grad",
+                expected: p,
+                got: p + 2
+            })
+        );
+        assert!(matches!(
+            m.hvp_vec(&t, Batch::Full, &vec![0.0; p - 1]),
+            Err(ObjectiveError::Length { name: "v", .. })
+        ));
         let mut inf = vec![0.0; p];
         inf[0] = f64::INFINITY;
-        assert!(matches!(m.hvp_vec(&t, Batch::Full, &inf), Err(ObjectiveError::NonFinite { .. })));
+        assert!(matches!(
+            m.hvp_vec(&t, Batch::Full, &inf),
+            Err(ObjectiveError::NonFinite { .. })
+        ));
         let mut out = vec![0.0; p];
-        assert!(matches!(m.third_order(&t, Batch::Full, &inf, &t, &mut out), Err(ObjectiveError::NonFinite { .. })));
+        assert!(matches!(
+            m.third_order(&t, Batch::Full, &inf, &t, &mut out),
+            Err(ObjectiveError::NonFinite { .. })
+        ));
         assert!(matches!(
             m.per_example_grads(&t, Batch::Indices(&[n + 3]), 2, &mut |_, _| Ok(())),
             Err(ObjectiveError::IndexOutOfRange { .. })
@@ -456,30 +549,79 @@ fn bad_input_gives_typed_errors() {
 #[test]
 fn bad_construction_gives_typed_errors() {
     let nan_x = Array2::from_shape_vec((2, 1), vec![1.0, f64::NAN]).unwrap();
-    assert!(matches!(LinearRegression::new(nan_x.clone(), Array1::zeros(2)), Err(ObjectiveError::NonFinite { ref what, index: 1, .. }) if what == "x"));
-    assert!(matches!(LinearRegression::new(Array2::zeros((3, 2)), Array1::zeros(2)), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(LinearRegression::new(Array2::zeros((2, 1)), Array1::from(vec![0.0, f64::INFINITY])), Err(ObjectiveError::NonFinite { .. })));
+    assert!(
+        matches!(LinearRegression::new(nan_x.clone(), Array1::zeros(2)), Err(ObjectiveError::NonFinite { ref what, index: 1, .. }) if what == "x")
+    );
+    assert!(matches!(
+        LinearRegression::new(Array2::zeros((3, 2)), Array1::zeros(2)),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        LinearRegression::new(Array2::zeros((2, 1)), Array1::from(vec![0.0, f64::INFINITY])),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
     assert_eq!(
         LogisticRegression::new(Array2::zeros((3, 1)), vec![0, 2, 1]).err(),
-        Some(ObjectiveError::LabelOutOfRange { index: 1, label: 2, classes: 2 })
+        Some(ObjectiveError::LabelOutOfRange {
+            index: 1,
+            label: 2,
+            classes: 2
+        })
     );
-    assert!(matches!(LogisticRegression::new(Array2::zeros((3, 1)), vec![0, 1]), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(LogisticRegression::new(nan_x, vec![0, 1]), Err(ObjectiveError::NonFinite { .. })));
+    assert!(matches!(
+        LogisticRegression::new(Array2::zeros((3, 1)), vec![0, 1]),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        LogisticRegression::new(nan_x, vec![0, 1]),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
     assert!(ScalarNet::new(0, 1.0).is_err());
-    assert!(matches!(ScalarNet::new(2, f64::NAN), Err(ObjectiveError::NonFinite { .. })));
-    assert!(matches!(ScalarNet::from_data(2, vec![1.0, 2.0], vec![1.0]), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(ScalarNet::from_data(2, vec![0.0], vec![1.0]), Err(ObjectiveError::Invalid { .. })));
-    assert!(matches!(DeepLinear::new(vec![3], Array2::zeros((2, 3)), Array2::zeros((2, 3)), false), Err(ObjectiveError::Invalid { .. })));
-    assert!(matches!(DeepLinear::new(vec![3, 0, 1], Array2::zeros((2, 3)), Array2::zeros((2, 1)), false), Err(ObjectiveError::Invalid { .. })));
-    assert!(matches!(DeepLinear::new(vec![3, 1], Array2::zeros((2, 2)), Array2::zeros((2, 1)), false), Err(ObjectiveError::Shape { ref what, .. }) if what == "x"));
-    assert!(matches!(DeepLinear::new(vec![3, 1], Array2::zeros((2, 3)), Array2::zeros((3, 1)), false), Err(ObjectiveError::Shape { ref what, .. }) if what == "y"));
+    assert!(matches!(
+        ScalarNet::new(2, f64::NAN),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        ScalarNet::from_data(2, vec![1.0, 2.0], vec![1.0]),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        ScalarNet::from_data(2, vec![0.0], vec![1.0]),
+        Err(ObjectiveError::Invalid { .. })
+    ));
+    assert!(matches!(
+        DeepLinear::new(vec![3], Array2::zeros((2, 3)), Array2::zeros((2, 3)), false),
+        Err(ObjectiveError::Invalid { .. })
+    ));
+    assert!(matches!(
+        DeepLinear::new(vec![3, 0, 1], Array2::zeros((2, 3)), Array2::zeros((2, 1)), false),
+        Err(ObjectiveError::Invalid { .. })
+    ));
+    assert!(
+        matches!(DeepLinear::new(vec![3, 1], Array2::zeros((2, 2)), Array2::zeros((2, 1)), false), Err(ObjectiveError::Shape { ref what, .. }) if what == "x")
+    );
+    assert!(
+        matches!(DeepLinear::new(vec![3, 1], Array2::zeros((2, 3)), Array2::zeros((3, 1)), false), Err(ObjectiveError::Shape { ref what, .. }) if what == "y")
+    );
     let a = DMatrix::zeros(2, 3);
-    assert!(matches!(Quadratic::new(vec![a], vec![DVector::zeros(2)]), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(Quadratic::new(vec![DMatrix::zeros(2, 2)], vec![]), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(Quadratic::new(vec![], vec![]), Err(ObjectiveError::Invalid { .. })));
+    assert!(matches!(
+        Quadratic::new(vec![a], vec![DVector::zeros(2)]),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        Quadratic::new(vec![DMatrix::zeros(2, 2)], vec![]),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        Quadratic::new(vec![], vec![]),
+        Err(ObjectiveError::Invalid { .. })
+    ));
     // the infallible diagonal constructor reports its defect at the first call
     let d = Quadratic::diagonal(&[1.0, f64::NAN]);
-    assert!(matches!(d.loss(&[0.0, 0.0], Batch::Full), Err(ObjectiveError::NonFinite { .. })));
+    assert!(matches!(
+        d.loss(&[0.0, 0.0], Batch::Full),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
     assert!(Quadratic::try_diagonal(&[]).is_err());
 }
 
@@ -490,15 +632,34 @@ fn supervised_bad_targets_give_typed_errors() {
     let lg = logreg(1, 4, 3);
     assert_eq!(
         lg.loss_grad_with_targets(&t, Batch::Full, Targets::Labels(&[0, 1, 3, 0]), &mut g),
-        Err(ObjectiveError::LabelOutOfRange { index: 2, label: 3, classes: 2 })
+        Err(ObjectiveError::LabelOutOfRange {
+            index: 2,
+            label: 3,
+            classes: 2
+        })
     );
-    assert!(matches!(lg.loss_grad_with_targets(&t, Batch::Full, Targets::Labels(&[0, 1]), &mut g), Err(ObjectiveError::Length { .. })));
+    assert!(matches!(
+        lg.loss_grad_with_targets(&t, Batch::Full, Targets::Labels(&[0, 1]), &mut g),
+        Err(ObjectiveError::Length { .. })
+    ));
     let y = Array2::zeros((4, 1));
-    assert!(matches!(lg.loss_grad_with_targets(&t, Batch::Full, Targets::Values(y.view()), &mut g), Err(ObjectiveError::Unsupported { .. })));
+    assert!(matches!(
+        lg.loss_grad_with_targets(&t, Batch::Full, Targets::Values(y.view()), &mut g),
+        Err(ObjectiveError::Unsupported { .. })
+    ));
     let lr = linreg(1, 4, 3);
     let y = Array2::zeros((3, 1));
-    assert!(matches!(lr.loss_grad_with_targets(&t, Batch::Full, Targets::Values(y.view()), &mut g), Err(ObjectiveError::Shape { .. })));
-    assert!(matches!(lr.loss_grad_with_targets(&t, Batch::Full, Targets::Labels(&[0; 4]), &mut g), Err(ObjectiveError::Unsupported { .. })));
+    assert!(matches!(
+        lr.loss_grad_with_targets(&t, Batch::Full, Targets::Values(y.view()), &mut g),
+        Err(ObjectiveError::Shape { .. })
+    ));
+    assert!(matches!(
+        lr.loss_grad_with_targets(&t, Batch::Full, Targets::Labels(&[0; 4]), &mut g),
+        Err(ObjectiveError::Unsupported { .. })
+    ));
     let u = Array2::zeros((4, 2));
-    assert!(matches!(lr.output_vjp(&t, Batch::Full, u.view(), &mut g), Err(ObjectiveError::Shape { .. })));
+    assert!(matches!(
+        lr.output_vjp(&t, Batch::Full, u.view(), &mut g),
+        Err(ObjectiveError::Shape { .. })
+    ));
 }

@@ -373,8 +373,8 @@ mod tests {
         }
     }
 
-    /// Noise statistics: with a zero objective gradient direction… use a flat objective region? Instead,
-    /// the one-step displacement of noisy GD minus GD is −η ξ: its sample covariance over seeds matches Σ.
+    /// Noise statistics: from the minimizer θ = 0 of a zero-gradient point, one noisy step is −η ξ, so its
+    /// sample covariance over seeds must match Σ.
     #[test]
     fn full_covariance_noise_has_the_requested_covariance() {
         let obj = PerExampleQuadratic::least_squares(&[vec![1.0, 0.0], vec![0.0, 1.0]], &[0.0, 0.0]).unwrap();

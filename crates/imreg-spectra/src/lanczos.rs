@@ -360,3 +360,31 @@ mod tests {
         assert!(r.report.max_relative_residual > 1e-12);
     }
 }
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+    use crate::operator::DenseOperator;
+
+    #[test]
+    fn breakdown_restarts_find_every_copy() {
+        // two distinct eigenvalues, each three times: the Krylov space of any start vector is invariant after
+        // 2 steps, so the run must restart to see the other copies.
+        let a = DenseOperator::planted(&[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], 3).unwrap();
+        let r = lanczos(&a, &LanczosOptions { max_iter: 6, tol: 0.0, k_top: 3, k_bottom: 3, ..Default::default() })
+            .unwrap();
+        assert_eq!(r.report.restarts, 2, "{:?}", r.report);
+        assert!(r.report.converged);
+        assert_eq!(r.beta[1], 0.0);
+        for t in &r.top {
+            assert!((t.value - 2.0).abs() < 1e-13);
+        }
+        for t in &r.bottom {
+            assert!((t.value - 1.0).abs() < 1e-13);
+        }
+        // without restarts the run stops at the invariant subspace, converged for top-1
+        let r = lanczos(&a, &LanczosOptions { restart_on_breakdown: false, ..Default::default() }).unwrap();
+        assert_eq!(r.report.iterations, 2);
+        assert!(r.report.converged && (r.max() - 2.0).abs() < 1e-13);
+    }
+}

@@ -121,7 +121,11 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
 ) -> Result<ExactReport> {
     let finite = dist.as_finite()?;
     check_len("theta0", theta0.len(), landscape.dim())?;
-    check_len("x dimension of the distribution", finite.data_dim(), landscape.data_dim())?;
+    check_len(
+        "x dimension of the distribution",
+        finite.data_dim(),
+        landscape.data_dim(),
+    )?;
     check_finite("eta", eta)?;
     let k = finite.len();
     let steps = sched.t();
@@ -131,10 +135,17 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
         limit: params.max_runs,
     })?;
     if runs > params.max_runs {
-        return Err(TaylorError::TooLarge { count: runs, steps, limit: params.max_runs });
+        return Err(TaylorError::TooLarge {
+            count: runs,
+            steps,
+            limit: params.max_runs,
+        });
     }
     let partitions = ordered_partitions(sched.n(), sched.b());
-    let test = Measure { points: finite.points().to_vec(), weights: finite.probs().to_vec() };
+    let test = Measure {
+        points: finite.points().to_vec(),
+        weights: finite.probs().to_vec(),
+    };
     let n = sched.n();
     let epochs = sched.epochs();
     let p = landscape.dim();
@@ -162,11 +173,30 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
             return Ok((test, train / c.data.len() as f64, theta.clone()));
         }
         let per = c.partitions.len() as f64;
+        if let [only] = c.partitions {
+            // One batch order per epoch (B = N, or N = 1): no branching, so loop instead of recursing
+            // (GD may run for arbitrarily many epochs).
+            let mut t = theta.clone();
+            for ep in epoch..c.epochs {
+                for (s, batch) in only.iter().enumerate() {
+                    sgd_step(c.landscape, &c.data, batch, &mut t, c.eta, ep * only.len() + s)?;
+                }
+            }
+            return descend(c, &t, c.epochs);
+        }
+        // Otherwise per^(epochs) ≤ max_runs bounds the recursion depth by log2(max_runs).
         let (mut a, mut b, mut th) = (0.0, 0.0, DVector::zeros(theta.len()));
         for order in c.partitions {
             let mut t = theta.clone();
             for (s, batch) in order.iter().enumerate() {
-                sgd_step(c.landscape, &c.data, batch, &mut t, c.eta, epoch * order.len() + s)?;
+                sgd_step(
+                    c.landscape,
+                    &c.data,
+                    batch,
+                    &mut t,
+                    c.eta,
+                    epoch * order.len() + s,
+                )?;
             }
             let (x, y, z) = descend(c, &t, epoch + 1)?;
             a += x;
@@ -176,7 +206,11 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
         Ok((a / per, b / per, th / per))
     }
 
-    let sets_usize = usize::try_from(sets).map_err(|_| TaylorError::TooLarge { count: sets, steps, limit: params.max_runs })?;
+    let sets_usize = usize::try_from(sets).map_err(|_| TaylorError::TooLarge {
+        count: sets,
+        steps,
+        limit: params.max_runs,
+    })?;
     let theta_start = DVector::from_column_slice(theta0);
     let per_set: Vec<(f64, f64, f64, DVector<f64>)> = (0..sets_usize)
         .into_par_iter()
@@ -194,7 +228,14 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
             if prob == 0.0 {
                 return Ok((0.0, 0.0, 0.0, DVector::zeros(p)));
             }
-            let ctx = Ctx { landscape, data, partitions: &partitions, test: &test, epochs, eta };
+            let ctx = Ctx {
+                landscape,
+                data,
+                partitions: &partitions,
+                test: &test,
+                epochs,
+                eta,
+            };
             let (a, b, th) = descend(&ctx, &theta_start, 0)?;
             Ok((prob, a, b, th))
         })
@@ -205,7 +246,14 @@ pub fn exact_expectation<L: Landscape + ?Sized>(
         train_loss += w * b;
         theta.axpy(*w, th, 1.0);
     }
-    Ok(ExactReport { test_loss, train_loss, theta, training_sets: sets, orders_per_epoch, runs })
+    Ok(ExactReport {
+        test_loss,
+        train_loss,
+        theta,
+        training_sets: sets,
+        orders_per_epoch,
+        runs,
+    })
 }
 
 #[cfg(test)]
@@ -237,20 +285,45 @@ mod tests {
             (1, 6, 0.005, 0.471191537931),
         ];
         for (b, t, eta, quoted) in cases {
-            let r = exact_expectation(&toy, &d, &[1.0], &Schedule::new(3, b, t).unwrap(), eta, ExactParams::default())
-                .unwrap();
-            assert!((r.test_loss - quoted).abs() < 1e-11, "B={b} T={t} η={eta}: {} vs {quoted}", r.test_loss);
+            let r = exact_expectation(
+                &toy,
+                &d,
+                &[1.0],
+                &Schedule::new(3, b, t).unwrap(),
+                eta,
+                ExactParams::default(),
+            )
+            .unwrap();
+            assert!(
+                (r.test_loss - quoted).abs() < 1e-11,
+                "B={b} T={t} η={eta}: {} vs {quoted}",
+                r.test_loss
+            );
         }
     }
 
     #[test]
     fn typed_errors() {
         let s = Schedule::new(3, 1, 3).unwrap();
-        let e = exact_expectation(&GaussLandscape, &GaussLandscape.distribution(), &[0.0], &s, 0.1, ExactParams::default());
+        let e = exact_expectation(
+            &GaussLandscape,
+            &GaussLandscape.distribution(),
+            &[0.0],
+            &s,
+            0.1,
+            ExactParams::default(),
+        );
         assert!(matches!(e, Err(TaylorError::NotFinite { .. })));
         let toy = RademacherToy::reference();
         let big = Schedule::new(8, 1, 16).unwrap();
-        let e = exact_expectation(&toy, &toy.distribution(), &[1.0], &big, 0.1, ExactParams::default());
+        let e = exact_expectation(
+            &toy,
+            &toy.distribution(),
+            &[1.0],
+            &big,
+            0.1,
+            ExactParams::default(),
+        );
         match e {
             Err(TaylorError::TooLarge { count, .. }) => assert_eq!(count, 256 * 40320u128 * 40320),
             other => panic!("{other:?}"),
@@ -275,9 +348,21 @@ mod tests {
         let toy = RademacherToy::new(0.9, 0.7).unwrap();
         let s = Schedule::new(4, 1, 8).unwrap();
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
-                exact_expectation(&toy, &toy.distribution(), &[0.8], &s, 0.03, ExactParams::default()).unwrap()
-            })
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    exact_expectation(
+                        &toy,
+                        &toy.distribution(),
+                        &[0.8],
+                        &s,
+                        0.03,
+                        ExactParams::default(),
+                    )
+                    .unwrap()
+                })
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(a.test_loss.to_bits(), b.test_loss.to_bits());

@@ -48,22 +48,36 @@ impl FiniteDist {
     /// non-negative and summing to 1 within 1e-12.
     pub fn new(points: Vec<Vec<f64>>, probs: Vec<f64>) -> Result<Self> {
         if points.is_empty() {
-            return Err(TaylorError::Probabilities { reason: "empty support".into() });
+            return Err(TaylorError::Probabilities {
+                reason: "empty support".into(),
+            });
         }
         check_len("probs", probs.len(), points.len())?;
         let d = points[0].len();
         for p in &points {
             check_len("support point", p.len(), d)?;
             if let Some(v) = p.iter().find(|v| !v.is_finite()) {
-                return Err(TaylorError::InvalidParam { name: "support point", value: *v, reason: "must be finite" });
+                return Err(TaylorError::InvalidParam {
+                    name: "support point",
+                    value: *v,
+                    reason: "must be finite",
+                });
             }
         }
-        if let Some((i, p)) = probs.iter().enumerate().find(|(_, p)| !(p.is_finite() && **p >= 0.0)) {
-            return Err(TaylorError::Probabilities { reason: format!("probs[{i}] = {p} is not a probability") });
+        if let Some((i, p)) = probs
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
+        {
+            return Err(TaylorError::Probabilities {
+                reason: format!("probs[{i}] = {p} is not a probability"),
+            });
         }
         let total: f64 = probs.iter().sum();
         if (total - 1.0).abs() > 1e-12 {
-            return Err(TaylorError::Probabilities { reason: format!("probabilities sum to {total}, not 1") });
+            return Err(TaylorError::Probabilities {
+                reason: format!("probabilities sum to {total}, not 1"),
+            });
         }
         Ok(FiniteDist { points, probs })
     }
@@ -76,7 +90,10 @@ impl FiniteDist {
 
     /// Rademacher `x ∈ {−1, +1}` with probability ½ each (the toy of notes §6.2).
     pub fn rademacher() -> Self {
-        FiniteDist { points: vec![vec![-1.0], vec![1.0]], probs: vec![0.5, 0.5] }
+        FiniteDist {
+            points: vec![vec![-1.0], vec![1.0]],
+            probs: vec![0.5, 0.5],
+        }
     }
 
     pub fn points(&self) -> &[Vec<f64>] {
@@ -137,9 +154,9 @@ impl DataDist {
     pub fn as_finite(&self) -> Result<&FiniteDist> {
         match self {
             DataDist::Finite(f) => Ok(f),
-            DataDist::StandardNormal { dim } => {
-                Err(TaylorError::NotFinite { what: format!("N(0, I_{dim}) (continuous support)") })
-            }
+            DataDist::StandardNormal { dim } => Err(TaylorError::NotFinite {
+                what: format!("N(0, I_{dim}) (continuous support)"),
+            }),
         }
     }
 
@@ -164,12 +181,15 @@ impl DataDist {
     /// The weighted point set that realizes `E_{x~D}[·]` under the chosen integration.
     pub fn measure(&self, how: Integration) -> Result<Measure> {
         match (self, how) {
-            (DataDist::Finite(f), Integration::Exact | Integration::Quadrature { .. }) => {
-                Ok(Measure { points: f.points.clone(), weights: f.probs.clone() })
+            (DataDist::Finite(f), Integration::Exact | Integration::Quadrature { .. }) => Ok(Measure {
+                points: f.points.clone(),
+                weights: f.probs.clone(),
+            }),
+            (DataDist::StandardNormal { .. }, Integration::Exact) => {
+                Err(self.as_finite().err().unwrap_or(TaylorError::NotFinite {
+                    what: "a continuous distribution".into(),
+                }))
             }
-            (DataDist::StandardNormal { .. }, Integration::Exact) => Err(self.as_finite().err().unwrap_or(
-                TaylorError::NotFinite { what: "a continuous distribution".into() },
-            )),
             (DataDist::StandardNormal { dim }, Integration::Quadrature { nodes }) => {
                 let (points, weights) = gauss_hermite_product(nodes, *dim)?;
                 Ok(Measure { points, weights })
@@ -184,7 +204,10 @@ impl DataDist {
                 }
                 let mut r = rng::stream(seed, 0);
                 let points: Vec<Vec<f64>> = (0..samples).map(|_| self.sample(&mut r)).collect();
-                Ok(Measure { points, weights: vec![1.0 / samples as f64; samples] })
+                Ok(Measure {
+                    points,
+                    weights: vec![1.0 / samples as f64; samples],
+                })
             }
         }
     }
@@ -248,7 +271,12 @@ pub fn finite_difference_check<L: Landscape + ?Sized>(
     let g = landscape.grad(x, theta)?;
     let h = landscape.hessian(x, theta)?;
     let t = landscape.third(x, theta)?;
-    let mut rep = FdReport { grad: 0.0, hessian: 0.0, third: 0.0, asymmetry: 0.0 };
+    let mut rep = FdReport {
+        grad: 0.0,
+        hessian: 0.0,
+        third: 0.0,
+        asymmetry: 0.0,
+    };
     for i in 0..p {
         for j in 0..p {
             rep.asymmetry = rep.asymmetry.max((h[(i, j)] - h[(j, i)]).abs());

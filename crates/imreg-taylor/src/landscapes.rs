@@ -93,7 +93,16 @@ fn helix_parts(theta: &[f64]) -> HelixParts {
     let (u, v, z) = (theta[0], theta[1], theta[2]);
     let (s, c) = z.sin_cos();
     let (b, a) = (z - FRAC_PI_4).sin_cos();
-    HelixParts { u, v, c, s, w: c * u + s * v, wp: -s * u + c * v, a, b }
+    HelixParts {
+        u,
+        v,
+        c,
+        s,
+        w: c * u + s * v,
+        wp: -s * u + c * v,
+        a,
+        b,
+    }
 }
 
 impl Landscape for Helix {
@@ -129,7 +138,17 @@ impl Landscape for Helix {
         Ok(DMatrix::from_row_slice(
             3,
             3,
-            &[1.0 + q.c * q.c, q.c * q.s, uz, q.c * q.s, 1.0 + q.s * q.s, vz, uz, vz, zz],
+            &[
+                1.0 + q.c * q.c,
+                q.c * q.s,
+                uz,
+                q.c * q.s,
+                1.0 + q.s * q.s,
+                vz,
+                uz,
+                vz,
+                zz,
+            ],
         ))
     }
     fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
@@ -174,7 +193,10 @@ impl Landscape for GaussLandscape {
     }
     fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
         self.check_args(x, theta)?;
-        Ok(DVector::from_element(1, 0.5 * (1.0 - x[0] * x[0] * (-theta[0]).exp())))
+        Ok(DVector::from_element(
+            1,
+            0.5 * (1.0 - x[0] * x[0] * (-theta[0]).exp()),
+        ))
     }
     fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
         self.check_args(x, theta)?;
@@ -239,7 +261,11 @@ impl QuadraticNoise {
 
 impl Landscape for QuadraticNoise {
     fn name(&self) -> String {
-        format!("quadratic ½θᵀHθ + θᵀSx (p = {}, d = {})", self.h.nrows(), self.s.ncols())
+        format!(
+            "quadratic ½θᵀHθ + θᵀSx (p = {}, d = {})",
+            self.h.nrows(),
+            self.s.ncols()
+        )
     }
     fn dim(&self) -> usize {
         self.h.nrows()
@@ -280,7 +306,11 @@ mod tests {
         for (i, x) in xs.iter().enumerate() {
             for (j, t) in thetas.iter().enumerate() {
                 let rep = finite_difference_check(l, x, t, 1e-4, 6, (i * 31 + j) as u64).unwrap();
-                assert!(rep.grad < FD_TOL && rep.hessian < FD_TOL && rep.third < FD_TOL, "{}: {rep:?}", l.name());
+                assert!(
+                    rep.grad < FD_TOL && rep.hessian < FD_TOL && rep.third < FD_TOL,
+                    "{}: {rep:?}",
+                    l.name()
+                );
                 assert!(rep.asymmetry < 1e-14, "{}: {rep:?}", l.name());
             }
         }
@@ -289,9 +319,17 @@ mod tests {
     #[test]
     fn derivatives_match_finite_differences() {
         let xs = vec![vec![-1.3], vec![0.4], vec![2.1]];
-        assert_fd(&RademacherToy::new(0.7, -0.3).unwrap(), &xs, &[vec![0.9], vec![-2.0]]);
+        assert_fd(
+            &RademacherToy::new(0.7, -0.3).unwrap(),
+            &xs,
+            &[vec![0.9], vec![-2.0]],
+        );
         assert_fd(&GaussLandscape, &xs, &[vec![0.0], vec![0.8], vec![-0.5]]);
-        assert_fd(&Helix, &xs, &[vec![0.3, -0.7, 1.1], vec![-1.2, 0.5, -2.4], vec![0.0, 0.0, 0.6]]);
+        assert_fd(
+            &Helix,
+            &xs,
+            &[vec![0.3, -0.7, 1.1], vec![-1.2, 0.5, -2.4], vec![0.0, 0.0, 0.6]],
+        );
         let q = QuadraticNoise::new(
             DMatrix::from_row_slice(2, 2, &[2.0, 0.3, 0.3, 0.5]),
             DMatrix::from_row_slice(2, 3, &[1.0, 0.0, 0.5, -0.2, 0.7, 0.1]),
@@ -315,11 +353,20 @@ mod tests {
     #[test]
     fn bad_input_is_a_typed_error() {
         use crate::error::TaylorError;
-        assert!(matches!(Helix.loss(&[0.0], &[0.0, 0.0]), Err(TaylorError::Length { name: "theta", .. })));
-        assert!(matches!(GaussLandscape.grad(&[0.0, 1.0], &[0.0]), Err(TaylorError::Length { name: "x", .. })));
+        assert!(matches!(
+            Helix.loss(&[0.0], &[0.0, 0.0]),
+            Err(TaylorError::Length { name: "theta", .. })
+        ));
+        assert!(matches!(
+            GaussLandscape.grad(&[0.0, 1.0], &[0.0]),
+            Err(TaylorError::Length { name: "x", .. })
+        ));
         assert!(QuadraticNoise::mean_estimation(-1.0, 1.0).is_err());
-        assert!(QuadraticNoise::new(DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0]), DMatrix::zeros(2, 1))
-            .is_err());
+        assert!(QuadraticNoise::new(
+            DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0]),
+            DMatrix::zeros(2, 1)
+        )
+        .is_err());
         assert!(RademacherToy::new(f64::NAN, 0.0).is_err());
     }
 }

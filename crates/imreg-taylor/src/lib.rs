@@ -30,6 +30,7 @@ pub mod error;
 pub mod exact;
 pub mod landscape;
 pub mod landscapes;
+pub mod objective_landscape;
 pub mod predictions;
 pub mod quadrature;
 pub mod schedule;

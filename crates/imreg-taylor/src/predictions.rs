@@ -41,7 +41,11 @@ impl TestLossExpansion {
 fn check_eta(eta: f64) -> Result<()> {
     check_finite("eta", eta)?;
     if eta < 0.0 {
-        return Err(TaylorError::InvalidParam { name: "eta", value: eta, reason: "learning rate must be ≥ 0" });
+        return Err(TaylorError::InvalidParam {
+            name: "eta",
+            value: eta,
+            reason: "learning rate must be ≥ 0",
+        });
     }
     Ok(())
 }
@@ -63,6 +67,7 @@ fn check_eta(eta: f64) -> Result<()> {
 /// ```
 pub fn test_loss_expansion(t: &PopulationTensors, sched: &Schedule, eta: f64) -> Result<TestLossExpansion> {
     check_eta(eta)?;
+    t.check_shapes()?;
     let tt = sched.t() as f64;
     let m = sched.m();
     let b = sched.b() as f64;
@@ -86,6 +91,7 @@ pub fn test_loss_expansion(t: &PopulationTensors, sched: &Schedule, eta: f64) ->
 /// whole epochs.
 pub fn sgd_minus_gd(t: &PopulationTensors, n: usize, b: usize, steps: usize, eta: f64) -> Result<f64> {
     check_eta(eta)?;
+    t.check_shapes()?;
     Schedule::new(n, b, steps)?;
     Schedule::gd(n, steps)?;
     let tt = steps as f64;
@@ -102,6 +108,7 @@ pub fn sgd_minus_gd(t: &PopulationTensors, n: usize, b: usize, steps: usize, eta
 /// form is right only when `G = 0`.
 pub fn epochs_displacement(t: &PopulationTensors, n: usize, e0: usize, eta: f64) -> Result<DVector<f64>> {
     epochs_check(n, e0, eta)?;
+    t.check_shapes()?;
     Ok(epochs_factor(n, e0, eta) * t.grad_second_moment())
 }
 
@@ -114,6 +121,7 @@ pub fn epochs_displacement_as_published(
     eta: f64,
 ) -> Result<DVector<f64>> {
     epochs_check(n, e0, eta)?;
+    t.check_shapes()?;
     Ok(epochs_factor(n, e0, eta) * &t.grad_tr_c)
 }
 
@@ -161,14 +169,17 @@ pub struct ValleyDrift {
 pub fn valley_drift(t: &PopulationTensors, eta: f64, flat_tol: f64) -> Result<ValleyDrift> {
     check_eta(eta)?;
     check_finite("flat_tol", flat_tol)?;
-    let p = t.g.len();
+    let p = t.check_shapes()?;
     let eig = SymmetricEigen::new(t.h.clone());
     let mut order: Vec<usize> = (0..p).collect();
     order.sort_by(|a, b| eig.eigenvalues[*a].total_cmp(&eig.eigenvalues[*b]));
     let hs = DVector::from_iterator(p, order.iter().map(|&i| eig.eigenvalues[i]));
     let q = DMatrix::from_fn(p, p, |r, c| eig.eigenvectors[(r, order[c])]);
     if let Some(neg) = hs.iter().find(|h| **h < -flat_tol.abs()) {
-        return Err(TaylorError::NotPositiveDefinite { name: "H (valley drift)", eigenvalue: *neg });
+        return Err(TaylorError::NotPositiveDefinite {
+            name: "H (valley drift)",
+            eigenvalue: *neg,
+        });
     }
     let c = q.transpose() * &t.c * &q;
     let j = t.j.rotate(&q);
@@ -192,7 +203,13 @@ pub fn valley_drift(t: &PopulationTensors, eta: f64, flat_tol: f64) -> Result<Va
             stiff[l] = v[l] / (eta * hs[l]);
         }
     }
-    Ok(ValleyDrift { eigenvalues: hs, eigenvectors: q, v, drift_per_step: drift, stiff_displacement: stiff })
+    Ok(ValleyDrift {
+        eigenvalues: hs,
+        eigenvectors: q,
+        v,
+        drift_per_step: drift,
+        stiff_displacement: stiff,
+    })
 }
 
 /// Skewness correction of E = B = 1 SGD from a test minimum (Prop splash / Cor vssde, notes §6.4), in
@@ -204,6 +221,7 @@ pub fn valley_drift(t: &PopulationTensors, eta: f64, flat_tol: f64) -> Result<Va
 /// quadrature check agree on minus. On the Gauss landscape (`S·J = ½`) this is `−η³/12` at `T = 1`.
 pub fn skewness_correction(t: &PopulationTensors, steps: usize, eta: f64) -> Result<f64> {
     check_eta(eta)?;
+    t.check_shapes()?;
     Ok(-(steps as f64) * eta.powi(3) / 6.0 * t.s_dot_j())
 }
 
@@ -214,7 +232,7 @@ pub fn skewness_correction(t: &PopulationTensors, steps: usize, eta: f64) -> Res
 /// which tends to [`skewness_correction`] as `Tηh → 0` (terms with `h_μ+h_ν+h_λ = 0` use that limit `T`).
 pub fn skewness_correction_saturating(t: &PopulationTensors, steps: usize, eta: f64) -> Result<f64> {
     check_eta(eta)?;
-    let p = t.g.len();
+    let p = t.check_shapes()?;
     let eig = SymmetricEigen::new(t.h.clone());
     let q = eig.eigenvectors.clone();
     let (s, j) = (t.s.rotate(&q), t.j.rotate(&q));
@@ -224,7 +242,11 @@ pub fn skewness_correction_saturating(t: &PopulationTensors, steps: usize, eta: 
         for b in 0..p {
             for c in 0..p {
                 let k = eta * (eig.eigenvalues[a] + eig.eigenvalues[b] + eig.eigenvalues[c]);
-                let factor = if k.abs() * tt < 1e-12 { tt } else { -(-tt * k).exp_m1() / k };
+                let factor = if k.abs() * tt < 1e-12 {
+                    tt
+                } else {
+                    -(-tt * k).exp_m1() / k
+                };
                 sum += s.get(a, b, c).unwrap_or(0.0) * j.get(a, b, c).unwrap_or(0.0) * factor;
             }
         }
@@ -248,18 +270,31 @@ pub struct OverfitPrediction {
 /// exact (not only to leading order) for quadratics, with `(1 − ηh)^T` in place of the paper's `e^{−ηTh}`
 /// (its small-η limit). `C_μμ` are the diagonal entries of `C` in `H`'s eigenbasis (off-diagonal entries do
 /// not enter). The gap is the COLT form `(C/N)/H`; the AAAI version's `C/(2NH)` is off by a factor 2.
-pub fn overfit_gd(h: &DMatrix<f64>, c: &DMatrix<f64>, n: usize, eta: f64, steps: usize) -> Result<OverfitPrediction> {
+pub fn overfit_gd(
+    h: &DMatrix<f64>,
+    c: &DMatrix<f64>,
+    n: usize,
+    eta: f64,
+    steps: usize,
+) -> Result<OverfitPrediction> {
     check_eta(eta)?;
     let p = h.nrows();
     check_len("H columns", h.ncols(), p)?;
     check_len("C rows", c.nrows(), p)?;
     check_len("C columns", c.ncols(), p)?;
     if n == 0 {
-        return Err(TaylorError::InvalidParam { name: "N", value: 0.0, reason: "needs at least one point" });
+        return Err(TaylorError::InvalidParam {
+            name: "N",
+            value: 0.0,
+            reason: "needs at least one point",
+        });
     }
     let eig = SymmetricEigen::new(h.clone());
     if let Some(bad) = eig.eigenvalues.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        return Err(TaylorError::NotPositiveDefinite { name: "H", eigenvalue: *bad });
+        return Err(TaylorError::NotPositiveDefinite {
+            name: "H",
+            eigenvalue: *bad,
+        });
     }
     let ct = eig.eigenvectors.transpose() * c * &eig.eigenvectors;
     let nf = n as f64;
@@ -272,4 +307,114 @@ pub fn overfit_gd(h: &DMatrix<f64>, c: &DMatrix<f64>, n: usize, eta: f64, steps:
         tic += ct[(mu, mu)] / (nf * hm);
     }
     Ok(OverfitPrediction { overfit, gap, tic })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exact::{exact_expectation, ExactParams};
+    use crate::landscape::Integration;
+    use crate::landscapes::{Helix, RademacherToy};
+    use crate::tensors::population_tensors;
+
+    fn toy_tensors() -> PopulationTensors {
+        let toy = RademacherToy::reference();
+        population_tensors(&toy, &toy.distribution(), Integration::Exact, &[1.0]).unwrap()
+    }
+
+    #[test]
+    fn expansion_terms_by_hand() {
+        // G = H = 1, trC = 2.25, ∇trC = 1.5; N = 3, B = 1, T = 6 (M = 2), η = 0.01.
+        let e = test_loss_expansion(&toy_tensors(), &Schedule::new(3, 1, 6).unwrap(), 0.01).unwrap();
+        let eta2 = 1e-4;
+        assert!((e.order1 + 0.06).abs() < 1e-15);
+        assert!((e.discretization - 6.0 * 5.5 * eta2).abs() < 1e-15);
+        assert!((e.noise_curvature - 0.5 * 6.0 * 2.0 * 2.25 * eta2).abs() < 1e-15);
+        assert!((e.noise_gradient - 0.25 * 6.0 * (2.0 - 1.0) * 1.5 * eta2).abs() < 1e-15);
+    }
+
+    #[test]
+    fn epochs_numbers_of_the_notes_recomputed() {
+        // Notes §6.2: E0 = 2, N = 3, η = 0.005: full formula 3.2813e-5, ∇trC-only 1.4063e-5, enumeration 3.2509e-5.
+        let t = toy_tensors();
+        let eta = 0.005;
+        let fixed = epochs_displacement(&t, 3, 2, eta).unwrap()[0];
+        let paper = epochs_displacement_as_published(&t, 3, 2, eta).unwrap()[0];
+        assert!((fixed - 3.28125e-5).abs() < 1e-17 && (paper - 1.40625e-5).abs() < 1e-17);
+        let toy = RademacherToy::reference();
+        let d = toy.distribution();
+        let run = |e: usize, rate: f64| {
+            exact_expectation(
+                &toy,
+                &d,
+                &[1.0],
+                &Schedule::epochs_of(3, 1, e).unwrap(),
+                rate,
+                ExactParams::default(),
+            )
+            .unwrap()
+            .theta[0]
+        };
+        let measured = run(2, eta / 2.0) - run(1, eta);
+        assert!((measured - 3.2509e-5).abs() < 1e-9, "{measured}");
+        // GD − SGD at η = 0.005 (M = 1): enumeration 1.8398e-5, prediction 1.875e-5.
+        assert!((sgd_minus_gd(&t, 3, 1, 3, eta).unwrap() + 1.875e-5).abs() < 1e-17);
+    }
+
+    #[test]
+    fn formulas_refuse_partial_epochs() {
+        let t = toy_tensors();
+        assert!(matches!(
+            sgd_minus_gd(&t, 4, 2, 3, 0.1),
+            Err(TaylorError::NotWholeEpochs { t: 3, .. })
+        ));
+        assert!(matches!(
+            sgd_minus_gd(&t, 4, 3, 4, 0.1),
+            Err(TaylorError::BatchNotDivisor { .. })
+        ));
+        assert!(test_loss_expansion(&t, &Schedule::new(3, 1, 3).unwrap(), -0.1).is_err());
+        assert!(epochs_displacement(&t, 3, 0, 0.1).is_err());
+    }
+
+    #[test]
+    fn valley_drift_needs_psd_hessian_and_is_rotation_invariant() {
+        let mut t = population_tensors(
+            &Helix,
+            &Helix.distribution(),
+            Integration::Quadrature { nodes: 6 },
+            &[0.0; 3],
+        )
+        .unwrap();
+        let v = valley_drift(&t, 0.1, 1e-9).unwrap();
+        assert!((v.drift_per_step[2] - 0.01 / 6.0).abs() < 1e-15);
+        assert!(v.drift_per_step[0].abs() < 1e-15 && v.drift_per_step[1].abs() < 1e-15);
+        t.h[(0, 0)] = -3.0;
+        assert!(matches!(
+            valley_drift(&t, 0.1, 1e-9),
+            Err(TaylorError::NotPositiveDefinite { .. })
+        ));
+    }
+
+    #[test]
+    fn overfit_limits_and_errors() {
+        let h = DMatrix::from_element(1, 1, 0.5);
+        let c = DMatrix::from_element(1, 1, 2.0);
+        // ηh = 1: one GD step lands on the training minimum: overfit C/(2Nh), gap C/(Nh) = TIC.
+        let p = overfit_gd(&h, &c, 4, 2.0, 1).unwrap();
+        assert!(
+            (p.overfit - 0.5).abs() < 1e-15 && (p.gap - 1.0).abs() < 1e-15 && (p.tic - 1.0).abs() < 1e-15
+        );
+        // Very flat and very sharp minima both overfit little at fixed ηT (the 1-D claim).
+        let of = |hh: f64| {
+            overfit_gd(&DMatrix::from_element(1, 1, hh), &c, 4, 0.01, 100)
+                .unwrap()
+                .overfit
+        };
+        assert!(of(1e-3) < of(1.0) && of(1e3 * 0.199) < of(1.0));
+        assert!(matches!(
+            overfit_gd(&DMatrix::from_element(1, 1, -1.0), &c, 4, 0.1, 3),
+            Err(TaylorError::NotPositiveDefinite { .. })
+        ));
+        assert!(overfit_gd(&h, &DMatrix::zeros(2, 2), 4, 0.1, 3).is_err());
+    }
 }

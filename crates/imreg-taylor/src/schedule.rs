@@ -15,10 +15,18 @@ impl Schedule {
     /// ([`TaylorError::BatchNotDivisor`]), `T` not a multiple of `N/B` ([`TaylorError::NotWholeEpochs`]).
     pub fn new(n: usize, b: usize, t: usize) -> Result<Self> {
         if n == 0 {
-            return Err(TaylorError::InvalidParam { name: "N", value: 0.0, reason: "needs at least one point" });
+            return Err(TaylorError::InvalidParam {
+                name: "N",
+                value: 0.0,
+                reason: "needs at least one point",
+            });
         }
         if b == 0 {
-            return Err(TaylorError::InvalidParam { name: "B", value: 0.0, reason: "batch size must be ≥ 1" });
+            return Err(TaylorError::InvalidParam {
+                name: "B",
+                value: 0.0,
+                reason: "batch size must be ≥ 1",
+            });
         }
         if n % b != 0 {
             return Err(TaylorError::BatchNotDivisor { n, b });
@@ -83,8 +91,19 @@ mod tests {
         let s = Schedule::new(6, 2, 9).unwrap();
         assert_eq!((s.epochs(), s.steps_per_epoch()), (3, 3));
         assert!((s.m() - 1.5).abs() < 1e-15);
-        assert_eq!(Schedule::new(6, 4, 3), Err(TaylorError::BatchNotDivisor { n: 6, b: 4 }));
-        assert_eq!(Schedule::new(6, 2, 4), Err(TaylorError::NotWholeEpochs { t: 4, n: 6, b: 2, per_epoch: 3 }));
+        assert_eq!(
+            Schedule::new(6, 4, 3),
+            Err(TaylorError::BatchNotDivisor { n: 6, b: 4 })
+        );
+        assert_eq!(
+            Schedule::new(6, 2, 4),
+            Err(TaylorError::NotWholeEpochs {
+                t: 4,
+                n: 6,
+                b: 2,
+                per_epoch: 3
+            })
+        );
         assert!(Schedule::new(0, 1, 0).is_err() && Schedule::new(3, 0, 3).is_err());
         assert_eq!(Schedule::epochs_of(3, 1, 2).unwrap().t(), 6);
         let msg = Schedule::new(6, 2, 4).unwrap_err().to_string();

@@ -19,7 +19,11 @@ pub fn sgd_second_moment(h: f64, sigma2: f64, theta0: f64, eta: f64, steps: usiz
     let ln_a = 2.0 * (-eta * h).ln_1p();
     let a_t = (t * ln_a).exp();
     // (1 − a^T)/(1 − a) without cancellation; a = 1 only at η = 0 (or ηh = 2), where it is T.
-    let geom = if ln_a.abs() < 1e-300 { t } else { (t * ln_a).exp_m1() / ln_a.exp_m1() };
+    let geom = if ln_a.abs() < 1e-300 {
+        t
+    } else {
+        (t * ln_a).exp_m1() / ln_a.exp_m1()
+    };
     Ok(a_t * theta0 * theta0 + eta * eta * sigma2 * geom)
 }
 
@@ -64,7 +68,11 @@ mod tests {
         };
         let exact = ito_sde_second_moment(h, s2, th0, eta, tau).unwrap();
         let (e1, e2) = (em(100_000), em(200_000));
-        assert!((2.0 * e2 - e1 - exact).abs() < 1e-10, "Richardson EM {} vs {exact}", 2.0 * e2 - e1);
+        assert!(
+            (2.0 * e2 - e1 - exact).abs() < 1e-10,
+            "Richardson EM {} vs {exact}",
+            2.0 * e2 - e1
+        );
         assert!(sgd_second_moment(-1.0, 1.0, 0.0, 0.1, 3).is_err());
     }
 }

@@ -19,12 +19,22 @@ pub(crate) fn sgd_step<L: Landscape + ?Sized>(
 ) -> Result<()> {
     let mut g = DVector::zeros(theta.len());
     for &i in batch {
-        let x = data.get(i).ok_or(TaylorError::Length { name: "batch index", expected: data.len(), got: i })?;
-        g += landscape.grad(x, theta.as_slice())?;
+        let x = data.get(i).ok_or(TaylorError::Length {
+            name: "batch index",
+            expected: data.len(),
+            got: i,
+        })?;
+        let gx = landscape.grad(x, theta.as_slice())?;
+        check_len("gradient returned by the landscape", gx.len(), theta.len())?;
+        g += gx;
     }
     theta.axpy(-eta / batch.len().max(1) as f64, &g, 1.0);
     if let Some(bad) = theta.iter().find(|v| !v.is_finite()) {
-        return Err(TaylorError::Diverged { step, what: "theta", value: *bad });
+        return Err(TaylorError::Diverged {
+            step,
+            what: "theta",
+            value: *bad,
+        });
     }
     Ok(())
 }
@@ -43,11 +53,50 @@ impl MeanSe {
     pub fn of(values: &[f64]) -> MeanSe {
         let n = values.len();
         if n == 0 {
-            return MeanSe { mean: f64::NAN, se: f64::NAN, samples: 0 };
+            return MeanSe {
+                mean: f64::NAN,
+                se: f64::NAN,
+                samples: 0,
+            };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-        MeanSe { mean, se: (var / n as f64).sqrt(), samples: n }
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        MeanSe {
+            mean,
+            se: (var / n as f64).sqrt(),
+            samples: n,
+        }
+    }
+}
+
+/// Options of [`online_sgd_drift`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DriftParams {
+    /// Learning rate `η`.
+    pub eta: f64,
+    /// Steps discarded before measuring (relaxation into the valley's stationary state).
+    pub burn_in: usize,
+    /// Steps measured.
+    pub steps: usize,
+    /// Independent runs (≥ 2, for a standard error).
+    pub trials: usize,
+    /// Master seed; trial `k` uses stream `k`.
+    pub seed: u64,
+}
+
+impl Default for DriftParams {
+    fn default() -> Self {
+        DriftParams {
+            eta: 0.02,
+            burn_in: 500,
+            steps: 10_000,
+            trials: 100,
+            seed: 0,
+        }
     }
 }
 
@@ -59,15 +108,22 @@ pub fn online_sgd_drift<L: Landscape + ?Sized>(
     landscape: &L,
     dist: &DataDist,
     theta0: &[f64],
-    eta: f64,
-    burn_in: usize,
-    steps: usize,
-    trials: usize,
-    seed: u64,
+    params: &DriftParams,
 ) -> Result<Vec<MeanSe>> {
+    let DriftParams {
+        eta,
+        burn_in,
+        steps,
+        trials,
+        seed,
+    } = *params;
     let p = landscape.dim();
     check_len("theta0", theta0.len(), p)?;
-    check_len("x dimension of the distribution", dist.data_dim(), landscape.data_dim())?;
+    check_len(
+        "x dimension of the distribution",
+        dist.data_dim(),
+        landscape.data_dim(),
+    )?;
     if steps == 0 || trials < 2 {
         return Err(TaylorError::InvalidParam {
             name: if steps == 0 { "steps" } else { "trials" },
@@ -92,24 +148,43 @@ pub fn online_sgd_drift<L: Landscape + ?Sized>(
             Ok(((theta - start) / steps as f64).as_slice().to_vec())
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((0..p).map(|i| MeanSe::of(&per_trial.iter().map(|v| v[i]).collect::<Vec<_>>())).collect())
+    Ok((0..p)
+        .map(|i| MeanSe::of(&per_trial.iter().map(|v| v[i]).collect::<Vec<_>>()))
+        .collect())
+}
+
+/// Options of [`gd_overfit_monte_carlo`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OverfitMcParams {
+    /// Training points `N`.
+    pub n: usize,
+    /// Learning rate `η`.
+    pub eta: f64,
+    /// GD steps `T`.
+    pub steps: usize,
+    /// Training sets drawn (≥ 2).
+    pub trials: usize,
+    /// Master seed; trial `k` uses stream `k`.
+    pub seed: u64,
 }
 
 /// Monte Carlo overfitting of full-batch GD: per trial, draw `n` training points from `dist`, run `steps`
 /// GD steps from `θ₀` and record the overfit `l(θ_T) − l(θ₀)` and the gap `l(θ_T) − l̂(θ_T)` (test minus
 /// train), with the test loss `l` integrated by `test` (e.g. quadrature). Rayon over trials, in trial order.
-#[allow(clippy::too_many_arguments)]
 pub fn gd_overfit_monte_carlo<L: Landscape + ?Sized>(
     landscape: &L,
     dist: &DataDist,
     test: &Measure,
     theta0: &[f64],
-    n: usize,
-    eta: f64,
-    steps: usize,
-    trials: usize,
-    seed: u64,
+    params: &OverfitMcParams,
 ) -> Result<(MeanSe, MeanSe)> {
+    let OverfitMcParams {
+        n,
+        eta,
+        steps,
+        trials,
+        seed,
+    } = *params;
     check_len("theta0", theta0.len(), landscape.dim())?;
     if n == 0 || trials < 2 {
         return Err(TaylorError::InvalidParam {
@@ -174,7 +249,7 @@ pub fn one_step_gaussian_noise_test_loss<L: Landscape + ?Sized>(
 ) -> Result<f64> {
     let p = landscape.dim();
     check_len("theta0", theta0.len(), p)?;
-    check_len("G", tensors.g.len(), p)?;
+    check_len("G", tensors.check_shapes()?, p)?;
     let eig = SymmetricEigen::new(tensors.c.clone());
     let sqrt_c = &eig.eigenvectors
         * nalgebra::DMatrix::from_diagonal(&eig.eigenvalues.map(|v| v.max(0.0).sqrt()))
@@ -194,5 +269,98 @@ pub fn test_measure(dist: &DataDist, nodes: usize) -> Result<Measure> {
     match dist {
         DataDist::Finite(_) => dist.measure(Integration::Exact),
         DataDist::StandardNormal { .. } => dist.measure(Integration::Quadrature { nodes }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::landscapes::{Helix, QuadraticNoise};
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    #[test]
+    fn monte_carlo_is_bitwise_deterministic_across_thread_counts() {
+        let dist = Helix.distribution();
+        let run = || {
+            online_sgd_drift(
+                &Helix,
+                &dist,
+                &[0.0; 3],
+                &DriftParams {
+                    eta: 0.05,
+                    burn_in: 10,
+                    steps: 200,
+                    trials: 16,
+                    seed: 3,
+                },
+            )
+            .unwrap()
+        };
+        let (a, b) = (in_pool(1, run), in_pool(2, run));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (x.mean.to_bits(), x.se.to_bits()),
+                (y.mean.to_bits(), y.se.to_bits())
+            );
+        }
+        let me = QuadraticNoise::mean_estimation(0.3, 2.0).unwrap();
+        let d = me.gaussian_data();
+        let test = test_measure(&d, 4).unwrap();
+        let run = || {
+            gd_overfit_monte_carlo(
+                &me,
+                &d,
+                &test,
+                &[0.0],
+                &OverfitMcParams {
+                    n: 5,
+                    eta: 0.1,
+                    steps: 10,
+                    trials: 64,
+                    seed: 9,
+                },
+            )
+            .unwrap()
+        };
+        let (a, b) = (in_pool(1, run), in_pool(2, run));
+        assert_eq!(a.0.mean.to_bits(), b.0.mean.to_bits());
+        assert_eq!(a.1.mean.to_bits(), b.1.mean.to_bits());
+    }
+
+    #[test]
+    fn bad_arguments_are_typed_errors() {
+        let dist = Helix.distribution();
+        assert!(online_sgd_drift(&Helix, &dist, &[0.0; 2], &DriftParams::default()).is_err());
+        assert!(online_sgd_drift(
+            &Helix,
+            &dist,
+            &[0.0; 3],
+            &DriftParams {
+                steps: 0,
+                ..DriftParams::default()
+            }
+        )
+        .is_err());
+        assert!(matches!(
+            online_sgd_drift(
+                &Helix,
+                &dist,
+                &[0.0; 3],
+                &DriftParams {
+                    eta: 1e3,
+                    trials: 4,
+                    ..DriftParams::default()
+                }
+            ),
+            Err(TaylorError::Diverged { .. })
+        ));
+        assert!(MeanSe::of(&[]).mean.is_nan());
     }
 }

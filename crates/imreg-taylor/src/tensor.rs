@@ -11,7 +11,10 @@ pub struct Tensor3 {
 impl Tensor3 {
     /// The zero tensor of side `p`.
     pub fn zeros(p: usize) -> Self {
-        Tensor3 { p, data: vec![0.0; p * p * p] }
+        Tensor3 {
+            p,
+            data: vec![0.0; p * p * p],
+        }
     }
 
     /// The outer cube `g ⊗ g ⊗ g`.
@@ -76,7 +79,11 @@ impl Tensor3 {
     /// The matrix `Σ_k T_{ijk} v_k`.
     pub fn apply_last(&self, v: &DVector<f64>) -> DMatrix<f64> {
         let p = self.p;
-        DMatrix::from_fn(p, p, |i, j| (0..p.min(v.len())).map(|k| self.data[(i * p + j) * p + k] * v[k]).sum())
+        DMatrix::from_fn(p, p, |i, j| {
+            (0..p.min(v.len()))
+                .map(|k| self.data[(i * p + j) * p + k] * v[k])
+                .sum()
+        })
     }
 
     /// The vector `Σ_{ij} T_{ijλ} M_{ij}` (contraction of the first two indices with a matrix).

@@ -26,6 +26,20 @@ pub struct PopulationTensors {
 }
 
 impl PopulationTensors {
+    /// Checks that all fields share the parameter dimension `p = G.len()` (they are public, so a caller may
+    /// assemble them by hand) and returns `p`. Every prediction calls this first.
+    pub fn check_shapes(&self) -> Result<usize> {
+        let p = self.g.len();
+        check_len("H rows", self.h.nrows(), p)?;
+        check_len("H columns", self.h.ncols(), p)?;
+        check_len("C rows", self.c.nrows(), p)?;
+        check_len("C columns", self.c.ncols(), p)?;
+        check_len("J side", self.j.dim(), p)?;
+        check_len("S side", self.s.dim(), p)?;
+        check_len("∇trC", self.grad_tr_c.len(), p)?;
+        Ok(p)
+    }
+
     /// `trC`.
     pub fn tr_c(&self) -> f64 {
         self.c.trace()
@@ -72,9 +86,14 @@ pub fn population_tensors_with<L: Landscape + ?Sized>(
         loss += w * landscape.loss(x, theta0)?;
         let gx = landscape.grad(x, theta0)?;
         let hx = landscape.hessian(x, theta0)?;
+        let jx = landscape.third(x, theta0)?;
+        check_len("gradient returned by the landscape", gx.len(), p)?;
+        check_len("Hessian rows returned by the landscape", hx.nrows(), p)?;
+        check_len("Hessian columns returned by the landscape", hx.ncols(), p)?;
+        check_len("third-derivative side returned by the landscape", jx.dim(), p)?;
         g.axpy(*w, &gx, 1.0);
         h += *w * &hx;
-        j.axpy(*w, &landscape.third(x, theta0)?);
+        j.axpy(*w, &jx);
         hg.axpy(*w, &(&hx * &gx), 1.0);
         grads.push(gx);
     }
@@ -86,7 +105,15 @@ pub fn population_tensors_with<L: Landscape + ?Sized>(
         s.axpy(*w, &Tensor3::outer3(&d));
     }
     let grad_tr_c = 2.0 * (hg - &h * &g);
-    Ok(PopulationTensors { loss, g, h, j, c, s, grad_tr_c })
+    Ok(PopulationTensors {
+        loss,
+        g,
+        h,
+        j,
+        c,
+        s,
+        grad_tr_c,
+    })
 }
 
 /// The tensors at `θ₀` for `x ~ dist`, integrated as asked (`Exact` for finite supports, `Quadrature` for
@@ -97,7 +124,11 @@ pub fn population_tensors<L: Landscape + ?Sized>(
     how: Integration,
     theta0: &[f64],
 ) -> Result<PopulationTensors> {
-    check_len("x dimension of the distribution", dist.data_dim(), landscape.data_dim())?;
+    check_len(
+        "x dimension of the distribution",
+        dist.data_dim(),
+        landscape.data_dim(),
+    )?;
     population_tensors_with(landscape, &dist.measure(how)?, theta0)
 }
 
@@ -110,34 +141,58 @@ mod tests {
     fn rademacher_toy_closed_forms() {
         let toy = RademacherToy::reference();
         let t = population_tensors(&toy, &toy.distribution(), Integration::Exact, &[1.0]).unwrap();
-        assert!((t.loss - 0.5).abs() < 1e-15 && (t.g[0] - 1.0).abs() < 1e-15 && (t.h[(0, 0)] - 1.0).abs() < 1e-15);
+        assert!(
+            (t.loss - 0.5).abs() < 1e-15 && (t.g[0] - 1.0).abs() < 1e-15 && (t.h[(0, 0)] - 1.0).abs() < 1e-15
+        );
         assert!((t.tr_c() - 2.25).abs() < 1e-15, "C = (1 + βθ)² = 2.25");
         assert!((t.grad_tr_c[0] - 1.5).abs() < 1e-15, "∇C = 2β(1 + βθ) = 1.5");
         // ∇trC against a central difference of trC(θ).
         let r = 1e-5;
-        let trc = |th: f64| population_tensors(&toy, &toy.distribution(), Integration::Exact, &[th]).unwrap().tr_c();
+        let trc = |th: f64| {
+            population_tensors(&toy, &toy.distribution(), Integration::Exact, &[th])
+                .unwrap()
+                .tr_c()
+        };
         let fd = (trc(1.0 + r) - trc(1.0 - r)) / (2.0 * r);
         assert!((fd - t.grad_tr_c[0]).abs() < 1e-8);
     }
 
     #[test]
     fn gauss_landscape_by_quadrature() {
-        let t = population_tensors(&GaussLandscape, &GaussLandscape.distribution(), Integration::Quadrature { nodes: 20 }, &[0.0])
-            .unwrap();
+        let t = population_tensors(
+            &GaussLandscape,
+            &GaussLandscape.distribution(),
+            Integration::Quadrature { nodes: 20 },
+            &[0.0],
+        )
+        .unwrap();
         // G = 0, H = ½, J = −½, C = ½, S = E[((1 − x²)/2)³] = (1 − 3 + 9 − 15)/8 = −1 (polynomial: exact).
-        assert!(t.g[0].abs() < 1e-14 && (t.h[(0, 0)] - 0.5).abs() < 1e-14 && (t.c[(0, 0)] - 0.5).abs() < 1e-13);
-        assert!((t.j.get(0, 0, 0).unwrap() + 0.5).abs() < 1e-14 && (t.s.get(0, 0, 0).unwrap() + 1.0).abs() < 1e-12);
+        assert!(
+            t.g[0].abs() < 1e-14 && (t.h[(0, 0)] - 0.5).abs() < 1e-14 && (t.c[(0, 0)] - 0.5).abs() < 1e-13
+        );
+        assert!(
+            (t.j.get(0, 0, 0).unwrap() + 0.5).abs() < 1e-14
+                && (t.s.get(0, 0, 0).unwrap() + 1.0).abs() < 1e-12
+        );
         assert!((t.s_dot_j() - 0.5).abs() < 1e-12);
     }
 
     #[test]
     fn monte_carlo_agrees_with_quadrature_within_se() {
-        let q = population_tensors(&Helix, &Helix.distribution(), Integration::Quadrature { nodes: 10 }, &[0.1, -0.2, 0.4])
-            .unwrap();
+        let q = population_tensors(
+            &Helix,
+            &Helix.distribution(),
+            Integration::Quadrature { nodes: 10 },
+            &[0.1, -0.2, 0.4],
+        )
+        .unwrap();
         let mc = population_tensors(
             &Helix,
             &Helix.distribution(),
-            Integration::MonteCarlo { samples: 40_000, seed: 5 },
+            Integration::MonteCarlo {
+                samples: 40_000,
+                seed: 5,
+            },
             &[0.1, -0.2, 0.4],
         )
         .unwrap();

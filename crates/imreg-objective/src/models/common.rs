@@ -7,8 +7,8 @@
 //! calling thread.
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::supervised::Targets;
 use crate::objective::{check_finite, check_len};
+use crate::supervised::Targets;
 use ndarray::{Array2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -125,12 +125,17 @@ pub(crate) fn value_targets<'t>(
                 });
             }
             if let Some((k, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-                return Err(ObjectiveError::NonFinite { what: "targets".into(), index: k, value });
+                return Err(ObjectiveError::NonFinite {
+                    what: "targets".into(),
+                    index: k,
+                    value,
+                });
             }
             Ok(v)
         }
-        Targets::Labels(_) => {
-            Err(ObjectiveError::Unsupported { what: "label targets".into(), model: model.into() })
-        }
+        Targets::Labels(_) => Err(ObjectiveError::Unsupported {
+            what: "label targets".into(),
+            model: model.into(),
+        }),
     }
 }

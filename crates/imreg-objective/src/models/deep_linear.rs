@@ -49,7 +49,9 @@ struct Jet {
 
 impl Jet {
     fn value(m: Array2<f64>) -> Jet {
-        Jet { c: [Some(m), None, None, None] }
+        Jet {
+            c: [Some(m), None, None, None],
+        }
     }
 
     /// `op(A)·op(B)` with the product rule, `op` a transpose when the flag is set.
@@ -105,7 +107,10 @@ impl DeepLinear {
     /// `N × d_out`. Errors on bad widths, mismatched shapes, no example or non-finite data.
     pub fn new(widths: Vec<usize>, x: Array2<f64>, y: Array2<f64>, bias: bool) -> Result<Self> {
         if widths.len() < 2 {
-            return Err(ObjectiveError::invalid("widths", "needs [d_in, …, d_out] with at least one layer"));
+            return Err(ObjectiveError::invalid(
+                "widths",
+                "needs [d_in, …, d_out] with at least one layer",
+            ));
         }
         if let Some(pos) = widths.iter().position(|&w| w == 0) {
             return Err(ObjectiveError::invalid("widths", format!("width {pos} is 0")));
@@ -135,7 +140,14 @@ impl DeepLinear {
             offsets.push(p);
             p += w[1] * w[0] + if bias { w[1] } else { 0 };
         }
-        Ok(DeepLinear { widths, bias, x, y, offsets, p })
+        Ok(DeepLinear {
+            widths,
+            bias,
+            x,
+            y,
+            offsets,
+            p,
+        })
     }
 
     /// `[d_in, h_1, …, d_out]`.
@@ -249,13 +261,19 @@ impl DeepLinear {
             let gw = Jet::mm(&g, true, &hs[l], false);
             let off = self.offsets[l];
             if let Some(m) = &gw.c[slot] {
-                acc[off..off + m.len()].iter_mut().zip(m.iter()).for_each(|(a, x)| *a += x);
+                acc[off..off + m.len()]
+                    .iter_mut()
+                    .zip(m.iter())
+                    .for_each(|(a, x)| *a += x);
             }
             if self.bias {
                 let boff = off + self.widths[l + 1] * self.widths[l];
                 if let Some(m) = &g.c[slot] {
                     let s = m.sum_axis(Axis(0));
-                    acc[boff..boff + s.len()].iter_mut().zip(s.iter()).for_each(|(a, x)| *a += x);
+                    acc[boff..boff + s.len()]
+                        .iter_mut()
+                        .zip(s.iter())
+                        .for_each(|(a, x)| *a += x);
                 }
             }
             if l > 0 {
@@ -307,7 +325,12 @@ impl DeepLinear {
 
 impl Objective for DeepLinear {
     fn name(&self) -> String {
-        format!("deep-linear {:?}{} (½ MSE, N = {})", self.widths, if self.bias { " +bias" } else { "" }, self.x.nrows())
+        format!(
+            "deep-linear {:?}{} (½ MSE, N = {})",
+            self.widths,
+            if self.bias { " +bias" } else { "" },
+            self.x.nrows()
+        )
     }
 
     fn dim(&self) -> usize {
@@ -349,7 +372,14 @@ impl Objective for DeepLinear {
         Ok(())
     }
 
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_dir("u", u, self.p)?;
         check_dir("v", v, self.p)?;
@@ -375,8 +405,11 @@ impl Objective for DeepLinear {
             self.p,
             chunk,
             |ix, mut rows| {
-                let hs: Vec<Array2<f64>> =
-                    self.forward(&params, ix).into_iter().filter_map(|h| h.c[VAL].clone()).collect();
+                let hs: Vec<Array2<f64>> = self
+                    .forward(&params, ix)
+                    .into_iter()
+                    .filter_map(|h| h.c[VAL].clone())
+                    .collect();
                 let depth = self.depth();
                 // Output cotangents G_ℓ (rows = examples), from G_L = f − y down to G_1.
                 let mut gs = vec![&hs[depth] - &self.y.select(Axis(0), ix)];
@@ -386,7 +419,9 @@ impl Objective for DeepLinear {
                 }
                 gs.reverse();
                 for (r, mut row) in rows.outer_iter_mut().enumerate() {
-                    let row = row.as_slice_mut().ok_or_else(|| ObjectiveError::invalid("rows", "not contiguous"))?;
+                    let row = row
+                        .as_slice_mut()
+                        .ok_or_else(|| ObjectiveError::invalid("rows", "not contiguous"))?;
                     for l in 0..depth {
                         let (g, h) = (gs[l].row(r), hs[l].row(r));
                         let off = self.offsets[l];
@@ -398,7 +433,10 @@ impl Objective for DeepLinear {
                         }
                         if self.bias {
                             let boff = off + g.len() * ni;
-                            row[boff..boff + g.len()].iter_mut().zip(g.iter()).for_each(|(o, x)| *o = *x);
+                            row[boff..boff + g.len()]
+                                .iter_mut()
+                                .zip(g.iter())
+                                .for_each(|(o, x)| *o = *x);
                         }
                     }
                 }
@@ -452,7 +490,13 @@ impl Supervised for DeepLinear {
         Ok(out.unwrap_or_else(|| Array2::zeros((ix.len(), self.n_outputs()))))
     }
 
-    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_len("out", out, self.p)?;
         let nb = batch.len(self.x.nrows());

@@ -95,7 +95,11 @@ impl<L: ScalarLoss> Glm<L> {
         let x = x.as_standard_layout().into_owned();
         check_finite("x", x.as_slice().unwrap_or(&[]))?;
         check_finite("y", &y)?;
-        Ok(Glm { x, y, _loss: PhantomData })
+        Ok(Glm {
+            x,
+            y,
+            _loss: PhantomData,
+        })
     }
 
     /// The design matrix `x` (`N × d`).
@@ -136,7 +140,10 @@ impl<L: ScalarLoss> Glm<L> {
 
     /// `z_i = x_iᵀθ` for the batch, in batch order.
     pub(crate) fn logits(&self, theta: &[f64], batch: Batch<'_>) -> Vec<f64> {
-        batch.iter(self.x.nrows()).map(|i| dot(self.row(i), theta)).collect()
+        batch
+            .iter(self.x.nrows())
+            .map(|i| dot(self.row(i), theta))
+            .collect()
     }
 
     /// `Σ_k w_k x_{B_k}` (the output VJP of the linear predictor).
@@ -204,7 +211,14 @@ impl<L: ScalarLoss> Objective for Glm<L> {
         Ok(())
     }
 
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_dir("u", u, self.dim())?;
         check_dir("v", v, self.dim())?;

@@ -60,7 +60,13 @@ impl Supervised for LinearRegression {
         self.outputs(v, batch)
     }
 
-    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_len("out", out, self.dim())?;
         let u = super::common::value_targets(Targets::Values(u), batch.len(self.n_examples()), 1, "linreg")?;

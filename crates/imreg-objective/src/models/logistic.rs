@@ -33,7 +33,11 @@ impl LogisticRegression {
 /// Errors with [`ObjectiveError::LabelOutOfRange`] on the first label `≥ classes`.
 pub(crate) fn check_labels(labels: &[usize], classes: usize) -> Result<()> {
     if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(ObjectiveError::LabelOutOfRange { index, label: label as i64, classes });
+        return Err(ObjectiveError::LabelOutOfRange {
+            index,
+            label: label as i64,
+            classes,
+        });
     }
     Ok(())
 }
@@ -50,7 +54,13 @@ impl Supervised for LogisticRegression {
     fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
         self.check(theta, batch)?;
         let z = self.logits(theta, batch);
-        Ok(Array2::from_shape_fn((z.len(), 2), |(k, c)| if c == 1 { z[k] } else { 0.0 }))
+        Ok(Array2::from_shape_fn((z.len(), 2), |(k, c)| {
+            if c == 1 {
+                z[k]
+            } else {
+                0.0
+            }
+        }))
     }
 
     fn loss_grad_with_targets(
@@ -73,7 +83,11 @@ impl Supervised for LogisticRegression {
             }
         };
         if labels.len() != nb {
-            return Err(ObjectiveError::Length { name: "labels", expected: nb, got: labels.len() });
+            return Err(ObjectiveError::Length {
+                name: "labels",
+                expected: nb,
+                got: labels.len(),
+            });
         }
         check_labels(labels, 2)?;
         let (s, g) = self.sum_loss_grad(theta, batch, &|k, _| labels[k] as f64)?;
@@ -87,7 +101,13 @@ impl Supervised for LogisticRegression {
         self.outputs(v, batch)
     }
 
-    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_len("out", out, self.dim())?;
         let u = super::common::value_targets(Targets::Values(u), batch.len(self.n_examples()), 2, "logreg")?;

@@ -13,7 +13,7 @@ use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
 use crate::objective::{check_finite, Objective};
 use crate::supervised::{LossKind, Supervised, Targets};
-use imreg_ad::{Dual, Graph, Mat, Program, Tensor, Unary, Var};
+use imreg_ad::{Dense, Dual, Graph, Mat, Program, Tensor, Unary, Var};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -60,18 +60,14 @@ impl MlpSpec {
         self.widths.windows(2).map(|w| (w[1], w[0])).collect()
     }
 
+    /// The network as an `imreg-ad` layer builder.
+    pub fn net(&self) -> Dense {
+        Dense { widths: self.widths.clone(), activation: self.activation.unary(), bias: self.bias }
+    }
+
     /// The shapes of the autodiff leaves: weight `[out, in]`, then bias `[1, out]` if any, per layer.
     fn leaf_shapes(&self) -> Vec<(usize, usize)> {
-        self.layer_shapes()
-            .into_iter()
-            .flat_map(|(o, i)| {
-                let mut v = vec![(o, i)];
-                if self.bias {
-                    v.push((1, o));
-                }
-                v
-            })
-            .collect()
+        self.net().leaf_shapes()
     }
 
     /// Number of parameters.
@@ -111,30 +107,9 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
-    /// Records the forward pass; returns the output node and each layer's input node. With `probes`, the
-    /// `k`-th probe leaf is added to the `k`-th pre-activation (its gradient is that pre-activation's cotangent).
-    fn forward<T: Tensor>(
-        &self,
-        g: &mut Graph<T>,
-        leaves: &[Var],
-        probes: &[Var],
-    ) -> imreg_ad::Result<(Var, Vec<Var>)> {
-        let layers = self.spec.widths.len() - 1;
-        let per = if self.spec.bias { 2 } else { 1 };
-        let mut h = g.constant(self.x.clone());
-        let mut inputs = Vec::with_capacity(layers);
-        for k in 0..layers {
-            inputs.push(h);
-            let b = self.spec.bias.then(|| leaves[per * k + 1]);
-            h = g.linear(h, leaves[per * k], b)?;
-            if let Some(&p) = probes.get(k) {
-                h = g.add(h, p)?;
-            }
-            if k + 1 < layers {
-                h = g.unary(h, self.spec.activation.unary());
-            }
-        }
-        Ok((h, inputs))
+    fn forward<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var], probes: &[Var]) -> imreg_ad::Result<(Var, Vec<Var>)> {
+        let x = g.constant(self.x.clone());
+        self.spec.net().forward(g, leaves, x, probes)
     }
 
     fn head<T: Tensor>(&self, g: &mut Graph<T>, out: Var) -> imreg_ad::Result<Var> {

@@ -9,6 +9,17 @@
 //! | [`ScalarNet`] | `½ (aᵀb x_i − y_i)²`, `θ = (a, b)` | `2k` |
 //! | [`DeepLinear`] | `½ ‖W_L⋯W_1 x_i (+ biases) − y_i‖²` | `Σ_ℓ d_ℓ(d_{ℓ−1} + 1_bias)` |
 //!
+//! ```
+//! use imreg_objective::{Batch, Objective, ScalarNet};
+//! // ½(aᵀb − Φ)² with k = 2, Φ = 1, at the minimum a = b = (1/√2, 1/√2): sharpness = ‖a‖² + ‖b‖² = 2
+//! let net = ScalarNet::new(2, 1.0)?;
+//! let s = 0.5f64.sqrt();
+//! let theta = [s, s, s, s];
+//! assert!(net.grad(&theta, Batch::Full)?.iter().all(|g| g.abs() < 1e-15));
+//! assert!((net.sharpness(&theta)? - 2.0).abs() < 1e-14);
+//! # Ok::<(), imreg_objective::ObjectiveError>(())
+//! ```
+//!
 //! Every loss is a mean over the batch. Batches are processed in fixed chunks (see [`common`]), so results
 //! are bitwise identical at any thread count.
 pub mod common;

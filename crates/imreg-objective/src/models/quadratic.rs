@@ -28,7 +28,9 @@ impl Quadratic {
     /// `N = a.len()` examples with `A_i` (`p × p`, symmetrized, see the type doc) and `b_i` (length `p`).
     /// Errors on no example, `p = 0`, mismatched counts or shapes, or a non-finite entry.
     pub fn new(a: Vec<DMatrix<f64>>, b: Vec<DVector<f64>>) -> Result<Quadratic> {
-        let first = a.first().ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
+        let first = a
+            .first()
+            .ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
         let p = first.nrows();
         if p == 0 {
             return Err(ObjectiveError::invalid("a", "parameter dimension p must be ≥ 1"));
@@ -62,7 +64,14 @@ impl Quadratic {
         let n = a.len() as f64;
         let a_mean = a.iter().fold(DMatrix::zeros(p, p), |s, m| s + m) / n;
         let b_mean = b.iter().fold(DVector::zeros(p), |s, v| s + v) / n;
-        Ok(Quadratic { a, b, a_mean, b_mean, p, defect: None })
+        Ok(Quadratic {
+            a,
+            b,
+            a_mean,
+            b_mean,
+            p,
+            defect: None,
+        })
     }
 
     /// One example `½ Σ_j h_j θ_j²` (`A = diag(h)`, `b = 0`). Infallible for convenience: an empty or
@@ -88,7 +97,10 @@ impl Quadratic {
     /// [`Quadratic::diagonal`], with the error at construction.
     pub fn try_diagonal(h: &[f64]) -> Result<Quadratic> {
         let p = h.len();
-        Self::new(vec![DMatrix::from_diagonal(&DVector::from_column_slice(h))], vec![DVector::zeros(p)])
+        Self::new(
+            vec![DMatrix::from_diagonal(&DVector::from_column_slice(h))],
+            vec![DVector::zeros(p)],
+        )
     }
 
     /// A seeded random instance: `A_i = M_iM_iᵀ/p` (symmetric positive semi-definite, so `C` is bounded below)
@@ -127,7 +139,9 @@ impl Quadratic {
         }
         let (_, s) = chunked_sum(batch, self.a.len(), self.p * self.p, |_, ix, _, acc| {
             for &i in ix {
-                acc.iter_mut().zip(self.a[i].as_slice()).for_each(|(s, x)| *s += x);
+                acc.iter_mut()
+                    .zip(self.a[i].as_slice())
+                    .for_each(|(s, x)| *s += x);
             }
             Ok(())
         })?;
@@ -214,7 +228,14 @@ impl Objective for Quadratic {
         Ok(())
     }
 
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_dir("u", u, self.p)?;
         check_dir("v", v, self.p)?;
@@ -240,7 +261,10 @@ impl Objective for Quadratic {
             |ix, mut rows| {
                 for (r, &i) in ix.iter().enumerate() {
                     let g = &self.a[i] * &t + &self.b[i];
-                    rows.row_mut(r).iter_mut().zip(g.iter()).for_each(|(o, x)| *o = *x);
+                    rows.row_mut(r)
+                        .iter_mut()
+                        .zip(g.iter())
+                        .for_each(|(o, x)| *o = *x);
                 }
                 Ok(())
             },

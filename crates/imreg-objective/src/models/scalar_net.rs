@@ -47,7 +47,10 @@ impl ScalarNet {
         check_finite("x", &x)?;
         check_finite("y", &y)?;
         if dot(&x, &x) == 0.0 {
-            return Err(ObjectiveError::invalid("x", "Σ x_i² = 0, so Φ = Σxy/Σx² is undefined"));
+            return Err(ObjectiveError::invalid(
+                "x",
+                "Σ x_i² = 0, so Φ = Σxy/Σx² is undefined",
+            ));
         }
         Ok(ScalarNet { k, x, y })
     }
@@ -99,7 +102,12 @@ impl ScalarNet {
     }
 
     /// `(mean_B ½ r², mean_B r x, mean_B x²)` with targets `y(position, index)`.
-    fn moments(&self, theta: &[f64], batch: Batch<'_>, y: &(dyn Fn(usize, usize) -> f64 + Sync)) -> Result<[f64; 3]> {
+    fn moments(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        y: &(dyn Fn(usize, usize) -> f64 + Sync),
+    ) -> Result<[f64; 3]> {
         let (a, b) = self.split(theta);
         let m = dot(a, b);
         let (s, acc) = chunked_sum(batch, self.x.len(), 2, |start, ix, s, acc| {
@@ -176,7 +184,9 @@ impl Objective for ScalarNet {
         self.check(theta, batch)?;
         check_len("grad", grad, self.dim())?;
         let [l, rho, _] = self.moments(theta, batch, &|_, i| self.y[i])?;
-        grad.iter_mut().zip(self.grad_m(theta)).for_each(|(o, g)| *o = rho * g);
+        grad.iter_mut()
+            .zip(self.grad_m(theta))
+            .for_each(|(o, g)| *o = rho * g);
         Ok(l)
     }
 
@@ -193,7 +203,14 @@ impl Objective for ScalarNet {
         Ok(())
     }
 
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_dir("u", u, self.dim())?;
         check_dir("v", v, self.dim())?;
@@ -265,7 +282,9 @@ impl Supervised for ScalarNet {
         check_len("grad", grad, self.dim())?;
         let t = value_targets(targets, batch.len(self.x.len()), 1, "scalar-net")?;
         let [l, rho, _] = self.moments(theta, batch, &|k, _| t[(k, 0)])?;
-        grad.iter_mut().zip(self.grad_m(theta)).for_each(|(o, g)| *o = rho * g);
+        grad.iter_mut()
+            .zip(self.grad_m(theta))
+            .for_each(|(o, g)| *o = rho * g);
         Ok(l)
     }
 
@@ -277,12 +296,24 @@ impl Supervised for ScalarNet {
         Ok(Array2::from_shape_fn((xs.len(), 1), |(k, _)| xs[k]))
     }
 
-    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check(theta, batch)?;
         check_len("out", out, self.dim())?;
         let u = value_targets(Targets::Values(u), batch.len(self.x.len()), 1, "scalar-net")?;
-        let w: f64 = batch.iter(self.x.len()).enumerate().map(|(k, i)| u[(k, 0)] * self.x[i]).sum();
-        out.iter_mut().zip(self.grad_m(theta)).for_each(|(o, g)| *o = w * g);
+        let w: f64 = batch
+            .iter(self.x.len())
+            .enumerate()
+            .map(|(k, i)| u[(k, 0)] * self.x[i])
+            .sum();
+        out.iter_mut()
+            .zip(self.grad_m(theta))
+            .for_each(|(o, g)| *o = w * g);
         Ok(())
     }
 }

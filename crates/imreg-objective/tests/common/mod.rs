@@ -68,23 +68,42 @@ pub fn fd_hessian(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>) -> DMatr
 /// Largest relative error of the gradient, HVP, dense Hessian and third-order derivative of `obj` at
 /// `theta` on `batch`, each against stencil differences of the next-lower derivative (in random directions)
 /// or, for the Hessian, against `dense` when given. Panics with the failing quantity if one exceeds `tol`.
-pub fn assert_derivatives(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>, dense: Option<&DMatrix<f64>>, seed: u64, tol: f64) {
+pub fn assert_derivatives(
+    obj: &dyn Objective,
+    theta: &[f64],
+    batch: Batch<'_>,
+    dense: Option<&DMatrix<f64>>,
+    seed: u64,
+    tol: f64,
+) {
     let p = obj.dim();
     let g = obj.grad(theta, batch).unwrap();
     let l = obj.loss(theta, batch).unwrap();
     let mut gg = vec![0.0; p];
-    assert_eq!(obj.loss_grad(theta, batch, &mut gg).unwrap(), l, "loss_grad's loss = loss");
+    assert_eq!(
+        obj.loss_grad(theta, batch, &mut gg).unwrap(),
+        l,
+        "loss_grad's loss = loss"
+    );
     for k in 0..3 {
         let d = randn(seed, 100 + k, p);
         // gradient: gᵀd vs d/ds C(θ + s d), relative to ‖g‖‖d‖ (the scale of gᵀd)
         let fd = stencil(&|s| vec![obj.loss(&axpy(theta, s, &d), batch).unwrap()], H)[0];
         let err = (dot(&g, &d) - fd).abs() / (norm(&g) * norm(&d)).max(1e-300);
-        assert!(err <= tol, "{}: gradient vs stencil: rel err {err:.3e}", obj.name());
+        assert!(
+            err <= tol,
+            "{}: gradient vs stencil: rel err {err:.3e}",
+            obj.name()
+        );
         // HVP: H d vs d/ds ∇C(θ + s d)
         let hv = obj.hvp_vec(theta, batch, &d).unwrap();
         let fd = stencil(&|s| obj.grad(&axpy(theta, s, &d), batch).unwrap(), H);
         let err = rel(&hv, &fd, 1e-12 * norm(&g).max(1.0));
-        assert!(err <= tol, "{}: HVP vs stencil of the gradient: rel err {err:.3e}", obj.name());
+        assert!(
+            err <= tol,
+            "{}: HVP vs stencil of the gradient: rel err {err:.3e}",
+            obj.name()
+        );
         // third order: T3[u, d] vs d/ds H(θ + s u) d
         let u = randn(seed, 200 + k, p);
         let mut t3 = vec![0.0; p];
@@ -92,10 +111,18 @@ pub fn assert_derivatives(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>, 
         let fd = stencil(&|s| obj.hvp_vec(&axpy(theta, s, &u), batch, &d).unwrap(), H);
         let scale = norm(&hv).max(1.0);
         let err = rel(&t3, &fd, 1e-12 * scale);
-        assert!(err <= tol, "{}: third order vs stencil of the HVP: rel err {err:.3e}", obj.name());
+        assert!(
+            err <= tol,
+            "{}: third order vs stencil of the HVP: rel err {err:.3e}",
+            obj.name()
+        );
         let mut t3s = vec![0.0; p];
         obj.third_order(theta, batch, &d, &u, &mut t3s).unwrap();
-        assert!(rel(&t3s, &t3, 1e-12 * scale) <= 1e-12, "{}: T3 symmetric in (u, v)", obj.name());
+        assert!(
+            rel(&t3s, &t3, 1e-12 * scale) <= 1e-12,
+            "{}: T3 symmetric in (u, v)",
+            obj.name()
+        );
     }
     // HVP = dense Hessian × v, dense from stencil differences and (if given) a closed form
     let h_fd = fd_hessian(obj, theta, batch);
@@ -104,11 +131,19 @@ pub fn assert_derivatives(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>, 
     let vd = nalgebra::DVector::from_column_slice(&v);
     let fd_hv = &h_fd * &vd;
     let err = rel(&hv, fd_hv.as_slice(), 1e-12);
-    assert!(err <= tol, "{}: HVP vs stencil dense Hessian × v: rel err {err:.3e}", obj.name());
+    assert!(
+        err <= tol,
+        "{}: HVP vs stencil dense Hessian × v: rel err {err:.3e}",
+        obj.name()
+    );
     if let Some(h) = dense {
         let hv_cf = h * &vd;
         let err = rel(&hv, hv_cf.as_slice(), 1e-12);
-        assert!(err <= tol, "{}: HVP vs closed-form Hessian × v: rel err {err:.3e}", obj.name());
+        assert!(
+            err <= tol,
+            "{}: HVP vs closed-form Hessian × v: rel err {err:.3e}",
+            obj.name()
+        );
     }
 }
 
@@ -129,7 +164,11 @@ pub fn assert_per_example(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>) 
                 let i = batch.index(start + r);
                 let one = obj.grad(theta, Batch::Indices(&[i])).unwrap();
                 let row = row.to_vec();
-                assert!(rel(&row, &one, 1e-12) <= 1e-13, "{}: per-example row {i} vs one-at-a-time", obj.name());
+                assert!(
+                    rel(&row, &one, 1e-12) <= 1e-13,
+                    "{}: per-example row {i} vs one-at-a-time",
+                    obj.name()
+                );
                 sum.iter_mut().zip(&row).for_each(|(s, x)| *s += x);
             }
             seen += rows.nrows();
@@ -139,6 +178,10 @@ pub fn assert_per_example(obj: &dyn Objective, theta: &[f64], batch: Batch<'_>) 
         assert_eq!(seen, nb);
         let ng: Vec<f64> = g.iter().map(|x| x * nb as f64).collect();
         // A sum of nb terms in a different order: rounding ≈ nb · 1e-16 relative to the terms' scale.
-        assert!(rel(&sum, &ng, 1e-12) <= 1e-12, "{}: Σ per-example = |B| × batch gradient", obj.name());
+        assert!(
+            rel(&sum, &ng, 1e-12) <= 1e-12,
+            "{}: Σ per-example = |B| × batch gradient",
+            obj.name()
+        );
     }
 }

@@ -1,0 +1,70 @@
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+/// A small SGD-on-linear-regression config (p = 5, N = 24).
+pub const SMALL: &str = r#"
+name = "small"
+seed = 7
+steps = 40
+
+[data]
+kind = "gaussian_linear"
+n = 24
+dim = 4
+noise = 0.1
+
+[model]
+kind = "linear_regression"
+
+[init]
+scale = 0.1
+
+[optimizer]
+kind = "sgd"
+lr = 0.05
+batch_size = 6
+
+[track]
+every = 5
+sharpness = true
+"#;
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn cli(args: &[&str]) -> i32 {
+    let mut v = vec!["imreg", "--quiet"];
+    v.extend_from_slice(args);
+    imreg_cli::run_with_args(v)
+}
+
+/// Every file under `dir` (relative path → bytes), sorted.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Parses a metrics CSV into (header, rows).
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().split(',').map(String::from).collect();
+    let rows = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    (header, rows)
+}

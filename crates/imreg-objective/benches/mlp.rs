@@ -1,0 +1,136 @@
+//! Forward, gradient, HVP and per-example gradients of tanh MLPs (MSE with ½ on one-hot targets, and
+//! cross-entropy), f64, at the three sizes of `shared/anchors/` (tiny 10-32-32-1 n=64, small 64-128-128-10
+//! n=512, medium 784-256-256-10 n=1024). Throughput is reported in matmul GFLOP/s with the anchors' FLOP
+//! model: fwd = F, grad = 2F + R, HVP = 3F + 5R (F: forward matmul FLOPs, R: F minus the first layer).
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
+use imreg_objective::{Batch, LossKind, Objective};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+struct Size {
+    name: &'static str,
+    widths: Vec<usize>,
+    n: usize,
+}
+
+fn sizes() -> Vec<Size> {
+    vec![
+        Size {
+            name: "tiny",
+            widths: vec![10, 32, 32, 1],
+            n: 64,
+        },
+        Size {
+            name: "small",
+            widths: vec![64, 128, 128, 10],
+            n: 512,
+        },
+        Size {
+            name: "medium",
+            widths: vec![784, 256, 256, 10],
+            n: 1024,
+        },
+    ]
+}
+
+fn model(s: &Size, ce: bool) -> Mlp {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let d = s.widths[0];
+    let x = Array2::from_shape_fn((s.n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
+    let mut widths = s.widths.clone();
+    if ce {
+        let c = (*widths.last().unwrap()).max(2);
+        *widths.last_mut().unwrap() = c;
+        let labels = (0..s.n).map(|i| i % c).collect();
+        Mlp::classification(
+            MlpSpec {
+                widths,
+                activation: Activation::Tanh,
+                bias: true,
+                loss: LossKind::CrossEntropy,
+            },
+            x,
+            labels,
+        )
+        .unwrap()
+    } else if *widths.last().unwrap() == 1 {
+        let y = Array2::from_shape_fn((s.n, 1), |(i, _)| x.row(i).sum().sin());
+        Mlp::regression(
+            MlpSpec {
+                widths,
+                activation: Activation::Tanh,
+                bias: true,
+                loss: LossKind::Mse { half: true },
+            },
+            x,
+            y,
+        )
+        .unwrap()
+    } else {
+        let c = *widths.last().unwrap();
+        let labels = (0..s.n).map(|i| i % c).collect();
+        Mlp::classification(
+            MlpSpec {
+                widths,
+                activation: Activation::Tanh,
+                bias: true,
+                loss: LossKind::Mse { half: true },
+            },
+            x,
+            labels,
+        )
+        .unwrap()
+    }
+}
+
+fn flops(widths: &[usize], n: usize) -> (u64, u64) {
+    let layer: Vec<u64> = widths.windows(2).map(|w| 2 * (n * w[0] * w[1]) as u64).collect();
+    let f: u64 = layer.iter().sum();
+    (f, f - layer[0])
+}
+
+fn bench(c: &mut Criterion) {
+    for s in sizes() {
+        for ce in [false, true] {
+            let m = model(&s, ce);
+            let theta = m.init_params(1, 1.0);
+            let v: Vec<f64> = m.init_params(2, 1.0);
+            let (f, r) = flops(&m.spec().widths, s.n);
+            let loss = if ce { "ce" } else { "mse" };
+            let mut group = c.benchmark_group(format!("mlp/{}/{}", s.name, loss));
+            group.sample_size(if s.name == "medium" { 20 } else { 50 });
+            group.throughput(Throughput::Elements(f));
+            group.bench_function("fwd", |b| b.iter(|| m.loss(&theta, Batch::Full).unwrap()));
+            let mut g = vec![0.0; m.dim()];
+            group.throughput(Throughput::Elements(2 * f + r));
+            group.bench_function("grad", |b| {
+                b.iter(|| m.loss_grad(&theta, Batch::Full, &mut g).unwrap())
+            });
+            let mut hv = vec![0.0; m.dim()];
+            group.throughput(Throughput::Elements(3 * f + 5 * r));
+            group.bench_function("hvp", |b| {
+                b.iter(|| m.hvp(&theta, Batch::Full, &v, &mut hv).unwrap())
+            });
+            if s.name != "medium" {
+                group.throughput(Throughput::Elements(2 * f + r));
+                group.bench_function("per_example_grads", |b| {
+                    b.iter(|| {
+                        let mut acc = 0.0;
+                        m.per_example_grads(&theta, Batch::Full, 128, &mut |_, rows| {
+                            acc += rows[(0, 0)];
+                            Ok(())
+                        })
+                        .unwrap();
+                        acc
+                    })
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
