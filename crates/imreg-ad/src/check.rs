@@ -41,7 +41,14 @@ impl Default for CheckGradsOptions {
     fn default() -> Self {
         // The central difference has truncation error O(eps²‖f'''‖) and rounding error O(u‖f‖/eps); eps = 1e-5
         // balances them near 1e-10 relative for O(1) functions, so 1e-6 leaves two decades of margin.
-        CheckGradsOptions { order: 2, directions: 4, eps: 1e-5, fd_rtol: 1e-6, identity_rtol: 1e-10, seed: 0 }
+        CheckGradsOptions {
+            order: 2,
+            directions: 4,
+            eps: 1e-5,
+            fd_rtol: 1e-6,
+            identity_rtol: 1e-10,
+            seed: 0,
+        }
     }
 }
 
@@ -79,7 +86,11 @@ fn random_unit(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// seeded random directions, and (with `order = 2`) the same for `x ↦ J(x) v`.
 pub fn check_grads(f: &dyn Differentiable, x: &[f64], opts: &CheckGradsOptions) -> Result<CheckGradsReport> {
     if x.len() != f.dim_in() {
-        return Err(AdError::Length { what: "check point", expected: f.dim_in(), got: x.len() });
+        return Err(AdError::Length {
+            what: "check point",
+            expected: f.dim_in(),
+            got: x.len(),
+        });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -101,7 +112,11 @@ pub fn check_grads(f: &dyn Differentiable, x: &[f64], opts: &CheckGradsOptions) 
         id_err = id_err.max(rel(dot(&u, &jv), dot(&jtu, &v)));
         if opts.order >= 2 && k == 0 {
             if let Some(d) = f.directional(&v) {
-                let sub = CheckGradsOptions { order: opts.order - 1, seed: opts.seed + 1, ..opts.clone() };
+                let sub = CheckGradsOptions {
+                    order: opts.order - 1,
+                    seed: opts.seed + 1,
+                    ..opts.clone()
+                };
                 second = Some(Box::new(check_grads(d.as_ref(), x, &sub)?));
             }
         }
@@ -110,7 +125,12 @@ pub fn check_grads(f: &dyn Differentiable, x: &[f64], opts: &CheckGradsOptions) 
         && id_err <= opts.identity_rtol
         && second.as_ref().is_none_or(|s| s.passed)
         && (opts.order < 2 || second.is_some());
-    Ok(CheckGradsReport { jvp_fd_rel_err: jvp_err, vjp_identity_rel_err: id_err, second, passed })
+    Ok(CheckGradsReport {
+        jvp_fd_rel_err: jvp_err,
+        vjp_identity_rel_err: id_err,
+        second,
+        passed,
+    })
 }
 
 /// A scalar [`Program`] seen as a map `R^n → R^1` (JVP `∇f·v`, VJP `u ∇f`), whose directional derivative
@@ -135,7 +155,10 @@ impl<P: Program + ?Sized> Differentiable for ScalarFn<'_, P> {
         Ok(g.into_iter().map(|gi| gi * u[0]).collect())
     }
     fn directional(&self, v: &[f64]) -> Option<Box<dyn Differentiable + '_>> {
-        Some(Box::new(Directional { p: self.0, v: v.to_vec() }))
+        Some(Box::new(Directional {
+            p: self.0,
+            v: v.to_vec(),
+        }))
     }
 }
 
@@ -160,7 +183,10 @@ impl<P: Program + ?Sized> Differentiable for Directional<'_, P> {
         Ok(vec![dot(&program::hvp(self.p, x, &self.v)?, w)])
     }
     fn vjp(&self, x: &[f64], u: &[f64]) -> Result<Vec<f64>> {
-        Ok(program::hvp(self.p, x, &self.v)?.into_iter().map(|h| h * u[0]).collect())
+        Ok(program::hvp(self.p, x, &self.v)?
+            .into_iter()
+            .map(|h| h * u[0])
+            .collect())
     }
 }
 
@@ -185,7 +211,10 @@ impl<P: Program + ?Sized> Differentiable for GradientMap<'_, P> {
         program::hvp(self.0, x, u)
     }
     fn directional(&self, v: &[f64]) -> Option<Box<dyn Differentiable + '_>> {
-        Some(Box::new(HessianAlong { p: self.0, v: v.to_vec() }))
+        Some(Box::new(HessianAlong {
+            p: self.0,
+            v: v.to_vec(),
+        }))
     }
 }
 

@@ -35,17 +35,32 @@ fn problem(widths: Vec<usize>, activation: Unary, ce: bool, n: usize, seed: u64)
     let (d, c) = (widths[0], *widths.last().expect("widths"));
     let x = Mat::from_shape_fn((n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
     let head = if ce {
-        Head::CrossEntropy { labels: (0..n).map(|i| (i * 5 + 1) % c).collect() }
+        Head::CrossEntropy {
+            labels: (0..n).map(|i| (i * 5 + 1) % c).collect(),
+        }
     } else {
-        Head::Mse { y: Mat::from_shape_fn((n, c), |_| rng.random::<f64>() * 2.0 - 1.0), half: true }
+        Head::Mse {
+            y: Mat::from_shape_fn((n, c), |_| rng.random::<f64>() * 2.0 - 1.0),
+            half: true,
+        }
     };
-    let prog = DenseLoss { net: Dense { widths, activation, bias: true }, x, head };
+    let prog = DenseLoss {
+        net: Dense {
+            widths,
+            activation,
+            bias: true,
+        },
+        x,
+        head,
+    };
     let theta = random_vec(&mut rng, prog.n_inputs(), 1.0);
     (prog, theta)
 }
 
 fn random_vec(rng: &mut ChaCha8Rng, n: usize, scale: f64) -> Vec<f64> {
-    (0..n).map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0)).collect()
+    (0..n)
+        .map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0))
+        .collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -79,7 +94,11 @@ fn hvp_vs_dense(_: &CheckContext) -> Result<Outcome, String> {
         }
     }
     // Both routes are exact; they differ only by rounding in differently ordered sums (~1e-15).
-    Ok(Outcome::at_most("max relative error ‖Hv − H_dense v‖/‖H_dense v‖", worst, 1e-10))
+    Ok(Outcome::at_most(
+        "max relative error ‖Hv − H_dense v‖/‖H_dense v‖",
+        worst,
+        1e-10,
+    ))
 }
 
 /// Central difference of a scalar function along `v`.
@@ -116,7 +135,8 @@ fn double_backward(_: &CheckContext) -> Result<Outcome, String> {
     for (k, (prog, theta)) in cases().into_iter().enumerate() {
         let p = theta.len();
         let mut rng = ChaCha8Rng::seed_from_u64(80 + k as u64);
-        let (_, grad_g2) = program::grad_of_block_grad_norm(&prog, &theta, 0..p).map_err(|e| e.to_string())?;
+        let (_, grad_g2) =
+            program::grad_of_block_grad_norm(&prog, &theta, 0..p).map_err(|e| e.to_string())?;
         let g2 = |t: &[f64]| -> Result<f64, String> {
             let (_, g) = program::grad(&prog, t).map_err(|e| e.to_string())?;
             Ok(dot(&g, &g))
@@ -133,13 +153,20 @@ fn double_backward(_: &CheckContext) -> Result<Outcome, String> {
         };
         for _ in 0..3 {
             let v = random_vec(&mut rng, p, 1.0);
-            for (ad, f) in [(dot(&grad_g2, &v), &g2 as &dyn Fn(&[f64]) -> Result<f64, String>), (dot(&grad_gx2[..p], &v), &gx2)] {
+            for (ad, f) in [
+                (dot(&grad_g2, &v), &g2 as &dyn Fn(&[f64]) -> Result<f64, String>),
+                (dot(&grad_gx2[..p], &v), &gx2),
+            ] {
                 let fd = central(f, &theta, &v, 1e-5)?;
                 worst = worst.max((ad - fd).abs() / ad.abs().max(fd.abs()).max(1e-8));
             }
         }
     }
-    Ok(Outcome::at_most("max relative error vs central differences", worst, 1e-6))
+    Ok(Outcome::at_most(
+        "max relative error vs central differences",
+        worst,
+        1e-6,
+    ))
 }
 
 fn third_order(_: &CheckContext) -> Result<Outcome, String> {
@@ -160,7 +187,11 @@ fn third_order(_: &CheckContext) -> Result<Outcome, String> {
             worst = worst.max(rel_err(&t3, &fd));
         }
     }
-    Ok(Outcome::at_most("max relative error ‖T3[u,w] − FD‖/‖FD‖", worst, 1e-6))
+    Ok(Outcome::at_most(
+        "max relative error ‖T3[u,w] − FD‖/‖FD‖",
+        worst,
+        1e-6,
+    ))
 }
 
 #[cfg(test)]

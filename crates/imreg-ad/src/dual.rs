@@ -29,7 +29,10 @@ impl<T: Tensor> Dual<T> {
     }
 
     fn lin(&self, p: T, f: impl Fn(&T) -> T) -> Self {
-        Dual { p, t: self.t.as_ref().map(f) }
+        Dual {
+            p,
+            t: self.t.as_ref().map(f),
+        }
     }
 }
 
@@ -43,7 +46,10 @@ fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
 
 impl<T: Tensor> Tensor for Dual<T> {
     fn constant(a: Mat) -> Self {
-        Dual { p: T::constant(a), t: None }
+        Dual {
+            p: T::constant(a),
+            t: None,
+        }
     }
     fn primal(&self) -> &Mat {
         self.p.primal()
@@ -52,10 +58,16 @@ impl<T: Tensor> Tensor for Dual<T> {
         let p = T::matmul(&a.p, ta, &b.p, tb);
         let t1 = a.t.as_ref().map(|at| T::matmul(at, ta, &b.p, tb));
         let t2 = b.t.as_ref().map(|bt| T::matmul(&a.p, ta, bt, tb));
-        Dual { p, t: add_opt(t1, t2) }
+        Dual {
+            p,
+            t: add_opt(t1, t2),
+        }
     }
     fn add(&self, b: &Self) -> Self {
-        Dual { p: self.p.add(&b.p), t: add_opt(self.t.clone(), b.t.clone()) }
+        Dual {
+            p: self.p.add(&b.p),
+            t: add_opt(self.t.clone(), b.t.clone()),
+        }
     }
     fn sub(&self, b: &Self) -> Self {
         let t = match (&self.t, &b.t) {
@@ -64,18 +76,27 @@ impl<T: Tensor> Tensor for Dual<T> {
             (None, Some(y)) => Some(y.affine(-1.0, 0.0)),
             (None, None) => None,
         };
-        Dual { p: self.p.sub(&b.p), t }
+        Dual {
+            p: self.p.sub(&b.p),
+            t,
+        }
     }
     fn mul(&self, b: &Self) -> Self {
         let t1 = self.t.as_ref().map(|at| at.mul(&b.p));
         let t2 = b.t.as_ref().map(|bt| self.p.mul(bt));
-        Dual { p: self.p.mul(&b.p), t: add_opt(t1, t2) }
+        Dual {
+            p: self.p.mul(&b.p),
+            t: add_opt(t1, t2),
+        }
     }
     fn affine(&self, alpha: f64, beta: f64) -> Self {
         self.lin(self.p.affine(alpha, beta), |t| t.affine(alpha, 0.0))
     }
     fn add_constant(&self, c: &Mat) -> Self {
-        Dual { p: self.p.add_constant(c), t: self.t.clone() }
+        Dual {
+            p: self.p.add_constant(c),
+            t: self.t.clone(),
+        }
     }
     fn mul_constant(&self, c: &Mat) -> Self {
         self.lin(self.p.mul_constant(c), |t| t.mul_constant(c))
@@ -88,7 +109,10 @@ impl<T: Tensor> Tensor for Dual<T> {
             (None, Some(y)) => Some(y.broadcast_to(r, c)),
             (None, None) => None,
         };
-        Dual { p: self.p.add_row(&b.p), t }
+        Dual {
+            p: self.p.add_row(&b.p),
+            t,
+        }
     }
     fn sum_rows(&self) -> Self {
         self.lin(self.p.sum_rows(), T::sum_rows)
@@ -105,7 +129,10 @@ impl<T: Tensor> Tensor for Dual<T> {
     fn mul_scalar(&self, s: &Self) -> Self {
         let t1 = self.t.as_ref().map(|t| t.mul_scalar(&s.p));
         let t2 = s.t.as_ref().map(|st| self.p.mul_scalar(st));
-        Dual { p: self.p.mul_scalar(&s.p), t: add_opt(t1, t2) }
+        Dual {
+            p: self.p.mul_scalar(&s.p),
+            t: add_opt(t1, t2),
+        }
     }
     fn log_softmax_rows(&self) -> Self {
         let y = self.p.log_softmax_rows();
@@ -131,7 +158,10 @@ impl<T: Tensor> Tensor for Dual<T> {
     }
     fn softplus(&self) -> Self {
         let t = self.t.as_ref().map(|dz| dz.mul(&self.p.sigmoid()));
-        Dual { p: self.p.softplus(), t }
+        Dual {
+            p: self.p.softplus(),
+            t,
+        }
     }
     fn exp(&self) -> Self {
         let y = self.p.exp();
@@ -149,13 +179,21 @@ impl<T: Tensor> Tensor for Dual<T> {
     }
     fn erf(&self) -> Self {
         let t = self.t.as_ref().map(|dz| {
-            let g = self.p.mul(&self.p).affine(-1.0, 0.0).exp().affine(std::f64::consts::FRAC_2_SQRT_PI, 0.0);
+            let g = self
+                .p
+                .mul(&self.p)
+                .affine(-1.0, 0.0)
+                .exp()
+                .affine(std::f64::consts::FRAC_2_SQRT_PI, 0.0);
             dz.mul(&g)
         });
         Dual { p: self.p.erf(), t }
     }
     fn step(&self) -> Self {
-        Dual { p: self.p.step(), t: None }
+        Dual {
+            p: self.p.step(),
+            t: None,
+        }
     }
     fn unary(&self, f: Unary) -> Self {
         T::unary_dual(f, self)

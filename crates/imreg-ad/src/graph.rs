@@ -12,23 +12,66 @@ pub struct Var(pub(crate) usize);
 enum Op {
     Leaf,
     Constant,
-    MatMul { a: usize, ta: bool, b: usize, tb: bool },
-    AddRow { a: usize, b: usize },
-    Add { a: usize, b: usize },
-    Sub { a: usize, b: usize },
-    Mul { a: usize, b: usize },
-    Affine { a: usize, alpha: f64 },
-    Unary { a: usize, f: Unary },
-    SumRows { a: usize },
-    SumCols { a: usize },
-    SumAll { a: usize },
-    MulScalar { a: usize, s: usize },
-    LogSoftmax { a: usize },
-    Pick { a: usize, onehot: Arc<Mat> },
+    MatMul {
+        a: usize,
+        ta: bool,
+        b: usize,
+        tb: bool,
+    },
+    AddRow {
+        a: usize,
+        b: usize,
+    },
+    Add {
+        a: usize,
+        b: usize,
+    },
+    Sub {
+        a: usize,
+        b: usize,
+    },
+    Mul {
+        a: usize,
+        b: usize,
+    },
+    Affine {
+        a: usize,
+        alpha: f64,
+    },
+    Unary {
+        a: usize,
+        f: Unary,
+    },
+    SumRows {
+        a: usize,
+    },
+    SumCols {
+        a: usize,
+    },
+    SumAll {
+        a: usize,
+    },
+    MulScalar {
+        a: usize,
+        s: usize,
+    },
+    LogSoftmax {
+        a: usize,
+    },
+    Pick {
+        a: usize,
+        onehot: Arc<Mat>,
+    },
     /// `(c/n) Σ_i ‖pred_i − y_i‖²`; aux holds `pred − y`.
-    Mse { pred: usize, scale: f64 },
+    Mse {
+        pred: usize,
+        scale: f64,
+    },
     /// `−(1/n) Σ_i log softmax(z_i)_{y_i}`; aux holds the log-softmax.
-    SoftmaxCe { logits: usize, onehot: Arc<Mat> },
+    SoftmaxCe {
+        logits: usize,
+        onehot: Arc<Mat>,
+    },
 }
 
 struct Node<T> {
@@ -56,7 +99,11 @@ fn shape_err(op: &'static str, detail: String) -> AdError {
 
 fn onehot(labels: &[usize], rows: usize, classes: usize) -> Result<Mat> {
     if labels.len() != rows {
-        return Err(AdError::Length { what: "labels", expected: rows, got: labels.len() });
+        return Err(AdError::Length {
+            what: "labels",
+            expected: rows,
+            got: labels.len(),
+        });
     }
     let mut m = Mat::zeros((rows, classes));
     for (row, &label) in labels.iter().enumerate() {
@@ -70,7 +117,10 @@ fn onehot(labels: &[usize], rows: usize, classes: usize) -> Result<Mat> {
 
 impl<T: Tensor> Graph<T> {
     pub fn new() -> Self {
-        Graph { nodes: Vec::new(), leaves: Vec::new() }
+        Graph {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+        }
     }
 
     fn push(&mut self, value: T, aux: Option<T>, op: Op, inputs: &[usize]) -> Var {
@@ -79,7 +129,12 @@ impl<T: Tensor> Graph<T> {
             Op::Constant => false,
             _ => inputs.iter().any(|&i| self.nodes[i].needs_grad),
         };
-        self.nodes.push(Node { value, aux, op, needs_grad });
+        self.nodes.push(Node {
+            value,
+            aux,
+            op,
+            needs_grad,
+        });
         Var(self.nodes.len() - 1)
     }
 
@@ -117,10 +172,23 @@ impl<T: Tensor> Graph<T> {
         let (_, k1) = if ta { (ac, ar) } else { (ar, ac) };
         let (k2, _) = if tb { (bc, br) } else { (br, bc) };
         if k1 != k2 {
-            return Err(shape_err("matmul", format!("{ar}×{ac} (t={ta}) · {br}×{bc} (t={tb})")));
+            return Err(shape_err(
+                "matmul",
+                format!("{ar}×{ac} (t={ta}) · {br}×{bc} (t={tb})"),
+            ));
         }
         let value = T::matmul(self.value(a), ta, self.value(b), tb);
-        Ok(self.push(value, None, Op::MatMul { a: a.0, ta, b: b.0, tb }, &[a.0, b.0]))
+        Ok(self.push(
+            value,
+            None,
+            Op::MatMul {
+                a: a.0,
+                ta,
+                b: b.0,
+                tb,
+            },
+            &[a.0, b.0],
+        ))
     }
 
     /// `a · b`.
@@ -142,7 +210,10 @@ impl<T: Tensor> Graph<T> {
         let (_, ac) = self.shape(a);
         let (br, bc) = self.shape(b);
         if br != 1 || bc != ac {
-            return Err(shape_err("add_row", format!("row of shape {br}×{bc} added to {ac} columns")));
+            return Err(shape_err(
+                "add_row",
+                format!("row of shape {br}×{bc} added to {ac} columns"),
+            ));
         }
         let value = self.value(a).add_row(self.value(b));
         Ok(self.push(value, None, Op::AddRow { a: a.0, b: b.0 }, &[a.0, b.0]))
@@ -150,7 +221,10 @@ impl<T: Tensor> Graph<T> {
 
     fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
         if self.shape(a) != self.shape(b) {
-            return Err(shape_err(op, format!("{:?} vs {:?}", self.shape(a), self.shape(b))));
+            return Err(shape_err(
+                op,
+                format!("{:?} vs {:?}", self.shape(a), self.shape(b)),
+            ));
         }
         Ok(())
     }
@@ -188,7 +262,10 @@ impl<T: Tensor> Graph<T> {
     /// `a ⊙ s` for a `1 × 1` node `s`.
     pub fn mul_scalar(&mut self, a: Var, s: Var) -> Result<Var> {
         if self.shape(s) != (1, 1) {
-            return Err(shape_err("mul_scalar", format!("scalar factor has shape {:?}", self.shape(s))));
+            return Err(shape_err(
+                "mul_scalar",
+                format!("scalar factor has shape {:?}", self.shape(s)),
+            ));
         }
         let value = self.value(a).mul_scalar(self.value(s));
         Ok(self.push(value, None, Op::MulScalar { a: a.0, s: s.0 }, &[a.0, s.0]))
@@ -243,7 +320,12 @@ impl<T: Tensor> Graph<T> {
         let (value, op) = match axis {
             0 => (self.value(a).sum_rows(), Op::SumRows { a: a.0 }),
             1 => (self.value(a).sum_cols(), Op::SumCols { a: a.0 }),
-            _ => return Err(AdError::Invalid { what: "axis", reason: format!("{axis} is not 0 or 1") }),
+            _ => {
+                return Err(AdError::Invalid {
+                    what: "axis",
+                    reason: format!("{axis} is not 0 or 1"),
+                })
+            }
         };
         Ok(self.push(value, None, op, &[a.0]))
     }
@@ -274,7 +356,10 @@ impl<T: Tensor> Graph<T> {
     pub fn mse(&mut self, pred: Var, target: &Mat, half: bool) -> Result<Var> {
         let (r, c) = self.shape(pred);
         if target.dim() != (r, c) {
-            return Err(shape_err("mse", format!("prediction {r}×{c} vs target {:?}", target.dim())));
+            return Err(shape_err(
+                "mse",
+                format!("prediction {r}×{c} vs target {:?}", target.dim()),
+            ));
         }
         let diff = self.value(pred).add_constant(&(-target));
         let scale = if half { 0.5 } else { 1.0 } / r as f64;
@@ -288,7 +373,15 @@ impl<T: Tensor> Graph<T> {
         let oh = Arc::new(onehot(labels, r, c)?);
         let ls = self.value(logits).log_softmax_rows();
         let value = ls.mul_constant(&oh).sum_all().affine(-1.0 / r as f64, 0.0);
-        Ok(self.push(value, Some(ls), Op::SoftmaxCe { logits: logits.0, onehot: oh }, &[logits.0]))
+        Ok(self.push(
+            value,
+            Some(ls),
+            Op::SoftmaxCe {
+                logits: logits.0,
+                onehot: oh,
+            },
+            &[logits.0],
+        ))
     }
 
     /// Reverse pass: the gradient of the scalar node `out` with respect to every leaf, in leaf order.
@@ -422,10 +515,13 @@ impl<T: Tensor> Graph<T> {
             Op::SoftmaxCe { logits, onehot } => {
                 let ls = node.aux.as_ref().expect("cross-entropy keeps its log-softmax");
                 let r = onehot.nrows();
-                let g = ls.exp().add_constant(&(-&**onehot)).mul_scalar(gy).affine(1.0 / r as f64, 0.0);
+                let g = ls
+                    .exp()
+                    .add_constant(&(-&**onehot))
+                    .mul_scalar(gy)
+                    .affine(1.0 / r as f64, 0.0);
                 self.accumulate(grads, *logits, g);
             }
         }
     }
 }
-

@@ -23,7 +23,7 @@ pub use error::{AdError, Result};
 pub use graph::{Graph, Unary, Var};
 pub use nn::Dense;
 pub use program::{
-    flatten, flatten_into, grad, grad_hvp, grad_into, grad_of_block_grad_norm, grad_of_grad_fn, hvp, jvp,
-    dense_hessian_forward, third_order, unflatten, value, Program,
+    dense_hessian_forward, flatten, flatten_into, grad, grad_hvp, grad_into, grad_of_block_grad_norm,
+    grad_of_grad_fn, hvp, jvp, third_order, unflatten, value, Program,
 };
 pub use tensor::{Mat, Tensor};

@@ -47,7 +47,11 @@ pub trait Program: Sync {
 pub fn unflatten(x: &[f64], shapes: &[(usize, usize)]) -> Result<Vec<Mat>> {
     let total: usize = shapes.iter().map(|(r, c)| r * c).sum();
     if x.len() != total {
-        return Err(AdError::Length { what: "flat input", expected: total, got: x.len() });
+        return Err(AdError::Length {
+            what: "flat input",
+            expected: total,
+            got: x.len(),
+        });
     }
     let mut out = Vec::with_capacity(shapes.len());
     let mut off = 0;
@@ -78,7 +82,11 @@ pub fn flatten(ms: &[Mat]) -> Vec<f64> {
 
 fn check_finite(what: &'static str, x: &[f64]) -> Result<()> {
     match x.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(AdError::NonFinite { what, index, value: x[index] }),
+        Some(index) => Err(AdError::NonFinite {
+            what,
+            index,
+            value: x[index],
+        }),
         None => Ok(()),
     }
 }
@@ -99,9 +107,16 @@ fn duals(x: &[f64], v: Option<&[f64]>, shapes: &[(usize, usize)]) -> Result<Vec<
     let xs = unflatten(x, shapes)?;
     match v {
         Some(v) => {
-            let vs = unflatten(v, shapes)
-                .map_err(|_| AdError::Length { what: "direction", expected: x.len(), got: v.len() })?;
-            Ok(xs.into_iter().zip(vs).map(|(p, t)| Dual::new(p, Some(t))).collect())
+            let vs = unflatten(v, shapes).map_err(|_| AdError::Length {
+                what: "direction",
+                expected: x.len(),
+                got: v.len(),
+            })?;
+            Ok(xs
+                .into_iter()
+                .zip(vs)
+                .map(|(p, t)| Dual::new(p, Some(t)))
+                .collect())
         }
         None => Ok(xs.into_iter().map(|p| Dual::new(p, None)).collect()),
     }
@@ -125,7 +140,11 @@ pub fn grad<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<(f64, Vec<f64>)> {
 pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Result<f64> {
     check_finite("input", x)?;
     if out.len() != x.len() {
-        return Err(AdError::Length { what: "gradient buffer", expected: x.len(), got: out.len() });
+        return Err(AdError::Length {
+            what: "gradient buffer",
+            expected: x.len(),
+            got: out.len(),
+        });
     }
     let (g, y) = record::<P, Mat>(p, unflatten(x, &p.leaf_shapes())?)?;
     flatten_into(&g.backward(y)?, out);
@@ -170,10 +189,16 @@ pub fn third_order<P: Program + ?Sized>(p: &P, x: &[f64], u: &[f64], v: &[f64]) 
     check_finite("direction v", v)?;
     let shapes = p.leaf_shapes();
     let inner = duals(x, Some(u), &shapes)?;
-    let outer_t = unflatten(v, &shapes)
-        .map_err(|_| AdError::Length { what: "direction v", expected: x.len(), got: v.len() })?;
-    let leaves: Vec<Dual<Dual<Mat>>> =
-        inner.into_iter().zip(outer_t).map(|(p, t)| Dual::new(p, Some(Dual::new(t, None)))).collect();
+    let outer_t = unflatten(v, &shapes).map_err(|_| AdError::Length {
+        what: "direction v",
+        expected: x.len(),
+        got: v.len(),
+    })?;
+    let leaves: Vec<Dual<Dual<Mat>>> = inner
+        .into_iter()
+        .zip(outer_t)
+        .map(|(p, t)| Dual::new(p, Some(Dual::new(t, None))))
+        .collect();
     let (g, y) = record(p, leaves)?;
     let grads = g.backward(y)?;
     let parts: Vec<Mat> = grads
@@ -196,7 +221,11 @@ pub fn grad_of_grad_fn<P: Program + ?Sized>(
     let (_, g) = grad(p, x)?;
     let w = dphi(&g);
     if w.len() != g.len() {
-        return Err(AdError::Length { what: "∇φ", expected: g.len(), got: w.len() });
+        return Err(AdError::Length {
+            what: "∇φ",
+            expected: g.len(),
+            got: w.len(),
+        });
     }
     let hv = hvp(p, x, &w)?;
     Ok((g, hv))
@@ -215,7 +244,10 @@ pub fn grad_of_block_grad_norm<P: Program + ?Sized>(
     block: std::ops::Range<usize>,
 ) -> Result<(f64, Vec<f64>)> {
     if block.end > x.len() || block.start > block.end {
-        return Err(AdError::Invalid { what: "block", reason: format!("{block:?} for {} inputs", x.len()) });
+        return Err(AdError::Invalid {
+            what: "block",
+            reason: format!("{block:?} for {} inputs", x.len()),
+        });
     }
     let (_, g) = grad(p, x)?;
     let mut dir = vec![0.0; x.len()];
@@ -249,11 +281,19 @@ pub fn dense_hessian_forward<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<Ve
                 .iter()
                 .zip(ei.iter().zip(&ej))
                 .map(|(x, (a, b))| {
-                    Dual::new(Dual::new(x.clone(), Some(a.clone())), Some(Dual::new(b.clone(), None)))
+                    Dual::new(
+                        Dual::new(x.clone(), Some(a.clone())),
+                        Some(Dual::new(b.clone(), None)),
+                    )
                 })
                 .collect();
             let (g, y) = record(p, leaves)?;
-            let v = g.value(y).t.as_ref().and_then(|t| t.t.as_ref()).map_or(0.0, |t| t[(0, 0)]);
+            let v = g
+                .value(y)
+                .t
+                .as_ref()
+                .and_then(|t| t.t.as_ref())
+                .map_or(0.0, |t| t[(0, 0)]);
             h[i * n + j] = v;
             h[j * n + i] = v;
         }

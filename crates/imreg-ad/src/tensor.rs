@@ -102,7 +102,9 @@ pub trait Tensor: Clone + Send + Sync + Sized + 'static {
 
 /// Φ(x) = ½(1 + erf(x/√2)).
 pub fn normal_cdf<T: Tensor>(x: &T) -> T {
-    x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0).erf().affine(0.5, 0.5)
+    x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+        .erf()
+        .affine(0.5, 0.5)
 }
 
 /// `f(x)` through primitives (never through [`Tensor::unary`], so the hooks cannot recurse).
@@ -130,7 +132,11 @@ pub fn generic_unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
         Unary::Sigmoid => y.mul(&y.affine(-1.0, 1.0)),
         Unary::Gelu => {
             // Φ(x) + x φ(x), φ(x) = e^{−x²/2}/√(2π)
-            let phi = x.mul(x).affine(-0.5, 0.0).exp().affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0);
+            let phi = x
+                .mul(x)
+                .affine(-0.5, 0.0)
+                .exp()
+                .affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0);
             normal_cdf(x).add(&x.mul(&phi))
         }
         Unary::Exp => y.clone(),
@@ -144,7 +150,11 @@ pub fn generic_unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
 
 fn map3(a: &Mat, b: &Mat, c: &Mat, f: impl Fn(f64, f64, f64) -> f64 + Sync + Send) -> Mat {
     let mut out = Mat::zeros(a.dim());
-    Zip::from(&mut out).and(a).and(b).and(c).for_each(|o, &x, &y, &z| *o = f(x, y, z));
+    Zip::from(&mut out)
+        .and(a)
+        .and(b)
+        .and(c)
+        .for_each(|o, &x, &y, &z| *o = f(x, y, z));
     out
 }
 
@@ -157,7 +167,10 @@ fn map(a: &Mat, f: impl Fn(f64) -> f64 + Sync + Send) -> Mat {
 fn zip(a: &Mat, b: &Mat, f: impl Fn(f64, f64) -> f64 + Sync + Send) -> Mat {
     debug_assert_eq!(a.dim(), b.dim());
     let mut out = Mat::zeros(a.dim());
-    Zip::from(&mut out).and(a).and(b).for_each(|o, &x, &y| *o = f(x, y));
+    Zip::from(&mut out)
+        .and(a)
+        .and(b)
+        .for_each(|o, &x, &y| *o = f(x, y));
     out
 }
 
@@ -321,7 +334,9 @@ impl Tensor for Mat {
     fn unary(&self, f: Unary) -> Self {
         match f {
             Unary::Relu => map(self, |x| if x > 0.0 { x } else { 0.0 }),
-            Unary::Gelu => map(self, |x| x * 0.5 * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))),
+            Unary::Gelu => map(self, |x| {
+                x * 0.5 * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))
+            }),
             _ => generic_unary(f, self),
         }
     }
@@ -346,9 +361,10 @@ impl Tensor for Mat {
                 let yt = zip(&y, xt, |y, t| t * (1.0 - y * y));
                 Dual::new(y, Some(yt))
             }
-            (Unary::Relu, Some(xt)) => {
-                Dual::new(x.p.unary(Unary::Relu), Some(zip(&x.p, xt, |x, t| if x > 0.0 { t } else { 0.0 })))
-            }
+            (Unary::Relu, Some(xt)) => Dual::new(
+                x.p.unary(Unary::Relu),
+                Some(zip(&x.p, xt, |x, t| if x > 0.0 { t } else { 0.0 })),
+            ),
             (_, None) => Dual::new(x.p.unary(f), None),
             _ => generic_unary(f, x),
         }
@@ -362,13 +378,17 @@ impl Tensor for Mat {
                 let t = match (&x.t, &gy.t) {
                     (Some(xt), Some(gt)) => {
                         let mut out = Mat::zeros(xt.dim());
-                        Zip::from(&mut out).and(&y.p).and(&gy.p).and(xt).and(gt).for_each(|o, &y, &g, &xd, &gd| {
-                            let d = 1.0 - y * y;
-                            *o = gd * d - 2.0 * g * y * d * xd;
-                        });
+                        Zip::from(&mut out).and(&y.p).and(&gy.p).and(xt).and(gt).for_each(
+                            |o, &y, &g, &xd, &gd| {
+                                let d = 1.0 - y * y;
+                                *o = gd * d - 2.0 * g * y * d * xd;
+                            },
+                        );
                         Some(out)
                     }
-                    (Some(xt), None) => Some(map3(&y.p, &gy.p, xt, |y, g, xd| -2.0 * g * y * (1.0 - y * y) * xd)),
+                    (Some(xt), None) => Some(map3(&y.p, &gy.p, xt, |y, g, xd| {
+                        -2.0 * g * y * (1.0 - y * y) * xd
+                    })),
                     (None, Some(gt)) => Some(Self::unary_backward(f, &x.p, &y.p, gt)),
                     (None, None) => None,
                 };
@@ -400,7 +420,11 @@ mod tests {
             (4.5, 0.9999999998033839),
         ];
         for (x, want) in cases {
-            assert!((erf(x) - want).abs() < 2e-16 * 4.0, "erf({x}) = {} vs {want}", erf(x));
+            assert!(
+                (erf(x) - want).abs() < 2e-16 * 4.0,
+                "erf({x}) = {} vs {want}",
+                erf(x)
+            );
             assert!((erf(-x) + want).abs() < 2e-16 * 4.0);
         }
     }

@@ -1,7 +1,7 @@
 //! Per-op tests: value, gradient, HVP and third-order derivative of every tape op against central
 //! differences (through `check_grads` at order 2, whose second level checks the HVP against differences of
 //! the gradient and the third-order derivative against differences of the HVP), plus the VJP/JVP identity.
-use imreg_ad::{check_grads, CheckGradsOptions, Graph, GradientMap, Program, Result, ScalarFn, Tensor, Var};
+use imreg_ad::{check_grads, CheckGradsOptions, GradientMap, Graph, Program, Result, ScalarFn, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -155,7 +155,10 @@ fn random_point(n: usize, seed: u64) -> Vec<f64> {
 fn every_op_passes_check_grads_to_order_two() {
     for (k, case) in all_cases().into_iter().enumerate() {
         let x = random_point(case.n_inputs(), k as u64);
-        let opts = CheckGradsOptions { seed: 100 + k as u64, ..Default::default() };
+        let opts = CheckGradsOptions {
+            seed: 100 + k as u64,
+            ..Default::default()
+        };
         // Order 2 on f: gradient vs FD, then HVP vs FD of the gradient.
         let r = check_grads(&ScalarFn(&case), &x, &opts).unwrap();
         assert!(r.passed, "{case:?}: {r:?}");
@@ -227,14 +230,28 @@ fn check_grads_detects_wrong_derivatives() {
             Ok(vec![x[0].powi(3) + x[1].powi(3), x[0] * x[1]])
         }
         fn jvp(&self, x: &[f64], v: &[f64]) -> Result<Vec<f64>> {
-            Ok(vec![3.0 * x[0] * x[0] * v[0] + 3.0 * x[1] * x[1] * v[1] + self.jvp_bias, x[1] * v[0] + x[0] * v[1]])
+            Ok(vec![
+                3.0 * x[0] * x[0] * v[0] + 3.0 * x[1] * x[1] * v[1] + self.jvp_bias,
+                x[1] * v[0] + x[0] * v[1],
+            ])
         }
         fn vjp(&self, x: &[f64], u: &[f64]) -> Result<Vec<f64>> {
-            Ok(vec![3.0 * x[0] * x[0] * u[0] + x[1] * u[1] + self.vjp_bias, 3.0 * x[1] * x[1] * u[0] + x[0] * u[1]])
+            Ok(vec![
+                3.0 * x[0] * x[0] * u[0] + x[1] * u[1] + self.vjp_bias,
+                3.0 * x[1] * x[1] * u[0] + x[0] * u[1],
+            ])
         }
         fn directional(&self, v: &[f64]) -> Option<Box<dyn Differentiable + '_>> {
-            let inner = Cubic { jvp_bias: 0.0, vjp_bias: 0.0, second_bias: 0.0 };
-            Some(Box::new(Along { f: inner, v: v.to_vec(), bias: self.second_bias }))
+            let inner = Cubic {
+                jvp_bias: 0.0,
+                vjp_bias: 0.0,
+                second_bias: 0.0,
+            };
+            Some(Box::new(Along {
+                f: inner,
+                v: v.to_vec(),
+                bias: self.second_bias,
+            }))
         }
     }
     struct Along {
@@ -255,21 +272,43 @@ fn check_grads_detects_wrong_derivatives() {
         }
         fn jvp(&self, x: &[f64], w: &[f64]) -> Result<Vec<f64>> {
             let v = &self.v;
-            Ok(vec![6.0 * x[0] * v[0] * w[0] + 6.0 * x[1] * v[1] * w[1] * (1.0 + self.bias), v[1] * w[0] + v[0] * w[1]])
+            Ok(vec![
+                6.0 * x[0] * v[0] * w[0] + 6.0 * x[1] * v[1] * w[1] * (1.0 + self.bias),
+                v[1] * w[0] + v[0] * w[1],
+            ])
         }
         fn vjp(&self, x: &[f64], u: &[f64]) -> Result<Vec<f64>> {
             let v = &self.v;
-            Ok(vec![6.0 * x[0] * v[0] * u[0] + v[1] * u[1], 6.0 * x[1] * v[1] * u[0] * (1.0 + self.bias) + v[0] * u[1]])
+            Ok(vec![
+                6.0 * x[0] * v[0] * u[0] + v[1] * u[1],
+                6.0 * x[1] * v[1] * u[0] * (1.0 + self.bias) + v[0] * u[1],
+            ])
         }
     }
     let x = [0.7, -0.4];
     let opts = CheckGradsOptions::default();
-    let ok = Cubic { jvp_bias: 0.0, vjp_bias: 0.0, second_bias: 0.0 };
+    let ok = Cubic {
+        jvp_bias: 0.0,
+        vjp_bias: 0.0,
+        second_bias: 0.0,
+    };
     assert!(check_grads(&ok, &x, &opts).unwrap().passed);
     for bad in [
-        Cubic { jvp_bias: 1e-4, vjp_bias: 0.0, second_bias: 0.0 },
-        Cubic { jvp_bias: 0.0, vjp_bias: 1e-6, second_bias: 0.0 },
-        Cubic { jvp_bias: 0.0, vjp_bias: 0.0, second_bias: 1e-4 },
+        Cubic {
+            jvp_bias: 1e-4,
+            vjp_bias: 0.0,
+            second_bias: 0.0,
+        },
+        Cubic {
+            jvp_bias: 0.0,
+            vjp_bias: 1e-6,
+            second_bias: 0.0,
+        },
+        Cubic {
+            jvp_bias: 0.0,
+            vjp_bias: 0.0,
+            second_bias: 1e-4,
+        },
     ] {
         assert!(!check_grads(&bad, &x, &opts).unwrap().passed);
     }

@@ -26,9 +26,33 @@ impl Mlp {
         let x = Mat::from_shape_fn((n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
         let y = Mat::from_shape_fn((n, c), |_| rng.random::<f64>() * 2.0 - 1.0);
         let labels: Vec<usize> = (0..n).map(|i| i % c).collect();
-        let head = if ce { Head::CrossEntropy { labels: labels.clone() } } else { Head::Mse { y: y.clone(), half: true } };
-        let prog = DenseLoss { net: Dense { widths: widths.clone(), activation: Unary::Tanh, bias: true }, x: x.clone(), head };
-        Mlp { prog, widths, x, y, labels, ce }
+        let head = if ce {
+            Head::CrossEntropy {
+                labels: labels.clone(),
+            }
+        } else {
+            Head::Mse {
+                y: y.clone(),
+                half: true,
+            }
+        };
+        let prog = DenseLoss {
+            net: Dense {
+                widths: widths.clone(),
+                activation: Unary::Tanh,
+                bias: true,
+            },
+            x: x.clone(),
+            head,
+        };
+        Mlp {
+            prog,
+            widths,
+            x,
+            y,
+            labels,
+            ce,
+        }
     }
 }
 
@@ -63,12 +87,17 @@ fn mlp_loss_dual(m: &Mlp, theta: &[Dual2DVec64]) -> Dual2DVec64 {
             h = z;
         }
         let li = if m.ce {
-            let lse = h.iter().fold(Dual2DVec64::from_re(0.0), |acc, v| acc + v.exp()).ln();
+            let lse = h
+                .iter()
+                .fold(Dual2DVec64::from_re(0.0), |acc, v| acc + v.exp())
+                .ln();
             lse - h[m.labels[i]].clone()
         } else {
             h.iter()
                 .zip(m.y.row(i))
-                .fold(Dual2DVec64::from_re(0.0), |acc, (f, &y)| acc + (f.clone() - y).powi(2) * 0.5)
+                .fold(Dual2DVec64::from_re(0.0), |acc, (f, &y)| {
+                    acc + (f.clone() - y).powi(2) * 0.5
+                })
         };
         total += li;
     }
@@ -77,7 +106,9 @@ fn mlp_loss_dual(m: &Mlp, theta: &[Dual2DVec64]) -> Dual2DVec64 {
 
 fn random_vec(n: usize, seed: u64, scale: f64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0)).collect()
+    (0..n)
+        .map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0))
+        .collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -95,7 +126,10 @@ fn hvp_equals_dense_num_dual_hessian_times_v() {
         let m = Mlp::new(vec![3, 4, 3], 5, ce, k);
         let p = m.n_inputs();
         let theta = random_vec(p, 10 + k, 0.8);
-        let (f, grad, h) = hessian(|t: DVector<Dual2DVec64>| mlp_loss_dual(&m, t.as_slice()), DVector::from_vec(theta.clone()));
+        let (f, grad, h) = hessian(
+            |t: DVector<Dual2DVec64>| mlp_loss_dual(&m, t.as_slice()),
+            DVector::from_vec(theta.clone()),
+        );
         let (f_ad, g_ad) = imreg_ad::grad(&m, &theta).unwrap();
         assert!((f - f_ad).abs() <= 1e-14 * f.abs().max(1.0));
         assert!(rel_err(&g_ad, grad.as_slice()) < 1e-13);
@@ -180,19 +214,44 @@ fn bad_input_gives_typed_errors() {
     use imreg_ad::AdError;
     let m = Mlp::new(vec![2, 3, 2], 3, true, 1);
     let p = m.n_inputs();
-    assert!(matches!(imreg_ad::grad(&m, &vec![0.0; p + 1]), Err(AdError::Length { .. })));
+    assert!(matches!(
+        imreg_ad::grad(&m, &vec![0.0; p + 1]),
+        Err(AdError::Length { .. })
+    ));
     let mut nan = vec![0.1; p];
     nan[2] = f64::NAN;
-    assert!(matches!(imreg_ad::grad(&m, &nan), Err(AdError::NonFinite { index: 2, .. })));
-    assert!(matches!(imreg_ad::hvp(&m, &vec![0.1; p], &vec![0.0; 3]), Err(AdError::Length { .. })));
+    assert!(matches!(
+        imreg_ad::grad(&m, &nan),
+        Err(AdError::NonFinite { index: 2, .. })
+    ));
+    assert!(matches!(
+        imreg_ad::hvp(&m, &vec![0.1; p], &vec![0.0; 3]),
+        Err(AdError::Length { .. })
+    ));
     let mut g = Graph::<Mat>::new();
     let a = g.leaf(Mat::zeros((2, 3)));
     let b = g.leaf(Mat::zeros((2, 3)));
     assert!(matches!(g.matmul(a, b), Err(AdError::Shape { op: "matmul", .. })));
-    assert!(matches!(g.softmax_cross_entropy(a, &[0, 3]), Err(AdError::Label { row: 1, label: 3, classes: 3 })));
-    assert!(matches!(g.softmax_cross_entropy(a, &[0]), Err(AdError::Length { .. })));
-    assert!(matches!(g.mse(a, &Mat::zeros((3, 2)), true), Err(AdError::Shape { op: "mse", .. })));
-    assert!(matches!(g.backward(a), Err(AdError::NotScalar { rows: 2, cols: 3 })));
+    assert!(matches!(
+        g.softmax_cross_entropy(a, &[0, 3]),
+        Err(AdError::Label {
+            row: 1,
+            label: 3,
+            classes: 3
+        })
+    ));
+    assert!(matches!(
+        g.softmax_cross_entropy(a, &[0]),
+        Err(AdError::Length { .. })
+    ));
+    assert!(matches!(
+        g.mse(a, &Mat::zeros((3, 2)), true),
+        Err(AdError::Shape { op: "mse", .. })
+    ));
+    assert!(matches!(
+        g.backward(a),
+        Err(AdError::NotScalar { rows: 2, cols: 3 })
+    ));
     assert!(matches!(g.sum_axis(a, 2), Err(AdError::Invalid { .. })));
 }
 

@@ -50,13 +50,22 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(expected: impl Into<String>, measured: impl Into<String>, passed: bool) -> Self {
-        Outcome { expected: expected.into(), measured: measured.into(), passed, figures: Vec::new() }
+        Outcome {
+            expected: expected.into(),
+            measured: measured.into(),
+            passed,
+            figures: Vec::new(),
+        }
     }
 
     /// `|measured − expected| ≤ tol` for a named scalar quantity.
     pub fn within(what: &str, expected: f64, measured: f64, tol: f64) -> Self {
         let passed = (measured - expected).abs() <= tol && measured.is_finite();
-        Outcome::new(format!("{what} = {expected:.6e} (± {tol:.1e})"), format!("{measured:.6e}"), passed)
+        Outcome::new(
+            format!("{what} = {expected:.6e} (± {tol:.1e})"),
+            format!("{measured:.6e}"),
+            passed,
+        )
     }
 
     /// `measured ≤ bound` for a named error quantity.
@@ -73,10 +82,23 @@ impl Outcome {
     /// Combine several sub-outcomes into one (all must pass).
     pub fn all(parts: Vec<Outcome>) -> Self {
         let passed = parts.iter().all(|o| o.passed);
-        let expected = parts.iter().map(|o| o.expected.as_str()).collect::<Vec<_>>().join("; ");
-        let measured = parts.iter().map(|o| o.measured.as_str()).collect::<Vec<_>>().join("; ");
+        let expected = parts
+            .iter()
+            .map(|o| o.expected.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let measured = parts
+            .iter()
+            .map(|o| o.measured.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         let figures = parts.into_iter().flat_map(|o| o.figures).collect();
-        Outcome { expected, measured, passed, figures }
+        Outcome {
+            expected,
+            measured,
+            passed,
+            figures,
+        }
     }
 }
 
@@ -93,7 +115,10 @@ pub struct Check {
 
 impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Check").field("id", &self.id).field("claim", &self.claim).finish()
+        f.debug_struct("Check")
+            .field("id", &self.id)
+            .field("claim", &self.claim)
+            .finish()
     }
 }
 
@@ -115,7 +140,8 @@ pub struct Record {
 /// Runs one check, turning an `Err` or a panic-free failure into a failed record.
 pub fn run_check(check: &Check, ctx: &CheckContext) -> Record {
     let start = std::time::Instant::now();
-    let outcome = (check.run)(ctx).unwrap_or_else(|e| Outcome::new("check runs", format!("error: {e}"), false));
+    let outcome =
+        (check.run)(ctx).unwrap_or_else(|e| Outcome::new("check runs", format!("error: {e}"), false));
     Record {
         id: check.id.to_string(),
         claim: check.claim.to_string(),
@@ -138,7 +164,10 @@ pub fn assert_all_pass(checks: &[Check], quick: bool) {
         "failed checks:\n{}",
         failed
             .iter()
-            .map(|r| format!("  {}: {} | expected {} | measured {}", r.id, r.claim, r.expected, r.measured))
+            .map(|r| format!(
+                "  {}: {} | expected {} | measured {}",
+                r.id, r.claim, r.expected, r.measured
+            ))
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -159,7 +188,11 @@ pub struct SlopeFit {
 /// Fits the log-log slope of `ys` against `xs` (all must be positive and finite; at least two points).
 pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, String> {
     if xs.len() != ys.len() || xs.len() < 2 {
-        return Err(format!("slope fit needs ≥ 2 paired points, got {} and {}", xs.len(), ys.len()));
+        return Err(format!(
+            "slope fit needs ≥ 2 paired points, got {} and {}",
+            xs.len(),
+            ys.len()
+        ));
     }
     if let Some(bad) = xs.iter().chain(ys).find(|v| !(v.is_finite() && **v > 0.0)) {
         return Err(format!("slope fit needs positive finite values, got {bad}"));
@@ -176,13 +209,22 @@ pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, String> {
     }
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
-    let residuals: Vec<f64> = lx.iter().zip(&ly).map(|(x, y)| y - (slope * x + intercept)).collect();
+    let residuals: Vec<f64> = lx
+        .iter()
+        .zip(&ly)
+        .map(|(x, y)| y - (slope * x + intercept))
+        .collect();
     let slope_se = if lx.len() > 2 {
         (residuals.iter().map(|r| r * r).sum::<f64>() / (n - 2.0) / sxx).sqrt()
     } else {
         0.0
     };
-    Ok(SlopeFit { slope, intercept, slope_se, residuals })
+    Ok(SlopeFit {
+        slope,
+        intercept,
+        slope_se,
+        residuals,
+    })
 }
 
 #[cfg(test)]
@@ -211,7 +253,14 @@ mod tests {
         fn boom(_: &CheckContext) -> Result<Outcome, String> {
             Err("no data".into())
         }
-        let r = run_check(&Check { id: "x.y", claim: "c", run: boom }, &CheckContext::default());
+        let r = run_check(
+            &Check {
+                id: "x.y",
+                claim: "c",
+                run: boom,
+            },
+            &CheckContext::default(),
+        );
         assert!(!r.passed);
         assert!(r.measured.contains("no data"));
     }

@@ -6,7 +6,10 @@ use crate::model::Model;
 use crate::params::load_params;
 use crate::spectrum::{gradient_traces, hessian_extremes, hessian_trace, DENSE_MAX_P};
 use imreg_objective::Batch;
-use imreg_spectra::{batch_sharpness, dense_eigen, lanczos, BatchExpectation, DenseOptions, GradientOuterOperator, LanczosOptions};
+use imreg_spectra::{
+    batch_sharpness, dense_eigen, lanczos, BatchExpectation, DenseOptions, GradientOuterOperator,
+    LanczosOptions,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -69,14 +72,21 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
             }
         }
     }
-    let dataset = req.data.as_ref().map(|d| data::build(d, req.seed, args)).transpose()?;
+    let dataset = req
+        .data
+        .as_ref()
+        .map(|d| data::build(d, req.seed, args))
+        .transpose()?;
     let model = Model::build(&req.model, dataset.as_ref(), args)?;
     let theta = load_params(&req.params, &model.layout(), "--params")?;
     let obj = model.objective();
     let n = obj.n_examples();
     if let Some(b) = req.batch_size {
         if b == 0 || b > n {
-            return Err(CliError::arg("--batch-size", format!("must lie in 1..={n}, got {b}")));
+            return Err(CliError::arg(
+                "--batch-size",
+                format!("must lie in 1..={n}, got {b}"),
+            ));
         }
     }
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
@@ -89,7 +99,12 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let lambda_k1 = if obj.dim() <= DENSE_MAX_P {
         dense_eigen(&k_op, &DenseOptions::default()).map(|e| e.max())
     } else {
-        let o = LanczosOptions { max_iter: obj.dim().min(300), seed: req.seed, ritz_vectors: false, ..Default::default() };
+        let o = LanczosOptions {
+            max_iter: obj.dim().min(300),
+            seed: req.seed,
+            ritz_vectors: false,
+            ..Default::default()
+        };
         lanczos(&k_op, &o).map(|r| r.max())
     }
     .map_err(|e| failed("λ_K¹", e))?;
@@ -123,7 +138,12 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
 
 /// The analysis as an aligned two-column table.
 pub fn table(a: &Analysis) -> String {
-    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.6e}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.6e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut rows = vec![
         ("model", a.model.clone()),
         ("p", a.p.to_string()),
@@ -133,7 +153,10 @@ pub fn table(a: &Analysis) -> String {
         ("λ top (desc)", list(&a.hessian_top)),
         ("λ bottom (asc)", list(&a.hessian_bottom)),
         ("eigen method", a.eigen_method.to_string()),
-        ("Tr H", format!("{:.6e} ± {:.1e}", a.hessian_trace, a.hessian_trace_se)),
+        (
+            "Tr H",
+            format!("{:.6e} ± {:.1e}", a.hessian_trace, a.hessian_trace_se),
+        ),
         ("Tr K", format!("{:.6e}", a.trace_k)),
         ("λ_K¹", format!("{:.6e}", a.lambda_k1)),
         ("Tr F", format!("{:.6e}", a.trace_f)),

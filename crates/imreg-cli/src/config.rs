@@ -176,9 +176,9 @@ impl OptimizerConfig {
     /// The step size η.
     pub fn lr(&self) -> f64 {
         match self {
-            OptimizerConfig::Gd { lr } | OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Momentum { lr, .. } => {
-                *lr
-            }
+            OptimizerConfig::Gd { lr }
+            | OptimizerConfig::Sgd { lr, .. }
+            | OptimizerConfig::Momentum { lr, .. } => *lr,
         }
     }
     /// The minibatch size, `None` for full batch.
@@ -193,7 +193,9 @@ impl OptimizerConfig {
     pub fn replacement(&self) -> bool {
         match self {
             OptimizerConfig::Gd { .. } => false,
-            OptimizerConfig::Sgd { replacement, .. } | OptimizerConfig::Momentum { replacement, .. } => *replacement,
+            OptimizerConfig::Sgd { replacement, .. } | OptimizerConfig::Momentum { replacement, .. } => {
+                *replacement
+            }
         }
     }
 }
@@ -220,7 +222,13 @@ pub struct TrackConfig {
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        TrackConfig { every: 1, loss: true, grad_norm: true, sharpness: false, accuracy: false }
+        TrackConfig {
+            every: 1,
+            loss: true,
+            grad_norm: true,
+            sharpness: false,
+            accuracy: false,
+        }
     }
 }
 
@@ -267,7 +275,10 @@ impl ExperimentConfig {
         let bad = |field: &str, reason: String| Err(CliError::input(file, field, reason));
         let lr = self.optimizer.lr();
         if !(lr.is_finite() && lr > 0.0) {
-            return bad("optimizer.lr", format!("must be a positive finite number, got {lr}"));
+            return bad(
+                "optimizer.lr",
+                format!("must be a positive finite number, got {lr}"),
+            );
         }
         if let Some(b) = self.optimizer.batch_size() {
             if b == 0 {
@@ -283,10 +294,15 @@ impl ExperimentConfig {
             return bad("track.every", "must be at least 1".into());
         }
         if !(self.init.scale.is_finite() && self.init.scale >= 0.0) {
-            return bad("init.scale", format!("must be a non-negative finite number, got {}", self.init.scale));
+            return bad(
+                "init.scale",
+                format!("must be a non-negative finite number, got {}", self.init.scale),
+            );
         }
         match &self.data {
-            Some(DataConfig::GaussianLinear { n, dim, noise } | DataConfig::GaussianLogistic { n, dim, noise }) => {
+            Some(
+                DataConfig::GaussianLinear { n, dim, noise } | DataConfig::GaussianLogistic { n, dim, noise },
+            ) => {
                 if *n == 0 {
                     return bad("data.n", "must be at least 1".into());
                 }
@@ -294,17 +310,27 @@ impl ExperimentConfig {
                     return bad("data.dim", "must be at least 1".into());
                 }
                 if !(noise.is_finite() && *noise >= 0.0) {
-                    return bad("data.noise", format!("must be a non-negative finite number, got {noise}"));
+                    return bad(
+                        "data.noise",
+                        format!("must be a non-negative finite number, got {noise}"),
+                    );
                 }
             }
             Some(DataConfig::Npy { .. }) => {}
             None => match self.model {
                 ModelConfig::ScalarNet { phi: Some(_), .. } => {}
-                _ => return bad("data", format!("missing [data] table (model {} needs data)", self.model.kind())),
+                _ => {
+                    return bad(
+                        "data",
+                        format!("missing [data] table (model {} needs data)", self.model.kind()),
+                    )
+                }
             },
         }
         match &self.model {
-            ModelConfig::ScalarNet { k: 0, .. } => return bad("model.k", "the width must be at least 1".into()),
+            ModelConfig::ScalarNet { k: 0, .. } => {
+                return bad("model.k", "the width must be at least 1".into())
+            }
             ModelConfig::ScalarNet { phi: Some(_), .. } if self.data.is_some() => {
                 return bad("model.phi", "give either phi or a [data] table, not both".into())
             }
@@ -314,7 +340,10 @@ impl ExperimentConfig {
             _ => {}
         }
         if self.track.accuracy && !matches!(self.model, ModelConfig::LogisticRegression { .. }) {
-            return bad("track.accuracy", "accuracy needs a classification model (logistic_regression)".into());
+            return bad(
+                "track.accuracy",
+                "accuracy needs a classification model (logistic_regression)".into(),
+            );
         }
         Ok(())
     }
@@ -323,7 +352,10 @@ impl ExperimentConfig {
 /// Turns a TOML/serde error into a bad-input error naming the field: toml's message (which names unknown
 /// keys and expected types) plus the dotted path of the key at the error's position.
 pub fn toml_error(e: &toml::de::Error, text: &str, file: &Path) -> CliError {
-    let field = e.span().map(|s| key_path_at(text, s.start)).unwrap_or_else(|| "<document>".to_string());
+    let field = e
+        .span()
+        .map(|s| key_path_at(text, s.start))
+        .unwrap_or_else(|| "<document>".to_string());
     let msg = e.message().trim().to_string();
     // Missing fields and unknown keys inside buffered (tagged) tables are reported at the table: name the
     // key from the message when it carries one.
@@ -339,7 +371,9 @@ pub fn toml_error(e: &toml::de::Error, text: &str, file: &Path) -> CliError {
         }
         _ => field,
     };
-    let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let reason = match line {
         Some(l) => format!("{msg} (line {l})"),
         None => msg,
@@ -361,13 +395,21 @@ pub fn key_path_at(text: &str, pos: usize) -> String {
     let line = text[line_start..].lines().next().unwrap_or("").trim();
     let header = |l: &str| -> Option<String> {
         let l = l.trim();
-        l.strip_prefix('[').and_then(|r| r.split(']').next()).map(|t| t.trim_matches('[').trim().to_string())
+        l.strip_prefix('[')
+            .and_then(|r| r.split(']').next())
+            .map(|t| t.trim_matches('[').trim().to_string())
     };
     if let Some(h) = header(line) {
         return h;
     }
     let table = text[..line_start].lines().rev().find_map(header);
-    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"').to_string();
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"')
+        .to_string();
     match (table, key.is_empty()) {
         (Some(t), false) => format!("{t}.{key}"),
         (Some(t), true) => t,
@@ -406,7 +448,14 @@ batch_size = 4
     fn good_config_parses_with_defaults() {
         let c = ExperimentConfig::from_toml_str(GOOD, Path::new("c.toml")).unwrap();
         assert_eq!(c.seed, 3);
-        assert_eq!(c.optimizer, OptimizerConfig::Sgd { lr: 0.1, batch_size: 4, replacement: false });
+        assert_eq!(
+            c.optimizer,
+            OptimizerConfig::Sgd {
+                lr: 0.1,
+                batch_size: 4,
+                replacement: false
+            }
+        );
         assert_eq!(c.track, TrackConfig::default());
         // The resolved config round-trips through TOML.
         let again = ExperimentConfig::from_toml_str(&c.to_toml().unwrap(), Path::new("r.toml")).unwrap();

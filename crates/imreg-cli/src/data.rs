@@ -41,11 +41,19 @@ pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
 fn gaussian(n: usize, d: usize, noise: f64, seed: u64, labels: bool) -> Dataset {
     let mut r = rng::stream(seed, STREAM_DATA);
     let x = rng::normal_vec(&mut r, n * d);
-    let w: Vec<f64> = rng::normal_vec(&mut r, d).iter().map(|v| v / (d as f64).sqrt()).collect();
+    let w: Vec<f64> = rng::normal_vec(&mut r, d)
+        .iter()
+        .map(|v| v / (d as f64).sqrt())
+        .collect();
     let eps = rng::normal_vec(&mut r, n);
     let y: Vec<f64> = (0..n)
         .map(|i| {
-            let s = x[i * d..(i + 1) * d].iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + noise * eps[i];
+            let s = x[i * d..(i + 1) * d]
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                + noise * eps[i];
             if labels {
                 f64::from(u8::from(s > 0.0))
             } else {
@@ -62,12 +70,19 @@ fn gaussian(n: usize, d: usize, noise: f64, seed: u64, labels: bool) -> Dataset 
 fn from_npy(xp: &Path, yp: &Path, file: &Path) -> Result<Dataset> {
     for (p, field) in [(xp, "data.x"), (yp, "data.y")] {
         if !p.exists() {
-            return Err(CliError::input(file, field, format!("file {} does not exist", p.display())));
+            return Err(CliError::input(
+                file,
+                field,
+                format!("file {} does not exist", p.display()),
+            ));
         }
     }
     let x = read_npy(xp, "data.x")?;
     let y = read_npy(yp, "data.y")?;
-    let n = *x.shape.first().ok_or_else(|| CliError::input(file, "data.x", "is a scalar; expected N × d"))?;
+    let n = *x
+        .shape
+        .first()
+        .ok_or_else(|| CliError::input(file, "data.x", "is a scalar; expected N × d"))?;
     if n == 0 {
         return Err(CliError::input(file, "data.x", "has no examples (N = 0)"));
     }
@@ -77,13 +92,24 @@ fn from_npy(xp: &Path, yp: &Path, file: &Path) -> Result<Dataset> {
         return Err(CliError::input(
             file,
             "data.y",
-            format!("has {yn} rows but data.x has {n} (shapes {:?} vs {:?})", y.shape, x.shape),
+            format!(
+                "has {yn} rows but data.x has {n} (shapes {:?} vs {:?})",
+                y.shape, x.shape
+            ),
         ));
     }
     let c = y.data.len() / n.max(1);
-    let bad = |field: &str, what: &[f64]| what.iter().position(|v| !v.is_finite()).map(|i| (field.to_string(), i));
+    let bad = |field: &str, what: &[f64]| {
+        what.iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (field.to_string(), i))
+    };
     if let Some((field, i)) = bad("data.x", &x.data).or_else(|| bad("data.y", &y.data)) {
-        return Err(CliError::input(file, field, format!("non-finite value at flat position {i}")));
+        return Err(CliError::input(
+            file,
+            field,
+            format!("non-finite value at flat position {i}"),
+        ));
     }
     let shape_err = |f: &str| CliError::input(file, f, "inconsistent shape");
     Ok(Dataset {

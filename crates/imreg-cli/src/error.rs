@@ -13,7 +13,11 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub enum CliError {
     /// Bad input: `file` (the config, data or weights file, or `<args>`), the `field` at fault and why.
     #[error("{}: {field}: {reason}", file.display())]
-    Input { file: PathBuf, field: String, reason: String },
+    Input {
+        file: PathBuf,
+        field: String,
+        reason: String,
+    },
     /// Writing results failed.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -24,14 +28,21 @@ pub enum CliError {
 
 impl CliError {
     pub fn input(file: impl AsRef<Path>, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CliError::Input { file: file.as_ref().to_path_buf(), field: field.into(), reason: reason.into() }
+        CliError::Input {
+            file: file.as_ref().to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
     /// A bad command-line argument.
     pub fn arg(field: impl Into<String>, reason: impl Into<String>) -> Self {
         CliError::input("<args>", field, reason)
     }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        CliError::Io { path: path.as_ref().to_path_buf(), source }
+        CliError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {

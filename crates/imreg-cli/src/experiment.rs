@@ -44,7 +44,11 @@ pub struct RunSummary {
 /// Validates `config` (from `file`) and builds data, model and `θ₀`. All input errors surface here.
 pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     config.validate(file)?;
-    let data = config.data.as_ref().map(|d| data::build(d, config.seed, file)).transpose()?;
+    let data = config
+        .data
+        .as_ref()
+        .map(|d| data::build(d, config.seed, file))
+        .transpose()?;
     let model = Model::build(&config.model, data.as_ref(), file)?;
     let n = model.objective().n_examples();
     if let Some(b) = config.optimizer.batch_size() {
@@ -57,14 +61,23 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         }
     }
     let theta0 = init_theta(&config.init, &model, config.seed, file)?;
-    Ok(Prepared { config, data, model, theta0 })
+    Ok(Prepared {
+        config,
+        data,
+        model,
+        theta0,
+    })
 }
 
 fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Result<Vec<f64>> {
     let p = model.objective().dim();
     if let Some(from) = &init.from {
         if !from.exists() {
-            return Err(CliError::input(file, "init.from", format!("file {} does not exist", from.display())));
+            return Err(CliError::input(
+                file,
+                "init.from",
+                format!("file {} does not exist", from.display()),
+            ));
         }
         return load_params(from, &model.layout(), "init.from");
     }
@@ -72,7 +85,10 @@ fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Resul
         return Ok(vec![0.0; p]);
     }
     let mut r = rng::stream(seed, STREAM_INIT);
-    Ok(rng::normal_vec(&mut r, p).into_iter().map(|v| init.scale * v).collect())
+    Ok(rng::normal_vec(&mut r, p)
+        .into_iter()
+        .map(|v| init.scale * v)
+        .collect())
 }
 
 /// Options of [`run_to_folder`].
@@ -90,9 +106,17 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let leaf = out.file_name().and_then(|s| s.to_str()).unwrap_or("run").to_string();
+    let leaf = out
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .to_string();
     if out.exists() && !opts.force {
-        return Err(CliError::input(out, "--out", "already exists (use --force to replace it)"));
+        return Err(CliError::input(
+            out,
+            "--out",
+            "already exists (use --force to replace it)",
+        ));
     }
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
     let tmp = tempfile::Builder::new()
@@ -131,7 +155,10 @@ fn write_outputs(
     let p = prep.theta0.len();
     put("theta_init.npy", &crate::npy::to_npy_bytes(&[p], &prep.theta0))?;
     put("theta_final.npy", &crate::npy::to_npy_bytes(&[p], &outcome.theta))?;
-    put("theta_final.safetensors", &to_safetensors(&outcome.theta, &prep.model.layout())?)?;
+    put(
+        "theta_final.safetensors",
+        &to_safetensors(&outcome.theta, &prep.model.layout())?,
+    )?;
     let steps = outcome.metrics.column("step");
     for col in outcome.metrics.columns.iter() {
         let v = outcome.metrics.column(col);
@@ -158,7 +185,11 @@ fn write_outputs(
             continue;
         }
         match fig.save(dir, &stem) {
-            Ok(paths) => files.extend(paths.iter().filter_map(|p| p.file_name()?.to_str().map(String::from))),
+            Ok(paths) => files.extend(
+                paths
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(String::from)),
+            ),
             // A metric with no drawable point (e.g. diverged at step 0) has no figure; its CSV still exists.
             Err(PlotError::Empty { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -169,7 +200,12 @@ fn write_outputs(
         .columns
         .iter()
         .skip(1)
-        .map(|c| (c.to_string(), outcome.metrics.column(c).last().copied().unwrap_or(f64::NAN)))
+        .map(|c| {
+            (
+                c.to_string(),
+                outcome.metrics.column(c).last().copied().unwrap_or(f64::NAN),
+            )
+        })
         .collect();
     let summary = RunSummary {
         name,

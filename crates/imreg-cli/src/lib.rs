@@ -32,7 +32,11 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "imreg", version, about = "Theory-first numerical solvers for the implicit regularization of SGD")]
+#[command(
+    name = "imreg",
+    version,
+    about = "Theory-first numerical solvers for the implicit regularization of SGD"
+)]
 struct Cli {
     /// No progress bars and no informational output.
     #[arg(long, short, global = true)]
@@ -185,7 +189,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Reproduce { quick, out, only } => reproduce(quick, &out, &only, quiet),
         Command::Verify { only, json, full } => verify(&only, json, !full, quiet),
-        Command::Run { config, out, force, no_figures } => run(&config, out, force, no_figures, quiet),
+        Command::Run {
+            config,
+            out,
+            force,
+            no_figures,
+        } => run(&config, out, force, no_figures, quiet),
         Command::Analyze(a) => analyze_cmd(a),
         Command::Sweep(s) => sweep_cmd(s, quiet),
     }
@@ -204,17 +213,29 @@ fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<im
 
 fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
     std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
-    let ctx = CheckContext { out_dir: Some(out.to_path_buf()), quick };
+    let ctx = CheckContext {
+        out_dir: Some(out.to_path_buf()),
+        quick,
+    };
     let records = run_checks(only, &ctx, quiet)?;
     let md = report::markdown(&records, out, quick);
-    let json = serde_json::to_string_pretty(&report::json(&records, quick)).map_err(|e| CliError::Failed(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&report::json(&records, quick))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     imreg_plot::write_atomic(&out.join("report.md"), md.as_bytes())?;
     imreg_plot::write_atomic(&out.join("report.json"), json.as_bytes())?;
     if !quiet {
         print!("{}", report::terminal_table(&records));
-        println!("report: {} and {}", out.join("report.md").display(), out.join("report.json").display());
+        println!(
+            "report: {} and {}",
+            out.join("report.md").display(),
+            out.join("report.json").display()
+        );
     }
-    Ok(if records.iter().all(|r| r.passed) { EXIT_OK } else { EXIT_FAILED })
+    Ok(if records.iter().all(|r| r.passed) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 fn verify(only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> {
@@ -225,7 +246,11 @@ fn verify(only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> 
     } else if !quiet {
         print!("{}", report::terminal_table(&records));
     }
-    Ok(if records.iter().all(|r| r.passed) { EXIT_OK } else { EXIT_FAILED })
+    Ok(if records.iter().all(|r| r.passed) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 /// The `verify --json` output: a JSON array of `{id, claim, expected, measured, passed}` in registry order.
@@ -244,16 +269,27 @@ pub fn verify_json(records: &[imreg_check::Record]) -> Result<String> {
 fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet: bool) -> Result<i32> {
     let cfg = ExperimentConfig::load(config)?;
     let out = out.unwrap_or_else(|| {
-        PathBuf::from("runs").join(config.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "run".into()))
+        PathBuf::from("runs").join(
+            config
+                .file_stem()
+                .map(|s| s.to_os_string())
+                .unwrap_or_else(|| "run".into()),
+        )
     });
     let prepared = experiment::prepare(cfg, config)?;
     let pb = progress::bar(prepared.config.steps as u64, "steps", quiet);
-    let summary = experiment::run_to_folder(&prepared, &out, &experiment::RunOptions { force, no_figures }, &|| {
-        pb.inc(1)
-    })?;
+    let summary = experiment::run_to_folder(
+        &prepared,
+        &out,
+        &experiment::RunOptions { force, no_figures },
+        &|| pb.inc(1),
+    )?;
     pb.finish_and_clear();
     if !quiet {
-        println!("{}: {} steps, p = {}, N = {}", summary.name, summary.steps_run, summary.p, summary.n);
+        println!(
+            "{}: {} steps, p = {}, N = {}",
+            summary.name, summary.steps_run, summary.p, summary.n
+        );
         for (k, v) in &summary.final_metrics {
             println!("  final {k} = {v:.6e}");
         }
@@ -272,7 +308,10 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
             (c.model, c.data)
         }
         None => {
-            let kind = a.model.as_deref().ok_or_else(|| CliError::arg("--model", "required (or give --config)"))?;
+            let kind = a
+                .model
+                .as_deref()
+                .ok_or_else(|| CliError::arg("--model", "required (or give --config)"))?;
             let model = match kind {
                 "linear_regression" => ModelConfig::LinearRegression { bias: a.bias.unwrap_or(true) },
                 "logistic_regression" => ModelConfig::LogisticRegression { bias: a.bias.unwrap_or(true) },
@@ -288,8 +327,14 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                     ))
                 }
             };
-            let x = a.data.clone().ok_or_else(|| CliError::arg("--data", "required (inputs .npy)"))?;
-            let y = a.targets.clone().ok_or_else(|| CliError::arg("--targets", "required (targets .npy)"))?;
+            let x = a
+                .data
+                .clone()
+                .ok_or_else(|| CliError::arg("--data", "required (inputs .npy)"))?;
+            let y = a
+                .targets
+                .clone()
+                .ok_or_else(|| CliError::arg("--targets", "required (targets .npy)"))?;
             (model, Some(DataConfig::Npy { x, y }))
         }
     };
@@ -304,7 +349,10 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
     };
     let result = analyze::analyze(&req)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?
+        );
     } else {
         print!("{}", analyze::table(&result));
     }
@@ -318,12 +366,20 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
             print!("{}", sweep::to_jsonl(&entries)?);
             Ok(EXIT_OK)
         }
-        SweepCommand::Run { manifest, shard, out, no_figures } => {
+        SweepCommand::Run {
+            manifest,
+            shard,
+            out,
+            no_figures,
+        } => {
             let shard = sweep::Shard::parse(&shard)?;
             let entries = sweep::read_manifest(&manifest)?;
             let n_mine = entries.iter().filter(|e| shard.contains(e.index)).count();
             let pb = progress::bar(n_mine as u64, "runs", quiet);
-            let opts = experiment::RunOptions { force: true, no_figures };
+            let opts = experiment::RunOptions {
+                force: true,
+                no_figures,
+            };
             let report = sweep::run_shard(&entries, shard, &out, &manifest, &opts, &|| pb.inc(1))?;
             pb.finish_and_clear();
             if !quiet {

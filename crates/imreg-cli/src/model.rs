@@ -38,14 +38,19 @@ fn with_ones(x: &Array2<f64>) -> Array2<f64> {
 impl Model {
     /// Builds the model; `file` (the config) names the field at fault in errors.
     pub fn build(cfg: &ModelConfig, data: Option<&Dataset>, file: &Path) -> Result<Model> {
-        let objective_err = |field: &str, e: imreg_objective::ObjectiveError| CliError::input(file, field, e.to_string());
+        let objective_err =
+            |field: &str, e: imreg_objective::ObjectiveError| CliError::input(file, field, e.to_string());
         let need = || CliError::input(file, "data", format!("model {} needs a [data] table", cfg.kind()));
         let single_target = |d: &Dataset| -> Result<Array1<f64>> {
             if d.y.ncols() != 1 {
                 return Err(CliError::input(
                     file,
                     "data.y",
-                    format!("model {} needs one target per example, got {} columns", cfg.kind(), d.y.ncols()),
+                    format!(
+                        "model {} needs one target per example, got {} columns",
+                        cfg.kind(),
+                        d.y.ncols()
+                    ),
                 ));
             }
             Ok(d.y.column(0).to_owned())
@@ -65,12 +70,19 @@ impl Model {
                 let mut labels = Vec::with_capacity(y.len());
                 for (i, &v) in y.iter().enumerate() {
                     if v != 0.0 && v != 1.0 {
-                        return Err(CliError::input(file, "data.y", format!("label {v} at example {i} is not 0 or 1")));
+                        return Err(CliError::input(
+                            file,
+                            "data.y",
+                            format!("label {v} at example {i} is not 0 or 1"),
+                        ));
                     }
                     labels.push(v as usize);
                 }
                 let x = if *bias { with_ones(&d.x) } else { d.x.clone() };
-                Model::Logistic(LogisticRegression::new(x, labels).map_err(|e| objective_err("data.y", e))?, *bias)
+                Model::Logistic(
+                    LogisticRegression::new(x, labels).map_err(|e| objective_err("data.y", e))?,
+                    *bias,
+                )
             }
             ModelConfig::DeepLinear { hidden, bias } => {
                 let d = data.ok_or_else(need)?;
@@ -78,11 +90,14 @@ impl Model {
                 widths.extend(hidden);
                 widths.push(d.y.ncols());
                 Model::DeepLinear(
-                    DeepLinear::new(widths, d.x.clone(), d.y.clone(), *bias).map_err(|e| objective_err("model", e))?,
+                    DeepLinear::new(widths, d.x.clone(), d.y.clone(), *bias)
+                        .map_err(|e| objective_err("model", e))?,
                 )
             }
             ModelConfig::ScalarNet { k, phi } => match (phi, data) {
-                (Some(phi), None) => Model::Scalar(ScalarNet::new(*k, *phi).map_err(|e| objective_err("model", e))?),
+                (Some(phi), None) => {
+                    Model::Scalar(ScalarNet::new(*k, *phi).map_err(|e| objective_err("model", e))?)
+                }
                 (_, Some(d)) => {
                     if d.dim() != 1 {
                         return Err(CliError::input(
@@ -93,7 +108,8 @@ impl Model {
                     }
                     let y = single_target(d)?.to_vec();
                     Model::Scalar(
-                        ScalarNet::from_data(*k, d.x.column(0).to_vec(), y).map_err(|e| objective_err("data", e))?,
+                        ScalarNet::from_data(*k, d.x.column(0).to_vec(), y)
+                            .map_err(|e| objective_err("data", e))?,
                     )
                 }
                 (None, None) => return Err(need()),
@@ -114,7 +130,10 @@ impl Model {
     /// The parameter tensors in `θ` order, with PyTorch names (`0.weight [out, in]`, `0.bias [out]`, …;
     /// `a`, `b` for the scalar net).
     pub fn layout(&self) -> Vec<ParamTensor> {
-        let t = |name: &str, shape: Vec<usize>| ParamTensor { name: name.to_string(), shape };
+        let t = |name: &str, shape: Vec<usize>| ParamTensor {
+            name: name.to_string(),
+            shape,
+        };
         match self {
             Model::Linear(..) | Model::Logistic(..) => {
                 let p = self.objective().dim();
@@ -126,9 +145,12 @@ impl Model {
                 }
                 v
             }
-            Model::DeepLinear(m) => {
-                m.param_names().iter().zip(m.layer_shapes()).map(|(n, s)| t(n, s)).collect()
-            }
+            Model::DeepLinear(m) => m
+                .param_names()
+                .iter()
+                .zip(m.layer_shapes())
+                .map(|(n, s)| t(n, s))
+                .collect(),
             Model::Scalar(m) => vec![t("a", vec![m.k()]), t("b", vec![m.k()])],
         }
     }

@@ -18,7 +18,10 @@ pub struct NpyArray {
 pub fn to_npy_bytes(shape: &[usize], data: &[f64]) -> Vec<u8> {
     let dims = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
     // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
@@ -61,27 +64,37 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => {
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
-        }
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(format!("unsupported .npy version {v}")),
     };
     let header = bytes.get(start..start + hlen).ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "non-UTF-8 .npy header")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
-    let quote = descr.chars().next().filter(|c| *c == '\'' || *c == '"').ok_or("malformed 'descr'")?;
+    let quote = descr
+        .chars()
+        .next()
+        .filter(|c| *c == '\'' || *c == '"')
+        .ok_or("malformed 'descr'")?;
     let descr = descr[1..].split(quote).next().ok_or("malformed 'descr'")?;
     if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err("Fortran-ordered arrays are not supported (save with np.ascontiguousarray)".into());
     }
     let shape_txt = dict_value(header, "shape").ok_or("header has no 'shape'")?;
     let inner = shape_txt.trim().trim_start_matches('(');
-    let inner = inner.get(..inner.find(')').ok_or("malformed shape")?).ok_or("malformed shape")?;
+    let inner = inner
+        .get(..inner.find(')').ok_or("malformed shape")?)
+        .ok_or("malformed shape")?;
     let shape: Vec<usize> = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("malformed shape entry {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("malformed shape entry {s:?}"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + hlen..];
@@ -91,17 +104,30 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         "<i8" => (8, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f64),
         "<i4" => (4, |b| i32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as f64),
         "|u1" | "<u1" => (1, |b| b[0] as f64),
-        other => return Err(format!("unsupported dtype {other:?} (use float64, float32, int64, int32 or uint8)")),
+        other => {
+            return Err(format!(
+                "unsupported dtype {other:?} (use float64, float32, int64, int32 or uint8)"
+            ))
+        }
     };
     if body.len() != count * size {
-        return Err(format!("shape {shape:?} needs {} bytes of data, file has {}", count * size, body.len()));
+        return Err(format!(
+            "shape {shape:?} needs {} bytes of data, file has {}",
+            count * size,
+            body.len()
+        ));
     }
-    Ok(NpyArray { shape, data: body.chunks_exact(size).map(conv).collect() })
+    Ok(NpyArray {
+        shape,
+        data: body.chunks_exact(size).map(conv).collect(),
+    })
 }
 
 /// The text after `'key':` in a Python dict literal, up to the end of the header.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pos = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
+    let pos = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[pos + key.len() + 2..];
     Some(rest.trim_start().strip_prefix(':')?.trim_start())
 }

@@ -19,25 +19,41 @@ pub fn load_params(path: &Path, layout: &[ParamTensor], field: &str) -> Result<V
         "npy" => read_npy(path, field)?.data,
         "safetensors" => load_safetensors(path, layout, field)?,
         other => {
-            return Err(CliError::input(path, field, format!("unknown extension {other:?}: use .npy or .safetensors")))
+            return Err(CliError::input(
+                path,
+                field,
+                format!("unknown extension {other:?}: use .npy or .safetensors"),
+            ))
         }
     };
     if theta.len() != p {
         return Err(CliError::input(
             path,
             field,
-            format!("has {} parameters, the model needs p = {p} ({})", theta.len(), describe(layout)),
+            format!(
+                "has {} parameters, the model needs p = {p} ({})",
+                theta.len(),
+                describe(layout)
+            ),
         ));
     }
     if let Some(i) = theta.iter().position(|v| !v.is_finite()) {
-        return Err(CliError::input(path, field, format!("non-finite parameter at flat position {i}")));
+        return Err(CliError::input(
+            path,
+            field,
+            format!("non-finite parameter at flat position {i}"),
+        ));
     }
     Ok(theta)
 }
 
 /// `0.weight [1, 5], 0.bias [1]`.
 pub fn describe(layout: &[ParamTensor]) -> String {
-    layout.iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect::<Vec<_>>().join(", ")
+    layout
+        .iter()
+        .map(|t| format!("{} {:?}", t.name, t.shape))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn load_safetensors(path: &Path, layout: &[ParamTensor], field: &str) -> Result<Vec<f64>> {
@@ -45,15 +61,25 @@ fn load_safetensors(path: &Path, layout: &[ParamTensor], field: &str) -> Result<
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| CliError::input(path, field, format!("not a safetensors file: {e:?}")))?;
     // Strict, like PyTorch's `load_state_dict(strict=True)`: every tensor of the file must be used.
-    let expected: Vec<String> =
-        layout.iter().flat_map(|t| [t.name.clone(), t.name.strip_prefix("0.").unwrap_or(&t.name).to_string()]).collect();
+    let expected: Vec<String> = layout
+        .iter()
+        .flat_map(|t| {
+            [
+                t.name.clone(),
+                t.name.strip_prefix("0.").unwrap_or(&t.name).to_string(),
+            ]
+        })
+        .collect();
     let mut unexpected: Vec<&String> = st.names().into_iter().filter(|n| !expected.contains(n)).collect();
     unexpected.sort();
     if !unexpected.is_empty() {
         return Err(CliError::input(
             path,
             field,
-            format!("unexpected tensors {unexpected:?} for the model's layout ({})", describe(layout)),
+            format!(
+                "unexpected tensors {unexpected:?} for the model's layout ({})",
+                describe(layout)
+            ),
         ));
     }
     let mut theta = Vec::new();
@@ -62,7 +88,11 @@ fn load_safetensors(path: &Path, layout: &[ParamTensor], field: &str) -> Result<
         let bare = t.name.strip_prefix("0.").unwrap_or(&t.name);
         let view = st.tensor(&t.name).or_else(|_| st.tensor(bare)).map_err(|_| {
             let names: Vec<&String> = st.names();
-            CliError::input(path, format!("{field}[{}]", t.name), format!("missing tensor; the file has {names:?}"))
+            CliError::input(
+                path,
+                format!("{field}[{}]", t.name),
+                format!("missing tensor; the file has {names:?}"),
+            )
         })?;
         let numel: usize = view.shape().iter().product();
         if numel != t.numel() || (view.shape() != t.shape.as_slice() && view.shape().len() > 1) {
@@ -74,10 +104,14 @@ fn load_safetensors(path: &Path, layout: &[ParamTensor], field: &str) -> Result<
         }
         let data = view.data();
         match view.dtype() {
-            Dtype::F64 => theta.extend(data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))),
-            Dtype::F32 => {
-                theta.extend(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as f64))
-            }
+            Dtype::F64 => theta.extend(
+                data.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+            ),
+            Dtype::F32 => theta.extend(
+                data.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as f64),
+            ),
             other => {
                 return Err(CliError::input(
                     path,
@@ -96,7 +130,9 @@ pub fn to_safetensors(theta: &[f64], layout: &[ParamTensor]) -> Result<Vec<u8>> 
     let mut at = 0;
     for t in layout {
         let n = t.numel();
-        let chunk = theta.get(at..at + n).ok_or_else(|| CliError::Failed(format!("θ too short for {}", t.name)))?;
+        let chunk = theta
+            .get(at..at + n)
+            .ok_or_else(|| CliError::Failed(format!("θ too short for {}", t.name)))?;
         buffers.push(chunk.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         at += n;
     }

@@ -31,11 +31,21 @@ pub fn select(checks: Vec<Check>, only: &[String]) -> Result<Vec<Check>> {
             let known: Vec<&str> = checks.iter().map(|c| c.id).collect();
             return Err(CliError::arg(
                 "--only",
-                format!("no check matches {pat:?} (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                format!(
+                    "no check matches {pat:?} (known: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             ));
         }
     }
-    Ok(checks.into_iter().filter(|c| only.iter().any(|p| matches(c.id, p))).collect())
+    Ok(checks
+        .into_iter()
+        .filter(|c| only.iter().any(|p| matches(c.id, p)))
+        .collect())
 }
 
 /// Runs `checks` in parallel (rayon) and returns the records in the order of `checks`. `done` is called as

@@ -17,8 +17,16 @@ fn clip(s: &str, width: usize) -> String {
 /// The summary table printed on the terminal.
 pub fn terminal_table(records: &[Record]) -> String {
     let mut out = String::new();
-    let idw = records.iter().map(|r| r.id.chars().count()).max().unwrap_or(2).clamp(2, 40);
-    out.push_str(&format!("{:<4} {:<idw$} {:<44} {:<30} {:<24}\n", "pass", "id", "claim", "expected", "measured"));
+    let idw = records
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(2)
+        .clamp(2, 40);
+    out.push_str(&format!(
+        "{:<4} {:<idw$} {:<44} {:<30} {:<24}\n",
+        "pass", "id", "claim", "expected", "measured"
+    ));
     for r in records {
         out.push_str(&format!(
             "{:<4} {:<idw$} {:<44} {:<30} {:<24}\n",
@@ -30,7 +38,12 @@ pub fn terminal_table(records: &[Record]) -> String {
         ));
     }
     let failed = records.iter().filter(|r| !r.passed).count();
-    out.push_str(&format!("{} checks, {} passed, {} failed\n", records.len(), records.len() - failed, failed));
+    out.push_str(&format!(
+        "{} checks, {} passed, {} failed\n",
+        records.len(),
+        records.len() - failed,
+        failed
+    ));
     out
 }
 
@@ -69,8 +82,15 @@ pub fn markdown(records: &[Record], out_dir: &Path, quick: bool) -> String {
         for r in with_figs {
             s.push_str(&format!("\n### `{}`\n\n{}\n\n", r.id, r.claim));
             for f in &r.figures {
-                let rel = f.strip_prefix(out_dir).unwrap_or(f).to_string_lossy().replace('\\', "/");
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let rel = f
+                    .strip_prefix(out_dir)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if rel.ends_with(".png") || rel.ends_with(".svg") {
                     s.push_str(&format!("- [{name}]({rel})\n"));
                 } else {

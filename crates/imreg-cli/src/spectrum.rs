@@ -39,7 +39,12 @@ pub fn hessian_extremes(
     let (k_top, k_bottom) = (k_top.min(p), k_bottom.min(p));
     if p <= DENSE_MAX_P {
         let e = dense_eigen(&h, &DenseOptions::default())?;
-        return Ok(Extremes { top: e.top(k_top), bottom: e.bottom(k_bottom), method: "dense", converged: true });
+        return Ok(Extremes {
+            top: e.top(k_top),
+            bottom: e.bottom(k_bottom),
+            method: "dense",
+            converged: true,
+        });
     }
     let opts = LanczosOptions {
         max_iter: p.min(300),
@@ -62,9 +67,19 @@ pub fn hessian_extremes(
 /// `λ_max(∇²C(θ))` on the full batch (dense for small `p`).
 pub fn full_sharpness(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<f64> {
     if obj.dim() <= DENSE_MAX_P {
-        return Ok(hessian_extremes(obj, theta, Batch::Full, 1, 0, seed)?.top.first().copied().unwrap_or(f64::NAN));
+        return Ok(hessian_extremes(obj, theta, Batch::Full, 1, 0, seed)?
+            .top
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN));
     }
-    let opts = LanczosOptions { max_iter: obj.dim().min(300), tol: 1e-8, seed, ritz_vectors: false, ..Default::default() };
+    let opts = LanczosOptions {
+        max_iter: obj.dim().min(300),
+        tol: 1e-8,
+        seed,
+        ritz_vectors: false,
+        ..Default::default()
+    };
     Ok(sharpness(obj, theta, Batch::Full, &opts)?.value)
 }
 
@@ -74,7 +89,13 @@ pub fn hessian_trace(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spe
     if obj.dim() <= DENSE_MAX_P {
         return Ok((exact_trace(&h)?, 0.0));
     }
-    let t = hutch_plus_plus(&h, &TraceOptions { seed, ..TraceOptions::default() })?;
+    let t = hutch_plus_plus(
+        &h,
+        &TraceOptions {
+            seed,
+            ..TraceOptions::default()
+        },
+    )?;
     Ok((t.estimate, t.std_error))
 }
 

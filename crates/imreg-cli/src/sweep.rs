@@ -43,27 +43,38 @@ pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
         .map_err(|e| CliError::input(path, "<file>", format!("cannot read config: {e}")))?;
     let mut table: toml::Table = text.parse().map_err(|e| toml_error(&e, &text, path))?;
     let spec: SweepSpec = match table.remove("sweep") {
-        Some(v) => v.try_into().map_err(|e: toml::de::Error| {
-            CliError::input(path, "sweep", e.message().trim().to_string())
-        })?,
+        Some(v) => v
+            .try_into()
+            .map_err(|e: toml::de::Error| CliError::input(path, "sweep", e.message().trim().to_string()))?,
         None => SweepSpec::default(),
     };
     let base_seed = table.get("seed").and_then(|v| v.as_integer()).unwrap_or(0);
-    let seeds = spec.seeds.clone().unwrap_or_else(|| vec![base_seed.max(0) as u64]);
+    let seeds = spec
+        .seeds
+        .clone()
+        .unwrap_or_else(|| vec![base_seed.max(0) as u64]);
     if seeds.is_empty() {
         return Err(CliError::input(path, "sweep.seeds", "is empty"));
     }
     for (key, values) in &spec.grid {
         if values.is_empty() {
-            return Err(CliError::input(path, format!("sweep.grid.{key}"), "has no values"));
+            return Err(CliError::input(
+                path,
+                format!("sweep.grid.{key}"),
+                "has no values",
+            ));
         }
     }
     let keys: Vec<&String> = spec.grid.keys().collect();
     let sizes: Vec<usize> = spec.grid.values().map(Vec::len).collect();
     let points: usize = sizes.iter().product();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = std::fs::canonicalize(if base_dir.as_os_str().is_empty() { Path::new(".") } else { &base_dir })
-        .unwrap_or(base_dir);
+    let base_dir = std::fs::canonicalize(if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &base_dir
+    })
+    .unwrap_or(base_dir);
     let mut out = Vec::with_capacity(points * seeds.len());
     for point in 0..points {
         // Odometer decoding, last key fastest.
@@ -85,19 +96,33 @@ pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
             t.insert("seed".into(), toml::Value::Integer(seed as i64));
             params.insert("seed".into(), serde_json::Value::from(seed));
             let index = out.len();
-            let mut config: ExperimentConfig = toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| {
-                CliError::input(path, format!("run {index} ({})", describe(&params)), e.message().trim().to_string())
-            })?;
+            let mut config: ExperimentConfig =
+                toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| {
+                    CliError::input(
+                        path,
+                        format!("run {index} ({})", describe(&params)),
+                        e.message().trim().to_string(),
+                    )
+                })?;
             config.resolve_paths(&base_dir);
             config.validate(path)?;
-            out.push(ManifestEntry { id: format!("run-{index:04}"), index, params, config });
+            out.push(ManifestEntry {
+                id: format!("run-{index:04}"),
+                index,
+                params,
+                config,
+            });
         }
     }
     Ok(out)
 }
 
 fn describe(params: &BTreeMap<String, serde_json::Value>) -> String {
-    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sets `a.b.c = value` in a TOML table; the tables on the way must exist.
@@ -214,7 +239,15 @@ pub fn run_shard(
     let results: Vec<Result<RunSummary>> = prepared
         .par_iter()
         .map(|(e, p)| {
-            let r = run_to_folder(p, &out.join(&e.id), &RunOptions { force: true, ..opts.clone() }, &|| {});
+            let r = run_to_folder(
+                p,
+                &out.join(&e.id),
+                &RunOptions {
+                    force: true,
+                    ..opts.clone()
+                },
+                &|| {},
+            );
             tick();
             r
         })
@@ -254,9 +287,15 @@ pub struct Collected {
 /// Merges the finished runs of `out` (per `out/manifest.jsonl`, or `manifest`) into `out/summary.csv` and
 /// `out/summary.jsonl`, one row per finished run in manifest order.
 pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
-    let mpath = manifest.map(Path::to_path_buf).unwrap_or_else(|| out.join("manifest.jsonl"));
+    let mpath = manifest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out.join("manifest.jsonl"));
     if !mpath.exists() {
-        return Err(CliError::input(&mpath, "--manifest", "no manifest (run `imreg sweep run` first or pass --manifest)"));
+        return Err(CliError::input(
+            &mpath,
+            "--manifest",
+            "no manifest (run `imreg sweep run` first or pass --manifest)",
+        ));
     }
     let entries = read_manifest(&mpath)?;
     let mut rows = Vec::new();
@@ -268,12 +307,18 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
         }
         let sp = out.join(&e.id).join("summary.json");
         let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io(&sp, err))?;
-        let s: RunSummary = serde_json::from_str(&text).map_err(|err| CliError::input(&sp, "<file>", err.to_string()))?;
+        let s: RunSummary =
+            serde_json::from_str(&text).map_err(|err| CliError::input(&sp, "<file>", err.to_string()))?;
         rows.push((e, s));
     }
-    let param_keys: Vec<String> = entries.first().map(|e| e.params.keys().cloned().collect()).unwrap_or_default();
-    let metric_keys: Vec<String> =
-        rows.first().map(|(_, s)| s.final_metrics.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let param_keys: Vec<String> = entries
+        .first()
+        .map(|e| e.params.keys().cloned().collect())
+        .unwrap_or_default();
+    let metric_keys: Vec<String> = rows
+        .first()
+        .map(|(_, s)| s.final_metrics.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
     let mut csv = String::from("id");
     for k in &param_keys {
         csv.push_str(&format!(",{k}"));
@@ -287,11 +332,23 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
     for (e, s) in &rows {
         csv.push_str(&e.id);
         for k in &param_keys {
-            csv.push_str(&format!(",{}", e.params.get(k).map(|v| v.to_string()).unwrap_or_default()));
+            csv.push_str(&format!(
+                ",{}",
+                e.params.get(k).map(|v| v.to_string()).unwrap_or_default()
+            ));
         }
-        csv.push_str(&format!(",{},{}", s.steps_run, s.diverged_at.map(|d| d.to_string()).unwrap_or_default()));
+        csv.push_str(&format!(
+            ",{},{}",
+            s.steps_run,
+            s.diverged_at.map(|d| d.to_string()).unwrap_or_default()
+        ));
         for k in &metric_keys {
-            let v = s.final_metrics.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string()).unwrap_or_default();
+            let v = s
+                .final_metrics
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
             csv.push_str(&format!(",{v}"));
         }
         csv.push('\n');
@@ -302,5 +359,9 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
     let summary_csv = out.join("summary.csv");
     write_atomic(&summary_csv, csv.as_bytes())?;
     write_atomic(&out.join("summary.jsonl"), jsonl.as_bytes())?;
-    Ok(Collected { complete: rows.len(), missing, summary_csv })
+    Ok(Collected {
+        complete: rows.len(),
+        missing,
+        summary_csv,
+    })
 }

@@ -22,7 +22,12 @@ pub enum Sampler {
     WithReplacement { b: usize, rng: ChaCha8Rng },
     /// Random reshuffling: a fresh permutation each epoch, consecutive slices of `b` (the last slice of an
     /// epoch may be shorter).
-    Reshuffle { b: usize, rng: ChaCha8Rng, perm: Vec<usize>, pos: usize },
+    Reshuffle {
+        b: usize,
+        rng: ChaCha8Rng,
+        perm: Vec<usize>,
+        pos: usize,
+    },
 }
 
 impl Sampler {
@@ -31,7 +36,12 @@ impl Sampler {
         match (opt.batch_size(), opt.replacement()) {
             (None, _) => Sampler::Full,
             (Some(b), true) => Sampler::WithReplacement { b, rng },
-            (Some(b), false) => Sampler::Reshuffle { b, rng, perm: (0..n).collect(), pos: n },
+            (Some(b), false) => Sampler::Reshuffle {
+                b,
+                rng,
+                perm: (0..n).collect(),
+                pos: n,
+            },
         }
     }
 
@@ -123,7 +133,12 @@ fn record(model: &Model, theta: &[f64], step: usize, cfg: &ExperimentConfig, m: 
 }
 
 /// Runs the optimizer of `cfg` from `theta0`. `tick` is called after every step (progress bars).
-pub fn train(model: &Model, theta0: Vec<f64>, cfg: &ExperimentConfig, tick: &dyn Fn()) -> Result<TrainOutcome> {
+pub fn train(
+    model: &Model,
+    theta0: Vec<f64>,
+    cfg: &ExperimentConfig,
+    tick: &dyn Fn(),
+) -> Result<TrainOutcome> {
     let obj = model.objective();
     let n = obj.n_examples();
     let mut columns = vec!["step"];
@@ -137,7 +152,10 @@ pub fn train(model: &Model, theta0: Vec<f64>, cfg: &ExperimentConfig, tick: &dyn
             columns.push(name);
         }
     }
-    let mut metrics = Metrics { columns, rows: Vec::new() };
+    let mut metrics = Metrics {
+        columns,
+        rows: Vec::new(),
+    };
     let mut theta = theta0;
     let mut velocity = vec![0.0; theta.len()];
     let mut grad = vec![0.0; theta.len()];
@@ -152,7 +170,12 @@ pub fn train(model: &Model, theta0: Vec<f64>, cfg: &ExperimentConfig, tick: &dyn
     };
     let loss0 = record(model, &theta, 0, cfg, &mut metrics)?;
     if diverged(loss0, &theta) {
-        return Ok(TrainOutcome { theta, metrics, diverged_at: Some(0), steps_run: 0 });
+        return Ok(TrainOutcome {
+            theta,
+            metrics,
+            diverged_at: Some(0),
+            steps_run: 0,
+        });
     }
     for step in 1..=cfg.steps {
         let batch_ix = sampler.next_batch(n);
@@ -160,7 +183,9 @@ pub fn train(model: &Model, theta0: Vec<f64>, cfg: &ExperimentConfig, tick: &dyn
             Some(ix) => Batch::Indices(ix),
             None => Batch::Full,
         };
-        let batch_loss = obj.loss_grad(&theta, batch, &mut grad).map_err(|e| failed(step, e))?;
+        let batch_loss = obj
+            .loss_grad(&theta, batch, &mut grad)
+            .map_err(|e| failed(step, e))?;
         match beta {
             Some(b) => {
                 for ((t, v), g) in theta.iter_mut().zip(&mut velocity).zip(&grad) {
@@ -173,16 +198,30 @@ pub fn train(model: &Model, theta0: Vec<f64>, cfg: &ExperimentConfig, tick: &dyn
         tick();
         let blown = diverged(batch_loss, &theta);
         if step % cfg.track.every == 0 || step == cfg.steps || blown {
-            let loss = if blown { f64::NAN } else { record(model, &theta, step, cfg, &mut metrics)? };
+            let loss = if blown {
+                f64::NAN
+            } else {
+                record(model, &theta, step, cfg, &mut metrics)?
+            };
             if blown || diverged(loss, &theta) {
                 if blown {
                     let mut row = vec![f64::NAN; metrics.columns.len()];
                     row[0] = step as f64;
                     metrics.rows.push(row);
                 }
-                return Ok(TrainOutcome { theta, metrics, diverged_at: Some(step), steps_run: step });
+                return Ok(TrainOutcome {
+                    theta,
+                    metrics,
+                    diverged_at: Some(step),
+                    steps_run: step,
+                });
             }
         }
     }
-    Ok(TrainOutcome { theta, metrics, diverged_at: None, steps_run: cfg.steps })
+    Ok(TrainOutcome {
+        theta,
+        metrics,
+        diverged_at: None,
+        steps_run: cfg.steps,
+    })
 }

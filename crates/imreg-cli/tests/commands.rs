@@ -20,7 +20,14 @@ fn some_check_id() -> Option<String> {
 fn verify_json_parses_with_the_documented_fields() {
     let Some(id) = some_check_id() else { return };
     let checks = registry::select(registry::all_checks(), std::slice::from_ref(&id)).unwrap();
-    let records = registry::run_all(&checks, &CheckContext { out_dir: None, quick: true }, &|_| {});
+    let records = registry::run_all(
+        &checks,
+        &CheckContext {
+            out_dir: None,
+            quick: true,
+        },
+        &|_| {},
+    );
     let text = imreg_cli::verify_json(&records).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let arr = v.as_array().unwrap();
@@ -39,8 +46,16 @@ fn reproduce_writes_markdown_and_json_reports() {
     let Some(id) = some_check_id() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rep");
-    let code = cli(&["reproduce", "--quick", "--out", out.to_str().unwrap(), "--only", &id]);
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let code = cli(&[
+        "reproduce",
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+        "--only",
+        &id,
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["total"], 1);
     assert_eq!(json["checks"][0]["id"], id.as_str());
     assert_eq!(code, if json["failed"] == 0 { 0 } else { 1 });
@@ -74,16 +89,28 @@ fn analyze_safetensors_matches_library() {
     let bufs = [f64_bytes(&b1), f64_bytes(&w0), f64_bytes(&w1), f64_bytes(&b0)];
     let tensors = vec![
         ("1.bias", TensorView::new(Dtype::F64, vec![2], &bufs[0]).unwrap()),
-        ("0.weight", TensorView::new(Dtype::F64, vec![4, 3], &bufs[1]).unwrap()),
-        ("1.weight", TensorView::new(Dtype::F64, vec![2, 4], &bufs[2]).unwrap()),
+        (
+            "0.weight",
+            TensorView::new(Dtype::F64, vec![4, 3], &bufs[1]).unwrap(),
+        ),
+        (
+            "1.weight",
+            TensorView::new(Dtype::F64, vec![2, 4], &bufs[2]).unwrap(),
+        ),
         ("0.bias", TensorView::new(Dtype::F64, vec![4], &bufs[3]).unwrap()),
     ];
     let st = dir.path().join("w.safetensors");
     std::fs::write(&st, safetensors::serialize(tensors, &None).unwrap()).unwrap();
     let req = AnalyzeRequest {
-        model: ModelConfig::DeepLinear { hidden: vec![4], bias: true },
+        model: ModelConfig::DeepLinear {
+            hidden: vec![4],
+            bias: true,
+        },
         params: st.clone(),
-        data: Some(DataConfig::Npy { x: dir.path().join("x.npy"), y: dir.path().join("y.npy") }),
+        data: Some(DataConfig::Npy {
+            x: dir.path().join("x.npy"),
+            y: dir.path().join("y.npy"),
+        }),
         top_k: 2,
         bottom_k: 2,
         batch_size: Some(5),
@@ -103,7 +130,13 @@ fn analyze_safetensors_matches_library() {
     assert_eq!(a.loss.to_bits(), lib.loss(&theta, Batch::Full).unwrap().to_bits());
     let g = lib.grad(&theta, Batch::Full).unwrap();
     assert_eq!(a.grad_norm, g.iter().map(|v| v * v).sum::<f64>().sqrt());
-    let mut ev: Vec<f64> = lib.dense_hessian(&theta, Batch::Full).unwrap().symmetric_eigenvalues().iter().copied().collect();
+    let mut ev: Vec<f64> = lib
+        .dense_hessian(&theta, Batch::Full)
+        .unwrap()
+        .symmetric_eigenvalues()
+        .iter()
+        .copied()
+        .collect();
     ev.sort_by(f64::total_cmp);
     let scale = ev.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     // Both sides diagonalize the same symmetric matrix: agreement to rounding (1e-12 relative to ‖H‖).
@@ -113,8 +146,14 @@ fn analyze_safetensors_matches_library() {
     let trace: f64 = ev.iter().sum();
     assert!((a.hessian_trace - trace).abs() <= 1e-12 * scale * ev.len() as f64);
     // Tr F = mean ‖g_i‖² and Tr K = Tr F − ‖ḡ‖² (population covariance), from per-example gradients.
-    let per: Vec<Vec<f64>> = (0..n).map(|i| lib.grad(&theta, Batch::Indices(&[i])).unwrap()).collect();
-    let tr_f = per.iter().map(|gi| gi.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / n as f64;
+    let per: Vec<Vec<f64>> = (0..n)
+        .map(|i| lib.grad(&theta, Batch::Indices(&[i])).unwrap())
+        .collect();
+    let tr_f = per
+        .iter()
+        .map(|gi| gi.iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
     let gg: f64 = g.iter().map(|v| v * v).sum();
     assert!((a.trace_f - tr_f).abs() <= 1e-12 * tr_f.max(1.0));
     assert!((a.trace_k - (tr_f - gg)).abs() <= 1e-10 * tr_f.max(1.0));
@@ -122,18 +161,35 @@ fn analyze_safetensors_matches_library() {
     assert!(a.batch_sharpness.is_some());
     // The same through the command line, as JSON.
     let code = cli(&[
-        "analyze", "--model", "deep_linear", "--hidden", "4", "--bias", "true",
-        "--params", st.to_str().unwrap(),
-        "--data", dir.path().join("x.npy").to_str().unwrap(),
-        "--targets", dir.path().join("y.npy").to_str().unwrap(), "--json",
+        "analyze",
+        "--model",
+        "deep_linear",
+        "--hidden",
+        "4",
+        "--bias",
+        "true",
+        "--params",
+        st.to_str().unwrap(),
+        "--data",
+        dir.path().join("x.npy").to_str().unwrap(),
+        "--targets",
+        dir.path().join("y.npy").to_str().unwrap(),
+        "--json",
     ]);
     assert_eq!(code, 0);
     // Wrong layout (no biases) → bad input, exit 2.
     let code = cli(&[
-        "analyze", "--model", "deep_linear", "--hidden", "4",
-        "--params", st.to_str().unwrap(),
-        "--data", dir.path().join("x.npy").to_str().unwrap(),
-        "--targets", dir.path().join("y.npy").to_str().unwrap(),
+        "analyze",
+        "--model",
+        "deep_linear",
+        "--hidden",
+        "4",
+        "--params",
+        st.to_str().unwrap(),
+        "--data",
+        dir.path().join("x.npy").to_str().unwrap(),
+        "--targets",
+        dir.path().join("y.npy").to_str().unwrap(),
     ]);
     assert_eq!(code, 2);
 }

@@ -13,11 +13,17 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("out");
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]), 0);
+    assert_eq!(
+        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        0
+    );
     let (header, rows) = read_csv(&out.join("metrics.csv"));
     assert_eq!(header, ["step", "loss", "grad_norm", "sharpness"]);
     // steps 0, 5, …, 40
-    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), (0..=8).map(|k| 5.0 * k as f64).collect::<Vec<_>>());
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        (0..=8).map(|k| 5.0 * k as f64).collect::<Vec<_>>()
+    );
     // Each .npy column equals the CSV column bit for bit.
     for (j, name) in header.iter().enumerate() {
         let a = read_npy(&out.join(format!("{name}.npy")), name).unwrap();
@@ -27,10 +33,21 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
         }
     }
     // SGD made progress on this well-conditioned problem.
-    assert!(rows.last().unwrap()[1] < 0.5 * rows[0][1], "loss did not decrease: {rows:?}");
+    assert!(
+        rows.last().unwrap()[1] < 0.5 * rows[0][1],
+        "loss did not decrease: {rows:?}"
+    );
     let theta = read_npy(&out.join("theta_final.npy"), "theta").unwrap();
     assert_eq!(theta.shape, vec![5]); // 4 weights + bias
-    for f in ["fig_loss.svg", "fig_loss.png", "fig_loss.csv", "fig_sharpness.png", "config.toml", "summary.json", "_COMPLETE"] {
+    for f in [
+        "fig_loss.svg",
+        "fig_loss.png",
+        "fig_loss.csv",
+        "fig_sharpness.png",
+        "config.toml",
+        "summary.json",
+        "_COMPLETE",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // The resolved config parses back to the same config.
@@ -38,11 +55,26 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
     assert_eq!(resolved, ExperimentConfig::load(&cfg).unwrap());
     // Same config, same bytes.
     let again = dir.path().join("again");
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", again.to_str().unwrap()]), 0);
+    assert_eq!(
+        cli(&["run", cfg.to_str().unwrap(), "--out", again.to_str().unwrap()]),
+        0
+    );
     assert_eq!(tree(&out), tree(&again));
     // An existing output folder is bad input unless --force.
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]), 2);
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force"]), 0);
+    assert_eq!(
+        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        2
+    );
+    assert_eq!(
+        cli(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--force"
+        ]),
+        0
+    );
 }
 
 /// GD through the CLI equals GD written out by hand against the library's objective, bit for bit, and the
@@ -50,10 +82,21 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
 #[test]
 fn gd_run_matches_library_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let text = SMALL.replace("kind = \"sgd\"", "kind = \"gd\"").replace("batch_size = 6\n", "");
+    let text = SMALL
+        .replace("kind = \"sgd\"", "kind = \"gd\"")
+        .replace("batch_size = 6\n", "");
     let cfg_path = write(dir.path(), "gd.toml", &text);
     let out = dir.path().join("gd");
-    assert_eq!(cli(&["run", cfg_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-figures"]), 0);
+    assert_eq!(
+        cli(&[
+            "run",
+            cfg_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-figures"
+        ]),
+        0
+    );
     let prep = prepare(ExperimentConfig::load(&cfg_path).unwrap(), &cfg_path).unwrap();
     let obj = prep.model.objective();
     let mut theta = prep.theta0.clone();
@@ -62,10 +105,16 @@ fn gd_run_matches_library_calls() {
         theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.05 * g);
     }
     let cli_theta = read_npy(&out.join("theta_final.npy"), "theta").unwrap().data;
-    assert_eq!(cli_theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        cli_theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     let (_, rows) = read_csv(&out.join("metrics.csv"));
     let last = rows.last().unwrap();
-    assert_eq!(last[1].to_bits(), obj.loss(&theta, Batch::Full).unwrap().to_bits());
+    assert_eq!(
+        last[1].to_bits(),
+        obj.loss(&theta, Batch::Full).unwrap().to_bits()
+    );
     let h = obj.dense_hessian(&theta, Batch::Full).unwrap();
     let lmax = h.symmetric_eigenvalues().max();
     assert!((last[3] - lmax).abs() <= 1e-10 * lmax, "{} vs {lmax}", last[3]);
@@ -86,9 +135,17 @@ fn rejected(dir: &Path, name: &str, text: &str) -> (String, String) {
     let outs = dir.join("outs");
     std::fs::create_dir_all(&outs).unwrap();
     let out = outs.join(name);
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]), 2, "{name}");
+    assert_eq!(
+        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        2,
+        "{name}"
+    );
     assert!(!out.exists(), "{name}: partial output left");
-    assert_eq!(std::fs::read_dir(&outs).unwrap().count(), 0, "{name}: temporary files left");
+    assert_eq!(
+        std::fs::read_dir(&outs).unwrap().count(),
+        0,
+        "{name}: temporary files left"
+    );
     input_error(&cfg)
 }
 
@@ -96,17 +153,36 @@ fn rejected(dir: &Path, name: &str, text: &str) -> (String, String) {
 fn bad_configs_exit_2_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (f, r) = rejected(d, "unknown", &SMALL.replace("batch_size = 6", "batch_size = 6\nbatchsize = 6"));
-    assert!(f.ends_with("batchsize") && r.contains("unknown field"), "{f}: {r}");
-    let (f, r) = rejected(d, "unknown_top", &SMALL.replace("steps = 40", "steps = 40\nstpes = 3"));
+    let (f, r) = rejected(
+        d,
+        "unknown",
+        &SMALL.replace("batch_size = 6", "batch_size = 6\nbatchsize = 6"),
+    );
+    assert!(
+        f.ends_with("batchsize") && r.contains("unknown field"),
+        "{f}: {r}"
+    );
+    let (f, r) = rejected(
+        d,
+        "unknown_top",
+        &SMALL.replace("steps = 40", "steps = 40\nstpes = 3"),
+    );
     assert_eq!(f, "stpes", "{r}");
     let (f, r) = rejected(d, "wrong_type", &SMALL.replace("steps = 40", "steps = \"forty\""));
     assert_eq!(f, "steps", "{r}");
     assert!(r.contains("invalid type"), "{r}");
-    let (f, r) = rejected(d, "wrong_type_nested", &SMALL.replace("lr = 0.05", "lr = \"fast\""));
+    let (f, r) = rejected(
+        d,
+        "wrong_type_nested",
+        &SMALL.replace("lr = 0.05", "lr = \"fast\""),
+    );
     assert!(f.starts_with("optimizer"), "{f}: {r}");
     assert!(r.contains("invalid type"), "{r}");
-    let (f, r) = rejected(d, "batch_too_big", &SMALL.replace("batch_size = 6", "batch_size = 25"));
+    let (f, r) = rejected(
+        d,
+        "batch_too_big",
+        &SMALL.replace("batch_size = 6", "batch_size = 25"),
+    );
     assert_eq!(f, "optimizer.batch_size", "{r}");
     assert!(r.contains("25") && r.contains("N = 24"), "{r}");
     let (f, r) = rejected(d, "negative_lr", &SMALL.replace("lr = 0.05", "lr = -1.0"));
@@ -115,7 +191,11 @@ fn bad_configs_exit_2_naming_the_field() {
     let npy_cfg = |x: &str, y: &str| {
         let start = SMALL.find("[data]").unwrap();
         let end = SMALL.find("[model]").unwrap();
-        format!("{}[data]\nkind = \"npy\"\nx = \"{x}\"\ny = \"{y}\"\n\n{}", &SMALL[..start], &SMALL[end..])
+        format!(
+            "{}[data]\nkind = \"npy\"\nx = \"{x}\"\ny = \"{y}\"\n\n{}",
+            &SMALL[..start],
+            &SMALL[end..]
+        )
     };
     let (f, r) = rejected(d, "missing_file", &npy_cfg("nope_x.npy", "nope_y.npy"));
     assert_eq!(f, "data.x", "{r}");
@@ -128,17 +208,33 @@ fn bad_configs_exit_2_naming_the_field() {
     // A good npy config runs (relative paths resolve against the config's folder).
     write_npy(&d.join("y.npy"), &[24], &vec![1.0; 24]).unwrap();
     let cfg = write(d, "npy_ok.toml", &npy_cfg("x.npy", "y.npy"));
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", d.join("npy_ok").to_str().unwrap(), "--no-figures"]), 0);
+    assert_eq!(
+        cli(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            d.join("npy_ok").to_str().unwrap(),
+            "--no-figures"
+        ]),
+        0
+    );
 }
 
 #[test]
 fn divergence_is_reported_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let text = SMALL.replace("kind = \"sgd\"", "kind = \"gd\"").replace("batch_size = 6\n", "").replace("lr = 0.05", "lr = 50.0");
+    let text = SMALL
+        .replace("kind = \"sgd\"", "kind = \"gd\"")
+        .replace("batch_size = 6\n", "")
+        .replace("lr = 0.05", "lr = 50.0");
     let cfg = write(dir.path(), "div.toml", &text);
     let out = dir.path().join("div");
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]), 0);
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        0
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let at = summary["diverged_at"].as_u64().expect("divergence step recorded");
     assert!(at >= 1 && at < 40, "{summary}");
 }

@@ -18,17 +18,38 @@ fn shards_union_equals_unsharded_byte_for_byte() {
     let cfg = write(dir.path(), "sweep.toml", &sweep_config());
     let entries = expand(&cfg).unwrap();
     assert_eq!(entries.len(), 8);
-    assert_eq!(entries[3].params["optimizer.lr"], 0.02);
-    assert_eq!(entries[3].params["optimizer.batch_size"], 8);
+    // Keys in sorted order (batch_size, lr), the last key fastest, seeds fastest of all.
+    assert_eq!(entries[3].params["optimizer.batch_size"], 4);
+    assert_eq!(entries[3].params["optimizer.lr"], 0.05);
     assert_eq!(entries[3].params["seed"], 2);
-    let manifest = write(dir.path(), "manifest.jsonl", &imreg_cli::sweep::to_jsonl(&entries).unwrap());
+    assert_eq!(entries[4].params["optimizer.batch_size"], 8);
+    let manifest = write(
+        dir.path(),
+        "manifest.jsonl",
+        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
+    );
     let m = manifest.to_str().unwrap();
     let full = dir.path().join("full");
     let sharded = dir.path().join("sharded");
-    assert_eq!(cli(&["sweep", "run", "--manifest", m, "--out", full.to_str().unwrap()]), 0);
+    assert_eq!(
+        cli(&["sweep", "run", "--manifest", m, "--out", full.to_str().unwrap()]),
+        0
+    );
     for i in 0..3 {
         let shard = format!("{i}/3");
-        assert_eq!(cli(&["sweep", "run", "--manifest", m, "--shard", &shard, "--out", sharded.to_str().unwrap()]), 0);
+        assert_eq!(
+            cli(&[
+                "sweep",
+                "run",
+                "--manifest",
+                m,
+                "--shard",
+                &shard,
+                "--out",
+                sharded.to_str().unwrap()
+            ]),
+            0
+        );
     }
     let a = tree(&full);
     assert!(a.len() > 8 * 10);
@@ -36,15 +57,43 @@ fn shards_union_equals_unsharded_byte_for_byte() {
     // Thread count does not change a byte either.
     for threads in [1, 2] {
         let out = dir.path().join(format!("t{threads}"));
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| run_shard(&entries, Shard::ALL, &out, &manifest, &RunOptions::default(), &|| {})).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            run_shard(
+                &entries,
+                Shard::ALL,
+                &out,
+                &manifest,
+                &RunOptions::default(),
+                &|| {},
+            )
+        })
+        .unwrap();
         assert_eq!(tree(&out), a, "threads = {threads}");
     }
     assert_eq!(cli(&["sweep", "collect", "--out", full.to_str().unwrap()]), 0);
     let summary = std::fs::read_to_string(full.join("summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 9);
-    assert!(summary.starts_with("id,optimizer.batch_size,optimizer.lr,seed,steps_run"), "{summary}");
-    assert_eq!(cli(&["sweep", "run", "--manifest", m, "--shard", "3/3", "--out", full.to_str().unwrap()]), 2);
+    assert!(
+        summary.starts_with("id,optimizer.batch_size,optimizer.lr,seed,steps_run"),
+        "{summary}"
+    );
+    assert_eq!(
+        cli(&[
+            "sweep",
+            "run",
+            "--manifest",
+            m,
+            "--shard",
+            "3/3",
+            "--out",
+            full.to_str().unwrap()
+        ]),
+        2
+    );
 }
 
 #[test]
@@ -52,9 +101,16 @@ fn interrupted_sweep_redoes_only_unfinished_runs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "sweep.toml", &sweep_config());
     let entries = expand(&cfg).unwrap();
-    let manifest = write(dir.path(), "manifest.jsonl", &imreg_cli::sweep::to_jsonl(&entries).unwrap());
+    let manifest = write(
+        dir.path(),
+        "manifest.jsonl",
+        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
+    );
     let out = dir.path().join("out");
-    let opts = RunOptions { no_figures: true, ..Default::default() };
+    let opts = RunOptions {
+        no_figures: true,
+        ..Default::default()
+    };
     let first = run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap();
     assert_eq!(first.ran.len(), 8);
     let reference = tree(&out);
@@ -64,12 +120,19 @@ fn interrupted_sweep_redoes_only_unfinished_runs() {
     std::fs::write(out.join("run-0002").join("metrics.csv"), "step,lo").unwrap();
     std::fs::rename(out.join("run-0005"), out.join(".tmp-run-0005-abc123")).unwrap();
     assert!(!is_complete(&out, "run-0002") && !is_complete(&out, "run-0005"));
-    assert_eq!(cli(&["sweep", "collect", "--out", out.to_str().unwrap()]), 1, "incomplete sweep must not collect as complete");
+    assert_eq!(
+        cli(&["sweep", "collect", "--out", out.to_str().unwrap()]),
+        1,
+        "incomplete sweep must not collect as complete"
+    );
     let second = run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap();
     assert_eq!(second.ran, ["run-0002", "run-0005"]);
     assert_eq!(second.skipped.len(), 6);
     // Nothing lost, nothing left over: the tree is again exactly the uninterrupted one (minus the summaries).
-    let after: Vec<_> = tree(&out).into_iter().filter(|(p, _)| !p.starts_with("summary")).collect();
+    let after: Vec<_> = tree(&out)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("summary"))
+        .collect();
     assert_eq!(after, reference);
     let third = run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap();
     assert!(third.ran.is_empty());

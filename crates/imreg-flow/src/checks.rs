@@ -94,8 +94,15 @@ fn closed_forms() -> Vec<ClosedForm> {
 
 fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     let t_end = 4.0;
-    let t_eval: Vec<f64> = (0..=40).map(|i| t_end * i as f64 / 40.0 + 0.0123 * (i % 3) as f64 / 40.0).map(|t: f64| t.min(t_end)).collect();
-    let tols: Vec<f64> = if ctx.quick { vec![1e-6, 1e-9, 1e-13] } else { vec![1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-13] };
+    let t_eval: Vec<f64> = (0..=40)
+        .map(|i| t_end * i as f64 / 40.0 + 0.0123 * (i % 3) as f64 / 40.0)
+        .map(|t: f64| t.min(t_end))
+        .collect();
+    let tols: Vec<f64> = if ctx.quick {
+        vec![1e-6, 1e-9, 1e-13]
+    } else {
+        vec![1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-13]
+    };
     let mut parts = Vec::new();
     let mut figure_studies: Vec<(String, OrderStudy)> = Vec::new();
     for cf in closed_forms() {
@@ -113,7 +120,11 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
             let (y, _) = s(integrate(rhs.clone(), 0.0, &cf.y0, t_end, &opts))?;
             end_err.push(max_abs_diff(&y, &(cf.exact)(t_end)).max(1e-17));
             let (ys, _) = s(integrate_dense(rhs.clone(), 0.0, &cf.y0, &t_eval, &opts))?;
-            let e = t_eval.iter().zip(&ys).map(|(t, y)| max_abs_diff(y, &(cf.exact)(*t))).fold(0.0, f64::max);
+            let e = t_eval
+                .iter()
+                .zip(&ys)
+                .map(|(t, y)| max_abs_diff(y, &(cf.exact)(*t)))
+                .fold(0.0, f64::max);
             dense_err.push(e.max(1e-17));
         }
         let last_end = *end_err.last().unwrap_or(&f64::NAN);
@@ -123,8 +134,16 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
         let shrinks = |e: &[f64]| e.windows(2).all(|w| w[1] <= 2.0 * w[0].max(1e-14));
         let ok = shrinks(&end_err) && shrinks(&dense_err) && last_end <= 1e-12 && last_dense <= 1e-12;
         parts.push(Outcome::new(
-            format!("{}: errors shrink with rtol ∈ {:?}, ≤ 1e-12 at the tightest", cf.name, tols),
-            format!("{}: endpoint {:?}, dense {:?}", cf.name, end_err.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>(), dense_err.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>()),
+            format!(
+                "{}: errors shrink with rtol ∈ {:?}, ≤ 1e-12 at the tightest",
+                cf.name, tols
+            ),
+            format!(
+                "{}: endpoint {:?}, dense {:?}",
+                cf.name,
+                end_err.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>(),
+                dense_err.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>()
+            ),
             ok,
         ));
         figure_studies.push((format!("{} endpoint", cf.name), s(fit_order(&tols, end_err))?));
@@ -133,7 +152,13 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     let mut out = Outcome::all(parts);
     if let Some(dir) = ctx.figure_dir("flow.dop853-dense") {
         let refs: Vec<(&str, &OrderStudy)> = figure_studies.iter().map(|(l, st)| (l.as_str(), st)).collect();
-        out = out.with_figures(save_order_figure(&dir, "dop853_error_vs_tol", "DOP853: max error vs rtol", "rtol", &refs)?);
+        out = out.with_figures(save_order_figure(
+            &dir,
+            "dop853_error_vs_tol",
+            "DOP853: max error vs rtol",
+            "rtol",
+            &refs,
+        )?);
     }
     Ok(out)
 }
@@ -191,7 +216,11 @@ fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
         gf.outcome("flow on C", 2.0, tol),
         igr.outcome("flow on C_GD", 3.0, tol),
         second.outcome("C_GD + h² term", 4.0, tol),
-        Outcome::at_most("quadratic closed form |err/((hλ)³|x0|/3) − 1|/(2hλ)", ratio_err, 1.0),
+        Outcome::at_most(
+            "quadratic closed form |err/((hλ)³|x0|/3) − 1|/(2hλ)",
+            ratio_err,
+            1.0,
+        ),
     ]);
     if let Some(dir) = ctx.figure_dir("bea.gd-local-order") {
         out = out.with_figures(save_order_figure(
@@ -199,7 +228,11 @@ fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
             "gd_local_error",
             "GD one-step error vs modified flows",
             "step size h",
-            &[("flow on C", &gf), ("flow on C_GD", &igr), ("C_GD + h² term", &second)],
+            &[
+                ("flow on C", &gf),
+                ("flow on C_GD", &igr),
+                ("C_GD + h² term", &second),
+            ],
         )?);
     }
     Ok(out)
@@ -231,8 +264,12 @@ fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     let res = s(fit_order(&steps, residual))?;
     let lead = s(fit_order(&steps, leading))?;
     let tol = 0.15;
-    let mut out = Outcome::all(vec![lead.outcome("‖θ_GD,T − θ_GF(Th)‖", 2.0, tol), res.outcome("‖disp + (T/4)h²∇‖∇C‖²‖", 3.0, tol)]);
-    out.measured.push_str(&format!("; relative residual / h ≤ {ratio_dev:.2}"));
+    let mut out = Outcome::all(vec![
+        lead.outcome("‖θ_GD,T − θ_GF(Th)‖", 2.0, tol),
+        res.outcome("‖disp + (T/4)h²∇‖∇C‖²‖", 3.0, tol),
+    ]);
+    out.measured
+        .push_str(&format!("; relative residual / h ≤ {ratio_dev:.2}"));
     if let Some(dir) = ctx.figure_dir("bea.gd-displacement") {
         out = out.with_figures(save_order_figure(
             &dir,
@@ -257,11 +294,19 @@ mod tests {
     #[test]
     #[ignore]
     fn full_checks_report() {
-        let dir = std::env::var_os("IMREG_CHECK_OUT").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let ctx = imreg_check::CheckContext { out_dir: Some(dir), quick: false };
+        let dir = std::env::var_os("IMREG_CHECK_OUT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let ctx = imreg_check::CheckContext {
+            out_dir: Some(dir),
+            quick: false,
+        };
         for c in super::checks() {
             let r = imreg_check::run_check(&c, &ctx);
-            println!("{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}", r.id, r.passed, r.seconds, r.expected, r.measured, r.figures);
+            println!(
+                "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}",
+                r.id, r.passed, r.seconds, r.expected, r.measured, r.figures
+            );
             assert!(r.passed);
         }
     }

@@ -76,7 +76,11 @@ impl Default for Dop853Options {
 impl Dop853Options {
     /// Tolerances `rtol`, `atol` with the other defaults.
     pub fn with_tol(rtol: f64, atol: f64) -> Self {
-        Dop853Options { rtol, atol, ..Default::default() }
+        Dop853Options {
+            rtol,
+            atol,
+            ..Default::default()
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -89,34 +93,58 @@ impl Dop853Options {
         };
         positive("rtol", self.rtol)?;
         if !(self.atol >= 0.0 && self.atol.is_finite()) {
-            return Err(FlowError::invalid("atol", format!("must be ≥ 0 and finite, got {}", self.atol)));
+            return Err(FlowError::invalid(
+                "atol",
+                format!("must be ≥ 0 and finite, got {}", self.atol),
+            ));
         }
         if self.rtol < 10.0 * f64::EPSILON && self.atol == 0.0 {
-            return Err(FlowError::invalid("rtol", format!("{} is below round-off with atol = 0", self.rtol)));
+            return Err(FlowError::invalid(
+                "rtol",
+                format!("{} is below round-off with atol = 0", self.rtol),
+            ));
         }
         positive("h_max", self.h_max)?;
         if let Some(h0) = self.h0 {
             if !(h0.is_finite() && h0 > 0.0) {
-                return Err(FlowError::invalid("h0", format!("must be positive and finite, got {h0}")));
+                return Err(FlowError::invalid(
+                    "h0",
+                    format!("must be positive and finite, got {h0}"),
+                ));
             }
         }
         if !(self.h_min >= 0.0 && self.h_min.is_finite()) {
-            return Err(FlowError::invalid("h_min", format!("must be ≥ 0 and finite, got {}", self.h_min)));
+            return Err(FlowError::invalid(
+                "h_min",
+                format!("must be ≥ 0 and finite, got {}", self.h_min),
+            ));
         }
         if self.max_steps == 0 {
             return Err(FlowError::invalid("max_steps", "must be ≥ 1"));
         }
         if !(self.safety > 0.0 && self.safety < 1.0) {
-            return Err(FlowError::invalid("safety", format!("must lie in (0, 1), got {}", self.safety)));
+            return Err(FlowError::invalid(
+                "safety",
+                format!("must lie in (0, 1), got {}", self.safety),
+            ));
         }
         if !(self.fac_min > 0.0 && self.fac_min < 1.0) {
-            return Err(FlowError::invalid("fac_min", format!("must lie in (0, 1), got {}", self.fac_min)));
+            return Err(FlowError::invalid(
+                "fac_min",
+                format!("must lie in (0, 1), got {}", self.fac_min),
+            ));
         }
         if !(self.fac_max > 1.0 && self.fac_max.is_finite()) {
-            return Err(FlowError::invalid("fac_max", format!("must be > 1 and finite, got {}", self.fac_max)));
+            return Err(FlowError::invalid(
+                "fac_max",
+                format!("must be > 1 and finite, got {}", self.fac_max),
+            ));
         }
         if !(0.0..=0.2).contains(&self.beta) {
-            return Err(FlowError::invalid("beta", format!("must lie in [0, 0.2], got {}", self.beta)));
+            return Err(FlowError::invalid(
+                "beta",
+                format!("must lie in [0, 0.2], got {}", self.beta),
+            ));
         }
         positive("blowup_norm", self.blowup_norm)?;
         Ok(())
@@ -146,7 +174,13 @@ pub struct Dop853Report {
 /// Integrates `ẏ = f(t, y)` from `(t0, y0)` to `t_end` (backwards if `t_end < t0`) and returns `y(t_end)`.
 ///
 /// `f(t, y, dy)` writes `f(t, y)` into `dy` (length `y0.len()`).
-pub fn integrate<F>(f: F, t0: f64, y0: &[f64], t_end: f64, opts: &Dop853Options) -> Result<(Vec<f64>, Dop853Report)>
+pub fn integrate<F>(
+    f: F,
+    t0: f64,
+    y0: &[f64],
+    t_end: f64,
+    opts: &Dop853Options,
+) -> Result<(Vec<f64>, Dop853Report)>
 where
     F: FnMut(f64, &[f64], &mut [f64]) -> Result<()>,
 {
@@ -199,7 +233,15 @@ fn combine(out: &mut [f64], y: &[f64], h: f64, coef: &[f64], k: &[Vec<f64>]) {
 }
 
 /// Hairer's `HINIT` for a method of order `iord = 8`.
-fn initial_step<F>(f: &mut F, t0: f64, y0: &[f64], f0: &[f64], dir: f64, opts: &Dop853Options, scratch: &mut [Vec<f64>; 2]) -> Result<f64>
+fn initial_step<F>(
+    f: &mut F,
+    t0: f64,
+    y0: &[f64],
+    f0: &[f64],
+    dir: f64,
+    opts: &Dop853Options,
+    scratch: &mut [Vec<f64>; 2],
+) -> Result<f64>
 where
     F: FnMut(f64, &[f64], &mut [f64]) -> Result<()>,
 {
@@ -209,7 +251,11 @@ where
         dnf += (f0[i] / sk).powi(2);
         dny += (y0[i] / sk).powi(2);
     }
-    let mut h = if dnf <= 1e-10 || dny <= 1e-10 { 1e-6 } else { (dny / dnf).sqrt() * 0.01 };
+    let mut h = if dnf <= 1e-10 || dny <= 1e-10 {
+        1e-6
+    } else {
+        (dny / dnf).sqrt() * 0.01
+    };
     h = h.min(opts.h_max);
     let [y1, f1] = scratch;
     for i in 0..y0.len() {
@@ -244,7 +290,12 @@ struct DenseStep {
 
 impl DenseStep {
     fn new(n: usize) -> Self {
-        DenseStep { t_old: 0.0, h: 0.0, y_old: vec![0.0; n], coef: std::array::from_fn(|_| vec![0.0; n]) }
+        DenseStep {
+            t_old: 0.0,
+            h: 0.0,
+            y_old: vec![0.0; n],
+            coef: std::array::from_fn(|_| vec![0.0; n]),
+        }
     }
 
     /// `y(t) = y_old + s(F0 + (1−s)(F1 + s(F2 + (1−s)(F3 + s(F4 + (1−s)(F5 + s F6))))))`, `s = (t − t_old)/h`.
@@ -276,13 +327,19 @@ where
         return Err(FlowError::invalid("t0", format!("must be finite, got {t0}")));
     }
     if !t_end.is_finite() {
-        return Err(FlowError::invalid("t_end", format!("must be finite, got {t_end}")));
+        return Err(FlowError::invalid(
+            "t_end",
+            format!("must be finite, got {t_end}"),
+        ));
     }
     if y0.is_empty() {
         return Err(FlowError::invalid("y0", "is empty"));
     }
     if let Some((i, v)) = y0.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(FlowError::invalid("y0", format!("non-finite value {v} at position {i}")));
+        return Err(FlowError::invalid(
+            "y0",
+            format!("non-finite value {v} at position {i}"),
+        ));
     }
     let n = y0.len();
     let dir = if t_end >= t0 { 1.0 } else { -1.0 };
@@ -292,7 +349,9 @@ where
         if !te.is_finite() || (te - prev) * dir < 0.0 {
             return Err(FlowError::invalid(
                 "t_eval",
-                format!("t_eval[{i}] = {te} is not finite or not monotone from t0 = {t0} towards t_end = {t_end}"),
+                format!(
+                    "t_eval[{i}] = {te} is not finite or not monotone from t0 = {t0} towards t_end = {t_end}"
+                ),
             ));
         }
         prev = te;
@@ -304,7 +363,11 @@ where
         next_eval += 1;
     }
 
-    let mut report = Dop853Report { t_end: t0, h_min_used: f64::INFINITY, ..Default::default() };
+    let mut report = Dop853Report {
+        t_end: t0,
+        h_min_used: f64::INFINITY,
+        ..Default::default()
+    };
     let mut y = y0.to_vec();
     if t_end == t0 {
         report.h_min_used = 0.0;
@@ -319,7 +382,11 @@ where
     f(t0, &y, &mut k[0])?;
     report.evaluations += 1;
     if !all_finite(&k[0]) {
-        return Err(FlowError::BlowUp { t: t0, step: 0, what: "non-finite vector field at the initial state".into() });
+        return Err(FlowError::BlowUp {
+            t: t0,
+            step: 0,
+            what: "non-finite vector field at the initial state".into(),
+        });
     }
     let h_max = opts.h_max.min((t_end - t0).abs());
     let mut h = match opts.h0 {
@@ -327,7 +394,18 @@ where
         None => {
             let mut scratch = [vec![0.0; n], vec![0.0; n]];
             report.evaluations += 1;
-            initial_step(&mut f, t0, &y, &k[0], dir, &Dop853Options { h_max, ..opts.clone() }, &mut scratch)?
+            initial_step(
+                &mut f,
+                t0,
+                &y,
+                &k[0],
+                dir,
+                &Dop853Options {
+                    h_max,
+                    ..opts.clone()
+                },
+                &mut scratch,
+            )?
         }
     } * dir;
 
@@ -342,7 +420,11 @@ where
 
     loop {
         if steps >= opts.max_steps {
-            return Err(FlowError::MaxSteps { t, t_end, max_steps: opts.max_steps });
+            return Err(FlowError::MaxSteps {
+                t,
+                t_end,
+                max_steps: opts.max_steps,
+            });
         }
         if 0.1 * h.abs() <= t.abs() * f64::EPSILON || h.abs() < opts.h_min || h == 0.0 {
             if last_reject_nonfinite {
@@ -419,7 +501,11 @@ where
                 return Err(FlowError::BlowUp {
                     t: t_new,
                     step: steps,
-                    what: format!("state norm {:e} (blowup_norm {:e}) or non-finite field", norm(&y_new), opts.blowup_norm),
+                    what: format!(
+                        "state norm {:e} (blowup_norm {:e}) or non-finite field",
+                        norm(&y_new),
+                        opts.blowup_norm
+                    ),
                 });
             }
             // Dense output for the requested times in (t, t_new].
@@ -523,7 +609,12 @@ mod tests {
         let t_eval: Vec<f64> = (0..=20).map(|i| i as f64 * 0.25).collect();
         let (ys, rep) = integrate_dense(decay, 0.0, &[1.0], &t_eval, &opts).unwrap();
         for (t, y) in t_eval.iter().zip(&ys) {
-            assert!((y[0] - (-t).exp()).abs() < 1e-13, "t = {t}: {} vs {}", y[0], (-t).exp());
+            assert!(
+                (y[0] - (-t).exp()).abs() < 1e-13,
+                "t = {t}: {} vs {}",
+                y[0],
+                (-t).exp()
+            );
         }
         assert!(rep.dense_steps > 0 && rep.dense_steps <= rep.accepted);
         // Backwards: y(−1) = e.
@@ -534,8 +625,17 @@ mod tests {
     #[test]
     fn blow_up_is_reported_with_time_and_step() {
         // ẏ = y², y(0) = 1 blows up at t = 1.
-        let err = integrate(|_t, y: &[f64], dy: &mut [f64]| { dy[0] = y[0] * y[0]; Ok(()) }, 0.0, &[1.0], 2.0, &Dop853Options::default())
-            .unwrap_err();
+        let err = integrate(
+            |_t, y: &[f64], dy: &mut [f64]| {
+                dy[0] = y[0] * y[0];
+                Ok(())
+            },
+            0.0,
+            &[1.0],
+            2.0,
+            &Dop853Options::default(),
+        )
+        .unwrap_err();
         match err {
             FlowError::BlowUp { t, step, .. } | FlowError::StepSizeCollapse { t, step, .. } => {
                 assert!((t - 1.0).abs() < 1e-3, "t = {t}");
@@ -543,10 +643,25 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let opts = Dop853Options { blowup_norm: 1e6, ..Default::default() };
-        let err = integrate(|_t, y: &[f64], dy: &mut [f64]| { dy[0] = y[0] * y[0]; Ok(()) }, 0.0, &[1.0], 2.0, &opts)
-            .unwrap_err();
-        assert!(matches!(err, FlowError::BlowUp { t, .. } if t < 1.0 && t > 0.99), "{err:?}");
+        let opts = Dop853Options {
+            blowup_norm: 1e6,
+            ..Default::default()
+        };
+        let err = integrate(
+            |_t, y: &[f64], dy: &mut [f64]| {
+                dy[0] = y[0] * y[0];
+                Ok(())
+            },
+            0.0,
+            &[1.0],
+            2.0,
+            &opts,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FlowError::BlowUp { t, .. } if t < 1.0 && t > 0.99),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -556,10 +671,19 @@ mod tests {
             dy[0] = -1e8 * (y[0] - t.cos());
             Ok(())
         };
-        let opts = Dop853Options { max_steps: 1000, ..Default::default() };
+        let opts = Dop853Options {
+            max_steps: 1000,
+            ..Default::default()
+        };
         let err = integrate(f, 0.0, &[0.0], 1.0, &opts).unwrap_err();
-        assert!(matches!(err, FlowError::MaxSteps { max_steps: 1000, .. }), "{err:?}");
-        let opts = Dop853Options { h_min: 1e-6, ..Default::default() };
+        assert!(
+            matches!(err, FlowError::MaxSteps { max_steps: 1000, .. }),
+            "{err:?}"
+        );
+        let opts = Dop853Options {
+            h_min: 1e-6,
+            ..Default::default()
+        };
         let err = integrate(f, 0.0, &[0.0], 1.0, &opts).unwrap_err();
         assert!(matches!(err, FlowError::StepSizeCollapse { .. }), "{err:?}");
     }
@@ -567,11 +691,41 @@ mod tests {
     #[test]
     fn bad_options_are_named() {
         let bad = [
-            (Dop853Options { rtol: 0.0, ..Default::default() }, "rtol"),
-            (Dop853Options { atol: -1.0, ..Default::default() }, "atol"),
-            (Dop853Options { h0: Some(-1.0), ..Default::default() }, "h0"),
-            (Dop853Options { max_steps: 0, ..Default::default() }, "max_steps"),
-            (Dop853Options { beta: 0.5, ..Default::default() }, "beta"),
+            (
+                Dop853Options {
+                    rtol: 0.0,
+                    ..Default::default()
+                },
+                "rtol",
+            ),
+            (
+                Dop853Options {
+                    atol: -1.0,
+                    ..Default::default()
+                },
+                "atol",
+            ),
+            (
+                Dop853Options {
+                    h0: Some(-1.0),
+                    ..Default::default()
+                },
+                "h0",
+            ),
+            (
+                Dop853Options {
+                    max_steps: 0,
+                    ..Default::default()
+                },
+                "max_steps",
+            ),
+            (
+                Dop853Options {
+                    beta: 0.5,
+                    ..Default::default()
+                },
+                "beta",
+            ),
         ];
         for (o, field) in bad {
             match integrate(decay, 0.0, &[1.0], 1.0, &o) {
@@ -579,7 +733,10 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
-        assert!(matches!(integrate(decay, 0.0, &[f64::NAN], 1.0, &Dop853Options::default()), Err(FlowError::Invalid { field: "y0", .. })));
+        assert!(matches!(
+            integrate(decay, 0.0, &[f64::NAN], 1.0, &Dop853Options::default()),
+            Err(FlowError::Invalid { field: "y0", .. })
+        ));
         assert!(matches!(
             integrate_dense(decay, 0.0, &[1.0], &[0.5, 0.25], &Dop853Options::default()),
             Err(FlowError::Invalid { field: "t_eval", .. })
@@ -595,6 +752,9 @@ mod tests {
                 Ok(())
             }
         };
-        assert!(matches!(integrate(f, 0.0, &[1.0], 1.0, &Dop853Options::default()), Err(FlowError::Invalid { field: "test", .. })));
+        assert!(matches!(
+            integrate(f, 0.0, &[1.0], 1.0, &Dop853Options::default()),
+            Err(FlowError::Invalid { field: "test", .. })
+        ));
     }
 }

@@ -234,7 +234,10 @@ mod tests {
         }
         for q in 1..=8 {
             let sum: f64 = (0..N_STAGES).map(|i| A[12][i] * C[i].powi(q - 1)).sum();
-            assert!((sum - 1.0 / q as f64).abs() < 1e-13, "quadrature order {q}: {sum}");
+            assert!(
+                (sum - 1.0 / q as f64).abs() < 1e-13,
+                "quadrature order {q}: {sum}"
+            );
         }
         // The error estimators are differences of two consistent weights: they sum to zero.
         assert!(E3.iter().sum::<f64>().abs() < 1e-13);

@@ -16,7 +16,11 @@ pub enum FlowError {
     NonPositiveStep { name: &'static str, value: f64 },
     /// A vector has the wrong length.
     #[error("{name} has length {got}, expected {expected}")]
-    Length { name: &'static str, expected: usize, got: usize },
+    Length {
+        name: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// The state or the vector field became NaN/∞ (or exceeded `blowup_norm`): the flow blew up.
     #[error("the flow blew up at t = {t} (step {step}): {what}")]
     BlowUp { t: f64, step: usize, what: String },
@@ -34,14 +38,21 @@ pub enum FlowError {
 impl FlowError {
     /// Shorthand for [`FlowError::Invalid`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        FlowError::Invalid { field, reason: reason.into() }
+        FlowError::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
 /// Errors unless `v.len() == expected`.
 pub fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
     if v.len() != expected {
-        return Err(FlowError::Length { name, expected, got: v.len() });
+        return Err(FlowError::Length {
+            name,
+            expected,
+            got: v.len(),
+        });
     }
     Ok(())
 }

@@ -45,7 +45,11 @@ pub fn gradient_variance(obj: &dyn Objective, w: &[f64]) -> Result<f64> {
     for r in &rows {
         axpy(&mut g, 1.0 / n, r);
     }
-    Ok(rows.iter().map(|r| r.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum::<f64>()).sum::<f64>() / n)
+    Ok(rows
+        .iter()
+        .map(|r| r.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum::<f64>())
+        .sum::<f64>()
+        / n)
 }
 
 /// `C_GD(w) = C(w) + (ε/4)‖∇C(w)‖²` (Barrett & Dherin's implicit gradient regularization).
@@ -73,7 +77,12 @@ pub fn modified_loss_sgd(obj: &dyn Objective, partition: &Partition, w: &[f64], 
 /// The expectation of `C_SGD` over uniformly random partitions into batches of size `B`:
 /// `E[C_SGD](w) = C + (ε/4)‖∇C‖² + ((N−B)/(N−1)) (ε/4B) Γ(w)` (Smith et al. §1.4; exact, because each block
 /// of a random partition is a uniform random `B`-subset).
-pub fn modified_loss_sgd_expected(obj: &dyn Objective, w: &[f64], eps: f64, batch_size: usize) -> Result<f64> {
+pub fn modified_loss_sgd_expected(
+    obj: &dyn Objective,
+    w: &[f64],
+    eps: f64,
+    batch_size: usize,
+) -> Result<f64> {
     let coef = gamma_coefficient(obj.n_examples(), batch_size)?;
     Ok(modified_loss_gd(obj, w, eps)? + coef * 0.25 * eps / batch_size as f64 * gradient_variance(obj, w)?)
 }
@@ -81,16 +90,27 @@ pub fn modified_loss_sgd_expected(obj: &dyn Objective, w: &[f64], eps: f64, batc
 /// `(N − B)/(N − 1)` (0 at `N = 1`), validating `1 ≤ B ≤ N`.
 fn gamma_coefficient(n: usize, batch_size: usize) -> Result<f64> {
     if batch_size == 0 || batch_size > n {
-        return Err(FlowError::invalid("batch_size", format!("must lie in 1..={n}, got {batch_size}")));
+        return Err(FlowError::invalid(
+            "batch_size",
+            format!("must lie in 1..={n}, got {batch_size}"),
+        ));
     }
-    Ok(if n == 1 { 0.0 } else { (n - batch_size) as f64 / (n - 1) as f64 })
+    Ok(if n == 1 {
+        0.0
+    } else {
+        (n - batch_size) as f64 / (n - 1) as f64
+    })
 }
 
 fn check_partition(obj: &dyn Objective, partition: &Partition) -> Result<()> {
     if partition.n_examples() != obj.n_examples() {
         return Err(FlowError::invalid(
             "partition",
-            format!("refers to N = {} examples, the objective has {}", partition.n_examples(), obj.n_examples()),
+            format!(
+                "refers to N = {} examples, the objective has {}",
+                partition.n_examples(),
+                obj.n_examples()
+            ),
         ));
     }
     Ok(())
@@ -211,7 +231,12 @@ impl<'a> PartitionAveragedSgdFlow<'a> {
     pub fn new(obj: &'a dyn Objective, eps: f64, batch_size: usize) -> Result<Self> {
         check_step("eps", eps)?;
         let coef = gamma_coefficient(obj.n_examples(), batch_size)?;
-        Ok(PartitionAveragedSgdFlow { obj, eps, batch_size, coef })
+        Ok(PartitionAveragedSgdFlow {
+            obj,
+            eps,
+            batch_size,
+            coef,
+        })
     }
 }
 
@@ -275,7 +300,12 @@ impl VectorField for FixedOrderFlow<'_> {
         let p = self.obj.dim();
         let m = self.partition.m();
         let mf = m as f64;
-        let grads: Vec<Vec<f64>> = self.partition.batches().iter().map(|b| self.obj.grad(w, Batch::Indices(b))).collect::<std::result::Result<_, _>>()?;
+        let grads: Vec<Vec<f64>> = self
+            .partition
+            .batches()
+            .iter()
+            .map(|b| self.obj.grad(w, Batch::Indices(b)))
+            .collect::<std::result::Result<_, _>>()?;
         let mut gbar = vec![0.0; p];
         for gk in &grads {
             axpy(&mut gbar, 1.0 / mf, gk);
@@ -427,9 +457,18 @@ mod tests {
         let eps = 0.3;
         let part = Partition::consecutive(6, 2, Remainder::Error).unwrap();
         let cases: Vec<(Box<dyn VectorField + '_>, Box<dyn Fn(&[f64]) -> f64 + '_>)> = vec![
-            (Box::new(GradientFlow::new(&obj)), Box::new(|x: &[f64]| obj.loss(x, Batch::Full).unwrap())),
-            (Box::new(ModifiedGdFlow::new(&obj, eps).unwrap()), Box::new(|x: &[f64]| modified_loss_gd(&obj, x, eps).unwrap())),
-            (Box::new(SgdFlow::new(&obj, part.clone(), eps).unwrap()), Box::new(|x: &[f64]| modified_loss_sgd(&obj, &part, x, eps).unwrap())),
+            (
+                Box::new(GradientFlow::new(&obj)),
+                Box::new(|x: &[f64]| obj.loss(x, Batch::Full).unwrap()),
+            ),
+            (
+                Box::new(ModifiedGdFlow::new(&obj, eps).unwrap()),
+                Box::new(|x: &[f64]| modified_loss_gd(&obj, x, eps).unwrap()),
+            ),
+            (
+                Box::new(SgdFlow::new(&obj, part.clone(), eps).unwrap()),
+                Box::new(|x: &[f64]| modified_loss_sgd(&obj, &part, x, eps).unwrap()),
+            ),
             (
                 Box::new(PartitionAveragedSgdFlow::new(&obj, eps, 2).unwrap()),
                 Box::new(|x: &[f64]| modified_loss_sgd_expected(&obj, x, eps, 2).unwrap()),
@@ -446,7 +485,11 @@ mod tests {
                 let wm: Vec<f64> = w.iter().zip(&u).map(|(a, b)| a - r * b).collect();
                 let fd = (loss(&wp) - loss(&wm)) / (2.0 * r);
                 let dir: f64 = f.iter().zip(&u).map(|(a, b)| a * b).sum();
-                assert!((fd + dir).abs() < 1e-7 * (1.0 + fd.abs()), "case {k}: {fd} vs {}", -dir);
+                assert!(
+                    (fd + dir).abs() < 1e-7 * (1.0 + fd.abs()),
+                    "case {k}: {fd} vs {}",
+                    -dir
+                );
             }
         }
     }
@@ -467,7 +510,10 @@ mod tests {
             axpy(&mut mean, 1.0 / 6.0, &v);
         }
         let mut s = vec![0.0; 3];
-        SgdFlow::new(&obj, part, eps).unwrap().eval(0.0, &w, &mut s).unwrap();
+        SgdFlow::new(&obj, part, eps)
+            .unwrap()
+            .eval(0.0, &w, &mut s)
+            .unwrap();
         for j in 0..3 {
             assert!((mean[j] - s[j]).abs() < 1e-13, "{mean:?} vs {s:?}");
         }
@@ -481,9 +527,15 @@ mod tests {
         let w = [0.7, -0.4];
         let h = 0.1;
         let mut f2 = vec![0.0; 2];
-        GdSecondOrderFlow::new(&obj, h).unwrap().eval(0.0, &w, &mut f2).unwrap();
+        GdSecondOrderFlow::new(&obj, h)
+            .unwrap()
+            .eval(0.0, &w, &mut f2)
+            .unwrap();
         let mut f1 = vec![0.0; 2];
-        ModifiedGdFlow::new(&obj, h).unwrap().eval(0.0, &w, &mut f1).unwrap();
+        ModifiedGdFlow::new(&obj, h)
+            .unwrap()
+            .eval(0.0, &w, &mut f1)
+            .unwrap();
         let q = |x: &[f64]| {
             let g = obj.grad(x, Batch::Full).unwrap();
             let hg = obj.hvp_vec(x, Batch::Full, &g).unwrap();
@@ -523,27 +575,60 @@ mod tests {
             for _ in 0..n_steps {
                 w = &w - h * (&a * &w - &b);
             }
-            let (wf, _) = integrate_field(&PrincipalFlow::new(&obj, h, branch).unwrap(), 0.0, w0.as_slice(), n_steps as f64 * h, &opts).unwrap();
+            let (wf, _) = integrate_field(
+                &PrincipalFlow::new(&obj, h, branch).unwrap(),
+                0.0,
+                w0.as_slice(),
+                n_steps as f64 * h,
+                &opts,
+            )
+            .unwrap();
             for i in 0..2 {
                 let u = eig.eigenvectors.column(i);
                 let gd = u.dot(&(&w - &w_star));
                 let fl = u.dot(&(DVector::from_column_slice(&wf) - &w_star));
-                let expect = if h * eig.eigenvalues[i] < 1.0 { gd } else { gd.abs() * (u.dot(&(&w0 - &w_star))).signum() };
-                assert!((fl - expect).abs() < 1e-10, "h = {h}, i = {i}: flow {fl} vs GD {gd}");
+                let expect = if h * eig.eigenvalues[i] < 1.0 {
+                    gd
+                } else {
+                    gd.abs() * (u.dot(&(&w0 - &w_star))).signum()
+                };
+                assert!(
+                    (fl - expect).abs() < 1e-10,
+                    "h = {h}, i = {i}: flow {fl} vs GD {gd}"
+                );
             }
         }
-        let err = integrate_field(&PrincipalFlow::new(&obj, 0.6, PrincipalBranch::Reject).unwrap(), 0.0, &[1.0, 0.0], 1.0, &opts).unwrap_err();
+        let err = integrate_field(
+            &PrincipalFlow::new(&obj, 0.6, PrincipalBranch::Reject).unwrap(),
+            0.0,
+            &[1.0, 0.0],
+            1.0,
+            &opts,
+        )
+        .unwrap_err();
         assert!(matches!(err, FlowError::Invalid { field: "h·λ", .. }));
     }
 
     #[test]
     fn bad_step_sizes_are_typed_errors() {
         let obj = LogCoshQuartic::random(4, 2, 1).unwrap();
-        assert!(matches!(ModifiedGdFlow::new(&obj, 0.0), Err(FlowError::NonPositiveStep { name: "eps", .. })));
-        assert!(matches!(GdSecondOrderFlow::new(&obj, -1.0), Err(FlowError::NonPositiveStep { name: "h", .. })));
+        assert!(matches!(
+            ModifiedGdFlow::new(&obj, 0.0),
+            Err(FlowError::NonPositiveStep { name: "eps", .. })
+        ));
+        assert!(matches!(
+            GdSecondOrderFlow::new(&obj, -1.0),
+            Err(FlowError::NonPositiveStep { name: "h", .. })
+        ));
         assert!(PartitionAveragedSgdFlow::new(&obj, 0.1, 5).is_err());
         let part = Partition::consecutive(6, 2, Remainder::Error).unwrap();
-        assert!(matches!(SgdFlow::new(&obj, part, 0.1), Err(FlowError::Invalid { field: "partition", .. })));
+        assert!(matches!(
+            SgdFlow::new(&obj, part, 0.1),
+            Err(FlowError::Invalid {
+                field: "partition",
+                ..
+            })
+        ));
         let mut out = vec![0.0; 2];
         assert!(GradientFlow::new(&obj).eval(0.0, &[0.0], &mut out).is_err());
     }

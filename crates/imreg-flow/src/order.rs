@@ -32,8 +32,14 @@ impl OrderStudy {
     /// A check outcome: "`label`: slope `theory` ± `tol` over h ∈ [a, b]" vs the fitted slope ± se.
     pub fn outcome(&self, label: &str, theory: f64, tol: f64) -> Outcome {
         Outcome::new(
-            format!("{label}: slope {theory} ± {tol} over ε ∈ [{:.3e}, {:.3e}]", self.range.0, self.range.1),
-            format!("{label}: slope {:.3} (se {:.3})", self.fit.slope, self.fit.slope_se),
+            format!(
+                "{label}: slope {theory} ± {tol} over ε ∈ [{:.3e}, {:.3e}]",
+                self.range.0, self.range.1
+            ),
+            format!(
+                "{label}: slope {:.3} (se {:.3})",
+                self.fit.slope, self.fit.slope_se
+            ),
             self.agrees(theory, tol),
         )
     }
@@ -51,13 +57,22 @@ impl OrderStudy {
 /// `count` step sizes `largest · ratio^k`, `k = 0..count` (`0 < ratio < 1`).
 pub fn geometric_steps(largest: f64, ratio: f64, count: usize) -> Result<Vec<f64>> {
     if !(largest.is_finite() && largest > 0.0) {
-        return Err(FlowError::invalid("largest", format!("must be positive and finite, got {largest}")));
+        return Err(FlowError::invalid(
+            "largest",
+            format!("must be positive and finite, got {largest}"),
+        ));
     }
     if !(ratio > 0.0 && ratio < 1.0) {
-        return Err(FlowError::invalid("ratio", format!("must lie in (0, 1), got {ratio}")));
+        return Err(FlowError::invalid(
+            "ratio",
+            format!("must lie in (0, 1), got {ratio}"),
+        ));
     }
     if count < 2 {
-        return Err(FlowError::invalid("count", format!("need at least 2 step sizes, got {count}")));
+        return Err(FlowError::invalid(
+            "count",
+            format!("need at least 2 step sizes, got {count}"),
+        ));
     }
     Ok((0..count).map(|k| largest * ratio.powi(k as i32)).collect())
 }
@@ -74,8 +89,17 @@ where
 /// Fits the slope of already measured `(step, error)` pairs.
 pub fn fit_order(steps: &[f64], errors: Vec<f64>) -> Result<OrderStudy> {
     let fit = loglog_slope(steps, &errors).map_err(|e| FlowError::invalid("errors", e))?;
-    let range = steps.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &h| (a.min(h), b.max(h)));
-    Ok(OrderStudy { steps: steps.to_vec(), errors, fit, range })
+    let range = steps
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &h| {
+            (a.min(h), b.max(h))
+        });
+    Ok(OrderStudy {
+        steps: steps.to_vec(),
+        errors,
+        fit,
+        range,
+    })
 }
 
 #[cfg(test)]
@@ -106,11 +130,27 @@ pub fn save_order_figure(
     x_label: &str,
     studies: &[(&str, &OrderStudy)],
 ) -> std::result::Result<Vec<std::path::PathBuf>, String> {
-    let mut fig = imreg_plot::Figure::new(title).x_label(x_label).y_label("error").log_x().log_y();
+    let mut fig = imreg_plot::Figure::new(title)
+        .x_label(x_label)
+        .y_label("error")
+        .log_x()
+        .log_y();
     for (label, s) in studies {
-        fig.push(imreg_plot::Series::points(label.to_string(), s.steps.clone(), s.errors.clone()));
-        let fitted: Vec<f64> = s.steps.iter().map(|h| (s.fit.intercept + s.fit.slope * h.ln()).exp()).collect();
-        fig.push(imreg_plot::Series::line(format!("{label}: fit slope {:.2}", s.fit.slope), s.steps.clone(), fitted));
+        fig.push(imreg_plot::Series::points(
+            label.to_string(),
+            s.steps.clone(),
+            s.errors.clone(),
+        ));
+        let fitted: Vec<f64> = s
+            .steps
+            .iter()
+            .map(|h| (s.fit.intercept + s.fit.slope * h.ln()).exp())
+            .collect();
+        fig.push(imreg_plot::Series::line(
+            format!("{label}: fit slope {:.2}", s.fit.slope),
+            s.steps.clone(),
+            fitted,
+        ));
     }
     fig.save(dir, stem).map_err(|e| e.to_string())
 }

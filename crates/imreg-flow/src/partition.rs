@@ -33,7 +33,10 @@ impl Partition {
         if batch_size == 0 || batch_size > order.len() {
             return Err(FlowError::invalid(
                 "batch_size",
-                format!("must lie in 1..={} (the number of examples), got {batch_size}", order.len()),
+                format!(
+                    "must lie in 1..={} (the number of examples), got {batch_size}",
+                    order.len()
+                ),
             ));
         }
         let rem = order.len() % batch_size;
@@ -57,7 +60,10 @@ impl Partition {
     /// An explicit partition; batches must be non-empty, disjoint and inside `0..n_examples`.
     pub fn from_batches(batches: Vec<Vec<usize>>, n_examples: usize) -> Result<Self> {
         if batches.is_empty() {
-            return Err(FlowError::invalid("batches", "a partition needs at least one batch"));
+            return Err(FlowError::invalid(
+                "batches",
+                "a partition needs at least one batch",
+            ));
         }
         let mut seen = vec![false; n_examples];
         for (k, b) in batches.iter().enumerate() {
@@ -66,10 +72,16 @@ impl Partition {
             }
             for &i in b {
                 if i >= n_examples {
-                    return Err(FlowError::invalid("batches", format!("index {i} in batch {k} is ≥ N = {n_examples}")));
+                    return Err(FlowError::invalid(
+                        "batches",
+                        format!("index {i} in batch {k} is ≥ N = {n_examples}"),
+                    ));
                 }
                 if seen[i] {
-                    return Err(FlowError::invalid("batches", format!("index {i} appears twice (batch {k})")));
+                    return Err(FlowError::invalid(
+                        "batches",
+                        format!("index {i} appears twice (batch {k})"),
+                    ));
                 }
                 seen[i] = true;
             }
@@ -97,10 +109,20 @@ impl Partition {
     pub fn reordered(&self, order: &[usize]) -> Result<Self> {
         let m = self.m();
         let mut seen = vec![false; m];
-        if order.len() != m || order.iter().any(|&k| k >= m || std::mem::replace(&mut seen[k], true)) {
-            return Err(FlowError::invalid("order", format!("must be a permutation of 0..{m}, got {order:?}")));
+        if order.len() != m
+            || order
+                .iter()
+                .any(|&k| k >= m || std::mem::replace(&mut seen[k], true))
+        {
+            return Err(FlowError::invalid(
+                "order",
+                format!("must be a permutation of 0..{m}, got {order:?}"),
+            ));
         }
-        Ok(Partition { batches: order.iter().map(|&k| self.batches[k].clone()).collect(), n_examples: self.n_examples })
+        Ok(Partition {
+            batches: order.iter().map(|&k| self.batches[k].clone()).collect(),
+            n_examples: self.n_examples,
+        })
     }
 }
 
@@ -110,14 +132,22 @@ mod tests {
 
     #[test]
     fn remainder_choices() {
-        assert!(matches!(Partition::consecutive(7, 2, Remainder::Error), Err(FlowError::Invalid { field: "batch_size", .. })));
+        assert!(matches!(
+            Partition::consecutive(7, 2, Remainder::Error),
+            Err(FlowError::Invalid {
+                field: "batch_size",
+                ..
+            })
+        ));
         let d = Partition::consecutive(7, 2, Remainder::Drop).unwrap();
         assert_eq!(d.batches(), &[vec![0, 1], vec![2, 3], vec![4, 5]]);
         let s = Partition::consecutive(7, 2, Remainder::SmallerLastBatch).unwrap();
         assert_eq!(s.m(), 4);
         assert_eq!(s.batches()[3], vec![6]);
         assert!(!s.is_equal_sized());
-        assert!(Partition::consecutive(6, 2, Remainder::Error).unwrap().is_equal_sized());
+        assert!(Partition::consecutive(6, 2, Remainder::Error)
+            .unwrap()
+            .is_equal_sized());
         assert!(Partition::consecutive(6, 0, Remainder::Drop).is_err());
         assert!(Partition::from_batches(vec![vec![0], vec![0]], 2).is_err());
         assert!(Partition::from_batches(vec![vec![0], vec![2]], 2).is_err());

@@ -6,7 +6,13 @@
 use imreg_objective::{check_finite, check_len, Batch, Objective, ObjectiveError, Result};
 use nalgebra::{DMatrix, DVector};
 
-fn mean_over_batch(n: usize, batch: Batch<'_>, p: usize, out: &mut [f64], mut per: impl FnMut(usize, &mut [f64])) -> Result<()> {
+fn mean_over_batch(
+    n: usize,
+    batch: Batch<'_>,
+    p: usize,
+    out: &mut [f64],
+    mut per: impl FnMut(usize, &mut [f64]),
+) -> Result<()> {
     batch.validate(n)?;
     check_len("out", out, p)?;
     out.iter_mut().for_each(|v| *v = 0.0);
@@ -70,7 +76,9 @@ impl LogCoshQuartic {
     pub fn random(n: usize, p: usize, seed: u64) -> Result<Self> {
         use rand::Rng;
         let mut rng = imreg_objective::rng::stream(seed, 0);
-        let a = (0..n).map(|_| imreg_objective::rng::normal_vec(&mut rng, p)).collect();
+        let a = (0..n)
+            .map(|_| imreg_objective::rng::normal_vec(&mut rng, p))
+            .collect();
         let c = imreg_objective::rng::normal_vec(&mut rng, n);
         let beta = (0..n).map(|_| 0.05 + 0.2 * rng.random::<f64>()).collect();
         Self::new(a, c, beta)
@@ -107,7 +115,10 @@ impl Objective for LogCoshQuartic {
         let n = self.n_examples();
         batch.validate(n)?;
         let quart: f64 = theta.iter().map(|w| w.powi(4)).sum::<f64>() / 4.0;
-        let s: f64 = batch.iter(n).map(|i| log_cosh(self.z(i, theta)) + self.beta[i] * quart).sum();
+        let s: f64 = batch
+            .iter(n)
+            .map(|i| log_cosh(self.z(i, theta)) + self.beta[i] * quart)
+            .sum();
         Ok(s / batch.len(n) as f64)
     }
     fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
@@ -131,7 +142,14 @@ impl Objective for LogCoshQuartic {
             }
         })
     }
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check_theta(theta)?;
         check_len("u", u, self.dim())?;
         check_len("v", v, self.dim())?;
@@ -165,14 +183,26 @@ impl PerExampleQuadratic {
         }
         let p = a[0].nrows();
         if b.len() != n {
-            return Err(ObjectiveError::Length { name: "b", expected: n, got: b.len() });
+            return Err(ObjectiveError::Length {
+                name: "b",
+                expected: n,
+                got: b.len(),
+            });
         }
         for (i, (ai, bi)) in a.iter().zip(&b).enumerate() {
             if ai.nrows() != p || ai.ncols() != p {
-                return Err(ObjectiveError::Shape { what: format!("a[{i}]"), expected: format!("{p}×{p}"), got: format!("{}×{}", ai.nrows(), ai.ncols()) });
+                return Err(ObjectiveError::Shape {
+                    what: format!("a[{i}]"),
+                    expected: format!("{p}×{p}"),
+                    got: format!("{}×{}", ai.nrows(), ai.ncols()),
+                });
             }
             if bi.len() != p {
-                return Err(ObjectiveError::Shape { what: format!("b[{i}]"), expected: format!("{p}"), got: format!("{}", bi.len()) });
+                return Err(ObjectiveError::Shape {
+                    what: format!("b[{i}]"),
+                    expected: format!("{p}"),
+                    got: format!("{}", bi.len()),
+                });
             }
             if (ai - ai.transpose()).amax() > 1e-12 * (1.0 + ai.amax()) {
                 return Err(ObjectiveError::invalid(format!("a[{i}]"), "is not symmetric"));
@@ -180,16 +210,34 @@ impl PerExampleQuadratic {
             check_finite("a", ai.as_slice())?;
             check_finite("b", bi.as_slice())?;
         }
-        Ok(PerExampleQuadratic { a, b, c: vec![0.0; n] })
+        Ok(PerExampleQuadratic {
+            a,
+            b,
+            c: vec![0.0; n],
+        })
     }
 
     /// Least squares `ℓ_i(w) = ½(x_i·w − y_i)²` (½ MSE) from the rows `x_i`.
     pub fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Result<Self> {
         if x.len() != y.len() {
-            return Err(ObjectiveError::Length { name: "y", expected: x.len(), got: y.len() });
+            return Err(ObjectiveError::Length {
+                name: "y",
+                expected: x.len(),
+                got: y.len(),
+            });
         }
-        let a = x.iter().map(|r| { let v = DVector::from_column_slice(r); &v * v.transpose() }).collect();
-        let b = x.iter().zip(y).map(|(r, yi)| DVector::from_column_slice(r) * *yi).collect();
+        let a = x
+            .iter()
+            .map(|r| {
+                let v = DVector::from_column_slice(r);
+                &v * v.transpose()
+            })
+            .collect();
+        let b = x
+            .iter()
+            .zip(y)
+            .map(|(r, yi)| DVector::from_column_slice(r) * *yi)
+            .collect();
         let mut q = Self::new(a, b)?;
         q.c = y.iter().map(|v| 0.5 * v * v).collect();
         Ok(q)
@@ -200,9 +248,20 @@ impl PerExampleQuadratic {
         let mut rng = imreg_objective::rng::stream(seed, 0);
         let w_star = imreg_objective::rng::normal_vec(&mut rng, p);
         let scale = 1.0 / (p as f64).sqrt();
-        let x: Vec<Vec<f64>> = (0..n).map(|_| imreg_objective::rng::normal_vec(&mut rng, p).into_iter().map(|v| v * scale).collect()).collect();
+        let x: Vec<Vec<f64>> = (0..n)
+            .map(|_| {
+                imreg_objective::rng::normal_vec(&mut rng, p)
+                    .into_iter()
+                    .map(|v| v * scale)
+                    .collect()
+            })
+            .collect();
         let noise = imreg_objective::rng::normal_vec(&mut rng, n);
-        let y: Vec<f64> = x.iter().zip(&noise).map(|(r, e)| dot(r, &w_star) + 0.5 * e).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .zip(&noise)
+            .map(|(r, e)| dot(r, &w_star) + 0.5 * e)
+            .collect();
         Self::least_squares(&x, &y)
     }
 
@@ -236,7 +295,10 @@ impl Objective for PerExampleQuadratic {
         let n = self.n_examples();
         batch.validate(n)?;
         let w = DVector::from_column_slice(theta);
-        let s: f64 = batch.iter(n).map(|i| 0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i]).sum();
+        let s: f64 = batch
+            .iter(n)
+            .map(|i| 0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i])
+            .sum();
         Ok(s / batch.len(n) as f64)
     }
     fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
@@ -256,7 +318,14 @@ impl Objective for PerExampleQuadratic {
             o.copy_from_slice((&self.a[i] * &v).as_slice());
         })
     }
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         self.check_theta(theta)?;
         check_len("u", u, self.dim())?;
         check_len("v", v, self.dim())?;
@@ -284,13 +353,21 @@ pub(crate) mod tests {
                 // Central differences have error O(r²) ≈ 1e-10 relative; round-off ≈ 1e-16/r ≈ 1e-11.
                 let fd = (obj.loss(&plus, b).unwrap() - obj.loss(&minus, b).unwrap()) / (2.0 * r);
                 let g = obj.grad(theta, b).unwrap();
-                assert!((fd - dot(&g, &u)).abs() < 1e-7 * (1.0 + fd.abs()), "grad: {fd} vs {}", dot(&g, &u));
+                assert!(
+                    (fd - dot(&g, &u)).abs() < 1e-7 * (1.0 + fd.abs()),
+                    "grad: {fd} vs {}",
+                    dot(&g, &u)
+                );
                 let gp = obj.grad(&plus, b).unwrap();
                 let gm = obj.grad(&minus, b).unwrap();
                 let hu = obj.hvp_vec(theta, b, &u).unwrap();
                 for j in 0..p {
                     let fdj = (gp[j] - gm[j]) / (2.0 * r);
-                    assert!((fdj - hu[j]).abs() < 1e-6 * (1.0 + fdj.abs()), "hvp[{j}]: {fdj} vs {}", hu[j]);
+                    assert!(
+                        (fdj - hu[j]).abs() < 1e-6 * (1.0 + fdj.abs()),
+                        "hvp[{j}]: {fdj} vs {}",
+                        hu[j]
+                    );
                 }
                 let hp = obj.hvp_vec(&plus, b, &v).unwrap();
                 let hm = obj.hvp_vec(&minus, b, &v).unwrap();
@@ -298,7 +375,11 @@ pub(crate) mod tests {
                 obj.third_order(theta, b, &u, &v, &mut t3).unwrap();
                 for j in 0..p {
                     let fdj = (hp[j] - hm[j]) / (2.0 * r);
-                    assert!((fdj - t3[j]).abs() < 1e-6 * (1.0 + fdj.abs()), "t3[{j}]: {fdj} vs {}", t3[j]);
+                    assert!(
+                        (fdj - t3[j]).abs() < 1e-6 * (1.0 + fdj.abs()),
+                        "t3[{j}]: {fdj} vs {}",
+                        t3[j]
+                    );
                 }
             }
         }
@@ -314,14 +395,27 @@ pub(crate) mod tests {
     fn quadratic_derivatives() {
         let obj = PerExampleQuadratic::random_least_squares(6, 3, 4).unwrap();
         check_derivatives(&obj, &[0.3, -0.7, 1.1], 5);
-        assert!(PerExampleQuadratic::new(vec![DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0])], vec![DVector::zeros(2)]).is_err());
+        assert!(PerExampleQuadratic::new(
+            vec![DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0])],
+            vec![DVector::zeros(2)]
+        )
+        .is_err());
     }
 
     #[test]
     fn bad_input_is_typed() {
         let obj = LogCoshQuartic::random(3, 2, 1).unwrap();
-        assert!(matches!(obj.loss(&[0.0], Batch::Full), Err(ObjectiveError::Length { .. })));
-        assert!(matches!(obj.loss(&[0.0, f64::NAN], Batch::Full), Err(ObjectiveError::NonFinite { .. })));
-        assert!(matches!(obj.loss(&[0.0, 0.0], Batch::Indices(&[7])), Err(ObjectiveError::IndexOutOfRange { .. })));
+        assert!(matches!(
+            obj.loss(&[0.0], Batch::Full),
+            Err(ObjectiveError::Length { .. })
+        ));
+        assert!(matches!(
+            obj.loss(&[0.0, f64::NAN], Batch::Full),
+            Err(ObjectiveError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            obj.loss(&[0.0, 0.0], Batch::Indices(&[7])),
+            Err(ObjectiveError::IndexOutOfRange { .. })
+        ));
     }
 }

@@ -64,14 +64,20 @@ mod tests {
     #[test]
     fn full_and_indices_agree() {
         let ix = [0, 1, 2];
-        assert_eq!(Batch::Full.iter(3).collect::<Vec<_>>(), Batch::Indices(&ix).iter(3).collect::<Vec<_>>());
+        assert_eq!(
+            Batch::Full.iter(3).collect::<Vec<_>>(),
+            Batch::Indices(&ix).iter(3).collect::<Vec<_>>()
+        );
         assert_eq!(Batch::Full.len(3), 3);
     }
 
     #[test]
     fn validation_names_the_problem() {
         assert_eq!(Batch::Indices(&[]).validate(3), Err(ObjectiveError::EmptyBatch));
-        assert_eq!(Batch::Indices(&[0, 5]).validate(3), Err(ObjectiveError::IndexOutOfRange { index: 5, n: 3 }));
+        assert_eq!(
+            Batch::Indices(&[0, 5]).validate(3),
+            Err(ObjectiveError::IndexOutOfRange { index: 5, n: 3 })
+        );
         assert!(Batch::Full.validate(0).is_err());
     }
 }

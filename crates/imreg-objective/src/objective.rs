@@ -30,7 +30,14 @@ pub trait Objective: Send + Sync {
 
     /// Writes the third-order directional derivative `T3_B[u, v] = ∇_θ (uᵀ H_B(θ) v)`, i.e.
     /// `Σ_jk ∂³C_B/∂θ_i∂θ_j∂θ_k u_j v_k`, into `out`.
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()>;
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()>;
 
     /// Streams the per-example gradients `∇ℓ_i(θ)` of the batch's examples, in batch order, in chunks of at
     /// most `chunk` rows: `sink(start, rows)` receives the gradients of batch positions
@@ -105,7 +112,11 @@ pub trait Objective: Send + Sync {
 /// Errors unless `v.len() == expected`.
 pub fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
     if v.len() != expected {
-        return Err(ObjectiveError::Length { name, expected, got: v.len() });
+        return Err(ObjectiveError::Length {
+            name,
+            expected,
+            got: v.len(),
+        });
     }
     Ok(())
 }
@@ -113,7 +124,11 @@ pub fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
 /// Errors on the first NaN or infinity in `v`.
 pub fn check_finite(what: &str, v: &[f64]) -> Result<()> {
     if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(ObjectiveError::NonFinite { what: what.to_string(), index, value });
+        return Err(ObjectiveError::NonFinite {
+            what: what.to_string(),
+            index,
+            value,
+        });
     }
     Ok(())
 }

@@ -17,7 +17,12 @@ fn data(n: usize, d: usize, c: usize, seed: u64) -> (Array2<f64>, Array2<f64>, V
 }
 
 fn spec(widths: Vec<usize>, activation: Activation, loss: LossKind) -> MlpSpec {
-    MlpSpec { widths, activation, bias: true, loss }
+    MlpSpec {
+        widths,
+        activation,
+        bias: true,
+        loss,
+    }
 }
 
 fn random_vec(n: usize, seed: u64) -> Vec<f64> {
@@ -54,7 +59,11 @@ fn loss_dual(m: &Mlp, y: &Array2<f64>, labels: &[usize], theta: &[Dual2DVec64]) 
             let z: Vec<Dual2DVec64> = (0..dout)
                 .map(|o| (0..din).fold(b[o].clone(), |acc, j| acc + w[o * din + j].clone() * h[j].clone()))
                 .collect();
-            h = if k + 1 < layers { z.into_iter().map(act).collect() } else { z };
+            h = if k + 1 < layers {
+                z.into_iter().map(act).collect()
+            } else {
+                z
+            };
         }
         total += match s.loss {
             LossKind::CrossEntropy => {
@@ -62,7 +71,11 @@ fn loss_dual(m: &Mlp, y: &Array2<f64>, labels: &[usize], theta: &[Dual2DVec64]) 
             }
             LossKind::Mse { half } => {
                 let c = if half { 0.5 } else { 1.0 };
-                h.iter().zip(y.row(i)).fold(Dual2DVec64::from_re(0.0), |a, (f, &t)| a + (f.clone() - t).powi(2) * c)
+                h.iter()
+                    .zip(y.row(i))
+                    .fold(Dual2DVec64::from_re(0.0), |a, (f, &t)| {
+                        a + (f.clone() - t).powi(2) * c
+                    })
             }
         };
     }
@@ -85,7 +98,10 @@ fn hvp_equals_dense_hessian_times_v_for_every_loss_and_activation() {
             _ => Mlp::regression(sp, x, y.clone()).unwrap(),
         };
         let theta = m.init_params(k as u64, 2.0);
-        let (f, g, h) = hessian(|t: DVector<Dual2DVec64>| loss_dual(&m, &y, &labels, t.as_slice()), DVector::from_vec(theta.clone()));
+        let (f, g, h) = hessian(
+            |t: DVector<Dual2DVec64>| loss_dual(&m, &y, &labels, t.as_slice()),
+            DVector::from_vec(theta.clone()),
+        );
         assert!((m.loss(&theta, Batch::Full).unwrap() - f).abs() <= 1e-14 * f.abs().max(1.0));
         assert!(rel_err(&m.grad(&theta, Batch::Full).unwrap(), g.as_slice()) < 1e-13);
         for s in 0..3 {
@@ -100,7 +116,12 @@ fn hvp_equals_dense_hessian_times_v_for_every_loss_and_activation() {
 #[test]
 fn identity_mlp_equals_the_hand_derived_deep_linear_net() {
     let (x, y, _) = data(7, 3, 2, 5);
-    let m = Mlp::regression(spec(vec![3, 4, 2], Activation::Identity, LossKind::Mse { half: true }), x.clone(), y.clone()).unwrap();
+    let m = Mlp::regression(
+        spec(vec![3, 4, 2], Activation::Identity, LossKind::Mse { half: true }),
+        x.clone(),
+        y.clone(),
+    )
+    .unwrap();
     let dl = DeepLinear::new(vec![3, 4, 2], x, y, true).unwrap();
     assert_eq!(m.dim(), dl.dim());
     // Names differ by design: nn.Sequential(Linear, Linear) numbers layers 0, 1; an MLP has activations between.
@@ -110,7 +131,12 @@ fn identity_mlp_equals_the_hand_derived_deep_linear_net() {
     let b = Batch::Indices(&[0, 2, 3, 6]);
     assert!((m.loss(&theta, b).unwrap() - dl.loss(&theta, b).unwrap()).abs() < 1e-14);
     assert!(rel_err(&m.grad(&theta, b).unwrap(), &dl.grad(&theta, b).unwrap()) < 1e-13);
-    assert!(rel_err(&m.hvp_vec(&theta, b, &v).unwrap(), &dl.hvp_vec(&theta, b, &v).unwrap()) < 1e-13);
+    assert!(
+        rel_err(
+            &m.hvp_vec(&theta, b, &v).unwrap(),
+            &dl.hvp_vec(&theta, b, &v).unwrap()
+        ) < 1e-13
+    );
     let (mut t1, mut t2) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
     m.third_order(&theta, b, &u, &v, &mut t1).unwrap();
     dl.third_order(&theta, b, &u, &v, &mut t2).unwrap();
@@ -120,7 +146,12 @@ fn identity_mlp_equals_the_hand_derived_deep_linear_net() {
 #[test]
 fn per_example_gradients_sum_to_n_times_the_batch_gradient() {
     let (x, _, labels) = data(300, 4, 3, 9);
-    let m = Mlp::classification(spec(vec![4, 5, 3], Activation::Tanh, LossKind::CrossEntropy), x, labels).unwrap();
+    let m = Mlp::classification(
+        spec(vec![4, 5, 3], Activation::Tanh, LossKind::CrossEntropy),
+        x,
+        labels,
+    )
+    .unwrap();
     let theta = m.init_params(1, 1.0);
     let batch: Vec<usize> = (0..300).rev().step_by(2).collect();
     let b = Batch::Indices(&batch);
@@ -147,17 +178,30 @@ fn per_example_gradients_sum_to_n_times_the_batch_gradient() {
 #[test]
 fn results_are_bitwise_identical_at_one_and_two_threads() {
     let (x, y, _) = data(700, 5, 2, 2);
-    let m = Mlp::regression(spec(vec![5, 8, 2], Activation::Tanh, LossKind::Mse { half: true }), x, y).unwrap();
+    let m = Mlp::regression(
+        spec(vec![5, 8, 2], Activation::Tanh, LossKind::Mse { half: true }),
+        x,
+        y,
+    )
+    .unwrap();
     let theta = m.init_params(4, 1.0);
     let v = random_vec(theta.len(), 8);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let (mut g, mut hv) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
             let l = m.loss_grad(&theta, Batch::Full, &mut g).unwrap();
             m.hvp(&theta, Batch::Full, &v, &mut hv).unwrap();
             let o = m.outputs(&theta, Batch::Full).unwrap();
-            (l.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), hv.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o)
+            (
+                l.to_bits(),
+                g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                hv.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                o,
+            )
         })
     };
     assert_eq!(run(1), run(2));
@@ -166,7 +210,12 @@ fn results_are_bitwise_identical_at_one_and_two_threads() {
 #[test]
 fn output_jacobian_products_satisfy_the_dot_product_identity() {
     let (x, _, labels) = data(9, 3, 4, 6);
-    let m = Mlp::classification(spec(vec![3, 5, 4], Activation::Gelu, LossKind::CrossEntropy), x, labels.clone()).unwrap();
+    let m = Mlp::classification(
+        spec(vec![3, 5, 4], Activation::Gelu, LossKind::CrossEntropy),
+        x,
+        labels.clone(),
+    )
+    .unwrap();
     let theta = m.init_params(2, 1.0);
     let v = random_vec(theta.len(), 3);
     let u = Array2::from_shape_vec((9, 4), random_vec(36, 4)).unwrap();
@@ -178,7 +227,8 @@ fn output_jacobian_products_satisfy_the_dot_product_identity() {
     assert!((a - b).abs() < 1e-12 * a.abs().max(1.0));
     // Explicit targets equal to the dataset's reproduce the ordinary gradient.
     let mut g1 = vec![0.0; theta.len()];
-    m.loss_grad_with_targets(&theta, Batch::Full, Targets::Labels(&labels), &mut g1).unwrap();
+    m.loss_grad_with_targets(&theta, Batch::Full, Targets::Labels(&labels), &mut g1)
+        .unwrap();
     assert!(rel_err(&g1, &m.grad(&theta, Batch::Full).unwrap()) < 1e-15);
 }
 
@@ -188,20 +238,43 @@ fn bad_input_gives_typed_errors() {
     let sp = spec(vec![3, 4, 2], Activation::Relu, LossKind::CrossEntropy);
     assert!(matches!(
         Mlp::classification(sp.clone(), x.clone(), vec![0, 1, 2, 0]),
-        Err(ObjectiveError::LabelOutOfRange { index: 2, label: 2, classes: 2 })
+        Err(ObjectiveError::LabelOutOfRange {
+            index: 2,
+            label: 2,
+            classes: 2
+        })
     ));
-    assert!(matches!(Mlp::classification(sp.clone(), x.clone(), vec![0]), Err(ObjectiveError::Length { .. })));
     assert!(matches!(
-        Mlp::regression(spec(vec![2, 4, 2], Activation::Tanh, LossKind::Mse { half: true }), x.clone(), y.clone()),
+        Mlp::classification(sp.clone(), x.clone(), vec![0]),
+        Err(ObjectiveError::Length { .. })
+    ));
+    assert!(matches!(
+        Mlp::regression(
+            spec(vec![2, 4, 2], Activation::Tanh, LossKind::Mse { half: true }),
+            x.clone(),
+            y.clone()
+        ),
         Err(ObjectiveError::Shape { .. })
     ));
     let mut bad_x = x.clone();
     bad_x[(1, 2)] = f64::NAN;
-    assert!(matches!(Mlp::classification(sp.clone(), bad_x, labels.clone()), Err(ObjectiveError::NonFinite { .. })));
+    assert!(matches!(
+        Mlp::classification(sp.clone(), bad_x, labels.clone()),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
     let m = Mlp::classification(sp, x, labels).unwrap();
-    assert!(matches!(m.loss(&vec![0.0; m.dim() + 1], Batch::Full), Err(ObjectiveError::Length { .. })));
+    assert!(matches!(
+        m.loss(&vec![0.0; m.dim() + 1], Batch::Full),
+        Err(ObjectiveError::Length { .. })
+    ));
     let mut theta = m.init_params(0, 1.0);
-    assert!(matches!(m.loss(&theta, Batch::Indices(&[7])), Err(ObjectiveError::IndexOutOfRange { index: 7, n: 4 })));
+    assert!(matches!(
+        m.loss(&theta, Batch::Indices(&[7])),
+        Err(ObjectiveError::IndexOutOfRange { index: 7, n: 4 })
+    ));
     theta[0] = f64::INFINITY;
-    assert!(matches!(m.loss(&theta, Batch::Full), Err(ObjectiveError::NonFinite { .. })));
+    assert!(matches!(
+        m.loss(&theta, Batch::Full),
+        Err(ObjectiveError::NonFinite { .. })
+    ));
 }

@@ -45,23 +45,42 @@ impl AffineEpoch {
     pub fn from_parts(a: &[DMatrix<f64>], b: &[DVector<f64>], lr: f64) -> Result<Self> {
         check_lr("lr", lr)?;
         if a.is_empty() || a.len() != b.len() {
-            return Err(SgdError::invalid("a", format!("need one (A_k, b_k) per batch, got {} and {}", a.len(), b.len())));
+            return Err(SgdError::invalid(
+                "a",
+                format!("need one (A_k, b_k) per batch, got {} and {}", a.len(), b.len()),
+            ));
         }
         if a.len() > 63 {
-            return Err(SgdError::invalid("a", format!("{} batches: at most 63 supported", a.len())));
+            return Err(SgdError::invalid(
+                "a",
+                format!("{} batches: at most 63 supported", a.len()),
+            ));
         }
         let d = a[0].nrows();
         let mut maps = Vec::with_capacity(a.len() * d * d);
         let mut shifts = Vec::with_capacity(a.len() * d);
         for (k, (ak, bk)) in a.iter().zip(b).enumerate() {
             if ak.nrows() != d || ak.ncols() != d || bk.len() != d {
-                return Err(SgdError::invalid("a", format!("batch {k}: expected {d}×{d} and {d}, got {}×{} and {}", ak.nrows(), ak.ncols(), bk.len())));
+                return Err(SgdError::invalid(
+                    "a",
+                    format!(
+                        "batch {k}: expected {d}×{d} and {d}, got {}×{} and {}",
+                        ak.nrows(),
+                        ak.ncols(),
+                        bk.len()
+                    ),
+                ));
             }
             let mk = DMatrix::<f64>::identity(d, d) - ak * lr;
             maps.extend_from_slice(mk.as_slice());
             shifts.extend(bk.iter().map(|v| v * lr));
         }
-        Ok(AffineEpoch { d, m: a.len(), maps, shifts })
+        Ok(AffineEpoch {
+            d,
+            m: a.len(),
+            maps,
+            shifts,
+        })
     }
 
     /// Extracts `A_k = Ĥ_k` and `b_k = A_k θ_p − ĝ_k(θ_p)` from any objective at a probe point, and verifies
@@ -69,7 +88,14 @@ impl AffineEpoch {
     pub fn from_objective(obj: &dyn Objective, partition: &Partition, lr: f64) -> Result<Self> {
         let d = obj.dim();
         if partition.n_examples() != obj.n_examples() {
-            return Err(SgdError::invalid("partition", format!("refers to N = {}, the objective has {}", partition.n_examples(), obj.n_examples())));
+            return Err(SgdError::invalid(
+                "partition",
+                format!(
+                    "refers to N = {}, the objective has {}",
+                    partition.n_examples(),
+                    obj.n_examples()
+                ),
+            ));
         }
         let mut rng = imreg_objective::rng::stream(0x5eed, 0);
         let p1 = DVector::from_vec(imreg_objective::rng::normal_vec(&mut rng, d));
@@ -117,6 +143,19 @@ impl AffineEpoch {
                 for (yi, mi) in yc.iter_mut().zip(mcol) {
                     *yi += mi * xj;
                 }
+            }
+        }
+    }
+
+    /// `y = M_k x + c_k` for a single iterate (the hot loop of the Monte Carlo path).
+    #[inline]
+    fn apply_vec(&self, k: usize, x: &[f64], y: &mut [f64]) {
+        let d = self.d;
+        let mk = &self.maps[k * d * d..(k + 1) * d * d];
+        y.copy_from_slice(&self.shifts[k * d..(k + 1) * d]);
+        for (mcol, &xj) in mk.chunks_exact(d).zip(x) {
+            for (yi, mi) in y.iter_mut().zip(mcol) {
+                *yi += mi * xj;
             }
         }
     }
@@ -202,13 +241,21 @@ impl AffineEpoch {
     }
 
     /// Exact `E[θ]` after `epochs` epochs over all `m!` orders per epoch (independent across epochs).
-    pub fn mean_over_orders(&self, theta0: &[f64], epochs: usize, algo: AffineAlgorithm) -> Result<ExactMean> {
+    pub fn mean_over_orders(
+        &self,
+        theta0: &[f64],
+        epochs: usize,
+        algo: AffineAlgorithm,
+    ) -> Result<ExactMean> {
         check_len("theta0", theta0, self.d)?;
         if epochs == 0 {
             return Err(SgdError::invalid("epochs", "must be ≥ 1"));
         }
         if algo == AffineAlgorithm::SubsetDp && self.m > 24 {
-            return Err(SgdError::invalid("algo", format!("SubsetDp needs 2^m states; m = {} > 24", self.m)));
+            return Err(SgdError::invalid(
+                "algo",
+                format!("SubsetDp needs 2^m states; m = {} > 24", self.m),
+            ));
         }
         let per_epoch: f64 = (1..=self.m).map(|k| k as f64).product();
         let sequences = per_epoch.powi(epochs as i32);
@@ -231,9 +278,16 @@ impl AffineEpoch {
             w.as_slice().to_vec()
         };
         if let Some(bad) = mean.iter().find(|v| !v.is_finite()) {
-            return Err(SgdError::Diverged { step: self.m * epochs, what: format!("non-finite mean {bad}") });
+            return Err(SgdError::Diverged {
+                step: self.m * epochs,
+                what: format!("non-finite mean {bad}"),
+            });
         }
-        Ok(ExactMean { mean, sequences, steps_computed: f64::NAN })
+        Ok(ExactMean {
+            mean,
+            sequences,
+            steps_computed: f64::NAN,
+        })
     }
 
     /// Exact `E[θ]` for `m` i.i.d. uniform batch draws per epoch: `E[θ_{t+1}] = M̄ E[θ_t] + c̄` exactly,
@@ -258,29 +312,39 @@ impl AffineEpoch {
         for _ in 0..self.m * epochs {
             w = &p * w + &q;
         }
-        Ok(ExactMean { mean: w.as_slice().to_vec(), sequences: (self.m as f64).powi((self.m * epochs) as i32), steps_computed: (self.m * epochs) as f64 })
+        Ok(ExactMean {
+            mean: w.as_slice().to_vec(),
+            sequences: (self.m as f64).powi((self.m * epochs) as i32),
+            steps_computed: (self.m * epochs) as f64,
+        })
     }
 
     /// Seeded Monte Carlo over uniformly random batch orders (one independent order per epoch).
     pub fn monte_carlo_orders(&self, theta0: &[f64], epochs: usize, opts: &McOptions) -> Result<McEstimate> {
         check_len("theta0", theta0, self.d)?;
         let d = self.d;
-        monte_carlo_chunks(d, opts, |rng, mom| {
+        monte_carlo_chunks(d, opts, |rng, count, mom| {
             let mut order: Vec<u8> = (0..self.m as u8).collect();
-            let mut x = theta0.to_vec();
+            let mut x = vec![0.0; d];
             let mut y = vec![0.0; d];
-            for _ in 0..epochs {
-                order.shuffle(rng);
-                for &k in &order {
-                    self.apply(k as usize, &x, 1, &mut y);
-                    std::mem::swap(&mut x, &mut y);
+            for _ in 0..count {
+                x.copy_from_slice(theta0);
+                for _ in 0..epochs {
+                    order.shuffle(rng);
+                    for &k in &order {
+                        self.apply_vec(k as usize, &x, &mut y);
+                        std::mem::swap(&mut x, &mut y);
+                    }
                 }
+                let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+                if !(norm.is_finite() && norm <= opts.divergence_norm) {
+                    return Err(SgdError::Diverged {
+                        step: self.m * epochs,
+                        what: format!("‖θ‖ = {norm:e}"),
+                    });
+                }
+                mom.push(&x);
             }
-            let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if !(norm.is_finite() && norm <= opts.divergence_norm) {
-                return Err(SgdError::Diverged { step: self.m * epochs, what: format!("‖θ‖ = {norm:e}") });
-            }
-            mom.push(&x);
             Ok(())
         })
     }
@@ -294,7 +358,9 @@ mod tests {
     use imreg_flow::Remainder;
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
     }
 
     /// Prefix tree, subset DP and the generic enumeration agree (1 and 2 epochs); the with-replacement
@@ -307,13 +373,35 @@ mod tests {
         let w0 = [0.3, -0.1, 0.5];
         let aff = AffineEpoch::from_objective(&obj, &part, lr).unwrap();
         for epochs in [1, 2] {
-            let g = exact_mean(&obj, &part, &w0, lr, epochs, Averaging::BatchOrders, &ExactOptions::default()).unwrap();
-            let t = aff.mean_over_orders(&w0, epochs, AffineAlgorithm::PrefixTree).unwrap();
-            let s = aff.mean_over_orders(&w0, epochs, AffineAlgorithm::SubsetDp).unwrap();
+            let g = exact_mean(
+                &obj,
+                &part,
+                &w0,
+                lr,
+                epochs,
+                Averaging::BatchOrders,
+                &ExactOptions::default(),
+            )
+            .unwrap();
+            let t = aff
+                .mean_over_orders(&w0, epochs, AffineAlgorithm::PrefixTree)
+                .unwrap();
+            let s = aff
+                .mean_over_orders(&w0, epochs, AffineAlgorithm::SubsetDp)
+                .unwrap();
             // Different summation orders of 120 (or 14400) O(1) terms: agreement to ~1e-14.
             assert!(close(&t.mean, &g.mean, 1e-13), "{:?} vs {:?}", t.mean, g.mean);
             assert!(close(&s.mean, &g.mean, 1e-13), "{:?} vs {:?}", s.mean, g.mean);
-            let wr = exact_mean(&obj, &part, &w0, lr, epochs, Averaging::WithReplacement, &ExactOptions::default()).unwrap();
+            let wr = exact_mean(
+                &obj,
+                &part,
+                &w0,
+                lr,
+                epochs,
+                Averaging::WithReplacement,
+                &ExactOptions::default(),
+            )
+            .unwrap();
             let wa = aff.mean_with_replacement(&w0, epochs).unwrap();
             assert!(close(&wa.mean, &wr.mean, 1e-13), "{:?} vs {:?}", wa.mean, wr.mean);
         }
@@ -326,22 +414,55 @@ mod tests {
         let aff = AffineEpoch::from_objective(&obj, &part, 0.3).unwrap();
         let w0 = [1.0, -1.0, 0.5, 0.0];
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| (aff.mean_over_orders(&w0, 1, AffineAlgorithm::PrefixTree).unwrap().mean, aff.monte_carlo_orders(&w0, 1, &McOptions { samples: 50_000, ..Default::default() }).unwrap()))
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (
+                    aff.mean_over_orders(&w0, 1, AffineAlgorithm::PrefixTree)
+                        .unwrap()
+                        .mean,
+                    aff.monte_carlo_orders(
+                        &w0,
+                        1,
+                        &McOptions {
+                            samples: 50_000,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap(),
+                )
+            })
         };
         let (a, b) = (run(1), run(2));
-        assert_eq!(a.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            a.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert_eq!(a.1, b.1);
         // z = 4 (see expectation::tests): MC over 8! orders covers the exact mean.
-        assert!(a.1.contains(&a.0, 4.0), "{:?} vs {:?} ± {:?}", a.0, a.1.mean, a.1.std_error);
+        assert!(
+            a.1.contains(&a.0, 4.0),
+            "{:?} vs {:?} ± {:?}",
+            a.0,
+            a.1.mean,
+            a.1.std_error
+        );
     }
 
     #[test]
     fn non_affine_models_are_rejected() {
         let obj = LogCoshQuartic::random(4, 2, 1).unwrap();
         let part = Partition::consecutive(4, 2, Remainder::Error).unwrap();
-        assert!(matches!(AffineEpoch::from_objective(&obj, &part, 0.1), Err(SgdError::NotAffine { .. })));
+        assert!(matches!(
+            AffineEpoch::from_objective(&obj, &part, 0.1),
+            Err(SgdError::NotAffine { .. })
+        ));
         let q = PerExampleQuadratic::random_least_squares(4, 2, 1).unwrap();
-        assert!(matches!(AffineEpoch::from_objective(&q, &part, 0.0), Err(SgdError::NonPositiveStep { .. })));
+        assert!(matches!(
+            AffineEpoch::from_objective(&q, &part, 0.0),
+            Err(SgdError::NonPositiveStep { .. })
+        ));
     }
 }

@@ -55,7 +55,14 @@ fn dist(a: &[f64], b: &[f64]) -> f64 {
 
 /// Flow reference: rtol 1e-13 keeps the integration error ≈ 1e-14, far below the smallest error measured.
 fn flow_at(field: &dyn VectorField, w0: &[f64], t: f64) -> std::result::Result<Vec<f64>, String> {
-    Ok(s(integrate_field(field, 0.0, w0, t, &Dop853Options::with_tol(1e-13, 1e-15)))?.0)
+    Ok(s(integrate_field(
+        field,
+        0.0,
+        w0,
+        t,
+        &Dop853Options::with_tol(1e-13, 1e-15),
+    ))?
+    .0)
 }
 
 /// Errors of the exact mean (over `averaging`) after one epoch vs GF, C_SGD and C_GD flows at `mε`.
@@ -69,7 +76,16 @@ fn epoch_vs_flows(
     let m = part.m() as f64;
     let mut errs = [Vec::new(), Vec::new(), Vec::new()];
     for &eps in steps {
-        let mean = s(exact_mean(obj, part, w0, eps, 1, averaging, &ExactOptions::default()))?.mean;
+        let mean = s(exact_mean(
+            obj,
+            part,
+            w0,
+            eps,
+            1,
+            averaging,
+            &ExactOptions::default(),
+        ))?
+        .mean;
         let t = m * eps;
         let gf = flow_at(&GradientFlow::new(obj), w0, t)?;
         let sgd = flow_at(&s(SgdFlow::new(obj, part.clone(), eps))?, w0, t)?;
@@ -79,14 +95,22 @@ fn epoch_vs_flows(
         errs[2].push(dist(&mean, &igr));
     }
     let [a, b, c] = errs;
-    Ok([s(fit_order(steps, a))?, s(fit_order(steps, b))?, s(fit_order(steps, c))?])
+    Ok([
+        s(fit_order(steps, a))?,
+        s(fit_order(steps, b))?,
+        s(fit_order(steps, c))?,
+    ])
 }
 
 const SLOPE_TOL: f64 = 0.15;
 
 fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     // (N, B): m = N/B batches; mε ≤ 0.2 keeps m ε λ_max ≪ 1 (λ_max ≈ 1 here), the asymptotic regime.
-    let configs: &[(usize, usize)] = if ctx.quick { &[(6, 2), (8, 2)] } else { &[(6, 2), (6, 1), (8, 2), (9, 3)] };
+    let configs: &[(usize, usize)] = if ctx.quick {
+        &[(6, 2), (8, 2)]
+    } else {
+        &[(6, 2), (6, 1), (8, 2), (9, 3)]
+    };
     let mut parts = Vec::new();
     let mut figs = Vec::new();
     for &(n, b) in configs {
@@ -119,7 +143,16 @@ fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     let w0 = [0.6, -0.4];
     let mut errs = Vec::new();
     for &eps in &steps {
-        let mean = s(exact_mean(&obj, &part, &w0, eps, 1, Averaging::Partitions, &ExactOptions::default()))?.mean;
+        let mean = s(exact_mean(
+            &obj,
+            &part,
+            &w0,
+            eps,
+            1,
+            Averaging::Partitions,
+            &ExactOptions::default(),
+        ))?
+        .mean;
         let flow = flow_at(&s(PartitionAveragedSgdFlow::new(&obj, eps, b))?, &w0, m * eps)?;
         errs.push(dist(&mean, &flow));
     }
@@ -132,11 +165,24 @@ fn with_replacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> 
     let (n, b) = (6, 2);
     let obj = s(LogCoshQuartic::random(n, 2, 2027))?;
     let part = s(Partition::consecutive(n, b, Remainder::Error))?;
-    let steps = s(geometric_steps(0.2 / part.m() as f64, 0.5, if ctx.quick { 4 } else { 6 }))?;
+    let steps = s(geometric_steps(
+        0.2 / part.m() as f64,
+        0.5,
+        if ctx.quick { 4 } else { 6 },
+    ))?;
     let [_, sgd, igr] = epoch_vs_flows(&obj, &part, &[0.6, -0.4], &steps, Averaging::WithReplacement)?;
-    let mut out = Outcome::all(vec![igr.outcome("with-replacement vs C_GD", 3.0, SLOPE_TOL), sgd.outcome("with-replacement vs C_SGD", 2.0, SLOPE_TOL)]);
+    let mut out = Outcome::all(vec![
+        igr.outcome("with-replacement vs C_GD", 3.0, SLOPE_TOL),
+        sgd.outcome("with-replacement vs C_SGD", 2.0, SLOPE_TOL),
+    ]);
     if let Some(dir) = ctx.figure_dir("smith.with-replacement") {
-        out = out.with_figures(save_order_figure(&dir, "with_replacement", "with-replacement mean (all m^m draws) vs flows at mε", "learning rate ε", &[("C_GD flow", &igr), ("C_SGD flow", &sgd)])?);
+        out = out.with_figures(save_order_figure(
+            &dir,
+            "with_replacement",
+            "with-replacement mean (all m^m draws) vs flows at mε",
+            "learning rate ε",
+            &[("C_GD flow", &igr), ("C_SGD flow", &sgd)],
+        )?);
     }
     Ok(out)
 }
@@ -146,7 +192,13 @@ fn t2_problem() -> std::result::Result<(PerExampleQuadratic, [f64; 4], [f64; 4])
     let a = [1.0, 2.0, 0.5, 1.5];
     let c = [1.0, -1.0, 2.0, 0.0];
     // ½ a_i w² − a_i c_i w: the same gradient as (a_i/2)(w − c_i)².
-    let obj = s(PerExampleQuadratic::new(a.iter().map(|ai| DMatrix::from_element(1, 1, *ai)).collect(), a.iter().zip(&c).map(|(ai, ci)| DVector::from_element(1, ai * ci)).collect()))?;
+    let obj = s(PerExampleQuadratic::new(
+        a.iter().map(|ai| DMatrix::from_element(1, 1, *ai)).collect(),
+        a.iter()
+            .zip(&c)
+            .map(|(ai, ci)| DVector::from_element(1, ai * ci))
+            .collect(),
+    ))?;
     Ok((obj, a, c))
 }
 
@@ -176,7 +228,13 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
     let mut parts = Vec::new();
     // Quoted reference values (notes §1.6, [N]): (B, ε, E[w_m], GF(mε), C_SGD flow(mε)) — a cross-check only.
     let quoted = [
-        (1usize, 0.05, 0.382661458333333, 0.389400391535702, 0.383014215133297),
+        (
+            1usize,
+            0.05,
+            0.382661458333333,
+            0.389400391535702,
+            0.383014215133297,
+        ),
         (1, 0.0125, 0.469235921223958, 0.469706531406738, 0.469242114052578),
         (2, 0.05, 0.4390625, 0.441248451292298, 0.439166341436586),
         (2, 0.0125, 0.48447265625, 0.484616617238172, 0.484474358869943),
@@ -187,8 +245,24 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
         let part = s(Partition::consecutive(4, b, Remainder::Error))?;
         let t = part.m() as f64 * eps;
         // Route 1: generic enumeration of all m! orders. Route 2: the affine subset DP.
-        let e1 = s(exact_mean(&obj, &part, &[w0], eps, 1, Averaging::BatchOrders, &ExactOptions::default()))?.mean[0];
-        let e2 = s(s(AffineEpoch::from_objective(&obj, &part, eps))?.mean_over_orders(&[w0], 1, AffineAlgorithm::SubsetDp))?.mean[0];
+        let e1 = s(exact_mean(
+            &obj,
+            &part,
+            &[w0],
+            eps,
+            1,
+            Averaging::BatchOrders,
+            &ExactOptions::default(),
+        ))?
+        .mean[0];
+        let e2 = s(
+            s(AffineEpoch::from_objective(&obj, &part, eps))?.mean_over_orders(
+                &[w0],
+                1,
+                AffineAlgorithm::SubsetDp,
+            ),
+        )?
+        .mean[0];
         let (ag, bg) = t2_coefficients(&a, &c, b, 0.0);
         let (asg, bsg) = t2_coefficients(&a, &c, b, eps);
         let gf = linear_flow(ag, bg, w0, t);
@@ -196,18 +270,38 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
         // Route 3: DOP853 on the generic C_SGD flow against its closed form.
         let sgd_num = flow_at(&s(SgdFlow::new(&obj, part.clone(), eps))?, &[w0], t)?[0];
         max_route = max_route.max((e1 - e2).abs()).max((sgd - sgd_num).abs());
-        max_quoted = max_quoted.max((e1 - q_mean).abs()).max((gf - q_gf).abs()).max((sgd - q_sgd).abs());
+        max_quoted = max_quoted
+            .max((e1 - q_mean).abs())
+            .max((gf - q_gf).abs())
+            .max((sgd - q_sgd).abs());
     }
     // Independent routes agree to round-off (sums of ≤ 24 terms of size ≤ 1: 1e-13 is generous).
-    parts.push(Outcome::at_most("max |enumeration − subset DP|, |closed-form − DOP853 C_SGD flow|", max_route, 1e-13));
+    parts.push(Outcome::at_most(
+        "max |enumeration − subset DP|, |closed-form − DOP853 C_SGD flow|",
+        max_route,
+        1e-13,
+    ));
     // Quoted values have 15 decimals.
-    parts.push(Outcome::at_most("max |recomputed − quoted reference|", max_quoted, 1e-14));
+    parts.push(Outcome::at_most(
+        "max |recomputed − quoted reference|",
+        max_quoted,
+        1e-14,
+    ));
     // Orders on B = 1 (m = 4), ε = 0.025 … 0.025/2^k, where mελ ≤ 0.2.
     let part = s(Partition::consecutive(4, 1, Remainder::Error))?;
     let steps = s(geometric_steps(0.025, 0.5, if ctx.quick { 4 } else { 6 }))?;
     let (mut e_gf, mut e_sgd) = (Vec::new(), Vec::new());
     for &eps in &steps {
-        let mean = s(exact_mean(&obj, &part, &[w0], eps, 1, Averaging::BatchOrders, &ExactOptions::default()))?.mean[0];
+        let mean = s(exact_mean(
+            &obj,
+            &part,
+            &[w0],
+            eps,
+            1,
+            Averaging::BatchOrders,
+            &ExactOptions::default(),
+        ))?
+        .mean[0];
         let (ag, bg) = t2_coefficients(&a, &c, 1, 0.0);
         let (asg, bsg) = t2_coefficients(&a, &c, 1, eps);
         e_gf.push((mean - linear_flow(ag, bg, w0, 4.0 * eps)).abs());
@@ -219,7 +313,13 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
     parts.push(sgd.outcome("B=1 vs C_SGD closed form", 3.0, SLOPE_TOL));
     let mut out = Outcome::all(parts);
     if let Some(dir) = ctx.figure_dir("smith.quadratic-reference") {
-        out = out.with_figures(save_order_figure(&dir, "quadratic_t2", "1-D quadratic T2 (B = 1, m = 4)", "learning rate ε", &[("GF on C", &gf), ("C_SGD flow", &sgd)])?);
+        out = out.with_figures(save_order_figure(
+            &dir,
+            "quadratic_t2",
+            "1-D quadratic T2 (B = 1, m = 4)",
+            "learning rate ε",
+            &[("GF on C", &gf), ("C_SGD flow", &sgd)],
+        )?);
     }
     Ok(out)
 }
@@ -232,14 +332,24 @@ fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
     if n < k {
         return vec![];
     }
-    let mut with_last: Vec<Vec<usize>> = subsets(n - 1, k - 1).into_iter().map(|mut v| { v.push(n - 1); v }).collect();
+    let mut with_last: Vec<Vec<usize>> = subsets(n - 1, k - 1)
+        .into_iter()
+        .map(|mut v| {
+            v.push(n - 1);
+            v
+        })
+        .collect();
     let mut out = subsets(n - 1, k);
     out.append(&mut with_last);
     out
 }
 
 fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
-    let configs: &[(usize, usize)] = if ctx.quick { &[(6, 2), (7, 3), (8, 8)] } else { &[(6, 2), (7, 3), (8, 1), (8, 8), (10, 4), (12, 5)] };
+    let configs: &[(usize, usize)] = if ctx.quick {
+        &[(6, 2), (7, 3), (8, 8)]
+    } else {
+        &[(6, 2), (7, 3), (8, 1), (8, 8), (10, 4), (12, 5)]
+    };
     let mut worst = 0.0f64;
     let mut lines = Vec::new();
     for &(n, b) in configs {
@@ -248,15 +358,28 @@ fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String>
         let g = s(obj.grad(&w, Batch::Full))?;
         let gamma = s(gradient_variance(&obj, &w))?;
         let subs = subsets(n, b);
-        let lhs = subs.iter().map(|sub| obj.grad(&w, Batch::Indices(sub)).map(|gs| gs.iter().map(|v| v * v).sum::<f64>())).sum::<std::result::Result<f64, _>>();
+        let lhs = subs
+            .iter()
+            .map(|sub| {
+                obj.grad(&w, Batch::Indices(sub))
+                    .map(|gs| gs.iter().map(|v| v * v).sum::<f64>())
+            })
+            .sum::<std::result::Result<f64, _>>();
         let lhs = s(lhs)? / subs.len() as f64;
         let rhs = g.iter().map(|v| v * v).sum::<f64>() + (n - b) as f64 / (b as f64 * (n - 1) as f64) * gamma;
         let rel = (lhs - rhs).abs() / rhs.abs().max(1e-300);
         worst = worst.max(rel);
-        lines.push(format!("N={n},B={b}: {} subsets, E‖ĝ_S‖² = {lhs:.12e}, formula {rhs:.12e}", subs.len()));
+        lines.push(format!(
+            "N={n},B={b}: {} subsets, E‖ĝ_S‖² = {lhs:.12e}, formula {rhs:.12e}",
+            subs.len()
+        ));
     }
     // Both sides are sums of ≤ 792 O(1) terms: round-off ≤ 1e-13 relative.
-    let mut out = Outcome::at_most("max relative |E_S‖ĝ_S‖² − (‖g‖² + (N−B)/(B(N−1))Γ)|", worst, 1e-12);
+    let mut out = Outcome::at_most(
+        "max relative |E_S‖ĝ_S‖² − (‖g‖² + (N−B)/(B(N−1))Γ)|",
+        worst,
+        1e-12,
+    );
     out.measured = format!("{}; {}", out.measured, lines.join("; "));
     Ok(out)
 }
@@ -273,11 +396,19 @@ mod tests {
     #[test]
     #[ignore]
     fn full_checks_report() {
-        let dir = std::env::var_os("IMREG_CHECK_OUT").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let ctx = imreg_check::CheckContext { out_dir: Some(dir), quick: false };
+        let dir = std::env::var_os("IMREG_CHECK_OUT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let ctx = imreg_check::CheckContext {
+            out_dir: Some(dir),
+            quick: false,
+        };
         for c in super::checks() {
             let r = imreg_check::run_check(&c, &ctx);
-            println!("{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}", r.id, r.passed, r.seconds, r.expected, r.measured, r.figures);
+            println!(
+                "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}",
+                r.id, r.passed, r.seconds, r.expected, r.measured, r.figures
+            );
             assert!(r.passed);
         }
     }

@@ -17,7 +17,11 @@ pub enum SgdError {
     NonPositiveStep { name: &'static str, value: f64 },
     /// A parameter vector has the wrong length.
     #[error("{name} has length {got}, expected {expected}")]
-    Length { name: &'static str, expected: usize, got: usize },
+    Length {
+        name: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// An iterate became non-finite or exceeded the divergence threshold inside an expectation.
     #[error("an iterate diverged at step {step} of a sequence: {what}")]
     Diverged { step: usize, what: String },
@@ -36,7 +40,10 @@ pub enum SgdError {
 impl SgdError {
     /// Shorthand for [`SgdError::Invalid`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        SgdError::Invalid { field, reason: reason.into() }
+        SgdError::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -49,10 +56,17 @@ pub(crate) fn check_lr(name: &'static str, value: f64) -> Result<()> {
 
 pub(crate) fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
     if v.len() != expected {
-        return Err(SgdError::Length { name, expected, got: v.len() });
+        return Err(SgdError::Length {
+            name,
+            expected,
+            got: v.len(),
+        });
     }
     if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(SgdError::invalid("theta0", format!("{name}[{i}] = {x} is not finite")));
+        return Err(SgdError::invalid(
+            "theta0",
+            format!("{name}[{i}] = {x} is not finite"),
+        ));
     }
     Ok(())
 }

@@ -55,7 +55,10 @@ pub struct ExactOptions {
 
 impl Default for ExactOptions {
     fn default() -> Self {
-        ExactOptions { max_sequences: 1e8, divergence_norm: 1e12 }
+        ExactOptions {
+            max_sequences: 1e8,
+            divergence_norm: 1e12,
+        }
     }
 }
 
@@ -91,7 +94,9 @@ pub fn sequences_per_epoch(partition: &Partition, averaging: Averaging) -> f64 {
 }
 
 fn binomial(n: usize, k: usize) -> f64 {
-    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64).round()
+    (0..k)
+        .fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+        .round()
 }
 
 /// Per-epoch state of the sequence tree.
@@ -122,7 +127,9 @@ fn combinations(items: &[usize], k: usize) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..k).collect();
     loop {
         out.push(idx.iter().map(|&i| items[i]).collect());
-        let Some(i) = (0..k).rev().find(|&i| idx[i] != i + n - k) else { break };
+        let Some(i) = (0..k).rev().find(|&i| idx[i] != i + n - k) else {
+            break;
+        };
         idx[i] += 1;
         for j in i + 1..k {
             idx[j] = idx[j - 1] + 1;
@@ -133,7 +140,10 @@ fn combinations(items: &[usize], k: usize) -> Vec<Vec<usize>> {
 
 impl Tree<'_> {
     fn fresh(&self) -> EpochState {
-        EpochState { used: 0, remaining: (0..self.partition.n_examples()).collect() }
+        EpochState {
+            used: 0,
+            remaining: (0..self.partition.n_examples()).collect(),
+        }
     }
 
     /// The children of a node at position `pos` of its epoch: (batch, next state).
@@ -142,13 +152,26 @@ impl Tree<'_> {
         match self.averaging {
             Averaging::BatchOrders => (0..batches.len())
                 .filter(|k| state.used & (1 << k) == 0)
-                .map(|k| (batches[k].clone(), EpochState { used: state.used | (1 << k), remaining: Vec::new() }))
+                .map(|k| {
+                    (
+                        batches[k].clone(),
+                        EpochState {
+                            used: state.used | (1 << k),
+                            remaining: Vec::new(),
+                        },
+                    )
+                })
                 .collect(),
             Averaging::WithReplacement => batches.iter().map(|b| (b.clone(), state.clone())).collect(),
             Averaging::Partitions => combinations(&state.remaining, batches[pos].len())
                 .into_iter()
                 .map(|b| {
-                    let remaining = state.remaining.iter().copied().filter(|i| !b.contains(i)).collect();
+                    let remaining = state
+                        .remaining
+                        .iter()
+                        .copied()
+                        .filter(|i| !b.contains(i))
+                        .collect();
                     (b, EpochState { used: 0, remaining })
                 })
                 .collect(),
@@ -162,7 +185,10 @@ impl Tree<'_> {
         }
         let norm = out.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !(norm.is_finite() && norm <= self.divergence_norm) {
-            return Err(SgdError::Diverged { step: level + 1, what: format!("‖θ‖ = {norm:e}") });
+            return Err(SgdError::Diverged {
+                step: level + 1,
+                what: format!("‖θ‖ = {norm:e}"),
+            });
         }
         Ok(())
     }
@@ -216,7 +242,11 @@ impl Tree<'_> {
 }
 
 /// Fixed-order parallel reduction: `items` are mapped in parallel, the results summed in index order.
-pub(crate) fn ordered_sum<T: Sync>(items: &[T], len: usize, f: impl Fn(&T, &mut [f64]) -> Result<f64> + Sync) -> Result<(Vec<f64>, f64)> {
+pub(crate) fn ordered_sum<T: Sync>(
+    items: &[T],
+    len: usize,
+    f: impl Fn(&T, &mut [f64]) -> Result<f64> + Sync,
+) -> Result<(Vec<f64>, f64)> {
     let parts: Vec<Result<(Vec<f64>, f64)>> = items
         .par_iter()
         .map(|it| {
@@ -237,17 +267,33 @@ pub(crate) fn ordered_sum<T: Sync>(items: &[T], len: usize, f: impl Fn(&T, &mut 
     Ok((total, steps))
 }
 
-fn validate(obj: &dyn Objective, partition: &Partition, theta0: &[f64], lr: f64, epochs: usize) -> Result<()> {
+fn validate(
+    obj: &dyn Objective,
+    partition: &Partition,
+    theta0: &[f64],
+    lr: f64,
+    epochs: usize,
+) -> Result<()> {
     check_len("theta0", theta0, obj.dim())?;
     check_lr("lr", lr)?;
     if epochs == 0 {
         return Err(SgdError::invalid("epochs", "must be ≥ 1"));
     }
     if partition.n_examples() != obj.n_examples() {
-        return Err(SgdError::invalid("partition", format!("refers to N = {}, the objective has {}", partition.n_examples(), obj.n_examples())));
+        return Err(SgdError::invalid(
+            "partition",
+            format!(
+                "refers to N = {}, the objective has {}",
+                partition.n_examples(),
+                obj.n_examples()
+            ),
+        ));
     }
     if partition.m() > 63 {
-        return Err(SgdError::invalid("partition", format!("{} batches: enumeration supports at most 63", partition.m())));
+        return Err(SgdError::invalid(
+            "partition",
+            format!("{} batches: enumeration supports at most 63", partition.m()),
+        ));
     }
     Ok(())
 }
@@ -266,14 +312,30 @@ pub fn exact_mean(
     validate(obj, partition, theta0, lr, epochs)?;
     let count = sequences_per_epoch(partition, averaging).powi(epochs as i32);
     if !(count <= opts.max_sequences) {
-        return Err(SgdError::TooManySequences { count, limit: opts.max_sequences });
+        return Err(SgdError::TooManySequences {
+            count,
+            limit: opts.max_sequences,
+        });
     }
-    let tree = Tree { obj, partition, lr, averaging, levels: epochs * partition.m(), divergence_norm: opts.divergence_norm };
+    let tree = Tree {
+        obj,
+        partition,
+        lr,
+        averaging,
+        levels: epochs * partition.m(),
+        divergence_norm: opts.divergence_norm,
+    };
     // Split at depth 2 (or 1) into a fixed task list: independent of the thread count.
     let depth = tree.levels.min(2);
     let (tasks, frontier_steps) = tree.frontier(theta0, depth)?;
-    let (sum, steps) = ordered_sum(&tasks, theta0.len(), |(w, state), acc| tree.dfs(w, depth, state, acc))?;
-    Ok(ExactMean { mean: sum.iter().map(|s| s / count).collect(), sequences: count, steps_computed: steps + frontier_steps })
+    let (sum, steps) = ordered_sum(&tasks, theta0.len(), |(w, state), acc| {
+        tree.dfs(w, depth, state, acc)
+    })?;
+    Ok(ExactMean {
+        mean: sum.iter().map(|s| s / count).collect(),
+        sequences: count,
+        steps_computed: steps + frontier_steps,
+    })
 }
 
 /// Options of the Monte Carlo estimators.
@@ -292,7 +354,12 @@ pub struct McOptions {
 
 impl Default for McOptions {
     fn default() -> Self {
-        McOptions { samples: 10_000, seed: 0, chunk: 4096, divergence_norm: 1e12 }
+        McOptions {
+            samples: 10_000,
+            seed: 0,
+            chunk: 4096,
+            divergence_norm: 1e12,
+        }
     }
 }
 
@@ -308,57 +375,92 @@ pub struct McEstimate {
 impl McEstimate {
     /// Per-coordinate confidence intervals `mean ± z·se` (z = 1.96 for 95%).
     pub fn confidence_intervals(&self, z: f64) -> Vec<(f64, f64)> {
-        self.mean.iter().zip(&self.std_error).map(|(m, s)| (m - z * s, m + z * s)).collect()
+        self.mean
+            .iter()
+            .zip(&self.std_error)
+            .map(|(m, s)| (m - z * s, m + z * s))
+            .collect()
     }
 
     /// `true` if every coordinate of `value` lies within `z` standard errors of the mean.
     pub fn contains(&self, value: &[f64], z: f64) -> bool {
-        value.len() == self.mean.len() && self.confidence_intervals(z).iter().zip(value).all(|((lo, hi), v)| lo <= v && v <= hi)
+        value.len() == self.mean.len()
+            && self
+                .confidence_intervals(z)
+                .iter()
+                .zip(value)
+                .all(|((lo, hi), v)| lo <= v && v <= hi)
     }
 }
 
-/// Per-chunk running moments (count, mean, M2) combined in a fixed order (Chan et al.).
+/// Per-chunk moments as sums shifted by the chunk's first sample (no division per sample; the shift keeps
+/// the variance numerically stable), combined across chunks in a fixed order (Chan et al.).
 #[derive(Clone, Debug)]
 pub(crate) struct Moments {
     n: f64,
-    mean: Vec<f64>,
-    m2: Vec<f64>,
+    shift: Vec<f64>,
+    s1: Vec<f64>,
+    s2: Vec<f64>,
 }
 
 impl Moments {
     pub(crate) fn new(d: usize) -> Self {
-        Moments { n: 0.0, mean: vec![0.0; d], m2: vec![0.0; d] }
+        Moments {
+            n: 0.0,
+            shift: Vec::new(),
+            s1: vec![0.0; d],
+            s2: vec![0.0; d],
+        }
     }
+    #[inline]
     pub(crate) fn push(&mut self, x: &[f64]) {
+        if self.shift.is_empty() {
+            self.shift = x.to_vec();
+        }
         self.n += 1.0;
-        for j in 0..x.len() {
-            let delta = x[j] - self.mean[j];
-            self.mean[j] += delta / self.n;
-            self.m2[j] += delta * (x[j] - self.mean[j]);
+        for ((a, b), (xi, k)) in self
+            .s1
+            .iter_mut()
+            .zip(self.s2.iter_mut())
+            .zip(x.iter().zip(&self.shift))
+        {
+            let dlt = xi - k;
+            *a += dlt;
+            *b += dlt * dlt;
         }
     }
-    fn merge(&mut self, o: &Moments) {
-        if o.n == 0.0 {
-            return;
+    /// (count, mean, M2 = Σ (x − mean)²).
+    fn finish(&self) -> (f64, Vec<f64>, Vec<f64>) {
+        if self.n == 0.0 {
+            return (0.0, vec![0.0; self.s1.len()], vec![0.0; self.s1.len()]);
         }
-        let n = self.n + o.n;
-        for j in 0..self.mean.len() {
-            let delta = o.mean[j] - self.mean[j];
-            self.mean[j] += delta * o.n / n;
-            self.m2[j] += o.m2[j] + delta * delta * self.n * o.n / n;
-        }
-        self.n = n;
+        let mean = self
+            .s1
+            .iter()
+            .zip(&self.shift)
+            .map(|(a, k)| k + a / self.n)
+            .collect();
+        let m2 = self
+            .s1
+            .iter()
+            .zip(&self.s2)
+            .map(|(a, b)| (b - a * a / self.n).max(0.0))
+            .collect();
+        (self.n, mean, m2)
     }
 }
 
-/// Runs `samples` seeded samples in fixed chunks (`sample(rng, out)` writes one sampled final iterate) and
-/// combines the chunk moments in chunk order.
-pub(crate) fn monte_carlo_chunks<F>(d: usize, opts: &McOptions, sample: F) -> Result<McEstimate>
+/// Runs `samples` seeded samples in fixed chunks (`sample_chunk(rng, count, moments)` draws `count` final
+/// iterates and pushes them) and combines the chunk moments in chunk order.
+pub(crate) fn monte_carlo_chunks<F>(d: usize, opts: &McOptions, sample_chunk: F) -> Result<McEstimate>
 where
-    F: Fn(&mut rng::ChaCha8Rng, &mut Moments) -> Result<()> + Sync,
+    F: Fn(&mut rng::ChaCha8Rng, usize, &mut Moments) -> Result<()> + Sync,
 {
     if opts.samples < 2 {
-        return Err(SgdError::invalid("samples", format!("need at least 2, got {}", opts.samples)));
+        return Err(SgdError::invalid(
+            "samples",
+            format!("need at least 2, got {}", opts.samples),
+        ));
     }
     if opts.chunk == 0 {
         return Err(SgdError::invalid("chunk", "must be ≥ 1"));
@@ -370,19 +472,30 @@ where
             let mut rng = rng::stream(opts.seed, c as u64);
             let count = opts.chunk.min(opts.samples - c * opts.chunk);
             let mut mom = Moments::new(d);
-            for _ in 0..count {
-                sample(&mut rng, &mut mom)?;
-            }
+            sample_chunk(&mut rng, count, &mut mom)?;
             Ok(mom)
         })
         .collect();
-    let mut total = Moments::new(d);
+    let (mut n, mut mean, mut m2) = (0.0, vec![0.0; d], vec![0.0; d]);
     for p in parts {
-        total.merge(&p?);
+        let (nb, mb, m2b) = p?.finish();
+        if nb == 0.0 {
+            continue;
+        }
+        let tot = n + nb;
+        for j in 0..d {
+            let delta = mb[j] - mean[j];
+            mean[j] += delta * nb / tot;
+            m2[j] += m2b[j] + delta * delta * n * nb / tot;
+        }
+        n = tot;
     }
-    let n = total.n;
-    let std_error = total.m2.iter().map(|m2| (m2 / (n - 1.0) / n).sqrt()).collect();
-    Ok(McEstimate { mean: total.mean, std_error, samples: opts.samples })
+    let std_error = m2.iter().map(|v| (v / (n - 1.0) / n).sqrt()).collect();
+    Ok(McEstimate {
+        mean,
+        std_error,
+        samples: opts.samples,
+    })
 }
 
 /// Seeded Monte Carlo estimate of `E[θ]` after `epochs` epochs, sampling sequences as `averaging` says
@@ -397,41 +510,52 @@ pub fn monte_carlo_mean(
     opts: &McOptions,
 ) -> Result<McEstimate> {
     validate(obj, partition, theta0, lr, epochs)?;
-    let tree = Tree { obj, partition, lr, averaging, levels: epochs * partition.m(), divergence_norm: opts.divergence_norm };
+    let tree = Tree {
+        obj,
+        partition,
+        lr,
+        averaging,
+        levels: epochs * partition.m(),
+        divergence_norm: opts.divergence_norm,
+    };
     let m = partition.m();
     let n = partition.n_examples();
     let sizes: Vec<usize> = partition.batches().iter().map(Vec::len).collect();
-    monte_carlo_chunks(theta0.len(), opts, |rng, mom| {
-        let mut w = theta0.to_vec();
-        let mut next = w.clone();
+    monte_carlo_chunks(theta0.len(), opts, |rng, count, mom| {
         let mut order: Vec<usize> = (0..m).collect();
         let mut perm: Vec<usize> = (0..n).collect();
-        for e in 0..epochs {
-            let batches: Vec<Vec<usize>> = match averaging {
-                Averaging::BatchOrders => {
-                    order.shuffle(rng);
-                    order.iter().map(|&k| partition.batches()[k].clone()).collect()
+        for _ in 0..count {
+            let mut w = theta0.to_vec();
+            let mut next = w.clone();
+            for e in 0..epochs {
+                let batches: Vec<Vec<usize>> = match averaging {
+                    Averaging::BatchOrders => {
+                        order.shuffle(rng);
+                        order.iter().map(|&k| partition.batches()[k].clone()).collect()
+                    }
+                    Averaging::WithReplacement => (0..m)
+                        .map(|_| partition.batches()[rng.random_range(0..m)].clone())
+                        .collect(),
+                    Averaging::Partitions => {
+                        perm.shuffle(rng);
+                        let mut start = 0;
+                        sizes
+                            .iter()
+                            .map(|&s| {
+                                let b = perm[start..start + s].to_vec();
+                                start += s;
+                                b
+                            })
+                            .collect()
+                    }
+                };
+                for (k, b) in batches.iter().enumerate() {
+                    tree.step(&w, b, e * m + k, &mut next)?;
+                    std::mem::swap(&mut w, &mut next);
                 }
-                Averaging::WithReplacement => (0..m).map(|_| partition.batches()[rng.random_range(0..m)].clone()).collect(),
-                Averaging::Partitions => {
-                    perm.shuffle(rng);
-                    let mut start = 0;
-                    sizes
-                        .iter()
-                        .map(|&s| {
-                            let b = perm[start..start + s].to_vec();
-                            start += s;
-                            b
-                        })
-                        .collect()
-                }
-            };
-            for (k, b) in batches.iter().enumerate() {
-                tree.step(&w, b, e * m + k, &mut next)?;
-                std::mem::swap(&mut w, &mut next);
             }
+            mom.push(&w);
         }
-        mom.push(&w);
         Ok(())
     })
 }
@@ -480,19 +604,33 @@ mod tests {
         let w0 = [0.4, -0.8];
         let lr = 0.1;
         let b = part.batches();
-        let orders: Vec<Vec<Vec<usize>>> = permutations(3).into_iter().map(|p| p.iter().map(|&k| b[k].clone()).collect()).collect();
+        let orders: Vec<Vec<Vec<usize>>> = permutations(3)
+            .into_iter()
+            .map(|p| p.iter().map(|&k| b[k].clone()).collect())
+            .collect();
         let mut with_rep = Vec::new();
         for i in 0..27usize {
             with_rep.push(vec![b[i % 3].clone(), b[(i / 3) % 3].clone(), b[i / 9].clone()]);
         }
         // Partitions: all 6! permutations cut into blocks (each ordered partition counted 2!³ times).
-        let parts: Vec<Vec<Vec<usize>>> = permutations(6).into_iter().map(|p| p.chunks(2).map(<[usize]>::to_vec).collect()).collect();
-        for (avg, seqs, count) in [(Averaging::BatchOrders, orders, 6.0), (Averaging::WithReplacement, with_rep, 27.0), (Averaging::Partitions, parts, 90.0)] {
+        let parts: Vec<Vec<Vec<usize>>> = permutations(6)
+            .into_iter()
+            .map(|p| p.chunks(2).map(<[usize]>::to_vec).collect())
+            .collect();
+        for (avg, seqs, count) in [
+            (Averaging::BatchOrders, orders, 6.0),
+            (Averaging::WithReplacement, with_rep, 27.0),
+            (Averaging::Partitions, parts, 90.0),
+        ] {
             let e = exact_mean(&obj, &part, &w0, lr, 1, avg, &ExactOptions::default()).unwrap();
             assert_eq!(e.sequences, count);
             let bf = brute(&obj, &seqs, &w0, lr);
             for j in 0..2 {
-                assert!((e.mean[j] - bf[j]).abs() < 1e-14, "{avg:?}: {:?} vs {bf:?}", e.mean);
+                assert!(
+                    (e.mean[j] - bf[j]).abs() < 1e-14,
+                    "{avg:?}: {:?} vs {bf:?}",
+                    e.mean
+                );
             }
         }
     }
@@ -506,7 +644,16 @@ mod tests {
         assert_eq!(sequences_per_epoch(&small, Averaging::Partitions), 30.0);
         assert_eq!(sequences_per_epoch(&small, Averaging::BatchOrders), 6.0);
         for p in [drop, small] {
-            assert!(exact_mean(&obj, &p, &[0.1, 0.1], 0.1, 2, Averaging::Partitions, &ExactOptions::default()).is_ok());
+            assert!(exact_mean(
+                &obj,
+                &p,
+                &[0.1, 0.1],
+                0.1,
+                2,
+                Averaging::Partitions,
+                &ExactOptions::default()
+            )
+            .is_ok());
         }
     }
 
@@ -516,10 +663,35 @@ mod tests {
         let obj = LogCoshQuartic::random(8, 3, 4).unwrap();
         let part = Partition::consecutive(8, 2, Remainder::Error).unwrap();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
-                let e = exact_mean(&obj, &part, &[0.1, 0.2, 0.3], 0.05, 1, Averaging::BatchOrders, &ExactOptions::default()).unwrap();
-                let mc = monte_carlo_mean(&obj, &part, &[0.1, 0.2, 0.3], 0.05, 1, Averaging::Partitions, &McOptions { samples: 3000, chunk: 256, ..Default::default() }).unwrap();
+                let e = exact_mean(
+                    &obj,
+                    &part,
+                    &[0.1, 0.2, 0.3],
+                    0.05,
+                    1,
+                    Averaging::BatchOrders,
+                    &ExactOptions::default(),
+                )
+                .unwrap();
+                let mc = monte_carlo_mean(
+                    &obj,
+                    &part,
+                    &[0.1, 0.2, 0.3],
+                    0.05,
+                    1,
+                    Averaging::Partitions,
+                    &McOptions {
+                        samples: 3000,
+                        chunk: 256,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
                 (e.mean, mc.mean, mc.std_error)
             })
         };
@@ -540,30 +712,93 @@ mod tests {
         let part = Partition::consecutive(6, 2, Remainder::Error).unwrap();
         let w0 = [0.9, -0.8];
         let lr = 0.3;
-        let opts = McOptions { samples: 20_000, seed: 7, ..Default::default() };
-        for avg in [Averaging::BatchOrders, Averaging::Partitions, Averaging::WithReplacement] {
+        let opts = McOptions {
+            samples: 20_000,
+            seed: 7,
+            ..Default::default()
+        };
+        for avg in [
+            Averaging::BatchOrders,
+            Averaging::Partitions,
+            Averaging::WithReplacement,
+        ] {
             let exact = exact_mean(&obj, &part, &w0, lr, 2, avg, &ExactOptions::default()).unwrap();
             let mc = monte_carlo_mean(&obj, &part, &w0, lr, 2, avg, &opts).unwrap();
-            assert!(mc.contains(&exact.mean, 4.0), "{avg:?}: exact {:?}, mc {:?} ± {:?}", exact.mean, mc.mean, mc.std_error);
+            assert!(
+                mc.contains(&exact.mean, 4.0),
+                "{avg:?}: exact {:?}, mc {:?} ± {:?}",
+                exact.mean,
+                mc.mean,
+                mc.std_error
+            );
             assert!(mc.std_error.iter().all(|s| *s > 0.0));
         }
         // Sensitivity: the with-replacement estimate does not cover the partition-averaged mean.
-        let exact = exact_mean(&obj, &part, &w0, lr, 2, Averaging::Partitions, &ExactOptions::default()).unwrap();
-        let mc = monte_carlo_mean(&obj, &part, &w0, lr, 2, Averaging::WithReplacement, &McOptions { samples: 200_000, seed: 7, ..Default::default() }).unwrap();
-        assert!(!mc.contains(&exact.mean, 4.0), "with-replacement MC should differ from the partition mean");
+        let exact = exact_mean(
+            &obj,
+            &part,
+            &w0,
+            lr,
+            2,
+            Averaging::Partitions,
+            &ExactOptions::default(),
+        )
+        .unwrap();
+        let mc = monte_carlo_mean(
+            &obj,
+            &part,
+            &w0,
+            lr,
+            2,
+            Averaging::WithReplacement,
+            &McOptions {
+                samples: 200_000,
+                seed: 7,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            !mc.contains(&exact.mean, 4.0),
+            "with-replacement MC should differ from the partition mean"
+        );
     }
 
     #[test]
     fn bad_input_and_limits_are_typed() {
         let obj = LogCoshQuartic::random(6, 2, 4).unwrap();
         let part = Partition::consecutive(6, 1, Remainder::Error).unwrap();
-        let o = ExactOptions { max_sequences: 100.0, ..Default::default() };
-        assert!(matches!(exact_mean(&obj, &part, &[0.0, 0.0], 0.1, 1, Averaging::BatchOrders, &o), Err(SgdError::TooManySequences { .. })));
-        assert!(matches!(exact_mean(&obj, &part, &[0.0, 0.0], -0.1, 1, Averaging::BatchOrders, &o), Err(SgdError::NonPositiveStep { .. })));
+        let o = ExactOptions {
+            max_sequences: 100.0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            exact_mean(&obj, &part, &[0.0, 0.0], 0.1, 1, Averaging::BatchOrders, &o),
+            Err(SgdError::TooManySequences { .. })
+        ));
+        assert!(matches!(
+            exact_mean(&obj, &part, &[0.0, 0.0], -0.1, 1, Averaging::BatchOrders, &o),
+            Err(SgdError::NonPositiveStep { .. })
+        ));
         assert!(exact_mean(&obj, &part, &[0.0, 0.0], 0.1, 0, Averaging::BatchOrders, &o).is_err());
         let wrong = Partition::consecutive(4, 1, Remainder::Error).unwrap();
-        assert!(exact_mean(&obj, &wrong, &[0.0, 0.0], 0.1, 1, Averaging::BatchOrders, &ExactOptions::default()).is_err());
-        let small = ExactOptions { divergence_norm: 1e-3, ..Default::default() };
-        assert!(matches!(exact_mean(&obj, &part, &[0.5, 0.5], 0.1, 1, Averaging::BatchOrders, &small), Err(SgdError::Diverged { step: 1, .. })));
+        assert!(exact_mean(
+            &obj,
+            &wrong,
+            &[0.0, 0.0],
+            0.1,
+            1,
+            Averaging::BatchOrders,
+            &ExactOptions::default()
+        )
+        .is_err());
+        let small = ExactOptions {
+            divergence_norm: 1e-3,
+            ..Default::default()
+        };
+        assert!(matches!(
+            exact_mean(&obj, &part, &[0.5, 0.5], 0.1, 1, Averaging::BatchOrders, &small),
+            Err(SgdError::Diverged { step: 1, .. })
+        ));
     }
 }

@@ -49,11 +49,17 @@ pub enum Update {
 pub enum Noise {
     None,
     /// `Σ = σ² I`.
-    Isotropic { sigma: f64 },
+    Isotropic {
+        sigma: f64,
+    },
     /// `Σ = diag(variances)`.
-    Diagonal { variances: Vec<f64> },
+    Diagonal {
+        variances: Vec<f64>,
+    },
     /// A full covariance `Σ` (symmetric positive semi-definite; factored once).
-    Full { covariance: DMatrix<f64> },
+    Full {
+        covariance: DMatrix<f64>,
+    },
 }
 
 /// Options of [`run`].
@@ -71,7 +77,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { steps: 100, record_every: 0, divergence_norm: 1e12, seed: 0 }
+        RunOptions {
+            steps: 100,
+            record_every: 0,
+            divergence_norm: 1e12,
+            seed: 0,
+        }
     }
 }
 
@@ -80,7 +91,10 @@ impl Default for RunOptions {
 pub enum RunStatus {
     Completed,
     /// The iterate after update `step` (1-based) was non-finite or had norm above `divergence_norm`.
-    Diverged { step: usize, norm: f64 },
+    Diverged {
+        step: usize,
+        norm: f64,
+    },
 }
 
 /// A run's result.
@@ -110,22 +124,39 @@ impl NoiseSampler {
             Noise::None => NoiseSampler::None,
             Noise::Isotropic { sigma } => {
                 if !(sigma.is_finite() && *sigma >= 0.0) {
-                    return Err(SgdError::invalid("sigma", format!("must be ≥ 0 and finite, got {sigma}")));
+                    return Err(SgdError::invalid(
+                        "sigma",
+                        format!("must be ≥ 0 and finite, got {sigma}"),
+                    ));
                 }
                 NoiseSampler::Scaled(vec![*sigma; p])
             }
             Noise::Diagonal { variances } => {
                 if variances.len() != p {
-                    return Err(SgdError::Length { name: "variances", expected: p, got: variances.len() });
+                    return Err(SgdError::Length {
+                        name: "variances",
+                        expected: p,
+                        got: variances.len(),
+                    });
                 }
                 if let Some(v) = variances.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                    return Err(SgdError::invalid("variances", format!("must be ≥ 0 and finite, got {v}")));
+                    return Err(SgdError::invalid(
+                        "variances",
+                        format!("must be ≥ 0 and finite, got {v}"),
+                    ));
                 }
                 NoiseSampler::Scaled(variances.iter().map(|v| v.sqrt()).collect())
             }
             Noise::Full { covariance } => {
                 if covariance.nrows() != p || covariance.ncols() != p {
-                    return Err(SgdError::invalid("covariance", format!("must be {p}×{p}, got {}×{}", covariance.nrows(), covariance.ncols())));
+                    return Err(SgdError::invalid(
+                        "covariance",
+                        format!(
+                            "must be {p}×{p}, got {}×{}",
+                            covariance.nrows(),
+                            covariance.ncols()
+                        ),
+                    ));
                 }
                 if (covariance - covariance.transpose()).amax() > 1e-12 * (1.0 + covariance.amax()) {
                     return Err(SgdError::invalid("covariance", "is not symmetric"));
@@ -134,7 +165,10 @@ impl NoiseSampler {
                 let eig = covariance.clone().symmetric_eigen();
                 let lmin = eig.eigenvalues.min();
                 if lmin < -1e-12 * (1.0 + eig.eigenvalues.amax()) {
-                    return Err(SgdError::invalid("covariance", format!("is not positive semi-definite (eigenvalue {lmin:e})")));
+                    return Err(SgdError::invalid(
+                        "covariance",
+                        format!("is not positive semi-definite (eigenvalue {lmin:e})"),
+                    ));
                 }
                 let sq = eig.eigenvalues.map(|l| l.max(0.0).sqrt());
                 NoiseSampler::Factor(&eig.eigenvectors * DMatrix::from_diagonal(&sq))
@@ -165,7 +199,10 @@ impl NoiseSampler {
 fn validate_momentum(update: &Update) -> Result<()> {
     if let Update::HeavyBall { momentum } | Update::Nesterov { momentum } = update {
         if !(momentum.is_finite() && (0.0..1.0).contains(momentum)) {
-            return Err(SgdError::invalid("momentum", format!("must lie in [0, 1), got {momentum}")));
+            return Err(SgdError::invalid(
+                "momentum",
+                format!("must lie in [0, 1), got {momentum}"),
+            ));
         }
     }
     Ok(())
@@ -190,16 +227,29 @@ impl<'s> BatchStream<'s> {
                     return Err(SgdError::invalid("batch_size", "must be ≥ 1"));
                 }
             }
-            Sampler::RandomReshuffling { batch_size, remainder } => {
+            Sampler::RandomReshuffling {
+                batch_size,
+                remainder,
+            } => {
                 Partition::consecutive(n, *batch_size, *remainder)?;
             }
             Sampler::FixedPartition { partition } => {
                 if partition.n_examples() != n {
-                    return Err(SgdError::invalid("partition", format!("refers to N = {}, the objective has {n}", partition.n_examples())));
+                    return Err(SgdError::invalid(
+                        "partition",
+                        format!("refers to N = {}, the objective has {n}", partition.n_examples()),
+                    ));
                 }
             }
         }
-        Ok(BatchStream { sampler, n, rng: rng::stream(seed, 0), epoch_batches: Vec::new(), pos: 0, buf: Vec::new() })
+        Ok(BatchStream {
+            sampler,
+            n,
+            rng: rng::stream(seed, 0),
+            epoch_batches: Vec::new(),
+            pos: 0,
+            buf: Vec::new(),
+        })
     }
 
     /// The batch of the next step (`None` = full batch).
@@ -213,11 +263,16 @@ impl<'s> BatchStream<'s> {
                 }
                 Ok(Some(&self.buf))
             }
-            Sampler::RandomReshuffling { batch_size, remainder } => {
+            Sampler::RandomReshuffling {
+                batch_size,
+                remainder,
+            } => {
                 if self.pos == self.epoch_batches.len() {
                     let mut perm: Vec<usize> = (0..self.n).collect();
                     perm.shuffle(&mut self.rng);
-                    self.epoch_batches = Partition::from_order(&perm, self.n, *batch_size, *remainder)?.batches().to_vec();
+                    self.epoch_batches = Partition::from_order(&perm, self.n, *batch_size, *remainder)?
+                        .batches()
+                        .to_vec();
                     self.pos = 0;
                 }
                 self.pos += 1;
@@ -247,7 +302,10 @@ pub fn run(
     check_lr("lr", lr)?;
     validate_momentum(update)?;
     if !(opts.divergence_norm > 0.0) {
-        return Err(SgdError::invalid("divergence_norm", format!("must be > 0, got {}", opts.divergence_norm)));
+        return Err(SgdError::invalid(
+            "divergence_norm",
+            format!("must be > 0, got {}", opts.divergence_norm),
+        ));
     }
     let noise = NoiseSampler::new(noise, p)?;
     let mut noise_rng = rng::stream(opts.seed, 1);
@@ -282,7 +340,11 @@ pub fn run(
                 let first = step == 1;
                 for j in 0..p {
                     b[j] = if first { g[j] } else { momentum * b[j] + g[j] };
-                    let d = if matches!(update, Update::Nesterov { .. }) { g[j] + momentum * b[j] } else { b[j] };
+                    let d = if matches!(update, Update::Nesterov { .. }) {
+                        g[j] + momentum * b[j]
+                    } else {
+                        b[j]
+                    };
                     next[j] = theta[j] - lr * d;
                 }
             }
@@ -293,7 +355,9 @@ pub fn run(
             break;
         }
         std::mem::swap(&mut theta, &mut next);
-        if (opts.record_every > 0 && step % opts.record_every == 0) || (step == opts.steps && opts.record_every == 0) {
+        if (opts.record_every > 0 && step % opts.record_every == 0)
+            || (step == opts.steps && opts.record_every == 0)
+        {
             tr.iterates.push(theta.clone());
             tr.recorded_steps.push(step);
         }
@@ -304,13 +368,43 @@ pub fn run(
 
 /// Plain GD for `steps` steps.
 pub fn gd(obj: &dyn Objective, theta0: &[f64], lr: f64, steps: usize) -> Result<Trajectory> {
-    run(obj, theta0, lr, &Sampler::Full, &Update::Plain, &Noise::None, &RunOptions { steps, ..Default::default() })
+    run(
+        obj,
+        theta0,
+        lr,
+        &Sampler::Full,
+        &Update::Plain,
+        &Noise::None,
+        &RunOptions {
+            steps,
+            ..Default::default()
+        },
+    )
 }
 
 /// One epoch (or several) of SGD over a fixed partition in its batch order.
-pub fn fixed_partition(obj: &dyn Objective, theta0: &[f64], lr: f64, partition: &Partition, epochs: usize) -> Result<Trajectory> {
+pub fn fixed_partition(
+    obj: &dyn Objective,
+    theta0: &[f64],
+    lr: f64,
+    partition: &Partition,
+    epochs: usize,
+) -> Result<Trajectory> {
     let steps = epochs * partition.m();
-    run(obj, theta0, lr, &Sampler::FixedPartition { partition: partition.clone() }, &Update::Plain, &Noise::None, &RunOptions { steps, ..Default::default() })
+    run(
+        obj,
+        theta0,
+        lr,
+        &Sampler::FixedPartition {
+            partition: partition.clone(),
+        },
+        &Update::Plain,
+        &Noise::None,
+        &RunOptions {
+            steps,
+            ..Default::default()
+        },
+    )
 }
 
 #[cfg(test)]
@@ -330,8 +424,20 @@ mod tests {
         }
         assert_eq!(tr.theta, w);
         // Nesterov vs the unrolled PyTorch recurrence.
-        let opts = RunOptions { steps: 3, ..Default::default() };
-        let tr = run(&obj, &w0, 0.1, &Sampler::Full, &Update::Nesterov { momentum: 0.5 }, &Noise::None, &opts).unwrap();
+        let opts = RunOptions {
+            steps: 3,
+            ..Default::default()
+        };
+        let tr = run(
+            &obj,
+            &w0,
+            0.1,
+            &Sampler::Full,
+            &Update::Nesterov { momentum: 0.5 },
+            &Noise::None,
+            &opts,
+        )
+        .unwrap();
         let mut w = w0.to_vec();
         let mut b = vec![0.0; 2];
         for k in 0..3 {
@@ -348,9 +454,28 @@ mod tests {
     fn divergence_is_reported_with_the_step() {
         // ½x² with η = 3: |1 − η| = 2, so |x_k| = 2^k; norm 1e3 is passed at step 10.
         let obj = PerExampleQuadratic::least_squares(&[vec![1.0]], &[0.0]).unwrap();
-        let opts = RunOptions { steps: 50, divergence_norm: 1e3, ..Default::default() };
-        let tr = run(&obj, &[1.0], 3.0, &Sampler::Full, &Update::Plain, &Noise::None, &opts).unwrap();
-        assert_eq!(tr.status, RunStatus::Diverged { step: 10, norm: 1024.0 });
+        let opts = RunOptions {
+            steps: 50,
+            divergence_norm: 1e3,
+            ..Default::default()
+        };
+        let tr = run(
+            &obj,
+            &[1.0],
+            3.0,
+            &Sampler::Full,
+            &Update::Plain,
+            &Noise::None,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(
+            tr.status,
+            RunStatus::Diverged {
+                step: 10,
+                norm: 1024.0
+            }
+        );
         assert_eq!(tr.theta, vec![-512.0]);
     }
 
@@ -360,14 +485,36 @@ mod tests {
         let cov = DMatrix::from_row_slice(2, 2, &[1.0, 0.5, 0.5, 2.0]);
         for sampler in [
             Sampler::WithReplacement { batch_size: 2 },
-            Sampler::RandomReshuffling { batch_size: 3, remainder: Remainder::SmallerLastBatch },
+            Sampler::RandomReshuffling {
+                batch_size: 3,
+                remainder: Remainder::SmallerLastBatch,
+            },
         ] {
-            for noise in [Noise::None, Noise::Isotropic { sigma: 0.1 }, Noise::Full { covariance: cov.clone() }] {
-                let o = RunOptions { steps: 20, seed: 9, ..Default::default() };
+            for noise in [
+                Noise::None,
+                Noise::Isotropic { sigma: 0.1 },
+                Noise::Full {
+                    covariance: cov.clone(),
+                },
+            ] {
+                let o = RunOptions {
+                    steps: 20,
+                    seed: 9,
+                    ..Default::default()
+                };
                 let a = run(&obj, &[0.1, 0.2], 0.05, &sampler, &Update::Plain, &noise, &o).unwrap();
                 let b = run(&obj, &[0.1, 0.2], 0.05, &sampler, &Update::Plain, &noise, &o).unwrap();
                 assert_eq!(a, b);
-                let c = run(&obj, &[0.1, 0.2], 0.05, &sampler, &Update::Plain, &noise, &RunOptions { seed: 10, ..o }).unwrap();
+                let c = run(
+                    &obj,
+                    &[0.1, 0.2],
+                    0.05,
+                    &sampler,
+                    &Update::Plain,
+                    &noise,
+                    &RunOptions { seed: 10, ..o },
+                )
+                .unwrap();
                 assert_ne!(a.theta, c.theta);
             }
         }
@@ -382,25 +529,103 @@ mod tests {
         let n = 4000;
         let mut s = DMatrix::<f64>::zeros(2, 2);
         for seed in 0..n {
-            let o = RunOptions { steps: 1, seed, ..Default::default() };
-            let tr = run(&obj, &[0.0, 0.0], 1.0, &Sampler::Full, &Update::Plain, &Noise::Full { covariance: cov.clone() }, &o).unwrap();
+            let o = RunOptions {
+                steps: 1,
+                seed,
+                ..Default::default()
+            };
+            let tr = run(
+                &obj,
+                &[0.0, 0.0],
+                1.0,
+                &Sampler::Full,
+                &Update::Plain,
+                &Noise::Full {
+                    covariance: cov.clone(),
+                },
+                &o,
+            )
+            .unwrap();
             let x = DVector::from_vec(tr.theta);
             s += &x * x.transpose() / n as f64;
         }
         // Entry-wise standard error ≈ √(2/n)·2 ≈ 0.045; 5 se.
         assert!((&s - &cov).amax() < 0.22, "{s}");
-        assert!(NoiseSampler::new(&Noise::Full { covariance: DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 2.0, 1.0]) }, 2).is_err());
+        assert!(NoiseSampler::new(
+            &Noise::Full {
+                covariance: DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 2.0, 1.0])
+            },
+            2
+        )
+        .is_err());
     }
 
     #[test]
     fn bad_input_is_typed() {
         let obj = LogCoshQuartic::random(4, 2, 3).unwrap();
         let o = RunOptions::default();
-        assert!(matches!(run(&obj, &[0.0, 0.0], 0.0, &Sampler::Full, &Update::Plain, &Noise::None, &o), Err(SgdError::NonPositiveStep { .. })));
-        assert!(matches!(run(&obj, &[0.0], 0.1, &Sampler::Full, &Update::Plain, &Noise::None, &o), Err(SgdError::Length { .. })));
-        assert!(run(&obj, &[0.0, 0.0], 0.1, &Sampler::Full, &Update::HeavyBall { momentum: 1.5 }, &Noise::None, &o).is_err());
-        let r = run(&obj, &[0.0, 0.0], 0.1, &Sampler::RandomReshuffling { batch_size: 3, remainder: Remainder::Error }, &Update::Plain, &Noise::None, &o);
-        assert!(matches!(r, Err(SgdError::Flow(imreg_flow::FlowError::Invalid { field: "batch_size", .. }))));
-        assert!(run(&obj, &[0.0, 0.0], 0.1, &Sampler::Full, &Update::Plain, &Noise::Diagonal { variances: vec![1.0] }, &o).is_err());
+        assert!(matches!(
+            run(
+                &obj,
+                &[0.0, 0.0],
+                0.0,
+                &Sampler::Full,
+                &Update::Plain,
+                &Noise::None,
+                &o
+            ),
+            Err(SgdError::NonPositiveStep { .. })
+        ));
+        assert!(matches!(
+            run(
+                &obj,
+                &[0.0],
+                0.1,
+                &Sampler::Full,
+                &Update::Plain,
+                &Noise::None,
+                &o
+            ),
+            Err(SgdError::Length { .. })
+        ));
+        assert!(run(
+            &obj,
+            &[0.0, 0.0],
+            0.1,
+            &Sampler::Full,
+            &Update::HeavyBall { momentum: 1.5 },
+            &Noise::None,
+            &o
+        )
+        .is_err());
+        let r = run(
+            &obj,
+            &[0.0, 0.0],
+            0.1,
+            &Sampler::RandomReshuffling {
+                batch_size: 3,
+                remainder: Remainder::Error,
+            },
+            &Update::Plain,
+            &Noise::None,
+            &o,
+        );
+        assert!(matches!(
+            r,
+            Err(SgdError::Flow(imreg_flow::FlowError::Invalid {
+                field: "batch_size",
+                ..
+            }))
+        ));
+        assert!(run(
+            &obj,
+            &[0.0, 0.0],
+            0.1,
+            &Sampler::Full,
+            &Update::Plain,
+            &Noise::Diagonal { variances: vec![1.0] },
+            &o
+        )
+        .is_err());
     }
 }

@@ -58,13 +58,19 @@ pub fn checks() -> Vec<Check> {
 type CheckResult = Result<Outcome, String>;
 
 fn gaussian(n: usize, d: usize, seed: u64, stream: u64) -> Result<Array2<f64>, String> {
-    Array2::from_shape_vec((n, d), rng::normal_vec(&mut rng::stream(seed, stream), n * d)).map_err(|e| e.to_string())
+    Array2::from_shape_vec((n, d), rng::normal_vec(&mut rng::stream(seed, stream), n * d))
+        .map_err(|e| e.to_string())
 }
 
 /// A tanh MLP `d → h → h → c` with cross-entropy on seeded Gaussian data, and θ at 2× PyTorch's init scale
 /// (an indefinite Hessian).
 fn small_mlp(n: usize, d: usize, h: usize, c: usize, seed: u64) -> Result<(Mlp, Vec<f64>), String> {
-    let spec = MlpSpec { widths: vec![d, h, h, c], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let spec = MlpSpec {
+        widths: vec![d, h, h, c],
+        activation: Activation::Tanh,
+        bias: true,
+        loss: LossKind::CrossEntropy,
+    };
     let labels = (0..n).map(|i| (i * 7 + 3) % c).collect();
     let m = Mlp::classification(spec, gaussian(n, d, seed, 1)?, labels).map_err(|e| e.to_string())?;
     let theta = m.init_params(seed, 2.0);
@@ -72,7 +78,9 @@ fn small_mlp(n: usize, d: usize, h: usize, c: usize, seed: u64) -> Result<(Mlp, 
 }
 
 fn figure(ctx: &CheckContext, id: &str, fig: Figure, stem: &str) -> Vec<std::path::PathBuf> {
-    ctx.figure_dir(id).and_then(|dir| fig.save(&dir, stem).ok()).unwrap_or_default()
+    ctx.figure_dir(id)
+        .and_then(|dir| fig.save(&dir, stem).ok())
+        .unwrap_or_default()
 }
 
 fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
@@ -82,23 +90,42 @@ fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
     let p = m.dim();
     let lam: Vec<f64> = (0..100).map(|i| -5.0 + 8.0 * (i as f64 / 99.0).powi(2)).collect();
     let planted = DenseOperator::planted(&lam, 11).map_err(|e| e.to_string())?;
-    let opts = |p| LanczosOptions { k_top: 2, k_bottom: 2, max_iter: p, tol: 1e-13, true_residuals: true, ..Default::default() };
+    let opts = |p| LanczosOptions {
+        k_top: 2,
+        k_bottom: 2,
+        max_iter: p,
+        tol: 1e-13,
+        true_residuals: true,
+        ..Default::default()
+    };
     let mut worst_rel = 0.0_f64;
     let mut worst_excess = 0.0_f64;
     let mut converged = true;
-    for (op, dim) in [(&hess as &dyn crate::LinearOperator, p), (&planted as &dyn crate::LinearOperator, 100)] {
+    for (op, dim) in [
+        (&hess as &dyn crate::LinearOperator, p),
+        (&planted as &dyn crate::LinearOperator, 100),
+    ] {
         let dense = dense_eigen(op, &DenseOptions::default()).map_err(|e| e.to_string())?;
         let r = lanczos(op, &opts(dim)).map_err(|e| e.to_string())?;
         converged &= r.report.converged;
         let scale = dense.max().abs().max(dense.min().abs());
-        for (pair, want) in r.top.iter().zip(dense.top(2)).chain(r.bottom.iter().zip(dense.bottom(2))) {
+        for (pair, want) in r
+            .top
+            .iter()
+            .zip(dense.top(2))
+            .chain(r.bottom.iter().zip(dense.bottom(2)))
+        {
             worst_rel = worst_rel.max((pair.value - want).abs() / want.abs());
             let res = pair.residual.unwrap_or(f64::INFINITY);
             worst_excess = worst_excess.max((res - pair.residual_bound) / scale);
         }
     }
     Ok(Outcome::all(vec![
-        Outcome::at_most("max relative eigenvalue error (MLP Hessian p = {p}, planted p = 100)", worst_rel, 1e-10),
+        Outcome::at_most(
+            &format!("max relative eigenvalue error (MLP Hessian p = {p}, planted p = 100)"),
+            worst_rel,
+            1e-10,
+        ),
         Outcome::at_most("max (residual − bound)/‖A‖", worst_excess, 1e-12),
         Outcome::new("converged", format!("{converged}"), converged),
     ]))
@@ -110,10 +137,28 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
     let op = DenseOperator::new(h.clone()).map_err(|e| e.to_string())?;
     let p = m.dim();
     let scale = h.norm();
-    let basis = slq(&op, &SlqOptions { probes: p, steps: 4, kind: ProbeKind::Basis, seed: 0 }).map_err(|e| e.to_string())?;
+    let basis = slq(
+        &op,
+        &SlqOptions {
+            probes: p,
+            steps: 4,
+            kind: ProbeKind::Basis,
+            seed: 0,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let e1 = (basis.moment(1) - h.trace() / p as f64).abs() / scale;
     let e2 = (basis.moment(2) - h.norm_squared() / p as f64).abs() / (scale * scale);
-    let rad = slq(&op, &SlqOptions { probes: 10, steps: 8, kind: ProbeKind::Rademacher, seed: 3 }).map_err(|e| e.to_string())?;
+    let rad = slq(
+        &op,
+        &SlqOptions {
+            probes: 10,
+            steps: 8,
+            kind: ProbeKind::Rademacher,
+            seed: 3,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let mut per_probe = 0.0_f64;
     for (k, rule) in rad.probes.iter().enumerate() {
         let v = nalgebra::DVector::from_vec(probe(ProbeKind::Rademacher, p, 3, k));
@@ -132,14 +177,26 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
         let fig = Figure::new(format!("Hessian spectral density, tanh MLP p = {p}"))
             .x_label("λ")
             .y_label("density (Gaussian kernel)")
-            .series(Series::line("SLQ, 10 Rademacher probes, 8 steps", grid.clone(), rho_slq))
-            .series(Series::line(format!("SLQ, all {p} basis probes"), grid, rho_exact));
+            .series(Series::line(
+                "SLQ, 10 Rademacher probes, 8 steps",
+                grid.clone(),
+                rho_slq,
+            ))
+            .series(Series::line(
+                format!("SLQ, all {p} basis probes"),
+                grid,
+                rho_exact,
+            ));
         figures = figure(ctx, "spectra.slq-moments", fig, "density");
     }
     Ok(Outcome::all(vec![
         Outcome::at_most("|∫λdμ − tr H/p| / ‖H‖_F (basis probes)", e1, 1e-12),
         Outcome::at_most("|∫λ²dμ − ‖H‖²_F/p| / ‖H‖²_F (basis probes)", e2, 1e-12),
-        Outcome::at_most("per-probe |μ_v(λ^k) − vᵀH^k v| / ‖H‖^k, k = 1, 2", per_probe, 1e-12),
+        Outcome::at_most(
+            "per-probe |μ_v(λ^k) − vᵀH^k v| / ‖H‖^k, k = 1, 2",
+            per_probe,
+            1e-12,
+        ),
     ])
     .with_figures(figures))
 }
@@ -161,7 +218,11 @@ fn hutchinson_unbiased(ctx: &CheckContext) -> CheckResult {
     let mean = est.iter().sum::<f64>() / n;
     let se = (est.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
     Ok(Outcome::all(vec![
-        Outcome::at_most("|Hutchinson − tr H| / SE", (t.estimate - exact).abs() / t.std_error, 3.0),
+        Outcome::at_most(
+            "|Hutchinson − tr H| / SE",
+            (t.estimate - exact).abs() / t.std_error,
+            3.0,
+        ),
         Outcome::at_most("|mean Hutch++ − tr H| / SE", (mean - exact).abs() / se, 3.0),
     ]))
 }
@@ -169,15 +230,24 @@ fn hutchinson_unbiased(ctx: &CheckContext) -> CheckResult {
 fn minibs_ge_sharpness(ctx: &CheckContext) -> CheckResult {
     let n = if ctx.quick { 6 } else { 9 };
     let (m, theta) = small_mlp(n, 3, 4, 2, 12)?;
-    let lo = LanczosOptions { tol: 1e-13, max_iter: 200, ..Default::default() };
-    let lmax = dense_eigen(&HessianOperator::new(&m, &theta, Batch::Full).map_err(|e| e.to_string())?, &DenseOptions::default())
-        .map_err(|e| e.to_string())?
-        .max();
+    let lo = LanczosOptions {
+        tol: 1e-13,
+        max_iter: 200,
+        ..Default::default()
+    };
+    let lmax = dense_eigen(
+        &HessianOperator::new(&m, &theta, Batch::Full).map_err(|e| e.to_string())?,
+        &DenseOptions::default(),
+    )
+    .map_err(|e| e.to_string())?
+    .max();
     let (mut worst_gap, mut worst_bs, mut at_n) = (f64::INFINITY, f64::NEG_INFINITY, f64::NAN);
     let (mut bs_mr, mut bs_rm, mut mbs) = (Vec::new(), Vec::new(), Vec::new());
     for b in 1..=n {
-        let mb = mini_bs(&m, &theta, Batch::Full, b, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
-        let bs = batch_sharpness(&m, &theta, Batch::Full, b, &BatchExpectation::Exact).map_err(|e| e.to_string())?;
+        let mb =
+            mini_bs(&m, &theta, Batch::Full, b, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
+        let bs = batch_sharpness(&m, &theta, Batch::Full, b, &BatchExpectation::Exact)
+            .map_err(|e| e.to_string())?;
         worst_gap = worst_gap.min((mb.estimate.value - lmax) / lmax.abs());
         worst_bs = worst_bs.max((bs.mean_of_ratios.value - mb.estimate.value) / lmax.abs());
         if b == n {
@@ -188,17 +258,35 @@ fn minibs_ge_sharpness(ctx: &CheckContext) -> CheckResult {
         bs_rm.push(bs.ratio_of_means.value);
     }
     let bsz: Vec<f64> = (1..=n).map(|b| b as f64).collect();
-    let fig = Figure::new(format!("MiniBS and batch sharpness vs b, tanh MLP, N = {n}, exact over all batches"))
-        .x_label("batch size b")
-        .y_label("curvature")
-        .series(Series::line_markers("MiniBS E_B λ_max(H_B)", bsz.clone(), mbs))
-        .series(Series::line_markers("batch sharpness, mean of ratios", bsz.clone(), bs_mr))
-        .series(Series::line_markers("batch sharpness, ratio of means", bsz, bs_rm))
-        .hline("λ_max(H)", lmax);
-    let figures = if ctx.out_dir.is_some() { figure(ctx, "spectra.minibs-ge-sharpness", fig, "minibs_vs_b") } else { Vec::new() };
+    let fig = Figure::new(format!(
+        "MiniBS and batch sharpness vs b, tanh MLP, N = {n}, exact over all batches"
+    ))
+    .x_label("batch size b")
+    .y_label("curvature")
+    .series(Series::line_markers("MiniBS E_B λ_max(H_B)", bsz.clone(), mbs))
+    .series(Series::line_markers(
+        "batch sharpness, mean of ratios",
+        bsz.clone(),
+        bs_mr,
+    ))
+    .series(Series::line_markers(
+        "batch sharpness, ratio of means",
+        bsz,
+        bs_rm,
+    ))
+    .hline("λ_max(H)", lmax);
+    let figures = if ctx.out_dir.is_some() {
+        figure(ctx, "spectra.minibs-ge-sharpness", fig, "minibs_vs_b")
+    } else {
+        Vec::new()
+    };
     // slack 1e-11: per-batch Lanczos to 1e-13 relative, means of ≤ 126 terms
     Ok(Outcome::all(vec![
-        Outcome::new("min_b (MiniBS − λ_max)/|λ_max| ≥ −1e-11", format!("{worst_gap:.3e}"), worst_gap >= -1e-11),
+        Outcome::new(
+            "min_b (MiniBS − λ_max)/|λ_max| ≥ −1e-11",
+            format!("{worst_gap:.3e}"),
+            worst_gap >= -1e-11,
+        ),
         Outcome::at_most("|MiniBS − λ_max|/|λ_max| at b = N", at_n, 1e-11),
         Outcome::at_most("max_b (batch sharpness − MiniBS)/|λ_max|", worst_bs, 1e-11),
     ])
@@ -213,11 +301,25 @@ fn batch_sharpness_linreg_b1(ctx: &CheckContext) -> CheckResult {
     let mut worst = 0.0_f64;
     for seed in 0..3 {
         let theta = rng::normal_vec(&mut rng::stream(seed, 3), d);
-        let tr = lr.dense_hessian(&theta, Batch::Full).map_err(|e| e.to_string())?.trace();
-        let lo = LanczosOptions { tol: 1e-13, ..Default::default() };
-        let mb = mini_bs(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
-        let bs = batch_sharpness(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact).map_err(|e| e.to_string())?;
-        worst = worst.max((mb.estimate.value - tr).abs() / tr).max((bs.mean_of_ratios.value - tr).abs() / tr);
+        let tr = lr
+            .dense_hessian(&theta, Batch::Full)
+            .map_err(|e| e.to_string())?
+            .trace();
+        let lo = LanczosOptions {
+            tol: 1e-13,
+            ..Default::default()
+        };
+        let mb =
+            mini_bs(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
+        let bs = batch_sharpness(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact)
+            .map_err(|e| e.to_string())?;
+        worst = worst
+            .max((mb.estimate.value - tr).abs() / tr)
+            .max((bs.mean_of_ratios.value - tr).abs() / tr);
     }
-    Ok(Outcome::at_most("max relative |MiniBS − tr H|, |batch sharpness − tr H| over 3 θ", worst, 1e-12))
+    Ok(Outcome::at_most(
+        "max relative |MiniBS − tr H|, |batch sharpness − tr H| over 3 θ",
+        worst,
+        1e-12,
+    ))
 }

@@ -18,7 +18,11 @@ pub struct DenseOptions {
 
 impl Default for DenseOptions {
     fn default() -> Self {
-        DenseOptions { eps: f64::EPSILON, max_iter: 10_000, max_dim: 8192 }
+        DenseOptions {
+            eps: f64::EPSILON,
+            max_iter: 10_000,
+            max_dim: 8192,
+        }
     }
 }
 
@@ -71,13 +75,19 @@ pub fn dense_matrix<A: LinearOperator + ?Sized>(op: &A) -> Result<DMatrix<f64>> 
 pub fn symmetric_eigen(m: DMatrix<f64>, opts: &DenseOptions) -> Result<DenseEigen> {
     let n = m.nrows();
     if m.ncols() != n {
-        return Err(SpectraError::Dimension { what: "columns of a square matrix".into(), expected: n, got: m.ncols() });
+        return Err(SpectraError::Dimension {
+            what: "columns of a square matrix".into(),
+            expected: n,
+            got: m.ncols(),
+        });
     }
     crate::error::check_finite("dense matrix", m.as_slice())?;
     let asymmetry = if n == 0 { 0.0 } else { (&m - m.transpose()).amax() };
     let sym = (&m + m.transpose()) * 0.5;
-    let eig = SymmetricEigen::try_new(sym, opts.eps, opts.max_iter)
-        .ok_or(SpectraError::DenseEigen { n, max_iter: opts.max_iter })?;
+    let eig = SymmetricEigen::try_new(sym, opts.eps, opts.max_iter).ok_or(SpectraError::DenseEigen {
+        n,
+        max_iter: opts.max_iter,
+    })?;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]));
     let values: Vec<f64> = order.iter().map(|&j| eig.eigenvalues[j]).collect();
@@ -85,14 +95,22 @@ pub fn symmetric_eigen(m: DMatrix<f64>, opts: &DenseOptions) -> Result<DenseEige
     for (dst, &src) in order.iter().enumerate() {
         vectors.column_mut(dst).copy_from(&eig.eigenvectors.column(src));
     }
-    Ok(DenseEigen { values, vectors, asymmetry })
+    Ok(DenseEigen {
+        values,
+        vectors,
+        asymmetry,
+    })
 }
 
 /// Forms the matrix of `op` from `p` applications and diagonalizes it: the dense fallback for small `p`.
 pub fn dense_eigen<A: LinearOperator + ?Sized>(op: &A, opts: &DenseOptions) -> Result<DenseEigen> {
     let p = op.dim();
     if p > opts.max_dim {
-        return Err(SpectraError::TooMany { what: "dense dimension (DenseOptions::max_dim)".into(), k: p, p: opts.max_dim });
+        return Err(SpectraError::TooMany {
+            what: "dense dimension (DenseOptions::max_dim)".into(),
+            k: p,
+            p: opts.max_dim,
+        });
     }
     symmetric_eigen(dense_matrix(op)?, opts)
 }
@@ -102,7 +120,11 @@ pub fn dense_eigen<A: LinearOperator + ?Sized>(op: &A, opts: &DenseOptions) -> R
 pub fn tridiagonal_eigen(alpha: &[f64], beta: &[f64], opts: &DenseOptions) -> Result<DenseEigen> {
     let m = alpha.len();
     if m > 0 && beta.len() + 1 < m {
-        return Err(SpectraError::Dimension { what: "tridiagonal off-diagonal β".into(), expected: m - 1, got: beta.len() });
+        return Err(SpectraError::Dimension {
+            what: "tridiagonal off-diagonal β".into(),
+            expected: m - 1,
+            got: beta.len(),
+        });
     }
     let mut t = DMatrix::<f64>::from_diagonal(&DVector::from_column_slice(alpha));
     for i in 1..m {
@@ -136,7 +158,13 @@ mod tests {
     #[test]
     fn iteration_cap_is_a_typed_error() {
         let op = DenseOperator::planted(&(0..40).map(|i| i as f64).collect::<Vec<_>>(), 1).unwrap();
-        let r = dense_eigen(&op, &DenseOptions { max_iter: 1, ..Default::default() });
+        let r = dense_eigen(
+            &op,
+            &DenseOptions {
+                max_iter: 1,
+                ..Default::default()
+            },
+        );
         assert!(matches!(r, Err(SpectraError::DenseEigen { n: 40, max_iter: 1 })));
     }
 }

@@ -12,7 +12,11 @@ pub type Result<T> = std::result::Result<T, SpectraError>;
 pub enum SpectraError {
     /// A vector or operator has the wrong dimension.
     #[error("{what} has dimension {got}, expected {expected}")]
-    Dimension { what: String, expected: usize, got: usize },
+    Dimension {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
     /// More eigenpairs (or probes, or Krylov vectors) requested than the dimension allows.
     #[error("{what} = {k} exceeds the dimension p = {p}")]
     TooMany { what: String, k: usize, p: usize },
@@ -39,14 +43,21 @@ pub enum SpectraError {
 impl SpectraError {
     /// Shorthand for [`SpectraError::Invalid`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        SpectraError::Invalid { field: field.into(), reason: reason.into() }
+        SpectraError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 /// Errors unless `got == expected`.
 pub fn check_dim(what: &str, expected: usize, got: usize) -> Result<()> {
     if got != expected {
-        return Err(SpectraError::Dimension { what: what.to_string(), expected, got });
+        return Err(SpectraError::Dimension {
+            what: what.to_string(),
+            expected,
+            got,
+        });
     }
     Ok(())
 }
@@ -54,7 +65,11 @@ pub fn check_dim(what: &str, expected: usize, got: usize) -> Result<()> {
 /// Errors on the first NaN or infinity in `v`.
 pub fn check_finite(what: &str, v: &[f64]) -> Result<()> {
     if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(SpectraError::NonFinite { what: what.to_string(), index, value });
+        return Err(SpectraError::NonFinite {
+            what: what.to_string(),
+            index,
+            value,
+        });
     }
     Ok(())
 }
@@ -64,7 +79,9 @@ pub fn check_direction(what: &str, v: &[f64], p: usize) -> Result<()> {
     check_dim(what, p, v.len())?;
     check_finite(what, v)?;
     if v.iter().all(|&x| x == 0.0) {
-        return Err(SpectraError::ZeroVector { what: what.to_string() });
+        return Err(SpectraError::ZeroVector {
+            what: what.to_string(),
+        });
     }
     Ok(())
 }

@@ -130,9 +130,18 @@ impl LanczosResult {
 /// The Ritz values of the leading `k × k` block of the tridiagonal `(α, β)`, ascending.
 pub fn ritz_values(alpha: &[f64], beta: &[f64], k: usize) -> Result<Vec<f64>> {
     if k > alpha.len() {
-        return Err(SpectraError::TooMany { what: "leading block size k".into(), k, p: alpha.len() });
+        return Err(SpectraError::TooMany {
+            what: "leading block size k".into(),
+            k,
+            p: alpha.len(),
+        });
     }
-    Ok(tridiagonal_eigen(&alpha[..k], &beta[..k.saturating_sub(1)], &DenseOptions::default())?.values)
+    Ok(tridiagonal_eigen(
+        &alpha[..k],
+        &beta[..k.saturating_sub(1)],
+        &DenseOptions::default(),
+    )?
+    .values)
 }
 
 /// Runs Lanczos on the symmetric operator `op` (see the module docs).
@@ -181,7 +190,10 @@ pub fn lanczos<A: LinearOperator + ?Sized>(op: &A, opts: &LanczosOptions) -> Res
         let m = basis.len();
         let last = m == m_max;
         // Scale of the spectrum seen so far, for relative tests.
-        let scale_est = alpha.iter().chain(beta.iter()).fold(0.0_f64, |s, x| s.max(x.abs()));
+        let scale_est = alpha
+            .iter()
+            .chain(beta.iter())
+            .fold(0.0_f64, |s, x| s.max(x.abs()));
         let breakdown = b <= opts.breakdown_tol * scale_est || b == 0.0;
         if last || breakdown || m % check_every == 0 {
             let st = ritz_state(&alpha, &beta, opts)?;
@@ -219,10 +231,17 @@ fn validate(p: usize, opts: &LanczosOptions) -> Result<()> {
     }
     let k = opts.k_top + opts.k_bottom;
     if k == 0 {
-        return Err(SpectraError::invalid("k_top + k_bottom", "no eigenpair requested"));
+        return Err(SpectraError::invalid(
+            "k_top + k_bottom",
+            "no eigenpair requested",
+        ));
     }
     if k > p {
-        return Err(SpectraError::TooMany { what: "k_top + k_bottom".into(), k, p });
+        return Err(SpectraError::TooMany {
+            what: "k_top + k_bottom".into(),
+            k,
+            p,
+        });
     }
     if opts.max_iter < k {
         return Err(SpectraError::invalid(
@@ -243,7 +262,9 @@ fn random_direction(p: usize, seed: u64, stream: u64, basis: &[Vec<f64>]) -> Res
     orthogonalize(&mut r, basis);
     let n = norm(&r);
     if n <= 1e-10 * n0 || basis.len() >= p {
-        return Err(SpectraError::ZeroVector { what: "restart vector after orthogonalization".into() });
+        return Err(SpectraError::ZeroVector {
+            what: "restart vector after orthogonalization".into(),
+        });
     }
     scale(1.0 / n, &mut r);
     Ok(r)
@@ -263,7 +284,11 @@ fn ritz_state(alpha: &[f64], beta: &[f64], opts: &LanczosOptions) -> Result<Ritz
     let eig = tridiagonal_eigen(alpha, beta, &opts.dense)?;
     let b_m = beta[m - 1];
     let bounds: Vec<f64> = (0..m).map(|i| (b_m * eig.vectors[(m - 1, i)]).abs()).collect();
-    let scale_est = eig.values.iter().fold(0.0_f64, |s, x| s.max(x.abs())).max(f64::MIN_POSITIVE);
+    let scale_est = eig
+        .values
+        .iter()
+        .fold(0.0_f64, |s, x| s.max(x.abs()))
+        .max(f64::MIN_POSITIVE);
     let kt = opts.k_top.min(m);
     let kb = opts.k_bottom.min(m - kt);
     let mut wanted: Vec<usize> = (0..kt).map(|i| m - 1 - i).collect();
@@ -274,7 +299,14 @@ fn ritz_state(alpha: &[f64], beta: &[f64], opts: &LanczosOptions) -> Result<Ritz
     } else {
         f64::INFINITY
     };
-    Ok(RitzState { m, values: eig.values, vectors: eig.vectors, bounds, wanted, max_rel })
+    Ok(RitzState {
+        m,
+        values: eig.values,
+        vectors: eig.vectors,
+        bounds,
+        wanted,
+        max_rel,
+    })
 }
 
 fn finish<A: LinearOperator + ?Sized>(
@@ -291,7 +323,12 @@ fn finish<A: LinearOperator + ?Sized>(
     let mut applications = m;
     let mut pairs = Vec::with_capacity(st.wanted.len());
     for &i in &st.wanted {
-        let mut pair = RitzPair { value: st.values[i], vector: None, residual_bound: st.bounds[i], residual: None };
+        let mut pair = RitzPair {
+            value: st.values[i],
+            vector: None,
+            residual_bound: st.bounds[i],
+            residual: None,
+        };
         if opts.ritz_vectors || opts.true_residuals {
             let mut y = vec![0.0; p];
             for (k, q) in basis.iter().enumerate() {
@@ -341,20 +378,47 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors() {
         let a = DenseOperator::planted(&[1.0, 2.0, 3.0], 1).unwrap();
-        let o = |k_top, k_bottom| LanczosOptions { k_top, k_bottom, ..Default::default() };
-        assert!(matches!(lanczos(&a, &o(3, 1)), Err(SpectraError::TooMany { k: 4, p: 3, .. })));
+        let o = |k_top, k_bottom| LanczosOptions {
+            k_top,
+            k_bottom,
+            ..Default::default()
+        };
+        assert!(matches!(
+            lanczos(&a, &o(3, 1)),
+            Err(SpectraError::TooMany { k: 4, p: 3, .. })
+        ));
         assert!(matches!(lanczos(&a, &o(0, 0)), Err(SpectraError::Invalid { .. })));
-        let start = |s: Vec<f64>| LanczosOptions { start: Some(s), ..Default::default() };
-        assert!(matches!(lanczos(&a, &start(vec![0.0; 3])), Err(SpectraError::ZeroVector { .. })));
-        assert!(matches!(lanczos(&a, &start(vec![f64::NAN, 1.0, 1.0])), Err(SpectraError::NonFinite { .. })));
-        assert!(matches!(lanczos(&a, &start(vec![1.0; 4])), Err(SpectraError::Dimension { .. })));
+        let start = |s: Vec<f64>| LanczosOptions {
+            start: Some(s),
+            ..Default::default()
+        };
+        assert!(matches!(
+            lanczos(&a, &start(vec![0.0; 3])),
+            Err(SpectraError::ZeroVector { .. })
+        ));
+        assert!(matches!(
+            lanczos(&a, &start(vec![f64::NAN, 1.0, 1.0])),
+            Err(SpectraError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            lanczos(&a, &start(vec![1.0; 4])),
+            Err(SpectraError::Dimension { .. })
+        ));
     }
 
     #[test]
     fn too_few_iterations_is_reported_not_silent() {
         let lam: Vec<f64> = (0..200).map(|i| 1.0 + (i as f64) * 0.01).collect();
         let a = DenseOperator::planted(&lam, 2).unwrap();
-        let r = lanczos(&a, &LanczosOptions { max_iter: 5, tol: 1e-12, ..Default::default() }).unwrap();
+        let r = lanczos(
+            &a,
+            &LanczosOptions {
+                max_iter: 5,
+                tol: 1e-12,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(!r.report.converged);
         assert_eq!(r.report.iterations, 5);
         assert!(r.report.max_relative_residual > 1e-12);
@@ -371,8 +435,17 @@ mod restart_tests {
         // two distinct eigenvalues, each three times: the Krylov space of any start vector is invariant after
         // 2 steps, so the run must restart to see the other copies.
         let a = DenseOperator::planted(&[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], 3).unwrap();
-        let r = lanczos(&a, &LanczosOptions { max_iter: 6, tol: 0.0, k_top: 3, k_bottom: 3, ..Default::default() })
-            .unwrap();
+        let r = lanczos(
+            &a,
+            &LanczosOptions {
+                max_iter: 6,
+                tol: 0.0,
+                k_top: 3,
+                k_bottom: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.report.restarts, 2, "{:?}", r.report);
         assert!(r.report.converged);
         assert_eq!(r.beta[1], 0.0);
@@ -383,7 +456,14 @@ mod restart_tests {
             assert!((t.value - 1.0).abs() < 1e-13);
         }
         // without restarts the run stops at the invariant subspace, converged for top-1
-        let r = lanczos(&a, &LanczosOptions { restart_on_breakdown: false, ..Default::default() }).unwrap();
+        let r = lanczos(
+            &a,
+            &LanczosOptions {
+                restart_on_breakdown: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.report.iterations, 2);
         assert!(r.report.converged && (r.max() - 2.0).abs() < 1e-13);
     }

@@ -26,9 +26,13 @@ pub use checks::checks;
 pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, DenseEigen, DenseOptions};
 pub use error::{Result, SpectraError};
 pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair};
-pub use operator::{apply_checked, apply_vec, Affine, Deflated, DenseOperator, FnOperator, LinearOperator, Sum};
+pub use operator::{
+    apply_checked, apply_vec, Affine, Deflated, DenseOperator, FnOperator, LinearOperator, Sum,
+};
 pub use operators::*;
 pub use power::{power_iteration, PowerOptions, PowerPair, PowerResult};
 pub use sharpness::*;
 pub use slq::{slq, ProbeKind, SlqOptions, SlqProbe, SpectralDensity};
-pub use trace::{exact_trace, hutch_plus_plus, hutchinson, hutchinson_with_probes, TraceEstimate, TraceOptions};
+pub use trace::{
+    exact_trace, hutch_plus_plus, hutchinson, hutchinson_with_probes, TraceEstimate, TraceOptions,
+};

@@ -60,7 +60,11 @@ impl DenseOperator {
     pub fn new(matrix: DMatrix<f64>) -> Result<Self> {
         if matrix.nrows() != matrix.ncols() {
             return Err(SpectraError::Dimension {
-                what: format!("columns of a {}×{} operator matrix", matrix.nrows(), matrix.ncols()),
+                what: format!(
+                    "columns of a {}×{} operator matrix",
+                    matrix.nrows(),
+                    matrix.ncols()
+                ),
                 expected: matrix.nrows(),
                 got: matrix.ncols(),
             });
@@ -160,7 +164,9 @@ impl<A: LinearOperator> LinearOperator for Affine<A> {
     }
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
         self.inner.apply(x, y)?;
-        y.iter_mut().zip(x).for_each(|(yi, xi)| *yi = self.scale * *yi + self.shift * xi);
+        y.iter_mut()
+            .zip(x)
+            .for_each(|(yi, xi)| *yi = self.scale * *yi + self.shift * xi);
         Ok(())
     }
 }
@@ -208,7 +214,10 @@ impl<'v, A: LinearOperator> Deflated<'v, A> {
             check_finite(&format!("deflation eigenvalue {j}"), &[*l])?;
             let nv = crate::vector::norm(v);
             if (nv - 1.0).abs() > 1e-8 {
-                return Err(SpectraError::invalid(format!("deflation vector {j}"), format!("norm {nv}, not 1")));
+                return Err(SpectraError::invalid(
+                    format!("deflation vector {j}"),
+                    format!("norm {nv}, not 1"),
+                ));
             }
         }
         Ok(Deflated { inner, pairs })
@@ -247,20 +256,45 @@ mod tests {
     fn bad_shapes_are_typed_errors() {
         let a = DenseOperator::new(DMatrix::identity(3, 3)).unwrap();
         let b = DenseOperator::new(DMatrix::identity(4, 4)).unwrap();
-        assert!(matches!(Sum::new(&a, &b), Err(SpectraError::Dimension { expected: 3, got: 4, .. })));
-        assert!(matches!(apply_vec(&a, &[1.0; 2]), Err(SpectraError::Dimension { .. })));
-        assert!(matches!(DenseOperator::new(DMatrix::zeros(2, 3)), Err(SpectraError::Dimension { .. })));
+        assert!(matches!(
+            Sum::new(&a, &b),
+            Err(SpectraError::Dimension {
+                expected: 3,
+                got: 4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            apply_vec(&a, &[1.0; 2]),
+            Err(SpectraError::Dimension { .. })
+        ));
+        assert!(matches!(
+            DenseOperator::new(DMatrix::zeros(2, 3)),
+            Err(SpectraError::Dimension { .. })
+        ));
         let asym = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0]);
-        assert!(matches!(DenseOperator::symmetric(asym, 1e-12), Err(SpectraError::Invalid { .. })));
+        assert!(matches!(
+            DenseOperator::symmetric(asym, 1e-12),
+            Err(SpectraError::Invalid { .. })
+        ));
         let nan = DMatrix::from_element(2, 2, f64::NAN);
-        assert!(matches!(DenseOperator::new(nan), Err(SpectraError::NonFinite { .. })));
+        assert!(matches!(
+            DenseOperator::new(nan),
+            Err(SpectraError::NonFinite { .. })
+        ));
     }
 
     #[test]
     fn planted_spectrum_is_planted() {
         let lam = [3.0, -1.0, 0.5, 2.0];
         let a = DenseOperator::planted(&lam, 1).unwrap();
-        let mut ev: Vec<f64> = a.matrix().clone().symmetric_eigenvalues().iter().copied().collect();
+        let mut ev: Vec<f64> = a
+            .matrix()
+            .clone()
+            .symmetric_eigenvalues()
+            .iter()
+            .copied()
+            .collect();
         ev.sort_by(f64::total_cmp);
         let mut want = lam.to_vec();
         want.sort_by(f64::total_cmp);

@@ -21,7 +21,11 @@ use ndarray::{Array2, ArrayView1};
 use rand::Rng;
 
 /// Validates `θ` against the objective and the batch against its data; returns the batch size `N`.
-pub(crate) fn check_theta_batch<O: Objective + ?Sized>(obj: &O, theta: &[f64], batch: Batch<'_>) -> Result<usize> {
+pub(crate) fn check_theta_batch<O: Objective + ?Sized>(
+    obj: &O,
+    theta: &[f64],
+    batch: Batch<'_>,
+) -> Result<usize> {
     check_dim("theta", obj.dim(), theta.len())?;
     check_finite("theta", theta)?;
     batch.validate(obj.n_examples())?;
@@ -69,9 +73,10 @@ impl Normalization {
         match self {
             Normalization::N => Ok(n as f64),
             Normalization::NMinusOne if n >= 2 => Ok((n - 1) as f64),
-            Normalization::NMinusOne => {
-                Err(SpectraError::invalid("normalization", "N − 1 = 0: a covariance needs at least 2 examples"))
-            }
+            Normalization::NMinusOne => Err(SpectraError::invalid(
+                "normalization",
+                "N − 1 = 0: a covariance needs at least 2 examples",
+            )),
         }
     }
 }
@@ -87,7 +92,10 @@ pub struct CovarianceOptions {
 
 impl Default for CovarianceOptions {
     fn default() -> Self {
-        CovarianceOptions { normalization: Normalization::N, chunk: 256 }
+        CovarianceOptions {
+            normalization: Normalization::N,
+            chunk: 256,
+        }
     }
 }
 
@@ -108,17 +116,36 @@ pub type GradientCovariance<'a, O> = GradientOuterOperator<'a, O>;
 
 impl<'a, O: Objective + ?Sized> GradientOuterOperator<'a, O> {
     /// `K = (1/c) Σ_i (g_i − ḡ)(g_i − ḡ)ᵀ` on the batch, `ḡ = ∇C_B(θ)`.
-    pub fn covariance(obj: &'a O, theta: &'a [f64], batch: Batch<'a>, opts: CovarianceOptions) -> Result<Self> {
+    pub fn covariance(
+        obj: &'a O,
+        theta: &'a [f64],
+        batch: Batch<'a>,
+        opts: CovarianceOptions,
+    ) -> Result<Self> {
         let n = check_theta_batch(obj, theta, batch)?;
         let denom = opts.normalization.denominator(n)?;
         let mean = obj.grad(theta, batch)?;
-        Ok(GradientOuterOperator { obj, theta, batch, center: Some(mean), denom, chunk: opts.chunk.max(1) })
+        Ok(GradientOuterOperator {
+            obj,
+            theta,
+            batch,
+            center: Some(mean),
+            denom,
+            chunk: opts.chunk.max(1),
+        })
     }
 
     /// The empirical Fisher `F_emp = (1/N) Σ_i g_i g_iᵀ` on the batch (uncentered, true labels).
     pub fn empirical_fisher(obj: &'a O, theta: &'a [f64], batch: Batch<'a>, chunk: usize) -> Result<Self> {
         let n = check_theta_batch(obj, theta, batch)?;
-        Ok(GradientOuterOperator { obj, theta, batch, center: None, denom: n as f64, chunk: chunk.max(1) })
+        Ok(GradientOuterOperator {
+            obj,
+            theta,
+            batch,
+            center: None,
+            denom: n as f64,
+            chunk: chunk.max(1),
+        })
     }
 
     /// The exact trace `(1/c) Σ_i ‖g_i − m‖²` in one streamed pass (`Tr K = Γ`, or `Tr F_emp`).
@@ -145,12 +172,13 @@ impl<'a, O: Objective + ?Sized> GradientOuterOperator<'a, O> {
     }
 
     fn stream(&self, f: &mut dyn FnMut(ArrayView1<'_, f64>)) -> Result<()> {
-        self.obj.per_example_grads(self.theta, self.batch, self.chunk, &mut |_, rows| {
-            for row in rows.rows() {
-                f(row);
-            }
-            Ok(())
-        })?;
+        self.obj
+            .per_example_grads(self.theta, self.batch, self.chunk, &mut |_, rows| {
+                for row in rows.rows() {
+                    f(row);
+                }
+                Ok(())
+            })?;
         Ok(())
     }
 }
@@ -208,7 +236,10 @@ impl GramCovariance {
         obj.per_example_grads(theta, batch, opts.chunk.max(1), &mut |start, rows| {
             let end = start + rows.nrows();
             if end > n {
-                return Err(imreg_objective::ObjectiveError::invalid("per_example_grads", "too many rows"));
+                return Err(imreg_objective::ObjectiveError::invalid(
+                    "per_example_grads",
+                    "too many rows",
+                ));
             }
             deltas.slice_mut(ndarray::s![start..end, ..]).assign(&rows);
             Ok(())
@@ -248,7 +279,9 @@ impl GramCovariance {
         let v = self.deltas.t().dot(&ArrayView1::from(u));
         let n = v.dot(&v).sqrt();
         if n == 0.0 {
-            return Err(SpectraError::ZeroVector { what: "Δᵀu (eigenvalue 0 of K)".into() });
+            return Err(SpectraError::ZeroVector {
+                what: "Δᵀu (eigenvalue 0 of K)".into(),
+            });
         }
         Ok(v.iter().map(|x| x / n).collect())
     }
@@ -275,7 +308,11 @@ impl<O: Supervised + ?Sized> OutputSpace<'_, O> {
         let jv = self.obj.output_jvp(self.theta, self.batch, x)?;
         let n = jv.nrows();
         if jv.ncols() != self.c || n != self.m.len() {
-            return Err(SpectraError::Dimension { what: "output_jvp columns".into(), expected: self.c, got: jv.ncols() });
+            return Err(SpectraError::Dimension {
+                what: "output_jvp columns".into(),
+                expected: self.c,
+                got: jv.ncols(),
+            });
         }
         let mut u = Array2::<f64>::zeros((n, self.c));
         for i in 0..n {
@@ -320,12 +357,20 @@ pub fn output_loss_hessian(kind: LossKind, f: &[f64]) -> Vec<f64> {
     h
 }
 
-fn output_rows<O: Supervised + ?Sized>(obj: &O, theta: &[f64], batch: Batch<'_>) -> Result<(Array2<f64>, usize)> {
+fn output_rows<O: Supervised + ?Sized>(
+    obj: &O,
+    theta: &[f64],
+    batch: Batch<'_>,
+) -> Result<(Array2<f64>, usize)> {
     let n = check_theta_batch(obj, theta, batch)?;
     let f = obj.outputs(theta, batch)?;
     let c = obj.n_outputs();
     if f.nrows() != n || f.ncols() != c {
-        return Err(SpectraError::Dimension { what: "model outputs (columns)".into(), expected: c, got: f.ncols() });
+        return Err(SpectraError::Dimension {
+            what: "model outputs (columns)".into(),
+            expected: c,
+            got: f.ncols(),
+        });
     }
     check_finite("model outputs", f.as_slice().unwrap_or(&[]))?;
     Ok((f, c))
@@ -342,8 +387,20 @@ impl<'a, O: Supervised + ?Sized> GaussNewtonOperator<'a, O> {
     pub fn new(obj: &'a O, theta: &'a [f64], batch: Batch<'a>) -> Result<Self> {
         let (f, c) = output_rows(obj, theta, batch)?;
         let kind = obj.loss_kind();
-        let m = f.rows().into_iter().map(|r| output_loss_hessian(kind, &r.to_vec())).collect();
-        Ok(GaussNewtonOperator { inner: OutputSpace { obj, theta, batch, m, c } })
+        let m = f
+            .rows()
+            .into_iter()
+            .map(|r| output_loss_hessian(kind, &r.to_vec()))
+            .collect();
+        Ok(GaussNewtonOperator {
+            inner: OutputSpace {
+                obj,
+                theta,
+                batch,
+                m,
+                c,
+            },
+        })
     }
 }
 
@@ -393,7 +450,10 @@ impl<'a, O: Supervised + ?Sized> FisherOperator<'a, O> {
                 }
                 FisherSampling::Sampled { samples, seed } => {
                     if samples == 0 {
-                        return Err(SpectraError::invalid("FisherSampling::Sampled.samples", "must be ≥ 1"));
+                        return Err(SpectraError::invalid(
+                            "FisherSampling::Sampled.samples",
+                            "must be ≥ 1",
+                        ));
                     }
                     let mut r = rng::stream(seed, i as u64);
                     let mut mi = vec![0.0; c * c];
@@ -412,7 +472,16 @@ impl<'a, O: Supervised + ?Sized> FisherOperator<'a, O> {
                 }
             }
         }
-        Ok(FisherOperator { inner: OutputSpace { obj, theta, batch, m, c }, targets })
+        Ok(FisherOperator {
+            inner: OutputSpace {
+                obj,
+                theta,
+                batch,
+                m,
+                c,
+            },
+            targets,
+        })
     }
 
     /// `Tr F`: exact from the output-space matrices for [`FisherSampling::Exact`] is not available without

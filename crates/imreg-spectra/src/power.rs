@@ -25,7 +25,13 @@ pub struct PowerOptions {
 
 impl Default for PowerOptions {
     fn default() -> Self {
-        PowerOptions { k: 1, max_iter: 1000, tol: 1e-8, start: None, seed: 0 }
+        PowerOptions {
+            k: 1,
+            max_iter: 1000,
+            tol: 1e-8,
+            start: None,
+            seed: 0,
+        }
     }
 }
 
@@ -62,7 +68,11 @@ pub fn power_iteration<A: LinearOperator + ?Sized>(op: &A, opts: &PowerOptions) 
         return Err(SpectraError::invalid("k", "no eigenpair requested"));
     }
     if opts.k > p {
-        return Err(SpectraError::TooMany { what: "k".into(), k: opts.k, p });
+        return Err(SpectraError::TooMany {
+            what: "k".into(),
+            k: opts.k,
+            p,
+        });
     }
     if let Some(s) = &opts.start {
         check_direction("power-iteration start vector", s, p)?;
@@ -82,7 +92,9 @@ pub fn power_iteration<A: LinearOperator + ?Sized>(op: &A, opts: &PowerOptions) 
         }
         let nv = norm(&v);
         if nv == 0.0 {
-            return Err(SpectraError::ZeroVector { what: format!("power-iteration start vector {i}") });
+            return Err(SpectraError::ZeroVector {
+                what: format!("power-iteration start vector {i}"),
+            });
         }
         scale(1.0 / nv, &mut v);
         let mut av = vec![0.0; p];
@@ -109,10 +121,20 @@ pub fn power_iteration<A: LinearOperator + ?Sized>(op: &A, opts: &PowerOptions) 
             v.copy_from_slice(&av);
             scale(1.0 / na, &mut v);
         }
-        pairs.push(PowerPair { value: theta, vector: v, residual, iterations: it, converged });
+        pairs.push(PowerPair {
+            value: theta,
+            vector: v,
+            residual,
+            iterations: it,
+            converged,
+        });
     }
     let converged = pairs.iter().all(|q| q.converged);
-    Ok(PowerResult { pairs, applications, converged })
+    Ok(PowerResult {
+        pairs,
+        applications,
+        converged,
+    })
 }
 
 #[cfg(test)]
@@ -123,21 +145,47 @@ mod tests {
     #[test]
     fn finds_dominant_pairs_in_magnitude_order() {
         let a = DenseOperator::planted(&[10.0, -6.0, 3.0, 1.0, 0.5, 0.1], 4).unwrap();
-        let r = power_iteration(&a, &PowerOptions { k: 3, tol: 1e-12, max_iter: 5000, ..Default::default() })
-            .unwrap();
+        let r = power_iteration(
+            &a,
+            &PowerOptions {
+                k: 3,
+                tol: 1e-12,
+                max_iter: 5000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(r.converged);
         for (q, want) in r.pairs.iter().zip([10.0, -6.0, 3.0]) {
             // residual ≤ 1e-12 |θ| bounds the eigenvalue error by the same amount
-            assert!((q.value - want).abs() <= 1e-10 * want.abs(), "{} vs {want}", q.value);
+            assert!(
+                (q.value - want).abs() <= 1e-10 * want.abs(),
+                "{} vs {want}",
+                q.value
+            );
         }
     }
 
     #[test]
     fn non_convergence_is_reported() {
         let a = DenseOperator::planted(&[1.0, 0.999, 0.5], 4).unwrap();
-        let r = power_iteration(&a, &PowerOptions { max_iter: 10, tol: 1e-12, ..Default::default() }).unwrap();
+        let r = power_iteration(
+            &a,
+            &PowerOptions {
+                max_iter: 10,
+                tol: 1e-12,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(!r.converged && !r.pairs[0].converged && r.pairs[0].iterations == 10);
-        let bad = PowerOptions { k: 4, ..Default::default() };
-        assert!(matches!(power_iteration(&a, &bad), Err(SpectraError::TooMany { k: 4, p: 3, .. })));
+        let bad = PowerOptions {
+            k: 4,
+            ..Default::default()
+        };
+        assert!(matches!(
+            power_iteration(&a, &bad),
+            Err(SpectraError::TooMany { k: 4, p: 3, .. })
+        ));
     }
 }

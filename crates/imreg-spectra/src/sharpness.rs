@@ -25,8 +25,8 @@
 use crate::error::{Result, SpectraError};
 use crate::lanczos::{lanczos, LanczosOptions, LanczosReport};
 use crate::operators::{
-    check_theta_batch, CovarianceOptions, FisherOperator, FisherSampling, GradientOuterOperator, GramCovariance,
-    HessianOperator,
+    check_theta_batch, CovarianceOptions, FisherOperator, FisherSampling, GradientOuterOperator,
+    GramCovariance, HessianOperator,
 };
 use crate::vector::dot;
 use imreg_objective::{rng, Batch, Objective, Supervised};
@@ -52,7 +52,13 @@ pub struct MonteCarloOptions {
 
 impl Default for MonteCarloOptions {
     fn default() -> Self {
-        MonteCarloOptions { seed: 0, min_batches: 20, max_batches: 1000, rel_se_tol: 0.005, round: 20 }
+        MonteCarloOptions {
+            seed: 0,
+            min_batches: 20,
+            max_batches: 1000,
+            rel_se_tol: 0.005,
+            round: 20,
+        }
     }
 }
 
@@ -64,12 +70,18 @@ pub enum BatchExpectation {
     /// Monte Carlo over seeded uniformly random size-`b` subsets.
     MonteCarlo(MonteCarloOptions),
     /// Exact if `C(N, b) ≤ max_exact`, Monte Carlo otherwise.
-    Auto { max_exact: u64, monte_carlo: MonteCarloOptions },
+    Auto {
+        max_exact: u64,
+        monte_carlo: MonteCarloOptions,
+    },
 }
 
 impl Default for BatchExpectation {
     fn default() -> Self {
-        BatchExpectation::Auto { max_exact: 2000, monte_carlo: MonteCarloOptions::default() }
+        BatchExpectation::Auto {
+            max_exact: 2000,
+            monte_carlo: MonteCarloOptions::default(),
+        }
     }
 }
 
@@ -79,7 +91,11 @@ pub enum Estimator {
     /// Exact over all `batches = C(N, b)` subsets.
     Exact { batches: u64 },
     /// Monte Carlo over `batches` seeded batches; `converged` if the relative-SE stop was met.
-    MonteCarlo { batches: usize, rel_std_error: f64, converged: bool },
+    MonteCarlo {
+        batches: usize,
+        rel_std_error: f64,
+        converged: bool,
+    },
 }
 
 /// An expectation over batches.
@@ -170,7 +186,11 @@ fn sample_batches(
     let to_data = |pos: &[usize]| -> Vec<usize> { pos.iter().map(|&k| pool.index(k)).collect() };
     if exact {
         if count > EXACT_LIMIT {
-            return Err(SpectraError::TooMany { what: format!("batches C({n}, {b}) for exact enumeration"), k: count.min(usize::MAX as u64) as usize, p: EXACT_LIMIT as usize });
+            return Err(SpectraError::TooMany {
+                what: format!("batches C({n}, {b}) for exact enumeration"),
+                k: count.min(usize::MAX as u64) as usize,
+                p: EXACT_LIMIT as usize,
+            });
         }
         const ROUND: usize = 512;
         let mut rows = Vec::with_capacity(count as usize);
@@ -184,7 +204,12 @@ fn sample_batches(
             }
             rows.extend(evaluate_round(&round, eval)?);
         }
-        return Ok(Samples { rows, exact: true, converged: true, rel_se: 0.0 });
+        return Ok(Samples {
+            rows,
+            exact: true,
+            converged: true,
+            rel_se: 0.0,
+        });
     }
     let mc = match mode {
         BatchExpectation::MonteCarlo(mc) | BatchExpectation::Auto { monte_carlo: mc, .. } => *mc,
@@ -219,20 +244,35 @@ fn sample_batches(
             }
         }
     }
-    Ok(Samples { rows, exact: false, converged, rel_se })
+    Ok(Samples {
+        rows,
+        exact: false,
+        converged,
+        rel_se,
+    })
 }
 
 impl Samples {
     fn estimator(&self) -> Estimator {
         if self.exact {
-            Estimator::Exact { batches: self.rows.len() as u64 }
+            Estimator::Exact {
+                batches: self.rows.len() as u64,
+            }
         } else {
-            Estimator::MonteCarlo { batches: self.rows.len(), rel_std_error: self.rel_se, converged: self.converged }
+            Estimator::MonteCarlo {
+                batches: self.rows.len(),
+                rel_std_error: self.rel_se,
+                converged: self.converged,
+            }
         }
     }
 
     fn estimate(&self, (value, se): (f64, f64)) -> Estimate {
-        Estimate { value, std_error: if self.exact { 0.0 } else { se }, estimator: self.estimator() }
+        Estimate {
+            value,
+            std_error: if self.exact { 0.0 } else { se },
+            estimator: self.estimator(),
+        }
     }
 }
 
@@ -289,7 +329,14 @@ pub fn sharpness<O: Objective + ?Sized>(
     opts: &LanczosOptions,
 ) -> Result<Sharpness> {
     let h = HessianOperator::new(obj, theta, batch)?;
-    let r = lanczos(&h, &LanczosOptions { k_top: 1, k_bottom: 0, ..opts.clone() })?;
+    let r = lanczos(
+        &h,
+        &LanczosOptions {
+            k_top: 1,
+            k_bottom: 0,
+            ..opts.clone()
+        },
+    )?;
     let top = r.top.into_iter().next();
     Ok(Sharpness {
         value: top.as_ref().map_or(f64::NAN, |t| t.value),
@@ -299,11 +346,17 @@ pub fn sharpness<O: Objective + ?Sized>(
 }
 
 /// `g_BᵀH_Bg_B` and `‖g_B‖²` on one batch (one gradient and one HVP).
-fn curvature_along_gradient<O: Objective + ?Sized>(obj: &O, theta: &[f64], batch: Batch<'_>) -> Result<(f64, f64)> {
+fn curvature_along_gradient<O: Objective + ?Sized>(
+    obj: &O,
+    theta: &[f64],
+    batch: Batch<'_>,
+) -> Result<(f64, f64)> {
     let g = obj.grad(theta, batch)?;
     let gg = dot(&g, &g);
     if gg == 0.0 {
-        return Err(SpectraError::ZeroVector { what: format!("batch gradient g_B (batch {batch:?})") });
+        return Err(SpectraError::ZeroVector {
+            what: format!("batch gradient g_B (batch {batch:?})"),
+        });
     }
     let hg = obj.hvp_vec(theta, batch, &g)?;
     Ok((dot(&g, &hg), gg))
@@ -348,7 +401,10 @@ pub fn batch_sharpness<O: Objective + ?Sized>(
         (m, rel * m.abs())
     };
     let s = sample_batches(pool, obj.n_examples(), b, mode, &eval, &summary)?;
-    Ok(BatchSharpness { mean_of_ratios: s.estimate(mean_se(&s.rows, 0)), ratio_of_means: s.estimate(ratio_se(&s.rows, 1, 2)) })
+    Ok(BatchSharpness {
+        mean_of_ratios: s.estimate(mean_se(&s.rows, 0)),
+        ratio_of_means: s.estimate(ratio_se(&s.rows, 1, 2)),
+    })
 }
 
 /// MiniBS `E_B[λ_max(H_B)]` with the Lanczos outcome of the per-batch solves.
@@ -374,10 +430,18 @@ pub fn mini_bs<O: Objective + ?Sized>(
     lanczos_opts: &LanczosOptions,
 ) -> Result<MiniBs> {
     check_theta_batch(obj, theta, pool)?;
-    let lo = LanczosOptions { ritz_vectors: false, true_residuals: false, ..lanczos_opts.clone() };
+    let lo = LanczosOptions {
+        ritz_vectors: false,
+        true_residuals: false,
+        ..lanczos_opts.clone()
+    };
     let eval = |ix: &[usize]| -> Result<Vec<f64>> {
         let s = sharpness(obj, theta, Batch::Indices(ix), &lo)?;
-        Ok(vec![s.value, if s.report.converged { 0.0 } else { 1.0 }, s.report.max_relative_residual])
+        Ok(vec![
+            s.value,
+            if s.report.converged { 0.0 } else { 1.0 },
+            s.report.max_relative_residual,
+        ])
     };
     let summary = |rows: &[Vec<f64>]| mean_se(rows, 0);
     let s = sample_batches(pool, obj.n_examples(), b, mode, &eval, &summary)?;
@@ -411,7 +475,9 @@ pub fn gni_ias<O: Objective + ?Sized>(
     let g = obj.grad(theta, pool)?;
     let gg_full = dot(&g, &g);
     if gg_full == 0.0 {
-        return Err(SpectraError::ZeroVector { what: "pool gradient ∇C (GNI denominator)".into() });
+        return Err(SpectraError::ZeroVector {
+            what: "pool gradient ∇C (GNI denominator)".into(),
+        });
     }
     let eval = |ix: &[usize]| -> Result<Vec<f64>> {
         let gb = obj.grad(theta, Batch::Indices(ix))?;
@@ -426,7 +492,10 @@ pub fn gni_ias<O: Objective + ?Sized>(
     };
     let s = sample_batches(pool, obj.n_examples(), b, mode, &eval, &summary)?;
     let (m, sm) = mean_se(&s.rows, 0);
-    Ok(GniIas { gni: s.estimate((m / gg_full, sm / gg_full)), ias: s.estimate(ratio_se(&s.rows, 0, 1)) })
+    Ok(GniIas {
+        gni: s.estimate((m / gg_full, sm / gg_full)),
+        ias: s.estimate(ratio_se(&s.rows, 0, 1)),
+    })
 }
 
 /// How to compute the top eigenvalue of the gradient covariance.
@@ -468,15 +537,31 @@ pub fn gradient_covariance_top<O: Objective + ?Sized>(
     };
     if use_gram {
         let g = GramCovariance::new(obj, theta, batch, cov)?;
-        return Ok(CovarianceTop { value: g.top_eigenvalue()?, gram: true, report: None });
+        return Ok(CovarianceTop {
+            value: g.top_eigenvalue()?,
+            gram: true,
+            report: None,
+        });
     }
     let lo = match route {
         CovarianceRoute::Operator(lo) => lo.clone(),
         _ => LanczosOptions::default(),
     };
     let k = GradientOuterOperator::covariance(obj, theta, batch, cov)?;
-    let r = lanczos(&k, &LanczosOptions { k_top: 1, k_bottom: 0, ritz_vectors: false, ..lo })?;
-    Ok(CovarianceTop { value: r.max(), gram: false, report: Some(r.report) })
+    let r = lanczos(
+        &k,
+        &LanczosOptions {
+            k_top: 1,
+            k_bottom: 0,
+            ritz_vectors: false,
+            ..lo
+        },
+    )?;
+    Ok(CovarianceTop {
+        value: r.max(),
+        gram: false,
+        report: Some(r.report),
+    })
 }
 
 pub use crate::operators::trace_gradient_covariance;
@@ -492,7 +577,11 @@ pub fn fisher_trace<O: Supervised + ?Sized>(
 }
 
 /// `Tr F_emp = (1/N) Σ_i ‖g_i‖²`, the trace of the empirical Fisher of the batch.
-pub fn empirical_fisher_trace<O: Objective + ?Sized>(obj: &O, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
+pub fn empirical_fisher_trace<O: Objective + ?Sized>(
+    obj: &O,
+    theta: &[f64],
+    batch: Batch<'_>,
+) -> Result<f64> {
     GradientOuterOperator::empirical_fisher(obj, theta, batch, 256)?.trace()
 }
 

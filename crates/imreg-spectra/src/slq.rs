@@ -38,7 +38,12 @@ pub struct SlqOptions {
 
 impl Default for SlqOptions {
     fn default() -> Self {
-        SlqOptions { probes: 10, steps: 80, kind: ProbeKind::Rademacher, seed: 0 }
+        SlqOptions {
+            probes: 10,
+            steps: 80,
+            kind: ProbeKind::Rademacher,
+            seed: 0,
+        }
     }
 }
 
@@ -56,7 +61,11 @@ pub struct SlqProbe {
 impl SlqProbe {
     /// `Σ_j τ_j θ_j^k` (= `vᵀA^k v` for `k ≤ 2m − 1`).
     pub fn moment(&self, k: i32) -> f64 {
-        self.nodes.iter().zip(&self.weights).map(|(t, w)| w * t.powi(k)).sum()
+        self.nodes
+            .iter()
+            .zip(&self.weights)
+            .map(|(t, w)| w * t.powi(k))
+            .sum()
     }
 }
 
@@ -79,7 +88,11 @@ impl SpectralDensity {
     pub fn nodes_weights(&self) -> (Vec<f64>, Vec<f64>) {
         let nv = self.probes.len() as f64;
         let nodes = self.probes.iter().flat_map(|r| r.nodes.iter().copied()).collect();
-        let weights = self.probes.iter().flat_map(|r| r.weights.iter().map(move |w| w / nv)).collect();
+        let weights = self
+            .probes
+            .iter()
+            .flat_map(|r| r.weights.iter().map(move |w| w / nv))
+            .collect();
         (nodes, weights)
     }
 
@@ -87,7 +100,10 @@ impl SpectralDensity {
     /// `ρ(t) = Σ_j w_j φ_σ(t − θ_j)` (integrates to 1).
     pub fn smoothed(&self, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
         if !(sigma > 0.0) || !sigma.is_finite() {
-            return Err(SpectraError::invalid("sigma", format!("kernel width must be > 0, got {sigma}")));
+            return Err(SpectraError::invalid(
+                "sigma",
+                format!("kernel width must be > 0, got {sigma}"),
+            ));
         }
         check_finite("density grid", grid)?;
         let (nodes, weights) = self.nodes_weights();
@@ -95,7 +111,11 @@ impl SpectralDensity {
         Ok(grid
             .iter()
             .map(|&t| {
-                nodes.iter().zip(&weights).map(|(x, w)| w * c * (-0.5 * ((t - x) / sigma).powi(2)).exp()).sum()
+                nodes
+                    .iter()
+                    .zip(&weights)
+                    .map(|(x, w)| w * c * (-0.5 * ((t - x) / sigma).powi(2)).exp())
+                    .sum()
             })
             .collect())
     }
@@ -124,7 +144,11 @@ pub fn slq<A: LinearOperator + ?Sized>(op: &A, opts: &SlqOptions) -> Result<Spec
         return Err(SpectraError::invalid("probes and steps", "both must be ≥ 1"));
     }
     if opts.kind == ProbeKind::Basis && opts.probes > p {
-        return Err(SpectraError::TooMany { what: "basis probes".into(), k: opts.probes, p });
+        return Err(SpectraError::TooMany {
+            what: "basis probes".into(),
+            k: opts.probes,
+            p,
+        });
     }
     let mut probes = Vec::with_capacity(opts.probes);
     for k in 0..opts.probes {
@@ -144,7 +168,11 @@ pub fn slq<A: LinearOperator + ?Sized>(op: &A, opts: &SlqOptions) -> Result<Spec
         };
         let r = lanczos(op, &lo)?;
         let weights = r.first_components.iter().map(|s| s * s).collect();
-        probes.push(SlqProbe { nodes: r.ritz_values, weights, steps: r.report.iterations });
+        probes.push(SlqProbe {
+            nodes: r.ritz_values,
+            weights,
+            steps: r.report.iterations,
+        });
     }
     Ok(SpectralDensity { dim: p, probes })
 }

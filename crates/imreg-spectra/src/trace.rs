@@ -40,7 +40,9 @@ pub struct TraceEstimate {
 /// A Rademacher vector (`±1` entries) from stream `(seed, k)`.
 pub fn rademacher(p: usize, seed: u64, k: u64) -> Vec<f64> {
     let mut r = rng::stream(seed, k);
-    (0..p).map(|_| if r.random::<bool>() { 1.0 } else { -1.0 }).collect()
+    (0..p)
+        .map(|_| if r.random::<bool>() { 1.0 } else { -1.0 })
+        .collect()
 }
 
 fn mean_se(samples: &[f64]) -> (f64, f64) {
@@ -60,7 +62,10 @@ fn mean_se(samples: &[f64]) -> (f64, f64) {
 /// ```
 pub fn hutchinson<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) -> Result<TraceEstimate> {
     if opts.matvecs < 2 {
-        return Err(SpectraError::invalid("matvecs", "Hutchinson needs at least 2 probes for a standard error"));
+        return Err(SpectraError::invalid(
+            "matvecs",
+            "Hutchinson needs at least 2 probes for a standard error",
+        ));
     }
     let p = op.dim();
     let probes = (0..opts.matvecs as u64).map(|k| rademacher(p, opts.seed, k));
@@ -69,9 +74,15 @@ pub fn hutchinson<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) -> Re
 
 /// Hutchinson's estimator on caller-given probes `z_k` (any distribution with `E zzᵀ = I`). Each probe
 /// is validated (length, finite, non-zero).
-pub fn hutchinson_with_probes<A: LinearOperator + ?Sized>(op: &A, probes: &[Vec<f64>]) -> Result<TraceEstimate> {
+pub fn hutchinson_with_probes<A: LinearOperator + ?Sized>(
+    op: &A,
+    probes: &[Vec<f64>],
+) -> Result<TraceEstimate> {
     if probes.len() < 2 {
-        return Err(SpectraError::invalid("probes", "at least 2 probes are needed for a standard error"));
+        return Err(SpectraError::invalid(
+            "probes",
+            "at least 2 probes are needed for a standard error",
+        ));
     }
     for (k, z) in probes.iter().enumerate() {
         check_direction(&format!("probe {k}"), z, op.dim())?;
@@ -90,7 +101,12 @@ fn hutchinson_probes<A: LinearOperator + ?Sized>(
         samples.push(dot(&z, &az));
     }
     let (estimate, std_error) = mean_se(&samples);
-    Ok(TraceEstimate { estimate, std_error, applications: samples.len(), samples })
+    Ok(TraceEstimate {
+        estimate,
+        std_error,
+        applications: samples.len(),
+        samples,
+    })
 }
 
 /// Hutch++: `tr(A) = tr(QᵀAQ) + tr((I − QQᵀ) A (I − QQᵀ))`, with `Q` an orthonormal basis of `A S` for a
@@ -101,7 +117,10 @@ pub fn hutch_plus_plus<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) 
     let k = (opts.matvecs / 3).min(p);
     let n_res = opts.matvecs.saturating_sub(2 * k);
     if k == 0 || n_res < 2 {
-        return Err(SpectraError::invalid("matvecs", "Hutch++ needs at least 4 applications (sketch + 2 probes)"));
+        return Err(SpectraError::invalid(
+            "matvecs",
+            "Hutch++ needs at least 4 applications (sketch + 2 probes)",
+        ));
     }
     let mut buf = vec![0.0; p];
     let mut q: Vec<Vec<f64>> = Vec::with_capacity(k);
@@ -138,7 +157,12 @@ pub fn hutch_plus_plus<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) 
         samples.push(dot(&z, &buf));
     }
     let (res, std_error) = mean_se(&samples);
-    Ok(TraceEstimate { estimate: exact + res, std_error, applications: k + q.len() + n_res, samples })
+    Ok(TraceEstimate {
+        estimate: exact + res,
+        std_error,
+        applications: k + q.len() + n_res,
+        samples,
+    })
 }
 
 /// The exact trace `Σ_i e_iᵀ A e_i` from `p` applications (oracle for small `p`).
@@ -165,11 +189,20 @@ mod tests {
     fn bad_probes_are_typed_errors() {
         let a = DenseOperator::planted(&[1.0, 2.0, 3.0], 1).unwrap();
         let zero = vec![vec![1.0, 1.0, 1.0], vec![0.0; 3]];
-        assert!(matches!(hutchinson_with_probes(&a, &zero), Err(SpectraError::ZeroVector { .. })));
+        assert!(matches!(
+            hutchinson_with_probes(&a, &zero),
+            Err(SpectraError::ZeroVector { .. })
+        ));
         let nan = vec![vec![1.0, f64::NAN, 1.0], vec![1.0; 3]];
-        assert!(matches!(hutchinson_with_probes(&a, &nan), Err(SpectraError::NonFinite { .. })));
+        assert!(matches!(
+            hutchinson_with_probes(&a, &nan),
+            Err(SpectraError::NonFinite { .. })
+        ));
         let short = vec![vec![1.0; 2], vec![1.0; 3]];
-        assert!(matches!(hutchinson_with_probes(&a, &short), Err(SpectraError::Dimension { .. })));
+        assert!(matches!(
+            hutchinson_with_probes(&a, &short),
+            Err(SpectraError::Dimension { .. })
+        ));
         assert!(hutchinson(&a, &TraceOptions { matvecs: 1, seed: 0 }).is_err());
         assert!(hutch_plus_plus(&a, &TraceOptions { matvecs: 3, seed: 0 }).is_err());
     }

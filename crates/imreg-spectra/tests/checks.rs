@@ -9,8 +9,14 @@ fn all_spectra_checks_pass() {
 #[test]
 fn checks_write_figures_when_asked() {
     let dir = std::env::temp_dir().join(format!("imreg-spectra-checks-{}", std::process::id()));
-    let ctx = imreg_check::CheckContext { out_dir: Some(dir.clone()), quick: true };
-    for c in imreg_spectra::checks().iter().filter(|c| c.id == "spectra.minibs-ge-sharpness") {
+    let ctx = imreg_check::CheckContext {
+        out_dir: Some(dir.clone()),
+        quick: true,
+    };
+    for c in imreg_spectra::checks()
+        .iter()
+        .filter(|c| c.id == "spectra.minibs-ge-sharpness")
+    {
         let out = (c.run)(&ctx).unwrap();
         assert!(out.passed && !out.figures.is_empty(), "{out:?}");
         assert!(out.figures.iter().all(|f| f.exists()));

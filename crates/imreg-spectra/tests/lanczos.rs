@@ -8,27 +8,57 @@ use proptest::prelude::*;
 
 /// Top `k` and bottom `k` Ritz values within `tol` relative of the dense eigenvalues; returns the dense
 /// decomposition.
-fn assert_extremes(op: &dyn LinearOperator, k: usize, opts: &LanczosOptions, tol: f64) -> (LanczosResult, DenseEigen) {
+fn assert_extremes(
+    op: &dyn LinearOperator,
+    k: usize,
+    opts: &LanczosOptions,
+    tol: f64,
+) -> (LanczosResult, DenseEigen) {
     let dense = dense_eigen(op, &DenseOptions::default()).unwrap();
-    let r = lanczos(op, &LanczosOptions { k_top: k, k_bottom: k, ..opts.clone() }).unwrap();
+    let r = lanczos(
+        op,
+        &LanczosOptions {
+            k_top: k,
+            k_bottom: k,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert!(r.report.converged, "{:?}", r.report);
     for (pair, want) in r.top.iter().zip(dense.top(k)) {
-        assert!(rel(pair.value, want) <= tol, "top {} vs dense {want}: rel {:e}", pair.value, rel(pair.value, want));
+        assert!(
+            rel(pair.value, want) <= tol,
+            "top {} vs dense {want}: rel {:e}",
+            pair.value,
+            rel(pair.value, want)
+        );
     }
     for (pair, want) in r.bottom.iter().zip(dense.bottom(k)) {
-        assert!(rel(pair.value, want) <= tol, "bottom {} vs {want}: rel {:e}", pair.value, rel(pair.value, want));
+        assert!(
+            rel(pair.value, want) <= tol,
+            "bottom {} vs {want}: rel {:e}",
+            pair.value,
+            rel(pair.value, want)
+        );
     }
     (r, dense)
 }
 
 fn exact_opts(p: usize) -> LanczosOptions {
-    LanczosOptions { max_iter: p, tol: 1e-13, true_residuals: true, ..Default::default() }
+    LanczosOptions {
+        max_iter: p,
+        tol: 1e-13,
+        true_residuals: true,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn planted_indefinite_spectrum() {
     let p = 120;
-    let lam: Vec<f64> = (0..p).map(|i| -5.0 + 8.0 * (i as f64 / (p - 1) as f64).powi(2)).collect();
+    let lam: Vec<f64> = (0..p)
+        .map(|i| -5.0 + 8.0 * (i as f64 / (p - 1) as f64).powi(2))
+        .collect();
     let a = DenseOperator::planted(&lam, 11).unwrap();
     // Tolerance 1e-10 relative: the accuracy target; the residual bound tol 1e-13 · ‖A‖ bounds the
     // eigenvalue error by 1e-13 · 5 / |λ| ≤ 2e-13 relative for |λ| ≥ 3, far inside it.
@@ -38,7 +68,14 @@ fn planted_indefinite_spectrum() {
     let d = lanczos(&a, &LanczosOptions::default()).unwrap();
     assert!(d.report.converged && d.report.iterations < 100, "{:?}", d.report);
     assert!(rel(d.max(), 3.0) < 1e-10, "{}", d.max());
-    let both = lanczos(&a, &LanczosOptions { k_bottom: 1, ..Default::default() }).unwrap();
+    let both = lanczos(
+        &a,
+        &LanczosOptions {
+            k_bottom: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(!both.report.converged && both.report.max_relative_residual > 1e-10);
     assert_ritz_residuals(&r, &dense, a.matrix().norm());
 }
@@ -63,8 +100,17 @@ fn planted_degenerate_spectrum_with_restarts() {
     lam.extend([5.0; 4]);
     lam.extend([-3.0; 3]);
     let a = DenseOperator::planted(&lam, 9).unwrap();
-    let r = lanczos(&a, &LanczosOptions { max_iter: p, tol: 0.0, k_top: 4, k_bottom: 3, ..Default::default() })
-        .unwrap();
+    let r = lanczos(
+        &a,
+        &LanczosOptions {
+            max_iter: p,
+            tol: 0.0,
+            k_top: 4,
+            k_bottom: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(r.report.converged, "{:?}", r.report);
     for t in &r.top {
         assert!(rel(t.value, 5.0) < 1e-10, "{}", t.value);
@@ -73,7 +119,15 @@ fn planted_degenerate_spectrum_with_restarts() {
         assert!(rel(t.value, -3.0) < 1e-10, "{}", t.value);
     }
     // the top-1/bottom-1 problem needs no restart
-    let one = lanczos(&a, &LanczosOptions { k_top: 1, k_bottom: 1, ..Default::default() }).unwrap();
+    let one = lanczos(
+        &a,
+        &LanczosOptions {
+            k_top: 1,
+            k_bottom: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(one.report.converged && rel(one.max(), 5.0) < 1e-10 && rel(one.min(), -3.0) < 1e-10);
 }
 
@@ -83,9 +137,20 @@ fn assert_ritz_residuals(r: &LanczosResult, dense: &DenseEigen, norm_a: f64) {
         let res = pair.residual.expect("true residuals requested");
         // In exact arithmetic ‖Ay − θy‖ = β_m|e_mᵀs|; with full reorthogonalization the difference is
         // rounding, O(√m ε ‖A‖) ≈ 1e-14 ‖A‖ here: allow 1e-12 ‖A‖.
-        assert!(res <= pair.residual_bound + 1e-12 * norm_a, "residual {res:e} > bound {:e}", pair.residual_bound);
-        let dist = dense.values.iter().map(|l| (l - pair.value).abs()).fold(f64::INFINITY, f64::min);
-        assert!(dist <= res + 1e-13 * norm_a, "no eigenvalue within the residual: {dist:e} vs {res:e}");
+        assert!(
+            res <= pair.residual_bound + 1e-12 * norm_a,
+            "residual {res:e} > bound {:e}",
+            pair.residual_bound
+        );
+        let dist = dense
+            .values
+            .iter()
+            .map(|l| (l - pair.value).abs())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            dist <= res + 1e-13 * norm_a,
+            "no eigenvalue within the residual: {dist:e} vs {res:e}"
+        );
         let y = pair.vector.as_ref().unwrap();
         assert!((y.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-12);
     }
@@ -93,12 +158,25 @@ fn assert_ritz_residuals(r: &LanczosResult, dense: &DenseEigen, norm_a: f64) {
 
 #[test]
 fn warm_start_converges_at_once() {
-    let lam: Vec<f64> = (0..80).map(|i| (i as f64 * 0.37).sin() * 3.0 + (i as f64) * 0.01).collect();
+    let lam: Vec<f64> = (0..80)
+        .map(|i| (i as f64 * 0.37).sin() * 3.0 + (i as f64) * 0.01)
+        .collect();
     let a = DenseOperator::planted(&lam, 2).unwrap();
     let cold = lanczos(&a, &LanczosOptions::default()).unwrap();
     let warm_start = cold.top[0].vector.clone();
-    let warm = lanczos(&a, &LanczosOptions { start: warm_start, ..Default::default() }).unwrap();
-    assert!(warm.report.converged && warm.report.iterations < cold.report.iterations / 2, "{:?}", warm.report);
+    let warm = lanczos(
+        &a,
+        &LanczosOptions {
+            start: warm_start,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        warm.report.converged && warm.report.iterations < cold.report.iterations / 2,
+        "{:?}",
+        warm.report
+    );
     assert!(rel(warm.max(), cold.max()) < 1e-10);
 }
 
@@ -110,7 +188,11 @@ fn mlp_hessian_extremes_match_dense() {
         let p = m.dim();
         let (r, dense) = assert_extremes(&h, 2, &exact_opts(p), 1e-10);
         assert!(dense.min() < 0.0, "an MLP Hessian at init is indefinite");
-        assert!(dense.asymmetry < 1e-10 * dense.max().abs(), "HVP asymmetry {:e}", dense.asymmetry);
+        assert!(
+            dense.asymmetry < 1e-10 * dense.max().abs(),
+            "HVP asymmetry {:e}",
+            dense.asymmetry
+        );
         assert_ritz_residuals(&r, &dense, dense.max().abs().max(dense.min().abs()));
         // and the matrix formed from HVPs is the objective's own dense Hessian
         let hd = m.dense_hessian(&theta, Batch::Full).unwrap();
@@ -135,7 +217,16 @@ fn power_iteration_matches_dense() {
     let (m, theta) = common::mlp(20, 4, 6, 2, LossKind::Mse { half: true }, 8);
     let h = HessianOperator::new(&m, &theta, Batch::Full).unwrap();
     let dense = dense_eigen(&h, &DenseOptions::default()).unwrap();
-    let r = power_iteration(&h, &PowerOptions { k: 2, tol: 1e-10, max_iter: 20000, ..Default::default() }).unwrap();
+    let r = power_iteration(
+        &h,
+        &PowerOptions {
+            k: 2,
+            tol: 1e-10,
+            max_iter: 20000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut by_mag = dense.values.clone();
     by_mag.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
     for (q, want) in r.pairs.iter().zip(&by_mag) {
@@ -172,11 +263,29 @@ proptest! {
 #[test]
 fn wrong_dimension_is_a_typed_error() {
     let (m, theta) = common::mlp(10, 3, 4, 2, LossKind::Mse { half: true }, 1);
-    assert!(matches!(HessianOperator::new(&m, &theta[1..], Batch::Full), Err(SpectraError::Dimension { .. })));
+    assert!(matches!(
+        HessianOperator::new(&m, &theta[1..], Batch::Full),
+        Err(SpectraError::Dimension { .. })
+    ));
     let h = HessianOperator::new(&m, &theta, Batch::Full).unwrap();
-    let bad = LanczosOptions { start: Some(vec![1.0; 5]), ..Default::default() };
-    assert!(matches!(lanczos(&h, &bad), Err(SpectraError::Dimension { expected, got: 5, .. }) if expected == m.dim()));
-    let too_many = LanczosOptions { k_top: m.dim() + 1, max_iter: 10_000, ..Default::default() };
-    assert!(matches!(lanczos(&h, &too_many), Err(SpectraError::TooMany { .. })));
-    assert!(matches!(HessianOperator::new(&m, &theta, Batch::Indices(&[99])), Err(SpectraError::Objective(_))));
+    let bad = LanczosOptions {
+        start: Some(vec![1.0; 5]),
+        ..Default::default()
+    };
+    assert!(
+        matches!(lanczos(&h, &bad), Err(SpectraError::Dimension { expected, got: 5, .. }) if expected == m.dim())
+    );
+    let too_many = LanczosOptions {
+        k_top: m.dim() + 1,
+        max_iter: 10_000,
+        ..Default::default()
+    };
+    assert!(matches!(
+        lanczos(&h, &too_many),
+        Err(SpectraError::TooMany { .. })
+    ));
+    assert!(matches!(
+        HessianOperator::new(&m, &theta, Batch::Indices(&[99])),
+        Err(SpectraError::Objective(_))
+    ));
 }

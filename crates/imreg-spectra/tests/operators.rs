@@ -7,7 +7,9 @@ use nalgebra::{DMatrix, DVector};
 
 /// Per-example gradients by single-example `loss_grad` calls (not through `per_example_grads`).
 fn example_grads<O: Objective>(m: &O, theta: &[f64], ix: &[usize]) -> Vec<DVector<f64>> {
-    ix.iter().map(|&i| DVector::from_vec(m.grad(theta, Batch::Indices(&[i])).unwrap())).collect()
+    ix.iter()
+        .map(|&i| DVector::from_vec(m.grad(theta, Batch::Indices(&[i])).unwrap()))
+        .collect()
 }
 
 fn dense_cov(g: &[DVector<f64>], center: bool, denom: f64) -> DMatrix<f64> {
@@ -21,7 +23,11 @@ fn dense_cov(g: &[DVector<f64>], center: bool, denom: f64) -> DMatrix<f64> {
 
 fn close(a: &DMatrix<f64>, b: &DMatrix<f64>, tol: f64) {
     let err = (a - b).amax();
-    assert!(err <= tol * b.amax(), "max abs error {err:e} vs scale {:e}", b.amax());
+    assert!(
+        err <= tol * b.amax(),
+        "max abs error {err:e} vs scale {:e}",
+        b.amax()
+    );
 }
 
 #[test]
@@ -32,7 +38,10 @@ fn covariance_gram_operator_and_dense_agree() {
     let batch = Batch::Indices(&ix);
     let g = example_grads(&m, &theta, &ix);
     for (norm, denom) in [(Normalization::N, 10.0), (Normalization::NMinusOne, 9.0)] {
-        let opts = CovarianceOptions { normalization: norm, chunk: 3 };
+        let opts = CovarianceOptions {
+            normalization: norm,
+            chunk: 3,
+        };
         let k_dense = dense_cov(&g, true, denom);
         let op = GradientCovariance::covariance(&m, &theta, batch, opts).unwrap();
         // operator = dense (rounding: sums of 10 outer products, 1e-12 relative)
@@ -40,32 +49,56 @@ fn covariance_gram_operator_and_dense_agree() {
         let dense = symmetric_eigen(k_dense.clone(), &DenseOptions::default()).unwrap();
         let gram = GramCovariance::new(&m, &theta, batch, opts).unwrap();
         let via_gram = gradient_covariance_top(&m, &theta, batch, opts, &CovarianceRoute::Gram).unwrap();
-        let lo = LanczosOptions { tol: 1e-13, max_iter: 74, ..Default::default() };
-        let via_op = gradient_covariance_top(&m, &theta, batch, opts, &CovarianceRoute::Operator(lo)).unwrap();
+        let lo = LanczosOptions {
+            tol: 1e-13,
+            max_iter: 74,
+            ..Default::default()
+        };
+        let via_op =
+            gradient_covariance_top(&m, &theta, batch, opts, &CovarianceRoute::Operator(lo)).unwrap();
         let auto = gradient_covariance_top(&m, &theta, batch, opts, &CovarianceRoute::Auto).unwrap();
         assert!(via_gram.gram && !via_op.gram && auto.gram);
         assert!(via_op.report.as_ref().unwrap().converged);
         for v in [via_gram.value, via_op.value] {
-            assert!(common::rel(v, dense.max()) < 1e-10, "λ_K¹ {v} vs dense {}", dense.max());
+            assert!(
+                common::rel(v, dense.max()) < 1e-10,
+                "λ_K¹ {v} vs dense {}",
+                dense.max()
+            );
         }
         // the non-zero spectrum of K is the Gram spectrum (rank ≤ N − 1 after centering)
         let ge = gram.eigen(&DenseOptions::default()).unwrap();
         for (a, b) in ge.top(9).iter().zip(dense.top(9)) {
             assert!((a - b).abs() < 1e-10 * dense.max());
         }
-        assert!(ge.min().abs() < 1e-10 * dense.max(), "centering leaves a zero eigenvalue");
+        assert!(
+            ge.min().abs() < 1e-10 * dense.max(),
+            "centering leaves a zero eigenvalue"
+        );
         // Tr K three ways (and = Smith's Γ = (1/N) Σ ‖g_i − ḡ‖² for 1/N)
         let tr = k_dense.trace();
-        for t in [gram.trace(), op.trace().unwrap(), trace_gradient_covariance(&m, &theta, batch, opts).unwrap()] {
+        for t in [
+            gram.trace(),
+            op.trace().unwrap(),
+            trace_gradient_covariance(&m, &theta, batch, opts).unwrap(),
+        ] {
             assert!(common::rel(t, tr) < 1e-12, "{t} vs {tr}");
         }
         // the Gram eigenvector maps to a K eigenvector
-        let top = ge.vectors.column(ge.values.len() - 1).iter().copied().collect::<Vec<_>>();
+        let top = ge
+            .vectors
+            .column(ge.values.len() - 1)
+            .iter()
+            .copied()
+            .collect::<Vec<_>>();
         let v = DVector::from_vec(gram.parameter_vector(&top).unwrap());
         assert!((&k_dense * &v - &v * ge.max()).norm() < 1e-10 * ge.max());
     }
     let one = [3usize];
-    let bad = CovarianceOptions { normalization: Normalization::NMinusOne, chunk: 4 };
+    let bad = CovarianceOptions {
+        normalization: Normalization::NMinusOne,
+        chunk: 4,
+    };
     assert!(GradientCovariance::covariance(&m, &theta, Batch::Indices(&one), bad).is_err());
 }
 
@@ -78,7 +111,12 @@ fn empirical_fisher_matches_dense() {
     let f = dense_cov(&g, false, 20.0);
     let op = GradientOuterOperator::empirical_fisher(&lr, &theta, Batch::Full, 6).unwrap();
     close(&dense_matrix(&op).unwrap(), &f, 1e-12);
-    assert!(common::rel(empirical_fisher_trace(&lr, &theta, Batch::Full).unwrap(), f.trace()) < 1e-12);
+    assert!(
+        common::rel(
+            empirical_fisher_trace(&lr, &theta, Batch::Full).unwrap(),
+            f.trace()
+        ) < 1e-12
+    );
 }
 
 #[test]
@@ -94,7 +132,8 @@ fn gauss_newton_equals_hessian_for_linear_models() {
         let g2 = dense_matrix(&GaussNewtonOperator::new(&lg, &theta, batch).unwrap()).unwrap();
         close(&g2, &lg.dense_hessian(&theta, batch).unwrap(), 1e-12);
         // for CE the exact Fisher is the Gauss–Newton matrix
-        let f2 = dense_matrix(&FisherOperator::new(&lg, &theta, batch, FisherSampling::Exact).unwrap()).unwrap();
+        let f2 =
+            dense_matrix(&FisherOperator::new(&lg, &theta, batch, FisherSampling::Exact).unwrap()).unwrap();
         close(&f2, &g2, 1e-14);
     }
 }
@@ -121,7 +160,11 @@ fn fd_jacobians<O: Supervised>(m: &O, theta: &[f64]) -> Vec<DMatrix<f64>> {
 
 #[test]
 fn gauss_newton_and_exact_fisher_match_finite_difference_jacobians_on_an_mlp() {
-    for loss in [LossKind::Mse { half: true }, LossKind::Mse { half: false }, LossKind::CrossEntropy] {
+    for loss in [
+        LossKind::Mse { half: true },
+        LossKind::Mse { half: false },
+        LossKind::CrossEntropy,
+    ] {
         let (m, theta) = common::mlp(12, 3, 5, 3, loss, 4);
         let f = m.outputs(&theta, Batch::Full).unwrap();
         let jac = fd_jacobians(&m, &theta);
@@ -135,10 +178,14 @@ fn gauss_newton_and_exact_fisher_match_finite_difference_jacobians_on_an_mlp() {
         let gn = dense_matrix(&GaussNewtonOperator::new(&m, &theta, Batch::Full).unwrap()).unwrap();
         // FD error ≈ 1e-10 relative per Jacobian entry: allow 1e-7 relative to max |G|
         close(&gn, &g, 1e-7);
-        let fe = dense_matrix(&FisherOperator::new(&m, &theta, Batch::Full, FisherSampling::Exact).unwrap()).unwrap();
-        close(&fe, &gn, 1e-14);
-        let e = dense_eigen(&GaussNewtonOperator::new(&m, &theta, Batch::Full).unwrap(), &DenseOptions::default())
+        let fe = dense_matrix(&FisherOperator::new(&m, &theta, Batch::Full, FisherSampling::Exact).unwrap())
             .unwrap();
+        close(&fe, &gn, 1e-14);
+        let e = dense_eigen(
+            &GaussNewtonOperator::new(&m, &theta, Batch::Full).unwrap(),
+            &DenseOptions::default(),
+        )
+        .unwrap();
         assert!(e.min() > -1e-12 * e.max(), "Gauss–Newton is PSD: {}", e.min());
     }
 }
@@ -151,7 +198,10 @@ fn sampled_fisher_trace_paths_agree_and_are_unbiased() {
         let exact = exact_trace(&GaussNewtonOperator::new(&m, &theta, Batch::Full).unwrap()).unwrap();
         if loss == LossKind::CrossEntropy {
             let t = fisher_trace(&m, &theta, Batch::Full, FisherSampling::Exact).unwrap();
-            assert!(common::rel(t, exact) < 1e-12, "class enumeration {t} vs tr G {exact}");
+            assert!(
+                common::rel(t, exact) < 1e-12,
+                "class enumeration {t} vs tr G {exact}"
+            );
         }
         // one sampled Fisher: the per-example-gradient trace equals the operator's exact trace
         let s = FisherSampling::Sampled { samples: 3, seed: 1 };
@@ -159,11 +209,22 @@ fn sampled_fisher_trace_paths_agree_and_are_unbiased() {
         assert!(common::rel(op.trace().unwrap(), exact_trace(&op).unwrap()) < 1e-12);
         // unbiased over seeds: 400 independent single-sample Fisher traces, mean within 3 SE of Tr F
         let vals: Vec<f64> = (0..400)
-            .map(|seed| fisher_trace(&m, &theta, Batch::Full, FisherSampling::Sampled { samples: 1, seed }).unwrap())
+            .map(|seed| {
+                fisher_trace(
+                    &m,
+                    &theta,
+                    Batch::Full,
+                    FisherSampling::Sampled { samples: 1, seed },
+                )
+                .unwrap()
+            })
             .collect();
         let n = vals.len() as f64;
         let mean = vals.iter().sum::<f64>() / n;
         let se = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
-        assert!((mean - exact).abs() <= 3.0 * se, "{loss:?}: {mean} vs {exact} (SE {se})");
+        assert!(
+            (mean - exact).abs() <= 3.0 * se,
+            "{loss:?}: {mean} vs {exact} (SE {se})"
+        );
     }
 }

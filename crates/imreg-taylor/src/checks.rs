@@ -256,7 +256,6 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
 
 fn sgd_minus_gd_check(ctx: &CheckContext) -> CheckResult {
     let t = toy()?;
-    let n = 3;
     // From η = 0.01: the O(η) relative correction of (SGD − GD)/η² is ≈ 3% per 0.01 at M = 2.
     let etas = geometric(0.01, if ctx.quick { 4 } else { 6 });
     let mut parts = Vec::new();

@@ -16,6 +16,10 @@ use rayon::prelude::*;
 /// thread count.
 pub const CHUNK: usize = 256;
 
+/// Rows per parallel task of the per-example driver: small, so that even a sink chunk of a few dozen rows
+/// keeps both cores busy (rows are independent, so this does not affect the results).
+pub const PER_EXAMPLE_TASK: usize = 32;
+
 /// Validates `θ` (length `p`, finite) and the batch (non-empty, indices `< n`).
 pub(crate) fn check_theta_batch(theta: &[f64], p: usize, batch: Batch<'_>, n: usize) -> Result<()> {
     check_len("theta", theta, p)?;
@@ -62,8 +66,8 @@ where
 
 /// The per-example gradient driver behind every closed-form model's `per_example_grads`: streams the batch
 /// in sink chunks of at most `chunk` rows; within a sink chunk, `fill(indices, rows)` writes the gradients
-/// of the dataset examples `indices` into the rows of `rows` (`indices.len() × p`), in sub-chunks of
-/// [`CHUNK`] rows filled in parallel. Rows are independent, so the result does not depend on the thread
+/// of the dataset examples `indices` into the rows of `rows` (`indices.len() × p`), in tasks of
+/// [`PER_EXAMPLE_TASK`] rows filled in parallel. Rows are independent, so the result does not depend on the thread
 /// count.
 pub(crate) fn per_example_driver<F>(
     batch: Batch<'_>,
@@ -84,13 +88,13 @@ where
         let end = (start + chunk).min(len);
         let ix = batch.slice(start, end);
         let mut rows = buf.slice_mut(ndarray::s![..end - start, ..]);
-        if ix.len() <= CHUNK {
+        if ix.len() <= PER_EXAMPLE_TASK {
             fill(&ix, rows.view_mut())?;
         } else {
             let results: Vec<Result<()>> = rows
-                .axis_chunks_iter_mut(ndarray::Axis(0), CHUNK)
+                .axis_chunks_iter_mut(ndarray::Axis(0), PER_EXAMPLE_TASK)
                 .into_par_iter()
-                .zip(ix.par_chunks(CHUNK))
+                .zip(ix.par_chunks(PER_EXAMPLE_TASK))
                 .map(|(sub, sub_ix)| fill(sub_ix, sub))
                 .collect();
             results.into_iter().collect::<Result<Vec<()>>>()?;

@@ -62,7 +62,11 @@ impl MlpSpec {
 
     /// The network as an `imreg-ad` layer builder.
     pub fn net(&self) -> Dense {
-        Dense { widths: self.widths.clone(), activation: self.activation.unary(), bias: self.bias }
+        Dense {
+            widths: self.widths.clone(),
+            activation: self.activation.unary(),
+            bias: self.bias,
+        }
     }
 
     /// The shapes of the autodiff leaves: weight `[out, in]`, then bias `[1, out]` if any, per layer.
@@ -107,7 +111,12 @@ struct Chunk<'a> {
 }
 
 impl Chunk<'_> {
-    fn forward<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var], probes: &[Var]) -> imreg_ad::Result<(Var, Vec<Var>)> {
+    fn forward<T: Tensor>(
+        &self,
+        g: &mut Graph<T>,
+        leaves: &[Var],
+        probes: &[Var],
+    ) -> imreg_ad::Result<(Var, Vec<Var>)> {
         let x = g.constant(self.x.clone());
         self.spec.net().forward(g, leaves, x, probes)
     }
@@ -165,14 +174,20 @@ impl Mlp {
         if x.nrows() == 0 {
             return Err(ObjectiveError::invalid("x", "no examples"));
         }
-        check_finite("x", x.as_slice().unwrap_or(&x.iter().copied().collect::<Vec<_>>()))
+        check_finite(
+            "x",
+            x.as_slice().unwrap_or(&x.iter().copied().collect::<Vec<_>>()),
+        )
     }
 
     /// A regression MLP (`spec.loss` must be `Mse`), targets `y` of shape `N × C`.
     pub fn regression(spec: MlpSpec, x: Array2<f64>, y: Array2<f64>) -> Result<Self> {
         Self::validate_spec(&spec, &x)?;
         if !matches!(spec.loss, LossKind::Mse { .. }) {
-            return Err(ObjectiveError::invalid("loss", "regression targets need an MSE loss"));
+            return Err(ObjectiveError::invalid(
+                "loss",
+                "regression targets need an MSE loss",
+            ));
         }
         let c = *spec.widths.last().unwrap_or(&0);
         if y.dim() != (x.nrows(), c) {
@@ -183,7 +198,11 @@ impl Mlp {
             });
         }
         check_finite("y", &y.iter().copied().collect::<Vec<_>>())?;
-        Ok(Mlp { spec, x, labels: Labels::Values(y) })
+        Ok(Mlp {
+            spec,
+            x,
+            labels: Labels::Values(y),
+        })
     }
 
     /// A classifier. With `LossKind::CrossEntropy` the outputs are logits; with `LossKind::Mse` the targets are
@@ -192,22 +211,41 @@ impl Mlp {
         Self::validate_spec(&spec, &x)?;
         let c = *spec.widths.last().unwrap_or(&0);
         if labels.len() != x.nrows() {
-            return Err(ObjectiveError::Length { name: "labels", expected: x.nrows(), got: labels.len() });
+            return Err(ObjectiveError::Length {
+                name: "labels",
+                expected: x.nrows(),
+                got: labels.len(),
+            });
         }
         if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= c) {
-            return Err(ObjectiveError::LabelOutOfRange { index, label: label as i64, classes: c });
+            return Err(ObjectiveError::LabelOutOfRange {
+                index,
+                label: label as i64,
+                classes: c,
+            });
         }
         match spec.loss {
             LossKind::CrossEntropy => {
                 if c < 2 {
-                    return Err(ObjectiveError::invalid("widths", "cross-entropy needs ≥ 2 outputs"));
+                    return Err(ObjectiveError::invalid(
+                        "widths",
+                        "cross-entropy needs ≥ 2 outputs",
+                    ));
                 }
-                Ok(Mlp { spec, x, labels: Labels::Classes(labels) })
+                Ok(Mlp {
+                    spec,
+                    x,
+                    labels: Labels::Classes(labels),
+                })
             }
             LossKind::Mse { .. } => {
                 let mut y = Array2::zeros((x.nrows(), c));
                 labels.iter().enumerate().for_each(|(i, &l)| y[(i, l)] = 1.0);
-                Ok(Mlp { spec, x, labels: Labels::Values(y) })
+                Ok(Mlp {
+                    spec,
+                    x,
+                    labels: Labels::Values(y),
+                })
             }
         }
     }
@@ -275,7 +313,11 @@ impl Mlp {
             Labels::Values(y) => Head::Values(y.select(ndarray::Axis(0), ix)),
             Labels::Classes(_) => Head::Classes(labels_buf),
         };
-        Chunk { spec: &self.spec, x, head }
+        Chunk {
+            spec: &self.spec,
+            x,
+            head,
+        }
     }
 
     fn chunk_labels(&self, ix: &[usize]) -> Vec<usize> {
@@ -308,7 +350,11 @@ impl Mlp {
         let shapes = self.spec.leaf_shapes();
         let ps = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
         let ts = imreg_ad::unflatten(v, &shapes).map_err(ad_err)?;
-        Ok(ps.into_iter().zip(ts).map(|(p, t)| Dual::new(p, Some(t))).collect())
+        Ok(ps
+            .into_iter()
+            .zip(ts)
+            .map(|(p, t)| Dual::new(p, Some(t)))
+            .collect())
     }
 }
 
@@ -332,11 +378,12 @@ impl Objective for Mlp {
     }
 
     fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.mean_over_batch(theta, batch, 0, |c, s, _| {
-            *s += imreg_ad::value(c, theta)?;
-            Ok(())
-        })?
-        .0)
+        Ok(self
+            .mean_over_batch(theta, batch, 0, |c, s, _| {
+                *s += imreg_ad::value(c, theta)?;
+                Ok(())
+            })?
+            .0)
     }
 
     fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
@@ -362,7 +409,14 @@ impl Objective for Mlp {
         Ok(())
     }
 
-    fn third_order(&self, theta: &[f64], batch: Batch<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
         check_dir("u", u, self.dim())?;
         check_dir("v", v, self.dim())?;
         crate::objective::check_len("out", out, self.dim())?;
@@ -390,17 +444,20 @@ impl Objective for Mlp {
         let fill = |ix: &[usize], mut rows: ArrayViewMut2<'_, f64>| -> Result<()> {
             let labels = self.chunk_labels(ix);
             let c = self.chunk(ix, &labels);
+            // Parameters are constants here: only the probes are leaves, so the reverse pass computes the
+            // pre-activation cotangents and skips every weight-gradient product.
             let mut g = Graph::<Mat>::new();
-            let leaves: Vec<Var> = params.iter().map(|p| g.leaf(p.clone())).collect();
+            let consts: Vec<Var> = params.iter().map(|p| g.constant(p.clone())).collect();
             let n = ix.len();
             let layers = self.spec.layer_shapes();
             let probes: Vec<Var> = layers.iter().map(|&(o, _)| g.leaf(Mat::zeros((n, o)))).collect();
-            let (out, inputs) = c.forward(&mut g, &leaves, &probes).map_err(ad_err)?;
+            let (out, inputs) = c.forward(&mut g, &consts, &probes).map_err(ad_err)?;
             let loss = c.head(&mut g, out).map_err(ad_err)?;
-            let grads = g.backward(loss).map_err(ad_err)?;
-            let deltas = &grads[params.len()..];
+            let deltas = g.backward(loss).map_err(ad_err)?;
             for (r, mut row) in rows.rows_mut().into_iter().enumerate() {
-                let row = row.as_slice_mut().ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
+                let row = row
+                    .as_slice_mut()
+                    .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
                 let mut off = 0;
                 for (k, &(o, i)) in layers.iter().enumerate() {
                     let d = deltas[k].row(r);
@@ -412,7 +469,10 @@ impl Objective for Mlp {
                     }
                     off += o * i;
                     if self.spec.bias {
-                        row[off..off + o].iter_mut().zip(d.iter()).for_each(|(w, &dv)| *w = dv);
+                        row[off..off + o]
+                            .iter_mut()
+                            .zip(d.iter())
+                            .for_each(|(w, &dv)| *w = dv);
                         off += o;
                     }
                 }
@@ -440,7 +500,11 @@ impl Supervised for Mlp {
             .into_par_iter()
             .map(|c| {
                 let ix = batch.slice(c * CHUNK, ((c + 1) * CHUNK).min(len));
-                let ch = Chunk { spec: &self.spec, x: self.x.select(ndarray::Axis(0), &ix), head: Head::Classes(&[]) };
+                let ch = Chunk {
+                    spec: &self.spec,
+                    x: self.x.select(ndarray::Axis(0), &ix),
+                    head: Head::Classes(&[]),
+                };
                 let mut g = Graph::<Mat>::new();
                 let leaves: Vec<Var> = params.iter().map(|p| g.leaf(p.clone())).collect();
                 let (out, _) = ch.forward(&mut g, &leaves, &[]).map_err(ad_err)?;
@@ -449,7 +513,8 @@ impl Supervised for Mlp {
             .collect();
         let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
         let views: Vec<ArrayView2<'_, f64>> = parts.iter().map(|m| m.view()).collect();
-        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| ObjectiveError::invalid("outputs", e.to_string()))
+        ndarray::concatenate(ndarray::Axis(0), &views)
+            .map_err(|e| ObjectiveError::invalid("outputs", e.to_string()))
     }
 
     fn loss_grad_with_targets(
@@ -474,10 +539,18 @@ impl Supervised for Mlp {
             }
             Targets::Labels(l) => {
                 if l.len() != len {
-                    return Err(ObjectiveError::Length { name: "labels", expected: len, got: l.len() });
+                    return Err(ObjectiveError::Length {
+                        name: "labels",
+                        expected: len,
+                        got: l.len(),
+                    });
                 }
                 if let Some((index, &label)) = l.iter().enumerate().find(|(_, &x)| x >= c) {
-                    return Err(ObjectiveError::LabelOutOfRange { index, label: label as i64, classes: c });
+                    return Err(ObjectiveError::LabelOutOfRange {
+                        index,
+                        label: label as i64,
+                        classes: c,
+                    });
                 }
             }
         }
@@ -495,7 +568,11 @@ impl Supervised for Mlp {
                     Head::Values(y)
                 }
             };
-            let ch = Chunk { spec: &self.spec, x, head };
+            let ch = Chunk {
+                spec: &self.spec,
+                x,
+                head,
+            };
             let (v, g) = imreg_ad::grad(&ch, theta).map_err(ad_err)?;
             *s += v;
             Self::add_into(acc, &g);
@@ -512,14 +589,24 @@ impl Supervised for Mlp {
         check_dir("v", v, self.dim())?;
         let leaves_val = self.leaves_with_tangent(theta, v)?;
         let ix = batch.slice(0, batch.len(self.n_examples()));
-        let ch = Chunk { spec: &self.spec, x: self.x.select(ndarray::Axis(0), &ix), head: Head::Classes(&[]) };
+        let ch = Chunk {
+            spec: &self.spec,
+            x: self.x.select(ndarray::Axis(0), &ix),
+            head: Head::Classes(&[]),
+        };
         let mut g = Graph::<Dual<Mat>>::new();
         let leaves: Vec<Var> = leaves_val.into_iter().map(|l| g.leaf(l)).collect();
         let (out, _) = ch.forward(&mut g, &leaves, &[]).map_err(ad_err)?;
         Ok(g.value(out).tangent_or_zero())
     }
 
-    fn output_vjp(&self, theta: &[f64], batch: Batch<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
         let n = self.n_examples();
         let len = batch.len(n);
         if u.dim() != (len, self.n_outputs()) {
@@ -533,7 +620,11 @@ impl Supervised for Mlp {
         check_theta_batch(theta, self.dim(), batch, n)?;
         let (_, acc) = chunked_sum(batch, n, self.dim(), |start, ix, _, acc| {
             let uc = u.slice(ndarray::s![start..start + ix.len(), ..]).to_owned();
-            let ch = Chunk { spec: &self.spec, x: self.x.select(ndarray::Axis(0), ix), head: Head::OutputDot(uc) };
+            let ch = Chunk {
+                spec: &self.spec,
+                x: self.x.select(ndarray::Axis(0), ix),
+                head: Head::OutputDot(uc),
+            };
             Self::add_into(acc, &imreg_ad::grad(&ch, theta).map_err(ad_err)?.1);
             Ok(())
         })?;

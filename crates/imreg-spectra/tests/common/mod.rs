@@ -25,7 +25,12 @@ pub fn logreg(n: usize, d: usize, seed: u64) -> LogisticRegression {
 
 /// A small tanh MLP `d → h → h → c`, regression (½ MSE) or cross-entropy, with its initial θ.
 pub fn mlp(n: usize, d: usize, h: usize, c: usize, loss: LossKind, seed: u64) -> (Mlp, Vec<f64>) {
-    let spec = MlpSpec { widths: vec![d, h, h, c], activation: Activation::Tanh, bias: true, loss };
+    let spec = MlpSpec {
+        widths: vec![d, h, h, c],
+        activation: Activation::Tanh,
+        bias: true,
+        loss,
+    };
     let x = gaussian(n, d, seed, 1);
     let m = match loss {
         LossKind::CrossEntropy => {
@@ -42,9 +47,18 @@ pub fn mlp(n: usize, d: usize, h: usize, c: usize, loss: LossKind, seed: u64) ->
 
 /// A deep linear net `d → h → c` with bias, and a random θ.
 pub fn deep_linear(n: usize, d: usize, h: usize, c: usize, seed: u64) -> (DeepLinear, Vec<f64>) {
-    let m = DeepLinear::new(vec![d, h, c], gaussian(n, d, seed, 1), gaussian(n, c, seed, 2), true).unwrap();
+    let m = DeepLinear::new(
+        vec![d, h, c],
+        gaussian(n, d, seed, 1),
+        gaussian(n, c, seed, 2),
+        true,
+    )
+    .unwrap();
     let p = imreg_objective::Objective::dim(&m);
-    let theta = rng::normal_vec(&mut rng::stream(seed, 3), p).iter().map(|v| 0.5 * v).collect();
+    let theta = rng::normal_vec(&mut rng::stream(seed, 3), p)
+        .iter()
+        .map(|v| 0.5 * v)
+        .collect();
     (m, theta)
 }
 

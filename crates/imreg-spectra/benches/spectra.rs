@@ -1,0 +1,80 @@
+//! Lanczos top-1 (20 steps, full reorthogonalization) against 20 bare HVPs on the medium MLP
+//! (784-256-256-10, n = 1024, ½ MSE on one-hot targets, as the JAX anchor `lanczos_sharpness.py`), and batch
+//! sharpness over 1000 batches of size 32 on the small MLP (64-128-128-10, n = 512).
+use criterion::{criterion_group, criterion_main, Criterion};
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
+use imreg_objective::{rng, Batch, LossKind, Objective};
+use imreg_spectra::{
+    batch_sharpness, lanczos, BatchExpectation, HessianOperator, LanczosOptions, MonteCarloOptions,
+};
+use ndarray::Array2;
+use std::hint::black_box;
+
+fn mlp(widths: Vec<usize>, n: usize) -> (Mlp, Vec<f64>) {
+    let d = widths[0];
+    let c = *widths.last().unwrap();
+    let spec = MlpSpec {
+        widths,
+        activation: Activation::Relu,
+        bias: true,
+        loss: LossKind::Mse { half: true },
+    };
+    let x = Array2::from_shape_vec((n, d), rng::normal_vec(&mut rng::stream(1, 1), n * d)).unwrap();
+    let labels = (0..n).map(|i| (i * 7 + 3) % c).collect();
+    let m = Mlp::classification(spec, x, labels).unwrap();
+    let theta = m.init_params(2, 1.0);
+    (m, theta)
+}
+
+fn lanczos_vs_hvps(c: &mut Criterion) {
+    let (m, theta) = mlp(vec![784, 256, 256, 10], 1024);
+    let p = m.dim();
+    let v: Vec<f64> = rng::normal_vec(&mut rng::stream(3, 0), p);
+    let mut g = c.benchmark_group("mlp_784_256_256_10_n1024");
+    g.sample_size(10);
+    g.bench_function("hvp_x20", |b| {
+        let mut out = vec![0.0; p];
+        b.iter(|| {
+            for _ in 0..20 {
+                m.hvp(&theta, Batch::Full, black_box(&v), &mut out).unwrap();
+            }
+            black_box(out[0])
+        })
+    });
+    g.bench_function("lanczos_top1_m20", |b| {
+        let h = HessianOperator::new(&m, &theta, Batch::Full).unwrap();
+        // tol 0: exactly 20 steps, as the JAX anchor's lanczos_m20
+        let opts = LanczosOptions {
+            max_iter: 20,
+            tol: 0.0,
+            ritz_vectors: false,
+            ..Default::default()
+        };
+        b.iter(|| black_box(lanczos(&h, &opts).unwrap().max()))
+    });
+    g.finish();
+}
+
+fn batch_sharpness_1000(c: &mut Criterion) {
+    let (m, theta) = mlp(vec![64, 128, 128, 10], 512);
+    let mut g = c.benchmark_group("mlp_64_128_128_10_n512");
+    g.sample_size(10);
+    g.bench_function("batch_sharpness_1000x32", |b| {
+        let mc = MonteCarloOptions {
+            min_batches: 1000,
+            max_batches: 1000,
+            rel_se_tol: 0.0,
+            round: 100,
+            seed: 0,
+        };
+        b.iter(|| {
+            black_box(
+                batch_sharpness(&m, &theta, Batch::Full, 32, &BatchExpectation::MonteCarlo(mc)).unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lanczos_vs_hvps, batch_sharpness_1000);
+criterion_main!(benches);
