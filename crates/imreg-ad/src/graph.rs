@@ -386,6 +386,16 @@ impl<T: Tensor> Graph<T> {
 
     /// Reverse pass: the gradient of the scalar node `out` with respect to every leaf, in leaf order.
     pub fn backward(&self, out: Var) -> Result<Vec<T>> {
+        self.reverse(out, true)
+    }
+
+    /// Reverse pass for forward-over-reverse HVPs: as [`Graph::backward`], but the products that form the
+    /// gradients of leaves skip their primal part (it may come back as zeros); every tangent is exact.
+    pub fn backward_tangents(&self, out: Var) -> Result<Vec<T>> {
+        self.reverse(out, false)
+    }
+
+    fn reverse(&self, out: Var, leaf_primal: bool) -> Result<Vec<T>> {
         let (r, c) = self.shape(out);
         if (r, c) != (1, 1) {
             return Err(AdError::NotScalar { rows: r, cols: c });
@@ -402,7 +412,7 @@ impl<T: Tensor> Graph<T> {
                 grads[i] = Some(gy);
                 continue;
             }
-            self.propagate(i, &gy, &mut grads);
+            self.propagate(i, &gy, &mut grads, leaf_primal);
         }
         Ok(self
             .leaves
@@ -430,9 +440,17 @@ impl<T: Tensor> Graph<T> {
         self.nodes[i].needs_grad
     }
 
-    fn propagate(&self, i: usize, gy: &T, grads: &mut [Option<T>]) {
+    fn propagate(&self, i: usize, gy: &T, grads: &mut [Option<T>], leaf_primal: bool) {
         let node = &self.nodes[i];
         let val = |j: usize| &self.nodes[j].value;
+        // Products that only feed a leaf's gradient may skip their primal part when it is not wanted.
+        let mm = |j: usize, x: &T, tx: bool, y: &T, ty: bool| {
+            if !leaf_primal && matches!(self.nodes[j].op, Op::Leaf) {
+                T::matmul_tangent_only(x, tx, y, ty)
+            } else {
+                T::matmul(x, tx, y, ty)
+            }
+        };
         match &node.op {
             Op::Leaf | Op::Constant => {}
             &Op::MatMul { a, ta, b, tb } => {
@@ -440,19 +458,19 @@ impl<T: Tensor> Graph<T> {
                 // factor; written so that no transpose is materialized.
                 if self.wants(a) {
                     let ga = match (ta, tb) {
-                        (false, false) => T::matmul(gy, false, val(b), true),
-                        (false, true) => T::matmul(gy, false, val(b), false),
-                        (true, false) => T::matmul(val(b), false, gy, true),
-                        (true, true) => T::matmul(val(b), true, gy, true),
+                        (false, false) => mm(a, gy, false, val(b), true),
+                        (false, true) => mm(a, gy, false, val(b), false),
+                        (true, false) => mm(a, val(b), false, gy, true),
+                        (true, true) => mm(a, val(b), true, gy, true),
                     };
                     self.accumulate(grads, a, ga);
                 }
                 if self.wants(b) {
                     let gb = match (ta, tb) {
-                        (false, false) => T::matmul(val(a), true, gy, false),
-                        (false, true) => T::matmul(gy, true, val(a), false),
-                        (true, false) => T::matmul(val(a), false, gy, false),
-                        (true, true) => T::matmul(gy, true, val(a), true),
+                        (false, false) => mm(b, val(a), true, gy, false),
+                        (false, true) => mm(b, gy, true, val(a), false),
+                        (true, false) => mm(b, val(a), false, gy, false),
+                        (true, true) => mm(b, gy, true, val(a), true),
                     };
                     self.accumulate(grads, b, gb);
                 }

@@ -176,9 +176,14 @@ pub fn grad_hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<(f64
     Ok((g.value(y).p[(0, 0)], gx, hv))
 }
 
-/// The Hessian-vector product `∇²f(x) v` (see [`grad_hvp`]).
+/// The Hessian-vector product `∇²f(x) v` (see [`grad_hvp`]). The primal gradient is not formed: the reverse
+/// pass skips the products that would only produce it.
 pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>> {
-    Ok(grad_hvp(p, x, v)?.2)
+    check_finite("input", x)?;
+    check_finite("direction", v)?;
+    let (g, y) = record(p, duals(x, Some(v), &p.leaf_shapes())?)?;
+    let tangents: Vec<Mat> = g.backward_tangents(y)?.iter().map(|d| d.tangent_or_zero()).collect();
+    Ok(flatten(&tangents))
 }
 
 /// The third-order directional derivative `T3[u, v] = ∇(uᵀ ∇²f(x) v)`, i.e. `Σ_jk ∂³f/∂x_i∂x_j∂x_k u_j v_k`,

@@ -200,13 +200,13 @@ fn bad_configs_exit_2_naming_the_field() {
     let (f, r) = rejected(d, "missing_file", &npy_cfg("nope_x.npy", "nope_y.npy"));
     assert_eq!(f, "data.x", "{r}");
     assert!(r.contains("nope_x.npy"), "{r}");
-    write_npy(&d.join("x.npy"), &[24, 4], &vec![0.5; 96]).unwrap();
-    write_npy(&d.join("y.npy"), &[23], &vec![1.0; 23]).unwrap();
+    write_npy(&d.join("x.npy"), &[24, 4], &[0.5; 96]).unwrap();
+    write_npy(&d.join("y.npy"), &[23], &[1.0; 23]).unwrap();
     let (f, r) = rejected(d, "shapes", &npy_cfg("x.npy", "y.npy"));
     assert_eq!(f, "data.y", "{r}");
     assert!(r.contains("23") && r.contains("24"), "{r}");
     // A good npy config runs (relative paths resolve against the config's folder).
-    write_npy(&d.join("y.npy"), &[24], &vec![1.0; 24]).unwrap();
+    write_npy(&d.join("y.npy"), &[24], &[1.0; 24]).unwrap();
     let cfg = write(d, "npy_ok.toml", &npy_cfg("x.npy", "y.npy"));
     assert_eq!(
         cli(&[
@@ -236,5 +236,5 @@ fn divergence_is_reported_not_an_error() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let at = summary["diverged_at"].as_u64().expect("divergence step recorded");
-    assert!(at >= 1 && at < 40, "{summary}");
+    assert!((1..40).contains(&at), "{summary}");
 }

@@ -269,9 +269,7 @@ where
     }
     let der2 = der2.sqrt() / h;
     let der12 = der2.abs().max(dnf.sqrt());
-    let h1 = if !der12.is_finite() {
-        1e-6f64.max(h * 1e-3)
-    } else if der12 <= 1e-15 {
+    let h1 = if !der12.is_finite() || der12 <= 1e-15 {
         1e-6f64.max(h * 1e-3)
     } else {
         (0.01 / der12).powf(1.0 / 8.0)

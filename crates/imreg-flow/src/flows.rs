@@ -456,7 +456,8 @@ mod tests {
         let w = [0.4, -0.3, 0.8];
         let eps = 0.3;
         let part = Partition::consecutive(6, 2, Remainder::Error).unwrap();
-        let cases: Vec<(Box<dyn VectorField + '_>, Box<dyn Fn(&[f64]) -> f64 + '_>)> = vec![
+        type Case<'a> = (Box<dyn VectorField + 'a>, Box<dyn Fn(&[f64]) -> f64 + 'a>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 Box::new(GradientFlow::new(&obj)),
                 Box::new(|x: &[f64]| obj.loss(x, Batch::Full).unwrap()),

@@ -102,25 +102,6 @@ pub fn fit_order(steps: &[f64], errors: Vec<f64>) -> Result<OrderStudy> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovers_known_orders_and_rejects_bad_input() {
-        let steps = geometric_steps(0.2, 0.5, 6).unwrap();
-        for p in [1.0, 2.0, 4.0] {
-            let s = order_of_accuracy(&steps, |h| Ok(h.powf(p) * (2.0 + h))).unwrap();
-            assert!(s.agrees(p, 0.1), "p = {p}: {:?}", s.fit);
-            assert_eq!(s.range, (0.2 * 0.5f64.powi(5), 0.2));
-            assert!(s.outcome("x", p, 0.1).passed);
-        }
-        assert!(geometric_steps(0.1, 1.5, 4).is_err());
-        assert!(geometric_steps(0.1, 0.5, 1).is_err());
-        assert!(order_of_accuracy(&steps, |_| Ok(0.0)).is_err());
-    }
-}
-
 /// Writes a log-log figure of error vs step size with one measured series and one fitted line per study
 /// (`<stem>.svg`, `<stem>.png`, and the raw series in `<stem>.csv`) and returns the paths written.
 pub fn save_order_figure(
@@ -153,4 +134,23 @@ pub fn save_order_figure(
         ));
     }
     fig.save(dir, stem).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_known_orders_and_rejects_bad_input() {
+        let steps = geometric_steps(0.2, 0.5, 6).unwrap();
+        for p in [1.0, 2.0, 4.0] {
+            let s = order_of_accuracy(&steps, |h| Ok(h.powf(p) * (2.0 + h))).unwrap();
+            assert!(s.agrees(p, 0.1), "p = {p}: {:?}", s.fit);
+            assert_eq!(s.range, (0.2 * 0.5f64.powi(5), 0.2));
+            assert!(s.outcome("x", p, 0.1).passed);
+        }
+        assert!(geometric_steps(0.1, 1.5, 4).is_err());
+        assert!(geometric_steps(0.1, 0.5, 1).is_err());
+        assert!(order_of_accuracy(&steps, |_| Ok(0.0)).is_err());
+    }
 }

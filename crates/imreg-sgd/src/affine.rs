@@ -109,7 +109,7 @@ impl AffineEpoch {
             let g2 = DVector::from_vec(obj.grad(p2.as_slice(), Batch::Indices(batch))?);
             let pred = &ak * &p2 - &bk;
             let residual = (&g2 - &pred).amax() / (1.0 + g2.amax());
-            if !(residual <= 1e-9) {
+            if residual.is_nan() || residual > 1e-9 {
                 return Err(SgdError::NotAffine { batch: k, residual });
             }
             a.push(ak);
@@ -464,5 +464,36 @@ mod tests {
             AffineEpoch::from_objective(&q, &part, 0.0),
             Err(SgdError::NonPositiveStep { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+    use imreg_flow::toy::PerExampleQuadratic;
+    use imreg_flow::Remainder;
+
+    /// Not a timed assertion (speed is measured in `benches/expectation.rs`): runs 4e6 permutations of the
+    /// bench problem on one thread so that `/usr/bin/time` can report CPU time on a loaded machine.
+    #[test]
+    #[ignore]
+    fn mc_cpu_time_probe() {
+        let obj = PerExampleQuadratic::random_least_squares(32, 10, 1).unwrap();
+        let part = Partition::consecutive(32, 4, Remainder::Error).unwrap();
+        let e = AffineEpoch::from_objective(&obj, &part, 0.05).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let t = std::time::Instant::now();
+        let mc = pool.install(|| {
+            e.monte_carlo_orders(
+                &[0.1; 10],
+                1,
+                &McOptions {
+                    samples: 4_000_000,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        });
+        println!("wall {:.3}s, mean[0] {}", t.elapsed().as_secs_f64(), mc.mean[0]);
     }
 }

@@ -108,6 +108,9 @@ struct EpochState {
     remaining: Vec<usize>,
 }
 
+/// A tree node: its iterate and its epoch state.
+type Node = (Vec<f64>, EpochState);
+
 struct Tree<'a> {
     obj: &'a dyn Objective,
     partition: &'a Partition,
@@ -220,7 +223,7 @@ impl Tree<'_> {
     }
 
     /// The nodes at depth `depth` (in DFS order) with their iterates: the fixed list of parallel tasks.
-    fn frontier(&self, w0: &[f64], depth: usize) -> Result<(Vec<(Vec<f64>, EpochState)>, f64)> {
+    fn frontier(&self, w0: &[f64], depth: usize) -> Result<(Vec<Node>, f64)> {
         let mut nodes = vec![(w0.to_vec(), self.fresh())];
         let mut steps = 0.0;
         for level in 0..depth {
@@ -311,7 +314,7 @@ pub fn exact_mean(
 ) -> Result<ExactMean> {
     validate(obj, partition, theta0, lr, epochs)?;
     let count = sequences_per_epoch(partition, averaging).powi(epochs as i32);
-    if !(count <= opts.max_sequences) {
+    if count.is_nan() || count > opts.max_sequences {
         return Err(SgdError::TooManySequences {
             count,
             limit: opts.max_sequences,

@@ -10,3 +10,5 @@ pub mod trajectory;
 
 pub use checks::checks;
 pub use error::{Result, SgdError};
+pub mod reg_error;
+pub mod without_replacement;

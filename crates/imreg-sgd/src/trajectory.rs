@@ -301,7 +301,7 @@ pub fn run(
     check_len("theta0", theta0, p)?;
     check_lr("lr", lr)?;
     validate_momentum(update)?;
-    if !(opts.divergence_norm > 0.0) {
+    if opts.divergence_norm.is_nan() || opts.divergence_norm <= 0.0 {
         return Err(SgdError::invalid(
             "divergence_norm",
             format!("must be > 0, got {}", opts.divergence_norm),
@@ -439,7 +439,7 @@ mod tests {
         )
         .unwrap();
         let mut w = w0.to_vec();
-        let mut b = vec![0.0; 2];
+        let mut b = [0.0; 2];
         for k in 0..3 {
             let g = obj.grad(&w, Batch::Full).unwrap();
             for j in 0..2 {

@@ -6,10 +6,11 @@
 //! `‖A y_i − θ_i y_i‖ = β_m |e_mᵀ s_i|` (the *residual bound*, free to compute), and there is an eigenvalue of
 //! `A` within that distance of `θ_i`. Every new Lanczos vector is orthogonalized against all previous ones
 //! (classical Gram–Schmidt, twice), so the basis stays orthonormal to working precision and no spurious
-//! copies appear. On breakdown (`β_j ≈ 0`: an invariant subspace was found) the iteration restarts from a
-//! fresh random vector orthogonal to the basis (`β_j = 0` in `T`), which finds further copies of repeated
-//! eigenvalues. Single-vector Lanczos cannot see a second copy of an eigenvalue before such a breakdown:
-//! ask for `k > 1` on degenerate spectra only with `max_iter` up to `p`.
+//! copies appear. On breakdown (`β_j ≈ 0`: an invariant subspace was found) with the wanted pairs not yet
+//! converged, the iteration restarts from a fresh random vector orthogonal to the basis (`β_j = 0` in `T`),
+//! which finds further copies of repeated eigenvalues. Single-vector Lanczos cannot see a second copy of an
+//! eigenvalue before such a breakdown, and residuals cannot reveal a missing copy: ask for `k > 1` on
+//! degenerate spectra with `tol = 0` and `max_iter = p` (the run then spans the whole space).
 use crate::dense::{tridiagonal_eigen, DenseOptions};
 use crate::error::{check_direction, Result, SpectraError};
 use crate::operator::{apply_checked, LinearOperator};

@@ -484,11 +484,12 @@ impl<'a, O: Supervised + ?Sized> FisherOperator<'a, O> {
         })
     }
 
-    /// `Tr F`: exact from the output-space matrices for [`FisherSampling::Exact`] is not available without
-    /// `J`, so this sums `‖g(x_i, ŷ_is)‖²/(N S)` over the sampled targets via
-    /// [`Supervised::loss_grad_with_targets`] (one single-example gradient per sample). For
-    /// [`FisherSampling::Exact`] it sums `Σ_ŷ p(ŷ) ‖g(x_i, ŷ)‖²` over classes (cross-entropy) and errors for
-    /// MSE (use [`crate::hutch_plus_plus`] on the operator).
+    /// `Tr F` from per-example gradients ([`Supervised::loss_grad_with_targets`] on single-example
+    /// batches), independently of the `J`-based [`LinearOperator::apply`]: with
+    /// [`FisherSampling::Sampled`], `(1/(N S)) Σ_{i,s} ‖g(x_i, ŷ_is)‖²` over the stored samples; with
+    /// [`FisherSampling::Exact`] and cross-entropy, `(1/N) Σ_i Σ_y p_θ(y|x_i) ‖g(x_i, y)‖²` (a sum over the
+    /// classes). The exact MSE Fisher trace needs `J` and is an error here (use
+    /// [`crate::hutch_plus_plus`] or [`crate::exact_trace`] on the operator).
     pub fn trace(&self) -> Result<f64> {
         let obj = self.inner.obj;
         let n = self.inner.m.len();
