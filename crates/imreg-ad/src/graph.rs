@@ -412,13 +412,13 @@ impl<T: Tensor> Graph<T> {
                 grads[i] = Some(gy);
                 continue;
             }
-            self.propagate(i, &gy, &mut grads, leaf_primal);
+            self.propagate(i, gy, &mut grads, leaf_primal);
         }
         Ok(self
             .leaves
             .iter()
             .map(|&l| {
-                grads.get(l).and_then(|g| g.clone()).unwrap_or_else(|| {
+                grads.get_mut(l).and_then(Option::take).unwrap_or_else(|| {
                     let (r, c) = self.nodes[l].value.shape();
                     T::constant(Mat::zeros((r, c)))
                 })
@@ -440,7 +440,10 @@ impl<T: Tensor> Graph<T> {
         self.nodes[i].needs_grad
     }
 
-    fn propagate(&self, i: usize, gy: &T, grads: &mut [Option<T>], leaf_primal: bool) {
+    /// Sends the cotangent `gy` of node `i` to its inputs; `gy` is moved into the last consumer that can
+    /// take it whole (bias adds, sums), so the reverse pass copies no more than it must.
+    fn propagate(&self, i: usize, gy: T, grads: &mut [Option<T>], leaf_primal: bool) {
+        let gy_ref = &gy;
         let node = &self.nodes[i];
         let val = |j: usize| &self.nodes[j].value;
         // Products that only feed a leaf's gradient may skip their primal part when it is not wanted.
@@ -454,81 +457,81 @@ impl<T: Tensor> Graph<T> {
         match &node.op {
             Op::Leaf | Op::Constant => {}
             &Op::MatMul { a, ta, b, tb } => {
-                // C = op(A) op(B). For each flag combination the cotangents are products of gy with the other
+                // C = op(A) op(B). For each flag combination the cotangents are products of gy_ref with the other
                 // factor; written so that no transpose is materialized.
                 if self.wants(a) {
                     let ga = match (ta, tb) {
-                        (false, false) => mm(a, gy, false, val(b), true),
-                        (false, true) => mm(a, gy, false, val(b), false),
-                        (true, false) => mm(a, val(b), false, gy, true),
-                        (true, true) => mm(a, val(b), true, gy, true),
+                        (false, false) => mm(a, gy_ref, false, val(b), true),
+                        (false, true) => mm(a, gy_ref, false, val(b), false),
+                        (true, false) => mm(a, val(b), false, gy_ref, true),
+                        (true, true) => mm(a, val(b), true, gy_ref, true),
                     };
                     self.accumulate(grads, a, ga);
                 }
                 if self.wants(b) {
                     let gb = match (ta, tb) {
-                        (false, false) => mm(b, val(a), true, gy, false),
-                        (false, true) => mm(b, gy, true, val(a), false),
-                        (true, false) => mm(b, val(a), false, gy, false),
-                        (true, true) => mm(b, gy, true, val(a), true),
+                        (false, false) => mm(b, val(a), true, gy_ref, false),
+                        (false, true) => mm(b, gy_ref, true, val(a), false),
+                        (true, false) => mm(b, val(a), false, gy_ref, false),
+                        (true, true) => mm(b, gy_ref, true, val(a), true),
                     };
                     self.accumulate(grads, b, gb);
                 }
             }
             &Op::AddRow { a, b } => {
                 if self.wants(b) {
-                    self.accumulate(grads, b, gy.sum_rows());
+                    self.accumulate(grads, b, gy_ref.sum_rows());
                 }
-                self.accumulate(grads, a, gy.clone());
+                self.accumulate(grads, a, gy);
             }
             &Op::Add { a, b } => {
-                self.accumulate(grads, a, gy.clone());
-                self.accumulate(grads, b, gy.clone());
+                self.accumulate(grads, a, gy_ref.clone());
+                self.accumulate(grads, b, gy);
             }
             &Op::Sub { a, b } => {
-                self.accumulate(grads, a, gy.clone());
                 if self.wants(b) {
-                    self.accumulate(grads, b, gy.affine(-1.0, 0.0));
+                    self.accumulate(grads, b, gy_ref.affine(-1.0, 0.0));
                 }
+                self.accumulate(grads, a, gy);
             }
             &Op::Mul { a, b } => {
                 if self.wants(a) {
-                    self.accumulate(grads, a, gy.mul(val(b)));
+                    self.accumulate(grads, a, gy_ref.mul(val(b)));
                 }
                 if self.wants(b) {
-                    self.accumulate(grads, b, gy.mul(val(a)));
+                    self.accumulate(grads, b, gy_ref.mul(val(a)));
                 }
             }
-            &Op::Affine { a, alpha } => self.accumulate(grads, a, gy.affine(alpha, 0.0)),
+            &Op::Affine { a, alpha } => self.accumulate(grads, a, gy_ref.affine(alpha, 0.0)),
             &Op::Unary { a, f } => {
-                let g = T::unary_backward(f, val(a), &node.value, gy);
+                let g = T::unary_backward(f, val(a), &node.value, gy_ref);
                 self.accumulate(grads, a, g);
             }
             &Op::SumRows { a } | &Op::SumCols { a } | &Op::SumAll { a } => {
                 let (r, c) = val(a).shape();
-                self.accumulate(grads, a, gy.broadcast_to(r, c));
+                self.accumulate(grads, a, gy_ref.broadcast_to(r, c));
             }
             &Op::MulScalar { a, s } => {
                 if self.wants(a) {
-                    self.accumulate(grads, a, gy.mul_scalar(val(s)));
+                    self.accumulate(grads, a, gy_ref.mul_scalar(val(s)));
                 }
                 if self.wants(s) {
-                    self.accumulate(grads, s, gy.mul(val(a)).sum_all());
+                    self.accumulate(grads, s, gy_ref.mul(val(a)).sum_all());
                 }
             }
             &Op::LogSoftmax { a } => {
-                let (r, c) = gy.shape();
+                let (r, c) = gy_ref.shape();
                 let softmax = node.value.exp();
-                let g = gy.sub(&softmax.mul(&gy.sum_cols().broadcast_to(r, c)));
+                let g = gy_ref.sub(&softmax.mul(&gy_ref.sum_cols().broadcast_to(r, c)));
                 self.accumulate(grads, a, g);
             }
             Op::Pick { a, onehot } => {
                 let (r, c) = onehot.dim();
-                self.accumulate(grads, *a, gy.broadcast_to(r, c).mul_constant(onehot));
+                self.accumulate(grads, *a, gy_ref.broadcast_to(r, c).mul_constant(onehot));
             }
             &Op::Mse { pred, scale } => {
                 let diff = node.aux.as_ref().expect("mse keeps its residual");
-                self.accumulate(grads, pred, diff.affine(2.0 * scale, 0.0).mul_scalar(gy));
+                self.accumulate(grads, pred, diff.affine(2.0 * scale, 0.0).mul_scalar(gy_ref));
             }
             Op::SoftmaxCe { logits, onehot } => {
                 let ls = node.aux.as_ref().expect("cross-entropy keeps its log-softmax");
@@ -536,7 +539,7 @@ impl<T: Tensor> Graph<T> {
                 let g = ls
                     .exp()
                     .add_constant(&(-&**onehot))
-                    .mul_scalar(gy)
+                    .mul_scalar(gy_ref)
                     .affine(1.0 / r as f64, 0.0);
                 self.accumulate(grads, *logits, g);
             }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod checks;
 pub mod dual;
 pub mod error;
+pub mod fastmath;
 pub mod graph;
 pub mod nn;
 pub mod program;

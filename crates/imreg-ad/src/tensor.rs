@@ -263,9 +263,7 @@ impl Tensor for Mat {
         self.mul(c)
     }
     fn add_row(&self, b: &Self) -> Self {
-        let mut out = self.clone();
-        out += &b.row(0);
-        out
+        self + &b.row(0)
     }
     fn sum_rows(&self) -> Self {
         self.sum_axis(Axis(0)).insert_axis(Axis(0))
@@ -299,7 +297,14 @@ impl Tensor for Mat {
         Mat::from_shape_fn((self.nrows(), 1), |(i, _)| self[(i, labels[i])])
     }
     fn tanh(&self) -> Self {
-        map(self, f64::tanh)
+        match self.as_slice() {
+            Some(xs) => {
+                let mut out = vec![0.0; xs.len()];
+                crate::fastmath::tanh_slice(xs, &mut out);
+                Mat::from_shape_vec(self.dim(), out).expect("same length")
+            }
+            None => map(self, crate::fastmath::tanh),
+        }
     }
     fn sigmoid(&self) -> Self {
         map(self, sigmoid)

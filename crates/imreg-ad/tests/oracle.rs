@@ -225,7 +225,7 @@ fn bad_input_gives_typed_errors() {
         Err(AdError::NonFinite { index: 2, .. })
     ));
     assert!(matches!(
-        imreg_ad::hvp(&m, &vec![0.1; p], &vec![0.0; 3]),
+        imreg_ad::hvp(&m, &vec![0.1; p], &[0.0; 3]),
         Err(AdError::Length { .. })
     ));
     let mut g = Graph::<Mat>::new();

@@ -1,15 +1,12 @@
 //! `imreg analyze`: curvature and gradient statistics of given weights on given data.
-use crate::config::{DataConfig, ModelConfig};
+use crate::config::{DataConfig, ModelConfig, SplitConfig};
 use crate::data;
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::params::load_params;
-use crate::spectrum::{gradient_traces, hessian_extremes, hessian_trace, DENSE_MAX_P};
+use crate::spectrum::{gradient_traces, hessian_extremes, hessian_trace, lambda_k1};
 use imreg_objective::Batch;
-use imreg_spectra::{
-    batch_sharpness, dense_eigen, lanczos, BatchExpectation, DenseOptions, GradientOuterOperator,
-    LanczosOptions,
-};
+use imreg_spectra::{batch_sharpness, BatchExpectation};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +16,8 @@ pub struct AnalyzeRequest {
     pub model: ModelConfig,
     pub params: PathBuf,
     pub data: Option<DataConfig>,
+    /// Analyze the training part of this split (as `imreg run` trains on it).
+    pub split: Option<SplitConfig>,
     pub top_k: usize,
     pub bottom_k: usize,
     /// Batch size for batch sharpness (none: skipped).
@@ -65,7 +64,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
 /// Runs the analysis.
 pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let args = Path::new("<args>");
-    if let Some(DataConfig::Npy { x, y }) = &req.data {
+    if let Some(DataConfig::Npy { x, y, .. }) = &req.data {
         for (p, field) in [(x, "--data"), (y, "--targets")] {
             if !p.exists() {
                 return Err(CliError::input(p, field, "file does not exist"));
@@ -77,7 +76,11 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         .as_ref()
         .map(|d| data::build(d, req.seed, args))
         .transpose()?;
-    let model = Model::build(&req.model, dataset.as_ref(), args)?;
+    let dataset = match (dataset, &req.split) {
+        (Some(d), Some(s)) => Some(data::split(&d, s, req.seed, args)?.0),
+        (d, _) => d,
+    };
+    let model = Model::build(&req.model, dataset.as_ref(), args, req.seed)?;
     let theta = load_params(&req.params, &model.layout(), "--params")?;
     let obj = model.objective();
     let n = obj.n_examples();
@@ -94,20 +97,7 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         .map_err(|e| failed("Hessian eigenvalues", e))?;
     let (tr, tr_se) = hessian_trace(obj, &theta, req.seed).map_err(|e| failed("Hessian trace", e))?;
     let (trace_k, trace_f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
-    let k_op = GradientOuterOperator::covariance(obj, &theta, Batch::Full, Default::default())
-        .map_err(|e| failed("gradient covariance", e))?;
-    let lambda_k1 = if obj.dim() <= DENSE_MAX_P {
-        dense_eigen(&k_op, &DenseOptions::default()).map(|e| e.max())
-    } else {
-        let o = LanczosOptions {
-            max_iter: obj.dim().min(300),
-            seed: req.seed,
-            ritz_vectors: false,
-            ..Default::default()
-        };
-        lanczos(&k_op, &o).map(|r| r.max())
-    }
-    .map_err(|e| failed("λ_K¹", e))?;
+    let lambda_k1 = lambda_k1(obj, &theta, req.seed).map_err(|e| failed("λ_K¹", e))?;
     let batch_sharpness = match req.batch_size {
         Some(b) => Some(
             batch_sharpness(obj, &theta, Batch::Full, b, &BatchExpectation::default())

@@ -1,6 +1,6 @@
 //! The experiment config schema of `imreg run` and `imreg sweep` (one place, so it grows with the theory
 //! crates). Every table denies unknown keys; `kind` selects the variant of `[data]`, `[model]` and
-//! `[optimizer]`.
+//! `[optimizer]`. The full reference with every variant is `docs/cli.md`.
 //!
 //! ```toml
 //! name = "linreg-sgd"
@@ -8,28 +8,30 @@
 //! steps = 200
 //!
 //! [data]
-//! kind = "gaussian_linear"   # | "gaussian_logistic" | "npy"
+//! kind = "gaussian_linear"   # | "digits" | "teacher_student" | "npy" | "mnist_idx" | "cifar10" | …
 //! n = 64
 //! dim = 5
 //! noise = 0.1
 //!
 //! [model]
-//! kind = "linear_regression" # | "logistic_regression"
+//! kind = "linear_regression" # | "logistic_regression" | "mlp" | "deep_linear" | "scalar_net" | "quadratic"
 //!
 //! [init]
 //! scale = 0.1                # θ₀ ~ N(0, scale²); or `from = "theta.npy"`
 //!
 //! [optimizer]
-//! kind = "sgd"               # | "gd" | "momentum"
+//! kind = "sgd"               # | "gd" | "momentum" | "noisy_gd"
 //! lr = 0.05
 //! batch_size = 8
 //! replacement = false
 //!
 //! [track]
 //! every = 10
-//! sharpness = true
+//! sharpness = true           # or a number: its own period in steps
 //! ```
 use crate::error::{CliError, Result};
+use imreg_objective::models::Activation;
+use imreg_objective::LossKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,12 @@ fn default_one() -> usize {
 }
 fn default_steps() -> usize {
     100
+}
+fn default_max_batches() -> usize {
+    100
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One experiment: a pure function of this config (the seed included).
@@ -56,7 +64,7 @@ pub struct ExperimentConfig {
     /// Number of optimizer steps.
     #[serde(default = "default_steps")]
     pub steps: usize,
-    /// Required by every model except `scalar_net` with `phi`.
+    /// Required by every model except `scalar_net` with `phi` and `quadratic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataConfig>,
     pub model: ModelConfig,
@@ -65,6 +73,29 @@ pub struct ExperimentConfig {
     pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub track: TrackConfig,
+    /// A seeded train/test split of the data (training uses the train part; `test_loss` and
+    /// `test_accuracy` are tracked on the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitConfig>,
+}
+
+/// `[split]`: the first `n_train` examples of a seeded permutation train, the rest test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    pub n_train: usize,
+}
+
+/// The target function of the sparse-support data (THEORY beneventano §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupportTargetConfig {
+    /// `f*(x) = Σ_{i<r} x_i`.
+    Linear,
+    /// `f*(x) = sin(Σ_{i<r} x_i)`.
+    Sin,
+    /// `f*(x) = Σ_{i=1}^{r} x_i^i`.
+    Staircase,
 }
 
 /// Where the examples come from.
@@ -85,9 +116,102 @@ pub enum DataConfig {
         #[serde(default)]
         noise: f64,
     },
-    /// Inputs `x` (`N × d`, or `N × …`, flattened per example) and targets `y` (`N` or `N × 1`) from `.npy`
-    /// files; relative paths are resolved against the config file's folder.
-    Npy { x: PathBuf, y: PathBuf },
+    /// The embedded UCI optical digits: 1797 images 8 × 8 scaled to `[0, 1]`, 10 classes
+    /// (`imreg_objective::data::digits`). Use `[split]` for a train/test split.
+    Digits {},
+    /// Teacher–student regression `y = f*(x) + noise·ξ`, `x ~ N(0, I)`, `f*` a tanh MLP of `widths`
+    /// `[d_in, …, d_out]` (two widths: a linear teacher) (`synthetic::teacher_student_mlp`).
+    TeacherStudent {
+        n: usize,
+        widths: Vec<usize>,
+        #[serde(default)]
+        noise: f64,
+    },
+    /// Teacher–student classification: `x ~ N(0, I_dim)`, label `argmax_c (W* x)_c`
+    /// (`synthetic::teacher_student_classification`).
+    TeacherStudentClassification { n: usize, dim: usize, classes: usize },
+    /// Sparse-support regression (`synthetic::sparse_support`): `2n` rows, `d` inputs, the target depends on
+    /// the first `r`.
+    SparseSupport {
+        n: usize,
+        d: usize,
+        r: usize,
+        target: SupportTargetConfig,
+        #[serde(default)]
+        noise: f64,
+    },
+    /// Scalar-net data `x ~ N(0, 1)` normalized, `y = x + noise·η` with `Φ = 1`, `σ² = 1`
+    /// (`synthetic::scalar_net_data`).
+    ScalarNetData {
+        n: usize,
+        #[serde(default)]
+        noise: f64,
+    },
+    /// Inputs `x` (`N × d`, or `N × …`, flattened per example) and targets `y` (`N` or `N × C`) from `.npy`
+    /// files; relative paths are resolved against the config file's folder. With `classes`, `y` holds
+    /// integer labels in `0..classes`.
+    Npy {
+        x: PathBuf,
+        y: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classes: Option<usize>,
+    },
+    /// MNIST in IDX format (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`), pixels scaled to
+    /// `[0, 1]`, 10 classes; `n` keeps the first `n` examples.
+    MnistIdx {
+        images: PathBuf,
+        labels: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        n: Option<usize>,
+    },
+    /// CIFAR-10 binary batches (`data_batch_1.bin`, …) concatenated, pixels scaled to `[0, 1]`, 10 classes;
+    /// `n` keeps the first `n` examples.
+    Cifar10 {
+        files: Vec<PathBuf>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        n: Option<usize>,
+    },
+}
+
+impl DataConfig {
+    /// The `kind` string of the data source.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DataConfig::GaussianLinear { .. } => "gaussian_linear",
+            DataConfig::GaussianLogistic { .. } => "gaussian_logistic",
+            DataConfig::Digits {} => "digits",
+            DataConfig::TeacherStudent { .. } => "teacher_student",
+            DataConfig::TeacherStudentClassification { .. } => "teacher_student_classification",
+            DataConfig::SparseSupport { .. } => "sparse_support",
+            DataConfig::ScalarNetData { .. } => "scalar_net_data",
+            DataConfig::Npy { .. } => "npy",
+            DataConfig::MnistIdx { .. } => "mnist_idx",
+            DataConfig::Cifar10 { .. } => "cifar10",
+        }
+    }
+}
+
+/// The loss of an MLP. The factor of the MSE is explicit because it scales every Hessian and so every `2/η`
+/// threshold (THEORY.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossConfig {
+    /// `ℓ = ½‖f − y‖²` (Cohen et al.; one-hot targets for class labels).
+    HalfMse,
+    /// `ℓ = ‖f − y‖²` (the EoSS code's `Σ_classes (f − y)²`).
+    FullMse,
+    /// `ℓ = −log softmax(f)_y` (needs class labels).
+    CrossEntropy,
+}
+
+impl LossConfig {
+    pub fn kind(self) -> LossKind {
+        match self {
+            LossConfig::HalfMse => LossKind::Mse { half: true },
+            LossConfig::FullMse => LossKind::Mse { half: false },
+            LossConfig::CrossEntropy => LossKind::CrossEntropy,
+        }
+    }
 }
 
 /// The model and its loss.
@@ -105,6 +229,16 @@ pub enum ModelConfig {
         #[serde(default = "default_true")]
         bias: bool,
     },
+    /// A multi-layer perceptron `Linear → act → … → Linear` with hidden widths `hidden`
+    /// (`imreg_objective::models::Mlp`); inputs and outputs from the data (outputs = classes for class
+    /// labels). PyTorch `nn.Sequential` layout `0.weight`, `0.bias`, `2.weight`, ….
+    Mlp {
+        hidden: Vec<usize>,
+        activation: Activation,
+        #[serde(default = "default_true")]
+        bias: bool,
+        loss: LossConfig,
+    },
     /// Deep linear network `f(x) = W_L ⋯ W_1 x (+ biases)` with hidden widths `hidden`, ½ MSE on all target
     /// columns. PyTorch `nn.Sequential(nn.Linear, …)` layout (`0.weight`, `0.bias`, `1.weight`, …).
     DeepLinear {
@@ -120,6 +254,16 @@ pub enum ModelConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phi: Option<f64>,
     },
+    /// A quadratic `ℓ_i(θ) = ½ θᵀA_iθ + b_iᵀθ` without `[data]`: `h = [..]` gives one example `½ Σ h_j θ_j²`;
+    /// `p`, `n` give a seeded random instance (`Quadratic::random(p, n, seed)`).
+    Quadratic {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        h: Option<Vec<f64>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        n: Option<usize>,
+    },
 }
 
 impl ModelConfig {
@@ -128,25 +272,59 @@ impl ModelConfig {
         match self {
             ModelConfig::LinearRegression { .. } => "linear_regression",
             ModelConfig::LogisticRegression { .. } => "logistic_regression",
+            ModelConfig::Mlp { .. } => "mlp",
             ModelConfig::DeepLinear { .. } => "deep_linear",
             ModelConfig::ScalarNet { .. } => "scalar_net",
+            ModelConfig::Quadratic { .. } => "quadratic",
         }
     }
+
+    /// Whether the model builds without a `[data]` table.
+    pub fn data_free(&self) -> bool {
+        matches!(
+            self,
+            ModelConfig::ScalarNet { phi: Some(_), .. } | ModelConfig::Quadratic { .. }
+        )
+    }
+}
+
+/// How `θ₀` is drawn when not loaded `from` a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// `θ₀ ~ N(0, scale² I)` (default scale 0: all zeros).
+    #[default]
+    Normal,
+    /// PyTorch's `nn.Linear` default `U(−1/√fan_in, 1/√fan_in)` times `scale` (default 1); MLP only.
+    Pytorch,
 }
 
 /// The initial parameters `θ₀`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitConfig {
-    /// `θ₀ ~ N(0, scale² I)` (0: all zeros).
     #[serde(default)]
-    pub scale: f64,
+    pub scheme: InitScheme,
+    /// Scale of the scheme (`normal`: standard deviation, default 0; `pytorch`: factor, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
     /// Load `θ₀` from a `.npy` (flat, length p) or `.safetensors` (PyTorch names) file instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<PathBuf>,
 }
 
-/// The optimizer. Step sizes are `lr` (η in the papers).
+impl InitConfig {
+    /// The scale with the scheme's default filled in.
+    pub fn scale(&self) -> f64 {
+        self.scale.unwrap_or(match self.scheme {
+            InitScheme::Normal => 0.0,
+            InitScheme::Pytorch => 1.0,
+        })
+    }
+}
+
+/// The optimizer. Step sizes are `lr` (η in the papers). Every optimizer runs through
+/// `imreg_sgd::trajectory::run`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
@@ -160,8 +338,8 @@ pub enum OptimizerConfig {
         #[serde(default)]
         replacement: bool,
     },
-    /// Heavy-ball momentum (PyTorch convention) `v ← β v + ∇C_B(θ)`, `θ ← θ − η v`; full batch unless
-    /// `batch_size` is given.
+    /// Momentum (PyTorch `torch.optim.SGD` convention) `v ← β v + ∇C_B(θ)` (`v₀ = g₀`), `θ ← θ − η v`, or
+    /// with `nesterov`, `θ ← θ − η (g + β v)`; full batch unless `batch_size` is given.
     Momentum {
         lr: f64,
         beta: f64,
@@ -169,7 +347,11 @@ pub enum OptimizerConfig {
         batch_size: Option<usize>,
         #[serde(default)]
         replacement: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        nesterov: bool,
     },
+    /// Noise-injected GD `θ ← θ − η (∇C(θ) + ξ)`, `ξ ~ N(0, σ² I)` i.i.d. per step.
+    NoisyGd { lr: f64, sigma: f64 },
 }
 
 impl OptimizerConfig {
@@ -178,13 +360,14 @@ impl OptimizerConfig {
         match self {
             OptimizerConfig::Gd { lr }
             | OptimizerConfig::Sgd { lr, .. }
-            | OptimizerConfig::Momentum { lr, .. } => *lr,
+            | OptimizerConfig::Momentum { lr, .. }
+            | OptimizerConfig::NoisyGd { lr, .. } => *lr,
         }
     }
     /// The minibatch size, `None` for full batch.
     pub fn batch_size(&self) -> Option<usize> {
         match self {
-            OptimizerConfig::Gd { .. } => None,
+            OptimizerConfig::Gd { .. } | OptimizerConfig::NoisyGd { .. } => None,
             OptimizerConfig::Sgd { batch_size, .. } => Some(*batch_size),
             OptimizerConfig::Momentum { batch_size, .. } => *batch_size,
         }
@@ -192,7 +375,7 @@ impl OptimizerConfig {
     /// Whether minibatches are drawn with replacement.
     pub fn replacement(&self) -> bool {
         match self {
-            OptimizerConfig::Gd { .. } => false,
+            OptimizerConfig::Gd { .. } | OptimizerConfig::NoisyGd { .. } => false,
             OptimizerConfig::Sgd { replacement, .. } | OptimizerConfig::Momentum { replacement, .. } => {
                 *replacement
             }
@@ -200,35 +383,120 @@ impl OptimizerConfig {
     }
 }
 
-/// What to record, every `every` steps (and at the last step), always on the full batch.
+/// When a tracked metric is recorded: `true` (every `track.every` steps), `false` (never), or a number of
+/// steps (its own period). Step 0 and the last step always record every enabled metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Every {
+    Flag(bool),
+    Steps(usize),
+}
+
+impl Every {
+    /// The period in steps (`base` for `true`), `None` when off.
+    pub fn period(self, base: usize) -> Option<usize> {
+        match self {
+            Every::Flag(true) => Some(base),
+            Every::Flag(false) => None,
+            Every::Steps(k) => Some(k),
+        }
+    }
+    fn on() -> Self {
+        Every::Flag(true)
+    }
+    fn off() -> Self {
+        Every::Flag(false)
+    }
+}
+
+impl Default for Every {
+    fn default() -> Self {
+        Every::off()
+    }
+}
+
+/// What to record and how often, always on the full (training) batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackConfig {
+    /// The period of every metric given as `true`.
     #[serde(default = "default_one")]
     pub every: usize,
-    /// `C(θ)`.
-    #[serde(default = "default_true")]
-    pub loss: bool,
+    /// `C(θ)` (and `test_loss` with `[split]`).
+    #[serde(default = "Every::on")]
+    pub loss: Every,
     /// `‖∇C(θ)‖`.
-    #[serde(default = "default_true")]
-    pub grad_norm: bool,
-    /// `λ_max(∇²C(θ))` (Lanczos via imreg-spectra; dense for small p); plotted against `2/η`.
+    #[serde(default = "Every::on")]
+    pub grad_norm: Every,
+    /// `λ_max(∇²C(θ))` (dense for p ≤ 400, Lanczos above); plotted against `2/η`.
     #[serde(default)]
-    pub sharpness: bool,
-    /// Classification accuracy (logistic regression only).
+    pub sharpness: Every,
+    /// Classification accuracy (and `test_accuracy` with `[split]`); classifiers only.
     #[serde(default)]
-    pub accuracy: bool,
+    pub accuracy: Every,
+    /// Batch sharpness in both variants: `batch_sharpness = E_B[g_BᵀH_Bg_B/‖g_B‖²]` and
+    /// `batch_sharpness_inside = E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]` over size-`batch_size` batches.
+    #[serde(default)]
+    pub batch_sharpness: Every,
+    /// MiniBS `E_B[λ_max(H_B)]` over size-`batch_size` batches.
+    #[serde(default)]
+    pub mini_bs: Every,
+    /// `λ_K¹`, the top eigenvalue of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ`.
+    #[serde(default)]
+    pub lambda_k1: Every,
+    /// `Tr K`.
+    #[serde(default)]
+    pub trace_k: Every,
+    /// `Tr F` of the empirical Fisher `(1/N) Σ g_i g_iᵀ`.
+    #[serde(default)]
+    pub trace_f: Every,
+    /// The scalar net's imbalance `‖a‖² − ‖b‖²` (conserved by gradient flow).
+    #[serde(default)]
+    pub imbalance: Every,
+    /// Batch size of `batch_sharpness` and `mini_bs` (default: the optimizer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Most Monte Carlo batches per batch-sharpness / MiniBS evaluation (exact enumeration when
+    /// `C(N, b) ≤ 2000`).
+    #[serde(default = "default_max_batches")]
+    pub max_batches: usize,
 }
 
 impl Default for TrackConfig {
     fn default() -> Self {
         TrackConfig {
             every: 1,
-            loss: true,
-            grad_norm: true,
-            sharpness: false,
-            accuracy: false,
+            loss: Every::on(),
+            grad_norm: Every::on(),
+            sharpness: Every::off(),
+            accuracy: Every::off(),
+            batch_sharpness: Every::off(),
+            mini_bs: Every::off(),
+            lambda_k1: Every::off(),
+            trace_k: Every::off(),
+            trace_f: Every::off(),
+            imbalance: Every::off(),
+            batch_size: None,
+            max_batches: default_max_batches(),
         }
+    }
+}
+
+impl TrackConfig {
+    /// Every metric switch with its config key, in column order.
+    pub fn switches(&self) -> [(&'static str, Every); 10] {
+        [
+            ("loss", self.loss),
+            ("grad_norm", self.grad_norm),
+            ("sharpness", self.sharpness),
+            ("accuracy", self.accuracy),
+            ("batch_sharpness", self.batch_sharpness),
+            ("mini_bs", self.mini_bs),
+            ("lambda_k1", self.lambda_k1),
+            ("trace_k", self.trace_k),
+            ("trace_f", self.trace_f),
+            ("imbalance", self.imbalance),
+        ]
     }
 }
 
@@ -255,9 +523,17 @@ impl ExperimentConfig {
                 *p = base.join(&*p);
             }
         };
-        if let Some(DataConfig::Npy { x, y }) = &mut self.data {
-            fix(x);
-            fix(y);
+        match &mut self.data {
+            Some(DataConfig::Npy { x, y, .. }) => {
+                fix(x);
+                fix(y);
+            }
+            Some(DataConfig::MnistIdx { images, labels, .. }) => {
+                fix(images);
+                fix(labels);
+            }
+            Some(DataConfig::Cifar10 { files, .. }) => files.iter_mut().for_each(fix),
+            _ => {}
         }
         if let Some(f) = &mut self.init.from {
             fix(f);
@@ -270,7 +546,7 @@ impl ExperimentConfig {
     }
 
     /// Checks value ranges that do not need the data (`file` for error messages). Data-dependent checks
-    /// (batch size vs N, shapes) happen when the data is built.
+    /// (batch size vs N, shapes, labels) happen when the data is built.
     pub fn validate(&self, file: &Path) -> Result<()> {
         let bad = |field: &str, reason: String| Err(CliError::input(file, field, reason));
         let lr = self.optimizer.lr();
@@ -285,72 +561,184 @@ impl ExperimentConfig {
                 return bad("optimizer.batch_size", "must be at least 1".into());
             }
         }
-        if let OptimizerConfig::Momentum { beta, .. } = self.optimizer {
-            if !(0.0..1.0).contains(&beta) {
+        match self.optimizer {
+            OptimizerConfig::Momentum { beta, .. } if !(0.0..1.0).contains(&beta) => {
                 return bad("optimizer.beta", format!("must lie in [0, 1), got {beta}"));
             }
+            OptimizerConfig::NoisyGd { sigma, .. } if !(sigma.is_finite() && sigma >= 0.0) => {
+                return bad(
+                    "optimizer.sigma",
+                    format!("must be a non-negative finite number, got {sigma}"),
+                );
+            }
+            _ => {}
         }
         if self.track.every == 0 {
             return bad("track.every", "must be at least 1".into());
         }
-        if !(self.init.scale.is_finite() && self.init.scale >= 0.0) {
+        for (key, e) in self.track.switches() {
+            if e == Every::Steps(0) {
+                return bad(
+                    &format!("track.{key}"),
+                    "a period must be at least 1 (use false to switch it off)".into(),
+                );
+            }
+        }
+        if self.track.max_batches == 0 {
+            return bad("track.max_batches", "must be at least 1".into());
+        }
+        if self.track.batch_size == Some(0) {
+            return bad("track.batch_size", "must be at least 1".into());
+        }
+        let needs_b = self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
+        if needs_b && self.track.batch_size.or(self.optimizer.batch_size()).is_none() {
             return bad(
-                "init.scale",
-                format!("must be a non-negative finite number, got {}", self.init.scale),
+                "track.batch_size",
+                "batch_sharpness and mini_bs need a batch size (full-batch optimizer: set track.batch_size)"
+                    .into(),
             );
         }
+        let scale = self.init.scale();
+        if !(scale.is_finite() && scale >= 0.0) {
+            return bad(
+                "init.scale",
+                format!("must be a non-negative finite number, got {scale}"),
+            );
+        }
+        if self.init.scheme == InitScheme::Pytorch && !matches!(self.model, ModelConfig::Mlp { .. }) {
+            return bad(
+                "init.scheme",
+                format!("\"pytorch\" needs model mlp, got {}", self.model.kind()),
+            );
+        }
+        let positive = |field: &str, v: usize| -> Result<()> {
+            if v == 0 {
+                return Err(CliError::input(file, field, "must be at least 1"));
+            }
+            Ok(())
+        };
+        let noise_ok = |noise: f64| -> Result<()> {
+            if !(noise.is_finite() && noise >= 0.0) {
+                return Err(CliError::input(
+                    file,
+                    "data.noise",
+                    format!("must be a non-negative finite number, got {noise}"),
+                ));
+            }
+            Ok(())
+        };
         match &self.data {
             Some(
                 DataConfig::GaussianLinear { n, dim, noise } | DataConfig::GaussianLogistic { n, dim, noise },
             ) => {
-                if *n == 0 {
-                    return bad("data.n", "must be at least 1".into());
-                }
-                if *dim == 0 {
-                    return bad("data.dim", "must be at least 1".into());
-                }
-                if !(noise.is_finite() && *noise >= 0.0) {
+                positive("data.n", *n)?;
+                positive("data.dim", *dim)?;
+                noise_ok(*noise)?;
+            }
+            Some(DataConfig::TeacherStudent { n, widths, noise }) => {
+                positive("data.n", *n)?;
+                if widths.len() < 2 || widths.contains(&0) {
                     return bad(
-                        "data.noise",
-                        format!("must be a non-negative finite number, got {noise}"),
+                        "data.widths",
+                        format!("need [d_in, …, d_out] with every width ≥ 1, got {widths:?}"),
                     );
                 }
+                noise_ok(*noise)?;
             }
-            Some(DataConfig::Npy { .. }) => {}
-            None => match self.model {
-                ModelConfig::ScalarNet { phi: Some(_), .. } => {}
-                _ => {
-                    return bad(
-                        "data",
-                        format!("missing [data] table (model {} needs data)", self.model.kind()),
-                    )
+            Some(DataConfig::TeacherStudentClassification { n, dim, classes }) => {
+                positive("data.n", *n)?;
+                positive("data.dim", *dim)?;
+                if *classes < 2 {
+                    return bad("data.classes", format!("must be at least 2, got {classes}"));
                 }
-            },
+            }
+            Some(DataConfig::SparseSupport { n, d, r, noise, .. }) => {
+                positive("data.n", *n)?;
+                positive("data.r", *r)?;
+                if r > d {
+                    return bad("data.r", format!("support size {r} exceeds d = {d}"));
+                }
+                noise_ok(*noise)?;
+            }
+            Some(DataConfig::ScalarNetData { n, noise }) => {
+                if *n < 2 {
+                    return bad("data.n", format!("needs at least 2 samples, got {n}"));
+                }
+                noise_ok(*noise)?;
+            }
+            Some(DataConfig::Npy { classes, .. }) => {
+                if *classes == Some(0) {
+                    return bad("data.classes", "must be at least 1".into());
+                }
+            }
+            Some(DataConfig::MnistIdx { n, .. } | DataConfig::Cifar10 { n, .. }) => {
+                if *n == Some(0) {
+                    return bad("data.n", "must be at least 1".into());
+                }
+                if let Some(DataConfig::Cifar10 { files, .. }) = &self.data {
+                    if files.is_empty() {
+                        return bad("data.files", "list at least one CIFAR-10 batch file".into());
+                    }
+                }
+            }
+            Some(DataConfig::Digits {}) => {}
+            None if self.model.data_free() => {}
+            None => {
+                return bad(
+                    "data",
+                    format!("missing [data] table (model {} needs data)", self.model.kind()),
+                )
+            }
+        }
+        if self.data.is_some() && self.model.data_free() {
+            let field = match self.model {
+                ModelConfig::ScalarNet { .. } => "model.phi",
+                _ => "data",
+            };
+            return bad(
+                field,
+                format!("model {} takes no [data] table here", self.model.kind()),
+            );
         }
         match &self.model {
             ModelConfig::ScalarNet { k: 0, .. } => {
                 return bad("model.k", "the width must be at least 1".into())
             }
-            ModelConfig::ScalarNet { phi: Some(_), .. } if self.data.is_some() => {
-                return bad("model.phi", "give either phi or a [data] table, not both".into())
-            }
-            ModelConfig::DeepLinear { hidden, .. } if hidden.contains(&0) => {
+            ModelConfig::DeepLinear { hidden, .. } | ModelConfig::Mlp { hidden, .. } if hidden.contains(&0) => {
                 return bad("model.hidden", "every hidden width must be at least 1".into())
             }
+            ModelConfig::Quadratic { h, p, n } => match (h, p, n) {
+                (Some(h), None, None) if !h.is_empty() => {}
+                (Some(_), None, None) => return bad("model.h", "must not be empty".into()),
+                (None, Some(p), Some(n)) if *p > 0 && *n > 0 => {}
+                (None, Some(_), Some(_)) => return bad("model.p", "p and n must be at least 1".into()),
+                _ => {
+                    return bad(
+                        "model.h",
+                        "give either h = [..] (a diagonal) or both p and n (a random instance)".into(),
+                    )
+                }
+            },
             _ => {}
         }
-        if self.track.accuracy && !matches!(self.model, ModelConfig::LogisticRegression { .. }) {
+        if let Some(s) = &self.split {
+            if s.n_train == 0 {
+                return bad("split.n_train", "must be at least 1".into());
+            }
+            if self.data.is_none() {
+                return bad("split", "needs a [data] table".into());
+            }
+        }
+        if self.track.imbalance.period(1).is_some() && !matches!(self.model, ModelConfig::ScalarNet { .. }) {
             return bad(
-                "track.accuracy",
-                "accuracy needs a classification model (logistic_regression)".into(),
+                "track.imbalance",
+                format!("‖a‖² − ‖b‖² needs model scalar_net, got {}", self.model.kind()),
             );
         }
         Ok(())
     }
 }
 
-/// Turns a TOML/serde error into a bad-input error naming the field: toml's message (which names unknown
-/// keys and expected types) plus the dotted path of the key at the error's position.
 pub fn toml_error(e: &toml::de::Error, text: &str, file: &Path) -> CliError {
     let field = e
         .span()

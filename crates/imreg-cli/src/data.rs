@@ -1,9 +1,10 @@
-//! Datasets of `imreg run` / `imreg analyze`: seeded generators and `.npy` files.
-use crate::config::DataConfig;
+//! Datasets of `imreg run` / `imreg analyze`: seeded generators, the embedded digits, and files (`.npy`,
+//! MNIST IDX, CIFAR-10 binary) through `imreg_objective::data`, with errors naming the file and the field.
+use crate::config::{DataConfig, SplitConfig, SupportTargetConfig};
 use crate::error::{CliError, Result};
-use crate::npy::read_npy;
+use imreg_objective::data::{self as od, synthetic, Classification, DataError, Regression};
 use imreg_objective::rng;
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use std::path::Path;
 
 /// Stream ids of the master seed (one per purpose, so changing one never shifts another).
@@ -11,12 +12,16 @@ pub const STREAM_DATA: u64 = 1;
 pub const STREAM_INIT: u64 = 2;
 pub const STREAM_BATCHES: u64 = 3;
 pub const STREAM_SPECTRUM: u64 = 4;
+pub const STREAM_SPLIT: u64 = 5;
 
-/// `N` examples: inputs `x` (`N × d`) and targets `y` (`N × outputs`; labels stored as `0.0`, `1.0`, …).
+/// `N` examples: inputs `x` (`N × d`) and targets `y` (`N × outputs`); for class labels (`classes` set) `y`
+/// is one column holding the labels `0.0, 1.0, …`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub x: Array2<f64>,
     pub y: Array2<f64>,
+    /// Number of classes when `y` holds class labels.
+    pub classes: Option<usize>,
 }
 
 impl Dataset {
@@ -26,15 +31,183 @@ impl Dataset {
     pub fn dim(&self) -> usize {
         self.x.ncols()
     }
+    /// The class labels (when `classes` is set).
+    pub fn labels(&self) -> Option<Vec<usize>> {
+        self.classes?;
+        Some(self.y.column(0).iter().map(|&v| v as usize).collect())
+    }
+    pub fn from_classification(c: Classification) -> Dataset {
+        let n = c.labels.len();
+        let y = Array2::from_shape_fn((n, 1), |(i, _)| c.labels[i] as f64);
+        Dataset {
+            x: c.x,
+            y,
+            classes: Some(c.classes),
+        }
+    }
+    pub fn from_regression(r: Regression) -> Dataset {
+        Dataset {
+            x: r.x,
+            y: r.y,
+            classes: None,
+        }
+    }
+    /// The first `n` examples (all if `None` or `n ≥ N`).
+    fn truncate(self, n: Option<usize>) -> Dataset {
+        match n {
+            Some(n) if n < self.n() => Dataset {
+                x: self.x.slice(ndarray::s![..n, ..]).to_owned(),
+                y: self.y.slice(ndarray::s![..n, ..]).to_owned(),
+                classes: self.classes,
+            },
+            _ => self,
+        }
+    }
+}
+
+/// A data-loader error as bad input naming `field` of `file`; the loader's message names the data file.
+fn data_err<'a>(file: &'a Path, field: &str) -> impl Fn(DataError) -> CliError + 'a {
+    let field = field.to_string();
+    move |e| CliError::input(file, field.clone(), e.to_string())
+}
+
+fn objective_err<'a>(
+    file: &'a Path,
+    field: &str,
+) -> impl Fn(imreg_objective::ObjectiveError) -> CliError + 'a {
+    let field = field.to_string();
+    move |e| CliError::input(file, field.clone(), e.to_string())
+}
+
+fn must_exist(p: &Path, file: &Path, field: &str) -> Result<()> {
+    if !p.exists() {
+        return Err(CliError::input(
+            file,
+            field,
+            format!("file {} does not exist", p.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Builds the dataset of `cfg` with master seed `seed`; `file` is the config file (for error messages).
 pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
-    match cfg {
-        DataConfig::GaussianLinear { n, dim, noise } => Ok(gaussian(*n, *dim, *noise, seed, false)),
-        DataConfig::GaussianLogistic { n, dim, noise } => Ok(gaussian(*n, *dim, *noise, seed, true)),
-        DataConfig::Npy { x, y } => from_npy(x, y, file),
+    let obj = |field: &'static str| objective_err(file, field);
+    Ok(match cfg {
+        DataConfig::GaussianLinear { n, dim, noise } => gaussian(*n, *dim, *noise, seed, false),
+        DataConfig::GaussianLogistic { n, dim, noise } => gaussian(*n, *dim, *noise, seed, true),
+        DataConfig::Digits {} => Dataset::from_classification(od::digits()),
+        DataConfig::TeacherStudent { n, widths, noise } => Dataset::from_regression(
+            synthetic::teacher_student_mlp(*n, widths, *noise, seed).map_err(obj("data"))?,
+        ),
+        DataConfig::TeacherStudentClassification { n, dim, classes } => Dataset::from_classification(
+            synthetic::teacher_student_classification(*n, *dim, *classes, seed).map_err(obj("data"))?,
+        ),
+        DataConfig::SparseSupport {
+            n,
+            d,
+            r,
+            target,
+            noise,
+        } => {
+            let target = match target {
+                SupportTargetConfig::Linear => synthetic::SupportTarget::Linear,
+                SupportTargetConfig::Sin => synthetic::SupportTarget::Sin,
+                SupportTargetConfig::Staircase => synthetic::SupportTarget::Staircase,
+            };
+            let p = synthetic::SupportParams {
+                n: *n,
+                d: *d,
+                r: *r,
+                target,
+                noise: *noise,
+                seed,
+            };
+            Dataset::from_regression(synthetic::sparse_support(&p).map_err(obj("data"))?)
+        }
+        DataConfig::ScalarNetData { n, noise } => {
+            let (x, y) = synthetic::scalar_net_data(*n, *noise, seed).map_err(obj("data"))?;
+            Dataset {
+                x: Array2::from_shape_vec((x.len(), 1), x).map_err(|e| CliError::Failed(e.to_string()))?,
+                y: Array2::from_shape_vec((y.len(), 1), y).map_err(|e| CliError::Failed(e.to_string()))?,
+                classes: None,
+            }
+        }
+        DataConfig::Npy { x, y, classes } => from_npy(x, y, *classes, file)?,
+        DataConfig::MnistIdx { images, labels, n } => {
+            must_exist(images, file, "data.images")?;
+            must_exist(labels, file, "data.labels")?;
+            let x = od::idx::load_images(images).map_err(data_err(file, "data.images"))?;
+            let l = od::idx::load_labels(labels).map_err(data_err(file, "data.labels"))?;
+            if l.len() != x.nrows() {
+                return Err(CliError::input(
+                    file,
+                    "data.labels",
+                    format!(
+                        "{} has {} labels but {} has {} images",
+                        labels.display(),
+                        l.len(),
+                        images.display(),
+                        x.nrows()
+                    ),
+                ));
+            }
+            let c = Classification::new(x, l, 10).map_err(obj("data.labels"))?;
+            Dataset::from_classification(c).truncate(*n)
+        }
+        DataConfig::Cifar10 { files, n } => {
+            let mut xs = Vec::new();
+            let mut labels = Vec::new();
+            for (i, f) in files.iter().enumerate() {
+                let field = format!("data.files[{i}]");
+                must_exist(f, file, &field)?;
+                let bytes =
+                    std::fs::read(f).map_err(|e| CliError::input(file, field.clone(), format!("{}: {e}", f.display())))?;
+                let (x, l) = od::cifar::parse_cifar10(&bytes, &f.display().to_string())
+                    .map_err(data_err(file, &field))?;
+                xs.push(x);
+                labels.extend(l);
+            }
+            let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+            let x = ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Failed(e.to_string()))?;
+            let c = Classification::new(x, labels, 10).map_err(obj("data.files"))?;
+            Dataset::from_classification(c).truncate(*n)
+        }
+    })
+}
+
+/// The seed of the `[split]` permutation: a draw from stream [`STREAM_SPLIT`] of the master seed, passed to
+/// `Classification::split` / `Regression::split` (so `digits` with `[split]` is
+/// `imreg_objective::data::digits_split(n_train, split_seed(seed))`).
+pub fn split_seed(seed: u64) -> u64 {
+    use rand::Rng;
+    rng::stream(seed, STREAM_SPLIT).random::<u64>()
+}
+
+/// Splits `data` by `split` with the library's seeded split: `(train, test)`.
+pub fn split(data: &Dataset, split: &SplitConfig, seed: u64, file: &Path) -> Result<(Dataset, Dataset)> {
+    let n = data.n();
+    if split.n_train >= n {
+        return Err(CliError::input(
+            file,
+            "split.n_train",
+            format!("must be less than the N = {n} examples (the rest is the test set)"),
+        ));
     }
+    let s = split_seed(seed);
+    let err = objective_err(file, "split.n_train");
+    Ok(match (data.labels(), data.classes) {
+        (Some(labels), Some(classes)) => {
+            let c = Classification::new(data.x.clone(), labels, classes).map_err(&err)?;
+            let (tr, te) = c.split(split.n_train, s).map_err(&err)?;
+            (Dataset::from_classification(tr), Dataset::from_classification(te))
+        }
+        _ => {
+            let r = Regression::new(data.x.clone(), data.y.clone()).map_err(&err)?;
+            let (tr, te) = r.split(split.n_train, s).map_err(&err)?;
+            (Dataset::from_regression(tr), Dataset::from_regression(te))
+        }
+    })
 }
 
 /// `x_i ~ N(0, I)`, `w* ~ N(0, I/d)`, `s_i = x_iᵀw* + noise ε_i`; `y_i = s_i` or `1[s_i > 0]`.
@@ -64,27 +237,21 @@ fn gaussian(n: usize, d: usize, noise: f64, seed: u64, labels: bool) -> Dataset 
     Dataset {
         x: Array2::from_shape_vec((n, d), x).unwrap_or_default(),
         y: Array2::from_shape_vec((n, 1), y).unwrap_or_default(),
+        classes: labels.then_some(2),
     }
 }
 
-fn from_npy(xp: &Path, yp: &Path, file: &Path) -> Result<Dataset> {
-    for (p, field) in [(xp, "data.x"), (yp, "data.y")] {
-        if !p.exists() {
-            return Err(CliError::input(
-                file,
-                field,
-                format!("file {} does not exist", p.display()),
-            ));
-        }
-    }
-    let x = read_npy(xp, "data.x")?;
-    let y = read_npy(yp, "data.y")?;
+fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result<Dataset> {
+    must_exist(xp, file, "data.x")?;
+    must_exist(yp, file, "data.y")?;
+    let x = od::npy::read_npy(xp).map_err(data_err(file, "data.x"))?;
+    let y = od::npy::read_npy(yp).map_err(data_err(file, "data.y"))?;
     let n = *x
         .shape
         .first()
-        .ok_or_else(|| CliError::input(file, "data.x", "is a scalar; expected N × d"))?;
+        .ok_or_else(|| CliError::input(file, "data.x", format!("{} is a scalar; expected N × d", xp.display())))?;
     if n == 0 {
-        return Err(CliError::input(file, "data.x", "has no examples (N = 0)"));
+        return Err(CliError::input(file, "data.x", format!("{} has no examples (N = 0)", xp.display())));
     }
     let d = x.data.len() / n;
     let yn = y.shape.first().copied().unwrap_or(1);
@@ -93,27 +260,45 @@ fn from_npy(xp: &Path, yp: &Path, file: &Path) -> Result<Dataset> {
             file,
             "data.y",
             format!(
-                "has {yn} rows but data.x has {n} (shapes {:?} vs {:?})",
-                y.shape, x.shape
+                "{} has {yn} rows but data.x has {n} (shapes {:?} vs {:?})",
+                yp.display(),
+                y.shape,
+                x.shape
             ),
         ));
     }
-    let c = y.data.len() / n.max(1);
-    let bad = |field: &str, what: &[f64]| {
-        what.iter()
-            .position(|v| !v.is_finite())
-            .map(|i| (field.to_string(), i))
-    };
-    if let Some((field, i)) = bad("data.x", &x.data).or_else(|| bad("data.y", &y.data)) {
-        return Err(CliError::input(
-            file,
-            field,
-            format!("non-finite value at flat position {i}"),
-        ));
+    let c = y.data.len() / n;
+    let x = Array2::from_shape_vec((n, d), x.data)
+        .map_err(|_| CliError::input(file, "data.x", "inconsistent shape"))?;
+    match classes {
+        Some(k) => {
+            if c != 1 {
+                return Err(CliError::input(
+                    file,
+                    "data.y",
+                    format!("labels (data.classes set) must be one per example, got shape {:?}", y.shape),
+                ));
+            }
+            let labels = y.into_labels().map_err(data_err(file, "data.y"))?;
+            let cl = Classification::new(x, labels, k).map_err(objective_err(file, "data.y"))?;
+            Ok(Dataset::from_classification(cl))
+        }
+        None => {
+            let y = Array2::from_shape_vec((n, c), y.data)
+                .map_err(|_| CliError::input(file, "data.y", "inconsistent shape"))?;
+            let bad = |field: &str, what: &Array2<f64>| {
+                what.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|i| (field.to_string(), i))
+            };
+            if let Some((field, i)) = bad("data.x", &x).or_else(|| bad("data.y", &y)) {
+                return Err(CliError::input(
+                    file,
+                    field,
+                    format!("non-finite value at flat position {i}"),
+                ));
+            }
+            Ok(Dataset { x, y, classes: None })
+        }
     }
-    let shape_err = |f: &str| CliError::input(file, f, "inconsistent shape");
-    Ok(Dataset {
-        x: Array2::from_shape_vec((n, d), x.data).map_err(|_| shape_err("data.x"))?,
-        y: Array2::from_shape_vec((n, c), y.data).map_err(|_| shape_err("data.y"))?,
-    })
 }

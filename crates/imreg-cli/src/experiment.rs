@@ -1,13 +1,14 @@
 //! `imreg run`: one experiment from a config, written atomically to its own folder (a temporary folder
 //! beside the target, renamed into place when complete, with a completion marker inside).
-use crate::config::{ExperimentConfig, InitConfig};
+use crate::config::{ExperimentConfig, InitConfig, InitScheme};
 use crate::data::{self, Dataset, STREAM_INIT};
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::npy::write_npy;
-use crate::params::{load_params, to_safetensors};
+use crate::params::{load_params, save_params};
+use imreg_objective::data::npy::npy_bytes;
 use crate::train::{train, TrainOutcome};
 use imreg_objective::rng;
+use rand::Rng;
 use imreg_plot::{write_atomic, Figure, PlotError, Series};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,11 @@ pub const COMPLETE_MARKER: &str = "_COMPLETE";
 /// A validated experiment, ready to run: every bad-input error has been raised by now.
 pub struct Prepared {
     pub config: ExperimentConfig,
+    /// The training data (after `[split]`).
     pub data: Option<Dataset>,
     pub model: Model,
+    /// The same model on the test part of `[split]`.
+    pub test_model: Option<Model>,
     pub theta0: Vec<f64>,
 }
 
@@ -44,18 +48,43 @@ pub struct RunSummary {
 /// Validates `config` (from `file`) and builds data, model and `θ₀`. All input errors surface here.
 pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     config.validate(file)?;
-    let data = config
+    let full = config
         .data
         .as_ref()
         .map(|d| data::build(d, config.seed, file))
         .transpose()?;
-    let model = Model::build(&config.model, data.as_ref(), file)?;
+    let (data, test) = match (full, &config.split) {
+        (Some(d), Some(s)) => {
+            let (tr, te) = data::split(&d, s, config.seed, file)?;
+            (Some(tr), Some(te))
+        }
+        (d, _) => (d, None),
+    };
+    let model = Model::build(&config.model, data.as_ref(), file, config.seed)?;
+    let test_model = test
+        .as_ref()
+        .map(|t| Model::build(&config.model, Some(t), file, config.seed))
+        .transpose()?;
+    if config.track.accuracy.period(1).is_some() && !model.is_classifier() {
+        return Err(CliError::input(
+            file,
+            "track.accuracy",
+            format!(
+                "accuracy needs a classifier (logistic_regression, or mlp on class labels); model {} on data {} is not",
+                config.model.kind(),
+                config.data.as_ref().map_or("none", |d| d.kind())
+            ),
+        ));
+    }
     let n = model.objective().n_examples();
-    if let Some(b) = config.optimizer.batch_size() {
-        if b > n {
+    for (b, field) in [
+        (config.optimizer.batch_size(), "optimizer.batch_size"),
+        (config.track.batch_size, "track.batch_size"),
+    ] {
+        if let Some(b) = b.filter(|&b| b > n) {
             return Err(CliError::input(
                 file,
-                "optimizer.batch_size",
+                field,
                 format!("batch size {b} exceeds the number of examples N = {n}"),
             ));
         }
@@ -65,6 +94,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         config,
         data,
         model,
+        test_model,
         theta0,
     })
 }
@@ -81,13 +111,17 @@ fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Resul
         }
         return load_params(from, &model.layout(), "init.from");
     }
-    if init.scale == 0.0 {
+    let scale = init.scale();
+    if let (InitScheme::Pytorch, Model::Mlp(m, _)) = (init.scheme, model) {
+        return Ok(m.init_params(rng::stream(seed, STREAM_INIT).random::<u64>(), scale));
+    }
+    if scale == 0.0 {
         return Ok(vec![0.0; p]);
     }
     let mut r = rng::stream(seed, STREAM_INIT);
     Ok(rng::normal_vec(&mut r, p)
         .into_iter()
-        .map(|v| init.scale * v)
+        .map(|v| scale * v)
         .collect())
 }
 
@@ -123,7 +157,13 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
         .prefix(&format!(".tmp-{leaf}-"))
         .tempdir_in(&parent)
         .map_err(|e| CliError::io(&parent, e))?;
-    let outcome = train(&prep.model, prep.theta0.clone(), &prep.config, tick)?;
+    let outcome = train(
+        &prep.model,
+        prep.test_model.as_ref(),
+        prep.theta0.clone(),
+        &prep.config,
+        tick,
+    )?;
     let summary = write_outputs(prep, &outcome, tmp.path(), &leaf, opts)?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| CliError::io(out, e))?;
@@ -153,29 +193,41 @@ fn write_outputs(
     put("config.toml", cfg.to_toml()?.as_bytes())?;
     put("metrics.csv", outcome.metrics.to_csv().as_bytes())?;
     let p = prep.theta0.len();
-    put("theta_init.npy", &crate::npy::to_npy_bytes(&[p], &prep.theta0))?;
-    put("theta_final.npy", &crate::npy::to_npy_bytes(&[p], &outcome.theta))?;
-    put(
-        "theta_final.safetensors",
-        &to_safetensors(&outcome.theta, &prep.model.layout())?,
+    put("theta_init.npy", &npy(&[p], &prep.theta0)?)?;
+    put("theta_final.npy", &npy(&[p], &outcome.theta)?)?;
+    save_params(
+        &dir.join("theta_final.safetensors"),
+        &outcome.theta,
+        &prep.model.layout(),
     )?;
+    files.push("theta_final.safetensors".into());
     let steps = outcome.metrics.column("step");
     for col in outcome.metrics.columns.iter() {
         let v = outcome.metrics.column(col);
-        write_npy(&dir.join(format!("{col}.npy")), &[v.len()], &v)?;
+        write_atomic(&dir.join(format!("{col}.npy")), &npy(&[v.len()], &v)?)?;
         files.push(format!("{col}.npy"));
     }
     let name = cfg.name.clone().unwrap_or_else(|| default_name.to_string());
     let eta = cfg.optimizer.lr();
     for col in outcome.metrics.columns.iter().skip(1) {
+        // Rows where the metric was not due hold NaN: plot only the recorded points, as one line.
+        let (xs, ys): (Vec<f64>, Vec<f64>) = steps
+            .iter()
+            .zip(outcome.metrics.column(col))
+            .filter(|(_, y)| !y.is_nan())
+            .map(|(x, y)| (*x, y))
+            .unzip();
         let mut fig = Figure::new(format!("{name}: {}", pretty(col)))
             .x_label("step")
             .y_label(pretty(col))
-            .series(Series::line(*col, steps.clone(), outcome.metrics.column(col)));
-        if matches!(*col, "loss" | "grad_norm") {
+            .series(Series::line(*col, xs, ys));
+        if matches!(*col, "loss" | "test_loss" | "grad_norm" | "trace_k" | "trace_f") {
             fig = fig.log_y();
         }
-        if *col == "sharpness" {
+        if matches!(
+            *col,
+            "sharpness" | "batch_sharpness" | "batch_sharpness_inside" | "mini_bs"
+        ) {
             fig = fig.hline("2/η", 2.0 / eta);
         }
         let stem = format!("fig_{col}");
@@ -228,13 +280,27 @@ fn write_outputs(
     Ok(summary)
 }
 
+/// The `.npy` bytes of `data` with `shape`.
+fn npy(shape: &[usize], data: &[f64]) -> Result<Vec<u8>> {
+    npy_bytes(shape, data).map_err(|e| CliError::Failed(e.to_string()))
+}
+
 /// Axis label of a metric column.
 fn pretty(col: &str) -> &str {
     match col {
         "loss" => "loss C(θ)",
+        "test_loss" => "test loss",
         "grad_norm" => "‖∇C(θ)‖",
         "sharpness" => "sharpness λ_max(∇²C)",
         "accuracy" => "accuracy",
+        "test_accuracy" => "test accuracy",
+        "batch_sharpness" => "batch sharpness E_B[g_BᵀH_Bg_B/‖g_B‖²]",
+        "batch_sharpness_inside" => "batch sharpness E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]",
+        "mini_bs" => "MiniBS E_B[λ_max(H_B)]",
+        "lambda_k1" => "λ_K¹",
+        "trace_k" => "Tr K",
+        "trace_f" => "Tr F (empirical)",
+        "imbalance" => "imbalance ‖a‖² − ‖b‖²",
         other => other,
     }
 }

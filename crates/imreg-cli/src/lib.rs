@@ -14,7 +14,6 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 pub mod model;
-pub mod npy;
 pub mod params;
 pub mod progress;
 pub mod registry;
@@ -82,6 +81,9 @@ enum Command {
         /// Skip SVG/PNG figures.
         #[arg(long)]
         no_figures: bool,
+        /// Run at most this many steps (a quick look at a long config; the resolved config records it).
+        #[arg(long)]
+        max_steps: Option<usize>,
     },
     /// Loss, gradient norm and curvature of given weights on given data.
     Analyze(AnalyzeArgs),
@@ -95,15 +97,24 @@ struct AnalyzeArgs {
     /// Take model and data from an experiment config instead of --model/--data.
     #[arg(long, conflicts_with_all = ["model", "data"])]
     config: Option<PathBuf>,
-    /// linear_regression | logistic_regression | deep_linear | scalar_net
+    /// linear_regression | logistic_regression | mlp | deep_linear | scalar_net
     #[arg(long)]
     model: Option<String>,
-    /// Hidden widths of deep_linear, comma separated.
+    /// Hidden widths of mlp / deep_linear, comma separated.
     #[arg(long, value_delimiter = ',')]
     hidden: Vec<usize>,
-    /// Layers have biases (linear/logistic: default on; deep_linear: default off).
+    /// Layers have biases (linear/logistic/mlp: default on; deep_linear: default off).
     #[arg(long)]
     bias: Option<bool>,
+    /// Hidden activation of mlp: tanh | relu | gelu | softplus | sigmoid | identity.
+    #[arg(long)]
+    activation: Option<String>,
+    /// Loss of mlp: half_mse | full_mse | cross_entropy.
+    #[arg(long)]
+    loss: Option<String>,
+    /// The targets are integer class labels in 0..CLASSES.
+    #[arg(long)]
+    classes: Option<usize>,
     /// Width of scalar_net.
     #[arg(long)]
     k: Option<usize>,
@@ -194,7 +205,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             out,
             force,
             no_figures,
-        } => run(&config, out, force, no_figures, quiet),
+            max_steps,
+        } => run(&config, out, force, no_figures, max_steps, quiet),
         Command::Analyze(a) => analyze_cmd(a),
         Command::Sweep(s) => sweep_cmd(s, quiet),
     }
@@ -266,8 +278,18 @@ pub fn verify_json(records: &[imreg_check::Record]) -> Result<String> {
     serde_json::to_string_pretty(&arr).map_err(|e| CliError::Failed(e.to_string()))
 }
 
-fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet: bool) -> Result<i32> {
-    let cfg = ExperimentConfig::load(config)?;
+fn run(
+    config: &Path,
+    out: Option<PathBuf>,
+    force: bool,
+    no_figures: bool,
+    max_steps: Option<usize>,
+    quiet: bool,
+) -> Result<i32> {
+    let mut cfg = ExperimentConfig::load(config)?;
+    if let Some(m) = max_steps {
+        cfg.steps = cfg.steps.min(m);
+    }
     let out = out.unwrap_or_else(|| {
         PathBuf::from("runs").join(
             config
@@ -277,7 +299,7 @@ fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet
         )
     });
     let prepared = experiment::prepare(cfg, config)?;
-    let pb = progress::bar(prepared.config.steps as u64, "steps", quiet);
+    let pb = progress::bar(train::expected_rows(&prepared.config) as u64, "records", quiet);
     let summary = experiment::run_to_folder(
         &prepared,
         &out,
@@ -302,10 +324,10 @@ fn run(config: &Path, out: Option<PathBuf>, force: bool, no_figures: bool, quiet
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
-    let (model, data) = match &a.config {
+    let (model, data, split) = match &a.config {
         Some(path) => {
             let c = ExperimentConfig::load(path)?;
-            (c.model, c.data)
+            (c.model, c.data, c.split)
         }
         None => {
             let kind = a
@@ -315,6 +337,21 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
             let model = match kind {
                 "linear_regression" => ModelConfig::LinearRegression { bias: a.bias.unwrap_or(true) },
                 "logistic_regression" => ModelConfig::LogisticRegression { bias: a.bias.unwrap_or(true) },
+                "mlp" => {
+                    let parse = |flag: &str, v: Option<&String>, what: &str| -> Result<String> {
+                        v.cloned().ok_or_else(|| CliError::arg(flag, format!("required for mlp ({what})")))
+                    };
+                    let act = parse("--activation", a.activation.as_ref(), "tanh, relu, gelu, softplus, sigmoid, identity")?;
+                    let loss = parse("--loss", a.loss.as_ref(), "half_mse, full_mse, cross_entropy")?;
+                    ModelConfig::Mlp {
+                        hidden: a.hidden.clone(),
+                        activation: serde_json::from_value(serde_json::Value::String(act.clone()))
+                            .map_err(|_| CliError::arg("--activation", format!("unknown activation {act:?} (tanh, relu, gelu, softplus, sigmoid, identity)")))?,
+                        bias: a.bias.unwrap_or(true),
+                        loss: serde_json::from_value(serde_json::Value::String(loss.clone()))
+                            .map_err(|_| CliError::arg("--loss", format!("unknown loss {loss:?} (half_mse, full_mse, cross_entropy)")))?,
+                    }
+                }
                 "deep_linear" => ModelConfig::DeepLinear { hidden: a.hidden.clone(), bias: a.bias.unwrap_or(false) },
                 "scalar_net" => ModelConfig::ScalarNet {
                     k: a.k.ok_or_else(|| CliError::arg("--k", "required for scalar_net"))?,
@@ -323,7 +360,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                 other => {
                     return Err(CliError::arg(
                         "--model",
-                        format!("unknown model {other:?} (linear_regression, logistic_regression, deep_linear, scalar_net)"),
+                        format!("unknown model {other:?} (linear_regression, logistic_regression, mlp, deep_linear, scalar_net)"),
                     ))
                 }
             };
@@ -335,13 +372,22 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                 .targets
                 .clone()
                 .ok_or_else(|| CliError::arg("--targets", "required (targets .npy)"))?;
-            (model, Some(DataConfig::Npy { x, y }))
+            (
+                model,
+                Some(DataConfig::Npy {
+                    x,
+                    y,
+                    classes: a.classes,
+                }),
+                None,
+            )
         }
     };
     let req = analyze::AnalyzeRequest {
         model,
         params: a.params,
         data,
+        split,
         top_k: a.top_k,
         bottom_k: a.bottom_k,
         batch_size: a.batch_size,

@@ -2,8 +2,8 @@
 use crate::config::ModelConfig;
 use crate::data::Dataset;
 use crate::error::{CliError, Result};
-use imreg_objective::models::{DeepLinear, LinearRegression, LogisticRegression, ScalarNet};
-use imreg_objective::{Batch, Objective};
+use imreg_objective::models::{DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Quadratic, ScalarNet};
+use imreg_objective::{Batch, LossKind, Objective, Supervised};
 use ndarray::{concatenate, Array1, Array2, Axis};
 use std::path::Path;
 
@@ -12,8 +12,11 @@ pub enum Model {
     /// The model and whether `θ` ends with a bias.
     Linear(LinearRegression, bool),
     Logistic(LogisticRegression, bool),
+    /// The MLP and its class labels (for classifiers; MSE classifiers store one-hot targets).
+    Mlp(Mlp, Option<Vec<usize>>),
     DeepLinear(DeepLinear),
     Scalar(ScalarNet),
+    Quadratic(Quadratic),
 }
 
 /// One named tensor of the flat parameter vector (PyTorch state-dict name and shape).
@@ -35,9 +38,22 @@ fn with_ones(x: &Array2<f64>) -> Array2<f64> {
     concatenate(Axis(1), &[x.view(), ones.view()]).unwrap_or_else(|_| x.clone())
 }
 
+/// Index of the largest entry of each row (ties: the first).
+fn argmax_rows(out: &Array2<f64>) -> Vec<usize> {
+    out.outer_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |b, (c, &v)| if v > b.1 { (c, v) } else { b })
+                .0
+        })
+        .collect()
+}
+
 impl Model {
-    /// Builds the model; `file` (the config) names the field at fault in errors.
-    pub fn build(cfg: &ModelConfig, data: Option<&Dataset>, file: &Path) -> Result<Model> {
+    /// Builds the model; `file` (the config) names the field at fault in errors. `seed` is the master seed
+    /// (used by the random quadratic).
+    pub fn build(cfg: &ModelConfig, data: Option<&Dataset>, file: &Path, seed: u64) -> Result<Model> {
         let objective_err =
             |field: &str, e: imreg_objective::ObjectiveError| CliError::input(file, field, e.to_string());
         let need = || CliError::input(file, "data", format!("model {} needs a [data] table", cfg.kind()));
@@ -55,9 +71,23 @@ impl Model {
             }
             Ok(d.y.column(0).to_owned())
         };
+        let regression_data = |d: &Dataset| -> Result<()> {
+            if d.classes.is_some() {
+                return Err(CliError::input(
+                    file,
+                    "data",
+                    format!(
+                        "model {} needs regression targets; the data holds class labels",
+                        cfg.kind()
+                    ),
+                ));
+            }
+            Ok(())
+        };
         Ok(match cfg {
             ModelConfig::LinearRegression { bias } => {
                 let d = data.ok_or_else(need)?;
+                regression_data(d)?;
                 let x = if *bias { with_ones(&d.x) } else { d.x.clone() };
                 Model::Linear(
                     LinearRegression::new(x, single_target(d)?).map_err(|e| objective_err("data", e))?,
@@ -66,6 +96,13 @@ impl Model {
             }
             ModelConfig::LogisticRegression { bias } => {
                 let d = data.ok_or_else(need)?;
+                if let Some(c) = d.classes.filter(|&c| c != 2) {
+                    return Err(CliError::input(
+                        file,
+                        "model.kind",
+                        format!("logistic_regression needs 2 classes, the data has {c} (use an mlp)"),
+                    ));
+                }
                 let y = single_target(d)?;
                 let mut labels = Vec::with_capacity(y.len());
                 for (i, &v) in y.iter().enumerate() {
@@ -84,8 +121,42 @@ impl Model {
                     *bias,
                 )
             }
+            ModelConfig::Mlp {
+                hidden,
+                activation,
+                bias,
+                loss,
+            } => {
+                let d = data.ok_or_else(need)?;
+                let outputs = d.classes.unwrap_or(d.y.ncols());
+                let mut widths = vec![d.dim()];
+                widths.extend(hidden);
+                widths.push(outputs);
+                let spec = MlpSpec {
+                    widths,
+                    activation: *activation,
+                    bias: *bias,
+                    loss: loss.kind(),
+                };
+                let labels = d.labels();
+                let m = match &labels {
+                    Some(labels) => Mlp::classification(spec, d.x.clone(), labels.clone()),
+                    None => {
+                        if loss.kind() == LossKind::CrossEntropy {
+                            return Err(CliError::input(
+                                file,
+                                "model.loss",
+                                "cross_entropy needs class labels; the data holds regression targets",
+                            ));
+                        }
+                        Mlp::regression(spec, d.x.clone(), d.y.clone())
+                    }
+                };
+                Model::Mlp(m.map_err(|e| objective_err("model", e))?, labels)
+            }
             ModelConfig::DeepLinear { hidden, bias } => {
                 let d = data.ok_or_else(need)?;
+                regression_data(d)?;
                 let mut widths = vec![d.dim()];
                 widths.extend(hidden);
                 widths.push(d.y.ncols());
@@ -99,6 +170,7 @@ impl Model {
                     Model::Scalar(ScalarNet::new(*k, *phi).map_err(|e| objective_err("model", e))?)
                 }
                 (_, Some(d)) => {
+                    regression_data(d)?;
                     if d.dim() != 1 {
                         return Err(CliError::input(
                             file,
@@ -114,6 +186,21 @@ impl Model {
                 }
                 (None, None) => return Err(need()),
             },
+            ModelConfig::Quadratic { h, p, n } => match (h, p, n) {
+                (Some(h), _, _) => {
+                    Model::Quadratic(Quadratic::try_diagonal(h).map_err(|e| objective_err("model.h", e))?)
+                }
+                (None, Some(p), Some(n)) => Model::Quadratic(
+                    Quadratic::random(*p, *n, seed).map_err(|e| objective_err("model.p", e))?,
+                ),
+                _ => {
+                    return Err(CliError::input(
+                        file,
+                        "model.h",
+                        "give either h = [..] or both p and n",
+                    ))
+                }
+            },
         })
     }
 
@@ -122,13 +209,15 @@ impl Model {
         match self {
             Model::Linear(m, _) => m,
             Model::Logistic(m, _) => m,
+            Model::Mlp(m, _) => m,
             Model::DeepLinear(m) => m,
             Model::Scalar(m) => m,
+            Model::Quadratic(m) => m,
         }
     }
 
     /// The parameter tensors in `θ` order, with PyTorch names (`0.weight [out, in]`, `0.bias [out]`, …;
-    /// `a`, `b` for the scalar net).
+    /// `a`, `b` for the scalar net; `theta` for the quadratic).
     pub fn layout(&self) -> Vec<ParamTensor> {
         let t = |name: &str, shape: Vec<usize>| ParamTensor {
             name: name.to_string(),
@@ -145,6 +234,12 @@ impl Model {
                 }
                 v
             }
+            Model::Mlp(m, _) => m
+                .param_names()
+                .iter()
+                .zip(m.param_shapes())
+                .map(|(n, s)| t(n, s))
+                .collect(),
             Model::DeepLinear(m) => m
                 .param_names()
                 .iter()
@@ -152,6 +247,7 @@ impl Model {
                 .map(|(n, s)| t(n, s))
                 .collect(),
             Model::Scalar(m) => vec![t("a", vec![m.k()]), t("b", vec![m.k()])],
+            Model::Quadratic(m) => vec![t("theta", vec![m.dim()])],
         }
     }
 
@@ -159,26 +255,52 @@ impl Model {
         match self {
             Model::Linear(_, bias) | Model::Logistic(_, bias) => *bias,
             Model::DeepLinear(m) => m.has_bias(),
-            Model::Scalar(_) => false,
+            Model::Mlp(m, _) => m.spec().bias,
+            Model::Scalar(_) | Model::Quadratic(_) => false,
         }
     }
 
-    /// Classification accuracy on the full batch (logistic regression: `1[x_iᵀθ > 0] = y_i`).
-    pub fn accuracy(&self, theta: &[f64]) -> Option<f64> {
+    /// Whether [`Model::accuracy`] is defined (a classifier).
+    pub fn is_classifier(&self) -> bool {
         match self {
+            Model::Logistic(..) => true,
+            Model::Mlp(_, labels) => labels.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Classification accuracy on the full batch: logistic regression `1[x_iᵀθ > 0] = y_i`; an MLP classifier
+    /// `argmax_c f_c(x_i) = y_i` (logits, or outputs against one-hot targets for MSE). `None` for regression.
+    pub fn accuracy(&self, theta: &[f64]) -> Result<Option<f64>> {
+        let (predicted, labels) = match self {
             Model::Logistic(m, _) => {
-                let x = m.x();
-                let labels = m.labels();
-                let correct = x
+                let predicted = m
+                    .x()
                     .rows()
                     .into_iter()
-                    .zip(&labels)
-                    .filter(|(row, &l)| {
-                        let z: f64 = row.iter().zip(theta).map(|(a, b)| a * b).sum();
-                        usize::from(z > 0.0) == l
-                    })
-                    .count();
-                Some(correct as f64 / labels.len().max(1) as f64)
+                    .map(|row| usize::from(row.iter().zip(theta).map(|(a, b)| a * b).sum::<f64>() > 0.0))
+                    .collect::<Vec<_>>();
+                (predicted, m.labels())
+            }
+            Model::Mlp(m, labels) => {
+                let Some(labels) = labels.clone() else { return Ok(None) };
+                let out = m
+                    .outputs(theta, Batch::Full)
+                    .map_err(|e| CliError::Failed(format!("accuracy: {e}")))?;
+                (argmax_rows(&out), labels)
+            }
+            _ => return Ok(None),
+        };
+        let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        Ok(Some(correct as f64 / labels.len().max(1) as f64))
+    }
+
+    /// The scalar net's imbalance `‖a‖² − ‖b‖²` (`θ = (a, b)`); `None` for other models.
+    pub fn imbalance(&self, theta: &[f64]) -> Option<f64> {
+        match self {
+            Model::Scalar(m) => {
+                let (a, b) = theta.split_at(m.k().min(theta.len()));
+                Some(a.iter().map(|v| v * v).sum::<f64>() - b.iter().map(|v| v * v).sum::<f64>())
             }
             _ => None,
         }

@@ -4,8 +4,9 @@
 use crate::data::STREAM_SPECTRUM;
 use imreg_objective::{Batch, Objective};
 use imreg_spectra::{
-    dense_eigen, exact_trace, hutch_plus_plus, lanczos, sharpness, DenseOptions, GradientOuterOperator,
-    HessianOperator, LanczosOptions, TraceOptions,
+    batch_sharpness, dense_eigen, exact_trace, gradient_covariance_top, hutch_plus_plus, lanczos, mini_bs,
+    sharpness, BatchExpectation, CovarianceOptions, CovarianceRoute, DenseOptions, GradientOuterOperator,
+    HessianOperator, LanczosOptions, MonteCarloOptions, TraceOptions,
 };
 use serde::Serialize;
 
@@ -104,4 +105,66 @@ pub fn gradient_traces(obj: &dyn Objective, theta: &[f64]) -> imreg_spectra::Res
     let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, Default::default())?.trace()?;
     let f = GradientOuterOperator::empirical_fisher(obj, theta, Batch::Full, 256)?.trace()?;
     Ok((k, f))
+}
+
+/// `λ_K¹`, the top eigenvalue of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ` on the full
+/// batch: dense `N × N` Gram matrix when `N < p`, dense `p × p` operator for small `p`, Lanczos otherwise.
+pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<f64> {
+    let p = obj.dim();
+    if p <= DENSE_MAX_P && obj.n_examples() >= p {
+        let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, CovarianceOptions::default())?;
+        return Ok(dense_eigen(&k, &DenseOptions::default())?.max());
+    }
+    let route = CovarianceRoute::Operator(LanczosOptions {
+        max_iter: p.min(300),
+        tol: 1e-8,
+        seed: seed ^ STREAM_SPECTRUM,
+        ritz_vectors: false,
+        ..LanczosOptions::default()
+    });
+    let route = if obj.n_examples() < p { CovarianceRoute::Auto } else { route };
+    Ok(gradient_covariance_top(obj, theta, Batch::Full, CovarianceOptions::default(), &route)?.value)
+}
+
+/// Expectation over size-`b` batches: exact when `C(N, b) ≤ 2000`, Monte Carlo with at most `max_batches`
+/// seeded batches otherwise.
+pub fn batch_expectation(seed: u64, max_batches: usize) -> BatchExpectation {
+    BatchExpectation::Auto {
+        max_exact: 2000,
+        monte_carlo: MonteCarloOptions {
+            seed,
+            min_batches: max_batches.min(20),
+            max_batches,
+            ..MonteCarloOptions::default()
+        },
+    }
+}
+
+/// Batch sharpness in both variants, `(E_B[g_BᵀH_Bg_B/‖g_B‖²], E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²])`.
+pub fn batch_sharpness_pair(
+    obj: &dyn Objective,
+    theta: &[f64],
+    b: usize,
+    mode: &BatchExpectation,
+) -> imreg_spectra::Result<(f64, f64)> {
+    let s = batch_sharpness(obj, theta, Batch::Full, b, mode)?;
+    Ok((s.mean_of_ratios.value, s.ratio_of_means.value))
+}
+
+/// MiniBS `E_B[λ_max(H_B)]` over size-`b` batches.
+pub fn mini_batch_sharpness(
+    obj: &dyn Objective,
+    theta: &[f64],
+    b: usize,
+    mode: &BatchExpectation,
+    seed: u64,
+) -> imreg_spectra::Result<f64> {
+    let lo = LanczosOptions {
+        max_iter: obj.dim().min(100),
+        tol: 1e-8,
+        seed: seed ^ STREAM_SPECTRUM,
+        ritz_vectors: false,
+        ..LanczosOptions::default()
+    };
+    Ok(mini_bs(obj, theta, Batch::Full, b, mode, &lo)?.estimate.value)
 }

@@ -1,70 +1,24 @@
-//! The optimizer loop of `imreg run`: GD, SGD with and without replacement, heavy-ball momentum, with the
-//! tracked metrics recorded on the full batch every `track.every` steps. Single-threaded and seeded, so a run
-//! is bitwise reproducible.
-use crate::config::{ExperimentConfig, OptimizerConfig};
+//! The optimizer loop of `imreg run`: every optimizer runs through `imreg_sgd::trajectory::run` (GD, SGD
+//! with and without replacement, heavy-ball and Nesterov momentum, noise-injected GD), recording the
+//! iterates at the steps where some metric is due; the tracked metrics are then evaluated on those iterates
+//! on the full (training) batch, and on the test set with `[split]`. Seeded, so a run is bitwise
+//! reproducible.
+use crate::config::{Every, ExperimentConfig, OptimizerConfig};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::spectrum::full_sharpness;
-use imreg_objective::rng::{stream, ChaCha8Rng};
-use imreg_objective::Batch;
-use rand::seq::SliceRandom;
+use crate::spectrum::{batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness};
+use imreg_flow::Remainder;
+use imreg_objective::rng::stream;
+use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
 use rand::Rng;
 
 /// Loss magnitude treated as divergence (with any NaN or infinity).
 pub const DIVERGENCE_LOSS: f64 = 1e100;
+/// Parameter norm treated as divergence by the trajectory.
+pub const DIVERGENCE_NORM: f64 = 1e12;
 
-/// Draws the minibatch of each step.
-pub enum Sampler {
-    /// Every step uses all `N` examples.
-    Full,
-    /// `b` i.i.d. uniform indices per step.
-    WithReplacement { b: usize, rng: ChaCha8Rng },
-    /// Random reshuffling: a fresh permutation each epoch, consecutive slices of `b` (the last slice of an
-    /// epoch may be shorter).
-    Reshuffle {
-        b: usize,
-        rng: ChaCha8Rng,
-        perm: Vec<usize>,
-        pos: usize,
-    },
-}
-
-impl Sampler {
-    pub fn new(opt: &OptimizerConfig, n: usize, seed: u64) -> Sampler {
-        let rng = stream(seed, STREAM_BATCHES);
-        match (opt.batch_size(), opt.replacement()) {
-            (None, _) => Sampler::Full,
-            (Some(b), true) => Sampler::WithReplacement { b, rng },
-            (Some(b), false) => Sampler::Reshuffle {
-                b,
-                rng,
-                perm: (0..n).collect(),
-                pos: n,
-            },
-        }
-    }
-
-    /// The next batch (`None` for the full batch).
-    pub fn next_batch(&mut self, n: usize) -> Option<Vec<usize>> {
-        match self {
-            Sampler::Full => None,
-            Sampler::WithReplacement { b, rng } => Some((0..*b).map(|_| rng.random_range(0..n)).collect()),
-            Sampler::Reshuffle { b, rng, perm, pos } => {
-                if *pos >= n {
-                    perm.shuffle(rng);
-                    *pos = 0;
-                }
-                let end = (*pos + *b).min(n);
-                let out = perm[*pos..end].to_vec();
-                *pos = end;
-                Some(out)
-            }
-        }
-    }
-}
-
-/// Tracked metrics: named columns, one row per recorded step.
+/// Tracked metrics: named columns, one row per recorded step (`NaN` where a metric was not due).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metrics {
     pub columns: Vec<&'static str>,
@@ -96,132 +50,224 @@ impl Metrics {
 pub struct TrainOutcome {
     pub theta: Vec<f64>,
     pub metrics: Metrics,
-    /// The step at which the loss or the parameters became non-finite (or the loss exceeded
-    /// [`DIVERGENCE_LOSS`]); training stopped there.
+    /// The step at which the loss or the parameters became non-finite (the loss exceeded
+    /// [`DIVERGENCE_LOSS`] or `‖θ‖` exceeded [`DIVERGENCE_NORM`]); training stopped there.
     pub diverged_at: Option<usize>,
     /// Optimizer steps taken.
     pub steps_run: usize,
 }
 
-fn failed(step: usize, e: impl std::fmt::Display) -> CliError {
-    CliError::Failed(format!("step {step}: {e}"))
+fn failed(step: usize, what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(format!("step {step}: {what}: {e}"))
 }
 
-/// Records the tracked metrics at `step`; returns the loss.
-fn record(model: &Model, theta: &[f64], step: usize, cfg: &ExperimentConfig, m: &mut Metrics) -> Result<f64> {
-    let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, e))?;
+/// One metric: its config key, its columns and its period.
+struct Tracked {
+    key: &'static str,
+    columns: Vec<&'static str>,
+    period: usize,
+}
+
+/// The enabled metrics in column order (test columns follow their training metric).
+fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
+    let base = cfg.track.every;
+    cfg.track
+        .switches()
+        .into_iter()
+        .filter_map(|(key, e): (&'static str, Every)| {
+            let period = e.period(base)?;
+            let columns = match key {
+                "loss" if has_test => vec!["loss", "test_loss"],
+                "accuracy" if has_test => vec!["accuracy", "test_accuracy"],
+                "batch_sharpness" => vec!["batch_sharpness", "batch_sharpness_inside"],
+                k => vec![k],
+            };
+            Some(Tracked { key, columns, period })
+        })
+        .collect()
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The sampler, update rule and noise of the optimizer.
+fn method(opt: &OptimizerConfig) -> (Sampler, Update, Noise) {
+    let sampler = match (opt.batch_size(), opt.replacement()) {
+        (None, _) => Sampler::Full,
+        (Some(batch_size), true) => Sampler::WithReplacement { batch_size },
+        (Some(batch_size), false) => Sampler::RandomReshuffling {
+            batch_size,
+            remainder: Remainder::SmallerLastBatch,
+        },
+    };
+    let (update, noise) = match *opt {
+        OptimizerConfig::Momentum { beta, nesterov, .. } => (
+            if nesterov {
+                Update::Nesterov { momentum: beta }
+            } else {
+                Update::HeavyBall { momentum: beta }
+            },
+            Noise::None,
+        ),
+        OptimizerConfig::NoisyGd { sigma, .. } => (Update::Plain, Noise::Isotropic { sigma }),
+        _ => (Update::Plain, Noise::None),
+    };
+    (sampler, update, noise)
+}
+
+/// Evaluates the metrics due at `step` (all of them when `all`); returns the row and the training loss.
+fn record(
+    model: &Model,
+    test: Option<&Model>,
+    theta: &[f64],
+    step: usize,
+    all: bool,
+    cfg: &ExperimentConfig,
+    metrics: &[Tracked],
+) -> Result<(Vec<f64>, f64)> {
+    let obj = model.objective();
+    let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
+    let finite = loss.is_finite() && theta.iter().all(|v| v.is_finite());
+    let b = cfg.track.batch_size.or(cfg.optimizer.batch_size()).unwrap_or(1);
+    // Each evaluation draws its batches from its own seed, a pure function of (seed, step).
+    let eval_seed = stream(cfg.seed, STREAM_BATCHES ^ 0x5eed).random::<u64>() ^ step as u64;
+    let mode = batch_expectation(eval_seed, cfg.track.max_batches);
     let mut row = vec![step as f64];
-    if cfg.track.loss {
-        row.push(loss);
+    for m in metrics {
+        if !(all || step % m.period == 0) || !finite {
+            row.extend(std::iter::repeat(f64::NAN).take(m.columns.len()));
+            continue;
+        }
+        let sp = |what: &str, e: imreg_spectra::SpectraError| failed(step, what, e);
+        match m.key {
+            "loss" => {
+                row.push(loss);
+                if let Some(t) = test {
+                    row.push(t.loss_grad(theta).map_err(|e| failed(step, "test loss", e))?.0);
+                }
+            }
+            "grad_norm" => row.push(g.iter().map(|v| v * v).sum::<f64>().sqrt()),
+            "sharpness" => row.push(full_sharpness(obj, theta, cfg.seed).map_err(|e| sp("sharpness", e))?),
+            "accuracy" => {
+                row.push(model.accuracy(theta)?.unwrap_or(f64::NAN));
+                if let Some(t) = test {
+                    row.push(t.accuracy(theta)?.unwrap_or(f64::NAN));
+                }
+            }
+            "batch_sharpness" => {
+                let (outside, inside) =
+                    batch_sharpness_pair(obj, theta, b, &mode).map_err(|e| sp("batch sharpness", e))?;
+                row.push(outside);
+                row.push(inside);
+            }
+            "mini_bs" => {
+                row.push(mini_batch_sharpness(obj, theta, b, &mode, eval_seed).map_err(|e| sp("MiniBS", e))?)
+            }
+            "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?),
+            "trace_k" => row.push(
+                imreg_spectra::trace_gradient_covariance(obj, theta, imreg_objective::Batch::Full, Default::default())
+                    .map_err(|e| sp("Tr K", e))?,
+            ),
+            "trace_f" => row.push(
+                imreg_spectra::empirical_fisher_trace(obj, theta, imreg_objective::Batch::Full)
+                    .map_err(|e| sp("Tr F", e))?,
+            ),
+            "imbalance" => row.push(model.imbalance(theta).unwrap_or(f64::NAN)),
+            _ => row.extend(std::iter::repeat(f64::NAN).take(m.columns.len())),
+        }
     }
-    if cfg.track.grad_norm {
-        row.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
-    }
-    if cfg.track.sharpness {
-        let s = if loss.is_finite() && theta.iter().all(|v| v.is_finite()) {
-            full_sharpness(model.objective(), theta, cfg.seed).map_err(|e| failed(step, e))?
-        } else {
-            f64::NAN
-        };
-        row.push(s);
-    }
-    if cfg.track.accuracy {
-        row.push(model.accuracy(theta).unwrap_or(f64::NAN));
-    }
-    m.rows.push(row);
-    Ok(loss)
+    Ok((row, loss))
 }
 
-/// Runs the optimizer of `cfg` from `theta0`. `tick` is called after every step (progress bars).
+/// Runs the optimizer of `cfg` from `theta0` on `model`, tracking metrics (test metrics on `test`).
+/// `tick` is called after every recorded row (progress bars).
 pub fn train(
     model: &Model,
+    test: Option<&Model>,
     theta0: Vec<f64>,
     cfg: &ExperimentConfig,
     tick: &dyn Fn(),
 ) -> Result<TrainOutcome> {
     let obj = model.objective();
-    let n = obj.n_examples();
+    let tracked = tracked(cfg, test.is_some());
     let mut columns = vec!["step"];
-    for (on, name) in [
-        (cfg.track.loss, "loss"),
-        (cfg.track.grad_norm, "grad_norm"),
-        (cfg.track.sharpness, "sharpness"),
-        (cfg.track.accuracy, "accuracy"),
-    ] {
-        if on {
-            columns.push(name);
-        }
+    for t in &tracked {
+        columns.extend(&t.columns);
     }
+    let record_every = tracked.iter().map(|t| t.period).fold(0, gcd).max(1);
+    let (sampler, update, noise) = method(&cfg.optimizer);
+    let opts = RunOptions {
+        steps: cfg.steps,
+        record_every,
+        divergence_norm: DIVERGENCE_NORM,
+        // One derived seed for the sampler (stream 0) and the noise (stream 1) of the trajectory.
+        seed: stream(cfg.seed, STREAM_BATCHES).random::<u64>(),
+    };
+    let tr = trajectory::run(obj, &theta0, cfg.optimizer.lr(), &sampler, &update, &noise, &opts)
+        .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
+    let mut points: Vec<(usize, &[f64])> = tr
+        .recorded_steps
+        .iter()
+        .zip(&tr.iterates)
+        .map(|(s, t)| (*s, t.as_slice()))
+        .collect();
+    let blown_at = match tr.status {
+        RunStatus::Diverged { step, .. } => Some(step),
+        RunStatus::Completed => {
+            if points.last().map(|p| p.0) != Some(cfg.steps) {
+                points.push((cfg.steps, &tr.theta));
+            }
+            None
+        }
+    };
     let mut metrics = Metrics {
         columns,
         rows: Vec::new(),
     };
-    let mut theta = theta0;
-    let mut velocity = vec![0.0; theta.len()];
-    let mut grad = vec![0.0; theta.len()];
-    let mut sampler = Sampler::new(&cfg.optimizer, n, cfg.seed);
-    let lr = cfg.optimizer.lr();
-    let beta = match cfg.optimizer {
-        OptimizerConfig::Momentum { beta, .. } => Some(beta),
-        _ => None,
-    };
-    let diverged = |loss: f64, theta: &[f64]| {
-        !(loss.is_finite() && loss.abs() < DIVERGENCE_LOSS) || theta.iter().any(|v| !v.is_finite())
-    };
-    let loss0 = record(model, &theta, 0, cfg, &mut metrics)?;
-    if diverged(loss0, &theta) {
+    let last = cfg.steps;
+    // Steps where the gcd of the periods lands but no metric is due record no row.
+    let due = |step: usize| step == 0 || step == last || tracked.iter().any(|t| step % t.period == 0);
+    for (step, theta) in points.into_iter().filter(|(s, _)| due(*s)) {
+        let (row, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
+        metrics.rows.push(row);
+        tick();
+        if !(loss.is_finite() && loss.abs() < DIVERGENCE_LOSS) {
+            return Ok(TrainOutcome {
+                theta: theta.to_vec(),
+                metrics,
+                diverged_at: Some(step),
+                steps_run: step,
+            });
+        }
+    }
+    if let Some(step) = blown_at {
+        let mut row = vec![f64::NAN; metrics.columns.len()];
+        row[0] = step as f64;
+        metrics.rows.push(row);
         return Ok(TrainOutcome {
-            theta,
+            theta: tr.theta,
             metrics,
-            diverged_at: Some(0),
-            steps_run: 0,
+            diverged_at: Some(step),
+            steps_run: step,
         });
     }
-    for step in 1..=cfg.steps {
-        let batch_ix = sampler.next_batch(n);
-        let batch = match &batch_ix {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let batch_loss = obj
-            .loss_grad(&theta, batch, &mut grad)
-            .map_err(|e| failed(step, e))?;
-        match beta {
-            Some(b) => {
-                for ((t, v), g) in theta.iter_mut().zip(&mut velocity).zip(&grad) {
-                    *v = b * *v + g;
-                    *t -= lr * *v;
-                }
-            }
-            None => theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= lr * g),
-        }
-        tick();
-        let blown = diverged(batch_loss, &theta);
-        if step % cfg.track.every == 0 || step == cfg.steps || blown {
-            let loss = if blown {
-                f64::NAN
-            } else {
-                record(model, &theta, step, cfg, &mut metrics)?
-            };
-            if blown || diverged(loss, &theta) {
-                if blown {
-                    let mut row = vec![f64::NAN; metrics.columns.len()];
-                    row[0] = step as f64;
-                    metrics.rows.push(row);
-                }
-                return Ok(TrainOutcome {
-                    theta,
-                    metrics,
-                    diverged_at: Some(step),
-                    steps_run: step,
-                });
-            }
-        }
-    }
     Ok(TrainOutcome {
-        theta,
+        theta: tr.theta,
         metrics,
         diverged_at: None,
         steps_run: cfg.steps,
     })
+}
+
+/// The number of rows [`train`] records for `cfg` without divergence (for progress bars).
+pub fn expected_rows(cfg: &ExperimentConfig) -> usize {
+    let t = tracked(cfg, false);
+    (0..=cfg.steps)
+        .filter(|&s| s == 0 || s == cfg.steps || t.iter().any(|m| s % m.period == 0))
+        .count()
 }

@@ -4,7 +4,7 @@ use common::*;
 use imreg_check::CheckContext;
 use imreg_cli::analyze::{analyze, AnalyzeRequest};
 use imreg_cli::config::{DataConfig, ModelConfig};
-use imreg_cli::npy::write_npy;
+use imreg_objective::data::npy::write_npy;
 use imreg_cli::registry;
 use imreg_objective::models::DeepLinear;
 use imreg_objective::{Batch, Objective};
@@ -110,7 +110,9 @@ fn analyze_safetensors_matches_library() {
         data: Some(DataConfig::Npy {
             x: dir.path().join("x.npy"),
             y: dir.path().join("y.npy"),
+            classes: None,
         }),
+        split: None,
         top_k: 2,
         bottom_k: 2,
         batch_size: Some(5),

@@ -3,7 +3,7 @@ mod common;
 use common::*;
 use imreg_cli::config::ExperimentConfig;
 use imreg_cli::experiment::prepare;
-use imreg_cli::npy::{read_npy, write_npy};
+use imreg_objective::data::npy::{read_npy, write_npy};
 use imreg_cli::CliError;
 use imreg_objective::Batch;
 use std::path::Path;
@@ -26,7 +26,7 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
     );
     // Each .npy column equals the CSV column bit for bit.
     for (j, name) in header.iter().enumerate() {
-        let a = read_npy(&out.join(format!("{name}.npy")), name).unwrap();
+        let a = read_npy(out.join(format!("{name}.npy"))).unwrap();
         assert_eq!(a.shape, vec![rows.len()]);
         for (x, r) in a.data.iter().zip(&rows) {
             assert_eq!(x.to_bits(), r[j].to_bits(), "{name}");
@@ -37,7 +37,7 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
         rows.last().unwrap()[1] < 0.5 * rows[0][1],
         "loss did not decrease: {rows:?}"
     );
-    let theta = read_npy(&out.join("theta_final.npy"), "theta").unwrap();
+    let theta = read_npy(&out.join("theta_final.npy")).unwrap();
     assert_eq!(theta.shape, vec![5]); // 4 weights + bias
     for f in [
         "fig_loss.svg",
@@ -104,7 +104,7 @@ fn gd_run_matches_library_calls() {
         let g = obj.grad(&theta, Batch::Full).unwrap();
         theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.05 * g);
     }
-    let cli_theta = read_npy(&out.join("theta_final.npy"), "theta").unwrap().data;
+    let cli_theta = read_npy(&out.join("theta_final.npy")).unwrap().data;
     assert_eq!(
         cli_theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>()

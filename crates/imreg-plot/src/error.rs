@@ -30,6 +30,14 @@ pub enum PlotError {
         line: usize,
         reason: String,
     },
+    /// Fixed axis limits that cannot be drawn.
+    #[error("{axis} limits [{lo}, {hi}]: {reason}")]
+    Limits {
+        axis: &'static str,
+        lo: f64,
+        hi: f64,
+        reason: &'static str,
+    },
     /// The embedded font could not be registered.
     #[error("embedded font could not be loaded")]
     Font,

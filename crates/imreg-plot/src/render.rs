@@ -105,34 +105,36 @@ fn draw<DB: DrawingBackend>(
                 .draw()
                 .map_err(|e| e.to_string())?;
             let mut labelled = false;
-            for (i, (series, runs)) in fig.series.iter().zip(&prep.runs).enumerate() {
+            for (i, series) in fig.series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                for (j, run) in runs.iter().enumerate() {
-                    let first = j == 0 && !series.name.is_empty();
-                    if matches!(series.style, Style::Line | Style::LineMarkers) {
+                let named = !series.name.is_empty();
+                let marker = series.style == Style::LineMarkers;
+                let mut legend_done = false;
+                if matches!(series.style, Style::Line | Style::LineMarkers) {
+                    for run in prep.runs.get(i).into_iter().flatten() {
                         let ann = chart
                             .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
                             .map_err(|e| e.to_string())?;
-                        if first {
+                        if named && !legend_done {
+                            legend_done = true;
                             labelled = true;
-                            let marker = series.style == Style::LineMarkers;
                             ann.label(series.name.as_str()).legend(move |(x, y)| {
                                 let line = PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2));
-                                let dot =
-                                    Circle::new((x + 12, y), if marker { 3 } else { 0 }, color.filled());
+                                let dot = Circle::new((x + 12, y), if marker { 3 } else { 0 }, color.filled());
                                 EmptyElement::at((0, 0)) + line + dot
                             });
                         }
                     }
-                    if matches!(series.style, Style::Points | Style::LineMarkers) {
-                        let ann = chart
-                            .draw_series(run.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                            .map_err(|e| e.to_string())?;
-                        if first && series.style == Style::Points {
-                            labelled = true;
-                            ann.label(series.name.as_str())
-                                .legend(move |(x, y)| Circle::new((x + 12, y), 3, color.filled()));
-                        }
+                }
+                if matches!(series.style, Style::Points | Style::LineMarkers) {
+                    let pts = prep.markers.get(i).map(Vec::as_slice).unwrap_or(&[]);
+                    let ann = chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                        .map_err(|e| e.to_string())?;
+                    if named && !legend_done && !pts.is_empty() {
+                        labelled = true;
+                        ann.label(series.name.as_str())
+                            .legend(move |(x, y)| Circle::new((x + 12, y), 3, color.filled()));
                     }
                 }
             }

@@ -171,3 +171,76 @@ fn write_demo_for_inspection() {
     let files = demo().save(&dir, "demo").unwrap();
     println!("{files:?}");
 }
+
+/// The `points` of every `<polyline>` drawn in `color` (`#RRGGBB`), as pixel coordinates.
+fn polylines(svg: &str, color: &str) -> Vec<Vec<(f64, f64)>> {
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|el| el.split("/>").next().unwrap().contains(&format!("stroke=\"{color}\"")))
+        .map(|el| {
+            let pts = el.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            pts.split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A series with a large excursion beyond fixed axis limits is clipped at the plot frame: no stray segment
+/// leaves the plotting area, and the visible parts still reach the frame. The frame is located by a
+/// reference series drawn corner to corner of the limits.
+#[test]
+fn lines_are_clipped_to_the_plotting_area() {
+    let dir = tempfile::tempdir().unwrap();
+    for log in [false, true] {
+        let (lo, hi) = if log { (1.0, 10.0) } else { (0.0, 1.0) };
+        let mid = |t: f64| if log { 10f64.powf(t) } else { t };
+        let mut fig = Figure::new("excursion")
+            .x_limits(lo, hi)
+            .y_limits(lo, hi)
+            // unnamed series: no legend swatches among the polylines
+            .series(Series::line("", vec![lo, hi], vec![lo, hi]))
+            .series(Series::line_markers(
+                "",
+                vec![mid(0.2), mid(0.5), mid(0.8), mid(0.9)],
+                vec![mid(0.5), 1e6, mid(0.5), -1e6],
+            ));
+        if log {
+            fig = fig.log_x().log_y();
+        }
+        let files = fig.save(dir.path(), if log { "log" } else { "lin" }).unwrap();
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        let frame = polylines(&svg, "#1F77B4");
+        assert_eq!(frame.len(), 1, "reference line: {frame:?}");
+        let (fx0, fx1) = (frame[0][0].0.min(frame[0][1].0), frame[0][0].0.max(frame[0][1].0));
+        let (fy0, fy1) = (frame[0][0].1.min(frame[0][1].1), frame[0][0].1.max(frame[0][1].1));
+        assert!(fx1 - fx0 > 500.0 && fy1 - fy0 > 300.0, "frame {frame:?}");
+        let runs = polylines(&svg, "#FF7F0E");
+        // Linear: up-and-back-down is two visible runs (the drop to −1e6 leaves at the bottom); on log axes
+        // −1e6 is skipped, so the last point ends the line.
+        assert_eq!(runs.len(), 2, "{log}: {runs:?}");
+        for &(x, y) in runs.iter().flatten() {
+            // one pixel of rounding in plotters' coordinate mapping
+            assert!(
+                (fx0 - 1.0..=fx1 + 1.0).contains(&x) && (fy0 - 1.0..=fy1 + 1.0).contains(&y),
+                "{log}: point ({x}, {y}) outside the frame x {fx0}..{fx1}, y {fy0}..{fy1}"
+            );
+        }
+        // Each run touches the top edge where the excursion leaves the frame.
+        for r in &runs {
+            assert!(r.iter().any(|p| (p.1 - fy0).abs() <= 1.0), "{log}: {r:?} never reaches the top");
+        }
+        // Markers are drawn only for the points inside the limits (the two at mid height).
+        let markers = svg.matches("<circle").count();
+        assert_eq!(markers, 2, "{log}");
+    }
+    // Limits that cannot be drawn are a typed error.
+    let bad = Figure::new("b")
+        .log_y()
+        .y_limits(0.0, 1.0)
+        .series(Series::line("s", vec![1.0, 2.0], vec![1.0, 2.0]));
+    assert!(matches!(bad.save(dir.path(), "bad"), Err(PlotError::Limits { axis: "y", .. })));
+}

@@ -12,3 +12,6 @@ pub use checks::checks;
 pub use error::{Result, SgdError};
 pub mod reg_error;
 pub mod without_replacement;
+pub mod regularizers;
+pub mod support;
+pub mod reg_checks;

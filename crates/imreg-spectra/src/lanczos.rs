@@ -196,7 +196,7 @@ pub fn lanczos<A: LinearOperator + ?Sized>(op: &A, opts: &LanczosOptions) -> Res
             .chain(beta.iter())
             .fold(0.0_f64, |s, x| s.max(x.abs()));
         let breakdown = b <= opts.breakdown_tol * scale_est || b == 0.0;
-        if last || breakdown || m % check_every == 0 {
+        if last || breakdown || m.is_multiple_of(check_every) {
             let st = ritz_state(&alpha, &beta, opts)?;
             let done = st.max_rel <= opts.tol;
             state = Some(st);
@@ -250,7 +250,7 @@ fn validate(p: usize, opts: &LanczosOptions) -> Result<()> {
             format!("{} is smaller than k_top + k_bottom = {k}", opts.max_iter),
         ));
     }
-    if !(opts.tol >= 0.0) || !(opts.breakdown_tol >= 0.0) {
+    if opts.tol.is_nan() || opts.tol < 0.0 || opts.breakdown_tol.is_nan() || opts.breakdown_tol < 0.0 {
         return Err(SpectraError::invalid("tol", "tolerances must be ≥ 0"));
     }
     Ok(())

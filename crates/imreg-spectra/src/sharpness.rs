@@ -215,7 +215,8 @@ fn sample_batches(
         BatchExpectation::MonteCarlo(mc) | BatchExpectation::Auto { monte_carlo: mc, .. } => *mc,
         BatchExpectation::Exact => unreachable!("handled above"),
     };
-    if mc.max_batches < 2 || mc.min_batches > mc.max_batches || !(mc.rel_se_tol >= 0.0) {
+    if mc.max_batches < 2 || mc.min_batches > mc.max_batches || mc.rel_se_tol.is_nan() || mc.rel_se_tol < 0.0
+    {
         return Err(SpectraError::invalid(
             "MonteCarloOptions",
             format!("need 2 ≤ min_batches ≤ max_batches and rel_se_tol ≥ 0, got {mc:?}"),

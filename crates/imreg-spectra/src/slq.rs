@@ -99,7 +99,7 @@ impl SpectralDensity {
     /// The density smoothed with a Gaussian kernel of width `sigma`, evaluated on `grid`:
     /// `ρ(t) = Σ_j w_j φ_σ(t − θ_j)` (integrates to 1).
     pub fn smoothed(&self, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
-        if !(sigma > 0.0) || !sigma.is_finite() {
+        if sigma.is_nan() || sigma <= 0.0 || !sigma.is_finite() {
             return Err(SpectraError::invalid(
                 "sigma",
                 format!("kernel width must be > 0, got {sigma}"),

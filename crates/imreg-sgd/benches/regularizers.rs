@@ -1,0 +1,52 @@
+//! Issue 7 performance targets.
+//! * `gn_step/*`: one training step on a 1280-example batch of the digits MLP (64-32-10, tanh,
+//!   cross-entropy): plain SGD vs SGD + the GN penalty over 40 micro-batches of 32 (target ≤ 2.5×).
+//! * `support/200k_steps_b32`: 2·10⁵ reshuffled SGD steps of the 15-wide depth-4 linear net, b = 32,
+//!   on the paper's 10 000-row linear-target data (target < 20 s).
+use criterion::{criterion_group, criterion_main, Criterion};
+use imreg_objective::data::digits;
+use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
+use imreg_objective::models::{Activation, MlpSpec};
+use imreg_objective::{rng, LossKind};
+use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
+use imreg_sgd::regularizers::{Model, Net, NetTargets, RegularizedSgd};
+use imreg_sgd::support::{train_support, SupportConfig};
+use std::time::Duration;
+
+fn gn_step(c: &mut Criterion) {
+    let d = digits();
+    let spec = MlpSpec { widths: vec![64, 32, 10], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let net = Net::new(spec, d.x.clone(), NetTargets::Labels(d.labels.clone())).unwrap();
+    let theta0 = net.mlp().init_params(0, 1.0);
+    let rows: Vec<usize> = (0..1280).collect();
+    let plain = RegularizedSgd::new(Model::Net(&net), 0.01).unwrap();
+    let gn = RegularizedSgd::new(Model::Net(&net), 0.01)
+        .unwrap()
+        .with(MicroBatchGradNorm::new(Model::Net(&net), 32, 0.01).unwrap());
+    let mut g = c.benchmark_group("gn_step");
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("plain_b1280", |b| {
+        let mut th = theta0.clone();
+        let mut r = rng::stream(0, 0);
+        b.iter(|| plain.step(&mut th, &rows, &mut r).unwrap())
+    });
+    g.bench_function("gn_40x32_b1280", |b| {
+        let mut th = theta0.clone();
+        let mut r = rng::stream(0, 0);
+        b.iter(|| gn.step(&mut th, &rows, &mut r).unwrap())
+    });
+    g.finish();
+}
+
+fn support_run(c: &mut Criterion) {
+    let data = sparse_support(&SupportParams::paper(SupportTarget::Linear, 0)).unwrap();
+    let cfg = SupportConfig { record_every: 10_000, ..SupportConfig::paper(Some(32), 200_000, 0) };
+    let mut g = c.benchmark_group("support");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(30));
+    g.bench_function("200k_steps_b32", |b| b.iter(|| train_support(&data, &cfg, None).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, gn_step, support_run);
+criterion_main!(benches);

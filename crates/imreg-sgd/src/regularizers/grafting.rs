@@ -1,0 +1,30 @@
+//! Iterative gradient grafting (Novack et al. 2023 after Agarwal et al. 2020; exact form [R]): the step
+//! takes the **direction** of the large-batch update `d` and the **magnitude** of a small-batch gradient,
+//! `d ← ‖∇L_{M_1}‖ · d/‖d‖`, with `M_1` the first micro-batch (size `micro`) of the current batch, i.e. the
+//! step a small-batch SGD run would have taken from the same point.
+use super::Model;
+use crate::reg_error::{RegError, RegResult};
+
+/// Iterative grafting with micro-batches of `micro` examples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IterativeGrafting {
+    pub micro: usize,
+}
+
+impl IterativeGrafting {
+    /// Rescales `direction` to the norm of `∇L_{M_1}`. Errors if `micro` is 0 or exceeds the batch, or if the
+    /// direction is zero.
+    pub fn apply(&self, model: Model<'_>, theta: &[f64], rows: &[usize], direction: &mut [f64]) -> RegResult<()> {
+        if self.micro == 0 || self.micro > rows.len() {
+            return Err(RegError::MicroBatch { batch: rows.len(), micro: self.micro });
+        }
+        let (_, g) = model.loss_grad(theta, &rows[..self.micro])?;
+        let dn = super::dot(direction, direction).sqrt();
+        if dn == 0.0 {
+            return Err(RegError::invalid("direction", "zero update: grafting needs a direction"));
+        }
+        let s = super::dot(&g, &g).sqrt() / dn;
+        direction.iter_mut().for_each(|d| *d *= s);
+        Ok(())
+    }
+}

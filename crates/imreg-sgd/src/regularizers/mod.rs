@@ -1,0 +1,254 @@
+//! Explicit regularizers: each a composable [`Penalty`] with an exact gradient (Hessian-vector products and
+//! differentiable backward passes, never finite differences unless the name says so) and a named
+//! convention (THEORY smith-barrett-novack-jastrzebski-cohen-tenka §1.7, §3, §4a, §7):
+//!
+//! | penalty | value | gradient |
+//! |---|---|---|
+//! | [`smith::SmithLambda`] | `(λ/(4m)) Σ_k ‖∇Ĉ_k‖²` over a fixed partition | `(λ/(2m)) Σ_k Ĥ_k ĝ_k` |
+//! | [`smith::SmithStochastic`] | `(λ/4) ‖∇Ĉ_B‖²` on the current batch | `(λ/2) Ĥ_B ĝ_B` |
+//! | [`micro_batch::MicroBatchGradNorm`] (GN) | `λ · mean_j ‖∇L_{M_j}‖²` | `2λ mean_j H_j g_j` |
+//! | [`micro_batch::FisherTrace`] (FT) | `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)` | `2λ mean_j H_j(ŷ) g_j(ŷ)` |
+//! | [`micro_batch::AverageJacobian`] (AJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` | R-pass |
+//! | [`micro_batch::UnitJacobian`] (UJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, `u` unit | R-pass |
+//! | [`fisher::FisherPenalty`] (FP) | `α ‖∇L_B(ŷ)‖^p`, `p ∈ {2, 1}` | `2α H g` or `α H g/‖g‖` |
+//! | [`fisher::FisherPenaltyFd`] | the same value | central differences of `∇L(ŷ)` along `g` (`O(r²)`) |
+//! | [`gradient_penalty::GradientPenalty`] (GP) | `α ‖∇L_B‖²` (true labels) | `2α H g` |
+//! | [`gradient_penalty::InputGradientPenalty`] (GP_x) | `α ‖∇_x L_B‖²` | `2α (∂²L/∂θ∂x) ∇_x L` |
+//! | [`gradient_penalty::RandomLabelPenalty`] (GP_r) | `α ‖∇L_B(ỹ)‖²`, `ỹ` uniform labels | `2α H(ỹ) g(ỹ)` |
+//! | [`WeightDecay`] | `(wd/2) ‖θ‖²` (torch `weight_decay`) | `wd θ` |
+//!
+//! plus the step transforms [`clip_grad_norm`] (torch `clip_grad_norm_`) and iterative gradient grafting
+//! ([`grafting::IterativeGrafting`]), composed by [`RegularizedSgd`].
+//!
+//! Randomness (sampled labels, random unit vectors) comes from the `ChaCha8Rng` passed to
+//! [`Penalty::value_grad`], drawn in a fixed order, so a seed freezes it (the gradient checks rely on this).
+pub mod fisher;
+pub mod gradient_penalty;
+pub mod grafting;
+pub mod micro_batch;
+pub mod net;
+pub mod smith;
+
+pub use net::{Head, Net, NetTargets, Pass};
+
+use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
+use imreg_objective::rng::ChaCha8Rng;
+use imreg_objective::{Batch, Objective};
+
+/// One evaluation of a penalty on a batch.
+#[derive(Clone, Debug)]
+pub struct PenaltyValue {
+    /// The penalty value (coefficient included).
+    pub value: f64,
+    /// Its exact gradient with respect to θ.
+    pub grad: Vec<f64>,
+    /// The batch loss `L_B` and `∇L_B`, when the penalty computed them on the way (micro-batch penalties
+    /// with the true labels), so a training step need not recompute them.
+    pub loss: Option<(f64, Vec<f64>)>,
+}
+
+/// An explicit regularizer `R(θ; B)` with its exact gradient.
+pub trait Penalty: Send + Sync {
+    /// Name with the convention (squared or not, sum or mean, which labels).
+    fn name(&self) -> String;
+    /// Value and gradient on the batch; randomness from `rng`.
+    fn value_grad(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue>;
+}
+
+/// The model a gradient-norm penalty differentiates: any [`Objective`] (gradient, then one HVP) or a
+/// [`Net`] (fused pass + R-pass).
+#[derive(Clone, Copy)]
+pub enum Model<'a> {
+    Objective(&'a dyn Objective),
+    Net(&'a Net),
+}
+
+impl Model<'_> {
+    pub fn dim(&self) -> usize {
+        match self {
+            Model::Objective(o) => o.dim(),
+            Model::Net(n) => n.dim(),
+        }
+    }
+
+    pub fn n_examples(&self) -> usize {
+        match self {
+            Model::Objective(o) => o.n_examples(),
+            Model::Net(n) => n.n_examples(),
+        }
+    }
+
+    /// `(L_B, ∇L_B, H_B ∇L_B)` on the rows.
+    pub fn grad_self_hvp(&self, theta: &[f64], rows: &[usize]) -> RegResult<(f64, Vec<f64>, Vec<f64>)> {
+        match self {
+            Model::Objective(o) => {
+                let b = Batch::Indices(rows);
+                let mut g = vec![0.0; o.dim()];
+                let l = o.loss_grad(theta, b, &mut g)?;
+                let hg = o.hvp_vec(theta, b, &g)?;
+                Ok((l, g, hg))
+            }
+            Model::Net(n) => n.grad_self_hvp(theta, rows),
+        }
+    }
+
+    /// `(L_B, ∇L_B)` on the rows.
+    pub fn loss_grad(&self, theta: &[f64], rows: &[usize]) -> RegResult<(f64, Vec<f64>)> {
+        match self {
+            Model::Objective(o) => {
+                let mut g = vec![0.0; o.dim()];
+                let l = o.loss_grad(theta, Batch::Indices(rows), &mut g)?;
+                Ok((l, g))
+            }
+            Model::Net(n) => {
+                let p = n.loss_pass(theta, rows)?;
+                Ok((p.value, p.grad))
+            }
+        }
+    }
+}
+
+/// The rows of a batch, validated against `n`.
+pub fn batch_rows(batch: Batch<'_>, n: usize) -> RegResult<Vec<usize>> {
+    batch.validate(n)?;
+    Ok(batch.iter(n).collect())
+}
+
+/// The number of micro-batches `k = |B|/|M|`; errors unless `|M| ≥ 1` divides `|B|`.
+pub fn micro_batch_count(batch: usize, micro: usize) -> RegResult<usize> {
+    if micro == 0 || batch % micro != 0 {
+        return Err(RegError::MicroBatch { batch, micro });
+    }
+    Ok(batch / micro)
+}
+
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub(crate) fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+    y.iter_mut().zip(x).for_each(|(yy, xx)| *yy += a * xx);
+}
+
+/// Weight decay `(wd/2)‖θ‖²`, gradient `wd θ` (PyTorch's `weight_decay` adds `wd θ` to the gradient).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightDecay {
+    coefficient: f64,
+}
+
+impl WeightDecay {
+    /// Errors on a negative or non-finite coefficient.
+    pub fn new(coefficient: f64) -> RegResult<Self> {
+        check_coefficient("weight_decay", coefficient)?;
+        Ok(WeightDecay { coefficient })
+    }
+}
+
+impl Penalty for WeightDecay {
+    fn name(&self) -> String {
+        format!("weight decay (wd/2)‖θ‖², wd = {}", self.coefficient)
+    }
+    fn value_grad(&self, theta: &[f64], _batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
+        let c = self.coefficient;
+        Ok(PenaltyValue {
+            value: 0.5 * c * dot(theta, theta),
+            grad: theta.iter().map(|t| c * t).collect(),
+            loss: None,
+        })
+    }
+}
+
+/// PyTorch's `clip_grad_norm_`: if `‖g‖ > max_norm`, scale `g` by `max_norm/(‖g‖ + 1e-6)`. Returns the norm
+/// before clipping.
+pub fn clip_grad_norm(grad: &mut [f64], max_norm: f64) -> f64 {
+    let norm = dot(grad, grad).sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        grad.iter_mut().for_each(|g| *g *= coef);
+    }
+    norm
+}
+
+/// What one [`RegularizedSgd::step`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// `L_B` before the step.
+    pub loss: f64,
+    /// Sum of the penalty values.
+    pub penalty: f64,
+    /// Norm of the full update direction before clipping / grafting.
+    pub grad_norm: f64,
+}
+
+/// Plain SGD on `L_B + Σ penalties`, then (optionally) gradient clipping and iterative grafting:
+/// `θ ← θ − η d`, with `d` the total gradient transformed in that order.
+pub struct RegularizedSgd<'a> {
+    pub model: Model<'a>,
+    pub penalties: Vec<Box<dyn Penalty + 'a>>,
+    pub lr: f64,
+    /// `Some(c)`: torch-style clipping of the total gradient at norm `c`.
+    pub clip: Option<f64>,
+    pub grafting: Option<grafting::IterativeGrafting>,
+}
+
+impl<'a> RegularizedSgd<'a> {
+    /// Errors unless `lr > 0` and the clipping norm, if any, is positive.
+    pub fn new(model: Model<'a>, lr: f64) -> RegResult<Self> {
+        check_positive("lr", lr)?;
+        Ok(RegularizedSgd {
+            model,
+            penalties: Vec::new(),
+            lr,
+            clip: None,
+            grafting: None,
+        })
+    }
+
+    /// Adds a penalty.
+    pub fn with(mut self, p: impl Penalty + 'a) -> Self {
+        self.penalties.push(Box::new(p));
+        self
+    }
+
+    /// The total gradient `∇L_B + Σ ∇R` and the report, without stepping.
+    pub fn direction(&self, theta: &[f64], rows: &[usize], rng: &mut ChaCha8Rng) -> RegResult<(Vec<f64>, StepReport)> {
+        let mut loss = None;
+        let mut total = vec![0.0; self.model.dim()];
+        let mut penalty = 0.0;
+        for p in &self.penalties {
+            let v = p.value_grad(theta, Batch::Indices(rows), rng)?;
+            penalty += v.value;
+            axpy(&mut total, 1.0, &v.grad);
+            if loss.is_none() {
+                loss = v.loss;
+            }
+        }
+        let (l, g) = match loss {
+            Some(lg) => lg,
+            None => self.model.loss_grad(theta, rows)?,
+        };
+        axpy(&mut total, 1.0, &g);
+        let grad_norm = dot(&total, &total).sqrt();
+        if let Some(c) = self.clip {
+            check_positive("clip", c)?;
+            clip_grad_norm(&mut total, c);
+        }
+        if let Some(gr) = &self.grafting {
+            gr.apply(self.model, theta, rows, &mut total)?;
+        }
+        Ok((total, StepReport { loss: l, penalty, grad_norm }))
+    }
+
+    /// One step on the batch rows; errors (with the value) if the loss or the update is non-finite.
+    pub fn step(&self, theta: &mut [f64], rows: &[usize], rng: &mut ChaCha8Rng) -> RegResult<StepReport> {
+        let (d, rep) = self.direction(theta, rows, rng)?;
+        if !rep.loss.is_finite() || !rep.grad_norm.is_finite() {
+            return Err(RegError::Diverged {
+                step: 0,
+                what: format!("loss {} / gradient norm {}", rep.loss, rep.grad_norm),
+            });
+        }
+        axpy(theta, -self.lr, &d);
+        Ok(rep)
+    }
+}

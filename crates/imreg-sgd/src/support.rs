@@ -1,0 +1,530 @@
+//! Learning the support (Beneventano, Pinto & Poggio 2024; THEORY beneventano §4): bias-free deep linear
+//! or ReLU networks `f(x) = W_L σ(⋯σ(W_1 x))` on sparse-support targets, trained by reshuffled SGD with
+//! gradient-norm clipping, tracking the irrelevant first-layer norm `‖W_1[:, r:]‖_F`.
+//!
+//! The trainer is specialised (hand-written forward/backward on small dense row-major matrices, no
+//! allocation per step) so that the paper's 2·10⁵-step runs take seconds.
+//!
+//! **Loss convention** ([`SupportLoss`]): the authors' notebooks use torch `MSELoss`, `mean (f − y)²`
+//! (no ½); the derivation of §4.4 uses `½ mean (f − y)²`. The ½ halves every gradient; a `TorchMse` run at
+//! rate `η` is a `HalfMse` run at `2η`.
+//!
+//! **Decay rate** (§4.4, derived): near a minimum of the 2-layer linear net `f = wᵀWx` with label noise,
+//! the part of `W_irr = W[:, r:]` orthogonal to the output vector `w` (flat directions) decays like
+//! `exp(−γ t)` with `γ = (η²/(2b))((n−b)/(n−1)) E[r²] λ(Σ_irr) λ(K)` per step (½-MSE; `K = I` for two
+//! layers), and not at all under GD (`b = n`).
+use crate::reg_error::{check_positive, RegError, RegResult};
+use imreg_objective::data::Regression;
+use imreg_objective::rng;
+use rand::seq::SliceRandom;
+
+/// The per-example loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupportLoss {
+    /// torch `MSELoss`: `mean (f − y)²` (the notebooks).
+    TorchMse,
+    /// `½ mean (f − y)²` (the derivation of §4.4).
+    HalfMse,
+}
+
+impl SupportLoss {
+    fn factor(self) -> f64 {
+        match self {
+            SupportLoss::TorchMse => 1.0,
+            SupportLoss::HalfMse => 0.5,
+        }
+    }
+}
+
+/// Settings of one support run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupportConfig {
+    /// `[d, h_1, …, 1]` (the paper: `[15, 15, 15, 15, 1]`).
+    pub widths: Vec<usize>,
+    /// ReLU hidden activations (`false`: a deep linear network, the notebooks' default).
+    pub relu: bool,
+    /// Support size `r`: the irrelevant columns are `W_1[:, r:]`.
+    pub r: usize,
+    pub lr: f64,
+    /// `None`: full batch (GD). `Some(b)`: reshuffled epochs cut into batches of `b`, the last one smaller
+    /// (torch `DataLoader(shuffle=True)`).
+    pub batch: Option<usize>,
+    pub steps: usize,
+    /// Gradient-norm clipping over all parameters (the notebooks: 1.0).
+    pub clip: Option<f64>,
+    /// torch `weight_decay` (adds `wd θ` to the gradient).
+    pub weight_decay: f64,
+    pub loss: SupportLoss,
+    /// Record every this many steps (and at the last step).
+    pub record_every: usize,
+    pub seed: u64,
+}
+
+impl SupportConfig {
+    /// The notebooks' linear-target run: width 15, depth 4, linear, lr 0.1, clipping 1.0, torch MSE.
+    pub fn paper(batch: Option<usize>, steps: usize, seed: u64) -> Self {
+        SupportConfig {
+            widths: vec![15, 15, 15, 15, 1],
+            relu: false,
+            r: 5,
+            lr: 0.1,
+            batch,
+            steps,
+            clip: Some(1.0),
+            weight_decay: 0.0,
+            loss: SupportLoss::TorchMse,
+            record_every: 1000,
+            seed,
+        }
+    }
+}
+
+/// The recorded series of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupportRun {
+    /// Steps at which the series were recorded (0 = init).
+    pub steps: Vec<usize>,
+    /// `‖W_1[:, r:]‖_F`.
+    pub irrelevant_norm: Vec<f64>,
+    /// `‖P_⊥ W_1[:, r:]‖_F`, `P_⊥ = I − uuᵀ/‖u‖²` with `u = (W_L⋯W_2)ᵀ` the output-side vector of layer 1
+    /// (exactly meaningful for linear nets).
+    pub perp_norm: Vec<f64>,
+    /// Full-data loss (the run's convention).
+    pub loss: Vec<f64>,
+    /// Final parameters (PyTorch layout, no biases).
+    pub theta: Vec<f64>,
+}
+
+/// He-normal init (`kaiming_normal_`, fan-in, ReLU gain): `W_ℓ ~ N(0, 2/in_ℓ)`, from `rng::stream(seed, 0)`.
+pub fn he_init(widths: &[usize], seed: u64) -> Vec<f64> {
+    let mut r = rng::stream(seed, 0);
+    let mut theta = Vec::new();
+    for w in widths.windows(2) {
+        let std = (2.0 / w[0] as f64).sqrt();
+        theta.extend(rng::normal_vec(&mut r, w[0] * w[1]).into_iter().map(|v| v * std));
+    }
+    theta
+}
+
+/// The specialised network: buffers sized for the largest batch, reused every step.
+pub struct SupportNet {
+    widths: Vec<usize>,
+    relu: bool,
+    offsets: Vec<usize>,
+    acts: Vec<Vec<f64>>,
+    deltas: Vec<Vec<f64>>,
+    cap: usize,
+}
+
+impl SupportNet {
+    /// Errors unless there are ≥ 2 widths, all ≥ 1, ending in 1 output.
+    pub fn new(widths: &[usize], relu: bool) -> RegResult<Self> {
+        if widths.len() < 2 || widths.contains(&0) || widths.last() != Some(&1) {
+            return Err(RegError::invalid("widths", format!("need [d, h…, 1] with positive entries, got {widths:?}")));
+        }
+        let mut offsets = vec![0];
+        for w in widths.windows(2) {
+            let last = *offsets.last().unwrap_or(&0);
+            offsets.push(last + w[0] * w[1]);
+        }
+        Ok(SupportNet {
+            widths: widths.to_vec(),
+            relu,
+            offsets,
+            acts: Vec::new(),
+            deltas: Vec::new(),
+            cap: 0,
+        })
+    }
+
+    /// Number of parameters.
+    pub fn dim(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    fn ensure(&mut self, m: usize) {
+        if m > self.cap {
+            self.acts = self.widths.iter().map(|&w| vec![0.0; m * w]).collect();
+            self.deltas = self.widths.iter().map(|&w| vec![0.0; m * w]).collect();
+            self.cap = m;
+        }
+    }
+
+    /// Loss `c · mean (f − y)²` on the rows and its gradient (written into `grad`).
+    pub fn loss_grad(&mut self, theta: &[f64], data: &Regression, rows: &[usize], c: f64, grad: &mut [f64]) -> f64 {
+        let m = rows.len();
+        self.ensure(m);
+        let layers = self.widths.len() - 1;
+        let d0 = self.widths[0];
+        for (k, &i) in rows.iter().enumerate() {
+            let src = data.x.row(i);
+            for (j, v) in src.iter().enumerate() {
+                self.acts[0][k * d0 + j] = *v;
+            }
+        }
+        for l in 0..layers {
+            let (inn, out) = (self.widths[l], self.widths[l + 1]);
+            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
+            let (lo, hi) = self.acts.split_at_mut(l + 1);
+            let a = &lo[l];
+            let z = &mut hi[0];
+            let hidden = l + 1 < layers;
+            for k in 0..m {
+                let ar = &a[k * inn..(k + 1) * inn];
+                for o in 0..out {
+                    let wr = &w[o * inn..(o + 1) * inn];
+                    let mut s = 0.0;
+                    for j in 0..inn {
+                        s += wr[j] * ar[j];
+                    }
+                    z[k * out + o] = if hidden && self.relu { s.max(0.0) } else { s };
+                }
+            }
+        }
+        let inv = 1.0 / m as f64;
+        let mut loss = 0.0;
+        {
+            let f = &self.acts[layers];
+            let dl = &mut self.deltas[layers];
+            for (k, &i) in rows.iter().enumerate() {
+                let r = f[k] - data.y[(i, 0)];
+                loss += r * r;
+                dl[k] = 2.0 * c * r * inv;
+            }
+        }
+        for l in (0..layers).rev() {
+            let (inn, out) = (self.widths[l], self.widths[l + 1]);
+            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
+            let g = &mut grad[self.offsets[l]..self.offsets[l + 1]];
+            g.iter_mut().for_each(|v| *v = 0.0);
+            let (dlo, dhi) = self.deltas.split_at_mut(l + 1);
+            let delta = &dhi[0];
+            let a = &self.acts[l];
+            for k in 0..m {
+                let ar = &a[k * inn..(k + 1) * inn];
+                for o in 0..out {
+                    let dv = delta[k * out + o];
+                    if dv != 0.0 {
+                        let gr = &mut g[o * inn..(o + 1) * inn];
+                        for j in 0..inn {
+                            gr[j] += dv * ar[j];
+                        }
+                    }
+                }
+            }
+            if l > 0 {
+                let prev = &mut dlo[l];
+                for k in 0..m {
+                    let pr = &mut prev[k * inn..(k + 1) * inn];
+                    pr.iter_mut().for_each(|v| *v = 0.0);
+                    for o in 0..out {
+                        let dv = delta[k * out + o];
+                        let wr = &w[o * inn..(o + 1) * inn];
+                        for j in 0..inn {
+                            pr[j] += dv * wr[j];
+                        }
+                    }
+                    if self.relu {
+                        let ar = &a[k * inn..(k + 1) * inn];
+                        for j in 0..inn {
+                            if ar[j] <= 0.0 {
+                                pr[j] = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        c * loss * inv
+    }
+
+    /// `u = (W_L ⋯ W_2)ᵀ`, the output-side vector of the first layer (linear nets).
+    pub fn output_vector(&self, theta: &[f64]) -> Vec<f64> {
+        let layers = self.widths.len() - 1;
+        let mut row = vec![1.0];
+        for l in (1..layers).rev() {
+            let (inn, out) = (self.widths[l], self.widths[l + 1]);
+            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
+            let mut next = vec![0.0; inn];
+            for o in 0..out {
+                for j in 0..inn {
+                    next[j] += row[o] * w[o * inn + j];
+                }
+            }
+            row = next;
+        }
+        row
+    }
+
+    /// `(‖W_1[:, r:]‖_F, ‖P_⊥ W_1[:, r:]‖_F)`.
+    pub fn irrelevant_norms(&self, theta: &[f64], r: usize) -> (f64, f64) {
+        let (d, h) = (self.widths[0], self.widths[1]);
+        let w1 = &theta[..d * h];
+        let u = self.output_vector(theta);
+        let uu: f64 = u.iter().map(|v| v * v).sum();
+        let mut full = 0.0;
+        let mut perp = 0.0;
+        for j in r..d {
+            let col: Vec<f64> = (0..h).map(|o| w1[o * d + j]).collect();
+            let proj: f64 = if uu > 0.0 { col.iter().zip(&u).map(|(a, b)| a * b).sum::<f64>() / uu } else { 0.0 };
+            for o in 0..h {
+                full += col[o] * col[o];
+                let p = col[o] - proj * u[o];
+                perp += p * p;
+            }
+        }
+        (full.sqrt(), perp.sqrt())
+    }
+}
+
+/// Trains from `theta0` (default: [`he_init`] with the config's seed) and records the series.
+/// Errors on bad settings; a non-finite loss is [`RegError::Diverged`] with its step.
+pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<f64>>) -> RegResult<SupportRun> {
+    check_positive("lr", cfg.lr)?;
+    crate::reg_error::check_coefficient("weight_decay", cfg.weight_decay)?;
+    if cfg.widths.first() != Some(&data.x.ncols()) || data.y.ncols() != 1 {
+        return Err(RegError::invalid("widths", format!("input width must be d = {} with one target column", data.x.ncols())));
+    }
+    if cfg.r > data.x.ncols() {
+        return Err(RegError::invalid("r", format!("{} exceeds d = {}", cfg.r, data.x.ncols())));
+    }
+    let n = data.n();
+    let b = cfg.batch.unwrap_or(n);
+    if b == 0 || b > n {
+        return Err(RegError::invalid("batch", format!("must lie in 1..={n}, got {b}")));
+    }
+    if let Some(c) = cfg.clip {
+        check_positive("clip", c)?;
+    }
+    let mut net = SupportNet::new(&cfg.widths, cfg.relu)?;
+    let mut theta = theta0.unwrap_or_else(|| he_init(&cfg.widths, cfg.seed));
+    imreg_objective::check_len("theta0", &theta, net.dim())?;
+    let c = cfg.loss.factor();
+    let all: Vec<usize> = (0..n).collect();
+    let mut grad = vec![0.0; net.dim()];
+    let mut order = all.clone();
+    let mut shuffle = rng::stream(cfg.seed, 1);
+    let mut pos = n;
+    let every = cfg.record_every.max(1);
+    let mut run = SupportRun { steps: vec![], irrelevant_norm: vec![], perp_norm: vec![], loss: vec![], theta: vec![] };
+    let record = |net: &mut SupportNet, theta: &[f64], step: usize, run: &mut SupportRun| {
+        let (f, p) = net.irrelevant_norms(theta, cfg.r);
+        let mut g = vec![0.0; net.dim()];
+        let l = net.loss_grad(theta, data, &all, c, &mut g);
+        run.steps.push(step);
+        run.irrelevant_norm.push(f);
+        run.perp_norm.push(p);
+        run.loss.push(l);
+        l
+    };
+    record(&mut net, &theta, 0, &mut run);
+    for step in 1..=cfg.steps {
+        let rows: &[usize] = if b == n {
+            &all
+        } else {
+            if pos >= n {
+                order.shuffle(&mut shuffle);
+                pos = 0;
+            }
+            let end = (pos + b).min(n);
+            let r = &order[pos..end];
+            pos = end;
+            r
+        };
+        let l = net.loss_grad(&theta, data, rows, c, &mut grad);
+        if !l.is_finite() {
+            return Err(RegError::Diverged { step, what: format!("batch loss {l}") });
+        }
+        if cfg.weight_decay > 0.0 {
+            grad.iter_mut().zip(&theta).for_each(|(g, t)| *g += cfg.weight_decay * t);
+        }
+        if let Some(cl) = cfg.clip {
+            crate::regularizers::clip_grad_norm(&mut grad, cl);
+        }
+        theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= cfg.lr * g);
+        if step % every == 0 || step == cfg.steps {
+            let l = record(&mut net, &theta, step, &mut run);
+            if !l.is_finite() {
+                return Err(RegError::Diverged { step, what: format!("full loss {l}") });
+            }
+        }
+    }
+    run.theta = theta;
+    Ok(run)
+}
+
+/// The decay-rate setup of §4.4: `x ~ N(0, I_d)`, `y = Σ_{i<r} x_i + σ ε`, with the irrelevant columns made
+/// exactly centered, orthogonal to the relevant columns and to the noise, and whitened
+/// (`X_irrᵀX_irr/n = I`), so that `λ(Σ_irr) = 1` exactly and `x_irr` is uncorrelated with `(x_rel, y)` in
+/// the sample.
+pub fn decay_rate_data(n: usize, d: usize, r: usize, sigma: f64, seed: u64) -> RegResult<Regression> {
+    if r == 0 || r >= d || n <= d + 2 {
+        return Err(RegError::invalid("decay_rate_data", format!("need 0 < r < d and n > d + 2, got n = {n}, d = {d}, r = {r}")));
+    }
+    let mut g = rng::stream(seed, 0);
+    let x0 = rng::normal_vec(&mut g, n * d);
+    let eps = rng::normal_vec(&mut g, n);
+    let mut cols: Vec<Vec<f64>> = (0..d).map(|j| (0..n).map(|i| x0[i * d + j]).collect()).collect();
+    // Gram–Schmidt of the irrelevant columns against [1, x_rel, ε] and each other, then scale to norm √n.
+    let mut basis: Vec<Vec<f64>> = vec![vec![1.0; n]];
+    basis.extend(cols[..r].iter().cloned());
+    basis.push(eps.clone());
+    let mut ortho: Vec<Vec<f64>> = Vec::new();
+    for v in basis.into_iter() {
+        let mut v = v;
+        for q in &ortho {
+            let p: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(q).for_each(|(a, b)| *a -= p * b);
+        }
+        let nv = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        ortho.push(v.into_iter().map(|a| a / nv).collect());
+    }
+    for col in cols.iter_mut().skip(r) {
+        for q in &ortho {
+            let p: f64 = col.iter().zip(q).map(|(a, b)| a * b).sum();
+            col.iter_mut().zip(q).for_each(|(a, b)| *a -= p * b);
+        }
+        let nv = col.iter().map(|a| a * a).sum::<f64>().sqrt();
+        col.iter_mut().for_each(|a| *a /= nv);
+        ortho.push(col.clone());
+        col.iter_mut().for_each(|a| *a *= (n as f64).sqrt());
+    }
+    let x = ndarray::Array2::from_shape_fn((n, d), |(i, j)| cols[j][i]);
+    let y = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| cols[..r].iter().map(|c| c[i]).sum::<f64>() + sigma * eps[i]);
+    Ok(Regression::new(x, y)?)
+}
+
+/// The measured and predicted decay rate of `‖P_⊥ W_irr‖_F` for one batch size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecayRate {
+    pub batch: usize,
+    /// `−slope` of the least-squares line through `log ‖P_⊥W_irr‖` against the step.
+    pub measured: f64,
+    /// `γ = (η²/(2b))((n−b)/(n−1)) E[r²] λ(Σ_irr) λ(K)` with `λ(Σ_irr) = λ(K) = 1` (whitened data,
+    /// two layers).
+    pub predicted: f64,
+    /// `E[r²]` at the GD pre-trained point.
+    pub mean_sq_residual: f64,
+}
+
+/// Settings of [`decay_rates`] (the notes' §4.4 check).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecayRateConfig {
+    pub n: usize,
+    pub d: usize,
+    pub r: usize,
+    pub width: usize,
+    pub sigma: f64,
+    pub lr: f64,
+    pub pretrain_steps: usize,
+    pub steps: usize,
+    pub seed: u64,
+}
+
+impl Default for DecayRateConfig {
+    /// The notes' setup: 2-layer linear net, d = 6, r = 2, width 4, n = 400, σ = 0.5, η = 0.05, 6·10⁴ steps.
+    fn default() -> Self {
+        DecayRateConfig { n: 400, d: 6, r: 2, width: 4, sigma: 0.5, lr: 0.05, pretrain_steps: 20_000, steps: 60_000, seed: 0 }
+    }
+}
+
+/// GD pre-training of the 2-layer linear net (½-MSE) to the minimum, then, from that point, reshuffled SGD
+/// with each batch size (`b = n` is GD) for `steps` steps; returns measured and predicted decay rates.
+pub fn decay_rates(cfg: &DecayRateConfig, batches: &[usize]) -> RegResult<Vec<DecayRate>> {
+    let data = decay_rate_data(cfg.n, cfg.d, cfg.r, cfg.sigma, cfg.seed)?;
+    let widths = vec![cfg.d, cfg.width, 1];
+    let base = SupportConfig {
+        widths: widths.clone(),
+        relu: false,
+        r: cfg.r,
+        lr: cfg.lr,
+        batch: None,
+        steps: cfg.pretrain_steps,
+        clip: None,
+        weight_decay: 0.0,
+        loss: SupportLoss::HalfMse,
+        record_every: cfg.pretrain_steps.max(1),
+        seed: cfg.seed,
+    };
+    let theta0: Vec<f64> = he_init(&widths, cfg.seed).into_iter().map(|v| 0.5 * v).collect();
+    let pre = train_support(&data, &base, Some(theta0))?;
+    let mut net = SupportNet::new(&widths, false)?;
+    let all: Vec<usize> = (0..cfg.n).collect();
+    let mut g = vec![0.0; net.dim()];
+    let loss = net.loss_grad(&pre.theta, &data, &all, 0.5, &mut g);
+    let mean_sq = 2.0 * loss;
+    let n = cfg.n as f64;
+    batches
+        .iter()
+        .map(|&b| {
+            let run = train_support(
+                &data,
+                &SupportConfig {
+                    batch: Some(b),
+                    steps: cfg.steps,
+                    record_every: (cfg.steps / 200).max(1),
+                    seed: cfg.seed + 1 + b as u64,
+                    ..base.clone()
+                },
+                Some(pre.theta.clone()),
+            )?;
+            let xs: Vec<f64> = run.steps.iter().map(|&s| s as f64).collect();
+            let ys: Vec<f64> = run.perp_norm.iter().map(|v| v.max(f64::MIN_POSITIVE).ln()).collect();
+            let bf = b as f64;
+            Ok(DecayRate {
+                batch: b,
+                measured: -least_squares_slope(&xs, &ys),
+                predicted: cfg.lr * cfg.lr / (2.0 * bf) * (n - bf) / (n - 1.0) * mean_sq,
+                mean_sq_residual: mean_sq,
+            })
+        })
+        .collect()
+}
+
+/// Slope of the least-squares line `y = a + s x`.
+pub fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let mx = xs.iter().sum::<f64>() / n;
+    let my = ys.iter().sum::<f64>() / n;
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
+}
+
+/// The largest relative component of a first-layer update orthogonal to the output-side vector `u_t` over
+/// a GD (or SGD) run of a linear net: `max_t ‖P_⊥(u_t)(W_1^{t+1} − W_1^t)‖_F / ‖W_1^{t+1} − W_1^t‖_F`. Zero
+/// up to rounding, since `∇_{W_1} L = u ρᵀ` for every batch (clipping only rescales it).
+pub fn first_layer_update_leak(data: &Regression, cfg: &SupportConfig, steps: usize) -> RegResult<f64> {
+    if cfg.relu {
+        return Err(RegError::invalid("relu", "the rank-one structure of ∇W_1 holds for linear nets"));
+    }
+    let net = SupportNet::new(&cfg.widths, false)?;
+    let (d, h) = (cfg.widths[0], cfg.widths[1]);
+    let mut theta = he_init(&cfg.widths, cfg.seed);
+    let mut worst: f64 = 0.0;
+    let one = SupportConfig { steps: 1, record_every: 1, ..cfg.clone() };
+    for s in 0..steps {
+        let u = net.output_vector(&theta);
+        let uu: f64 = u.iter().map(|v| v * v).sum();
+        let next = train_support(data, &SupportConfig { seed: cfg.seed + s as u64, ..one.clone() }, Some(theta.clone()))?.theta;
+        let (mut perp, mut tot) = (0.0, 0.0);
+        for j in 0..d {
+            let dcol: Vec<f64> = (0..h).map(|o| next[o * d + j] - theta[o * d + j]).collect();
+            let proj = dcol.iter().zip(&u).map(|(a, b)| a * b).sum::<f64>() / uu;
+            for o in 0..h {
+                let p = dcol[o] - proj * u[o];
+                perp += p * p;
+                tot += dcol[o] * dcol[o];
+            }
+        }
+        if tot > 0.0 {
+            worst = worst.max((perp / tot).sqrt());
+        }
+        theta = next;
+    }
+    Ok(worst)
+}
