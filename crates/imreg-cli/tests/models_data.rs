@@ -222,14 +222,14 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
     // n_train ≥ N is bad input naming split.n_train.
     let bad = write(dir.path(), "bad.toml", &DIGITS.replace("n_train = 300", "n_train = 1797"));
     let (_, field, _) = input_error(
-        imreg_cli::config::ExperimentConfig::load(&bad).and_then(|c| imreg_cli::experiment::prepare(c, &bad)),
+        imreg_cli::config::ExperimentConfig::load(&bad).and_then(|c| imreg_cli::experiment::prepare(c, &bad).map(|_| ())),
     );
     assert_eq!(field, "split.n_train");
     // accuracy on a regression model is refused.
     let reg = DIGITS.replace("kind = \"digits\"", "kind = \"teacher_student\"\nn = 40\nwidths = [3, 2]").replace("cross_entropy", "half_mse").replace("n_train = 300", "n_train = 30");
     let reg = write(dir.path(), "reg.toml", &reg);
     let (_, field, _) = input_error(
-        imreg_cli::config::ExperimentConfig::load(&reg).and_then(|c| imreg_cli::experiment::prepare(c, &reg)),
+        imreg_cli::config::ExperimentConfig::load(&reg).and_then(|c| imreg_cli::experiment::prepare(c, &reg).map(|_| ())),
     );
     assert_eq!(field, "track.accuracy");
 }

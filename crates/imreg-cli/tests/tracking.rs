@@ -5,7 +5,7 @@ use common::*;
 use imreg_cli::config::ExperimentConfig;
 use imreg_cli::experiment::prepare;
 use imreg_objective::data::npy::read_npy;
-use imreg_objective::{Batch, Objective};
+use imreg_objective::Batch;
 use nalgebra::DMatrix;
 use std::path::Path;
 
