@@ -44,6 +44,20 @@ fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
+/// The tangent of `op(a) · op(b)`: `ȧ b + a ḃ`, the second product accumulated in place.
+fn tangent_product<T: Tensor>(a: &Dual<T>, ta: bool, b: &Dual<T>, tb: bool) -> Option<T> {
+    match (&a.t, &b.t) {
+        (Some(at), Some(bt)) => {
+            let mut t = T::matmul(at, ta, &b.p, tb);
+            T::matmul_acc(&mut t, &a.p, ta, bt, tb);
+            Some(t)
+        }
+        (Some(at), None) => Some(T::matmul(at, ta, &b.p, tb)),
+        (None, Some(bt)) => Some(T::matmul(&a.p, ta, bt, tb)),
+        (None, None) => None,
+    }
+}
+
 impl<T: Tensor> Tensor for Dual<T> {
     fn constant(a: Mat) -> Self {
         Dual {
@@ -55,13 +69,12 @@ impl<T: Tensor> Tensor for Dual<T> {
         self.p.primal()
     }
     fn matmul(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
-        let p = T::matmul(&a.p, ta, &b.p, tb);
-        let t1 = a.t.as_ref().map(|at| T::matmul(at, ta, &b.p, tb));
-        let t2 = b.t.as_ref().map(|bt| T::matmul(&a.p, ta, bt, tb));
-        Dual {
-            p,
-            t: add_opt(t1, t2),
-        }
+        Dual { p: T::matmul(&a.p, ta, &b.p, tb), t: tangent_product(a, ta, b, tb) }
+    }
+    fn matmul_tangent_only(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
+        let rows = if ta { a.p.shape().1 } else { a.p.shape().0 };
+        let cols = if tb { b.p.shape().0 } else { b.p.shape().1 };
+        Dual { p: T::constant(Mat::zeros((rows, cols))), t: tangent_product(a, ta, b, tb) }
     }
     fn add(&self, b: &Self) -> Self {
         Dual {

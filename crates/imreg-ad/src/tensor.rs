@@ -48,6 +48,10 @@ pub trait Tensor: Clone + Send + Sync + Sized + 'static {
     fn matmul_tangent_only(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
         Self::matmul(a, ta, b, tb)
     }
+    /// `c += op(a) · op(b)` (dual matmuls accumulate their two tangent products in place).
+    fn matmul_acc(c: &mut Self, a: &Self, ta: bool, b: &Self, tb: bool) {
+        *c = c.add(&Self::matmul(a, ta, b, tb));
+    }
     fn add(&self, b: &Self) -> Self;
     fn sub(&self, b: &Self) -> Self;
     /// Elementwise product.
@@ -243,6 +247,11 @@ impl Tensor for Mat {
     }
     fn matmul(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
         gemm(a, ta, b, tb)
+    }
+    fn matmul_acc(c: &mut Self, a: &Self, ta: bool, b: &Self, tb: bool) {
+        let av = if ta { a.t() } else { a.view() };
+        let bv = if tb { b.t() } else { b.view() };
+        ndarray::linalg::general_mat_mul(1.0, &av, &bv, 1.0, c);
     }
     fn add(&self, b: &Self) -> Self {
         zip(self, b, |x, y| x + y)

@@ -325,3 +325,15 @@ fn check_grads_errors_are_near_rounding() {
     let s = r.second.unwrap();
     assert!(s.jvp_fd_rel_err < 1e-8 && s.vjp_identity_rel_err < 1e-13, "{s:?}");
 }
+
+#[test]
+fn tangent_only_hvp_equals_the_full_forward_over_reverse_pass_bitwise() {
+    for (k, case) in all_cases().into_iter().enumerate() {
+        let x = random_point(case.n_inputs(), 500 + k as u64);
+        let v = random_point(case.n_inputs(), 900 + k as u64);
+        let (_, _, hv_full) = imreg_ad::grad_hvp(&case, &x, &v).unwrap();
+        let hv = imreg_ad::hvp(&case, &x, &v).unwrap();
+        let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&hv), bits(&hv_full), "{case:?}");
+    }
+}

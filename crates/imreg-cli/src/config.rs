@@ -590,7 +590,8 @@ impl ExperimentConfig {
         if self.track.batch_size == Some(0) {
             return bad("track.batch_size", "must be at least 1".into());
         }
-        let needs_b = self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
+        let needs_b =
+            self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
         if needs_b && self.track.batch_size.or(self.optimizer.batch_size()).is_none() {
             return bad(
                 "track.batch_size",
@@ -704,7 +705,9 @@ impl ExperimentConfig {
             ModelConfig::ScalarNet { k: 0, .. } => {
                 return bad("model.k", "the width must be at least 1".into())
             }
-            ModelConfig::DeepLinear { hidden, .. } | ModelConfig::Mlp { hidden, .. } if hidden.contains(&0) => {
+            ModelConfig::DeepLinear { hidden, .. } | ModelConfig::Mlp { hidden, .. }
+                if hidden.contains(&0) =>
+            {
                 return bad("model.hidden", "every hidden width must be at least 1".into())
             }
             ModelConfig::Quadratic { h, p, n } => match (h, p, n) {

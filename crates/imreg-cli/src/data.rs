@@ -161,8 +161,8 @@ pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
             for (i, f) in files.iter().enumerate() {
                 let field = format!("data.files[{i}]");
                 must_exist(f, file, &field)?;
-                let bytes =
-                    std::fs::read(f).map_err(|e| CliError::input(file, field.clone(), format!("{}: {e}", f.display())))?;
+                let bytes = std::fs::read(f)
+                    .map_err(|e| CliError::input(file, field.clone(), format!("{}: {e}", f.display())))?;
                 let (x, l) = od::cifar::parse_cifar10(&bytes, &f.display().to_string())
                     .map_err(data_err(file, &field))?;
                 xs.push(x);
@@ -246,12 +246,19 @@ fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result
     must_exist(yp, file, "data.y")?;
     let x = od::npy::read_npy(xp).map_err(data_err(file, "data.x"))?;
     let y = od::npy::read_npy(yp).map_err(data_err(file, "data.y"))?;
-    let n = *x
-        .shape
-        .first()
-        .ok_or_else(|| CliError::input(file, "data.x", format!("{} is a scalar; expected N × d", xp.display())))?;
+    let n = *x.shape.first().ok_or_else(|| {
+        CliError::input(
+            file,
+            "data.x",
+            format!("{} is a scalar; expected N × d", xp.display()),
+        )
+    })?;
     if n == 0 {
-        return Err(CliError::input(file, "data.x", format!("{} has no examples (N = 0)", xp.display())));
+        return Err(CliError::input(
+            file,
+            "data.x",
+            format!("{} has no examples (N = 0)", xp.display()),
+        ));
     }
     let d = x.data.len() / n;
     let yn = y.shape.first().copied().unwrap_or(1);
@@ -276,7 +283,10 @@ fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result
                 return Err(CliError::input(
                     file,
                     "data.y",
-                    format!("labels (data.classes set) must be one per example, got shape {:?}", y.shape),
+                    format!(
+                        "labels (data.classes set) must be one per example, got shape {:?}",
+                        y.shape
+                    ),
                 ));
             }
             let labels = y.into_labels().map_err(data_err(file, "data.y"))?;

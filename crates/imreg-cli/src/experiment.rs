@@ -5,11 +5,11 @@ use crate::data::{self, Dataset, STREAM_INIT};
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::params::{load_params, save_params};
-use imreg_objective::data::npy::npy_bytes;
 use crate::train::{train, TrainOutcome};
+use imreg_objective::data::npy::npy_bytes;
 use imreg_objective::rng;
-use rand::Rng;
 use imreg_plot::{write_atomic, Figure, PlotError, Series};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

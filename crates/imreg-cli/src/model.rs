@@ -2,7 +2,9 @@
 use crate::config::ModelConfig;
 use crate::data::Dataset;
 use crate::error::{CliError, Result};
-use imreg_objective::models::{DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Quadratic, ScalarNet};
+use imreg_objective::models::{
+    DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Quadratic, ScalarNet,
+};
 use imreg_objective::{Batch, LossKind, Objective, Supervised};
 use ndarray::{concatenate, Array1, Array2, Axis};
 use std::path::Path;
@@ -44,7 +46,10 @@ fn argmax_rows(out: &Array2<f64>) -> Vec<usize> {
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (c, &v)| if v > b.1 { (c, v) } else { b })
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (c, &v)| if v > b.1 { (c, v) } else { b },
+                )
                 .0
         })
         .collect()
@@ -283,7 +288,9 @@ impl Model {
                 (predicted, m.labels())
             }
             Model::Mlp(m, labels) => {
-                let Some(labels) = labels.clone() else { return Ok(None) };
+                let Some(labels) = labels.clone() else {
+                    return Ok(None);
+                };
                 let out = m
                     .outputs(theta, Batch::Full)
                     .map_err(|e| CliError::Failed(format!("accuracy: {e}")))?;

@@ -18,8 +18,9 @@ pub fn load_params(path: &Path, layout: &[ParamTensor], field: &str) -> Result<V
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let theta = match ext {
         "npy" => read_npy(path).map_err(|e| bad(e.to_string()))?.data,
-        "safetensors" => from_state_dict(load_safetensors(path).map_err(|e| bad(e.to_string()))?, layout)
-            .map_err(bad)?,
+        "safetensors" => {
+            from_state_dict(load_safetensors(path).map_err(|e| bad(e.to_string()))?, layout).map_err(bad)?
+        }
         other => {
             return Err(bad(format!(
                 "unknown extension {other:?}: use .npy or .safetensors"
@@ -51,7 +52,10 @@ pub fn describe(layout: &[ParamTensor]) -> String {
 /// Maps a state dict onto `θ`, strictly like PyTorch's `load_state_dict(strict=True)`: every tensor of the
 /// file must be used and have the layout's shape. A bare `nn.Linear` saves `weight`/`bias` without the
 /// `0.` prefix; those names are accepted for `0.weight`/`0.bias`.
-fn from_state_dict(mut tensors: Vec<NamedTensor>, layout: &[ParamTensor]) -> std::result::Result<Vec<f64>, String> {
+fn from_state_dict(
+    mut tensors: Vec<NamedTensor>,
+    layout: &[ParamTensor],
+) -> std::result::Result<Vec<f64>, String> {
     let names: Vec<String> = layout.iter().map(|t| t.name.clone()).collect();
     for (name, _, _) in tensors.iter_mut() {
         let prefixed = format!("0.{name}");
@@ -71,7 +75,8 @@ fn from_state_dict(mut tensors: Vec<NamedTensor>, layout: &[ParamTensor]) -> std
         ));
     }
     let shapes: Vec<Vec<usize>> = layout.iter().map(|t| t.shape.clone()).collect();
-    flatten_params(&tensors, &names, &shapes).map_err(|e| format!("{e} (the model's layout: {})", describe(layout)))
+    flatten_params(&tensors, &names, &shapes)
+        .map_err(|e| format!("{e} (the model's layout: {})", describe(layout)))
 }
 
 /// Writes `θ` as float64 tensors named and shaped by `layout` to a `.safetensors` file.

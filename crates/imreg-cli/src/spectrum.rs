@@ -122,7 +122,11 @@ pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra
         ritz_vectors: false,
         ..LanczosOptions::default()
     });
-    let route = if obj.n_examples() < p { CovarianceRoute::Auto } else { route };
+    let route = if obj.n_examples() < p {
+        CovarianceRoute::Auto
+    } else {
+        route
+    };
     Ok(gradient_covariance_top(obj, theta, Batch::Full, CovarianceOptions::default(), &route)?.value)
 }
 

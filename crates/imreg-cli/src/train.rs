@@ -7,7 +7,9 @@ use crate::config::{Every, ExperimentConfig, OptimizerConfig};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::spectrum::{batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness};
+use crate::spectrum::{
+    batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness,
+};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
@@ -170,8 +172,13 @@ fn record(
             }
             "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?),
             "trace_k" => row.push(
-                imreg_spectra::trace_gradient_covariance(obj, theta, imreg_objective::Batch::Full, Default::default())
-                    .map_err(|e| sp("Tr K", e))?,
+                imreg_spectra::trace_gradient_covariance(
+                    obj,
+                    theta,
+                    imreg_objective::Batch::Full,
+                    Default::default(),
+                )
+                .map_err(|e| sp("Tr K", e))?,
             ),
             "trace_f" => row.push(
                 imreg_spectra::empirical_fisher_trace(obj, theta, imreg_objective::Batch::Full)

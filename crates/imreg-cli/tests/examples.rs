@@ -40,13 +40,20 @@ fn every_example_config_parses_and_runs_capped() {
         cfg.steps = CAP;
         let prep = prepare(cfg, f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let out = dir.path().join(f.file_stem().unwrap());
-        let opts = RunOptions { force: false, no_figures: true };
+        let opts = RunOptions {
+            force: false,
+            no_figures: true,
+        };
         let s = run_to_folder(&prep, &out, &opts, &|| {}).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!((s.steps_run, s.diverged_at), (CAP, None), "{}", f.display());
         let (_, rows) = read_csv(&out.join("metrics.csv"));
         assert_eq!(rows.last().unwrap()[0], CAP as f64, "{}", f.display());
         // The last row records every enabled metric, finite.
-        assert!(rows.last().unwrap().iter().all(|v| v.is_finite()), "{}: {rows:?}", f.display());
+        assert!(
+            rows.last().unwrap().iter().all(|v| v.is_finite()),
+            "{}: {rows:?}",
+            f.display()
+        );
     }
 }
 
@@ -60,7 +67,15 @@ fn max_steps_flag_caps_a_run() {
         .unwrap();
     let out = dir.path().join("capped");
     assert_eq!(
-        cli(&["run", f.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-steps", "7", "--no-figures"]),
+        cli(&[
+            "run",
+            f.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "7",
+            "--no-figures"
+        ]),
         0
     );
     let (_, rows) = read_csv(&out.join("metrics.csv"));

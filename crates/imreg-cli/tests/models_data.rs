@@ -18,10 +18,9 @@ use std::path::Path;
 /// An int64 `.npy` of labels (as `np.save(f, labels.astype(np.int64))` writes it).
 fn write_labels(path: &Path, labels: &[i64]) {
     let mut bytes = npy_bytes(&[labels.len()], &vec![0.0; labels.len()]).unwrap();
-    let start = bytes.len() - 8 * labels.len();
-    let header = String::from_utf8(bytes[..start].to_vec()).unwrap().replace("<f8", "<i8");
-    bytes.truncate(0);
-    bytes.extend_from_slice(header.as_bytes());
+    bytes.truncate(bytes.len() - 8 * labels.len());
+    let at = bytes.windows(3).position(|w| w == b"<f8").unwrap();
+    bytes[at + 1] = b'i';
     for l in labels {
         bytes.extend_from_slice(&l.to_le_bytes());
     }
@@ -52,16 +51,21 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     write_npy(d.join("x.npy"), &[n, 3], &x).unwrap();
     write_npy(d.join("y.npy"), &[n, 2], &y).unwrap();
     // float32-representable values, so the f32 file holds exactly θ.
-    let vals = |len: usize, k: usize| -> Vec<f64> {
-        (0..len).map(|i| ((i * k % 17) as f64 - 8.0) / 16.0).collect()
-    };
+    let vals =
+        |len: usize, k: usize| -> Vec<f64> { (0..len).map(|i| ((i * k % 17) as f64 - 8.0) / 16.0).collect() };
     let (w0, b0, w2, b2) = (vals(15, 5), vals(5, 3), vals(10, 7), vals(2, 11));
     let f32_bytes = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect() };
     let bufs = [f32_bytes(&w2), f32_bytes(&b0), f32_bytes(&w0), f32_bytes(&b2)];
     let tensors = vec![
-        ("2.weight", TensorView::new(Dtype::F32, vec![2, 5], &bufs[0]).unwrap()),
+        (
+            "2.weight",
+            TensorView::new(Dtype::F32, vec![2, 5], &bufs[0]).unwrap(),
+        ),
         ("0.bias", TensorView::new(Dtype::F32, vec![5], &bufs[1]).unwrap()),
-        ("0.weight", TensorView::new(Dtype::F32, vec![5, 3], &bufs[2]).unwrap()),
+        (
+            "0.weight",
+            TensorView::new(Dtype::F32, vec![5, 3], &bufs[2]).unwrap(),
+        ),
         ("2.bias", TensorView::new(Dtype::F32, vec![2], &bufs[3]).unwrap()),
     ];
     let st = d.join("mlp.safetensors");
@@ -105,40 +109,89 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     assert_eq!(a.loss.to_bits(), lib.loss(&theta, Batch::Full).unwrap().to_bits());
     let g = lib.grad(&theta, Batch::Full).unwrap();
     assert_eq!(a.grad_norm, g.iter().map(|v| v * v).sum::<f64>().sqrt());
-    let ev = lib.dense_hessian(&theta, Batch::Full).unwrap().symmetric_eigenvalues();
+    let ev = lib
+        .dense_hessian(&theta, Batch::Full)
+        .unwrap()
+        .symmetric_eigenvalues();
     let mut ev: Vec<f64> = ev.iter().copied().collect();
     ev.sort_by(f64::total_cmp);
     let scale = ev.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     // The same dense Hessian diagonalized twice: agreement to rounding.
-    assert!((a.hessian_top[0] - ev[31]).abs() <= 1e-12 * scale, "{:?} vs {ev:?}", a.hessian_top);
+    assert!(
+        (a.hessian_top[0] - ev[31]).abs() <= 1e-12 * scale,
+        "{:?} vs {ev:?}",
+        a.hessian_top
+    );
     assert!((a.hessian_top[1] - ev[30]).abs() <= 1e-12 * scale);
     assert!((a.hessian_bottom[0] - ev[0]).abs() <= 1e-12 * scale);
     let tr_f = (0..n)
-        .map(|i| lib.grad(&theta, Batch::Indices(&[i])).unwrap().iter().map(|v| v * v).sum::<f64>())
+        .map(|i| {
+            lib.grad(&theta, Batch::Indices(&[i]))
+                .unwrap()
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+        })
         .sum::<f64>()
         / n as f64;
     assert!((a.trace_f - tr_f).abs() <= 1e-12 * tr_f);
     // The command line, with the MLP flags.
-    let args = |extra: &[&str]| -> i32 {
+    let args = |loss: &str, extra: &[&str]| -> i32 {
         let mut v = vec![
-            "analyze", "--model", "mlp", "--hidden", "5", "--activation", "tanh", "--loss", "half_mse",
-            "--params", st.to_str().unwrap(), "--json",
+            "analyze",
+            "--model",
+            "mlp",
+            "--hidden",
+            "5",
+            "--activation",
+            "tanh",
+            "--loss",
+            loss,
+            "--params",
+            st.to_str().unwrap(),
+            "--json",
         ];
         v.extend_from_slice(extra);
         cli(&v)
     };
     let (xs, ys) = (d.join("x.npy"), d.join("y.npy"));
     let data = ["--data", xs.to_str().unwrap(), "--targets", ys.to_str().unwrap()];
-    assert_eq!(args(&data), 0);
+    assert_eq!(args("half_mse", &data), 0);
     // Cross-entropy on integer labels (`--classes`), same weights (2 outputs = 2 classes).
     let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
     write_labels(&d.join("labels.npy"), &labels);
     let lab = d.join("labels.npy");
-    let ce = ["--data", xs.to_str().unwrap(), "--targets", lab.to_str().unwrap(), "--classes", "2"];
-    assert_eq!(args(&[&ce[..], &["--loss", "cross_entropy"]].concat()), 0);
+    let ce = [
+        "--data",
+        xs.to_str().unwrap(),
+        "--targets",
+        lab.to_str().unwrap(),
+        "--classes",
+        "2",
+    ];
+    assert_eq!(args("cross_entropy", &ce), 0);
     // Cross-entropy without labels, an unknown activation, and a deep-linear-style layout are bad input.
-    assert_eq!(args(&[&data[..], &["--loss", "cross_entropy"]].concat()), 2);
-    assert_eq!(cli(&["analyze", "--model", "mlp", "--hidden", "5", "--activation", "swish", "--loss", "half_mse", "--params", st.to_str().unwrap(), "--data", xs.to_str().unwrap(), "--targets", ys.to_str().unwrap()]), 2);
+    assert_eq!(args("cross_entropy", &data), 2);
+    assert_eq!(
+        cli(&[
+            "analyze",
+            "--model",
+            "mlp",
+            "--hidden",
+            "5",
+            "--activation",
+            "swish",
+            "--loss",
+            "half_mse",
+            "--params",
+            st.to_str().unwrap(),
+            "--data",
+            xs.to_str().unwrap(),
+            "--targets",
+            ys.to_str().unwrap()
+        ]),
+        2
+    );
     let wrong = d.join("wrong.safetensors");
     let b5 = f64_bytes(&[0.0; 5]);
     let w15 = f64_bytes(&[0.0; 15]);
@@ -151,9 +204,18 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         ("1.bias", TensorView::new(Dtype::F64, vec![2], &b2).unwrap()),
     ];
     std::fs::write(&wrong, safetensors::serialize(t, &None).unwrap()).unwrap();
-    let (file, field, reason) = input_error(analyze(&AnalyzeRequest { params: wrong.clone(), ..req }));
-    assert!(file.ends_with("wrong.safetensors") && field == "--params", "{file}: {field}");
-    assert!(reason.contains("1.weight") && reason.contains("2.weight"), "{reason}");
+    let (file, field, reason) = input_error(analyze(&AnalyzeRequest {
+        params: wrong.clone(),
+        ..req
+    }));
+    assert!(
+        file.ends_with("wrong.safetensors") && field == "--params",
+        "{file}: {field}"
+    );
+    assert!(
+        reason.contains("1.weight") && reason.contains("2.weight"),
+        "{reason}"
+    );
 }
 
 const DIGITS: &str = r#"
@@ -186,9 +248,28 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "digits.toml", DIGITS);
     let out = dir.path().join("digits");
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-figures"]), 0);
+    assert_eq!(
+        cli(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-figures"
+        ]),
+        0
+    );
     let (h, rows) = read_csv(&out.join("metrics.csv"));
-    assert_eq!(h, ["step", "loss", "test_loss", "grad_norm", "accuracy", "test_accuracy"]);
+    assert_eq!(
+        h,
+        [
+            "step",
+            "loss",
+            "test_loss",
+            "grad_norm",
+            "accuracy",
+            "test_accuracy"
+        ]
+    );
     // Step 0 by hand: the library split, the library MLP, θ₀ from the run folder.
     let (train, test) = digits_split(300, split_seed(4)).unwrap();
     let spec = MlpSpec {
@@ -197,11 +278,19 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
         bias: true,
         loss: LossKind::CrossEntropy,
     };
-    let theta0 = imreg_objective::data::npy::read_npy(out.join("theta_init.npy")).unwrap().data;
+    let theta0 = imreg_objective::data::npy::read_npy(out.join("theta_init.npy"))
+        .unwrap()
+        .data;
     let tr = Mlp::classification(spec.clone(), train.x.clone(), train.labels.clone()).unwrap();
     let te = Mlp::classification(spec, test.x.clone(), test.labels.clone()).unwrap();
-    assert_eq!(rows[0][1].to_bits(), tr.loss(&theta0, Batch::Full).unwrap().to_bits());
-    assert_eq!(rows[0][2].to_bits(), te.loss(&theta0, Batch::Full).unwrap().to_bits());
+    assert_eq!(
+        rows[0][1].to_bits(),
+        tr.loss(&theta0, Batch::Full).unwrap().to_bits()
+    );
+    assert_eq!(
+        rows[0][2].to_bits(),
+        te.loss(&theta0, Batch::Full).unwrap().to_bits()
+    );
     let acc = |m: &Mlp, labels: &[usize]| {
         use imreg_objective::Supervised;
         let out = m.outputs(&theta0, Batch::Full).unwrap();
@@ -220,16 +309,28 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
     // Six SGD steps at η = 0.5 already fit the training set better than chance (10 classes).
     assert!(rows.last().unwrap()[4] > 0.2, "{rows:?}");
     // n_train ≥ N is bad input naming split.n_train.
-    let bad = write(dir.path(), "bad.toml", &DIGITS.replace("n_train = 300", "n_train = 1797"));
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &DIGITS.replace("n_train = 300", "n_train = 1797"),
+    );
     let (_, field, _) = input_error(
-        imreg_cli::config::ExperimentConfig::load(&bad).and_then(|c| imreg_cli::experiment::prepare(c, &bad).map(|_| ())),
+        imreg_cli::config::ExperimentConfig::load(&bad)
+            .and_then(|c| imreg_cli::experiment::prepare(c, &bad).map(|_| ())),
     );
     assert_eq!(field, "split.n_train");
     // accuracy on a regression model is refused.
-    let reg = DIGITS.replace("kind = \"digits\"", "kind = \"teacher_student\"\nn = 40\nwidths = [3, 2]").replace("cross_entropy", "half_mse").replace("n_train = 300", "n_train = 30");
+    let reg = DIGITS
+        .replace(
+            "kind = \"digits\"",
+            "kind = \"teacher_student\"\nn = 40\nwidths = [3, 2]",
+        )
+        .replace("cross_entropy", "half_mse")
+        .replace("n_train = 300", "n_train = 30");
     let reg = write(dir.path(), "reg.toml", &reg);
     let (_, field, _) = input_error(
-        imreg_cli::config::ExperimentConfig::load(&reg).and_then(|c| imreg_cli::experiment::prepare(c, &reg).map(|_| ())),
+        imreg_cli::config::ExperimentConfig::load(&reg)
+            .and_then(|c| imreg_cli::experiment::prepare(c, &reg).map(|_| ())),
     );
     assert_eq!(field, "track.accuracy");
 }
@@ -238,15 +339,39 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
 #[test]
 fn generators_are_the_library_generators() {
     let f = Path::new("c.toml");
-    let ts = build(&DataConfig::TeacherStudent { n: 10, widths: vec![3, 4, 2], noise: 0.1 }, 9, f).unwrap();
+    let ts = build(
+        &DataConfig::TeacherStudent {
+            n: 10,
+            widths: vec![3, 4, 2],
+            noise: 0.1,
+        },
+        9,
+        f,
+    )
+    .unwrap();
     let lib = synthetic::teacher_student_mlp(10, &[3, 4, 2], 0.1, 9).unwrap();
     assert_eq!((ts.x, ts.y, ts.classes), (lib.x, lib.y, None));
-    let tc = build(&DataConfig::TeacherStudentClassification { n: 10, dim: 3, classes: 4 }, 9, f).unwrap();
+    let tc = build(
+        &DataConfig::TeacherStudentClassification {
+            n: 10,
+            dim: 3,
+            classes: 4,
+        },
+        9,
+        f,
+    )
+    .unwrap();
     let lib = synthetic::teacher_student_classification(10, 3, 4, 9).unwrap();
     assert_eq!(tc.labels().unwrap(), lib.labels);
     assert_eq!((tc.x, tc.classes), (lib.x, Some(4)));
     let ss = build(
-        &DataConfig::SparseSupport { n: 6, d: 4, r: 2, target: SupportTargetConfig::Sin, noise: 0.01 },
+        &DataConfig::SparseSupport {
+            n: 6,
+            d: 4,
+            r: 2,
+            target: SupportTargetConfig::Sin,
+            noise: 0.01,
+        },
         9,
         f,
     )
@@ -286,7 +411,11 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     std::fs::write(d.join("img.idx"), idx_bytes(0x0803, &[5, 2, 3], &pixels)).unwrap();
     std::fs::write(d.join("lab.idx"), idx_bytes(0x0801, &[5], &[3, 1, 4, 1, 5])).unwrap();
     let f = Path::new("c.toml");
-    let cfg = DataConfig::MnistIdx { images: d.join("img.idx"), labels: d.join("lab.idx"), n: Some(4) };
+    let cfg = DataConfig::MnistIdx {
+        images: d.join("img.idx"),
+        labels: d.join("lab.idx"),
+        n: Some(4),
+    };
     let ds = build(&cfg, 0, f).unwrap();
     assert_eq!(ds.x.dim(), (4, 6));
     assert_eq!(ds.x[(1, 2)], 64.0 / 255.0); // pixel 8 of the file = 64
@@ -296,16 +425,33 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
         "steps = 3\n[data]\nkind = \"mnist_idx\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n[model]\nkind = \"mlp\"\nhidden = [4]\nactivation = \"gelu\"\nloss = \"cross_entropy\"\n[init]\nscheme = \"pytorch\"\n[optimizer]\nkind = \"momentum\"\nlr = 0.1\nbeta = 0.9\nnesterov = true\n[track]\naccuracy = true\n"
     );
     let c = write(d, "mnist.toml", &text);
-    assert_eq!(cli(&["run", c.to_str().unwrap(), "--out", d.join("mnist").to_str().unwrap(), "--no-figures"]), 0);
+    assert_eq!(
+        cli(&[
+            "run",
+            c.to_str().unwrap(),
+            "--out",
+            d.join("mnist").to_str().unwrap(),
+            "--no-figures"
+        ]),
+        0
+    );
     // Bad magic in the image file: exit 2, field data.images, the file named.
     std::fs::write(d.join("bad.idx"), idx_bytes(0x0801, &[5], &[0; 5])).unwrap();
-    let bad = DataConfig::MnistIdx { images: d.join("bad.idx"), labels: d.join("lab.idx"), n: None };
+    let bad = DataConfig::MnistIdx {
+        images: d.join("bad.idx"),
+        labels: d.join("lab.idx"),
+        n: None,
+    };
     let (file, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!((file.as_str(), field.as_str()), ("c.toml", "data.images"));
     assert!(reason.contains("bad.idx"), "{reason}");
     // Label count ≠ image count.
     std::fs::write(d.join("lab4.idx"), idx_bytes(0x0801, &[4], &[0; 4])).unwrap();
-    let bad = DataConfig::MnistIdx { images: d.join("img.idx"), labels: d.join("lab4.idx"), n: None };
+    let bad = DataConfig::MnistIdx {
+        images: d.join("img.idx"),
+        labels: d.join("lab4.idx"),
+        n: None,
+    };
     let (_, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!(field, "data.labels", "{reason}");
     // CIFAR-10: two files of 2 and 1 records, concatenated.
@@ -316,32 +462,53 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     };
     std::fs::write(d.join("b1.bin"), [record(7, 255), record(0, 51)].concat()).unwrap();
     std::fs::write(d.join("b2.bin"), record(9, 0)).unwrap();
-    let cifar = DataConfig::Cifar10 { files: vec![d.join("b1.bin"), d.join("b2.bin")], n: None };
+    let cifar = DataConfig::Cifar10 {
+        files: vec![d.join("b1.bin"), d.join("b2.bin")],
+        n: None,
+    };
     let ds = build(&cifar, 0, f).unwrap();
     assert_eq!(ds.x.dim(), (3, 3072));
     assert_eq!(ds.labels().unwrap(), [7, 0, 9]);
     assert_eq!((ds.x[(0, 5)], ds.x[(1, 0)]), (1.0, 0.2));
     // A ragged second file names data.files[1] and the file.
     std::fs::write(d.join("ragged.bin"), &record(1, 1)[..3000]).unwrap();
-    let bad = DataConfig::Cifar10 { files: vec![d.join("b1.bin"), d.join("ragged.bin")], n: None };
+    let bad = DataConfig::Cifar10 {
+        files: vec![d.join("b1.bin"), d.join("ragged.bin")],
+        n: None,
+    };
     let (_, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!(field, "data.files[1]");
     assert!(reason.contains("ragged.bin"), "{reason}");
     // A missing file.
-    let bad = DataConfig::Cifar10 { files: vec![d.join("nope.bin")], n: None };
+    let bad = DataConfig::Cifar10 {
+        files: vec![d.join("nope.bin")],
+        n: None,
+    };
     let (_, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!(field, "data.files[0]");
     assert!(reason.contains("nope.bin"), "{reason}");
     // npy labels must be integers when classes is set.
     write_npy(d.join("x.npy"), &[4, 2], &[0.5; 8]).unwrap();
     write_npy(d.join("yf.npy"), &[4], &[0.0, 1.0, 0.0, 1.0]).unwrap();
-    let bad = DataConfig::Npy { x: d.join("x.npy"), y: d.join("yf.npy"), classes: Some(2) };
+    let bad = DataConfig::Npy {
+        x: d.join("x.npy"),
+        y: d.join("yf.npy"),
+        classes: Some(2),
+    };
     let (_, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!(field, "data.y", "{reason}");
     write_labels(&d.join("yi.npy"), &[0, 1, 2, 1]);
-    let bad = DataConfig::Npy { x: d.join("x.npy"), y: d.join("yi.npy"), classes: Some(2) };
+    let bad = DataConfig::Npy {
+        x: d.join("x.npy"),
+        y: d.join("yi.npy"),
+        classes: Some(2),
+    };
     let (_, field, reason) = input_error(build(&bad, 0, f));
     assert_eq!(field, "data.y", "{reason}"); // label 2 ≥ classes
-    let ok = DataConfig::Npy { x: d.join("x.npy"), y: d.join("yi.npy"), classes: Some(3) };
+    let ok = DataConfig::Npy {
+        x: d.join("x.npy"),
+        y: d.join("yi.npy"),
+        classes: Some(3),
+    };
     assert_eq!(build(&ok, 0, f).unwrap().classes, Some(3));
 }

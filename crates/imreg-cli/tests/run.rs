@@ -3,8 +3,8 @@ mod common;
 use common::*;
 use imreg_cli::config::ExperimentConfig;
 use imreg_cli::experiment::prepare;
-use imreg_objective::data::npy::{read_npy, write_npy};
 use imreg_cli::CliError;
+use imreg_objective::data::npy::{read_npy, write_npy};
 use imreg_objective::Batch;
 use std::path::Path;
 

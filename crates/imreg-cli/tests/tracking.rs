@@ -44,7 +44,13 @@ fn run(dir: &Path, name: &str, text: &str) -> (std::path::PathBuf, Vec<String>, 
     let cfg = write(dir, &format!("{name}.toml"), text);
     let out = dir.join(name);
     assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-figures"]),
+        cli(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-figures"
+        ]),
         0,
         "{name}"
     );
@@ -53,7 +59,10 @@ fn run(dir: &Path, name: &str, text: &str) -> (std::path::PathBuf, Vec<String>, 
 }
 
 fn col(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
-    let j = h.iter().position(|c| c == name).unwrap_or_else(|| panic!("{name} not in {h:?}"));
+    let j = h
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("{name} not in {h:?}"));
     rows.iter().map(|r| r[j]).collect()
 }
 
@@ -69,7 +78,10 @@ fn tracked_metrics_match_dense_computations_and_follow_their_periods() {
     assert_eq!(col(&h, &rows, "step"), [0.0, 2.0, 4.0, 5.0, 6.0, 8.0, 10.0]);
     let due = |name: &str| -> Vec<bool> { col(&h, &rows, name).iter().map(|v| !v.is_nan()).collect() };
     assert_eq!(due("loss"), [true, true, true, false, true, true, true]);
-    assert_eq!(due("batch_sharpness"), [true, false, true, false, false, true, true]);
+    assert_eq!(
+        due("batch_sharpness"),
+        [true, false, true, false, false, true, true]
+    );
     assert_eq!(due("batch_sharpness_inside"), due("batch_sharpness"));
     assert_eq!(due("mini_bs"), [true, false, false, true, false, false, true]);
     assert_eq!(due("trace_f"), [true, false, false, false, false, false, true]);
@@ -80,13 +92,24 @@ fn tracked_metrics_match_dense_computations_and_follow_their_periods() {
     let obj = prep.model.objective();
     let theta = read_npy(dir.path().join("tracked/theta_final.npy")).unwrap().data;
     let n = 8;
-    let g: Vec<Vec<f64>> = (0..n).map(|i| obj.grad(&theta, Batch::Indices(&[i])).unwrap()).collect();
+    let g: Vec<Vec<f64>> = (0..n)
+        .map(|i| obj.grad(&theta, Batch::Indices(&[i])).unwrap())
+        .collect();
     let p = theta.len();
-    let mean: Vec<f64> = (0..p).map(|j| g.iter().map(|gi| gi[j]).sum::<f64>() / n as f64).collect();
+    let mean: Vec<f64> = (0..p)
+        .map(|j| g.iter().map(|gi| gi[j]).sum::<f64>() / n as f64)
+        .collect();
     let k = DMatrix::from_fn(p, p, |a, b| {
-        g.iter().map(|gi| (gi[a] - mean[a]) * (gi[b] - mean[b])).sum::<f64>() / n as f64
+        g.iter()
+            .map(|gi| (gi[a] - mean[a]) * (gi[b] - mean[b]))
+            .sum::<f64>()
+            / n as f64
     });
-    let tr_f = g.iter().map(|gi| gi.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / n as f64;
+    let tr_f = g
+        .iter()
+        .map(|gi| gi.iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        / n as f64;
     let (mut ratios, mut ghg_sum, mut gg_sum, mut lmax_sum, mut count) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         for j in i + 1..n {
@@ -106,7 +129,10 @@ fn tracked_metrics_match_dense_computations_and_follow_their_periods() {
     let last = |name: &str| *col(&h, &rows, name).last().unwrap();
     let close = |name: &str, want: f64, rel: f64| {
         let got = last(name);
-        assert!((got - want).abs() <= rel * want.abs().max(1e-12), "{name}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= rel * want.abs().max(1e-12),
+            "{name}: {got} vs {want}"
+        );
     };
     // Same sums in a different order (and Lanczos / dense eigensolvers): agreement to 1e-10 relative.
     close("batch_sharpness", ratios / count, 1e-10);
@@ -155,7 +181,15 @@ imbalance = true
     // imbalance is refused for other models (exit 2, field named).
     let bad = TRACKED.replace("trace_f = 10", "trace_f = 10\nimbalance = true");
     let cfg = write(dir.path(), "bad.toml", &bad);
-    assert_eq!(cli(&["run", cfg.to_str().unwrap(), "--out", dir.path().join("bad").to_str().unwrap()]), 2);
+    assert_eq!(
+        cli(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.path().join("bad").to_str().unwrap()
+        ]),
+        2
+    );
 
     // Noise-injected GD with σ = 0 is GD, bit for bit; σ > 0 moves θ and is reproducible.
     let gd = TRACKED
@@ -167,7 +201,11 @@ imbalance = true
     run(dir.path(), "noisy0", &noisy("0.0"));
     run(dir.path(), "noisy1", &noisy("0.5"));
     run(dir.path(), "noisy1b", &noisy("0.5"));
-    let th = |name: &str| read_npy(dir.path().join(name).join("theta_final.npy")).unwrap().data;
+    let th = |name: &str| {
+        read_npy(dir.path().join(name).join("theta_final.npy"))
+            .unwrap()
+            .data
+    };
     let bits = |v: Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(th("gd")), bits(th("noisy0")));
     assert_ne!(bits(th("gd")), bits(th("noisy1")));

@@ -56,6 +56,19 @@ pub fn checks() -> Vec<Check> {
             claim: "heavy ball diverges iff λ > (2+2β)/η, Nesterov iff λ > (2+2β)/((1+2β)η)",
             run: check_momentum_thresholds,
         },
+        Check {
+            id: "eos.mlp-edge-of-stability",
+            claim: "full-batch GD on a tanh MLP (digits, ½-MSE) sharpens progressively until λ_max reaches 2/η and \
+                    hovers there (±10% over the second half, 3 step sizes); GD tracks gradient flow (O(η) distance) \
+                    until the crossing and leaves it after",
+            run: crate::mlp_checks::check_mlp_eos,
+        },
+        Check {
+            id: "eos.edge-of-stochastic-stability",
+            claim: "under SGD λ_max plateaus below 2/η, lower for smaller batches, while batch sharpness (both \
+                    variants) stays at or below 2/η (+15%) and above λ_max for small batches; MiniBS ≥ λ_max",
+            run: crate::mlp_checks::check_eoss,
+        },
     ]
 }
 

@@ -6,14 +6,25 @@
 //! - [`gd_limit`]: GD to convergence with P_∞ = P₀Π(1 − η²ε_t²)², λ_GD = √(4Φ² + P_∞), rate |1 − ηλ_GD|,
 //!   the small-η expansion of λ_GF − λ_GD, regimes, parallel η sweeps.
 //! - [`bounds`]: divergence thresholds of GD, heavy ball and Nesterov on quadratics, with simulators.
-//! - [`checks`]: the registered theory checks (`eos.*`).
+//! - [`tracking`]: a tracker running GD/SGD on any `Objective` and measuring every `k` steps (warm-started
+//!   Lanczos sharpness probe, hover statistics).
+//! - [`edge_of_stability`]: Cohen et al.'s edge of stability on a tanh MLP (digits, ½-MSE), with gradient flow
+//!   (DOP853) alongside at t = ηk.
+//! - [`stochastic_stability`]: the edge of stochastic stability (batch sharpness, MiniBS, λ_max under SGD).
+//! - [`break_even`]: λ_H¹, λ_K¹, Tr K, Tr F along GD/SGD (Jastrzębski et al.'s break-even point).
+//! - [`checks`]: the registered theory checks (`eos.*`); the MLP ones live in [`mlp_checks`].
 pub mod bounds;
+pub mod break_even;
 pub mod checks;
+pub mod edge_of_stability;
 pub mod error;
 pub mod gd_limit;
 pub mod gradient_flow;
+pub mod mlp_checks;
 pub mod options;
 pub mod scalar_net;
+pub mod stochastic_stability;
+pub mod tracking;
 
 pub use bounds::{simulate, Method, QuadOutcome, Quadratic};
 pub use checks::checks;
@@ -25,3 +36,12 @@ pub use gd_limit::{
 pub use gradient_flow::GfSolution;
 pub use options::RunOptions;
 pub use scalar_net::{Invariants, ScalarNet, WidthReduction};
+pub use break_even::{break_even, conjecture_one, sweep_break_even, BreakEvenOptions, BreakEvenPoint, BreakEvenRun};
+pub use edge_of_stability::{
+    edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfComparison, GfHorizon, GfOptions,
+};
+pub use stochastic_stability::{
+    edge_of_stochastic_stability, sweep_edge_of_stochastic_stability, EossMeasurement, EossOptions, EossRun,
+    MiniBsOptions,
+};
+pub use tracking::{track, Hover, Probe, Sampling, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackStatus};

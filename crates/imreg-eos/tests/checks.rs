@@ -19,6 +19,8 @@ fn check_ids_are_the_registered_ones() {
             "eos.scalar-width-reduction",
             "eos.quadratic-threshold",
             "eos.momentum-thresholds",
+            "eos.mlp-edge-of-stability",
+            "eos.edge-of-stochastic-stability",
         ]
     );
 }

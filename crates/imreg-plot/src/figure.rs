@@ -292,7 +292,11 @@ impl Clip {
     /// leaves the box. A single point is kept if it is inside.
     pub fn polyline(&self, run: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
         if run.len() == 1 {
-            return if self.inside(run[0]) { vec![run.to_vec()] } else { Vec::new() };
+            return if self.inside(run[0]) {
+                vec![run.to_vec()]
+            } else {
+                Vec::new()
+            };
         }
         let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
         let mut cur: Vec<(f64, f64)> = Vec::new();

@@ -19,6 +19,11 @@
 //! assert_eq!(files.len(), 3); // order.svg, order.png, order.csv
 //! ```
 //!
+//! Axis ranges are the data's (padded by 5 %) unless fixed with [`Figure::x_limits`] / [`Figure::y_limits`];
+//! lines are clipped to the plotting area (a segment leaving the range ends on the frame) and the PNG draws
+//! polylines segment by segment, so thick lines never grow miter spikes past the frame where a trajectory
+//! reverses direction.
+//!
 //! Every file is written atomically (a temporary file in the same folder, then a rename), so a reader never
 //! sees a half-written figure. Points that cannot be drawn (non-finite values, non-positive values on a log
 //! axis) are skipped and counted ([`Figure::skipped_points`]); they are still kept in the CSV.

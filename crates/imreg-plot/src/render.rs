@@ -27,7 +27,7 @@ pub(crate) fn svg(fig: &Figure, prep: &Prepared, path: &Path) -> Result<String, 
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        draw(&root, fig, prep).map_err(|message| PlotError::Render {
+        draw(&root, fig, prep, false).map_err(|message| PlotError::Render {
             path: path.to_path_buf(),
             message,
         })?;
@@ -42,7 +42,7 @@ pub(crate) fn svg(fig: &Figure, prep: &Prepared, path: &Path) -> Result<String, 
 pub(crate) fn png(fig: &Figure, prep: &Prepared, path: &Path) -> Result<(), PlotError> {
     ensure_font()?;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    draw(&root, fig, prep).map_err(|message| PlotError::Render {
+    draw(&root, fig, prep, true).map_err(|message| PlotError::Render {
         path: path.to_path_buf(),
         message,
     })?;
@@ -73,10 +73,14 @@ pub(crate) fn fmt_num(v: f64) -> String {
     }
 }
 
+/// Draws the figure. With `split_segments`, each segment of a polyline is drawn on its own: plotters'
+/// bitmap backend joins thick polylines with unlimited miters, which paint long spikes past the plotting
+/// area where a trajectory reverses direction (SVG viewers cap miters, so the SVG keeps whole polylines).
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     fig: &Figure,
     prep: &Prepared,
+    split_segments: bool,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (x0, x1) = prep.x_range;
@@ -112,15 +116,22 @@ fn draw<DB: DrawingBackend>(
                 let mut legend_done = false;
                 if matches!(series.style, Style::Line | Style::LineMarkers) {
                     for run in prep.runs.get(i).into_iter().flatten() {
-                        let ann = chart
-                            .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
-                            .map_err(|e| e.to_string())?;
+                        let ann = if split_segments && run.len() > 2 {
+                            chart.draw_series(
+                                run.windows(2)
+                                    .map(|w| PathElement::new(vec![w[0], w[1]], color.stroke_width(2))),
+                            )
+                        } else {
+                            chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
+                        }
+                        .map_err(|e| e.to_string())?;
                         if named && !legend_done {
                             legend_done = true;
                             labelled = true;
                             ann.label(series.name.as_str()).legend(move |(x, y)| {
                                 let line = PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2));
-                                let dot = Circle::new((x + 12, y), if marker { 3 } else { 0 }, color.filled());
+                                let dot =
+                                    Circle::new((x + 12, y), if marker { 3 } else { 0 }, color.filled());
                                 EmptyElement::at((0, 0)) + line + dot
                             });
                         }
@@ -170,7 +181,78 @@ fn draw<DB: DrawingBackend>(
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_num;
+    use super::*;
+    use crate::Series;
+
+    /// Renders into an RGB buffer with the PNG path's drawing code.
+    fn rgb(fig: &Figure) -> Vec<u8> {
+        ensure_font().unwrap();
+        let prep = fig.prepare().unwrap();
+        let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
+            draw(&root, fig, &prep, true).unwrap();
+            root.present().unwrap();
+        }
+        buf
+    }
+
+    /// Pixels that differ between two renderings, as `(x, y)`.
+    fn diff(a: &[u8], b: &[u8]) -> Vec<(u32, u32)> {
+        (0..SIZE.0 * SIZE.1)
+            .filter(|&i| a[3 * i as usize..3 * i as usize + 3] != b[3 * i as usize..3 * i as usize + 3])
+            .map(|i| (i % SIZE.0, i / SIZE.0))
+            .collect()
+    }
+
+    fn bbox(p: &[(u32, u32)]) -> (u32, u32, u32, u32) {
+        p.iter()
+            .fold((u32::MAX, u32::MAX, 0, 0), |(a, b, c, d), &(x, y)| {
+                (a.min(x), b.min(y), c.max(x), d.max(y))
+            })
+    }
+
+    /// A trajectory that reverses direction sharply (GD oscillating across a valley, as the scalar net does
+    /// at large η) must not paint outside the plotting area: thick polylines joined with miters grow long
+    /// spikes at such corners, so the bitmap draws each segment on its own. The frame is located as the
+    /// pixels of a corner-to-corner reference line.
+    #[test]
+    fn sharp_reversals_stay_inside_the_frame() {
+        // A point outside the limits makes the figure non-empty while drawing nothing.
+        let (lo, hi) = ((0.1, -0.2), (2.5, 2.6));
+        let base = Figure::new("")
+            .x_limits(lo.0, hi.0)
+            .y_limits(lo.1, hi.1)
+            .series(Series::points("", vec![5.0], vec![5.0]));
+        let empty = rgb(&base);
+        let frame = bbox(&diff(
+            &empty,
+            &rgb(&base
+                .clone()
+                .series(Series::line("", vec![lo.0, hi.0], vec![lo.1, hi.1]))),
+        ));
+        // The first GD iterates of the scalar net at η = 0.9 from (a, b) = (1.5, 0.01), Φ = 1.
+        let xs = vec![
+            1.5, 1.508865, 0.277164, 0.233918, 0.409813, 0.714245, 1.029151, 0.974937, 1.018856,
+        ];
+        let ys = vec![
+            0.01, 1.33975, -0.047428, 0.205299, 0.405714, 0.713222, 1.02858, 0.974336, 1.018282,
+        ];
+        let zig = rgb(&base.clone().series(Series::line("", xs, ys)));
+        let (x0, y0, x1, y1) = frame;
+        let outside: Vec<_> = diff(&empty, &zig)
+            .into_iter()
+            .filter(|&(x, y)| x + 1 < x0 || x > x1 + 1 || y + 1 < y0 || y > y1 + 1)
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "{} pixels outside the frame {frame:?}: {:?}",
+            outside.len(),
+            &outside[..outside.len().min(5)]
+        );
+        // The series itself was drawn, inside.
+        assert!(diff(&empty, &zig).len() > 1000);
+    }
 
     #[test]
     fn numbers_are_short() {

@@ -176,7 +176,12 @@ fn write_demo_for_inspection() {
 fn polylines(svg: &str, color: &str) -> Vec<Vec<(f64, f64)>> {
     svg.split("<polyline")
         .skip(1)
-        .filter(|el| el.split("/>").next().unwrap().contains(&format!("stroke=\"{color}\"")))
+        .filter(|el| {
+            el.split("/>")
+                .next()
+                .unwrap()
+                .contains(&format!("stroke=\"{color}\""))
+        })
         .map(|el| {
             let pts = el.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
             pts.split_whitespace()
@@ -231,16 +236,23 @@ fn lines_are_clipped_to_the_plotting_area() {
         }
         // Each run touches the top edge where the excursion leaves the frame.
         for r in &runs {
-            assert!(r.iter().any(|p| (p.1 - fy0).abs() <= 1.0), "{log}: {r:?} never reaches the top");
+            assert!(
+                r.iter().any(|p| (p.1 - fy0).abs() <= 1.0),
+                "{log}: {r:?} never reaches the top"
+            );
         }
         // Markers are drawn only for the points inside the limits (the two at mid height).
         let markers = svg.matches("<circle").count();
         assert_eq!(markers, 2, "{log}");
     }
     // Limits that cannot be drawn are a typed error.
-    let bad = Figure::new("b")
-        .log_y()
-        .y_limits(0.0, 1.0)
-        .series(Series::line("s", vec![1.0, 2.0], vec![1.0, 2.0]));
-    assert!(matches!(bad.save(dir.path(), "bad"), Err(PlotError::Limits { axis: "y", .. })));
+    let bad =
+        Figure::new("b")
+            .log_y()
+            .y_limits(0.0, 1.0)
+            .series(Series::line("s", vec![1.0, 2.0], vec![1.0, 2.0]));
+    assert!(matches!(
+        bad.save(dir.path(), "bad"),
+        Err(PlotError::Limits { axis: "y", .. })
+    ));
 }

@@ -15,3 +15,4 @@ pub mod without_replacement;
 pub mod regularizers;
 pub mod support;
 pub mod reg_checks;
+pub mod study;

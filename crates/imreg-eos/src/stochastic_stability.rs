@@ -1,0 +1,240 @@
+//! The edge of stochastic stability (Andreyev & Beneventano 2024/25; `shared/theory/beneventano.md` §2).
+//!
+//! SGD `θ_{t+1} = θ_t − η∇C_{B_t}(θ_t)` with random-reshuffling batches of size `b`. Along the run, every
+//! `k` steps (before the update), with `g_B = ∇C_B`, `H_B = ∇²C_B`, `B` a uniformly random size-`b` subset of
+//! the training set:
+//!
+//! - `λ_max = λ_max(∇²C)`, the full-batch sharpness (Lanczos, warm-started);
+//! - **batch sharpness** in both published variants, `E_B[g_BᵀH_Bg_B/‖g_B‖²]` (mean of ratios, Def. 3 and the
+//!   official code's default) and `E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]` (ratio of means, App. F), Monte Carlo over
+//!   fresh seeded batches with a relative-standard-error stop (as the official code);
+//! - **MiniBS** `E_B[λ_max(H_B)]` (v1 of the paper), Monte Carlo, Lanczos per batch.
+//!
+//! Claim (§2.3): batch sharpness rises to `2/η` and hovers there, while `λ_max` plateaus **below** `2/η`, the
+//! lower the smaller `b`. Exact facts used as sanity bounds (§2.4): `MiniBS ≥ λ_max` (Jensen) and
+//! mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh quotients), for every θ.
+use crate::tracking::{
+    step_seed, track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult,
+    TrackStatus,
+};
+use imreg_objective::{Batch, Objective};
+use imreg_spectra::{
+    batch_sharpness, mini_bs, BatchExpectation, BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions,
+};
+use rayon::prelude::*;
+
+/// Options of the MiniBS measurement.
+#[derive(Clone, Debug)]
+pub struct MiniBsOptions {
+    /// Monte Carlo over batches (the seed is re-derived at every measurement step).
+    pub monte_carlo: MonteCarloOptions,
+    /// Lanczos steps per batch Hessian.
+    pub lanczos_iters: usize,
+}
+
+impl Default for MiniBsOptions {
+    fn default() -> Self {
+        MiniBsOptions {
+            monte_carlo: MonteCarloOptions {
+                seed: 0,
+                min_batches: 10,
+                max_batches: 50,
+                rel_se_tol: 0.05,
+                round: 10,
+            },
+            lanczos_iters: 20,
+        }
+    }
+}
+
+/// Options of [`edge_of_stochastic_stability`].
+#[derive(Clone, Debug)]
+pub struct EossOptions {
+    /// Step size η.
+    pub lr: f64,
+    /// SGD batch size `b` (random reshuffling).
+    pub batch_size: usize,
+    /// SGD steps.
+    pub steps: usize,
+    /// Measure every this many steps.
+    pub every: usize,
+    /// Seed of the batch order (and, derived per step, of the Monte Carlo batches).
+    pub seed: u64,
+    /// Lanczos steps per full-batch `λ_max` (warm-started).
+    pub lanczos_iters: usize,
+    /// Lanczos relative tolerance.
+    pub lanczos_tol: f64,
+    /// Monte Carlo of batch sharpness (its seed is re-derived per step from [`EossOptions::seed`]).
+    pub batch_sharpness: MonteCarloOptions,
+    /// MiniBS (`None`: not measured).
+    pub mini_bs: Option<MiniBsOptions>,
+    /// Loss above which the run counts as diverged.
+    pub blowup_loss: f64,
+}
+
+impl Default for EossOptions {
+    fn default() -> Self {
+        EossOptions {
+            lr: 0.1,
+            batch_size: 32,
+            steps: 2000,
+            every: 50,
+            seed: 0,
+            lanczos_iters: 20,
+            lanczos_tol: 1e-8,
+            batch_sharpness: MonteCarloOptions {
+                seed: 0,
+                min_batches: 20,
+                max_batches: 400,
+                rel_se_tol: 0.01,
+                round: 20,
+            },
+            mini_bs: Some(MiniBsOptions::default()),
+            blowup_loss: 1e6,
+        }
+    }
+}
+
+/// The quantities measured at one step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EossMeasurement {
+    /// `λ_max(∇²C)`.
+    pub lambda_max: TopEigen,
+    /// Batch sharpness, both variants.
+    pub batch_sharpness: BatchSharpness,
+    /// MiniBS, if measured.
+    pub mini_bs: Option<MiniBs>,
+}
+
+/// One EoSS run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EossRun {
+    pub lr: f64,
+    pub batch_size: usize,
+    /// `2/η`.
+    pub threshold: f64,
+    /// Measurement steps.
+    pub steps: Vec<usize>,
+    /// Full-batch loss at the measurement steps.
+    pub loss: Vec<f64>,
+    pub measurements: Vec<EossMeasurement>,
+    pub status: TrackStatus,
+    /// Mean-of-ratios batch sharpness over the second half, relative to `2/η`.
+    pub hover_batch_sharpness: Hover,
+    /// Ratio-of-means batch sharpness over the second half, relative to `2/η`.
+    pub hover_ratio_of_means: Hover,
+    /// `λ_max` over the second half, relative to `2/η`.
+    pub lambda_max_second_half: Hover,
+}
+
+impl EossRun {
+    /// `λ_max` series.
+    pub fn lambda_max(&self) -> Vec<f64> {
+        self.measurements.iter().map(|m| m.lambda_max.value).collect()
+    }
+    /// Mean-of-ratios batch sharpness series.
+    pub fn batch_sharpness(&self) -> Vec<f64> {
+        self.measurements
+            .iter()
+            .map(|m| m.batch_sharpness.mean_of_ratios.value)
+            .collect()
+    }
+    /// Ratio-of-means batch sharpness series.
+    pub fn batch_sharpness_ratio_of_means(&self) -> Vec<f64> {
+        self.measurements
+            .iter()
+            .map(|m| m.batch_sharpness.ratio_of_means.value)
+            .collect()
+    }
+    /// MiniBS series (NaN where not measured).
+    pub fn mini_bs(&self) -> Vec<f64> {
+        self.measurements
+            .iter()
+            .map(|m| m.mini_bs.map_or(f64::NAN, |x| x.estimate.value))
+            .collect()
+    }
+}
+
+/// SGD from `θ₀` with `λ_max`, batch sharpness (both variants) and MiniBS tracked every `opts.every` steps.
+/// Divergence is reported in [`EossRun::status`].
+pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
+    obj: &O,
+    theta0: &[f64],
+    opts: &EossOptions,
+) -> TrackResult<EossRun> {
+    if opts.lanczos_iters == 0 {
+        return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
+    }
+    let b = opts.batch_size;
+    let topts = TrackOptions {
+        lr: opts.lr,
+        steps: opts.steps,
+        every: opts.every,
+        sampling: Sampling::Reshuffled {
+            batch_size: b,
+            seed: opts.seed,
+        },
+        blowup_loss: opts.blowup_loss,
+    };
+    let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<EossMeasurement> {
+        let lambda_max = sharp.sharpness(o, th)?;
+        let mc = MonteCarloOptions {
+            seed: step_seed(opts.seed, step),
+            ..opts.batch_sharpness
+        };
+        let bs = batch_sharpness(o, th, Batch::Full, b, &BatchExpectation::MonteCarlo(mc))?;
+        let mbs = match &opts.mini_bs {
+            None => None,
+            Some(m) => {
+                let mc = MonteCarloOptions {
+                    seed: step_seed(opts.seed ^ 0x4D49_4E49, step),
+                    ..m.monte_carlo
+                };
+                let lo = LanczosOptions {
+                    max_iter: m.lanczos_iters,
+                    tol: opts.lanczos_tol,
+                    seed: opts.seed,
+                    ..Default::default()
+                };
+                Some(mini_bs(o, th, Batch::Full, b, &BatchExpectation::MonteCarlo(mc), &lo)?)
+            }
+        };
+        Ok(EossMeasurement {
+            lambda_max,
+            batch_sharpness: bs,
+            mini_bs: mbs,
+        })
+    };
+    let tr = track(obj, theta0, &topts, &mut probe)?;
+    let threshold = 2.0 / opts.lr;
+    let steps = tr.steps();
+    let from = opts.steps / 2;
+    let bs = tr.series(|m| m.batch_sharpness.mean_of_ratios.value);
+    let rm = tr.series(|m| m.batch_sharpness.ratio_of_means.value);
+    let lm = tr.series(|m| m.lambda_max.value);
+    Ok(EossRun {
+        lr: opts.lr,
+        batch_size: b,
+        threshold,
+        hover_batch_sharpness: Hover::over(&steps, &bs, from, threshold),
+        hover_ratio_of_means: Hover::over(&steps, &rm, from, threshold),
+        lambda_max_second_half: Hover::over(&steps, &lm, from, threshold),
+        loss: tr.records.iter().map(|r| r.loss).collect(),
+        measurements: tr.records.into_iter().map(|r| r.value).collect(),
+        steps,
+        status: tr.status,
+    })
+}
+
+/// Runs [`edge_of_stochastic_stability`] for each options set, rayon-parallel, results in input order
+/// (bitwise deterministic).
+pub fn sweep_edge_of_stochastic_stability<O: Objective + ?Sized>(
+    obj: &O,
+    theta0: &[f64],
+    runs: &[EossOptions],
+) -> Vec<TrackResult<EossRun>> {
+    runs.par_iter()
+        .map(|o| edge_of_stochastic_stability(obj, theta0, o))
+        .collect()
+}

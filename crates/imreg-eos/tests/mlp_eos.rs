@@ -1,0 +1,242 @@
+//! Tests of the trajectory tracker, the EoS / EoSS / break-even runners, against independent oracles
+//! (closed forms on quadratics, dense eigensolves, single-example gradients).
+use imreg_check::{run_check, CheckContext};
+use imreg_eos::tracking::step_seed;
+use imreg_eos::{
+    break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track, BreakEvenOptions,
+    DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, Sampling, SharpnessProbe, TrackError, TrackOptions,
+    TrackStatus,
+};
+use imreg_objective::{Batch, Objective, Quadratic};
+use nalgebra::{DMatrix, SymmetricEigen};
+
+fn tiny() -> (imreg_objective::models::Mlp, Vec<f64>) {
+    let p = DigitsMlp {
+        hidden: vec![6],
+        ..DigitsMlp::cohen(24)
+    };
+    p.build().unwrap()
+}
+
+#[test]
+fn gd_on_a_quadratic_matches_the_closed_form_and_divergence_is_reported() {
+    // C = ½ Σ h_j θ_j²: θ_k = (1 − ηh)^k θ₀ exactly (up to rounding of the repeated product).
+    let h = [1.0, 3.0];
+    let q = Quadratic::diagonal(&h);
+    let opts = TrackOptions {
+        lr: 0.1,
+        steps: 30,
+        every: 10,
+        ..Default::default()
+    };
+    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, th: &[f64], _| Ok(th.to_vec())).unwrap();
+    assert_eq!(tr.status, TrackStatus::Completed);
+    for r in &tr.records {
+        for (j, (&x, &x0)) in r.value.iter().zip(&[1.0, -2.0]).enumerate() {
+            let want = (1.0f64 - 0.1 * h[j]).powi(r.step as i32) * x0;
+            assert!((x - want).abs() <= 1e-14, "step {} coord {j}: {x} vs {want}", r.step);
+        }
+    }
+    assert_eq!(tr.step_losses.len(), 31);
+    // η = 1 > 2/3: the h = 3 mode grows by |1 − 3| = 2 per step; loss ½·3·4·4^k > 1e8 from k = 12 on.
+    let opts = TrackOptions {
+        lr: 1.0,
+        steps: 100,
+        every: 5,
+        ..Default::default()
+    };
+    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, _: &[f64], _| Ok(())).unwrap();
+    let k = (1..).find(|&k| 0.5 * 3.0 * 4.0 * 4f64.powi(k) > 1e8).unwrap() as usize;
+    match tr.status {
+        TrackStatus::Diverged { step, loss } => assert!(step == k && loss > 1e8, "{step} vs {k}"),
+        s => panic!("expected divergence, got {s:?}"),
+    }
+    assert_eq!(tr.diverged_at(), Some(k));
+}
+
+#[test]
+fn bad_options_are_typed_errors() {
+    let q = Quadratic::diagonal(&[1.0]);
+    let mut noop = |_: &Quadratic, _: &[f64], _: usize| Ok(());
+    let e = |o: TrackOptions| track(&q, &[1.0], &o, &mut noop).unwrap_err();
+    assert!(matches!(e(TrackOptions { lr: 0.0, ..Default::default() }), TrackError::Eos(_)));
+    assert!(matches!(e(TrackOptions { lr: f64::NAN, ..Default::default() }), TrackError::Eos(_)));
+    assert!(matches!(
+        e(TrackOptions { every: 0, ..Default::default() }),
+        TrackError::Invalid { field: "every", .. }
+    ));
+    assert!(matches!(
+        e(TrackOptions { sampling: Sampling::Reshuffled { batch_size: 2, seed: 0 }, ..Default::default() }),
+        TrackError::Invalid { field: "sampling.batch_size", .. }
+    ));
+    assert!(track(&q, &[1.0, 2.0], &TrackOptions::default(), &mut noop).is_err());
+    assert!(DigitsMlp::cohen(0).build().is_err());
+    assert!(DigitsMlp::cohen(5000).build().is_err());
+}
+
+#[test]
+fn reshuffled_sgd_visits_every_example_once_per_epoch() {
+    // With per-example quadratics ℓ_i = ½(θ − i)², the SGD step on batch B moves θ by −η(θ − mean(B)); with
+    // η = 1 the iterate is the batch mean, so the iterates reveal the batches.
+    let n = 12;
+    let a: Vec<DMatrix<f64>> = (0..n).map(|_| DMatrix::from_element(1, 1, 1.0)).collect();
+    let b: Vec<nalgebra::DVector<f64>> = (0..n).map(|i| nalgebra::DVector::from_element(1, -(i as f64))).collect();
+    let q = Quadratic::new(a, b).unwrap();
+    let opts = TrackOptions {
+        lr: 1.0,
+        steps: 12,
+        every: 1,
+        sampling: Sampling::Reshuffled { batch_size: 1, seed: 3 },
+        ..Default::default()
+    };
+    let tr = track(&q, &[0.5], &opts, &mut |_: &Quadratic, th: &[f64], _| Ok(th[0])).unwrap();
+    let mut seen: Vec<f64> = tr.records[1..].iter().map(|r| r.value).collect();
+    seen.sort_by(f64::total_cmp);
+    assert_eq!(seen, (0..n).map(|i| i as f64).collect::<Vec<_>>());
+}
+
+#[test]
+fn warm_started_sharpness_matches_the_dense_hessian() {
+    let (mlp, theta) = tiny();
+    let h = mlp.dense_hessian(&theta, Batch::Full).unwrap();
+    let dense = SymmetricEigen::new(h).eigenvalues.max();
+    let mut probe = SharpnessProbe::new(200, 1e-12, 1);
+    let s = probe.sharpness(&mlp, &theta).unwrap();
+    assert!((s.value - dense).abs() <= 1e-9 * dense, "{} vs {dense}", s.value);
+    // Warm start at a nearby point converges in fewer iterations and to the dense value there.
+    let g = mlp.grad(&theta, Batch::Full).unwrap();
+    let theta2: Vec<f64> = theta.iter().zip(&g).map(|(t, g)| t - 0.01 * g).collect();
+    let dense2 = SymmetricEigen::new(mlp.dense_hessian(&theta2, Batch::Full).unwrap()).eigenvalues.max();
+    let s2 = probe.sharpness(&mlp, &theta2).unwrap();
+    assert!((s2.value - dense2).abs() <= 1e-9 * dense2);
+    assert!(s2.iterations < s.iterations, "{} vs {}", s2.iterations, s.iterations);
+}
+
+#[test]
+fn break_even_quantities_match_dense_oracles() {
+    let (mlp, theta) = tiny();
+    let opts = BreakEvenOptions {
+        lr: 0.1,
+        steps: 0,
+        every: 1,
+        subset: 24,
+        lanczos_iters: 200,
+        lanczos_tol: 1e-12,
+        fisher_samples: 1,
+        ..Default::default()
+    };
+    let run = break_even(&mlp, &theta, &opts).unwrap();
+    let p0 = run.points[0];
+    // Dense K from single-example gradients (independent of the Gram route).
+    let n = mlp.n_examples();
+    let gs: Vec<Vec<f64>> = (0..n).map(|i| mlp.grad(&theta, Batch::Indices(&[i])).unwrap()).collect();
+    let d = mlp.dim();
+    let mean: Vec<f64> = (0..d).map(|j| gs.iter().map(|g| g[j]).sum::<f64>() / n as f64).collect();
+    let mut k = DMatrix::<f64>::zeros(d, d);
+    for g in &gs {
+        let c = nalgebra::DVector::from_iterator(d, g.iter().zip(&mean).map(|(a, m)| a - m));
+        k += &c * c.transpose() / n as f64;
+    }
+    let tr_k = k.trace();
+    let top_k = SymmetricEigen::new(k).eigenvalues.max();
+    assert!((p0.trace_k - tr_k).abs() <= 1e-10 * tr_k, "{} vs {tr_k}", p0.trace_k);
+    assert!((p0.lambda_k - top_k).abs() <= 1e-9 * top_k, "{} vs {top_k}", p0.lambda_k);
+    let top_h = SymmetricEigen::new(mlp.dense_hessian(&theta, Batch::Full).unwrap()).eigenvalues.max();
+    assert!((p0.lambda_h - top_h).abs() <= 1e-9 * top_h);
+    assert!(p0.trace_f.is_finite() && p0.trace_f > 0.0);
+}
+
+#[test]
+fn eos_run_tracks_gradient_flow_at_small_eta_and_reports_divergence() {
+    let (mlp, theta) = tiny();
+    let gf = GfOptions {
+        horizon: GfHorizon::Step(40),
+        ..Default::default()
+    };
+    let r = edge_of_stability(
+        &mlp,
+        &theta,
+        &EosOptions {
+            lr: 0.01,
+            steps: 40,
+            every: 10,
+            gradient_flow: Some(gf),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let g = r.gradient_flow.unwrap();
+    assert_eq!(g.steps, [0, 10, 20, 30, 40]);
+    assert_eq!(g.relative_distance[0], 0.0);
+    assert!(g.max_before_crossing < 1e-3, "{}", g.max_before_crossing);
+    // A step far beyond 2/λ_max blows up: reported with its step, never a panic.
+    let r = edge_of_stability(
+        &mlp,
+        &theta,
+        &EosOptions {
+            lr: 1e3,
+            steps: 200,
+            every: 10,
+            gradient_flow: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(r.status, TrackStatus::Diverged { step, .. } if step < 200), "{:?}", r.status);
+}
+
+#[test]
+fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
+    let (mlp, theta) = tiny();
+    let opts: Vec<EosOptions> = [0.05, 0.1]
+        .iter()
+        .map(|&lr| EosOptions {
+            lr,
+            steps: 30,
+            every: 10,
+            gradient_flow: Some(GfOptions {
+                horizon: GfHorizon::Step(30),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let eos: Vec<_> = sweep_edge_of_stability(&mlp, &theta, &opts)
+                .into_iter()
+                .map(|r| r.unwrap())
+                .collect();
+            let eoss = edge_of_stochastic_stability(
+                &mlp,
+                &theta,
+                &EossOptions {
+                    lr: 0.1,
+                    batch_size: 4,
+                    steps: 20,
+                    every: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            (eos, eoss)
+        })
+    };
+    let (a, b) = (run(1), run(2));
+    assert_eq!(a, b);
+    assert_ne!(step_seed(1, 0), step_seed(1, 1));
+}
+
+/// `cargo test -p imreg-eos --release --test mlp_eos -- --ignored --nocapture` prints the two MLP checks'
+/// quick-mode records.
+#[test]
+#[ignore]
+fn print_mlp_check_records() {
+    let quick = std::env::var("EOS_FULL").is_err();
+    let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
+    for c in imreg_eos::checks().into_iter().filter(|c| c.id.contains("stability")) {
+        let r = run_check(&c, &CheckContext { out_dir: out.clone(), quick });
+        println!("{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n", r.id, r.passed, r.seconds, r.expected, r.measured);
+    }
+}
