@@ -30,33 +30,34 @@ pub struct EosSetting {
 }
 
 impl EosSetting {
-    /// Full mode: 1 000 digits, tanh 64-100-100-10, η ∈ {0.15, 0.2, 0.3}, 2 000 steps. Quick mode: 256
-    /// digits, η ∈ {0.3, 0.4, 0.5}, 600 steps (2/η = 6.7, 5, 4 are reached by progressive sharpening from
-    /// λ_max(θ₀) ≈ 2.9 within ~200 steps, so the second half of the run is at the edge).
+    /// Full mode: 1 000 digits, tanh 64-100-100-10, η ∈ {0.2, 0.25, 0.3}, 2 000 steps (2/η = 10, 8, 6.7 are
+    /// reached by progressive sharpening from λ_max(θ₀) ≈ 2.9 by steps ≈ 475, 300, 220). Quick mode (CI): 512
+    /// digits, η ∈ {0.35, 0.4} only (crossings by step ≈ 160), 600 steps, and gradient flow only in the
+    /// first-order study (the long flow integrations to twice the crossing time run in full mode).
     pub fn new(quick: bool) -> Self {
         if quick {
             EosSetting {
-                problem: DigitsMlp::cohen(256),
-                lrs: vec![0.3, 0.4, 0.5],
+                problem: DigitsMlp::cohen(512),
+                lrs: vec![0.35, 0.4],
                 steps: 600,
                 every: 20,
             }
         } else {
             EosSetting {
                 problem: DigitsMlp::cohen(1000),
-                lrs: vec![0.15, 0.2, 0.3],
+                lrs: vec![0.2, 0.25, 0.3],
                 steps: 2000,
                 every: 20,
             }
         }
     }
 
-    pub fn options(&self, lr: f64) -> EosOptions {
+    pub fn options(&self, lr: f64, quick: bool) -> EosOptions {
         EosOptions {
             lr,
             steps: self.steps,
             every: self.every,
-            gradient_flow: Some(GfOptions {
+            gradient_flow: (!quick).then(|| GfOptions {
                 horizon: GfHorizon::CrossingTimes(2.0),
                 ..Default::default()
             }),
@@ -69,7 +70,7 @@ impl EosSetting {
 pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
     let set = EosSetting::new(ctx.quick);
     let (mlp, theta0) = set.problem.build().map_err(err)?;
-    let opts: Vec<EosOptions> = set.lrs.iter().map(|&lr| set.options(lr)).collect();
+    let opts: Vec<EosOptions> = set.lrs.iter().map(|&lr| set.options(lr, ctx.quick)).collect();
     let runs: Vec<EosRun> = sweep_edge_of_stability(&mlp, &theta0, &opts)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -119,7 +120,7 @@ pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
 
 /// GD tracks gradient flow to first order before the crossing: at a fixed time `t₀` before every run's
 /// crossing, `‖θ_GD(t₀/η) − θ_GF(t₀)‖/‖θ_GF(t₀)‖` is `O(η)` (Euler's global error), log-log slope 1 ± 0.15
-/// over η, η/2, η/4.
+/// over η/2, η/4, η/8 (η the largest step size).
 fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[EosRun]) -> Result<Outcome, String> {
     let eta_max = set.lrs.iter().cloned().fold(0.0, f64::max);
     let run = runs
@@ -130,7 +131,7 @@ fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[Eos
     // t₀ = half the crossing time of the largest η, on the grid of every η below.
     let k0 = (crossing / 2).max(4) / 4 * 4;
     let t0 = eta_max * k0 as f64;
-    let etas: Vec<f64> = [1.0, 0.5, 0.25].iter().map(|f| eta_max * f).collect();
+    let etas: Vec<f64> = [0.5, 0.25, 0.125].iter().map(|f| eta_max * f).collect();
     let dists: Vec<f64> = etas
         .par_iter()
         .map(|&eta| {
@@ -140,12 +141,15 @@ fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[Eos
                 steps,
                 every: steps,
                 lanczos_iters: 2,
+                ..set.options(eta, true)
+            };
+            let opts = EosOptions {
                 gradient_flow: Some(GfOptions {
                     horizon: GfHorizon::Step(steps),
                     sharpness: false,
                     ..Default::default()
                 }),
-                ..set.options(eta)
+                ..opts
             };
             edge_of_stability(mlp, theta0, &opts).map(|r| r.gradient_flow.map_or(f64::NAN, |g| g.final_distance))
         })
@@ -161,7 +165,7 @@ fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[Eos
             dists.iter().map(|d| format!("{d:.2e}")).collect::<Vec<_>>(),
             fit.slope,
             fit.slope_se,
-            eta_max * 1e-3 / dists[0]
+            etas[0] * 1e-3 / dists[0]
         ),
         (fit.slope - 1.0).abs() <= 0.15,
     ))
@@ -211,21 +215,21 @@ pub struct EossSetting {
 }
 
 impl EossSetting {
-    /// Full mode: 1 000 digits, η = 0.6, b ∈ {8, 16, 32}, 4 000 steps. Quick: 256 digits, b ∈ {8, 32},
-    /// 1 500 steps.
+    /// Full mode: 1 000 digits, η = 0.5, b ∈ {8, 16, 32}, 4 000 steps. Quick: 256 digits, η = 0.5,
+    /// b ∈ {8, 16}, 1 500 steps.
     pub fn new(quick: bool) -> Self {
         if quick {
             EossSetting {
                 problem: DigitsMlp::cohen(256),
-                lr: 0.6,
-                batch_sizes: vec![8, 32],
+                lr: 0.5,
+                batch_sizes: vec![8, 16],
                 steps: 1500,
                 every: 100,
             }
         } else {
             EossSetting {
                 problem: DigitsMlp::cohen(1000),
-                lr: 0.6,
+                lr: 0.5,
                 batch_sizes: vec![8, 16, 32],
                 steps: 4000,
                 every: 100,

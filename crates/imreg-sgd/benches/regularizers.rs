@@ -15,7 +15,12 @@ use std::time::Duration;
 
 fn gn_step(c: &mut Criterion) {
     let d = digits();
-    let spec = MlpSpec { widths: vec![64, 32, 10], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let spec = MlpSpec {
+        widths: vec![64, 32, 10],
+        activation: Activation::Tanh,
+        bias: true,
+        loss: LossKind::CrossEntropy,
+    };
     let net = Net::new(spec, d.x.clone(), NetTargets::Labels(d.labels.clone())).unwrap();
     let theta0 = net.mlp().init_params(0, 1.0);
     let rows: Vec<usize> = (0..1280).collect();
@@ -40,11 +45,16 @@ fn gn_step(c: &mut Criterion) {
 
 fn support_run(c: &mut Criterion) {
     let data = sparse_support(&SupportParams::paper(SupportTarget::Linear, 0)).unwrap();
-    let cfg = SupportConfig { record_every: 10_000, ..SupportConfig::paper(Some(32), 200_000, 0) };
+    let cfg = SupportConfig {
+        record_every: 10_000,
+        ..SupportConfig::paper(Some(32), 200_000, 0)
+    };
     let mut g = c.benchmark_group("support");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(30));
-    g.bench_function("200k_steps_b32", |b| b.iter(|| train_support(&data, &cfg, None).unwrap()));
+    g.bench_function("200k_steps_b32", |b| {
+        b.iter(|| train_support(&data, &cfg, None).unwrap())
+    });
     g.finish();
 }
 

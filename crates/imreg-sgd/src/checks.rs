@@ -21,6 +21,14 @@ use nalgebra::{DMatrix, DVector};
 
 /// The checks this crate registers.
 pub fn checks() -> Vec<Check> {
+    let mut checks = expectation_checks();
+    // Issue 7: SGD without replacement, support learning and the explicit regularizers.
+    checks.extend(crate::reg_checks::regularization_checks());
+    checks
+}
+
+/// The checks of exact SGD expectations against the modified flows (Smith et al.).
+fn expectation_checks() -> Vec<Check> {
     vec![
         Check {
             id: "smith.csgd-order",
@@ -388,7 +396,8 @@ fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String>
 mod tests {
     #[test]
     fn all_checks_pass_quick() {
-        imreg_check::assert_all_pass(&super::checks(), true);
+        // The regularization checks run one by one in tests/regularization_checks.rs.
+        imreg_check::assert_all_pass(&super::expectation_checks(), true);
     }
 
     /// Full mode with figures into `$IMREG_CHECK_OUT` (default: the system temp dir); prints each record.

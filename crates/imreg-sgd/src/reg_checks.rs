@@ -80,8 +80,18 @@ fn gd_path(q: &Quadratic, theta0: &[f64], eta: f64, k: usize) -> Result<DVector<
     Ok(DVector::from_vec(th))
 }
 
-fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<(DVector<f64>, DVector<f64>, DVector<f64>), String> {
-    let q = toy(&ToyParams { h: h.to_vec(), n: 8, amplitude, seed: 3, diagonal_noise: false }).map_err(s)?;
+/// (measured drift, predicted drift, i.i.d. mean minus the GD path).
+type DriftParts = (DVector<f64>, DVector<f64>, DVector<f64>);
+
+fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, String> {
+    let q = toy(&ToyParams {
+        h: h.to_vec(),
+        n: 8,
+        amplitude,
+        seed: 3,
+        diagonal_noise: false,
+    })
+    .map_err(s)?;
     let th0 = vec![0.0; h.len()];
     let k = 8 / b;
     let wor = orders_mean(&q, &th0, 1.0, b).map_err(s)?;
@@ -100,10 +110,18 @@ fn drift_vs_enumeration(_: &CheckContext) -> Result<Outcome, String> {
         let (meas, pred, iid_vs_gd) = drift_parts(&h, 1e-3, 2)?;
         let ratio = meas.dot(&pred) / pred.norm_squared();
         let rel = (&meas - &pred).norm() / pred.norm();
-        parts.push(Outcome::at_most(&format!("h = {h:?}: ‖measured − predicted‖/‖predicted‖ (ratio {ratio:.5})"), rel, 0.01));
+        parts.push(Outcome::at_most(
+            &format!("h = {h:?}: ‖measured − predicted‖/‖predicted‖ (ratio {ratio:.5})"),
+            rel,
+            0.01,
+        ));
         // i.i.d. batches: E θ_k equals the GD path exactly (quadratic, batch independent of θ); relative to
         // the drift size this is rounding only.
-        parts.push(Outcome::at_most(&format!("h = {h:?}: ‖E_iid θ_k − θ_k^GD‖/‖drift‖"), iid_vs_gd.norm() / pred.norm(), 1e-8));
+        parts.push(Outcome::at_most(
+            &format!("h = {h:?}: ‖E_iid θ_k − θ_k^GD‖/‖drift‖"),
+            iid_vs_gd.norm() / pred.norm(),
+            1e-8,
+        ));
     }
     // Error scaling with the amplitude: relative error ∝ amplitude (slope 1; ±0.15 covers the curvature of
     // the log-log line over a factor 8).
@@ -114,18 +132,40 @@ fn drift_vs_enumeration(_: &CheckContext) -> Result<Outcome, String> {
         errs.push((&meas - &pred).norm() / pred.norm());
     }
     let fit = loglog_slope(&amps, &errs)?;
-    parts.push(Outcome::within("slope of relative error vs amplitude", 1.0, fit.slope, 0.15));
+    parts.push(Outcome::within(
+        "slope of relative error vs amplitude",
+        1.0,
+        fit.slope,
+        0.15,
+    ));
     // b = n: one step on the full batch, every order identical: the measured drift is exactly zero.
     let (meas, pred, _) = drift_parts(&[0.05, 1.2], 1e-3, 8)?;
-    parts.push(Outcome::at_most("b = n: |measured drift| + |predicted|", meas.norm() + pred.norm(), 1e-15));
+    parts.push(Outcome::at_most(
+        "b = n: |measured drift| + |predicted|",
+        meas.norm() + pred.norm(),
+        1e-15,
+    ));
     Ok(Outcome::all(parts))
 }
 
 /// Normalized measured epoch weights `W(k)` along direction `dir` for `b = 1`, `n = k` (exact DP).
-fn measured_weights(h: &[f64], dir: usize, ks: &[usize], amplitude: f64, eta: f64) -> Result<Vec<f64>, String> {
+fn measured_weights(
+    h: &[f64],
+    dir: usize,
+    ks: &[usize],
+    amplitude: f64,
+    eta: f64,
+) -> Result<Vec<f64>, String> {
     ks.iter()
         .map(|&k| {
-            let q = toy(&ToyParams { h: h.to_vec(), n: k, amplitude, seed: 11, diagonal_noise: true }).map_err(s)?;
+            let q = toy(&ToyParams {
+                h: h.to_vec(),
+                n: k,
+                amplitude,
+                seed: 11,
+                diagonal_noise: true,
+            })
+            .map_err(s)?;
             let th0 = vec![0.0; h.len()];
             let wor = exact_moments(&q, &th0, eta, 1, Process::WithoutReplacement).map_err(s)?;
             let iid = exact_moments(&q, &th0, eta, 1, Process::WithReplacement).map_err(s)?;
@@ -139,43 +179,86 @@ fn measured_weights(h: &[f64], dir: usize, ks: &[usize], amplitude: f64, eta: f6
 }
 
 fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, String> {
-    let ks: Vec<usize> = if ctx.quick { vec![4, 8, 12] } else { vec![4, 6, 8, 12, 16] };
+    let ks: Vec<usize> = if ctx.quick {
+        vec![4, 8, 12]
+    } else {
+        vec![4, 6, 8, 12, 16]
+    };
     let w = measured_weights(&[0.0, 0.8], 0, &ks, 1e-4, 1.0)?;
     let pred: Vec<f64> = ks.iter().map(|&k| epoch_weight(0.0, k)).collect();
     let mut parts = Vec::new();
     for ((k, m), p) in ks.iter().zip(&w).zip(&pred) {
         // Second-order formula, amplitude 1e-4 · k: remainder well below 1%.
-        parts.push(Outcome::within(&format!("k = {k}: W_meas/(k(k−1)/2)"), 1.0, m / p, 0.01));
+        parts.push(Outcome::within(
+            &format!("k = {k}: W_meas/(k(k−1)/2)"),
+            1.0,
+            m / p,
+            0.01,
+        ));
     }
     let kf: Vec<f64> = ks.iter().map(|&k| k as f64).collect();
     let fit = loglog_slope(&kf, &w)?;
     let fit_theory = loglog_slope(&kf, &pred)?;
     // k(k−1) has log-log slope 2 + O(1/k): over k ≤ 16 it is ≈ 2.2, so the measured slope must match the
     // exact weight's slope on the same grid (±0.03) and lie within 0.3 of the asymptotic 2.
-    parts.push(Outcome::within("slope of W(k) vs k (theory on this grid)", fit_theory.slope, fit.slope, 0.03));
-    parts.push(Outcome::within("slope of W(k) vs k (asymptotic)", 2.0, fit.slope, 0.3));
+    parts.push(Outcome::within(
+        "slope of W(k) vs k (theory on this grid)",
+        fit_theory.slope,
+        fit.slope,
+        0.03,
+    ));
+    parts.push(Outcome::within(
+        "slope of W(k) vs k (asymptotic)",
+        2.0,
+        fit.slope,
+        0.3,
+    ));
     Ok(Outcome::all(parts))
 }
 
 fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
     let eta_lambda = 0.8;
-    let ks: Vec<usize> = if ctx.quick { vec![4, 8, 11, 12] } else { vec![4, 8, 15, 16] };
+    let ks: Vec<usize> = if ctx.quick {
+        vec![4, 8, 11, 12]
+    } else {
+        vec![4, 8, 15, 16]
+    };
     let w = measured_weights(&[0.0, eta_lambda], 1, &ks, 1e-4, 1.0)?;
     let mut parts = Vec::new();
     for (k, m) in ks.iter().zip(&w) {
-        parts.push(Outcome::within(&format!("sharp k = {k}: W_meas/W_pred"), 1.0, m / epoch_weight(eta_lambda, *k), 0.01));
+        parts.push(Outcome::within(
+            &format!("sharp k = {k}: W_meas/W_pred"),
+            1.0,
+            m / epoch_weight(eta_lambda, *k),
+            0.01,
+        ));
     }
     let a = 1.0 - eta_lambda;
     let n = ks.len();
     // The last step's weight W(k) − a W(k−1) = Σ_{m<k−1}a^m → 1/(ηλ) (a^{k−1} ≤ 1e-7 here).
     let last = w[n - 1] - a * w[n - 2];
-    parts.push(Outcome::within("per-step weight at the last k (→ 1/(ηλ))", 1.0 / eta_lambda, last, 0.02 / eta_lambda));
-    parts.push(Outcome::within("epoch weight at the last k (→ 1/(ηλ)²)", 1.0 / (eta_lambda * eta_lambda), w[n - 1], 0.02 / (eta_lambda * eta_lambda)));
+    parts.push(Outcome::within(
+        "per-step weight at the last k (→ 1/(ηλ))",
+        1.0 / eta_lambda,
+        last,
+        0.02 / eta_lambda,
+    ));
+    parts.push(Outcome::within(
+        "epoch weight at the last k (→ 1/(ηλ)²)",
+        1.0 / (eta_lambda * eta_lambda),
+        w[n - 1],
+        0.02 / (eta_lambda * eta_lambda),
+    ));
     // Negative curvature ηλ = −0.1: the weight grows geometrically, faster than the flat k(k−1)/2.
     let ksn = [8usize, 12];
     let wn = measured_weights(&[-0.1, 0.8], 0, &ksn, 1e-4, 1.0)?;
     for (k, m) in ksn.iter().zip(&wn) {
-        parts.push(Outcome::within(&format!("negative k = {k}: W_meas/W_pred"), 1.0, m / epoch_weight(-0.1, *k), 0.01));
+        parts.push(Outcome::within(
+            &format!("negative k = {k}: W_meas/W_pred"),
+            1.0,
+            m / epoch_weight(-0.1, *k),
+            0.01,
+        ));
     }
     let growth = wn[1] / wn[0];
     let flat_growth = epoch_weight(0.0, 12) / epoch_weight(0.0, 8);
@@ -190,7 +273,14 @@ fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
 fn epoch_end_variance(_: &CheckContext) -> Result<Outcome, String> {
     let (n, b, eta) = (12, 2, 0.5);
     let k = n / b;
-    let q = toy(&ToyParams { h: vec![0.0, 0.8], n, amplitude: 1e-3, seed: 5, diagonal_noise: true }).map_err(s)?;
+    let q = toy(&ToyParams {
+        h: vec![0.0, 0.8],
+        n,
+        amplitude: 1e-3,
+        seed: 5,
+        diagonal_noise: true,
+    })
+    .map_err(s)?;
     let th0 = [0.0, 0.0];
     let s11 = batch_noise_covariance(&q, &th0, b).map_err(s)?[(0, 0)];
     let wor = exact_moments(&q, &th0, eta, b, Process::WithoutReplacement).map_err(s)?;
@@ -199,42 +289,89 @@ fn epoch_end_variance(_: &CheckContext) -> Result<Outcome, String> {
     // Leading order in the amplitude; the O(amplitude) remainder is ≈ 1e-3 relative: 1% tolerance.
     for t in 1..k {
         let pred = flat_displacement_variance(eta, s11, t, k, Sampling::WithoutReplacement);
-        parts.push(Outcome::within(&format!("w/o t = {t}: var/(η²S t(k−t)/(k−1))"), 1.0, wor.cov[t][(0, 0)] / pred, 0.01));
+        parts.push(Outcome::within(
+            &format!("w/o t = {t}: var/(η²S t(k−t)/(k−1))"),
+            1.0,
+            wor.cov[t][(0, 0)] / pred,
+            0.01,
+        ));
     }
     let scale = eta * eta * s11 * k as f64;
-    parts.push(Outcome::at_most("w/o epoch end: var/(η²Sk)", wor.cov[k][(0, 0)].abs() / scale, 1e-3));
-    parts.push(Outcome::within("with replacement epoch end: var/(η²Sk)", 1.0, iid.cov[k][(0, 0)] / scale, 0.01));
-    let noisy = exact_moments(&q, &th0, eta, b, Process::NoiseInjected(crate::without_replacement::NoiseShape::Full)).map_err(s)?;
-    parts.push(Outcome::within("noise-injected GD (full S) epoch end: var/(η²Sk)", 1.0, noisy.cov[k][(0, 0)] / scale, 1e-9));
+    parts.push(Outcome::at_most(
+        "w/o epoch end: var/(η²Sk)",
+        wor.cov[k][(0, 0)].abs() / scale,
+        1e-3,
+    ));
+    parts.push(Outcome::within(
+        "with replacement epoch end: var/(η²Sk)",
+        1.0,
+        iid.cov[k][(0, 0)] / scale,
+        0.01,
+    ));
+    let noisy = exact_moments(
+        &q,
+        &th0,
+        eta,
+        b,
+        Process::NoiseInjected(crate::without_replacement::NoiseShape::Full),
+    )
+    .map_err(s)?;
+    parts.push(Outcome::within(
+        "noise-injected GD (full S) epoch end: var/(η²Sk)",
+        1.0,
+        noisy.cov[k][(0, 0)] / scale,
+        1e-9,
+    ));
     Ok(Outcome::all(parts))
 }
 
 fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, String> {
     use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
-    let data = sparse_support(&SupportParams { n: 200, ..SupportParams::paper(SupportTarget::Linear, 0) }).map_err(s)?;
+    let data = sparse_support(&SupportParams {
+        n: 200,
+        ..SupportParams::paper(SupportTarget::Linear, 0)
+    })
+    .map_err(s)?;
     let mut parts = Vec::new();
     for batch in [None, Some(32)] {
         let cfg = SupportConfig::paper(batch, 1, 1);
         let leak = first_layer_update_leak(&data, &cfg, 40).map_err(s)?;
         // ∇W_1 = u ρᵀ exactly, so the orthogonal part of every update is rounding: ≤ 1e-10 relative.
-        parts.push(Outcome::at_most(&format!("batch {batch:?}: max ‖P⊥ΔW_1‖/‖ΔW_1‖"), leak, 1e-10));
+        parts.push(Outcome::at_most(
+            &format!("batch {batch:?}: max ‖P⊥ΔW_1‖/‖ΔW_1‖"),
+            leak,
+            1e-10,
+        ));
     }
-    let cfg = DecayRateConfig { steps: if ctx.quick { 20_000 } else { 60_000 }, ..DecayRateConfig::default() };
+    let cfg = DecayRateConfig {
+        steps: if ctx.quick { 20_000 } else { 60_000 },
+        ..DecayRateConfig::default()
+    };
     let rates = decay_rates(&cfg, &[cfg.n, 16]).map_err(s)?;
     // GD from the GD minimum: no decay. Bound 1% of the slowest SGD rate we assert (b = 16).
-    parts.push(Outcome::at_most("GD decay rate / γ(b=16)", rates[0].measured.abs() / rates[1].predicted, 0.01));
+    parts.push(Outcome::at_most(
+        "GD decay rate / γ(b=16)",
+        rates[0].measured.abs() / rates[1].predicted,
+        0.01,
+    ));
     Ok(Outcome::all(parts))
 }
 
 fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, String> {
-    let cfg = DecayRateConfig { steps: if ctx.quick { 40_000 } else { 60_000 }, ..DecayRateConfig::default() };
+    let cfg = DecayRateConfig {
+        steps: if ctx.quick { 40_000 } else { 60_000 },
+        ..DecayRateConfig::default()
+    };
     let rates = decay_rates(&cfg, &[1, 4, 16]).map_err(s)?;
     Ok(Outcome::all(
         rates
             .iter()
             .map(|r| {
                 Outcome::within(
-                    &format!("b = {}: measured/γ (γ = {:.3e}, E[r²] = {:.4})", r.batch, r.predicted, r.mean_sq_residual),
+                    &format!(
+                        "b = {}: measured/γ (γ = {:.3e}, E[r²] = {:.4})",
+                        r.batch, r.predicted, r.mean_sq_residual
+                    ),
                     1.0,
                     r.measured / r.predicted,
                     0.2,
@@ -256,7 +393,10 @@ pub fn penalty_fd_error(
     directions: usize,
     eps: f64,
 ) -> Result<f64, String> {
-    let vg = |x: &[f64]| p.value_grad(x, Batch::Indices(batch), &mut rng::stream(seed, 9)).map_err(s);
+    let vg = |x: &[f64]| {
+        p.value_grad(x, Batch::Indices(batch), &mut rng::stream(seed, 9))
+            .map_err(s)
+    };
     let g = vg(theta)?.grad;
     let h = eps * theta.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let mut dir_rng = rng::stream(seed, 10);
@@ -281,13 +421,23 @@ pub fn check_nets(n: usize, seed: u64) -> Result<(Net, Net, Vec<f64>, Vec<f64>),
     let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
     let y = ndarray::Array2::from_shape_vec((n, 2), rng::normal_vec(&mut r, n * 2)).map_err(s)?;
     let cls = Net::new(
-        MlpSpec { widths: vec![4, 5, 3], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy },
+        MlpSpec {
+            widths: vec![4, 5, 3],
+            activation: Activation::Tanh,
+            bias: true,
+            loss: LossKind::CrossEntropy,
+        },
         x.clone(),
         NetTargets::Labels(labels),
     )
     .map_err(s)?;
     let reg = Net::new(
-        MlpSpec { widths: vec![4, 5, 2], activation: Activation::Tanh, bias: true, loss: LossKind::Mse { half: true } },
+        MlpSpec {
+            widths: vec![4, 5, 2],
+            activation: Activation::Tanh,
+            bias: true,
+            loss: LossKind::Mse { half: true },
+        },
         x,
         NetTargets::Values(y),
     )
@@ -314,20 +464,45 @@ fn gradients_vs_fd(_: &CheckContext) -> Result<Outcome, String> {
             let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
             d / b.iter().map(|y| y * y).sum::<f64>().sqrt()
         };
-        parts.push(Outcome::at_most(&format!("{}: engine vs imreg-ad (grad, HVP)", net.name()), rel(&g1, &g2).max(rel(&h1, &h2)), 1e-12));
+        parts.push(Outcome::at_most(
+            &format!("{}: engine vs imreg-ad (grad, HVP)", net.name()),
+            rel(&g1, &g2).max(rel(&h1, &h2)),
+            1e-12,
+        ));
     }
     let penalties: Vec<(Box<dyn Penalty + '_>, &Vec<f64>)> = vec![
-        (Box::new(SmithLambda::new(Model::Net(&cls), partition.clone(), 0.3).map_err(s)?), &tc),
-        (Box::new(SmithStochastic::new(Model::Objective(&reg), 0.3).map_err(s)?), &tr),
-        (Box::new(MicroBatchGradNorm::new(Model::Net(&cls), 4, 0.5).map_err(s)?), &tc),
-        (Box::new(MicroBatchGradNorm::new(Model::Net(&reg), 3, 0.5).map_err(s)?), &tr),
+        (
+            Box::new(SmithLambda::new(Model::Net(&cls), partition.clone(), 0.3).map_err(s)?),
+            &tc,
+        ),
+        (
+            Box::new(SmithStochastic::new(Model::Objective(&reg), 0.3).map_err(s)?),
+            &tr,
+        ),
+        (
+            Box::new(MicroBatchGradNorm::new(Model::Net(&cls), 4, 0.5).map_err(s)?),
+            &tc,
+        ),
+        (
+            Box::new(MicroBatchGradNorm::new(Model::Net(&reg), 3, 0.5).map_err(s)?),
+            &tr,
+        ),
         (Box::new(FisherTrace::new(&cls, 4, 0.5).map_err(s)?), &tc),
         (Box::new(AverageJacobian::new(&cls, 6, 0.5).map_err(s)?), &tc),
         (Box::new(UnitJacobian::new(&cls, 4, 0.5).map_err(s)?), &tc),
         (Box::new(UnitJacobian::new(&reg, 4, 0.5).map_err(s)?), &tr),
-        (Box::new(FisherPenalty::new(&cls, NormPower::Squared, 0.7).map_err(s)?), &tc),
-        (Box::new(FisherPenalty::new(&cls, NormPower::Unsquared, 0.7).map_err(s)?), &tc),
-        (Box::new(GradientPenalty::new(Model::Net(&cls), 0.7).map_err(s)?), &tc),
+        (
+            Box::new(FisherPenalty::new(&cls, NormPower::Squared, 0.7).map_err(s)?),
+            &tc,
+        ),
+        (
+            Box::new(FisherPenalty::new(&cls, NormPower::Unsquared, 0.7).map_err(s)?),
+            &tc,
+        ),
+        (
+            Box::new(GradientPenalty::new(Model::Net(&cls), 0.7).map_err(s)?),
+            &tc,
+        ),
         (Box::new(InputGradientPenalty::new(&cls, 0.7).map_err(s)?), &tc),
         (Box::new(InputGradientPenalty::new(&reg, 0.7).map_err(s)?), &tr),
         (Box::new(RandomLabelPenalty::new(&cls, 0.7).map_err(s)?), &tc),
@@ -337,32 +512,62 @@ fn gradients_vs_fd(_: &CheckContext) -> Result<Outcome, String> {
         let err = penalty_fd_error(p.as_ref(), th, &batch, 21, 4, 1e-5)?;
         // imreg_ad::check_grads' default tolerance: truncation O(h²) and rounding O(u/h) balance near 1e-10
         // relative at h = 1e-5 for O(1) functions, so 1e-6 leaves two decades of margin.
-        parts.push(Outcome::at_most(&format!("{}: JVP vs central differences", p.name()), err, 1e-6));
+        parts.push(Outcome::at_most(
+            &format!("{}: JVP vs central differences", p.name()),
+            err,
+            1e-6,
+        ));
     }
     // The finite-difference FP gradient against the exact one: central differences, error O(r²).
     let exact = FisherPenalty::new(&cls, NormPower::Squared, 1.0).map_err(s)?;
-    let ge = exact.value_grad(&tc, Batch::Full, &mut rng::stream(21, 9)).map_err(s)?.grad;
+    let ge = exact
+        .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
+        .map_err(s)?
+        .grad;
     let rs = [0.04, 0.02, 0.01, 0.005];
     let mut errs = Vec::new();
     for &r in &rs {
         let fd = FisherPenaltyFd::new(&cls, NormPower::Squared, 1.0, r).map_err(s)?;
-        let gf = fd.value_grad(&tc, Batch::Full, &mut rng::stream(21, 9)).map_err(s)?.grad;
-        errs.push(ge.iter().zip(&gf).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt());
+        let gf = fd
+            .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
+            .map_err(s)?
+            .grad;
+        errs.push(
+            ge.iter()
+                .zip(&gf)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+        );
     }
     let fit = loglog_slope(&rs, &errs)?;
-    parts.push(Outcome::within("FD-FP gradient error slope in r", 2.0, fit.slope, 0.15));
+    parts.push(Outcome::within(
+        "FD-FP gradient error slope in r",
+        2.0,
+        fit.slope,
+        0.15,
+    ));
     Ok(Outcome::all(parts))
 }
 
 fn explicit_matches_implicit(_: &CheckContext) -> Result<Outcome, String> {
-    use imreg_flow::{field::integrate_field, flows::SgdFlow, toy::LogCoshQuartic, Dop853Options, Partition, Remainder};
+    use imreg_flow::{
+        field::integrate_field, flows::SgdFlow, toy::LogCoshQuartic, Dop853Options, Partition, Remainder,
+    };
     let obj = LogCoshQuartic::random(6, 2, 7).map_err(s)?;
     let partition = Partition::consecutive(6, 2, Remainder::Error).map_err(s)?;
     let m = partition.m();
     let w0 = [0.5, -0.5];
     let eps_list = [0.04, 0.02, 0.01, 0.005];
     let (mut e_sum, mut e_eps) = (Vec::new(), Vec::new());
-    let orders: Vec<Vec<usize>> = vec![vec![0, 1, 2], vec![0, 2, 1], vec![1, 0, 2], vec![1, 2, 0], vec![2, 0, 1], vec![2, 1, 0]];
+    let orders: Vec<Vec<usize>> = vec![
+        vec![0, 1, 2],
+        vec![0, 2, 1],
+        vec![1, 0, 2],
+        vec![1, 2, 0],
+        vec![2, 0, 1],
+        vec![2, 1, 0],
+    ];
     for &eps in &eps_list {
         let lambda = eps;
         let pen = SmithStochastic::new(Model::Objective(&obj), lambda).map_err(s)?;
@@ -371,18 +576,36 @@ fn explicit_matches_implicit(_: &CheckContext) -> Result<Outcome, String> {
             let mut w = w0.to_vec();
             for &kb in ord {
                 let b = &partition.batches()[kb];
-                let v = pen.value_grad(&w, Batch::Indices(b), &mut rng::stream(0, 0)).map_err(s)?;
+                let v = pen
+                    .value_grad(&w, Batch::Indices(b), &mut rng::stream(0, 0))
+                    .map_err(s)?;
                 let (_, g) = v.loss.ok_or("the per-step penalty reports the batch gradient")?;
                 for j in 0..2 {
                     w[j] -= eps * (g[j] + v.grad[j]);
                 }
             }
-            mean.iter_mut().zip(&w).for_each(|(a, b)| *a += b / orders.len() as f64);
+            mean.iter_mut()
+                .zip(&w)
+                .for_each(|(a, b)| *a += b / orders.len() as f64);
         }
         let opts = Dop853Options::with_tol(1e-13, 1e-15);
         let t = m as f64 * eps;
-        let (wf, _) = integrate_field(&SgdFlow::new(&obj, partition.clone(), eps + lambda).map_err(s)?, 0.0, &w0, t, &opts).map_err(s)?;
-        let (we, _) = integrate_field(&SgdFlow::new(&obj, partition.clone(), eps).map_err(s)?, 0.0, &w0, t, &opts).map_err(s)?;
+        let (wf, _) = integrate_field(
+            &SgdFlow::new(&obj, partition.clone(), eps + lambda).map_err(s)?,
+            0.0,
+            &w0,
+            t,
+            &opts,
+        )
+        .map_err(s)?;
+        let (we, _) = integrate_field(
+            &SgdFlow::new(&obj, partition.clone(), eps).map_err(s)?,
+            0.0,
+            &w0,
+            t,
+            &opts,
+        )
+        .map_err(s)?;
         let d = |a: &[f64]| ((mean[0] - a[0]).powi(2) + (mean[1] - a[1]).powi(2)).sqrt();
         e_sum.push(d(&wf));
         e_eps.push(d(&we));
@@ -399,7 +622,13 @@ fn explicit_matches_implicit(_: &CheckContext) -> Result<Outcome, String> {
 fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     let (cls, _, tc, _) = check_nets(30, 6)?;
     let micro = [3usize, 7, 11];
-    let tr = imreg_spectra::fisher_trace(cls.mlp(), &tc, Batch::Indices(&micro), imreg_spectra::FisherSampling::Exact).map_err(s)?;
+    let tr = imreg_spectra::fisher_trace(
+        cls.mlp(),
+        &tc,
+        Batch::Indices(&micro),
+        imreg_spectra::FisherSampling::Exact,
+    )
+    .map_err(s)?;
     let target = tr / micro.len() as f64;
     // Exact expectation: all 3³ label triples weighted by the model's probabilities.
     let logits = cls.forward(&tc, &micro).map_err(s)?;
@@ -419,7 +648,10 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
             for c in 0..3 {
                 let lab = [a, b, c];
                 let p = probs[0][a] * probs[1][b] * probs[2][c];
-                let g = cls.pass(&tc, cls.batch_x(&micro), crate::regularizers::Head::Labels(&lab)).map_err(s)?.grad;
+                let g = cls
+                    .pass(&tc, cls.batch_x(&micro), crate::regularizers::Head::Labels(&lab))
+                    .map_err(s)?
+                    .grad;
                 exact += p * g.iter().map(|v| v * v).sum::<f64>();
             }
         }
@@ -427,14 +659,21 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     let ft = FisherTrace::new(&cls, 3, 1.0).map_err(s)?;
     let samples = if ctx.quick { 2000 } else { 20_000 };
     let vals: Vec<f64> = (0..samples)
-        .map(|i| ft.value_grad(&tc, Batch::Indices(&micro), &mut rng::stream(99, i as u64)).map(|v| v.value))
+        .map(|i| {
+            ft.value_grad(&tc, Batch::Indices(&micro), &mut rng::stream(99, i as u64))
+                .map(|v| v.value)
+        })
         .collect::<Result<_, _>>()
         .map_err(s)?;
     let mean = vals.iter().sum::<f64>() / samples as f64;
     let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (samples - 1) as f64;
     let se = (var / samples as f64).sqrt();
     Ok(Outcome::all(vec![
-        Outcome::at_most("exact E_ŷ FT vs Tr F̄_M/|M| (relative)", (exact - target).abs() / target, 1e-10),
+        Outcome::at_most(
+            "exact E_ŷ FT vs Tr F̄_M/|M| (relative)",
+            (exact - target).abs() / target,
+            1e-10,
+        ),
         Outcome::new(
             format!("Monte Carlo mean within 3 SE of Tr F̄_M/|M| = {target:.6e}"),
             format!("{mean:.6e} ± {se:.2e} ({samples} draws)"),

@@ -190,7 +190,11 @@ impl StudyReport {
 }
 
 fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> RegResult<RunResult> {
-    let lr = if arm == Arm::LargeLr { cfg.lr_large } else { cfg.lr_small };
+    let lr = if arm == Arm::LargeLr {
+        cfg.lr_large
+    } else {
+        cfg.lr_small
+    };
     let m = Model::Net(train);
     let mut sgd = RegularizedSgd::new(m, lr)?;
     sgd = match arm {
@@ -228,15 +232,32 @@ fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> R
         }
     }
     if diverged_at.is_some() {
-        return Ok(RunResult { arm, seed, test_accuracy: None, train_loss: None, sharpness: None, fisher_trace: None, diverged_at });
+        return Ok(RunResult {
+            arm,
+            seed,
+            test_accuracy: None,
+            train_loss: None,
+            sharpness: None,
+            fisher_trace: None,
+            diverged_at,
+        });
     }
     use imreg_objective::Objective;
     let acc = test.accuracy(&theta, Batch::Full)?;
     let loss = train.loss(&theta, Batch::Full)?;
-    let lopts = imreg_spectra::LanczosOptions { max_iter: 40, seed, ..Default::default() };
+    let lopts = imreg_spectra::LanczosOptions {
+        max_iter: 40,
+        seed,
+        ..Default::default()
+    };
     let sharp = imreg_spectra::sharpness(train, &theta, Batch::Full, &lopts)?.value;
     let fe: Vec<usize> = (0..cfg.fisher_examples.min(n)).collect();
-    let trf = imreg_spectra::fisher_trace(train, &theta, Batch::Indices(&fe), imreg_spectra::FisherSampling::Exact)?;
+    let trf = imreg_spectra::fisher_trace(
+        train,
+        &theta,
+        Batch::Indices(&fe),
+        imreg_spectra::FisherSampling::Exact,
+    )?;
     Ok(RunResult {
         arm,
         seed,
@@ -251,10 +272,16 @@ fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> R
 /// Runs every `(arm, seed)` of the config (in parallel; collected in arm-then-seed order).
 pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
     if cfg.batch == 0 || cfg.batch > cfg.n_train || cfg.n_train >= imreg_objective::data::digits::DIGITS_N {
-        return Err(RegError::invalid("batch", format!("need 0 < batch ≤ n_train < 1797, got {} and {}", cfg.batch, cfg.n_train)));
+        return Err(RegError::invalid(
+            "batch",
+            format!(
+                "need 0 < batch ≤ n_train < 1797, got {} and {}",
+                cfg.batch, cfg.n_train
+            ),
+        ));
     }
     crate::regularizers::micro_batch_count(cfg.batch, cfg.micro)?;
-    if !(cfg.lr_large > cfg.lr_small) {
+    if cfg.lr_large.partial_cmp(&cfg.lr_small) != Some(std::cmp::Ordering::Greater) {
         return Err(RegError::invalid("lr_large", "must exceed lr_small"));
     }
     let (tr, te) = digits_split(cfg.n_train, cfg.split_seed)?;
@@ -266,7 +293,11 @@ pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
     };
     let train = Net::new(spec.clone(), tr.x, NetTargets::Labels(tr.labels))?;
     let test = Net::new(spec, te.x, NetTargets::Labels(te.labels))?;
-    let jobs: Vec<(Arm, u64)> = cfg.arms.iter().flat_map(|&a| cfg.seeds.iter().map(move |&s| (a, s))).collect();
+    let jobs: Vec<(Arm, u64)> = cfg
+        .arms
+        .iter()
+        .flat_map(|&a| cfg.seeds.iter().map(move |&s| (a, s)))
+        .collect();
     let runs: Vec<RunResult> = jobs
         .par_iter()
         .map(|&(a, s)| run_one(cfg, &train, &test, a, s))
@@ -276,7 +307,9 @@ pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
         .iter()
         .map(|&arm| {
             let rs: Vec<&RunResult> = runs.iter().filter(|r| r.arm == arm).collect();
-            let pick = |f: fn(&RunResult) -> Option<f64>| mean_se(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+            let pick = |f: fn(&RunResult) -> Option<f64>| {
+                mean_se(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+            };
             ArmSummary {
                 arm,
                 runs: rs.len(),
@@ -288,5 +321,9 @@ pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
             }
         })
         .collect();
-    Ok(StudyReport { config: cfg.clone(), runs, summary })
+    Ok(StudyReport {
+        config: cfg.clone(),
+        runs,
+        summary,
+    })
 }

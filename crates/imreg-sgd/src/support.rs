@@ -120,7 +120,10 @@ impl SupportNet {
     /// Errors unless there are ≥ 2 widths, all ≥ 1, ending in 1 output.
     pub fn new(widths: &[usize], relu: bool) -> RegResult<Self> {
         if widths.len() < 2 || widths.contains(&0) || widths.last() != Some(&1) {
-            return Err(RegError::invalid("widths", format!("need [d, h…, 1] with positive entries, got {widths:?}")));
+            return Err(RegError::invalid(
+                "widths",
+                format!("need [d, h…, 1] with positive entries, got {widths:?}"),
+            ));
         }
         let mut offsets = vec![0];
         for w in widths.windows(2) {
@@ -151,7 +154,14 @@ impl SupportNet {
     }
 
     /// Loss `c · mean (f − y)²` on the rows and its gradient (written into `grad`).
-    pub fn loss_grad(&mut self, theta: &[f64], data: &Regression, rows: &[usize], c: f64, grad: &mut [f64]) -> f64 {
+    pub fn loss_grad(
+        &mut self,
+        theta: &[f64],
+        data: &Regression,
+        rows: &[usize],
+        c: f64,
+        grad: &mut [f64],
+    ) -> f64 {
         let m = rows.len();
         self.ensure(m);
         let layers = self.widths.len() - 1;
@@ -266,7 +276,11 @@ impl SupportNet {
         let mut perp = 0.0;
         for j in r..d {
             let col: Vec<f64> = (0..h).map(|o| w1[o * d + j]).collect();
-            let proj: f64 = if uu > 0.0 { col.iter().zip(&u).map(|(a, b)| a * b).sum::<f64>() / uu } else { 0.0 };
+            let proj: f64 = if uu > 0.0 {
+                col.iter().zip(&u).map(|(a, b)| a * b).sum::<f64>() / uu
+            } else {
+                0.0
+            };
             for o in 0..h {
                 full += col[o] * col[o];
                 let p = col[o] - proj * u[o];
@@ -279,19 +293,35 @@ impl SupportNet {
 
 /// Trains from `theta0` (default: [`he_init`] with the config's seed) and records the series.
 /// Errors on bad settings; a non-finite loss is [`RegError::Diverged`] with its step.
-pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<f64>>) -> RegResult<SupportRun> {
+pub fn train_support(
+    data: &Regression,
+    cfg: &SupportConfig,
+    theta0: Option<Vec<f64>>,
+) -> RegResult<SupportRun> {
     check_positive("lr", cfg.lr)?;
     crate::reg_error::check_coefficient("weight_decay", cfg.weight_decay)?;
     if cfg.widths.first() != Some(&data.x.ncols()) || data.y.ncols() != 1 {
-        return Err(RegError::invalid("widths", format!("input width must be d = {} with one target column", data.x.ncols())));
+        return Err(RegError::invalid(
+            "widths",
+            format!(
+                "input width must be d = {} with one target column",
+                data.x.ncols()
+            ),
+        ));
     }
     if cfg.r > data.x.ncols() {
-        return Err(RegError::invalid("r", format!("{} exceeds d = {}", cfg.r, data.x.ncols())));
+        return Err(RegError::invalid(
+            "r",
+            format!("{} exceeds d = {}", cfg.r, data.x.ncols()),
+        ));
     }
     let n = data.n();
     let b = cfg.batch.unwrap_or(n);
     if b == 0 || b > n {
-        return Err(RegError::invalid("batch", format!("must lie in 1..={n}, got {b}")));
+        return Err(RegError::invalid(
+            "batch",
+            format!("must lie in 1..={n}, got {b}"),
+        ));
     }
     if let Some(c) = cfg.clip {
         check_positive("clip", c)?;
@@ -306,7 +336,13 @@ pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<
     let mut shuffle = rng::stream(cfg.seed, 1);
     let mut pos = n;
     let every = cfg.record_every.max(1);
-    let mut run = SupportRun { steps: vec![], irrelevant_norm: vec![], perp_norm: vec![], loss: vec![], theta: vec![] };
+    let mut run = SupportRun {
+        steps: vec![],
+        irrelevant_norm: vec![],
+        perp_norm: vec![],
+        loss: vec![],
+        theta: vec![],
+    };
     let record = |net: &mut SupportNet, theta: &[f64], step: usize, run: &mut SupportRun| {
         let (f, p) = net.irrelevant_norms(theta, cfg.r);
         let mut g = vec![0.0; net.dim()];
@@ -333,10 +369,15 @@ pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<
         };
         let l = net.loss_grad(&theta, data, rows, c, &mut grad);
         if !l.is_finite() {
-            return Err(RegError::Diverged { step, what: format!("batch loss {l}") });
+            return Err(RegError::Diverged {
+                step,
+                what: format!("batch loss {l}"),
+            });
         }
         if cfg.weight_decay > 0.0 {
-            grad.iter_mut().zip(&theta).for_each(|(g, t)| *g += cfg.weight_decay * t);
+            grad.iter_mut()
+                .zip(&theta)
+                .for_each(|(g, t)| *g += cfg.weight_decay * t);
         }
         if let Some(cl) = cfg.clip {
             crate::regularizers::clip_grad_norm(&mut grad, cl);
@@ -345,7 +386,10 @@ pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<
         if step % every == 0 || step == cfg.steps {
             let l = record(&mut net, &theta, step, &mut run);
             if !l.is_finite() {
-                return Err(RegError::Diverged { step, what: format!("full loss {l}") });
+                return Err(RegError::Diverged {
+                    step,
+                    what: format!("full loss {l}"),
+                });
             }
         }
     }
@@ -359,7 +403,10 @@ pub fn train_support(data: &Regression, cfg: &SupportConfig, theta0: Option<Vec<
 /// the sample.
 pub fn decay_rate_data(n: usize, d: usize, r: usize, sigma: f64, seed: u64) -> RegResult<Regression> {
     if r == 0 || r >= d || n <= d + 2 {
-        return Err(RegError::invalid("decay_rate_data", format!("need 0 < r < d and n > d + 2, got n = {n}, d = {d}, r = {r}")));
+        return Err(RegError::invalid(
+            "decay_rate_data",
+            format!("need 0 < r < d and n > d + 2, got n = {n}, d = {d}, r = {r}"),
+        ));
     }
     let mut g = rng::stream(seed, 0);
     let x0 = rng::normal_vec(&mut g, n * d);
@@ -390,7 +437,9 @@ pub fn decay_rate_data(n: usize, d: usize, r: usize, sigma: f64, seed: u64) -> R
         col.iter_mut().for_each(|a| *a *= (n as f64).sqrt());
     }
     let x = ndarray::Array2::from_shape_fn((n, d), |(i, j)| cols[j][i]);
-    let y = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| cols[..r].iter().map(|c| c[i]).sum::<f64>() + sigma * eps[i]);
+    let y = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| {
+        cols[..r].iter().map(|c| c[i]).sum::<f64>() + sigma * eps[i]
+    });
     Ok(Regression::new(x, y)?)
 }
 
@@ -424,7 +473,17 @@ pub struct DecayRateConfig {
 impl Default for DecayRateConfig {
     /// The notes' setup: 2-layer linear net, d = 6, r = 2, width 4, n = 400, σ = 0.5, η = 0.05, 6·10⁴ steps.
     fn default() -> Self {
-        DecayRateConfig { n: 400, d: 6, r: 2, width: 4, sigma: 0.5, lr: 0.05, pretrain_steps: 20_000, steps: 60_000, seed: 0 }
+        DecayRateConfig {
+            n: 400,
+            d: 6,
+            r: 2,
+            width: 4,
+            sigma: 0.5,
+            lr: 0.05,
+            pretrain_steps: 20_000,
+            steps: 60_000,
+            seed: 0,
+        }
     }
 }
 
@@ -469,7 +528,11 @@ pub fn decay_rates(cfg: &DecayRateConfig, batches: &[usize]) -> RegResult<Vec<De
                 Some(pre.theta.clone()),
             )?;
             let xs: Vec<f64> = run.steps.iter().map(|&s| s as f64).collect();
-            let ys: Vec<f64> = run.perp_norm.iter().map(|v| v.max(f64::MIN_POSITIVE).ln()).collect();
+            let ys: Vec<f64> = run
+                .perp_norm
+                .iter()
+                .map(|v| v.max(f64::MIN_POSITIVE).ln())
+                .collect();
             let bf = b as f64;
             Ok(DecayRate {
                 batch: b,
@@ -500,17 +563,32 @@ pub fn least_squares_slope(xs: &[f64], ys: &[f64]) -> f64 {
 /// up to rounding, since `∇_{W_1} L = u ρᵀ` for every batch (clipping only rescales it).
 pub fn first_layer_update_leak(data: &Regression, cfg: &SupportConfig, steps: usize) -> RegResult<f64> {
     if cfg.relu {
-        return Err(RegError::invalid("relu", "the rank-one structure of ∇W_1 holds for linear nets"));
+        return Err(RegError::invalid(
+            "relu",
+            "the rank-one structure of ∇W_1 holds for linear nets",
+        ));
     }
     let net = SupportNet::new(&cfg.widths, false)?;
     let (d, h) = (cfg.widths[0], cfg.widths[1]);
     let mut theta = he_init(&cfg.widths, cfg.seed);
     let mut worst: f64 = 0.0;
-    let one = SupportConfig { steps: 1, record_every: 1, ..cfg.clone() };
+    let one = SupportConfig {
+        steps: 1,
+        record_every: 1,
+        ..cfg.clone()
+    };
     for s in 0..steps {
         let u = net.output_vector(&theta);
         let uu: f64 = u.iter().map(|v| v * v).sum();
-        let next = train_support(data, &SupportConfig { seed: cfg.seed + s as u64, ..one.clone() }, Some(theta.clone()))?.theta;
+        let next = train_support(
+            data,
+            &SupportConfig {
+                seed: cfg.seed + s as u64,
+                ..one.clone()
+            },
+            Some(theta.clone()),
+        )?
+        .theta;
         let (mut perp, mut tot) = (0.0, 0.0);
         for j in 0..d {
             let dcol: Vec<f64> = (0..h).map(|o| next[o * d + j] - theta[o * d + j]).collect();

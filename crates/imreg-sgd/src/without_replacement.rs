@@ -66,7 +66,7 @@ pub fn flat_displacement_variance(eta: f64, s: f64, i: usize, k: usize, sampling
 }
 
 fn check_batch_size(n: usize, b: usize) -> RegResult<usize> {
-    if b == 0 || b > n || n % b != 0 {
+    if b == 0 || b > n || !n.is_multiple_of(b) {
         return Err(RegError::invalid(
             "batch_size",
             format!("must divide the n = {n} examples, got {b}"),

@@ -3,11 +3,24 @@ use imreg_check::{run_check, CheckContext};
 use imreg_sgd::reg_checks::regularization_checks;
 
 fn run(id: &str) {
-    let ctx = CheckContext { out_dir: None, quick: true };
-    let c = regularization_checks().into_iter().find(|c| c.id == id).expect("registered");
+    let ctx = CheckContext {
+        out_dir: None,
+        quick: true,
+    };
+    let c = regularization_checks()
+        .into_iter()
+        .find(|c| c.id == id)
+        .expect("registered");
     let r = run_check(&c, &ctx);
-    println!("{id}: expected {} | measured {} ({:.2} s)", r.expected, r.measured, r.seconds);
-    assert!(r.passed, "{id}: expected {} | measured {}", r.expected, r.measured);
+    println!(
+        "{id}: expected {} | measured {} ({:.2} s)",
+        r.expected, r.measured, r.seconds
+    );
+    assert!(
+        r.passed,
+        "{id}: expected {} | measured {}",
+        r.expected, r.measured
+    );
 }
 
 #[test]

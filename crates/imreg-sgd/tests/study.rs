@@ -4,7 +4,12 @@ use imreg_sgd::study::{run_study, Arm, StudyConfig};
 
 #[test]
 fn study_smoke() {
-    let cfg = StudyConfig { steps: 10, seeds: vec![0, 1], fisher_examples: 20, ..StudyConfig::default() };
+    let cfg = StudyConfig {
+        steps: 10,
+        seeds: vec![0, 1],
+        fisher_examples: 20,
+        ..StudyConfig::default()
+    };
     let r = run_study(&cfg).unwrap();
     assert_eq!(r.runs.len(), 2 * Arm::ALL.len());
     assert!(r.summary.iter().all(|a| a.runs == 2));

@@ -16,47 +16,92 @@ fn bad_inputs_are_typed_errors() {
     let (cls, reg, tc, _) = check_nets(12, 1).unwrap();
     // micro-batch size not dividing the batch
     let gn = MicroBatchGradNorm::new(Model::Net(&cls), 5, 0.1).unwrap();
-    let err = gn.value_grad(&tc, Batch::Full, &mut rng::stream(0, 0)).unwrap_err();
+    let err = gn
+        .value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
+        .unwrap_err();
     assert_eq!(err, RegError::MicroBatch { batch: 12, micro: 5 });
     // λ < 0
     assert!(matches!(
         SmithStochastic::new(Model::Net(&cls), -0.1),
         Err(RegError::NegativeCoefficient { name: "lambda", .. })
     ));
-    assert!(matches!(WeightDecay::new(f64::NAN), Err(RegError::NegativeCoefficient { .. })));
+    assert!(matches!(
+        WeightDecay::new(f64::NAN),
+        Err(RegError::NegativeCoefficient { .. })
+    ));
     // FT / FP on a regression model
-    assert!(matches!(FisherTrace::new(&reg, 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT")));
-    assert!(matches!(FisherPenalty::new(&reg, NormPower::Squared, 0.1), Err(RegError::Unsupported { penalty: "FP", .. })));
+    assert!(
+        matches!(FisherTrace::new(&reg, 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT"))
+    );
+    assert!(matches!(
+        FisherPenalty::new(&reg, NormPower::Squared, 0.1),
+        Err(RegError::Unsupported { penalty: "FP", .. })
+    ));
     // wrong θ length
-    assert!(gn.value_grad(&tc[1..], Batch::Full, &mut rng::stream(0, 0)).is_err());
+    assert!(gn
+        .value_grad(&tc[1..], Batch::Full, &mut rng::stream(0, 0))
+        .is_err());
     // GELU is not in the engine
-    let spec = MlpSpec { widths: vec![2, 2, 2], activation: Activation::Gelu, bias: false, loss: LossKind::CrossEntropy };
+    let spec = MlpSpec {
+        widths: vec![2, 2, 2],
+        activation: Activation::Gelu,
+        bias: false,
+        loss: LossKind::CrossEntropy,
+    };
     let x = ndarray::Array2::zeros((2, 2));
-    assert!(matches!(Net::new(spec, x, NetTargets::Labels(vec![0, 1])), Err(RegError::Unsupported { .. })));
+    assert!(matches!(
+        Net::new(spec, x, NetTargets::Labels(vec![0, 1])),
+        Err(RegError::Unsupported { .. })
+    ));
 }
 
 #[test]
 fn subset_dynamic_program_matches_brute_force_orders() {
-    let q = toy(&ToyParams { h: vec![0.3, -0.2], n: 6, amplitude: 0.2, seed: 2, diagonal_noise: false }).unwrap();
+    let q = toy(&ToyParams {
+        h: vec![0.3, -0.2],
+        n: 6,
+        amplitude: 0.2,
+        seed: 2,
+        diagonal_noise: false,
+    })
+    .unwrap();
     for b in [1, 2, 3] {
         let th0 = [0.4, -0.7];
         let brute = orders_mean(&q, &th0, 0.7, b).unwrap();
         let dp = exact_moments(&q, &th0, 0.7, b, Process::WithoutReplacement).unwrap();
         let k = 6 / b;
-        assert!((&dp.mean[k] - &brute).norm() <= 1e-14 * brute.norm().max(1.0), "b = {b}");
+        assert!(
+            (&dp.mean[k] - &brute).norm() <= 1e-14 * brute.norm().max(1.0),
+            "b = {b}"
+        );
     }
     assert!(exact_moments(&q, &[0.0, 0.0], 0.7, 4, Process::WithoutReplacement).is_err());
 }
 
 #[test]
 fn support_trainer_records_and_validates() {
-    let data = sparse_support(&SupportParams { n: 100, ..SupportParams::paper(SupportTarget::Linear, 0) }).unwrap();
-    let run = train_support(&data, &SupportConfig { record_every: 50, ..SupportConfig::paper(Some(32), 200, 0) }, None).unwrap();
+    let data = sparse_support(&SupportParams {
+        n: 100,
+        ..SupportParams::paper(SupportTarget::Linear, 0)
+    })
+    .unwrap();
+    let run = train_support(
+        &data,
+        &SupportConfig {
+            record_every: 50,
+            ..SupportConfig::paper(Some(32), 200, 0)
+        },
+        None,
+    )
+    .unwrap();
     assert_eq!(run.steps, vec![0, 50, 100, 150, 200]);
     // He init: ‖W1[:, 5:]‖_F ≈ √(150 · 2/15) = √20 ≈ 4.47
     assert!((run.irrelevant_norm[0] - 20f64.sqrt()).abs() < 1.0);
     assert!(run.loss[4] < run.loss[0]);
-    let bad = SupportConfig { lr: -1.0, ..SupportConfig::paper(None, 1, 0) };
+    let bad = SupportConfig {
+        lr: -1.0,
+        ..SupportConfig::paper(None, 1, 0)
+    };
     assert!(train_support(&data, &bad, None).is_err());
 }
 
@@ -66,16 +111,30 @@ fn support_trainer_records_and_validates() {
 #[test]
 #[ignore = "slow (≈30 s on 2 cores): cargo test -p imreg-sgd --release -- --ignored"]
 fn support_batch_size_ordering_reduced() {
-    let data = sparse_support(&SupportParams { n: 1000, ..SupportParams::paper(SupportTarget::Linear, 0) }).unwrap();
+    let data = sparse_support(&SupportParams {
+        n: 1000,
+        ..SupportParams::paper(SupportTarget::Linear, 0)
+    })
+    .unwrap();
     use rayon::prelude::*;
     let steps = 10_000;
     let finals: Vec<f64> = [None, Some(512), Some(128), Some(32)]
         .par_iter()
         .map(|&b| {
-            let cfg = SupportConfig { record_every: steps, ..SupportConfig::paper(b, steps, 0) };
-            *train_support(&data, &cfg, None).unwrap().irrelevant_norm.last().unwrap()
+            let cfg = SupportConfig {
+                record_every: steps,
+                ..SupportConfig::paper(b, steps, 0)
+            };
+            *train_support(&data, &cfg, None)
+                .unwrap()
+                .irrelevant_norm
+                .last()
+                .unwrap()
         })
         .collect();
-    println!("final ‖W1_irr‖: GD {:.3}, 512 {:.3}, 128 {:.3}, 32 {:.3}", finals[0], finals[1], finals[2], finals[3]);
+    println!(
+        "final ‖W1_irr‖: GD {:.3}, 512 {:.3}, 128 {:.3}, 32 {:.3}",
+        finals[0], finals[1], finals[2], finals[3]
+    );
     assert!(finals.windows(2).all(|w| w[0] > w[1]), "{finals:?}");
 }

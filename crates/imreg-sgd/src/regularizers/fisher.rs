@@ -54,7 +54,12 @@ fn fp_check(net: &Net, alpha: f64, penalty: &'static str) -> RegResult<()> {
 }
 
 /// The sampled-label pass on the batch: `(rows, labels, pass)`.
-fn sampled_pass(net: &Net, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<(Vec<usize>, Vec<usize>, super::Pass)> {
+fn sampled_pass(
+    net: &Net,
+    theta: &[f64],
+    batch: Batch<'_>,
+    rng: &mut ChaCha8Rng,
+) -> RegResult<(Vec<usize>, Vec<usize>, super::Pass)> {
     let rows = batch_rows(batch, net.n_examples())?;
     let logits = net.forward(theta, &rows)?;
     let labels = sample_labels(&logits, rng);
@@ -68,7 +73,10 @@ fn norm_value(norm: NormPower, g: &[f64]) -> RegResult<(f64, f64)> {
         NormPower::Squared => Ok((n2, 2.0)),
         NormPower::Unsquared => {
             if n2 == 0.0 {
-                return Err(RegError::invalid("gradient", "‖g‖ = 0: the unsquared norm is not differentiable"));
+                return Err(RegError::invalid(
+                    "gradient",
+                    "‖g‖ = 0: the unsquared norm is not differentiable",
+                ));
             }
             let n = n2.sqrt();
             Ok((n, 1.0 / n))
@@ -93,7 +101,11 @@ impl<'a> FisherPenalty<'a> {
 
 impl Penalty for FisherPenalty<'_> {
     fn name(&self) -> String {
-        format!("FP α‖∇L_B(ŷ)‖^{} (ŷ ~ softmax), α = {}", if self.norm == NormPower::Squared { 2 } else { 1 }, self.alpha)
+        format!(
+            "FP α‖∇L_B(ŷ)‖^{} (ŷ ~ softmax), α = {}",
+            if self.norm == NormPower::Squared { 2 } else { 1 },
+            self.alpha
+        )
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let (_, _, pass) = sampled_pass(self.net, theta, batch, rng)?;
@@ -141,16 +153,26 @@ impl Penalty for FisherPenaltyFd<'_> {
         let (value, _) = norm_value(self.norm, &pass.grad)?;
         let (dir, denom) = match self.norm {
             NormPower::Squared => (pass.grad.clone(), self.r),
-            NormPower::Unsquared => (pass.grad.iter().map(|v| v / value).collect::<Vec<_>>(), 2.0 * self.r),
+            NormPower::Unsquared => (
+                pass.grad.iter().map(|v| v / value).collect::<Vec<_>>(),
+                2.0 * self.r,
+            ),
         };
         let shifted = |s: f64| -> RegResult<Vec<f64>> {
             let th: Vec<f64> = theta.iter().zip(&dir).map(|(t, d)| t + s * self.r * d).collect();
-            Ok(self.net.pass(&th, self.net.batch_x(&rows), Head::Labels(&labels))?.grad)
+            Ok(self
+                .net
+                .pass(&th, self.net.batch_x(&rows), Head::Labels(&labels))?
+                .grad)
         };
         let (gp, gm) = (shifted(1.0)?, shifted(-1.0)?);
         Ok(PenaltyValue {
             value: self.alpha * value,
-            grad: gp.iter().zip(&gm).map(|(a, b)| self.alpha * (a - b) / denom).collect(),
+            grad: gp
+                .iter()
+                .zip(&gm)
+                .map(|(a, b)| self.alpha * (a - b) / denom)
+                .collect(),
             loss: None,
         })
     }

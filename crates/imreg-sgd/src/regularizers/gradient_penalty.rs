@@ -56,7 +56,10 @@ impl<'a> InputGradientPenalty<'a> {
 
 impl Penalty for InputGradientPenalty<'_> {
     fn name(&self) -> String {
-        format!("GP_x α‖∇_x L_B‖² (batch-mean loss, all inputs), α = {}", self.alpha)
+        format!(
+            "GP_x α‖∇_x L_B‖² (batch-mean loss, all inputs), α = {}",
+            self.alpha
+        )
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let rows = batch_rows(batch, self.net.n_examples())?;
@@ -101,7 +104,9 @@ impl Penalty for RandomLabelPenalty<'_> {
         let c = imreg_objective::Supervised::n_outputs(self.net);
         // Uniform labels: sampling from equal logits.
         let labels = sample_labels(&Array2::zeros((rows.len(), c)), rng);
-        let pass = self.net.pass(theta, self.net.batch_x(&rows), Head::Labels(&labels))?;
+        let pass = self
+            .net
+            .pass(theta, self.net.batch_x(&rows), Head::Labels(&labels))?;
         let hg = self.net.rop(theta, &pass, Some(&pass.grad), None)?;
         Ok(PenaltyValue {
             value: self.alpha * super::dot(&pass.grad, &pass.grad),

@@ -14,14 +14,26 @@ pub struct IterativeGrafting {
 impl IterativeGrafting {
     /// Rescales `direction` to the norm of `∇L_{M_1}`. Errors if `micro` is 0 or exceeds the batch, or if the
     /// direction is zero.
-    pub fn apply(&self, model: Model<'_>, theta: &[f64], rows: &[usize], direction: &mut [f64]) -> RegResult<()> {
+    pub fn apply(
+        &self,
+        model: Model<'_>,
+        theta: &[f64],
+        rows: &[usize],
+        direction: &mut [f64],
+    ) -> RegResult<()> {
         if self.micro == 0 || self.micro > rows.len() {
-            return Err(RegError::MicroBatch { batch: rows.len(), micro: self.micro });
+            return Err(RegError::MicroBatch {
+                batch: rows.len(),
+                micro: self.micro,
+            });
         }
         let (_, g) = model.loss_grad(theta, &rows[..self.micro])?;
         let dn = super::dot(direction, direction).sqrt();
         if dn == 0.0 {
-            return Err(RegError::invalid("direction", "zero update: grafting needs a direction"));
+            return Err(RegError::invalid(
+                "direction",
+                "zero update: grafting needs a direction",
+            ));
         }
         let s = super::dot(&g, &g).sqrt() / dn;
         direction.iter_mut().for_each(|d| *d *= s);

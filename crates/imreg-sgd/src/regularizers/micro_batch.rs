@@ -41,7 +41,10 @@ impl<'a> MicroBatchGradNorm<'a> {
 
 impl Penalty for MicroBatchGradNorm<'_> {
     fn name(&self) -> String {
-        format!("GN λ·mean_j ‖∇L_M_j‖² (squared, true labels), |M| = {}, λ = {}", self.micro, self.lambda)
+        format!(
+            "GN λ·mean_j ‖∇L_M_j‖² (squared, true labels), |M| = {}, λ = {}",
+            self.micro, self.lambda
+        )
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let rows = batch_rows(batch, self.model.n_examples())?;
@@ -52,13 +55,19 @@ impl Penalty for MicroBatchGradNorm<'_> {
         let mut lgrad = vec![0.0; p];
         let inv = 1.0 / k as f64;
         for j in 0..k {
-            let (l, g, hg) = self.model.grad_self_hvp(theta, &rows[j * self.micro..(j + 1) * self.micro])?;
+            let (l, g, hg) = self
+                .model
+                .grad_self_hvp(theta, &rows[j * self.micro..(j + 1) * self.micro])?;
             value += super::dot(&g, &g);
             loss += l;
             super::axpy(&mut grad, 2.0 * self.lambda * inv, &hg);
             super::axpy(&mut lgrad, inv, &g);
         }
-        Ok(PenaltyValue { value: self.lambda * value * inv, grad, loss: Some((loss * inv, lgrad)) })
+        Ok(PenaltyValue {
+            value: self.lambda * value * inv,
+            grad,
+            loss: Some((loss * inv, lgrad)),
+        })
     }
 }
 
@@ -117,7 +126,11 @@ impl NetMicroPenalty<'_> {
             value += super::dot(&pass.grad, &pass.grad);
             super::axpy(&mut grad, 2.0 * self.lambda * inv, &hg);
         }
-        Ok(PenaltyValue { value: self.lambda * value * inv, grad, loss: Some((loss * inv, lgrad)) })
+        Ok(PenaltyValue {
+            value: self.lambda * value * inv,
+            grad,
+            loss: Some((loss * inv, lgrad)),
+        })
     }
 }
 

@@ -116,7 +116,7 @@ pub fn batch_rows(batch: Batch<'_>, n: usize) -> RegResult<Vec<usize>> {
 
 /// The number of micro-batches `k = |B|/|M|`; errors unless `|M| ≥ 1` divides `|B|`.
 pub fn micro_batch_count(batch: usize, micro: usize) -> RegResult<usize> {
-    if micro == 0 || batch % micro != 0 {
+    if micro == 0 || !batch.is_multiple_of(micro) {
         return Err(RegError::MicroBatch { batch, micro });
     }
     Ok(batch / micro)
@@ -211,7 +211,12 @@ impl<'a> RegularizedSgd<'a> {
     }
 
     /// The total gradient `∇L_B + Σ ∇R` and the report, without stepping.
-    pub fn direction(&self, theta: &[f64], rows: &[usize], rng: &mut ChaCha8Rng) -> RegResult<(Vec<f64>, StepReport)> {
+    pub fn direction(
+        &self,
+        theta: &[f64],
+        rows: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> RegResult<(Vec<f64>, StepReport)> {
         let mut loss = None;
         let mut total = vec![0.0; self.model.dim()];
         let mut penalty = 0.0;
@@ -236,7 +241,14 @@ impl<'a> RegularizedSgd<'a> {
         if let Some(gr) = &self.grafting {
             gr.apply(self.model, theta, rows, &mut total)?;
         }
-        Ok((total, StepReport { loss: l, penalty, grad_norm }))
+        Ok((
+            total,
+            StepReport {
+                loss: l,
+                penalty,
+                grad_norm,
+            },
+        ))
     }
 
     /// One step on the batch rows; errors (with the value) if the loss or the update is non-finite.

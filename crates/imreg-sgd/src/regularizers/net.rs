@@ -235,7 +235,10 @@ impl Net {
         let layers = self.shapes.len();
         let c = self.n_outputs();
         if m == 0 || x.ncols() != self.spec.widths[0] {
-            return Err(RegError::invalid("x", format!("must be m × {} with m ≥ 1", self.spec.widths[0])));
+            return Err(RegError::invalid(
+                "x",
+                format!("must be m × {} with m ≥ 1", self.spec.widths[0]),
+            ));
         }
         let mut acts = vec![x];
         let mut zs = Vec::with_capacity(layers);
@@ -243,7 +246,9 @@ impl Net {
             let (w, b) = self.layer(theta, l);
             let mut z = acts[l].dot(&w.t());
             if let Some(b) = b {
-                z.rows_mut().into_iter().for_each(|mut r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb));
+                z.rows_mut()
+                    .into_iter()
+                    .for_each(|mut r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb));
             }
             if l + 1 < layers {
                 let mut a = z.clone();
@@ -259,7 +264,10 @@ impl Net {
         let (value, delta, probs, head_kind) = match head {
             Head::Labels(labels) => {
                 if labels.len() != m {
-                    return Err(RegError::invalid("labels", format!("need {m}, got {}", labels.len())));
+                    return Err(RegError::invalid(
+                        "labels",
+                        format!("need {m}, got {}", labels.len()),
+                    ));
                 }
                 let mut p = f.clone();
                 let mut loss = 0.0;
@@ -270,7 +278,12 @@ impl Net {
                     row.iter_mut().for_each(|v| *v /= z);
                     let y = labels[i];
                     if y >= c {
-                        return Err(ObjectiveError::LabelOutOfRange { index: i, label: y as i64, classes: c }.into());
+                        return Err(ObjectiveError::LabelOutOfRange {
+                            index: i,
+                            label: y as i64,
+                            classes: c,
+                        }
+                        .into());
                     }
                     loss -= row[y].max(f64::MIN_POSITIVE).ln();
                 }
@@ -283,7 +296,10 @@ impl Net {
             }
             Head::Values(y) => {
                 if y.dim() != (m, c) {
-                    return Err(RegError::invalid("targets", format!("need {m} × {c}, got {:?}", y.dim())));
+                    return Err(RegError::invalid(
+                        "targets",
+                        format!("need {m} × {c}, got {:?}", y.dim()),
+                    ));
                 }
                 let cc = match self.spec.loss {
                     LossKind::Mse { half: true } => 0.5,
@@ -298,7 +314,10 @@ impl Net {
             }
             Head::OutputDot(u) => {
                 if u.dim() != (m, c) {
-                    return Err(RegError::invalid("u", format!("need {m} × {c}, got {:?}", u.dim())));
+                    return Err(RegError::invalid(
+                        "u",
+                        format!("need {m} × {c}, got {:?}", u.dim()),
+                    ));
                 }
                 let v = (f * &u).sum() * inv_m;
                 (v, u.to_owned() * inv_m, None, HeadKind::Linear)
@@ -324,12 +343,28 @@ impl Net {
             dacts[l] = da;
         }
         let input_grad = dacts[0].clone();
-        Ok(Pass { value, grad, input_grad, probs, acts, zs, deltas, dacts, head_kind })
+        Ok(Pass {
+            value,
+            grad,
+            input_grad,
+            probs,
+            acts,
+            zs,
+            deltas,
+            dacts,
+            head_kind,
+        })
     }
 
     /// The R-pass on a cached [`Pass`]: `R{∇_θ φ}` for the parameter direction `v` and the input direction
     /// `u` (`m × d_in`), i.e. `H_θθ v + H_θx u`. At least one of them must be given.
-    pub fn rop(&self, theta: &[f64], pass: &Pass, v: Option<&[f64]>, u: Option<ArrayView2<'_, f64>>) -> RegResult<Vec<f64>> {
+    pub fn rop(
+        &self,
+        theta: &[f64],
+        pass: &Pass,
+        v: Option<&[f64]>,
+        u: Option<ArrayView2<'_, f64>>,
+    ) -> RegResult<Vec<f64>> {
         let layers = self.shapes.len();
         let m = pass.acts[0].nrows();
         if let Some(v) = v {
@@ -337,11 +372,17 @@ impl Net {
         }
         if let Some(u) = u {
             if u.dim() != pass.acts[0].dim() {
-                return Err(RegError::invalid("u", format!("must be {:?}, got {:?}", pass.acts[0].dim(), u.dim())));
+                return Err(RegError::invalid(
+                    "u",
+                    format!("must be {:?}, got {:?}", pass.acts[0].dim(), u.dim()),
+                ));
             }
         }
         if v.is_none() && u.is_none() {
-            return Err(RegError::invalid("direction", "give a parameter or an input direction"));
+            return Err(RegError::invalid(
+                "direction",
+                "give a parameter or an input direction",
+            ));
         }
         // Forward R-pass: R{a_ℓ} (None = 0) and R{z_ℓ}.
         let mut r_acts: Vec<Option<Array2<f64>>> = vec![u.map(|u| u.to_owned())];
@@ -357,7 +398,9 @@ impl Net {
                 let (vw, vb) = self.layer(v, l);
                 rz += &pass.acts[l].dot(&vw.t());
                 if let Some(vb) = vb {
-                    rz.rows_mut().into_iter().for_each(|mut r| r.iter_mut().zip(vb).for_each(|(x, b)| *x += b));
+                    rz.rows_mut()
+                        .into_iter()
+                        .for_each(|mut r| r.iter_mut().zip(vb).for_each(|(x, b)| *x += b));
                 }
             }
             if l + 1 < layers {
@@ -373,7 +416,10 @@ impl Net {
         let rf = &r_zs[layers - 1];
         let mut r_delta = match pass.head_kind {
             HeadKind::CrossEntropy => {
-                let p = pass.probs.as_ref().ok_or_else(|| RegError::invalid("pass", "missing probabilities"))?;
+                let p = pass
+                    .probs
+                    .as_ref()
+                    .ok_or_else(|| RegError::invalid("pass", "missing probabilities"))?;
                 let mut out = p * rf;
                 for (mut row, prow) in out.rows_mut().into_iter().zip(p.rows()) {
                     let s: f64 = row.sum();
@@ -464,10 +510,11 @@ impl Net {
             .into_iter()
             .zip(&labels)
             .filter(|(r, &y)| {
-                let best = r
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                let best =
+                    r.iter().enumerate().fold(
+                        (0, f64::NEG_INFINITY),
+                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                    );
                 best.0 == y
             })
             .count();
@@ -503,7 +550,13 @@ impl Objective for Net {
         grad.copy_from_slice(&p.grad);
         Ok(p.value)
     }
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> imreg_objective::Result<()> {
+    fn hvp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        v: &[f64],
+        out: &mut [f64],
+    ) -> imreg_objective::Result<()> {
         imreg_objective::check_len("out", out, self.dim())?;
         imreg_objective::check_finite("v", v)?;
         let rows = to_obj(self.rows(batch))?;

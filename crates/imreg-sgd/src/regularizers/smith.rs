@@ -23,16 +23,28 @@ impl<'a> SmithLambda<'a> {
         if partition.n_examples() != model.n_examples() {
             return Err(RegError::invalid(
                 "partition",
-                format!("covers {} examples, the model has {}", partition.n_examples(), model.n_examples()),
+                format!(
+                    "covers {} examples, the model has {}",
+                    partition.n_examples(),
+                    model.n_examples()
+                ),
             ));
         }
-        Ok(SmithLambda { model, partition, lambda })
+        Ok(SmithLambda {
+            model,
+            partition,
+            lambda,
+        })
     }
 }
 
 impl Penalty for SmithLambda<'_> {
     fn name(&self) -> String {
-        format!("Smith λ-term (λ/(4m)) Σ_k ‖∇Ĉ_k‖², m = {}, λ = {}", self.partition.m(), self.lambda)
+        format!(
+            "Smith λ-term (λ/(4m)) Σ_k ‖∇Ĉ_k‖², m = {}, λ = {}",
+            self.partition.m(),
+            self.lambda
+        )
     }
     fn value_grad(&self, theta: &[f64], _batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let m = self.partition.m() as f64;
@@ -43,7 +55,11 @@ impl Penalty for SmithLambda<'_> {
             value += super::dot(&g, &g);
             super::axpy(&mut grad, self.lambda / (2.0 * m), &hg);
         }
-        Ok(PenaltyValue { value: value * self.lambda / (4.0 * m), grad, loss: None })
+        Ok(PenaltyValue {
+            value: value * self.lambda / (4.0 * m),
+            grad,
+            loss: None,
+        })
     }
 }
 
