@@ -69,12 +69,18 @@ impl<T: Tensor> Tensor for Dual<T> {
         self.p.primal()
     }
     fn matmul(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
-        Dual { p: T::matmul(&a.p, ta, &b.p, tb), t: tangent_product(a, ta, b, tb) }
+        Dual {
+            p: T::matmul(&a.p, ta, &b.p, tb),
+            t: tangent_product(a, ta, b, tb),
+        }
     }
     fn matmul_tangent_only(a: &Self, ta: bool, b: &Self, tb: bool) -> Self {
         let rows = if ta { a.p.shape().1 } else { a.p.shape().0 };
         let cols = if tb { b.p.shape().0 } else { b.p.shape().1 };
-        Dual { p: T::constant(Mat::zeros((rows, cols))), t: tangent_product(a, ta, b, tb) }
+        Dual {
+            p: T::constant(Mat::zeros((rows, cols))),
+            t: tangent_product(a, ta, b, tb),
+        }
     }
     fn add(&self, b: &Self) -> Self {
         Dual {

@@ -147,7 +147,9 @@ mod tests {
         for e in -300..2 {
             for m in [1.0, 1.7, 3.3, 7.9] {
                 let x = m * 10f64.powi(e);
-                worst = worst.max(ulps(tanh(x), x.tanh())).max(ulps(tanh(-x), (-x).tanh()));
+                worst = worst
+                    .max(ulps(tanh(x), x.tanh()))
+                    .max(ulps(tanh(-x), (-x).tanh()));
             }
         }
         assert!(worst <= 4.0, "worst error {worst} ulp");

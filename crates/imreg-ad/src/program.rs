@@ -182,7 +182,11 @@ pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>>
     check_finite("input", x)?;
     check_finite("direction", v)?;
     let (g, y) = record(p, duals(x, Some(v), &p.leaf_shapes())?)?;
-    let tangents: Vec<Mat> = g.backward_tangents(y)?.iter().map(|d| d.tangent_or_zero()).collect();
+    let tangents: Vec<Mat> = g
+        .backward_tangents(y)?
+        .iter()
+        .map(|d| d.tangent_or_zero())
+        .collect();
     Ok(flatten(&tangents))
 }
 

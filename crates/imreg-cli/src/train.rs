@@ -141,8 +141,8 @@ fn record(
     let mode = batch_expectation(eval_seed, cfg.track.max_batches);
     let mut row = vec![step as f64];
     for m in metrics {
-        if !(all || step % m.period == 0) || !finite {
-            row.extend(std::iter::repeat(f64::NAN).take(m.columns.len()));
+        if !(all || step.is_multiple_of(m.period)) || !finite {
+            row.extend(std::iter::repeat_n(f64::NAN, m.columns.len()));
             continue;
         }
         let sp = |what: &str, e: imreg_spectra::SpectraError| failed(step, what, e);
@@ -185,7 +185,7 @@ fn record(
                     .map_err(|e| sp("Tr F", e))?,
             ),
             "imbalance" => row.push(model.imbalance(theta).unwrap_or(f64::NAN)),
-            _ => row.extend(std::iter::repeat(f64::NAN).take(m.columns.len())),
+            _ => row.extend(std::iter::repeat_n(f64::NAN, m.columns.len())),
         }
     }
     Ok((row, loss))
@@ -238,7 +238,8 @@ pub fn train(
     };
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
-    let due = |step: usize| step == 0 || step == last || tracked.iter().any(|t| step % t.period == 0);
+    let due =
+        |step: usize| step == 0 || step == last || tracked.iter().any(|t| step.is_multiple_of(t.period));
     for (step, theta) in points.into_iter().filter(|(s, _)| due(*s)) {
         let (row, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
         metrics.rows.push(row);
@@ -275,6 +276,6 @@ pub fn train(
 pub fn expected_rows(cfg: &ExperimentConfig) -> usize {
     let t = tracked(cfg, false);
     (0..=cfg.steps)
-        .filter(|&s| s == 0 || s == cfg.steps || t.iter().any(|m| s % m.period == 0))
+        .filter(|&s| s == 0 || s == cfg.steps || t.iter().any(|m| s.is_multiple_of(m.period)))
         .count()
 }

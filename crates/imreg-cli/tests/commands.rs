@@ -79,8 +79,8 @@ fn analyze_safetensors_matches_library() {
     let (n, widths) = (10usize, [3usize, 4, 2]);
     let x: Vec<f64> = (0..n * 3).map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0).collect();
     let y: Vec<f64> = (0..n * 2).map(|i| ((i * 5 % 7) as f64 - 3.0) / 3.0).collect();
-    write_npy(&dir.path().join("x.npy"), &[n, 3], &x).unwrap();
-    write_npy(&dir.path().join("y.npy"), &[n, 2], &y).unwrap();
+    write_npy(dir.path().join("x.npy"), &[n, 3], &x).unwrap();
+    write_npy(dir.path().join("y.npy"), &[n, 2], &y).unwrap();
     let w0: Vec<f64> = (0..12).map(|i| (i as f64 - 6.0) / 10.0).collect();
     let b0: Vec<f64> = vec![0.1, -0.2, 0.05, 0.0];
     let w1: Vec<f64> = (0..8).map(|i| (3.0 - i as f64) / 9.0).collect();

@@ -421,10 +421,8 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     assert_eq!(ds.x[(1, 2)], 64.0 / 255.0); // pixel 8 of the file = 64
     assert_eq!(ds.labels().unwrap(), [3, 1, 4, 1]);
     // A run on it: MLP with cross-entropy over the 10 MNIST classes.
-    let text = format!(
-        "steps = 3\n[data]\nkind = \"mnist_idx\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n[model]\nkind = \"mlp\"\nhidden = [4]\nactivation = \"gelu\"\nloss = \"cross_entropy\"\n[init]\nscheme = \"pytorch\"\n[optimizer]\nkind = \"momentum\"\nlr = 0.1\nbeta = 0.9\nnesterov = true\n[track]\naccuracy = true\n"
-    );
-    let c = write(d, "mnist.toml", &text);
+    let text = "steps = 3\n[data]\nkind = \"mnist_idx\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n[model]\nkind = \"mlp\"\nhidden = [4]\nactivation = \"gelu\"\nloss = \"cross_entropy\"\n[init]\nscheme = \"pytorch\"\n[optimizer]\nkind = \"momentum\"\nlr = 0.1\nbeta = 0.9\nnesterov = true\n[track]\naccuracy = true\n";
+    let c = write(d, "mnist.toml", text);
     assert_eq!(
         cli(&[
             "run",
@@ -457,7 +455,7 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     // CIFAR-10: two files of 2 and 1 records, concatenated.
     let record = |label: u8, v: u8| -> Vec<u8> {
         let mut r = vec![label];
-        r.extend(std::iter::repeat(v).take(3072));
+        r.extend(std::iter::repeat_n(v, 3072));
         r
     };
     std::fs::write(d.join("b1.bin"), [record(7, 255), record(0, 51)].concat()).unwrap();

@@ -37,7 +37,7 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
         rows.last().unwrap()[1] < 0.5 * rows[0][1],
         "loss did not decrease: {rows:?}"
     );
-    let theta = read_npy(&out.join("theta_final.npy")).unwrap();
+    let theta = read_npy(out.join("theta_final.npy")).unwrap();
     assert_eq!(theta.shape, vec![5]); // 4 weights + bias
     for f in [
         "fig_loss.svg",
@@ -104,7 +104,7 @@ fn gd_run_matches_library_calls() {
         let g = obj.grad(&theta, Batch::Full).unwrap();
         theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.05 * g);
     }
-    let cli_theta = read_npy(&out.join("theta_final.npy")).unwrap().data;
+    let cli_theta = read_npy(out.join("theta_final.npy")).unwrap().data;
     assert_eq!(
         cli_theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -200,13 +200,13 @@ fn bad_configs_exit_2_naming_the_field() {
     let (f, r) = rejected(d, "missing_file", &npy_cfg("nope_x.npy", "nope_y.npy"));
     assert_eq!(f, "data.x", "{r}");
     assert!(r.contains("nope_x.npy"), "{r}");
-    write_npy(&d.join("x.npy"), &[24, 4], &[0.5; 96]).unwrap();
-    write_npy(&d.join("y.npy"), &[23], &[1.0; 23]).unwrap();
+    write_npy(d.join("x.npy"), &[24, 4], &[0.5; 96]).unwrap();
+    write_npy(d.join("y.npy"), &[23], &[1.0; 23]).unwrap();
     let (f, r) = rejected(d, "shapes", &npy_cfg("x.npy", "y.npy"));
     assert_eq!(f, "data.y", "{r}");
     assert!(r.contains("23") && r.contains("24"), "{r}");
     // A good npy config runs (relative paths resolve against the config's folder).
-    write_npy(&d.join("y.npy"), &[24], &[1.0; 24]).unwrap();
+    write_npy(d.join("y.npy"), &[24], &[1.0; 24]).unwrap();
     let cfg = write(d, "npy_ok.toml", &npy_cfg("x.npy", "y.npy"));
     assert_eq!(
         cli(&[

@@ -211,3 +211,75 @@ imbalance = true
     assert_ne!(bits(th("gd")), bits(th("noisy1")));
     assert_eq!(bits(th("noisy1")), bits(th("noisy1b")));
 }
+
+/// The metrics use rayon inside (the MLP's chunked passes, Monte Carlo batch sharpness and MiniBS); a run is
+/// still byte-identical on 1 and 2 threads.
+#[test]
+fn runs_are_bitwise_identical_across_thread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+seed = 11
+steps = 6
+[data]
+kind = "teacher_student_classification"
+n = 96
+dim = 4
+classes = 3
+[model]
+kind = "mlp"
+hidden = [6]
+activation = "softplus"
+loss = "cross_entropy"
+[init]
+scheme = "pytorch"
+[optimizer]
+kind = "sgd"
+lr = 0.2
+batch_size = 8
+replacement = true
+[track]
+every = 3
+sharpness = true
+accuracy = true
+batch_sharpness = true
+mini_bs = 6
+lambda_k1 = true
+trace_k = true
+trace_f = true
+max_batches = 30
+"#;
+    let cfg = write(dir.path(), "mc.toml", text);
+    let mut trees = Vec::new();
+    for threads in [1, 2] {
+        // the same leaf name: the run's default name is the folder's
+        let out = dir.path().join(format!("t{threads}")).join("run");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let code = pool.install(|| {
+            cli(&[
+                "run",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--no-figures",
+            ])
+        });
+        assert_eq!(code, 0);
+        trees.push(tree(&out));
+    }
+    let differing: Vec<&String> = trees[0]
+        .iter()
+        .zip(&trees[1])
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| &a.0)
+        .collect();
+    assert!(
+        differing.is_empty() && trees[0].len() == trees[1].len(),
+        "differ: {differing:?}"
+    );
+    // C(96, 8) batches: the batch expectations were Monte Carlo, and every metric is finite at the end.
+    let (_, rows) = read_csv(&dir.path().join("t1/run/metrics.csv"));
+    assert!(rows.last().unwrap().iter().all(|v| v.is_finite()), "{rows:?}");
+}

@@ -76,7 +76,11 @@ impl DigitsMlp {
             ));
         }
         if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
-            return Err(TrackError::invalid("init_scale", self.init_scale, "must be finite and > 0"));
+            return Err(TrackError::invalid(
+                "init_scale",
+                self.init_scale,
+                "must be finite and > 0",
+            ));
         }
         // Centre every feature and divide by its standard deviation over all 1797 images (features with zero
         // variance are only centred).
@@ -215,7 +219,11 @@ impl EosRun {
 }
 
 fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn norm(a: &[f64]) -> f64 {
@@ -262,8 +270,9 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
         Some(gf) => {
             let horizon = match gf.horizon {
                 GfHorizon::Step(s) => s,
-                GfHorizon::CrossingTimes(f) => first_crossing
-                    .map_or(opts.steps, |c| ((c as f64 * f).ceil() as usize).min(opts.steps)),
+                GfHorizon::CrossingTimes(f) => {
+                    first_crossing.map_or(opts.steps, |c| ((c as f64 * f).ceil() as usize).min(opts.steps))
+                }
             };
             let snaps: Vec<(usize, &Vec<f64>)> = tr
                 .records
@@ -330,7 +339,7 @@ fn compare_with_flow<O: Objective + ?Sized>(
         if gf.sharpness {
             out.sharpness.push(probe.sharpness(obj, flow)?.value);
         }
-        if first_crossing.map_or(true, |c| *step < c) {
+        if first_crossing.is_none() || first_crossing.is_some_and(|c| *step < c) {
             out.max_before_crossing = out.max_before_crossing.max(rel);
         }
     }

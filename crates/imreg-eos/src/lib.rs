@@ -27,7 +27,14 @@ pub mod stochastic_stability;
 pub mod tracking;
 
 pub use bounds::{simulate, Method, QuadOutcome, Quadratic};
+pub use break_even::{
+    break_even, conjecture_one, sweep_break_even, BreakEvenOptions, BreakEvenPoint, BreakEvenRun,
+};
 pub use checks::checks;
+pub use edge_of_stability::{
+    edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfComparison, GfHorizon,
+    GfOptions,
+};
 pub use error::{EosError, Result};
 pub use gd_limit::{
     classify, gd_trajectory, run_gd, scalar_gd_steps, sweep_eta, GdOutcome, Regime, RegimeReport,
@@ -36,12 +43,10 @@ pub use gd_limit::{
 pub use gradient_flow::GfSolution;
 pub use options::RunOptions;
 pub use scalar_net::{Invariants, ScalarNet, WidthReduction};
-pub use break_even::{break_even, conjecture_one, sweep_break_even, BreakEvenOptions, BreakEvenPoint, BreakEvenRun};
-pub use edge_of_stability::{
-    edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfComparison, GfHorizon, GfOptions,
-};
 pub use stochastic_stability::{
     edge_of_stochastic_stability, sweep_edge_of_stochastic_stability, EossMeasurement, EossOptions, EossRun,
     MiniBsOptions,
 };
-pub use tracking::{track, Hover, Probe, Sampling, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackStatus};
+pub use tracking::{
+    track, Hover, Probe, Sampling, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackStatus,
+};

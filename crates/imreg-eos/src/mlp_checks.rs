@@ -79,8 +79,14 @@ pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
     for r in &runs {
         let eta = r.lr;
         parts.push(Outcome::new(
-            format!("η={eta}: completes, λ_max(θ₀) < 2/η and first reaches 2/η = {:.3} before the second half", r.threshold),
-            format!("{:?}, λ₀ = {:.3}, crossing at step {:?}", r.status, r.sharpness[0].value, r.first_crossing),
+            format!(
+                "η={eta}: completes, λ_max(θ₀) < 2/η and first reaches 2/η = {:.3} before the second half",
+                r.threshold
+            ),
+            format!(
+                "{:?}, λ₀ = {:.3}, crossing at step {:?}",
+                r.status, r.sharpness[0].value, r.first_crossing
+            ),
             r.status == TrackStatus::Completed
                 && r.sharpness[0].value < r.threshold
                 && r.first_crossing.is_some_and(|c| c < set.steps / 2),
@@ -121,13 +127,20 @@ pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
 /// GD tracks gradient flow to first order before the crossing: at a fixed time `t₀` before every run's
 /// crossing, `‖θ_GD(t₀/η) − θ_GF(t₀)‖/‖θ_GF(t₀)‖` is `O(η)` (Euler's global error), log-log slope 1 ± 0.15
 /// over η/2, η/4, η/8 (η the largest step size).
-fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[EosRun]) -> Result<Outcome, String> {
+fn first_order_tracking(
+    mlp: &Mlp,
+    theta0: &[f64],
+    set: &EosSetting,
+    runs: &[EosRun],
+) -> Result<Outcome, String> {
     let eta_max = set.lrs.iter().cloned().fold(0.0, f64::max);
     let run = runs
         .iter()
         .find(|r| r.lr == eta_max)
         .ok_or_else(|| "missing run".to_string())?;
-    let crossing = run.first_crossing.ok_or_else(|| "no crossing at the largest η".to_string())?;
+    let crossing = run
+        .first_crossing
+        .ok_or_else(|| "no crossing at the largest η".to_string())?;
     // t₀ = half the crossing time of the largest η, on the grid of every η below.
     let k0 = (crossing / 2).max(4) / 4 * 4;
     let t0 = eta_max * k0 as f64;
@@ -151,7 +164,8 @@ fn first_order_tracking(mlp: &Mlp, theta0: &[f64], set: &EosSetting, runs: &[Eos
                 }),
                 ..opts
             };
-            edge_of_stability(mlp, theta0, &opts).map(|r| r.gradient_flow.map_or(f64::NAN, |g| g.final_distance))
+            edge_of_stability(mlp, theta0, &opts)
+                .map(|r| r.gradient_flow.map_or(f64::NAN, |g| g.final_distance))
         })
         .collect::<Result<_, _>>()
         .map_err(err)?;
@@ -181,7 +195,11 @@ fn eos_figures(runs: &[EosRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, S
         .log_y();
     for r in runs {
         fig = fig
-            .series(Series::line(format!("GD η={}", r.lr), xs(&r.steps), r.sharpness_values()))
+            .series(Series::line(
+                format!("GD η={}", r.lr),
+                xs(&r.steps),
+                r.sharpness_values(),
+            ))
             .hline(format!("2/η = {:.3}", r.threshold), r.threshold);
         if let Some(gf) = &r.gradient_flow {
             if !gf.sharpness.is_empty() {
@@ -191,12 +209,19 @@ fn eos_figures(runs: &[EosRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, S
                     gf.sharpness.clone(),
                 ));
             }
-            dist = dist.series(Series::line(format!("η={}", r.lr), xs(&gf.steps), gf.relative_distance.clone()));
+            dist = dist.series(Series::line(
+                format!("η={}", r.lr),
+                xs(&gf.steps),
+                gf.relative_distance.clone(),
+            ));
         }
     }
     let mut files = fig.save(dir, "sharpness_vs_step").map_err(err)?;
     files.extend(dist.save(dir, "gd_vs_gradient_flow").map_err(err)?);
-    let mut loss = Figure::new("GD full-batch loss").x_label("step").y_label("loss").log_y();
+    let mut loss = Figure::new("GD full-batch loss")
+        .x_label("step")
+        .y_label("loss")
+        .log_y();
     for r in runs {
         let steps: Vec<f64> = (0..r.loss.len()).map(|s| s as f64).collect();
         loss = loss.series(Series::line(format!("η={}", r.lr), steps, r.loss.clone()));
@@ -270,7 +295,11 @@ impl EossSetting {
 pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
     let set = EossSetting::new(ctx.quick);
     let (mlp, theta0) = set.problem.build().map_err(err)?;
-    let opts: Vec<EossOptions> = set.batch_sizes.iter().map(|&b| set.options(b, ctx.quick)).collect();
+    let opts: Vec<EossOptions> = set
+        .batch_sizes
+        .iter()
+        .map(|&b| set.options(b, ctx.quick))
+        .collect();
     let runs: Vec<EossRun> = sweep_edge_of_stochastic_stability(&mlp, &theta0, &opts)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -327,13 +356,19 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
     // Lower λ_max for smaller batches (EoSS §2.3): second-half means, increasing in b.
     let means: Vec<f64> = runs.iter().map(|r| r.lambda_max_second_half.mean_ratio).collect();
     parts.push(Outcome::new(
-        format!("second-half mean λ_max/(2/η) increases with b = {:?}", set.batch_sizes),
+        format!(
+            "second-half mean λ_max/(2/η) increases with b = {:?}",
+            set.batch_sizes
+        ),
         format!("{means:.3?}"),
         means.windows(2).all(|w| w[0] < w[1]),
     ));
     let small = &runs[0];
     parts.push(Outcome::new(
-        format!("b={}: batch sharpness > λ_max over the second half (means)", small.batch_size),
+        format!(
+            "b={}: batch sharpness > λ_max over the second half (means)",
+            small.batch_size
+        ),
         format!(
             "{:.3} vs {:.3} (× 2/η)",
             small.hover_batch_sharpness.mean_ratio, small.lambda_max_second_half.mean_ratio
@@ -353,14 +388,25 @@ fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>,
     let mut files = Vec::new();
     for r in runs {
         let x = xs(&r.steps);
-        let fig = Figure::new(format!("SGD η={}, b={}: batch sharpness and λ_max", r.lr, r.batch_size))
-            .x_label("step")
-            .y_label("curvature")
-            .series(Series::line("batch sharpness E[gᵀHg/‖g‖²]", x.clone(), r.batch_sharpness()))
-            .series(Series::line("batch sharpness E[gᵀHg]/E‖g‖²", x.clone(), r.batch_sharpness_ratio_of_means()))
-            .series(Series::line("MiniBS E λ_max(H_B)", x.clone(), r.mini_bs()))
-            .series(Series::line("λ_max(H)", x, r.lambda_max()))
-            .hline("2/η", r.threshold);
+        let fig = Figure::new(format!(
+            "SGD η={}, b={}: batch sharpness and λ_max",
+            r.lr, r.batch_size
+        ))
+        .x_label("step")
+        .y_label("curvature")
+        .series(Series::line(
+            "batch sharpness E[gᵀHg/‖g‖²]",
+            x.clone(),
+            r.batch_sharpness(),
+        ))
+        .series(Series::line(
+            "batch sharpness E[gᵀHg]/E‖g‖²",
+            x.clone(),
+            r.batch_sharpness_ratio_of_means(),
+        ))
+        .series(Series::line("MiniBS E λ_max(H_B)", x.clone(), r.mini_bs()))
+        .series(Series::line("λ_max(H)", x, r.lambda_max()))
+        .hline("2/η", r.threshold);
         files.extend(fig.save(dir, &format!("eoss_b{}", r.batch_size)).map_err(err)?);
     }
     Ok(files)
@@ -379,7 +425,10 @@ pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<Br
                 sampling: if b == n {
                     Sampling::Full
                 } else {
-                    Sampling::Reshuffled { batch_size: b, seed: 7 }
+                    Sampling::Reshuffled {
+                        batch_size: b,
+                        seed: 7,
+                    }
                 },
                 steps,
                 every,
@@ -394,15 +443,32 @@ pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<Br
         .map_err(err)
 }
 
-fn break_even_figures(mlp: &Mlp, theta0: &[f64], quick: bool, dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+fn break_even_figures(
+    mlp: &Mlp,
+    theta0: &[f64],
+    quick: bool,
+    dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, String> {
     let runs = break_even_study(mlp, theta0, quick)?;
-    let mut h = Figure::new("break-even: λ_H¹ along GD/SGD").x_label("step").y_label("λ_H¹");
-    let mut k = Figure::new("break-even: λ_K¹ along GD/SGD").x_label("step").y_label("λ_K¹");
+    let mut h = Figure::new("break-even: λ_H¹ along GD/SGD")
+        .x_label("step")
+        .y_label("λ_H¹");
+    let mut k = Figure::new("break-even: λ_K¹ along GD/SGD")
+        .x_label("step")
+        .y_label("λ_K¹");
     for r in &runs {
         let x = xs(&r.steps);
         let name = format!("η={} b={}", r.lr, r.batch_size);
-        h = h.series(Series::line(name.clone(), x.clone(), r.points.iter().map(|p| p.lambda_h).collect()));
-        k = k.series(Series::line(name, x, r.points.iter().map(|p| p.lambda_k).collect()));
+        h = h.series(Series::line(
+            name.clone(),
+            x.clone(),
+            r.points.iter().map(|p| p.lambda_h).collect(),
+        ));
+        k = k.series(Series::line(
+            name,
+            x,
+            r.points.iter().map(|p| p.lambda_k).collect(),
+        ));
     }
     let mut files = h.save(dir, "break_even_lambda_h").map_err(err)?;
     files.extend(k.save(dir, "break_even_lambda_k").map_err(err)?);
@@ -410,14 +476,27 @@ fn break_even_figures(mlp: &Mlp, theta0: &[f64], quick: bool, dir: &std::path::P
     for r in &runs {
         table.push_str(&format!(
             "{},{},{:?},{},{},{},{}\n",
-            r.lr, r.batch_size, r.status, r.maxima.lambda_h, r.maxima.lambda_k, r.maxima.trace_k, r.maxima.trace_f
+            r.lr,
+            r.batch_size,
+            r.status,
+            r.maxima.lambda_h,
+            r.maxima.lambda_k,
+            r.maxima.trace_k,
+            r.maxima.trace_f
         ));
     }
-    table.push_str("\ncomparison,lambda_h_a,lambda_h_b,lambda_h_holds,lambda_k_a,lambda_k_b,lambda_k_holds\n");
+    table
+        .push_str("\ncomparison,lambda_h_a,lambda_h_b,lambda_h_holds,lambda_k_a,lambda_k_b,lambda_k_holds\n");
     for c in conjecture_one(&runs) {
         table.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
-            c.what, c.lambda_h.0, c.lambda_h.1, c.lambda_h_holds, c.lambda_k.0, c.lambda_k.1, c.lambda_k_holds
+            c.what,
+            c.lambda_h.0,
+            c.lambda_h.1,
+            c.lambda_h_holds,
+            c.lambda_k.0,
+            c.lambda_k.1,
+            c.lambda_k_holds
         ));
     }
     let path = dir.join("break_even_maxima.csv");

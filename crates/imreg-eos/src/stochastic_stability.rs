@@ -197,7 +197,14 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
                     seed: opts.seed,
                     ..Default::default()
                 };
-                Some(mini_bs(o, th, Batch::Full, b, &BatchExpectation::MonteCarlo(mc), &lo)?)
+                Some(mini_bs(
+                    o,
+                    th,
+                    Batch::Full,
+                    b,
+                    &BatchExpectation::MonteCarlo(mc),
+                    &lo,
+                )?)
             }
         };
         Ok(EossMeasurement {

@@ -125,8 +125,12 @@ impl TrackOptions {
         if self.every == 0 {
             return Err(TrackError::invalid("every", 0, "must be ≥ 1"));
         }
-        if !(self.blowup_loss > 0.0) {
-            return Err(TrackError::invalid("blowup_loss", self.blowup_loss, "must be > 0"));
+        if self.blowup_loss.is_nan() || self.blowup_loss <= 0.0 {
+            return Err(TrackError::invalid(
+                "blowup_loss",
+                self.blowup_loss,
+                "must be > 0",
+            ));
         }
         if let Sampling::Reshuffled { batch_size, .. } = self.sampling {
             if batch_size == 0 || batch_size > n {

@@ -3,9 +3,9 @@
 use imreg_check::{run_check, CheckContext};
 use imreg_eos::tracking::step_seed;
 use imreg_eos::{
-    break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track, BreakEvenOptions,
-    DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, Sampling, SharpnessProbe, TrackError, TrackOptions,
-    TrackStatus,
+    break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track,
+    BreakEvenOptions, DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, Sampling, SharpnessProbe,
+    TrackError, TrackOptions, TrackStatus,
 };
 use imreg_objective::{Batch, Objective, Quadratic};
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -29,12 +29,19 @@ fn gd_on_a_quadratic_matches_the_closed_form_and_divergence_is_reported() {
         every: 10,
         ..Default::default()
     };
-    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, th: &[f64], _| Ok(th.to_vec())).unwrap();
+    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, th: &[f64], _| {
+        Ok(th.to_vec())
+    })
+    .unwrap();
     assert_eq!(tr.status, TrackStatus::Completed);
     for r in &tr.records {
         for (j, (&x, &x0)) in r.value.iter().zip(&[1.0, -2.0]).enumerate() {
             let want = (1.0f64 - 0.1 * h[j]).powi(r.step as i32) * x0;
-            assert!((x - want).abs() <= 1e-14, "step {} coord {j}: {x} vs {want}", r.step);
+            assert!(
+                (x - want).abs() <= 1e-14,
+                "step {} coord {j}: {x} vs {want}",
+                r.step
+            );
         }
     }
     assert_eq!(tr.step_losses.len(), 31);
@@ -61,15 +68,39 @@ fn bad_options_are_typed_errors() {
         Ok(())
     }
     let e = |o: TrackOptions| track(&q, &[1.0], &o, &mut noop).unwrap_err();
-    assert!(matches!(e(TrackOptions { lr: 0.0, ..Default::default() }), TrackError::Eos(_)));
-    assert!(matches!(e(TrackOptions { lr: f64::NAN, ..Default::default() }), TrackError::Eos(_)));
     assert!(matches!(
-        e(TrackOptions { every: 0, ..Default::default() }),
+        e(TrackOptions {
+            lr: 0.0,
+            ..Default::default()
+        }),
+        TrackError::Eos(_)
+    ));
+    assert!(matches!(
+        e(TrackOptions {
+            lr: f64::NAN,
+            ..Default::default()
+        }),
+        TrackError::Eos(_)
+    ));
+    assert!(matches!(
+        e(TrackOptions {
+            every: 0,
+            ..Default::default()
+        }),
         TrackError::Invalid { field: "every", .. }
     ));
     assert!(matches!(
-        e(TrackOptions { sampling: Sampling::Reshuffled { batch_size: 2, seed: 0 }, ..Default::default() }),
-        TrackError::Invalid { field: "sampling.batch_size", .. }
+        e(TrackOptions {
+            sampling: Sampling::Reshuffled {
+                batch_size: 2,
+                seed: 0
+            },
+            ..Default::default()
+        }),
+        TrackError::Invalid {
+            field: "sampling.batch_size",
+            ..
+        }
     ));
     assert!(track(&q, &[1.0, 2.0], &TrackOptions::default(), &mut noop).is_err());
     assert!(DigitsMlp::cohen(0).build().is_err());
@@ -82,13 +113,18 @@ fn reshuffled_sgd_visits_every_example_once_per_epoch() {
     // η = 1 the iterate is the batch mean, so the iterates reveal the batches.
     let n = 12;
     let a: Vec<DMatrix<f64>> = (0..n).map(|_| DMatrix::from_element(1, 1, 1.0)).collect();
-    let b: Vec<nalgebra::DVector<f64>> = (0..n).map(|i| nalgebra::DVector::from_element(1, -(i as f64))).collect();
+    let b: Vec<nalgebra::DVector<f64>> = (0..n)
+        .map(|i| nalgebra::DVector::from_element(1, -(i as f64)))
+        .collect();
     let q = Quadratic::new(a, b).unwrap();
     let opts = TrackOptions {
         lr: 1.0,
         steps: 12,
         every: 1,
-        sampling: Sampling::Reshuffled { batch_size: 1, seed: 3 },
+        sampling: Sampling::Reshuffled {
+            batch_size: 1,
+            seed: 3,
+        },
         ..Default::default()
     };
     let tr = track(&q, &[0.5], &opts, &mut |_: &Quadratic, th: &[f64], _| Ok(th[0])).unwrap();
@@ -108,10 +144,17 @@ fn warm_started_sharpness_matches_the_dense_hessian() {
     // Warm start at a nearby point converges in fewer iterations and to the dense value there.
     let g = mlp.grad(&theta, Batch::Full).unwrap();
     let theta2: Vec<f64> = theta.iter().zip(&g).map(|(t, g)| t - 0.01 * g).collect();
-    let dense2 = SymmetricEigen::new(mlp.dense_hessian(&theta2, Batch::Full).unwrap()).eigenvalues.max();
+    let dense2 = SymmetricEigen::new(mlp.dense_hessian(&theta2, Batch::Full).unwrap())
+        .eigenvalues
+        .max();
     let s2 = probe.sharpness(&mlp, &theta2).unwrap();
     assert!((s2.value - dense2).abs() <= 1e-9 * dense2);
-    assert!(s2.iterations < s.iterations, "{} vs {}", s2.iterations, s.iterations);
+    assert!(
+        s2.iterations < s.iterations,
+        "{} vs {}",
+        s2.iterations,
+        s.iterations
+    );
 }
 
 #[test]
@@ -131,9 +174,13 @@ fn break_even_quantities_match_dense_oracles() {
     let p0 = run.points[0];
     // Dense K from single-example gradients (independent of the Gram route).
     let n = mlp.n_examples();
-    let gs: Vec<Vec<f64>> = (0..n).map(|i| mlp.grad(&theta, Batch::Indices(&[i])).unwrap()).collect();
+    let gs: Vec<Vec<f64>> = (0..n)
+        .map(|i| mlp.grad(&theta, Batch::Indices(&[i])).unwrap())
+        .collect();
     let d = mlp.dim();
-    let mean: Vec<f64> = (0..d).map(|j| gs.iter().map(|g| g[j]).sum::<f64>() / n as f64).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| gs.iter().map(|g| g[j]).sum::<f64>() / n as f64)
+        .collect();
     let mut k = DMatrix::<f64>::zeros(d, d);
     for g in &gs {
         let c = nalgebra::DVector::from_iterator(d, g.iter().zip(&mean).map(|(a, m)| a - m));
@@ -141,9 +188,19 @@ fn break_even_quantities_match_dense_oracles() {
     }
     let tr_k = k.trace();
     let top_k = SymmetricEigen::new(k).eigenvalues.max();
-    assert!((p0.trace_k - tr_k).abs() <= 1e-10 * tr_k, "{} vs {tr_k}", p0.trace_k);
-    assert!((p0.lambda_k - top_k).abs() <= 1e-9 * top_k, "{} vs {top_k}", p0.lambda_k);
-    let top_h = SymmetricEigen::new(mlp.dense_hessian(&theta, Batch::Full).unwrap()).eigenvalues.max();
+    assert!(
+        (p0.trace_k - tr_k).abs() <= 1e-10 * tr_k,
+        "{} vs {tr_k}",
+        p0.trace_k
+    );
+    assert!(
+        (p0.lambda_k - top_k).abs() <= 1e-9 * top_k,
+        "{} vs {top_k}",
+        p0.lambda_k
+    );
+    let top_h = SymmetricEigen::new(mlp.dense_hessian(&theta, Batch::Full).unwrap())
+        .eigenvalues
+        .max();
     assert!((p0.lambda_h - top_h).abs() <= 1e-9 * top_h);
     assert!(p0.trace_f.is_finite() && p0.trace_f > 0.0);
 }
@@ -190,7 +247,11 @@ fn eos_run_tracks_gradient_flow_at_small_eta_and_reports_divergence() {
         },
     )
     .unwrap();
-    assert!(matches!(r.status, TrackStatus::Diverged { step, .. } if step < 200), "{:?}", r.status);
+    assert!(
+        matches!(r.status, TrackStatus::Diverged { step, .. } if step < 200),
+        "{:?}",
+        r.status
+    );
 }
 
 #[test]
@@ -210,7 +271,10 @@ fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
         })
         .collect();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let eos: Vec<_> = sweep_edge_of_stability(&mlp, &theta, &opts)
                 .into_iter()
@@ -243,8 +307,20 @@ fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
 fn print_mlp_check_records() {
     let quick = std::env::var("EOS_FULL").is_err();
     let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
-    for c in imreg_eos::checks().into_iter().filter(|c| c.id.contains("stability")) {
-        let r = run_check(&c, &CheckContext { out_dir: out.clone(), quick });
-        println!("{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n", r.id, r.passed, r.seconds, r.expected, r.measured);
+    for c in imreg_eos::checks()
+        .into_iter()
+        .filter(|c| c.id.contains("stability"))
+    {
+        let r = run_check(
+            &c,
+            &CheckContext {
+                out_dir: out.clone(),
+                quick,
+            },
+        );
+        println!(
+            "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n",
+            r.id, r.passed, r.seconds, r.expected, r.measured
+        );
     }
 }

@@ -240,7 +240,7 @@ impl Clip {
             if self.log_y { y.ln() } else { y },
         )
     }
-    fn from_axis(&self, (u, v): (f64, f64)) -> (f64, f64) {
+    fn data_of(&self, (u, v): (f64, f64)) -> (f64, f64) {
         (
             if self.log_x { u.exp() } else { u },
             if self.log_y { v.exp() } else { v },
@@ -286,7 +286,7 @@ impl Clip {
             return q;
         }
         let (a, b) = (self.to_axis(p), self.to_axis(q));
-        self.from_axis((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)))
+        self.data_of((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1)))
     }
     /// A polyline clipped to the box: the runs of it that lie inside, each ending on the frame where the line
     /// leaves the box. A single point is kept if it is inside.

@@ -10,9 +10,9 @@ pub mod trajectory;
 
 pub use checks::checks;
 pub use error::{Result, SgdError};
-pub mod reg_error;
-pub mod without_replacement;
-pub mod regularizers;
-pub mod support;
 pub mod reg_checks;
+pub mod reg_error;
+pub mod regularizers;
 pub mod study;
+pub mod support;
+pub mod without_replacement;

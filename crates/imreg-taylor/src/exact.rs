@@ -74,7 +74,7 @@ pub fn ordered_partitions(n: usize, b: usize) -> Vec<Vec<Vec<usize>>> {
         }
     }
     let mut out = Vec::new();
-    if b == 0 || n % b != 0 {
+    if b == 0 || !n.is_multiple_of(b) {
         return out;
     }
     let items: Vec<usize> = (0..n).collect();

@@ -28,11 +28,11 @@ impl Schedule {
                 reason: "batch size must be ≥ 1",
             });
         }
-        if n % b != 0 {
+        if !n.is_multiple_of(b) {
             return Err(TaylorError::BatchNotDivisor { n, b });
         }
         let per_epoch = n / b;
-        if t % per_epoch != 0 {
+        if !t.is_multiple_of(per_epoch) {
             return Err(TaylorError::NotWholeEpochs { t, n, b, per_epoch });
         }
         Ok(Schedule { n, b, t })
@@ -45,7 +45,7 @@ impl Schedule {
 
     /// `E` epochs of batch size `B`: `T = E·N/B`.
     pub fn epochs_of(n: usize, b: usize, epochs: usize) -> Result<Self> {
-        if b == 0 || n % b != 0 {
+        if b == 0 || !n.is_multiple_of(b) {
             return Schedule::new(n, b, 0);
         }
         Schedule::new(n, b, epochs * (n / b))
