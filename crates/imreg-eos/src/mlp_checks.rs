@@ -217,7 +217,10 @@ fn eos_figures(runs: &[EosRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, S
         }
     }
     let mut files = fig.save(dir, "sharpness_vs_step").map_err(err)?;
-    files.extend(dist.save(dir, "gd_vs_gradient_flow").map_err(err)?);
+    // Quick runs do not integrate the gradient flow alongside; the distance figure exists only when they do.
+    if !dist.series.is_empty() {
+        files.extend(dist.save(dir, "gd_vs_gradient_flow").map_err(err)?);
+    }
     let mut loss = Figure::new("GD full-batch loss")
         .x_label("step")
         .y_label("loss")
