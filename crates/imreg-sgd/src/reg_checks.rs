@@ -14,7 +14,9 @@ use crate::without_replacement::{
 use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
 use imreg_objective::models::{Activation, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective, Quadratic};
+use imreg_plot::{Figure, Series};
 use nalgebra::{DMatrix, DVector};
+use std::path::PathBuf;
 
 /// The checks of this module; the lead wires them into [`crate::checks()`].
 pub fn regularization_checks() -> Vec<Check> {
@@ -71,6 +73,28 @@ fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+/// Writes the figures `make` builds (each as `stem.svg`, `stem.png` and the raw series `stem.csv`) into
+/// check `id`'s figure folder and returns their paths; nothing is built or written when figures are off.
+fn save_figures(
+    ctx: &CheckContext,
+    id: &str,
+    make: impl FnOnce() -> Vec<(&'static str, Figure)>,
+) -> Result<Vec<PathBuf>, String> {
+    let Some(dir) = ctx.figure_dir(id) else {
+        return Ok(Vec::new());
+    };
+    let mut paths = Vec::new();
+    for (stem, fig) in make() {
+        paths.extend(fig.save(&dir, stem).map_err(s)?);
+    }
+    Ok(paths)
+}
+
+/// `c · x^p` through the first point `(x₀, y₀)` of a series: a slope-`p` guide line on a log-log plot.
+fn slope_guide(xs: &[f64], y0: f64, p: f64) -> Vec<f64> {
+    xs.iter().map(|x| y0 * (x / xs[0]).powf(p)).collect()
+}
+
 fn gd_path(q: &Quadratic, theta0: &[f64], eta: f64, k: usize) -> Result<DVector<f64>, String> {
     let mut th = theta0.to_vec();
     for _ in 0..k {
@@ -101,7 +125,7 @@ fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, String
     Ok((&wor - &iid, pred, &iid - gd))
 }
 
-fn drift_vs_enumeration(_: &CheckContext) -> Result<Outcome, String> {
+fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, String> {
     let mut parts = Vec::new();
     // The notes' three curvature pairs at amplitude 1e-3: the second-order formula leaves an O(amplitude)
     // relative remainder (third-derivative-free toy: the next order of the noise), ≈ 1e-3 here, so 1% is a
@@ -126,12 +150,53 @@ fn drift_vs_enumeration(_: &CheckContext) -> Result<Outcome, String> {
     // Error scaling with the amplitude: relative error ∝ amplitude (slope 1; ±0.15 covers the curvature of
     // the log-log line over a factor 8).
     let amps = [1e-3, 2e-3, 4e-3, 8e-3];
-    let mut errs = Vec::new();
+    let (mut errs, mut meas_norms, mut pred_norms) = (Vec::new(), Vec::new(), Vec::new());
     for &a in &amps {
         let (meas, pred, _) = drift_parts(&[0.05, 1.2], a, 2)?;
         errs.push((&meas - &pred).norm() / pred.norm());
+        meas_norms.push(meas.norm());
+        pred_norms.push(pred.norm());
     }
     let fit = loglog_slope(&amps, &errs)?;
+    let figures = save_figures(ctx, "wor.drift-vs-enumeration", || {
+        vec![
+            (
+                "relative_error_vs_amplitude",
+                Figure::new("Epoch drift w/o replacement: enumeration vs formula (h = [0.05, 1.2], b = 2)")
+                    .x_label("noise amplitude")
+                    .y_label("‖measured − predicted‖ / ‖predicted‖")
+                    .log_x()
+                    .log_y()
+                    .series(Series::line_markers(
+                        format!(
+                            "relative error (fitted slope {:.3} ± {:.3})",
+                            fit.slope, fit.stderr
+                        ),
+                        amps.to_vec(),
+                        errs.clone(),
+                    ))
+                    .series(Series::line(
+                        "slope 1 guide",
+                        amps.to_vec(),
+                        slope_guide(&amps, errs[0], 1.0),
+                    )),
+            ),
+            (
+                "drift_vs_amplitude",
+                Figure::new("Epoch drift w/o replacement: measured (8! orders) and predicted")
+                    .x_label("noise amplitude")
+                    .y_label("‖E_wor θ_k − E_iid θ_k‖")
+                    .log_x()
+                    .log_y()
+                    .series(Series::points(
+                        "measured (exact enumeration)",
+                        amps.to_vec(),
+                        meas_norms,
+                    ))
+                    .series(Series::line("predicted (epoch_drift)", amps.to_vec(), pred_norms)),
+            ),
+        ]
+    })?;
     parts.push(Outcome::within(
         "slope of relative error vs amplitude",
         1.0,
@@ -145,7 +210,7 @@ fn drift_vs_enumeration(_: &CheckContext) -> Result<Outcome, String> {
         meas.norm() + pred.norm(),
         1e-15,
     ));
-    Ok(Outcome::all(parts))
+    Ok(Outcome::all(parts).with_figures(figures))
 }
 
 /// Normalized measured epoch weights `W(k)` along direction `dir` for `b = 1`, `n = k` (exact DP).
@@ -213,7 +278,23 @@ fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, String> {
         fit.slope,
         0.3,
     ));
-    Ok(Outcome::all(parts))
+    let figures = save_figures(ctx, "wor.flat-k2-growth", || {
+        vec![(
+            "epoch_weight_vs_k",
+            Figure::new("Flat direction: epoch drift weight grows like k(k−1)/2")
+                .x_label("steps per epoch k")
+                .y_label("epoch weight W(k)")
+                .log_x()
+                .log_y()
+                .series(Series::points(
+                    format!("measured (exact DP, fitted slope {:.3})", fit.slope),
+                    kf.clone(),
+                    w.clone(),
+                ))
+                .series(Series::line("k(k−1)/2", kf.clone(), pred.clone())),
+        )]
+    })?;
+    Ok(Outcome::all(parts).with_figures(figures))
 }
 
 fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
@@ -267,10 +348,40 @@ fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
         format!("{growth:.3}"),
         growth > flat_growth,
     ));
-    Ok(Outcome::all(parts))
+    let figures = save_figures(ctx, "wor.sharp-saturation", || {
+        let k_max = ks[n - 1];
+        let kd: Vec<f64> = (2..=k_max).map(|k| k as f64).collect();
+        let wd: Vec<f64> = (2..=k_max).map(|k| epoch_weight(eta_lambda, k)).collect();
+        // Per-step weight W(k) − a W(k−1) = Σ_{m<k−1} a^m = (1 − a^{k−1})/(ηλ).
+        let step_w: Vec<f64> = (2..=k_max)
+            .map(|k| (1.0 - a.powi(k as i32 - 1)) / eta_lambda)
+            .collect();
+        vec![(
+            "epoch_weight_vs_k",
+            Figure::new(format!(
+                "Sharp direction (ηλ = {eta_lambda}): the drift weight saturates"
+            ))
+            .x_label("steps per epoch k")
+            .y_label("weight")
+            .series(Series::points(
+                "epoch weight W(k), measured (exact DP)",
+                ks.iter().map(|&k| k as f64).collect(),
+                w.clone(),
+            ))
+            .series(Series::line("epoch weight W(k), predicted", kd.clone(), wd))
+            .series(Series::line(
+                "per-step weight (1 − a^{k−1})/(ηλ), predicted",
+                kd,
+                step_w,
+            ))
+            .hline("1/(ηλ)² (epoch saturation)", 1.0 / (eta_lambda * eta_lambda))
+            .hline("1/(ηλ) (per-step saturation)", 1.0 / eta_lambda),
+        )]
+    })?;
+    Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn epoch_end_variance(_: &CheckContext) -> Result<Outcome, String> {
+fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
     let (n, b, eta) = (12, 2, 0.5);
     let k = n / b;
     let q = toy(&ToyParams {
@@ -322,7 +433,45 @@ fn epoch_end_variance(_: &CheckContext) -> Result<Outcome, String> {
         noisy.cov[k][(0, 0)] / scale,
         1e-9,
     ));
-    Ok(Outcome::all(parts))
+    let figures = save_figures(ctx, "wor.epoch-end-variance", || {
+        let ts: Vec<f64> = (0..=k).map(|t| t as f64).collect();
+        let var = |m: &[DMatrix<f64>]| (0..=k).map(|t| m[t][(0, 0)]).collect::<Vec<f64>>();
+        let pred = |sampling| {
+            (0..=k)
+                .map(|t| flat_displacement_variance(eta, s11, t, k, sampling))
+                .collect::<Vec<f64>>()
+        };
+        vec![(
+            "variance_vs_step",
+            Figure::new(format!(
+                "Flat-direction displacement variance over one epoch (n = {n}, b = {b}, η = {eta})"
+            ))
+            .x_label("step t")
+            .y_label("Var θ_t (flat direction)")
+            .series(Series::points(
+                "without replacement (exact)",
+                ts.clone(),
+                var(&wor.cov),
+            ))
+            .series(Series::line(
+                "η²S t(k−t)/(k−1)",
+                ts.clone(),
+                pred(Sampling::WithoutReplacement),
+            ))
+            .series(Series::points(
+                "with replacement (exact)",
+                ts.clone(),
+                var(&iid.cov),
+            ))
+            .series(Series::line("η²S t", ts.clone(), pred(Sampling::WithReplacement)))
+            .series(Series::points(
+                "noise-injected GD, full S (exact)",
+                ts,
+                var(&noisy.cov),
+            )),
+        )]
+    })?;
+    Ok(Outcome::all(parts).with_figures(figures))
 }
 
 fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, String> {
