@@ -77,6 +77,63 @@ pub struct ExperimentConfig {
     /// `test_accuracy` are tracked on the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitConfig>,
+    /// `[[regularizer]]`: explicit penalties added to the minibatch loss (in this order); with any of them
+    /// (or `optimizer.clip_grad_norm`) each step uses the gradient of `L_B + Σ R`.
+    #[serde(default, rename = "regularizer", skip_serializing_if = "Vec::is_empty")]
+    pub regularizers: Vec<RegularizerConfig>,
+}
+
+/// One `[[regularizer]]` table: an explicit penalty of `imreg_sgd::regularizers` with its exact gradient
+/// (THEORY smith-barrett-novack-jastrzebski-cohen-tenka §1.7, §3, §7; `docs/regularizers.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RegularizerConfig {
+    /// `(wd/2)‖θ‖²`, gradient `wd θ` (PyTorch `weight_decay`).
+    WeightDecay { coefficient: f64 },
+    /// Smith et al. per-step form `(λ/4)‖∇Ĉ_B‖²` on the current batch, gradient `(λ/2) Ĥ_B ĝ_B`.
+    SmithStochastic { lambda: f64 },
+    /// Smith et al. full-epoch term `(λ/(4m)) Σ_k ‖∇Ĉ_k‖²` over the fixed consecutive partition of the
+    /// examples into `m` batches of the optimizer's batch size (full batch: `m = 1`).
+    SmithLambda { lambda: f64 },
+    /// GP: `α ‖∇L_B‖²` (true labels), gradient `2α H_B g_B`.
+    GradientPenalty { alpha: f64 },
+    /// GN (Novack et al.): `λ · mean_j ‖∇L_{M_j}‖²` over micro-batches of size `micro_batch`.
+    GradientNorm { lambda: f64, micro_batch: usize },
+    /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy MLP classifiers only.
+    FisherTrace { lambda: f64, micro_batch: usize },
+}
+
+impl RegularizerConfig {
+    /// The `kind` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegularizerConfig::WeightDecay { .. } => "weight_decay",
+            RegularizerConfig::SmithStochastic { .. } => "smith_stochastic",
+            RegularizerConfig::SmithLambda { .. } => "smith_lambda",
+            RegularizerConfig::GradientPenalty { .. } => "gradient_penalty",
+            RegularizerConfig::GradientNorm { .. } => "gradient_norm",
+            RegularizerConfig::FisherTrace { .. } => "fisher_trace",
+        }
+    }
+    /// The coefficient and its key.
+    pub fn coefficient(&self) -> (&'static str, f64) {
+        match *self {
+            RegularizerConfig::WeightDecay { coefficient } => ("coefficient", coefficient),
+            RegularizerConfig::GradientPenalty { alpha } => ("alpha", alpha),
+            RegularizerConfig::SmithStochastic { lambda }
+            | RegularizerConfig::SmithLambda { lambda }
+            | RegularizerConfig::GradientNorm { lambda, .. }
+            | RegularizerConfig::FisherTrace { lambda, .. } => ("lambda", lambda),
+        }
+    }
+    /// The micro-batch size of GN / FT.
+    pub fn micro_batch(&self) -> Option<usize> {
+        match *self {
+            RegularizerConfig::GradientNorm { micro_batch, .. }
+            | RegularizerConfig::FisherTrace { micro_batch, .. } => Some(micro_batch),
+            _ => None,
+        }
+    }
 }
 
 /// `[split]`: the first `n_train` examples of a seeded permutation train, the rest test.
@@ -329,7 +386,13 @@ impl InitConfig {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
     /// Full-batch gradient descent `θ ← θ − η ∇C(θ)`.
-    Gd { lr: f64 },
+    Gd {
+        lr: f64,
+        /// Torch `clip_grad_norm_` of the total (loss + penalties) gradient at this norm, before momentum
+        /// and noise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad_norm: Option<f64>,
+    },
     /// Minibatch SGD `θ ← θ − η ∇C_B(θ)`: batches of `batch_size` drawn with replacement (i.i.d. uniform
     /// indices) or without (random reshuffling each epoch; the last batch of an epoch may be smaller).
     Sgd {
@@ -337,6 +400,8 @@ pub enum OptimizerConfig {
         batch_size: usize,
         #[serde(default)]
         replacement: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad_norm: Option<f64>,
     },
     /// Momentum (PyTorch `torch.optim.SGD` convention) `v ← β v + ∇C_B(θ)` (`v₀ = g₀`), `θ ← θ − η v`, or
     /// with `nesterov`, `θ ← θ − η (g + β v)`; full batch unless `batch_size` is given.
@@ -349,19 +414,35 @@ pub enum OptimizerConfig {
         replacement: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         nesterov: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad_norm: Option<f64>,
     },
     /// Noise-injected GD `θ ← θ − η (∇C(θ) + ξ)`, `ξ ~ N(0, σ² I)` i.i.d. per step.
-    NoisyGd { lr: f64, sigma: f64 },
+    NoisyGd {
+        lr: f64,
+        sigma: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip_grad_norm: Option<f64>,
+    },
 }
 
 impl OptimizerConfig {
     /// The step size η.
     pub fn lr(&self) -> f64 {
         match self {
-            OptimizerConfig::Gd { lr }
+            OptimizerConfig::Gd { lr, .. }
             | OptimizerConfig::Sgd { lr, .. }
             | OptimizerConfig::Momentum { lr, .. }
             | OptimizerConfig::NoisyGd { lr, .. } => *lr,
+        }
+    }
+    /// The clipping norm of `clip_grad_norm`, if any.
+    pub fn clip_grad_norm(&self) -> Option<f64> {
+        match self {
+            OptimizerConfig::Gd { clip_grad_norm, .. }
+            | OptimizerConfig::Sgd { clip_grad_norm, .. }
+            | OptimizerConfig::Momentum { clip_grad_norm, .. }
+            | OptimizerConfig::NoisyGd { clip_grad_norm, .. } => *clip_grad_norm,
         }
     }
     /// The minibatch size, `None` for full batch.
@@ -572,6 +653,31 @@ impl ExperimentConfig {
                 );
             }
             _ => {}
+        }
+        if let Some(c) = self.optimizer.clip_grad_norm() {
+            if !(c.is_finite() && c > 0.0) {
+                return bad(
+                    "optimizer.clip_grad_norm",
+                    format!("must be a positive finite number, got {c}"),
+                );
+            }
+        }
+        for (i, r) in self.regularizers.iter().enumerate() {
+            let (key, c) = r.coefficient();
+            if !(c.is_finite() && c >= 0.0) {
+                return bad(
+                    &format!("regularizer[{i}].{key}"),
+                    format!("must be a non-negative finite number, got {c}"),
+                );
+            }
+            if let (Some(m), Some(b)) = (r.micro_batch(), self.optimizer.batch_size()) {
+                if m == 0 || b % m != 0 {
+                    return bad(
+                        &format!("regularizer[{i}].micro_batch"),
+                        format!("must be at least 1 and divide optimizer.batch_size = {b}, got {m}"),
+                    );
+                }
+            }
         }
         if self.track.every == 0 {
             return bad("track.every", "must be at least 1".into());
@@ -844,7 +950,8 @@ batch_size = 4
             OptimizerConfig::Sgd {
                 lr: 0.1,
                 batch_size: 4,
-                replacement: false
+                replacement: false,
+                clip_grad_norm: None,
             }
         );
         assert_eq!(c.track, TrackConfig::default());

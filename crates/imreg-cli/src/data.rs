@@ -13,6 +13,8 @@ pub const STREAM_INIT: u64 = 2;
 pub const STREAM_BATCHES: u64 = 3;
 pub const STREAM_SPECTRUM: u64 = 4;
 pub const STREAM_SPLIT: u64 = 5;
+/// Stream of the explicit regularizers' randomness (FT's sampled labels).
+pub const STREAM_REGULARIZERS: u64 = 6;
 
 /// `N` examples: inputs `x` (`N × d`) and targets `y` (`N × outputs`); for class labels (`classes` set) `y`
 /// is one column holding the labels `0.0, 1.0, …`.

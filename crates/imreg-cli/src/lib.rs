@@ -17,6 +17,7 @@ pub mod model;
 pub mod params;
 pub mod progress;
 pub mod registry;
+pub mod regularize;
 pub mod report;
 pub mod spectrum;
 pub mod sweep;

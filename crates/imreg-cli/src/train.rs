@@ -1,5 +1,6 @@
 //! The optimizer loop of `imreg run`: every optimizer runs through `imreg_sgd::trajectory::run` (GD, SGD
-//! with and without replacement, heavy-ball and Nesterov momentum, noise-injected GD), recording the
+//! with and without replacement, heavy-ball and Nesterov momentum, noise-injected GD) — on the model's
+//! objective, or with `[[regularizer]]`/clipping on [`Regularized`] (`crate::regularize`) — recording the
 //! iterates at the steps where some metric is due; the tracked metrics are then evaluated on those iterates
 //! on the full (training) batch, and on the test set with `[split]`. Seeded, so a run is bitwise
 //! reproducible.
@@ -7,6 +8,7 @@ use crate::config::{Every, ExperimentConfig, OptimizerConfig};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
+use crate::regularize::Regularized;
 use crate::spectrum::{
     batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness,
 };
@@ -14,6 +16,7 @@ use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
 use rand::Rng;
+use std::path::Path;
 
 /// Loss magnitude treated as divergence (with any NaN or infinity).
 pub const DIVERGENCE_LOSS: f64 = 1e100;
@@ -215,7 +218,19 @@ pub fn train(
         // One derived seed for the sampler (stream 0) and the noise (stream 1) of the trajectory.
         seed: stream(cfg.seed, STREAM_BATCHES).random::<u64>(),
     };
-    let tr = trajectory::run(obj, &theta0, cfg.optimizer.lr(), &sampler, &update, &noise, &opts)
+    // With `[[regularizer]]` or clipping the optimizer steps on `L_B + Σ R` (clipped); metrics stay on C.
+    let net = crate::regularize::classifier_net(model);
+    let regularized = if crate::regularize::is_regularized(cfg) {
+        let penalties = crate::regularize::penalties(cfg, model, net.as_ref(), Path::new("<config>"))?;
+        Some(Regularized::new(obj, penalties, cfg))
+    } else {
+        None
+    };
+    let train_obj: &dyn imreg_objective::Objective = match &regularized {
+        Some(r) => r,
+        None => obj,
+    };
+    let tr = trajectory::run(train_obj, &theta0, cfg.optimizer.lr(), &sampler, &update, &noise, &opts)
         .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
     let mut points: Vec<(usize, &[f64])> = tr
         .recorded_steps

@@ -170,7 +170,7 @@ fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, String> {
                     .series(Series::line_markers(
                         format!(
                             "relative error (fitted slope {:.3} ± {:.3})",
-                            fit.slope, fit.stderr
+                            fit.slope, fit.slope_se
                         ),
                         amps.to_vec(),
                         errs.clone(),
@@ -512,6 +512,30 @@ fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, String> {
         ..DecayRateConfig::default()
     };
     let rates = decay_rates(&cfg, &[1, 4, 16]).map_err(s)?;
+    let figures = save_figures(ctx, "support.decay-rate", || {
+        let bs: Vec<f64> = rates.iter().map(|r| r.batch as f64).collect();
+        vec![(
+            "decay_rate_vs_batch",
+            Figure::new(format!(
+                "Decay rate of ‖P⊥W_irr‖ at the GD minimum ({} SGD steps, η = {})",
+                cfg.steps, cfg.lr
+            ))
+            .x_label("batch size b")
+            .y_label("rate γ (−slope of log ‖P⊥W_irr‖ per step)")
+            .log_x()
+            .log_y()
+            .series(Series::points(
+                "measured (least-squares slope)",
+                bs.clone(),
+                rates.iter().map(|r| r.measured).collect(),
+            ))
+            .series(Series::line(
+                "γ = (η²/2b)((n−b)/(n−1))E[r²]",
+                bs,
+                rates.iter().map(|r| r.predicted).collect(),
+            )),
+        )]
+    })?;
     Ok(Outcome::all(
         rates
             .iter()
@@ -527,7 +551,8 @@ fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, String> {
                 )
             })
             .collect(),
-    ))
+    )
+    .with_figures(figures))
 }
 
 /// Central-difference check of a penalty's gradient in seeded random unit directions, with the penalty's
@@ -596,7 +621,7 @@ pub fn check_nets(n: usize, seed: u64) -> Result<(Net, Net, Vec<f64>, Vec<f64>),
     Ok((cls, reg, tc, tr))
 }
 
-fn gradients_vs_fd(_: &CheckContext) -> Result<Outcome, String> {
+fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
     let n = 12;
     let (cls, reg, tc, tr) = check_nets(n, 4)?;
     let batch: Vec<usize> = (0..n).collect();
@@ -696,10 +721,26 @@ fn gradients_vs_fd(_: &CheckContext) -> Result<Outcome, String> {
         fit.slope,
         0.15,
     ));
-    Ok(Outcome::all(parts))
+    let figures = save_figures(ctx, "reg.gradients-vs-fd", || {
+        vec![(
+            "fd_fisher_penalty_error_vs_r",
+            Figure::new("Finite-difference Fisher penalty: gradient error vs difference step r")
+                .x_label("difference step r")
+                .y_label("‖∇FP_FD − ∇FP‖")
+                .log_x()
+                .log_y()
+                .series(Series::line_markers(
+                    format!("error (fitted slope {:.3} ± {:.3})", fit.slope, fit.slope_se),
+                    rs.to_vec(),
+                    errs.clone(),
+                ))
+                .series(Series::line("slope 2 guide", rs.to_vec(), slope_guide(&rs, errs[0], 2.0))),
+        )]
+    })?;
+    Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn explicit_matches_implicit(_: &CheckContext) -> Result<Outcome, String> {
+fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
     use imreg_flow::{
         field::integrate_field, flows::SgdFlow, toy::LogCoshQuartic, Dop853Options, Partition, Remainder,
     };
@@ -761,11 +802,34 @@ fn explicit_matches_implicit(_: &CheckContext) -> Result<Outcome, String> {
     }
     let f1 = loglog_slope(&eps_list, &e_sum)?;
     let f2 = loglog_slope(&eps_list, &e_eps)?;
+    let figures = save_figures(ctx, "reg.explicit-matches-implicit", || {
+        vec![(
+            "error_vs_eps",
+            Figure::new("SGD on C + λ-term (λ = ε, mean over all orders) vs the modified flows")
+                .x_label("learning rate ε")
+                .y_label("‖E θ_m − flow(mε)‖")
+                .log_x()
+                .log_y()
+                .series(Series::line_markers(
+                    format!("flow on C_SGD(ε+λ) (fitted slope {:.3})", f1.slope),
+                    eps_list.to_vec(),
+                    e_sum.clone(),
+                ))
+                .series(Series::line_markers(
+                    format!("flow on C_SGD(ε), λ ignored (fitted slope {:.3})", f2.slope),
+                    eps_list.to_vec(),
+                    e_eps.clone(),
+                ))
+                .series(Series::line("slope 3 guide", eps_list.to_vec(), slope_guide(&eps_list, e_sum[0], 3.0)))
+                .series(Series::line("slope 2 guide", eps_list.to_vec(), slope_guide(&eps_list, e_eps[0], 2.0))),
+        )]
+    })?;
     // Smith's theorem: O(m³ε³) with the C_SGD(ε+λ) flow; dropping λ leaves an O(λ·mε) = O(ε²) error.
     Ok(Outcome::all(vec![
         Outcome::within("slope vs flow on C_SGD(ε+λ), λ = ε", 3.0, f1.slope, 0.2),
         Outcome::within("slope vs flow on C_SGD(ε) (λ ignored)", 2.0, f2.slope, 0.2),
-    ]))
+    ])
+    .with_figures(figures))
 }
 
 fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
@@ -817,6 +881,34 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     let mean = vals.iter().sum::<f64>() / samples as f64;
     let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (samples - 1) as f64;
     let se = (var / samples as f64).sqrt();
+    let figures = save_figures(ctx, "reg.fisher-trace-expectation", || {
+        // Running Monte Carlo mean at geometrically spaced sample counts.
+        let mut counts = Vec::new();
+        let mut c = 10usize;
+        while c < samples {
+            counts.push(c);
+            c = c * 3 / 2;
+        }
+        counts.push(samples);
+        let mut prefix = vec![0.0];
+        for v in &vals {
+            prefix.push(prefix[prefix.len() - 1] + v);
+        }
+        vec![(
+            "running_mean_vs_draws",
+            Figure::new("Fisher-trace penalty: running Monte Carlo mean over sampled labels")
+                .x_label("label draws")
+                .y_label("mean FT")
+                .log_x()
+                .series(Series::line(
+                    "running Monte Carlo mean",
+                    counts.iter().map(|&c| c as f64).collect(),
+                    counts.iter().map(|&c| prefix[c] / c as f64).collect(),
+                ))
+                .hline("Tr F̄_M/|M|", target)
+                .hline("exact E over all 27 label triples", exact),
+        )]
+    })?;
     Ok(Outcome::all(vec![
         Outcome::at_most(
             "exact E_ŷ FT vs Tr F̄_M/|M| (relative)",
@@ -828,5 +920,6 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
             format!("{mean:.6e} ± {se:.2e} ({samples} draws)"),
             (mean - target).abs() <= 3.0 * se,
         ),
-    ]))
+    ])
+    .with_figures(figures))
 }

@@ -109,7 +109,6 @@ fn support_trainer_records_and_validates() {
 /// size: n = 1000 base samples (2000 rows) and 10 000 steps instead of 10 000 rows and 2·10⁵ steps; the four
 /// runs are independent and run in parallel (each is sequential and seeded, so the result is deterministic).
 #[test]
-#[ignore = "slow (≈30 s on 2 cores): cargo test -p imreg-sgd --release -- --ignored"]
 fn support_batch_size_ordering_reduced() {
     let data = sparse_support(&SupportParams {
         n: 1000,

@@ -1,0 +1,211 @@
+//! Explicit regularizers of `imreg run` (`[[regularizer]]` and `optimizer.clip_grad_norm`): the penalties of
+//! `imreg_sgd::regularizers`, each with its exact gradient, added to the minibatch loss. Training then runs on
+//! [`Regularized`], an [`Objective`] whose gradient on a batch `B` is
+//! `d = clip(∇L_B(θ) + Σ_r ∇R_r(θ; B))` (torch order: the penalties in config order, then
+//! `clip_grad_norm_`), so every optimizer of the CLI (GD, SGD, momentum, noise-injected) and its seeded
+//! sampler apply unchanged. Penalty randomness (FT's sampled labels) comes from one ChaCha stream of the
+//! master seed, drawn in step order, so a run stays bitwise reproducible.
+use crate::config::{ExperimentConfig, RegularizerConfig};
+use crate::data::STREAM_REGULARIZERS;
+use crate::error::{CliError, Result};
+use crate::model::Model;
+use imreg_flow::{Partition, Remainder};
+use imreg_objective::rng::{self, ChaCha8Rng};
+use imreg_objective::{Batch, Objective, ObjectiveError};
+use imreg_sgd::regularizers::gradient_penalty::GradientPenalty;
+use imreg_sgd::regularizers::micro_batch::{FisherTrace, MicroBatchGradNorm};
+use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
+use imreg_sgd::regularizers::{self as reg, Net, NetTargets, Penalty, WeightDecay};
+use ndarray::ArrayView2;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Whether `cfg` trains with the regularized update (any penalty or gradient clipping).
+pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
+    !cfg.regularizers.is_empty() || cfg.optimizer.clip_grad_norm().is_some()
+}
+
+/// The fused-engine net of a cross-entropy MLP classifier (for FT), `None` for other models.
+pub fn classifier_net(model: &Model) -> Option<Net> {
+    match model {
+        Model::Mlp(m, Some(labels)) if matches!(m.spec().loss, imreg_objective::LossKind::CrossEntropy) => {
+            Net::new(m.spec().clone(), m.inputs().clone(), NetTargets::Labels(labels.clone())).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The batch sizes the optimizer of `cfg` produces on `n` examples (full batch, or the batch size and the
+/// smaller last batch of an epoch without replacement).
+fn batch_sizes(cfg: &ExperimentConfig, n: usize) -> Vec<usize> {
+    match (cfg.optimizer.batch_size(), cfg.optimizer.replacement()) {
+        (None, _) => vec![n],
+        (Some(b), true) => vec![b],
+        (Some(b), false) if n % b != 0 => vec![b, n % b],
+        (Some(b), false) => vec![b],
+    }
+}
+
+/// Builds the penalties of `cfg` on `model` (`net`: [`classifier_net`] of it). Every model-dependent input
+/// error (FT on a regression model, a micro-batch that does not divide some batch) names its field.
+pub fn penalties<'a>(
+    cfg: &ExperimentConfig,
+    model: &'a Model,
+    net: Option<&'a Net>,
+    file: &Path,
+) -> Result<Vec<Box<dyn Penalty + 'a>>> {
+    let obj = model.objective();
+    let n = obj.n_examples();
+    let mut out: Vec<Box<dyn Penalty + 'a>> = Vec::new();
+    for (i, r) in cfg.regularizers.iter().enumerate() {
+        let field = |key: &str| format!("regularizer[{i}].{key}");
+        let lib = |key: &str, e: imreg_sgd::reg_error::RegError| CliError::input(file, field(key), e.to_string());
+        if let Some(m) = r.micro_batch() {
+            if let Some(b) = batch_sizes(cfg, n).into_iter().find(|&b| m == 0 || b % m != 0) {
+                return Err(CliError::input(
+                    file,
+                    field("micro_batch"),
+                    format!("micro-batch size {m} does not divide the batch size {b} (N = {n})"),
+                ));
+            }
+        }
+        let model_ref = reg::Model::Objective(obj);
+        let p: Box<dyn Penalty + 'a> = match *r {
+            RegularizerConfig::WeightDecay { coefficient } => {
+                Box::new(WeightDecay::new(coefficient).map_err(|e| lib("coefficient", e))?)
+            }
+            RegularizerConfig::SmithStochastic { lambda } => {
+                Box::new(SmithStochastic::new(model_ref, lambda).map_err(|e| lib("lambda", e))?)
+            }
+            RegularizerConfig::SmithLambda { lambda } => {
+                let b = cfg.optimizer.batch_size().unwrap_or(n);
+                let part = Partition::consecutive(n, b, Remainder::SmallerLastBatch)
+                    .map_err(|e| CliError::input(file, field("kind"), e.to_string()))?;
+                Box::new(SmithLambda::new(model_ref, part, lambda).map_err(|e| lib("lambda", e))?)
+            }
+            RegularizerConfig::GradientPenalty { alpha } => {
+                Box::new(GradientPenalty::new(model_ref, alpha).map_err(|e| lib("alpha", e))?)
+            }
+            RegularizerConfig::GradientNorm { lambda, micro_batch } => Box::new(
+                MicroBatchGradNorm::new(model_ref, micro_batch, lambda).map_err(|e| lib("lambda", e))?,
+            ),
+            RegularizerConfig::FisherTrace { lambda, micro_batch } => {
+                let Some(net) = net else {
+                    return Err(CliError::input(
+                        file,
+                        field("kind"),
+                        format!(
+                            "fisher_trace samples labels from softmax(f): it needs model mlp with loss \
+                             cross_entropy on class labels (activation identity/relu/tanh/sigmoid/softplus), \
+                             got {}",
+                            obj.name()
+                        ),
+                    ));
+                };
+                Box::new(FisherTrace::new(net, micro_batch, lambda).map_err(|e| lib("kind", e))?)
+            }
+        };
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// `L_B + Σ_r R_r` with gradient `clip(∇L_B + Σ_r ∇R_r)`: the objective the optimizer of a regularized run
+/// steps on. Only [`Objective::loss_grad`] (and `loss`) are defined; curvature queries are refused (the
+/// tracked metrics use the unregularized model).
+pub struct Regularized<'a> {
+    base: &'a dyn Objective,
+    penalties: Vec<Box<dyn Penalty + 'a>>,
+    clip: Option<f64>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl<'a> Regularized<'a> {
+    /// The regularized objective of `cfg`; penalty randomness from stream [`STREAM_REGULARIZERS`] of the seed.
+    pub fn new(base: &'a dyn Objective, penalties: Vec<Box<dyn Penalty + 'a>>, cfg: &ExperimentConfig) -> Self {
+        Regularized {
+            base,
+            penalties,
+            clip: cfg.optimizer.clip_grad_norm(),
+            rng: Mutex::new(rng::stream(cfg.seed, STREAM_REGULARIZERS)),
+        }
+    }
+
+    fn refuse(&self, what: &str) -> ObjectiveError {
+        ObjectiveError::Unsupported {
+            what: what.to_string(),
+            model: self.name(),
+        }
+    }
+}
+
+impl Objective for Regularized<'_> {
+    fn name(&self) -> String {
+        let mut s = self.base.name();
+        for p in &self.penalties {
+            s.push_str(" + ");
+            s.push_str(&p.name());
+        }
+        if let Some(c) = self.clip {
+            s.push_str(&format!(", gradient clipped at {c}"));
+        }
+        s
+    }
+    fn dim(&self) -> usize {
+        self.base.dim()
+    }
+    fn n_examples(&self) -> usize {
+        self.base.n_examples()
+    }
+    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> imreg_objective::Result<f64> {
+        let mut g = vec![0.0; self.dim()];
+        self.loss_grad(theta, batch, &mut g)
+    }
+    /// `L_B + Σ R` (penalty coefficients included); `grad ← clip(∇L_B + Σ ∇R)`.
+    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> imreg_objective::Result<f64> {
+        let mut loss = self.base.loss_grad(theta, batch, grad)?;
+        let mut rng = self
+            .rng
+            .lock()
+            .map_err(|_| ObjectiveError::Invalid {
+                field: "regularizer".into(),
+                reason: "penalty random stream poisoned".into(),
+            })?;
+        for p in &self.penalties {
+            let v = p
+                .value_grad(theta, batch, &mut rng)
+                .map_err(|e| ObjectiveError::Invalid {
+                    field: "regularizer".into(),
+                    reason: e.to_string(),
+                })?;
+            loss += v.value;
+            grad.iter_mut().zip(&v.grad).for_each(|(g, r)| *g += r);
+        }
+        if let Some(c) = self.clip {
+            reg::clip_grad_norm(grad, c);
+        }
+        Ok(loss)
+    }
+    fn hvp(&self, _: &[f64], _: Batch<'_>, _: &[f64], _: &mut [f64]) -> imreg_objective::Result<()> {
+        Err(self.refuse("hvp of the regularized training objective"))
+    }
+    fn third_order(
+        &self,
+        _: &[f64],
+        _: Batch<'_>,
+        _: &[f64],
+        _: &[f64],
+        _: &mut [f64],
+    ) -> imreg_objective::Result<()> {
+        Err(self.refuse("third_order of the regularized training objective"))
+    }
+    fn per_example_grads(
+        &self,
+        _: &[f64],
+        _: Batch<'_>,
+        _: usize,
+        _: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> imreg_objective::Result<()>,
+    ) -> imreg_objective::Result<()> {
+        Err(self.refuse("per-example gradients of the regularized training objective"))
+    }
+}
