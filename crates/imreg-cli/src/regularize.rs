@@ -29,7 +29,12 @@ pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
 pub fn classifier_net(model: &Model) -> Option<Net> {
     match model {
         Model::Mlp(m, Some(labels)) if matches!(m.spec().loss, imreg_objective::LossKind::CrossEntropy) => {
-            Net::new(m.spec().clone(), m.inputs().clone(), NetTargets::Labels(labels.clone())).ok()
+            Net::new(
+                m.spec().clone(),
+                m.inputs().clone(),
+                NetTargets::Labels(labels.clone()),
+            )
+            .ok()
         }
         _ => None,
     }
@@ -59,7 +64,8 @@ pub fn penalties<'a>(
     let mut out: Vec<Box<dyn Penalty + 'a>> = Vec::new();
     for (i, r) in cfg.regularizers.iter().enumerate() {
         let field = |key: &str| format!("regularizer[{i}].{key}");
-        let lib = |key: &str, e: imreg_sgd::reg_error::RegError| CliError::input(file, field(key), e.to_string());
+        let lib =
+            |key: &str, e: imreg_sgd::reg_error::RegError| CliError::input(file, field(key), e.to_string());
         if let Some(m) = r.micro_batch() {
             if let Some(b) = batch_sizes(cfg, n).into_iter().find(|&b| m == 0 || b % m != 0) {
                 return Err(CliError::input(
@@ -122,7 +128,11 @@ pub struct Regularized<'a> {
 
 impl<'a> Regularized<'a> {
     /// The regularized objective of `cfg`; penalty randomness from stream [`STREAM_REGULARIZERS`] of the seed.
-    pub fn new(base: &'a dyn Objective, penalties: Vec<Box<dyn Penalty + 'a>>, cfg: &ExperimentConfig) -> Self {
+    pub fn new(
+        base: &'a dyn Objective,
+        penalties: Vec<Box<dyn Penalty + 'a>>,
+        cfg: &ExperimentConfig,
+    ) -> Self {
         Regularized {
             base,
             penalties,
@@ -164,13 +174,10 @@ impl Objective for Regularized<'_> {
     /// `L_B + Σ R` (penalty coefficients included); `grad ← clip(∇L_B + Σ ∇R)`.
     fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> imreg_objective::Result<f64> {
         let mut loss = self.base.loss_grad(theta, batch, grad)?;
-        let mut rng = self
-            .rng
-            .lock()
-            .map_err(|_| ObjectiveError::Invalid {
-                field: "regularizer".into(),
-                reason: "penalty random stream poisoned".into(),
-            })?;
+        let mut rng = self.rng.lock().map_err(|_| ObjectiveError::Invalid {
+            field: "regularizer".into(),
+            reason: "penalty random stream poisoned".into(),
+        })?;
         for p in &self.penalties {
             let v = p
                 .value_grad(theta, batch, &mut rng)

@@ -230,8 +230,16 @@ pub fn train(
         Some(r) => r,
         None => obj,
     };
-    let tr = trajectory::run(train_obj, &theta0, cfg.optimizer.lr(), &sampler, &update, &noise, &opts)
-        .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
+    let tr = trajectory::run(
+        train_obj,
+        &theta0,
+        cfg.optimizer.lr(),
+        &sampler,
+        &update,
+        &noise,
+        &opts,
+    )
+    .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
     let mut points: Vec<(usize, &[f64])> = tr
         .recorded_steps
         .iter()

@@ -399,26 +399,4 @@ mod tests {
         // The regularization checks run one by one in tests/regularization_checks.rs.
         imreg_check::assert_all_pass(&super::expectation_checks(), true);
     }
-
-    /// Full mode with figures into `$IMREG_CHECK_OUT` (default: the system temp dir); prints each record.
-    /// Run with `cargo test -p imreg-sgd --release -- --ignored --nocapture full_checks_report`.
-    #[test]
-    #[ignore]
-    fn full_checks_report() {
-        let dir = std::env::var_os("IMREG_CHECK_OUT")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let ctx = imreg_check::CheckContext {
-            out_dir: Some(dir),
-            quick: false,
-        };
-        for c in super::checks() {
-            let r = imreg_check::run_check(&c, &ctx);
-            println!(
-                "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}",
-                r.id, r.passed, r.seconds, r.expected, r.measured, r.figures
-            );
-            assert!(r.passed);
-        }
-    }
 }

@@ -734,7 +734,11 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
                     rs.to_vec(),
                     errs.clone(),
                 ))
-                .series(Series::line("slope 2 guide", rs.to_vec(), slope_guide(&rs, errs[0], 2.0))),
+                .series(Series::line(
+                    "slope 2 guide",
+                    rs.to_vec(),
+                    slope_guide(&rs, errs[0], 2.0),
+                )),
         )]
     })?;
     Ok(Outcome::all(parts).with_figures(figures))
@@ -820,8 +824,16 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
                     eps_list.to_vec(),
                     e_eps.clone(),
                 ))
-                .series(Series::line("slope 3 guide", eps_list.to_vec(), slope_guide(&eps_list, e_sum[0], 3.0)))
-                .series(Series::line("slope 2 guide", eps_list.to_vec(), slope_guide(&eps_list, e_eps[0], 2.0))),
+                .series(Series::line(
+                    "slope 3 guide",
+                    eps_list.to_vec(),
+                    slope_guide(&eps_list, e_sum[0], 3.0),
+                ))
+                .series(Series::line(
+                    "slope 2 guide",
+                    eps_list.to_vec(),
+                    slope_guide(&eps_list, e_eps[0], 2.0),
+                )),
         )]
     })?;
     // Smith's theorem: O(m³ε³) with the C_SGD(ε+λ) flow; dropping λ leaves an O(λ·mε) = O(ε²) error.
