@@ -28,6 +28,10 @@
 //! [track]
 //! every = 10
 //! sharpness = true           # or a number: its own period in steps
+//!
+//! [[regularizer]]            # optional, repeatable: explicit penalties (see `RegularizerConfig`)
+//! kind = "weight_decay"      # | "gradient_penalty" | "smith_stochastic" | "smith_lambda" | "gradient_norm" | "fisher_trace"
+//! coefficient = 1e-4
 //! ```
 use crate::error::{CliError, Result};
 use imreg_objective::models::Activation;
@@ -671,7 +675,7 @@ impl ExperimentConfig {
                 );
             }
             if let (Some(m), Some(b)) = (r.micro_batch(), self.optimizer.batch_size()) {
-                if m == 0 || b % m != 0 {
+                if m == 0 || !b.is_multiple_of(m) {
                     return bad(
                         &format!("regularizer[{i}].micro_batch"),
                         format!("must be at least 1 and divide optimizer.batch_size = {b}, got {m}"),

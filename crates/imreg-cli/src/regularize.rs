@@ -46,7 +46,7 @@ fn batch_sizes(cfg: &ExperimentConfig, n: usize) -> Vec<usize> {
     match (cfg.optimizer.batch_size(), cfg.optimizer.replacement()) {
         (None, _) => vec![n],
         (Some(b), true) => vec![b],
-        (Some(b), false) if n % b != 0 => vec![b, n % b],
+        (Some(b), false) if !n.is_multiple_of(b) => vec![b, n % b],
         (Some(b), false) => vec![b],
     }
 }
@@ -67,7 +67,10 @@ pub fn penalties<'a>(
         let lib =
             |key: &str, e: imreg_sgd::reg_error::RegError| CliError::input(file, field(key), e.to_string());
         if let Some(m) = r.micro_batch() {
-            if let Some(b) = batch_sizes(cfg, n).into_iter().find(|&b| m == 0 || b % m != 0) {
+            if let Some(b) = batch_sizes(cfg, n)
+                .into_iter()
+                .find(|&b| m == 0 || !b.is_multiple_of(m))
+            {
                 return Err(CliError::input(
                     file,
                     field("micro_batch"),

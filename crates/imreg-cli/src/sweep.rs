@@ -125,16 +125,29 @@ fn describe(params: &BTreeMap<String, serde_json::Value>) -> String {
         .join(", ")
 }
 
-/// Sets `a.b.c = value` in a TOML table; the tables on the way must exist.
+/// Sets `a.b.c = value` in a TOML table; the tables on the way must exist. An array of tables is entered
+/// by index: `regularizer.0.lambda` is `lambda` of the first `[[regularizer]]`.
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> std::result::Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
     let (leaf, path) = parts.split_last().ok_or("empty key")?;
     let mut t = table;
-    for part in path {
-        t = t
-            .get_mut(*part)
-            .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| format!("the config has no table [{part}] for key {key:?}"))?;
+    let mut rest = path.iter();
+    while let Some(part) = rest.next() {
+        let missing = || format!("the config has no table [{part}] for key {key:?}");
+        let v = t.get_mut(*part).ok_or_else(missing)?;
+        let v = match v {
+            toml::Value::Array(items) => {
+                let idx = rest.next().and_then(|s| s.parse::<usize>().ok()).ok_or_else(|| {
+                    format!("[[{part}]] is an array of tables: address one by index, {part}.0.… in {key:?}")
+                })?;
+                let len = items.len();
+                items
+                    .get_mut(idx)
+                    .ok_or_else(|| format!("[[{part}]] has {len} entries, no index {idx} in {key:?}"))?
+            }
+            v => v,
+        };
+        t = v.as_table_mut().ok_or_else(missing)?;
     }
     t.insert((*leaf).to_string(), value);
     Ok(())

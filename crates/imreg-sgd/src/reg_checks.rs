@@ -935,3 +935,65 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     ])
     .with_figures(figures))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imreg_check::run_check;
+
+    /// The checks that write figures, and the file stems each must write.
+    const FIGURES: [(&str, &[&str]); 8] = [
+        (
+            "wor.drift-vs-enumeration",
+            &["relative_error_vs_amplitude", "drift_vs_amplitude"],
+        ),
+        ("wor.flat-k2-growth", &["epoch_weight_vs_k"]),
+        ("wor.sharp-saturation", &["epoch_weight_vs_k"]),
+        ("wor.epoch-end-variance", &["variance_vs_step"]),
+        ("support.decay-rate", &["decay_rate_vs_batch"]),
+        ("reg.gradients-vs-fd", &["fd_fisher_penalty_error_vs_r"]),
+        ("reg.explicit-matches-implicit", &["error_vs_eps"]),
+        ("reg.fisher-trace-expectation", &["running_mean_vs_draws"]),
+    ];
+
+    #[test]
+    fn checks_with_out_dir_write_svg_png_csv() {
+        let out = std::env::temp_dir().join(format!("imreg-sgd-reg-figures-{}", std::process::id()));
+        let ctx = CheckContext {
+            out_dir: Some(out.clone()),
+            quick: true,
+        };
+        for check in regularization_checks() {
+            let record = run_check(&check, &ctx);
+            assert!(record.passed, "{}: {}", check.id, record.measured);
+            let stems = FIGURES
+                .iter()
+                .find(|(id, _)| *id == check.id)
+                .map_or(&[][..], |(_, stems)| stems);
+            // Every returned path exists, and there are exactly SVG + PNG + CSV per expected stem.
+            assert_eq!(record.figures.len(), 3 * stems.len(), "{}", check.id);
+            for path in &record.figures {
+                assert!(path.is_file(), "{}: {} missing", check.id, path.display());
+            }
+            let dir = out.join("figures").join(check.id.replace('.', "_"));
+            for stem in stems {
+                for ext in ["svg", "png", "csv"] {
+                    let file = dir.join(format!("{stem}.{ext}"));
+                    let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                    assert!(len > 0, "{}: {} missing or empty", check.id, file.display());
+                }
+            }
+        }
+        // Without an out_dir no figure is written or returned.
+        let quiet = CheckContext {
+            out_dir: None,
+            quick: true,
+        };
+        let check = regularization_checks()
+            .into_iter()
+            .find(|c| c.id == "wor.flat-k2-growth")
+            .expect("registered");
+        assert!(run_check(&check, &quiet).figures.is_empty());
+        std::fs::remove_dir_all(&out).expect("remove the temporary figure folder");
+    }
+}
