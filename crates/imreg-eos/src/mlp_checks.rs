@@ -200,7 +200,7 @@ fn eos_figures(runs: &[EosRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, S
                 xs(&r.steps),
                 r.sharpness_values(),
             ))
-            .hline(format!("2/η = {:.3}", r.threshold), r.threshold);
+            .hline(format!("2/η for η = {}", r.lr), r.threshold);
         if let Some(gf) = &r.gradient_flow {
             if !gf.sharpness.is_empty() {
                 fig = fig.series(Series::line(
