@@ -1,5 +1,6 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry: the autodiff's second- and
 //! third-order derivatives against independent oracles.
+use crate::check::dot;
 use crate::nn::{Dense, DenseLoss, Head};
 use crate::program::{self, Program};
 use crate::{Graph, Mat, Tensor, Unary, Var};
@@ -61,10 +62,6 @@ fn random_vec(rng: &mut ChaCha8Rng, n: usize, scale: f64) -> Vec<f64> {
     (0..n)
         .map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0))
         .collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {

@@ -111,6 +111,12 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// `acc += alpha · x`.
+#[inline]
+pub(crate) fn axpy(alpha: f64, x: &[f64], acc: &mut [f64]) {
+    acc.iter_mut().zip(x).for_each(|(a, xi)| *a += alpha * xi);
+}
+
 /// Validates real-valued targets of a supervised call: `nb × c` and finite; label targets are
 /// [`ObjectiveError::Unsupported`] by `model`.
 pub(crate) fn value_targets<'t>(

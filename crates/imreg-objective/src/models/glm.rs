@@ -146,6 +146,38 @@ impl<L: ScalarLoss> Glm<L> {
             .collect()
     }
 
+    /// Output JVP of a model whose only non-constant output is the linear predictor `z = Xθ`: `J v = X v`,
+    /// laid out as [`Supervised::outputs`](crate::Supervised::outputs) lays out `z` (via `outputs`).
+    pub(crate) fn linear_output_jvp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        v: &[f64],
+        outputs: impl Fn(&[f64], Batch<'_>) -> Result<ndarray::Array2<f64>>,
+    ) -> Result<ndarray::Array2<f64>> {
+        self.check(theta, batch)?;
+        super::common::check_dir("v", v, self.dim())?;
+        outputs(v, batch)
+    }
+
+    /// Output VJP `Σ_k u_{k,column} x_{B_k}` of a model with `classes` outputs of which only `column` is the
+    /// linear predictor (the others are constant).
+    pub(crate) fn linear_output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ndarray::ArrayView2<'_, f64>,
+        out: &mut [f64],
+        (classes, column, model): (usize, usize, &str),
+    ) -> Result<()> {
+        self.check(theta, batch)?;
+        crate::objective::check_len("out", out, self.dim())?;
+        let nb = batch.len(self.n_examples());
+        let u = super::common::value_targets(crate::Targets::Values(u), nb, classes, model)?;
+        let w: Vec<f64> = u.column(column).to_vec();
+        self.vjp(batch, &w, out)
+    }
+
     /// `Σ_k w_k x_{B_k}` (the output VJP of the linear predictor).
     pub(crate) fn vjp(&self, batch: Batch<'_>, w: &[f64], out: &mut [f64]) -> Result<()> {
         let (_, g) = chunked_sum(batch, self.x.nrows(), self.x.ncols(), |start, ix, _, acc| {

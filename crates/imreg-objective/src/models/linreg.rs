@@ -55,9 +55,7 @@ impl Supervised for LinearRegression {
     }
 
     fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
-        super::common::check_dir("v", v, self.dim())?;
-        self.outputs(v, batch)
+        self.linear_output_jvp(theta, batch, v, |w, b| self.outputs(w, b))
     }
 
     fn output_vjp(
@@ -67,10 +65,6 @@ impl Supervised for LinearRegression {
         u: ArrayView2<'_, f64>,
         out: &mut [f64],
     ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_len("out", out, self.dim())?;
-        let u = super::common::value_targets(Targets::Values(u), batch.len(self.n_examples()), 1, "linreg")?;
-        let w: Vec<f64> = u.column(0).to_vec();
-        self.vjp(batch, &w, out)
+        self.linear_output_vjp(theta, batch, u, out, (1, 0, "linreg"))
     }
 }

@@ -96,9 +96,7 @@ impl Supervised for LogisticRegression {
     }
 
     fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
-        super::common::check_dir("v", v, self.dim())?;
-        self.outputs(v, batch)
+        self.linear_output_jvp(theta, batch, v, |w, b| self.outputs(w, b))
     }
 
     fn output_vjp(
@@ -108,10 +106,6 @@ impl Supervised for LogisticRegression {
         u: ArrayView2<'_, f64>,
         out: &mut [f64],
     ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_len("out", out, self.dim())?;
-        let u = super::common::value_targets(Targets::Values(u), batch.len(self.n_examples()), 2, "logreg")?;
-        let w: Vec<f64> = u.column(1).to_vec();
-        self.vjp(batch, &w, out)
+        self.linear_output_vjp(theta, batch, u, out, (2, 1, "logreg"))
     }
 }

@@ -8,7 +8,7 @@
 //! Every derivative is the tape's: gradient by reverse mode, HVP by forward-over-reverse, third-order by
 //! `Dual<Dual<_>>`. Batches are cut into fixed chunks (see [`super::common`]) evaluated in parallel and added
 //! in chunk order, so results are bitwise identical at any thread count.
-use super::common::{check_dir, check_theta_batch, chunked_sum, per_example_driver, CHUNK};
+use super::common::{axpy, check_dir, check_theta_batch, chunked_sum, per_example_driver, CHUNK};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
 use crate::objective::{check_finite, Objective};
@@ -342,10 +342,6 @@ impl Mlp {
         Ok((s * inv, acc))
     }
 
-    fn add_into(acc: &mut [f64], v: &[f64]) {
-        acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-    }
-
     fn leaves_with_tangent(&self, theta: &[f64], v: &[f64]) -> Result<Vec<Dual<Mat>>> {
         let shapes = self.spec.leaf_shapes();
         let ps = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
@@ -391,7 +387,7 @@ impl Objective for Mlp {
         let (l, g) = self.mean_over_batch(theta, batch, self.dim(), |c, s, acc| {
             let (v, g) = imreg_ad::grad(c, theta)?;
             *s += v;
-            Self::add_into(acc, &g);
+            axpy(1.0, &g, acc);
             Ok(())
         })?;
         grad.copy_from_slice(&g);
@@ -402,7 +398,7 @@ impl Objective for Mlp {
         check_dir("v", v, self.dim())?;
         crate::objective::check_len("out", out, self.dim())?;
         let (_, hv) = self.mean_over_batch(theta, batch, self.dim(), |c, _, acc| {
-            Self::add_into(acc, &imreg_ad::hvp(c, theta, v)?);
+            axpy(1.0, &imreg_ad::hvp(c, theta, v)?, acc);
             Ok(())
         })?;
         out.copy_from_slice(&hv);
@@ -421,7 +417,7 @@ impl Objective for Mlp {
         check_dir("v", v, self.dim())?;
         crate::objective::check_len("out", out, self.dim())?;
         let (_, t) = self.mean_over_batch(theta, batch, self.dim(), |c, _, acc| {
-            Self::add_into(acc, &imreg_ad::third_order(c, theta, u, v)?);
+            axpy(1.0, &imreg_ad::third_order(c, theta, u, v)?, acc);
             Ok(())
         })?;
         out.copy_from_slice(&t);
@@ -575,7 +571,7 @@ impl Supervised for Mlp {
             };
             let (v, g) = imreg_ad::grad(&ch, theta).map_err(ad_err)?;
             *s += v;
-            Self::add_into(acc, &g);
+            axpy(1.0, &g, acc);
             Ok(())
         })?;
         let inv = 1.0 / len as f64;
@@ -625,7 +621,7 @@ impl Supervised for Mlp {
                 x: self.x.select(ndarray::Axis(0), ix),
                 head: Head::OutputDot(uc),
             };
-            Self::add_into(acc, &imreg_ad::grad(&ch, theta).map_err(ad_err)?.1);
+            axpy(1.0, &imreg_ad::grad(&ch, theta).map_err(ad_err)?.1, acc);
             Ok(())
         })?;
         out.copy_from_slice(&acc);
