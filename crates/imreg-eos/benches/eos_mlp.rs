@@ -6,6 +6,8 @@ use imreg_eos::{edge_of_stability, DigitsMlp, EosOptions};
 use std::hint::black_box;
 
 fn eos_run(c: &mut Criterion) {
+    // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
+    imreg_objective::reuse_large_buffers();
     let (mlp, theta0) = DigitsMlp::cohen(1000).build().expect("digits MLP");
     let opts = EosOptions {
         lr: 0.2,

@@ -65,8 +65,9 @@ pub fn checks() -> Vec<Check> {
         },
         Check {
             id: "eos.edge-of-stochastic-stability",
-            claim: "under SGD λ_max plateaus below 2/η, lower for smaller batches, while batch sharpness (both \
-                    variants) stays at or below 2/η (+15%) and above λ_max for small batches; MiniBS ≥ λ_max",
+            claim: "under SGD batch sharpness hovers at 2/η (full mode: second-half mean within ±15%, b = 8 and \
+                    12; quick: ≤ 1.15·2/η) while λ_max plateaus below 2/η, lower for smaller batches; MiniBS ≥ \
+                    λ_max; full mode also: break-even conjecture 1 for λ_H¹",
             run: crate::mlp_checks::check_eoss,
         },
     ]

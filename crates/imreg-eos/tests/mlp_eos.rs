@@ -300,16 +300,59 @@ fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
     assert_ne!(step_seed(1, 0), step_seed(1, 1));
 }
 
+#[test]
+fn the_mse_convention_is_a_step_size_rescaling() {
+    // Without the ½ the loss, its gradient and its Hessian double, so SGD on the MSE at η takes the steps of
+    // SGD on the ½-MSE at 2η, and batch sharpness/(2/η) and λ_max/(2/η) are the same numbers (the EoSS
+    // setting's reason not to count the convention as a lever). Scaling by 2 is exact in binary floating
+    // point, so the trajectories agree to rounding.
+    let problem = |half| DigitsMlp {
+        hidden: vec![6],
+        loss: imreg_objective::LossKind::Mse { half },
+        init_scale: 0.2,
+        ..DigitsMlp::cohen(48)
+    };
+    let run = |half: bool, lr: f64| {
+        let (mlp, theta) = problem(half).build().unwrap();
+        let opts = EossOptions {
+            lr,
+            batch_size: 4,
+            steps: 60,
+            every: 30,
+            seed: 3,
+            mini_bs: None,
+            ..Default::default()
+        };
+        edge_of_stochastic_stability(&mlp, &theta, &opts).unwrap()
+    };
+    let (with_half, without) = (run(true, 0.8), run(false, 0.4));
+    assert_eq!(with_half.status, TrackStatus::Completed);
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    for (a, b) in with_half.measurements.iter().zip(&without.measurements) {
+        // thresholds 2/0.8 and 2/0.4: the ratios to them must agree
+        let (ta, tb) = (with_half.threshold, without.threshold);
+        let ra = a.batch_sharpness.mean_of_ratios.value / ta;
+        let rb = b.batch_sharpness.mean_of_ratios.value / tb;
+        assert!(rel(ra, rb) <= 1e-12, "batch sharpness ratio {ra} vs {rb}");
+        let (la, lb) = (a.lambda_max.value / ta, b.lambda_max.value / tb);
+        assert!(rel(la, lb) <= 1e-9, "λ_max ratio {la} vs {lb}");
+    }
+    for (la, lb) in with_half.loss.iter().zip(&without.loss) {
+        assert!(rel(2.0 * la, *lb) <= 1e-12, "loss {la} vs {lb}");
+    }
+}
+
 /// `cargo test -p imreg-eos --release --test mlp_eos -- --ignored --nocapture` prints the two MLP checks'
-/// quick-mode records.
+/// quick-mode records (`EOS_FULL=1`: full mode; `EOS_CHECK=<substring>`: only the matching check ids).
 #[test]
 #[ignore]
 fn print_mlp_check_records() {
     let quick = std::env::var("EOS_FULL").is_err();
     let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
+    let only = std::env::var("EOS_CHECK").unwrap_or_default();
     for c in imreg_eos::checks()
         .into_iter()
-        .filter(|c| c.id.contains("stability"))
+        .filter(|c| c.id.contains("stability") && c.id.contains(only.as_str()))
     {
         let r = run_check(
             &c,
