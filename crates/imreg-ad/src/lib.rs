@@ -7,12 +7,14 @@
 //!   is forward-over-reverse, so [`hvp`] is the gradient computed on dual numbers; on `Dual<Dual<Mat>>` it gives
 //!   [`third_order`] derivatives. See `docs/autodiff.md` for why this design was chosen.
 //! * [`check_grads`] checks any [`Differentiable`] map against central differences and the dot-product identity.
+pub mod alloc;
 pub mod check;
 pub mod checks;
 pub mod dual;
 pub mod error;
 pub mod fastmath;
 pub mod graph;
+pub mod matmul;
 pub mod nn;
 pub mod program;
 pub mod tensor;
@@ -24,7 +26,8 @@ pub use error::{AdError, Result};
 pub use graph::{Graph, Unary, Var};
 pub use nn::Dense;
 pub use program::{
-    dense_hessian_forward, flatten, flatten_into, grad, grad_hvp, grad_into, grad_of_block_grad_norm,
-    grad_of_grad_fn, hvp, jvp, third_order, unflatten, value, Program,
+    dense_hessian_forward, flatten, flatten_into, grad, grad_acc, grad_hvp, grad_into,
+    grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, third_order, unflatten, value, value_at,
+    Point, Program,
 };
 pub use tensor::{Mat, Tensor};

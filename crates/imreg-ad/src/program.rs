@@ -138,7 +138,6 @@ pub fn grad<P: Program + ?Sized>(p: &P, x: &[f64]) -> Result<(f64, Vec<f64>)> {
 
 /// Writes `∇f(x)` into `out` and returns `f(x)`.
 pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Result<f64> {
-    check_finite("input", x)?;
     if out.len() != x.len() {
         return Err(AdError::Length {
             what: "gradient buffer",
@@ -146,9 +145,136 @@ pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Resu
             got: out.len(),
         });
     }
-    let (g, y) = record::<P, Mat>(p, unflatten(x, &p.leaf_shapes())?)?;
-    flatten_into(&g.backward(y)?, out);
+    let at = Point::new(&p.leaf_shapes(), x)?;
+    out.fill(0.0);
+    grad_acc(p, &at, out)
+}
+
+/// A point `x` — and, for HVPs, a direction `v` — checked (length, finite) and split into leaf matrices once,
+/// so that a family of programs with the same leaves (one per chunk of a batch, say) can be evaluated at it
+/// many times without re-validating or re-splitting the flat vectors.
+#[derive(Clone, Debug)]
+pub struct Point {
+    shapes: Vec<(usize, usize)>,
+    x: Vec<Mat>,
+    v: Option<Vec<Mat>>,
+    len: usize,
+}
+
+impl Point {
+    /// The point `x` for leaves of the given shapes.
+    pub fn new(shapes: &[(usize, usize)], x: &[f64]) -> Result<Self> {
+        check_finite("input", x)?;
+        Ok(Point {
+            shapes: shapes.to_vec(),
+            x: unflatten(x, shapes)?,
+            v: None,
+            len: x.len(),
+        })
+    }
+
+    /// The point `x` with the tangent direction `v` (for [`hvp_acc`]).
+    pub fn with_direction(shapes: &[(usize, usize)], x: &[f64], v: &[f64]) -> Result<Self> {
+        check_finite("direction", v)?;
+        let mut at = Point::new(shapes, x)?;
+        at.v = Some(unflatten(v, shapes).map_err(|_| AdError::Length {
+            what: "direction",
+            expected: x.len(),
+            got: v.len(),
+        })?);
+        Ok(at)
+    }
+
+    /// Number of scalar inputs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the point has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn check<P: Program + ?Sized>(&self, p: &P) -> Result<()> {
+        if p.leaf_shapes() != self.shapes {
+            return Err(AdError::Invalid {
+                what: "point",
+                reason: format!(
+                    "leaf shapes {:?} differ from the program's {:?}",
+                    self.shapes,
+                    p.leaf_shapes()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_acc<P: Program + ?Sized>(&self, p: &P, acc: &[f64]) -> Result<()> {
+        self.check(p)?;
+        if acc.len() != self.len {
+            return Err(AdError::Length {
+                what: "accumulator",
+                expected: self.len,
+                got: acc.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Adds the leaf matrices, row-major, to `acc`.
+fn add_flat<'a>(ms: impl Iterator<Item = Option<&'a Mat>>, shapes: &[(usize, usize)], acc: &mut [f64]) {
+    let mut off = 0;
+    for (m, &(r, c)) in ms.zip(shapes) {
+        if let Some(m) = m {
+            for (a, &v) in acc[off..off + r * c].iter_mut().zip(m.iter()) {
+                *a += v;
+            }
+        }
+        off += r * c;
+    }
+}
+
+/// `f(x)` at a prepared point.
+pub fn value_at<P: Program + ?Sized>(p: &P, at: &Point) -> Result<f64> {
+    at.check(p)?;
+    let (g, out) = record::<P, Mat>(p, at.x.clone())?;
+    Ok(g.value(out)[(0, 0)])
+}
+
+/// `acc += ∇f(x)` at a prepared point; returns `f(x)`.
+pub fn grad_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<f64> {
+    at.check_acc(p, acc)?;
+    let (g, y) = record::<P, Mat>(p, at.x.clone())?;
+    add_flat(g.backward(y)?.iter().map(Some), &at.shapes, acc);
     Ok(g.value(y)[(0, 0)])
+}
+
+/// The leaf tangents of the reverse pass at a prepared point with a direction: `∇²f(x) v`, leaf by leaf
+/// (`None` for an exactly zero block).
+fn hvp_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Vec<Option<Mat>>> {
+    at.check(p)?;
+    let Some(vs) = &at.v else {
+        return Err(AdError::Invalid {
+            what: "point",
+            reason: "an HVP needs a point with a direction (Point::with_direction)".into(),
+        });
+    };
+    let leaves =
+        at.x.iter()
+            .zip(vs)
+            .map(|(x, v)| Dual::new(x.clone(), Some(v.clone())))
+            .collect();
+    let (g, y) = record(p, leaves)?;
+    Ok(g.backward_tangents(y)?.into_iter().map(|d| d.t).collect())
+}
+
+/// `acc += ∇²f(x) v` at a prepared point with a direction (see [`hvp`]).
+pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<()> {
+    at.check_acc(p, acc)?;
+    let leaves = hvp_leaves(p, at)?;
+    add_flat(leaves.iter().map(Option::as_ref), &at.shapes, acc);
+    Ok(())
 }
 
 /// `(f(x), ∇f(x)·v)` by forward mode (no reverse pass).
@@ -179,15 +305,20 @@ pub fn grad_hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<(f64
 /// The Hessian-vector product `∇²f(x) v` (see [`grad_hvp`]). The primal gradient is not formed: the reverse
 /// pass skips the products that would only produce it.
 pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>> {
-    check_finite("input", x)?;
-    check_finite("direction", v)?;
-    let (g, y) = record(p, duals(x, Some(v), &p.leaf_shapes())?)?;
-    let tangents: Vec<Mat> = g
-        .backward_tangents(y)?
-        .iter()
-        .map(|d| d.tangent_or_zero())
-        .collect();
-    Ok(flatten(&tangents))
+    let at = Point::with_direction(&p.leaf_shapes(), x, v)?;
+    let leaves = hvp_leaves(p, &at)?;
+    let mut out = vec![0.0; x.len()];
+    let mut off = 0;
+    for (t, &(r, c)) in leaves.iter().zip(&at.shapes) {
+        if let Some(t) = t {
+            out[off..off + r * c]
+                .iter_mut()
+                .zip(t.iter())
+                .for_each(|(o, &v)| *o = v);
+        }
+        off += r * c;
+    }
+    Ok(out)
 }
 
 /// The third-order directional derivative `T3[u, v] = ∇(uᵀ ∇²f(x) v)`, i.e. `Σ_jk ∂³f/∂x_i∂x_j∂x_k u_j v_k`,

@@ -167,6 +167,9 @@ enum SweepCommand {
 
 /// Runs the program on the process arguments and returns the exit code.
 pub fn main() -> i32 {
+    // Keep the tape's large, short-lived buffers in the heap instead of page-faulting them in on every
+    // evaluation (see imreg_ad::alloc; it changes no result).
+    imreg_objective::reuse_large_buffers();
     run_with_args(std::env::args_os())
 }
 

@@ -29,6 +29,8 @@ fn model() -> (Mlp, Vec<f64>) {
 }
 
 fn bench(c: &mut Criterion) {
+    // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
+    imreg_objective::reuse_large_buffers();
     let (m, theta) = model();
     let partition = Partition::consecutive(N, B, Remainder::Error).expect("B divides N");
     let batches: Vec<Vec<usize>> = (0..N / B).map(|k| (k * B..(k + 1) * B).collect()).collect();

@@ -92,6 +92,8 @@ fn flops(widths: &[usize], n: usize) -> (u64, u64) {
 }
 
 fn bench(c: &mut Criterion) {
+    // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
+    imreg_objective::reuse_large_buffers();
     for s in sizes() {
         for ce in [false, true] {
             let m = model(&s, ce);

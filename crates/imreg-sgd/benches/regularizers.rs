@@ -14,6 +14,8 @@ use imreg_sgd::support::{train_support, SupportConfig};
 use std::time::Duration;
 
 fn gn_step(c: &mut Criterion) {
+    // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
+    imreg_objective::reuse_large_buffers();
     let d = digits();
     let spec = MlpSpec {
         widths: vec![64, 32, 10],

@@ -27,6 +27,8 @@ fn mlp(widths: Vec<usize>, n: usize) -> (Mlp, Vec<f64>) {
 }
 
 fn lanczos_vs_hvps(c: &mut Criterion) {
+    // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
+    imreg_objective::reuse_large_buffers();
     let (m, theta) = mlp(vec![784, 256, 256, 10], 1024);
     let p = m.dim();
     let v: Vec<f64> = rng::normal_vec(&mut rng::stream(3, 0), p);

@@ -12,9 +12,9 @@
 //! eigenvalue before such a breakdown, and residuals cannot reveal a missing copy: ask for `k > 1` on
 //! degenerate spectra with `tol = 0` and `max_iter = p` (the run then spans the whole space).
 use crate::dense::{tridiagonal_eigen, DenseOptions};
-use crate::error::{check_direction, Result, SpectraError};
+use crate::error::{check_direction, check_finite, Result, SpectraError};
 use crate::operator::{apply_checked, LinearOperator};
-use crate::vector::{axpy, dot, norm, orthogonalize, scale};
+use crate::vector::{axpy, norm, orthogonalize, orthogonalize_shifted, recurrence_step, scale, scaled};
 use imreg_objective::rng;
 
 /// Options of [`lanczos`].
@@ -176,17 +176,24 @@ pub fn lanczos<A: LinearOperator + ?Sized>(op: &A, opts: &LanczosOptions) -> Res
     let check_every = opts.check_every.max(1);
     loop {
         let j = basis.len();
-        apply_checked(op, &v, &mut w)?;
-        if j > 0 {
-            let b = beta[j - 1];
-            axpy(-b, &basis[j - 1], &mut w);
+        // Dimensions were validated; finiteness of A v is read off α below instead of a separate pass.
+        op.apply(&v, &mut w)?;
+        // w ← A v_j − β_{j−1} v_{j−1}, α_j = v_jᵀ w; then w ← w − α_j v_j and full reorthogonalization against
+        // v_0 … v_j, fused into the Gram–Schmidt passes (three reads of memory besides the basis).
+        let prev = (j > 0).then(|| (beta[j - 1], basis[j - 1].as_slice()));
+        let a = recurrence_step(&mut w, prev, &v);
+        if !a.is_finite() {
+            // A NaN or ±∞ anywhere in A v makes α non-finite; name the entry, else α itself overflowed.
+            check_finite("operator product A x", &w)?;
+            return Err(SpectraError::NonFinite {
+                what: "Lanczos coefficient α".into(),
+                index: j,
+                value: a,
+            });
         }
-        let a = dot(&v, &w);
-        axpy(-a, &v, &mut w);
         basis.push(std::mem::take(&mut v));
-        orthogonalize(&mut w, &basis);
+        let (_, b) = orthogonalize_shifted(&mut w, &basis, Some((a, &basis[j])));
         alpha.push(a);
-        let b = norm(&w);
         beta.push(b);
         let m = basis.len();
         let last = m == m_max;
@@ -215,8 +222,7 @@ pub fn lanczos<A: LinearOperator + ?Sized>(op: &A, opts: &LanczosOptions) -> Res
                 Err(_) => break, // the basis spans everything reachable: T is exact
             }
         } else {
-            v = w.clone();
-            scale(1.0 / b, &mut v);
+            v = scaled(1.0 / b, &w);
         }
     }
     let st = match state {

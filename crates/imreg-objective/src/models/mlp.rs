@@ -8,7 +8,10 @@
 //! Every derivative is the tape's: gradient by reverse mode, HVP by forward-over-reverse, third-order by
 //! `Dual<Dual<_>>`. Batches are cut into fixed chunks (see [`super::common`]) evaluated in parallel and added
 //! in chunk order, so results are bitwise identical at any thread count.
-use super::common::{axpy, check_dir, check_theta_batch, chunked_sum, per_example_driver, CHUNK};
+use super::common::{
+    axpy, check_dir, check_theta_batch, chunk_len, chunked_sum, chunked_sum_into, gather_rows,
+    per_example_driver,
+};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
 use crate::objective::{check_finite, Objective};
@@ -103,10 +106,12 @@ enum Head<'a> {
     OutputDot(Mat),
 }
 
-/// The tape program of one chunk of examples.
+/// The tape program of one chunk of examples: the rows `rows` of the inputs `data`, gathered when the tape is
+/// recorded (one copy, straight into the graph).
 struct Chunk<'a> {
     spec: &'a MlpSpec,
-    x: Mat,
+    data: &'a Array2<f64>,
+    rows: &'a [usize],
     head: Head<'a>,
 }
 
@@ -117,12 +122,12 @@ impl Chunk<'_> {
         leaves: &[Var],
         probes: &[Var],
     ) -> imreg_ad::Result<(Var, Vec<Var>)> {
-        let x = g.constant(self.x.clone());
+        let x = g.constant(gather_rows(self.data, self.rows));
         self.spec.net().forward(g, leaves, x, probes)
     }
 
     fn head<T: Tensor>(&self, g: &mut Graph<T>, out: Var) -> imreg_ad::Result<Var> {
-        let n = self.x.nrows() as f64;
+        let n = self.rows.len() as f64;
         match &self.head {
             Head::Values(y) => {
                 let half = matches!(self.spec.loss, LossKind::Mse { half: true });
@@ -307,15 +312,15 @@ impl Mlp {
         theta
     }
 
-    fn chunk<'a>(&'a self, ix: &[usize], labels_buf: &'a [usize]) -> Chunk<'a> {
-        let x = self.x.select(ndarray::Axis(0), ix);
+    fn chunk<'a>(&'a self, ix: &'a [usize], labels_buf: &'a [usize]) -> Chunk<'a> {
         let head = match &self.labels {
-            Labels::Values(y) => Head::Values(y.select(ndarray::Axis(0), ix)),
+            Labels::Values(y) => Head::Values(gather_rows(y, ix)),
             Labels::Classes(_) => Head::Classes(labels_buf),
         };
         Chunk {
             spec: &self.spec,
-            x,
+            data: &self.x,
+            rows: ix,
             head,
         }
     }
@@ -327,19 +332,40 @@ impl Mlp {
         }
     }
 
-    /// Sums `f(chunk program)` (a scalar and a p-vector) over the batch, then divides by `|B|`.
-    fn mean_over_batch<F>(&self, theta: &[f64], batch: Batch<'_>, dim: usize, f: F) -> Result<(f64, Vec<f64>)>
+    /// Sums `f(chunk program)` (a scalar and a vector of length `out.len()`) over the batch, divides by `|B|`,
+    /// writes the vector mean into `out` and returns the scalar mean. `θ` was validated by [`Mlp::point`].
+    fn mean_over_batch<F>(&self, batch: Batch<'_>, out: &mut [f64], f: F) -> Result<f64>
     where
         F: Fn(&Chunk<'_>, &mut f64, &mut [f64]) -> imreg_ad::Result<()> + Sync,
     {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
-        let (s, mut acc) = chunked_sum(batch, self.n_examples(), dim, |_, ix, s, acc| {
+        batch.validate(self.n_examples())?;
+        let inv = 1.0 / batch.len(self.n_examples()) as f64;
+        chunked_sum_into(batch, self.n_examples(), inv, out, |_, ix, s, acc| {
             let labels = self.chunk_labels(ix);
             f(&self.chunk(ix, &labels), s, acc).map_err(ad_err)
-        })?;
-        let inv = 1.0 / batch.len(self.n_examples()) as f64;
-        acc.iter_mut().for_each(|a| *a *= inv);
-        Ok((s * inv, acc))
+        })
+    }
+
+    /// `θ` (and a direction) split into the leaf matrices once per call, shared by every chunk.
+    fn point(&self, theta: &[f64], v: Option<&[f64]>) -> Result<imreg_ad::Point> {
+        // Lengths first, so bad input surfaces as the objective's typed errors; `Point` checks finiteness.
+        crate::objective::check_len("theta", theta, self.dim())?;
+        if let Some(v) = v {
+            crate::objective::check_len("v", v, self.dim())?;
+        }
+        let shapes = self.spec.leaf_shapes();
+        match v {
+            Some(v) => imreg_ad::Point::with_direction(&shapes, theta, v),
+            None => imreg_ad::Point::new(&shapes, theta),
+        }
+        .map_err(|e| match e {
+            imreg_ad::AdError::NonFinite { what, index, value } => ObjectiveError::NonFinite {
+                what: if what == "direction" { "v" } else { "theta" }.into(),
+                index,
+                value,
+            },
+            e => ad_err(e),
+        })
     }
 
     fn leaves_with_tangent(&self, theta: &[f64], v: &[f64]) -> Result<Vec<Dual<Mat>>> {
@@ -374,34 +400,26 @@ impl Objective for Mlp {
     }
 
     fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self
-            .mean_over_batch(theta, batch, 0, |c, s, _| {
-                *s += imreg_ad::value(c, theta)?;
-                Ok(())
-            })?
-            .0)
+        let at = self.point(theta, None)?;
+        self.mean_over_batch(batch, &mut [], |c, s, _| {
+            *s += imreg_ad::value_at(c, &at)?;
+            Ok(())
+        })
     }
 
     fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
         crate::objective::check_len("grad", grad, self.dim())?;
-        let (l, g) = self.mean_over_batch(theta, batch, self.dim(), |c, s, acc| {
-            let (v, g) = imreg_ad::grad(c, theta)?;
-            *s += v;
-            axpy(1.0, &g, acc);
+        let at = self.point(theta, None)?;
+        self.mean_over_batch(batch, grad, |c, s, acc| {
+            *s += imreg_ad::grad_acc(c, &at, acc)?;
             Ok(())
-        })?;
-        grad.copy_from_slice(&g);
-        Ok(l)
+        })
     }
 
     fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        check_dir("v", v, self.dim())?;
         crate::objective::check_len("out", out, self.dim())?;
-        let (_, hv) = self.mean_over_batch(theta, batch, self.dim(), |c, _, acc| {
-            axpy(1.0, &imreg_ad::hvp(c, theta, v)?, acc);
-            Ok(())
-        })?;
-        out.copy_from_slice(&hv);
+        let at = self.point(theta, Some(v))?;
+        self.mean_over_batch(batch, out, |c, _, acc| imreg_ad::hvp_acc(c, &at, acc))?;
         Ok(())
     }
 
@@ -416,11 +434,11 @@ impl Objective for Mlp {
         check_dir("u", u, self.dim())?;
         check_dir("v", v, self.dim())?;
         crate::objective::check_len("out", out, self.dim())?;
-        let (_, t) = self.mean_over_batch(theta, batch, self.dim(), |c, _, acc| {
+        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        self.mean_over_batch(batch, out, |c, _, acc| {
             axpy(1.0, &imreg_ad::third_order(c, theta, u, v)?, acc);
             Ok(())
         })?;
-        out.copy_from_slice(&t);
         Ok(())
     }
 
@@ -492,13 +510,15 @@ impl Supervised for Mlp {
         check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
         let params = imreg_ad::unflatten(theta, &self.spec.leaf_shapes()).map_err(ad_err)?;
         let len = batch.len(self.n_examples());
-        let parts: Vec<Result<Mat>> = (0..len.div_ceil(CHUNK))
+        let chunk = chunk_len(len);
+        let parts: Vec<Result<Mat>> = (0..len.div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
-                let ix = batch.slice(c * CHUNK, ((c + 1) * CHUNK).min(len));
+                let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
                 let ch = Chunk {
                     spec: &self.spec,
-                    x: self.x.select(ndarray::Axis(0), &ix),
+                    data: &self.x,
+                    rows: &ix,
                     head: Head::Classes(&[]),
                 };
                 let mut g = Graph::<Mat>::new();
@@ -552,8 +572,8 @@ impl Supervised for Mlp {
         }
         crate::objective::check_len("grad", grad, self.dim())?;
         check_theta_batch(theta, self.dim(), batch, n)?;
+        let at = self.point(theta, None)?;
         let (s, mut acc) = chunked_sum(batch, n, self.dim(), |start, ix, s, acc| {
-            let x = self.x.select(ndarray::Axis(0), ix);
             let rows = start..start + ix.len();
             let head = match (targets, self.spec.loss) {
                 (Targets::Values(v), _) => Head::Values(v.slice(ndarray::s![rows, ..]).to_owned()),
@@ -566,12 +586,11 @@ impl Supervised for Mlp {
             };
             let ch = Chunk {
                 spec: &self.spec,
-                x,
+                data: &self.x,
+                rows: ix,
                 head,
             };
-            let (v, g) = imreg_ad::grad(&ch, theta).map_err(ad_err)?;
-            *s += v;
-            axpy(1.0, &g, acc);
+            *s += imreg_ad::grad_acc(&ch, &at, acc).map_err(ad_err)?;
             Ok(())
         })?;
         let inv = 1.0 / len as f64;
@@ -587,7 +606,8 @@ impl Supervised for Mlp {
         let ix = batch.slice(0, batch.len(self.n_examples()));
         let ch = Chunk {
             spec: &self.spec,
-            x: self.x.select(ndarray::Axis(0), &ix),
+            data: &self.x,
+            rows: &ix,
             head: Head::Classes(&[]),
         };
         let mut g = Graph::<Dual<Mat>>::new();
@@ -614,14 +634,16 @@ impl Supervised for Mlp {
         }
         crate::objective::check_len("out", out, self.dim())?;
         check_theta_batch(theta, self.dim(), batch, n)?;
+        let at = self.point(theta, None)?;
         let (_, acc) = chunked_sum(batch, n, self.dim(), |start, ix, _, acc| {
             let uc = u.slice(ndarray::s![start..start + ix.len(), ..]).to_owned();
             let ch = Chunk {
                 spec: &self.spec,
-                x: self.x.select(ndarray::Axis(0), ix),
+                data: &self.x,
+                rows: ix,
                 head: Head::OutputDot(uc),
             };
-            axpy(1.0, &imreg_ad::grad(&ch, theta).map_err(ad_err)?.1, acc);
+            imreg_ad::grad_acc(&ch, &at, acc).map_err(ad_err)?;
             Ok(())
         })?;
         out.copy_from_slice(&acc);

@@ -1,0 +1,41 @@
+//! Process-wide allocator tuning for the tape's large, short-lived buffers.
+//!
+//! Every op of a tape allocates its output, and at the MLP sizes imreg benchmarks those outputs are 100 KiB to
+//! a few MiB. glibc's `malloc` serves blocks above its mmap threshold (128 KiB at start, then adapted) with
+//! fresh `mmap`s and trims freed heap tops back to the OS, so once the adaptive threshold settles low, every
+//! call page-faults its buffers in again: measured on the small MLP (64-128-128-10, n = 512), 600 HVP, gradient
+//! and forward calls took 370 000 page faults and an HVP 2.6 ms instead of 1.3 ms. [`reuse_large_buffers`]
+//! raises both thresholds so freed buffers stay in the heap and are reused. The `imreg` binary and the
+//! benchmarks call it at start; a program using the library can do the same (it only changes when memory is
+//! returned to the OS, never a result).
+
+/// Keeps large freed blocks in the process heap for reuse (glibc: `M_MMAP_THRESHOLD` = 256 MiB,
+/// `M_TRIM_THRESHOLD` = 1 GiB); a no-op on other allocators and platforms. Idempotent; call it once at
+/// start, before other threads allocate. Returns whether the tuning was applied.
+pub fn reuse_large_buffers() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ONCE.get_or_init(|| {
+            // SAFETY: `mallopt` only changes glibc's allocator parameters; the values are in range.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
+                    && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
+            }
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tuning_applies_on_glibc_and_is_idempotent() {
+        let first = super::reuse_large_buffers();
+        assert_eq!(first, super::reuse_large_buffers());
+        assert_eq!(first, cfg!(all(target_os = "linux", target_env = "gnu")));
+    }
+}
