@@ -30,7 +30,9 @@
 //! sharpness = true           # or a number: its own period in steps
 //!
 //! [[regularizer]]            # optional, repeatable: explicit penalties (see `RegularizerConfig`)
-//! kind = "weight_decay"      # | "gradient_penalty" | "smith_stochastic" | "smith_lambda" | "gradient_norm" | "fisher_trace"
+//! kind = "weight_decay"      # | "gradient_penalty" | "smith_stochastic" | "smith_lambda" | "gradient_norm"
+//!                            # | "fisher_trace" | "average_jacobian" | "unit_jacobian" | "fisher_penalty"
+//!                            # | "input_gradient_penalty" | "random_label_penalty"
 //! coefficient = 1e-4
 //! ```
 use crate::error::{CliError, Result};
@@ -105,6 +107,22 @@ pub enum RegularizerConfig {
     GradientNorm { lambda: f64, micro_batch: usize },
     /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy MLP classifiers only.
     FisherTrace { lambda: f64, micro_batch: usize },
+    /// AJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` over micro-batches: MLPs.
+    AverageJacobian { lambda: f64, micro_batch: usize },
+    /// UJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, a fresh random unit `u` per micro-batch:
+    /// MLPs.
+    UnitJacobian { lambda: f64, micro_batch: usize },
+    /// FP (Jastrzębski et al.): `α ‖∇L_B(ŷ)‖^p`, `ŷ ~ softmax(f)`, `p = 2` (`squared = true`, the default) or
+    /// `p = 1`: cross-entropy MLP classifiers.
+    FisherPenalty {
+        alpha: f64,
+        #[serde(default = "default_true")]
+        squared: bool,
+    },
+    /// GP_x: `α ‖∇_x L_B‖²`, the input-gradient penalty, gradient `2α (∂²L/∂θ∂x) ∇_x L`: MLPs.
+    InputGradientPenalty { alpha: f64 },
+    /// GP_r: `α ‖∇L_B(ỹ)‖²` with uniformly random labels `ỹ`: cross-entropy MLP classifiers.
+    RandomLabelPenalty { alpha: f64 },
 }
 
 impl RegularizerConfig {
@@ -117,24 +135,36 @@ impl RegularizerConfig {
             RegularizerConfig::GradientPenalty { .. } => "gradient_penalty",
             RegularizerConfig::GradientNorm { .. } => "gradient_norm",
             RegularizerConfig::FisherTrace { .. } => "fisher_trace",
+            RegularizerConfig::AverageJacobian { .. } => "average_jacobian",
+            RegularizerConfig::UnitJacobian { .. } => "unit_jacobian",
+            RegularizerConfig::FisherPenalty { .. } => "fisher_penalty",
+            RegularizerConfig::InputGradientPenalty { .. } => "input_gradient_penalty",
+            RegularizerConfig::RandomLabelPenalty { .. } => "random_label_penalty",
         }
     }
     /// The coefficient and its key.
     pub fn coefficient(&self) -> (&'static str, f64) {
         match *self {
             RegularizerConfig::WeightDecay { coefficient } => ("coefficient", coefficient),
-            RegularizerConfig::GradientPenalty { alpha } => ("alpha", alpha),
+            RegularizerConfig::GradientPenalty { alpha }
+            | RegularizerConfig::FisherPenalty { alpha, .. }
+            | RegularizerConfig::InputGradientPenalty { alpha }
+            | RegularizerConfig::RandomLabelPenalty { alpha } => ("alpha", alpha),
             RegularizerConfig::SmithStochastic { lambda }
             | RegularizerConfig::SmithLambda { lambda }
             | RegularizerConfig::GradientNorm { lambda, .. }
-            | RegularizerConfig::FisherTrace { lambda, .. } => ("lambda", lambda),
+            | RegularizerConfig::FisherTrace { lambda, .. }
+            | RegularizerConfig::AverageJacobian { lambda, .. }
+            | RegularizerConfig::UnitJacobian { lambda, .. } => ("lambda", lambda),
         }
     }
     /// The micro-batch size of GN / FT.
     pub fn micro_batch(&self) -> Option<usize> {
         match *self {
             RegularizerConfig::GradientNorm { micro_batch, .. }
-            | RegularizerConfig::FisherTrace { micro_batch, .. } => Some(micro_batch),
+            | RegularizerConfig::FisherTrace { micro_batch, .. }
+            | RegularizerConfig::AverageJacobian { micro_batch, .. }
+            | RegularizerConfig::UnitJacobian { micro_batch, .. } => Some(micro_batch),
             _ => None,
         }
     }

@@ -3,8 +3,8 @@
 //! [`Regularized`], an [`Objective`] whose gradient on a batch `B` is
 //! `d = clip(∇L_B(θ) + Σ_r ∇R_r(θ; B))` (torch order: the penalties in config order, then
 //! `clip_grad_norm_`), so every optimizer of the CLI (GD, SGD, momentum, noise-injected) and its seeded
-//! sampler apply unchanged. Penalty randomness (FT's sampled labels) comes from one ChaCha stream of the
-//! master seed, drawn in step order, so a run stays bitwise reproducible.
+//! sampler apply unchanged. Penalty randomness (sampled or random labels, UJ's unit vectors) comes from one
+//! ChaCha stream of the master seed, drawn in step order, so a run stays bitwise reproducible.
 use crate::config::{ExperimentConfig, RegularizerConfig};
 use crate::data::STREAM_REGULARIZERS;
 use crate::error::{CliError, Result};
@@ -12,8 +12,9 @@ use crate::model::Model;
 use imreg_flow::{Partition, Remainder};
 use imreg_objective::rng::{self, ChaCha8Rng};
 use imreg_objective::{Batch, Objective, ObjectiveError};
-use imreg_sgd::regularizers::gradient_penalty::GradientPenalty;
-use imreg_sgd::regularizers::micro_batch::{FisherTrace, MicroBatchGradNorm};
+use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
+use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
+use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
 use imreg_sgd::regularizers::{self as reg, Net, NetTargets, Penalty, WeightDecay};
 use ndarray::ArrayView2;
@@ -25,19 +26,17 @@ pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
     !cfg.regularizers.is_empty() || cfg.optimizer.clip_grad_norm().is_some()
 }
 
-/// The fused-engine net of a cross-entropy MLP classifier (for FT), `None` for other models.
-pub fn classifier_net(model: &Model) -> Option<Net> {
-    match model {
-        Model::Mlp(m, Some(labels)) if matches!(m.spec().loss, imreg_objective::LossKind::CrossEntropy) => {
-            Net::new(
-                m.spec().clone(),
-                m.inputs().clone(),
-                NetTargets::Labels(labels.clone()),
-            )
-            .ok()
-        }
-        _ => None,
-    }
+/// The fused-engine net of an MLP (for the penalties that differentiate through the network's outputs or
+/// inputs: FT, AJ, UJ, FP, GP_x, GP_r), `None` for other models and for activations the engine lacks (GELU).
+pub fn mlp_net(model: &Model) -> Option<Net> {
+    let Model::Mlp(m, labels) = model else {
+        return None;
+    };
+    let targets = match labels {
+        Some(l) => NetTargets::Labels(l.clone()),
+        None => NetTargets::Values(m.regression_targets()?.clone()),
+    };
+    Net::new(m.spec().clone(), m.inputs().clone(), targets).ok()
 }
 
 /// The batch sizes the optimizer of `cfg` produces on `n` examples (full batch, or the batch size and the
@@ -51,7 +50,7 @@ fn batch_sizes(cfg: &ExperimentConfig, n: usize) -> Vec<usize> {
     }
 }
 
-/// Builds the penalties of `cfg` on `model` (`net`: [`classifier_net`] of it). Every model-dependent input
+/// Builds the penalties of `cfg` on `model` (`net`: [`mlp_net`] of it). Every model-dependent input
 /// error (FT on a regression model, a micro-batch that does not divide some batch) names its field.
 pub fn penalties<'a>(
     cfg: &ExperimentConfig,
@@ -79,6 +78,21 @@ pub fn penalties<'a>(
             }
         }
         let model_ref = reg::Model::Objective(obj);
+        // The penalties that differentiate through the network's outputs or inputs run on the fused MLP engine.
+        let need_net = || {
+            net.ok_or_else(|| {
+                CliError::input(
+                    file,
+                    field("kind"),
+                    format!(
+                        "{} differentiates through the network: it needs model mlp (activation \
+                         identity/relu/tanh/sigmoid/softplus), got {}",
+                        r.kind(),
+                        obj.name()
+                    ),
+                )
+            })
+        };
         let p: Box<dyn Penalty + 'a> = match *r {
             RegularizerConfig::WeightDecay { coefficient } => {
                 Box::new(WeightDecay::new(coefficient).map_err(|e| lib("coefficient", e))?)
@@ -99,19 +113,27 @@ pub fn penalties<'a>(
                 MicroBatchGradNorm::new(model_ref, micro_batch, lambda).map_err(|e| lib("lambda", e))?,
             ),
             RegularizerConfig::FisherTrace { lambda, micro_batch } => {
-                let Some(net) = net else {
-                    return Err(CliError::input(
-                        file,
-                        field("kind"),
-                        format!(
-                            "fisher_trace samples labels from softmax(f): it needs model mlp with loss \
-                             cross_entropy on class labels (activation identity/relu/tanh/sigmoid/softplus), \
-                             got {}",
-                            obj.name()
-                        ),
-                    ));
+                Box::new(FisherTrace::new(need_net()?, micro_batch, lambda).map_err(|e| lib("kind", e))?)
+            }
+            RegularizerConfig::AverageJacobian { lambda, micro_batch } => {
+                Box::new(AverageJacobian::new(need_net()?, micro_batch, lambda).map_err(|e| lib("kind", e))?)
+            }
+            RegularizerConfig::UnitJacobian { lambda, micro_batch } => {
+                Box::new(UnitJacobian::new(need_net()?, micro_batch, lambda).map_err(|e| lib("kind", e))?)
+            }
+            RegularizerConfig::FisherPenalty { alpha, squared } => {
+                let norm = if squared {
+                    NormPower::Squared
+                } else {
+                    NormPower::Unsquared
                 };
-                Box::new(FisherTrace::new(net, micro_batch, lambda).map_err(|e| lib("kind", e))?)
+                Box::new(FisherPenalty::new(need_net()?, norm, alpha).map_err(|e| lib("kind", e))?)
+            }
+            RegularizerConfig::InputGradientPenalty { alpha } => {
+                Box::new(InputGradientPenalty::new(need_net()?, alpha).map_err(|e| lib("kind", e))?)
+            }
+            RegularizerConfig::RandomLabelPenalty { alpha } => {
+                Box::new(RandomLabelPenalty::new(need_net()?, alpha).map_err(|e| lib("kind", e))?)
             }
         };
         out.push(p);

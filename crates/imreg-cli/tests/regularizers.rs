@@ -1,6 +1,6 @@
 //! `[[regularizer]]` and `optimizer.clip_grad_norm` in `imreg run`: the regularized update equals a
-//! hand-written loop on the library objective bit for bit, GN/FT runs are seeded and reproducible, and bad
-//! regularizer input exits with code 2 naming the field.
+//! hand-written loop on the library objective bit for bit, GN/FT/AJ/UJ/FP/GP_x/GP_r runs are seeded and
+//! reproducible, and bad regularizer input exits with code 2 naming the field.
 mod common;
 use common::*;
 use imreg_cli::config::ExperimentConfig;
@@ -123,13 +123,9 @@ fn gradient_norm_step_matches_dense_oracle() {
     }
 }
 
-/// GN with micro-batches on an SGD-trained tanh MLP and FT on a cross-entropy digits classifier: both run,
-/// change the trajectory, and the same config gives the same bytes.
-#[test]
-fn gradient_norm_and_fisher_trace_run_reproducibly() {
-    let dir = tempfile::tempdir().unwrap();
-    let gn = r#"
-name = "gn"
+/// A tanh regression MLP trained by SGD (teacher–student data), without regularizers.
+const TEACHER_MLP: &str = r#"
+name = "teacher_mlp"
 seed = 3
 steps = 12
 [data]
@@ -150,13 +146,11 @@ lr = 0.1
 batch_size = 8
 [track]
 every = 4
-[[regularizer]]
-kind = "gradient_norm"
-lambda = 0.5
-micro_batch = 2
 "#;
-    let ft = r#"
-name = "ft"
+
+/// A cross-entropy ReLU MLP on 64 digits trained by momentum, without regularizers.
+const DIGITS_CLASSIFIER: &str = r#"
+name = "digits_mlp"
 seed = 1
 steps = 6
 [data]
@@ -178,14 +172,21 @@ batch_size = 16
 [track]
 every = 3
 accuracy = true
-[[regularizer]]
-kind = "fisher_trace"
-lambda = 0.5
-micro_batch = 4
 "#;
+
+/// GN with micro-batches on an SGD-trained tanh MLP and FT on a cross-entropy digits classifier: both run,
+/// change the trajectory, and the same config gives the same bytes.
+#[test]
+fn gradient_norm_and_fisher_trace_run_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let gn =
+        &format!("{TEACHER_MLP}[[regularizer]]\nkind = \"gradient_norm\"\nlambda = 0.5\nmicro_batch = 2\n");
+    let ft = &format!(
+        "{DIGITS_CLASSIFIER}[[regularizer]]\nkind = \"fisher_trace\"\nlambda = 0.5\nmicro_batch = 4\n"
+    );
     for (name, text, off) in [
-        ("gn", gn, "kind = \"gradient_norm\"\nlambda = 0.5"),
-        ("ft", ft, "kind = \"fisher_trace\"\nlambda = 0.5"),
+        ("gn", gn.as_str(), "kind = \"gradient_norm\"\nlambda = 0.5"),
+        ("ft", ft.as_str(), "kind = \"fisher_trace\"\nlambda = 0.5"),
     ] {
         let (cfg, a) = run_ok(dir.path(), name, text);
         // The resolved config (with its [[regularizer]] tables) parses back to the same config.
@@ -205,6 +206,53 @@ micro_batch = 4
         );
         assert_ne!(bits(&a), bits(&zero), "{name}: the penalty had no effect");
     }
+}
+
+/// AJ, UJ, FP (both powers), GP_x and GP_r on a cross-entropy digits classifier, and AJ/GP_x on a regression
+/// MLP: each runs, is bitwise reproducible (its randomness comes from the seed), and changes the trajectory
+/// (coefficient 0 gives a different run). GP_r needs class labels: on the regression MLP it exits 2.
+#[test]
+fn network_penalties_run_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let classifier = DIGITS_CLASSIFIER;
+    let regression = TEACHER_MLP;
+    let tables = [
+        (
+            classifier,
+            "kind = \"average_jacobian\"\nlambda = 0.5\nmicro_batch = 4",
+        ),
+        (
+            classifier,
+            "kind = \"unit_jacobian\"\nlambda = 0.5\nmicro_batch = 2",
+        ),
+        (classifier, "kind = \"fisher_penalty\"\nalpha = 0.5"),
+        (
+            classifier,
+            "kind = \"fisher_penalty\"\nalpha = 0.5\nsquared = false",
+        ),
+        (classifier, "kind = \"input_gradient_penalty\"\nalpha = 0.5"),
+        (classifier, "kind = \"random_label_penalty\"\nalpha = 0.5"),
+        (
+            regression,
+            "kind = \"average_jacobian\"\nlambda = 0.5\nmicro_batch = 4",
+        ),
+        (regression, "kind = \"input_gradient_penalty\"\nalpha = 0.5"),
+    ];
+    for (i, (base, table)) in tables.iter().enumerate() {
+        let text = format!("{base}\n[[regularizer]]\n{table}\n");
+        let (_, a) = run_ok(dir.path(), &format!("p{i}"), &text);
+        let (_, b) = run_ok(dir.path(), &format!("p{i}_again"), &text);
+        assert!(a.iter().all(|v| v.is_finite()), "{table}");
+        assert_eq!(bits(&a), bits(&b), "{table}: not reproducible");
+        let zero = text.replace("= 0.5", "= 0.0");
+        let (_, z) = run_ok(dir.path(), &format!("p{i}_zero"), &zero);
+        assert_ne!(bits(&a), bits(&z), "{table}: the penalty had no effect");
+    }
+    let gpr = format!("{regression}\n[[regularizer]]\nkind = \"random_label_penalty\"\nalpha = 0.5\n");
+    assert_eq!(
+        rejected(dir.path(), "gpr_regression", &gpr),
+        "regularizer[0].kind"
+    );
 }
 
 /// Runs `imreg run` on a bad config: exit code 2 and no output; returns the named field.
@@ -260,6 +308,22 @@ fn bad_regularizer_input_exits_2_naming_the_field() {
             "ft_regression",
             reg("kind = \"fisher_trace\"\nlambda = 0.1\nmicro_batch = 2"),
             "regularizer[0].kind",
+        ),
+        // the penalties through the network need an MLP
+        (
+            "gpx_regression",
+            reg("kind = \"input_gradient_penalty\"\nalpha = 0.1"),
+            "regularizer[0].kind",
+        ),
+        (
+            "neg_fp",
+            reg("kind = \"fisher_penalty\"\nalpha = -0.1"),
+            "regularizer[0].alpha",
+        ),
+        (
+            "aj_micro",
+            reg("kind = \"average_jacobian\"\nlambda = 0.1\nmicro_batch = 4"),
+            "regularizer[0].micro_batch",
         ),
         (
             "clip",

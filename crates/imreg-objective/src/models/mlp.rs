@@ -259,6 +259,14 @@ impl Mlp {
         &self.spec
     }
 
+    /// The regression targets `N × C` (`None` for a classifier, whose labels the caller keeps).
+    pub fn regression_targets(&self) -> Option<&Array2<f64>> {
+        match &self.labels {
+            Labels::Values(y) => Some(y),
+            Labels::Classes(_) => None,
+        }
+    }
+
     /// The inputs, `N × d_in`.
     pub fn inputs(&self) -> &Array2<f64> {
         &self.x
