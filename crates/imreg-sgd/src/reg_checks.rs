@@ -517,27 +517,52 @@ fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, String> {
     let rates = decay_rates(&cfg, &[1, 4, 16]).map_err(s)?;
     let figures = save_figures(ctx, "support.decay-rate", || {
         let bs: Vec<f64> = rates.iter().map(|r| r.batch as f64).collect();
-        vec![(
-            "decay_rate_vs_batch",
-            Figure::new(format!(
-                "Decay rate of ‖P⊥W_irr‖ at the GD minimum ({} SGD steps, η = {})",
-                cfg.steps, cfg.lr
-            ))
-            .x_label("batch size b")
-            .y_label("rate γ (−slope of log ‖P⊥W_irr‖ per step)")
-            .log_x()
-            .log_y()
-            .series(Series::points(
-                "measured (least-squares slope)",
-                bs.clone(),
-                rates.iter().map(|r| r.measured).collect(),
-            ))
-            .series(Series::line(
-                "γ = (η²/2b)((n−b)/(n−1))E[r²]",
-                bs,
-                rates.iter().map(|r| r.predicted).collect(),
-            )),
-        )]
+        // The decay itself: log ‖P⊥W_irr‖ against the step, with the predicted slope −γ drawn from each run's
+        // first point.
+        let mut trajectories = Figure::new(format!(
+            "‖P⊥W_irr‖ under SGD from the GD minimum (η = {}): measured vs slope −γ",
+            cfg.lr
+        ))
+        .x_label("SGD step")
+        .y_label("log ‖P⊥W_irr‖_F");
+        for r in &rates {
+            let (x0, y0) = (r.steps[0], r.log_perp_norm[0]);
+            trajectories = trajectories
+                .series(Series::points(
+                    format!("b = {} (measured)", r.batch),
+                    r.steps.clone(),
+                    r.log_perp_norm.clone(),
+                ))
+                .series(Series::line(
+                    format!("b = {}: slope −γ", r.batch),
+                    r.steps.clone(),
+                    r.steps.iter().map(|x| y0 - r.predicted * (x - x0)).collect(),
+                ));
+        }
+        vec![
+            ("log_perp_norm_vs_step", trajectories),
+            (
+                "decay_rate_vs_batch",
+                Figure::new(format!(
+                    "Decay rate of ‖P⊥W_irr‖ at the GD minimum ({} SGD steps, η = {})",
+                    cfg.steps, cfg.lr
+                ))
+                .x_label("batch size b")
+                .y_label("rate γ (−slope of log ‖P⊥W_irr‖ per step)")
+                .log_x()
+                .log_y()
+                .series(Series::points(
+                    "measured (least-squares slope)",
+                    bs.clone(),
+                    rates.iter().map(|r| r.measured).collect(),
+                ))
+                .series(Series::line(
+                    "γ = (η²/2b)((n−b)/(n−1))E[r²]",
+                    bs,
+                    rates.iter().map(|r| r.predicted).collect(),
+                )),
+            ),
+        ]
     })?;
     Ok(Outcome::all(
         rates
@@ -953,7 +978,10 @@ mod tests {
         ("wor.flat-k2-growth", &["epoch_weight_vs_k"]),
         ("wor.sharp-saturation", &["epoch_weight_vs_k"]),
         ("wor.epoch-end-variance", &["variance_vs_step"]),
-        ("support.decay-rate", &["decay_rate_vs_batch"]),
+        (
+            "support.decay-rate",
+            &["log_perp_norm_vs_step", "decay_rate_vs_batch"],
+        ),
         ("reg.gradients-vs-fd", &["fd_fisher_penalty_error_vs_r"]),
         ("reg.explicit-matches-implicit", &["error_vs_eps"]),
         ("reg.fisher-trace-expectation", &["running_mean_vs_draws"]),

@@ -454,6 +454,9 @@ pub struct DecayRate {
     pub predicted: f64,
     /// `E[r²]` at the GD pre-trained point.
     pub mean_sq_residual: f64,
+    /// The recorded steps and `log ‖P_⊥W_irr‖_F` at them (the series the slope is fitted to).
+    pub steps: Vec<f64>,
+    pub log_perp_norm: Vec<f64>,
 }
 
 /// Settings of [`decay_rates`] (the notes' §4.4 check).
@@ -539,6 +542,8 @@ pub fn decay_rates(cfg: &DecayRateConfig, batches: &[usize]) -> RegResult<Vec<De
                 measured: -least_squares_slope(&xs, &ys),
                 predicted: cfg.lr * cfg.lr / (2.0 * bf) * (n - bf) / (n - 1.0) * mean_sq,
                 mean_sq_residual: mean_sq,
+                steps: xs,
+                log_perp_norm: ys,
             })
         })
         .collect()
