@@ -146,8 +146,9 @@ pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Resu
         });
     }
     let at = Point::new(&p.leaf_shapes(), x)?;
-    out.fill(0.0);
-    grad_acc(p, &at, out)
+    let (f, leaves) = grad_leaves(p, &at)?;
+    put_flat(leaves.iter().map(Some), &at.shapes, out, false);
+    Ok(f)
 }
 
 /// A point `x` — and, for HVPs, a direction `v` — checked (length, finite) and split into leaf matrices once,
@@ -222,13 +223,22 @@ impl Point {
     }
 }
 
-/// Adds the leaf matrices, row-major, to `acc`.
-fn add_flat<'a>(ms: impl Iterator<Item = Option<&'a Mat>>, shapes: &[(usize, usize)], acc: &mut [f64]) {
+/// Writes (`add = false`) or adds (`add = true`) the leaf matrices, row-major, into `out`; an absent (exactly
+/// zero) block leaves its part of `out` as it is.
+fn put_flat<'a>(
+    ms: impl Iterator<Item = Option<&'a Mat>>,
+    shapes: &[(usize, usize)],
+    out: &mut [f64],
+    add: bool,
+) {
     let mut off = 0;
     for (m, &(r, c)) in ms.zip(shapes) {
         if let Some(m) = m {
-            for (a, &v) in acc[off..off + r * c].iter_mut().zip(m.iter()) {
-                *a += v;
+            let dst = out[off..off + r * c].iter_mut().zip(m.iter());
+            if add {
+                dst.for_each(|(o, &v)| *o += v);
+            } else {
+                dst.for_each(|(o, &v)| *o = v);
             }
         }
         off += r * c;
@@ -242,12 +252,19 @@ pub fn value_at<P: Program + ?Sized>(p: &P, at: &Point) -> Result<f64> {
     Ok(g.value(out)[(0, 0)])
 }
 
+/// `f(x)` and the leaf gradients by reverse mode at a prepared point.
+fn grad_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<(f64, Vec<Mat>)> {
+    at.check(p)?;
+    let (g, y) = record::<P, Mat>(p, at.x.clone())?;
+    Ok((g.value(y)[(0, 0)], g.backward(y)?))
+}
+
 /// `acc += ∇f(x)` at a prepared point; returns `f(x)`.
 pub fn grad_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<f64> {
     at.check_acc(p, acc)?;
-    let (g, y) = record::<P, Mat>(p, at.x.clone())?;
-    add_flat(g.backward(y)?.iter().map(Some), &at.shapes, acc);
-    Ok(g.value(y)[(0, 0)])
+    let (f, leaves) = grad_leaves(p, at)?;
+    put_flat(leaves.iter().map(Some), &at.shapes, acc, true);
+    Ok(f)
 }
 
 /// The leaf tangents of the reverse pass at a prepared point with a direction: `∇²f(x) v`, leaf by leaf
@@ -273,7 +290,7 @@ fn hvp_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Vec<Option<Mat>>
 pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<()> {
     at.check_acc(p, acc)?;
     let leaves = hvp_leaves(p, at)?;
-    add_flat(leaves.iter().map(Option::as_ref), &at.shapes, acc);
+    put_flat(leaves.iter().map(Option::as_ref), &at.shapes, acc, true);
     Ok(())
 }
 
@@ -308,16 +325,7 @@ pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>>
     let at = Point::with_direction(&p.leaf_shapes(), x, v)?;
     let leaves = hvp_leaves(p, &at)?;
     let mut out = vec![0.0; x.len()];
-    let mut off = 0;
-    for (t, &(r, c)) in leaves.iter().zip(&at.shapes) {
-        if let Some(t) = t {
-            out[off..off + r * c]
-                .iter_mut()
-                .zip(t.iter())
-                .for_each(|(o, &v)| *o = v);
-        }
-        off += r * c;
-    }
+    put_flat(leaves.iter().map(Option::as_ref), &at.shapes, &mut out, false);
     Ok(out)
 }
 

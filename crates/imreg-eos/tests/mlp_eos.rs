@@ -327,6 +327,9 @@ fn the_mse_convention_is_a_step_size_rescaling() {
     };
     let (with_half, without) = (run(true, 0.8), run(false, 0.4));
     assert_eq!(with_half.status, TrackStatus::Completed);
+    // the comparisons below zip the series: they must be the same, non-empty length
+    assert!(!with_half.measurements.is_empty() && with_half.measurements.len() == without.measurements.len());
+    assert!(!with_half.loss.is_empty() && with_half.loss.len() == without.loss.len());
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
     for (a, b) in with_half.measurements.iter().zip(&without.measurements) {
         // thresholds 2/0.8 and 2/0.4: the ratios to them must agree

@@ -2,9 +2,9 @@
 //! driver over the examples of a batch.
 //!
 //! Determinism: a batch is cut into chunks of [`chunk_len`] consecutive batch positions, a function of the
-//! batch length only, whatever the thread count. Each chunk is reduced sequentially, and the chunk partial sums are added in chunk order, so
-//! the result is bitwise identical for any `RAYON_NUM_THREADS`. A batch of at most one chunk runs on the
-//! calling thread.
+//! batch length only, whatever the thread count. Each chunk is reduced sequentially, and the chunk partial
+//! sums are added in chunk order, so the result is bitwise identical for any `RAYON_NUM_THREADS`. A batch of
+//! at most one chunk runs on the calling thread.
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
 use crate::objective::{check_finite, check_len};
@@ -59,8 +59,8 @@ pub(crate) fn check_dir(name: &'static str, v: &[f64], p: usize) -> Result<()> {
 
 /// Sums per-example contributions over the batch: `f(start, indices, &mut s, &mut acc)` adds the
 /// contributions of the dataset examples `indices` (one chunk: batch positions `start..start + indices.len()`,
-/// in batch order) to a scalar `s` and a vector `acc` of length `dim`, both starting at zero. Returns the total `(s, acc)` over the batch; chunks are reduced in a fixed
-/// order (see the module doc).
+/// in batch order) to a scalar `s` and a vector `acc` of length `dim`, both starting at zero. Returns the
+/// total `(s, acc)` over the batch; chunks are reduced in a fixed order (see the module doc).
 pub(crate) fn chunked_sum<F>(batch: Batch<'_>, n: usize, dim: usize, f: F) -> Result<(f64, Vec<f64>)>
 where
     F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
