@@ -59,8 +59,8 @@ pub fn checks() -> Vec<Check> {
         Check {
             id: "eos.mlp-edge-of-stability",
             claim: "full-batch GD on a tanh MLP (digits, ½-MSE) sharpens progressively until λ_max reaches 2/η and \
-                    hovers there (±10% over the second half, 3 step sizes); GD tracks gradient flow (O(η) distance) \
-                    until the crossing and leaves it after",
+                    hovers there (±10% over the second half, 3 step sizes); GD tracks gradient flow until the crossing \
+                    (full mode: relative distance < 1e-3, 64-400-400-10; O(η) in both modes) and leaves it after",
             run: crate::mlp_checks::check_mlp_eos,
         },
         Check {

@@ -120,8 +120,9 @@ pub struct GfOptions {
     /// DOP853 tolerances etc. (the integration error must stay far below the GD–GF distance measured).
     pub dop853: Dop853Options,
     pub horizon: GfHorizon,
-    /// Also measure the sharpness along gradient flow (same Lanczos options as GD's).
-    pub sharpness: bool,
+    /// Also measure the sharpness along gradient flow (same Lanczos options as GD's) at the compared steps
+    /// that are multiples of this many GD steps (`None`: never).
+    pub sharpness_every: Option<usize>,
 }
 
 impl Default for GfOptions {
@@ -129,7 +130,7 @@ impl Default for GfOptions {
         GfOptions {
             dop853: Dop853Options::with_tol(1e-9, 1e-12),
             horizon: GfHorizon::CrossingTimes(1.5),
-            sharpness: true,
+            sharpness_every: Some(1),
         }
     }
 }
@@ -179,7 +180,9 @@ pub struct GfComparison {
     pub relative_distance: Vec<f64>,
     /// `‖θ_GF(ηk) − θ₀‖`, the distance travelled by the flow (scale of the distances above).
     pub flow_displacement: Vec<f64>,
-    /// `λ_max` along gradient flow (when [`GfOptions::sharpness`]).
+    /// The compared steps at which `λ_max` was measured along gradient flow ([`GfOptions::sharpness_every`]).
+    pub sharpness_steps: Vec<usize>,
+    /// `λ_max(θ_GF(ηk))` at those steps.
     pub sharpness: Vec<f64>,
     /// `max` of the relative distance over the compared steps strictly before the first crossing of 2/η (over
     /// all compared steps if there is none).
@@ -326,6 +329,7 @@ fn compare_with_flow<O: Objective + ?Sized>(
         steps: Vec::with_capacity(snaps.len()),
         relative_distance: Vec::with_capacity(snaps.len()),
         flow_displacement: Vec::with_capacity(snaps.len()),
+        sharpness_steps: Vec::new(),
         sharpness: Vec::new(),
         max_before_crossing: 0.0,
         final_distance: f64::NAN,
@@ -336,7 +340,8 @@ fn compare_with_flow<O: Objective + ?Sized>(
         out.steps.push(*step);
         out.relative_distance.push(rel);
         out.flow_displacement.push(dist(flow, theta0));
-        if gf.sharpness {
+        if gf.sharpness_every.is_some_and(|e| e > 0 && step % e == 0) {
+            out.sharpness_steps.push(*step);
             out.sharpness.push(probe.sharpness(obj, flow)?.value);
         }
         if first_crossing.is_none() || first_crossing.is_some_and(|c| *step < c) {

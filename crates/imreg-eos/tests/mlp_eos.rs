@@ -220,6 +220,8 @@ fn eos_run_tracks_gradient_flow_at_small_eta_and_reports_divergence() {
                 every: steps / 4,
                 gradient_flow: Some(GfOptions {
                     horizon: GfHorizon::Step(steps),
+                    // the flow's sharpness at steps 0, steps/2, steps only
+                    sharpness_every: Some(steps / 2),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -228,6 +230,8 @@ fn eos_run_tracks_gradient_flow_at_small_eta_and_reports_divergence() {
         .unwrap();
         let g = r.gradient_flow.unwrap();
         assert_eq!(g.steps, (0..=4).map(|i| i * steps / 4).collect::<Vec<_>>());
+        assert_eq!(g.sharpness_steps, vec![0, steps / 2, steps]);
+        assert_eq!(g.sharpness.len(), 3);
         assert_eq!(g.relative_distance[0], 0.0);
         g.final_distance
     };
