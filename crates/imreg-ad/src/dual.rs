@@ -36,7 +36,8 @@ impl<T: Tensor> Dual<T> {
     }
 }
 
-fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
+/// The sum of two optional tangents (`None` is zero).
+pub(crate) fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.add(&b)),
         (a, None) => a,
@@ -44,18 +45,30 @@ fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
-/// The tangent of `op(a) · op(b)`: `ȧ b + a ḃ`, the second product accumulated in place.
-fn tangent_product<T: Tensor>(a: &Dual<T>, ta: bool, b: &Dual<T>, tb: bool) -> Option<T> {
-    match (&a.t, &b.t) {
+/// The tangent of `op(a) · op(b)`: `op(ȧ) op(b) + op(a) op(ḃ)`, the second product accumulated in place;
+/// absent tangents are zero and cost nothing.
+pub(crate) fn product_tangent<T: Tensor>(
+    a: &T,
+    at: Option<&T>,
+    ta: bool,
+    b: &T,
+    bt: Option<&T>,
+    tb: bool,
+) -> Option<T> {
+    match (at, bt) {
         (Some(at), Some(bt)) => {
-            let mut t = T::matmul(at, ta, &b.p, tb);
-            T::matmul_acc(&mut t, &a.p, ta, bt, tb);
+            let mut t = T::matmul(at, ta, b, tb);
+            T::matmul_acc(&mut t, a, ta, bt, tb);
             Some(t)
         }
-        (Some(at), None) => Some(T::matmul(at, ta, &b.p, tb)),
-        (None, Some(bt)) => Some(T::matmul(&a.p, ta, bt, tb)),
+        (Some(at), None) => Some(T::matmul(at, ta, b, tb)),
+        (None, Some(bt)) => Some(T::matmul(a, ta, bt, tb)),
         (None, None) => None,
     }
+}
+
+fn tangent_product<T: Tensor>(a: &Dual<T>, ta: bool, b: &Dual<T>, tb: bool) -> Option<T> {
+    product_tangent(&a.p, a.t.as_ref(), ta, &b.p, b.t.as_ref(), tb)
 }
 
 impl<T: Tensor> Tensor for Dual<T> {

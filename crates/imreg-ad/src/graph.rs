@@ -1,4 +1,5 @@
 //! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
+use crate::dual::{add_opt, product_tangent, Dual};
 use crate::error::{AdError, Result};
 pub use crate::tensor::Unary;
 use crate::tensor::{Mat, Tensor};
@@ -542,6 +543,81 @@ impl<T: Tensor> Graph<T> {
                     .mul_scalar(gy_ref)
                     .affine(1.0 / r as f64, 0.0);
                 self.accumulate(grads, *logits, g);
+            }
+        }
+    }
+}
+
+/// The JVP of the row-wise log-softmax `y` at its input's tangent `ẋ`: `ẋ − (softmax(x)·ẋ) 1ᵀ` row by row.
+fn log_softmax_tangent(y: &Mat, xt: &Mat) -> Mat {
+    let (r, c) = xt.dim();
+    xt.sub(&y.exp().mul(xt).sum_cols().broadcast_to(r, c))
+}
+
+impl Graph<Dual<Mat>> {
+    /// Replaces every tangent of a recorded forward-mode graph: the leaves get `leaf_tangents` (in leaf order,
+    /// `None` for zero) and every other node the JVP of its operation at the recorded primal values, which
+    /// are kept. This is the forward half of a linearized HVP ([`crate::Linearized`]): the primal forward
+    /// pass is not repeated.
+    pub(crate) fn retangent(&mut self, mut leaf_tangents: Vec<Option<Mat>>) {
+        let mut next_leaf = 0;
+        for i in 0..self.nodes.len() {
+            let (done, rest) = self.nodes.split_at_mut(i);
+            let node = &mut rest[0];
+            let p = |j: usize| &done[j].value.p;
+            let t = |j: usize| done[j].value.t.as_ref();
+            let (tangent, aux_tangent) = match &node.op {
+                Op::Leaf => {
+                    next_leaf += 1;
+                    (leaf_tangents[next_leaf - 1].take(), None)
+                }
+                Op::Constant => (None, None),
+                &Op::MatMul { a, ta, b, tb } => (product_tangent(p(a), t(a), ta, p(b), t(b), tb), None),
+                &Op::AddRow { a, b } => {
+                    let (r, c) = p(a).dim();
+                    let t = match (t(a), t(b)) {
+                        (Some(x), Some(y)) => Some(x.add_row(y)),
+                        (Some(x), None) => Some(x.clone()),
+                        (None, Some(y)) => Some(y.broadcast_to(r, c)),
+                        (None, None) => None,
+                    };
+                    (t, None)
+                }
+                &Op::Add { a, b } => (add_opt(t(a).cloned(), t(b).cloned()), None),
+                &Op::Sub { a, b } => (add_opt(t(a).cloned(), t(b).map(|y| y.affine(-1.0, 0.0))), None),
+                &Op::Mul { a, b } => (
+                    add_opt(t(a).map(|x| x.mul(p(b))), t(b).map(|y| p(a).mul(y))),
+                    None,
+                ),
+                &Op::Affine { a, alpha } => (t(a).map(|x| x.affine(alpha, 0.0)), None),
+                &Op::Unary { a, f } => (t(a).map(|x| Mat::unary_backward(f, p(a), &node.value.p, x)), None),
+                &Op::SumRows { a } => (t(a).map(Mat::sum_rows), None),
+                &Op::SumCols { a } => (t(a).map(Mat::sum_cols), None),
+                &Op::SumAll { a } => (t(a).map(Mat::sum_all), None),
+                &Op::MulScalar { a, s } => (
+                    add_opt(t(a).map(|x| x.mul_scalar(p(s))), t(s).map(|y| p(a).mul_scalar(y))),
+                    None,
+                ),
+                &Op::LogSoftmax { a } => (t(a).map(|x| log_softmax_tangent(&node.value.p, x)), None),
+                Op::Pick { a, onehot } => (t(*a).map(|x| x.mul_constant(onehot).sum_cols()), None),
+                &Op::Mse { pred, scale } => {
+                    let diff = &node.aux.as_ref().expect("mse keeps its residual").p;
+                    let t = t(pred).map(|x| diff.mul(x).sum_all().affine(2.0 * scale, 0.0));
+                    (t, Some(done[pred].value.t.clone()))
+                }
+                Op::SoftmaxCe { logits, onehot } => {
+                    let ls = &node.aux.as_ref().expect("cross-entropy keeps its log-softmax").p;
+                    let lst = t(*logits).map(|x| log_softmax_tangent(ls, x));
+                    let r = onehot.nrows() as f64;
+                    let t = lst
+                        .as_ref()
+                        .map(|l| l.mul_constant(onehot).sum_all().affine(-1.0 / r, 0.0));
+                    (t, Some(lst))
+                }
+            };
+            node.value.t = tangent;
+            if let (Some(aux), Some(at)) = (node.aux.as_mut(), aux_tangent) {
+                aux.t = at;
             }
         }
     }

@@ -27,7 +27,7 @@ pub use graph::{Graph, Unary, Var};
 pub use nn::Dense;
 pub use program::{
     dense_hessian_forward, flatten, flatten_into, grad, grad_acc, grad_hvp, grad_into,
-    grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, third_order, unflatten, value, value_at,
-    Point, Program,
+    grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, linearize, third_order, unflatten, value,
+    value_at, Linearized, Point, Program,
 };
 pub use tensor::{Mat, Tensor};

@@ -294,6 +294,62 @@ pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Resul
     Ok(())
 }
 
+/// `∇²f(x)` as a reusable linear map, JAX's `linearize(grad(f), x)`: the program is recorded once at `x`
+/// (the primal forward pass, whose values are kept), and each [`Linearized::hvp_acc`] replays only the
+/// tangents forward ([`Graph::retangent`]) before the forward-over-reverse pass. Many HVPs at one point
+/// (Lanczos, power iteration, Hutchinson probes) skip the primal forward pass each time.
+pub struct Linearized {
+    graph: Graph<Dual<Mat>>,
+    out: Var,
+    shapes: Vec<(usize, usize)>,
+    len: usize,
+}
+
+/// Records `p` at the prepared point `at` for repeated HVPs (see [`Linearized`]).
+pub fn linearize<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Linearized> {
+    at.check(p)?;
+    let leaves = at.x.iter().map(|x| Dual::new(x.clone(), None)).collect();
+    let (graph, out) = record(p, leaves)?;
+    Ok(Linearized {
+        graph,
+        out,
+        shapes: at.shapes.clone(),
+        len: at.len,
+    })
+}
+
+impl Linearized {
+    /// Number of scalar inputs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the program has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `acc += ∇²f(x) v`, equal to [`hvp_acc`] at the recorded point (to rounding: the same operations on
+    /// the same primal values).
+    pub fn hvp_acc(&mut self, v: &[f64], acc: &mut [f64]) -> Result<()> {
+        check_finite("direction", v)?;
+        for (what, got) in [("direction", v.len()), ("accumulator", acc.len())] {
+            if got != self.len {
+                return Err(AdError::Length {
+                    what,
+                    expected: self.len,
+                    got,
+                });
+            }
+        }
+        let vs = unflatten(v, &self.shapes)?;
+        self.graph.retangent(vs.into_iter().map(Some).collect());
+        let leaves = self.graph.backward_tangents(self.out)?;
+        put_flat(leaves.iter().map(|d| d.t.as_ref()), &self.shapes, acc, true);
+        Ok(())
+    }
+}
+
 /// `(f(x), ∇f(x)·v)` by forward mode (no reverse pass).
 pub fn jvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<(f64, f64)> {
     check_finite("input", x)?;

@@ -337,3 +337,36 @@ fn tangent_only_hvp_equals_the_full_forward_over_reverse_pass_bitwise() {
         assert_eq!(bits(&hv), bits(&hv_full), "{case:?}");
     }
 }
+
+#[test]
+fn linearized_hvp_equals_hvp_for_every_op_and_every_direction() {
+    for (k, case) in all_cases().into_iter().enumerate() {
+        let n = case.n_inputs();
+        let x = random_point(n, 1500 + k as u64);
+        let at = imreg_ad::Point::new(&case.leaf_shapes(), &x).unwrap();
+        let mut lin = imreg_ad::linearize(&case, &at).unwrap();
+        assert_eq!(lin.len(), n);
+        // Two directions in a row: the second replay must not see the first one's tangents.
+        for j in 0..2u64 {
+            let v = random_point(n, 1900 + 10 * k as u64 + j);
+            let want = imreg_ad::hvp(&case, &x, &v).unwrap();
+            let mut got = vec![0.0; n];
+            lin.hvp_acc(&v, &mut got).unwrap();
+            let scale = want.iter().fold(1e-300_f64, |m, w| m.max(w.abs()));
+            let err = want
+                .iter()
+                .zip(&got)
+                .fold(0.0_f64, |m, (w, g)| m.max((w - g).abs()));
+            // The same operations on the same primal values, up to the order of a few tangent sums.
+            assert!(
+                err <= 1e-14 * scale,
+                "{case:?} direction {j}: {err:e} (scale {scale:e})"
+            );
+        }
+        // Bad directions are typed errors, never panics.
+        let mut out = vec![0.0; n];
+        assert!(lin.hvp_acc(&vec![0.0; n + 1], &mut out).is_err());
+        assert!(lin.hvp_acc(&vec![f64::NAN; n], &mut out).is_err());
+        assert!(lin.hvp_acc(&vec![0.0; n], &mut vec![0.0; n + 1]).is_err());
+    }
+}

@@ -115,6 +115,12 @@ fn bench(c: &mut Criterion) {
             group.bench_function("hvp", |b| {
                 b.iter(|| m.hvp(&theta, Batch::Full, &v, &mut hv).unwrap())
             });
+            // θ fixed, many directions: the Hessian prepared once (its primal forward pass hoisted), as XLA
+            // hoists the loop-invariant primal work out of JAX's in-loop `fori_loop` of HVPs at fixed params.
+            let h = m.hessian_at(&theta, Batch::Full).unwrap();
+            group.throughput(Throughput::Elements(2 * f + 5 * r));
+            group.bench_function("hvp_prepared", |b| b.iter(|| h.hvp(&v, &mut hv).unwrap()));
+            drop(h);
             if s.name != "medium" {
                 group.throughput(Throughput::Elements(2 * f + r));
                 group.bench_function("per_example_grads", |b| {

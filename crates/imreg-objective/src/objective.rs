@@ -74,6 +74,21 @@ pub trait Objective: Send + Sync {
         Ok(())
     }
 
+    /// `H_B(θ)` as a map prepared once for many HVPs at the same point and batch (Lanczos, power iteration,
+    /// trace probes), JAX's `linearize(grad(C_B), θ)`. `θ` and the batch are validated here. The default
+    /// calls [`Objective::hvp`] each time; networks override it so that the primal forward pass runs once
+    /// ([`imreg_ad::Linearized`]).
+    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
+        check_len("theta", theta, self.dim())?;
+        check_finite("theta", theta)?;
+        batch.validate(self.n_examples())?;
+        Ok(Box::new(HvpAtPoint {
+            obj: self,
+            theta,
+            batch,
+        }))
+    }
+
     // ---- provided conveniences -------------------------------------------------------------------------
 
     /// `∇C_B(θ)` as a new vector.
@@ -106,6 +121,25 @@ pub trait Objective: Send + Sync {
             }
         }
         Ok((&h + h.transpose()) * 0.5)
+    }
+}
+
+/// `v ↦ H_B(θ) v` at a point and batch fixed by [`Objective::hessian_at`].
+pub trait HessianAt: Send + Sync {
+    /// Writes `H_B(θ) v` into `out` (both of length `p`).
+    fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()>;
+}
+
+/// The default [`HessianAt`]: [`Objective::hvp`] at the stored point.
+struct HvpAtPoint<'a, O: ?Sized> {
+    obj: &'a O,
+    theta: &'a [f64],
+    batch: Batch<'a>,
+}
+
+impl<O: Objective + ?Sized> HessianAt for HvpAtPoint<'_, O> {
+    fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()> {
+        self.obj.hvp(self.theta, self.batch, v, out)
     }
 }
 

@@ -109,6 +109,13 @@ fn hvp_equals_dense_hessian_times_v_for_every_loss_and_activation() {
             let dense: Vec<f64> = (&h * DVector::from_vec(v.clone())).iter().copied().collect();
             let e = rel_err(&m.hvp_vec(&theta, Batch::Full, &v).unwrap(), &dense);
             assert!(e <= 1e-10, "{act:?} {loss:?}: {e:e}");
+            let mut lin = vec![0.0; theta.len()];
+            m.hessian_at(&theta, Batch::Full)
+                .unwrap()
+                .hvp(&v, &mut lin)
+                .unwrap();
+            let e = rel_err(&lin, &dense);
+            assert!(e <= 1e-10, "linearized, {act:?} {loss:?}: {e:e}");
         }
     }
 }
@@ -195,13 +202,14 @@ fn results_are_bitwise_identical_at_one_and_two_threads() {
             let (mut g, mut hv) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
             let l = m.loss_grad(&theta, Batch::Full, &mut g).unwrap();
             m.hvp(&theta, Batch::Full, &v, &mut hv).unwrap();
+            let mut lin = vec![0.0; theta.len()];
+            m.hessian_at(&theta, Batch::Full)
+                .unwrap()
+                .hvp(&v, &mut lin)
+                .unwrap();
             let o = m.outputs(&theta, Batch::Full).unwrap();
-            (
-                l.to_bits(),
-                g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                hv.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                o,
-            )
+            let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (l.to_bits(), bits(&g), bits(&hv), bits(&lin), o)
         })
     };
     assert_eq!(run(1), run(2));
@@ -277,4 +285,46 @@ fn bad_input_gives_typed_errors() {
         m.loss(&theta, Batch::Full),
         Err(ObjectiveError::NonFinite { .. })
     ));
+}
+
+#[test]
+fn hessian_at_equals_hvp_over_chunks_for_every_direction() {
+    let cases = [
+        (Activation::Tanh, LossKind::Mse { half: true }),
+        (Activation::Relu, LossKind::Mse { half: false }),
+        (Activation::Gelu, LossKind::CrossEntropy),
+    ];
+    for (k, (act, loss)) in cases.into_iter().enumerate() {
+        let (x, y, labels) = data(400, 5, 3, 10 + k as u64);
+        let sp = spec(vec![5, 7, 6, 3], act, loss);
+        let m = match loss {
+            LossKind::CrossEntropy => Mlp::classification(sp, x, labels).unwrap(),
+            _ => Mlp::regression(sp, x, y).unwrap(),
+        };
+        let theta = m.init_params(k as u64, 1.5);
+        // 300 batch positions in an arbitrary order: two chunks of 150.
+        let ix: Vec<usize> = (0..300).map(|i| (i * 37 + 11) % 400).collect();
+        for batch in [Batch::Full, Batch::Indices(&ix)] {
+            let h = m.hessian_at(&theta, batch).unwrap();
+            for s in 0..2 {
+                let v = random_vec(theta.len(), 70 + s);
+                let want = m.hvp_vec(&theta, batch, &v).unwrap();
+                let mut got = vec![0.0; theta.len()];
+                h.hvp(&v, &mut got).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(e <= 1e-14, "{act:?} {loss:?} direction {s}: {e:e}");
+            }
+            let mut out = vec![0.0; theta.len()];
+            assert!(matches!(
+                h.hvp(&vec![0.0; theta.len() - 1], &mut out),
+                Err(ObjectiveError::Length { .. })
+            ));
+            assert!(matches!(
+                h.hvp(&vec![f64::NAN; theta.len()], &mut out),
+                Err(ObjectiveError::NonFinite { .. })
+            ));
+        }
+        assert!(m.hessian_at(&theta[1..], Batch::Full).is_err());
+        assert!(m.hessian_at(&theta, Batch::Indices(&[400])).is_err());
+    }
 }

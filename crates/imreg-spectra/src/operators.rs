@@ -16,7 +16,7 @@ use crate::dense::{symmetric_eigen, DenseEigen, DenseOptions};
 use crate::error::{check_dim, check_finite, Result, SpectraError};
 use crate::operator::LinearOperator;
 use crate::vector::{axpy, dot};
-use imreg_objective::{rng, Batch, LossKind, Objective, Supervised, Targets};
+use imreg_objective::{rng, Batch, HessianAt, LossKind, Objective, Supervised, Targets};
 use ndarray::{Array2, ArrayView1};
 use rand::Rng;
 
@@ -32,18 +32,21 @@ pub(crate) fn check_theta_batch<O: Objective + ?Sized>(
     Ok(batch.len(obj.n_examples()))
 }
 
-/// `H_B(θ)` as an operator: `v ↦ ∇²C_B(θ) v` by the objective's exact HVP.
+/// `H_B(θ)` as an operator: `v ↦ ∇²C_B(θ) v` by the objective's exact HVP, prepared once at `θ`
+/// ([`Objective::hessian_at`]: for networks the primal forward pass runs once, not once per product).
 pub struct HessianOperator<'a, O: ?Sized> {
     obj: &'a O,
-    theta: &'a [f64],
-    batch: Batch<'a>,
+    at: Box<dyn HessianAt + 'a>,
 }
 
 impl<'a, O: Objective + ?Sized> HessianOperator<'a, O> {
     /// The Hessian of `C_B` at `θ`; validates `θ` and the batch.
     pub fn new(obj: &'a O, theta: &'a [f64], batch: Batch<'a>) -> Result<Self> {
         check_theta_batch(obj, theta, batch)?;
-        Ok(HessianOperator { obj, theta, batch })
+        Ok(HessianOperator {
+            obj,
+            at: obj.hessian_at(theta, batch)?,
+        })
     }
 }
 
@@ -52,7 +55,7 @@ impl<O: Objective + ?Sized> LinearOperator for HessianOperator<'_, O> {
         self.obj.dim()
     }
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        Ok(self.obj.hvp(self.theta, self.batch, x, y)?)
+        Ok(self.at.hvp(x, y)?)
     }
 }
 

@@ -14,11 +14,12 @@ use super::common::{
 };
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, Objective};
+use crate::objective::{check_finite, HessianAt, Objective};
 use crate::supervised::{LossKind, Supervised, Targets};
-use imreg_ad::{Dense, Dual, Graph, Mat, Program, Tensor, Unary, Var};
+use imreg_ad::{Dense, Dual, Graph, Linearized, Mat, Program, Tensor, Unary, Var};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// The hidden-layer nonlinearity (the output layer is linear).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -388,6 +389,35 @@ impl Mlp {
     }
 }
 
+/// [`Mlp::hessian_at`]: one recorded tape per chunk of the batch (the chunks of [`chunked_sum_into`], so the
+/// HVPs are reduced exactly as [`Objective::hvp`]'s are and stay bitwise identical at any thread count).
+struct MlpHessian<'a> {
+    mlp: &'a Mlp,
+    batch: Batch<'a>,
+    chunk: usize,
+    tapes: Vec<Mutex<Linearized>>,
+}
+
+impl HessianAt for MlpHessian<'_> {
+    fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let p = self.mlp.dim();
+        crate::objective::check_len("v", v, p)?;
+        crate::objective::check_len("out", out, p)?;
+        check_finite("v", v)?;
+        let n = self.mlp.n_examples();
+        let inv = 1.0 / self.batch.len(n) as f64;
+        chunked_sum_into(self.batch, n, inv, out, |start, _, _, acc| {
+            // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier call
+            // panicked mid-replay, and every replay overwrites all tangents.
+            let mut tape = self.tapes[start / self.chunk]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            tape.hvp_acc(v, acc).map_err(ad_err)
+        })?;
+        Ok(())
+    }
+}
+
 impl Objective for Mlp {
     fn name(&self) -> String {
         let loss = match self.spec.loss {
@@ -429,6 +459,32 @@ impl Objective for Mlp {
         let at = self.point(theta, Some(v))?;
         self.mean_over_batch(batch, out, |c, _, acc| imreg_ad::hvp_acc(c, &at, acc))?;
         Ok(())
+    }
+
+    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then replays tangents only.
+    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
+        let at = self.point(theta, None)?;
+        batch.validate(self.n_examples())?;
+        let len = batch.len(self.n_examples());
+        let chunk = chunk_len(len);
+        let record = |c: usize| -> Result<Mutex<Linearized>> {
+            let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+            let labels = self.chunk_labels(&ix);
+            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &at).map_err(ad_err)?;
+            Ok(Mutex::new(lin))
+        };
+        let chunks = len.div_ceil(chunk);
+        let tapes = if chunks <= 1 {
+            vec![record(0)?]
+        } else {
+            (0..chunks).into_par_iter().map(record).collect::<Result<_>>()?
+        };
+        Ok(Box::new(MlpHessian {
+            mlp: self,
+            batch,
+            chunk,
+            tapes,
+        }))
     }
 
     fn third_order(
