@@ -1,6 +1,7 @@
 //! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
 use crate::dual::{add_opt, product_tangent, Dual};
 use crate::error::{AdError, Result};
+use crate::tensor::unary_backward_tangent;
 pub use crate::tensor::Unary;
 use crate::tensor::{Mat, Tensor};
 use std::sync::Arc;
@@ -396,7 +397,25 @@ impl<T: Tensor> Graph<T> {
         self.reverse(out, false)
     }
 
+    /// The cotangent of every node of the scalar `out` (`None` where it is zero or not needed), for
+    /// [`crate::Linearized`], which keeps them. Leaf gradients skip their primal products as in
+    /// [`Graph::backward_tangents`].
+    pub(crate) fn cotangents(&self, out: Var) -> Result<Vec<Option<T>>> {
+        let mut kept: Vec<Option<T>> = (0..=out.0).map(|_| None).collect();
+        self.reverse_keeping(out, false, Some(&mut kept))?;
+        Ok(kept)
+    }
+
     fn reverse(&self, out: Var, leaf_primal: bool) -> Result<Vec<T>> {
+        self.reverse_keeping(out, leaf_primal, None)
+    }
+
+    fn reverse_keeping(
+        &self,
+        out: Var,
+        leaf_primal: bool,
+        mut keep: Option<&mut Vec<Option<T>>>,
+    ) -> Result<Vec<T>> {
         let (r, c) = self.shape(out);
         if (r, c) != (1, 1) {
             return Err(AdError::NotScalar { rows: r, cols: c });
@@ -408,6 +427,9 @@ impl<T: Tensor> Graph<T> {
             let node = &self.nodes[i];
             if !node.needs_grad {
                 continue;
+            }
+            if let Some(kept) = keep.as_deref_mut() {
+                kept[i] = Some(gy.clone());
             }
             if matches!(node.op, Op::Leaf) {
                 grads[i] = Some(gy);
@@ -458,24 +480,13 @@ impl<T: Tensor> Graph<T> {
         match &node.op {
             Op::Leaf | Op::Constant => {}
             &Op::MatMul { a, ta, b, tb } => {
-                // C = op(A) op(B). For each flag combination the cotangents are products of gy_ref with the other
-                // factor; written so that no transpose is materialized.
+                // C = op(A) op(B): the cotangents are products of gy with the other factor (cot_a, cot_b).
                 if self.wants(a) {
-                    let ga = match (ta, tb) {
-                        (false, false) => mm(a, gy_ref, false, val(b), true),
-                        (false, true) => mm(a, gy_ref, false, val(b), false),
-                        (true, false) => mm(a, val(b), false, gy_ref, true),
-                        (true, true) => mm(a, val(b), true, gy_ref, true),
-                    };
+                    let ga = cot_a(|x, tx, y, ty| mm(a, x, tx, y, ty), gy_ref, val(b), ta, tb);
                     self.accumulate(grads, a, ga);
                 }
                 if self.wants(b) {
-                    let gb = match (ta, tb) {
-                        (false, false) => mm(b, val(a), true, gy_ref, false),
-                        (false, true) => mm(b, gy_ref, true, val(a), false),
-                        (true, false) => mm(b, val(a), false, gy_ref, false),
-                        (true, true) => mm(b, gy_ref, true, val(a), true),
-                    };
+                    let gb = cot_b(|x, tx, y, ty| mm(b, x, tx, y, ty), gy_ref, val(a), ta, tb);
                     self.accumulate(grads, b, gb);
                 }
             }
@@ -554,6 +565,27 @@ fn log_softmax_tangent(y: &Mat, xt: &Mat) -> Mat {
     xt.sub(&y.exp().mul(xt).sum_cols().broadcast_to(r, c))
 }
 
+/// The cotangent products of `C = op(A) op(B)` for the flags `(ta, tb)`, by the product `mm`: `cot_a(g, B)` and
+/// `cot_b(g, A)` are the cotangents of `A` and `B` for the output cotangent `g`, written so that no transpose
+/// is materialized.
+fn cot_a<T>(mm: impl Fn(&T, bool, &T, bool) -> T, g: &T, b: &T, ta: bool, tb: bool) -> T {
+    match (ta, tb) {
+        (false, false) => mm(g, false, b, true),
+        (false, true) => mm(g, false, b, false),
+        (true, false) => mm(b, false, g, true),
+        (true, true) => mm(b, true, g, true),
+    }
+}
+
+fn cot_b<T>(mm: impl Fn(&T, bool, &T, bool) -> T, g: &T, a: &T, ta: bool, tb: bool) -> T {
+    match (ta, tb) {
+        (false, false) => mm(a, true, g, false),
+        (false, true) => mm(g, true, a, false),
+        (true, false) => mm(a, false, g, false),
+        (true, true) => mm(g, true, a, true),
+    }
+}
+
 impl Graph<Dual<Mat>> {
     /// Replaces every tangent of a recorded forward-mode graph: the leaves get `leaf_tangents` (in leaf order,
     /// `None` for zero) and every other node the JVP of its operation at the recorded primal values, which
@@ -620,5 +652,161 @@ impl Graph<Dual<Mat>> {
                 aux.t = at;
             }
         }
+    }
+
+    /// The tangent half of the reverse pass, given the primal cotangents `cots` of every node (from
+    /// [`Graph::cotangents`] at the recorded point): the tangents `ġ` of the cotangents, pushed from `out`
+    /// (whose seed 1 has no tangent) to the leaves by the derivative of each op's reverse rule, e.g.
+    /// `ġ_A = ġ Bᵀ + g Ḃᵀ` for `C = A B` and `ġ_x = ġ f'(x) + g f''(x) ẋ` for `y = f(x)`. No primal work is
+    /// repeated. Returns the leaves' `ġ` (for a loss, `∇²f v`), in leaf order.
+    pub(crate) fn reverse_tangents(&self, out: Var, cots: &[Option<Dual<Mat>>]) -> Vec<Option<Mat>> {
+        let n = out.0 + 1;
+        let mut gt: Vec<Option<Mat>> = (0..n).map(|_| None).collect();
+        let add = |gt: &mut [Option<Mat>], j: usize, g: Option<Mat>| {
+            if self.nodes[j].needs_grad {
+                gt[j] = add_opt(gt[j].take(), g);
+            }
+        };
+        for i in (0..n).rev() {
+            let node = &self.nodes[i];
+            if !node.needs_grad || matches!(node.op, Op::Leaf | Op::Constant) {
+                continue;
+            }
+            let Some(g) = cots[i].as_ref().map(|d| &d.p) else {
+                continue;
+            };
+            let dg = gt[i].take();
+            let dg = dg.as_ref();
+            let p = |j: usize| &self.nodes[j].value.p;
+            let t = |j: usize| self.nodes[j].value.t.as_ref();
+            let wants = |j: usize| self.nodes[j].needs_grad;
+            match &node.op {
+                Op::Leaf | Op::Constant => {}
+                &Op::MatMul { a, ta, b, tb } => {
+                    if wants(a) {
+                        let v = add_opt(
+                            dg.map(|d| cot_a(Mat::matmul, d, p(b), ta, tb)),
+                            t(b).map(|bt| cot_a(Mat::matmul, g, bt, ta, tb)),
+                        );
+                        add(&mut gt, a, v);
+                    }
+                    if wants(b) {
+                        let v = add_opt(
+                            dg.map(|d| cot_b(Mat::matmul, d, p(a), ta, tb)),
+                            t(a).map(|at| cot_b(Mat::matmul, g, at, ta, tb)),
+                        );
+                        add(&mut gt, b, v);
+                    }
+                }
+                &Op::AddRow { a, b } => {
+                    if wants(b) {
+                        add(&mut gt, b, dg.map(Mat::sum_rows));
+                    }
+                    add(&mut gt, a, dg.cloned());
+                }
+                &Op::Add { a, b } => {
+                    add(&mut gt, a, dg.cloned());
+                    add(&mut gt, b, dg.cloned());
+                }
+                &Op::Sub { a, b } => {
+                    add(&mut gt, a, dg.cloned());
+                    add(&mut gt, b, dg.map(|d| d.affine(-1.0, 0.0)));
+                }
+                &Op::Mul { a, b } => {
+                    if wants(a) {
+                        add(
+                            &mut gt,
+                            a,
+                            add_opt(dg.map(|d| d.mul(p(b))), t(b).map(|bt| g.mul(bt))),
+                        );
+                    }
+                    if wants(b) {
+                        add(
+                            &mut gt,
+                            b,
+                            add_opt(dg.map(|d| d.mul(p(a))), t(a).map(|at| g.mul(at))),
+                        );
+                    }
+                }
+                &Op::Affine { a, alpha } => add(&mut gt, a, dg.map(|d| d.affine(alpha, 0.0))),
+                &Op::Unary { a, f } => {
+                    let v = unary_backward_tangent(
+                        f,
+                        (p(a), t(a)),
+                        (&node.value.p, node.value.t.as_ref()),
+                        (g, dg),
+                    );
+                    add(&mut gt, a, v);
+                }
+                &Op::SumRows { a } | &Op::SumCols { a } | &Op::SumAll { a } => {
+                    let (r, c) = p(a).dim();
+                    add(&mut gt, a, dg.map(|d| d.broadcast_to(r, c)));
+                }
+                &Op::MulScalar { a, s } => {
+                    if wants(a) {
+                        let v = add_opt(dg.map(|d| d.mul_scalar(p(s))), t(s).map(|st| g.mul_scalar(st)));
+                        add(&mut gt, a, v);
+                    }
+                    if wants(s) {
+                        let v = add_opt(
+                            dg.map(|d| d.mul(p(a)).sum_all()),
+                            t(a).map(|at| g.mul(at).sum_all()),
+                        );
+                        add(&mut gt, s, v);
+                    }
+                }
+                &Op::LogSoftmax { a } => {
+                    // g_a = g − softmax ⊙ (g 1) 1ᵀ; softmax' = softmax ⊙ ẏ.
+                    let (r, c) = g.dim();
+                    let softmax = node.value.p.exp();
+                    let v = add_opt(
+                        dg.map(|d| d.sub(&softmax.mul(&d.sum_cols().broadcast_to(r, c)))),
+                        node.value.t.as_ref().map(|yt| {
+                            softmax
+                                .mul(yt)
+                                .mul(&g.sum_cols().broadcast_to(r, c))
+                                .affine(-1.0, 0.0)
+                        }),
+                    );
+                    add(&mut gt, a, v);
+                }
+                Op::Pick { a, onehot } => {
+                    let (r, c) = onehot.dim();
+                    add(&mut gt, *a, dg.map(|d| d.broadcast_to(r, c).mul_constant(onehot)));
+                }
+                &Op::Mse { pred, scale } => {
+                    // g_pred = 2c (pred − y) g, g a 1 × 1 scalar.
+                    let diff = node.aux.as_ref().expect("mse keeps its residual");
+                    let v = add_opt(
+                        dg.map(|d| diff.p.affine(2.0 * scale, 0.0).mul_scalar(d)),
+                        diff.t
+                            .as_ref()
+                            .map(|dt| dt.affine(2.0 * scale, 0.0).mul_scalar(g)),
+                    );
+                    add(&mut gt, pred, v);
+                }
+                Op::SoftmaxCe { logits, onehot } => {
+                    // g_z = (softmax − onehot) g / r; softmax' = softmax ⊙ (log-softmax)'.
+                    let ls = node.aux.as_ref().expect("cross-entropy keeps its log-softmax");
+                    let r = onehot.nrows() as f64;
+                    let softmax = ls.p.exp();
+                    let v = add_opt(
+                        dg.map(|d| {
+                            softmax
+                                .add_constant(&(-&**onehot))
+                                .mul_scalar(d)
+                                .affine(1.0 / r, 0.0)
+                        }),
+                        ls.t.as_ref()
+                            .map(|lt| softmax.mul(lt).mul_scalar(g).affine(1.0 / r, 0.0)),
+                    );
+                    add(&mut gt, *logits, v);
+                }
+            }
+        }
+        self.leaves
+            .iter()
+            .map(|&l| gt.get_mut(l).and_then(Option::take))
+            .collect()
     }
 }

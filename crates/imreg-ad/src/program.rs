@@ -295,11 +295,15 @@ pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Resul
 }
 
 /// `∇²f(x)` as a reusable linear map, JAX's `linearize(grad(f), x)`: the program is recorded once at `x`
-/// (the primal forward pass, whose values are kept), and each [`Linearized::hvp_acc`] replays only the
-/// tangents forward ([`Graph::retangent`]) before the forward-over-reverse pass. Many HVPs at one point
-/// (Lanczos, power iteration, Hutchinson probes) skip the primal forward pass each time.
+/// (the primal forward pass, whose values are kept) and differentiated once (the primal cotangents of every
+/// node, kept too); each [`Linearized::hvp_acc`] then runs only the tangent halves of forward-over-reverse:
+/// the tangents forward (`Graph::retangent`) and the tangents of the cotangents backward
+/// (`Graph::reverse_tangents`). Many HVPs at one point (Lanczos, power iteration, Hutchinson probes) skip all
+/// primal work.
 pub struct Linearized {
     graph: Graph<Dual<Mat>>,
+    /// The primal cotangent of every node at the recorded point.
+    cotangents: Vec<Option<Dual<Mat>>>,
     out: Var,
     shapes: Vec<(usize, usize)>,
     len: usize,
@@ -310,8 +314,10 @@ pub fn linearize<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Linearized> {
     at.check(p)?;
     let leaves = at.x.iter().map(|x| Dual::new(x.clone(), None)).collect();
     let (graph, out) = record(p, leaves)?;
+    let cotangents = graph.cotangents(out)?;
     Ok(Linearized {
         graph,
+        cotangents,
         out,
         shapes: at.shapes.clone(),
         len: at.len,
@@ -344,8 +350,8 @@ impl Linearized {
         }
         let vs = unflatten(v, &self.shapes)?;
         self.graph.retangent(vs.into_iter().map(Some).collect());
-        let leaves = self.graph.backward_tangents(self.out)?;
-        put_flat(leaves.iter().map(|d| d.t.as_ref()), &self.shapes, acc, true);
+        let leaves = self.graph.reverse_tangents(self.out, &self.cotangents);
+        put_flat(leaves.iter().map(Option::as_ref), &self.shapes, acc, true);
         Ok(())
     }
 }
