@@ -14,7 +14,7 @@ pub use batch::Batch;
 pub use error::{ObjectiveError, Result};
 /// Allocator tuning for programs that evaluate objectives in a loop (see [`imreg_ad::alloc`]).
 pub use imreg_ad::alloc::reuse_large_buffers;
-pub use objective::{check_finite, check_len, HessianAt, Objective};
+pub use objective::{check_finite, check_len, streamed_hessian, HessianAt, Objective};
 pub use supervised::{LossKind, Supervised, Targets};
 pub mod checks;
 pub use checks::checks;

@@ -79,14 +79,7 @@ pub trait Objective: Send + Sync {
     /// calls [`Objective::hvp`] each time; networks override it so that the primal forward pass runs once
     /// ([`imreg_ad::Linearized`]).
     fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
-        check_len("theta", theta, self.dim())?;
-        check_finite("theta", theta)?;
-        batch.validate(self.n_examples())?;
-        Ok(Box::new(HvpAtPoint {
-            obj: self,
-            theta,
-            batch,
-        }))
+        streamed_hessian(self, theta, batch)
     }
 
     // ---- provided conveniences -------------------------------------------------------------------------
@@ -128,6 +121,19 @@ pub trait Objective: Send + Sync {
 pub trait HessianAt: Send + Sync {
     /// Writes `H_B(θ) v` into `out` (both of length `p`).
     fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()>;
+}
+
+/// The default [`Objective::hessian_at`]: validates `θ` and the batch, then calls [`Objective::hvp`] for every
+/// product (nothing is kept between products, so memory does not grow with the batch).
+pub fn streamed_hessian<'a, O: Objective + ?Sized>(
+    obj: &'a O,
+    theta: &'a [f64],
+    batch: Batch<'a>,
+) -> Result<Box<dyn HessianAt + 'a>> {
+    check_len("theta", theta, obj.dim())?;
+    check_finite("theta", theta)?;
+    batch.validate(obj.n_examples())?;
+    Ok(Box::new(HvpAtPoint { obj, theta, batch }))
 }
 
 /// The default [`HessianAt`]: [`Objective::hvp`] at the stored point.

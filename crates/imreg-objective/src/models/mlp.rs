@@ -14,7 +14,7 @@ use super::common::{
 };
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, HessianAt, Objective};
+use crate::objective::{check_finite, streamed_hessian, HessianAt, Objective};
 use crate::supervised::{LossKind, Supervised, Targets};
 use imreg_ad::{Dense, Dual, Graph, Linearized, Mat, Program, Tensor, Unary, Var};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
@@ -377,6 +377,41 @@ impl Mlp {
         })
     }
 
+    /// [`Objective::hessian_at`] with a memory budget for the recorded tapes (estimated as four `f64` matrices,
+    /// values, tangents, cotangents and their tangents, per layer width per row).
+    fn hessian_within<'a>(
+        &'a self,
+        theta: &'a [f64],
+        batch: Batch<'a>,
+        budget_bytes: usize,
+    ) -> Result<Box<dyn HessianAt + 'a>> {
+        let at = self.point(theta, None)?;
+        batch.validate(self.n_examples())?;
+        let len = batch.len(self.n_examples());
+        if len * self.spec.widths.iter().sum::<usize>() * 4 * size_of::<f64>() > budget_bytes {
+            return streamed_hessian(self, theta, batch);
+        }
+        let chunk = chunk_len(len);
+        let record = |c: usize| -> Result<Mutex<Linearized>> {
+            let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+            let labels = self.chunk_labels(&ix);
+            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &at).map_err(ad_err)?;
+            Ok(Mutex::new(lin))
+        };
+        let chunks = len.div_ceil(chunk);
+        let tapes = if chunks <= 1 {
+            vec![record(0)?]
+        } else {
+            (0..chunks).into_par_iter().map(record).collect::<Result<_>>()?
+        };
+        Ok(Box::new(MlpHessian {
+            mlp: self,
+            batch,
+            chunk,
+            tapes,
+        }))
+    }
+
     fn leaves_with_tangent(&self, theta: &[f64], v: &[f64]) -> Result<Vec<Dual<Mat>>> {
         let shapes = self.spec.leaf_shapes();
         let ps = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
@@ -388,6 +423,10 @@ impl Mlp {
             .collect())
     }
 }
+
+/// Memory budget of [`Mlp::hessian_at`]'s recorded tapes: 512 MiB (the medium MLP at n = 1024 needs ≈ 43 MB,
+/// a full MNIST-sized batch of 60 000 rows ≈ 2.5 GB and is streamed).
+pub const PREPARED_HESSIAN_BYTES: usize = 512 << 20;
 
 /// [`Mlp::hessian_at`]: one recorded tape per chunk of the batch (the chunks of [`chunked_sum_into`], so the
 /// HVPs are reduced exactly as [`Objective::hvp`]'s are and stay bitwise identical at any thread count).
@@ -461,30 +500,11 @@ impl Objective for Mlp {
         Ok(())
     }
 
-    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then replays tangents only.
+    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then runs the tangent halves
+    /// only. Batches whose tapes would exceed [`PREPARED_HESSIAN_BYTES`] are streamed through [`Objective::hvp`]
+    /// instead.
     fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
-        let at = self.point(theta, None)?;
-        batch.validate(self.n_examples())?;
-        let len = batch.len(self.n_examples());
-        let chunk = chunk_len(len);
-        let record = |c: usize| -> Result<Mutex<Linearized>> {
-            let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
-            let labels = self.chunk_labels(&ix);
-            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &at).map_err(ad_err)?;
-            Ok(Mutex::new(lin))
-        };
-        let chunks = len.div_ceil(chunk);
-        let tapes = if chunks <= 1 {
-            vec![record(0)?]
-        } else {
-            (0..chunks).into_par_iter().map(record).collect::<Result<_>>()?
-        };
-        Ok(Box::new(MlpHessian {
-            mlp: self,
-            batch,
-            chunk,
-            tapes,
-        }))
+        self.hessian_within(theta, batch, PREPARED_HESSIAN_BYTES)
     }
 
     fn third_order(
@@ -712,5 +732,41 @@ impl Supervised for Mlp {
         })?;
         out.copy_from_slice(&acc);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hessian_over_the_memory_budget_is_streamed_and_equal() {
+        let x = Array2::from_shape_fn((300, 4), |(i, j)| ((i * 7 + j * 3) as f64).sin());
+        let spec = MlpSpec {
+            widths: vec![4, 6, 3],
+            activation: Activation::Tanh,
+            bias: true,
+            loss: LossKind::CrossEntropy,
+        };
+        let m = Mlp::classification(spec, x, (0..300).map(|i| i % 3).collect()).unwrap();
+        let theta = m.init_params(3, 1.0);
+        let v = m.init_params(4, 1.0);
+        let want = m.hvp_vec(&theta, Batch::Full, &v).unwrap();
+        // A zero budget streams through `hvp` (bitwise its result); the default budget records the tapes.
+        for (budget, exact) in [(0, true), (PREPARED_HESSIAN_BYTES, false)] {
+            let mut got = vec![0.0; m.dim()];
+            let h = m.hessian_within(&theta, Batch::Full, budget).unwrap();
+            h.hvp(&v, &mut got).unwrap();
+            let err = want
+                .iter()
+                .zip(&got)
+                .fold(0.0_f64, |e, (a, b)| e.max((a - b).abs()));
+            let scale = want.iter().fold(0.0_f64, |s, a| s.max(a.abs()));
+            assert!(
+                if exact { err == 0.0 } else { err <= 1e-14 * scale },
+                "budget {budget}: {err:e}"
+            );
+        }
+        assert!(m.hessian_within(&theta, Batch::Indices(&[300]), 0).is_err());
     }
 }
