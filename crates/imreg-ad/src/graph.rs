@@ -615,7 +615,13 @@ impl Graph<Dual<Mat>> {
                     };
                     (t, None)
                 }
-                &Op::Add { a, b } => (add_opt(t(a).cloned(), t(b).cloned()), None),
+                &Op::Add { a, b } => {
+                    let t = match (t(a), t(b)) {
+                        (Some(x), Some(y)) => Some(x.add(y)),
+                        (x, y) => x.or(y).cloned(),
+                    };
+                    (t, None)
+                }
                 &Op::Sub { a, b } => (add_opt(t(a).cloned(), t(b).map(|y| y.affine(-1.0, 0.0))), None),
                 &Op::Mul { a, b } => (
                     add_opt(t(a).map(|x| x.mul(p(b))), t(b).map(|y| p(a).mul(y))),
