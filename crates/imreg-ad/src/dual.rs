@@ -67,6 +67,58 @@ pub(crate) fn product_tangent<T: Tensor>(
     }
 }
 
+// The tangent rules of the binary ops, on (primal, optional tangent) pairs: shared by the `Dual` ops below and
+// by `Graph::retangent`, which replays tangents over recorded primal values.
+
+/// The tangent of `a + b`.
+pub(crate) fn sum_tangent<T: Tensor>(at: Option<&T>, bt: Option<&T>) -> Option<T> {
+    match (at, bt) {
+        (Some(x), Some(y)) => Some(x.add(y)),
+        (x, y) => x.or(y).cloned(),
+    }
+}
+
+/// The tangent of `a − b`.
+pub(crate) fn difference_tangent<T: Tensor>(at: Option<&T>, bt: Option<&T>) -> Option<T> {
+    match (at, bt) {
+        (Some(x), Some(y)) => Some(x.sub(y)),
+        (Some(x), None) => Some(x.clone()),
+        (None, Some(y)) => Some(y.affine(-1.0, 0.0)),
+        (None, None) => None,
+    }
+}
+
+/// The tangent of `a + 1 bᵀ` for an `r × c` matrix `a` and a row `b`.
+pub(crate) fn add_row_tangent<T: Tensor>(at: Option<&T>, bt: Option<&T>, r: usize, c: usize) -> Option<T> {
+    match (at, bt) {
+        (Some(x), Some(y)) => Some(x.add_row(y)),
+        (Some(x), None) => Some(x.clone()),
+        (None, Some(y)) => Some(y.broadcast_to(r, c)),
+        (None, None) => None,
+    }
+}
+
+/// The tangent of the elementwise product `a ⊙ b`.
+pub(crate) fn elementwise_product_tangent<T: Tensor>(
+    a: &T,
+    at: Option<&T>,
+    b: &T,
+    bt: Option<&T>,
+) -> Option<T> {
+    add_opt(at.map(|x| x.mul(b)), bt.map(|y| a.mul(y)))
+}
+
+/// The tangent of `a ⊙ s` for a `1 × 1` tensor `s`.
+pub(crate) fn scalar_product_tangent<T: Tensor>(a: &T, at: Option<&T>, s: &T, st: Option<&T>) -> Option<T> {
+    add_opt(at.map(|x| x.mul_scalar(s)), st.map(|y| a.mul_scalar(y)))
+}
+
+/// The JVP of the row-wise log-softmax `y` at its input's tangent `ż`: `ż − (softmax · ż) 1ᵀ` row by row.
+pub(crate) fn log_softmax_tangent<T: Tensor>(y: &T, dz: &T) -> T {
+    let (r, c) = dz.shape();
+    dz.sub(&y.exp().mul(dz).sum_cols().broadcast_to(r, c))
+}
+
 fn tangent_product<T: Tensor>(a: &Dual<T>, ta: bool, b: &Dual<T>, tb: bool) -> Option<T> {
     product_tangent(&a.p, a.t.as_ref(), ta, &b.p, b.t.as_ref(), tb)
 }
@@ -96,34 +148,21 @@ impl<T: Tensor> Tensor for Dual<T> {
         }
     }
     fn add(&self, b: &Self) -> Self {
-        let t = match (&self.t, &b.t) {
-            (Some(x), Some(y)) => Some(x.add(y)),
-            (Some(x), None) => Some(x.clone()),
-            (None, y) => y.clone(),
-        };
         Dual {
             p: self.p.add(&b.p),
-            t,
+            t: sum_tangent(self.t.as_ref(), b.t.as_ref()),
         }
     }
     fn sub(&self, b: &Self) -> Self {
-        let t = match (&self.t, &b.t) {
-            (Some(x), Some(y)) => Some(x.sub(y)),
-            (Some(x), None) => Some(x.clone()),
-            (None, Some(y)) => Some(y.affine(-1.0, 0.0)),
-            (None, None) => None,
-        };
         Dual {
             p: self.p.sub(&b.p),
-            t,
+            t: difference_tangent(self.t.as_ref(), b.t.as_ref()),
         }
     }
     fn mul(&self, b: &Self) -> Self {
-        let t1 = self.t.as_ref().map(|at| at.mul(&b.p));
-        let t2 = b.t.as_ref().map(|bt| self.p.mul(bt));
         Dual {
             p: self.p.mul(&b.p),
-            t: add_opt(t1, t2),
+            t: elementwise_product_tangent(&self.p, self.t.as_ref(), &b.p, b.t.as_ref()),
         }
     }
     fn affine(&self, alpha: f64, beta: f64) -> Self {
@@ -140,15 +179,9 @@ impl<T: Tensor> Tensor for Dual<T> {
     }
     fn add_row(&self, b: &Self) -> Self {
         let (r, c) = self.p.shape();
-        let t = match (&self.t, &b.t) {
-            (Some(x), Some(y)) => Some(x.add_row(y)),
-            (Some(x), None) => Some(x.clone()),
-            (None, Some(y)) => Some(y.broadcast_to(r, c)),
-            (None, None) => None,
-        };
         Dual {
             p: self.p.add_row(&b.p),
-            t,
+            t: add_row_tangent(self.t.as_ref(), b.t.as_ref(), r, c),
         }
     }
     fn sum_rows(&self) -> Self {
@@ -164,20 +197,14 @@ impl<T: Tensor> Tensor for Dual<T> {
         self.lin(self.p.broadcast_to(rows, cols), |t| t.broadcast_to(rows, cols))
     }
     fn mul_scalar(&self, s: &Self) -> Self {
-        let t1 = self.t.as_ref().map(|t| t.mul_scalar(&s.p));
-        let t2 = s.t.as_ref().map(|st| self.p.mul_scalar(st));
         Dual {
             p: self.p.mul_scalar(&s.p),
-            t: add_opt(t1, t2),
+            t: scalar_product_tangent(&self.p, self.t.as_ref(), &s.p, s.t.as_ref()),
         }
     }
     fn log_softmax_rows(&self) -> Self {
         let y = self.p.log_softmax_rows();
-        let t = self.t.as_ref().map(|dz| {
-            let (r, c) = dz.shape();
-            let softmax = y.exp();
-            dz.sub(&softmax.mul(dz).sum_cols().broadcast_to(r, c))
-        });
+        let t = self.t.as_ref().map(|dz| log_softmax_tangent(&y, dz));
         Dual { p: y, t }
     }
     fn pick(&self, labels: &[usize]) -> Self {

@@ -1,5 +1,8 @@
 //! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
-use crate::dual::{add_opt, product_tangent, Dual};
+use crate::dual::{
+    add_opt, add_row_tangent, difference_tangent, elementwise_product_tangent, log_softmax_tangent,
+    product_tangent, scalar_product_tangent, sum_tangent, Dual,
+};
 use crate::error::{AdError, Result};
 use crate::tensor::unary_backward_tangent;
 pub use crate::tensor::Unary;
@@ -559,12 +562,6 @@ impl<T: Tensor> Graph<T> {
     }
 }
 
-/// The JVP of the row-wise log-softmax `y` at its input's tangent `ẋ`: `ẋ − (softmax(x)·ẋ) 1ᵀ` row by row.
-fn log_softmax_tangent(y: &Mat, xt: &Mat) -> Mat {
-    let (r, c) = xt.dim();
-    xt.sub(&y.exp().mul(xt).sum_cols().broadcast_to(r, c))
-}
-
 /// The cotangent products of `C = op(A) op(B)` for the flags `(ta, tb)`, by the product `mm`: `cot_a(g, B)` and
 /// `cot_b(g, A)` are the cotangents of `A` and `B` for the output cotangent `g`, written so that no transpose
 /// is materialized.
@@ -607,41 +604,26 @@ impl Graph<Dual<Mat>> {
                 &Op::MatMul { a, ta, b, tb } => (product_tangent(p(a), t(a), ta, p(b), t(b), tb), None),
                 &Op::AddRow { a, b } => {
                     let (r, c) = p(a).dim();
-                    let t = match (t(a), t(b)) {
-                        (Some(x), Some(y)) => Some(x.add_row(y)),
-                        (Some(x), None) => Some(x.clone()),
-                        (None, Some(y)) => Some(y.broadcast_to(r, c)),
-                        (None, None) => None,
-                    };
-                    (t, None)
+                    (add_row_tangent(t(a), t(b), r, c), None)
                 }
-                &Op::Add { a, b } => {
-                    let t = match (t(a), t(b)) {
-                        (Some(x), Some(y)) => Some(x.add(y)),
-                        (x, y) => x.or(y).cloned(),
-                    };
-                    (t, None)
-                }
-                &Op::Sub { a, b } => (add_opt(t(a).cloned(), t(b).map(|y| y.affine(-1.0, 0.0))), None),
-                &Op::Mul { a, b } => (
-                    add_opt(t(a).map(|x| x.mul(p(b))), t(b).map(|y| p(a).mul(y))),
-                    None,
-                ),
+                &Op::Add { a, b } => (sum_tangent(t(a), t(b)), None),
+                &Op::Sub { a, b } => (difference_tangent(t(a), t(b)), None),
+                &Op::Mul { a, b } => (elementwise_product_tangent(p(a), t(a), p(b), t(b)), None),
                 &Op::Affine { a, alpha } => (t(a).map(|x| x.affine(alpha, 0.0)), None),
                 &Op::Unary { a, f } => (t(a).map(|x| Mat::unary_backward(f, p(a), &node.value.p, x)), None),
                 &Op::SumRows { a } => (t(a).map(Mat::sum_rows), None),
                 &Op::SumCols { a } => (t(a).map(Mat::sum_cols), None),
                 &Op::SumAll { a } => (t(a).map(Mat::sum_all), None),
-                &Op::MulScalar { a, s } => (
-                    add_opt(t(a).map(|x| x.mul_scalar(p(s))), t(s).map(|y| p(a).mul_scalar(y))),
-                    None,
-                ),
+                &Op::MulScalar { a, s } => (scalar_product_tangent(p(a), t(a), p(s), t(s)), None),
                 &Op::LogSoftmax { a } => (t(a).map(|x| log_softmax_tangent(&node.value.p, x)), None),
                 Op::Pick { a, onehot } => (t(*a).map(|x| x.mul_constant(onehot).sum_cols()), None),
                 &Op::Mse { pred, scale } => {
+                    // The residual's tangent is the prediction's; `reverse_tangents` reads that directly.
                     let diff = &node.aux.as_ref().expect("mse keeps its residual").p;
-                    let t = t(pred).map(|x| diff.mul(x).sum_all().affine(2.0 * scale, 0.0));
-                    (t, Some(done[pred].value.t.clone()))
+                    (
+                        t(pred).map(|x| diff.mul(x).sum_all().affine(2.0 * scale, 0.0)),
+                        None,
+                    )
                 }
                 Op::SoftmaxCe { logits, onehot } => {
                     let ls = &node.aux.as_ref().expect("cross-entropy keeps its log-softmax").p;
@@ -665,7 +647,7 @@ impl Graph<Dual<Mat>> {
     /// (whose seed 1 has no tangent) to the leaves by the derivative of each op's reverse rule, e.g.
     /// `ġ_A = ġ Bᵀ + g Ḃᵀ` for `C = A B` and `ġ_x = ġ f'(x) + g f''(x) ẋ` for `y = f(x)`. No primal work is
     /// repeated. Returns the leaves' `ġ` (for a loss, `∇²f v`), in leaf order.
-    pub(crate) fn reverse_tangents(&self, out: Var, cots: &[Option<Dual<Mat>>]) -> Vec<Option<Mat>> {
+    pub(crate) fn reverse_tangents(&self, out: Var, cots: &[Option<Mat>]) -> Vec<Option<Mat>> {
         let n = out.0 + 1;
         let mut gt: Vec<Option<Mat>> = (0..n).map(|_| None).collect();
         let add = |gt: &mut [Option<Mat>], j: usize, g: Option<Mat>| {
@@ -678,7 +660,7 @@ impl Graph<Dual<Mat>> {
             if !node.needs_grad || matches!(node.op, Op::Leaf | Op::Constant) {
                 continue;
             }
-            let Some(g) = cots[i].as_ref().map(|d| &d.p) else {
+            let Some(g) = cots[i].as_ref() else {
                 continue;
             };
             let dg = gt[i].take();
@@ -782,12 +764,10 @@ impl Graph<Dual<Mat>> {
                 }
                 &Op::Mse { pred, scale } => {
                     // g_pred = 2c (pred − y) g, g a 1 × 1 scalar.
-                    let diff = node.aux.as_ref().expect("mse keeps its residual");
+                    let diff = &node.aux.as_ref().expect("mse keeps its residual").p;
                     let v = add_opt(
-                        dg.map(|d| diff.p.affine(2.0 * scale, 0.0).mul_scalar(d)),
-                        diff.t
-                            .as_ref()
-                            .map(|dt| dt.affine(2.0 * scale, 0.0).mul_scalar(g)),
+                        dg.map(|d| diff.affine(2.0 * scale, 0.0).mul_scalar(d)),
+                        t(pred).map(|dt| dt.affine(2.0 * scale, 0.0).mul_scalar(g)),
                     );
                     add(&mut gt, pred, v);
                 }

@@ -303,7 +303,7 @@ pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Resul
 pub struct Linearized {
     graph: Graph<Dual<Mat>>,
     /// The primal cotangent of every node at the recorded point.
-    cotangents: Vec<Option<Dual<Mat>>>,
+    cotangents: Vec<Option<Mat>>,
     out: Var,
     shapes: Vec<(usize, usize)>,
     len: usize,
@@ -314,7 +314,11 @@ pub fn linearize<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Linearized> {
     at.check(p)?;
     let leaves = at.x.iter().map(|x| Dual::new(x.clone(), None)).collect();
     let (graph, out) = record(p, leaves)?;
-    let cotangents = graph.cotangents(out)?;
+    let cotangents = graph
+        .cotangents(out)?
+        .into_iter()
+        .map(|c| c.map(|d| d.p))
+        .collect();
     Ok(Linearized {
         graph,
         cotangents,

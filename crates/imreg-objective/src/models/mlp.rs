@@ -385,12 +385,12 @@ impl Mlp {
         batch: Batch<'a>,
         budget_bytes: usize,
     ) -> Result<Box<dyn HessianAt + 'a>> {
-        let at = self.point(theta, None)?;
         batch.validate(self.n_examples())?;
         let len = batch.len(self.n_examples());
         if len * self.spec.widths.iter().sum::<usize>() * 4 * size_of::<f64>() > budget_bytes {
             return streamed_hessian(self, theta, batch);
         }
+        let at = self.point(theta, None)?;
         let chunk = chunk_len(len);
         let record = |c: usize| -> Result<Mutex<Linearized>> {
             let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
