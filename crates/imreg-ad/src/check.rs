@@ -55,17 +55,13 @@ impl Default for CheckGradsOptions {
 /// What [`check_grads`] measured.
 #[derive(Clone, Debug)]
 pub struct CheckGradsReport {
-    /// Largest relative error of the JVP against central differences.
+    /// Largest error `‖Jv − FD‖ / max(‖Jv‖, ‖FD‖, ‖Jᵀu‖)` of the JVP against central differences (unit `u`, `v`).
     pub jvp_fd_rel_err: f64,
-    /// Largest relative violation of `⟨u, J v⟩ = ⟨Jᵀu, v⟩`.
+    /// Largest violation of `⟨u, J v⟩ = ⟨Jᵀu, v⟩`, relative to the same scale.
     pub vjp_identity_rel_err: f64,
     /// The same for the derivative maps (order 2).
     pub second: Option<Box<CheckGradsReport>>,
     pub passed: bool,
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a - b).abs() / a.abs().max(b.abs()).max(1e-300)
 }
 
 fn norm(v: &[f64]) -> f64 {
@@ -107,10 +103,15 @@ pub fn check_grads(f: &dyn Differentiable, x: &[f64], opts: &CheckGradsOptions) 
         let xm: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a - h * b).collect();
         let (fp, fm) = (f.eval(&xp)?, f.eval(&xm)?);
         let fd: Vec<f64> = fp.iter().zip(&fm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
-        let diff: Vec<f64> = jv.iter().zip(&fd).map(|(a, b)| a - b).collect();
-        jvp_err = jvp_err.max(norm(&diff) / norm(&jv).max(norm(&fd)).max(1e-12));
         let jtu = f.vjp(x, &u)?;
-        id_err = id_err.max(rel(dot(&u, &jv), dot(&jtu, &v)));
+        // Both errors are measured against the size of the derivative, `scale = max(‖Jv‖, ‖FD‖, ‖Jᵀu‖)` (v and u
+        // are unit vectors), not against `‖Jv‖` alone: a random direction nearly orthogonal to a gradient makes
+        // `∇f·v` small while the difference's error, O(h²‖f‴‖ + ε_mach|f|/h), does not shrink with it.
+        let diff: Vec<f64> = jv.iter().zip(&fd).map(|(a, b)| a - b).collect();
+        let scale = norm(&jv).max(norm(&fd)).max(norm(&jtu)).max(1e-12);
+        jvp_err = jvp_err.max(norm(&diff) / scale);
+        let (ujv, jtuv) = (dot(&u, &jv), dot(&jtu, &v));
+        id_err = id_err.max((ujv - jtuv).abs() / scale.max(ujv.abs()).max(jtuv.abs()));
         if opts.order >= 2 && k == 0 {
             if let Some(d) = f.directional(&v) {
                 let sub = CheckGradsOptions {

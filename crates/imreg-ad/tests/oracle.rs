@@ -256,7 +256,14 @@ fn bad_input_gives_typed_errors() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
+    // Seeded ChaCha and no failure files: every run (CI included) draws the same cases.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(6864),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// ⟨u, Hv⟩ = ⟨Hu, v⟩ for random architectures, losses and points.
     #[test]
@@ -283,4 +290,19 @@ proptest! {
         let r = imreg_ad::check_grads(&imreg_ad::GradientMap(&m), &theta, &opts).unwrap();
         prop_assert!(r.passed, "{:?}", r);
     }
+}
+
+/// The case CI once drew (d = 2, h = 4, c = 3, n = 3, cross-entropy, seed 89): one of the random directions is
+/// nearly orthogonal to the gradient, so `∇f·v` is small while the central difference's error is not. Measured
+/// against `‖Jv‖` alone that read as a 2.5e-6 "relative error"; against the derivative's size it is rounding.
+#[test]
+fn check_grads_scales_errors_by_the_derivative_not_the_direction() {
+    let m = Mlp::new(vec![2, 4, 3], 3, true, 89);
+    let theta = random_vec(m.n_inputs(), 89 + 7, 1.0);
+    let opts = imreg_ad::CheckGradsOptions {
+        seed: 89,
+        ..Default::default()
+    };
+    let r = imreg_ad::check_grads(&imreg_ad::ScalarFn(&m), &theta, &opts).unwrap();
+    assert!(r.passed && r.jvp_fd_rel_err < 1e-8, "{r:?}");
 }
