@@ -297,9 +297,9 @@ impl Tensor for Mat {
     fn add_row(&self, b: &Self) -> Self {
         match (self.as_slice(), b.as_slice()) {
             (Some(xs), Some(row)) if self.ncols() > 0 => {
-                let mut out = Vec::with_capacity(xs.len());
-                for xr in xs.chunks_exact(row.len()) {
-                    out.extend(xr.iter().zip(row).map(|(&x, &r)| x + r));
+                let mut out = xs.to_vec();
+                for o in out.chunks_exact_mut(row.len()) {
+                    o.iter_mut().zip(row).for_each(|(o, &r)| *o += r);
                 }
                 Mat::from_shape_vec(self.dim(), out).expect("same length")
             }
