@@ -64,7 +64,8 @@ pub fn unflatten(x: &[f64], shapes: &[(usize, usize)]) -> Result<Vec<Mat>> {
 
 /// Concatenates matrices row-major into `out`.
 pub fn flatten_into(ms: &[Mat], out: &mut [f64]) {
-    put_flat(ms.iter().map(Some), ms.iter().map(Mat::dim), out, false);
+    let shapes: Vec<(usize, usize)> = ms.iter().map(Mat::dim).collect();
+    put_flat(ms.iter().map(Some), &shapes, out, false);
 }
 
 /// Concatenates matrices row-major.
@@ -141,7 +142,7 @@ pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Resu
     }
     let at = Point::new(&p.leaf_shapes(), x)?;
     let (f, leaves) = grad_leaves(p, &at)?;
-    put_flat(leaves.iter().map(Some), at.shapes.iter().copied(), out, false);
+    put_flat(leaves.iter().map(Some), &at.shapes, out, false);
     Ok(f)
 }
 
@@ -221,12 +222,12 @@ impl Point {
 /// zero) block leaves its part of `out` as it is.
 fn put_flat<'a>(
     ms: impl Iterator<Item = Option<&'a Mat>>,
-    shapes: impl Iterator<Item = (usize, usize)>,
+    shapes: &[(usize, usize)],
     out: &mut [f64],
     add: bool,
 ) {
     let mut off = 0;
-    for (m, (r, c)) in ms.zip(shapes) {
+    for (m, &(r, c)) in ms.zip(shapes) {
         if let Some(m) = m {
             let dst = &mut out[off..off + r * c];
             // Row-major blocks (all of the tape's) as slices, which vectorize; ndarray's element iterator
@@ -260,7 +261,7 @@ fn grad_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<(f64, Vec<Mat>)
 pub fn grad_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<f64> {
     at.check_acc(p, acc)?;
     let (f, leaves) = grad_leaves(p, at)?;
-    put_flat(leaves.iter().map(Some), at.shapes.iter().copied(), acc, true);
+    put_flat(leaves.iter().map(Some), &at.shapes, acc, true);
     Ok(f)
 }
 
@@ -287,12 +288,7 @@ fn hvp_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Vec<Option<Mat>>
 pub fn hvp_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Result<()> {
     at.check_acc(p, acc)?;
     let leaves = hvp_leaves(p, at)?;
-    put_flat(
-        leaves.iter().map(Option::as_ref),
-        at.shapes.iter().copied(),
-        acc,
-        true,
-    );
+    put_flat(leaves.iter().map(Option::as_ref), &at.shapes, acc, true);
     Ok(())
 }
 
@@ -357,12 +353,7 @@ impl Linearized {
         let vs = unflatten(v, &self.shapes)?;
         self.graph.retangent(vs.into_iter().map(Some).collect());
         let leaves = self.graph.reverse_tangents(self.out, &self.cotangents);
-        put_flat(
-            leaves.iter().map(Option::as_ref),
-            self.shapes.iter().copied(),
-            acc,
-            true,
-        );
+        put_flat(leaves.iter().map(Option::as_ref), &self.shapes, acc, true);
         Ok(())
     }
 }
@@ -398,12 +389,7 @@ pub fn hvp<P: Program + ?Sized>(p: &P, x: &[f64], v: &[f64]) -> Result<Vec<f64>>
     let at = Point::with_direction(&p.leaf_shapes(), x, v)?;
     let leaves = hvp_leaves(p, &at)?;
     let mut out = vec![0.0; x.len()];
-    put_flat(
-        leaves.iter().map(Option::as_ref),
-        at.shapes.iter().copied(),
-        &mut out,
-        false,
-    );
+    put_flat(leaves.iter().map(Option::as_ref), &at.shapes, &mut out, false);
     Ok(out)
 }
 
