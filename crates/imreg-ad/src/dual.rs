@@ -67,6 +67,26 @@ pub(crate) fn product_tangent<T: Tensor>(
     }
 }
 
+/// The tangent of `x Wᵀ + 1 bᵀ` ([`Tensor::linear`]): `ẋ Wᵀ + x Ẇᵀ + 1 ḃᵀ`, built by one `linear` (which
+/// writes the bias tangent into the product's output) and, when both factors move, one accumulated product.
+pub(crate) fn linear_tangent<T: Tensor>(
+    x: &T,
+    xt: Option<&T>,
+    w: &T,
+    wt: Option<&T>,
+    bt: Option<&T>,
+) -> Option<T> {
+    let mut t = match (xt, wt) {
+        (Some(xt), _) => T::linear(xt, w, bt),
+        (None, Some(wt)) => return Some(T::linear(x, wt, bt)),
+        (None, None) => return bt.map(|b| b.broadcast_to(x.shape().0, w.shape().0)),
+    };
+    if let Some(wt) = wt {
+        T::matmul_acc(&mut t, x, false, wt, true);
+    }
+    Some(t)
+}
+
 // The tangent rules of the binary ops, on (primal, optional tangent) pairs: shared by the `Dual` ops below and
 // by `Graph::retangent`, which replays tangents over recorded primal values.
 
@@ -145,6 +165,18 @@ impl<T: Tensor> Tensor for Dual<T> {
         Dual {
             p: T::constant(Mat::zeros((rows, cols))),
             t: tangent_product(a, ta, b, tb),
+        }
+    }
+    fn linear(x: &Self, w: &Self, b: Option<&Self>) -> Self {
+        Dual {
+            p: T::linear(&x.p, &w.p, b.map(|b| &b.p)),
+            t: linear_tangent(
+                &x.p,
+                x.t.as_ref(),
+                &w.p,
+                w.t.as_ref(),
+                b.and_then(|b| b.t.as_ref()),
+            ),
         }
     }
     fn add(&self, b: &Self) -> Self {

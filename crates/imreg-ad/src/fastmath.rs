@@ -2,6 +2,8 @@
 //! ~80 instructions and was the largest elementwise cost of an MLP's HVP). Accuracy: a few ulp, checked
 //! against libm on a dense grid in the tests.
 
+use std::mem::MaybeUninit;
+
 const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// `1.5·2⁵²`: adding it rounds a double of magnitude < 2⁵¹ to the nearest integer, which then sits in the
@@ -65,11 +67,47 @@ pub fn tanh(x: f64) -> f64 {
     }
 }
 
+/// The index of the first NaN or infinity in `x`. Blocks are screened by sums of `v·0` (0 for finite `v`,
+/// NaN otherwise) in 8 independent lanes, which vectorize, unlike a search that stops at its first hit; only
+/// a block that fails is searched.
+pub fn first_non_finite(x: &[f64]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    const LANES: usize = 8;
+    x.chunks(BLOCK).enumerate().find_map(|(b, xs)| {
+        let mut lanes = [0.0; LANES];
+        let body = xs.chunks_exact(LANES);
+        let tail = body.remainder().iter().fold(0.0, |s, &v| s + v * 0.0);
+        body.for_each(|c| lanes.iter_mut().zip(c).for_each(|(s, &v)| *s += v * 0.0));
+        if lanes.iter().sum::<f64>() + tail == 0.0 {
+            None
+        } else {
+            xs.iter().position(|v| !v.is_finite()).map(|i| b * BLOCK + i)
+        }
+    })
+}
+
 /// `tanh` over a slice. Dispatches at run time to copies of the same loop compiled for AVX-512 or AVX2 (each
 /// with FMA), so it vectorizes on any recent x86-64. Rust never contracts `a*b + c` on its own and `mul_add`
 /// is the correctly rounded fused operation everywhere (a software `fma` on CPUs without it, slow but equal),
 /// so every path computes the same IEEE operations and returns bitwise-identical results.
 pub fn tanh_slice(xs: &[f64], out: &mut [f64]) {
+    // SAFETY: `f64` and `MaybeUninit<f64>` have the same layout, and `tanh_into` only writes initialized values.
+    tanh_into(xs, unsafe {
+        &mut *(out as *mut [f64] as *mut [MaybeUninit<f64>])
+    });
+}
+
+/// `tanh` of every entry, into a new vector (written once, never zero-filled first).
+pub fn tanh_vec(xs: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(xs.len());
+    tanh_into(xs, &mut out.spare_capacity_mut()[..xs.len()]);
+    // SAFETY: `tanh_into` wrote all `xs.len()` entries.
+    unsafe { out.set_len(xs.len()) };
+    out
+}
+
+/// Writes `tanh` of the first `min(xs.len(), out.len())` entries.
+fn tanh_into(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
@@ -87,22 +125,65 @@ pub fn tanh_slice(xs: &[f64], out: &mut [f64]) {
 }
 
 #[inline(always)]
-fn tanh_slice_portable(xs: &[f64], out: &mut [f64]) {
+fn tanh_slice_portable(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
     for (o, &x) in out.iter_mut().zip(xs) {
-        *o = tanh(x);
+        o.write(tanh(x));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn tanh_slice_avx512(xs: &[f64], out: &mut [f64]) {
+unsafe fn tanh_slice_avx512(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
     tanh_slice_portable(xs, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_slice_avx2(xs: &[f64], out: &mut [f64]) {
+unsafe fn tanh_slice_avx2(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
     tanh_slice_portable(xs, out);
+}
+
+/// The outer product `d aᵀ` written row-major into `dst` (`dst[k·|a| + j] = d[k] a[j]`, for the first
+/// `min(|d|, |dst|/|a|)` rows): a dense layer's weight gradient for one example. Dispatched like
+/// [`tanh_slice`] (the same products on every path): the per-example gradients of an MLP are these stores,
+/// and the 8-wide ones were ~20% faster than the baseline 2-wide ones.
+pub fn outer_into(d: &[f64], a: &[f64], dst: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { outer_avx512(d, a, dst) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { outer_avx2(d, a, dst) };
+            return;
+        }
+    }
+    outer_portable(d, a, dst);
+}
+
+#[inline(always)]
+fn outer_portable(d: &[f64], a: &[f64], dst: &mut [f64]) {
+    if a.is_empty() {
+        return;
+    }
+    for (row, &dk) in dst.chunks_exact_mut(a.len()).zip(d) {
+        row.iter_mut().zip(a).for_each(|(w, &aj)| *w = dk * aj);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn outer_avx512(d: &[f64], a: &[f64], dst: &mut [f64]) {
+    outer_portable(d, a, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn outer_avx2(d: &[f64], a: &[f64], dst: &mut [f64]) {
+    outer_portable(d, a, dst);
 }
 
 #[cfg(test)]
@@ -114,6 +195,41 @@ mod tests {
             return 0.0;
         }
         (a - b).abs() / (f64::EPSILON * b.abs().max(f64::MIN_POSITIVE))
+    }
+
+    #[test]
+    fn outer_into_writes_the_row_major_outer_product() {
+        let d = [1.5, -2.0, 0.25];
+        let a: Vec<f64> = (0..11).map(|j| (j as f64 * 0.7).sin()).collect();
+        let mut dst = vec![f64::NAN; 3 * 11 + 2];
+        outer_into(&d, &a, &mut dst);
+        for k in 0..3 {
+            for j in 0..11 {
+                assert_eq!(dst[k * 11 + j].to_bits(), (d[k] * a[j]).to_bits());
+            }
+        }
+        assert!(dst[33].is_nan() && dst[34].is_nan());
+        outer_into(&d, &[], &mut dst);
+    }
+
+    #[test]
+    fn first_non_finite_finds_the_first_nan_or_infinity_in_any_block() {
+        let mut x: Vec<f64> = (0..1000).map(|i| (i as f64 - 500.0) * 1e300).collect();
+        assert_eq!(first_non_finite(&x), None);
+        assert_eq!(first_non_finite(&[]), None);
+        for (i, bad) in [
+            (0, f64::NAN),
+            (255, f64::INFINITY),
+            (256, f64::NEG_INFINITY),
+            (999, f64::NAN),
+        ] {
+            let keep = x[i];
+            x[i] = bad;
+            x[(i + 300) % 1000] = f64::NAN;
+            assert_eq!(first_non_finite(&x), Some(i.min((i + 300) % 1000)), "{i}");
+            x[i] = keep;
+            x[(i + 300) % 1000] = 0.0;
+        }
     }
 
     #[test]
@@ -146,6 +262,7 @@ mod tests {
         for (x, o) in xs.iter().zip(&out) {
             assert_eq!(o.to_bits(), tanh(*x).to_bits(), "x = {x}");
         }
+        assert_eq!(tanh_vec(&xs), out);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The tape: a graph of tensor operations recorded in evaluation order, differentiated in reverse.
 use crate::dual::{
-    add_opt, add_row_tangent, difference_tangent, elementwise_product_tangent, log_softmax_tangent,
-    product_tangent, scalar_product_tangent, sum_tangent, Dual,
+    add_opt, add_row_tangent, difference_tangent, elementwise_product_tangent, linear_tangent,
+    log_softmax_tangent, product_tangent, scalar_product_tangent, sum_tangent, Dual,
 };
 use crate::error::{AdError, Result};
 use crate::tensor::unary_backward_tangent;
@@ -22,6 +22,12 @@ enum Op {
         ta: bool,
         b: usize,
         tb: bool,
+    },
+    /// `x Wᵀ + 1 bᵀ` (the bias optional).
+    Linear {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
     },
     AddRow {
         a: usize,
@@ -202,12 +208,34 @@ impl<T: Tensor> Graph<T> {
     }
 
     /// PyTorch's `nn.Linear`: `x Wᵀ + b` with `W` of shape `[out, in]` and `b` of shape `[1, out]`.
+    /// One tape node ([`Tensor::linear`] writes the bias into the product's output buffer).
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
-        let z = self.matmul_t(x, false, w, true)?;
-        match b {
-            Some(b) => self.add_row(z, b),
-            None => Ok(z),
+        let ((xr, xc), (wr, wc)) = (self.shape(x), self.shape(w));
+        if xc != wc {
+            return Err(shape_err(
+                "linear",
+                format!("input {xr}×{xc} · weight [out, in] = {wr}×{wc}"),
+            ));
         }
+        if let Some(b) = b {
+            let (br, bc) = self.shape(b);
+            if (br, bc) != (1, wr) {
+                return Err(shape_err(
+                    "linear",
+                    format!("bias of shape {br}×{bc} for {wr} outputs"),
+                ));
+            }
+        }
+        let value = T::linear(self.value(x), self.value(w), b.map(|b| self.value(b)));
+        let op = Op::Linear {
+            x: x.0,
+            w: w.0,
+            b: b.map(|b| b.0),
+        };
+        Ok(match b {
+            Some(b) => self.push(value, None, op, &[x.0, w.0, b.0]),
+            None => self.push(value, None, op, &[x.0, w.0]),
+        })
     }
 
     /// `a + 1 bᵀ` for a `1 × c` row `b` (bias add).
@@ -480,18 +508,25 @@ impl<T: Tensor> Graph<T> {
                 T::matmul(x, tx, y, ty)
             }
         };
+        // C = op(A) op(B): the cotangents are products of gy with the other factor (cot_a, cot_b).
+        let product = |grads: &mut [Option<T>], a: usize, ta: bool, b: usize, tb: bool| {
+            if self.wants(a) {
+                let ga = cot_a(|x, tx, y, ty| mm(a, x, tx, y, ty), gy_ref, val(b), ta, tb);
+                self.accumulate(grads, a, ga);
+            }
+            if self.wants(b) {
+                let gb = cot_b(|x, tx, y, ty| mm(b, x, tx, y, ty), gy_ref, val(a), ta, tb);
+                self.accumulate(grads, b, gb);
+            }
+        };
         match &node.op {
             Op::Leaf | Op::Constant => {}
-            &Op::MatMul { a, ta, b, tb } => {
-                // C = op(A) op(B): the cotangents are products of gy with the other factor (cot_a, cot_b).
-                if self.wants(a) {
-                    let ga = cot_a(|x, tx, y, ty| mm(a, x, tx, y, ty), gy_ref, val(b), ta, tb);
-                    self.accumulate(grads, a, ga);
+            &Op::MatMul { a, ta, b, tb } => product(grads, a, ta, b, tb),
+            &Op::Linear { x, w, b } => {
+                if let Some(b) = b.filter(|&b| self.wants(b)) {
+                    self.accumulate(grads, b, gy_ref.sum_rows());
                 }
-                if self.wants(b) {
-                    let gb = cot_b(|x, tx, y, ty| mm(b, x, tx, y, ty), gy_ref, val(a), ta, tb);
-                    self.accumulate(grads, b, gb);
-                }
+                product(grads, x, false, w, true);
             }
             &Op::AddRow { a, b } => {
                 if self.wants(b) {
@@ -519,7 +554,7 @@ impl<T: Tensor> Graph<T> {
             }
             &Op::Affine { a, alpha } => self.accumulate(grads, a, gy_ref.affine(alpha, 0.0)),
             &Op::Unary { a, f } => {
-                let g = T::unary_backward(f, val(a), &node.value, gy_ref);
+                let g = T::unary_backward_owned(f, val(a), &node.value, gy);
                 self.accumulate(grads, a, g);
             }
             &Op::SumRows { a } | &Op::SumCols { a } | &Op::SumAll { a } => {
@@ -602,6 +637,7 @@ impl Graph<Dual<Mat>> {
                 }
                 Op::Constant => (None, None),
                 &Op::MatMul { a, ta, b, tb } => (product_tangent(p(a), t(a), ta, p(b), t(b), tb), None),
+                &Op::Linear { x, w, b } => (linear_tangent(p(x), t(x), p(w), t(w), b.and_then(t)), None),
                 &Op::AddRow { a, b } => {
                     let (r, c) = p(a).dim();
                     (add_row_tangent(t(a), t(b), r, c), None)
@@ -668,23 +704,31 @@ impl Graph<Dual<Mat>> {
             let p = |j: usize| &self.nodes[j].value.p;
             let t = |j: usize| self.nodes[j].value.t.as_ref();
             let wants = |j: usize| self.nodes[j].needs_grad;
+            // C = op(A) op(B): ġ_A = cot_a(ġ, B) + cot_a(g, Ḃ), and likewise for B.
+            let product = |gt: &mut [Option<Mat>], a: usize, ta: bool, b: usize, tb: bool| {
+                if wants(a) {
+                    let v = add_opt(
+                        dg.map(|d| cot_a(Mat::matmul, d, p(b), ta, tb)),
+                        t(b).map(|bt| cot_a(Mat::matmul, g, bt, ta, tb)),
+                    );
+                    add(gt, a, v);
+                }
+                if wants(b) {
+                    let v = add_opt(
+                        dg.map(|d| cot_b(Mat::matmul, d, p(a), ta, tb)),
+                        t(a).map(|at| cot_b(Mat::matmul, g, at, ta, tb)),
+                    );
+                    add(gt, b, v);
+                }
+            };
             match &node.op {
                 Op::Leaf | Op::Constant => {}
-                &Op::MatMul { a, ta, b, tb } => {
-                    if wants(a) {
-                        let v = add_opt(
-                            dg.map(|d| cot_a(Mat::matmul, d, p(b), ta, tb)),
-                            t(b).map(|bt| cot_a(Mat::matmul, g, bt, ta, tb)),
-                        );
-                        add(&mut gt, a, v);
+                &Op::MatMul { a, ta, b, tb } => product(&mut gt, a, ta, b, tb),
+                &Op::Linear { x, w, b } => {
+                    if let Some(b) = b.filter(|&b| wants(b)) {
+                        add(&mut gt, b, dg.map(Mat::sum_rows));
                     }
-                    if wants(b) {
-                        let v = add_opt(
-                            dg.map(|d| cot_b(Mat::matmul, d, p(a), ta, tb)),
-                            t(a).map(|at| cot_b(Mat::matmul, g, at, ta, tb)),
-                        );
-                        add(&mut gt, b, v);
-                    }
+                    product(&mut gt, x, false, w, true);
                 }
                 &Op::AddRow { a, b } => {
                     if wants(b) {

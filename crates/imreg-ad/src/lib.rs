@@ -23,6 +23,7 @@ pub use check::{check_grads, CheckGradsOptions, CheckGradsReport, Differentiable
 pub use checks::checks;
 pub use dual::Dual;
 pub use error::{AdError, Result};
+pub use fastmath::first_non_finite;
 pub use graph::{Graph, Unary, Var};
 pub use nn::Dense;
 pub use program::{

@@ -18,13 +18,7 @@ impl Dense {
     pub fn leaf_shapes(&self) -> Vec<(usize, usize)> {
         self.widths
             .windows(2)
-            .flat_map(|w| {
-                let mut v = vec![(w[1], w[0])];
-                if self.bias {
-                    v.push((1, w[1]));
-                }
-                v
-            })
+            .flat_map(|w| std::iter::once((w[1], w[0])).chain(self.bias.then_some((1, w[1]))))
             .collect()
     }
 

@@ -75,8 +75,21 @@ pub fn flatten(ms: &[Mat]) -> Vec<f64> {
     out
 }
 
+/// `x` has the total length of `shapes`.
+fn check_len(what: &'static str, shapes: &[(usize, usize)], x: &[f64]) -> Result<()> {
+    let expected = shapes.iter().map(|(r, c)| r * c).sum();
+    if x.len() != expected {
+        return Err(AdError::Length {
+            what,
+            expected,
+            got: x.len(),
+        });
+    }
+    Ok(())
+}
+
 fn check_finite(what: &'static str, x: &[f64]) -> Result<()> {
-    match x.iter().position(|v| !v.is_finite()) {
+    match crate::fastmath::first_non_finite(x) {
         Some(index) => Err(AdError::NonFinite {
             what,
             index,
@@ -146,39 +159,43 @@ pub fn grad_into<P: Program + ?Sized>(p: &P, x: &[f64], out: &mut [f64]) -> Resu
     Ok(f)
 }
 
-/// A point `x` — and, for HVPs, a direction `v` — checked (length, finite) and split into leaf matrices once,
-/// so that a family of programs with the same leaves (one per chunk of a batch, say) can be evaluated at it
-/// many times without re-validating or re-splitting the flat vectors.
+/// A point `x` — and, for HVPs, a direction `v` — checked (length, finite) once, so that a family of programs
+/// with the same leaves (one per chunk of a batch, say) can be evaluated at it many times without
+/// re-validating the flat vectors. It borrows them: each evaluation copies `x` (and `v`) straight into its
+/// tape's leaves, the only copy.
 #[derive(Clone, Debug)]
-pub struct Point {
+pub struct Point<'a> {
     shapes: Vec<(usize, usize)>,
-    x: Vec<Mat>,
-    v: Option<Vec<Mat>>,
+    x: &'a [f64],
+    v: Option<&'a [f64]>,
     len: usize,
 }
 
-impl Point {
+impl<'a> Point<'a> {
     /// The point `x` for leaves of the given shapes.
-    pub fn new(shapes: &[(usize, usize)], x: &[f64]) -> Result<Self> {
+    pub fn new(shapes: &[(usize, usize)], x: &'a [f64]) -> Result<Self> {
+        check_len("flat input", shapes, x)?;
         check_finite("input", x)?;
         Ok(Point {
             shapes: shapes.to_vec(),
-            x: unflatten(x, shapes)?,
+            x,
             v: None,
             len: x.len(),
         })
     }
 
     /// The point `x` with the tangent direction `v` (for [`hvp_acc`]).
-    pub fn with_direction(shapes: &[(usize, usize)], x: &[f64], v: &[f64]) -> Result<Self> {
-        check_finite("direction", v)?;
+    pub fn with_direction(shapes: &[(usize, usize)], x: &'a [f64], v: &'a [f64]) -> Result<Self> {
         let mut at = Point::new(shapes, x)?;
-        at.v = Some(unflatten(v, shapes).map_err(|_| AdError::Length {
-            what: "direction",
-            expected: x.len(),
-            got: v.len(),
-        })?);
+        check_len("direction", shapes, v)?;
+        check_finite("direction", v)?;
+        at.v = Some(v);
         Ok(at)
+    }
+
+    /// The leaf matrices of `x`.
+    fn leaves(&self) -> Result<Vec<Mat>> {
+        unflatten(self.x, &self.shapes)
     }
 
     /// Number of scalar inputs.
@@ -246,14 +263,14 @@ fn put_flat<'a>(
 /// `f(x)` at a prepared point.
 pub fn value_at<P: Program + ?Sized>(p: &P, at: &Point) -> Result<f64> {
     at.check(p)?;
-    let (g, out) = record::<P, Mat>(p, at.x.clone())?;
+    let (g, out) = record::<P, Mat>(p, at.leaves()?)?;
     Ok(g.value(out)[(0, 0)])
 }
 
 /// `f(x)` and the leaf gradients by reverse mode at a prepared point.
 fn grad_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<(f64, Vec<Mat>)> {
     at.check(p)?;
-    let (g, y) = record::<P, Mat>(p, at.x.clone())?;
+    let (g, y) = record::<P, Mat>(p, at.leaves()?)?;
     Ok((g.value(y)[(0, 0)], g.backward(y)?))
 }
 
@@ -269,18 +286,13 @@ pub fn grad_acc<P: Program + ?Sized>(p: &P, at: &Point, acc: &mut [f64]) -> Resu
 /// (`None` for an exactly zero block).
 fn hvp_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Vec<Option<Mat>>> {
     at.check(p)?;
-    let Some(vs) = &at.v else {
+    let Some(v) = at.v else {
         return Err(AdError::Invalid {
             what: "point",
             reason: "an HVP needs a point with a direction (Point::with_direction)".into(),
         });
     };
-    let leaves =
-        at.x.iter()
-            .zip(vs)
-            .map(|(x, v)| Dual::new(x.clone(), Some(v.clone())))
-            .collect();
-    let (g, y) = record(p, leaves)?;
+    let (g, y) = record(p, duals(at.x, Some(v), &at.shapes)?)?;
     Ok(g.backward_tangents(y)?.into_iter().map(|d| d.t).collect())
 }
 
@@ -310,8 +322,7 @@ pub struct Linearized {
 /// Records `p` at the prepared point `at` for repeated HVPs (see [`Linearized`]).
 pub fn linearize<P: Program + ?Sized>(p: &P, at: &Point) -> Result<Linearized> {
     at.check(p)?;
-    let leaves = at.x.iter().map(|x| Dual::new(x.clone(), None)).collect();
-    let (graph, out) = record(p, leaves)?;
+    let (graph, out) = record(p, duals(at.x, None, &at.shapes)?)?;
     let cotangents = graph
         .cotangents(out)?
         .into_iter()

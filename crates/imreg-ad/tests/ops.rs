@@ -8,6 +8,8 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Clone, Copy, Debug)]
 enum OpCase {
     MatMul(bool, bool),
+    /// `x Wᵀ + 1 bᵀ`, with or without the bias.
+    Linear(bool),
     AddRow,
     Add,
     Sub,
@@ -44,6 +46,8 @@ impl Program for OpCase {
                 let b = if *tb { (2, C) } else { (C, 2) };
                 vec![a, b]
             }
+            OpCase::Linear(true) => vec![(N, C), (2, C), (1, 2)],
+            OpCase::Linear(false) => vec![(N, C), (2, C)],
             OpCase::AddRow => vec![(N, C), (1, C)],
             OpCase::Add | OpCase::Sub | OpCase::Mul => vec![(N, C), (N, C)],
             OpCase::MulScalar => vec![(N, C), (1, 1)],
@@ -56,6 +60,7 @@ impl Program for OpCase {
         let target = imreg_ad::Mat::from_shape_fn((N, C), |(i, j)| 0.3 * i as f64 - 0.2 * j as f64);
         let y = match self {
             OpCase::MatMul(ta, tb) => g.matmul_t(l[0], *ta, l[1], *tb)?,
+            OpCase::Linear(bias) => g.linear(l[0], l[1], bias.then(|| l[2]))?,
             OpCase::AddRow => g.add_row(l[0], l[1])?,
             OpCase::Add => g.add(l[0], l[1])?,
             OpCase::Sub => g.sub(l[0], l[1])?,
@@ -110,6 +115,8 @@ fn all_cases() -> Vec<OpCase> {
         MatMul(false, true),
         MatMul(true, false),
         MatMul(true, true),
+        Linear(true),
+        Linear(false),
         AddRow,
         Add,
         Sub,
@@ -192,6 +199,17 @@ fn values_match_direct_formulas() {
     let ss: f64 = x.iter().map(|z| z * z).sum::<f64>() / N as f64;
     assert!((g.value(h)[(0, 0)] - 0.5 * ss).abs() < 1e-15);
     assert!((g.value(f)[(0, 0)] - ss).abs() < 1e-15);
+    // nn.Linear: x Wᵀ + 1 bᵀ entry by entry, and typed errors for mismatched weight or bias shapes
+    let w = imreg_ad::Mat::from_shape_fn((2, C), |(i, j)| 0.5 - 0.3 * i as f64 + 0.1 * j as f64);
+    let b = imreg_ad::Mat::from_shape_vec((1, 2), vec![0.25, -1.5]).unwrap();
+    let (wv, bv) = (g.leaf(w.clone()), g.leaf(b.clone()));
+    let lin = g.linear(v, wv, Some(bv)).unwrap();
+    for ((i, o), got) in g.value(lin).indexed_iter() {
+        let want = b[(0, o)] + (0..C).map(|j| a[(i, j)] * w[(o, j)]).sum::<f64>();
+        assert!((got - want).abs() < 1e-15, "({i}, {o}): {got} vs {want}");
+    }
+    assert!(g.linear(v, bv, None).is_err());
+    assert!(g.linear(v, wv, Some(wv)).is_err());
     // GELU(1) = Φ(1)
     let one = g.constant(imreg_ad::Mat::from_elem((1, 1), 1.0));
     let ge = g.gelu(one);

@@ -163,11 +163,11 @@ pub fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
 
 /// Errors on the first NaN or infinity in `v`.
 pub fn check_finite(what: &str, v: &[f64]) -> Result<()> {
-    if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+    if let Some(index) = imreg_ad::first_non_finite(v) {
         return Err(ObjectiveError::NonFinite {
             what: what.to_string(),
             index,
-            value,
+            value: v[index],
         });
     }
     Ok(())

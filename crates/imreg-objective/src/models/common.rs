@@ -72,7 +72,8 @@ where
 
 /// [`chunked_sum`] writing `scale · acc` into `out` (its length is `dim`) and returning `scale · s`. The
 /// reduction of the chunk partials (in chunk order) and the scaling are one pass over `out`, parallel over
-/// coordinate blocks (elementwise, so deterministic at any thread count).
+/// coordinate blocks (elementwise, so deterministic at any thread count). If `f` fails, the error is returned
+/// and `out` may hold a partial sum.
 pub(crate) fn chunked_sum_into<F>(
     batch: Batch<'_>,
     n: usize,
@@ -94,11 +95,18 @@ where
         Ok((s, acc))
     };
     let chunks = len.div_ceil(chunk);
-    let parts: Vec<(f64, Vec<f64>)> = if chunks <= 1 {
-        vec![run(0)?]
-    } else {
-        (0..chunks).into_par_iter().map(run).collect::<Result<_>>()?
-    };
+    if chunks <= 1 {
+        // One chunk: accumulate straight into `out` (the same sums as a partial copied over), then scale.
+        let ix = batch.slice(0, len);
+        let mut s = 0.0;
+        out.fill(0.0);
+        f(0, &ix, &mut s, out)?;
+        if scale != 1.0 {
+            out.iter_mut().for_each(|o| *o *= scale);
+        }
+        return Ok(scale * s);
+    }
+    let parts: Vec<(f64, Vec<f64>)> = (0..chunks).into_par_iter().map(run).collect::<Result<_>>()?;
     const BLOCK: usize = 1 << 14;
     let reduce = |(b, ob): (usize, &mut [f64])| {
         let r = b * BLOCK..b * BLOCK + ob.len();

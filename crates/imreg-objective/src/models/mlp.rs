@@ -80,7 +80,8 @@ impl MlpSpec {
 
     /// Number of parameters.
     pub fn n_params(&self) -> usize {
-        self.leaf_shapes().iter().map(|(r, c)| r * c).sum()
+        let bias = usize::from(self.bias);
+        self.widths.windows(2).map(|w| (w[0] + bias) * w[1]).sum()
     }
 }
 
@@ -356,7 +357,7 @@ impl Mlp {
     }
 
     /// `θ` (and a direction) split into the leaf matrices once per call, shared by every chunk.
-    fn point(&self, theta: &[f64], v: Option<&[f64]>) -> Result<imreg_ad::Point> {
+    fn point<'t>(&self, theta: &'t [f64], v: Option<&'t [f64]>) -> Result<imreg_ad::Point<'t>> {
         // Lengths first, so bad input surfaces as the objective's typed errors; `Point` checks finiteness.
         crate::objective::check_len("theta", theta, self.dim())?;
         if let Some(v) = v {
@@ -558,19 +559,16 @@ impl Objective for Mlp {
                     .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
                 let mut off = 0;
                 for (k, &(o, i)) in layers.iter().enumerate() {
-                    let d = deltas[k].row(r);
-                    let a = g.value(inputs[k]).row(r);
-                    for oo in 0..o {
-                        let dv = d[oo];
-                        let dst = &mut row[off + oo * i..off + (oo + 1) * i];
-                        dst.iter_mut().zip(a.iter()).for_each(|(w, &av)| *w = dv * av);
-                    }
+                    // Tape values are row-major, so their rows are slices.
+                    let (Some(d), Some(a)) =
+                        (deltas[k].row(r).to_slice(), g.value(inputs[k]).row(r).to_slice())
+                    else {
+                        return Err(ObjectiveError::invalid("tape value", "not row-major"));
+                    };
+                    imreg_ad::fastmath::outer_into(d, a, &mut row[off..off + o * i]);
                     off += o * i;
                     if self.spec.bias {
-                        row[off..off + o]
-                            .iter_mut()
-                            .zip(d.iter())
-                            .for_each(|(w, &dv)| *w = dv);
+                        row[off..off + o].copy_from_slice(d);
                         off += o;
                     }
                 }
