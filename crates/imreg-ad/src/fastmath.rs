@@ -74,11 +74,17 @@ pub fn first_non_finite(x: &[f64]) -> Option<usize> {
     const BLOCK: usize = 256;
     const LANES: usize = 8;
     x.chunks(BLOCK).enumerate().find_map(|(b, xs)| {
-        let mut lanes = [0.0; LANES];
-        let body = xs.chunks_exact(LANES);
-        let tail = body.remainder().iter().fold(0.0, |s, &v| s + v * 0.0);
-        body.for_each(|c| lanes.iter_mut().zip(c).for_each(|(s, &v)| *s += v * 0.0));
-        if lanes.iter().sum::<f64>() + tail == 0.0 {
+        let screen = vectorized(
+            #[inline(always)]
+            || {
+                let mut lanes = [0.0; LANES];
+                let body = xs.chunks_exact(LANES);
+                let tail = body.remainder().iter().fold(0.0, |s, &v| s + v * 0.0);
+                body.for_each(|c| lanes.iter_mut().zip(c).for_each(|(s, &v)| *s += v * 0.0));
+                lanes.iter().sum::<f64>() + tail
+            },
+        );
+        if screen == 0.0 {
             None
         } else {
             xs.iter().position(|v| !v.is_finite()).map(|i| b * BLOCK + i)
@@ -86,10 +92,7 @@ pub fn first_non_finite(x: &[f64]) -> Option<usize> {
     })
 }
 
-/// `tanh` over a slice. Dispatches at run time to copies of the same loop compiled for AVX-512 or AVX2 (each
-/// with FMA), so it vectorizes on any recent x86-64. Rust never contracts `a*b + c` on its own and `mul_add`
-/// is the correctly rounded fused operation everywhere (a software `fma` on CPUs without it, slow but equal),
-/// so every path computes the same IEEE operations and returns bitwise-identical results.
+/// `tanh` over a slice, [`vectorized`]: bitwise the same results as [`tanh`] on every path.
 pub fn tanh_slice(xs: &[f64], out: &mut [f64]) {
     // SAFETY: `f64` and `MaybeUninit<f64>` have the same layout, and `tanh_into` only writes initialized values.
     tanh_into(xs, unsafe {
@@ -108,82 +111,65 @@ pub fn tanh_vec(xs: &[f64]) -> Vec<f64> {
 
 /// Writes `tanh` of the first `min(xs.len(), out.len())` entries.
 fn tanh_into(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
+    vectorized(
+        #[inline(always)]
+        || {
+            for (o, &x) in out.iter_mut().zip(xs) {
+                o.write(tanh(x));
+            }
+        },
+    )
+}
+
+/// Runs `f` compiled for AVX-512 or AVX2 (each with FMA) when the CPU has them, chosen at run time, so that
+/// the loops inside vectorize 8 or 4 wide on any recent x86-64 while the crate itself is built for the
+/// baseline (2 wide). Every path performs the same IEEE operations — Rust never contracts `a*b + c` on its
+/// own, and `mul_add` is the correctly rounded fused operation everywhere (a software `fma` on CPUs without
+/// it, slow but equal) — so results are bitwise identical on every path. `f` should be `#[inline(always)]`
+/// (closures are inlined into the feature-enabled copy, which is what compiles them for it).
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX-512F and FMA (checked just above).
-            unsafe { tanh_slice_avx512(xs, out) };
-            return;
+            return unsafe { with_avx512(f) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { tanh_slice_avx2(xs, out) };
-            return;
+            return unsafe { with_avx2(f) };
         }
     }
-    tanh_slice_portable(xs, out);
-}
-
-#[inline(always)]
-fn tanh_slice_portable(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
-    for (o, &x) in out.iter_mut().zip(xs) {
-        o.write(tanh(x));
-    }
+    f()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn tanh_slice_avx512(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
-    tanh_slice_portable(xs, out);
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tanh_slice_avx2(xs: &[f64], out: &mut [MaybeUninit<f64>]) {
-    tanh_slice_portable(xs, out);
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// The outer product `d aᵀ` written row-major into `dst` (`dst[k·|a| + j] = d[k] a[j]`, for the first
-/// `min(|d|, |dst|/|a|)` rows): a dense layer's weight gradient for one example. Dispatched like
-/// [`tanh_slice`] (the same products on every path): the per-example gradients of an MLP are these stores,
-/// and the 8-wide ones were ~20% faster than the baseline 2-wide ones.
+/// `min(|d|, |dst|/|a|)` rows): a dense layer's weight gradient for one example, [`vectorized`] (the
+/// per-example gradients of an MLP are these stores).
 pub fn outer_into(d: &[f64], a: &[f64], dst: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { outer_avx512(d, a, dst) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { outer_avx2(d, a, dst) };
-            return;
-        }
-    }
-    outer_portable(d, a, dst);
-}
-
-#[inline(always)]
-fn outer_portable(d: &[f64], a: &[f64], dst: &mut [f64]) {
     if a.is_empty() {
         return;
     }
-    for (row, &dk) in dst.chunks_exact_mut(a.len()).zip(d) {
-        row.iter_mut().zip(a).for_each(|(w, &aj)| *w = dk * aj);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn outer_avx512(d: &[f64], a: &[f64], dst: &mut [f64]) {
-    outer_portable(d, a, dst);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn outer_avx2(d: &[f64], a: &[f64], dst: &mut [f64]) {
-    outer_portable(d, a, dst);
+    vectorized(
+        #[inline(always)]
+        || {
+            for (row, &dk) in dst.chunks_exact_mut(a.len()).zip(d) {
+                row.iter_mut().zip(a).for_each(|(w, &aj)| *w = dk * aj);
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -250,7 +250,10 @@ fn put_flat<'a>(
             // Row-major blocks (all of the tape's) as slices, which vectorize; ndarray's element iterator
             // did not (it was 5% of a tiny MLP's gradient).
             match (m.as_slice(), add) {
-                (Some(src), true) => dst.iter_mut().zip(src).for_each(|(o, &v)| *o += v),
+                (Some(src), true) => crate::fastmath::vectorized(
+                    #[inline(always)]
+                    || dst.iter_mut().zip(src).for_each(|(o, &v)| *o += v),
+                ),
                 (Some(src), false) => dst.copy_from_slice(src),
                 (None, true) => dst.iter_mut().zip(m.iter()).for_each(|(o, &v)| *o += v),
                 (None, false) => dst.iter_mut().zip(m.iter()).for_each(|(o, &v)| *o = v),

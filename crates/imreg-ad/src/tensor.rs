@@ -10,6 +10,7 @@
 //! (`tanh' = 1 − tanh²`, `softplus' = sigmoid`, `erf' = (2/√π) e^{−x²}`, …), which is what makes the
 //! recursion to any order work.
 use crate::dual::Dual;
+use crate::fastmath::vectorized;
 use ndarray::{Array2, Axis, Zip};
 use std::borrow::Cow;
 
@@ -171,19 +172,23 @@ pub fn generic_unary_backward<T: Tensor>(f: Unary, x: &T, y: &T, gy: &T) -> T {
 }
 
 // Outputs are collected without zero-filling first: at small sizes the memset of fresh buffers was a fifth of
-// an HVP's instructions. Row-major operands (every tape value) go through plain slices, which the compiler
-// vectorizes (ndarray's `Zip` collection was 9% of a tiny MLP's gradient, the slice loops half that). Other
-// layouts fall back to `Zip`.
+// an HVP's instructions. Row-major operands (every tape value) go through plain slices in loops compiled for
+// the CPU's vector width (`vectorized`; ndarray's `Zip` collection was 9% of a tiny MLP's gradient, the
+// slice loops half that). Other layouts fall back to `Zip`.
 fn map3(a: &Mat, b: &Mat, c: &Mat, f: impl Fn(f64, f64, f64) -> f64 + Sync + Send) -> Mat {
     debug_assert!(a.dim() == b.dim() && a.dim() == c.dim());
     match (a.as_slice(), b.as_slice(), c.as_slice()) {
         (Some(xa), Some(xb), Some(xc)) => {
-            let out = xa
-                .iter()
-                .zip(xb)
-                .zip(xc)
-                .map(|((&x, &y), &z)| f(x, y, z))
-                .collect();
+            let out = vectorized(
+                #[inline(always)]
+                || {
+                    xa.iter()
+                        .zip(xb)
+                        .zip(xc)
+                        .map(|((&x, &y), &z)| f(x, y, z))
+                        .collect()
+                },
+            );
             Mat::from_shape_vec(a.dim(), out).expect("same length")
         }
         _ => Zip::from(a).and(b).and(c).map_collect(|&x, &y, &z| f(x, y, z)),
@@ -194,12 +199,16 @@ fn map4(a: &Mat, b: &Mat, c: &Mat, d: &Mat, f: impl Fn(f64, f64, f64, f64) -> f6
     debug_assert!(a.dim() == b.dim() && a.dim() == c.dim() && a.dim() == d.dim());
     match (a.as_slice(), b.as_slice(), c.as_slice(), d.as_slice()) {
         (Some(xa), Some(xb), Some(xc), Some(xd)) => {
-            let out = xa
-                .iter()
-                .zip(xb)
-                .zip(xc.iter().zip(xd))
-                .map(|((&w, &x), (&y, &z))| f(w, x, y, z))
-                .collect();
+            let out = vectorized(
+                #[inline(always)]
+                || {
+                    xa.iter()
+                        .zip(xb)
+                        .zip(xc.iter().zip(xd))
+                        .map(|((&w, &x), (&y, &z))| f(w, x, y, z))
+                        .collect()
+                },
+            );
             Mat::from_shape_vec(a.dim(), out).expect("same length")
         }
         _ => Zip::from(a)
@@ -212,7 +221,13 @@ fn map4(a: &Mat, b: &Mat, c: &Mat, d: &Mat, f: impl Fn(f64, f64, f64, f64) -> f6
 
 fn map(a: &Mat, f: impl Fn(f64) -> f64 + Sync + Send) -> Mat {
     match a.as_slice() {
-        Some(xa) => Mat::from_shape_vec(a.dim(), xa.iter().map(|&x| f(x)).collect()).expect("same length"),
+        Some(xa) => {
+            let out = vectorized(
+                #[inline(always)]
+                || xa.iter().map(|&x| f(x)).collect(),
+            );
+            Mat::from_shape_vec(a.dim(), out).expect("same length")
+        }
         None => a.mapv(f),
     }
 }
@@ -221,7 +236,10 @@ fn zip(a: &Mat, b: &Mat, f: impl Fn(f64, f64) -> f64 + Sync + Send) -> Mat {
     debug_assert_eq!(a.dim(), b.dim());
     match (a.as_slice(), b.as_slice()) {
         (Some(xa), Some(xb)) => {
-            let out = xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect();
+            let out = vectorized(
+                #[inline(always)]
+                || xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect(),
+            );
             Mat::from_shape_vec(a.dim(), out).expect("same length")
         }
         _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
@@ -233,7 +251,10 @@ fn backward_pass(u: &Mat, g: Cow<'_, Mat>, k: impl Fn(f64, f64) -> f64 + Sync + 
     match g {
         Cow::Owned(mut g) => {
             if let (Some(us), Some(gs)) = (u.as_slice(), g.as_slice_mut()) {
-                gs.iter_mut().zip(us).for_each(|(g, &u)| *g = k(u, *g));
+                vectorized(
+                    #[inline(always)]
+                    || gs.iter_mut().zip(us).for_each(|(g, &u)| *g = k(u, *g)),
+                );
                 g
             } else {
                 zip(u, &g, k)
@@ -386,9 +407,14 @@ impl Tensor for Mat {
         match (self.as_slice(), b.as_slice()) {
             (Some(xs), Some(row)) if self.ncols() > 0 => {
                 let mut out = xs.to_vec();
-                for o in out.chunks_exact_mut(row.len()) {
-                    o.iter_mut().zip(row).for_each(|(o, &r)| *o += r);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for o in out.chunks_exact_mut(row.len()) {
+                            o.iter_mut().zip(row).for_each(|(o, &r)| *o += r);
+                        }
+                    },
+                );
                 Mat::from_shape_vec(self.dim(), out).expect("same length")
             }
             _ => self + &b.row(0),
@@ -403,23 +429,26 @@ impl Tensor for Mat {
         let mut out = Mat::zeros((1, c));
         let acc = out.as_slice_mut().expect("a new row is contiguous");
         match self.as_slice() {
-            Some(xs) if c > 0 => {
-                let mut j = 0;
-                while j + BLOCK <= c {
-                    let mut block = [0.0; BLOCK];
-                    for row in xs.chunks_exact(c) {
-                        block
-                            .iter_mut()
-                            .zip(&row[j..j + BLOCK])
-                            .for_each(|(a, &v)| *a += v);
+            Some(xs) if c > 0 => vectorized(
+                #[inline(always)]
+                || {
+                    let mut j = 0;
+                    while j + BLOCK <= c {
+                        let mut block = [0.0; BLOCK];
+                        for row in xs.chunks_exact(c) {
+                            block
+                                .iter_mut()
+                                .zip(&row[j..j + BLOCK])
+                                .for_each(|(a, &v)| *a += v);
+                        }
+                        acc[j..j + BLOCK].copy_from_slice(&block);
+                        j += BLOCK;
                     }
-                    acc[j..j + BLOCK].copy_from_slice(&block);
-                    j += BLOCK;
-                }
-                for (k, a) in acc.iter_mut().enumerate().skip(j) {
-                    *a = xs[k..].iter().step_by(c).fold(0.0, |s, &v| s + v);
-                }
-            }
+                    for (k, a) in acc.iter_mut().enumerate().skip(j) {
+                        *a = xs[k..].iter().step_by(c).fold(0.0, |s, &v| s + v);
+                    }
+                },
+            ),
             _ => {
                 for row in self.rows() {
                     acc.iter_mut().zip(row.iter()).for_each(|(a, &v)| *a += v);
