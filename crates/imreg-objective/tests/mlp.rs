@@ -121,6 +121,22 @@ fn hvp_equals_dense_hessian_times_v_for_every_loss_and_activation() {
 }
 
 #[test]
+fn parameter_count_matches_the_pytorch_layout_with_and_without_biases() {
+    for bias in [true, false] {
+        let (x, y, _) = data(7, 3, 2, 5);
+        let sp = MlpSpec {
+            bias,
+            ..spec(vec![3, 4, 6, 2], Activation::Tanh, LossKind::Mse { half: true })
+        };
+        let m = Mlp::regression(sp, x, y).unwrap();
+        let from_shapes: usize = m.param_shapes().iter().map(|s| s.iter().product::<usize>()).sum();
+        assert_eq!(m.dim(), from_shapes, "bias = {bias}");
+        assert_eq!(m.init_params(1, 1.0).len(), m.dim());
+        assert!(m.loss(&m.init_params(1, 1.0), Batch::Full).is_ok());
+    }
+}
+
+#[test]
 fn identity_mlp_equals_the_hand_derived_deep_linear_net() {
     let (x, y, _) = data(7, 3, 2, 5);
     let m = Mlp::regression(
