@@ -45,14 +45,7 @@ pub trait Program: Sync {
 
 /// Splits a flat vector into matrices of the given shapes (row-major).
 pub fn unflatten(x: &[f64], shapes: &[(usize, usize)]) -> Result<Vec<Mat>> {
-    let total: usize = shapes.iter().map(|(r, c)| r * c).sum();
-    if x.len() != total {
-        return Err(AdError::Length {
-            what: "flat input",
-            expected: total,
-            got: x.len(),
-        });
-    }
+    check_len("flat input", shapes, x)?;
     let mut out = Vec::with_capacity(shapes.len());
     let mut off = 0;
     for &(r, c) in shapes {
