@@ -298,12 +298,15 @@ pub fn erf(x: f64) -> f64 {
         let mut term = ax;
         let mut sum = ax;
         let mut n = 0.0;
-        loop {
+        // `<=`, not `<`: at x = 0 (and for subnormal x, where the bound underflows) every term is 0 and the
+        // strict test never held, so erf(0) — hence GELU at 0 — did not return. The cap is far above the
+        // ~40 terms that |x| < 2.5 needs.
+        while n < 200.0 {
             n += 1.0;
             term *= -x2 / n;
             let add = term / (2.0 * n + 1.0);
             sum += add;
-            if add.abs() < 1e-17 * sum.abs() {
+            if add.abs() <= 1e-17 * sum.abs() {
                 break;
             }
         }
@@ -632,6 +635,48 @@ mod tests {
             let col_major = a.t().as_standard_layout().into_owned().reversed_axes();
             assert!(col_major.as_slice().is_none() || c <= 1);
             assert_eq!(bits(&col_major.sum_rows()), want, "width {c}, column-major");
+        }
+    }
+
+    #[test]
+    fn the_in_place_backward_pass_equals_the_allocating_one_bitwise() {
+        let x = Mat::from_shape_fn((7, 9), |(i, j)| ((i * 9 + j) as f64 * 0.61).sin() * 3.0);
+        let g = Mat::from_shape_fn((7, 9), |(i, j)| ((i + 2 * j) as f64 * 0.37).cos());
+        let bits = |m: &Mat| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for f in [
+            Unary::Tanh,
+            Unary::Relu,
+            Unary::Sigmoid,
+            Unary::Softplus,
+            Unary::Exp,
+            Unary::Square,
+            Unary::Identity,
+            Unary::Gelu,
+        ] {
+            let y = x.unary(f);
+            let want = Mat::unary_backward(f, &x, &y, &g);
+            let got = Mat::unary_backward_owned(f, &x, &y, g.clone());
+            assert_eq!(bits(&got), bits(&want), "{f:?}");
+            // and each entry is g·f'(x) computed on scalars
+            if f == Unary::Tanh {
+                for ((&gi, &yi), &w) in g.iter().zip(y.iter()).zip(want.iter()) {
+                    assert_eq!(w.to_bits(), (gi * (1.0 - yi * yi)).to_bits());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn erf_returns_at_zero_and_at_subnormal_arguments() {
+        assert_eq!(erf(0.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(erf(-0.0).to_bits(), (-0.0f64).to_bits());
+        for x in [1e-310, -5e-324, 1e-200] {
+            let want = x * std::f64::consts::FRAC_2_SQRT_PI;
+            assert!(
+                (erf(x) - want).abs() <= 1e-16 * want.abs(),
+                "erf({x:e}) = {:e}",
+                erf(x)
+            );
         }
     }
 
