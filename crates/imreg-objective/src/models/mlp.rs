@@ -356,7 +356,7 @@ impl Mlp {
         })
     }
 
-    /// `θ` (and a direction) split into the leaf matrices once per call, shared by every chunk.
+    /// `θ` (and a direction) checked once per call and shared by every chunk (each chunk copies it into its tape).
     fn point<'t>(&self, theta: &'t [f64], v: Option<&'t [f64]>) -> Result<imreg_ad::Point<'t>> {
         // Lengths first, so bad input surfaces as the objective's typed errors; `Point` checks finiteness.
         crate::objective::check_len("theta", theta, self.dim())?;
