@@ -16,9 +16,14 @@ pub struct Dense {
 impl Dense {
     /// Leaf shapes in parameter order: per layer the weight `(out, in)`, then the bias `(1, out)` if any.
     pub fn leaf_shapes(&self) -> Vec<(usize, usize)> {
-        self.widths
+        Self::leaf_shapes_of(&self.widths, self.bias)
+    }
+
+    /// [`Dense::leaf_shapes`] of the network with these widths, without building it.
+    pub fn leaf_shapes_of(widths: &[usize], bias: bool) -> Vec<(usize, usize)> {
+        widths
             .windows(2)
-            .flat_map(|w| std::iter::once((w[1], w[0])).chain(self.bias.then_some((1, w[1]))))
+            .flat_map(|w| std::iter::once((w[1], w[0])).chain(bias.then_some((1, w[1]))))
             .collect()
     }
 

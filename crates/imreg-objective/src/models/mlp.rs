@@ -75,7 +75,7 @@ impl MlpSpec {
 
     /// The shapes of the autodiff leaves: weight `[out, in]`, then bias `[1, out]` if any, per layer.
     fn leaf_shapes(&self) -> Vec<(usize, usize)> {
-        self.net().leaf_shapes()
+        Dense::leaf_shapes_of(&self.widths, self.bias)
     }
 
     /// Number of parameters.
