@@ -1,4 +1,5 @@
 //! Forward-mode tangents on tensors: `x + ε ẋ` with `ε² = 0`.
+use crate::primitive::Primitive;
 use crate::tensor::{Mat, Tensor, Unary};
 
 /// A tensor with a forward-mode tangent. `t = None` is an exactly zero tangent (no work is spent on it, which
@@ -37,7 +38,7 @@ impl<T: Tensor> Dual<T> {
 }
 
 /// The sum of two optional tangents (`None` is zero).
-pub(crate) fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
+pub fn add_opt<T: Tensor>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.add(&b)),
         (a, None) => a,
@@ -290,6 +291,20 @@ impl<T: Tensor> Tensor for Dual<T> {
             p: self.p.step(),
             t: None,
         }
+    }
+    fn linear_map(&self, f: &dyn Fn(&Mat) -> Mat) -> Self {
+        self.lin(self.p.linear_map(f), |t| t.linear_map(f))
+    }
+    fn apply_primitive<P: Primitive>(prim: &P, inputs: &[&Self]) -> Self {
+        let primals: Vec<&T> = inputs.iter().map(|x| &x.p).collect();
+        let p = T::apply_primitive(prim, &primals);
+        let tangents: Vec<Option<&T>> = inputs.iter().map(|x| x.t.as_ref()).collect();
+        let t = if tangents.iter().any(Option::is_some) {
+            prim.jvp(&primals, &p, &tangents)
+        } else {
+            None
+        };
+        Dual { p, t }
     }
     fn unary(&self, f: Unary) -> Self {
         T::unary_dual(f, self)

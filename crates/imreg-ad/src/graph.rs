@@ -4,6 +4,7 @@ use crate::dual::{
     log_softmax_tangent, product_tangent, scalar_product_tangent, sum_tangent, Dual,
 };
 use crate::error::{AdError, Result};
+use crate::primitive::DynPrimitive;
 use crate::tensor::unary_backward_tangent;
 pub use crate::tensor::Unary;
 use crate::tensor::{Mat, Tensor};
@@ -13,8 +14,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Var(pub(crate) usize);
 
-#[derive(Clone, Debug)]
-enum Op {
+enum Op<T: Tensor> {
     Leaf,
     Constant,
     MatMul {
@@ -83,12 +83,20 @@ enum Op {
         logits: usize,
         onehot: Arc<Mat>,
     },
+    /// A [`Primitive`](crate::Primitive): its rules live in its own `impl`.
+    Custom(Box<Custom<T>>),
 }
 
-struct Node<T> {
+/// A recorded primitive and the nodes it was applied to.
+struct Custom<T: Tensor> {
+    inputs: Vec<usize>,
+    prim: Arc<dyn DynPrimitive<T>>,
+}
+
+struct Node<T: Tensor> {
     value: T,
     aux: Option<T>,
-    op: Op,
+    op: Op<T>,
     needs_grad: bool,
 }
 
@@ -136,7 +144,7 @@ impl<T: Tensor> Graph<T> {
         }
     }
 
-    fn push(&mut self, value: T, aux: Option<T>, op: Op, inputs: &[usize]) -> Var {
+    fn push(&mut self, value: T, aux: Option<T>, op: Op<T>, inputs: &[usize]) -> Var {
         let needs_grad = match op {
             Op::Leaf => true,
             Op::Constant => false,
@@ -149,6 +157,13 @@ impl<T: Tensor> Graph<T> {
             needs_grad,
         });
         Var(self.nodes.len() - 1)
+    }
+
+    /// Records a primitive's node (see [`Graph::apply`]).
+    pub(crate) fn push_custom(&mut self, value: T, prim: Arc<dyn DynPrimitive<T>>, inputs: &[Var]) -> Var {
+        let inputs: Vec<usize> = inputs.iter().map(|v| v.0).collect();
+        let needs = inputs.clone();
+        self.push(value, None, Op::Custom(Box::new(Custom { inputs, prim })), &needs)
     }
 
     /// A differentiable input. Leaves are numbered in creation order; gradients come back in that order.
@@ -595,6 +610,16 @@ impl<T: Tensor> Graph<T> {
                     .affine(1.0 / r as f64, 0.0);
                 self.accumulate(grads, *logits, g);
             }
+            Op::Custom(c) => {
+                let xs: Vec<&T> = c.inputs.iter().map(|&j| val(j)).collect();
+                let wants: Vec<bool> = c.inputs.iter().map(|&j| self.wants(j)).collect();
+                let gs = c.prim.vjp(&xs, &node.value, gy_ref, &wants);
+                for (&j, g) in c.inputs.iter().zip(gs) {
+                    if let Some(g) = g.filter(|_| self.wants(j)) {
+                        self.accumulate(grads, j, g);
+                    }
+                }
+            }
         }
     }
 }
@@ -671,6 +696,16 @@ impl Graph<Dual<Mat>> {
                         .as_ref()
                         .map(|l| l.mul_constant(onehot).sum_all().affine(-1.0 / r, 0.0));
                     (t, Some(lst))
+                }
+                Op::Custom(c) => {
+                    let xs: Vec<&Mat> = c.inputs.iter().map(|&j| p(j)).collect();
+                    let ts: Vec<Option<&Mat>> = c.inputs.iter().map(|&j| t(j)).collect();
+                    let t = if ts.iter().any(Option::is_some) {
+                        c.prim.jvp_plain(&xs, &node.value.p, &ts)
+                    } else {
+                        None
+                    };
+                    (t, None)
                 }
             };
             node.value.t = tangent;
@@ -833,6 +868,16 @@ impl Graph<Dual<Mat>> {
                             .map(|lt| softmax.mul(lt).mul_scalar(g).affine(1.0 / r, 0.0)),
                     );
                     add(&mut gt, *logits, v);
+                }
+                Op::Custom(c) => {
+                    // The tangent of the reverse rule is the reverse rule run on dual values.
+                    let xs: Vec<&Dual<Mat>> = c.inputs.iter().map(|&j| &self.nodes[j].value).collect();
+                    let wants: Vec<bool> = c.inputs.iter().map(|&j| wants(j)).collect();
+                    let gd = Dual::new(g.clone(), dg.cloned());
+                    let gs = c.prim.vjp_dual(&xs, &node.value, &gd, &wants);
+                    for (&j, d) in c.inputs.iter().zip(gs) {
+                        add(&mut gt, j, d.and_then(|d| d.t));
+                    }
                 }
             }
         }

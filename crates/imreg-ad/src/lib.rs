@@ -16,16 +16,18 @@ pub mod fastmath;
 pub mod graph;
 pub mod matmul;
 pub mod nn;
+pub mod primitive;
 pub mod program;
 pub mod tensor;
 
 pub use check::{check_grads, CheckGradsOptions, CheckGradsReport, Differentiable, GradientMap, ScalarFn};
 pub use checks::checks;
-pub use dual::Dual;
+pub use dual::{add_opt, Dual};
 pub use error::{AdError, Result};
 pub use fastmath::first_non_finite;
 pub use graph::{Graph, Unary, Var};
 pub use nn::Dense;
+pub use primitive::{DynPrimitive, Primitive};
 pub use program::{
     dense_hessian_forward, flatten, flatten_into, grad, grad_acc, grad_hvp, grad_into,
     grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, linearize, third_order, unflatten, value,

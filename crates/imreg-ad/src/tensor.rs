@@ -11,6 +11,7 @@
 //! recursion to any order work.
 use crate::dual::Dual;
 use crate::fastmath::vectorized;
+use crate::primitive::Primitive;
 use ndarray::{Array2, Axis, Zip};
 use std::borrow::Cow;
 
@@ -98,6 +99,16 @@ pub trait Tensor: Clone + Send + Sync + Sized + 'static {
     fn erf(&self) -> Self;
     /// The Heaviside step `1[x > 0]` of the primal, a constant.
     fn step(&self) -> Self;
+    /// `L(x)` for a **linear** map `L` of matrices (a gather, scatter, permutation, reshape, window sum, …),
+    /// which may change the shape. Being linear, `L` is its own derivative: on dual values it is applied to
+    /// the value and to the tangent alike, so an op written through it differentiates to every order.
+    fn linear_map(&self, f: &dyn Fn(&Mat) -> Mat) -> Self;
+    /// The forward rule of a [`Primitive`] on values of this type: `P::forward` on plain values; on dual values
+    /// `P::forward` on the primals and `P::jvp` for the tangent, so the primitive's own tangent rule is what
+    /// forward mode (and every HVP) uses.
+    fn apply_primitive<P: Primitive>(prim: &P, inputs: &[&Self]) -> Self {
+        prim.forward(inputs)
+    }
 
     // ---- kernel hooks: generic definitions, overridden by fused loops where it pays -----------------------
 
@@ -514,6 +525,9 @@ impl Tensor for Mat {
     }
     fn step(&self) -> Self {
         map(self, |x| if x > 0.0 { 1.0 } else { 0.0 })
+    }
+    fn linear_map(&self, f: &dyn Fn(&Mat) -> Mat) -> Self {
+        f(self)
     }
 
     fn unary(&self, f: Unary) -> Self {
