@@ -7,26 +7,35 @@
 //!   is forward-over-reverse, so [`hvp`] is the gradient computed on dual numbers; on `Dual<Dual<Mat>>` it gives
 //!   [`third_order`] derivatives. See `docs/autodiff.md` for why this design was chosen.
 //! * [`check_grads`] checks any [`Differentiable`] map against central differences and the dot-product identity.
+pub mod activation;
 pub mod alloc;
 pub mod check;
 pub mod checks;
+pub mod conv;
 pub mod dual;
 pub mod error;
 pub mod fastmath;
 pub mod graph;
+pub mod layout;
 pub mod matmul;
 pub mod nn;
+pub mod norm;
+pub mod pool;
 pub mod primitive;
 pub mod program;
 pub mod tensor;
 
 pub use check::{check_grads, CheckGradsOptions, CheckGradsReport, Differentiable, GradientMap, ScalarFn};
 pub use checks::checks;
+pub use conv::Conv2d;
 pub use dual::{add_opt, Dual};
 pub use error::{AdError, Result};
 pub use fastmath::first_non_finite;
 pub use graph::{Graph, Unary, Var};
+pub use layout::{Concat, Image};
 pub use nn::Dense;
+pub use norm::BatchNormMode;
+pub use pool::Pool2d;
 pub use primitive::{DynPrimitive, Primitive};
 pub use program::{
     dense_hessian_forward, flatten, flatten_into, grad, grad_acc, grad_hvp, grad_into,
