@@ -66,7 +66,11 @@ impl Conv2d {
             return Err(bad(format!("dilation {:?} must be positive", self.dilation)));
         }
         let g = self.groups;
-        if g == 0 || self.input.channels % g != 0 || self.out_channels % g != 0 || self.out_channels == 0 {
+        if g == 0
+            || !self.input.channels.is_multiple_of(g)
+            || !self.out_channels.is_multiple_of(g)
+            || self.out_channels == 0
+        {
             return Err(bad(format!(
                 "groups = {g} must divide in_channels = {} and out_channels = {} (> 0)",
                 self.input.channels, self.out_channels
@@ -185,15 +189,15 @@ impl ConvOp {
     }
 
     /// `(n·S) × out` with spatial positions as rows → `n × (out·S)` NCHW rows.
-    fn to_nchw(&self, z: &Mat) -> Mat {
+    fn rows_to_nchw(&self, z: &Mat) -> Mat {
         let s = self.out.height * self.out.width;
         let (rows, o) = z.dim();
         let n = rows / s.max(1);
         Mat::from_shape_fn((n, o * s), |(i, f)| z[(i * s + f % s, f / s)])
     }
 
-    /// The inverse permutation of [`ConvOp::to_nchw`] (also its adjoint).
-    fn from_nchw(&self, y: &Mat) -> Mat {
+    /// The inverse permutation of [`ConvOp::rows_to_nchw`] (also its adjoint).
+    fn nchw_to_rows(&self, y: &Mat) -> Mat {
         let s = self.out.height * self.out.width;
         let (n, f) = y.dim();
         let o = f / s.max(1);
@@ -291,7 +295,7 @@ impl Primitive for ConvOp {
         if self.bias {
             z = z.add_row(x[2]);
         }
-        z.linear_map(&|m| self.to_nchw(m))
+        z.linear_map(&|m| self.rows_to_nchw(m))
     }
     fn jvp<T: Tensor>(&self, x: &[&T], _y: &T, dx: &[Option<&T>]) -> Option<T> {
         let z = crate::dual::add_opt(
@@ -306,10 +310,10 @@ impl Primitive for ConvOp {
             }
             (z, None) => z,
         };
-        z.map(|z| z.linear_map(&|m| self.to_nchw(m)))
+        z.map(|z| z.linear_map(&|m| self.rows_to_nchw(m)))
     }
     fn vjp<T: Tensor>(&self, x: &[&T], _y: &T, g: &T, wants: &[bool]) -> Vec<Option<T>> {
-        let g = g.linear_map(&|m| self.from_nchw(m));
+        let g = g.linear_map(&|m| self.nchw_to_rows(m));
         let p = wants[1].then(|| self.patches(x[0]));
         let (gw, gp) = match &p {
             Some(p) => self.product_vjp(p, x[1], &g, true, wants[0]),

@@ -6,6 +6,9 @@
 //! * The tape is generic over its value type ([`Tensor`]): on [`Mat`] it is reverse mode; on [`Dual<Mat>`] it
 //!   is forward-over-reverse, so [`hvp`] is the gradient computed on dual numbers; on `Dual<Dual<Mat>>` it gives
 //!   [`third_order`] derivatives. See `docs/autodiff.md` for why this design was chosen.
+//! * The op set is open: a [`Primitive`] keeps an op's forward, JVP and VJP rules in one `impl` and joins the
+//!   tape through [`Graph::apply`]. The layers of convolutional networks are primitives: [`conv`], [`pool`],
+//!   [`norm`], [`activation`] and [`layout`] (NCHW activations, one example per row).
 //! * [`check_grads`] checks any [`Differentiable`] map against central differences and the dot-product identity.
 pub mod activation;
 pub mod alloc;
@@ -43,3 +46,8 @@ pub use program::{
     value_at, Linearized, Point, Program,
 };
 pub use tensor::{Mat, Tensor};
+
+/// The examples of `docs/autodiff.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/autodiff.md")]
+pub struct AutodiffGuide;
