@@ -1,13 +1,13 @@
 //! A small CNN as a `Program`, end to end: conv → ReLU → max-pool → conv → ReLU → global average pool →
 //! linear → cross-entropy, checked by `check_grads` (gradient, HVP, third order), the dense Hessian and the
 //! prepared HVP, and bitwise deterministic at 1 and 2 rayon threads.
-use imreg_ad::{
-    check_grads, CheckGradsOptions, Conv2d, GradientMap, Graph, Image, Mat, Pool2d, Program, Result,
-    ScalarFn, Tensor, Var,
-};
+use imreg_ad::{Conv2d, Graph, Image, Mat, Pool2d, Program, Result, Tensor, Var};
+mod common;
+use common::{assert_passes_check_grads, max_rel_err, random_vec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[derive(Debug)]
 struct SmallCnn {
     x: Mat,
     labels: Vec<usize>,
@@ -65,31 +65,12 @@ impl Program for SmallCnn {
     }
 }
 
-fn random_vec(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0))
-        .collect()
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(1e-300_f64, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
 #[test]
 fn small_cnn_passes_check_grads_and_equals_the_dense_hessian() {
     let cnn = SmallCnn::new(3, 2, 3, 3, 1);
     let n = cnn.n_inputs();
     let theta = random_vec(n, 2, 0.8);
-    let opts = CheckGradsOptions {
-        seed: 5,
-        ..Default::default()
-    };
-    let r = check_grads(&ScalarFn(&cnn), &theta, &opts).unwrap();
-    assert!(r.passed, "{r:?}");
-    let r = check_grads(&GradientMap(&cnn), &theta, &opts).unwrap();
-    assert!(r.passed, "{r:?}");
+    assert_passes_check_grads(&cnn, &theta, 5);
     let h = imreg_ad::dense_hessian_forward(&cnn, &theta).unwrap();
     let at = imreg_ad::Point::new(&cnn.leaf_shapes(), &theta).unwrap();
     let mut lin = imreg_ad::linearize(&cnn, &at).unwrap();
@@ -99,10 +80,14 @@ fn small_cnn_passes_check_grads_and_equals_the_dense_hessian() {
             .map(|i| (0..n).map(|j| h[i * n + j] * v[j]).sum())
             .collect();
         let hv = imreg_ad::hvp(&cnn, &theta, &v).unwrap();
-        assert!(rel_err(&hv, &dense) < 1e-12, "{:e}", rel_err(&hv, &dense));
+        assert!(max_rel_err(&hv, &dense) < 1e-12, "{:e}", max_rel_err(&hv, &dense));
         let mut prepared = vec![0.0; n];
         lin.hvp_acc(&v, &mut prepared).unwrap();
-        assert!(rel_err(&prepared, &hv) < 1e-13, "{:e}", rel_err(&prepared, &hv));
+        assert!(
+            max_rel_err(&prepared, &hv) < 1e-13,
+            "{:e}",
+            max_rel_err(&prepared, &hv)
+        );
     }
 }
 

@@ -2,12 +2,9 @@
 //! a `Primitive`: value, gradient, HVP and third-order derivative against central differences (`check_grads`
 //! at order 2 on `f` and on `∇f`), HVP against the dense forward-over-forward Hessian, HVP symmetry, prepared
 //! HVPs equal to per-call HVPs, and typed errors for bad shapes.
-use imreg_ad::{
-    check_grads, BatchNormMode, CheckGradsOptions, Conv2d, GradientMap, Graph, Image, Mat, Pool2d, Program,
-    Result, ScalarFn, Tensor, Var,
-};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use imreg_ad::{BatchNormMode, Conv2d, Graph, Image, Mat, Pool2d, Program, Result, Tensor, Var};
+mod common;
+use common::{assert_passes_check_grads, dot, max_rel_err, random_point};
 
 const N: usize = 2;
 
@@ -158,44 +155,11 @@ impl Program for Case {
     }
 }
 
-fn random_point(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Entries bounded away from 0 (and from each other, almost surely by more than the difference step), so
-    // that central differences never straddle a kink of ReLU-like layers or a switch of a max-pool's argmax.
-    (0..n)
-        .map(|_| {
-            let m = 0.1 + 0.7 * rng.random::<f64>();
-            if rng.random::<bool>() {
-                m
-            } else {
-                -m
-            }
-        })
-        .collect()
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(1e-300_f64, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs())) / scale
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 #[test]
 fn every_layer_passes_check_grads_to_order_two() {
     for (k, case) in cases().into_iter().enumerate() {
         let x = random_point(case.n_inputs(), k as u64);
-        let opts = CheckGradsOptions {
-            seed: 200 + k as u64,
-            ..Default::default()
-        };
-        let r = check_grads(&ScalarFn(&case), &x, &opts).unwrap();
-        assert!(r.passed, "{case:?}: {r:?}");
-        // HVP (double backward) against differences of the gradient, then T3 against differences of the HVP.
-        let r = check_grads(&GradientMap(&case), &x, &opts).unwrap();
-        assert!(r.passed, "{case:?} (gradient map): {r:?}");
+        assert_passes_check_grads(&case, &x, 200 + k as u64);
     }
 }
 
@@ -213,9 +177,9 @@ fn every_layer_hvp_equals_the_dense_hessian_is_symmetric_and_equals_the_prepared
         let hu = imreg_ad::hvp(&case, &x, &u).unwrap();
         let dense: Vec<f64> = (0..n).map(|i| dot(&h[i * n..(i + 1) * n], &v)).collect();
         assert!(
-            rel_err(&hv, &dense) < 1e-12,
+            max_rel_err(&hv, &dense) < 1e-12,
             "{case:?}: hvp vs dense {:e}",
-            rel_err(&hv, &dense)
+            max_rel_err(&hv, &dense)
         );
         let (uhv, vhu) = (dot(&u, &hv), dot(&v, &hu));
         assert!(
@@ -226,9 +190,9 @@ fn every_layer_hvp_equals_the_dense_hessian_is_symmetric_and_equals_the_prepared
             let mut got = vec![0.0; n];
             lin.hvp_acc(dir, &mut got).unwrap();
             assert!(
-                rel_err(&got, want) < 1e-13,
+                max_rel_err(&got, want) < 1e-13,
                 "{case:?}: prepared {:e}",
-                rel_err(&got, want)
+                max_rel_err(&got, want)
             );
         }
     }

@@ -1,9 +1,9 @@
 //! Per-op tests: value, gradient, HVP and third-order derivative of every tape op against central
 //! differences (through `check_grads` at order 2, whose second level checks the HVP against differences of
 //! the gradient and the third-order derivative against differences of the HVP), plus the VJP/JVP identity.
-use imreg_ad::{check_grads, CheckGradsOptions, GradientMap, Graph, Program, Result, ScalarFn, Tensor, Var};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use imreg_ad::{check_grads, CheckGradsOptions, GradientMap, Graph, Program, Result, Tensor, Var};
+mod common;
+use common::{assert_passes_check_grads, random_point};
 
 #[derive(Clone, Copy, Debug)]
 enum OpCase {
@@ -143,35 +143,11 @@ fn all_cases() -> Vec<OpCase> {
     ]
 }
 
-fn random_point(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Entries bounded away from 0 so that finite differences never straddle ReLU's kink.
-    (0..n)
-        .map(|_| {
-            let m = 0.1 + 0.7 * rng.random::<f64>();
-            if rng.random::<bool>() {
-                m
-            } else {
-                -m
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn every_op_passes_check_grads_to_order_two() {
     for (k, case) in all_cases().into_iter().enumerate() {
         let x = random_point(case.n_inputs(), k as u64);
-        let opts = CheckGradsOptions {
-            seed: 100 + k as u64,
-            ..Default::default()
-        };
-        // Order 2 on f: gradient vs FD, then HVP vs FD of the gradient.
-        let r = check_grads(&ScalarFn(&case), &x, &opts).unwrap();
-        assert!(r.passed, "{case:?}: {r:?}");
-        // Order 2 on ∇f: HVP vs FD of the gradient, then T3 vs FD of the HVP, and symmetric identities.
-        let r = check_grads(&GradientMap(&case), &x, &opts).unwrap();
-        assert!(r.passed, "{case:?} (gradient map): {r:?}");
+        assert_passes_check_grads(&case, &x, 100 + k as u64);
     }
 }
 
