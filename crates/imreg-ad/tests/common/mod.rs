@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: seeded points and the order-2 `check_grads` of a program.
 #![allow(dead_code)]
-use imreg_ad::{check_grads, CheckGradsOptions, GradientMap, Program, ScalarFn};
+use imreg_ad::{check_grads, CheckGradsOptions, GradientMap, Graph, Program, Result, ScalarFn, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,4 +50,23 @@ pub fn assert_passes_check_grads<P: Program + std::fmt::Debug>(case: &P, x: &[f6
     assert!(r.passed, "{case:?}: {r:?}");
     let r = check_grads(&GradientMap(case), x, &opts).unwrap();
     assert!(r.passed, "{case:?} (gradient map): {r:?}");
+}
+
+/// A non-polynomial head `Σ tanh(y ⊙ w)² + Σ y³/3` (`w` a fixed weight of `y`'s shape, or ones), so that the
+/// second and third derivatives of the op producing `y` are exercised and no symmetry hides an error.
+pub fn head<T: Tensor>(g: &mut Graph<T>, y: Var, w: Option<imreg_ad::Mat>) -> Result<Var> {
+    let yw = match w {
+        Some(w) => {
+            let w = g.constant(w);
+            g.mul(y, w)?
+        }
+        None => y,
+    };
+    let t = g.tanh(yw);
+    let t2 = g.square(t);
+    let y2 = g.square(y);
+    let y3 = g.mul(y2, y)?;
+    let y3 = g.scale(y3, 1.0 / 3.0);
+    let s = g.add(t2, y3)?;
+    Ok(g.sum(s))
 }
