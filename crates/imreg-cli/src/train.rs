@@ -9,9 +9,7 @@ use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::regularize::Regularized;
-use crate::spectrum::{
-    batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness,
-};
+use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
@@ -141,7 +139,8 @@ fn record(
     let b = cfg.track.batch_size.or(cfg.optimizer.batch_size()).unwrap_or(1);
     // Each evaluation draws its batches from its own seed, a pure function of (seed, step).
     let eval_seed = stream(cfg.seed, STREAM_BATCHES ^ 0x5eed).random::<u64>() ^ step as u64;
-    let mode = batch_expectation(eval_seed, cfg.track.max_batches);
+    let rel_se = imreg_spectra::MonteCarloOptions::default().rel_se_tol;
+    let mode = batch_expectation(eval_seed, RUN_MAX_EXACT, cfg.track.max_batches, rel_se);
     let mut row = vec![step as f64];
     for m in metrics {
         if !(all || step.is_multiple_of(m.period)) || !finite {
@@ -165,15 +164,16 @@ fn record(
                 }
             }
             "batch_sharpness" => {
-                let (outside, inside) =
-                    batch_sharpness_pair(obj, theta, b, &mode).map_err(|e| sp("batch sharpness", e))?;
-                row.push(outside);
-                row.push(inside);
+                let s = imreg_spectra::batch_sharpness(obj, theta, imreg_objective::Batch::Full, b, &mode)
+                    .map_err(|e| sp("batch sharpness", e))?;
+                row.push(s.mean_of_ratios.value);
+                row.push(s.ratio_of_means.value);
             }
             "mini_bs" => {
-                row.push(mini_batch_sharpness(obj, theta, b, &mode, eval_seed).map_err(|e| sp("MiniBS", e))?)
+                let e = mini_batch_sharpness(obj, theta, b, &mode, eval_seed).map_err(|e| sp("MiniBS", e))?;
+                row.push(e.value)
             }
-            "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?),
+            "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?.value),
             "trace_k" => row.push(
                 imreg_spectra::trace_gradient_covariance(
                     obj,
