@@ -87,7 +87,7 @@ enum Command {
         max_steps: Option<usize>,
     },
     /// Loss, gradient norm and curvature of given weights on given data.
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
     /// Expand, run and collect sweeps.
     #[command(subcommand)]
     Sweep(SweepCommand),
@@ -222,7 +222,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             no_figures,
             max_steps,
         } => run(&config, out, force, no_figures, max_steps, quiet),
-        Command::Analyze(a) => analyze_cmd(a),
+        Command::Analyze(a) => analyze_cmd(*a),
         Command::Sweep(s) => sweep_cmd(s, quiet),
     }
 }

@@ -277,3 +277,63 @@ fn estimation_flags_are_validated_naming_the_flag() {
         0
     );
 }
+
+/// `imreg run` records the same information next to its batch expectations: standard errors, batch
+/// counts and the estimator (0 exact, 1 Monte Carlo converged, 2 Monte Carlo not converged).
+#[test]
+fn run_records_standard_errors_batch_counts_and_the_estimator() {
+    let dir = tempfile::tempdir().unwrap();
+    // N = 24: b = 2 has C(24, 2) = 276 batches (exact); b = 6 has 134 596 (Monte Carlo, ≤ 30 batches).
+    for (b, max_batches) in [(2usize, 30usize), (6, 30)] {
+        let text = common::SMALL.replace(
+            "[track]\nevery = 5\nsharpness = true",
+            &format!(
+                "[track]\nevery = 5\nsharpness = true\nbatch_sharpness = true\nmini_bs = 10\n\
+                 batch_size = {b}\nmax_batches = {max_batches}"
+            ),
+        );
+        let cfg = common::write(dir.path(), &format!("b{b}.toml"), &text);
+        let out = dir.path().join(format!("out{b}"));
+        assert_eq!(
+            cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+            0
+        );
+        let (header, rows) = common::read_csv(&out.join("metrics.csv"));
+        let col = |name: &str| {
+            let j = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{name}: {header:?}"));
+            rows.iter()
+                .map(|r| r[j])
+                .filter(|v| !v.is_nan())
+                .collect::<Vec<f64>>()
+        };
+        for key in ["batch_sharpness", "mini_bs"] {
+            let (se, batches, estimator) = (
+                col(&format!("{key}_se")),
+                col(&format!("{key}_batches")),
+                col(&format!("{key}_estimator")),
+            );
+            assert!(!se.is_empty() && se.len() == batches.len() && se.len() == estimator.len());
+            for ((s, n), e) in se.iter().zip(&batches).zip(&estimator) {
+                if b == 2 {
+                    assert_eq!((*s, *n, *e), (0.0, 276.0, 0.0), "{key}");
+                } else {
+                    assert!(
+                        *s > 0.0 && (20.0..=30.0).contains(n) && (*e == 1.0 || *e == 2.0),
+                        "{key}: {s} {n} {e}"
+                    );
+                    assert!(
+                        *e == 1.0 || *n == 30.0,
+                        "{key}: unconverged before the budget ran out"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            col("batch_sharpness_inside_se").len(),
+            col("batch_sharpness_se").len()
+        );
+    }
+}

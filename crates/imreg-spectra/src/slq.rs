@@ -109,7 +109,8 @@ impl SpectralDensity {
                 ));
             }
             let quadrature_exact = self.probes.iter().all(|r| {
-                2 * r.steps as i64 - 1 >= i64::from(k) || r.steps < self.steps || r.steps == self.dim
+                // 2m − 1 ≥ k, or an invariant Krylov space (stopped early, or the whole space)
+                2 * r.steps as i64 > i64::from(k) || r.steps < self.steps || r.steps == self.dim
             });
             if quadrature_exact {
                 return Ok(Estimate::exact(self.moment(k), self.dim as u64));
