@@ -245,3 +245,42 @@ fn monte_carlo_budgets_are_validated() {
     let r = batch_sharpness(&lr, &theta, Batch::Full, 2, &BatchExpectation::MonteCarlo(mc)).unwrap();
     assert!(r.mean_of_ratios.samples() <= 30);
 }
+
+/// The sampled true Fisher trace: exact with `FisherSampling::Exact` (cross-entropy: a sum over the classes),
+/// Monte Carlo with an honest stratified SE with `Sampled` (the `z`-check above: `R = 200` seeds of `S = 4`
+/// labels on each of 12 examples, i.e. 48 draws per estimate, the variance estimated from 3 degrees of
+/// freedom per example, which puts `E z²` somewhat above 1; `mean z² ∈ [0.7, 1.4]` is about ±3 sd of
+/// the mean of 200 `z²`, at most 4 draws beyond `3 SE`: mean count ≈ 0.6–1, `P(≥ 5) < 0.5 %`).
+#[test]
+fn sampled_fisher_trace_standard_error_is_honest() {
+    let (m, theta) = common::mlp(12, 3, 4, 3, LossKind::CrossEntropy, 6);
+    let exact = FisherOperator::new(&m, &theta, Batch::Full, FisherSampling::Exact)
+        .unwrap()
+        .trace_estimate()
+        .unwrap();
+    assert_eq!(exact.estimator, Estimator::Exact { terms: 12 });
+    let z: Vec<f64> = (0..200u64)
+        .map(|seed| {
+            let f = FisherOperator::new(
+                &m,
+                &theta,
+                Batch::Full,
+                FisherSampling::Sampled { samples: 4, seed },
+            )
+            .unwrap();
+            let e = f.trace_estimate().unwrap();
+            assert_eq!(
+                e.estimator,
+                Estimator::MonteCarlo {
+                    samples: 48,
+                    converged: None
+                }
+            );
+            assert_eq!(e.value.to_bits(), f.trace().unwrap().to_bits());
+            (e.value - exact.value) / e.std_error
+        })
+        .collect();
+    let mean_sq = z.iter().map(|v| v * v).sum::<f64>() / z.len() as f64;
+    assert!((0.7..=1.4).contains(&mean_sq), "mean z² = {mean_sq}");
+    assert!(z.iter().filter(|v| v.abs() > 3.0).count() <= 4);
+}
