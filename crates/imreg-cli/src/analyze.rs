@@ -1,14 +1,66 @@
 //! `imreg analyze`: curvature and gradient statistics of given weights on given data.
 use crate::config::{DataConfig, ModelConfig, SplitConfig};
 use crate::data;
+use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::params::load_params;
-use crate::spectrum::{gradient_traces, hessian_extremes, hessian_trace, lambda_k1};
+use crate::spectrum::{
+    batch_expectation, gradient_traces, hessian_extremes, hessian_trace, lambda_k1, Reported,
+};
 use imreg_objective::Batch;
-use imreg_spectra::{batch_sharpness, BatchExpectation};
+use imreg_spectra::{batch_sharpness, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// How `analyze` computes an expectation over size-`b` batches: exactly over all `C(N, b)` batches when
+/// there are at most `max_exact`, else Monte Carlo over at most `mc_batches` seeded batches, stopping once
+/// the relative standard error is at most `mc_rel_se`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchEstimation {
+    /// `--max-exact-batches` (default [`DEFAULT_MAX_EXACT`] = 10⁵, at most [`EXACT_LIMIT`]).
+    pub max_exact: u64,
+    /// `--mc-batches` (default 1000, in `2..=`[`MONTE_CARLO_LIMIT`]).
+    pub mc_batches: usize,
+    /// `--mc-rel-se` (default 0.005; `0` draws all `mc_batches`).
+    pub mc_rel_se: f64,
+}
+
+impl Default for BatchEstimation {
+    fn default() -> Self {
+        let mc = imreg_spectra::MonteCarloOptions::default();
+        BatchEstimation {
+            max_exact: DEFAULT_MAX_EXACT,
+            mc_batches: mc.max_batches,
+            mc_rel_se: mc.rel_se_tol,
+        }
+    }
+}
+
+impl BatchEstimation {
+    /// Checks the knobs, naming the flag at fault.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_exact > EXACT_LIMIT {
+            return Err(CliError::arg(
+                "--max-exact-batches",
+                format!("at most {EXACT_LIMIT}, got {}", self.max_exact),
+            ));
+        }
+        if !(2..=MONTE_CARLO_LIMIT).contains(&self.mc_batches) {
+            return Err(CliError::arg(
+                "--mc-batches",
+                format!("must lie in 2..={MONTE_CARLO_LIMIT}, got {}", self.mc_batches),
+            ));
+        }
+        if !(self.mc_rel_se.is_finite() && self.mc_rel_se >= 0.0) {
+            return Err(CliError::arg(
+                "--mc-rel-se",
+                format!("must be a finite number ≥ 0, got {}", self.mc_rel_se),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What to analyze.
 #[derive(Clone, Debug)]
@@ -22,7 +74,14 @@ pub struct AnalyzeRequest {
     pub bottom_k: usize,
     /// Batch size for batch sharpness (none: skipped).
     pub batch_size: Option<usize>,
+    /// Exact or Monte Carlo batch expectations.
+    pub estimation: BatchEstimation,
+    /// Seed of every random choice of the estimators: Lanczos start vectors, Hutch++ probes, Monte Carlo
+    /// batches.
     pub seed: u64,
+    /// Seed of synthetic data, the split and the model's construction (with `--config`, the config's `seed`,
+    /// so the data are those `imreg run` trained on).
+    pub data_seed: u64,
 }
 
 /// The numbers `imreg analyze` prints.
@@ -39,22 +98,28 @@ pub struct Analysis {
     pub hessian_top: Vec<f64>,
     /// Smallest Hessian eigenvalues, ascending.
     pub hessian_bottom: Vec<f64>,
-    /// `"dense"` or `"lanczos"`.
+    /// `"dense"` (exact) or `"lanczos"`.
     pub eigen_method: &'static str,
-    /// `Tr ∇²C(θ)` and its standard error (0 when exact).
-    pub hessian_trace: f64,
-    pub hessian_trace_se: f64,
-    /// `Tr K`, the trace of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ`.
-    pub trace_k: f64,
-    /// `λ_K¹`, the top eigenvalue of `K`.
-    pub lambda_k1: f64,
-    /// `Tr F`, the trace of the empirical Fisher `(1/N) Σ g_i g_iᵀ`.
-    pub trace_f: f64,
-    /// Batch sharpness `E_B[g_BᵀH_Bg_B/‖g_B‖²]` at the requested batch size.
+    /// The Lanczos run met its tolerance (always true for dense).
+    pub eigen_converged: bool,
+    /// `Tr ∇²C(θ)`: exact over `p` unit vectors, or Hutch++ with its standard error.
+    pub hessian_trace: Reported,
+    /// `Tr K`, the trace of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ` (exact).
+    pub trace_k: Reported,
+    /// `λ_K¹`, the top eigenvalue of `K` (dense, or Lanczos).
+    pub lambda_k1: Reported,
+    /// `Tr F`, the trace of the empirical Fisher `(1/N) Σ g_i g_iᵀ` (exact).
+    pub trace_f: Reported,
+    /// Batch sharpness `E_B[g_BᵀH_Bg_B/‖g_B‖²]` at the requested batch size, exact or Monte Carlo.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_sharpness: Option<f64>,
+    pub batch_sharpness: Option<Reported>,
+    /// Batch sharpness `E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]` from the same batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_sharpness_inside: Option<Reported>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// The estimators' seed.
+    pub seed: u64,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
@@ -64,6 +129,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
 /// Runs the analysis.
 pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let args = Path::new("<args>");
+    req.estimation.validate()?;
     if let Some(DataConfig::Npy { x, y, .. }) = &req.data {
         for (p, field) in [(x, "--data"), (y, "--targets")] {
             if !p.exists() {
@@ -74,13 +140,13 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let dataset = req
         .data
         .as_ref()
-        .map(|d| data::build(d, req.seed, args))
+        .map(|d| data::build(d, req.data_seed, args))
         .transpose()?;
     let dataset = match (dataset, &req.split) {
-        (Some(d), Some(s)) => Some(data::split(&d, s, req.seed, args)?.0),
+        (Some(d), Some(s)) => Some(data::split(&d, s, req.data_seed, args)?.0),
         (d, _) => d,
     };
-    let model = Model::build(&req.model, dataset.as_ref(), args, req.seed)?;
+    let model = Model::build(&req.model, dataset.as_ref(), args, req.data_seed)?;
     let theta = load_params(&req.params, &model.layout(), "--params")?;
     let obj = model.objective();
     let n = obj.n_examples();
@@ -95,16 +161,25 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
     let ext = hessian_extremes(obj, &theta, Batch::Full, req.top_k, req.bottom_k, req.seed)
         .map_err(|e| failed("Hessian eigenvalues", e))?;
-    let (tr, tr_se) = hessian_trace(obj, &theta, req.seed).map_err(|e| failed("Hessian trace", e))?;
+    let hessian_trace = hessian_trace(obj, &theta, req.seed).map_err(|e| failed("Hessian trace", e))?;
     let (trace_k, trace_f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
     let lambda_k1 = lambda_k1(obj, &theta, req.seed).map_err(|e| failed("λ_K¹", e))?;
     let batch_sharpness = match req.batch_size {
-        Some(b) => Some(
-            batch_sharpness(obj, &theta, Batch::Full, b, &BatchExpectation::default())
-                .map_err(|e| failed("batch sharpness", e))?
-                .mean_of_ratios
-                .value,
-        ),
+        Some(b) => {
+            let est = req.estimation;
+            let mode = batch_expectation(
+                req.seed ^ STREAM_BATCHES,
+                est.max_exact,
+                est.mc_batches,
+                est.mc_rel_se,
+            );
+            let s = batch_sharpness(obj, &theta, Batch::Full, b, &mode)
+                .map_err(|e| failed("batch sharpness", e))?;
+            Some((
+                Reported::estimate(s.mean_of_ratios, "batches"),
+                Reported::estimate(s.ratio_of_means, "batches"),
+            ))
+        }
         None => None,
     };
     Ok(Analysis {
@@ -116,23 +191,32 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         hessian_top: ext.top,
         hessian_bottom: ext.bottom,
         eigen_method: ext.method,
-        hessian_trace: tr,
-        hessian_trace_se: tr_se,
+        eigen_converged: ext.converged,
+        hessian_trace,
         trace_k,
         lambda_k1,
         trace_f,
-        batch_sharpness,
+        batch_sharpness: batch_sharpness.map(|s| s.0),
+        batch_sharpness_inside: batch_sharpness.map(|s| s.1),
         batch_size: req.batch_size,
+        seed: req.seed,
     })
 }
 
-/// The analysis as an aligned two-column table.
+/// The analysis as an aligned two-column table. Every number that is not exact says so: a Monte Carlo
+/// estimate prints as `value ± SE (Monte Carlo, n batches)` (with `not converged` when its stop rule was not
+/// met), an exact one as `value (exact, T batches)`.
 pub fn table(a: &Analysis) -> String {
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.6e}"))
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    let eigen = match (a.eigen_method, a.eigen_converged) {
+        ("dense", _) => "dense (exact)",
+        (_, true) => "Lanczos",
+        (_, false) => "Lanczos (not converged)",
     };
     let mut rows = vec![
         ("model", a.model.clone()),
@@ -142,20 +226,33 @@ pub fn table(a: &Analysis) -> String {
         ("‖∇C(θ)‖", format!("{:.6e}", a.grad_norm)),
         ("λ top (desc)", list(&a.hessian_top)),
         ("λ bottom (asc)", list(&a.hessian_bottom)),
-        ("eigen method", a.eigen_method.to_string()),
-        (
-            "Tr H",
-            format!("{:.6e} ± {:.1e}", a.hessian_trace, a.hessian_trace_se),
-        ),
-        ("Tr K", format!("{:.6e}", a.trace_k)),
-        ("λ_K¹", format!("{:.6e}", a.lambda_k1)),
-        ("Tr F", format!("{:.6e}", a.trace_f)),
+        ("eigen method", eigen.to_string()),
+        ("Tr H", a.hessian_trace.display()),
+        ("Tr K", a.trace_k.display()),
+        ("λ_K¹", a.lambda_k1.display()),
+        ("Tr F", a.trace_f.display()),
     ];
     if let (Some(bs), Some(b)) = (a.batch_sharpness, a.batch_size) {
-        rows.push(("batch sharpness", format!("{bs:.6e} (b = {b})")));
+        rows.push(("batch size b", b.to_string()));
+        rows.push(("batch sharpness", bs.display()));
     }
+    if let Some(bs) = a.batch_sharpness_inside {
+        rows.push(("batch sharpness (inside)", bs.display()));
+    }
+    rows.push(("seed", a.seed.to_string()));
     let w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("{k}{} {v}\n", " ".repeat(w - k.chars().count())))
         .collect()
+}
+
+/// What `imreg analyze` prints: pretty JSON with `json`, else [`table`].
+pub fn render(a: &Analysis, json: bool) -> Result<String> {
+    if json {
+        let mut s = serde_json::to_string_pretty(a).map_err(|e| CliError::Failed(e.to_string()))?;
+        s.push('\n');
+        Ok(s)
+    } else {
+        Ok(table(a))
+    }
 }

@@ -87,7 +87,7 @@ enum Command {
         max_steps: Option<usize>,
     },
     /// Loss, gradient norm and curvature of given weights on given data.
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
     /// Expand, run and collect sweeps.
     #[command(subcommand)]
     Sweep(SweepCommand),
@@ -132,9 +132,20 @@ struct AnalyzeArgs {
     top_k: usize,
     #[arg(long, default_value_t = 3)]
     bottom_k: usize,
-    /// Also compute batch sharpness at this batch size.
+    /// Also compute batch sharpness (both variants) at this batch size.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Batch sharpness is exact over all C(N, b) batches when there are at most this many (≤ 10⁷).
+    #[arg(long, allow_hyphen_values = true, default_value_t = analyze::BatchEstimation::default().max_exact)]
+    max_exact_batches: u64,
+    /// Above that, Monte Carlo over at most this many seeded batches (2 ..= 10⁷).
+    #[arg(long, allow_hyphen_values = true, default_value_t = analyze::BatchEstimation::default().mc_batches)]
+    mc_batches: usize,
+    /// Monte Carlo stops once its relative standard error is at most this (0: all --mc-batches).
+    #[arg(long, allow_hyphen_values = true, default_value_t = analyze::BatchEstimation::default().mc_rel_se)]
+    mc_rel_se: f64,
+    /// Seed of every random choice of the estimators: Lanczos start vectors, Hutch++ probes, Monte Carlo
+    /// batches (synthetic data from --config keep the config's seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -211,7 +222,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             no_figures,
             max_steps,
         } => run(&config, out, force, no_figures, max_steps, quiet),
-        Command::Analyze(a) => analyze_cmd(a),
+        Command::Analyze(a) => analyze_cmd(*a),
         Command::Sweep(s) => sweep_cmd(s, quiet),
     }
 }
@@ -328,10 +339,10 @@ fn run(
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
-    let (model, data, split) = match &a.config {
+    let (model, data, split, data_seed) = match &a.config {
         Some(path) => {
             let c = ExperimentConfig::load(path)?;
-            (c.model, c.data, c.split)
+            (c.model, c.data, c.split, c.seed)
         }
         None => {
             let kind = a
@@ -384,6 +395,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                     classes: a.classes,
                 }),
                 None,
+                a.seed,
             )
         }
     };
@@ -395,17 +407,16 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
         top_k: a.top_k,
         bottom_k: a.bottom_k,
         batch_size: a.batch_size,
+        estimation: analyze::BatchEstimation {
+            max_exact: a.max_exact_batches,
+            mc_batches: a.mc_batches,
+            mc_rel_se: a.mc_rel_se,
+        },
         seed: a.seed,
+        data_seed,
     };
     let result = analyze::analyze(&req)?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).map_err(|e| CliError::Failed(e.to_string()))?
-        );
-    } else {
-        print!("{}", analyze::table(&result));
-    }
+    print!("{}", analyze::render(&result, a.json)?);
     Ok(EXIT_OK)
 }
 

@@ -1,14 +1,95 @@
 //! Curvature summaries through imreg-spectra: the extreme Hessian eigenvalues (dense for small `p`,
 //! Lanczos otherwise), the Hessian trace, and the traces of the gradient covariance `K` and the empirical
-//! Fisher `F`.
+//! Fisher `F`; each number that is not exact says how it was computed ([`Reported`]).
 use crate::data::STREAM_SPECTRUM;
 use imreg_objective::{Batch, Objective};
 use imreg_spectra::{
-    batch_sharpness, dense_eigen, exact_trace, gradient_covariance_top, hutch_plus_plus, lanczos, mini_bs,
-    sharpness, BatchExpectation, CovarianceOptions, CovarianceRoute, DenseOptions, GradientOuterOperator,
-    HessianOperator, LanczosOptions, MonteCarloOptions, TraceOptions,
+    dense_eigen, exact_trace, gradient_covariance_top, hutch_plus_plus, lanczos, mini_bs, sharpness,
+    BatchExpectation, CovarianceOptions, CovarianceRoute, DenseOptions, Estimate, Estimator,
+    GradientOuterOperator, HessianOperator, LanczosOptions, LanczosReport, MonteCarloOptions, TraceOptions,
 };
 use serde::Serialize;
+
+/// A reported number and how it was computed: exact (every term of a finite sum evaluated, or a dense
+/// eigensolve), Monte Carlo (with its standard error and sample count), or Lanczos (an iterative eigensolve
+/// to a residual tolerance).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Reported {
+    pub value: f64,
+    /// `"exact"`, `"monte_carlo"` or `"lanczos"`.
+    pub estimator: &'static str,
+    /// The standard error of a Monte Carlo estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std_error: Option<f64>,
+    /// Terms evaluated (exact), samples drawn (Monte Carlo) or Lanczos steps, counted in `unit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// What `samples` counts: `"batches"`, `"probes"`, `"unit vectors"`, `"examples"`, `"steps"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<&'static str>,
+    /// `false` when a Monte Carlo stop rule or a Lanczos tolerance was not met (the value is then the last
+    /// estimate, with its standard error or residual).
+    pub converged: bool,
+}
+
+impl Reported {
+    /// An exact value, optionally a sum of `terms` terms counted in `unit`.
+    pub fn exact(value: f64, terms: Option<(u64, &'static str)>) -> Self {
+        Reported {
+            value,
+            estimator: "exact",
+            std_error: None,
+            samples: terms.map(|t| t.0),
+            unit: terms.map(|t| t.1),
+            converged: true,
+        }
+    }
+
+    /// A library [`Estimate`], its terms or samples counted in `unit`.
+    pub fn estimate(e: Estimate, unit: &'static str) -> Self {
+        match e.estimator {
+            Estimator::Exact { terms } => Reported::exact(e.value, Some((terms, unit))),
+            Estimator::MonteCarlo { samples, .. } => Reported {
+                value: e.value,
+                estimator: "monte_carlo",
+                std_error: Some(e.std_error),
+                samples: Some(samples as u64),
+                unit: Some(unit),
+                converged: e.converged(),
+            },
+        }
+    }
+
+    /// The top Ritz value of a Lanczos run.
+    pub fn lanczos(value: f64, report: &LanczosReport) -> Self {
+        Reported {
+            value,
+            estimator: "lanczos",
+            std_error: None,
+            samples: Some(report.iterations as u64),
+            unit: Some("steps"),
+            converged: report.converged,
+        }
+    }
+
+    /// `1.234568e0 (exact, 8855 batches)`, `1.234568e0 ± 2.1e-3 (Monte Carlo, 1000 batches, not converged)`,
+    /// `1.234568e0 (Lanczos, 40 steps)`.
+    pub fn display(&self) -> String {
+        let mut notes = vec![match self.estimator {
+            "exact" => "exact".to_string(),
+            "monte_carlo" => "Monte Carlo".to_string(),
+            _ => "Lanczos".to_string(),
+        }];
+        if let (Some(n), Some(u)) = (self.samples, self.unit) {
+            notes.push(format!("{n} {u}"));
+        }
+        if !self.converged {
+            notes.push("not converged".into());
+        }
+        let se = self.std_error.map_or(String::new(), |se| format!(" ± {se:.1e}"));
+        format!("{:.6e}{se} ({})", self.value, notes.join(", "))
+    }
+}
 
 /// Up to this many parameters the Hessian is formed densely (p HVPs) and diagonalized exactly.
 pub const DENSE_MAX_P: usize = 400;
@@ -24,6 +105,8 @@ pub struct Extremes {
     pub method: &'static str,
     /// Lanczos converged (always true for dense).
     pub converged: bool,
+    /// Lanczos steps (0 for dense).
+    pub iterations: usize,
 }
 
 /// Extreme eigenvalues of `∇²C_B(θ)`; `k_top`/`k_bottom` are capped at `p`.
@@ -45,6 +128,7 @@ pub fn hessian_extremes(
             bottom: e.bottom(k_bottom),
             method: "dense",
             converged: true,
+            iterations: 0,
         });
     }
     let opts = LanczosOptions {
@@ -62,6 +146,7 @@ pub fn hessian_extremes(
         bottom: r.bottom.iter().map(|t| t.value).collect(),
         method: "lanczos",
         converged: r.report.converged,
+        iterations: r.report.iterations,
     })
 }
 
@@ -84,11 +169,16 @@ pub fn full_sharpness(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_sp
     Ok(sharpness(obj, theta, Batch::Full, &opts)?.value)
 }
 
-/// `Tr ∇²C(θ)`: exact for small `p`, Hutch++ (with its standard error) otherwise. Returns `(trace, se)`.
-pub fn hessian_trace(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<(f64, f64)> {
+/// `Tr ∇²C(θ)`: exact for small `p` (`p` unit vectors), Hutch++ with its standard error otherwise (probes
+/// from `seed`).
+pub fn hessian_trace(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<Reported> {
     let h = HessianOperator::new(obj, theta, Batch::Full)?;
-    if obj.dim() <= DENSE_MAX_P {
-        return Ok((exact_trace(&h)?, 0.0));
+    let p = obj.dim();
+    if p <= DENSE_MAX_P {
+        return Ok(Reported::exact(
+            exact_trace(&h)?,
+            Some((p as u64, "unit vectors")),
+        ));
     }
     let t = hutch_plus_plus(
         &h,
@@ -97,23 +187,28 @@ pub fn hessian_trace(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spe
             ..TraceOptions::default()
         },
     )?;
-    Ok((t.estimate, t.std_error))
+    Ok(Reported::estimate(t.to_estimate(), "probes"))
 }
 
-/// `Tr K` (gradient covariance, `1/N`) and `Tr F` (empirical Fisher), exact in one streamed pass each.
-pub fn gradient_traces(obj: &dyn Objective, theta: &[f64]) -> imreg_spectra::Result<(f64, f64)> {
+/// `Tr K` (gradient covariance, `1/N`) and `Tr F` (empirical Fisher), exact in one streamed pass each over
+/// the `N` per-example gradients.
+pub fn gradient_traces(obj: &dyn Objective, theta: &[f64]) -> imreg_spectra::Result<(Reported, Reported)> {
     let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, Default::default())?.trace()?;
     let f = GradientOuterOperator::empirical_fisher(obj, theta, Batch::Full, 256)?.trace()?;
-    Ok((k, f))
+    let n = Some((obj.n_examples() as u64, "examples"));
+    Ok((Reported::exact(k, n), Reported::exact(f, n)))
 }
 
 /// `λ_K¹`, the top eigenvalue of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ` on the full
 /// batch: dense `N × N` Gram matrix when `N < p`, dense `p × p` operator for small `p`, Lanczos otherwise.
-pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<f64> {
+pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<Reported> {
     let p = obj.dim();
     if p <= DENSE_MAX_P && obj.n_examples() >= p {
         let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, CovarianceOptions::default())?;
-        return Ok(dense_eigen(&k, &DenseOptions::default())?.max());
+        return Ok(Reported::exact(
+            dense_eigen(&k, &DenseOptions::default())?.max(),
+            None,
+        ));
     }
     let route = CovarianceRoute::Operator(LanczosOptions {
         max_iter: p.min(300),
@@ -127,42 +222,40 @@ pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra
     } else {
         route
     };
-    Ok(gradient_covariance_top(obj, theta, Batch::Full, CovarianceOptions::default(), &route)?.value)
+    let top = gradient_covariance_top(obj, theta, Batch::Full, CovarianceOptions::default(), &route)?;
+    Ok(match &top.report {
+        Some(r) => Reported::lanczos(top.value, r),
+        None => Reported::exact(top.value, None),
+    })
 }
 
-/// Expectation over size-`b` batches: exact when `C(N, b) ≤ 2000`, Monte Carlo with at most `max_batches`
-/// seeded batches otherwise.
-pub fn batch_expectation(seed: u64, max_batches: usize) -> BatchExpectation {
+/// Most batches `imreg run` enumerates exactly per evaluation (it evaluates at every recorded step, so its
+/// threshold stays below [`imreg_spectra::DEFAULT_MAX_EXACT`], which `analyze` uses).
+pub const RUN_MAX_EXACT: u64 = 2000;
+
+/// Expectation over size-`b` batches: exact when `C(N, b) ≤ max_exact`, Monte Carlo otherwise with at most
+/// `max_batches` batches drawn from `seed` and a stop once the relative standard error is below `rel_se`.
+pub fn batch_expectation(seed: u64, max_exact: u64, max_batches: usize, rel_se: f64) -> BatchExpectation {
     BatchExpectation::Auto {
-        max_exact: 2000,
+        max_exact,
         monte_carlo: MonteCarloOptions {
             seed,
             min_batches: max_batches.min(20),
             max_batches,
+            rel_se_tol: rel_se,
             ..MonteCarloOptions::default()
         },
     }
 }
 
-/// Batch sharpness in both variants, `(E_B[g_BᵀH_Bg_B/‖g_B‖²], E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²])`.
-pub fn batch_sharpness_pair(
-    obj: &dyn Objective,
-    theta: &[f64],
-    b: usize,
-    mode: &BatchExpectation,
-) -> imreg_spectra::Result<(f64, f64)> {
-    let s = batch_sharpness(obj, theta, Batch::Full, b, mode)?;
-    Ok((s.mean_of_ratios.value, s.ratio_of_means.value))
-}
-
-/// MiniBS `E_B[λ_max(H_B)]` over size-`b` batches.
+/// MiniBS `E_B[λ_max(H_B)]` over size-`b` batches, exact or with its standard error.
 pub fn mini_batch_sharpness(
     obj: &dyn Objective,
     theta: &[f64],
     b: usize,
     mode: &BatchExpectation,
     seed: u64,
-) -> imreg_spectra::Result<f64> {
+) -> imreg_spectra::Result<Estimate> {
     let lo = LanczosOptions {
         max_iter: obj.dim().min(100),
         tol: 1e-8,
@@ -170,5 +263,5 @@ pub fn mini_batch_sharpness(
         ritz_vectors: false,
         ..LanczosOptions::default()
     };
-    Ok(mini_bs(obj, theta, Batch::Full, b, mode, &lo)?.estimate.value)
+    Ok(mini_bs(obj, theta, Batch::Full, b, mode, &lo)?.estimate)
 }

@@ -9,12 +9,11 @@ use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::regularize::Regularized;
-use crate::spectrum::{
-    batch_expectation, batch_sharpness_pair, full_sharpness, lambda_k1, mini_batch_sharpness,
-};
+use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
+use imreg_spectra::Estimate;
 use rand::Rng;
 use std::path::Path;
 
@@ -84,7 +83,15 @@ fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
             let columns = match key {
                 "loss" if has_test => vec!["loss", "test_loss"],
                 "accuracy" if has_test => vec!["accuracy", "test_accuracy"],
-                "batch_sharpness" => vec!["batch_sharpness", "batch_sharpness_inside"],
+                "batch_sharpness" => vec![
+                    "batch_sharpness",
+                    "batch_sharpness_inside",
+                    "batch_sharpness_se",
+                    "batch_sharpness_inside_se",
+                    "batch_sharpness_batches",
+                    "batch_sharpness_estimator",
+                ],
+                "mini_bs" => vec!["mini_bs", "mini_bs_se", "mini_bs_batches", "mini_bs_estimator"],
                 k => vec![k],
             };
             Some(Tracked { key, columns, period })
@@ -125,6 +132,21 @@ fn method(opt: &OptimizerConfig) -> (Sampler, Update, Noise) {
     (sampler, update, noise)
 }
 
+/// Appends expectations over batches from the same batches as columns: the values, their standard errors
+/// (0 when exact), the batches evaluated (`C(N, b)` when exact), and the estimator: 0 exact, 1 Monte Carlo
+/// whose relative-SE stop was met, 2 Monte Carlo that ran out of batches first.
+fn push_estimates(row: &mut Vec<f64>, estimates: &[Estimate]) {
+    row.extend(estimates.iter().map(|e| e.value));
+    row.extend(estimates.iter().map(|e| e.std_error));
+    let first = estimates[0];
+    row.push(first.samples() as f64);
+    row.push(match (first.is_exact(), first.converged()) {
+        (true, _) => 0.0,
+        (false, true) => 1.0,
+        (false, false) => 2.0,
+    });
+}
+
 /// Evaluates the metrics due at `step` (all of them when `all`); returns the row and the training loss.
 fn record(
     model: &Model,
@@ -141,7 +163,8 @@ fn record(
     let b = cfg.track.batch_size.or(cfg.optimizer.batch_size()).unwrap_or(1);
     // Each evaluation draws its batches from its own seed, a pure function of (seed, step).
     let eval_seed = stream(cfg.seed, STREAM_BATCHES ^ 0x5eed).random::<u64>() ^ step as u64;
-    let mode = batch_expectation(eval_seed, cfg.track.max_batches);
+    let rel_se = imreg_spectra::MonteCarloOptions::default().rel_se_tol;
+    let mode = batch_expectation(eval_seed, RUN_MAX_EXACT, cfg.track.max_batches, rel_se);
     let mut row = vec![step as f64];
     for m in metrics {
         if !(all || step.is_multiple_of(m.period)) || !finite {
@@ -165,15 +188,15 @@ fn record(
                 }
             }
             "batch_sharpness" => {
-                let (outside, inside) =
-                    batch_sharpness_pair(obj, theta, b, &mode).map_err(|e| sp("batch sharpness", e))?;
-                row.push(outside);
-                row.push(inside);
+                let s = imreg_spectra::batch_sharpness(obj, theta, imreg_objective::Batch::Full, b, &mode)
+                    .map_err(|e| sp("batch sharpness", e))?;
+                push_estimates(&mut row, &[s.mean_of_ratios, s.ratio_of_means]);
             }
             "mini_bs" => {
-                row.push(mini_batch_sharpness(obj, theta, b, &mode, eval_seed).map_err(|e| sp("MiniBS", e))?)
+                let e = mini_batch_sharpness(obj, theta, b, &mode, eval_seed).map_err(|e| sp("MiniBS", e))?;
+                push_estimates(&mut row, &[e]);
             }
-            "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?),
+            "lambda_k1" => row.push(lambda_k1(obj, theta, cfg.seed).map_err(|e| sp("λ_K¹", e))?.value),
             "trace_k" => row.push(
                 imreg_spectra::trace_gradient_covariance(
                     obj,

@@ -116,7 +116,9 @@ fn analyze_safetensors_matches_library() {
         top_k: 2,
         bottom_k: 2,
         batch_size: Some(5),
+        estimation: Default::default(),
         seed: 0,
+        data_seed: 0,
     };
     let a = analyze(&req).unwrap();
     // The library, directly: θ = [0.weight, 0.bias, 1.weight, 1.bias].
@@ -146,7 +148,7 @@ fn analyze_safetensors_matches_library() {
     assert!((a.hessian_top[1] - ev[ev.len() - 2]).abs() <= 1e-12 * scale);
     assert!((a.hessian_bottom[0] - ev[0]).abs() <= 1e-12 * scale);
     let trace: f64 = ev.iter().sum();
-    assert!((a.hessian_trace - trace).abs() <= 1e-12 * scale * ev.len() as f64);
+    assert!((a.hessian_trace.value - trace).abs() <= 1e-12 * scale * ev.len() as f64);
     // Tr F = mean ‖g_i‖² and Tr K = Tr F − ‖ḡ‖² (population covariance), from per-example gradients.
     let per: Vec<Vec<f64>> = (0..n)
         .map(|i| lib.grad(&theta, Batch::Indices(&[i])).unwrap())
@@ -157,9 +159,9 @@ fn analyze_safetensors_matches_library() {
         .sum::<f64>()
         / n as f64;
     let gg: f64 = g.iter().map(|v| v * v).sum();
-    assert!((a.trace_f - tr_f).abs() <= 1e-12 * tr_f.max(1.0));
-    assert!((a.trace_k - (tr_f - gg)).abs() <= 1e-10 * tr_f.max(1.0));
-    assert!(a.lambda_k1 > 0.0 && a.lambda_k1 <= a.trace_k * (1.0 + 1e-12));
+    assert!((a.trace_f.value - tr_f).abs() <= 1e-12 * tr_f.max(1.0));
+    assert!((a.trace_k.value - (tr_f - gg)).abs() <= 1e-10 * tr_f.max(1.0));
+    assert!(a.lambda_k1.value > 0.0 && a.lambda_k1.value <= a.trace_k.value * (1.0 + 1e-12));
     assert!(a.batch_sharpness.is_some());
     // The same through the command line, as JSON.
     let code = cli(&[

@@ -88,7 +88,9 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         top_k: 2,
         bottom_k: 1,
         batch_size: Some(3),
+        estimation: Default::default(),
         seed: 0,
+        data_seed: 0,
     };
     let a = analyze(&req).unwrap();
     let spec = MlpSpec {
@@ -134,7 +136,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         })
         .sum::<f64>()
         / n as f64;
-    assert!((a.trace_f - tr_f).abs() <= 1e-12 * tr_f);
+    assert!((a.trace_f.value - tr_f).abs() <= 1e-12 * tr_f);
     // The command line, with the MLP flags.
     let args = |loss: &str, extra: &[&str]| -> i32 {
         let mut v = vec![

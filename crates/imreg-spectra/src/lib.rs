@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod dense;
 pub mod error;
+pub mod estimate;
 pub mod lanczos;
 pub mod operator;
 pub mod operators;
@@ -25,6 +26,7 @@ mod vector;
 pub use checks::checks;
 pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, DenseEigen, DenseOptions};
 pub use error::{Result, SpectraError};
+pub use estimate::{Estimate, Estimator};
 pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair};
 pub use operator::{
     apply_checked, apply_vec, Affine, Deflated, DenseOperator, FnOperator, LinearOperator, Sum,

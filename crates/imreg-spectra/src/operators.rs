@@ -14,6 +14,7 @@
 //! in memory), except by the Gram route, which stores them by design.
 use crate::dense::{symmetric_eigen, DenseEigen, DenseOptions};
 use crate::error::{check_dim, check_finite, Result, SpectraError};
+use crate::estimate::{mean_se, Estimate, Estimator};
 use crate::operator::LinearOperator;
 use crate::vector::{axpy, dot};
 use imreg_objective::{rng, Batch, HessianAt, LossKind, Objective, Supervised, Targets};
@@ -494,12 +495,20 @@ impl<'a, O: Supervised + ?Sized> FisherOperator<'a, O> {
     /// classes). The exact MSE Fisher trace needs `J` and is an error here (use
     /// [`crate::hutch_plus_plus`] or [`crate::exact_trace`] on the operator).
     pub fn trace(&self) -> Result<f64> {
+        Ok(self.trace_estimate()?.value)
+    }
+
+    /// [`trace`](Self::trace) as an [`Estimate`]: exact over the `N` examples with
+    /// [`FisherSampling::Exact`]; with [`FisherSampling::Sampled`] Monte Carlo over the `N·S` sampled labels,
+    /// with the stratified standard error `SE = √(Σ_i s_i²/S) / N`, `s_i²` the sample variance of
+    /// `‖g(x_i, ŷ_is)‖²` over the `S` labels of example `i` (`SE = ∞` for `S = 1`: no variance estimate).
+    pub fn trace_estimate(&self) -> Result<Estimate> {
         let obj = self.inner.obj;
         let n = self.inner.m.len();
         let kind = obj.loss_kind();
         let f = obj.outputs(self.inner.theta, self.inner.batch)?;
         let mut g = vec![0.0; obj.dim()];
-        let mut total = 0.0;
+        let (mut total, mut variance, mut sampled) = (0.0, 0.0, 0usize);
         for k in 0..n {
             let i = [self.inner.batch.index(k)];
             let one = Batch::Indices(&i);
@@ -534,12 +543,30 @@ impl<'a, O: Supervised + ?Sized> FisherOperator<'a, O> {
                 }
             } else {
                 let s = self.targets[k].len() as f64;
+                let mut values = Vec::with_capacity(self.targets[k].len());
                 for t in &self.targets[k] {
-                    total += grad_sq(t)? / s;
+                    let v = grad_sq(t)?;
+                    total += v / s;
+                    values.push(v);
                 }
+                // SE² of the example's mean over its S labels
+                variance += mean_se(values.iter().copied()).1.powi(2);
+                sampled += values.len();
             }
         }
-        Ok(total / n as f64)
+        let value = total / n as f64;
+        Ok(if sampled == 0 {
+            Estimate::exact(value, n as u64)
+        } else {
+            Estimate {
+                value,
+                std_error: variance.sqrt() / n as f64,
+                estimator: Estimator::MonteCarlo {
+                    samples: sampled,
+                    converged: None,
+                },
+            }
+        })
     }
 }
 

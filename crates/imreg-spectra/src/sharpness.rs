@@ -23,6 +23,7 @@
 //! error; the [`Estimator`] in the result says which. Batches are evaluated rayon-parallel in fixed rounds
 //! and reduced in batch order, so results are bitwise identical at any thread count.
 use crate::error::{Result, SpectraError};
+use crate::estimate::{mean_se as sample_mean_se, Estimate, Estimator};
 use crate::lanczos::{lanczos, LanczosOptions, LanczosReport};
 use crate::operators::{
     check_theta_batch, CovarianceOptions, FisherOperator, FisherSampling, GradientOuterOperator,
@@ -34,6 +35,15 @@ use rayon::prelude::*;
 
 /// Exact enumeration refuses more batches than this.
 pub const EXACT_LIMIT: u64 = 10_000_000;
+
+/// Default of [`BatchExpectation::Auto`]: enumerate exactly when `C(N, b)` is at most this many batches.
+/// Enumeration costs one evaluation per batch, like a Monte Carlo sample, and has no error; at `10⁵` it
+/// costs at most 100 times the default Monte Carlo budget ([`MonteCarloOptions::default`]: ≤ 1000 batches)
+/// and a few seconds on the problem sizes `imreg analyze` sees (docs/spectra.md).
+pub const DEFAULT_MAX_EXACT: u64 = 100_000;
+
+/// Monte Carlo refuses a budget above this many batches (the per-batch statistics are kept in memory).
+pub const MONTE_CARLO_LIMIT: usize = 10_000_000;
 
 /// Options of Monte Carlo over batches.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +79,7 @@ pub enum BatchExpectation {
     Exact,
     /// Monte Carlo over seeded uniformly random size-`b` subsets.
     MonteCarlo(MonteCarloOptions),
-    /// Exact if `C(N, b) ≤ max_exact`, Monte Carlo otherwise.
+    /// Exact if `C(N, b) ≤ max_exact`, Monte Carlo otherwise (default: [`DEFAULT_MAX_EXACT`]).
     Auto {
         max_exact: u64,
         monte_carlo: MonteCarloOptions,
@@ -79,50 +89,28 @@ pub enum BatchExpectation {
 impl Default for BatchExpectation {
     fn default() -> Self {
         BatchExpectation::Auto {
-            max_exact: 2000,
+            max_exact: DEFAULT_MAX_EXACT,
             monte_carlo: MonteCarloOptions::default(),
         }
     }
 }
 
-/// Which estimator produced a value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Estimator {
-    /// Exact over all `batches = C(N, b)` subsets.
-    Exact { batches: u64 },
-    /// Monte Carlo over `batches` seeded batches; `converged` if the relative-SE stop was met.
-    MonteCarlo {
-        batches: usize,
-        rel_std_error: f64,
-        converged: bool,
-    },
-}
-
-/// An expectation over batches.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Estimate {
-    /// The value.
-    pub value: f64,
-    /// Its standard error (0 for exact enumeration).
-    pub std_error: f64,
-    /// How it was computed.
-    pub estimator: Estimator,
-}
-
-/// `C(n, k)`, saturating at `u64::MAX`.
-pub fn binomial(n: usize, k: usize) -> u64 {
+/// `C(n, k)` by the multiplicative formula `C(n, i+1) = C(n, i)·(n − i)/(i + 1)` in checked arithmetic;
+/// `None` if it exceeds `u64::MAX` (or an intermediate product would overflow `u128`).
+pub fn binomial(n: usize, k: usize) -> Option<u64> {
     if k > n {
-        return 0;
+        return Some(0);
     }
     let k = k.min(n - k);
     let mut c: u128 = 1;
     for i in 0..k {
-        c = c * (n - i) as u128 / (i + 1) as u128;
+        // C(n, i)·(n − i) is divisible by i + 1, so the division is exact.
+        c = c.checked_mul((n - i) as u128)? / (i + 1) as u128;
         if c > u64::MAX as u128 {
-            return u64::MAX;
+            return None;
         }
     }
-    c as u64
+    Some(c as u64)
 }
 
 /// Advances `c` (strictly increasing positions in `0..n`) to the next combination in lexicographic order;
@@ -148,7 +136,6 @@ struct Samples {
     rows: Vec<Vec<f64>>,
     exact: bool,
     converged: bool,
-    rel_se: f64,
 }
 
 type Eval<'a> = dyn Fn(&[usize]) -> Result<Vec<f64>> + Sync + 'a;
@@ -157,6 +144,25 @@ type Summary<'a> = dyn Fn(&[Vec<f64>]) -> (f64, f64) + 'a;
 fn evaluate_round(batches: &[Vec<usize>], eval: &Eval<'_>) -> Result<Vec<Vec<f64>>> {
     let out: Vec<Result<Vec<f64>>> = batches.par_iter().map(|b| eval(b)).collect();
     out.into_iter().collect()
+}
+
+impl MonteCarloOptions {
+    fn validate(&self) -> Result<()> {
+        if self.max_batches < 2
+            || self.max_batches > MONTE_CARLO_LIMIT
+            || self.min_batches > self.max_batches
+            || self.rel_se_tol.is_nan()
+            || self.rel_se_tol < 0.0
+        {
+            return Err(SpectraError::invalid(
+                "MonteCarloOptions",
+                format!(
+                    "need 2 ≤ min_batches ≤ max_batches ≤ {MONTE_CARLO_LIMIT} and rel_se_tol ≥ 0, got {self:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Validates the batch size against the pool and runs the expectation engine. `eval` receives dataset
@@ -177,22 +183,26 @@ fn sample_batches(
     if b > n {
         return Err(SpectraError::BatchTooLarge { b, n });
     }
+    // `None`: more than u64::MAX batches, far beyond any exact threshold.
     let count = binomial(n, b);
     let exact = match mode {
         BatchExpectation::Exact => true,
         BatchExpectation::MonteCarlo(_) => false,
-        BatchExpectation::Auto { max_exact, .. } => count <= *max_exact,
+        BatchExpectation::Auto { max_exact, .. } => count.is_some_and(|c| c <= *max_exact),
     };
     let to_data = |pos: &[usize]| -> Vec<usize> { pos.iter().map(|&k| pool.index(k)).collect() };
+    const ROUND: usize = 512;
     if exact {
-        if count > EXACT_LIMIT {
-            return Err(SpectraError::TooMany {
-                what: format!("batches C({n}, {b}) for exact enumeration"),
-                k: count.min(usize::MAX as u64) as usize,
-                p: EXACT_LIMIT as usize,
-            });
-        }
-        const ROUND: usize = 512;
+        let count = match count {
+            Some(c) if c <= EXACT_LIMIT => c,
+            _ => {
+                return Err(SpectraError::TooMany {
+                    what: format!("batches C({n}, {b}) for exact enumeration"),
+                    k: count.map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX)),
+                    p: EXACT_LIMIT as usize,
+                })
+            }
+        };
         let mut rows = Vec::with_capacity(count as usize);
         let mut c: Vec<usize> = (0..b).collect();
         let mut more = true;
@@ -208,23 +218,16 @@ fn sample_batches(
             rows,
             exact: true,
             converged: true,
-            rel_se: 0.0,
         });
     }
     let mc = match mode {
         BatchExpectation::MonteCarlo(mc) | BatchExpectation::Auto { monte_carlo: mc, .. } => *mc,
         BatchExpectation::Exact => unreachable!("handled above"),
     };
-    if mc.max_batches < 2 || mc.min_batches > mc.max_batches || mc.rel_se_tol.is_nan() || mc.rel_se_tol < 0.0
-    {
-        return Err(SpectraError::invalid(
-            "MonteCarloOptions",
-            format!("need 2 ≤ min_batches ≤ max_batches and rel_se_tol ≥ 0, got {mc:?}"),
-        ));
-    }
-    let round = mc.round.max(1);
-    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(mc.max_batches);
-    let (mut converged, mut rel_se) = (false, f64::INFINITY);
+    mc.validate()?;
+    let round = mc.round.clamp(1, ROUND);
+    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(mc.max_batches.min(ROUND));
+    let mut converged = false;
     while rows.len() < mc.max_batches {
         let start = rows.len();
         let end = (start + round).min(mc.max_batches);
@@ -238,8 +241,7 @@ fn sample_batches(
         rows.extend(evaluate_round(&batches, eval)?);
         if rows.len() >= mc.min_batches.max(2) {
             let (v, se) = summary(&rows);
-            rel_se = se / v.abs();
-            if rel_se <= mc.rel_se_tol {
+            if se / v.abs() <= mc.rel_se_tol {
                 converged = true;
                 break;
             }
@@ -249,43 +251,29 @@ fn sample_batches(
         rows,
         exact: false,
         converged,
-        rel_se,
     })
 }
 
 impl Samples {
-    fn estimator(&self) -> Estimator {
-        if self.exact {
-            Estimator::Exact {
-                batches: self.rows.len() as u64,
-            }
-        } else {
-            Estimator::MonteCarlo {
-                batches: self.rows.len(),
-                rel_std_error: self.rel_se,
-                converged: self.converged,
-            }
-        }
-    }
-
     fn estimate(&self, (value, se): (f64, f64)) -> Estimate {
-        Estimate {
-            value,
-            std_error: if self.exact { 0.0 } else { se },
-            estimator: self.estimator(),
+        if self.exact {
+            Estimate::exact(value, self.rows.len() as u64)
+        } else {
+            Estimate {
+                value,
+                std_error: se,
+                estimator: Estimator::MonteCarlo {
+                    samples: self.rows.len(),
+                    converged: Some(self.converged),
+                },
+            }
         }
     }
 }
 
 /// Mean and standard error of column `j`.
 fn mean_se(rows: &[Vec<f64>], j: usize) -> (f64, f64) {
-    let n = rows.len() as f64;
-    let mean = rows.iter().map(|r| r[j]).sum::<f64>() / n;
-    if rows.len() < 2 {
-        return (mean, f64::INFINITY);
-    }
-    let var = rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
+    sample_mean_se(rows.iter().map(|r| r[j]))
 }
 
 /// `Σ a / Σ b` over columns `a`, `b` with its delta-method standard error
@@ -602,11 +590,17 @@ mod tests {
                     prev = c.clone();
                     count += 1;
                 }
-                assert_eq!(count, binomial(n, k));
+                assert_eq!(Some(count), binomial(n, k));
             }
         }
-        assert_eq!(binomial(50, 25), 126_410_606_437_752);
-        assert_eq!(binomial(3, 4), 0);
+        assert_eq!(binomial(50, 25), Some(126_410_606_437_752));
+        assert_eq!(binomial(3, 4), Some(0));
+        // C(68, 34) > u64::MAX > C(67, 33); huge n never overflows.
+        assert_eq!(binomial(67, 33), Some(14_226_520_737_620_288_370));
+        assert_eq!(binomial(68, 34), None);
+        assert_eq!(binomial(usize::MAX, 1), Some(usize::MAX as u64));
+        assert_eq!(binomial(usize::MAX, 2), None);
+        assert_eq!(binomial(usize::MAX, usize::MAX - 1), Some(usize::MAX as u64));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `μ` in expectation: `∫λ dμ = tr(A)/p`, `∫λ² dμ = ‖A‖²_F/p`.
 use crate::dense::DenseOptions;
 use crate::error::{check_finite, Result, SpectraError};
+use crate::estimate::{mean_se, Estimate, Estimator};
 use crate::lanczos::{lanczos, LanczosOptions};
 use crate::operator::LinearOperator;
 use crate::trace::rademacher;
@@ -76,12 +77,54 @@ pub struct SpectralDensity {
     pub dim: usize,
     /// The per-probe rules.
     pub probes: Vec<SlqProbe>,
+    /// The probe distribution used.
+    pub kind: ProbeKind,
+    /// Lanczos steps requested per probe ([`SlqOptions::steps`]).
+    pub steps: usize,
 }
 
 impl SpectralDensity {
     /// `∫ λ^k dμ ≈ (1/n_v) Σ_v Σ_j τ_{vj} θ_{vj}^k` (estimates `tr(A^k)/p`).
     pub fn moment(&self, k: i32) -> f64 {
         self.probes.iter().map(|r| r.moment(k)).sum::<f64>() / self.probes.len() as f64
+    }
+
+    /// `∫ λ^k dμ` as an estimate of `tr(A^k)/p`: the mean of the per-probe moments `Σ_j τ_j θ_j^k` with its
+    /// standard error over the probes (Monte Carlo, a fixed probe count). Exact when the probes are all `p`
+    /// unit vectors ([`ProbeKind::Basis`]) and every probe's rule integrates degree `k` exactly (`2m − 1 ≥ k`,
+    /// or its Krylov space was invariant). The standard error covers the probe randomness only, not the
+    /// quadrature error of a rule with `2m − 1 < k`. Errors for fewer than `p` basis probes (a partial sum,
+    /// not a random sample: no standard error exists).
+    pub fn moment_estimate(&self, k: i32) -> Result<Estimate> {
+        let per_probe = self.probes.iter().map(|r| r.moment(k));
+        if self.kind == ProbeKind::Basis {
+            if self.probes.len() < self.dim {
+                return Err(SpectraError::invalid(
+                    "moment_estimate",
+                    format!(
+                        "{} basis probes of p = {}: a partial sum has no standard error",
+                        self.probes.len(),
+                        self.dim
+                    ),
+                ));
+            }
+            let quadrature_exact = self.probes.iter().all(|r| {
+                // 2m − 1 ≥ k, or an invariant Krylov space (stopped early, or the whole space)
+                2 * r.steps as i64 > i64::from(k) || r.steps < self.steps || r.steps == self.dim
+            });
+            if quadrature_exact {
+                return Ok(Estimate::exact(self.moment(k), self.dim as u64));
+            }
+        }
+        let (value, std_error) = mean_se(per_probe);
+        Ok(Estimate {
+            value,
+            std_error,
+            estimator: Estimator::MonteCarlo {
+                samples: self.probes.len(),
+                converged: None,
+            },
+        })
     }
 
     /// All nodes and weights pooled (weights divided by `n_v`, so they sum to 1).
@@ -174,5 +217,10 @@ pub fn slq<A: LinearOperator + ?Sized>(op: &A, opts: &SlqOptions) -> Result<Spec
             steps: r.report.iterations,
         });
     }
-    Ok(SpectralDensity { dim: p, probes })
+    Ok(SpectralDensity {
+        dim: p,
+        probes,
+        kind: opts.kind,
+        steps: opts.steps,
+    })
 }

@@ -2,6 +2,7 @@
 //! (Meyer, Musco, Musco & Woodruff 2021). Fixed probe counts, no heuristic stop; probe `k` comes from the
 //! seeded stream `(seed, k)`, so the result is a pure function of the options.
 use crate::error::{check_direction, Result, SpectraError};
+use crate::estimate::{mean_se, Estimate, Estimator};
 use crate::operator::{apply_checked, LinearOperator};
 use crate::vector::{axpy, dot, norm, orthogonalize, scale};
 use imreg_objective::rng;
@@ -45,11 +46,19 @@ pub fn rademacher(p: usize, seed: u64, k: u64) -> Vec<f64> {
         .collect()
 }
 
-fn mean_se(samples: &[f64]) -> (f64, f64) {
-    let n = samples.len() as f64;
-    let mean = samples.iter().sum::<f64>() / n;
-    let var = samples.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
+impl TraceEstimate {
+    /// The estimate as a Monte Carlo [`Estimate`] over the stochastic probes (a fixed probe count, so no stop
+    /// rule: `converged` is `None`).
+    pub fn to_estimate(&self) -> Estimate {
+        Estimate {
+            value: self.estimate,
+            std_error: self.std_error,
+            estimator: Estimator::MonteCarlo {
+                samples: self.samples.len(),
+                converged: None,
+            },
+        }
+    }
 }
 
 /// Hutchinson's estimator `tr(A) ≈ (1/m) Σ_k z_kᵀ A z_k` with `m = matvecs` Rademacher probes.
@@ -100,7 +109,7 @@ fn hutchinson_probes<A: LinearOperator + ?Sized>(
         apply_checked(op, &z, &mut az)?;
         samples.push(dot(&z, &az));
     }
-    let (estimate, std_error) = mean_se(&samples);
+    let (estimate, std_error) = mean_se(samples.iter().copied());
     Ok(TraceEstimate {
         estimate,
         std_error,
@@ -156,7 +165,7 @@ pub fn hutch_plus_plus<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) 
         project(&mut buf);
         samples.push(dot(&z, &buf));
     }
-    let (res, std_error) = mean_se(&samples);
+    let (res, std_error) = mean_se(samples.iter().copied());
     Ok(TraceEstimate {
         estimate: exact + res,
         std_error,
@@ -165,7 +174,8 @@ pub fn hutch_plus_plus<A: LinearOperator + ?Sized>(op: &A, opts: &TraceOptions) 
     })
 }
 
-/// The exact trace `Σ_i e_iᵀ A e_i` from `p` applications (oracle for small `p`).
+/// The exact trace `Σ_i e_iᵀ A e_i` from `p` applications (oracle for small `p`); as an [`Estimate`]:
+/// `Estimate::exact(t, p)`.
 pub fn exact_trace<A: LinearOperator + ?Sized>(op: &A) -> Result<f64> {
     let p = op.dim();
     let mut e = vec![0.0; p];

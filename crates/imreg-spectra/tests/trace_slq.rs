@@ -60,6 +60,26 @@ fn slq_basis_probes_give_exact_normalized_moments() {
     let scale = h.norm();
     assert!((d.moment(1) - h.trace() / p as f64).abs() <= 1e-12 * scale);
     assert!((d.moment(2) - h.norm_squared() / p as f64).abs() <= 1e-12 * scale * scale);
+    // all p unit vectors and 2m − 1 = 7 ≥ degree: reported exact over p terms
+    for deg in [1, 2, 7] {
+        let e = d.moment_estimate(deg).unwrap();
+        assert_eq!(e, Estimate::exact(d.moment(deg), p as u64), "degree {deg}");
+    }
+    assert!(!d.moment_estimate(8).unwrap().is_exact());
+    let partial = slq(
+        &op,
+        &SlqOptions {
+            probes: p - 1,
+            steps: 4,
+            kind: ProbeKind::Basis,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        partial.moment_estimate(1),
+        Err(SpectraError::Invalid { .. })
+    ));
     // the smoothed density integrates to one and has the same mean (trapezoid on a wide, fine grid)
     let (lo, hi) = (-2.0 * scale, 2.0 * scale);
     let grid: Vec<f64> = (0..=4000).map(|i| lo + (hi - lo) * i as f64 / 4000.0).collect();
@@ -92,10 +112,15 @@ fn slq_rademacher_moments_are_unbiased() {
     )
     .unwrap();
     for (deg, exact) in [(1, h.trace() / p), (2, h.norm_squared() / p)] {
-        let vals: Vec<f64> = d.probes.iter().map(|r| r.moment(deg)).collect();
-        let n = vals.len() as f64;
-        let mean = vals.iter().sum::<f64>() / n;
-        let se = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+        let est = d.moment_estimate(deg).unwrap();
+        let (mean, se) = (est.value, est.std_error);
+        assert_eq!(
+            est.estimator,
+            Estimator::MonteCarlo {
+                samples: 400,
+                converged: None
+            }
+        );
         assert!(
             (mean - exact).abs() <= 3.0 * se,
             "degree {deg}: {mean} vs {exact} (SE {se})"
@@ -122,6 +147,8 @@ fn hutchinson_is_unbiased_within_three_standard_errors() {
         "{t:?} vs {exact}"
     );
     assert_eq!(t.applications, 3000);
+    let e = t.to_estimate();
+    assert!(!e.is_exact() && e.samples() == 3000 && e.converged() && e.std_error == t.std_error);
     // Rademacher variance is 2(‖H‖²_F − Σ h_ii²): the reported SE estimates its square root / √m.
     let var = 2.0 * (h.norm_squared() - h.diagonal().iter().map(|d| d * d).sum::<f64>());
     let se_true = (var / 3000.0).sqrt();
