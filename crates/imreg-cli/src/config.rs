@@ -878,7 +878,7 @@ impl ExperimentConfig {
                 format!("‖a‖² − ‖b‖² needs model scalar_net, got {}", self.model.kind()),
             );
         }
-        Ok(())
+        crate::limits::check_config(self, file)
     }
 }
 

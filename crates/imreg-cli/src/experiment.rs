@@ -4,6 +4,7 @@ use crate::config::{ExperimentConfig, InitConfig, InitScheme};
 use crate::data::{self, Dataset, STREAM_INIT};
 use crate::error::{CliError, Result};
 use crate::model::Model;
+use crate::output;
 use crate::params::{load_params, save_params};
 use crate::train::{train, TrainOutcome};
 use imreg_objective::data::npy::npy_bytes;
@@ -25,6 +26,8 @@ pub struct Prepared {
     /// The same model on the test part of `[split]`.
     pub test_model: Option<Model>,
     pub theta0: Vec<f64>,
+    /// The config file (or manifest) the run came from: never replaced by `--force`.
+    pub file: PathBuf,
 }
 
 /// The `summary.json` of a run.
@@ -60,6 +63,12 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         }
         (d, _) => (d, None),
     };
+    if let Some(d) = &data {
+        let outputs = d.classes.unwrap_or(0).max(d.y.ncols());
+        crate::limits::check_model(&config.model, d.n(), d.dim(), outputs, file)?;
+    } else {
+        crate::limits::check_model(&config.model, 0, 0, 0, file)?;
+    }
     let model = Model::build(&config.model, data.as_ref(), file, config.seed)?;
     let test_model = test
         .as_ref()
@@ -77,6 +86,18 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         ));
     }
     let n = model.objective().n_examples();
+    crate::limits::at_most(
+        file,
+        "steps",
+        &format!(
+            "estimated bytes held by {} recorded rows of p = {} parameters (raise track.every, lower steps \
+             or pass --max-steps)",
+            crate::train::expected_rows(&config),
+            model.objective().dim()
+        ),
+        crate::train::memory_estimate(&config, model.objective().dim(), n),
+        crate::limits::MAX_MEMORY_BYTES,
+    )?;
     for (b, field) in [
         (config.optimizer.batch_size(), "optimizer.batch_size"),
         (config.track.batch_size, "track.batch_size"),
@@ -101,6 +122,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         model,
         test_model,
         theta0,
+        file: file.to_path_buf(),
     })
 }
 
@@ -150,18 +172,29 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
         .and_then(|s| s.to_str())
         .unwrap_or("run")
         .to_string();
-    if out.exists() && !opts.force {
+    if std::fs::symlink_metadata(out).is_ok() && !opts.force {
         return Err(CliError::input(
             out,
             "--out",
-            "already exists (use --force to replace it)",
+            "already exists (use --force to replace a folder imreg wrote)",
         ));
     }
+    output::check_replaceable(out, Some(&prep.file))?;
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{leaf}-"))
+    let prefix = format!(".tmp-{leaf}-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The run folder gets the usual `0o777 & !umask`, not the temporary folder's private 0o700.
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    let tmp = builder
         .tempdir_in(&parent)
         .map_err(|e| CliError::io(&parent, e))?;
+    // Marked from the start, so a folder left by a killed run is recognizably imreg's.
+    output::mark(tmp.path(), "run")?;
     let outcome = train(
         &prep.model,
         prep.test_model.as_ref(),
@@ -170,8 +203,10 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
         tick,
     )?;
     let summary = write_outputs(prep, &outcome, tmp.path(), &leaf, opts)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    if std::fs::symlink_metadata(out).is_ok() {
+        // Checked again: only a folder carrying imreg's marker is ever deleted.
+        output::check_replaceable(out, Some(&prep.file))?;
+        std::fs::remove_dir_all(out).map_err(|e| CliError::io_while("removing", out, e))?;
     }
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, out).map_err(|e| {

@@ -13,7 +13,10 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod limits;
+pub mod lock;
 pub mod model;
+pub mod output;
 pub mod params;
 pub mod progress;
 pub mod registry;
@@ -228,7 +231,7 @@ fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<im
 }
 
 fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
-    std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    output::claim(out, "reproduce")?;
     let ctx = CheckContext {
         out_dir: Some(out.to_path_buf()),
         quick,
@@ -303,7 +306,7 @@ fn run(
         )
     });
     let prepared = experiment::prepare(cfg, config)?;
-    let pb = progress::bar(train::expected_rows(&prepared.config) as u64, "records", quiet);
+    let pb = progress::bar(train::expected_rows(&prepared.config), "records", quiet);
     let summary = experiment::run_to_folder(
         &prepared,
         &out,
@@ -441,7 +444,18 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
                     report.skipped.len()
                 );
             }
-            Ok(EXIT_OK)
+            if report.busy.is_empty() {
+                return Ok(EXIT_OK);
+            }
+            for (id, holder) in &report.busy {
+                eprintln!(
+                    "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
+                    holder.pid,
+                    holder.host,
+                    lock::lock_path(&out, id).display()
+                );
+            }
+            Ok(EXIT_FAILED)
         }
         SweepCommand::Collect { out, manifest } => {
             let c = sweep::collect(&out, manifest.as_deref())?;

@@ -295,10 +295,32 @@ pub fn train(
     })
 }
 
-/// The number of rows [`train`] records for `cfg` without divergence (for progress bars).
-pub fn expected_rows(cfg: &ExperimentConfig) -> usize {
-    let t = tracked(cfg, false);
-    (0..=cfg.steps)
-        .filter(|&s| s == 0 || s == cfg.steps || t.iter().any(|m| s.is_multiple_of(m.period)))
-        .count()
+/// The periods of the enabled metrics.
+fn periods(cfg: &ExperimentConfig) -> Vec<usize> {
+    tracked(cfg, false).iter().map(|t| t.period).collect()
+}
+
+/// The number of rows [`train`] records for `cfg` without divergence (for progress bars), counted in
+/// constant time per metric set (`limits::recorded_rows`), never by visiting the steps.
+pub fn expected_rows(cfg: &ExperimentConfig) -> u64 {
+    crate::limits::recorded_rows(cfg.steps, &periods(cfg))
+}
+
+/// Our estimate of the bytes a run of `cfg` holds at once with `p` parameters and `n` examples: the
+/// trajectory keeps every iterate at the gcd of the periods until the run ends, the metric rows are
+/// kept for the `.npy` columns and figures, and covariance / Fisher metrics form per-example gradients.
+pub fn memory_estimate(cfg: &ExperimentConfig, p: usize, n: usize) -> u64 {
+    let every = periods(cfg).into_iter().fold(0, gcd).max(1);
+    let iterates = crate::limits::recorded_rows(cfg.steps, &[every]);
+    let columns = 1 + 2 * periods(cfg).len();
+    let t = &cfg.track;
+    let per_example = [t.lambda_k1, t.trace_k, t.trace_f]
+        .iter()
+        .any(|e| e.period(1).is_some());
+    crate::limits::run_memory(iterates, p, n, per_example).saturating_add(crate::limits::run_memory(
+        expected_rows(cfg),
+        columns,
+        0,
+        false,
+    ))
 }
