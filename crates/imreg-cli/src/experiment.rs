@@ -63,12 +63,6 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         }
         (d, _) => (d, None),
     };
-    if let Some(d) = &data {
-        let outputs = d.classes.unwrap_or(0).max(d.y.ncols());
-        crate::limits::check_model(&config.model, d.n(), d.dim(), outputs, file)?;
-    } else {
-        crate::limits::check_model(&config.model, 0, 0, 0, file)?;
-    }
     let model = Model::build(&config.model, data.as_ref(), file, config.seed)?;
     let test_model = test
         .as_ref()
@@ -161,25 +155,23 @@ pub struct RunOptions {
     pub no_figures: bool,
 }
 
-/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per step.
-pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let leaf = out
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("run")
-        .to_string();
-    if std::fs::symlink_metadata(out).is_ok() && !opts.force {
+/// Checks that `out` may receive the run: it does not exist, or `force` is set and it is a folder imreg
+/// wrote that is not protected (`output::check_replaceable`).
+pub fn check_out(prep: &Prepared, out: &Path, force: bool) -> Result<()> {
+    if std::fs::symlink_metadata(out).is_ok() && !force {
         return Err(CliError::input(
             out,
             "--out",
             "already exists (use --force to replace a folder imreg wrote)",
         ));
     }
-    output::check_replaceable(out, Some(&prep.file))?;
+    output::check_replaceable(out, Some(&prep.file))
+}
+
+/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per step.
+pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
+    let (parent, leaf) = output::parent_and_leaf(out);
+    check_out(prep, out, opts.force)?;
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
     let prefix = format!(".tmp-{leaf}-");
     let mut builder = tempfile::Builder::new();

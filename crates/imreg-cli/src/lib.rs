@@ -306,6 +306,23 @@ fn run(
         )
     });
     let prepared = experiment::prepare(cfg, config)?;
+    experiment::check_out(&prepared, &out, force)?;
+    // One writer per output folder; a killed run's marked temporary folders are removed under the lock.
+    let (parent, leaf) = output::parent_and_leaf(&out);
+    std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
+    let _lock = lock::acquire(&parent, &leaf)?.map_err(|h| {
+        CliError::input(
+            &out,
+            "--out",
+            format!(
+                "another imreg process (pid {} on {}) is writing it; if that process is gone, remove {}",
+                h.pid,
+                h.host,
+                lock::lock_path(&parent, &leaf).display()
+            ),
+        )
+    })?;
+    output::remove_stale_temps(&parent, &leaf)?;
     let pb = progress::bar(train::expected_rows(&prepared.config), "records", quiet);
     let summary = experiment::run_to_folder(
         &prepared,

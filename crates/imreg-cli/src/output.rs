@@ -128,3 +128,32 @@ pub fn remove_owned(dir: &Path) -> Result<bool> {
     std::fs::remove_dir_all(dir).map_err(|e| CliError::io_while("removing", dir, e))?;
     Ok(true)
 }
+
+/// The folder that receives `out` (`.` for a bare name) and the leaf name of `out` (`run` when it has
+/// none, as for `.`).
+pub fn parent_and_leaf(out: &Path) -> (PathBuf, String) {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let leaf = out
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .to_string();
+    (parent, leaf)
+}
+
+/// Removes the temporary folders `parent/.tmp-<leaf>-*` that carry imreg's marker (left by a killed
+/// run). The caller holds the lock of `leaf` (`crate::lock`), so no live process is writing them; folders
+/// without the marker are left alone.
+pub fn remove_stale_temps(parent: &Path, leaf: &str) -> Result<()> {
+    let prefix = format!(".tmp-{leaf}-");
+    let entries = std::fs::read_dir(parent).map_err(|e| CliError::io_while("listing", parent, e))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            remove_owned(&entry.path())?;
+        }
+    }
+    Ok(())
+}

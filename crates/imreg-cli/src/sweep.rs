@@ -331,7 +331,7 @@ pub fn run_shard(
         match lock::acquire(out, &e.id)? {
             Ok(l) => {
                 locks.push(l);
-                clean_leftovers(out, &e.id)?;
+                output::remove_stale_temps(out, &e.id)?;
                 todo.push(e);
             }
             Err(holder) => report.busy.push((e.id.clone(), holder)),
@@ -364,20 +364,6 @@ pub fn run_shard(
     }
     drop(locks);
     Ok(report)
-}
-
-/// Removes imreg's temporary folders `out/.tmp-<id>-*` of run `id` (those carrying imreg's marker; the
-/// caller holds the run's lock, so no live process is writing them). An unfinished `out/<id>` is replaced
-/// by the run itself, and only if it carries the marker.
-fn clean_leftovers(out: &Path, id: &str) -> Result<()> {
-    let prefix = format!(".tmp-{id}-");
-    let entries = std::fs::read_dir(out).map_err(|e| CliError::io_while("listing", out, e))?;
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            output::remove_owned(&entry.path())?;
-        }
-    }
-    Ok(())
 }
 
 /// What `sweep collect` found.

@@ -507,3 +507,33 @@ fn result_files_get_the_usual_mode() {
         assert_eq!(mode, file_mode, "{f}");
     }
 }
+
+#[test]
+fn a_single_run_cleans_its_killed_predecessor_and_refuses_a_live_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = write(d, "small.toml", SMALL);
+    let c = cfg.to_str().unwrap();
+    let out = d.join("out");
+    let o = out.to_str().unwrap();
+    // A killed run left its marked temporary folder; a folder of the same pattern without the marker is
+    // someone else's.
+    let killed = d.join(".tmp-out-killed");
+    std::fs::create_dir(&killed).unwrap();
+    imreg_cli::output::mark(&killed, "run").unwrap();
+    let theirs = d.join(".tmp-out-theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    assert_eq!(cli(&["run", c, "--out", o]), 0);
+    assert!(!killed.exists() && theirs.is_dir());
+    assert!(!imreg_cli::lock::lock_path(d, "out").exists());
+    // While another live process holds the folder's lock, a second writer is refused and changes nothing.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let lock = imreg_cli::lock::lock_path(d, "out");
+    std::fs::write(&lock, format!("host={host}\npid={}\n", std::process::id())).unwrap();
+    let before = tree(&out);
+    assert_eq!(cli(&["run", c, "--out", o, "--force"]), 2);
+    assert_eq!(tree(&out), before);
+    assert!(lock.is_file());
+}
