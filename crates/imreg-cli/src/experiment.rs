@@ -6,6 +6,7 @@ use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::output;
 use crate::params::{load_params, save_params};
+use crate::record::{Recorded, Recorder};
 use crate::train::{train, TrainOutcome};
 use imreg_objective::data::npy::npy_bytes;
 use imreg_objective::rng;
@@ -187,14 +188,21 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
         .map_err(|e| CliError::io(&parent, e))?;
     // Marked from the start, so a folder left by a killed run is recognizably imreg's.
     output::mark(tmp.path(), "run")?;
+    let columns = crate::train::columns(&prep.config, prep.test_model.is_some());
+    let mut recorder = Recorder::new(tmp.path(), columns)?;
     let outcome = train(
         &prep.model,
         prep.test_model.as_ref(),
         prep.theta0.clone(),
         &prep.config,
-        tick,
+        &mut |row| {
+            recorder.push(row)?;
+            tick();
+            Ok(())
+        },
     )?;
-    let summary = write_outputs(prep, &outcome, tmp.path(), &leaf, opts)?;
+    let recorded = recorder.finish()?;
+    let summary = write_outputs(prep, &outcome, &recorded, tmp.path(), &leaf, opts)?;
     if std::fs::symlink_metadata(out).is_ok() {
         // Checked again: only a folder carrying imreg's marker is ever deleted.
         output::check_replaceable(out, Some(&prep.file))?;
@@ -211,19 +219,20 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
 fn write_outputs(
     prep: &Prepared,
     outcome: &TrainOutcome,
+    recorded: &Recorded,
     dir: &Path,
     default_name: &str,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
     let cfg = &prep.config;
-    let mut files = Vec::new();
+    write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+    // metrics.csv and the column .npy files were streamed by the recorder.
+    let mut files = vec!["config.toml".to_string(), "metrics.csv".to_string()];
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(&dir.join(name), bytes)?;
         files.push(name.to_string());
         Ok(())
     };
-    put("config.toml", cfg.to_toml()?.as_bytes())?;
-    put("metrics.csv", outcome.metrics.to_csv().as_bytes())?;
     let p = prep.theta0.len();
     put("theta_init.npy", &npy(&[p], &prep.theta0)?)?;
     put("theta_final.npy", &npy(&[p], &outcome.theta)?)?;
@@ -233,26 +242,15 @@ fn write_outputs(
         &prep.model.layout(),
     )?;
     files.push("theta_final.safetensors".into());
-    let steps = outcome.metrics.column("step");
-    for col in outcome.metrics.columns.iter() {
-        let v = outcome.metrics.column(col);
-        write_atomic(&dir.join(format!("{col}.npy")), &npy(&[v.len()], &v)?)?;
-        files.push(format!("{col}.npy"));
-    }
+    files.extend(recorded.columns.iter().map(|c| format!("{c}.npy")));
     let name = cfg.name.clone().unwrap_or_else(|| default_name.to_string());
     let eta = cfg.optimizer.lr();
-    for col in outcome.metrics.columns.iter().skip(1) {
-        // Rows where the metric was not due hold NaN: plot only the recorded points, as one line.
-        let (xs, ys): (Vec<f64>, Vec<f64>) = steps
-            .iter()
-            .zip(outcome.metrics.column(col))
-            .filter(|(_, y)| !y.is_nan())
-            .map(|(x, y)| (*x, y))
-            .unzip();
+    for (col, series) in recorded.columns.iter().skip(1).zip(&recorded.series) {
+        // Rows where the metric was not due hold NaN: the series has only the recorded points, as one line.
         let mut fig = Figure::new(format!("{name}: {}", pretty(col)))
             .x_label("step")
             .y_label(pretty(col))
-            .series(Series::line(*col, xs, ys));
+            .series(Series::line(*col, series.xs.clone(), series.ys.clone()));
         if matches!(*col, "loss" | "test_loss" | "grad_norm" | "trace_k" | "trace_f") {
             fig = fig.log_y();
         }
@@ -279,17 +277,12 @@ fn write_outputs(
             Err(e) => return Err(e.into()),
         }
     }
-    let final_metrics = outcome
-        .metrics
+    let final_metrics = recorded
         .columns
         .iter()
+        .zip(&recorded.last)
         .skip(1)
-        .map(|c| {
-            (
-                c.to_string(),
-                outcome.metrics.column(c).last().copied().unwrap_or(f64::NAN),
-            )
-        })
+        .map(|(c, v)| (c.to_string(), *v))
         .collect();
     let summary = RunSummary {
         name,

@@ -19,6 +19,7 @@ pub mod model;
 pub mod output;
 pub mod params;
 pub mod progress;
+pub mod record;
 pub mod registry;
 pub mod regularize;
 pub mod report;

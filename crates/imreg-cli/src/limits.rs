@@ -218,7 +218,8 @@ pub fn recorded_rows(steps: usize, periods: &[usize]) -> u64 {
 /// Bytes a run holds at once by our estimate: the recorded iterates of the trajectory (`rows` of `p`),
 /// per-example gradients (`N × p`) when a covariance or Fisher metric is tracked, and the data.
 pub fn run_memory(rows: u64, p: usize, n: usize, per_example: bool) -> u64 {
-    let iterates = mul(rows, add(mul(u(p), 8), 48));
+    // Each iterate: its values, the vector's header and allocation overhead, and its step.
+    let iterates = mul(rows, add(mul(u(p), 8), 64));
     let grads = if per_example { mul(mul(u(n), u(p)), 8) } else { 0 };
     add(iterates, grads)
 }
