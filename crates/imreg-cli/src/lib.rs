@@ -311,7 +311,7 @@ fn run(
     // One writer per output folder; a killed run's marked temporary folders are removed under the lock.
     let (parent, leaf) = output::parent_and_leaf(&out);
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
-    let _lock = lock::acquire(&parent, &leaf)?.map_err(|h| {
+    let held = lock::acquire(&parent, &leaf)?.map_err(|h| {
         CliError::input(
             &out,
             "--out",
@@ -325,12 +325,15 @@ fn run(
     })?;
     output::remove_stale_temps(&parent, &leaf)?;
     let pb = progress::bar(train::expected_rows(&prepared.config), "records", quiet);
-    let summary = experiment::run_to_folder(
-        &prepared,
-        &out,
-        &experiment::RunOptions { force, no_figures },
-        &|| pb.inc(1),
-    )?;
+    let held = [held];
+    let summary = lock::with_heartbeat(&held, || {
+        experiment::run_to_folder(
+            &prepared,
+            &out,
+            &experiment::RunOptions { force, no_figures },
+            &|| pb.inc(1),
+        )
+    })?;
     pb.finish_and_clear();
     if !quiet {
         println!(

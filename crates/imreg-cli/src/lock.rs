@@ -1,12 +1,19 @@
 //! Run locks of `sweep run`: before a process works on run `<id>` of an output folder it creates
 //! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name and
-//! process id, and removes it when done. A second process that finds the lock held by a live process
-//! leaves that run — and its temporary folders — alone. A lock whose process is dead (on the same host,
-//! Linux: no `/proc/<pid>`) is stale and taken over. A lock from another host, or on a system without
-//! `/proc`, is never taken over automatically: remove it by hand once that process is gone.
+//! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`with_heartbeat`]),
+//! and removes it when done. A second process that finds the lock held by a live process leaves that run —
+//! and its temporary folders — alone. A lock is stale, and taken over, when its process is known dead (same
+//! host, Linux: no `/proc/<pid>`) or, from another host (a cluster on a shared file system), when it has not
+//! been refreshed for [`STALE_AFTER`].
 use crate::error::{CliError, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How often a holder refreshes its locks.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A lock from another host not refreshed for this long is stale (its holder was killed or preempted).
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// A held lock; dropping it removes the lock file.
 #[derive(Debug)]
@@ -52,11 +59,17 @@ impl Holder {
     fn text(&self) -> String {
         format!("host={}\npid={}\n", self.host, self.pid)
     }
-    /// Whether the holder is known to be dead: same host and no `/proc/<pid>` (Linux).
-    fn is_dead(&self) -> bool {
-        self.host == host_name()
-            && Path::new("/proc/self").exists()
-            && !Path::new(&format!("/proc/{}", self.pid)).exists()
+    /// Whether the holder of the lock file `path` is known to be gone: on this host, no `/proc/<pid>`
+    /// (Linux); on another host, no heartbeat for [`STALE_AFTER`].
+    fn is_gone(&self, path: &Path) -> bool {
+        if self.host == host_name() {
+            return Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{}", self.pid)).exists();
+        }
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_AFTER)
     }
 }
 
@@ -102,7 +115,7 @@ pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Hold
                 }))
             }
         };
-        if !holder.is_dead() {
+        if !holder.is_gone(&path) {
             return Ok(Err(holder));
         }
         // Take the stale lock aside atomically (only one process can), check that it is still the dead
@@ -112,7 +125,7 @@ pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Hold
             continue;
         }
         let moved = std::fs::read_to_string(&aside).unwrap_or_default();
-        if Holder::parse(&moved).is_some_and(|h| !h.is_dead()) {
+        if Holder::parse(&moved).is_some_and(|h| h != holder) {
             let _ = std::fs::hard_link(&aside, &path);
         }
         let _ = std::fs::remove_file(&aside);
@@ -124,10 +137,22 @@ pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Hold
     })))
 }
 
-/// Whether run `id` of `out` is locked by a live (or unknown) process other than a stale one.
-pub fn is_held(out: &Path, id: &str) -> bool {
-    match std::fs::read_to_string(lock_path(out, id)) {
-        Ok(text) => Holder::parse(&text).is_none_or(|h| !h.is_dead()),
-        Err(_) => false,
-    }
+/// Runs `work` while a background thread refreshes the modification time of `locks` every [`HEARTBEAT`],
+/// so other hosts see them as live.
+pub fn with_heartbeat<T>(locks: &[RunLock], work: impl FnOnce() -> T) -> T {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
+                for l in locks {
+                    if let Ok(f) = std::fs::File::options().append(true).open(&l.path) {
+                        let _ = f.set_modified(SystemTime::now());
+                    }
+                }
+            }
+        });
+        let out = work();
+        drop(stop);
+        out
+    })
 }

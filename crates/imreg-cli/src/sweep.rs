@@ -342,22 +342,24 @@ pub fn run_shard(
         .iter()
         .map(|e| prepare(e.config.clone(), manifest_file).map(|p| (e, p)))
         .collect::<Result<Vec<_>>>()?;
-    let results: Vec<Result<RunSummary>> = prepared
-        .par_iter()
-        .map(|(e, p)| {
-            let r = run_to_folder(
-                p,
-                &out.join(&e.id),
-                &RunOptions {
-                    force: true,
-                    ..opts.clone()
-                },
-                &|| {},
-            );
-            tick();
-            r
-        })
-        .collect();
+    let results: Vec<Result<RunSummary>> = lock::with_heartbeat(&locks, || {
+        prepared
+            .par_iter()
+            .map(|(e, p)| {
+                let r = run_to_folder(
+                    p,
+                    &out.join(&e.id),
+                    &RunOptions {
+                        force: true,
+                        ..opts.clone()
+                    },
+                    &|| {},
+                );
+                tick();
+                r
+            })
+            .collect()
+    });
     for ((e, _), r) in prepared.iter().zip(results) {
         r.map_err(|err| CliError::Failed(format!("{}: {err}", e.id)))?;
         report.ran.push(e.id.clone());

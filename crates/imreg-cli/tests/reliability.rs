@@ -214,18 +214,7 @@ fn a_long_config_starts_at_once_and_max_steps_bounds_it() {
     let t0 = Instant::now();
     assert_eq!(imreg_cli::train::expected_rows(&c), 11);
     let out = dir.path().join("out");
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "30",
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &out, &["--max-steps", "30", "--no-figures"]), 0);
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     let (_, rows) = read_csv(&out.join("metrics.csv"));
     assert_eq!(rows.last().unwrap()[0], 30.0);
@@ -438,6 +427,23 @@ fn a_locked_run_is_left_alone_and_a_stale_lock_is_taken_over() {
     assert!(r.busy.is_empty());
     assert!(!tmp.exists() && !lock.exists());
     assert!(unmarked.is_dir());
+    // A lock from another host (a cluster node) is live while its heartbeat is recent, stale after
+    // `STALE_AFTER` without one.
+    std::fs::remove_dir_all(out.join("run-0001")).unwrap();
+    let remote = imreg_cli::lock::lock_path(&out, "run-0001");
+    std::fs::write(&remote, "host=some-other-node\npid=1\n").unwrap();
+    let r = run_shard(&entries, Shard::ALL, &out, &m, &opts, &|| {}).unwrap();
+    assert_eq!(r.busy.len(), 1, "{r:?}");
+    let old = std::time::SystemTime::now() - imreg_cli::lock::STALE_AFTER - Duration::from_secs(60);
+    std::fs::File::options()
+        .append(true)
+        .open(&remote)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let r = run_shard(&entries, Shard::ALL, &out, &m, &opts, &|| {}).unwrap();
+    assert_eq!(r.ran, ["run-0001"]);
+    assert!(!remote.exists());
 }
 
 #[test]
