@@ -93,3 +93,27 @@ impl From<imreg_plot::PlotError> for CliError {
 }
 
 pub type Result<T> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_name_the_file_and_unwritable_paths_are_bad_input() {
+        let io = |kind| imreg_plot::PlotError::Io {
+            path: PathBuf::from("/out/metrics.csv"),
+            source: std::io::Error::from(kind),
+        };
+        let e = CliError::from(io(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(e.exit_code(), EXIT_BAD_INPUT);
+        let msg = e.to_string();
+        assert!(msg.starts_with("writing /out/metrics.csv: "), "{msg}");
+        assert!(!msg.contains("figure"), "{msg}");
+        assert_eq!(
+            CliError::from(io(std::io::ErrorKind::StorageFull)).exit_code(),
+            EXIT_FAILED
+        );
+        let drawing = CliError::from(imreg_plot::PlotError::Font);
+        assert!(drawing.to_string().starts_with("figure: "), "{drawing}");
+    }
+}

@@ -104,10 +104,16 @@ pub fn check_config(cfg: &ExperimentConfig, file: &Path) -> Result<()> {
         } => {
             at_most(file, "model.p", "parameters p", u(p), MAX_PARAMS)?;
             // n examples, each A_i (p × p) and b_i (p).
-            let values = mul(u(n), add(mul(u(p), u(p)), u(p)));
+            let per_example = add(mul(u(p), u(p)), u(p));
+            let field = if per_example > MAX_DATA_VALUES {
+                "model.p"
+            } else {
+                "model.n"
+            };
+            let values = mul(u(n), per_example);
             at_most(
                 file,
-                "model.n",
+                field,
                 "values n·(p² + p) of the random quadratic",
                 values,
                 MAX_DATA_VALUES,

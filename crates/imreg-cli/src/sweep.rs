@@ -211,6 +211,13 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>> {
             .map_err(|e| CliError::input(path, format!("line {}", i + 1), e.to_string()))?;
         out.push(e);
     }
+    limits::at_most(
+        path,
+        "--manifest",
+        "runs",
+        u64::try_from(out.len()).unwrap_or(u64::MAX),
+        limits::MAX_SWEEP_RUNS,
+    )?;
     Ok(out)
 }
 
@@ -387,6 +394,16 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
             &mpath,
             "--manifest",
             "no manifest (run `imreg sweep run` first or pass --manifest)",
+        ));
+    }
+    if !output::is_owned(out) {
+        return Err(CliError::input(
+            out,
+            "--out",
+            format!(
+                "is not a sweep folder imreg wrote (no {} marker); collect writes its summaries only there",
+                output::OWNER_MARKER
+            ),
         ));
     }
     let entries = read_manifest(&mpath)?;

@@ -198,8 +198,10 @@ fn huge_sizes_are_typed_errors_before_any_allocation() {
     }
     let scalar = "steps = 5\n[model]\nkind = \"scalar_net\"\nk = 9223372036854775807\nphi = 1.0\n[optimizer]\nkind = \"gd\"\nlr = 0.1\n";
     assert!(rejected_within_a_second(d, "k.toml", scalar, &[]).starts_with("model.k"));
-    let quad = "steps = 5\n[model]\nkind = \"quadratic\"\np = 100000\nn = 100000\n[optimizer]\nkind = \"gd\"\nlr = 0.1\n";
+    let quad = "steps = 5\n[model]\nkind = \"quadratic\"\np = 1000\nn = 100000\n[optimizer]\nkind = \"gd\"\nlr = 0.1\n";
     assert!(rejected_within_a_second(d, "q.toml", quad, &[]).starts_with("model.n"));
+    let wide = quad.replace("p = 1000\nn = 100000", "p = 100000\nn = 1");
+    assert!(rejected_within_a_second(d, "qp.toml", &wide, &[]).starts_with("model.p"));
 }
 
 #[test]
