@@ -13,6 +13,8 @@ pub const MAX_PARAMS: u64 = 100_000_000;
 pub const MAX_DATA_VALUES: u64 = 250_000_000;
 /// Most bytes a run may hold at once by our estimate (data, recorded iterates, per-example gradients).
 pub const MAX_MEMORY_BYTES: u64 = 8 << 30;
+/// Most classes of class-label data (`data.classes`).
+pub const MAX_CLASSES: u64 = 1_000_000;
 /// Most runs in one sweep manifest.
 pub const MAX_SWEEP_RUNS: u64 = 100_000;
 /// Most Monte Carlo batches per batch-sharpness / MiniBS evaluation (`track.max_batches`).
@@ -92,6 +94,16 @@ fn generated_values(data: &DataConfig) -> Option<(u64, &'static str)> {
 pub fn check_config(cfg: &ExperimentConfig, file: &Path) -> Result<()> {
     if let Some((values, field)) = cfg.data.as_ref().and_then(generated_values) {
         at_most(file, field, "the dataset's values", values, MAX_DATA_VALUES)?;
+    }
+    if let Some(
+        DataConfig::Npy {
+            classes: Some(classes),
+            ..
+        }
+        | DataConfig::TeacherStudentClassification { classes, .. },
+    ) = &cfg.data
+    {
+        at_most(file, "data.classes", "classes", u(*classes), MAX_CLASSES)?;
     }
     match cfg.model {
         ModelConfig::ScalarNet { k, .. } => {

@@ -247,6 +247,11 @@ fn data_files_with_a_zero_length_axis_or_nan_name_the_right_field() {
         )
     };
     for (name, text, field) in [
+        (
+            "many",
+            cfg("x_nan.npy", "y4.npy", "classes = 1000000000000000000"),
+            "data.classes",
+        ),
         ("a", cfg("x_empty.npy", "y4.npy", "classes = 2"), "data.x"),
         ("b", cfg("x_nan.npy", "y4.npy", "classes = 2"), "data.x"),
         ("c", cfg("x_nan.npy", "y4.npy", ""), "data.x"),
