@@ -169,7 +169,7 @@ pub fn check_out(prep: &Prepared, out: &Path, force: bool) -> Result<()> {
     output::check_replaceable(out, Some(&prep.file))
 }
 
-/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per step.
+/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per recorded row.
 pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
     let (parent, leaf) = output::parent_and_leaf(out);
     check_out(prep, out, opts.force)?;

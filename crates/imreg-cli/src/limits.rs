@@ -12,7 +12,7 @@ pub const MAX_PARAMS: u64 = 100_000_000;
 /// Most `f64` values of a dataset (`N × (d + outputs)`, with generator parameters).
 pub const MAX_DATA_VALUES: u64 = 250_000_000;
 /// Most bytes a run may hold at once by our estimate (data, recorded iterates, per-example gradients).
-pub const MAX_MEMORY_BYTES: u64 = 8 << 30;
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 /// Most classes of class-label data (`data.classes`).
 pub const MAX_CLASSES: u64 = 1_000_000;
 /// Most runs in one sweep manifest.
