@@ -309,6 +309,29 @@ fn check_binding(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) ->
     }
 }
 
+/// Binds `out` to the manifest `entries` on first use, or checks that it is bound to them. The hash file
+/// is published with a hard link, which fails if it exists: of two processes binding a fresh folder to
+/// different manifests at once, exactly one wins and the other is refused.
+fn bind(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) -> Result<()> {
+    let hash = check_binding(out, entries, manifest_file)?;
+    let hp = out.join(MANIFEST_HASH);
+    if !hp.is_file() {
+        let side = out.join(format!(".tmp-hash-{}", std::process::id()));
+        write_atomic(&side, format!("{hash}\n").as_bytes())?;
+        let linked = std::fs::hard_link(&side, &hp);
+        let _ = std::fs::remove_file(&side);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                check_binding(out, entries, manifest_file)?;
+            }
+            Err(e) => return Err(CliError::io(&hp, e)),
+        }
+    }
+    write_atomic(&out.join("manifest.jsonl"), to_jsonl(entries)?.as_bytes())?;
+    Ok(())
+}
+
 /// Runs this shard's unfinished entries into `out/<id>/` (in parallel over runs, each run single-threaded).
 /// The folder is bound to the manifest on first use (`manifest.jsonl` and its hash in [`MANIFEST_HASH`]); a
 /// different manifest is refused. Each run is locked (`lock`) while this process works on it; a run
@@ -323,9 +346,7 @@ pub fn run_shard(
     tick: &(dyn Fn() + Sync),
 ) -> Result<ShardReport> {
     output::claim(out, "sweep")?;
-    let hash = check_binding(out, entries, manifest_file)?;
-    write_atomic(&out.join("manifest.jsonl"), to_jsonl(entries)?.as_bytes())?;
-    write_atomic(&out.join(MANIFEST_HASH), format!("{hash}\n").as_bytes())?;
+    bind(out, entries, manifest_file)?;
     let mine: Vec<&ManifestEntry> = entries.iter().filter(|e| shard.contains(e.index)).collect();
     let mut report = ShardReport::default();
     let mut todo = Vec::new();
