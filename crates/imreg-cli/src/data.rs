@@ -248,6 +248,22 @@ fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result
     must_exist(yp, file, "data.y")?;
     let x = od::npy::read_npy(xp).map_err(data_err(file, "data.x"))?;
     let y = od::npy::read_npy(yp).map_err(data_err(file, "data.y"))?;
+    for (field, path, shape) in [("data.x", xp, &x.shape), ("data.y", yp, &y.shape)] {
+        if shape.contains(&0) {
+            return Err(CliError::input(
+                file,
+                field,
+                format!("{} has a zero-length axis (shape {shape:?})", path.display()),
+            ));
+        }
+    }
+    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+        return Err(CliError::input(
+            file,
+            "data.x",
+            format!("{}: non-finite value at flat position {i}", xp.display()),
+        ));
+    }
     let n = *x.shape.first().ok_or_else(|| {
         CliError::input(
             file,
@@ -255,13 +271,6 @@ fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result
             format!("{} is a scalar; expected N × d", xp.display()),
         )
     })?;
-    if n == 0 {
-        return Err(CliError::input(
-            file,
-            "data.x",
-            format!("{} has no examples (N = 0)", xp.display()),
-        ));
-    }
     let d = x.data.len() / n;
     let yn = y.shape.first().copied().unwrap_or(1);
     if yn != n {
@@ -298,16 +307,11 @@ fn from_npy(xp: &Path, yp: &Path, classes: Option<usize>, file: &Path) -> Result
         None => {
             let y = Array2::from_shape_vec((n, c), y.data)
                 .map_err(|_| CliError::input(file, "data.y", "inconsistent shape"))?;
-            let bad = |field: &str, what: &Array2<f64>| {
-                what.iter()
-                    .position(|v| !v.is_finite())
-                    .map(|i| (field.to_string(), i))
-            };
-            if let Some((field, i)) = bad("data.x", &x).or_else(|| bad("data.y", &y)) {
+            if let Some(i) = y.iter().position(|v| !v.is_finite()) {
                 return Err(CliError::input(
                     file,
-                    field,
-                    format!("non-finite value at flat position {i}"),
+                    "data.y",
+                    format!("{}: non-finite value at flat position {i}", yp.display()),
                 ));
             }
             Ok(Dataset { x, y, classes: None })

@@ -18,9 +18,14 @@ pub enum CliError {
         field: String,
         reason: String,
     },
-    /// Writing results failed.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Writing results (or reading back imreg's own output) failed at `path`.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done: `writing`, `reading`, `removing`, `listing`.
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A computation failed (e.g. an objective or eigensolver error on valid input).
     #[error("{0}")]
     Failed(String),
@@ -38,8 +43,14 @@ impl CliError {
     pub fn arg(field: impl Into<String>, reason: impl Into<String>) -> Self {
         CliError::input("<args>", field, reason)
     }
+    /// Writing `path` failed.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Self::io_while("writing", path, source)
+    }
+    /// `action` (`reading`, `removing`, `listing`, …) on `path` failed.
+    pub fn io_while(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
         CliError::Io {
+            action,
             path: path.as_ref().to_path_buf(),
             source,
         }
@@ -48,15 +59,61 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Input { .. } => EXIT_BAD_INPUT,
+            // An output path that cannot be written (no permission, read-only, a file in the way, a
+            // missing or non-folder parent) is a bad --out; other I/O failures (disk full, …) are failures.
+            CliError::Io { source, .. } if bad_output_path(source) => EXIT_BAD_INPUT,
             CliError::Io { .. } | CliError::Failed(_) => EXIT_FAILED,
         }
     }
 }
 
+fn bad_output_path(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied
+            | K::ReadOnlyFilesystem
+            | K::NotFound
+            | K::NotADirectory
+            | K::IsADirectory
+            | K::AlreadyExists
+            | K::DirectoryNotEmpty
+            | K::InvalidFilename
+    )
+}
+
 impl From<imreg_plot::PlotError> for CliError {
+    /// A failed write names the file; only drawing errors are reported as figure errors.
     fn from(e: imreg_plot::PlotError) -> Self {
-        CliError::Failed(format!("figure: {e}"))
+        match e {
+            imreg_plot::PlotError::Io { path, source } => CliError::io(path, source),
+            e => CliError::Failed(format!("figure: {e}")),
+        }
     }
 }
 
 pub type Result<T> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_name_the_file_and_unwritable_paths_are_bad_input() {
+        let io = |kind| imreg_plot::PlotError::Io {
+            path: PathBuf::from("/out/metrics.csv"),
+            source: std::io::Error::from(kind),
+        };
+        let e = CliError::from(io(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(e.exit_code(), EXIT_BAD_INPUT);
+        let msg = e.to_string();
+        assert!(msg.starts_with("writing /out/metrics.csv: "), "{msg}");
+        assert!(!msg.contains("figure"), "{msg}");
+        assert_eq!(
+            CliError::from(io(std::io::ErrorKind::StorageFull)).exit_code(),
+            EXIT_FAILED
+        );
+        let drawing = CliError::from(imreg_plot::PlotError::Font);
+        assert!(drawing.to_string().starts_with("figure: "), "{drawing}");
+    }
+}

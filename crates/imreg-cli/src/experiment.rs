@@ -4,7 +4,9 @@ use crate::config::{ExperimentConfig, InitConfig, InitScheme};
 use crate::data::{self, Dataset, STREAM_INIT};
 use crate::error::{CliError, Result};
 use crate::model::Model;
+use crate::output;
 use crate::params::{load_params, save_params};
+use crate::record::{Recorded, Recorder};
 use crate::train::{train, TrainOutcome};
 use imreg_objective::data::npy::npy_bytes;
 use imreg_objective::rng;
@@ -25,6 +27,8 @@ pub struct Prepared {
     /// The same model on the test part of `[split]`.
     pub test_model: Option<Model>,
     pub theta0: Vec<f64>,
+    /// The config file (or manifest) the run came from: never replaced by `--force`.
+    pub file: PathBuf,
 }
 
 /// The `summary.json` of a run.
@@ -77,6 +81,18 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         ));
     }
     let n = model.objective().n_examples();
+    crate::limits::at_most(
+        file,
+        "steps",
+        &format!(
+            "estimated bytes held by {} recorded rows of p = {} parameters (raise track.every, lower steps \
+             or pass --max-steps)",
+            crate::train::expected_rows(&config),
+            model.objective().dim()
+        ),
+        crate::train::memory_estimate(&config, model.objective().dim(), n),
+        crate::limits::MAX_MEMORY_BYTES,
+    )?;
     for (b, field) in [
         (config.optimizer.batch_size(), "optimizer.batch_size"),
         (config.track.batch_size, "track.batch_size"),
@@ -101,6 +117,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         model,
         test_model,
         theta0,
+        file: file.to_path_buf(),
     })
 }
 
@@ -139,39 +156,57 @@ pub struct RunOptions {
     pub no_figures: bool,
 }
 
-/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per step.
-pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let leaf = out
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("run")
-        .to_string();
-    if out.exists() && !opts.force {
+/// Checks that `out` may receive the run: it does not exist, or `force` is set and it is a folder imreg
+/// wrote that is not protected (`output::check_replaceable`).
+pub fn check_out(prep: &Prepared, out: &Path, force: bool) -> Result<()> {
+    if std::fs::symlink_metadata(out).is_ok() && !force {
         return Err(CliError::input(
             out,
             "--out",
-            "already exists (use --force to replace it)",
+            "already exists (use --force to replace a folder imreg wrote)",
         ));
     }
+    output::check_replaceable(out, Some(&prep.file))
+}
+
+/// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per recorded row.
+pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
+    let (parent, leaf) = output::parent_and_leaf(out);
+    check_out(prep, out, opts.force)?;
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{leaf}-"))
+    let prefix = format!(".tmp-{leaf}-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The run folder gets the usual `0o777 & !umask`, not the temporary folder's private 0o700.
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    let tmp = builder
         .tempdir_in(&parent)
         .map_err(|e| CliError::io(&parent, e))?;
+    // Marked from the start, so a folder left by a killed run is recognizably imreg's.
+    output::mark(tmp.path(), "run")?;
+    let columns = crate::train::columns(&prep.config, prep.test_model.is_some());
+    let mut recorder = Recorder::new(tmp.path(), columns)?;
     let outcome = train(
         &prep.model,
         prep.test_model.as_ref(),
         prep.theta0.clone(),
         &prep.config,
-        tick,
+        &mut |row| {
+            recorder.push(row)?;
+            tick();
+            Ok(())
+        },
     )?;
-    let summary = write_outputs(prep, &outcome, tmp.path(), &leaf, opts)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    let recorded = recorder.finish()?;
+    let summary = write_outputs(prep, &outcome, &recorded, tmp.path(), &leaf, opts)?;
+    if std::fs::symlink_metadata(out).is_ok() {
+        // Checked again: only a folder carrying imreg's marker is ever deleted.
+        output::check_replaceable(out, Some(&prep.file))?;
+        std::fs::remove_dir_all(out).map_err(|e| CliError::io_while("removing", out, e))?;
     }
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, out).map_err(|e| {
@@ -184,19 +219,20 @@ pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn 
 fn write_outputs(
     prep: &Prepared,
     outcome: &TrainOutcome,
+    recorded: &Recorded,
     dir: &Path,
     default_name: &str,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
     let cfg = &prep.config;
-    let mut files = Vec::new();
+    write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+    // metrics.csv and the column .npy files were streamed by the recorder.
+    let mut files = vec!["config.toml".to_string(), "metrics.csv".to_string()];
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         write_atomic(&dir.join(name), bytes)?;
         files.push(name.to_string());
         Ok(())
     };
-    put("config.toml", cfg.to_toml()?.as_bytes())?;
-    put("metrics.csv", outcome.metrics.to_csv().as_bytes())?;
     let p = prep.theta0.len();
     put("theta_init.npy", &npy(&[p], &prep.theta0)?)?;
     put("theta_final.npy", &npy(&[p], &outcome.theta)?)?;
@@ -206,26 +242,15 @@ fn write_outputs(
         &prep.model.layout(),
     )?;
     files.push("theta_final.safetensors".into());
-    let steps = outcome.metrics.column("step");
-    for col in outcome.metrics.columns.iter() {
-        let v = outcome.metrics.column(col);
-        write_atomic(&dir.join(format!("{col}.npy")), &npy(&[v.len()], &v)?)?;
-        files.push(format!("{col}.npy"));
-    }
+    files.extend(recorded.columns.iter().map(|c| format!("{c}.npy")));
     let name = cfg.name.clone().unwrap_or_else(|| default_name.to_string());
     let eta = cfg.optimizer.lr();
-    for col in outcome.metrics.columns.iter().skip(1) {
-        // Rows where the metric was not due hold NaN: plot only the recorded points, as one line.
-        let (xs, ys): (Vec<f64>, Vec<f64>) = steps
-            .iter()
-            .zip(outcome.metrics.column(col))
-            .filter(|(_, y)| !y.is_nan())
-            .map(|(x, y)| (*x, y))
-            .unzip();
+    for (col, series) in recorded.columns.iter().skip(1).zip(&recorded.series) {
+        // Rows where the metric was not due hold NaN: the series has only the recorded points, as one line.
         let mut fig = Figure::new(format!("{name}: {}", pretty(col)))
             .x_label("step")
             .y_label(pretty(col))
-            .series(Series::line(*col, xs, ys));
+            .series(Series::line(*col, series.xs.clone(), series.ys.clone()));
         if matches!(*col, "loss" | "test_loss" | "grad_norm" | "trace_k" | "trace_f") {
             fig = fig.log_y();
         }
@@ -252,17 +277,12 @@ fn write_outputs(
             Err(e) => return Err(e.into()),
         }
     }
-    let final_metrics = outcome
-        .metrics
+    let final_metrics = recorded
         .columns
         .iter()
+        .zip(&recorded.last)
         .skip(1)
-        .map(|c| {
-            (
-                c.to_string(),
-                outcome.metrics.column(c).last().copied().unwrap_or(f64::NAN),
-            )
-        })
+        .map(|(c, v)| (c.to_string(), *v))
         .collect();
     let summary = RunSummary {
         name,

@@ -13,9 +13,13 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod limits;
+pub mod lock;
 pub mod model;
+pub mod output;
 pub mod params;
 pub mod progress;
+pub mod record;
 pub mod registry;
 pub mod regularize;
 pub mod report;
@@ -239,7 +243,7 @@ fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<im
 }
 
 fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
-    std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
+    output::claim(out, "reproduce")?;
     let ctx = CheckContext {
         out_dir: Some(out.to_path_buf()),
         quick,
@@ -314,13 +318,33 @@ fn run(
         )
     });
     let prepared = experiment::prepare(cfg, config)?;
-    let pb = progress::bar(train::expected_rows(&prepared.config) as u64, "records", quiet);
-    let summary = experiment::run_to_folder(
-        &prepared,
-        &out,
-        &experiment::RunOptions { force, no_figures },
-        &|| pb.inc(1),
-    )?;
+    experiment::check_out(&prepared, &out, force)?;
+    // One writer per output folder; a killed run's marked temporary folders are removed under the lock.
+    let (parent, leaf) = output::parent_and_leaf(&out);
+    std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
+    let held = lock::acquire(&parent, &leaf)?.map_err(|h| {
+        CliError::input(
+            &out,
+            "--out",
+            format!(
+                "another imreg process (pid {} on {}) is writing it; if that process is gone, remove {}",
+                h.pid,
+                h.host,
+                lock::lock_path(&parent, &leaf).display()
+            ),
+        )
+    })?;
+    output::remove_stale_temps(&parent, &leaf)?;
+    let pb = progress::bar(train::expected_rows(&prepared.config), "records", quiet);
+    let held = [held];
+    let summary = lock::with_heartbeat(&held, || {
+        experiment::run_to_folder(
+            &prepared,
+            &out,
+            &experiment::RunOptions { force, no_figures },
+            &|| pb.inc(1),
+        )
+    })?;
     pb.finish_and_clear();
     if !quiet {
         println!(
@@ -452,7 +476,18 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
                     report.skipped.len()
                 );
             }
-            Ok(EXIT_OK)
+            if report.busy.is_empty() {
+                return Ok(EXIT_OK);
+            }
+            for (id, holder) in &report.busy {
+                eprintln!(
+                    "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
+                    holder.pid,
+                    holder.host,
+                    lock::lock_path(&out, id).display()
+                );
+            }
+            Ok(EXIT_FAILED)
         }
         SweepCommand::Collect { out, manifest } => {
             let c = sweep::collect(&out, manifest.as_deref())?;

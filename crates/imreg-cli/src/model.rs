@@ -59,6 +59,14 @@ impl Model {
     /// Builds the model; `file` (the config) names the field at fault in errors. `seed` is the master seed
     /// (used by the random quadratic).
     pub fn build(cfg: &ModelConfig, data: Option<&Dataset>, file: &Path, seed: u64) -> Result<Model> {
+        // Sizes first: nothing of the model's size is allocated before they pass the limits.
+        match data {
+            Some(d) => {
+                let outputs = d.classes.unwrap_or(0).max(d.y.ncols());
+                crate::limits::check_model(cfg, d.n(), d.dim(), outputs, file)?
+            }
+            None => crate::limits::check_model(cfg, 0, 0, 0, file)?,
+        }
         let objective_err =
             |field: &str, e: imreg_objective::ObjectiveError| CliError::input(file, field, e.to_string());
         let need = || CliError::input(file, "data", format!("model {} needs a [data] table", cfg.kind()));

@@ -91,5 +91,5 @@ pub fn save_params(path: &Path, theta: &[f64], layout: &[ParamTensor]) -> Result
         tensors.push((t.name.clone(), t.shape.clone(), chunk.to_vec()));
         at += n;
     }
-    save_safetensors(path, &tensors).map_err(|e| CliError::Failed(e.to_string()))
+    save_safetensors(path, &tensors).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))
 }

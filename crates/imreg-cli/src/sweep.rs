@@ -5,6 +5,7 @@
 use crate::config::{toml_error, ExperimentConfig};
 use crate::error::{CliError, Result};
 use crate::experiment::{prepare, run_to_folder, RunOptions, RunSummary, COMPLETE_MARKER};
+use crate::{limits, lock, output};
 use imreg_plot::write_atomic;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -37,23 +38,26 @@ pub struct ManifestEntry {
     pub config: ExperimentConfig,
 }
 
-/// Expands the sweep config at `path` into manifest entries.
+/// The `[sweep]` table of a sweep config (the rest is the base experiment config).
+#[derive(Deserialize)]
+struct SweepTable {
+    #[serde(default)]
+    sweep: Option<SweepSpec>,
+}
+
+/// Expands the sweep config at `path` into manifest entries. Every run's config goes through the same
+/// parsing and validation as `imreg run` ([`ExperimentConfig::from_toml_str`], `validate`), so a value
+/// `run` rejects (a negative seed, say) is rejected here with the same field.
 pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::input(path, "<file>", format!("cannot read config: {e}")))?;
     let mut table: toml::Table = text.parse().map_err(|e| toml_error(&e, &text, path))?;
-    let spec: SweepSpec = match table.remove("sweep") {
-        Some(v) => v
-            .try_into()
-            .map_err(|e: toml::de::Error| CliError::input(path, "sweep", e.message().trim().to_string()))?,
-        None => SweepSpec::default(),
-    };
-    let base_seed = table.get("seed").and_then(|v| v.as_integer()).unwrap_or(0);
-    let seeds = spec
-        .seeds
-        .clone()
-        .unwrap_or_else(|| vec![base_seed.max(0) as u64]);
-    if seeds.is_empty() {
+    let spec = toml::from_str::<SweepTable>(&text)
+        .map_err(|e| toml_error(&e, &text, path))?
+        .sweep
+        .unwrap_or_default();
+    table.remove("sweep");
+    if spec.seeds.as_ref().is_some_and(Vec::is_empty) {
         return Err(CliError::input(path, "sweep.seeds", "is empty"));
     }
     for (key, values) in &spec.grid {
@@ -67,6 +71,20 @@ pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
     }
     let keys: Vec<&String> = spec.grid.keys().collect();
     let sizes: Vec<usize> = spec.grid.values().map(Vec::len).collect();
+    let n_seeds = spec.seeds.as_ref().map_or(1, Vec::len);
+    let runs = sizes
+        .iter()
+        .chain([&n_seeds])
+        .try_fold(1usize, |acc, &k| acc.checked_mul(k))
+        .and_then(|r| u64::try_from(r).ok())
+        .unwrap_or(u64::MAX);
+    limits::at_most(
+        path,
+        "sweep.grid",
+        "runs (grid points × seeds)",
+        runs,
+        limits::MAX_SWEEP_RUNS,
+    )?;
     let points: usize = sizes.iter().product();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base_dir = std::fs::canonicalize(if base_dir.as_os_str().is_empty() {
@@ -75,7 +93,12 @@ pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
         &base_dir
     })
     .unwrap_or(base_dir);
-    let mut out = Vec::with_capacity(points * seeds.len());
+    // `None`: the base config's own seed (validated with the rest of the config).
+    let seeds: Vec<Option<u64>> = match &spec.seeds {
+        Some(s) => s.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut out = Vec::new();
     for point in 0..points {
         // Odometer decoding, last key fastest.
         let mut rem = point;
@@ -93,19 +116,31 @@ pub fn expand(path: &Path) -> Result<Vec<ManifestEntry>> {
                     .map_err(|reason| CliError::input(path, format!("sweep.grid.{key}"), reason))?;
                 params.insert((*key).clone(), serde_json::to_value(&value).unwrap_or_default());
             }
-            t.insert("seed".into(), toml::Value::Integer(seed as i64));
-            params.insert("seed".into(), serde_json::Value::from(seed));
+            if let Some(seed) = seed {
+                let seed = i64::try_from(seed).map_err(|_| {
+                    CliError::input(path, "sweep.seeds", format!("seed {seed} exceeds 2^63 − 1"))
+                })?;
+                t.insert("seed".into(), toml::Value::Integer(seed));
+            }
             let index = out.len();
-            let mut config: ExperimentConfig =
-                toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| {
+            let in_run = |e: CliError| match e {
+                CliError::Input { field, reason, .. } => {
+                    // Line numbers would refer to the expanded run, not the file: name the run instead.
+                    let reason = reason.rfind(" (line ").map_or(reason.as_str(), |i| &reason[..i]);
                     CliError::input(
                         path,
-                        format!("run {index} ({})", describe(&params)),
-                        e.message().trim().to_string(),
+                        field,
+                        format!("{reason} (run {index}: {})", describe(&params)),
                     )
-                })?;
+                }
+                other => other,
+            };
+            let expanded =
+                toml::to_string(&t).map_err(|e| CliError::Failed(format!("expanding run {index}: {e}")))?;
+            let mut config = ExperimentConfig::from_toml_str(&expanded, path).map_err(in_run)?;
             config.resolve_paths(&base_dir);
-            config.validate(path)?;
+            config.validate(path).map_err(in_run)?;
+            params.insert("seed".into(), serde_json::Value::from(config.seed));
             out.push(ManifestEntry {
                 id: format!("run-{index:04}"),
                 index,
@@ -176,6 +211,13 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>> {
             .map_err(|e| CliError::input(path, format!("line {}", i + 1), e.to_string()))?;
         out.push(e);
     }
+    limits::at_most(
+        path,
+        "--manifest",
+        "runs",
+        u64::try_from(out.len()).unwrap_or(u64::MAX),
+        limits::MAX_SWEEP_RUNS,
+    )?;
     Ok(out)
 }
 
@@ -213,6 +255,8 @@ pub struct ShardReport {
     pub ran: Vec<String>,
     /// Runs already complete (skipped).
     pub skipped: Vec<String>,
+    /// Runs locked by another live process (left alone, with their temporary folders).
+    pub busy: Vec<(String, lock::Holder)>,
 }
 
 /// Whether `OUT/<id>` holds a finished run.
@@ -220,9 +264,79 @@ pub fn is_complete(out: &Path, id: &str) -> bool {
     out.join(id).join(COMPLETE_MARKER).is_file()
 }
 
-/// Runs this shard's unfinished entries into `out/<id>/` (in parallel over runs, each run single-threaded)
-/// and copies the manifest to `out/manifest.jsonl`. Leftovers of an interrupted run of this shard (a folder
-/// without marker, temporary folders) are removed first.
+/// The file binding an output folder to its manifest.
+pub const MANIFEST_HASH: &str = "manifest.hash";
+
+/// FNV-1a (64 bit) of the manifest's canonical JSON lines: the expanded configs, ids and parameters. It
+/// detects a changed grid; it is not a cryptographic hash.
+pub fn manifest_hash(entries: &[ManifestEntry]) -> Result<String> {
+    let hash = to_jsonl(entries)?.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    Ok(format!("fnv1a64:{hash:016x}"))
+}
+
+/// The manifest hash stored in `out` (from [`MANIFEST_HASH`], or computed from a stored `manifest.jsonl`
+/// of a folder written before hashes were stored), `None` for a folder without a manifest.
+fn stored_hash(out: &Path) -> Result<Option<String>> {
+    let hp = out.join(MANIFEST_HASH);
+    if hp.is_file() {
+        let text = std::fs::read_to_string(&hp).map_err(|e| CliError::io_while("reading", &hp, e))?;
+        return Ok(Some(text.trim().to_string()));
+    }
+    let mp = out.join("manifest.jsonl");
+    if mp.is_file() {
+        return Ok(Some(manifest_hash(&read_manifest(&mp)?)?));
+    }
+    Ok(None)
+}
+
+/// Refuses `entries` for `out` when `out` already holds the runs of a different manifest (a changed grid
+/// would otherwise be skipped as "done" and mislabelled by `collect`).
+fn check_binding(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) -> Result<String> {
+    let hash = manifest_hash(entries)?;
+    match stored_hash(out)? {
+        Some(stored) if stored != hash => Err(CliError::input(
+            manifest_file,
+            "--manifest",
+            format!(
+                "{} holds the runs of a different manifest ({stored}; this one is {hash}): the grid or a \
+                 config changed, so its runs would be mislabelled; use a new --out folder",
+                out.display()
+            ),
+        )),
+        _ => Ok(hash),
+    }
+}
+
+/// Binds `out` to the manifest `entries` on first use, or checks that it is bound to them. The hash file
+/// is published with a hard link, which fails if it exists: of two processes binding a fresh folder to
+/// different manifests at once, exactly one wins and the other is refused.
+fn bind(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) -> Result<()> {
+    let hash = check_binding(out, entries, manifest_file)?;
+    let hp = out.join(MANIFEST_HASH);
+    if !hp.is_file() {
+        let side = out.join(format!(".tmp-hash-{}", std::process::id()));
+        write_atomic(&side, format!("{hash}\n").as_bytes())?;
+        let linked = std::fs::hard_link(&side, &hp);
+        let _ = std::fs::remove_file(&side);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                check_binding(out, entries, manifest_file)?;
+            }
+            Err(e) => return Err(CliError::io(&hp, e)),
+        }
+    }
+    write_atomic(&out.join("manifest.jsonl"), to_jsonl(entries)?.as_bytes())?;
+    Ok(())
+}
+
+/// Runs this shard's unfinished entries into `out/<id>/` (in parallel over runs, each run single-threaded).
+/// The folder is bound to the manifest on first use (`manifest.jsonl` and its hash in [`MANIFEST_HASH`]); a
+/// different manifest is refused. Each run is locked (`lock`) while this process works on it; a run
+/// locked by another live process is left alone (reported in [`ShardReport::busy`]). Leftovers of an
+/// interrupted run (imreg's temporary folders of that run) are removed once its lock is held.
 pub fn run_shard(
     entries: &[ManifestEntry],
     shard: Shard,
@@ -231,17 +345,24 @@ pub fn run_shard(
     opts: &RunOptions,
     tick: &(dyn Fn() + Sync),
 ) -> Result<ShardReport> {
-    std::fs::create_dir_all(out).map_err(|e| CliError::io(out, e))?;
-    write_atomic(&out.join("manifest.jsonl"), to_jsonl(entries)?.as_bytes())?;
+    output::claim(out, "sweep")?;
+    bind(out, entries, manifest_file)?;
     let mine: Vec<&ManifestEntry> = entries.iter().filter(|e| shard.contains(e.index)).collect();
     let mut report = ShardReport::default();
     let mut todo = Vec::new();
+    let mut locks = Vec::new();
     for e in mine {
         if is_complete(out, &e.id) {
             report.skipped.push(e.id.clone());
-        } else {
-            clean_leftovers(out, &e.id)?;
-            todo.push(e);
+            continue;
+        }
+        match lock::acquire(out, &e.id)? {
+            Ok(l) => {
+                locks.push(l);
+                output::remove_stale_temps(out, &e.id)?;
+                todo.push(e);
+            }
+            Err(holder) => report.busy.push((e.id.clone(), holder)),
         }
     }
     // Validate every run before starting any (bad input → exit 2 with nothing half-done).
@@ -249,44 +370,30 @@ pub fn run_shard(
         .iter()
         .map(|e| prepare(e.config.clone(), manifest_file).map(|p| (e, p)))
         .collect::<Result<Vec<_>>>()?;
-    let results: Vec<Result<RunSummary>> = prepared
-        .par_iter()
-        .map(|(e, p)| {
-            let r = run_to_folder(
-                p,
-                &out.join(&e.id),
-                &RunOptions {
-                    force: true,
-                    ..opts.clone()
-                },
-                &|| {},
-            );
-            tick();
-            r
-        })
-        .collect();
+    let results: Vec<Result<RunSummary>> = lock::with_heartbeat(&locks, || {
+        prepared
+            .par_iter()
+            .map(|(e, p)| {
+                let r = run_to_folder(
+                    p,
+                    &out.join(&e.id),
+                    &RunOptions {
+                        force: true,
+                        ..opts.clone()
+                    },
+                    &|| {},
+                );
+                tick();
+                r
+            })
+            .collect()
+    });
     for ((e, _), r) in prepared.iter().zip(results) {
         r.map_err(|err| CliError::Failed(format!("{}: {err}", e.id)))?;
         report.ran.push(e.id.clone());
     }
+    drop(locks);
     Ok(report)
-}
-
-/// Removes `out/<id>` (an unfinished folder) and `out/.tmp-<id>-*` temporary folders.
-fn clean_leftovers(out: &Path, id: &str) -> Result<()> {
-    let dir = out.join(id);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| CliError::io(&dir, e))?;
-    }
-    let prefix = format!(".tmp-{id}-");
-    let entries = std::fs::read_dir(out).map_err(|e| CliError::io(out, e))?;
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let p = entry.path();
-            std::fs::remove_dir_all(&p).map_err(|e| CliError::io(&p, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// What `sweep collect` found.
@@ -310,7 +417,20 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
             "no manifest (run `imreg sweep run` first or pass --manifest)",
         ));
     }
+    if !output::is_owned(out) {
+        return Err(CliError::input(
+            out,
+            "--out",
+            format!(
+                "is not a sweep folder imreg wrote (no {} marker); collect writes its summaries only there",
+                output::OWNER_MARKER
+            ),
+        ));
+    }
     let entries = read_manifest(&mpath)?;
+    if manifest.is_some() {
+        check_binding(out, &entries, &mpath)?;
+    }
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     for e in &entries {
@@ -319,10 +439,10 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
             continue;
         }
         let sp = out.join(&e.id).join("summary.json");
-        let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io(&sp, err))?;
+        let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io_while("reading", &sp, err))?;
         let s: RunSummary =
             serde_json::from_str(&text).map_err(|err| CliError::input(&sp, "<file>", err.to_string()))?;
-        rows.push((e, s));
+        rows.push((run_params(out, e)?, s));
     }
     let param_keys: Vec<String> = entries
         .first()
@@ -342,12 +462,12 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
     }
     csv.push('\n');
     let mut jsonl = String::new();
-    for (e, s) in &rows {
-        csv.push_str(&e.id);
+    for ((id, params), s) in &rows {
+        csv.push_str(id);
         for k in &param_keys {
             csv.push_str(&format!(
                 ",{}",
-                e.params.get(k).map(|v| v.to_string()).unwrap_or_default()
+                params.get(k).map(|v| v.to_string()).unwrap_or_default()
             ));
         }
         csv.push_str(&format!(
@@ -365,7 +485,7 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
             csv.push_str(&format!(",{v}"));
         }
         csv.push('\n');
-        let line = serde_json::json!({ "id": e.id, "params": e.params, "summary": s });
+        let line = serde_json::json!({ "id": id, "params": params, "summary": s });
         jsonl.push_str(&line.to_string());
         jsonl.push('\n');
     }
@@ -377,4 +497,45 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
         missing,
         summary_csv,
     })
+}
+
+/// The swept values of run `e` as its folder records them: each swept key read from the run's own
+/// `config.toml`, which must be the manifest entry's config (a folder written by another grid is refused).
+fn run_params(out: &Path, e: &ManifestEntry) -> Result<(String, BTreeMap<String, serde_json::Value>)> {
+    let cp = out.join(&e.id).join("config.toml");
+    let text = std::fs::read_to_string(&cp).map_err(|err| CliError::io_while("reading", &cp, err))?;
+    let stored = ExperimentConfig::from_toml_str(&text, &cp)?;
+    if stored != e.config {
+        return Err(CliError::input(
+            &cp,
+            "<file>",
+            format!(
+                "run {} was written by a different config than the manifest's (a changed grid?); \
+                 collect it with the manifest that wrote it",
+                e.id
+            ),
+        ));
+    }
+    let table: toml::Table = text.parse().map_err(|err| toml_error(&err, &text, &cp))?;
+    let mut params = BTreeMap::new();
+    for key in e.params.keys() {
+        let value = get_dotted(&table, key)
+            .ok_or_else(|| CliError::input(&cp, key.clone(), "swept key missing from the run's config"))?;
+        params.insert(key.clone(), serde_json::to_value(value).unwrap_or_default());
+    }
+    Ok((e.id.clone(), params))
+}
+
+/// The value at a dotted key (`optimizer.lr`, `regularizer.0.lambda`) of a TOML table.
+fn get_dotted<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    let mut parts = key.split('.');
+    let mut v = table.get(parts.next()?)?;
+    for part in parts {
+        v = match v {
+            toml::Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            toml::Value::Table(t) => t.get(part)?,
+            _ => return None,
+        };
+    }
+    Some(v)
 }

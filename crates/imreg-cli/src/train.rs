@@ -22,38 +22,10 @@ pub const DIVERGENCE_LOSS: f64 = 1e100;
 /// Parameter norm treated as divergence by the trajectory.
 pub const DIVERGENCE_NORM: f64 = 1e12;
 
-/// Tracked metrics: named columns, one row per recorded step (`NaN` where a metric was not due).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Metrics {
-    pub columns: Vec<&'static str>,
-    pub rows: Vec<Vec<f64>>,
-}
-
-impl Metrics {
-    /// The values of one column (empty if absent).
-    pub fn column(&self, name: &str) -> Vec<f64> {
-        match self.columns.iter().position(|c| *c == name) {
-            Some(j) => self.rows.iter().map(|r| r[j]).collect(),
-            None => Vec::new(),
-        }
-    }
-    /// CSV text with a header; numbers in shortest round-trip form.
-    pub fn to_csv(&self) -> String {
-        let mut s = self.columns.join(",");
-        s.push('\n');
-        for r in &self.rows {
-            s.push_str(&r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
-            s.push('\n');
-        }
-        s
-    }
-}
-
 /// What a training run produced.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     pub theta: Vec<f64>,
-    pub metrics: Metrics,
     /// The step at which the loss or the parameters became non-finite (the loss exceeded
     /// [`DIVERGENCE_LOSS`] or `‖θ‖` exceeded [`DIVERGENCE_NORM`]); training stopped there.
     pub diverged_at: Option<usize>,
@@ -217,21 +189,28 @@ fn record(
     Ok((row, loss))
 }
 
+/// The metric columns of a run of `cfg` (`step` first; test columns follow their training metric).
+pub fn columns(cfg: &ExperimentConfig, has_test: bool) -> Vec<&'static str> {
+    let mut columns = vec!["step"];
+    for t in &tracked(cfg, has_test) {
+        columns.extend(&t.columns);
+    }
+    columns
+}
+
 /// Runs the optimizer of `cfg` from `theta0` on `model`, tracking metrics (test metrics on `test`).
-/// `tick` is called after every recorded row (progress bars).
+/// Each row of [`columns`] is handed to `row` as soon as it is computed (the caller streams it to disk);
+/// no row is kept here.
 pub fn train(
     model: &Model,
     test: Option<&Model>,
     theta0: Vec<f64>,
     cfg: &ExperimentConfig,
-    tick: &dyn Fn(),
+    row: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<TrainOutcome> {
     let obj = model.objective();
     let tracked = tracked(cfg, test.is_some());
-    let mut columns = vec!["step"];
-    for t in &tracked {
-        columns.extend(&t.columns);
-    }
+    let n_columns = columns(cfg, test.is_some()).len();
     let record_every = tracked.iter().map(|t| t.period).fold(0, gcd).max(1);
     let (sampler, update, noise) = method(&cfg.optimizer);
     let opts = RunOptions {
@@ -263,65 +242,71 @@ pub fn train(
         &opts,
     )
     .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
-    let mut points: Vec<(usize, &[f64])> = tr
+    let recorded = tr
         .recorded_steps
         .iter()
         .zip(&tr.iterates)
-        .map(|(s, t)| (*s, t.as_slice()))
-        .collect();
+        .map(|(s, t)| (*s, t.as_slice()));
     let blown_at = match tr.status {
         RunStatus::Diverged { step, .. } => Some(step),
-        RunStatus::Completed => {
-            if points.last().map(|p| p.0) != Some(cfg.steps) {
-                points.push((cfg.steps, &tr.theta));
-            }
-            None
-        }
+        RunStatus::Completed => None,
     };
-    let mut metrics = Metrics {
-        columns,
-        rows: Vec::new(),
-    };
+    // A completed run ends with the last iterate, recorded or not.
+    let last_point = (blown_at.is_none() && tr.recorded_steps.last() != Some(&cfg.steps))
+        .then_some((cfg.steps, tr.theta.as_slice()));
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
     let due =
         |step: usize| step == 0 || step == last || tracked.iter().any(|t| step.is_multiple_of(t.period));
-    for (step, theta) in points.into_iter().filter(|(s, _)| due(*s)) {
-        let (row, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
-        metrics.rows.push(row);
-        tick();
+    for (step, theta) in recorded.chain(last_point).filter(|(s, _)| due(*s)) {
+        let (values, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
+        row(&values)?;
         if !(loss.is_finite() && loss.abs() < DIVERGENCE_LOSS) {
             return Ok(TrainOutcome {
                 theta: theta.to_vec(),
-                metrics,
                 diverged_at: Some(step),
                 steps_run: step,
             });
         }
     }
     if let Some(step) = blown_at {
-        let mut row = vec![f64::NAN; metrics.columns.len()];
-        row[0] = step as f64;
-        metrics.rows.push(row);
+        let mut values = vec![f64::NAN; n_columns];
+        values[0] = step as f64;
+        row(&values)?;
         return Ok(TrainOutcome {
             theta: tr.theta,
-            metrics,
             diverged_at: Some(step),
             steps_run: step,
         });
     }
     Ok(TrainOutcome {
         theta: tr.theta,
-        metrics,
         diverged_at: None,
         steps_run: cfg.steps,
     })
 }
 
-/// The number of rows [`train`] records for `cfg` without divergence (for progress bars).
-pub fn expected_rows(cfg: &ExperimentConfig) -> usize {
-    let t = tracked(cfg, false);
-    (0..=cfg.steps)
-        .filter(|&s| s == 0 || s == cfg.steps || t.iter().any(|m| s.is_multiple_of(m.period)))
-        .count()
+/// The periods of the enabled metrics.
+fn periods(cfg: &ExperimentConfig) -> Vec<usize> {
+    tracked(cfg, false).iter().map(|t| t.period).collect()
+}
+
+/// The number of rows [`train`] records for `cfg` without divergence (for progress bars), counted in
+/// constant time per metric set (`limits::recorded_rows`), never by visiting the steps.
+pub fn expected_rows(cfg: &ExperimentConfig) -> u64 {
+    crate::limits::recorded_rows(cfg.steps, &periods(cfg))
+}
+
+/// Our estimate of the bytes a run of `cfg` holds at once with `p` parameters and `n` examples: the
+/// trajectory keeps every iterate at the gcd of the periods until the run ends (`imreg_sgd::trajectory`
+/// records them), and covariance / Fisher metrics form per-example gradients. Metric rows are streamed to
+/// disk (`crate::record`) and not counted.
+pub fn memory_estimate(cfg: &ExperimentConfig, p: usize, n: usize) -> u64 {
+    let every = periods(cfg).into_iter().fold(0, gcd).max(1);
+    let iterates = crate::limits::recorded_rows(cfg.steps, &[every]);
+    let t = &cfg.track;
+    let per_example = [t.lambda_k1, t.trace_k, t.trace_f]
+        .iter()
+        .any(|e| e.period(1).is_some());
+    crate::limits::run_memory(iterates, p, n, per_example)
 }

@@ -70,3 +70,10 @@ pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
         .collect();
     (header, rows)
 }
+
+/// `imreg --quiet run CONFIG --out OUT EXTRA…`.
+pub fn run_cli(cfg: &Path, out: &Path, extra: &[&str]) -> i32 {
+    let mut args = vec!["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cli(&args)
+}

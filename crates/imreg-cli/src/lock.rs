@@ -1,0 +1,158 @@
+//! Run locks of `sweep run`: before a process works on run `<id>` of an output folder it creates
+//! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name and
+//! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`with_heartbeat`]),
+//! and removes it when done. A second process that finds the lock held by a live process leaves that run —
+//! and its temporary folders — alone. A lock is stale, and taken over, when its process is known dead (same
+//! host, Linux: no `/proc/<pid>`) or, from another host (a cluster on a shared file system), when it has not
+//! been refreshed for [`STALE_AFTER`].
+use crate::error::{CliError, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How often a holder refreshes its locks.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A lock from another host not refreshed for this long is stale (its holder was killed or preempted).
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// A held lock; dropping it removes the lock file.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Who holds a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Holder {
+    fn me() -> Holder {
+        Holder {
+            host: host_name(),
+            pid: std::process::id(),
+        }
+    }
+    fn parse(text: &str) -> Option<Holder> {
+        let mut host = None;
+        let mut pid = None;
+        for line in text.lines() {
+            if let Some(h) = line.strip_prefix("host=") {
+                host = Some(h.to_string());
+            } else if let Some(p) = line.strip_prefix("pid=") {
+                pid = p.trim().parse().ok();
+            }
+        }
+        Some(Holder {
+            host: host?,
+            pid: pid?,
+        })
+    }
+    fn text(&self) -> String {
+        format!("host={}\npid={}\n", self.host, self.pid)
+    }
+    /// Whether the holder of the lock file `path` is known to be gone: on this host, no `/proc/<pid>`
+    /// (Linux); on another host, no heartbeat for [`STALE_AFTER`].
+    fn is_gone(&self, path: &Path) -> bool {
+        if self.host == host_name() {
+            return Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{}", self.pid)).exists();
+        }
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_AFTER)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The lock file of run `id` in `out`.
+pub fn lock_path(out: &Path, id: &str) -> PathBuf {
+    out.join(format!(".lock-{id}"))
+}
+
+/// Tries to lock run `id` of `out`: `Ok(Ok(lock))`, or `Ok(Err(holder))` when a live (or unknown) process
+/// holds it. A stale lock is taken over.
+pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Holder>> {
+    let path = lock_path(out, id);
+    let me = Holder::me();
+    for _ in 0..3 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(me.text().as_bytes())
+                    .map_err(|e| CliError::io(&path, e))?;
+                return Ok(Ok(RunLock { path }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CliError::io(&path, e)),
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = match Holder::parse(&text) {
+            Some(h) => h,
+            // Being written right now by its creator: treat as held.
+            None => {
+                return Ok(Err(Holder {
+                    host: "?".into(),
+                    pid: 0,
+                }))
+            }
+        };
+        if !holder.is_gone(&path) {
+            return Ok(Err(holder));
+        }
+        // Take the stale lock aside atomically (only one process can), check that it is still the dead
+        // holder's, and retry; a fresh lock taken aside by mistake is put back without overwriting.
+        let aside = out.join(format!(".lock-{id}.stale-{}", me.pid));
+        if std::fs::rename(&path, &aside).is_err() {
+            continue;
+        }
+        let moved = std::fs::read_to_string(&aside).unwrap_or_default();
+        if Holder::parse(&moved).is_some_and(|h| h != holder) {
+            let _ = std::fs::hard_link(&aside, &path);
+        }
+        let _ = std::fs::remove_file(&aside);
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    Ok(Err(Holder::parse(&text).unwrap_or(Holder {
+        host: "?".into(),
+        pid: 0,
+    })))
+}
+
+/// Runs `work` while a background thread refreshes the modification time of `locks` every [`HEARTBEAT`],
+/// so other hosts see them as live.
+pub fn with_heartbeat<T>(locks: &[RunLock], work: impl FnOnce() -> T) -> T {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
+                for l in locks {
+                    if let Ok(f) = std::fs::File::options().append(true).open(&l.path) {
+                        let _ = f.set_modified(SystemTime::now());
+                    }
+                }
+            }
+        });
+        let out = work();
+        drop(stop);
+        out
+    })
+}
