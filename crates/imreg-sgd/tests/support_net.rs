@@ -106,3 +106,26 @@ fn divergence_is_reported_with_its_step() {
         Err(RegError::Invalid { field: "widths", .. })
     ));
 }
+
+/// Full batches of more than one chunk are reduced in parallel, in a fixed order: runs are bitwise identical
+/// at one and two threads.
+#[test]
+fn runs_are_bitwise_identical_at_one_and_two_threads() {
+    let data = data(700, 4);
+    let cfg = SupportConfig {
+        widths: vec![4, 6, 6, 1],
+        r: 2,
+        record_every: 10,
+        ..SupportConfig::paper(None, 30, 3)
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| train_support(&data, &cfg, None).unwrap())
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one, two);
+    assert!(one.loss[3] < one.loss[0]);
+}
