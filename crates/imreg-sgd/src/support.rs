@@ -2,8 +2,9 @@
 //! or ReLU networks `f(x) = W_L σ(⋯σ(W_1 x))` on sparse-support targets, trained by reshuffled SGD with
 //! gradient-norm clipping, tracking the irrelevant first-layer norm `‖W_1[:, r:]‖_F`.
 //!
-//! The trainer is specialised (hand-written forward/backward on small dense row-major matrices, no
-//! allocation per step) so that the paper's 2·10⁵-step runs take seconds.
+//! The network is the bias-free [`Mlp`] on the run's data ([`SupportNet`]): every gradient is the
+//! `imreg-ad` tape's, one reverse pass per step on its batch (full batches are cut into the objective's
+//! fixed chunks, so runs are bitwise identical at any thread count).
 //!
 //! **Loss convention** ([`SupportLoss`]): the authors' notebooks use torch `MSELoss`, `mean (f − y)²`
 //! (no ½); the derivation of §4.4 uses `½ mean (f − y)²`. The ½ halves every gradient; a `TorchMse` run at
@@ -15,7 +16,8 @@
 //! layers), and not at all under GD (`b = n`).
 use crate::reg_error::{check_positive, RegError, RegResult};
 use imreg_objective::data::Regression;
-use imreg_objective::rng;
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
+use imreg_objective::{rng, Batch, LossKind, Objective};
 use rand::seq::SliceRandom;
 
 /// The per-example loss.
@@ -25,15 +27,6 @@ pub enum SupportLoss {
     TorchMse,
     /// `½ mean (f − y)²` (the derivation of §4.4).
     HalfMse,
-}
-
-impl SupportLoss {
-    fn factor(self) -> f64 {
-        match self {
-            SupportLoss::TorchMse => 1.0,
-            SupportLoss::HalfMse => 0.5,
-        }
-    }
 }
 
 /// Settings of one support run.
@@ -106,155 +99,79 @@ pub fn he_init(widths: &[usize], seed: u64) -> Vec<f64> {
     theta
 }
 
-/// The specialised network: buffers sized for the largest batch, reused every step.
+/// The bias-free network `f(x) = W_L σ(⋯σ(W_1 x))` on the run's data, differentiated by `imreg-ad`: it is the
+/// bias-free [`Mlp`] (identity or ReLU hidden activation) under the run's loss, `mean (f − y)²` as
+/// [`LossKind::Mse`] without the ½ or `½ mean (f − y)²` with it, so each step records one tape on its batch
+/// and takes the gradient by reverse mode. Parameters are PyTorch's layout: `W_ℓ` (`[out, in]`, row-major)
+/// layer by layer.
 pub struct SupportNet {
     widths: Vec<usize>,
-    relu: bool,
-    offsets: Vec<usize>,
-    acts: Vec<Vec<f64>>,
-    deltas: Vec<Vec<f64>>,
-    cap: usize,
+    net: Mlp,
 }
 
 impl SupportNet {
-    /// Errors unless there are ≥ 2 widths, all ≥ 1, ending in 1 output.
-    pub fn new(widths: &[usize], relu: bool) -> RegResult<Self> {
+    /// The network `widths` on `data` under `loss`. Errors unless there are ≥ 2 widths, all ≥ 1, ending in 1
+    /// output, with `d` inputs and one target column.
+    pub fn new(data: &Regression, widths: &[usize], relu: bool, loss: SupportLoss) -> RegResult<Self> {
         if widths.len() < 2 || widths.contains(&0) || widths.last() != Some(&1) {
             return Err(RegError::invalid(
                 "widths",
                 format!("need [d, h…, 1] with positive entries, got {widths:?}"),
             ));
         }
-        let mut offsets = vec![0];
-        for w in widths.windows(2) {
-            let last = *offsets.last().unwrap_or(&0);
-            offsets.push(last + w[0] * w[1]);
+        if widths[0] != data.x.ncols() || data.y.ncols() != 1 {
+            return Err(RegError::invalid(
+                "widths",
+                format!(
+                    "input width must be d = {} with one target column",
+                    data.x.ncols()
+                ),
+            ));
         }
+        let spec = MlpSpec {
+            widths: widths.to_vec(),
+            activation: if relu {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            },
+            bias: false,
+            loss: LossKind::Mse {
+                half: loss == SupportLoss::HalfMse,
+            },
+        };
+        let net = Mlp::regression(spec, data.x.clone(), data.y.clone())?;
         Ok(SupportNet {
             widths: widths.to_vec(),
-            relu,
-            offsets,
-            acts: Vec::new(),
-            deltas: Vec::new(),
-            cap: 0,
+            net,
         })
     }
 
     /// Number of parameters.
     pub fn dim(&self) -> usize {
-        *self.offsets.last().unwrap_or(&0)
+        self.net.dim()
     }
 
-    fn ensure(&mut self, m: usize) {
-        if m > self.cap {
-            self.acts = self.widths.iter().map(|&w| vec![0.0; m * w]).collect();
-            self.deltas = self.widths.iter().map(|&w| vec![0.0; m * w]).collect();
-            self.cap = m;
-        }
+    /// The batch loss on the rows (the run's convention); its gradient is written into `grad`.
+    pub fn loss_grad(&self, theta: &[f64], rows: &[usize], grad: &mut [f64]) -> RegResult<f64> {
+        Ok(self.net.loss_grad(theta, Batch::Indices(rows), grad)?)
     }
 
-    /// Loss `c · mean (f − y)²` on the rows and its gradient (written into `grad`).
-    pub fn loss_grad(
-        &mut self,
-        theta: &[f64],
-        data: &Regression,
-        rows: &[usize],
-        c: f64,
-        grad: &mut [f64],
-    ) -> f64 {
-        let m = rows.len();
-        self.ensure(m);
-        let layers = self.widths.len() - 1;
-        let d0 = self.widths[0];
-        for (k, &i) in rows.iter().enumerate() {
-            let src = data.x.row(i);
-            for (j, v) in src.iter().enumerate() {
-                self.acts[0][k * d0 + j] = *v;
-            }
-        }
-        for l in 0..layers {
-            let (inn, out) = (self.widths[l], self.widths[l + 1]);
-            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
-            let (lo, hi) = self.acts.split_at_mut(l + 1);
-            let a = &lo[l];
-            let z = &mut hi[0];
-            let hidden = l + 1 < layers;
-            for k in 0..m {
-                let ar = &a[k * inn..(k + 1) * inn];
-                for o in 0..out {
-                    let wr = &w[o * inn..(o + 1) * inn];
-                    let mut s = 0.0;
-                    for j in 0..inn {
-                        s += wr[j] * ar[j];
-                    }
-                    z[k * out + o] = if hidden && self.relu { s.max(0.0) } else { s };
-                }
-            }
-        }
-        let inv = 1.0 / m as f64;
-        let mut loss = 0.0;
-        {
-            let f = &self.acts[layers];
-            let dl = &mut self.deltas[layers];
-            for (k, &i) in rows.iter().enumerate() {
-                let r = f[k] - data.y[(i, 0)];
-                loss += r * r;
-                dl[k] = 2.0 * c * r * inv;
-            }
-        }
-        for l in (0..layers).rev() {
-            let (inn, out) = (self.widths[l], self.widths[l + 1]);
-            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
-            let g = &mut grad[self.offsets[l]..self.offsets[l + 1]];
-            g.iter_mut().for_each(|v| *v = 0.0);
-            let (dlo, dhi) = self.deltas.split_at_mut(l + 1);
-            let delta = &dhi[0];
-            let a = &self.acts[l];
-            for k in 0..m {
-                let ar = &a[k * inn..(k + 1) * inn];
-                for o in 0..out {
-                    let dv = delta[k * out + o];
-                    if dv != 0.0 {
-                        let gr = &mut g[o * inn..(o + 1) * inn];
-                        for j in 0..inn {
-                            gr[j] += dv * ar[j];
-                        }
-                    }
-                }
-            }
-            if l > 0 {
-                let prev = &mut dlo[l];
-                for k in 0..m {
-                    let pr = &mut prev[k * inn..(k + 1) * inn];
-                    pr.iter_mut().for_each(|v| *v = 0.0);
-                    for o in 0..out {
-                        let dv = delta[k * out + o];
-                        let wr = &w[o * inn..(o + 1) * inn];
-                        for j in 0..inn {
-                            pr[j] += dv * wr[j];
-                        }
-                    }
-                    if self.relu {
-                        let ar = &a[k * inn..(k + 1) * inn];
-                        for j in 0..inn {
-                            if ar[j] <= 0.0 {
-                                pr[j] = 0.0;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        c * loss * inv
+    /// The loss on all the data (the run's convention).
+    pub fn full_loss(&self, theta: &[f64]) -> RegResult<f64> {
+        Ok(self.net.loss(theta, Batch::Full)?)
     }
 
     /// `u = (W_L ⋯ W_2)ᵀ`, the output-side vector of the first layer (linear nets).
     pub fn output_vector(&self, theta: &[f64]) -> Vec<f64> {
         let layers = self.widths.len() - 1;
         let mut row = vec![1.0];
+        // Layer `l`'s weight ends where layer `l + 1`'s begins; walk them from the output backwards.
+        let mut end = self.dim();
         for l in (1..layers).rev() {
             let (inn, out) = (self.widths[l], self.widths[l + 1]);
-            let w = &theta[self.offsets[l]..self.offsets[l + 1]];
+            let w = &theta[end - inn * out..end];
+            end -= inn * out;
             let mut next = vec![0.0; inn];
             for o in 0..out {
                 for j in 0..inn {
@@ -300,15 +217,6 @@ pub fn train_support(
 ) -> RegResult<SupportRun> {
     check_positive("lr", cfg.lr)?;
     crate::reg_error::check_coefficient("weight_decay", cfg.weight_decay)?;
-    if cfg.widths.first() != Some(&data.x.ncols()) || data.y.ncols() != 1 {
-        return Err(RegError::invalid(
-            "widths",
-            format!(
-                "input width must be d = {} with one target column",
-                data.x.ncols()
-            ),
-        ));
-    }
     if cfg.r > data.x.ncols() {
         return Err(RegError::invalid(
             "r",
@@ -326,10 +234,9 @@ pub fn train_support(
     if let Some(c) = cfg.clip {
         check_positive("clip", c)?;
     }
-    let mut net = SupportNet::new(&cfg.widths, cfg.relu)?;
+    let net = SupportNet::new(data, &cfg.widths, cfg.relu, cfg.loss)?;
     let mut theta = theta0.unwrap_or_else(|| he_init(&cfg.widths, cfg.seed));
     imreg_objective::check_len("theta0", &theta, net.dim())?;
-    let c = cfg.loss.factor();
     let all: Vec<usize> = (0..n).collect();
     let mut grad = vec![0.0; net.dim()];
     let mut order = all.clone();
@@ -343,17 +250,22 @@ pub fn train_support(
         loss: vec![],
         theta: vec![],
     };
-    let record = |net: &mut SupportNet, theta: &[f64], step: usize, run: &mut SupportRun| {
+    let record = |theta: &[f64], step: usize, run: &mut SupportRun| -> RegResult<()> {
         let (f, p) = net.irrelevant_norms(theta, cfg.r);
-        let mut g = vec![0.0; net.dim()];
-        let l = net.loss_grad(theta, data, &all, c, &mut g);
+        let l = net.full_loss(theta)?;
+        if !l.is_finite() {
+            return Err(RegError::Diverged {
+                step,
+                what: format!("full loss {l}"),
+            });
+        }
         run.steps.push(step);
         run.irrelevant_norm.push(f);
         run.perp_norm.push(p);
         run.loss.push(l);
-        l
+        Ok(())
     };
-    record(&mut net, &theta, 0, &mut run);
+    record(&theta, 0, &mut run)?;
     for step in 1..=cfg.steps {
         let rows: &[usize] = if b == n {
             &all
@@ -367,7 +279,7 @@ pub fn train_support(
             pos = end;
             r
         };
-        let l = net.loss_grad(&theta, data, rows, c, &mut grad);
+        let l = net.loss_grad(&theta, rows, &mut grad)?;
         if !l.is_finite() {
             return Err(RegError::Diverged {
                 step,
@@ -383,14 +295,14 @@ pub fn train_support(
             crate::regularizers::clip_grad_norm(&mut grad, cl);
         }
         theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= cfg.lr * g);
+        if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
+            return Err(RegError::Diverged {
+                step,
+                what: format!("θ[{i}] = {}", theta[i]),
+            });
+        }
         if step % every == 0 || step == cfg.steps {
-            let l = record(&mut net, &theta, step, &mut run);
-            if !l.is_finite() {
-                return Err(RegError::Diverged {
-                    step,
-                    what: format!("full loss {l}"),
-                });
-            }
+            record(&theta, step, &mut run)?;
         }
     }
     run.theta = theta;
@@ -510,11 +422,8 @@ pub fn decay_rates(cfg: &DecayRateConfig, batches: &[usize]) -> RegResult<Vec<De
     };
     let theta0: Vec<f64> = he_init(&widths, cfg.seed).into_iter().map(|v| 0.5 * v).collect();
     let pre = train_support(&data, &base, Some(theta0))?;
-    let mut net = SupportNet::new(&widths, false)?;
-    let all: Vec<usize> = (0..cfg.n).collect();
-    let mut g = vec![0.0; net.dim()];
-    let loss = net.loss_grad(&pre.theta, &data, &all, 0.5, &mut g);
-    let mean_sq = 2.0 * loss;
+    let net = SupportNet::new(&data, &widths, false, SupportLoss::HalfMse)?;
+    let mean_sq = 2.0 * net.full_loss(&pre.theta)?;
     let n = cfg.n as f64;
     batches
         .iter()
@@ -573,7 +482,7 @@ pub fn first_layer_update_leak(data: &Regression, cfg: &SupportConfig, steps: us
             "the rank-one structure of ∇W_1 holds for linear nets",
         ));
     }
-    let net = SupportNet::new(&cfg.widths, false)?;
+    let net = SupportNet::new(data, &cfg.widths, false, cfg.loss)?;
     let (d, h) = (cfg.widths[0], cfg.widths[1]);
     let mut theta = he_init(&cfg.widths, cfg.seed);
     let mut worst: f64 = 0.0;
