@@ -20,37 +20,35 @@ fn valid(rng: &mut ChaCha8Rng) -> Vec<u8> {
     out
 }
 
+/// One structure-aware edit of a batch: a label byte set to any value, all records dropped, the first
+/// record duplicated, the last record cut (ragged), or a few bytes appended.
+fn mutate_records(bytes: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
+    let records = bytes.len() / CIFAR_RECORD;
+    match rng.random_range(0..5) {
+        0 if records > 0 => {
+            let r = rng.random_range(0..records);
+            bytes[r * CIFAR_RECORD] = rng.random_range(0..=255);
+        }
+        1 => bytes.clear(),
+        2 => {
+            let chunk = bytes[..CIFAR_RECORD.min(bytes.len())].to_vec();
+            bytes.extend(chunk);
+        }
+        3 => {
+            let cut = rng.random_range(1..=CIFAR_RECORD);
+            bytes.truncate(bytes.len().saturating_sub(cut));
+        }
+        _ => bytes.extend(std::iter::repeat_n(0, rng.random_range(1..=8))),
+    }
+}
+
 impl Target for Cifar10 {
     fn name(&self) -> &'static str {
         "cifar10"
     }
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
-        let mut bytes = valid(rng);
-        for _ in 0..rng.random_range(0..=3) {
-            let records = bytes.len() / CIFAR_RECORD;
-            match rng.random_range(0..5) {
-                0 if records > 0 => {
-                    let r = rng.random_range(0..records);
-                    bytes[r * CIFAR_RECORD] = rng.random_range(0..=255);
-                }
-                1 => bytes.clear(),
-                2 => {
-                    let chunk = bytes[..CIFAR_RECORD.min(bytes.len())].to_vec();
-                    bytes.extend(chunk);
-                }
-                3 => {
-                    let cut = rng.random_range(1..=CIFAR_RECORD);
-                    bytes.truncate(bytes.len().saturating_sub(cut));
-                }
-                _ => bytes.extend(std::iter::repeat_n(0, rng.random_range(1..=8))),
-            }
-        }
-        if rng.random_bool(0.3) {
-            let other = valid(rng);
-            mutate::bytes(rng, &mut bytes, &other);
-        }
-        bytes
+        mutate::structured(rng, valid, mutate_records, |bytes| bytes.clone())
     }
 
     fn check(&self, input: &[u8]) -> Verdict {

@@ -14,38 +14,75 @@ pub enum Idx {
     Labels,
 }
 
-impl Idx {
-    fn magic(&self) -> u32 {
-        match self {
-            Idx::Images => IMAGES_MAGIC,
-            Idx::Labels => LABELS_MAGIC,
+/// The parts of an IDX file: magic number, dimensions, body.
+struct Parts {
+    magic: u32,
+    dims: Vec<u32>,
+    body: Vec<u8>,
+}
+
+impl Parts {
+    fn mutate(&mut self, rng: &mut ChaCha8Rng) {
+        match rng.random_range(0..8) {
+            0 => {
+                let magics = [
+                    IMAGES_MAGIC,
+                    LABELS_MAGIC,
+                    0x0000_0903,
+                    0x0000_0800,
+                    0x0803_0000,
+                    0,
+                ];
+                self.magic = *magics.choose(rng).unwrap_or(&0);
+            }
+            1..=3 if !self.dims.is_empty() => {
+                let i = rng.random_range(0..self.dims.len());
+                self.dims[i] = mutate::edge_int(rng) as u32;
+            }
+            4 => {
+                self.dims.pop();
+            }
+            5 => self.dims.push(mutate::edge_int(rng) as u32),
+            6 if !self.body.is_empty() => {
+                let i = rng.random_range(0..self.body.len());
+                self.body[i] = *[10u8, 0xff, 0x80].choose(rng).unwrap_or(&10);
+            }
+            _ => {
+                let n = rng.random_range(0..=self.body.len());
+                self.body.truncate(n);
+            }
         }
     }
 
-    fn valid(&self, rng: &mut ChaCha8Rng) -> (u32, Vec<u32>, Vec<u8>) {
-        let dims: Vec<u32> = match self {
-            Idx::Images => vec![
-                rng.random_range(1..=4),
-                rng.random_range(1..=6),
-                rng.random_range(1..=6),
-            ],
-            Idx::Labels => vec![rng.random_range(1..=8)],
+    fn render(&self) -> Vec<u8> {
+        let mut out = self.magic.to_be_bytes().to_vec();
+        for d in &self.dims {
+            out.extend(d.to_be_bytes());
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+impl Idx {
+    fn valid(&self, rng: &mut ChaCha8Rng) -> Parts {
+        let (magic, dims): (u32, Vec<u32>) = match self {
+            Idx::Images => (
+                IMAGES_MAGIC,
+                vec![
+                    rng.random_range(1..=4),
+                    rng.random_range(1..=6),
+                    rng.random_range(1..=6),
+                ],
+            ),
+            Idx::Labels => (LABELS_MAGIC, vec![rng.random_range(1..=8)]),
         };
         let n = dims.iter().map(|&d| d as usize).product::<usize>();
         let body = match self {
             Idx::Images => (0..n).map(|_| rng.random()).collect(),
             Idx::Labels => (0..n).map(|_| rng.random_range(0..10)).collect(),
         };
-        (self.magic(), dims, body)
-    }
-
-    fn render(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
-        let mut out = magic.to_be_bytes().to_vec();
-        for d in dims {
-            out.extend(d.to_be_bytes());
-        }
-        out.extend_from_slice(body);
-        out
+        Parts { magic, dims, body }
     }
 }
 
@@ -58,45 +95,7 @@ impl Target for Idx {
     }
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
-        let (mut magic, mut dims, mut body) = self.valid(rng);
-        for _ in 0..rng.random_range(0..=3) {
-            match rng.random_range(0..8) {
-                0 => {
-                    magic = *[
-                        IMAGES_MAGIC,
-                        LABELS_MAGIC,
-                        0x0000_0903,
-                        0x0000_0800,
-                        0x0803_0000,
-                        0,
-                    ]
-                    .choose(rng)
-                    .unwrap_or(&0)
-                }
-                1..=3 if !dims.is_empty() => {
-                    let i = rng.random_range(0..dims.len());
-                    dims[i] = mutate::edge_int(rng) as u32;
-                }
-                4 => {
-                    dims.pop();
-                }
-                5 => dims.push(mutate::edge_int(rng) as u32),
-                6 if !body.is_empty() => {
-                    let i = rng.random_range(0..body.len());
-                    body[i] = *[10u8, 0xff, 0x80].choose(rng).unwrap_or(&10);
-                }
-                _ => {
-                    let n = rng.random_range(0..=body.len());
-                    body.truncate(n);
-                }
-            }
-        }
-        let mut bytes = Self::render(magic, &dims, &body);
-        if rng.random_bool(0.3) {
-            let (m, d, b) = self.valid(rng);
-            mutate::bytes(rng, &mut bytes, &Self::render(m, &d, &b));
-        }
-        bytes
+        mutate::structured(rng, |r| self.valid(r), Parts::mutate, Parts::render)
     }
 
     fn check(&self, input: &[u8]) -> Verdict {

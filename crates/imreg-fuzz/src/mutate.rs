@@ -135,3 +135,24 @@ pub fn bytes(rng: &mut ChaCha8Rng, bytes: &mut Vec<u8>, other: &[u8]) {
         _ => bytes.clear(),
     }
 }
+
+/// The recipe every file target follows: a valid file's parts from `valid`, up to three structure-aware
+/// `mutate` steps, the rendered bytes, and in about a third of the inputs one byte-level edit ([`bytes`])
+/// that may splice in another valid file.
+pub fn structured<P>(
+    rng: &mut ChaCha8Rng,
+    valid: impl Fn(&mut ChaCha8Rng) -> P,
+    mutate: impl Fn(&mut P, &mut ChaCha8Rng),
+    render: impl Fn(&P) -> Vec<u8>,
+) -> Vec<u8> {
+    let mut parts = valid(rng);
+    for _ in 0..rng.random_range(0..=3) {
+        mutate(&mut parts, rng);
+    }
+    let mut out = render(&parts);
+    if rng.random_bool(0.3) {
+        let other = render(&valid(rng));
+        bytes(rng, &mut out, &other);
+    }
+    out
+}

@@ -119,16 +119,7 @@ impl Target for Npy {
     }
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
-        let mut parts = Parts::valid(rng);
-        for _ in 0..rng.random_range(0..=3) {
-            parts.mutate(rng);
-        }
-        let mut bytes = parts.render();
-        if rng.random_bool(0.3) {
-            let other = Parts::valid(rng).render();
-            mutate::bytes(rng, &mut bytes, &other);
-        }
-        bytes
+        mutate::structured(rng, Parts::valid, Parts::mutate, Parts::render)
     }
 
     fn check(&self, input: &[u8]) -> Verdict {

@@ -86,6 +86,9 @@ impl Parts {
     }
 
     fn mutate(&mut self, rng: &mut ChaCha8Rng) {
+        if self.entries.is_empty() {
+            return;
+        }
         let i = rng.random_range(0..self.entries.len());
         let e = &mut self.entries[i];
         match rng.random_range(0..12) {
@@ -165,18 +168,7 @@ impl Target for Safetensors {
     }
 
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
-        let mut parts = Parts::valid(rng);
-        for _ in 0..rng.random_range(0..=3) {
-            if !parts.entries.is_empty() {
-                parts.mutate(rng);
-            }
-        }
-        let mut bytes = parts.render();
-        if rng.random_bool(0.3) {
-            let other = Parts::valid(rng).render();
-            mutate::bytes(rng, &mut bytes, &other);
-        }
-        bytes
+        mutate::structured(rng, Parts::valid, Parts::mutate, Parts::render)
     }
 
     fn check(&self, input: &[u8]) -> Verdict {
