@@ -309,6 +309,7 @@ fn cifar10_loader_and_its_errors() {
     let p = tmp(&dir, "b.bin", &bytes);
     let ds = data::cifar::load_cifar10(&[&p, &p]).unwrap();
     assert_eq!(ds.n(), 4);
+    assert_eq!(data::cifar::read_cifar10(&p).unwrap(), (x.clone(), vec![3, 9]));
     assert_eq!(
         parse_cifar10(&bytes[..100], "b"),
         Err(DataError::Truncated {
@@ -745,6 +746,10 @@ fn files_beyond_the_size_limit_are_refused_unread() {
     assert!(matches!(load_safetensors(&p), Err(DataError::TooLarge { .. })));
     assert!(matches!(
         data::cifar::load_cifar10(&[&p]),
+        Err(DataError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        data::cifar::read_cifar10(&p),
         Err(DataError::TooLarge { .. })
     ));
 }

@@ -51,14 +51,20 @@ pub fn parse_cifar10(bytes: &[u8], what: &str) -> DataResult<(Array2<f64>, Vec<u
     Ok((x, labels))
 }
 
+/// Reads one CIFAR-10 batch file of at most [`MAX_FILE_BYTES`](super::limits::MAX_FILE_BYTES) bytes (see
+/// [`parse_cifar10`]).
+pub fn read_cifar10(path: impl AsRef<Path>) -> DataResult<(Array2<f64>, Vec<usize>)> {
+    let path = path.as_ref();
+    parse_cifar10(&read_file(path)?, &path.display().to_string())
+}
+
 /// Reads and concatenates CIFAR-10 binary batches into a 10-class [`Classification`]; the batches together
 /// are capped at [`MAX_VALUES`](super::limits::MAX_VALUES) pixels.
 pub fn load_cifar10<P: AsRef<Path>>(paths: &[P]) -> DataResult<Classification> {
     let mut xs = Vec::new();
     let mut labels = Vec::new();
     for p in paths {
-        let p = p.as_ref();
-        let (x, l) = parse_cifar10(&read_file(p)?, &p.display().to_string())?;
+        let (x, l) = read_cifar10(p)?;
         xs.push(x);
         labels.extend(l);
         extent(&[labels.len(), CIFAR_PIXELS], 1, "CIFAR-10 batches together")?;
