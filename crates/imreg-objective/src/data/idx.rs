@@ -39,7 +39,7 @@ pub fn parse_idx<'b>(bytes: &'b [u8], magic: u32, what: &str) -> DataResult<(Vec
         .map(|k| be_u32(bytes, 4 + 4 * k, what).map(|d| d as usize))
         .collect::<DataResult<_>>()?;
     let start = 4 + 4 * ndims;
-    let (_, need) = extent(&dims, 1, what)?;
+    let need = extent(&dims, 1, what)?;
     let body = exact_body(bytes, start, need, &dims, what)?;
     Ok((dims, body))
 }

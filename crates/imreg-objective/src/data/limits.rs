@@ -25,10 +25,10 @@ pub fn checked_count(shape: &[usize], what: &str) -> DataResult<usize> {
         })
 }
 
-/// The number of values and of data bytes of a declared `shape` of `elem`-byte values. Errors, in this order:
+/// The number of data bytes `∏ dᵢ · elem` of a declared `shape` of `elem`-byte values. Errors, in this order:
 /// a zero-length axis ([`DataError::EmptyAxis`]), a value or byte count that overflows `usize`
 /// ([`DataError::Overflow`]), more than [`MAX_VALUES`] values ([`DataError::TooLarge`]).
-pub fn extent(shape: &[usize], elem: usize, what: &str) -> DataResult<(usize, usize)> {
+pub fn extent(shape: &[usize], elem: usize, what: &str) -> DataResult<usize> {
     if shape.contains(&0) {
         return Err(DataError::EmptyAxis {
             what: what.into(),
@@ -48,7 +48,7 @@ pub fn extent(shape: &[usize], elem: usize, what: &str) -> DataResult<(usize, us
             unit: "values",
         });
     }
-    Ok((values, bytes))
+    Ok(bytes)
 }
 
 /// The data of a file whose header ends at `start` and declares `need` data bytes for `shape`: exactly

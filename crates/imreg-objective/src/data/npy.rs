@@ -193,7 +193,7 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> DataResult<NpyArray> {
         reason: "header is not UTF-8".into(),
     })?;
     let (dtype, shape) = parse_header(header, what)?;
-    let (_, need) = extent(&shape, dtype.size(), what)?;
+    let need = extent(&shape, dtype.size(), what)?;
     let body = exact_body(bytes, end, need, &shape, what)?;
     let data: Vec<f64> = match dtype {
         NpyDtype::F64 => body

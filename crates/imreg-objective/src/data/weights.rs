@@ -87,7 +87,7 @@ fn check_header(bytes: &[u8], what: &str) -> DataResult<()> {
         })?;
         let elem = dtype_size(dtype, &tensor)?;
         let shape = sizes("shape")?;
-        let (_, need) = extent(&shape, elem, &tensor)?;
+        let need = extent(&shape, elem, &tensor)?;
         let (begin, end) = match sizes("data_offsets")?[..] {
             [begin, end] => (begin, end),
             _ => {
