@@ -1,7 +1,10 @@
 //! Datasets, generators and loaders: shapes, exact identities of the generators, and a typed error for
 //! every malformed file the tests can write.
 use imreg_objective::data::cifar::{parse_cifar10, CIFAR_RECORD};
-use imreg_objective::data::idx::{load_images, load_labels, load_mnist, IMAGES_MAGIC, LABELS_MAGIC};
+use imreg_objective::data::idx::{
+    load_images, load_labels, load_mnist, parse_images, parse_labels, IMAGES_MAGIC, LABELS_MAGIC,
+};
+use imreg_objective::data::limits::{MAX_FILE_BYTES, MAX_VALUES};
 use imreg_objective::data::npy::{npy_bytes, parse_npy, read_npy, write_npy, NpyDtype};
 use imreg_objective::data::synthetic::*;
 use imreg_objective::data::weights::{flatten_params, load_safetensors, save_safetensors};
@@ -9,6 +12,8 @@ use imreg_objective::data::{self, Classification, DataError, Regression};
 use imreg_objective::models::ScalarNet;
 use imreg_objective::{Batch, Objective, ObjectiveError};
 use ndarray::{Array2, Axis};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
 
 fn tmp(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
@@ -304,6 +309,7 @@ fn cifar10_loader_and_its_errors() {
     let p = tmp(&dir, "b.bin", &bytes);
     let ds = data::cifar::load_cifar10(&[&p, &p]).unwrap();
     assert_eq!(ds.n(), 4);
+    assert_eq!(data::cifar::read_cifar10(&p).unwrap(), (x.clone(), vec![3, 9]));
     assert_eq!(
         parse_cifar10(&bytes[..100], "b"),
         Err(DataError::Truncated {
@@ -549,8 +555,318 @@ fn safetensors_weights_flatten_in_pytorch_layout() {
     );
     assert!(matches!(
         data::weights::parse_safetensors(&[1, 2, 3], "junk"),
-        Err(DataError::Header { .. })
+        Err(DataError::Truncated { .. })
     ));
     let bad = tmp(&dir, "trunc.safetensors", &std::fs::read(&p).unwrap()[..40]);
     assert!(load_safetensors(bad).is_err());
+}
+
+// ---- sizes, limits and allocation -------------------------------------------------------------------------
+
+/// The system allocator, recording the largest single request made on each thread, so a test can check
+/// that a loader rejected a file before allocating for its declared size.
+struct PeakAlloc;
+
+thread_local! {
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = PEAK.try_with(|p| p.set(p.get().max(size)));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; `note` only touches a const-initialized
+// thread-local `Cell` (no allocation, no re-entry).
+unsafe impl GlobalAlloc for PeakAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: PeakAlloc = PeakAlloc;
+
+/// The error of `f` and the largest single allocation made while computing it, which must stay under
+/// 64 KiB (every input here is a few hundred bytes; the declared sizes are up to 2⁶⁴).
+fn rejected_small<T: std::fmt::Debug>(f: impl FnOnce() -> data::DataResult<T>) -> DataError {
+    PEAK.with(|p| p.set(0));
+    let e = f().expect_err("a malformed file must be rejected");
+    let peak = PEAK.with(Cell::get);
+    assert!(peak < 64 << 10, "{e}: allocated {peak} bytes at once");
+    e
+}
+
+fn npy_shape(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    npy_raw(
+        1,
+        &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n"),
+        body,
+    )
+}
+
+#[test]
+fn npy_declared_sizes_are_checked_before_allocation() {
+    // 2⁶¹ values of 8 bytes: the byte count 2⁶⁴ wrapped to 0, so an empty body used to be accepted
+    let e = rejected_small(|| parse_npy(&npy_shape("<f8", "(2305843009213693952,)", &[]), "x.npy"));
+    assert_eq!(
+        e,
+        DataError::Overflow {
+            what: "x.npy".into(),
+            shape: "[2305843009213693952]".into()
+        }
+    );
+    // the value count itself overflows
+    let e = rejected_small(|| parse_npy(&npy_shape("|u1", "(4294967296, 4294967296)", &[]), "x.npy"));
+    assert!(matches!(e, DataError::Overflow { .. }), "{e}");
+    // representable but beyond the limit, with no data: refused by the limit, nothing allocated
+    let e = rejected_small(|| parse_npy(&npy_shape("<f4", "(1048576, 1048576)", &[0; 4]), "x.npy"));
+    assert_eq!(
+        e,
+        DataError::TooLarge {
+            what: "x.npy with shape [1048576, 1048576]".into(),
+            size: 1 << 40,
+            limit: MAX_VALUES as u64,
+            unit: "values"
+        }
+    );
+    // within the limit but missing its data
+    let e = rejected_small(|| parse_npy(&npy_shape("<f8", "(1000, 1000)", &[0; 16]), "x.npy"));
+    assert!(
+        matches!(e, DataError::Truncated { expected, got, .. } if expected - got == 8_000_000 - 16),
+        "{e}"
+    );
+    // a zero-length axis anywhere is refused, naming the file and the shape
+    for (shape, text) in [("(5, 0)", "[5, 0]"), ("(0,)", "[0]"), ("(0, 3)", "[0, 3]")] {
+        let e = rejected_small(|| parse_npy(&npy_shape("<f8", shape, &[]), "x.npy"));
+        assert_eq!(
+            e,
+            DataError::EmptyAxis {
+                what: "x.npy".into(),
+                shape: text.into()
+            }
+        );
+        assert!(e.to_string().contains("zero-length axis"), "{e}");
+    }
+    // negative and non-numeric shape entries, unsupported dtypes
+    for shape in ["(-1,)", "(1e3,)", "(18446744073709551616,)"] {
+        let e = rejected_small(|| parse_npy(&npy_shape("<f8", shape, &[0; 8]), "x.npy"));
+        assert!(matches!(e, DataError::Header { .. }), "{shape}: {e}");
+    }
+    for descr in ["<f2", ">i4", "<U8", "O"] {
+        let e = rejected_small(|| parse_npy(&npy_shape(descr, "(1,)", &[0; 8]), "x.npy"));
+        assert!(matches!(e, DataError::Dtype { .. }), "{descr}: {e}");
+    }
+    // a version-2 header length far beyond the file
+    let mut v2 = npy_raw(
+        2,
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n",
+        &[0; 8],
+    );
+    v2[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = rejected_small(|| parse_npy(&v2, "x.npy"));
+    assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+    // the writer's shape product is checked too
+    assert!(matches!(
+        npy_bytes(&[usize::MAX, 2], &[]),
+        Err(DataError::Overflow { .. })
+    ));
+}
+
+#[test]
+fn idx_and_cifar_declared_sizes_are_checked_before_allocation() {
+    let what = "idx";
+    let big = rejected_small(|| parse_images(&idx(IMAGES_MAGIC, &[u32::MAX, u32::MAX, u32::MAX], &[]), what));
+    assert!(matches!(big, DataError::Overflow { .. }), "{big}");
+    let e = rejected_small(|| parse_images(&idx(IMAGES_MAGIC, &[60000, 28, 28], &[0; 100]), what));
+    assert!(
+        matches!(e, DataError::Truncated { expected, .. } if expected == 16 + 60000 * 784),
+        "{e}"
+    );
+    let e = rejected_small(|| parse_images(&idx(IMAGES_MAGIC, &[1 << 20, 1 << 10, 1 << 10], &[]), what));
+    assert!(matches!(e, DataError::TooLarge { unit: "values", .. }), "{e}");
+    for dims in [[0, 28, 28], [2, 0, 3], [2, 3, 0]] {
+        let e = rejected_small(|| parse_images(&idx(IMAGES_MAGIC, &dims, &[]), what));
+        assert_eq!(
+            e,
+            DataError::EmptyAxis {
+                what: what.into(),
+                shape: format!("{dims:?}")
+            }
+        );
+    }
+    let e = rejected_small(|| parse_labels(&idx(LABELS_MAGIC, &[0], &[]), what));
+    assert!(matches!(e, DataError::EmptyAxis { .. }), "{e}");
+    let e = rejected_small(|| parse_labels(&idx(LABELS_MAGIC, &[1 << 20], &[1, 2]), what));
+    assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+    let e = rejected_small(|| parse_labels(&idx(LABELS_MAGIC, &[u32::MAX], &[1, 2]), what));
+    assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    // a header cut inside the dimensions
+    let e = rejected_small(|| parse_images(&idx(IMAGES_MAGIC, &[2, 2], &[]), what));
+    assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+
+    // CIFAR-10: no records, a partial record
+    let e = rejected_small(|| parse_cifar10(&[], "batch"));
+    assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+    let e = rejected_small(|| parse_cifar10(&[0; CIFAR_RECORD + 1], "batch"));
+    assert!(matches!(e, DataError::Ragged { .. }), "{e}");
+}
+
+#[test]
+fn files_beyond_the_size_limit_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.npy");
+    // a sparse file: its length is past the limit, its blocks are never written or read
+    std::fs::File::create(&p)
+        .unwrap()
+        .set_len(MAX_FILE_BYTES + 1)
+        .unwrap();
+    let e = rejected_small(|| read_npy(&p));
+    assert_eq!(
+        e,
+        DataError::TooLarge {
+            what: p.display().to_string(),
+            size: MAX_FILE_BYTES + 1,
+            limit: MAX_FILE_BYTES,
+            unit: "bytes"
+        }
+    );
+    assert!(matches!(load_images(&p), Err(DataError::TooLarge { .. })));
+    assert!(matches!(load_safetensors(&p), Err(DataError::TooLarge { .. })));
+    assert!(matches!(
+        data::cifar::load_cifar10(&[&p]),
+        Err(DataError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        data::cifar::read_cifar10(&p),
+        Err(DataError::TooLarge { .. })
+    ));
+}
+
+/// A safetensors buffer with a raw JSON header and data.
+fn safetensors_raw(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut v = (header.len() as u64).to_le_bytes().to_vec();
+    v.extend(header.as_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn safetensors_headers_are_checked_before_allocation() {
+    use data::weights::parse_safetensors;
+    let one = |dtype: &str, shape: &str, offsets: &str, data: &[u8]| {
+        safetensors_raw(
+            &format!(r#"{{"w":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}}}"#),
+            data,
+        )
+    };
+    assert_eq!(
+        parse_safetensors(&one("F64", "[1, 2]", "[0, 16]", &[0; 16]), "w.st").unwrap(),
+        vec![("w".to_string(), vec![1, 2], vec![0.0, 0.0])]
+    );
+    let parse = |b: Vec<u8>| rejected_small(|| parse_safetensors(&b, "w.st"));
+    // a data end near 2⁶⁴ (the crate adds it to the header length unchecked)
+    let e = parse(one(
+        "F32",
+        "[4611686018427387903]",
+        "[0, 18446744073709551612]",
+        &[],
+    ));
+    assert!(
+        matches!(e, DataError::TooLarge { ref what, .. } if what.contains("tensor w")),
+        "{e}"
+    );
+    let e = parse(one("F64", "[4294967296, 4294967296]", "[0, 0]", &[]));
+    assert!(
+        matches!(e, DataError::Overflow { ref what, .. } if what == "w.st: tensor w"),
+        "{e}"
+    );
+    // a zero-length axis, named by tensor and shape
+    assert_eq!(
+        parse(one("F64", "[0, 3]", "[0, 0]", &[])),
+        DataError::EmptyAxis {
+            what: "w.st: tensor w".into(),
+            shape: "[0, 3]".into()
+        }
+    );
+    // offsets beyond the data (a truncated file), or not matching the shape
+    let e = parse(one("F64", "[2]", "[0, 16]", &[0; 8]));
+    assert!(
+        matches!(e, DataError::Truncated { ref what, .. } if what.contains("tensor w")),
+        "{e}"
+    );
+    let e = parse(one("F64", "[2]", "[0, 8]", &[0; 8]));
+    assert!(
+        matches!(e, DataError::Shape { ref what, .. } if what == "w.st: tensor w"),
+        "{e}"
+    );
+    let e = parse(one("F64", "[1]", "[16, 8]", &[0; 16]));
+    assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+    // dtypes imreg does not read, known to safetensors or not
+    for dtype in ["I64", "BF16", "F65"] {
+        let e = parse(one(dtype, "[1]", "[0, 8]", &[0; 8]));
+        assert_eq!(
+            e,
+            DataError::Dtype {
+                what: "w.st: tensor w".into(),
+                dtype: dtype.into()
+            }
+        );
+    }
+    // malformed headers
+    for header in [
+        r#"{"w":{"dtype":"F64","shape":[-1],"data_offsets":[0,8]}}"#,
+        r#"{"w":{"dtype":"F64","shape":[1],"data_offsets":[0]}}"#,
+        r#"{"w":{"dtype":"F64","shape":[1]}}"#,
+        r#"{"w":{"dtype":8,"shape":[1],"data_offsets":[0,8]}}"#,
+        r#"[1, 2]"#,
+        "{",
+    ] {
+        let e = parse(safetensors_raw(header, &[0; 8]));
+        assert!(matches!(e, DataError::Header { .. }), "{header}: {e}");
+    }
+    // a header length beyond the file, or beyond the format's limit
+    let mut b = one("F64", "[1]", "[0, 8]", &[0; 8]);
+    b[..8].copy_from_slice(&1000u64.to_le_bytes());
+    assert!(matches!(parse(b.clone()), DataError::Truncated { .. }));
+    b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(parse(b), DataError::TooLarge { unit: "bytes", .. }));
+    assert!(matches!(parse(vec![1, 2, 3]), DataError::Truncated { .. }));
+}
+
+#[test]
+fn weights_that_do_not_fit_the_architecture_name_the_tensor_and_both_shapes() {
+    let ds = teacher_student_linear(6, 3, 2, 0.0, 1).unwrap();
+    let model = ds.deep_linear(&[4], true).unwrap();
+    let (names, shapes) = (model.param_names(), model.layer_shapes());
+    // a state dict for hidden width 5 instead of 4
+    let wrong: Vec<_> = names
+        .iter()
+        .zip([vec![5, 3], vec![5], vec![2, 5], vec![2]])
+        .map(|(n, s)| (n.clone(), s.clone(), vec![0.0; s.iter().product()]))
+        .collect();
+    assert_eq!(
+        flatten_params(&wrong, &names, &shapes),
+        Err(DataError::Shape {
+            what: format!("tensor {}", names[0]),
+            expected: format!("{:?}", shapes[0]),
+            got: "[5, 3]".into()
+        })
+    );
+    let e = flatten_params(&wrong, &names, &shapes).unwrap_err().to_string();
+    assert!(
+        e.contains("0.weight") && e.contains("[4, 3]") && e.contains("[5, 3]"),
+        "{e}"
+    );
 }

@@ -1,5 +1,8 @@
 //! Typed errors of the data loaders; each converts into [`ObjectiveError::Data`] with its message.
+use super::limits::MAX_FILE_BYTES;
 use crate::error::ObjectiveError;
+use std::io::Read;
+use std::path::Path;
 use thiserror::Error;
 
 pub type DataResult<T> = std::result::Result<T, DataError>;
@@ -35,6 +38,17 @@ pub enum DataError {
         value: String,
         reason: String,
     },
+    #[error("{what}: shape {shape} has a zero-length axis (every axis needs at least one entry)")]
+    EmptyAxis { what: String, shape: String },
+    #[error("{what}: shape {shape} overflows (its size is not representable)")]
+    Overflow { what: String, shape: String },
+    #[error("{what}: {size} {unit} exceed the loader limit of {limit} {unit}")]
+    TooLarge {
+        what: String,
+        size: u64,
+        limit: u64,
+        unit: &'static str,
+    },
     #[error("tensor {name} is missing from the weights file")]
     MissingTensor { name: String },
     #[error("{0}")]
@@ -53,10 +67,30 @@ impl From<ObjectiveError> for DataError {
     }
 }
 
-/// Reads a whole file, mapping I/O errors to [`DataError::Io`] naming the path.
-pub(crate) fn read_file(path: &std::path::Path) -> DataResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| DataError::Io {
+/// Reads a whole file of at most [`MAX_FILE_BYTES`] bytes (checked before reading, and again while reading
+/// in case the file grows), mapping I/O errors to [`DataError::Io`] naming the path.
+pub(crate) fn read_file(path: &Path) -> DataResult<Vec<u8>> {
+    let io = |e: std::io::Error| DataError::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })
+    };
+    let too_large = |size: u64| DataError::TooLarge {
+        what: path.display().to_string(),
+        size,
+        limit: MAX_FILE_BYTES,
+        unit: "bytes",
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }

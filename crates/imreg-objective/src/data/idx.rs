@@ -2,6 +2,7 @@
 //! `[0, 0, type, ndims]`, `ndims` big-endian `u32` dimensions, then the data. Only unsigned bytes
 //! (`type = 0x08`) are read, as MNIST and Fashion-MNIST use.
 use super::error::{read_file, DataError, DataResult};
+use super::limits::{exact_body, extent};
 use super::Classification;
 use ndarray::Array2;
 use std::path::Path;
@@ -21,7 +22,9 @@ fn be_u32(bytes: &[u8], at: usize, what: &str) -> DataResult<u32> {
 }
 
 /// Parses an unsigned-byte IDX buffer with the given magic number: returns the dimensions and the data.
-/// Errors on a wrong magic number, a truncated header or body, or trailing bytes.
+/// Errors on a wrong magic number, a truncated header, a zero dimension, dimensions whose product exceeds
+/// [`MAX_VALUES`](super::limits::MAX_VALUES), a truncated body or trailing bytes (sizes are checked before
+/// anything is allocated).
 pub fn parse_idx<'b>(bytes: &'b [u8], magic: u32, what: &str) -> DataResult<(Vec<usize>, &'b [u8])> {
     let got = be_u32(bytes, 0, what)?;
     if got != magic {
@@ -36,35 +39,17 @@ pub fn parse_idx<'b>(bytes: &'b [u8], magic: u32, what: &str) -> DataResult<(Vec
         .map(|k| be_u32(bytes, 4 + 4 * k, what).map(|d| d as usize))
         .collect::<DataResult<_>>()?;
     let start = 4 + 4 * ndims;
-    let len = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| DataError::Header {
-            what: what.into(),
-            reason: format!("dimensions {dims:?} overflow"),
-        })?;
-    let body = &bytes[start..];
-    if body.len() < len {
-        return Err(DataError::Truncated {
-            what: what.into(),
-            expected: start + len,
-            got: bytes.len(),
-        });
-    }
-    if body.len() > len {
-        return Err(DataError::Shape {
-            what: what.into(),
-            expected: format!("{} bytes for dimensions {dims:?}", start + len),
-            got: format!("{} bytes ({} trailing)", bytes.len(), body.len() - len),
-        });
-    }
+    let need = extent(&dims, 1, what)?;
+    let body = exact_body(bytes, start, need, &dims, what)?;
     Ok((dims, body))
 }
 
 /// Images `N × (rows·cols)`, pixels scaled to `[0, 1]` (byte / 255), row-major within an image.
 pub fn parse_images(bytes: &[u8], what: &str) -> DataResult<Array2<f64>> {
     let (dims, body) = parse_idx(bytes, IMAGES_MAGIC, what)?;
-    let (n, d) = (dims[0], dims[1] * dims[2]);
+    // `(N, rows, cols)` by the magic number, all ≥ 1 with product `body.len()` (checked by `parse_idx`)
+    let n = dims[0];
+    let d = body.len() / n;
     Array2::from_shape_vec((n, d), body.iter().map(|&b| f64::from(b) / 255.0).collect())
         .map_err(|e| DataError::Other(format!("{what}: {e}")))
 }

@@ -1,11 +1,14 @@
 //! Datasets: validated containers ([`Regression`], [`Classification`]), seeded synthetic generators
 //! ([`synthetic`]), the embedded UCI optical digits ([`digits()`]), and loaders with typed errors for MNIST IDX
 //! ([`idx`]), CIFAR-10 binary batches ([`cifar`]), `.npy` arrays ([`npy`]) and safetensors weights
-//! ([`weights`]). See `docs/data.md`.
+//! ([`weights`]). Every loader checks its declared sizes with overflow-checked arithmetic against the bytes
+//! present before allocating, and caps arrays at [`limits::MAX_VALUES`] values ([`limits`]). See
+//! `docs/data.md`.
 pub mod cifar;
 pub mod digits;
 pub mod error;
 pub mod idx;
+pub mod limits;
 pub mod npy;
 pub mod synthetic;
 pub mod weights;

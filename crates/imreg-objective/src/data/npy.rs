@@ -5,6 +5,7 @@
 //! LE for 2.0/3.0), the header — a Python dict literal `{'descr': '<f8', 'fortran_order': False,
 //! 'shape': (3, 4), }` padded with spaces and ended by `\n` — then the raw data.
 use super::error::{read_file, DataError, DataResult};
+use super::limits::{checked_count, exact_body, extent};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -147,7 +148,9 @@ fn parse_header(header: &str, what: &str) -> DataResult<(NpyDtype, Vec<usize>)> 
 }
 
 /// Parses a `.npy` buffer. Errors on a bad magic string, an unknown version, a malformed header, an
-/// unsupported dtype (big-endian, other types), Fortran order, or a body shorter or longer than the shape.
+/// unsupported dtype (big-endian, other types), Fortran order, a shape with a zero-length axis, a shape whose
+/// size overflows or exceeds [`MAX_VALUES`](super::limits::MAX_VALUES) values, or a body shorter or longer
+/// than the shape; the sizes are checked before the values are allocated.
 pub fn parse_npy(bytes: &[u8], what: &str) -> DataResult<NpyArray> {
     if bytes.len() < 10 {
         return Err(DataError::Truncated {
@@ -179,9 +182,10 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> DataResult<NpyArray> {
             })
         }
     };
-    let header = bytes.get(start..start + hlen).ok_or(DataError::Truncated {
+    let end = hlen.saturating_add(start);
+    let header = bytes.get(start..end).ok_or(DataError::Truncated {
         what: format!("{what} header"),
-        expected: start + hlen,
+        expected: end,
         got: bytes.len(),
     })?;
     let header = std::str::from_utf8(header).map_err(|_| DataError::Header {
@@ -189,29 +193,8 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> DataResult<NpyArray> {
         reason: "header is not UTF-8".into(),
     })?;
     let (dtype, shape) = parse_header(header, what)?;
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| DataError::Header {
-            what: what.into(),
-            reason: format!("shape {shape:?} overflows"),
-        })?;
-    let body = &bytes[start + hlen..];
-    let need = count * dtype.size();
-    if body.len() < need {
-        return Err(DataError::Truncated {
-            what: what.into(),
-            expected: start + hlen + need,
-            got: bytes.len(),
-        });
-    }
-    if body.len() > need {
-        return Err(DataError::Shape {
-            what: what.into(),
-            expected: format!("{need} data bytes for shape {shape:?}"),
-            got: format!("{} bytes", body.len()),
-        });
-    }
+    let need = extent(&shape, dtype.size(), what)?;
+    let body = exact_body(bytes, end, need, &shape, what)?;
     let data: Vec<f64> = match dtype {
         NpyDtype::F64 => body
             .chunks_exact(8)
@@ -243,7 +226,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> DataResult<NpyArray> {
 /// The bytes of a `.npy` file holding `data` (C order, `<f8`) with the given shape: version 1.0, or 2.0 if
 /// the header would not fit in 65535 bytes; the preamble is padded to a multiple of 64 bytes.
 pub fn npy_bytes(shape: &[usize], data: &[f64]) -> DataResult<Vec<u8>> {
-    let count: usize = shape.iter().product();
+    let count = checked_count(shape, "write_npy shape")?;
     if count != data.len() {
         return Err(DataError::Shape {
             what: "write_npy data".into(),
