@@ -163,12 +163,17 @@ pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
             for (i, f) in files.iter().enumerate() {
                 let field = format!("data.files[{i}]");
                 must_exist(f, file, &field)?;
-                let bytes = std::fs::read(f)
-                    .map_err(|e| CliError::input(file, field.clone(), format!("{}: {e}", f.display())))?;
-                let (x, l) = od::cifar::parse_cifar10(&bytes, &f.display().to_string())
-                    .map_err(data_err(file, &field))?;
+                let (x, l) = od::cifar::read_cifar10(f).map_err(data_err(file, &field))?;
                 xs.push(x);
                 labels.extend(l);
+                let values = (labels.len() as u64).saturating_mul(od::cifar::CIFAR_PIXELS as u64);
+                crate::limits::at_most(
+                    file,
+                    "data.files",
+                    "pixel values of the batches",
+                    values,
+                    crate::limits::MAX_DATA_VALUES,
+                )?;
             }
             let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
             let x = ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Failed(e.to_string()))?;
