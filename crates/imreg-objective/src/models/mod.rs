@@ -27,7 +27,9 @@ pub mod deep_linear;
 pub mod glm;
 pub mod linreg;
 pub mod logistic;
+pub mod loss;
 pub mod mlp;
+pub mod network;
 pub mod quadratic;
 pub mod scalar_net;
 
@@ -35,6 +37,8 @@ pub use deep_linear::DeepLinear;
 pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
 pub use linreg::LinearRegression;
 pub use logistic::LogisticRegression;
+pub use loss::{ChunkTargets, Loss, StandardLoss};
 pub use mlp::{Activation, Mlp, MlpSpec};
+pub use network::{Network, NetworkObjective, Parameter, TargetData, PREPARED_HESSIAN_BYTES};
 pub use quadratic::Quadratic;
 pub use scalar_net::ScalarNet;
