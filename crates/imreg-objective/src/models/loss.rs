@@ -86,7 +86,8 @@ pub trait Loss: Send + Sync {
         Ok(())
     }
     /// The per-example losses `ℓ(f_i, y_i)` of the rows of `f` (`n × C`), as an `n × 1` node.
-    fn per_example<T: Tensor>(&self, g: &mut Graph<T>, f: Var, y: &ChunkTargets<'_>) -> imreg_ad::Result<Var>;
+    fn per_example<T: Tensor>(&self, g: &mut Graph<T>, f: Var, y: &ChunkTargets<'_>)
+        -> imreg_ad::Result<Var>;
     /// `Σ_i ℓ(f_i, y_i)` over the rows, a `1 × 1` node. The default sums [`Loss::per_example`]; the built-in
     /// losses use the engine's fused kernels.
     fn sum<T: Tensor>(&self, g: &mut Graph<T>, f: Var, y: &ChunkTargets<'_>) -> imreg_ad::Result<Var> {
@@ -158,7 +159,12 @@ impl Loss for StandardLoss {
         }
     }
 
-    fn per_example<T: Tensor>(&self, g: &mut Graph<T>, f: Var, y: &ChunkTargets<'_>) -> imreg_ad::Result<Var> {
+    fn per_example<T: Tensor>(
+        &self,
+        g: &mut Graph<T>,
+        f: Var,
+        y: &ChunkTargets<'_>,
+    ) -> imreg_ad::Result<Var> {
         let name = self.name();
         if let Some(c) = self.squared_factor(g.shape(f).1) {
             let yc = g.constant(y.values(&name)?.clone());

@@ -93,7 +93,9 @@ impl Network for MlpSpec {
             .enumerate()
             .flat_map(|(k, (o, i))| {
                 let w = Parameter::new(format!("{}.weight", 2 * k), vec![o, i]);
-                let b = self.bias.then(|| Parameter::new(format!("{}.bias", 2 * k), vec![o]));
+                let b = self
+                    .bias
+                    .then(|| Parameter::new(format!("{}.bias", 2 * k), vec![o]));
                 std::iter::once(w).chain(b)
             })
             .collect()

@@ -30,8 +30,10 @@ pub mod logistic;
 pub mod loss;
 pub mod mlp;
 pub mod network;
+pub mod presets;
 pub mod quadratic;
 pub mod scalar_net;
+pub mod spec;
 
 pub use deep_linear::DeepLinear;
 pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
@@ -40,5 +42,9 @@ pub use logistic::LogisticRegression;
 pub use loss::{ChunkTargets, Loss, StandardLoss};
 pub use mlp::{Activation, Mlp, MlpSpec};
 pub use network::{Network, NetworkObjective, Parameter, TargetData, PREPARED_HESSIAN_BYTES};
+pub use presets::{preset, preset_default, PresetInfo, PRESETS};
 pub use quadratic::Quadratic;
 pub use scalar_net::ScalarNet;
+pub use spec::{
+    read_state_dict, write_state_dict, BatchNormStats, LayerSpec, NetworkSpec, Size2, SpecError, SpecNetwork,
+};

@@ -15,8 +15,7 @@
 //! reverse pass per example over the batch's tape): the rows still average to `∇C_B`, but each depends on the
 //! whole batch and is not the gradient of `ℓ_i` evaluated alone.
 use super::common::{
-    axpy, check_dir, check_theta_batch, chunk_len, chunked_sum_into, gather_rows,
-    per_example_driver,
+    axpy, check_dir, check_theta_batch, chunk_len, chunked_sum_into, gather_rows, per_example_driver,
 };
 use super::loss::{ChunkTargets, Loss, StandardLoss};
 use crate::batch::Batch;
@@ -115,7 +114,9 @@ pub trait Network: Send + Sync {
     fn couples_examples(&self) -> bool {
         false
     }
-    /// The leaf shapes, in order (the default derives them from [`Network::parameters`]).
+    /// The leaf shapes, in order (the default derives them from [`Network::parameters`] by
+    /// [`Parameter::leaf_shape`]; a network may hold a parameter in another matrix shape of the same size, such
+    /// as a layer norm's `[C, H, W]` scale as one `1 × CHW` row).
     fn leaf_shapes(&self) -> Vec<(usize, usize)> {
         self.parameters().iter().map(Parameter::leaf_shape).collect()
     }
@@ -255,7 +256,12 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
                 ))
             }
         }
-        Ok(NetworkObjective { net, loss, x, targets })
+        Ok(NetworkObjective {
+            net,
+            loss,
+            x,
+            targets,
+        })
     }
 
     /// A regression objective, targets `y` of shape `N × C`.
@@ -597,7 +603,8 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         for part in parts {
             out.extend(part?);
         }
-        Array2::from_shape_vec((len, d), out).map_err(|e| ObjectiveError::invalid("input gradients", e.to_string()))
+        Array2::from_shape_vec((len, d), out)
+            .map_err(|e| ObjectiveError::invalid("input gradients", e.to_string()))
     }
 
     /// Per-example gradients of a network that couples examples: one tape over the whole batch, the per-example
@@ -638,7 +645,10 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
                     .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
                 let mut off = 0;
                 for (m, &(r, c)) in grads.iter().zip(&shapes) {
-                    row[off..off + r * c].iter_mut().zip(m.iter()).for_each(|(o, v)| *o = *v);
+                    row[off..off + r * c]
+                        .iter_mut()
+                        .zip(m.iter())
+                        .for_each(|(o, v)| *o = *v);
                     off += r * c;
                 }
             }
