@@ -506,10 +506,8 @@ impl Compiler {
                     None
                 };
                 let (_, cols) = geo.weight_shape().map_err(ad)?;
-                let patches = out
-                    .plane()
-                    .map_err(ad)?
-                    .checked_mul(cols.checked_mul(*groups).unwrap_or(usize::MAX));
+                let plane = out.plane().map_err(ad)?;
+                let patches = cols.checked_mul(*groups).and_then(|c| c.checked_mul(plane));
                 let out_shape = Shape::Map(out);
                 let size = out_shape.features(&name)?;
                 self.keep(&name, checked(&name, "patches", patches)?)?;
