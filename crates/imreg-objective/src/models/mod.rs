@@ -27,14 +27,24 @@ pub mod deep_linear;
 pub mod glm;
 pub mod linreg;
 pub mod logistic;
+pub mod loss;
 pub mod mlp;
+pub mod network;
+pub mod presets;
 pub mod quadratic;
 pub mod scalar_net;
+pub mod spec;
 
 pub use deep_linear::DeepLinear;
 pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
 pub use linreg::LinearRegression;
 pub use logistic::LogisticRegression;
+pub use loss::{ChunkTargets, Loss, StandardLoss};
 pub use mlp::{Activation, Mlp, MlpSpec};
+pub use network::{Network, NetworkObjective, Parameter, TargetData, PREPARED_HESSIAN_BYTES};
+pub use presets::{preset, preset_default, PresetInfo, PRESETS};
 pub use quadratic::Quadratic;
 pub use scalar_net::ScalarNet;
+pub use spec::{
+    read_state_dict, write_state_dict, BatchNormStats, LayerSpec, NetworkSpec, Size2, SpecError, SpecNetwork,
+};

@@ -1,0 +1,794 @@
+//! Any network written once on `imreg-ad` as a complete [`Objective`]: a [`Network`] (its parameters in
+//! PyTorch `state_dict` order and its forward pass on a chunk of examples) and a [`Loss`] on its outputs give
+//! [`NetworkObjective`], with loss, gradient, HVP, prepared HVP ([`imreg_ad::linearize`]), third order,
+//! per-example gradients and input gradients `∇ₓC_B`.
+//!
+//! `C_B(θ) = (1/|B|) Σ_{i∈B} ℓ(f(x_i; θ), y_i)`. Every derivative is the tape's: gradient by reverse mode, HVP by
+//! forward-over-reverse, third order by `Dual<Dual<_>>`. A batch is cut into the fixed chunks of
+//! [`super::common`] (one tape per chunk, chunks in parallel, partial sums added in chunk order), so results are
+//! bitwise identical at any thread count.
+//!
+//! **Networks that couple examples** (batch norm in training mode, [`Network::couples_examples`]) are evaluated
+//! on the whole batch as one chunk, so `C_B` is the loss with the batch's statistics, as PyTorch's
+//! `model.train()`. Their per-example gradient is `∇_θ ℓ_i(θ; μ_B(θ), σ²_B(θ))`, example `i`'s term with the
+//! whole batch's statistics differentiated through (a row of the Jacobian of the per-example losses, one
+//! reverse pass per example over the batch's tape): the rows still average to `∇C_B`, but each depends on the
+//! whole batch and is not the gradient of `ℓ_i` evaluated alone.
+use super::common::{
+    axpy, check_dir, check_theta_batch, chunk_len, chunked_sum_into, gather_rows, per_example_driver,
+};
+use super::loss::{ChunkTargets, Loss, StandardLoss};
+use crate::batch::Batch;
+use crate::error::{ObjectiveError, Result};
+use crate::objective::{check_finite, check_len, streamed_hessian, HessianAt, Objective};
+use crate::supervised::Targets;
+use imreg_ad::{Dual, Graph, Linearized, Mat, Program, Tensor, Var};
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// A named parameter tensor in PyTorch's shape (`[out, in, kh, kw]` for a conv weight, `[out, in]` for a
+/// linear weight, `[C]` for a bias or a norm's `γ, β`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parameter {
+    /// The `state_dict` key, e.g. `features.0.weight`.
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl Parameter {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>) -> Self {
+        Parameter {
+            name: name.into(),
+            shape,
+        }
+    }
+
+    /// The tape leaf holding it, row-major: `[d0, d1·d2·…]` for ≥ 2 dims, `[1, d0]` for a vector, `[1, 1]` for
+    /// a scalar. Its flattening is the tensor's C-order flattening.
+    pub fn leaf_shape(&self) -> (usize, usize) {
+        match self.shape.as_slice() {
+            [] => (1, 1),
+            [d] => (1, *d),
+            [d, rest @ ..] => (*d, rest.iter().product()),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A network `f(x; θ)` written once on the tape: inputs are rows of `input_dim` features (an NCHW image is its
+/// `C·H·W` features, see [`imreg_ad::layout`]), outputs rows of `output_dim`.
+///
+/// ```
+/// use imreg_ad::{Graph, Tensor, Var};
+/// use imreg_objective::models::{Network, NetworkObjective, Parameter, StandardLoss};
+/// use imreg_objective::{Batch, Objective};
+/// /// f(x) = W₂ relu(W₁ x + b₁), 3 → 4 → 2
+/// struct TwoLayer;
+/// impl Network for TwoLayer {
+///     fn name(&self) -> String { "two-layer relu".into() }
+///     fn parameters(&self) -> Vec<Parameter> {
+///         vec![Parameter::new("0.weight", vec![4, 3]), Parameter::new("0.bias", vec![4]),
+///              Parameter::new("2.weight", vec![2, 4])]
+///     }
+///     fn input_dim(&self) -> usize { 3 }
+///     fn output_dim(&self) -> usize { 2 }
+///     fn forward<T: Tensor>(&self, g: &mut Graph<T>, p: &[Var], x: Var) -> imreg_ad::Result<Var> {
+///         let h = g.linear(x, p[0], Some(p[1]))?;
+///         let h = g.relu(h);
+///         g.linear(h, p[2], None)
+///     }
+/// }
+/// let x = ndarray::Array2::from_shape_fn((5, 3), |(i, j)| ((i + 2 * j) as f64).sin());
+/// let obj = NetworkObjective::classification(TwoLayer, StandardLoss::CrossEntropy, x, vec![0, 1, 1, 0, 1])?;
+/// let theta: Vec<f64> = (0..obj.dim()).map(|k| (k as f64).cos()).collect();
+/// let g = obj.grad(&theta, Batch::Full)?;
+/// let hv = obj.hvp_vec(&theta, Batch::Full, &g)?;
+/// assert_eq!(hv.len(), 24); // 12 + 4 + 8
+/// # Ok::<(), imreg_objective::ObjectiveError>(())
+/// ```
+pub trait Network: Send + Sync {
+    /// A short human-readable name.
+    fn name(&self) -> String;
+    /// The parameters in `state_dict` order; `θ` is their concatenation, each in C order.
+    fn parameters(&self) -> Vec<Parameter>;
+    /// Features per input row.
+    fn input_dim(&self) -> usize;
+    /// Outputs per row.
+    fn output_dim(&self) -> usize;
+    /// Records `f(x; θ)` for the `n × input_dim` node `x`, the leaves being the parameters' leaves
+    /// ([`Parameter::leaf_shape`]) in order; returns the `n × output_dim` output node.
+    fn forward<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var], x: Var) -> imreg_ad::Result<Var>;
+
+    /// Whether the output of a row depends on the other rows (batch norm in training mode). Such a network is
+    /// evaluated on the whole batch as one chunk.
+    fn couples_examples(&self) -> bool {
+        false
+    }
+    /// The leaf shapes, in order (the default derives them from [`Network::parameters`] by
+    /// [`Parameter::leaf_shape`]; a network may hold a parameter in another matrix shape of the same size, such
+    /// as a layer norm's `[C, H, W]` scale as one `1 × CHW` row).
+    fn leaf_shapes(&self) -> Vec<(usize, usize)> {
+        self.parameters().iter().map(Parameter::leaf_shape).collect()
+    }
+    /// Number of parameters `p`.
+    fn n_params(&self) -> usize {
+        self.parameters().iter().map(Parameter::len).sum()
+    }
+    /// An estimate of the activations one example keeps on the tape, in `f64`s (the sum of the layer output
+    /// widths), for the memory budget of prepared HVPs. The default counts the input and the output only.
+    fn activation_floats(&self) -> usize {
+        self.input_dim() + self.output_dim()
+    }
+}
+
+/// Memory budget of the recorded tapes of [`Objective::hessian_at`] on a network: 512 MiB (the medium MLP at
+/// n = 1024 needs ≈ 43 MB, a full MNIST-sized batch of 60 000 rows ≈ 2.5 GB and is streamed).
+pub const PREPARED_HESSIAN_BYTES: usize = 512 << 20;
+
+/// The targets of a dataset, one row (or label) per example.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetData {
+    /// `N × C` real targets.
+    Values(Array2<f64>),
+    /// Integer labels.
+    Labels(Vec<usize>),
+}
+
+/// A [`Network`] on a fixed dataset with a [`Loss`]: `ℓ_i(θ) = ℓ(f(x_i; θ), y_i)`, `C_B` = the mean over `B`.
+#[derive(Clone, Debug)]
+pub struct NetworkObjective<N, L = StandardLoss> {
+    net: N,
+    loss: L,
+    x: Array2<f64>,
+    targets: TargetData,
+}
+
+fn ad_err(e: imreg_ad::AdError) -> ObjectiveError {
+    ObjectiveError::Ad(e.to_string())
+}
+
+/// What the scalar output of one chunk's tape is.
+enum Head<'a> {
+    /// `Σ_{i ∈ chunk} ℓ_i` with these targets.
+    Loss(ChunkTargets<'a>),
+    /// `Σ_i ⟨f(x_i), u_i⟩` (output VJPs).
+    OutputDot(Mat),
+}
+
+/// The tape program of one chunk of examples: the rows `rows` of the inputs, gathered when the tape is recorded
+/// (as a constant, or as the last leaf when `input_leaf`, for input gradients).
+pub(crate) struct Chunk<'a, N, L> {
+    obj: &'a NetworkObjective<N, L>,
+    rows: &'a [usize],
+    head: Head<'a>,
+    input_leaf: bool,
+}
+
+impl<N: Network, L: Loss> Chunk<'_, N, L> {
+    fn head<T: Tensor>(&self, g: &mut Graph<T>, out: Var) -> imreg_ad::Result<Var> {
+        match &self.head {
+            Head::Loss(y) => self.obj.loss.sum(g, out, y),
+            Head::OutputDot(u) => {
+                let uc = g.constant(u.clone());
+                let prod = g.mul(out, uc)?;
+                Ok(g.sum(prod))
+            }
+        }
+    }
+}
+
+impl<N: Network, L: Loss> Program for Chunk<'_, N, L> {
+    fn leaf_shapes(&self) -> Vec<(usize, usize)> {
+        let mut s = self.obj.net.leaf_shapes();
+        if self.input_leaf {
+            s.push((self.rows.len(), self.obj.x.ncols()));
+        }
+        s
+    }
+    fn build<T: Tensor>(&self, g: &mut Graph<T>, leaves: &[Var]) -> imreg_ad::Result<Var> {
+        let (x, params) = match (self.input_leaf, leaves.split_last()) {
+            (true, Some((&x, params))) => (x, params),
+            _ => (g.constant(gather_rows(&self.obj.x, self.rows)), leaves),
+        };
+        let out = self.obj.net.forward(g, params, x)?;
+        self.head(g, out)
+    }
+}
+
+impl<N: Network, L: Loss> NetworkObjective<N, L> {
+    /// The objective of `net` with `loss` on inputs `x` (`N × input_dim`) and `targets` (values `N × C` for a
+    /// value loss, labels in `0..k` for a label loss), all validated.
+    pub fn new(net: N, loss: L, x: Array2<f64>, targets: TargetData) -> Result<Self> {
+        if x.ncols() != net.input_dim() {
+            return Err(ObjectiveError::Shape {
+                what: "x".into(),
+                expected: format!("N × {}", net.input_dim()),
+                got: format!("{} × {}", x.nrows(), x.ncols()),
+            });
+        }
+        if x.nrows() == 0 {
+            return Err(ObjectiveError::invalid("x", "no examples"));
+        }
+        check_finite("x", &x.iter().copied().collect::<Vec<_>>())?;
+        let c = net.output_dim();
+        loss.check_outputs(c)?;
+        match (&targets, loss.label_classes(c)) {
+            (TargetData::Values(y), None) => {
+                if y.dim() != (x.nrows(), c) {
+                    return Err(ObjectiveError::Shape {
+                        what: "y".into(),
+                        expected: format!("{} × {c}", x.nrows()),
+                        got: format!("{} × {}", y.nrows(), y.ncols()),
+                    });
+                }
+                check_finite("y", &y.iter().copied().collect::<Vec<_>>())?;
+            }
+            (TargetData::Labels(labels), Some(classes)) => {
+                if labels.len() != x.nrows() {
+                    return Err(ObjectiveError::Length {
+                        name: "labels",
+                        expected: x.nrows(),
+                        got: labels.len(),
+                    });
+                }
+                check_labels(labels, classes)?;
+            }
+            (TargetData::Values(_), Some(_)) => {
+                return Err(ObjectiveError::invalid(
+                    "targets",
+                    format!("{} needs integer labels", loss.name()),
+                ))
+            }
+            (TargetData::Labels(_), None) => {
+                return Err(ObjectiveError::invalid(
+                    "targets",
+                    format!("{} needs value targets", loss.name()),
+                ))
+            }
+        }
+        Ok(NetworkObjective {
+            net,
+            loss,
+            x,
+            targets,
+        })
+    }
+
+    /// A regression objective, targets `y` of shape `N × C`.
+    pub fn regression(net: N, loss: L, x: Array2<f64>, y: Array2<f64>) -> Result<Self> {
+        Self::new(net, loss, x, TargetData::Values(y))
+    }
+
+    /// A classifier: with a label loss the labels are used as they are; with a value loss (the squared
+    /// losses) the targets are their one-hot vectors (as in Cohen et al.'s MSE experiments).
+    pub fn classification(net: N, loss: L, x: Array2<f64>, labels: Vec<usize>) -> Result<Self> {
+        let c = net.output_dim();
+        if loss.label_classes(c).is_some() {
+            return Self::new(net, loss, x, TargetData::Labels(labels));
+        }
+        check_labels(&labels, c)?;
+        let mut y = Array2::zeros((labels.len(), c));
+        labels.iter().enumerate().for_each(|(i, &l)| y[(i, l)] = 1.0);
+        Self::new(net, loss, x, TargetData::Values(y))
+    }
+
+    pub fn network(&self) -> &N {
+        &self.net
+    }
+
+    pub fn loss_fn(&self) -> &L {
+        &self.loss
+    }
+
+    /// The inputs, `N × input_dim`.
+    pub fn inputs(&self) -> &Array2<f64> {
+        &self.x
+    }
+
+    pub fn targets(&self) -> &TargetData {
+        &self.targets
+    }
+
+    /// The targets of the dataset examples `ix`.
+    pub(crate) fn chunk_targets<'a>(&self, ix: &[usize], labels: &'a [usize]) -> ChunkTargets<'a> {
+        match &self.targets {
+            TargetData::Values(y) => ChunkTargets::Values(gather_rows(y, ix)),
+            TargetData::Labels(_) => ChunkTargets::Labels(labels),
+        }
+    }
+
+    pub(crate) fn chunk_labels(&self, ix: &[usize]) -> Vec<usize> {
+        match &self.targets {
+            TargetData::Labels(l) => ix.iter().map(|&i| l[i]).collect(),
+            TargetData::Values(_) => Vec::new(),
+        }
+    }
+
+    /// The loss program of the dataset examples `ix`.
+    fn chunk<'a>(&'a self, ix: &'a [usize], labels: &'a [usize]) -> Chunk<'a, N, L> {
+        Chunk {
+            obj: self,
+            rows: ix,
+            head: Head::Loss(self.chunk_targets(ix, labels)),
+            input_leaf: false,
+        }
+    }
+
+    /// Batch positions per tape: the whole batch for a network that couples examples, [`chunk_len`] otherwise.
+    fn chunk_size(&self, len: usize) -> usize {
+        if self.net.couples_examples() {
+            len
+        } else {
+            chunk_len(len)
+        }
+    }
+
+    /// `f(start, ix, s, acc)` summed over the chunks of the batch into `(s, out)`, times `scale`: the chunks of
+    /// [`chunked_sum_into`], or the whole batch as one chunk for a network that couples examples.
+    fn sum_chunks<F>(&self, batch: Batch<'_>, scale: f64, out: &mut [f64], f: F) -> Result<f64>
+    where
+        F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
+    {
+        let n = self.n_examples();
+        batch.validate(n)?;
+        if !self.net.couples_examples() {
+            return chunked_sum_into(batch, n, scale, out, f);
+        }
+        let ix = batch.slice(0, batch.len(n));
+        let mut s = 0.0;
+        out.fill(0.0);
+        f(0, &ix, &mut s, out)?;
+        if scale != 1.0 {
+            out.iter_mut().for_each(|o| *o *= scale);
+        }
+        Ok(scale * s)
+    }
+
+    /// Sums `f(chunk program)` over the batch, divides by `|B|`, writes the vector mean into `out` and returns
+    /// the scalar mean.
+    fn mean_over_batch<F>(&self, batch: Batch<'_>, out: &mut [f64], f: F) -> Result<f64>
+    where
+        F: Fn(&Chunk<'_, N, L>, &mut f64, &mut [f64]) -> imreg_ad::Result<()> + Sync,
+    {
+        batch.validate(self.n_examples())?;
+        let inv = 1.0 / batch.len(self.n_examples()) as f64;
+        self.sum_chunks(batch, inv, out, |_, ix, s, acc| {
+            let labels = self.chunk_labels(ix);
+            f(&self.chunk(ix, &labels), s, acc).map_err(ad_err)
+        })
+    }
+
+    /// `θ` (and a direction) checked once per call and shared by every chunk.
+    fn point<'t>(&self, theta: &'t [f64], v: Option<&'t [f64]>) -> Result<imreg_ad::Point<'t>> {
+        // Lengths first, so bad input surfaces as the objective's typed errors; `Point` checks finiteness.
+        check_len("theta", theta, self.dim())?;
+        if let Some(v) = v {
+            check_len("v", v, self.dim())?;
+        }
+        let shapes = self.net.leaf_shapes();
+        match v {
+            Some(v) => imreg_ad::Point::with_direction(&shapes, theta, v),
+            None => imreg_ad::Point::new(&shapes, theta),
+        }
+        .map_err(|e| match e {
+            imreg_ad::AdError::NonFinite { what, index, value } => ObjectiveError::NonFinite {
+                what: if what == "direction" { "v" } else { "theta" }.into(),
+                index,
+                value,
+            },
+            e => ad_err(e),
+        })
+    }
+
+    /// [`Objective::hessian_at`] with a memory budget for the recorded tapes (estimated as four `f64`s,
+    /// values, tangents, cotangents and their tangents, per [`Network::activation_floats`] per row).
+    pub(crate) fn hessian_within<'a>(
+        &'a self,
+        theta: &'a [f64],
+        batch: Batch<'a>,
+        budget_bytes: usize,
+    ) -> Result<Box<dyn HessianAt + 'a>> {
+        batch.validate(self.n_examples())?;
+        let len = batch.len(self.n_examples());
+        let bytes = len
+            .checked_mul(self.net.activation_floats())
+            .and_then(|f| f.checked_mul(4 * size_of::<f64>()));
+        if bytes.is_none_or(|b| b > budget_bytes) {
+            return streamed_hessian(self, theta, batch);
+        }
+        let at = self.point(theta, None)?;
+        let chunk = self.chunk_size(len);
+        let record = |c: usize| -> Result<Mutex<Linearized>> {
+            let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+            let labels = self.chunk_labels(&ix);
+            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &at).map_err(ad_err)?;
+            Ok(Mutex::new(lin))
+        };
+        let chunks = len.div_ceil(chunk);
+        let tapes = if chunks <= 1 {
+            vec![record(0)?]
+        } else {
+            (0..chunks).into_par_iter().map(record).collect::<Result<_>>()?
+        };
+        Ok(Box::new(PreparedHessian {
+            obj: self,
+            batch,
+            chunk,
+            tapes,
+        }))
+    }
+
+    /// The model outputs `f(x_i; θ)` of the batch, `|B| × C`.
+    pub fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
+        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        let params = imreg_ad::unflatten(theta, &self.net.leaf_shapes()).map_err(ad_err)?;
+        let len = batch.len(self.n_examples());
+        let chunk = self.chunk_size(len);
+        let parts: Vec<Result<Mat>> = (0..len.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+                let mut g = Graph::<Mat>::new();
+                let leaves: Vec<Var> = params.iter().map(|p| g.constant(p.clone())).collect();
+                let x = g.constant(gather_rows(&self.x, &ix));
+                let out = self.net.forward(&mut g, &leaves, x).map_err(ad_err)?;
+                Ok(g.value(out).clone())
+            })
+            .collect();
+        let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
+        let views: Vec<ArrayView2<'_, f64>> = parts.iter().map(|m| m.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &views)
+            .map_err(|e| ObjectiveError::invalid("outputs", e.to_string()))
+    }
+
+    /// Mean loss and its gradient on the batch with the given targets in place of the dataset's (values
+    /// `|B| × C` for a value loss; labels for a label loss, or one-hot for a value loss).
+    pub fn loss_grad_with_targets(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        targets: Targets<'_>,
+        grad: &mut [f64],
+    ) -> Result<f64> {
+        let n = self.n_examples();
+        let len = batch.len(n);
+        let c = self.net.output_dim();
+        let classes = self.loss.label_classes(c);
+        match (targets, classes) {
+            (Targets::Values(v), None) => {
+                if v.dim() != (len, c) {
+                    return Err(ObjectiveError::Shape {
+                        what: "targets".into(),
+                        expected: format!("{len} × {c} values"),
+                        got: format!("{} × {}", v.nrows(), v.ncols()),
+                    });
+                }
+                check_finite("targets", &v.iter().copied().collect::<Vec<_>>())?;
+            }
+            (Targets::Values(v), Some(_)) => {
+                return Err(ObjectiveError::Shape {
+                    what: "targets".into(),
+                    expected: format!("{len} labels for {}", self.loss.name()),
+                    got: format!("{} × {} values", v.nrows(), v.ncols()),
+                })
+            }
+            (Targets::Labels(l), k) => {
+                if l.len() != len {
+                    return Err(ObjectiveError::Length {
+                        name: "labels",
+                        expected: len,
+                        got: l.len(),
+                    });
+                }
+                check_labels(l, k.unwrap_or(c))?;
+            }
+        }
+        check_len("grad", grad, self.dim())?;
+        check_theta_batch(theta, self.dim(), batch, n)?;
+        let at = self.point(theta, None)?;
+        let inv = 1.0 / len as f64;
+        self.sum_chunks(batch, inv, grad, |start, ix, s, acc| {
+            let rows = start..start + ix.len();
+            let y = match (targets, classes) {
+                (Targets::Values(v), _) => ChunkTargets::Values(v.slice(ndarray::s![rows, ..]).to_owned()),
+                (Targets::Labels(l), Some(_)) => ChunkTargets::Labels(&l[rows]),
+                (Targets::Labels(l), None) => {
+                    let mut y = Mat::zeros((ix.len(), c));
+                    l[rows].iter().enumerate().for_each(|(i, &k)| y[(i, k)] = 1.0);
+                    ChunkTargets::Values(y)
+                }
+            };
+            let ch = Chunk {
+                obj: self,
+                rows: ix,
+                head: Head::Loss(y),
+                input_leaf: false,
+            };
+            *s += imreg_ad::grad_acc(&ch, &at, acc).map_err(ad_err)?;
+            Ok(())
+        })
+    }
+
+    /// Output Jacobian-vector product `J v`, `|B| × C`, with `J = ∂f(x_i; θ)/∂θ` stacked over the batch (one
+    /// forward pass on dual values over the whole batch).
+    pub fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        check_dir("v", v, self.dim())?;
+        let shapes = self.net.leaf_shapes();
+        let ps = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
+        let ts = imreg_ad::unflatten(v, &shapes).map_err(ad_err)?;
+        let ix = batch.slice(0, batch.len(self.n_examples()));
+        let mut g = Graph::<Dual<Mat>>::new();
+        let leaves: Vec<Var> = ps
+            .into_iter()
+            .zip(ts)
+            .map(|(p, t)| g.leaf(Dual::new(p, Some(t))))
+            .collect();
+        let x = g.constant(gather_rows(&self.x, &ix));
+        let out = self.net.forward(&mut g, &leaves, x).map_err(ad_err)?;
+        Ok(g.value(out).tangent_or_zero())
+    }
+
+    /// Output vector-Jacobian product `Jᵀ U = Σ_i J_iᵀ u_i` (a sum, not a mean), written into `out`.
+    pub fn output_vjp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: ArrayView2<'_, f64>,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let n = self.n_examples();
+        let len = batch.len(n);
+        let c = self.net.output_dim();
+        if u.dim() != (len, c) {
+            return Err(ObjectiveError::Shape {
+                what: "u".into(),
+                expected: format!("{len} × {c}"),
+                got: format!("{} × {}", u.nrows(), u.ncols()),
+            });
+        }
+        check_len("out", out, self.dim())?;
+        check_theta_batch(theta, self.dim(), batch, n)?;
+        let at = self.point(theta, None)?;
+        self.sum_chunks(batch, 1.0, out, |start, ix, _, acc| {
+            let ch = Chunk {
+                obj: self,
+                rows: ix,
+                head: Head::OutputDot(u.slice(ndarray::s![start..start + ix.len(), ..]).to_owned()),
+                input_leaf: false,
+            };
+            imreg_ad::grad_acc(&ch, &at, acc).map_err(ad_err)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The input gradients `∇ₓC_B(θ)`: row `k` is `∂C_B/∂x_{B_k}`, the gradient of the batch's mean loss with
+    /// respect to the input of batch position `k` (`|B| × input_dim`; without coupling `(1/|B|) ∇ₓℓ_{B_k}`). The
+    /// input-gradient penalty GP_x is `‖∇ₓC_B‖²` (Frobenius).
+    pub fn input_grads(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
+        let n = self.n_examples();
+        check_theta_batch(theta, self.dim(), batch, n)?;
+        let len = batch.len(n);
+        let d = self.x.ncols();
+        let p = self.dim();
+        let chunk = self.chunk_size(len);
+        let inv = 1.0 / len as f64;
+        let parts: Vec<Result<Vec<f64>>> = (0..len.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+                let labels = self.chunk_labels(&ix);
+                let ch = Chunk {
+                    input_leaf: true,
+                    ..self.chunk(&ix, &labels)
+                };
+                let mut flat = theta.to_vec();
+                flat.extend(gather_rows(&self.x, &ix).iter());
+                let (_, g) = imreg_ad::grad(&ch, &flat).map_err(ad_err)?;
+                Ok(g[p..].iter().map(|v| v * inv).collect())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(len * d);
+        for part in parts {
+            out.extend(part?);
+        }
+        Array2::from_shape_vec((len, d), out)
+            .map_err(|e| ObjectiveError::invalid("input gradients", e.to_string()))
+    }
+
+    /// Per-example gradients of a network that couples examples: one tape over the whole batch, the per-example
+    /// losses `ℓ_k` as an `n × 1` node, and one reverse pass per batch position from `ℓ_k`.
+    fn coupled_per_example_grads(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        chunk: usize,
+        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
+    ) -> Result<()> {
+        let n = self.n_examples();
+        let len = batch.len(n);
+        let p = self.dim();
+        let ix = batch.slice(0, len);
+        let labels = self.chunk_labels(&ix);
+        let y = self.chunk_targets(&ix, &labels);
+        let params = imreg_ad::unflatten(theta, &self.net.leaf_shapes()).map_err(ad_err)?;
+        let mut g = Graph::<Mat>::new();
+        let leaves: Vec<Var> = params.into_iter().map(|m| g.leaf(m)).collect();
+        let x = g.constant(gather_rows(&self.x, &ix));
+        let out = self.net.forward(&mut g, &leaves, x).map_err(ad_err)?;
+        let losses = self.loss.per_example(&mut g, out, &y).map_err(ad_err)?;
+        let shapes = self.net.leaf_shapes();
+        let chunk = chunk.max(1);
+        let mut buf = Array2::<f64>::zeros((chunk.min(len), p));
+        let mut start = 0;
+        while start < len {
+            let end = (start + chunk).min(len);
+            for k in start..end {
+                let e = g.constant(Mat::from_shape_fn((len, 1), |(i, _)| f64::from(u8::from(i == k))));
+                let picked = g.mul(losses, e).map_err(ad_err)?;
+                let lk = g.sum(picked);
+                let grads = g.backward(lk).map_err(ad_err)?;
+                let mut row = buf.row_mut(k - start);
+                let row = row
+                    .as_slice_mut()
+                    .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
+                let mut off = 0;
+                for (m, &(r, c)) in grads.iter().zip(&shapes) {
+                    row[off..off + r * c]
+                        .iter_mut()
+                        .zip(m.iter())
+                        .for_each(|(o, v)| *o = *v);
+                    off += r * c;
+                }
+            }
+            sink(start, buf.slice(ndarray::s![..end - start, ..]))?;
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+/// Errors on the first label `≥ classes`.
+fn check_labels(labels: &[usize], classes: usize) -> Result<()> {
+    match labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        Some((index, &label)) => Err(ObjectiveError::LabelOutOfRange {
+            index,
+            label: label as i64,
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`NetworkObjective::hessian_within`]: one recorded tape per chunk of the batch (the chunks of the other
+/// calls, so the HVPs are reduced exactly as [`Objective::hvp`]'s are and stay bitwise identical at any thread
+/// count).
+struct PreparedHessian<'a, N, L> {
+    obj: &'a NetworkObjective<N, L>,
+    batch: Batch<'a>,
+    chunk: usize,
+    tapes: Vec<Mutex<Linearized>>,
+}
+
+impl<N: Network, L: Loss> HessianAt for PreparedHessian<'_, N, L> {
+    fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let p = self.obj.dim();
+        check_len("v", v, p)?;
+        check_len("out", out, p)?;
+        check_finite("v", v)?;
+        let inv = 1.0 / self.batch.len(self.obj.n_examples()) as f64;
+        self.obj.sum_chunks(self.batch, inv, out, |start, _, _, acc| {
+            // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier call
+            // panicked mid-replay, and every replay overwrites all tangents.
+            let mut tape = self.tapes[start / self.chunk]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            tape.hvp_acc(v, acc).map_err(ad_err)
+        })?;
+        Ok(())
+    }
+}
+
+impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
+    fn name(&self) -> String {
+        format!("{} ({})", self.net.name(), self.loss.name())
+    }
+
+    fn dim(&self) -> usize {
+        self.net.n_params()
+    }
+
+    fn n_examples(&self) -> usize {
+        self.x.nrows()
+    }
+
+    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
+        let at = self.point(theta, None)?;
+        self.mean_over_batch(batch, &mut [], |c, s, _| {
+            *s += imreg_ad::value_at(c, &at)?;
+            Ok(())
+        })
+    }
+
+    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
+        check_len("grad", grad, self.dim())?;
+        let at = self.point(theta, None)?;
+        self.mean_over_batch(batch, grad, |c, s, acc| {
+            *s += imreg_ad::grad_acc(c, &at, acc)?;
+            Ok(())
+        })
+    }
+
+    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        check_len("out", out, self.dim())?;
+        let at = self.point(theta, Some(v))?;
+        self.mean_over_batch(batch, out, |c, _, acc| imreg_ad::hvp_acc(c, &at, acc))?;
+        Ok(())
+    }
+
+    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then runs the tangent halves
+    /// only. Batches whose tapes would exceed [`PREPARED_HESSIAN_BYTES`] are streamed through [`Objective::hvp`].
+    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
+        self.hessian_within(theta, batch, PREPARED_HESSIAN_BYTES)
+    }
+
+    fn third_order(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        u: &[f64],
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
+        check_dir("u", u, self.dim())?;
+        check_dir("v", v, self.dim())?;
+        check_len("out", out, self.dim())?;
+        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        self.mean_over_batch(batch, out, |c, _, acc| {
+            axpy(1.0, &imreg_ad::third_order(c, theta, u, v)?, acc);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// One tape per example (tasks of rows in parallel), each reverse pass writing its gradient straight into
+    /// its row; for a network that couples examples, the rows of the Jacobian of the per-example losses on the
+    /// whole batch (see the module doc).
+    fn per_example_grads(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        chunk: usize,
+        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
+    ) -> Result<()> {
+        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        if self.net.couples_examples() {
+            return self.coupled_per_example_grads(theta, batch, chunk, sink);
+        }
+        let at = self.point(theta, None)?;
+        let fill = |ix: &[usize], mut rows: ndarray::ArrayViewMut2<'_, f64>| -> Result<()> {
+            for (k, mut row) in rows.rows_mut().into_iter().enumerate() {
+                let row = row
+                    .as_slice_mut()
+                    .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
+                row.fill(0.0);
+                let one = &ix[k..k + 1];
+                let labels = self.chunk_labels(one);
+                imreg_ad::grad_acc(&self.chunk(one, &labels), &at, row).map_err(ad_err)?;
+            }
+            Ok(())
+        };
+        per_example_driver(batch, self.n_examples(), self.dim(), chunk, fill, sink)
+    }
+}
