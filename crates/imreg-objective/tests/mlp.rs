@@ -137,36 +137,6 @@ fn parameter_count_matches_the_pytorch_layout_with_and_without_biases() {
 }
 
 #[test]
-fn identity_mlp_equals_the_hand_derived_deep_linear_net() {
-    let (x, y, _) = data(7, 3, 2, 5);
-    let m = Mlp::regression(
-        spec(vec![3, 4, 2], Activation::Identity, LossKind::Mse { half: true }),
-        x.clone(),
-        y.clone(),
-    )
-    .unwrap();
-    let dl = DeepLinear::new(vec![3, 4, 2], x, y, true).unwrap();
-    assert_eq!(m.dim(), dl.dim());
-    // Names differ by design: nn.Sequential(Linear, Linear) numbers layers 0, 1; an MLP has activations between.
-    assert_eq!(m.param_names().len(), dl.param_names().len());
-    let theta = m.init_params(3, 1.5);
-    let (u, v) = (random_vec(theta.len(), 1), random_vec(theta.len(), 2));
-    let b = Batch::Indices(&[0, 2, 3, 6]);
-    assert!((m.loss(&theta, b).unwrap() - dl.loss(&theta, b).unwrap()).abs() < 1e-14);
-    assert!(rel_err(&m.grad(&theta, b).unwrap(), &dl.grad(&theta, b).unwrap()) < 1e-13);
-    assert!(
-        rel_err(
-            &m.hvp_vec(&theta, b, &v).unwrap(),
-            &dl.hvp_vec(&theta, b, &v).unwrap()
-        ) < 1e-13
-    );
-    let (mut t1, mut t2) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
-    m.third_order(&theta, b, &u, &v, &mut t1).unwrap();
-    dl.third_order(&theta, b, &u, &v, &mut t2).unwrap();
-    assert!(rel_err(&t1, &t2) < 1e-12);
-}
-
-#[test]
 fn per_example_gradients_sum_to_n_times_the_batch_gradient() {
     let (x, _, labels) = data(300, 4, 3, 9);
     let m = Mlp::classification(

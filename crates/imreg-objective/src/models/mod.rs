@@ -1,13 +1,16 @@
-//! The closed-form models, each with hand-written exact derivatives (loss, gradient, HVP, third-order
-//! directional derivative, fast per-example gradients):
+//! The models. The closed-form ones have hand-written exact derivatives (loss, gradient, HVP, third-order
+//! directional derivative, fast per-example gradients); every network — the MLP, the deep linear network,
+//! any [`network::Network`] built from a [`spec`] or a [`presets`] name — is differentiated by `imreg-ad`
+//! through [`network::NetworkObjective`]:
 //!
-//! | model | per-example loss `ℓ_i(θ)` | `p` |
-//! |---|---|---|
-//! | [`Quadratic`] | `½ θᵀA_iθ + b_iᵀθ` | `p` |
-//! | [`LinearRegression`] | `½ (x_iᵀθ − y_i)²` | `d` |
-//! | [`LogisticRegression`] | `softplus(x_iᵀθ) − y_i x_iᵀθ` | `d` |
-//! | [`ScalarNet`] | `½ (aᵀb x_i − y_i)²`, `θ = (a, b)` | `2k` |
-//! | [`DeepLinear`] | `½ ‖W_L⋯W_1 x_i (+ biases) − y_i‖²` | `Σ_ℓ d_ℓ(d_{ℓ−1} + 1_bias)` |
+//! | model | per-example loss `ℓ_i(θ)` | `p` | derivatives |
+//! |---|---|---|---|
+//! | [`Quadratic`] | `½ θᵀA_iθ + b_iᵀθ` | `p` | closed form |
+//! | [`LinearRegression`] | `½ (x_iᵀθ − y_i)²` | `d` | closed form |
+//! | [`LogisticRegression`] | `softplus(x_iᵀθ) − y_i x_iᵀθ` | `d` | closed form |
+//! | [`ScalarNet`] | `½ (aᵀb x_i − y_i)²`, `θ = (a, b)` | `2k` | closed form |
+//! | [`DeepLinear`] | `½ ‖W_L⋯W_1 x_i (+ biases) − y_i‖²` | `Σ_ℓ d_ℓ(d_{ℓ−1} + 1_bias)` | imreg-ad |
+//! | [`Mlp`], spec networks | the [`loss`] of the network's output | its parameters | imreg-ad |
 //!
 //! ```
 //! use imreg_objective::{Batch, Objective, ScalarNet};
