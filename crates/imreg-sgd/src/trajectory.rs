@@ -355,6 +355,10 @@ pub fn run(
     })
 }
 
+/// The observer of [`run_observed`]: called with `(step, θ_step)` at each recorded step; `Break` stops the
+/// run there, an error ends it.
+pub type Observer<'a, E> = dyn FnMut(usize, &[f64]) -> std::result::Result<ControlFlow<()>, E> + 'a;
+
 /// Runs `opts.steps` updates like [`run`], handing each recorded iterate to `observe(step, θ_step)` as
 /// soon as it exists — `θ_0` first, then the iterates [`RunOptions::record_every`] selects — and keeping
 /// none of them: the run holds a fixed number of length-`p` vectors (`θ`, the next `θ`, the gradient,
@@ -370,7 +374,7 @@ pub fn run_observed<E: From<SgdError>>(
     update: &Update,
     noise: &Noise,
     opts: &RunOptions,
-    observe: &mut dyn FnMut(usize, &[f64]) -> std::result::Result<ControlFlow<()>, E>,
+    observe: &mut Observer<'_, E>,
 ) -> std::result::Result<RunEnd, E> {
     let p = obj.dim();
     check_len("theta0", theta0, p)?;
