@@ -548,20 +548,23 @@ mod tests {
                 ..Default::default()
             };
             let tr = run(&obj, &[0.2, 0.1], 0.1, &sampler, &update, &Noise::None, &opts).unwrap();
+            let observed = |observe: &mut Observer<SgdError>| {
+                run_observed(
+                    &obj,
+                    &[0.2, 0.1],
+                    0.1,
+                    &sampler,
+                    &update,
+                    &Noise::None,
+                    &opts,
+                    observe,
+                )
+            };
             let mut seen: Vec<(usize, Vec<f64>)> = Vec::new();
-            let end = run_observed(
-                &obj,
-                &[0.2, 0.1],
-                0.1,
-                &sampler,
-                &update,
-                &Noise::None,
-                &opts,
-                &mut |step, theta| -> Result<_> {
-                    seen.push((step, theta.to_vec()));
-                    Ok(ControlFlow::Continue(()))
-                },
-            )
+            let end = observed(&mut |step, theta| {
+                seen.push((step, theta.to_vec()));
+                Ok(ControlFlow::Continue(()))
+            })
             .unwrap();
             assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), tr.recorded_steps);
             assert_eq!(seen.into_iter().map(|s| s.1).collect::<Vec<_>>(), tr.iterates);
@@ -571,22 +574,13 @@ mod tests {
             );
             // Stopped at the second recorded step: θ is that iterate and no later step was taken.
             let stop_at = tr.recorded_steps[1];
-            let end = run_observed(
-                &obj,
-                &[0.2, 0.1],
-                0.1,
-                &sampler,
-                &update,
-                &Noise::None,
-                &opts,
-                &mut |step, _| -> Result<_> {
-                    Ok(if step == stop_at {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    })
-                },
-            )
+            let end = observed(&mut |step, _| {
+                Ok(if step == stop_at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })
             .unwrap();
             assert_eq!(end.status, RunStatus::Stopped { step: stop_at });
             assert_eq!(end.theta, tr.iterates[1]);
