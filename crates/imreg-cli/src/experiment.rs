@@ -81,18 +81,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         ));
     }
     let n = model.objective().n_examples();
-    crate::limits::at_most(
-        file,
-        "steps",
-        &format!(
-            "estimated bytes held by {} recorded rows of p = {} parameters (raise track.every, lower steps \
-             or pass --max-steps)",
-            crate::train::expected_rows(&config),
-            model.objective().dim()
-        ),
-        crate::train::memory_estimate(&config, model.objective().dim(), n),
-        crate::limits::MAX_MEMORY_BYTES,
-    )?;
+    crate::train::check_memory(&config, model.objective().dim(), n, file)?;
     for (b, field) in [
         (config.optimizer.batch_size(), "optimizer.batch_size"),
         (config.track.batch_size, "track.batch_size"),

@@ -11,7 +11,7 @@ use std::path::Path;
 pub const MAX_PARAMS: u64 = 100_000_000;
 /// Most `f64` values of a dataset (`N × (d + outputs)`, with generator parameters).
 pub const MAX_DATA_VALUES: u64 = 250_000_000;
-/// Most bytes a run may hold at once by our estimate (data, recorded iterates, per-example gradients).
+/// Most bytes a run may hold at once by our estimate ([`run_memory`]).
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 /// Most classes of class-label data (`data.classes`).
 pub const MAX_CLASSES: u64 = 1_000_000;
@@ -233,13 +233,38 @@ pub fn recorded_rows(steps: usize, periods: &[usize]) -> u64 {
     1 + u64::try_from(multiples).unwrap_or(0) + extra_last
 }
 
-/// Bytes a run holds at once by our estimate: the recorded iterates of the trajectory (`rows` of `p`),
-/// per-example gradients (`N × p`) when a covariance or Fisher metric is tracked, and the data.
-pub fn run_memory(rows: u64, p: usize, n: usize, per_example: bool) -> u64 {
-    // Each iterate: its values, the vector's header and allocation overhead, and its step.
-    let iterates = mul(rows, add(mul(u(p), 8), 64));
-    let grads = if per_example { mul(mul(u(n), u(p)), 8) } else { 0 };
-    add(iterates, grads)
+/// Length-`p` vectors a run holds at once by our count: `θ_0`, the trajectory's `θ`, next `θ`, gradient
+/// and momentum buffer, and the gradient of the row being recorded. Iterates are not kept (each row is
+/// computed at its step), so this does not grow with the steps.
+pub const RUN_VECTORS: u64 = 6;
+
+/// Our estimate of the bytes a run holds at once, by part (data is limited on its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunMemory {
+    /// [`RUN_VECTORS`] vectors of `p` values.
+    pub vectors: u64,
+    /// Per-example gradients (`N × p`) when a covariance or Fisher metric is tracked.
+    pub per_example: u64,
+    /// The `.npy` file of one metric column, assembled in memory at the end (its `rows` values and the
+    /// file's bytes: 16 bytes a row); columns are assembled one at a time.
+    pub column: u64,
+}
+
+impl RunMemory {
+    /// The sum of the parts (saturating).
+    pub fn total(&self) -> u64 {
+        add(add(self.vectors, self.per_example), self.column)
+    }
+}
+
+/// Bytes a run with `rows` metric rows, `p` parameters and `n` examples holds at once by our estimate
+/// (see [`RunMemory`]).
+pub fn run_memory(rows: u64, p: usize, n: usize, per_example: bool) -> RunMemory {
+    RunMemory {
+        vectors: mul(RUN_VECTORS, mul(u(p), 8)),
+        per_example: if per_example { mul(mul(u(n), u(p)), 8) } else { 0 },
+        column: mul(rows, 16),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The optimizer loop of `imreg run`: every optimizer runs through `imreg_sgd::trajectory::run` (GD, SGD
 //! with and without replacement, heavy-ball and Nesterov momentum, noise-injected GD) — on the model's
-//! objective, or with `[[regularizer]]`/clipping on [`Regularized`] (`crate::regularize`) — recording the
-//! iterates at the steps where some metric is due; the tracked metrics are then evaluated on those iterates
-//! on the full (training) batch, and on the test set with `[split]`. Seeded, so a run is bitwise
-//! reproducible.
+//! objective, or with `[[regularizer]]`/clipping on [`Regularized`] (`crate::regularize`). At each step
+//! where some metric is due the trajectory hands its iterate to an observer (`trajectory::run_observed`),
+//! which evaluates the tracked metrics on it at once — on the full (training) batch, and on the test set
+//! with `[split]` — and streams the row out; no iterate is kept, so a run's memory does not grow with its
+//! recorded steps. Seeded, so a run is bitwise reproducible.
 use crate::config::{Every, ExperimentConfig, OptimizerConfig};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
@@ -13,8 +14,10 @@ use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_s
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
+use imreg_sgd::SgdError;
 use imreg_spectra::Estimate;
 use rand::Rng;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// Loss magnitude treated as divergence (with any NaN or infinity).
@@ -198,9 +201,28 @@ pub fn columns(cfg: &ExperimentConfig, has_test: bool) -> Vec<&'static str> {
     columns
 }
 
+/// What ends the optimizer loop early: the trajectory's own error, or one of computing or writing a row.
+enum LoopError {
+    Optimizer(SgdError),
+    Row(CliError),
+}
+
+impl From<SgdError> for LoopError {
+    fn from(e: SgdError) -> Self {
+        LoopError::Optimizer(e)
+    }
+}
+
+impl From<CliError> for LoopError {
+    fn from(e: CliError) -> Self {
+        LoopError::Row(e)
+    }
+}
+
 /// Runs the optimizer of `cfg` from `theta0` on `model`, tracking metrics (test metrics on `test`).
-/// Each row of [`columns`] is handed to `row` as soon as it is computed (the caller streams it to disk);
-/// no row is kept here.
+/// Each row of [`columns`] is computed at its step from that step's iterate and handed to `row` at once
+/// (the caller streams it to disk); neither rows nor iterates are kept here — only the current iterate
+/// of the trajectory, returned at the end as [`TrainOutcome::theta`].
 pub fn train(
     model: &Model,
     test: Option<&Model>,
@@ -232,7 +254,24 @@ pub fn train(
         Some(r) => r,
         None => obj,
     };
-    let tr = trajectory::run(
+    let last = cfg.steps;
+    // Steps where the gcd of the periods lands but no metric is due record no row.
+    let due =
+        |step: usize| step == 0 || step == last || tracked.iter().any(|t| step.is_multiple_of(t.period));
+    // Writes the row of `step` if one is due; `Break` when its loss blew up (training stops there).
+    let mut emit = |step: usize, theta: &[f64]| -> Result<ControlFlow<()>> {
+        if !due(step) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let (values, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
+        row(&values)?;
+        Ok(if loss.is_finite() && loss.abs() < DIVERGENCE_LOSS {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        })
+    };
+    let end = trajectory::run_observed(
         train_obj,
         &theta0,
         cfg.optimizer.lr(),
@@ -240,50 +279,39 @@ pub fn train(
         &update,
         &noise,
         &opts,
+        &mut |step, theta| -> std::result::Result<_, LoopError> { Ok(emit(step, theta)?) },
     )
-    .map_err(|e| CliError::Failed(format!("optimizer: {e}")))?;
-    let recorded = tr
-        .recorded_steps
-        .iter()
-        .zip(&tr.iterates)
-        .map(|(s, t)| (*s, t.as_slice()));
-    let blown_at = match tr.status {
-        RunStatus::Diverged { step, .. } => Some(step),
-        RunStatus::Completed => None,
+    .map_err(|e| match e {
+        LoopError::Optimizer(e) => CliError::Failed(format!("optimizer: {e}")),
+        LoopError::Row(e) => e,
+    })?;
+    let diverged = |step: usize, theta: Vec<f64>| TrainOutcome {
+        theta,
+        diverged_at: Some(step),
+        steps_run: step,
     };
-    // A completed run ends with the last iterate, recorded or not.
-    let last_point = (blown_at.is_none() && tr.recorded_steps.last() != Some(&cfg.steps))
-        .then_some((cfg.steps, tr.theta.as_slice()));
-    let last = cfg.steps;
-    // Steps where the gcd of the periods lands but no metric is due record no row.
-    let due =
-        |step: usize| step == 0 || step == last || tracked.iter().any(|t| step.is_multiple_of(t.period));
-    for (step, theta) in recorded.chain(last_point).filter(|(s, _)| due(*s)) {
-        let (values, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
-        row(&values)?;
-        if !(loss.is_finite() && loss.abs() < DIVERGENCE_LOSS) {
-            return Ok(TrainOutcome {
-                theta: theta.to_vec(),
-                diverged_at: Some(step),
-                steps_run: step,
-            });
+    match end.status {
+        // The loss of a recorded row blew up.
+        RunStatus::Stopped { step } => Ok(diverged(step, end.theta)),
+        // The parameters blew up after `step - 1`: a row of NaN marks the step.
+        RunStatus::Diverged { step, .. } => {
+            let mut values = vec![f64::NAN; n_columns];
+            values[0] = step as f64;
+            row(&values)?;
+            Ok(diverged(step, end.theta))
+        }
+        RunStatus::Completed => {
+            // A completed run ends with a row of the last iterate, recorded by the trajectory or not.
+            if !last.is_multiple_of(record_every) && emit(last, &end.theta)?.is_break() {
+                return Ok(diverged(last, end.theta));
+            }
+            Ok(TrainOutcome {
+                theta: end.theta,
+                diverged_at: None,
+                steps_run: last,
+            })
         }
     }
-    if let Some(step) = blown_at {
-        let mut values = vec![f64::NAN; n_columns];
-        values[0] = step as f64;
-        row(&values)?;
-        return Ok(TrainOutcome {
-            theta: tr.theta,
-            diverged_at: Some(step),
-            steps_run: step,
-        });
-    }
-    Ok(TrainOutcome {
-        theta: tr.theta,
-        diverged_at: None,
-        steps_run: cfg.steps,
-    })
 }
 
 /// The periods of the enabled metrics.
@@ -297,16 +325,141 @@ pub fn expected_rows(cfg: &ExperimentConfig) -> u64 {
     crate::limits::recorded_rows(cfg.steps, &periods(cfg))
 }
 
-/// Our estimate of the bytes a run of `cfg` holds at once with `p` parameters and `n` examples: the
-/// trajectory keeps every iterate at the gcd of the periods until the run ends (`imreg_sgd::trajectory`
-/// records them), and covariance / Fisher metrics form per-example gradients. Metric rows are streamed to
-/// disk (`crate::record`) and not counted.
-pub fn memory_estimate(cfg: &ExperimentConfig, p: usize, n: usize) -> u64 {
-    let every = periods(cfg).into_iter().fold(0, gcd).max(1);
-    let iterates = crate::limits::recorded_rows(cfg.steps, &[every]);
+/// Our estimate of the bytes a run of `cfg` holds at once with `p` parameters and `n` examples
+/// (`limits::run_memory`): a fixed number of length-`p` vectors — the trajectory hands each recorded
+/// iterate to the row writer and keeps none —, per-example gradients when covariance / Fisher metrics are
+/// tracked, and the in-memory assembly of one `.npy` column at the end. Metric rows are streamed to disk
+/// (`crate::record`); the figure series are thinned to a fixed size (`record::FIGURE_POINTS`).
+pub fn memory_estimate(cfg: &ExperimentConfig, p: usize, n: usize) -> crate::limits::RunMemory {
+    let per_example = per_example_metric(cfg).is_some();
+    crate::limits::run_memory(expected_rows(cfg), p, n, per_example)
+}
+
+/// The first tracked metric that forms per-example gradients (its config key).
+fn per_example_metric(cfg: &ExperimentConfig) -> Option<&'static str> {
     let t = &cfg.track;
-    let per_example = [t.lambda_k1, t.trace_k, t.trace_f]
-        .iter()
-        .any(|e| e.period(1).is_some());
-    crate::limits::run_memory(iterates, p, n, per_example)
+    [
+        ("lambda_k1", t.lambda_k1),
+        ("trace_k", t.trace_k),
+        ("trace_f", t.trace_f),
+    ]
+    .into_iter()
+    .find_map(|(key, e)| e.period(1).map(|_| key))
+}
+
+/// Refuses a run of `cfg` whose [`memory_estimate`] exceeds `limits::MAX_MEMORY_BYTES`, naming the field
+/// that sets its largest part: `steps` (the `.npy` columns of its rows), the per-example metric, or
+/// `model` (the parameter vectors).
+pub fn check_memory(cfg: &ExperimentConfig, p: usize, n: usize, file: &Path) -> Result<()> {
+    let m = memory_estimate(cfg, p, n);
+    let rows = expected_rows(cfg);
+    let per_example = per_example_metric(cfg).map(|k| format!("track.{k}"));
+    let field = if m.column >= m.per_example && m.column >= m.vectors {
+        "steps".to_string()
+    } else {
+        per_example
+            .filter(|_| m.per_example >= m.vectors)
+            .unwrap_or_else(|| "model".into())
+    };
+    crate::limits::at_most(
+        file,
+        &field,
+        &format!(
+            "estimated bytes held at once ({} vectors of p = {p}: {}; per-example gradients N·p: {}; \
+             one .npy column of {rows} recorded rows: {}){}",
+            crate::limits::RUN_VECTORS,
+            m.vectors,
+            m.per_example,
+            m.column,
+            if field == "steps" {
+                "; raise track.every, lower steps or pass --max-steps"
+            } else {
+                ""
+            }
+        ),
+        m.total(),
+        crate::limits::MAX_MEMORY_BYTES,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::prepare;
+
+    const TINY: &str = r#"
+seed = 3
+steps = 200000
+[data]
+kind = "gaussian_linear"
+n = 8
+dim = 2
+noise = 0.1
+[model]
+kind = "linear_regression"
+[optimizer]
+kind = "sgd"
+lr = 0.05
+batch_size = 2
+[track]
+every = 1
+"#;
+
+    fn config(text: &str) -> ExperimentConfig {
+        ExperimentConfig::from_toml_str(text, Path::new("tiny.toml")).unwrap()
+    }
+
+    /// Recording every one of 2·10⁵ steps: each row arrives in step order as it is computed (the rows are
+    /// streamed, the trajectory keeps no iterate — `imreg-sgd`'s `observed_memory` test measures that), and
+    /// the memory estimate does not depend on the number of steps beyond the `.npy` column assembly.
+    #[test]
+    fn a_run_recording_every_step_streams_its_rows() {
+        let cfg = config(TINY);
+        let run = prepare(cfg.clone(), Path::new("tiny.toml")).unwrap();
+        let mut rows = 0usize;
+        let mut last_loss = f64::NAN;
+        let out = train(&run.model, None, run.theta0.clone(), &run.config, &mut |row| {
+            assert_eq!(row[0], rows as f64);
+            assert!(row[1].is_finite());
+            last_loss = row[1];
+            rows += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows, 200_001);
+        assert_eq!((out.steps_run, out.diverged_at), (200_000, None));
+        let final_loss = run.model.loss_grad(&out.theta).unwrap().0;
+        assert_eq!(final_loss, last_loss);
+        // The estimate's parts: parameter vectors independent of the steps, one column of 16 bytes a row.
+        let p = run.model.objective().dim();
+        let m = memory_estimate(&cfg, p, 8);
+        assert_eq!(m.vectors, crate::limits::RUN_VECTORS * 8 * p as u64);
+        assert_eq!((m.per_example, m.column), (0, 16 * 200_001));
+        let longer = config(&TINY.replace("steps = 200000", "steps = 20000000"));
+        assert_eq!(memory_estimate(&longer, p, 8).vectors, m.vectors);
+    }
+
+    /// The memory check accepts 2·10⁷ recorded steps (the case that used to need 4.7 GB), refuses rows
+    /// whose `.npy` column alone passes the limit naming `steps`, and names the per-example metric or the
+    /// model when they dominate.
+    #[test]
+    fn the_memory_check_names_the_part_that_dominates() {
+        let file = Path::new("tiny.toml");
+        let long = config(&TINY.replace("steps = 200000", "steps = 20000000"));
+        check_memory(&long, 3, 8, file).unwrap();
+        let endless = config(&TINY.replace("steps = 200000", "steps = 1000000000000000"));
+        let e = check_memory(&endless, 3, 8, file).unwrap_err().to_string();
+        assert!(e.starts_with("tiny.toml: steps: estimated bytes"), "{e}");
+        assert!(e.contains("--max-steps"), "{e}");
+        let fisher = config(&TINY.replace("every = 1", "every = 100\ntrace_f = true"));
+        let e = check_memory(&fisher, 1_000_000, 1_000_000, file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tiny.toml: track.trace_f: "), "{e}");
+        let e = check_memory(&config(TINY), 100_000_000, 8, file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tiny.toml: model: "), "{e}");
+        assert!(!e.contains("--max-steps"), "{e}");
+    }
 }

@@ -13,12 +13,34 @@
 //! assert_eq!(tr.status, RunStatus::Completed);
 //! assert_eq!(tr.iterates.len(), 11); // θ_0, θ_4, …, θ_40
 //! ```
+//!
+//! [`run`] keeps every recorded iterate. A long run records through an observer instead —
+//! [`run_observed`] hands each recorded `(step, θ)` to a callback and keeps none, so its memory does not
+//! grow with the number of recorded steps; the callback may also stop the run:
+//!
+//! ```
+//! use imreg_sgd::trajectory::{run_observed, Sampler, Update, Noise, RunOptions, RunStatus};
+//! use imreg_sgd::SgdError;
+//! use imreg_flow::toy::LogCoshQuartic;
+//! use std::ops::ControlFlow;
+//! let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
+//! let opts = RunOptions { steps: 1000, record_every: 1, ..Default::default() };
+//! let mut largest = 0.0f64;
+//! let end = run_observed(&obj, &[0.5, -0.5], 0.1, &Sampler::Full, &Update::Plain, &Noise::None, &opts,
+//!     &mut |step, theta| -> Result<_, SgdError> {
+//!         largest = largest.max(theta[0].abs());
+//!         Ok(if step == 600 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+//!     }).unwrap();
+//! assert_eq!(end.status, RunStatus::Stopped { step: 600 });
+//! assert!(largest >= 0.5);
+//! ```
 use crate::error::{check_len, check_lr, Result, SgdError};
 use imreg_flow::{Partition, Remainder};
 use imreg_objective::{rng, Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use std::ops::ControlFlow;
 
 /// Which examples each step uses.
 #[derive(Clone, Debug)]
@@ -95,9 +117,13 @@ pub enum RunStatus {
         step: usize,
         norm: f64,
     },
+    /// The observer of [`run_observed`] stopped the run at the recorded iterate of `step`.
+    Stopped {
+        step: usize,
+    },
 }
 
-/// A run's result.
+/// A run's result with its recorded iterates ([`run`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trajectory {
     /// The last finite iterate (after the last completed step, or before the diverging one).
@@ -106,6 +132,17 @@ pub struct Trajectory {
     pub iterates: Vec<Vec<f64>>,
     /// Step indices of the recorded iterates.
     pub recorded_steps: Vec<usize>,
+    pub status: RunStatus,
+    /// Gradient evaluations.
+    pub gradient_calls: usize,
+}
+
+/// How an observed run ([`run_observed`]) ended; its recorded iterates went to the observer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    /// The last finite iterate (after the last completed step, before the diverging one, or the one at
+    /// which the observer stopped the run).
+    pub theta: Vec<f64>,
     pub status: RunStatus,
     /// Gradient evaluations.
     pub gradient_calls: usize,
@@ -287,7 +324,8 @@ impl<'s> BatchStream<'s> {
     }
 }
 
-/// Runs `opts.steps` updates of the chosen method from `theta0` with learning rate `lr`.
+/// Runs `opts.steps` updates of the chosen method from `theta0` with learning rate `lr`, keeping every
+/// recorded iterate (see [`RunOptions::record_every`]); [`run_observed`] with a callback that collects.
 pub fn run(
     obj: &dyn Objective,
     theta0: &[f64],
@@ -297,6 +335,47 @@ pub fn run(
     noise: &Noise,
     opts: &RunOptions,
 ) -> Result<Trajectory> {
+    let mut iterates = Vec::new();
+    let mut recorded_steps = Vec::new();
+    let end = run_observed(obj, theta0, lr, sampler, update, noise, opts, &mut |step,
+                                                                                theta|
+     -> Result<
+        ControlFlow<()>,
+    > {
+        iterates.push(theta.to_vec());
+        recorded_steps.push(step);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(Trajectory {
+        theta: end.theta,
+        iterates,
+        recorded_steps,
+        status: end.status,
+        gradient_calls: end.gradient_calls,
+    })
+}
+
+/// The observer of [`run_observed`]: called with `(step, θ_step)` at each recorded step; `Break` stops the
+/// run there, an error ends it.
+pub type Observer<'a, E> = dyn FnMut(usize, &[f64]) -> std::result::Result<ControlFlow<()>, E> + 'a;
+
+/// Runs `opts.steps` updates like [`run`], handing each recorded iterate to `observe(step, θ_step)` as
+/// soon as it exists — `θ_0` first, then the iterates [`RunOptions::record_every`] selects — and keeping
+/// none of them: the run holds a fixed number of length-`p` vectors (`θ`, the next `θ`, the gradient,
+/// the momentum buffer) whatever the number of steps. `observe` returning
+/// [`ControlFlow::Break`] ends the run at that iterate ([`RunStatus::Stopped`]); its error ends the run
+/// and is returned. Errors of the run itself (bad options, a failed gradient) arrive as `E::from`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_observed<E: From<SgdError>>(
+    obj: &dyn Objective,
+    theta0: &[f64],
+    lr: f64,
+    sampler: &Sampler,
+    update: &Update,
+    noise: &Noise,
+    opts: &RunOptions,
+    observe: &mut Observer<'_, E>,
+) -> std::result::Result<RunEnd, E> {
     let p = obj.dim();
     check_len("theta0", theta0, p)?;
     check_lr("lr", lr)?;
@@ -305,7 +384,8 @@ pub fn run(
         return Err(SgdError::invalid(
             "divergence_norm",
             format!("must be > 0, got {}", opts.divergence_norm),
-        ));
+        )
+        .into());
     }
     let noise = NoiseSampler::new(noise, p)?;
     let mut noise_rng = rng::stream(opts.seed, 1);
@@ -314,20 +394,23 @@ pub fn run(
     let mut next = theta.clone();
     let mut g = vec![0.0; p];
     let mut buf: Option<Vec<f64>> = None;
-    let mut tr = Trajectory {
+    let mut end = RunEnd {
         theta: Vec::new(),
-        iterates: vec![theta.clone()],
-        recorded_steps: vec![0],
         status: RunStatus::Completed,
         gradient_calls: 0,
     };
+    if observe(0, &theta)?.is_break() {
+        end.status = RunStatus::Stopped { step: 0 };
+        end.theta = theta;
+        return Ok(end);
+    }
     for step in 1..=opts.steps {
         let batch = match batches.next()? {
             None => Batch::Full,
             Some(ix) => Batch::Indices(ix),
         };
-        obj.loss_grad(&theta, batch, &mut g)?;
-        tr.gradient_calls += 1;
+        obj.loss_grad(&theta, batch, &mut g).map_err(SgdError::from)?;
+        end.gradient_calls += 1;
         noise.add(&mut noise_rng, &mut g);
         match update {
             Update::Plain => {
@@ -351,19 +434,19 @@ pub fn run(
         }
         let norm = next.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !norm.is_finite() || norm > opts.divergence_norm {
-            tr.status = RunStatus::Diverged { step, norm };
+            end.status = RunStatus::Diverged { step, norm };
             break;
         }
         std::mem::swap(&mut theta, &mut next);
-        if (opts.record_every > 0 && step % opts.record_every == 0)
-            || (step == opts.steps && opts.record_every == 0)
-        {
-            tr.iterates.push(theta.clone());
-            tr.recorded_steps.push(step);
+        let recorded = (opts.record_every > 0 && step.is_multiple_of(opts.record_every))
+            || (step == opts.steps && opts.record_every == 0);
+        if recorded && observe(step, &theta)?.is_break() {
+            end.status = RunStatus::Stopped { step };
+            break;
         }
     }
-    tr.theta = theta;
-    Ok(tr)
+    end.theta = theta;
+    Ok(end)
 }
 
 /// Plain GD for `steps` steps.
@@ -448,6 +531,74 @@ mod tests {
             }
         }
         assert_eq!(tr.theta, w);
+    }
+
+    /// The observer sees exactly the iterates `run` keeps, can stop the run at any recorded step (leaving
+    /// `θ` there), and its error ends the run unchanged.
+    #[test]
+    fn observed_runs_see_the_recorded_iterates_and_can_stop() {
+        let obj = LogCoshQuartic::random(6, 2, 4).unwrap();
+        let sampler = Sampler::WithReplacement { batch_size: 2 };
+        let update = Update::Nesterov { momentum: 0.3 };
+        for record_every in [0, 1, 3] {
+            let opts = RunOptions {
+                steps: 10,
+                record_every,
+                seed: 2,
+                ..Default::default()
+            };
+            let tr = run(&obj, &[0.2, 0.1], 0.1, &sampler, &update, &Noise::None, &opts).unwrap();
+            let observed = |observe: &mut Observer<SgdError>| {
+                run_observed(
+                    &obj,
+                    &[0.2, 0.1],
+                    0.1,
+                    &sampler,
+                    &update,
+                    &Noise::None,
+                    &opts,
+                    observe,
+                )
+            };
+            let mut seen: Vec<(usize, Vec<f64>)> = Vec::new();
+            let end = observed(&mut |step, theta| {
+                seen.push((step, theta.to_vec()));
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+            assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), tr.recorded_steps);
+            assert_eq!(seen.into_iter().map(|s| s.1).collect::<Vec<_>>(), tr.iterates);
+            assert_eq!(
+                (end.theta, end.status, end.gradient_calls),
+                (tr.theta, tr.status, tr.gradient_calls)
+            );
+            // Stopped at the second recorded step: θ is that iterate and no later step was taken.
+            let stop_at = tr.recorded_steps[1];
+            let end = observed(&mut |step, _| {
+                Ok(if step == stop_at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })
+            .unwrap();
+            assert_eq!(end.status, RunStatus::Stopped { step: stop_at });
+            assert_eq!(end.theta, tr.iterates[1]);
+            assert_eq!(end.gradient_calls, stop_at);
+        }
+        let failed = run_observed(
+            &obj,
+            &[0.2, 0.1],
+            0.1,
+            &Sampler::Full,
+            &Update::Plain,
+            &Noise::None,
+            &RunOptions::default(),
+            &mut |step, _| -> Result<ControlFlow<()>> {
+                Err(SgdError::invalid("observer", format!("failed at {step}")))
+            },
+        );
+        assert_eq!(failed, Err(SgdError::invalid("observer", "failed at 0")));
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! An observed run keeps none of its recorded iterates: recording every step of 2·10⁵ steps, the bytes the
+//! process holds at once (counted by this test binary's allocator) stay within a fixed bound, while the
+//! collecting [`run`] of the same trajectory holds at least one vector per recorded step. Both see the same
+//! iterates. One test in this binary, so no other test allocates while it measures.
+use imreg_flow::toy::LogCoshQuartic;
+use imreg_flow::Remainder;
+use imreg_sgd::trajectory::{run, run_observed, Noise, RunOptions, RunStatus, Sampler, Update};
+use imreg_sgd::SgdError;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+/// The system allocator, counting the bytes live now and the most live since the last [`reset_peak`].
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), SeqCst) + layout.size();
+            PEAK.fetch_max(live, SeqCst);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), SeqCst);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Live bytes now; the peak starts again from here.
+fn reset_peak() -> usize {
+    let live = LIVE.load(SeqCst);
+    PEAK.store(live, SeqCst);
+    live
+}
+
+#[test]
+fn recording_every_step_holds_no_iterates() {
+    const STEPS: usize = 200_000;
+    let obj = LogCoshQuartic::random(8, 2, 5).unwrap();
+    let sampler = Sampler::RandomReshuffling {
+        batch_size: 3,
+        remainder: Remainder::SmallerLastBatch,
+    };
+    let update = Update::HeavyBall { momentum: 0.5 };
+    let noise = Noise::Isotropic { sigma: 0.01 };
+    let opts = RunOptions {
+        steps: STEPS,
+        record_every: 1,
+        seed: 3,
+        ..Default::default()
+    };
+    let theta0 = [0.4, -0.3];
+
+    // Observed: count the calls, check the steps arrive in order, fold the iterates into a checksum.
+    let mut calls = 0usize;
+    let mut checksum = 0.0f64;
+    let before = reset_peak();
+    let end = run_observed(
+        &obj,
+        &theta0,
+        0.05,
+        &sampler,
+        &update,
+        &noise,
+        &opts,
+        &mut |step, theta| -> Result<_, SgdError> {
+            assert_eq!(step, calls);
+            calls += 1;
+            checksum += theta[0] - 2.0 * theta[1];
+            Ok(ControlFlow::Continue(()))
+        },
+    )
+    .unwrap();
+    let observed_growth = PEAK.load(SeqCst) - before;
+    assert_eq!(end.status, RunStatus::Completed);
+    assert_eq!(calls, STEPS + 1);
+    assert_eq!(end.gradient_calls, STEPS);
+    // A few vectors of p = 2, the epoch's batches and the objective's scratch: far below one 16-byte
+    // iterate per recorded step (3.2 MB).
+    assert!(
+        observed_growth < 64 << 10,
+        "observed run held {observed_growth} bytes"
+    );
+
+    // Collected: the same trajectory, every iterate kept.
+    let before = reset_peak();
+    let tr = run(&obj, &theta0, 0.05, &sampler, &update, &noise, &opts).unwrap();
+    let collected_growth = PEAK.load(SeqCst) - before;
+    assert!(
+        collected_growth > STEPS * 16,
+        "collecting run held only {collected_growth} bytes"
+    );
+    assert_eq!(tr.theta, end.theta);
+    assert_eq!(tr.recorded_steps.len(), STEPS + 1);
+    let collected: f64 = tr.iterates.iter().map(|t| t[0] - 2.0 * t[1]).sum();
+    assert_eq!(collected, checksum);
+}
