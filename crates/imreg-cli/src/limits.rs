@@ -13,6 +13,9 @@ pub const MAX_PARAMS: u64 = 100_000_000;
 pub const MAX_DATA_VALUES: u64 = 250_000_000;
 /// Most bytes a run may hold at once by our estimate ([`run_memory`]).
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// Most metric rows one run records: they are streamed to disk (`metrics.csv` and one `.npy` file per
+/// metric, about 100 bytes a row in all), so this bounds the disk a run fills, about 10 GB.
+pub const MAX_RECORDED_ROWS: u64 = 100_000_000;
 /// Most classes of class-label data (`data.classes`).
 pub const MAX_CLASSES: u64 = 1_000_000;
 /// Most runs in one sweep manifest.
@@ -245,25 +248,21 @@ pub struct RunMemory {
     pub vectors: u64,
     /// Per-example gradients (`N × p`) when a covariance or Fisher metric is tracked.
     pub per_example: u64,
-    /// The `.npy` file of one metric column, assembled in memory at the end (its `rows` values and the
-    /// file's bytes: 16 bytes a row); columns are assembled one at a time.
-    pub column: u64,
 }
 
 impl RunMemory {
     /// The sum of the parts (saturating).
     pub fn total(&self) -> u64 {
-        add(add(self.vectors, self.per_example), self.column)
+        add(self.vectors, self.per_example)
     }
 }
 
-/// Bytes a run with `rows` metric rows, `p` parameters and `n` examples holds at once by our estimate
-/// (see [`RunMemory`]).
-pub fn run_memory(rows: u64, p: usize, n: usize, per_example: bool) -> RunMemory {
+/// Bytes a run with `p` parameters and `n` examples holds at once by our estimate (see [`RunMemory`]); the
+/// metric rows are streamed to disk, so the number of rows does not enter.
+pub fn run_memory(p: usize, n: usize, per_example: bool) -> RunMemory {
     RunMemory {
         vectors: mul(RUN_VECTORS, mul(u(p), 8)),
         per_example: if per_example { mul(mul(u(n), u(p)), 8) } else { 0 },
-        column: mul(rows, 16),
     }
 }
 

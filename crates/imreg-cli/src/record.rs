@@ -1,12 +1,12 @@
 //! Streamed metric records of a run: each row goes to `metrics.csv` and to one raw column file per metric
 //! in the run's temporary folder as soon as it is computed, so the rows of a long run are never all held
-//! in memory. At the end each column becomes `<column>.npy` (read back one column at a time) and the raw
-//! files are removed. The figures keep at most [`FIGURE_POINTS`] points per metric: every `k`-th recorded
+//! in memory. At the end each column becomes `<column>.npy` (the header, then the raw file's bytes copied
+//! through a fixed buffer) and the raw files are removed. The figures keep at most [`FIGURE_POINTS`] points per metric: every `k`-th recorded
 //! point (`k` a power of two, doubled whenever the limit is reached) plus the last one.
 use crate::error::{CliError, Result};
-use imreg_objective::data::npy::npy_bytes;
+use imreg_objective::data::npy::npy_header;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Most points per figure series (the CSV and `.npy` columns keep every row).
@@ -148,17 +148,17 @@ impl Recorder {
                 .map_err(|e| CliError::io(&path, e.into_error()))?
                 .sync_all()
                 .map_err(|e| CliError::io(&path, e))?;
-            let mut bytes = Vec::new();
+            let npy_path = dir.join(format!("{col}.npy"));
+            let header = npy_header(&[rows]).map_err(|e| CliError::Failed(e.to_string()))?;
             File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(|e| CliError::io_while("reading", &path, e))?;
-            let values: Vec<f64> = bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                .collect();
-            drop(bytes);
-            let npy = npy_bytes(&[rows], &values).map_err(|e| CliError::Failed(e.to_string()))?;
-            imreg_plot::write_atomic(&dir.join(format!("{col}.npy")), &npy)?;
+                .map_err(|e| CliError::io_while("reading", &path, e))
+                .and_then(|mut raw| {
+                    let mut npy = create(&npy_path)?;
+                    npy.write_all(&header)
+                        .and_then(|()| std::io::copy(&mut raw, &mut npy).map(drop))
+                        .and_then(|()| npy.flush())
+                        .map_err(|e| CliError::io(&npy_path, e))
+                })?;
             std::fs::remove_file(&path).map_err(|e| CliError::io_while("removing", &path, e))?;
         }
         series.iter_mut().for_each(Thinned::finish);

@@ -328,11 +328,11 @@ pub fn expected_rows(cfg: &ExperimentConfig) -> u64 {
 /// Our estimate of the bytes a run of `cfg` holds at once with `p` parameters and `n` examples
 /// (`limits::run_memory`): a fixed number of length-`p` vectors — the trajectory hands each recorded
 /// iterate to the row writer and keeps none —, per-example gradients when covariance / Fisher metrics are
-/// tracked, and the in-memory assembly of one `.npy` column at the end. Metric rows are streamed to disk
-/// (`crate::record`); the figure series are thinned to a fixed size (`record::FIGURE_POINTS`).
+/// tracked. Metric rows are streamed to disk (`crate::record`, bounded by `limits::MAX_RECORDED_ROWS`);
+/// the figure series are thinned to a fixed size (`record::FIGURE_POINTS`).
 pub fn memory_estimate(cfg: &ExperimentConfig, p: usize, n: usize) -> crate::limits::RunMemory {
     let per_example = per_example_metric(cfg).is_some();
-    crate::limits::run_memory(expected_rows(cfg), p, n, per_example)
+    crate::limits::run_memory(p, n, per_example)
 }
 
 /// The first tracked metric that forms per-example gradients (its config key).
@@ -347,35 +347,29 @@ fn per_example_metric(cfg: &ExperimentConfig) -> Option<&'static str> {
     .find_map(|(key, e)| e.period(1).map(|_| key))
 }
 
-/// Refuses a run of `cfg` whose [`memory_estimate`] exceeds `limits::MAX_MEMORY_BYTES`, naming the field
-/// that sets its largest part: `steps` (the `.npy` columns of its rows), the per-example metric, or
-/// `model` (the parameter vectors).
+/// Refuses a run of `cfg` that would record more than `limits::MAX_RECORDED_ROWS` rows (naming `steps`), or
+/// whose [`memory_estimate`] exceeds `limits::MAX_MEMORY_BYTES`, naming the field that sets its larger part:
+/// the per-example metric or `model` (the parameter vectors).
 pub fn check_memory(cfg: &ExperimentConfig, p: usize, n: usize, file: &Path) -> Result<()> {
+    crate::limits::at_most(
+        file,
+        "steps",
+        "recorded metric rows (raise track.every, lower steps or pass --max-steps)",
+        expected_rows(cfg),
+        crate::limits::MAX_RECORDED_ROWS,
+    )?;
     let m = memory_estimate(cfg, p, n);
-    let rows = expected_rows(cfg);
-    let per_example = per_example_metric(cfg).map(|k| format!("track.{k}"));
-    let field = if m.column >= m.per_example && m.column >= m.vectors {
-        "steps".to_string()
-    } else {
-        per_example
-            .filter(|_| m.per_example >= m.vectors)
-            .unwrap_or_else(|| "model".into())
-    };
+    let field = per_example_metric(cfg)
+        .filter(|_| m.per_example >= m.vectors)
+        .map_or_else(|| "model".to_string(), |k| format!("track.{k}"));
     crate::limits::at_most(
         file,
         &field,
         &format!(
-            "estimated bytes held at once ({} vectors of p = {p}: {}; per-example gradients N·p: {}; \
-             one .npy column of {rows} recorded rows: {}){}",
+            "estimated bytes held at once ({} vectors of p = {p}: {}; per-example gradients N·p: {})",
             crate::limits::RUN_VECTORS,
             m.vectors,
             m.per_example,
-            m.column,
-            if field == "steps" {
-                "; raise track.every, lower steps or pass --max-steps"
-            } else {
-                ""
-            }
         ),
         m.total(),
         crate::limits::MAX_MEMORY_BYTES,
@@ -411,7 +405,7 @@ every = 1
 
     /// Recording every one of 2·10⁵ steps: each row arrives in step order as it is computed (the rows are
     /// streamed, the trajectory keeps no iterate — `imreg-sgd`'s `observed_memory` test measures that), and
-    /// the memory estimate does not depend on the number of steps beyond the `.npy` column assembly.
+    /// the memory estimate does not depend on the number of steps.
     #[test]
     fn a_run_recording_every_step_streams_its_rows() {
         let cfg = config(TINY);
@@ -430,18 +424,18 @@ every = 1
         assert_eq!((out.steps_run, out.diverged_at), (200_000, None));
         let final_loss = run.model.loss_grad(&out.theta).unwrap().0;
         assert_eq!(final_loss, last_loss);
-        // The estimate's parts: parameter vectors independent of the steps, one column of 16 bytes a row.
+        // The estimate's parts: parameter vectors, independent of the steps.
         let p = run.model.objective().dim();
         let m = memory_estimate(&cfg, p, 8);
         assert_eq!(m.vectors, crate::limits::RUN_VECTORS * 8 * p as u64);
-        assert_eq!((m.per_example, m.column), (0, 16 * 200_001));
+        assert_eq!(m.per_example, 0);
         let longer = config(&TINY.replace("steps = 200000", "steps = 20000000"));
         assert_eq!(memory_estimate(&longer, p, 8).vectors, m.vectors);
     }
 
-    /// The memory check accepts 2·10⁷ recorded steps (the case that used to need 4.7 GB), refuses rows
-    /// whose `.npy` column alone passes the limit naming `steps`, and names the per-example metric or the
-    /// model when they dominate.
+    /// The memory check accepts 2·10⁷ recorded steps (the case that used to need 4.7 GB), refuses more rows
+    /// than the recorded-rows limit naming `steps`, and names the per-example metric or the model when the
+    /// memory estimate is too large.
     #[test]
     fn the_memory_check_names_the_part_that_dominates() {
         let file = Path::new("tiny.toml");
@@ -449,7 +443,7 @@ every = 1
         check_memory(&long, 3, 8, file).unwrap();
         let endless = config(&TINY.replace("steps = 200000", "steps = 1000000000000000"));
         let e = check_memory(&endless, 3, 8, file).unwrap_err().to_string();
-        assert!(e.starts_with("tiny.toml: steps: estimated bytes"), "{e}");
+        assert!(e.starts_with("tiny.toml: steps: recorded metric rows"), "{e}");
         assert!(e.contains("--max-steps"), "{e}");
         let fisher = config(&TINY.replace("every = 1", "every = 100\ntrace_f = true"));
         let e = check_memory(&fisher, 1_000_000, 1_000_000, file)

@@ -223,17 +223,11 @@ pub fn read_npy(path: impl AsRef<Path>) -> DataResult<NpyArray> {
     parse_npy(&read_file(path)?, &path.display().to_string())
 }
 
-/// The bytes of a `.npy` file holding `data` (C order, `<f8`) with the given shape: version 1.0, or 2.0 if
-/// the header would not fit in 65535 bytes; the preamble is padded to a multiple of 64 bytes.
-pub fn npy_bytes(shape: &[usize], data: &[f64]) -> DataResult<Vec<u8>> {
-    let count = checked_count(shape, "write_npy shape")?;
-    if count != data.len() {
-        return Err(DataError::Shape {
-            what: "write_npy data".into(),
-            expected: format!("{count} values for shape {shape:?}"),
-            got: data.len().to_string(),
-        });
-    }
+/// The header of a C-order `<f8` `.npy` file of `shape` (magic, version, header length and the padded
+/// header dictionary): the file is this followed by the `8 · Π shape` little-endian bytes of the values,
+/// so a writer can stream the values after it.
+pub fn npy_header(shape: &[usize]) -> DataResult<Vec<u8>> {
+    checked_count(shape, "write_npy shape")?;
     let dims = match shape {
         [d] => format!("{d},"),
         _ => shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
@@ -245,7 +239,7 @@ pub fn npy_bytes(shape: &[usize], data: &[f64]) -> DataResult<Vec<u8>> {
     let mut header = dict.into_bytes();
     header.resize(total - pre - 1, b' ');
     header.push(b'\n');
-    let mut out = Vec::with_capacity(total + 8 * data.len());
+    let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
     if v1 {
         out.extend_from_slice(&[1, 0]);
@@ -255,6 +249,22 @@ pub fn npy_bytes(shape: &[usize], data: &[f64]) -> DataResult<Vec<u8>> {
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(&header);
+    Ok(out)
+}
+
+/// The bytes of a `.npy` file holding `data` (C order, `<f8`) with the given shape: version 1.0, or 2.0 if
+/// the header would not fit in 65535 bytes; the preamble is padded to a multiple of 64 bytes.
+pub fn npy_bytes(shape: &[usize], data: &[f64]) -> DataResult<Vec<u8>> {
+    let count = checked_count(shape, "write_npy shape")?;
+    if count != data.len() {
+        return Err(DataError::Shape {
+            what: "write_npy data".into(),
+            expected: format!("{count} values for shape {shape:?}"),
+            got: data.len().to_string(),
+        });
+    }
+    let mut out = npy_header(shape)?;
+    out.reserve(8 * data.len());
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
