@@ -494,25 +494,9 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         let c = self.net.output_dim();
         let classes = self.loss.label_classes(c);
         match (f, classes) {
-            (OutputFunctional::OutputDot(u), _) => {
-                if u.dim() != (len, c) {
-                    return Err(ObjectiveError::Shape {
-                        what: "u".into(),
-                        expected: format!("{len} × {c}"),
-                        got: format!("{} × {}", u.nrows(), u.ncols()),
-                    });
-                }
-                check_finite("u", &u.iter().copied().collect::<Vec<_>>())?;
-            }
+            (OutputFunctional::OutputDot(u), _) => check_finite_rows("u", "", u, (len, c))?,
             (OutputFunctional::Loss(Targets::Values(v)), None) => {
-                if v.dim() != (len, c) {
-                    return Err(ObjectiveError::Shape {
-                        what: "targets".into(),
-                        expected: format!("{len} × {c} values"),
-                        got: format!("{} × {}", v.nrows(), v.ncols()),
-                    });
-                }
-                check_finite("targets", &v.iter().copied().collect::<Vec<_>>())?;
+                check_finite_rows("targets", " values", v, (len, c))?
             }
             (OutputFunctional::Loss(Targets::Values(v)), Some(_)) => {
                 return Err(ObjectiveError::Shape {
@@ -621,6 +605,24 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         Ok((phi, g, hg))
     }
 
+    /// `f(program, point)` for the loss program of the dataset examples `ix` with their inputs as the last
+    /// leaf, at the point `(θ, x_ix)`.
+    fn with_input_leaf<T>(
+        &self,
+        theta: &[f64],
+        ix: &[usize],
+        f: impl FnOnce(&Chunk<'_, N, L>, &[f64]) -> imreg_ad::Result<T>,
+    ) -> Result<T> {
+        let labels = self.chunk_labels(ix);
+        let ch = Chunk {
+            input_leaf: true,
+            ..self.chunk(ix, &labels)
+        };
+        let mut flat = theta.to_vec();
+        flat.extend(gather_rows(&self.x, ix).iter());
+        f(&ch, &flat).map_err(ad_err)
+    }
+
     /// The squared norm of the input gradients `‖∇ₓC_B‖²` (Frobenius, over every input of the batch, see
     /// [`NetworkObjective::input_grads`]) and its exact parameter gradient
     /// `∇_θ‖∇ₓC_B‖² = 2 (∂²C_B/∂θ∂x) ∇ₓC_B`, with `C_B` and `∇_θC_B` on the way. Per chunk of the batch, `x` is
@@ -635,20 +637,15 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         type Part = (f64, Vec<f64>, f64, Vec<f64>);
         let run = |c: usize| -> Result<Part> {
             let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
-            let labels = self.chunk_labels(&ix);
-            let ch = Chunk {
-                input_leaf: true,
-                ..self.chunk(&ix, &labels)
-            };
-            let mut flat = theta.to_vec();
-            flat.extend(gather_rows(&self.x, &ix).iter());
-            let (s, mut g) = imreg_ad::grad(&ch, &flat).map_err(ad_err)?;
-            let gx2 = g[p..].iter().map(|v| v * v).sum::<f64>();
-            let mut dir = g.split_off(p);
-            dir.splice(0..0, std::iter::repeat_n(0.0, p));
-            let mut hv = imreg_ad::hvp(&ch, &flat, &dir).map_err(ad_err)?;
-            hv.truncate(p);
-            Ok((s, g, gx2, hv))
+            self.with_input_leaf(theta, &ix, |ch, flat| {
+                let (s, mut g) = imreg_ad::grad(ch, flat)?;
+                let gx2 = g[p..].iter().map(|v| v * v).sum::<f64>();
+                let mut dir = g.split_off(p);
+                dir.splice(0..0, std::iter::repeat_n(0.0, p));
+                let mut hv = imreg_ad::hvp(ch, flat, &dir)?;
+                hv.truncate(p);
+                Ok((s, g, gx2, hv))
+            })
         };
         let chunks = len.div_ceil(chunk);
         let parts: Vec<Part> = if chunks <= 1 {
@@ -745,15 +742,10 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
             .into_par_iter()
             .map(|c| {
                 let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
-                let labels = self.chunk_labels(&ix);
-                let ch = Chunk {
-                    input_leaf: true,
-                    ..self.chunk(&ix, &labels)
-                };
-                let mut flat = theta.to_vec();
-                flat.extend(gather_rows(&self.x, &ix).iter());
-                let (_, g) = imreg_ad::grad(&ch, &flat).map_err(ad_err)?;
-                Ok(g[p..].iter().map(|v| v * inv).collect())
+                self.with_input_leaf(theta, &ix, |ch, flat| {
+                    let (_, g) = imreg_ad::grad(ch, flat)?;
+                    Ok(g[p..].iter().map(|v| v * inv).collect())
+                })
             })
             .collect();
         let mut out = Vec::with_capacity(len * d);
@@ -814,6 +806,18 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         }
         Ok(())
     }
+}
+
+/// Errors unless `m` has the shape `dim` (named `what`, the expected shape followed by `unit`) and is finite.
+fn check_finite_rows(what: &str, unit: &str, m: ArrayView2<'_, f64>, dim: (usize, usize)) -> Result<()> {
+    if m.dim() != dim {
+        return Err(ObjectiveError::Shape {
+            what: what.into(),
+            expected: format!("{} × {}{unit}", dim.0, dim.1),
+            got: format!("{} × {}", m.nrows(), m.ncols()),
+        });
+    }
+    check_finite(what, &m.iter().copied().collect::<Vec<_>>())
 }
 
 /// Errors on the first label `≥ classes`.
