@@ -96,8 +96,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     }
     if crate::regularize::is_regularized(&config) {
         // Builds the penalties once so every model-dependent regularizer error surfaces here (exit 2).
-        let net = crate::regularize::mlp_net(&model);
-        crate::regularize::penalties(&config, &model, net.as_ref(), file)?;
+        crate::regularize::penalties(&config, &model, file)?;
     }
     let theta0 = init_theta(&config.init, &model, config.seed, file)?;
     Ok(Prepared {

@@ -16,7 +16,7 @@ use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
 use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
-use imreg_sgd::regularizers::{self as reg, Net, NetTargets, Penalty, WeightDecay};
+use imreg_sgd::regularizers::{self as reg, NetworkModel, Penalty, WeightDecay};
 use ndarray::ArrayView2;
 use std::path::Path;
 use std::sync::Mutex;
@@ -26,17 +26,13 @@ pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
     !cfg.regularizers.is_empty() || cfg.optimizer.clip_grad_norm().is_some()
 }
 
-/// The fused-engine net of an MLP (for the penalties that differentiate through the network's outputs or
-/// inputs: FT, AJ, UJ, FP, GP_x, GP_r), `None` for other models and for activations the engine lacks (GELU).
-pub fn mlp_net(model: &Model) -> Option<Net> {
-    let Model::Mlp(m, labels) = model else {
-        return None;
-    };
-    let targets = match labels {
-        Some(l) => NetTargets::Labels(l.clone()),
-        None => NetTargets::Values(m.regression_targets()?.clone()),
-    };
-    Net::new(m.spec().clone(), m.inputs().clone(), targets).ok()
+/// The network objective of a model, for the penalties that differentiate through the network's outputs or
+/// inputs (FT, AJ, UJ, FP, GP_x, GP_r); `None` for the closed-form models.
+pub fn network_model(model: &Model) -> Option<&dyn NetworkModel> {
+    match model {
+        Model::Mlp(m, _) => Some(m.objective()),
+        _ => None,
+    }
 }
 
 /// The batch sizes the optimizer of `cfg` produces on `n` examples (full batch, or the batch size and the
@@ -50,15 +46,15 @@ fn batch_sizes(cfg: &ExperimentConfig, n: usize) -> Vec<usize> {
     }
 }
 
-/// Builds the penalties of `cfg` on `model` (`net`: [`mlp_net`] of it). Every model-dependent input
-/// error (FT on a regression model, a micro-batch that does not divide some batch) names its field.
+/// Builds the penalties of `cfg` on `model`. Every model-dependent input error (FT on a regression model, a
+/// micro-batch that does not divide some batch) names its field.
 pub fn penalties<'a>(
     cfg: &ExperimentConfig,
     model: &'a Model,
-    net: Option<&'a Net>,
     file: &Path,
 ) -> Result<Vec<Box<dyn Penalty + 'a>>> {
     let obj = model.objective();
+    let net = network_model(model);
     let n = obj.n_examples();
     let mut out: Vec<Box<dyn Penalty + 'a>> = Vec::new();
     for (i, r) in cfg.regularizers.iter().enumerate() {
@@ -77,16 +73,14 @@ pub fn penalties<'a>(
                 ));
             }
         }
-        let model_ref = reg::Model::Objective(obj);
-        // The penalties that differentiate through the network's outputs or inputs run on the fused MLP engine.
+        // The penalties that differentiate through the network's outputs or inputs need a network.
         let need_net = || {
             net.ok_or_else(|| {
                 CliError::input(
                     file,
                     field("kind"),
                     format!(
-                        "{} differentiates through the network: it needs model mlp (activation \
-                         identity/relu/tanh/sigmoid/softplus), got {}",
+                        "{} differentiates through the network: it needs a network model (mlp), got {}",
                         r.kind(),
                         obj.name()
                     ),
@@ -98,20 +92,20 @@ pub fn penalties<'a>(
                 Box::new(WeightDecay::new(coefficient).map_err(|e| lib("coefficient", e))?)
             }
             RegularizerConfig::SmithStochastic { lambda } => {
-                Box::new(SmithStochastic::new(model_ref, lambda).map_err(|e| lib("lambda", e))?)
+                Box::new(SmithStochastic::new(obj, lambda).map_err(|e| lib("lambda", e))?)
             }
             RegularizerConfig::SmithLambda { lambda } => {
                 let b = cfg.optimizer.batch_size().unwrap_or(n);
                 let part = Partition::consecutive(n, b, Remainder::SmallerLastBatch)
                     .map_err(|e| CliError::input(file, field("kind"), e.to_string()))?;
-                Box::new(SmithLambda::new(model_ref, part, lambda).map_err(|e| lib("lambda", e))?)
+                Box::new(SmithLambda::new(obj, part, lambda).map_err(|e| lib("lambda", e))?)
             }
             RegularizerConfig::GradientPenalty { alpha } => {
-                Box::new(GradientPenalty::new(model_ref, alpha).map_err(|e| lib("alpha", e))?)
+                Box::new(GradientPenalty::new(obj, alpha).map_err(|e| lib("alpha", e))?)
             }
-            RegularizerConfig::GradientNorm { lambda, micro_batch } => Box::new(
-                MicroBatchGradNorm::new(model_ref, micro_batch, lambda).map_err(|e| lib("lambda", e))?,
-            ),
+            RegularizerConfig::GradientNorm { lambda, micro_batch } => {
+                Box::new(MicroBatchGradNorm::new(obj, micro_batch, lambda).map_err(|e| lib("lambda", e))?)
+            }
             RegularizerConfig::FisherTrace { lambda, micro_batch } => {
                 Box::new(FisherTrace::new(need_net()?, micro_batch, lambda).map_err(|e| lib("kind", e))?)
             }

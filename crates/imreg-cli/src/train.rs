@@ -243,9 +243,8 @@ pub fn train(
         seed: stream(cfg.seed, STREAM_BATCHES).random::<u64>(),
     };
     // With `[[regularizer]]` or clipping the optimizer steps on `L_B + Σ R` (clipped); metrics stay on C.
-    let net = crate::regularize::mlp_net(model);
     let regularized = if crate::regularize::is_regularized(cfg) {
-        let penalties = crate::regularize::penalties(cfg, model, net.as_ref(), Path::new("<config>"))?;
+        let penalties = crate::regularize::penalties(cfg, model, Path::new("<config>"))?;
         Some(Regularized::new(obj, penalties, cfg))
     } else {
         None

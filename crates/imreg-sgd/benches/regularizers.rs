@@ -6,10 +6,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use imreg_objective::data::digits;
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
-use imreg_objective::models::{Activation, MlpSpec};
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, LossKind};
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
-use imreg_sgd::regularizers::{Model, Net, NetTargets, RegularizedSgd};
+use imreg_sgd::regularizers::RegularizedSgd;
 use imreg_sgd::support::{train_support, SupportConfig};
 use std::time::Duration;
 
@@ -23,13 +23,13 @@ fn gn_step(c: &mut Criterion) {
         bias: true,
         loss: LossKind::CrossEntropy,
     };
-    let net = Net::new(spec, d.x.clone(), NetTargets::Labels(d.labels.clone())).unwrap();
-    let theta0 = net.mlp().init_params(0, 1.0);
+    let net = Mlp::classification(spec, d.x.clone(), d.labels.clone()).unwrap();
+    let theta0 = net.init_params(0, 1.0);
     let rows: Vec<usize> = (0..1280).collect();
-    let plain = RegularizedSgd::new(Model::Net(&net), 0.01).unwrap();
-    let gn = RegularizedSgd::new(Model::Net(&net), 0.01)
+    let plain = RegularizedSgd::new(net.objective(), 0.01).unwrap();
+    let gn = RegularizedSgd::new(net.objective(), 0.01)
         .unwrap()
-        .with(MicroBatchGradNorm::new(Model::Net(&net), 32, 0.01).unwrap());
+        .with(MicroBatchGradNorm::new(net.objective(), 32, 0.01).unwrap());
     let mut g = c.benchmark_group("gn_step");
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("plain_b1280", |b| {

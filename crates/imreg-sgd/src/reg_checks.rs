@@ -5,15 +5,18 @@ use crate::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};
 use crate::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use crate::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use crate::regularizers::smith::{SmithLambda, SmithStochastic};
-use crate::regularizers::{Model, Net, NetTargets, Penalty, WeightDecay};
+use crate::regularizers::{NetworkModel, Penalty, WeightDecay};
 use crate::support::{decay_rates, first_layer_update_leak, DecayRateConfig, SupportConfig};
 use crate::without_replacement::{
     batch_noise_covariance, epoch_drift, epoch_weight, exact_moments, flat_displacement_variance,
     grad_trace_noise_covariance, iid_sequences_mean, orders_mean, toy, Process, Sampling, ToyParams,
 };
 use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
-use imreg_objective::models::{Activation, MlpSpec};
-use imreg_objective::{rng, Batch, LossKind, Objective, Quadratic};
+use imreg_objective::models::network::OutputFunctional;
+use imreg_objective::models::{
+    preset, Activation, Mlp, MlpSpec, NetworkObjective, SpecNetwork, StandardLoss,
+};
+use imreg_objective::{rng, Batch, LossKind, Objective, Quadratic, Targets};
 use imreg_plot::{Figure, Series};
 use nalgebra::{DMatrix, DVector};
 use std::path::PathBuf;
@@ -53,7 +56,7 @@ pub fn regularization_checks() -> Vec<Check> {
         },
         Check {
             id: "reg.gradients-vs-fd",
-            claim: "every penalty's gradient passes check_grads (central differences, randomness frozen by the seed); the fused engine matches imreg-ad; FD-FP converges at O(r²)",
+            claim: "every penalty's gradient passes check_grads (central differences, randomness frozen by the seed) on tanh MLPs and on a ReLU CNN (cnn-relu); FD-FP converges at O(r²)",
             run: gradients_vs_fd,
         },
         Check {
@@ -616,37 +619,90 @@ pub fn penalty_fd_error(
     Ok(worst)
 }
 
-/// Small tanh nets for the derivative checks: a 3-class classifier and a 2-output ½-MSE regressor.
-pub fn check_nets(n: usize, seed: u64) -> Result<(Net, Net, Vec<f64>, Vec<f64>), String> {
+/// Small tanh MLPs for the derivative checks: a 3-class classifier and a 2-output ½-MSE regressor, with
+/// parameters.
+pub fn check_nets(n: usize, seed: u64) -> Result<(Mlp, Mlp, Vec<f64>, Vec<f64>), String> {
     let mut r = rng::stream(seed, 0);
     let x = ndarray::Array2::from_shape_vec((n, 4), rng::normal_vec(&mut r, n * 4)).map_err(s)?;
     let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
     let y = ndarray::Array2::from_shape_vec((n, 2), rng::normal_vec(&mut r, n * 2)).map_err(s)?;
-    let cls = Net::new(
-        MlpSpec {
-            widths: vec![4, 5, 3],
-            activation: Activation::Tanh,
-            bias: true,
-            loss: LossKind::CrossEntropy,
-        },
-        x.clone(),
-        NetTargets::Labels(labels),
-    )
-    .map_err(s)?;
-    let reg = Net::new(
-        MlpSpec {
-            widths: vec![4, 5, 2],
-            activation: Activation::Tanh,
-            bias: true,
-            loss: LossKind::Mse { half: true },
-        },
-        x,
-        NetTargets::Values(y),
-    )
-    .map_err(s)?;
-    let tc = cls.mlp().init_params(seed + 1, 2.0);
-    let tr = reg.mlp().init_params(seed + 2, 2.0);
+    let spec = |c: usize, loss: LossKind| MlpSpec {
+        widths: vec![4, 5, c],
+        activation: Activation::Tanh,
+        bias: true,
+        loss,
+    };
+    let cls = Mlp::classification(spec(3, LossKind::CrossEntropy), x.clone(), labels).map_err(s)?;
+    let reg = Mlp::regression(spec(2, LossKind::Mse { half: true }), x, y).map_err(s)?;
+    let tc = cls.init_params(seed + 1, 2.0);
+    let tr = reg.init_params(seed + 2, 2.0);
     Ok((cls, reg, tc, tr))
+}
+
+/// A small `cnn-relu` preset (Cohen et al.'s CNN: 2 × (conv 32, ReLU, max-pool 2), linear) on `n` random
+/// `1 × 8 × 8` images with 3 classes, with `loss` (labels one-hot for a squared loss), and parameters drawn
+/// `N(0, 1/fan_in)`.
+pub fn check_cnn(
+    n: usize,
+    loss: StandardLoss,
+    seed: u64,
+) -> Result<(NetworkObjective<SpecNetwork>, Vec<f64>), String> {
+    let net = SpecNetwork::new(preset("cnn-relu", &[1, 8, 8], 3).map_err(s)?).map_err(s)?;
+    let mut r = rng::stream(seed, 0);
+    let x = ndarray::Array2::from_shape_vec((n, 64), rng::normal_vec(&mut r, n * 64)).map_err(s)?;
+    let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
+    let mut theta = Vec::new();
+    for p in imreg_objective::models::Network::parameters(&net) {
+        let fan_in: usize = p.shape.iter().skip(1).product();
+        let sd = 1.0 / (fan_in.max(1) as f64).sqrt();
+        theta.extend(rng::normal_vec(&mut r, p.len()).into_iter().map(|v| sd * v));
+    }
+    let obj = NetworkObjective::classification(net, loss, x, labels).map_err(s)?;
+    Ok((obj, theta))
+}
+
+/// Every penalty of the module on a classifier `cls` and a squared-loss model `reg` (all that apply to it),
+/// with their parameters. Micro-batch sizes `[m, m_reg, m_aj]`: `m` for the classifier's GN, FT and UJ and the
+/// regressor's UJ, `m_reg` for the regressor's GN, `m_aj` for AJ (each must divide the checked batch).
+#[allow(clippy::type_complexity)]
+pub fn all_penalties<'a>(
+    cls: (&'a dyn NetworkModel, &'a Vec<f64>),
+    reg: (&'a dyn NetworkModel, &'a Vec<f64>),
+    micro: [usize; 3],
+    partition: &imreg_flow::Partition,
+) -> Result<Vec<(Box<dyn Penalty + 'a>, &'a Vec<f64>)>, String> {
+    let (c, tc) = cls;
+    let (r, tr) = reg;
+    let [micro, micro_reg, micro_aj] = micro;
+    Ok(vec![
+        (
+            Box::new(SmithLambda::new(c, partition.clone(), 0.3).map_err(s)?),
+            tc,
+        ),
+        (Box::new(SmithStochastic::new(r, 0.3).map_err(s)?), tr),
+        (Box::new(MicroBatchGradNorm::new(c, micro, 0.5).map_err(s)?), tc),
+        (
+            Box::new(MicroBatchGradNorm::new(r, micro_reg, 0.5).map_err(s)?),
+            tr,
+        ),
+        (Box::new(FisherTrace::new(c, micro, 0.5).map_err(s)?), tc),
+        (Box::new(AverageJacobian::new(c, micro_aj, 0.5).map_err(s)?), tc),
+        (Box::new(UnitJacobian::new(c, micro, 0.5).map_err(s)?), tc),
+        (Box::new(UnitJacobian::new(r, micro, 0.5).map_err(s)?), tr),
+        (
+            Box::new(FisherPenalty::new(c, NormPower::Squared, 0.7).map_err(s)?),
+            tc,
+        ),
+        (
+            Box::new(FisherPenalty::new(c, NormPower::Unsquared, 0.7).map_err(s)?),
+            tc,
+        ),
+        (Box::new(GradientPenalty::new(c, 0.7).map_err(s)?), tc),
+        (Box::new(InputGradientPenalty::new(c, 0.7).map_err(s)?), tc),
+        (Box::new(InputGradientPenalty::new(r, 0.7).map_err(s)?), tr),
+        (Box::new(RandomLabelPenalty::new(c, 0.7).map_err(s)?), tc),
+        (Box::new(WeightDecay::new(0.1).map_err(s)?), tc),
+    ])
 }
 
 fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
@@ -655,61 +711,8 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
     let batch: Vec<usize> = (0..n).collect();
     let partition = imreg_flow::Partition::consecutive(n, 4, imreg_flow::Remainder::Error).map_err(s)?;
     let mut parts = Vec::new();
-    // The engine against imreg-ad's Mlp (independent code): gradient and HVP in a random direction.
-    for (net, th) in [(&cls, &tc), (&reg, &tr)] {
-        let v = rng::normal_vec(&mut rng::stream(8, 0), th.len());
-        let g1 = net.grad(th, Batch::Full).map_err(s)?;
-        let g2 = net.mlp().grad(th, Batch::Full).map_err(s)?;
-        let h1 = net.hvp_vec(th, Batch::Full, &v).map_err(s)?;
-        let h2 = net.mlp().hvp_vec(th, Batch::Full, &v).map_err(s)?;
-        let rel = |a: &[f64], b: &[f64]| {
-            let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
-            d / b.iter().map(|y| y * y).sum::<f64>().sqrt()
-        };
-        parts.push(Outcome::at_most(
-            &format!("{}: engine vs imreg-ad (grad, HVP)", net.name()),
-            rel(&g1, &g2).max(rel(&h1, &h2)),
-            1e-12,
-        ));
-    }
-    let penalties: Vec<(Box<dyn Penalty + '_>, &Vec<f64>)> = vec![
-        (
-            Box::new(SmithLambda::new(Model::Net(&cls), partition.clone(), 0.3).map_err(s)?),
-            &tc,
-        ),
-        (
-            Box::new(SmithStochastic::new(Model::Objective(&reg), 0.3).map_err(s)?),
-            &tr,
-        ),
-        (
-            Box::new(MicroBatchGradNorm::new(Model::Net(&cls), 4, 0.5).map_err(s)?),
-            &tc,
-        ),
-        (
-            Box::new(MicroBatchGradNorm::new(Model::Net(&reg), 3, 0.5).map_err(s)?),
-            &tr,
-        ),
-        (Box::new(FisherTrace::new(&cls, 4, 0.5).map_err(s)?), &tc),
-        (Box::new(AverageJacobian::new(&cls, 6, 0.5).map_err(s)?), &tc),
-        (Box::new(UnitJacobian::new(&cls, 4, 0.5).map_err(s)?), &tc),
-        (Box::new(UnitJacobian::new(&reg, 4, 0.5).map_err(s)?), &tr),
-        (
-            Box::new(FisherPenalty::new(&cls, NormPower::Squared, 0.7).map_err(s)?),
-            &tc,
-        ),
-        (
-            Box::new(FisherPenalty::new(&cls, NormPower::Unsquared, 0.7).map_err(s)?),
-            &tc,
-        ),
-        (
-            Box::new(GradientPenalty::new(Model::Net(&cls), 0.7).map_err(s)?),
-            &tc,
-        ),
-        (Box::new(InputGradientPenalty::new(&cls, 0.7).map_err(s)?), &tc),
-        (Box::new(InputGradientPenalty::new(&reg, 0.7).map_err(s)?), &tr),
-        (Box::new(RandomLabelPenalty::new(&cls, 0.7).map_err(s)?), &tc),
-        (Box::new(WeightDecay::new(0.1).map_err(s)?), &tc),
-    ];
+    let (c, r) = (cls.objective(), reg.objective());
+    let penalties = all_penalties((c, &tc), (r, &tr), [4, 3, 6], &partition)?;
     for (p, th) in &penalties {
         let err = penalty_fd_error(p.as_ref(), th, &batch, 21, 4, 1e-5)?;
         // imreg_ad::check_grads' default tolerance: truncation O(h²) and rounding O(u/h) balance near 1e-10
@@ -720,8 +723,22 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
             1e-6,
         ));
     }
+    // Every penalty on a CNN (conv, ReLU, max-pool: the HVP is the active piece's), 8 images, micro-batches
+    // of 4: the same central differences.
+    let (cnn_cls, th_cls) = check_cnn(8, StandardLoss::CrossEntropy, 5)?;
+    let (cnn_reg, th_reg) = check_cnn(8, StandardLoss::HalfMse, 6)?;
+    let cnn_batch: Vec<usize> = (0..8).collect();
+    let cnn_part = imreg_flow::Partition::consecutive(8, 4, imreg_flow::Remainder::Error).map_err(s)?;
+    for (p, th) in all_penalties((&cnn_cls, &th_cls), (&cnn_reg, &th_reg), [4, 4, 4], &cnn_part)? {
+        let err = penalty_fd_error(p.as_ref(), th, &cnn_batch, 22, 2, 1e-5)?;
+        parts.push(Outcome::at_most(
+            &format!("cnn-relu: {}: JVP vs central differences", p.name()),
+            err,
+            1e-6,
+        ));
+    }
     // The finite-difference FP gradient against the exact one: central differences, error O(r²).
-    let exact = FisherPenalty::new(&cls, NormPower::Squared, 1.0).map_err(s)?;
+    let exact = FisherPenalty::new(c, NormPower::Squared, 1.0).map_err(s)?;
     let ge = exact
         .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
         .map_err(s)?
@@ -729,7 +746,7 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
     let rs = [0.04, 0.02, 0.01, 0.005];
     let mut errs = Vec::new();
     for &r in &rs {
-        let fd = FisherPenaltyFd::new(&cls, NormPower::Squared, 1.0, r).map_err(s)?;
+        let fd = FisherPenaltyFd::new(c, NormPower::Squared, 1.0, r).map_err(s)?;
         let gf = fd
             .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
             .map_err(s)?
@@ -792,7 +809,7 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
     ];
     for &eps in &eps_list {
         let lambda = eps;
-        let pen = SmithStochastic::new(Model::Objective(&obj), lambda).map_err(s)?;
+        let pen = SmithStochastic::new(&obj, lambda).map_err(s)?;
         let mut mean = [0.0; 2];
         for ord in &orders {
             let mut w = w0.to_vec();
@@ -876,7 +893,7 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     let (cls, _, tc, _) = check_nets(30, 6)?;
     let micro = [3usize, 7, 11];
     let tr = imreg_spectra::fisher_trace(
-        cls.mlp(),
+        &cls,
         &tc,
         Batch::Indices(&micro),
         imreg_spectra::FisherSampling::Exact,
@@ -884,7 +901,7 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
     .map_err(s)?;
     let target = tr / micro.len() as f64;
     // Exact expectation: all 3³ label triples weighted by the model's probabilities.
-    let logits = cls.forward(&tc, &micro).map_err(s)?;
+    let logits = cls.objective().outputs(&tc, Batch::Indices(&micro)).map_err(s)?;
     let probs: Vec<Vec<f64>> = logits
         .rows()
         .into_iter()
@@ -901,15 +918,19 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
             for c in 0..3 {
                 let lab = [a, b, c];
                 let p = probs[0][a] * probs[1][b] * probs[2][c];
-                let g = cls
-                    .pass(&tc, cls.batch_x(&micro), crate::regularizers::Head::Labels(&lab))
-                    .map_err(s)?
-                    .grad;
+                let (_, g) = cls
+                    .objective()
+                    .functional_grad(
+                        &tc,
+                        Batch::Indices(&micro),
+                        OutputFunctional::Loss(Targets::Labels(&lab)),
+                    )
+                    .map_err(s)?;
                 exact += p * g.iter().map(|v| v * v).sum::<f64>();
             }
         }
     }
-    let ft = FisherTrace::new(&cls, 3, 1.0).map_err(s)?;
+    let ft = FisherTrace::new(cls.objective(), 3, 1.0).map_err(s)?;
     let samples = if ctx.quick { 2000 } else { 20_000 };
     let vals: Vec<f64> = (0..samples)
         .map(|i| {

@@ -11,9 +11,9 @@ use crate::regularizers::fisher::{FisherPenalty, NormPower};
 use crate::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use crate::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use crate::regularizers::smith::SmithStochastic;
-use crate::regularizers::{Model, Net, NetTargets, RegularizedSgd};
+use crate::regularizers::{NetworkModel, RegularizedSgd};
 use imreg_objective::data::digits_split;
-use imreg_objective::models::{Activation, MlpSpec};
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
@@ -189,27 +189,33 @@ impl StudyReport {
     }
 }
 
-fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> RegResult<RunResult> {
+fn run_one(
+    cfg: &StudyConfig,
+    train: &Mlp,
+    (test, test_labels): (&Mlp, &[usize]),
+    arm: Arm,
+    seed: u64,
+) -> RegResult<RunResult> {
     let lr = if arm == Arm::LargeLr {
         cfg.lr_large
     } else {
         cfg.lr_small
     };
-    let m = Model::Net(train);
+    let m: &dyn NetworkModel = train.objective();
     let mut sgd = RegularizedSgd::new(m, lr)?;
     sgd = match arm {
         Arm::SmallLr | Arm::LargeLr => sgd,
         Arm::Smith => sgd.with(SmithStochastic::new(m, cfg.lr_large - cfg.lr_small)?),
         Arm::Gn => sgd.with(MicroBatchGradNorm::new(m, cfg.micro, cfg.lambda_gn)?),
-        Arm::Ft => sgd.with(FisherTrace::new(train, cfg.micro, cfg.lambda_gn)?),
-        Arm::Aj => sgd.with(AverageJacobian::new(train, cfg.micro, cfg.lambda_jac)?),
-        Arm::Uj => sgd.with(UnitJacobian::new(train, cfg.micro, cfg.lambda_jac)?),
-        Arm::Fp => sgd.with(FisherPenalty::new(train, NormPower::Unsquared, cfg.alpha_fp)?),
+        Arm::Ft => sgd.with(FisherTrace::new(m, cfg.micro, cfg.lambda_gn)?),
+        Arm::Aj => sgd.with(AverageJacobian::new(m, cfg.micro, cfg.lambda_jac)?),
+        Arm::Uj => sgd.with(UnitJacobian::new(m, cfg.micro, cfg.lambda_jac)?),
+        Arm::Fp => sgd.with(FisherPenalty::new(m, NormPower::Unsquared, cfg.alpha_fp)?),
         Arm::Gp => sgd.with(GradientPenalty::new(m, cfg.lambda_gn)?),
-        Arm::GpX => sgd.with(InputGradientPenalty::new(train, cfg.alpha_gpx)?),
-        Arm::GpR => sgd.with(RandomLabelPenalty::new(train, cfg.lambda_gn)?),
+        Arm::GpX => sgd.with(InputGradientPenalty::new(m, cfg.alpha_gpx)?),
+        Arm::GpR => sgd.with(RandomLabelPenalty::new(m, cfg.lambda_gn)?),
     };
-    let mut theta = train.mlp().init_params(seed, 1.0);
+    let mut theta = train.init_params(seed, 1.0);
     let n = cfg.n_train;
     let mut order: Vec<usize> = (0..n).collect();
     let mut shuffle = rng::stream(seed, 1);
@@ -243,7 +249,7 @@ fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> R
         });
     }
     use imreg_objective::Objective;
-    let acc = test.accuracy(&theta, Batch::Full)?;
+    let acc = Some(accuracy(test, &theta, test_labels)?);
     let loss = train.loss(&theta, Batch::Full)?;
     let lopts = imreg_spectra::LanczosOptions {
         max_iter: 40,
@@ -269,6 +275,25 @@ fn run_one(cfg: &StudyConfig, train: &Net, test: &Net, arm: Arm, seed: u64) -> R
     })
 }
 
+/// The fraction of examples whose arg-max output is the label.
+fn accuracy(model: &Mlp, theta: &[f64], labels: &[usize]) -> RegResult<f64> {
+    use imreg_objective::Supervised;
+    let f = model.outputs(theta, Batch::Full)?;
+    let correct = f
+        .rows()
+        .into_iter()
+        .zip(labels)
+        .filter(|(r, &y)| {
+            let best = r.iter().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            );
+            best.0 == y
+        })
+        .count();
+    Ok(correct as f64 / labels.len() as f64)
+}
+
 /// Runs every `(arm, seed)` of the config (in parallel; collected in arm-then-seed order).
 pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
     if cfg.batch == 0 || cfg.batch > cfg.n_train || cfg.n_train >= imreg_objective::data::digits::DIGITS_N {
@@ -291,8 +316,9 @@ pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
         bias: true,
         loss: LossKind::CrossEntropy,
     };
-    let train = Net::new(spec.clone(), tr.x, NetTargets::Labels(tr.labels))?;
-    let test = Net::new(spec, te.x, NetTargets::Labels(te.labels))?;
+    let train = Mlp::classification(spec.clone(), tr.x, tr.labels)?;
+    let test_labels = te.labels.clone();
+    let test = Mlp::classification(spec, te.x, te.labels)?;
     let jobs: Vec<(Arm, u64)> = cfg
         .arms
         .iter()
@@ -300,7 +326,7 @@ pub fn run_study(cfg: &StudyConfig) -> RegResult<StudyReport> {
         .collect();
     let runs: Vec<RunResult> = jobs
         .par_iter()
-        .map(|&(a, s)| run_one(cfg, &train, &test, a, s))
+        .map(|&(a, s)| run_one(cfg, &train, (&test, &test_labels), a, s))
         .collect::<RegResult<_>>()?;
     let summary = cfg
         .arms

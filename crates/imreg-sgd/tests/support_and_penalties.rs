@@ -1,13 +1,12 @@
 //! Support trainer, exact moment engine and penalty input validation.
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
-use imreg_objective::models::{Activation, MlpSpec};
-use imreg_objective::{rng, Batch, LossKind};
+use imreg_objective::{rng, Batch};
 use imreg_sgd::reg_checks::check_nets;
 use imreg_sgd::reg_error::RegError;
 use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
 use imreg_sgd::regularizers::micro_batch::{FisherTrace, MicroBatchGradNorm};
 use imreg_sgd::regularizers::smith::SmithStochastic;
-use imreg_sgd::regularizers::{Model, Net, NetTargets, Penalty, WeightDecay};
+use imreg_sgd::regularizers::{Penalty, WeightDecay};
 use imreg_sgd::support::{train_support, SupportConfig};
 use imreg_sgd::without_replacement::{exact_moments, orders_mean, toy, Process, ToyParams};
 
@@ -15,14 +14,14 @@ use imreg_sgd::without_replacement::{exact_moments, orders_mean, toy, Process, T
 fn bad_inputs_are_typed_errors() {
     let (cls, reg, tc, _) = check_nets(12, 1).unwrap();
     // micro-batch size not dividing the batch
-    let gn = MicroBatchGradNorm::new(Model::Net(&cls), 5, 0.1).unwrap();
+    let gn = MicroBatchGradNorm::new(&cls, 5, 0.1).unwrap();
     let err = gn
         .value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
         .unwrap_err();
     assert_eq!(err, RegError::MicroBatch { batch: 12, micro: 5 });
     // λ < 0
     assert!(matches!(
-        SmithStochastic::new(Model::Net(&cls), -0.1),
+        SmithStochastic::new(&cls, -0.1),
         Err(RegError::NegativeCoefficient { name: "lambda", .. })
     ));
     assert!(matches!(
@@ -31,28 +30,26 @@ fn bad_inputs_are_typed_errors() {
     ));
     // FT / FP on a regression model
     assert!(
-        matches!(FisherTrace::new(&reg, 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT"))
+        matches!(FisherTrace::new(reg.objective(), 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT"))
     );
     assert!(matches!(
-        FisherPenalty::new(&reg, NormPower::Squared, 0.1),
+        FisherPenalty::new(reg.objective(), NormPower::Squared, 0.1),
         Err(RegError::Unsupported { penalty: "FP", .. })
     ));
     // wrong θ length
     assert!(gn
         .value_grad(&tc[1..], Batch::Full, &mut rng::stream(0, 0))
         .is_err());
-    // GELU is not in the engine
-    let spec = MlpSpec {
-        widths: vec![2, 2, 2],
-        activation: Activation::Gelu,
-        bias: false,
-        loss: LossKind::CrossEntropy,
-    };
-    let x = ndarray::Array2::zeros((2, 2));
-    assert!(matches!(
-        Net::new(spec, x, NetTargets::Labels(vec![0, 1])),
-        Err(RegError::Unsupported { .. })
-    ));
+    // a bad micro-batch length for the network penalties, a non-finite θ
+    let ft = FisherTrace::new(cls.objective(), 5, 0.1).unwrap();
+    assert_eq!(
+        ft.value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
+            .unwrap_err(),
+        RegError::MicroBatch { batch: 12, micro: 5 }
+    );
+    let mut nan = tc.clone();
+    nan[0] = f64::NAN;
+    assert!(ft.value_grad(&nan, Batch::Full, &mut rng::stream(0, 0)).is_err());
 }
 
 #[test]

@@ -144,6 +144,31 @@ pub enum TargetData {
     Labels(Vec<usize>),
 }
 
+/// A scalar functional of a network's outputs on a batch, a mean over the batch like `C_B`: what the
+/// gradient-norm penalties differentiate besides the loss itself.
+#[derive(Clone, Copy, Debug)]
+pub enum OutputFunctional<'a> {
+    /// `(1/|B|) Σ_i ℓ(f(x_i), y_i)` with these targets in place of the dataset's (values `|B| × C` for a value
+    /// loss; labels for a label loss, or one-hot for a value loss), e.g. labels sampled from the model.
+    Loss(Targets<'a>),
+    /// `(1/|B|) Σ_i ⟨u_i, f(x_i)⟩`, `u` of shape `|B| × C` (the Jacobian penalties).
+    OutputDot(ArrayView2<'a, f64>),
+}
+
+/// [`NetworkObjective::input_grad_norm`]: the loss, its gradient, and the input-gradient norm with its
+/// parameter gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputGradNorm {
+    /// `C_B`.
+    pub loss: f64,
+    /// `∇_θ C_B`.
+    pub grad: Vec<f64>,
+    /// `‖∇ₓC_B‖²`.
+    pub norm2: f64,
+    /// `∇_θ ‖∇ₓC_B‖²`.
+    pub norm2_grad: Vec<f64>,
+}
+
 /// A [`Network`] on a fixed dataset with a [`Loss`]: `ℓ_i(θ) = ℓ(f(x_i; θ), y_i)`, `C_B` = the mean over `B`.
 #[derive(Clone, Debug)]
 pub struct NetworkObjective<N, L = StandardLoss> {
@@ -460,29 +485,27 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         targets: Targets<'_>,
         grad: &mut [f64],
     ) -> Result<f64> {
-        let n = self.n_examples();
-        let len = batch.len(n);
+        self.functional_grad_into(theta, batch, OutputFunctional::Loss(targets), grad)
+    }
+
+    /// Validates a functional against the batch length; returns the loss's label classes (`None` for a value
+    /// loss, or for the output dot).
+    fn check_functional(&self, f: OutputFunctional<'_>, len: usize) -> Result<Option<usize>> {
         let c = self.net.output_dim();
         let classes = self.loss.label_classes(c);
-        match (targets, classes) {
-            (Targets::Values(v), None) => {
-                if v.dim() != (len, c) {
-                    return Err(ObjectiveError::Shape {
-                        what: "targets".into(),
-                        expected: format!("{len} × {c} values"),
-                        got: format!("{} × {}", v.nrows(), v.ncols()),
-                    });
-                }
-                check_finite("targets", &v.iter().copied().collect::<Vec<_>>())?;
+        match (f, classes) {
+            (OutputFunctional::OutputDot(u), _) => check_finite_rows("u", "", u, (len, c))?,
+            (OutputFunctional::Loss(Targets::Values(v)), None) => {
+                check_finite_rows("targets", " values", v, (len, c))?
             }
-            (Targets::Values(v), Some(_)) => {
+            (OutputFunctional::Loss(Targets::Values(v)), Some(_)) => {
                 return Err(ObjectiveError::Shape {
                     what: "targets".into(),
                     expected: format!("{len} labels for {}", self.loss.name()),
                     got: format!("{} × {} values", v.nrows(), v.ncols()),
                 })
             }
-            (Targets::Labels(l), k) => {
+            (OutputFunctional::Loss(Targets::Labels(l)), k) => {
                 if l.len() != len {
                     return Err(ObjectiveError::Length {
                         name: "labels",
@@ -493,30 +516,161 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
                 check_labels(l, k.unwrap_or(c))?;
             }
         }
+        Ok(classes)
+    }
+
+    /// The program of `f` on the chunk of dataset examples `ix` at batch positions `start..start + ix.len()`.
+    fn functional_chunk<'a, 'f: 'a>(
+        &'a self,
+        f: OutputFunctional<'f>,
+        classes: Option<usize>,
+        start: usize,
+        ix: &'a [usize],
+    ) -> Chunk<'a, N, L> {
+        let rows = start..start + ix.len();
+        let head = match (f, classes) {
+            (OutputFunctional::OutputDot(u), _) => Head::OutputDot(u.slice(ndarray::s![rows, ..]).to_owned()),
+            (OutputFunctional::Loss(Targets::Values(v)), _) => {
+                Head::Loss(ChunkTargets::Values(v.slice(ndarray::s![rows, ..]).to_owned()))
+            }
+            (OutputFunctional::Loss(Targets::Labels(l)), Some(_)) => {
+                Head::Loss(ChunkTargets::Labels(&l[rows]))
+            }
+            (OutputFunctional::Loss(Targets::Labels(l)), None) => {
+                let mut y = Mat::zeros((ix.len(), self.net.output_dim()));
+                l[rows].iter().enumerate().for_each(|(i, &k)| y[(i, k)] = 1.0);
+                Head::Loss(ChunkTargets::Values(y))
+            }
+        };
+        Chunk {
+            obj: self,
+            rows: ix,
+            head,
+            input_leaf: false,
+        }
+    }
+
+    /// Writes `∇φ` into `grad` and returns `φ` for the functional `f` on the batch.
+    fn functional_grad_into(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        f: OutputFunctional<'_>,
+        grad: &mut [f64],
+    ) -> Result<f64> {
+        let n = self.n_examples();
+        let len = batch.len(n);
+        let classes = self.check_functional(f, len)?;
         check_len("grad", grad, self.dim())?;
         check_theta_batch(theta, self.dim(), batch, n)?;
         let at = self.point(theta, None)?;
-        let inv = 1.0 / len as f64;
-        self.sum_chunks(batch, inv, grad, |start, ix, s, acc| {
-            let rows = start..start + ix.len();
-            let y = match (targets, classes) {
-                (Targets::Values(v), _) => ChunkTargets::Values(v.slice(ndarray::s![rows, ..]).to_owned()),
-                (Targets::Labels(l), Some(_)) => ChunkTargets::Labels(&l[rows]),
-                (Targets::Labels(l), None) => {
-                    let mut y = Mat::zeros((ix.len(), c));
-                    l[rows].iter().enumerate().for_each(|(i, &k)| y[(i, k)] = 1.0);
-                    ChunkTargets::Values(y)
-                }
-            };
-            let ch = Chunk {
-                obj: self,
-                rows: ix,
-                head: Head::Loss(y),
-                input_leaf: false,
-            };
+        self.sum_chunks(batch, 1.0 / len as f64, grad, |start, ix, s, acc| {
+            let ch = self.functional_chunk(f, classes, start, ix);
             *s += imreg_ad::grad_acc(&ch, &at, acc).map_err(ad_err)?;
             Ok(())
         })
+    }
+
+    /// `(φ, ∇φ)` for a functional of the outputs on the batch (see [`OutputFunctional`]).
+    pub fn functional_grad(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        f: OutputFunctional<'_>,
+    ) -> Result<(f64, Vec<f64>)> {
+        let mut g = vec![0.0; self.dim()];
+        let phi = self.functional_grad_into(theta, batch, f, &mut g)?;
+        Ok((phi, g))
+    }
+
+    /// `(φ, ∇φ, ∇²φ ∇φ)` for a functional of the outputs on the batch: the value, gradient and gradient of
+    /// `½‖∇φ‖²` (so `∇‖∇φ‖² = 2 ∇²φ ∇φ`, the gradient-norm penalties), by one reverse pass and one
+    /// forward-over-reverse pass per chunk.
+    pub fn functional_self_hvp(
+        &self,
+        theta: &[f64],
+        batch: Batch<'_>,
+        f: OutputFunctional<'_>,
+    ) -> Result<(f64, Vec<f64>, Vec<f64>)> {
+        let (phi, g) = self.functional_grad(theta, batch, f)?;
+        let n = self.n_examples();
+        let len = batch.len(n);
+        let classes = self.check_functional(f, len)?;
+        let at = self.point(theta, Some(&g))?;
+        let mut hg = vec![0.0; self.dim()];
+        self.sum_chunks(batch, 1.0 / len as f64, &mut hg, |start, ix, _, acc| {
+            let ch = self.functional_chunk(f, classes, start, ix);
+            imreg_ad::hvp_acc(&ch, &at, acc).map_err(ad_err)
+        })?;
+        Ok((phi, g, hg))
+    }
+
+    /// `f(program, point)` for the loss program of the dataset examples `ix` with their inputs as the last
+    /// leaf, at the point `(θ, x_ix)`.
+    fn with_input_leaf<T>(
+        &self,
+        theta: &[f64],
+        ix: &[usize],
+        f: impl FnOnce(&Chunk<'_, N, L>, &[f64]) -> imreg_ad::Result<T>,
+    ) -> Result<T> {
+        let labels = self.chunk_labels(ix);
+        let ch = Chunk {
+            input_leaf: true,
+            ..self.chunk(ix, &labels)
+        };
+        let mut flat = theta.to_vec();
+        flat.extend(gather_rows(&self.x, ix).iter());
+        f(&ch, &flat).map_err(ad_err)
+    }
+
+    /// The squared norm of the input gradients `‖∇ₓC_B‖²` (Frobenius, over every input of the batch, see
+    /// [`NetworkObjective::input_grads`]) and its exact parameter gradient
+    /// `∇_θ‖∇ₓC_B‖² = 2 (∂²C_B/∂θ∂x) ∇ₓC_B`, with `C_B` and `∇_θC_B` on the way. Per chunk of the batch, `x` is
+    /// a leaf of the tape: one reverse pass gives `(∇_θ, ∇ₓ)` of the chunk's loss sum `S`, one
+    /// forward-over-reverse pass along `(0, ∇ₓS)` gives the mixed block, whose `θ` part is `(∂²S/∂θ∂x) ∇ₓS`.
+    pub fn input_grad_norm(&self, theta: &[f64], batch: Batch<'_>) -> Result<InputGradNorm> {
+        let n = self.n_examples();
+        check_theta_batch(theta, self.dim(), batch, n)?;
+        let len = batch.len(n);
+        let p = self.dim();
+        let chunk = self.chunk_size(len);
+        type Part = (f64, Vec<f64>, f64, Vec<f64>);
+        let run = |c: usize| -> Result<Part> {
+            let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
+            self.with_input_leaf(theta, &ix, |ch, flat| {
+                let (s, mut g) = imreg_ad::grad(ch, flat)?;
+                let gx2 = g[p..].iter().map(|v| v * v).sum::<f64>();
+                let mut dir = g.split_off(p);
+                dir.splice(0..0, std::iter::repeat_n(0.0, p));
+                let mut hv = imreg_ad::hvp(ch, flat, &dir)?;
+                hv.truncate(p);
+                Ok((s, g, gx2, hv))
+            })
+        };
+        let chunks = len.div_ceil(chunk);
+        let parts: Vec<Part> = if chunks <= 1 {
+            vec![run(0)?]
+        } else {
+            (0..chunks).into_par_iter().map(run).collect::<Result<_>>()?
+        };
+        let inv = 1.0 / len as f64;
+        let mut out = InputGradNorm {
+            loss: 0.0,
+            grad: vec![0.0; p],
+            norm2: 0.0,
+            norm2_grad: vec![0.0; p],
+        };
+        for (s, g, gx2, hv) in parts {
+            out.loss += s;
+            axpy(1.0, &g, &mut out.grad);
+            out.norm2 += gx2;
+            axpy(1.0, &hv, &mut out.norm2_grad);
+        }
+        out.loss *= inv;
+        out.grad.iter_mut().for_each(|v| *v *= inv);
+        out.norm2 *= inv * inv;
+        out.norm2_grad.iter_mut().for_each(|v| *v *= 2.0 * inv * inv);
+        Ok(out)
     }
 
     /// Output Jacobian-vector product `J v`, `|B| × C`, with `J = ∂f(x_i; θ)/∂θ` stacked over the batch (one
@@ -588,15 +742,10 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
             .into_par_iter()
             .map(|c| {
                 let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
-                let labels = self.chunk_labels(&ix);
-                let ch = Chunk {
-                    input_leaf: true,
-                    ..self.chunk(&ix, &labels)
-                };
-                let mut flat = theta.to_vec();
-                flat.extend(gather_rows(&self.x, &ix).iter());
-                let (_, g) = imreg_ad::grad(&ch, &flat).map_err(ad_err)?;
-                Ok(g[p..].iter().map(|v| v * inv).collect())
+                self.with_input_leaf(theta, &ix, |ch, flat| {
+                    let (_, g) = imreg_ad::grad(ch, flat)?;
+                    Ok(g[p..].iter().map(|v| v * inv).collect())
+                })
             })
             .collect();
         let mut out = Vec::with_capacity(len * d);
@@ -657,6 +806,18 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         }
         Ok(())
     }
+}
+
+/// Errors unless `m` has the shape `dim` (named `what`, the expected shape followed by `unit`) and is finite.
+fn check_finite_rows(what: &str, unit: &str, m: ArrayView2<'_, f64>, dim: (usize, usize)) -> Result<()> {
+    if m.dim() != dim {
+        return Err(ObjectiveError::Shape {
+            what: what.into(),
+            expected: format!("{} × {}{unit}", dim.0, dim.1),
+            got: format!("{} × {}", m.nrows(), m.ncols()),
+        });
+    }
+    check_finite(what, &m.iter().copied().collect::<Vec<_>>())
 }
 
 /// Errors on the first label `≥ classes`.

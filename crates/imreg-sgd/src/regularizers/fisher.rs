@@ -2,11 +2,11 @@
 //! model's predictive distribution, with the exponent explicit (`p = 2`: Novack's FT re-implementation and
 //! the recollected paper equation; `p = 1`: the slide), and its finite-difference approximation
 //! (THEORY §4a). `g = ∇L_B(ŷ)` is the sampled-label batch-mean gradient.
-use super::net::{Head, Net};
-use super::{batch_rows, Penalty, PenaltyValue};
+use super::{batch_rows, NetworkModel, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
+use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::rng::ChaCha8Rng;
-use imreg_objective::{Batch, Objective};
+use imreg_objective::{Batch, Targets};
 use ndarray::Array2;
 use rand::Rng;
 
@@ -41,30 +41,40 @@ pub enum NormPower {
     Unsquared,
 }
 
-fn fp_check(net: &Net, alpha: f64, penalty: &'static str) -> RegResult<()> {
-    check_coefficient("alpha", alpha)?;
-    if !net.is_classifier() {
+/// Errors unless the model's loss is a softmax cross-entropy (the penalty samples or draws class labels).
+pub(crate) fn softmax_classifier(
+    net: &dyn NetworkModel,
+    penalty: &'static str,
+    needs: &'static str,
+) -> RegResult<()> {
+    if !net.is_softmax_classifier() {
         return Err(RegError::Unsupported {
             penalty,
-            needs: "a softmax cross-entropy classifier (labels are sampled from the model)",
+            needs,
             model: net.name(),
         });
     }
     Ok(())
 }
 
-/// The sampled-label pass on the batch: `(rows, labels, pass)`.
-fn sampled_pass(
-    net: &Net,
+const SAMPLED: &str = "a softmax cross-entropy classifier (labels are sampled from the model)";
+
+fn fp_check(net: &dyn NetworkModel, alpha: f64, penalty: &'static str) -> RegResult<()> {
+    check_coefficient("alpha", alpha)?;
+    softmax_classifier(net, penalty, SAMPLED)
+}
+
+/// The batch rows and labels sampled from the model's softmax on them.
+fn sampled_labels(
+    net: &dyn NetworkModel,
     theta: &[f64],
     batch: Batch<'_>,
     rng: &mut ChaCha8Rng,
-) -> RegResult<(Vec<usize>, Vec<usize>, super::Pass)> {
+) -> RegResult<(Vec<usize>, Vec<usize>)> {
     let rows = batch_rows(batch, net.n_examples())?;
-    let logits = net.forward(theta, &rows)?;
+    let logits = net.outputs(theta, Batch::Indices(&rows))?;
     let labels = sample_labels(&logits, rng);
-    let pass = net.pass(theta, net.batch_x(&rows), Head::Labels(&labels))?;
-    Ok((rows, labels, pass))
+    Ok((rows, labels))
 }
 
 fn norm_value(norm: NormPower, g: &[f64]) -> RegResult<(f64, f64)> {
@@ -84,16 +94,16 @@ fn norm_value(norm: NormPower, g: &[f64]) -> RegResult<(f64, f64)> {
     }
 }
 
-/// FP: `α ‖∇L_B(ŷ)‖^p`, exact gradient by one R-pass along `g`.
+/// FP: `α ‖∇L_B(ŷ)‖^p`, exact gradient by one HVP along `g`.
 pub struct FisherPenalty<'a> {
-    net: &'a Net,
+    net: &'a dyn NetworkModel,
     norm: NormPower,
     alpha: f64,
 }
 
 impl<'a> FisherPenalty<'a> {
     /// Errors on `α < 0` or a regression model.
-    pub fn new(net: &'a Net, norm: NormPower, alpha: f64) -> RegResult<Self> {
+    pub fn new(net: &'a dyn NetworkModel, norm: NormPower, alpha: f64) -> RegResult<Self> {
         fp_check(net, alpha, "FP")?;
         Ok(FisherPenalty { net, norm, alpha })
     }
@@ -108,9 +118,13 @@ impl Penalty for FisherPenalty<'_> {
         )
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
-        let (_, _, pass) = sampled_pass(self.net, theta, batch, rng)?;
-        let (value, scale) = norm_value(self.norm, &pass.grad)?;
-        let hg = self.net.rop(theta, &pass, Some(&pass.grad), None)?;
+        let (rows, labels) = sampled_labels(self.net, theta, batch, rng)?;
+        let (_, g, hg) = self.net.functional_self_hvp(
+            theta,
+            Batch::Indices(&rows),
+            OutputFunctional::Loss(Targets::Labels(&labels)),
+        )?;
+        let (value, scale) = norm_value(self.norm, &g)?;
         Ok(PenaltyValue {
             value: self.alpha * value,
             grad: hg.iter().map(|v| self.alpha * scale * v).collect(),
@@ -124,7 +138,7 @@ impl Penalty for FisherPenalty<'_> {
 /// with `L = L_B(·; ŷ)` at the frozen sampled labels and `g` treated as a constant direction. Central
 /// differences: error `O(r²)`.
 pub struct FisherPenaltyFd<'a> {
-    net: &'a Net,
+    net: &'a dyn NetworkModel,
     norm: NormPower,
     alpha: f64,
     r: f64,
@@ -132,7 +146,7 @@ pub struct FisherPenaltyFd<'a> {
 
 impl<'a> FisherPenaltyFd<'a> {
     /// Errors on `α < 0`, `r ≤ 0` or a regression model.
-    pub fn new(net: &'a Net, norm: NormPower, alpha: f64, r: f64) -> RegResult<Self> {
+    pub fn new(net: &'a dyn NetworkModel, norm: NormPower, alpha: f64, r: f64) -> RegResult<Self> {
         fp_check(net, alpha, "FP (finite differences)")?;
         check_positive("r", r)?;
         Ok(FisherPenaltyFd { net, norm, alpha, r })
@@ -149,21 +163,17 @@ impl Penalty for FisherPenaltyFd<'_> {
         )
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
-        let (rows, labels, pass) = sampled_pass(self.net, theta, batch, rng)?;
-        let (value, _) = norm_value(self.norm, &pass.grad)?;
+        let (rows, labels) = sampled_labels(self.net, theta, batch, rng)?;
+        let sampled = OutputFunctional::Loss(Targets::Labels(&labels));
+        let (_, g) = self.net.functional_grad(theta, Batch::Indices(&rows), sampled)?;
+        let (value, _) = norm_value(self.norm, &g)?;
         let (dir, denom) = match self.norm {
-            NormPower::Squared => (pass.grad.clone(), self.r),
-            NormPower::Unsquared => (
-                pass.grad.iter().map(|v| v / value).collect::<Vec<_>>(),
-                2.0 * self.r,
-            ),
+            NormPower::Squared => (g, self.r),
+            NormPower::Unsquared => (g.iter().map(|v| v / value).collect::<Vec<_>>(), 2.0 * self.r),
         };
         let shifted = |s: f64| -> RegResult<Vec<f64>> {
             let th: Vec<f64> = theta.iter().zip(&dir).map(|(t, d)| t + s * self.r * d).collect();
-            Ok(self
-                .net
-                .pass(&th, self.net.batch_x(&rows), Head::Labels(&labels))?
-                .grad)
+            Ok(self.net.functional_grad(&th, Batch::Indices(&rows), sampled)?.1)
         };
         let (gp, gm) = (shifted(1.0)?, shifted(-1.0)?);
         Ok(PenaltyValue {

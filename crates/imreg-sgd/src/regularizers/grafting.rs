@@ -2,8 +2,8 @@
 //! takes the **direction** of the large-batch update `d` and the **magnitude** of a small-batch gradient,
 //! `d ← ‖∇L_{M_1}‖ · d/‖d‖`, with `M_1` the first micro-batch (size `micro`) of the current batch, i.e. the
 //! step a small-batch SGD run would have taken from the same point.
-use super::Model;
 use crate::reg_error::{RegError, RegResult};
+use imreg_objective::Objective;
 
 /// Iterative grafting with micro-batches of `micro` examples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +16,7 @@ impl IterativeGrafting {
     /// direction is zero.
     pub fn apply(
         &self,
-        model: Model<'_>,
+        model: &dyn Objective,
         theta: &[f64],
         rows: &[usize],
         direction: &mut [f64],
@@ -27,7 +27,7 @@ impl IterativeGrafting {
                 micro: self.micro,
             });
         }
-        let (_, g) = model.loss_grad(theta, &rows[..self.micro])?;
+        let (_, g) = super::loss_grad(model, theta, &rows[..self.micro])?;
         let dn = super::dot(direction, direction).sqrt();
         if dn == 0.0 {
             return Err(RegError::invalid(

@@ -8,13 +8,14 @@
 //!   example and step; `E_ŷ R = Tr F̄_M / |M|` (check `reg.fisher-trace-expectation`). Classifiers only.
 //! * AJ: `R = ‖∇_θ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` (mean over examples, then **sum** over the logits).
 //! * UJ: `R = ‖∇_θ (1/|M|) Σ_i uᵀ f(x_i)‖²`, `u = z/‖z‖`, `z ~ N(0, I_C)` drawn per micro-batch.
-use super::fisher::sample_labels;
-use super::net::{Head, Net};
-use super::{batch_rows, micro_batch_count, Model, Penalty, PenaltyValue};
+use super::fisher::{sample_labels, softmax_classifier};
+use super::{batch_rows, grad_self_hvp, loss_grad, micro_batch_count, NetworkModel, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, RegError, RegResult};
+use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::rng::ChaCha8Rng;
-use imreg_objective::Batch;
+use imreg_objective::{Batch, Objective, Targets};
 use ndarray::Array2;
+use rayon::prelude::*;
 
 fn check(micro: usize, lambda: f64) -> RegResult<()> {
     check_coefficient("lambda", lambda)?;
@@ -24,16 +25,54 @@ fn check(micro: usize, lambda: f64) -> RegResult<()> {
     Ok(())
 }
 
-/// GN: `λ · mean_j ‖∇L_{M_j}‖²`, gradient `2λ mean_j H_{M_j} ∇L_{M_j}`.
+/// One micro-batch's `(L_M, ∇L_M, ‖∇φ_M‖², ∇²φ_M ∇φ_M)`.
+type MicroTerms = (f64, Vec<f64>, f64, Vec<f64>);
+
+/// `L_B = mean_j L_{M_j}` with its gradient, and `λ mean_j ‖∇φ_j‖²` with its gradient `2λ mean_j ∇²φ_j ∇φ_j`,
+/// from the micro-batch terms `term(j, rows of M_j)`, evaluated in parallel and added in micro-batch order
+/// (bitwise identical at any thread count).
+fn micro_batch_mean<F>(
+    rows: &[usize],
+    micro: usize,
+    lambda: f64,
+    dim: usize,
+    term: F,
+) -> RegResult<PenaltyValue>
+where
+    F: Fn(usize, &[usize]) -> RegResult<MicroTerms> + Sync,
+{
+    let k = micro_batch_count(rows.len(), micro)?;
+    let terms: Vec<MicroTerms> = (0..k)
+        .into_par_iter()
+        .map(|j| term(j, &rows[j * micro..(j + 1) * micro]))
+        .collect::<RegResult<_>>()?;
+    let inv = 1.0 / k as f64;
+    let (mut value, mut loss) = (0.0, 0.0);
+    let mut grad = vec![0.0; dim];
+    let mut lgrad = vec![0.0; dim];
+    for (l, g, n2, hg) in terms {
+        value += n2;
+        loss += l;
+        super::axpy(&mut grad, 2.0 * lambda * inv, &hg);
+        super::axpy(&mut lgrad, inv, &g);
+    }
+    Ok(PenaltyValue {
+        value: lambda * value * inv,
+        grad,
+        loss: Some((loss * inv, lgrad)),
+    })
+}
+
+/// GN: `λ · mean_j ‖∇L_{M_j}‖²`, gradient `2λ mean_j H_{M_j} ∇L_{M_j}`; any model.
 pub struct MicroBatchGradNorm<'a> {
-    model: Model<'a>,
+    model: &'a dyn Objective,
     micro: usize,
     lambda: f64,
 }
 
 impl<'a> MicroBatchGradNorm<'a> {
     /// Errors on `λ < 0` or `|M| = 0` (divisibility is checked per batch).
-    pub fn new(model: Model<'a>, micro: usize, lambda: f64) -> RegResult<Self> {
+    pub fn new(model: &'a dyn Objective, micro: usize, lambda: f64) -> RegResult<Self> {
         check(micro, lambda)?;
         Ok(MicroBatchGradNorm { model, micro, lambda })
     }
@@ -48,25 +87,10 @@ impl Penalty for MicroBatchGradNorm<'_> {
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let rows = batch_rows(batch, self.model.n_examples())?;
-        let k = micro_batch_count(rows.len(), self.micro)?;
-        let p = self.model.dim();
-        let (mut value, mut loss) = (0.0, 0.0);
-        let mut grad = vec![0.0; p];
-        let mut lgrad = vec![0.0; p];
-        let inv = 1.0 / k as f64;
-        for j in 0..k {
-            let (l, g, hg) = self
-                .model
-                .grad_self_hvp(theta, &rows[j * self.micro..(j + 1) * self.micro])?;
-            value += super::dot(&g, &g);
-            loss += l;
-            super::axpy(&mut grad, 2.0 * self.lambda * inv, &hg);
-            super::axpy(&mut lgrad, inv, &g);
-        }
-        Ok(PenaltyValue {
-            value: self.lambda * value * inv,
-            grad,
-            loss: Some((loss * inv, lgrad)),
+        micro_batch_mean(&rows, self.micro, self.lambda, self.model.dim(), |_, m| {
+            let (l, g, hg) = grad_self_hvp(self.model, theta, m)?;
+            let n2 = super::dot(&g, &g);
+            Ok((l, g, n2, hg))
         })
     }
 }
@@ -79,11 +103,18 @@ enum Kind {
     UnitJacobian,
 }
 
-/// Shared driver of FT, AJ and UJ on a [`Net`]: per micro-batch one loss pass (the `L_B` part and, for FT,
-/// the probabilities to sample from), one pass of the penalized functional `φ_j` and one R-pass along
-/// `∇φ_j`.
+/// The functional `φ_j` of one micro-batch, its randomness drawn.
+enum Drawn {
+    Labels(Vec<usize>),
+    Dot(Array2<f64>),
+}
+
+/// Shared driver of FT, AJ and UJ on a [`NetworkModel`]: the randomness of every micro-batch is drawn first,
+/// in micro-batch order (FT: labels from the softmax of the micro-batch's outputs; UJ: one unit vector per
+/// micro-batch); then per micro-batch, in parallel, the loss gradient (the `L_B` part) and
+/// `(φ_j, ∇φ_j, ∇²φ_j ∇φ_j)`.
 struct NetMicroPenalty<'a> {
-    net: &'a Net,
+    net: &'a dyn NetworkModel,
     micro: usize,
     lambda: f64,
     kind: Kind,
@@ -91,45 +122,40 @@ struct NetMicroPenalty<'a> {
 
 impl NetMicroPenalty<'_> {
     fn eval(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
-        let rows = batch_rows(batch, self.net.n_examples_())?;
+        let rows = batch_rows(batch, self.net.n_examples())?;
         let k = micro_batch_count(rows.len(), self.micro)?;
-        let p = self.net.dim_();
-        let c = self.net.outputs_();
-        let inv = 1.0 / k as f64;
-        let (mut value, mut loss) = (0.0, 0.0);
-        let mut grad = vec![0.0; p];
-        let mut lgrad = vec![0.0; p];
-        for j in 0..k {
-            let mrows = &rows[j * self.micro..(j + 1) * self.micro];
-            let lp = self.net.loss_pass(theta, mrows)?;
-            loss += lp.value;
-            super::axpy(&mut lgrad, inv, &lp.grad);
-            let x = self.net.batch_x(mrows);
-            let pass = match self.kind {
-                Kind::FisherTrace => {
-                    let logits = self.net.forward(theta, mrows)?;
-                    let labels = sample_labels(&logits, rng);
-                    self.net.pass(theta, x, Head::Labels(&labels))?
-                }
-                Kind::AverageJacobian => {
-                    let u = Array2::from_elem((mrows.len(), c), 1.0);
-                    self.net.pass(theta, x, Head::OutputDot(u.view()))?
-                }
-                Kind::UnitJacobian => {
+        let c = self.net.n_outputs();
+        let micro_rows = |j: usize| &rows[j * self.micro..(j + 1) * self.micro];
+        let drawn: Vec<Drawn> = match self.kind {
+            Kind::FisherTrace => {
+                let logits: Vec<Array2<f64>> = (0..k)
+                    .into_par_iter()
+                    .map(|j| self.net.outputs(theta, Batch::Indices(micro_rows(j))))
+                    .collect::<imreg_objective::Result<_>>()?;
+                logits
+                    .iter()
+                    .map(|l| Drawn::Labels(sample_labels(l, rng)))
+                    .collect()
+            }
+            Kind::AverageJacobian => (0..k)
+                .map(|_| Drawn::Dot(Array2::from_elem((self.micro, c), 1.0)))
+                .collect(),
+            Kind::UnitJacobian => (0..k)
+                .map(|_| {
                     let z = imreg_objective::rng::normal_vec(rng, c);
                     let nz = super::dot(&z, &z).sqrt().max(f64::MIN_POSITIVE);
-                    let u = Array2::from_shape_fn((mrows.len(), c), |(_, cc)| z[cc] / nz);
-                    self.net.pass(theta, x, Head::OutputDot(u.view()))?
-                }
+                    Drawn::Dot(Array2::from_shape_fn((self.micro, c), |(_, cc)| z[cc] / nz))
+                })
+                .collect(),
+        };
+        micro_batch_mean(&rows, self.micro, self.lambda, self.net.dim(), |j, m| {
+            let (l, lg) = loss_grad(self.net, theta, m)?;
+            let f = match &drawn[j] {
+                Drawn::Labels(labels) => OutputFunctional::Loss(Targets::Labels(labels)),
+                Drawn::Dot(u) => OutputFunctional::OutputDot(u.view()),
             };
-            let hg = self.net.rop(theta, &pass, Some(&pass.grad), None)?;
-            value += super::dot(&pass.grad, &pass.grad);
-            super::axpy(&mut grad, 2.0 * self.lambda * inv, &hg);
-        }
-        Ok(PenaltyValue {
-            value: self.lambda * value * inv,
-            grad,
-            loss: Some((loss * inv, lgrad)),
+            let (_, g, hg) = self.net.functional_self_hvp(theta, Batch::Indices(m), f)?;
+            Ok((l, lg, super::dot(&g, &g), hg))
         })
     }
 }
@@ -141,14 +167,10 @@ macro_rules! net_penalty {
 
         impl<'a> $name<'a> {
             /// Errors on `λ < 0`, `|M| = 0`, or (FT) a model without softmax outputs.
-            pub fn new(net: &'a Net, micro: usize, lambda: f64) -> RegResult<Self> {
+            pub fn new(net: &'a dyn NetworkModel, micro: usize, lambda: f64) -> RegResult<Self> {
                 check(micro, lambda)?;
-                if $needs_ce && !net.is_classifier() {
-                    return Err(RegError::Unsupported {
-                        penalty: $label,
-                        needs: "a softmax cross-entropy classifier (labels are sampled from the model)",
-                        model: imreg_objective::Objective::name(net),
-                    });
+                if $needs_ce {
+                    softmax_classifier(net, $label, "a softmax cross-entropy classifier (labels are sampled from the model)")?;
                 }
                 Ok($name(NetMicroPenalty { net, micro, lambda, kind: $kind }))
             }
@@ -186,15 +208,3 @@ net_penalty!(
     "UJ λ·mean_j ‖∇(1/|M|)Σ_i uᵀf‖², u = z/‖z‖ per micro-batch",
     false
 );
-
-impl Net {
-    fn n_examples_(&self) -> usize {
-        imreg_objective::Objective::n_examples(self)
-    }
-    fn dim_(&self) -> usize {
-        imreg_objective::Objective::dim(self)
-    }
-    fn outputs_(&self) -> usize {
-        imreg_objective::Supervised::n_outputs(self)
-    }
-}

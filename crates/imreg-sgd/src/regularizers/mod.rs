@@ -8,14 +8,21 @@
 //! | [`smith::SmithStochastic`] | `(λ/4) ‖∇Ĉ_B‖²` on the current batch | `(λ/2) Ĥ_B ĝ_B` |
 //! | [`micro_batch::MicroBatchGradNorm`] (GN) | `λ · mean_j ‖∇L_{M_j}‖²` | `2λ mean_j H_j g_j` |
 //! | [`micro_batch::FisherTrace`] (FT) | `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)` | `2λ mean_j H_j(ŷ) g_j(ŷ)` |
-//! | [`micro_batch::AverageJacobian`] (AJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` | R-pass |
-//! | [`micro_batch::UnitJacobian`] (UJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, `u` unit | R-pass |
+//! | [`micro_batch::AverageJacobian`] (AJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` | `2λ mean_j ∇²φ_j ∇φ_j` |
+//! | [`micro_batch::UnitJacobian`] (UJ) | `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, `u` unit | `2λ mean_j ∇²φ_j ∇φ_j` |
 //! | [`fisher::FisherPenalty`] (FP) | `α ‖∇L_B(ŷ)‖^p`, `p ∈ {2, 1}` | `2α H g` or `α H g/‖g‖` |
 //! | [`fisher::FisherPenaltyFd`] | the same value | central differences of `∇L(ŷ)` along `g` (`O(r²)`) |
 //! | [`gradient_penalty::GradientPenalty`] (GP) | `α ‖∇L_B‖²` (true labels) | `2α H g` |
 //! | [`gradient_penalty::InputGradientPenalty`] (GP_x) | `α ‖∇_x L_B‖²` | `2α (∂²L/∂θ∂x) ∇_x L` |
 //! | [`gradient_penalty::RandomLabelPenalty`] (GP_r) | `α ‖∇L_B(ỹ)‖²`, `ỹ` uniform labels | `2α H(ỹ) g(ỹ)` |
 //! | [`WeightDecay`] | `(wd/2) ‖θ‖²` (torch `weight_decay`) | `wd θ` |
+//!
+//! Every gradient is `imreg-ad`'s: `∇‖∇φ‖² = 2 ∇²φ ∇φ` is a gradient then one forward-over-reverse HVP of
+//! the functional `φ`, and GP_x's mixed derivative is one HVP of the tape with the inputs as a leaf. GN, GP and
+//! Smith's λ-term take any [`Objective`]; the penalties that differentiate through the outputs or the inputs
+//! take a [`NetworkModel`], which every [`imreg_objective::models::NetworkObjective`] is (MLPs, CNNs, ResNets,
+//! specs). Micro-batches run in parallel, their randomness drawn first in micro-batch order and their results
+//! added in that order, so values are bitwise identical at any thread count.
 //!
 //! plus the step transforms [`clip_grad_norm`] (torch `clip_grad_norm_`) and iterative gradient grafting
 //! ([`grafting::IterativeGrafting`]), composed by [`RegularizedSgd`].
@@ -26,10 +33,10 @@ pub mod fisher;
 pub mod gradient_penalty;
 pub mod grafting;
 pub mod micro_batch;
-pub mod net;
+pub mod network_model;
 pub mod smith;
 
-pub use net::{Head, Net, NetTargets, Pass};
+pub use network_model::NetworkModel;
 
 use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
 use imreg_objective::rng::ChaCha8Rng;
@@ -55,57 +62,22 @@ pub trait Penalty: Send + Sync {
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue>;
 }
 
-/// The model a gradient-norm penalty differentiates: any [`Objective`] (gradient, then one HVP) or a
-/// [`Net`] (fused pass + R-pass).
-#[derive(Clone, Copy)]
-pub enum Model<'a> {
-    Objective(&'a dyn Objective),
-    Net(&'a Net),
+/// `(L_B, ∇L_B, H_B ∇L_B)` on the rows: a gradient, then one HVP along it.
+pub fn grad_self_hvp(
+    obj: &dyn Objective,
+    theta: &[f64],
+    rows: &[usize],
+) -> RegResult<(f64, Vec<f64>, Vec<f64>)> {
+    let (l, g) = loss_grad(obj, theta, rows)?;
+    let hg = obj.hvp_vec(theta, Batch::Indices(rows), &g)?;
+    Ok((l, g, hg))
 }
 
-impl Model<'_> {
-    pub fn dim(&self) -> usize {
-        match self {
-            Model::Objective(o) => o.dim(),
-            Model::Net(n) => n.dim(),
-        }
-    }
-
-    pub fn n_examples(&self) -> usize {
-        match self {
-            Model::Objective(o) => o.n_examples(),
-            Model::Net(n) => n.n_examples(),
-        }
-    }
-
-    /// `(L_B, ∇L_B, H_B ∇L_B)` on the rows.
-    pub fn grad_self_hvp(&self, theta: &[f64], rows: &[usize]) -> RegResult<(f64, Vec<f64>, Vec<f64>)> {
-        match self {
-            Model::Objective(o) => {
-                let b = Batch::Indices(rows);
-                let mut g = vec![0.0; o.dim()];
-                let l = o.loss_grad(theta, b, &mut g)?;
-                let hg = o.hvp_vec(theta, b, &g)?;
-                Ok((l, g, hg))
-            }
-            Model::Net(n) => n.grad_self_hvp(theta, rows),
-        }
-    }
-
-    /// `(L_B, ∇L_B)` on the rows.
-    pub fn loss_grad(&self, theta: &[f64], rows: &[usize]) -> RegResult<(f64, Vec<f64>)> {
-        match self {
-            Model::Objective(o) => {
-                let mut g = vec![0.0; o.dim()];
-                let l = o.loss_grad(theta, Batch::Indices(rows), &mut g)?;
-                Ok((l, g))
-            }
-            Model::Net(n) => {
-                let p = n.loss_pass(theta, rows)?;
-                Ok((p.value, p.grad))
-            }
-        }
-    }
+/// `(L_B, ∇L_B)` on the rows.
+pub fn loss_grad(obj: &dyn Objective, theta: &[f64], rows: &[usize]) -> RegResult<(f64, Vec<f64>)> {
+    let mut g = vec![0.0; obj.dim()];
+    let l = obj.loss_grad(theta, Batch::Indices(rows), &mut g)?;
+    Ok((l, g))
 }
 
 /// The rows of a batch, validated against `n`.
@@ -183,7 +155,7 @@ pub struct StepReport {
 /// Plain SGD on `L_B + Σ penalties`, then (optionally) gradient clipping and iterative grafting:
 /// `θ ← θ − η d`, with `d` the total gradient transformed in that order.
 pub struct RegularizedSgd<'a> {
-    pub model: Model<'a>,
+    pub model: &'a dyn Objective,
     pub penalties: Vec<Box<dyn Penalty + 'a>>,
     pub lr: f64,
     /// `Some(c)`: torch-style clipping of the total gradient at norm `c`.
@@ -193,7 +165,7 @@ pub struct RegularizedSgd<'a> {
 
 impl<'a> RegularizedSgd<'a> {
     /// Errors unless `lr > 0` and the clipping norm, if any, is positive.
-    pub fn new(model: Model<'a>, lr: f64) -> RegResult<Self> {
+    pub fn new(model: &'a dyn Objective, lr: f64) -> RegResult<Self> {
         check_positive("lr", lr)?;
         Ok(RegularizedSgd {
             model,
@@ -230,7 +202,7 @@ impl<'a> RegularizedSgd<'a> {
         }
         let (l, g) = match loss {
             Some(lg) => lg,
-            None => self.model.loss_grad(theta, rows)?,
+            None => loss_grad(self.model, theta, rows)?,
         };
         axpy(&mut total, 1.0, &g);
         let grad_norm = dot(&total, &total).sqrt();

@@ -2,23 +2,23 @@
 //! `C_mod = C + (λ/(4m)) Σ_k ‖∇Ĉ_k‖²` (§1.7), and its per-step stochastic form `(λ/4)‖∇Ĉ_B‖²`.
 //! To the order of the theorem, SGD at rate `ε` on `C_mod` follows the flow on `C_SGD` with `ε + λ`
 //! (check `reg.explicit-matches-implicit`).
-use super::{batch_rows, Model, Penalty, PenaltyValue};
+use super::{batch_rows, grad_self_hvp, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_flow::Partition;
 use imreg_objective::rng::ChaCha8Rng;
-use imreg_objective::Batch;
+use imreg_objective::{Batch, Objective};
 
 /// `(λ/(4m)) Σ_k ‖∇Ĉ_k(θ)‖²` over the `m` batches of a fixed partition (the batch argument is ignored:
 /// this is the full-epoch term). Gradient `(λ/(2m)) Σ_k Ĥ_k ĝ_k`.
 pub struct SmithLambda<'a> {
-    model: Model<'a>,
+    model: &'a dyn Objective,
     partition: Partition,
     lambda: f64,
 }
 
 impl<'a> SmithLambda<'a> {
     /// Errors on `λ < 0` or a partition of a different dataset.
-    pub fn new(model: Model<'a>, partition: Partition, lambda: f64) -> RegResult<Self> {
+    pub fn new(model: &'a dyn Objective, partition: Partition, lambda: f64) -> RegResult<Self> {
         check_coefficient("lambda", lambda)?;
         if partition.n_examples() != model.n_examples() {
             return Err(RegError::invalid(
@@ -51,7 +51,7 @@ impl Penalty for SmithLambda<'_> {
         let mut value = 0.0;
         let mut grad = vec![0.0; self.model.dim()];
         for b in self.partition.batches() {
-            let (_, g, hg) = self.model.grad_self_hvp(theta, b)?;
+            let (_, g, hg) = grad_self_hvp(self.model, theta, b)?;
             value += super::dot(&g, &g);
             super::axpy(&mut grad, self.lambda / (2.0 * m), &hg);
         }
@@ -66,13 +66,13 @@ impl Penalty for SmithLambda<'_> {
 /// The per-step stochastic form `(λ/4)‖∇Ĉ_B(θ)‖²` on the current batch; gradient `(λ/2) Ĥ_B ĝ_B`.
 /// Averaged over the batches of an epoch it is [`SmithLambda`].
 pub struct SmithStochastic<'a> {
-    model: Model<'a>,
+    model: &'a dyn Objective,
     lambda: f64,
 }
 
 impl<'a> SmithStochastic<'a> {
     /// Errors on `λ < 0`.
-    pub fn new(model: Model<'a>, lambda: f64) -> RegResult<Self> {
+    pub fn new(model: &'a dyn Objective, lambda: f64) -> RegResult<Self> {
         check_coefficient("lambda", lambda)?;
         Ok(SmithStochastic { model, lambda })
     }
@@ -84,7 +84,7 @@ impl Penalty for SmithStochastic<'_> {
     }
     fn value_grad(&self, theta: &[f64], batch: Batch<'_>, _rng: &mut ChaCha8Rng) -> RegResult<PenaltyValue> {
         let rows = batch_rows(batch, self.model.n_examples())?;
-        let (l, g, hg) = self.model.grad_self_hvp(theta, &rows)?;
+        let (l, g, hg) = grad_self_hvp(self.model, theta, &rows)?;
         Ok(PenaltyValue {
             value: 0.25 * self.lambda * super::dot(&g, &g),
             grad: hg.iter().map(|v| 0.5 * self.lambda * v).collect(),
