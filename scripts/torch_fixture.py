@@ -12,13 +12,16 @@ and writes, for each case, into crates/imreg-objective/tests/fixtures/torch/:
   <case>.data.safetensors  inputs X [n, C, H, W] and labels (float64)
   <case>.json              the spec, the loss (mean cross-entropy), the gradient norm and entries, v.Hv and HVP
                            entries for v_k = sin(0.5 k + 1), lambda_max (dense eigvalsh, or 300-step Lanczos with
-                           full reorthogonalization) and the per-example gradient norms (the gradient of each
+                           full reorthogonalization) with the top 3 eigenvalues, the exact Hessian trace (all P unit
+                           vectors), batch sharpness at b = 2 over all C(n, 2) batches (mean of ratios and ratio of
+                           means) and the per-example gradient norms (the gradient of each
                            example's loss with the batch's statistics differentiated through)
 
 Run:  /path/to/venv/bin/python scripts/torch_fixture.py   (needs torch and safetensors)
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -29,6 +32,8 @@ from safetensors.torch import save_file
 torch.set_default_dtype(torch.float64)
 OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "imreg-objective", "tests", "fixtures", "torch")
 INDICES = [0, 1, 7, 100]
+TOP = 3
+BATCH = 2
 
 
 class Residual(torch.nn.Module):
@@ -182,12 +187,13 @@ def make_case(case, spec, n, classes, seed, running_passes=0):
     params = [p for _, p in root.named_parameters()]
     P = sum(p.numel() for p in params)
 
-    def loss_of(flat):
+    def loss_of(flat, rows=None):
+        rows = torch.arange(n) if rows is None else rows
         ps = torch.split(flat, [p.numel() for p in params])
         state = {k: v.view_as(p) for k, v, p in zip(names, ps, params)}
         buffers = dict(root.named_buffers())
-        out = torch.func.functional_call(root_call, {**state, **buffers}, (X,))
-        return torch.nn.functional.cross_entropy(out, labels, reduction="none")
+        out = torch.func.functional_call(root_call, {**state, **buffers}, (X[rows],))
+        return torch.nn.functional.cross_entropy(out, labels[rows], reduction="none")
 
     root_call = root
     root.forward = lambda x: net(x)  # the registered modules are the ones `net` runs
@@ -209,9 +215,18 @@ def make_case(case, spec, n, classes, seed, running_passes=0):
         (r,) = torch.autograd.grad(g, t, u, retain_graph=True)
         return r.detach()
 
+    # Exact trace: the diagonal of H from all P unit vectors, in blocks (batched double backward).
+    trace = 0.0
+    for start in range(0, P, 512):
+        E = torch.eye(P)[start: start + 512]
+        (HE,) = torch.autograd.grad(g, t, E, retain_graph=True, is_grads_batched=True)
+        trace += HE[:, start: start + 512].diagonal().sum().item()
+
     if P <= 3000:
         H = torch.stack([hvp(e) for e in torch.eye(P)])
-        lam = torch.linalg.eigvalsh(0.5 * (H + H.T))[-1].item()
+        evals = torch.linalg.eigvalsh(0.5 * (H + H.T))
+        lam = evals[-1].item()
+        top = evals.flip(0)[:TOP].tolist()
         how = "dense eigvalsh"
     else:
         steps = 300
@@ -228,8 +243,24 @@ def make_case(case, spec, n, classes, seed, running_passes=0):
             b.append(beta)
             Q[j + 1] = w / beta
         T = torch.diag(torch.tensor(a)) + torch.diag(torch.tensor(b[:-1]), 1) + torch.diag(torch.tensor(b[:-1]), -1)
-        lam = torch.linalg.eigvalsh(T)[-1].item()
+        ritz = torch.linalg.eigvalsh(T)
+        lam = ritz[-1].item()
+        top = ritz.flip(0)[:TOP].tolist()
         how = f"Lanczos, {steps} steps, full reorthogonalization"
+
+    # Batch sharpness at b = BATCH over all C(n, b) batches (each batch's loss with its own statistics in
+    # training mode): the mean of g_B'H_B g_B / |g_B|^2, and E[g_B'H_B g_B] / E[|g_B|^2].
+    ratios, num, den = [], 0.0, 0.0
+    for rows in itertools.combinations(range(n), BATCH):
+        tb = theta.clone().requires_grad_(True)
+        (gb,) = torch.autograd.grad(loss_of(tb, torch.tensor(rows)).mean(), tb, create_graph=True)
+        (hgb,) = torch.autograd.grad(gb, tb, gb.detach())
+        q, s2 = torch.dot(gb.detach(), hgb).item(), torch.dot(gb, gb).item()
+        ratios.append(q / s2)
+        num += q
+        den += s2
+    batch_sharpness = sum(ratios) / len(ratios)
+    batch_sharpness_inside = num / den
 
     per = []
     losses = loss_of(t)
@@ -248,7 +279,9 @@ def make_case(case, spec, n, classes, seed, running_passes=0):
         "loss": f.item(), "grad_norm": g.norm().item(), "grad_entries": {str(i): g[i].item() for i in idx},
         "probe": "v_k = sin(0.5 k + 1)", "vhv": torch.dot(v, hv).item(),
         "hvp_entries": {str(i): hv[i].item() for i in idx},
-        "lambda_max": lam, "lambda_max_method": how, "per_example_grad_norms": per,
+        "lambda_max": lam, "lambda_max_method": how, "lambda_top": top, "hessian_trace": trace,
+        "hessian_trace_method": "exact: the sum of e_k'He_k over all unit vectors",
+        "batch_size": BATCH, "batch_sharpness": batch_sharpness, "batch_sharpness_inside": batch_sharpness_inside, "per_example_grad_norms": per,
         "torch": torch.__version__,
     }
     with open(os.path.join(OUT, f"{case}.json"), "w") as fh:

@@ -4,7 +4,6 @@ use crate::data;
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::params::load_params;
 use crate::spectrum::{
     batch_expectation, gradient_traces, hessian_extremes, hessian_trace, lambda_k1, Reported,
 };
@@ -72,6 +71,8 @@ pub struct AnalyzeRequest {
     pub split: Option<SplitConfig>,
     pub top_k: usize,
     pub bottom_k: usize,
+    /// `Tr H` is exact (all `p` unit vectors) up to this many parameters, Hutch++ above.
+    pub exact_trace_max_p: usize,
     /// Batch size for batch sharpness (none: skipped).
     pub batch_size: Option<usize>,
     /// Exact or Monte Carlo batch expectations.
@@ -146,8 +147,8 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         (Some(d), Some(s)) => Some(data::split(&d, s, req.data_seed, args)?.0),
         (d, _) => d,
     };
-    let model = Model::build(&req.model, dataset.as_ref(), args, req.data_seed)?;
-    let theta = load_params(&req.params, &model.layout(), "--params")?;
+    let mut model = Model::build(&req.model, dataset.as_ref(), args, req.data_seed)?;
+    let theta = model.load_theta(&req.params, "--params")?;
     let obj = model.objective();
     let n = obj.n_examples();
     if let Some(b) = req.batch_size {
@@ -161,7 +162,8 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
     let ext = hessian_extremes(obj, &theta, Batch::Full, req.top_k, req.bottom_k, req.seed)
         .map_err(|e| failed("Hessian eigenvalues", e))?;
-    let hessian_trace = hessian_trace(obj, &theta, req.seed).map_err(|e| failed("Hessian trace", e))?;
+    let hessian_trace = hessian_trace(obj, &theta, req.seed, req.exact_trace_max_p)
+        .map_err(|e| failed("Hessian trace", e))?;
     let (trace_k, trace_f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
     let lambda_k1 = lambda_k1(obj, &theta, req.seed).map_err(|e| failed("λ_K¹", e))?;
     let batch_sharpness = match req.batch_size {

@@ -36,7 +36,7 @@
 //! coefficient = 1e-4
 //! ```
 use crate::error::{CliError, Result};
-use imreg_objective::models::Activation;
+use imreg_objective::models::{Activation, BatchNormStats, NetworkSpec, StandardLoss};
 use imreg_objective::LossKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -345,6 +345,23 @@ pub enum ModelConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phi: Option<f64>,
     },
+    /// A network from a description (`imreg_objective::models::NetworkSpec`, PyTorch module names): a
+    /// `preset` (`cnn-relu`, `resnet20`, …, for the data's input shape and classes), a `spec` file
+    /// (`.toml`/`.json`) or an inline `[model.spec]` table. Inputs are rows of `C·H·W` features (NCHW images
+    /// flattened in C order) of shape `input_shape = [C, H, W]` (or `[d]`); `loss` is one of
+    /// `half_mse`, `squared_error`, `mse` (PyTorch's `MSELoss()`), `cross_entropy`, `logistic`; `batch_norm`
+    /// (`train`/`eval`) overrides the description's mode.
+    Network {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preset: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<SpecSource>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_shape: Option<Vec<usize>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch_norm: Option<BatchNormStats>,
+        loss: StandardLoss,
+    },
     /// A quadratic `ℓ_i(θ) = ½ θᵀA_iθ + b_iᵀθ` without `[data]`: `h = [..]` gives one example `½ Σ h_j θ_j²`;
     /// `p`, `n` give a seeded random instance (`Quadratic::random(p, n, seed)`).
     Quadratic {
@@ -357,6 +374,15 @@ pub enum ModelConfig {
     },
 }
 
+/// Where a network's description comes from: a `.toml`/`.json` file (relative to the config's folder) or an
+/// inline table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SpecSource {
+    File(PathBuf),
+    Inline(Box<NetworkSpec>),
+}
+
 impl ModelConfig {
     /// The `kind` string of the model.
     pub fn kind(&self) -> &'static str {
@@ -367,6 +393,7 @@ impl ModelConfig {
             ModelConfig::DeepLinear { .. } => "deep_linear",
             ModelConfig::ScalarNet { .. } => "scalar_net",
             ModelConfig::Quadratic { .. } => "quadratic",
+            ModelConfig::Network { .. } => "network",
         }
     }
 
@@ -650,6 +677,13 @@ impl ExperimentConfig {
             Some(DataConfig::Cifar10 { files, .. }) => files.iter_mut().for_each(fix),
             _ => {}
         }
+        if let ModelConfig::Network {
+            spec: Some(SpecSource::File(f)),
+            ..
+        } = &mut self.model
+        {
+            fix(f);
+        }
         if let Some(f) = &mut self.init.from {
             fix(f);
         }
@@ -746,10 +780,15 @@ impl ExperimentConfig {
                 format!("must be a non-negative finite number, got {scale}"),
             );
         }
-        if self.init.scheme == InitScheme::Pytorch && !matches!(self.model, ModelConfig::Mlp { .. }) {
+        if self.init.scheme == InitScheme::Pytorch
+            && !matches!(self.model, ModelConfig::Mlp { .. } | ModelConfig::Network { .. })
+        {
             return bad(
                 "init.scheme",
-                format!("\"pytorch\" needs model mlp, got {}", self.model.kind()),
+                format!(
+                    "\"pytorch\" needs model mlp or network, got {}",
+                    self.model.kind()
+                ),
             );
         }
         let positive = |field: &str, v: usize| -> Result<()> {
@@ -849,6 +888,13 @@ impl ExperimentConfig {
                 if hidden.contains(&0) =>
             {
                 return bad("model.hidden", "every hidden width must be at least 1".into())
+            }
+            ModelConfig::Network { preset, spec, .. } if preset.is_some() == spec.is_some() => {
+                return bad(
+                    "model.preset",
+                    "give exactly one of preset = \"NAME\" and spec = \"FILE\" (or a [model.spec] table)"
+                        .into(),
+                )
             }
             ModelConfig::Quadratic { h, p, n } => match (h, p, n) {
                 (Some(h), None, None) if !h.is_empty() => {}

@@ -5,7 +5,6 @@ use crate::data::{self, Dataset, STREAM_INIT};
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::output;
-use crate::params::{load_params, save_params};
 use crate::record::{Recorded, Recorder};
 use crate::train::{train, TrainOutcome};
 use imreg_objective::data::npy::npy_bytes;
@@ -64,7 +63,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         }
         (d, _) => (d, None),
     };
-    let model = Model::build(&config.model, data.as_ref(), file, config.seed)?;
+    let mut model = Model::build(&config.model, data.as_ref(), file, config.seed)?;
     let test_model = test
         .as_ref()
         .map(|t| Model::build(&config.model, Some(t), file, config.seed))
@@ -98,7 +97,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
         // Builds the penalties once so every model-dependent regularizer error surfaces here (exit 2).
         crate::regularize::penalties(&config, &model, file)?;
     }
-    let theta0 = init_theta(&config.init, &model, config.seed, file)?;
+    let theta0 = init_theta(&config.init, &mut model, config.seed, file)?;
     Ok(Prepared {
         config,
         data,
@@ -109,7 +108,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     })
 }
 
-fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Result<Vec<f64>> {
+fn init_theta(init: &InitConfig, model: &mut Model, seed: u64, file: &Path) -> Result<Vec<f64>> {
     let p = model.objective().dim();
     if let Some(from) = &init.from {
         if !from.exists() {
@@ -119,11 +118,15 @@ fn init_theta(init: &InitConfig, model: &Model, seed: u64, file: &Path) -> Resul
                 format!("file {} does not exist", from.display()),
             ));
         }
-        return load_params(from, &model.layout(), "init.from");
+        return model.load_theta(from, "init.from");
     }
     let scale = init.scale();
-    if let (InitScheme::Pytorch, Model::Mlp(m, _)) = (init.scheme, model) {
+    if let (InitScheme::Pytorch, Model::Mlp(m, _)) = (init.scheme, &*model) {
         return Ok(m.init_params(rng::stream(seed, STREAM_INIT).random::<u64>(), scale));
+    }
+    if let (InitScheme::Pytorch, Model::Network(m, _)) = (init.scheme, &*model) {
+        let net_seed = rng::stream(seed, STREAM_INIT).random::<u64>();
+        return Ok(crate::network::pytorch_init(m.network(), net_seed, scale));
     }
     if scale == 0.0 {
         return Ok(vec![0.0; p]);
@@ -224,11 +227,8 @@ fn write_outputs(
     let p = prep.theta0.len();
     put("theta_init.npy", &npy(&[p], &prep.theta0)?)?;
     put("theta_final.npy", &npy(&[p], &outcome.theta)?)?;
-    save_params(
-        &dir.join("theta_final.safetensors"),
-        &outcome.theta,
-        &prep.model.layout(),
-    )?;
+    prep.model
+        .save_theta(&dir.join("theta_final.safetensors"), &outcome.theta)?;
     files.push("theta_final.safetensors".into());
     files.extend(recorded.columns.iter().map(|c| format!("{c}.npy")));
     let name = cfg.name.clone().unwrap_or_else(|| default_name.to_string());

@@ -16,6 +16,7 @@ pub mod experiment;
 pub mod limits;
 pub mod lock;
 pub mod model;
+pub mod network;
 pub mod output;
 pub mod params;
 pub mod progress;
@@ -102,9 +103,25 @@ struct AnalyzeArgs {
     /// Take model and data from an experiment config instead of --model/--data.
     #[arg(long, conflicts_with_all = ["model", "data"])]
     config: Option<PathBuf>,
-    /// linear_regression | logistic_regression | mlp | deep_linear | scalar_net
+    /// linear_regression | logistic_regression | mlp | deep_linear | scalar_net | network
     #[arg(long)]
     model: Option<String>,
+    /// Preset of network: cnn-relu, cnn-tanh, cnn-elu, fc-tanh, fc-relu, resnet20, resnet20-nobn, vgg-small, ….
+    #[arg(long, conflicts_with = "spec")]
+    preset: Option<String>,
+    /// Description of network: a .toml or .json NetworkSpec file.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Input shape of network, C,H,W (rows of the data hold C·H·W features, NCHW flattened).
+    #[arg(long, value_delimiter = ',')]
+    input_shape: Vec<usize>,
+    /// Batch norm of network: train (batch statistics) | eval (running statistics from --params).
+    #[arg(long)]
+    batch_norm: Option<String>,
+    /// Sum the Hessian's diagonal over all p unit vectors (exact trace) up to this many parameters; above,
+    /// Hutch++ (an estimate with its standard error).
+    #[arg(long, default_value_t = spectrum::DENSE_MAX_P)]
+    exact_trace_max_p: usize,
     /// Hidden widths of mlp / deep_linear, comma separated.
     #[arg(long, value_delimiter = ',')]
     hidden: Vec<usize>,
@@ -114,7 +131,8 @@ struct AnalyzeArgs {
     /// Hidden activation of mlp: tanh | relu | gelu | softplus | sigmoid | identity.
     #[arg(long)]
     activation: Option<String>,
-    /// Loss of mlp: half_mse | full_mse | cross_entropy.
+    /// Loss of mlp: half_mse | full_mse | cross_entropy; of network: half_mse | squared_error | mse |
+    /// cross_entropy | logistic (mse = PyTorch's MSELoss(), the mean over examples and outputs).
     #[arg(long)]
     loss: Option<String>,
     /// The targets are integer class labels in 0..CLASSES.
@@ -363,6 +381,27 @@ fn run(
 }
 
 fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
+    let json = a.json;
+    let result = analyze::analyze(&analyze_request(a)?)?;
+    print!("{}", analyze::render(&result, json)?);
+    Ok(EXIT_OK)
+}
+
+/// Parses `imreg analyze …` (the first argument is the program name) and runs the analysis exactly as the
+/// command does before it prints [`analyze::render`].
+pub fn analyze_from_args<I, T>(args: I) -> Result<analyze::Analysis>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(|e| CliError::arg("<args>", e.to_string()))?;
+    match cli.command {
+        Command::Analyze(a) => analyze::analyze(&analyze_request(*a)?),
+        _ => Err(CliError::arg("<command>", "expected `analyze`")),
+    }
+}
+
+fn analyze_request(a: AnalyzeArgs) -> Result<analyze::AnalyzeRequest> {
     let (model, data, split, data_seed) = match &a.config {
         Some(path) => {
             let c = ExperimentConfig::load(path)?;
@@ -391,6 +430,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                             .map_err(|_| CliError::arg("--loss", format!("unknown loss {loss:?} (half_mse, full_mse, cross_entropy)")))?,
                     }
                 }
+                "network" => network_config(&a)?,
                 "deep_linear" => ModelConfig::DeepLinear { hidden: a.hidden.clone(), bias: a.bias.unwrap_or(false) },
                 "scalar_net" => ModelConfig::ScalarNet {
                     k: a.k.ok_or_else(|| CliError::arg("--k", "required for scalar_net"))?,
@@ -399,7 +439,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
                 other => {
                     return Err(CliError::arg(
                         "--model",
-                        format!("unknown model {other:?} (linear_regression, logistic_regression, mlp, deep_linear, scalar_net)"),
+                        format!("unknown model {other:?} (linear_regression, logistic_regression, mlp, deep_linear, scalar_net, network)"),
                     ))
                 }
             };
@@ -423,7 +463,7 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
             )
         }
     };
-    let req = analyze::AnalyzeRequest {
+    Ok(analyze::AnalyzeRequest {
         model,
         params: a.params,
         data,
@@ -436,12 +476,48 @@ fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
             mc_batches: a.mc_batches,
             mc_rel_se: a.mc_rel_se,
         },
+        exact_trace_max_p: a.exact_trace_max_p,
         seed: a.seed,
         data_seed,
+    })
+}
+
+/// The `network` model of `analyze`'s flags.
+fn network_config(a: &AnalyzeArgs) -> Result<ModelConfig> {
+    fn parse<T: serde::de::DeserializeOwned>(flag: &str, value: &str, known: &str) -> Result<T> {
+        serde_json::from_value(serde_json::Value::String(value.to_string()))
+            .map_err(|_| CliError::arg(flag, format!("unknown value {value:?} ({known})")))
+    }
+    let loss = a.loss.as_deref().ok_or_else(|| {
+        CliError::arg(
+            "--loss",
+            "required for network (half_mse, squared_error, mse, cross_entropy, logistic)",
+        )
+    })?;
+    let spec = match (&a.preset, &a.spec) {
+        (None, None) => {
+            return Err(CliError::arg(
+                "--preset",
+                "network needs --preset NAME or --spec FILE",
+            ))
+        }
+        (_, s) => s.clone().map(config::SpecSource::File),
     };
-    let result = analyze::analyze(&req)?;
-    print!("{}", analyze::render(&result, a.json)?);
-    Ok(EXIT_OK)
+    Ok(ModelConfig::Network {
+        preset: a.preset.clone(),
+        spec,
+        input_shape: (!a.input_shape.is_empty()).then(|| a.input_shape.clone()),
+        batch_norm: a
+            .batch_norm
+            .as_deref()
+            .map(|b| parse("--batch-norm", b, "train, eval"))
+            .transpose()?,
+        loss: parse(
+            "--loss",
+            loss,
+            "half_mse, squared_error, mse, cross_entropy, logistic",
+        )?,
+    })
 }
 
 fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {

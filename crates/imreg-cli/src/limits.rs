@@ -5,6 +5,7 @@
 //! `docs/reliability.md`.
 use crate::config::{DataConfig, ExperimentConfig, ModelConfig};
 use crate::error::{CliError, Result};
+use imreg_objective::models::{LayerSpec, NetworkSpec};
 use std::path::Path;
 
 /// Most parameters `p` of a model.
@@ -179,6 +180,8 @@ pub fn param_count(model: &ModelConfig, d_in: usize, d_out: usize) -> u64 {
         ModelConfig::ScalarNet { k, .. } => mul(2, u(*k)),
         ModelConfig::Quadratic { h: Some(h), .. } => u(h.len()),
         ModelConfig::Quadratic { p, .. } => u(p.unwrap_or(0)),
+        // Counted from the compiled description (`crate::network`), after `spec_widths` bounded it.
+        ModelConfig::Network { .. } => 0,
     }
 }
 
@@ -204,6 +207,37 @@ pub fn check_model(model: &ModelConfig, n: usize, d_in: usize, d_out: usize, fil
         param_count(model, d_in, d_out),
         MAX_PARAMS,
     )
+}
+
+/// The widths a network description sets, summed before it is compiled: every layer's `out_channels` /
+/// `out_features` / adaptive pool size and the input's features. Compiling allocates per-channel buffers (batch
+/// norm's running statistics) no larger than this sum, and every parameter tensor has at least its layer's width.
+pub fn spec_widths(spec: &NetworkSpec) -> u64 {
+    fn layers(ls: &[LayerSpec]) -> u64 {
+        ls.iter().fold(0, |s, l| add(s, layer(l)))
+    }
+    fn layer(l: &LayerSpec) -> u64 {
+        match l {
+            LayerSpec::Conv2d { out_channels, .. } => u(*out_channels),
+            LayerSpec::Linear { out_features, .. } => u(*out_features),
+            LayerSpec::AdaptiveAvgPool { output_size, .. } => {
+                let (h, w) = output_size.pair();
+                mul(u(h), u(w))
+            }
+            LayerSpec::Sequential { layers: ls, .. } => layers(ls),
+            LayerSpec::Residual { body, shortcut, .. } => add(layers(body), layers(shortcut)),
+            LayerSpec::Concat { branches, .. } => branches.iter().fold(0, |s, b| add(s, layers(b))),
+            _ => 0,
+        }
+    }
+    let input = spec.input.iter().fold(1, |s, &d| mul(s, u(d)));
+    add(input, layers(&spec.layers))
+}
+
+/// Bytes the tape of one chunk of `rows` examples holds by our estimate: each activation's value, adjoint and
+/// the two tangents of an HVP (`4 × 8` bytes per float).
+pub fn network_tape_bytes(activation_floats: usize, rows: usize) -> u64 {
+    mul(mul(u(activation_floats), u(rows)), 32)
 }
 
 /// The number of rows a run of `steps` steps records when metrics are due at step 0, at the last step and

@@ -2,8 +2,10 @@
 use crate::config::ModelConfig;
 use crate::data::Dataset;
 use crate::error::{CliError, Result};
+use crate::network::SpecObjective;
 use imreg_objective::models::{
-    DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Quadratic, ScalarNet,
+    DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Network, NetworkObjective, Quadratic,
+    ScalarNet,
 };
 use imreg_objective::{Batch, LossKind, Objective, Supervised};
 use ndarray::{concatenate, Array1, Array2, Axis};
@@ -19,6 +21,8 @@ pub enum Model {
     DeepLinear(DeepLinear),
     Scalar(ScalarNet),
     Quadratic(Quadratic),
+    /// A network from a description (`crate::network`) and its class labels (for classifiers).
+    Network(SpecObjective, Option<Vec<usize>>),
 }
 
 /// One named tensor of the flat parameter vector (PyTorch state-dict name and shape).
@@ -199,6 +203,18 @@ impl Model {
                 }
                 (None, None) => return Err(need()),
             },
+            ModelConfig::Network { loss, .. } => {
+                let d = data.ok_or_else(need)?;
+                let outputs = d.classes.unwrap_or(d.y.ncols());
+                let spec = crate::network::resolve_spec(cfg, d.dim(), outputs, file)?;
+                let net = crate::network::compile(spec, d.n(), file)?;
+                let labels = d.labels();
+                let obj = match &labels {
+                    Some(labels) => NetworkObjective::classification(net, *loss, d.x.clone(), labels.clone()),
+                    None => NetworkObjective::regression(net, *loss, d.x.clone(), d.y.clone()),
+                };
+                Model::Network(obj.map_err(|e| objective_err("model.loss", e))?, labels)
+            }
             ModelConfig::Quadratic { h, p, n } => match (h, p, n) {
                 (Some(h), _, _) => {
                     Model::Quadratic(Quadratic::try_diagonal(h).map_err(|e| objective_err("model.h", e))?)
@@ -226,6 +242,7 @@ impl Model {
             Model::DeepLinear(m) => m,
             Model::Scalar(m) => m,
             Model::Quadratic(m) => m,
+            Model::Network(m, _) => m,
         }
     }
 
@@ -261,6 +278,12 @@ impl Model {
                 .collect(),
             Model::Scalar(m) => vec![t("a", vec![m.k()]), t("b", vec![m.k()])],
             Model::Quadratic(m) => vec![t("theta", vec![m.dim()])],
+            Model::Network(m, _) => m
+                .network()
+                .parameters()
+                .into_iter()
+                .map(|p| t(&p.name, p.shape))
+                .collect(),
         }
     }
 
@@ -269,7 +292,7 @@ impl Model {
             Model::Linear(_, bias) | Model::Logistic(_, bias) => *bias,
             Model::DeepLinear(m) => m.has_bias(),
             Model::Mlp(m, _) => m.spec().bias,
-            Model::Scalar(_) | Model::Quadratic(_) => false,
+            Model::Scalar(_) | Model::Quadratic(_) | Model::Network(..) => false,
         }
     }
 
@@ -277,7 +300,7 @@ impl Model {
     pub fn is_classifier(&self) -> bool {
         match self {
             Model::Logistic(..) => true,
-            Model::Mlp(_, labels) => labels.is_some(),
+            Model::Mlp(_, labels) | Model::Network(_, labels) => labels.is_some(),
             _ => false,
         }
     }
@@ -304,6 +327,21 @@ impl Model {
                     .map_err(|e| CliError::Failed(format!("accuracy: {e}")))?;
                 (argmax_rows(&out), labels)
             }
+            Model::Network(m, labels) => {
+                let Some(labels) = labels.clone() else {
+                    return Ok(None);
+                };
+                let out = m
+                    .outputs(theta, Batch::Full)
+                    .map_err(|e| CliError::Failed(format!("accuracy: {e}")))?;
+                // One output is the logit of class 1 (the logistic loss).
+                let predicted = if out.ncols() == 1 {
+                    out.column(0).iter().map(|&v| usize::from(v > 0.0)).collect()
+                } else {
+                    argmax_rows(&out)
+                };
+                (predicted, labels)
+            }
             _ => return Ok(None),
         };
         let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -318,6 +356,31 @@ impl Model {
                 Some(a.iter().map(|v| v * v).sum::<f64>() - b.iter().map(|v| v * v).sum::<f64>())
             }
             _ => None,
+        }
+    }
+
+    /// Reads `θ` from `path` (`field` names the argument or config field): a network's `.safetensors` state
+    /// dict loads strictly by name and shape and sets batch norm's running statistics; every other model and
+    /// flat `.npy` files go through [`crate::params::load_params`].
+    pub fn load_theta(&mut self, path: &Path, field: &str) -> Result<Vec<f64>> {
+        if let Model::Network(m, _) = self {
+            if path.extension().is_some_and(|e| e == "safetensors") {
+                let (loaded, theta) = crate::network::load_state_dict(m, path, field)?;
+                *m = loaded;
+                return Ok(theta);
+            }
+        }
+        crate::params::load_params(path, &self.layout(), field)
+    }
+
+    /// Writes `θ` as a PyTorch `state_dict` to `path` (a network's includes batch norm's running statistics).
+    pub fn save_theta(&self, path: &Path, theta: &[f64]) -> Result<()> {
+        match self {
+            Model::Network(m, _) => {
+                imreg_plot::write_atomic(path, &crate::network::state_dict_bytes(m, theta)?)?;
+                Ok(())
+            }
+            _ => crate::params::save_params(path, theta, &self.layout()),
         }
     }
 

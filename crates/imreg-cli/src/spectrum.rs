@@ -169,12 +169,17 @@ pub fn full_sharpness(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_sp
     Ok(sharpness(obj, theta, Batch::Full, &opts)?.value)
 }
 
-/// `Tr ∇²C(θ)`: exact for small `p` (`p` unit vectors), Hutch++ with its standard error otherwise (probes
-/// from `seed`).
-pub fn hessian_trace(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<Reported> {
+/// `Tr ∇²C(θ)`: exact for `p ≤ exact_max_p` (`p` unit vectors), Hutch++ with its standard error otherwise
+/// (probes from `seed`).
+pub fn hessian_trace(
+    obj: &dyn Objective,
+    theta: &[f64],
+    seed: u64,
+    exact_max_p: usize,
+) -> imreg_spectra::Result<Reported> {
     let h = HessianOperator::new(obj, theta, Batch::Full)?;
     let p = obj.dim();
-    if p <= DENSE_MAX_P {
+    if p <= exact_max_p {
         return Ok(Reported::exact(
             exact_trace(&h)?,
             Some((p as u64, "unit vectors")),

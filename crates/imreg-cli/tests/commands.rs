@@ -102,6 +102,7 @@ fn analyze_safetensors_matches_library() {
     let st = dir.path().join("w.safetensors");
     std::fs::write(&st, safetensors::serialize(tensors, &None).unwrap()).unwrap();
     let req = AnalyzeRequest {
+        exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         model: ModelConfig::DeepLinear {
             hidden: vec![4],
             bias: true,

@@ -77,6 +77,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         loss: LossConfig::HalfMse,
     };
     let req = AnalyzeRequest {
+        exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         model,
         params: st.clone(),
         data: Some(DataConfig::Npy {
@@ -207,6 +208,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     ];
     std::fs::write(&wrong, safetensors::serialize(t, &None).unwrap()).unwrap();
     let (file, field, reason) = input_error(analyze(&AnalyzeRequest {
+        exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         params: wrong.clone(),
         ..req
     }));
