@@ -31,7 +31,12 @@ pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
 pub fn network_model(model: &Model) -> Option<&dyn NetworkModel> {
     match model {
         Model::Mlp(m, _) => Some(m.objective()),
-        _ => None,
+        Model::Network(m, _) => Some(m),
+        Model::Linear(..)
+        | Model::Logistic(..)
+        | Model::DeepLinear(_)
+        | Model::Scalar(_)
+        | Model::Quadratic(_) => None,
     }
 }
 
@@ -80,7 +85,7 @@ pub fn penalties<'a>(
                     file,
                     field("kind"),
                     format!(
-                        "{} differentiates through the network: it needs a network model (mlp), got {}",
+                        "{} differentiates through the network: it needs a network model (mlp, deep_linear or network), got {}",
                         r.kind(),
                         obj.name()
                     ),

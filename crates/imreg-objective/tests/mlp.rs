@@ -1,6 +1,6 @@
 //! The autodiff-backed MLP against independent oracles: num-dual dense Hessians, the hand-derived deep linear
 //! network (identity activation), per-example identities, thread-count determinism and typed errors.
-use imreg_objective::models::{Activation, DeepLinear, Mlp, MlpSpec};
+use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{Batch, LossKind, Objective, ObjectiveError, Supervised, Targets};
 use nalgebra::DVector;
 use ndarray::Array2;
