@@ -6,16 +6,17 @@
 //!
 //! `y[i, o, u, v] = b_o + Σ_{c ∈ group(o)} Σ_{a, b'} W[o, c, a, b'] · x[i, c, s_h u − p_h + d_h a, s_w v − p_w + d_w b']`
 //!
-//! (zero outside the image). It is computed by im2col and one GEMM per group: the patches `P = im2col(x)`,
-//! `(n·OH·OW) × (C·kh·kw)`, so that `Z = P Wᵀ + 1 bᵀ` (per group, on the group's columns of `P` and rows of
-//! `W`) holds the output with the spatial positions as rows, which are then permuted back to NCHW rows.
+//! (zero outside the image). It is computed by im2col and one GEMM per group: the transposed patches
+//! `Pᵀ = im2col(x)`, `(C·kh·kw) × (n·OH·OW)`, so that `Z = W Pᵀ + b 1ᵀ` (per group, on the group's rows of `W`
+//! and `Pᵀ`) holds the output with the channels as rows, whose blocks of `OH·OW` are then moved to NCHW rows.
+//! Both im2col and that permutation copy contiguous runs (one output row's taps, one feature map).
 //!
 //! * JVP (bilinear): `ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`.
-//! * VJP: with `G` the output cotangent permuted to `(n·OH·OW) × out`, `W̄ = Gᵀ P`, `b̄ = 1ᵀ G`,
-//!   `x̄ = col2im(G W)`, col2im being the adjoint (transpose) of im2col.
+//! * VJP: with `G` the output cotangent permuted to `out × (n·OH·OW)`, `W̄ = G P`, `b̄ = G 1`,
+//!   `x̄ = col2im(Wᵀ G)`, col2im being the adjoint (transpose) of im2col.
 use crate::error::{AdError, Result};
 use crate::graph::{Graph, Var};
-use crate::layout::{checked_mul, place_cols, place_rows, slice_cols, slice_rows, Image};
+use crate::layout::{checked_mul, place_rows, slice_cols, slice_rows, Image};
 use crate::primitive::{expect_shape, Primitive};
 use crate::tensor::{Mat, Tensor};
 
@@ -129,58 +130,55 @@ struct ConvOp {
     bias: bool,
 }
 
-impl ConvOp {
-    /// The patch matrix `P`: row `(i·OH + u)·OW + v`, column `c·kh·kw + a·kw + b'`.
-    fn im2col(&self, x: &Mat) -> Mat {
-        let mut cols = Mat::zeros((x.nrows() * self.out.height * self.out.width, self.patch_len()));
-        self.for_each_tap(x.nrows(), |r, c, src| cols[(r, c)] = x[src]);
-        cols
-    }
+/// The output positions `v` whose tap `v·s + t − p` (`t` the kernel offset `b'·d`) lands in `0..size`, and the
+/// input position of the first one; `None` when no `v < ow` does.
+fn tap_range(size: usize, ow: usize, s: usize, t: usize, p: usize) -> Option<(usize, usize, usize)> {
+    // v·s + t ≥ p  ⇔  v ≥ ⌈(p − t)/s⌉;   v·s + t < size + p  ⇔  v < ⌈(size + p − t)/s⌉
+    let lo = p.saturating_sub(t).div_ceil(s);
+    let hi = (size + p).checked_sub(t)?.div_ceil(s).min(ow);
+    (lo < hi).then(|| (lo, hi, lo * s + t - p))
+}
 
-    /// The adjoint of [`ConvOp::im2col`]: every patch entry added back into its pixel.
-    fn col2im(&self, cols: &Mat) -> Mat {
-        let n = cols.nrows() / (self.out.height * self.out.width).max(1);
-        let mut x = Mat::zeros((
-            n,
-            self.geo.input.channels * self.geo.input.height * self.geo.input.width,
-        ));
-        self.for_each_tap(n, |r, c, dst| x[dst] += cols[(r, c)]);
-        x
+impl ConvOp {
+    /// `S = OH · OW`.
+    fn plane(&self) -> usize {
+        self.out.height * self.out.width
     }
 
     fn patch_len(&self) -> usize {
         self.geo.input.channels * self.geo.kernel.0 * self.geo.kernel.1
     }
 
-    /// Calls `f(patch row, patch column, (example, input feature))` for every tap that lands inside the image.
-    fn for_each_tap(&self, n: usize, mut f: impl FnMut(usize, usize, (usize, usize))) {
+    /// Calls `f(patch run, image row run)` for every run of taps along an output row: the patch matrix `Pᵀ`
+    /// is `(C·kh·kw) × (n·S)`, row `(c·kh + a)·kw + b'`, column `i·S + u·OW + v`; a run is the output positions
+    /// `v ∈ lo..hi` of one `(row, i, u)`, whose taps read the input row `y` of channel `c` of example `i` at
+    /// `x₀, x₀ + s_w, …`. Taps outside the image are skipped (they are the zero padding).
+    fn for_each_run(&self, n: usize, mut f: impl FnMut(std::ops::Range<usize>, usize)) {
         let Conv2d {
             input,
             kernel: (kh, kw),
-            stride: (sh, sw),
+            stride: (sh, _),
             padding: (ph, pw),
             dilation: (dh, dw),
             ..
         } = self.geo;
-        let (oh, ow) = (self.out.height, self.out.width);
-        for i in 0..n {
-            for u in 0..oh {
-                for v in 0..ow {
-                    let r = (i * oh + u) * ow + v;
-                    for c in 0..input.channels {
-                        for a in 0..kh {
-                            let Some(y) = (u * sh + a * dh).checked_sub(ph).filter(|&y| y < input.height)
-                            else {
-                                continue;
-                            };
-                            for b in 0..kw {
-                                let Some(x) = (v * sw + b * dw).checked_sub(pw).filter(|&x| x < input.width)
-                                else {
-                                    continue;
-                                };
-                                let col = (c * kh + a) * kw + b;
-                                f(r, col, (i, (c * input.height + y) * input.width + x));
-                            }
+        let (oh, ow, s) = (self.out.height, self.out.width, self.plane());
+        let feats = input.channels * input.height * input.width;
+        for c in 0..input.channels {
+            for a in 0..kh {
+                for b in 0..kw {
+                    let row = (c * kh + a) * kw + b;
+                    let Some((lo, hi, x0)) = tap_range(input.width, ow, self.geo.stride.1, b * dw, pw) else {
+                        continue;
+                    };
+                    for u in 0..oh {
+                        let Some(y) = (u * sh + a * dh).checked_sub(ph).filter(|&y| y < input.height) else {
+                            continue;
+                        };
+                        for i in 0..n {
+                            let dst = (row * n + i) * s + u * ow;
+                            let src = i * feats + (c * input.height + y) * input.width + x0;
+                            f(dst + lo..dst + hi, src);
                         }
                     }
                 }
@@ -188,79 +186,175 @@ impl ConvOp {
         }
     }
 
-    /// `(n·S) × out` with spatial positions as rows → `n × (out·S)` NCHW rows.
-    fn rows_to_nchw(&self, z: &Mat) -> Mat {
-        let s = self.out.height * self.out.width;
-        let (rows, o) = z.dim();
-        let n = rows / s.max(1);
-        Mat::from_shape_fn((n, o * s), |(i, f)| z[(i * s + f % s, f / s)])
+    /// The transposed patch matrix `Pᵀ`, `(C·kh·kw) × (n·S)` (see [`ConvOp::for_each_run`]).
+    fn im2col(&self, x: &Mat) -> Mat {
+        let n = x.nrows();
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let sw = self.geo.stride.1;
+        let mut cols = vec![0.0; self.patch_len() * n * self.plane()];
+        self.for_each_run(n, |dst, start| {
+            let dst = &mut cols[dst];
+            if sw == 1 {
+                dst.copy_from_slice(&src[start..start + dst.len()]);
+            } else {
+                dst.iter_mut()
+                    .zip(src[start..].iter().step_by(sw))
+                    .for_each(|(d, s)| *d = *s);
+            }
+        });
+        Mat::from_shape_vec((self.patch_len(), n * self.plane()), cols).expect("im2col shape")
     }
 
-    /// The inverse permutation of [`ConvOp::rows_to_nchw`] (also its adjoint).
-    fn nchw_to_rows(&self, y: &Mat) -> Mat {
-        let s = self.out.height * self.out.width;
+    /// The adjoint of [`ConvOp::im2col`]: every patch entry added back into its pixel.
+    fn col2im(&self, cols: &Mat) -> Mat {
+        let n = cols.ncols() / self.plane().max(1);
+        let feats = self.geo.input.channels * self.geo.input.height * self.geo.input.width;
+        let cols = cols.as_standard_layout();
+        let src = cols.as_slice().expect("standard layout");
+        let sw = self.geo.stride.1;
+        let mut x = vec![0.0; n * feats];
+        self.for_each_run(n, |run, start| {
+            let run = &src[run];
+            if sw == 1 {
+                x[start..start + run.len()]
+                    .iter_mut()
+                    .zip(run)
+                    .for_each(|(d, s)| *d += *s);
+            } else {
+                x[start..]
+                    .iter_mut()
+                    .step_by(sw)
+                    .zip(run)
+                    .for_each(|(d, s)| *d += *s);
+            }
+        });
+        Mat::from_shape_vec((n, feats), x).expect("col2im shape")
+    }
+
+    /// `out × (n·S)` (channels as rows) → `n × (out·S)` NCHW rows: blocks of `S` moved.
+    fn channels_to_nchw(&self, z: &Mat) -> Mat {
+        let s = self.plane();
+        let (o, cols) = z.dim();
+        let n = cols / s.max(1);
+        let z = z.as_standard_layout();
+        let src = z.as_slice().expect("standard layout");
+        let mut y = vec![0.0; n * o * s];
+        for (c, from) in src.chunks_exact(n * s).enumerate() {
+            for (i, block) in from.chunks_exact(s).enumerate() {
+                y[(i * o + c) * s..][..s].copy_from_slice(block);
+            }
+        }
+        Mat::from_shape_vec((n, o * s), y).expect("nchw shape")
+    }
+
+    /// The inverse permutation of [`ConvOp::channels_to_nchw`] (also its adjoint).
+    fn nchw_to_channels(&self, y: &Mat) -> Mat {
+        let s = self.plane();
         let (n, f) = y.dim();
         let o = f / s.max(1);
-        Mat::from_shape_fn((n * s, o), |(r, c)| y[(r / s, c * s + r % s)])
-    }
-
-    /// `Z = P Wᵀ` group by group (`P`'s and `W`'s blocks of the group, the result in the group's columns).
-    fn product<T: Tensor>(&self, p: &T, w: &T) -> T {
-        let g = self.geo.groups;
-        if g == 1 {
-            return T::matmul(p, false, w, true);
+        let y = y.as_standard_layout();
+        let src = y.as_slice().expect("standard layout");
+        let mut z = vec![0.0; n * o * s];
+        for (i, row) in src.chunks_exact(o * s).enumerate() {
+            for (c, block) in row.chunks_exact(s).enumerate() {
+                z[(c * n + i) * s..][..s].copy_from_slice(block);
+            }
         }
-        let (o, k) = (self.geo.out_channels, self.patch_len());
-        let (og, kg) = (o / g, k / g);
-        (0..g)
-            .map(|j| {
-                let pj = p.linear_map(&|m| slice_cols(m, j * kg, kg));
-                let wj = w.linear_map(&|m| slice_rows(m, j * og, og));
-                T::matmul(&pj, false, &wj, true).linear_map(&|m| place_cols(m, j * og, o))
-            })
-            .reduce(|a, b| a.add(&b))
-            .expect("groups > 0")
+        Mat::from_shape_vec((o, n * s), z).expect("channels shape")
     }
 
-    /// `(W̄, P̄) = (Gᵀ P, G W)` group by group, each only when wanted.
-    fn product_vjp<T: Tensor>(
-        &self,
-        p: &T,
-        w: &T,
-        g: &T,
-        want_w: bool,
-        want_p: bool,
-    ) -> (Option<T>, Option<T>) {
+    /// `Z = W Pᵀ` (`out × (n·S)`), plus `b` in every column when given: one GEMM, or one per group on the
+    /// group's rows of `W` and `Pᵀ`.
+    fn product<T: Tensor>(&self, w: &T, p: &T, b: Option<&T>) -> T {
+        let g = self.geo.groups;
+        let bias = |rows: usize, cols: usize, j: usize| b.map(|b| self.bias_columns(b, j * rows, rows, cols));
+        let mul = |w: &T, p: &T, b: Option<T>| match b {
+            Some(mut c) => {
+                T::matmul_acc(&mut c, w, false, p, false);
+                c
+            }
+            None => T::matmul(w, false, p, false),
+        };
+        let cols = p.shape().1;
+        if g == 1 {
+            return mul(w, p, bias(self.geo.out_channels, cols, 0));
+        }
+        let (og, kg) = (self.geo.out_channels / g, self.patch_len() / g);
+        stack_rows(
+            (0..g)
+                .map(|j| {
+                    let wj = w.linear_map(&|m| slice_rows(m, j * og, og));
+                    let pj = p.linear_map(&|m| slice_rows(m, j * kg, kg));
+                    mul(&wj, &pj, bias(og, cols, j))
+                })
+                .collect(),
+        )
+    }
+
+    /// `(W̄, P̄ᵀ) = (G P, Wᵀ G)` for `G` the cotangent of `Z` (`out × (n·S)`), group by group, each only when
+    /// wanted.
+    fn product_vjp<T: Tensor>(&self, w: &T, p: Option<&T>, g: &T, want_p: bool) -> (Option<T>, Option<T>) {
         let groups = self.geo.groups;
         if groups == 1 {
             return (
-                want_w.then(|| T::matmul(g, true, p, false)),
-                want_p.then(|| T::matmul(g, false, w, false)),
+                p.map(|p| T::matmul(g, false, p, true)),
+                want_p.then(|| T::matmul(w, true, g, false)),
             );
         }
-        let (o, k) = (self.geo.out_channels, self.patch_len());
-        let (og, kg) = (o / groups, k / groups);
-        let mut gw: Option<T> = None;
-        let mut gp: Option<T> = None;
+        let (og, kg) = (self.geo.out_channels / groups, self.patch_len() / groups);
+        let mut gw = Vec::new();
+        let mut gp = Vec::new();
         for j in 0..groups {
-            let gj = g.linear_map(&|m| slice_cols(m, j * og, og));
-            if want_w {
-                let pj = p.linear_map(&|m| slice_cols(m, j * kg, kg));
-                let t = T::matmul(&gj, true, &pj, false).linear_map(&|m| place_rows(m, j * og, o));
-                gw = crate::dual::add_opt(gw, Some(t));
+            let gj = g.linear_map(&|m| slice_rows(m, j * og, og));
+            if let Some(p) = p {
+                let pj = p.linear_map(&|m| slice_rows(m, j * kg, kg));
+                gw.push(T::matmul(&gj, false, &pj, true));
             }
             if want_p {
                 let wj = w.linear_map(&|m| slice_rows(m, j * og, og));
-                let t = T::matmul(&gj, false, &wj, false).linear_map(&|m| place_cols(m, j * kg, k));
-                gp = crate::dual::add_opt(gp, Some(t));
+                gp.push(T::matmul(&wj, true, &gj, false));
             }
         }
-        (gw, gp)
+        (
+            p.is_some().then(|| stack_rows(gw)),
+            want_p.then(|| stack_rows(gp)),
+        )
+    }
+
+    /// Entries `start..start + rows` of the row `b` as a column, repeated in `cols` columns.
+    fn bias_columns<T: Tensor>(&self, b: &T, start: usize, rows: usize, cols: usize) -> T {
+        b.linear_map(&|m| slice_cols(m, start, rows).reversed_axes())
+            .broadcast_to(rows, cols)
     }
 
     fn patches<T: Tensor>(&self, x: &T) -> T {
         x.linear_map(&|m| self.im2col(m))
     }
+
+    fn to_nchw<T: Tensor>(&self, z: T) -> T {
+        z.linear_map(&|m| self.channels_to_nchw(m))
+    }
+}
+
+/// The blocks stacked on top of each other (pairwise, so that the copies cost `O(total · log blocks)`).
+fn stack_rows<T: Tensor>(mut blocks: Vec<T>) -> T {
+    while blocks.len() > 1 {
+        let mut next = Vec::with_capacity(blocks.len().div_ceil(2));
+        let mut it = blocks.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => {
+                    let (ra, rb) = (a.shape().0, b.shape().0);
+                    let top = a.linear_map(&|m| place_rows(m, 0, ra + rb));
+                    next.push(top.add(&b.linear_map(&|m| place_rows(m, ra, ra + rb))));
+                }
+                None => next.push(a),
+            }
+        }
+        blocks = next;
+    }
+    blocks.pop().expect("at least one block")
 }
 
 impl Primitive for ConvOp {
@@ -291,37 +385,34 @@ impl Primitive for ConvOp {
         Ok((n, self.out.features()?))
     }
     fn forward<T: Tensor>(&self, x: &[&T]) -> T {
-        let mut z = self.product(&self.patches(x[0]), x[1]);
-        if self.bias {
-            z = z.add_row(x[2]);
-        }
-        z.linear_map(&|m| self.rows_to_nchw(m))
+        let b = if self.bias { Some(x[2]) } else { None };
+        self.to_nchw(self.product(x[1], &self.patches(x[0]), b))
     }
     fn jvp<T: Tensor>(&self, x: &[&T], _y: &T, dx: &[Option<&T>]) -> Option<T> {
-        let z = crate::dual::add_opt(
-            dx[0].map(|dx| self.product(&self.patches(dx), x[1])),
-            dx[1].map(|dw| self.product(&self.patches(x[0]), dw)),
-        );
-        let z = match (z, dx.get(2).copied().flatten()) {
-            (Some(z), Some(db)) => Some(z.add_row(db)),
-            (None, Some(db)) => {
-                let rows = x[0].shape().0 * self.out.plane().unwrap_or(0);
-                Some(db.broadcast_to(rows, self.geo.out_channels))
+        let db = dx.get(2).copied().flatten();
+        let z = match (dx[0], dx[1]) {
+            (Some(dx0), dw) => {
+                let z = self.product(x[1], &self.patches(dx0), db);
+                Some(match dw {
+                    Some(dw) => z.add(&self.product(dw, &self.patches(x[0]), None)),
+                    None => z,
+                })
             }
-            (z, None) => z,
+            (None, Some(dw)) => Some(self.product(dw, &self.patches(x[0]), db)),
+            (None, None) => db.map(|db| {
+                let cols = x[0].shape().0 * self.plane();
+                self.bias_columns(db, 0, self.geo.out_channels, cols)
+            }),
         };
-        z.map(|z| z.linear_map(&|m| self.rows_to_nchw(m)))
+        z.map(|z| self.to_nchw(z))
     }
     fn vjp<T: Tensor>(&self, x: &[&T], _y: &T, g: &T, wants: &[bool]) -> Vec<Option<T>> {
-        let g = g.linear_map(&|m| self.nchw_to_rows(m));
+        let g = g.linear_map(&|m| self.nchw_to_channels(m));
         let p = wants[1].then(|| self.patches(x[0]));
-        let (gw, gp) = match &p {
-            Some(p) => self.product_vjp(p, x[1], &g, true, wants[0]),
-            None => self.product_vjp(&g, x[1], &g, false, wants[0]),
-        };
+        let (gw, gp) = self.product_vjp(x[1], p.as_ref(), &g, wants[0]);
         let mut out = vec![gp.map(|gp| gp.linear_map(&|m| self.col2im(m))), gw];
         if self.bias {
-            out.push(wants[2].then(|| g.sum_rows()));
+            out.push(wants[2].then(|| g.sum_cols().linear_map(&|m| m.t().to_owned())));
         }
         out
     }

@@ -16,7 +16,7 @@ use crate::graph::{Graph, Var};
 use crate::layout::Image;
 use crate::primitive::{expect_inputs, expect_shape, Primitive};
 use crate::tensor::{Mat, Tensor};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Kernel, stride and padding of a pooling layer on inputs of shape `input`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,35 +133,45 @@ impl Windows {
 
     /// `y_ij = w_j Σ_{k ∈ Ω_j} x_ik`, the weights `w_j` given per window.
     fn average(&self, x: &Mat, w: &[f64]) -> Mat {
-        Mat::from_shape_fn((x.nrows(), self.out_len()), |(i, j)| {
-            w[j] * self.window(j).iter().map(|&k| x[(i, k)]).sum::<f64>()
+        self.map_rows(x, self.in_len(), self.out_len(), |xi, yi| {
+            for (j, y) in yi.iter_mut().enumerate() {
+                *y = w[j] * self.window(j).iter().map(|&k| xi[k]).sum::<f64>();
+            }
         })
     }
 
     /// The adjoint of [`Windows::average`].
     fn average_adjoint(&self, g: &Mat, w: &[f64]) -> Mat {
-        let mut x = Mat::zeros((g.nrows(), self.in_len()));
-        for i in 0..g.nrows() {
-            for j in 0..self.out_len() {
+        self.map_rows(g, self.out_len(), self.in_len(), |gi, xi| {
+            for (j, &gij) in gi.iter().enumerate() {
                 for &k in self.window(j) {
-                    x[(i, k)] += w[j] * g[(i, j)];
+                    xi[k] += w[j] * gij;
                 }
             }
-        }
-        x
+        })
     }
 
     /// The first maximum of every window of every row, as input features (`n × out`, row-major).
     fn argmax(&self, x: &Mat) -> Vec<usize> {
-        let mut m = Vec::with_capacity(x.nrows() * self.out_len());
-        for i in 0..x.nrows() {
-            for j in 0..self.out_len() {
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let o = self.out_len();
+        let mut m = vec![0; x.nrows() * o];
+        if o == 0 {
+            return m;
+        }
+        for (xi, mi) in src.chunks_exact(self.in_len()).zip(m.chunks_exact_mut(o)) {
+            for (j, best) in mi.iter_mut().enumerate() {
                 let w = self.window(j);
-                let best = w
-                    .iter()
-                    .skip(1)
-                    .fold(w[0], |b, &k| if x[(i, k)] > x[(i, b)] { k } else { b });
-                m.push(best);
+                let (b, _) = w[1..].iter().fold((w[0], xi[w[0]]), |(b, bv), &k| {
+                    let v = xi[k];
+                    if v > bv {
+                        (k, v)
+                    } else {
+                        (b, bv)
+                    }
+                });
+                *best = b;
             }
         }
         m
@@ -169,17 +179,37 @@ impl Windows {
 
     fn gather(&self, x: &Mat, m: &[usize]) -> Mat {
         let o = self.out_len();
-        Mat::from_shape_fn((x.nrows(), o), |(i, j)| x[(i, m[i * o + j])])
+        let mut i = 0;
+        self.map_rows(x, self.in_len(), o, |xi, yi| {
+            let mi = &m[i * o..(i + 1) * o];
+            yi.iter_mut().zip(mi).for_each(|(y, &k)| *y = xi[k]);
+            i += 1;
+        })
     }
 
     /// The adjoint of [`Windows::gather`].
     fn scatter(&self, g: &Mat, m: &[usize]) -> Mat {
         let o = self.out_len();
-        let mut x = Mat::zeros((g.nrows(), self.in_len()));
-        for ((i, j), &v) in g.indexed_iter() {
-            x[(i, m[i * o + j])] += v;
+        let mut i = 0;
+        self.map_rows(g, o, self.in_len(), |gi, xi| {
+            let mi = &m[i * o..(i + 1) * o];
+            gi.iter().zip(mi).for_each(|(g, &k)| xi[k] += g);
+            i += 1;
+        })
+    }
+
+    /// `n × to` rows `f(row of x, zeroed row of the result)` for the `n × from` matrix `x`.
+    fn map_rows(&self, x: &Mat, from: usize, to: usize, mut f: impl FnMut(&[f64], &mut [f64])) -> Mat {
+        let n = x.nrows();
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let mut y = vec![0.0; n * to];
+        if to > 0 && from > 0 {
+            src.chunks_exact(from)
+                .zip(y.chunks_exact_mut(to))
+                .for_each(|(xi, yi)| f(xi, yi));
         }
-        x
+        Mat::from_shape_vec((n, to), y).expect("pool shape")
     }
 
     fn check_input(&self, op: &'static str, inputs: &[(usize, usize)]) -> Result<(usize, usize)> {
@@ -219,9 +249,52 @@ impl Primitive for AvgPoolOp {
 }
 
 /// A max pool: `y = x_m` with the argmax `m` of the innermost primal value (a constant of the active piece).
+///
+/// The forward, tangent and reverse rules of one tape node all see the same input value (the tape's), so the
+/// argmax is kept from the first rule that computes it, tagged with the identity of that value (its buffer,
+/// length and a few entries); a rule that sees another value computes its own.
 #[derive(Debug)]
 struct MaxPoolOp {
     windows: Windows,
+    argmax: Mutex<Option<(ValueTag, Arc<Vec<usize>>)>>,
+}
+
+/// The identity of a primal value: its buffer's address, its shape and its first, middle and last entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ValueTag {
+    ptr: usize,
+    dim: (usize, usize),
+    entries: [u64; 3],
+}
+
+impl ValueTag {
+    fn of(x: &Mat) -> Option<ValueTag> {
+        let s = x.as_slice()?;
+        let at = |i: usize| s.get(i).map_or(0, |v| v.to_bits());
+        Some(ValueTag {
+            ptr: s.as_ptr() as usize,
+            dim: x.dim(),
+            entries: [at(0), at(s.len() / 2), at(s.len().saturating_sub(1))],
+        })
+    }
+}
+
+impl MaxPoolOp {
+    /// The argmax of `x`, from the kept one when `x` is the value it was computed for.
+    fn argmax(&self, x: &Mat) -> Arc<Vec<usize>> {
+        let tag = ValueTag::of(x);
+        let mut kept = self.argmax.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(tag), Some((t, m))) = (tag, kept.as_ref()) {
+            if *t == tag {
+                return Arc::clone(m);
+            }
+        }
+        let m = Arc::new(self.windows.argmax(x));
+        if let Some(tag) = tag {
+            *kept = Some((tag, Arc::clone(&m)));
+        }
+        m
+    }
 }
 
 impl Primitive for MaxPoolOp {
@@ -232,15 +305,15 @@ impl Primitive for MaxPoolOp {
         self.windows.check_input("max_pool2d", inputs)
     }
     fn forward<T: Tensor>(&self, x: &[&T]) -> T {
-        let m = self.windows.argmax(x[0].primal());
+        let m = self.argmax(x[0].primal());
         x[0].linear_map(&|v| self.windows.gather(v, &m))
     }
     fn jvp<T: Tensor>(&self, x: &[&T], _y: &T, dx: &[Option<&T>]) -> Option<T> {
-        let m = self.windows.argmax(x[0].primal());
+        let m = self.argmax(x[0].primal());
         dx[0].map(|d| d.linear_map(&|v| self.windows.gather(v, &m)))
     }
     fn vjp<T: Tensor>(&self, x: &[&T], _y: &T, g: &T, _wants: &[bool]) -> Vec<Option<T>> {
-        let m = self.windows.argmax(x[0].primal());
+        let m = self.argmax(x[0].primal());
         vec![Some(g.linear_map(&|v| self.windows.scatter(v, &m)))]
     }
 }
@@ -249,7 +322,13 @@ impl<T: Tensor> Graph<T> {
     /// PyTorch's `nn.MaxPool2d` on NCHW rows (see [`crate::pool`]).
     pub fn max_pool2d(&mut self, x: Var, pool: &Pool2d) -> Result<Var> {
         let windows = pool.windows("max_pool2d")?;
-        self.apply(MaxPoolOp { windows }, &[x])
+        self.apply(
+            MaxPoolOp {
+                windows,
+                argmax: Mutex::new(None),
+            },
+            &[x],
+        )
     }
 
     /// PyTorch's `nn.AvgPool2d` (`count_include_pad = True`: every window is divided by `kh · kw`).
