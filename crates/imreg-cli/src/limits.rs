@@ -236,8 +236,8 @@ pub fn spec_widths(spec: &NetworkSpec) -> u64 {
 
 /// Bytes the tape of one chunk of `rows` examples holds by our estimate: each activation's value, adjoint and
 /// the two tangents of an HVP (`4 × 8` bytes per float).
-pub fn network_tape_bytes(activation_floats: usize, rows: usize) -> u64 {
-    mul(mul(u(activation_floats), u(rows)), 32)
+pub fn network_tape_bytes(tape_floats_per_example: usize, rows: usize) -> u64 {
+    mul(mul(u(tape_floats_per_example), u(rows)), 32)
 }
 
 /// The number of rows a run of `steps` steps records when metrics are due at step 0, at the last step and

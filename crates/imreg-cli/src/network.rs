@@ -104,7 +104,7 @@ pub fn compile(spec: NetworkSpec, n: usize, file: &Path) -> Result<SpecNetwork> 
         file,
         "model",
         "bytes of one chunk's tape",
-        network_tape_bytes(net.activation_floats(), rows),
+        network_tape_bytes(net.tape_floats_per_example(), rows),
         MAX_MEMORY_BYTES,
     )?;
     Ok(net)

@@ -122,7 +122,7 @@ impl Network for MlpSpec {
         MlpSpec::n_params(self)
     }
 
-    fn activation_floats(&self) -> usize {
+    fn tape_floats_per_example(&self) -> usize {
         self.widths.iter().sum()
     }
 }

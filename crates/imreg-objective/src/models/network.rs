@@ -126,7 +126,7 @@ pub trait Network: Send + Sync {
     }
     /// An estimate of the activations one example keeps on the tape, in `f64`s (the sum of the layer output
     /// widths), for the memory budget of prepared HVPs. The default counts the input and the output only.
-    fn activation_floats(&self) -> usize {
+    fn tape_floats_per_example(&self) -> usize {
         self.input_dim() + self.output_dim()
     }
 }
@@ -416,7 +416,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     }
 
     /// [`Objective::hessian_at`] with a memory budget for the recorded tapes (estimated as four `f64`s,
-    /// values, tangents, cotangents and their tangents, per [`Network::activation_floats`] per row).
+    /// values, tangents, cotangents and their tangents, per [`Network::tape_floats_per_example`] per row).
     pub(crate) fn hessian_within<'a>(
         &'a self,
         theta: &'a [f64],
@@ -426,7 +426,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         batch.validate(self.n_examples())?;
         let len = batch.len(self.n_examples());
         let bytes = len
-            .checked_mul(self.net.activation_floats())
+            .checked_mul(self.net.tape_floats_per_example())
             .and_then(|f| f.checked_mul(4 * size_of::<f64>()));
         if bytes.is_none_or(|b| b > budget_bytes) {
             return streamed_hessian(self, theta, batch);

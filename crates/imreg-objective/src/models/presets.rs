@@ -147,7 +147,7 @@ fn pool2() -> LayerSpec {
     }
 }
 
-fn activation(name: &str) -> LayerSpec {
+fn activation_layer(name: &str) -> LayerSpec {
     match name {
         "tanh" => LayerSpec::Tanh,
         "elu" => LayerSpec::Elu { alpha: 1.0 },
@@ -160,7 +160,7 @@ fn activation(name: &str) -> LayerSpec {
 fn fully_connected(act: &str, classes: usize) -> Vec<LayerSpec> {
     let mut layers = vec![LayerSpec::Flatten];
     for _ in 0..2 {
-        layers.extend([linear(None, 200), activation(act)]);
+        layers.extend([linear(None, 200), activation_layer(act)]);
     }
     layers.push(linear(None, classes));
     layers
@@ -170,7 +170,7 @@ fn fully_connected(act: &str, classes: usize) -> Vec<LayerSpec> {
 fn cohen_cnn(act: &str, widths: &[usize], classes: usize) -> Vec<LayerSpec> {
     let mut layers = Vec::new();
     for &w in widths {
-        layers.extend([conv(None, w, 3, 1, 1, true), activation(act), pool2()]);
+        layers.extend([conv(None, w, 3, 1, 1, true), activation_layer(act), pool2()]);
     }
     layers.extend([LayerSpec::Flatten, linear(None, classes)]);
     layers
@@ -180,10 +180,10 @@ fn cohen_cnn(act: &str, widths: &[usize], classes: usize) -> Vec<LayerSpec> {
 fn anchor_cnn(act: &str, widths: (usize, usize), classes: usize) -> Vec<LayerSpec> {
     vec![
         conv3("conv1", widths.0, 1, true),
-        activation(act),
+        activation_layer(act),
         pool2(),
         conv3("conv2", widths.1, 1, true),
-        activation(act),
+        activation_layer(act),
         pool2(),
         LayerSpec::Flatten,
         linear(Some("fc"), classes),

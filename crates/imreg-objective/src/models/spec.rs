@@ -1062,7 +1062,7 @@ impl Network for SpecNetwork {
     fn couples_examples(&self) -> bool {
         self.spec.batch_norm == BatchNormStats::Train && !self.running.is_empty()
     }
-    fn activation_floats(&self) -> usize {
+    fn tape_floats_per_example(&self) -> usize {
         self.floats
     }
 }
