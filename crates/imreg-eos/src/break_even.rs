@@ -1,5 +1,5 @@
-//! Break-even tracking (Jastrzębski et al., ICLR 2020; `shared/theory/smith-barrett-novack-jastrzebski-
-//! cohen-tenka.md` §4b) along GD/SGD trajectories.
+//! Break-even tracking (Jastrzębski et al., ICLR 2020, the break-even point of SGD) along GD/SGD
+//! trajectories.
 //!
 //! With per-example gradients `g_i`, their mean `ḡ`, the gradient covariance `K = (1/M) Σ_i (g_i − ḡ)(g_i −
 //! ḡ)ᵀ` and the training-loss Hessian `H`, every `k` steps (before the update):

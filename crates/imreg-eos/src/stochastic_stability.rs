@@ -1,4 +1,4 @@
-//! The edge of stochastic stability (Andreyev & Beneventano 2024/25; `shared/theory/beneventano.md` §2).
+//! The edge of stochastic stability (Andreyev & Beneventano 2024/25).
 //!
 //! SGD `θ_{t+1} = θ_t − η∇C_{B_t}(θ_t)` with random-reshuffling batches of size `b`. Along the run, every
 //! `k` steps (before the update), with `g_B = ∇C_B`, `H_B = ∇²C_B`, `B` a uniformly random size-`b` subset of

@@ -1,4 +1,4 @@
-//! Issue 7 performance targets.
+//! Performance targets of the explicit regularizers and the support experiment.
 //! * `gn_step/*`: one training step on a 1280-example batch of the digits MLP (64-32-10, tanh,
 //!   cross-entropy): plain SGD vs SGD + the GN penalty over 40 micro-batches of 32 (target ≤ 2.5×).
 //! * `support/200k_steps_b32`: 2·10⁵ reshuffled SGD steps of the 15-wide depth-4 linear net, b = 32,

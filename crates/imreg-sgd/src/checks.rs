@@ -22,7 +22,7 @@ use nalgebra::{DMatrix, DVector};
 /// The checks this crate registers.
 pub fn checks() -> Vec<Check> {
     let mut checks = expectation_checks();
-    // Issue 7: SGD without replacement, support learning and the explicit regularizers.
+    // SGD without replacement, support learning and the explicit regularizers.
     checks.extend(crate::reg_checks::regularization_checks());
     checks
 }

@@ -1,4 +1,4 @@
-//! Registered checks of issue 7: SGD without replacement (`wor.*`), support learning (`support.*`) and the
+//! Registered checks of SGD without replacement (`wor.*`), support learning (`support.*`) and the
 //! explicit regularizers (`reg.*`). Each measures what the theory predicts, against an independent
 //! computation (exact enumeration, dynamic programs, closed forms, central differences, ODE flows).
 use crate::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};

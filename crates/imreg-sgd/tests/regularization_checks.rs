@@ -1,4 +1,5 @@
-//! Every registered check of issue 7 as a test (quick mode), one test per check so failures are named.
+//! Every registered check of SGD without replacement, support learning and the explicit regularizers as a
+//! test (quick mode), one test per check so failures are named.
 use imreg_check::{run_check, CheckContext};
 use imreg_sgd::reg_checks::regularization_checks;
 
