@@ -7,7 +7,7 @@ use imreg_objective::models::{
     DeepLinear, LinearRegression, LogisticRegression, Mlp, MlpSpec, Network, NetworkObjective, Quadratic,
     ScalarNet,
 };
-use imreg_objective::{Batch, LossKind, Objective, Supervised};
+use imreg_objective::{argmax_rows, Batch, LossKind, Objective, Supervised};
 use ndarray::{concatenate, Array1, Array2, Axis};
 use std::path::Path;
 
@@ -42,21 +42,6 @@ impl ParamTensor {
 fn with_ones(x: &Array2<f64>) -> Array2<f64> {
     let ones = Array2::ones((x.nrows(), 1));
     concatenate(Axis(1), &[x.view(), ones.view()]).unwrap_or_else(|_| x.clone())
-}
-
-/// Index of the largest entry of each row (ties: the first).
-fn argmax_rows(out: &Array2<f64>) -> Vec<usize> {
-    out.outer_iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |b, (c, &v)| if v > b.1 { (c, v) } else { b },
-                )
-                .0
-        })
-        .collect()
 }
 
 impl Model {

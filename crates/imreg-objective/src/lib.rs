@@ -14,8 +14,8 @@ pub use batch::Batch;
 pub use error::{ObjectiveError, Result};
 /// Allocator tuning for programs that evaluate objectives in a loop (see [`imreg_ad::alloc`]).
 pub use imreg_ad::alloc::reuse_large_buffers;
-pub use objective::{check_finite, check_len, streamed_hessian, HessianAt, Objective};
-pub use supervised::{LossKind, Supervised, Targets};
+pub use objective::{check_finite, check_len, stream_rows, streamed_hessian, HessianAt, Objective};
+pub use supervised::{argmax_rows, LossKind, Supervised, Targets};
 pub mod checks;
 pub use checks::checks;
 pub mod models;

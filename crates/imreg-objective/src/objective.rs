@@ -55,23 +55,10 @@ pub trait Objective: Send + Sync {
     ) -> Result<()> {
         let n = self.n_examples();
         batch.validate(n)?;
-        let p = self.dim();
-        let chunk = chunk.max(1);
-        let len = batch.len(n);
-        let mut buf = ndarray::Array2::<f64>::zeros((chunk.min(len), p));
-        let mut start = 0;
-        while start < len {
-            let end = (start + chunk).min(len);
-            for k in start..end {
-                let i = batch.index(k);
-                let mut row = buf.row_mut(k - start);
-                let slice = row.as_slice_mut().expect("row-major buffer");
-                self.loss_grad(theta, Batch::Indices(&[i]), slice)?;
-            }
-            sink(start, buf.slice(ndarray::s![..end - start, ..]))?;
-            start = end;
-        }
-        Ok(())
+        stream_rows(batch.len(n), self.dim(), chunk, sink, |k, row| {
+            self.loss_grad(theta, Batch::Indices(&[batch.index(k)]), row)
+                .map(drop)
+        })
     }
 
     /// `H_B(θ)` as a map prepared once for many HVPs at the same point and batch (Lanczos, power iteration,
@@ -169,6 +156,31 @@ pub fn check_finite(what: &str, v: &[f64]) -> Result<()> {
             index,
             value: v[index],
         });
+    }
+    Ok(())
+}
+
+/// Streams `len` rows of length `p` in chunks of at most `chunk` rows through one reused buffer: `fill(k, row)`
+/// writes row `k`, and `sink(start, rows)` receives rows `start..start + rows.nrows()` (the contract of
+/// [`Objective::per_example_grads`]).
+pub fn stream_rows(
+    len: usize,
+    p: usize,
+    chunk: usize,
+    sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
+    mut fill: impl FnMut(usize, &mut [f64]) -> Result<()>,
+) -> Result<()> {
+    let chunk = chunk.max(1);
+    let mut buf = ndarray::Array2::<f64>::zeros((chunk.min(len), p));
+    let mut start = 0;
+    while start < len {
+        let end = (start + chunk).min(len);
+        for k in start..end {
+            let mut row = buf.row_mut(k - start);
+            fill(k, row.as_slice_mut().expect("row-major buffer"))?;
+        }
+        sink(start, buf.slice(ndarray::s![..end - start, ..]))?;
+        start = end;
     }
     Ok(())
 }

@@ -24,6 +24,22 @@ pub enum Targets<'a> {
     Labels(&'a [usize]),
 }
 
+/// Index of the largest entry of each row of `outputs` (ties: the first): the predicted class of each example.
+pub fn argmax_rows(outputs: &Array2<f64>) -> Vec<usize> {
+    outputs
+        .outer_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (c, &v)| if v > b.1 { (c, v) } else { b },
+                )
+                .0
+        })
+        .collect()
+}
+
 /// An [`Objective`] whose loss is `ℓ(f(x_i; θ), y_i)` for a model with `C` outputs.
 pub trait Supervised: Objective {
     /// Number of model outputs `C`.

@@ -14,7 +14,7 @@ use crate::regularizers::smith::SmithStochastic;
 use crate::regularizers::{NetworkModel, RegularizedSgd};
 use imreg_objective::data::digits_split;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
-use imreg_objective::{rng, Batch, LossKind};
+use imreg_objective::{argmax_rows, rng, Batch, LossKind};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
@@ -279,18 +279,7 @@ fn run_one(
 fn accuracy(model: &Mlp, theta: &[f64], labels: &[usize]) -> RegResult<f64> {
     use imreg_objective::Supervised;
     let f = model.outputs(theta, Batch::Full)?;
-    let correct = f
-        .rows()
-        .into_iter()
-        .zip(labels)
-        .filter(|(r, &y)| {
-            let best = r.iter().enumerate().fold(
-                (0, f64::NEG_INFINITY),
-                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-            );
-            best.0 == y
-        })
-        .count();
+    let correct = argmax_rows(&f).iter().zip(labels).filter(|(p, y)| p == y).count();
     Ok(correct as f64 / labels.len() as f64)
 }
 

@@ -20,7 +20,7 @@ use super::common::{
 use super::loss::{ChunkTargets, Loss, StandardLoss};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, streamed_hessian, HessianAt, Objective};
+use crate::objective::{check_finite, check_len, stream_rows, streamed_hessian, HessianAt, Objective};
 use crate::supervised::Targets;
 use imreg_ad::{Dual, Graph, Linearized, Mat, Program, Tensor, Var};
 use ndarray::{Array2, ArrayView2};
@@ -777,34 +777,14 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         let x = g.constant(gather_rows(&self.x, &ix));
         let out = self.net.forward(&mut g, &leaves, x).map_err(ad_err)?;
         let losses = self.loss.per_example(&mut g, out, &y).map_err(ad_err)?;
-        let shapes = self.net.leaf_shapes();
-        let chunk = chunk.max(1);
-        let mut buf = Array2::<f64>::zeros((chunk.min(len), p));
-        let mut start = 0;
-        while start < len {
-            let end = (start + chunk).min(len);
-            for k in start..end {
-                let e = g.constant(Mat::from_shape_fn((len, 1), |(i, _)| f64::from(u8::from(i == k))));
-                let picked = g.mul(losses, e).map_err(ad_err)?;
-                let lk = g.sum(picked);
-                let grads = g.backward(lk).map_err(ad_err)?;
-                let mut row = buf.row_mut(k - start);
-                let row = row
-                    .as_slice_mut()
-                    .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
-                let mut off = 0;
-                for (m, &(r, c)) in grads.iter().zip(&shapes) {
-                    row[off..off + r * c]
-                        .iter_mut()
-                        .zip(m.iter())
-                        .for_each(|(o, v)| *o = *v);
-                    off += r * c;
-                }
-            }
-            sink(start, buf.slice(ndarray::s![..end - start, ..]))?;
-            start = end;
-        }
-        Ok(())
+        stream_rows(len, p, chunk, sink, |k, row| {
+            let e = g.constant(Mat::from_shape_fn((len, 1), |(i, _)| f64::from(u8::from(i == k))));
+            let picked = g.mul(losses, e).map_err(ad_err)?;
+            let lk = g.sum(picked);
+            let grads = g.backward(lk).map_err(ad_err)?;
+            imreg_ad::flatten_into(&grads, row);
+            Ok(())
+        })
     }
 }
 
