@@ -37,6 +37,8 @@ fi
 if [[ -f $dir/slurmctld.pid || -f $dir/slurmd.pid ]]; then
     fail "$dir holds a running cluster's pid files: run scripts/ci/slurm-stop.sh first"
 fi
+# A fresh cluster: no jobs recovered from an earlier one.
+rm -rf "$dir/state" "$dir/spool"
 mkdir -p "$dir/state" "$dir/spool"
 
 # munge: the key (created once) and the daemon, run as the munge user on its default socket.
@@ -65,6 +67,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job waits for the credential lifetime before it starts again (default 120 s).
+AuthInfo=cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid

@@ -6,6 +6,8 @@
 #  2. expand scripts/ci/slurm-sweep.toml (6 runs) and run it locally with `sweep run` into A;
 #  3. submit it as a 3-task job array with `imreg sweep submit --sbatch` into B (a path with a space);
 #  4. once task 1 is running a run (its lock held, its temporary folder written), cancel it with scancel;
+#     once task 0 is running its second run, have Slurm requeue it (scontrol requeue): the restarted task
+#     must skip the first run and redo the second;
 #  5. wait for the array; `sweep status` must report the interrupted and the missing run (exit 1) and
 #     `sweep collect` must refuse (exit 1);
 #  6. resubmit the same array, wait; `sweep status` must report every run done (exit 0);
@@ -89,18 +91,31 @@ job=$("$imreg" "${submit[@]}") || fail "sweep submit --sbatch failed"
 say "job $job; the script, $B/sweep.sbatch:"
 cat "$B/sweep.sbatch"
 
+# Waits until array task $1 is RUNNING and computing run $2 (its lock held, its temporary folder written,
+# `sweep status` saying running).
+wait_computing() {
+    local deadline=$((SECONDS + 120)) status
+    until [[ $(job_state "$1" 2>/dev/null) == RUNNING && -f $B/.lock-$2 ]] &&
+        compgen -G "$B/.tmp-$2-*/metrics.csv" >/dev/null; do
+        ((SECONDS < deadline)) || fail "task $1 never started $2 (state $(job_state "$1" 2>&1))"
+        sleep 0.2
+    done
+    status=$("$imreg" sweep status --out "$B" || true)
+    grep -q "^running  $2 " <<<"$status" || fail "status does not show $2 running:"$'\n'"$status"
+    sleep 0.5
+}
+
 # Task 1 runs shard 1/3: run-0001, then run-0004. Cancel it while run-0001 is being computed.
-deadline=$((SECONDS + 120))
-until [[ $(job_state "${job}_1" 2>/dev/null) == RUNNING && -f $B/.lock-run-0001 ]] &&
-    compgen -G "$B/.tmp-run-0001-*/metrics.csv" >/dev/null; do
-    ((SECONDS < deadline)) || fail "task ${job}_1 never started run-0001 (state $(job_state "${job}_1" 2>&1))"
-    sleep 0.2
-done
-status=$("$imreg" sweep status --out "$B" || true)
-grep -q '^running  run-0001 ' <<<"$status" || fail "status does not show run-0001 running:"$'\n'"$status"
-sleep 0.5
+wait_computing "${job}_1" run-0001
 scancel "${job}_1"
 say "cancelled task ${job}_1 while it was running run-0001"
+# Task 0 runs run-0000, then run-0003. Have Slurm requeue it while run-0003 is being computed: the task
+# starts again (after the credential lifetime, AuthInfo=cred_expire) and must skip run-0000.
+[[ $(scontrol -o show job "${job}_0") == *" Requeue=1 "* ]] || fail "task ${job}_0 is not requeueable"
+wait_computing "${job}_0" run-0003
+[[ -f $B/run-0000/_COMPLETE ]] || fail "run-0000 not complete before run-0003 began"
+scontrol requeue "${job}_0"
+say "requeued task ${job}_0 while it was running run-0003"
 wait_job "$job" 300
 state=$(job_state "${job}_1")
 [[ $state == CANCELLED ]] || fail "task ${job}_1 ended $state, expected CANCELLED"
@@ -108,6 +123,11 @@ for task in 0 2; do
     state=$(job_state "${job}_$task")
     [[ $state == COMPLETED ]] || fail "task ${job}_$task ended $state, expected COMPLETED"
 done
+[[ $(scontrol -o show job "${job}_0") == *" Restarts=1 "* ]] || fail "task ${job}_0 was not restarted once"
+grep -q 'DUE TO JOB REQUEUE' "$B/slurm/imreg-ci-${job}_0.err" || fail "no requeue in task ${job}_0's log"
+grep -q 'ran 1, skipped 1 finished' "$B/slurm/imreg-ci-${job}_0.out" ||
+    fail "requeued task ${job}_0 did not skip run-0000 and redo run-0003"
+say "task ${job}_0 restarted once: $(cat "$B/slurm/imreg-ci-${job}_0.out")"
 [[ ! -f $B/run-0001/_COMPLETE ]] || fail "run-0001 completed although its task was cancelled"
 compgen -G "$B/.tmp-run-0001-*" >/dev/null || fail "the cancelled run left no temporary folder"
 

@@ -364,6 +364,11 @@ pub fn run_shard(
     let mut locks = Vec::new();
     for e in mine {
         if is_complete(out, &e.id) {
+            // A process killed after finishing this run but before its other runs left the lock behind:
+            // take the stale lock over and drop it (a live holder's lock is left alone).
+            if lock::inspect(out, &e.id).is_some_and(|l| l.stale) {
+                drop(lock::acquire(out, &e.id)?);
+            }
             report.skipped.push(e.id.clone());
             continue;
         }

@@ -73,6 +73,8 @@ fn status_reports_every_state_and_collect_refuses_until_complete() {
     )
     .unwrap();
     lock("run-0007", dead);
+    // run-0000: done, but its process was killed before it released the lock.
+    lock("run-0000", dead);
 
     let status = sweep::status(&out, None).unwrap();
     let states: Vec<&str> = status.runs.iter().map(|(_, s)| s.label()).collect();
@@ -121,6 +123,15 @@ fn status_reports_every_state_and_collect_refuses_until_complete() {
     assert!(!out.join(".tmp-run-0001-abc123").exists());
     let status = sweep::status(&out, Some(&m)).unwrap();
     assert!(status.is_complete(), "{status}");
+    // Rerunning the first shard redoes nothing and clears the finished run's stale lock.
+    let again = run_shard(&entries, Shard::parse("0/2").unwrap(), &out, &m, &opts, &|| {}).unwrap();
+    assert!(again.ran.is_empty());
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lock-") || n.starts_with(".tmp-") || n.starts_with(".error-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert_eq!(cli(&["sweep", "status", "--out", o]), 0);
     assert_eq!(cli(&["sweep", "collect", "--out", o]), 0);
     assert_eq!(summary_rows(&out), 8);
