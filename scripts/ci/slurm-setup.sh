@@ -29,9 +29,11 @@ for cmd in munged mungekey slurmctld slurmd sbatch sinfo squeue scancel; do
 done
 if ((${#need[@]})); then
     echo "slurm-setup: installing ${need[*]}"
+    command -v apt-get >/dev/null || fail "slurm-wlm and munge are missing and there is no apt-get to install them"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get update -qq || fail "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+        fail "apt-get could not install ${need[*]}"
 fi
 
 if [[ -f $dir/slurmctld.pid || -f $dir/slurmd.pid ]]; then
@@ -50,9 +52,13 @@ if [[ ! -s /etc/munge/munge.key ]]; then
     chown munge:munge /etc/munge/munge.key
     chmod 0400 /etc/munge/munge.key
 fi
-runuser -u munge -- munged --pid-file=/run/munge/munged.pid --log-file=/var/log/munge/munged.log \
-    || fail "munged did not start"
-cp /run/munge/munged.pid "$dir/munged.pid"
+if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+    echo "slurm-setup: using the munged already running (it is not ours to stop)"
+else
+    runuser -u munge -- munged --pid-file=/run/munge/munged.pid --log-file=/var/log/munge/munged.log ||
+        fail "munged did not start"
+    cp /run/munge/munged.pid "$dir/munged.pid"
+fi
 munge -n | unmunge >/dev/null || fail "munge cannot encode and decode a credential"
 
 # slurm.conf: this host as controller and only node, with the CPUs and memory slurmd detects.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops the daemons scripts/ci/slurm-setup.sh started (by the pid files in $IMREG_SLURM_DIR) and waits for
-# them to exit. `--purge` also removes $IMREG_SLURM_DIR (configuration, state, logs). Safe to run twice.
+# them to exit. `--purge` also removes what setup wrote in $IMREG_SLURM_DIR (configuration, state, logs).
+# Safe to run twice.
 set -uo pipefail
 dir=${IMREG_SLURM_DIR:-/tmp/imreg-slurm}
 stop() { # name pidfile
@@ -21,6 +22,9 @@ stop() { # name pidfile
 stop slurmd "$dir/slurmd.pid"
 stop slurmctld "$dir/slurmctld.pid"
 stop munged "$dir/munged.pid"
-if [[ ${1:-} == --purge ]]; then
-    rm -rf "$dir"
+if [[ ${1:-} == --purge && -d $dir ]]; then
+    # Only what slurm-setup.sh wrote there.
+    rm -rf "$dir/state" "$dir/spool"
+    rm -f "$dir/slurm.conf" "$dir/env" "$dir"/slurmctld.log "$dir"/slurmd.log "$dir"/munged.pid
+    rmdir "$dir" 2>/dev/null || echo "slurm-stop: left $dir (it holds files slurm-setup.sh did not write)"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A sweep on a real single-node Slurm equals the same sweep run locally, bitwise, even when an array task is
-# cancelled in the middle of a run and the sweep is resubmitted.
+# A sweep on a real single-node Slurm equals the same sweep run locally, bitwise, even when one array task
+# is requeued and another cancelled in the middle of a run and the sweep is resubmitted.
 #
 #  1. build imreg; start Slurm (scripts/ci/slurm-setup.sh, as root or through `sudo -n`);
 #  2. expand scripts/ci/slurm-sweep.toml (6 runs) and run it locally with `sweep run` into A;
@@ -17,7 +17,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export IMREG_SLURM_DIR=${IMREG_SLURM_DIR:-/tmp/imreg-slurm}
-work=${IMREG_SLURM_WORK:-$(mktemp -d /tmp/imreg-slurm-test.XXXXXX)}
+work=$(mktemp -d /tmp/imreg-slurm-test.XXXXXX)
 started=$SECONDS
 
 say() { echo "slurm-test [$((SECONDS - started)) s]: $*"; }

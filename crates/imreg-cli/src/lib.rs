@@ -664,6 +664,12 @@ fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
             )
         })?,
     };
+    if !imreg.is_file() {
+        return Err(CliError::arg(
+            "--imreg",
+            format!("{}: no such file (the tasks run this binary)", imreg.display()),
+        ));
+    }
     let job = slurm::ArrayJob {
         imreg,
         manifest: absolute("--manifest", &a.manifest)?,
@@ -697,27 +703,7 @@ fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
         }
         return Ok(EXIT_OK);
     }
-    let submitted = std::process::Command::new("sbatch")
-        .arg("--parsable")
-        .arg(&path)
-        .output()
-        .map_err(|e| {
-            CliError::Failed(format!(
-                "cannot run sbatch ({e}); {} is ready to submit",
-                path.display()
-            ))
-        })?;
-    let stdout = String::from_utf8_lossy(&submitted.stdout);
-    if !submitted.status.success() {
-        return Err(CliError::Failed(format!(
-            "sbatch {} failed ({}): {}",
-            path.display(),
-            submitted.status,
-            String::from_utf8_lossy(&submitted.stderr).trim()
-        )));
-    }
-    let id = slurm::parse_job_id(&stdout)
-        .ok_or_else(|| CliError::Failed(format!("sbatch printed no job id: {:?}", stdout.trim())))?;
+    let id = slurm::sbatch(&path)?;
     println!("{id}");
     Ok(EXIT_OK)
 }

@@ -4,8 +4,8 @@
 //! finish with a completion marker, so a requeued or resubmitted task skips the runs already complete and
 //! redoes only the interrupted ones ([`crate::sweep::run_shard`]).
 //!
-//! [`batch_script`] is pure: it validates the request and returns the text; writing and submitting it is
-//! the command's job.
+//! [`batch_script`] is pure: it validates the request and returns the text; [`sbatch`] submits a written
+//! script.
 use crate::error::CliError;
 use std::path::{Path, PathBuf};
 
@@ -202,6 +202,33 @@ pub fn batch_script(job: &ArrayJob) -> Result<String, ScriptError> {
 /// `s` as one POSIX shell word: single-quoted, each `'` written `'\''`.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Submits the batch script at `script` with `sbatch --parsable` and returns the job id. A missing
+/// `sbatch`, a refusal by Slurm (its message included) or an output without a job id is a failure.
+pub fn sbatch(script: &Path) -> Result<String, CliError> {
+    let submitted = std::process::Command::new("sbatch")
+        .arg("--parsable")
+        .arg(script)
+        .output()
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot run sbatch ({e}); {} is ready to submit",
+                script.display()
+            ))
+        })?;
+    let stdout = String::from_utf8_lossy(&submitted.stdout);
+    if !submitted.status.success() {
+        return Err(CliError::Failed(format!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            submitted.status,
+            String::from_utf8_lossy(&submitted.stderr).trim()
+        )));
+    }
+    parse_job_id(&stdout)
+        .map(String::from)
+        .ok_or_else(|| CliError::Failed(format!("sbatch printed no job id: {:?}", stdout.trim())))
 }
 
 /// The job id in the output of `sbatch --parsable` (`ID` or `ID;CLUSTER`).

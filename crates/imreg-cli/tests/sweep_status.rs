@@ -149,17 +149,10 @@ fn submit_writes_the_array_script_and_refuses_nonsense_untouched() {
     let m = m.to_str().unwrap();
     let out = dir.path().join("sweep out");
     let o = out.to_str().unwrap();
+    let bin = write(dir.path(), "imreg", "");
+    let bin = bin.to_str().unwrap();
     let submit = |extra: &[&str]| {
-        let mut args = vec![
-            "sweep",
-            "submit",
-            "--manifest",
-            m,
-            "--out",
-            o,
-            "--imreg",
-            "/opt/imreg",
-        ];
+        let mut args = vec!["sweep", "submit", "--manifest", m, "--out", o, "--imreg", bin];
         args.extend_from_slice(extra);
         cli(&args)
     };
@@ -175,10 +168,22 @@ fn submit_writes_the_array_script_and_refuses_nonsense_untouched() {
         assert_eq!(submit(bad), 2, "{bad:?}");
         assert!(!out.exists(), "{bad:?} created the output folder");
     }
+    let missing_binary = [
+        "sweep",
+        "submit",
+        "--manifest",
+        m,
+        "--out",
+        o,
+        "--imreg",
+        "/no/such/imreg",
+    ];
+    assert_eq!(cli(&missing_binary), 2);
+    assert!(!out.exists());
     assert_eq!(submit(&["--tasks", "3", "--time", "30:00", "--mem", "2G"]), 0);
     let script = std::fs::read_to_string(out.join("sweep.sbatch")).unwrap();
     let expected_exec = format!(
-        "exec '/opt/imreg' sweep run --manifest '{m}' --shard \"${{SLURM_ARRAY_TASK_ID}}/3\" --out '{o}'\n"
+        "exec '{bin}' sweep run --manifest '{m}' --shard \"${{SLURM_ARRAY_TASK_ID}}/3\" --out '{o}'\n"
     );
     assert!(script.ends_with(&expected_exec), "{script}");
     for line in [
