@@ -102,7 +102,7 @@ wait_computing() {
     done
     status=$("$imreg" sweep status --out "$B" || true)
     grep -q "^running  $2 " <<<"$status" || fail "status does not show $2 running:"$'\n'"$status"
-    sleep 0.5
+    sleep 0.2
 }
 
 # Task 1 runs shard 1/3: run-0001, then run-0004. Cancel it while run-0001 is being computed.
