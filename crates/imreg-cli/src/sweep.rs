@@ -479,28 +479,25 @@ fn sweep_manifest(out: &Path, manifest: Option<&Path>) -> Result<Vec<ManifestEnt
 /// [`Collected::missing`].
 pub fn collect(out: &Path, manifest: Option<&Path>, allow_incomplete: bool) -> Result<Collected> {
     let entries = sweep_manifest(out, manifest)?;
-    let unfinished: Vec<&str> = entries
+    let complete: Vec<bool> = entries.iter().map(|e| is_complete(out, &e.id)).collect();
+    let missing: Vec<String> = entries
         .iter()
-        .filter(|e| !is_complete(out, &e.id))
-        .map(|e| e.id.as_str())
+        .zip(&complete)
+        .filter(|(_, &done)| !done)
+        .map(|(e, _)| e.id.clone())
         .collect();
-    if !unfinished.is_empty() && !allow_incomplete {
+    if !missing.is_empty() && !allow_incomplete {
         return Err(CliError::Failed(format!(
             "{} of {} runs are not complete ({}): nothing collected; see `imreg sweep status --out {}`, \
              rerun or resubmit the sweep (finished runs are skipped), or pass --allow-incomplete",
-            unfinished.len(),
+            missing.len(),
             entries.len(),
-            list_ids(&unfinished),
+            list_ids(&missing),
             out.display()
         )));
     }
     let mut rows = Vec::new();
-    let mut missing = Vec::new();
-    for e in &entries {
-        if !is_complete(out, &e.id) {
-            missing.push(e.id.clone());
-            continue;
-        }
+    for (e, _) in entries.iter().zip(&complete).filter(|(_, &done)| done) {
         let sp = out.join(&e.id).join("summary.json");
         let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io_while("reading", &sp, err))?;
         let s: RunSummary =
