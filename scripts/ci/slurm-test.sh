@@ -29,6 +29,7 @@ fail() {
             tail -n 20 "$log" >&2
         fi
     done
+    echo "slurm-test: the sweep folders are kept in $work" >&2
     exit 1
 }
 as_root() {
