@@ -1,4 +1,5 @@
-//! The `imreg` command line: `reproduce`, `verify`, `run`, `analyze`, `sweep`.
+//! The `imreg` command line: `reproduce`, `verify`, `run`, `analyze`, `sweep` (expand, run, status,
+//! collect, and `submit` to Slurm).
 //!
 //! [`run_with_args`] is the whole program as a function (tests call it without the binary); [`main`] runs it
 //! on the process arguments. Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a failed check or a computation
@@ -24,6 +25,7 @@ pub mod record;
 pub mod registry;
 pub mod regularize;
 pub mod report;
+pub mod slurm;
 pub mod spectrum;
 pub mod sweep;
 pub mod train;
@@ -189,13 +191,62 @@ enum SweepCommand {
         #[arg(long)]
         no_figures: bool,
     },
-    /// Merge finished runs into OUT/summary.csv and OUT/summary.jsonl.
+    /// Merge finished runs into OUT/summary.csv and OUT/summary.jsonl; an incomplete sweep is refused (exit 1).
     Collect {
         #[arg(long)]
         out: PathBuf,
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// Collect the finished runs of an incomplete sweep (warning with the unfinished ones).
+        #[arg(long)]
+        allow_incomplete: bool,
     },
+    /// Done, running, failed and missing runs of an output folder (exit 0 when every run is done, else 1).
+    Status {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Write the Slurm job-array script of a manifest to OUT/sweep.sbatch (task I runs shard I/N) and print
+    /// it, or submit it with --sbatch and print the job id.
+    Submit(Box<SubmitArgs>),
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    #[arg(long)]
+    manifest: PathBuf,
+    /// The sweep's output folder (prepared and bound to the manifest now; the logs go to OUT/slurm).
+    #[arg(long)]
+    out: PathBuf,
+    /// Array tasks N, 1 ≤ N ≤ runs (default: one per run).
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// At most this many tasks at once (--array=0-(N-1)%K).
+    #[arg(long)]
+    max_parallel: Option<usize>,
+    #[arg(long, default_value = "imreg-sweep")]
+    job_name: String,
+    /// Time limit per task: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
+    #[arg(long)]
+    time: Option<String>,
+    /// CPUs per task (its runs execute in parallel, one thread each).
+    #[arg(long, default_value_t = 1)]
+    cpus_per_task: usize,
+    /// Memory per task, e.g. 2G.
+    #[arg(long)]
+    mem: Option<String>,
+    #[arg(long)]
+    partition: Option<String>,
+    /// The imreg binary the tasks run (default: this one).
+    #[arg(long)]
+    imreg: Option<PathBuf>,
+    #[arg(long)]
+    no_figures: bool,
+    /// Submit with `sbatch --parsable` and print the job id.
+    #[arg(long)]
+    sbatch: bool,
 }
 
 /// Runs the program on the process arguments and returns the exit code.
@@ -565,17 +616,94 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
             }
             Ok(EXIT_FAILED)
         }
-        SweepCommand::Collect { out, manifest } => {
-            let c = sweep::collect(&out, manifest.as_deref())?;
+        SweepCommand::Collect {
+            out,
+            manifest,
+            allow_incomplete,
+        } => {
+            let c = sweep::collect(&out, manifest.as_deref(), allow_incomplete)?;
             if !quiet {
                 println!("{} runs collected into {}", c.complete, c.summary_csv.display());
             }
-            if c.missing.is_empty() {
-                Ok(EXIT_OK)
-            } else {
-                eprintln!("{} runs unfinished: {}", c.missing.len(), c.missing.join(", "));
-                Ok(EXIT_FAILED)
+            if !c.missing.is_empty() {
+                eprintln!(
+                    "warning: incomplete sweep, {} runs not collected: {}",
+                    c.missing.len(),
+                    sweep::list_ids(&c.missing)
+                );
             }
+            Ok(EXIT_OK)
         }
+        SweepCommand::Status { out, manifest } => {
+            let status = sweep::status(&out, manifest.as_deref())?;
+            print!("{status}");
+            Ok(if status.is_complete() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
+        }
+        SweepCommand::Submit(a) => submit(*a, quiet),
     }
+}
+
+/// `sweep submit`: checks the request, prepares the output folder, writes OUT/sweep.sbatch, and prints it
+/// or submits it.
+fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
+    let absolute = |flag: &str, p: &Path| {
+        std::path::absolute(p).map_err(|e| CliError::arg(flag, format!("{}: {e}", p.display())))
+    };
+    let entries = sweep::read_manifest(&a.manifest)?;
+    let out = absolute("--out", &a.out)?;
+    let imreg = match &a.imreg {
+        Some(p) => absolute("--imreg", p)?,
+        None => std::env::current_exe().map_err(|e| {
+            CliError::arg(
+                "--imreg",
+                format!("cannot find this executable ({e}); give --imreg"),
+            )
+        })?,
+    };
+    if !imreg.is_file() {
+        return Err(CliError::arg(
+            "--imreg",
+            format!("{}: no such file (the tasks run this binary)", imreg.display()),
+        ));
+    }
+    let job = slurm::ArrayJob {
+        imreg,
+        manifest: absolute("--manifest", &a.manifest)?,
+        runs: entries.len(),
+        logs: out.join("slurm"),
+        out,
+        tasks: a.tasks.unwrap_or(entries.len()),
+        max_parallel: a.max_parallel,
+        no_figures: a.no_figures,
+        resources: slurm::Resources {
+            job_name: a.job_name,
+            time: a.time,
+            cpus_per_task: a.cpus_per_task,
+            mem: a.mem,
+            partition: a.partition,
+        },
+    };
+    let script = slurm::batch_script(&job)?;
+    sweep::prepare_out(&job.out, &entries, &a.manifest)?;
+    std::fs::create_dir_all(&job.logs).map_err(|e| CliError::io(&job.logs, e))?;
+    let path = job.out.join("sweep.sbatch");
+    imreg_plot::write_atomic(&path, script.as_bytes())?;
+    if !a.sbatch {
+        print!("{script}");
+        if !quiet {
+            eprintln!(
+                "wrote {}; submit it with: sbatch {}",
+                path.display(),
+                slurm::shell_quote(&path.to_string_lossy())
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    let id = slurm::sbatch(&path)?;
+    println!("{id}");
+    Ok(EXIT_OK)
 }

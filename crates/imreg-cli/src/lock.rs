@@ -85,6 +85,47 @@ pub fn lock_path(out: &Path, id: &str) -> PathBuf {
     out.join(format!(".lock-{id}"))
 }
 
+/// What the lock of a run shows to an observer that does not take it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockState {
+    /// Who holds it (host `?`, pid 0 while its creator is still writing it).
+    pub holder: Holder,
+    /// Time since its last heartbeat (its modification time), if the clock allows.
+    pub heartbeat_age: Option<Duration>,
+    /// Its holder is known gone (same host: no such process; another host: no heartbeat for
+    /// [`STALE_AFTER`]); the next process to work on the run takes it over.
+    pub stale: bool,
+}
+
+/// The lock of run `id` in `out`, if there is one; it is only read.
+pub fn inspect(out: &Path, id: &str) -> Option<LockState> {
+    let path = lock_path(out, id);
+    let meta = std::fs::metadata(&path).ok()?;
+    let heartbeat_age = meta
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let (holder, stale) = match Holder::parse(&text) {
+        Some(h) => {
+            let stale = h.is_gone(&path);
+            (h, stale)
+        }
+        None => (
+            Holder {
+                host: "?".into(),
+                pid: 0,
+            },
+            false,
+        ),
+    };
+    Some(LockState {
+        holder,
+        heartbeat_age,
+        stale,
+    })
+}
+
 /// Tries to lock run `id` of `out`: `Ok(Ok(lock))`, or `Ok(Err(holder))` when a live (or unknown) process
 /// holds it. A stale lock is taken over.
 pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Holder>> {

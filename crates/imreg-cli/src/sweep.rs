@@ -332,6 +332,18 @@ fn bind(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) -> Result<(
     Ok(())
 }
 
+/// Makes `out` the output folder of the manifest `entries` (read from `manifest_file`): creates and marks
+/// it (`output::claim`) and binds it to the manifest, or checks that it is bound to this one.
+pub fn prepare_out(out: &Path, entries: &[ManifestEntry], manifest_file: &Path) -> Result<()> {
+    output::claim(out, "sweep")?;
+    bind(out, entries, manifest_file)
+}
+
+/// The error marker of run `id`: written (with the error) when the run fails, removed when it completes.
+pub fn error_marker(out: &Path, id: &str) -> PathBuf {
+    out.join(format!(".error-{id}"))
+}
+
 /// Runs this shard's unfinished entries into `out/<id>/` (in parallel over runs, each run single-threaded).
 /// The folder is bound to the manifest on first use (`manifest.jsonl` and its hash in [`MANIFEST_HASH`]); a
 /// different manifest is refused. Each run is locked (`lock`) while this process works on it; a run
@@ -345,14 +357,18 @@ pub fn run_shard(
     opts: &RunOptions,
     tick: &(dyn Fn() + Sync),
 ) -> Result<ShardReport> {
-    output::claim(out, "sweep")?;
-    bind(out, entries, manifest_file)?;
+    prepare_out(out, entries, manifest_file)?;
     let mine: Vec<&ManifestEntry> = entries.iter().filter(|e| shard.contains(e.index)).collect();
     let mut report = ShardReport::default();
     let mut todo = Vec::new();
     let mut locks = Vec::new();
     for e in mine {
         if is_complete(out, &e.id) {
+            // A process killed after finishing this run but before its other runs left the lock behind:
+            // take the stale lock over and drop it (a live holder's lock is left alone).
+            if lock::inspect(out, &e.id).is_some_and(|l| l.stale) {
+                drop(lock::acquire(out, &e.id)?);
+            }
             report.skipped.push(e.id.clone());
             continue;
         }
@@ -388,25 +404,48 @@ pub fn run_shard(
             })
             .collect()
     });
+    // Every failed run gets its error marker (still under its lock), then the first failure is returned.
+    let mut failures = Vec::new();
     for ((e, _), r) in prepared.iter().zip(results) {
-        r.map_err(|err| CliError::Failed(format!("{}: {err}", e.id)))?;
-        report.ran.push(e.id.clone());
+        let marker = error_marker(out, &e.id);
+        match r {
+            Ok(_) => {
+                if marker.is_file() {
+                    std::fs::remove_file(&marker)
+                        .map_err(|err| CliError::io_while("removing", &marker, err))?;
+                }
+                report.ran.push(e.id.clone());
+            }
+            Err(err) => {
+                let message = format!("{}: {err}", e.id);
+                write_atomic(&marker, format!("{err}\n").as_bytes())?;
+                failures.push(message);
+            }
+        }
     }
     drop(locks);
-    Ok(report)
+    match failures.len() {
+        0 => Ok(report),
+        1 => Err(CliError::Failed(failures.remove(0))),
+        k => Err(CliError::Failed(format!(
+            "{k} runs failed; the first: {}",
+            failures.remove(0)
+        ))),
+    }
 }
 
 /// What `sweep collect` found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Collected {
     pub complete: usize,
+    /// The runs without a completion marker (empty unless collected with `allow_incomplete`).
     pub missing: Vec<String>,
     pub summary_csv: PathBuf,
 }
 
-/// Merges the finished runs of `out` (per `out/manifest.jsonl`, or `manifest`) into `out/summary.csv` and
-/// `out/summary.jsonl`, one row per finished run in manifest order.
-pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
+/// The manifest of the sweep folder `out`: `manifest` if given (which must be the one `out` is bound to),
+/// else `out/manifest.jsonl`. `out` must be a sweep folder imreg wrote.
+fn sweep_manifest(out: &Path, manifest: Option<&Path>) -> Result<Vec<ManifestEntry>> {
     let mpath = manifest
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out.join("manifest.jsonl"));
@@ -414,7 +453,7 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
         return Err(CliError::input(
             &mpath,
             "--manifest",
-            "no manifest (run `imreg sweep run` first or pass --manifest)",
+            "no manifest (run `imreg sweep run` or `imreg sweep submit` first, or pass --manifest)",
         ));
     }
     if !output::is_owned(out) {
@@ -422,7 +461,7 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
             out,
             "--out",
             format!(
-                "is not a sweep folder imreg wrote (no {} marker); collect writes its summaries only there",
+                "is not a sweep folder imreg wrote (no {} marker)",
                 output::OWNER_MARKER
             ),
         ));
@@ -431,13 +470,34 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
     if manifest.is_some() {
         check_binding(out, &entries, &mpath)?;
     }
+    Ok(entries)
+}
+
+/// Merges the finished runs of `out` (per `out/manifest.jsonl`, or `manifest`) into `out/summary.csv` and
+/// `out/summary.jsonl`, one row per finished run in manifest order. An incomplete sweep is refused
+/// (nothing is written) unless `allow_incomplete`; then the unfinished runs are listed in
+/// [`Collected::missing`].
+pub fn collect(out: &Path, manifest: Option<&Path>, allow_incomplete: bool) -> Result<Collected> {
+    let entries = sweep_manifest(out, manifest)?;
+    let complete: Vec<bool> = entries.iter().map(|e| is_complete(out, &e.id)).collect();
+    let missing: Vec<String> = entries
+        .iter()
+        .zip(&complete)
+        .filter(|(_, &done)| !done)
+        .map(|(e, _)| e.id.clone())
+        .collect();
+    if !missing.is_empty() && !allow_incomplete {
+        return Err(CliError::Failed(format!(
+            "{} of {} runs are not complete ({}): nothing collected; see `imreg sweep status --out {}`, \
+             rerun or resubmit the sweep (finished runs are skipped), or pass --allow-incomplete",
+            missing.len(),
+            entries.len(),
+            list_ids(&missing),
+            out.display()
+        )));
+    }
     let mut rows = Vec::new();
-    let mut missing = Vec::new();
-    for e in &entries {
-        if !is_complete(out, &e.id) {
-            missing.push(e.id.clone());
-            continue;
-        }
+    for (e, _) in entries.iter().zip(&complete).filter(|(_, &done)| done) {
         let sp = out.join(&e.id).join("summary.json");
         let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io_while("reading", &sp, err))?;
         let s: RunSummary =
@@ -497,6 +557,144 @@ pub fn collect(out: &Path, manifest: Option<&Path>) -> Result<Collected> {
         missing,
         summary_csv,
     })
+}
+
+/// Up to 20 run ids, comma separated, then how many more.
+pub fn list_ids<S: AsRef<str>>(ids: &[S]) -> String {
+    const SHOWN: usize = 20;
+    let mut s = ids
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > SHOWN {
+        s.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    s
+}
+
+/// The state of one run of a sweep folder, as `sweep status` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunState {
+    /// Complete: its completion marker exists.
+    Done,
+    /// A live process holds its lock.
+    Running(lock::LockState),
+    /// Not complete, and either its process recorded an error ([`error_marker`]) or its lock was left by a
+    /// process that is gone (killed, cancelled, preempted). Rerunning the shard redoes it.
+    Failed { reason: String },
+    /// Not complete and never begun (no folder, no temporary folder): not started yet, or queued by a
+    /// process that is gone.
+    Missing,
+}
+
+impl RunState {
+    /// `done`, `running`, `failed` or `missing`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunState::Done => "done",
+            RunState::Running(_) => "running",
+            RunState::Failed { .. } => "failed",
+            RunState::Missing => "missing",
+        }
+    }
+}
+
+/// The state of every run of a sweep folder, in manifest order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepStatus {
+    pub runs: Vec<(String, RunState)>,
+}
+
+impl SweepStatus {
+    /// How many runs have the [`RunState::label`] `label`.
+    pub fn count(&self, label: &str) -> usize {
+        self.runs.iter().filter(|(_, s)| s.label() == label).count()
+    }
+
+    /// Every run is done.
+    pub fn is_complete(&self) -> bool {
+        self.runs.iter().all(|(_, s)| *s == RunState::Done)
+    }
+}
+
+impl std::fmt::Display for SweepStatus {
+    /// The counts, then one line per run that is not done.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} runs: {} done, {} running, {} failed, {} missing",
+            self.runs.len(),
+            self.count("done"),
+            self.count("running"),
+            self.count("failed"),
+            self.count("missing")
+        )?;
+        for (id, state) in &self.runs {
+            match state {
+                RunState::Done => {}
+                RunState::Running(l) => {
+                    let beat = l
+                        .heartbeat_age
+                        .map(|a| format!(", heartbeat {} s ago", a.as_secs()))
+                        .unwrap_or_default();
+                    writeln!(
+                        f,
+                        "running  {id}  pid {} on {}{beat}",
+                        l.holder.pid, l.holder.host
+                    )?;
+                }
+                RunState::Failed { reason } => writeln!(f, "failed   {id}  {reason}")?,
+                RunState::Missing => writeln!(f, "missing  {id}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether run `id` of `out` was begun: its folder or one of its temporary folders exists.
+fn started(out: &Path, id: &str) -> bool {
+    let prefix = format!(".tmp-{id}-");
+    out.join(id).exists()
+        || std::fs::read_dir(out).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+}
+
+/// Reads the state of every run of the sweep folder `out` (per `out/manifest.jsonl`, or `manifest`) from
+/// its completion markers, run locks and error markers; it changes nothing and needs no scheduler.
+pub fn status(out: &Path, manifest: Option<&Path>) -> Result<SweepStatus> {
+    let entries = sweep_manifest(out, manifest)?;
+    let runs = entries
+        .into_iter()
+        .map(|e| {
+            let state = if is_complete(out, &e.id) {
+                RunState::Done
+            } else {
+                let held = lock::inspect(out, &e.id);
+                let error = std::fs::read_to_string(error_marker(out, &e.id)).ok();
+                match (held, error) {
+                    (Some(l), _) if !l.stale => RunState::Running(l),
+                    (_, Some(error)) => RunState::Failed {
+                        reason: format!("error: {}", error.trim()),
+                    },
+                    (Some(l), None) if started(out, &e.id) => RunState::Failed {
+                        reason: format!(
+                            "interrupted: its lock was left by pid {} on {}, which is gone",
+                            l.holder.pid, l.holder.host
+                        ),
+                    },
+                    // Locked by a process that is gone before it began this run, or never attempted.
+                    (_, None) => RunState::Missing,
+                }
+            };
+            (e.id, state)
+        })
+        .collect();
+    Ok(SweepStatus { runs })
 }
 
 /// The swept values of run `e` as its folder records them: each swept key read from the run's own
