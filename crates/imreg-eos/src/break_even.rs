@@ -7,8 +7,8 @@
 //! - `λ_H¹ = λ_max(H)` (full batch, Lanczos warm-started);
 //! - `λ_K¹ = λ_max(K)` and `Tr K` (= Smith et al.'s `Γ`), from the `M × M` Gram matrix of the centred
 //!   per-example gradients of a **fixed seeded subset of `M` training examples** (an implementation choice:
-//!   the paper's protocol for `λ_K¹` was not retrieved, §4b; the Gram route gives the exact top eigenvalue of
-//!   the subset's `K`);
+//!   the paper's protocol for `λ_K¹` was not available, `docs/theory/edge-of-stability.md` §Break-even; the
+//!   Gram route gives the exact top eigenvalue of the subset's `K`);
 //! - `Tr F`, the trace of the true Fisher on the same subset, Monte Carlo over labels sampled from the
 //!   model's predictive distribution (for the ½-MSE, `ŷ ~ N(f, I)`; Jastrzębski et al. 2021's estimator).
 //!
