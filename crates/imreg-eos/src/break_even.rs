@@ -12,9 +12,10 @@
 //! - `Tr F`, the trace of the true Fisher on the same subset, Monte Carlo over labels sampled from the
 //!   model's predictive distribution (for the ½-MSE, `ŷ ~ N(f, I)`; Jastrzębski et al. 2021's estimator).
 //!
-//! Conjecture 1 (variance reduction, [P] talk): the maxima of `λ_H¹` and `λ_K¹` along the SGD trajectory are
-//! smaller for a larger learning rate or a smaller batch. It is a conjecture: [`conjecture_one`] reports
-//! which of its pairwise comparisons held in a given set of runs, it asserts nothing.
+//! Conjecture 1 (variance reduction, from the authors' talk): the maxima of `λ_H¹` and `λ_K¹` along the SGD
+//! trajectory are smaller for a larger learning rate or a smaller batch. It is a conjecture:
+//! [`conjecture_one`] reports which of its pairwise comparisons held in a given set of runs, it asserts
+//! nothing.
 use crate::tracking::{
     step_seed, track, Sampling, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackStatus,
 };
