@@ -595,7 +595,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
         regimes == want,
     ));
 
-    // T6: the threshold 1/|Φ| (several Φ and inits): below it convergence with λ_GD ↓ 2|Φ|, above it none.
+    // The threshold 1/|Φ| (several Φ and inits): below it convergence with λ_GD ↓ 2|Φ|, above it none.
     let mut t6 = true;
     let mut t6_msg = Vec::new();
     for (a, b, phi) in [

@@ -5,7 +5,7 @@
 //!   `mε`: slopes 2 (gradient flow on C), 3 (C_SGD), 2 (C_GD), for several (N, B) on a non-quadratic model;
 //! - `smith.with-replacement`: the exact with-replacement mean (all `m^m` draws) follows C_GD (slope 3), not
 //!   C_SGD (slope 2);
-//! - `smith.quadratic-reference`: the 1-D quadratic T2 (closed-form flows, exact enumeration, quoted values
+//! - `smith.quadratic-reference`: the exact 1-D quadratic (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
 use crate::affine::{AffineAlgorithm, AffineEpoch};
