@@ -90,7 +90,7 @@ pub struct ExperimentConfig {
 }
 
 /// One `[[regularizer]]` table: an explicit penalty of `imreg_sgd::regularizers` with its exact gradient
-/// (THEORY smith-barrett-novack-jastrzebski-cohen-tenka §1.7, §3, §7; `docs/regularizers.md`).
+/// (`docs/theory/regularizers.md`; usage in `docs/regularizers.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RegularizerConfig {
@@ -177,7 +177,7 @@ pub struct SplitConfig {
     pub n_train: usize,
 }
 
-/// The target function of the sparse-support data (THEORY beneventano §4.2).
+/// The target function of the sparse-support data (`docs/theory/support.md` §Experimental settings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupportTargetConfig {
@@ -283,7 +283,7 @@ impl DataConfig {
 }
 
 /// The loss of an MLP. The factor of the MSE is explicit because it scales every Hessian and so every `2/η`
-/// threshold (THEORY.md).
+/// threshold (`docs/theory/README.md` §Conventions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossConfig {

@@ -1,5 +1,5 @@
-//! Step-size bounds on quadratics `f(x) = ½ xᵀHx` (Cohen et al. 2021 §5.1 of the theory note
-//! `smith-barrett-novack-jastrzebski-cohen-tenka.md`): per eigenvalue λ of H,
+//! Step-size bounds on quadratics `f(x) = ½ xᵀHx` (Cohen et al. 2021; derivation in
+//! `docs/theory/edge-of-stability.md` §Stability thresholds): per eigenvalue λ of H,
 //!
 //! - GD `x⁺ = x − η∇f(x)` diverges iff λ > 2/η (multiplier 1 − ηλ);
 //! - heavy ball `x⁺ = x − η∇f(x) + β(x − x⁻)` iff λ > (2 + 2β)/η

@@ -7,14 +7,15 @@
 //! - `λ_H¹ = λ_max(H)` (full batch, Lanczos warm-started);
 //! - `λ_K¹ = λ_max(K)` and `Tr K` (= Smith et al.'s `Γ`), from the `M × M` Gram matrix of the centred
 //!   per-example gradients of a **fixed seeded subset of `M` training examples** (an implementation choice:
-//!   the paper's protocol for `λ_K¹` was not retrieved, §4b; the Gram route gives the exact top eigenvalue of
-//!   the subset's `K`);
+//!   the paper's protocol for `λ_K¹` was not available, `docs/theory/edge-of-stability.md` §Break-even; the
+//!   Gram route gives the exact top eigenvalue of the subset's `K`);
 //! - `Tr F`, the trace of the true Fisher on the same subset, Monte Carlo over labels sampled from the
 //!   model's predictive distribution (for the ½-MSE, `ŷ ~ N(f, I)`; Jastrzębski et al. 2021's estimator).
 //!
-//! Conjecture 1 (variance reduction, [P] talk): the maxima of `λ_H¹` and `λ_K¹` along the SGD trajectory are
-//! smaller for a larger learning rate or a smaller batch. It is a conjecture: [`conjecture_one`] reports
-//! which of its pairwise comparisons held in a given set of runs, it asserts nothing.
+//! Conjecture 1 (variance reduction, from the authors' talk): the maxima of `λ_H¹` and `λ_K¹` along the SGD
+//! trajectory are smaller for a larger learning rate or a smaller batch. It is a conjecture:
+//! [`conjecture_one`] reports which of its pairwise comparisons held in a given set of runs, it asserts
+//! nothing.
 use crate::tracking::{
     step_seed, track, Sampling, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackStatus,
 };

@@ -1,7 +1,7 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry (`eos.*`).
 //!
-//! Every quoted number of the theory note is recomputed here first; a quoted value is only compared at its
-//! own precision, as a cross-check of the recomputation.
+//! Every quoted number of `docs/theory/scalar-net.md` is recomputed here first; a quoted value is only
+//! compared at its own precision, as a cross-check of the recomputation.
 use crate::bounds::{simulate, Method, QuadOutcome, Quadratic};
 use crate::error::EosError;
 use crate::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
@@ -91,9 +91,9 @@ pub(crate) fn random_net(seed: u64, stream: u64, k: usize, canonical: bool) -> R
     }
 }
 
-/// The relative errors of every one-step identity of §1.3 for one GD step of step η from `net`, each scaled
-/// by the magnitude of the terms it is computed from (so the rounding floor is a few ulps whatever the
-/// cancellation). Exact in exact arithmetic.
+/// The relative errors of every one-step identity (theory: §One GD step) for one GD step of step η from
+/// `net`, each scaled by the magnitude of the terms it is computed from (so the rounding floor is a few ulps
+/// whatever the cancellation). Exact in exact arithmetic.
 pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f64)>, EosError> {
     let next = net.gd_step(eta)?;
     let h = eta * net.sigma2();
@@ -175,7 +175,7 @@ pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f
     ])
 }
 
-/// Relative errors of the closed-form Hessian: (spectrum vs dense `SymmetricEigen` of the §1.2 matrix,
+/// Relative errors of the closed-form Hessian: (spectrum vs dense `SymmetricEigen` of the block matrix,
 /// that matrix vs central finite differences of the gradient in random directions), both relative to ‖H‖.
 pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError> {
     let h = net.hessian();
@@ -371,7 +371,8 @@ fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
             *w = w.max(e);
         }
     }
-    // The reference example of §1.4, recomputed by the closed form, compared with the quoted digits.
+    // The example of docs/theory/scalar-net.md §Gradient flow, recomputed by the closed form, compared with
+    // the quoted digits.
     let gf = GfSolution::new(&inits[0]).map_err(err)?;
     let lim = gf.limit();
     let mut parts = vec![
@@ -407,7 +408,8 @@ fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts))
 }
 
-/// One row of a §1.7 reference table: η, quoted steps, quoted λ_∞, quoted |Q_∞| (None: not converged).
+/// One row of a reference table (docs/theory/scalar-net.md): η, quoted steps, quoted λ_∞, quoted |Q_∞| (None:
+/// not converged).
 type Row = (f64, Option<(usize, Option<&'static str>, Option<&'static str>)>);
 
 const TABLE_1: &[Row] = &[
@@ -593,7 +595,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
         regimes == want,
     ));
 
-    // T6: the threshold 1/|Φ| (several Φ and inits): below it convergence with λ_GD ↓ 2|Φ|, above it none.
+    // The threshold 1/|Φ| (several Φ and inits): below it convergence with λ_GD ↓ 2|Φ|, above it none.
     let mut t6 = true;
     let mut t6_msg = Vec::new();
     for (a, b, phi) in [
@@ -806,7 +808,7 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, String> {
             }
             other => return Err(format!("case {c} did not converge: {other:?}")),
         }
-        // Pitfall of §1.3: for k > 1 the GF limit uses √P₀, not |Q₀|.
+        // Pitfall (theory §Width reduction): for k > 1 the GF limit uses √P₀, not |Q₀|.
         let inv = net.invariants();
         let lgf = GfSolution::new(&net).map_err(err)?.lambda_gf();
         let wrong = (4.0 * net.phi().powi(2) + inv.imbalance.powi(2)).sqrt();

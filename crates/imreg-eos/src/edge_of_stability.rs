@@ -9,12 +9,12 @@
 //! - **gradient flow** `θ̇ = −∇C(θ)` integrated with DOP853 (dense output) and compared with GD at equal time
 //!   `t = ηk` by the relative distance `‖θ_k − θ_GF(ηk)‖ / ‖θ_GF(ηk)‖`.
 //!
-//! Predicted (Cohen et al. §3): **progressive sharpening** — while `λ_max < 2/η` it rises, and GD tracks
-//! gradient flow; then the **edge of stability** — `λ_max` reaches `2/η` and hovers at (or just above) it,
-//! GD leaves the gradient-flow trajectory, and the loss keeps decreasing non-monotonically.
-//! [`DigitsMlp`] builds the problem on the embedded UCI digits (a subset of `N` images, features centred and
-//! standardized with the statistics of all 1797 images, as Cohen et al. standardize CIFAR-10 with the full
-//! training set).
+//! Predicted (Cohen et al.; `docs/theory/edge-of-stability.md` §Edge of stability): **progressive
+//! sharpening** — while `λ_max < 2/η` it rises, and GD tracks gradient flow; then the **edge of stability** —
+//! `λ_max` reaches `2/η` and hovers at (or just above) it, GD leaves the gradient-flow trajectory, and the
+//! loss keeps decreasing non-monotonically. [`DigitsMlp`] builds the problem on the embedded UCI digits (a
+//! subset of `N` images, features centred and standardized with the statistics of all 1797 images, as Cohen
+//! et al. standardize CIFAR-10 with the full training set).
 use crate::tracking::{
     track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackStatus,
 };

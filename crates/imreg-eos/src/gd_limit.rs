@@ -1,6 +1,8 @@
-//! Gradient descent on the depth-2 linear network run to its limit (`beneventano.md` §1.5–1.6).
+//! Gradient descent on the depth-2 linear network run to its limit (`docs/theory/scalar-net.md` §GD limit,
+//! §Convergence rate).
 //!
-//! Exact one-step identities (§1.3) give, for a converging run, ε_∞ = 0, m_∞ = Φ and
+//! Exact one-step identities (`docs/theory/scalar-net.md` §One GD step) give, for a converging run, ε_∞ = 0,
+//! m_∞ = Φ and
 //!
 //! `λ_GD = ‖a_∞‖² + ‖b_∞‖² = √(4Φ² + P_∞)`, `P_∞ = P₀ Π_t (1 − η²ε_t²)²`,
 //!
@@ -258,7 +260,7 @@ pub fn gd_trajectory(init: &ScalarNet, eta: f64, steps: usize, blowup: f64) -> R
     Ok(tr)
 }
 
-/// The step-size regime of a run from `init` at step η (`beneventano.md` §1.2, §1.5, §1.7).
+/// The step-size regime of a run from `init` at step η (`docs/theory/scalar-net.md` §Regimes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Regime {
     /// η σ² ≤ 2/λ_GF: the GF limit is itself linearly stable; GD converges near it (for moderate λ₀).
@@ -285,7 +287,8 @@ pub struct RegimeReport {
     /// Sharpness of the init, λ_max(∇²L(θ₀)).
     pub initial_sharpness: f64,
     /// η · sharpness(θ₀) > 2: the init itself is unstable, so GD starts with a catapult (a loss spike
-    /// and a sharpness drop; §1.7 "large initial sharpness"; it may also diverge, roughly for ηλ₀ ≳ 4).
+    /// and a sharpness drop; `docs/theory/scalar-net.md` §Reference values, start (3, 0.1); it may also
+    /// diverge, roughly for ηλ₀ ≳ 4).
     pub catapult: bool,
 }
 
@@ -324,7 +327,8 @@ pub fn classify(init: &ScalarNet, eta: f64) -> Result<RegimeReport> {
     })
 }
 
-/// The small-η expansion of the GD limit (§1.5): `log(P₀/P_∞) ≈ 2η ∫₀^∞ ε_GF² dτ`, hence
+/// The small-η expansion of the GD limit (`docs/theory/scalar-net.md` §GD limit):
+/// `log(P₀/P_∞) ≈ 2η ∫₀^∞ ε_GF² dτ`, hence
 /// `λ_GD ≈ √(4Φ² + P₀ e^{−2ηI})` and `λ_GF − λ_GD = η (λ_GF − 4Φ²/λ_GF) I + O(η²)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SmallEtaExpansion {
@@ -402,7 +406,7 @@ mod tests {
 
     #[test]
     fn divergence_is_an_outcome_with_its_step() {
-        // §1.7: (3, 0.1, Φ = 1) diverges for η ≥ 0.45 (ηλ₀ ≥ 4.05).
+        // docs/theory/scalar-net.md §Reference values: (3, 0.1, Φ = 1) diverges for η ≥ 0.45 (ηλ₀ ≥ 4.05).
         let net = ScalarNet::scalar(3.0, 0.1, 1.0).unwrap();
         match run_gd(&net, 0.6, &RunOptions::default()).unwrap() {
             GdOutcome::Diverged { step, .. } => assert!(step > 0 && step < 100, "step {step}"),

@@ -1,4 +1,4 @@
-//! Gradient flow of the depth-2 linear network in closed form (`beneventano.md` §1.4).
+//! Gradient flow of the depth-2 linear network in closed form (`docs/theory/scalar-net.md` §Gradient flow).
 //!
 //! GF `ȧ = −σ²ε b`, `ḃ = −σ²ε a` conserves Q, aaᵀ − bbᵀ and P = S·D. With canonical time τ = σ²t and
 //! `u(τ) = ∫₀^τ ε`, `S = S₀ e^{−2u}`, `D = D₀ e^{2u}`, and `z = e^{2u}` solves the Riccati equation

@@ -275,7 +275,8 @@ pub struct EossSetting {
 }
 
 /// Initialization scale of the EoSS runs: `0.2 ×` PyTorch's default, the official EoSS code's default
-/// `--init-scale 0.2` (beneventano.md §2.6; read here as a multiplier of every layer's default bound).
+/// `--init-scale 0.2` (docs/theory/stochastic-stability.md §Measurement; read here as a multiplier of every
+/// layer's default bound).
 pub const EOSS_INIT_SCALE: f64 = 0.2;
 
 impl EossSetting {
@@ -417,8 +418,9 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
             bs.count
         );
         if ctx.quick {
-            // Stability edge (beneventano.md §2.4.4): a non-diverging run keeps batch sharpness at or below
-            // 2/η on average; 1.15 is the issue's band's upper edge. The band itself is reported.
+            // Stability edge (docs/theory/stochastic-stability.md, fact 4): a non-diverging run keeps batch
+            // sharpness at or below 2/η on average; 1.15 is the issue's band's upper edge. The band itself is
+            // reported.
             parts.push(Outcome::new(
                 format!(
                     "b={b}: batch sharpness (both variants) ≤ 1.15·2/η over the second half (issue band on the mean: \
@@ -455,7 +457,8 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
             jensen_ok,
         ));
     }
-    // Lower λ_max for smaller batches (EoSS §2.3): second-half means, increasing in b.
+    // Lower λ_max for smaller batches (docs/theory/stochastic-stability.md §Claims): second-half means,
+    // increasing in b.
     let means: Vec<f64> = runs.iter().map(|r| r.lambda_max_second_half.mean_ratio).collect();
     parts.push(Outcome::new(
         format!(

@@ -4,10 +4,10 @@ use crate::error::{EosError, Result};
 /// When a run stops: converged below `tol`, diverged past `blowup` (or non-finite), or out of steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunOptions {
-    /// Convergence tolerance: |ε| < tol for the scalar net (the notes' tables use 1e-12); for quadratics,
-    /// (‖x_t‖ + ‖x_{t−1}‖)/‖x₀‖ < tol.
+    /// Convergence tolerance: |ε| < tol for the scalar net (the reference tables of
+    /// `docs/theory/scalar-net.md` use 1e-12); for quadratics, (‖x_t‖ + ‖x_{t−1}‖)/‖x₀‖ < tol.
     pub tol: f64,
-    /// Steps before a run is reported as not converged (the notes use 4·10⁵).
+    /// Steps before a run is reported as not converged (those tables use 4·10⁵).
     pub max_steps: usize,
     /// A run whose size (λ = ‖a‖² + ‖b‖² for the scalar net, ‖x_t‖/‖x₀‖ for quadratics) exceeds this is
     /// reported as diverged; non-finite values always are.

@@ -1,5 +1,5 @@
-//! The depth-2 linear network with one input and one output (Beneventano & Woodworth 2025; theory note
-//! `beneventano.md` §1): parameters (a, b) ∈ Rᵏ × Rᵏ, end-to-end model m = aᵀb, loss
+//! The depth-2 linear network with one input and one output (Beneventano & Woodworth 2025; theory in
+//! `docs/theory/scalar-net.md`): parameters (a, b) ∈ Rᵏ × Rᵏ, end-to-end model m = aᵀb, loss
 //!
 //! `L(a, b) = (σ²/2)(aᵀb − Φ)²`,
 //!
@@ -185,7 +185,7 @@ impl ScalarNet {
         self.b.iter().chain(&self.a).map(|v| g * v).collect()
     }
 
-    /// The 2k × 2k Hessian from the formula of §1.2, ordering (a, b):
+    /// The 2k × 2k Hessian (`docs/theory/scalar-net.md` §Hessian), ordering (a, b):
     /// `H = σ² (v vᵀ + ε J)`, `v = (b; a)`, `J = [[0, I], [I, 0]]`.
     pub fn hessian(&self) -> DMatrix<f64> {
         let k = self.width();
@@ -197,7 +197,8 @@ impl ScalarNet {
         })
     }
 
-    /// The full Hessian spectrum in closed form (§1.2), ascending, with the factor σ²:
+    /// The full Hessian spectrum in closed form (`docs/theory/scalar-net.md` §Hessian), ascending, with the
+    /// factor σ²:
     /// `λ/2 ± √((m + ε)² + P/4)`, and `+ε`, `−ε` with multiplicity k − 1 each.
     pub fn hessian_spectrum(&self) -> Vec<f64> {
         let inv = self.invariants();
@@ -249,9 +250,9 @@ impl ScalarNet {
         }
     }
 
-    /// The reduction of width k to width 1 through (S, D) (§1.3): GD and GF depend on (a, b) only through
-    /// (S, D), so the width-k problem equals the scalar one with a₀ = (√S₀ + √D₀)/2, b₀ = (√S₀ − √D₀)/2.
-    /// For k = 1 the reduction is the identity.
+    /// The reduction of width k to width 1 through (S, D) (`docs/theory/scalar-net.md` §Width reduction): GD
+    /// and GF depend on (a, b) only through (S, D), so the width-k problem equals the scalar one with a₀ =
+    /// (√S₀ + √D₀)/2, b₀ = (√S₀ − √D₀)/2. For k = 1 the reduction is the identity.
     pub fn reduce(&self) -> WidthReduction {
         let inv = self.invariants();
         let s0: Vec<f64> = self.a.iter().zip(&self.b).map(|(x, y)| x + y).collect();

@@ -10,9 +10,10 @@
 //!   fresh seeded batches with a relative-standard-error stop (as the official code);
 //! - **MiniBS** `E_B[λ_max(H_B)]` (v1 of the paper), Monte Carlo, Lanczos per batch.
 //!
-//! Claim (§2.3): batch sharpness rises to `2/η` and hovers there, while `λ_max` plateaus **below** `2/η`, the
-//! lower the smaller `b`. Exact facts used as sanity bounds (§2.4): `MiniBS ≥ λ_max` (Jensen) and
-//! mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh quotients), for every θ.
+//! Claim (`docs/theory/stochastic-stability.md` §Claims): batch sharpness rises to `2/η` and hovers there,
+//! while `λ_max` plateaus **below** `2/η`, the lower the smaller `b`. Exact facts used as sanity bounds
+//! (§Exact facts there): `MiniBS ≥ λ_max` (Jensen) and mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh
+//! quotients), for every θ.
 use crate::tracking::{
     step_seed, track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult,
     TrackStatus,

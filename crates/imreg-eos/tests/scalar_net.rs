@@ -1,5 +1,5 @@
-//! Theory tests of the depth-2 linear network (`beneventano.md` §1): T1 identities, T2 Hessian, T3 gradient
-//! flow, T4 GD limit, data form, width reduction, determinism of the η sweep, outcomes of bad runs.
+//! Theory tests of the depth-2 linear network (`docs/theory/scalar-net.md`): one-step identities, Hessian,
+//! gradient flow, GD limit, data form, width reduction, determinism of the η sweep, outcomes of bad runs.
 use imreg_eos::checks::{gf_errors, hessian_errors, identity_errors};
 use imreg_eos::{
     gd_trajectory, run_gd, sweep_eta, EosError, GdOutcome, GfSolution, RunOptions, ScalarNet,

@@ -75,8 +75,8 @@ pub fn modified_loss_sgd(obj: &dyn Objective, partition: &Partition, w: &[f64], 
 }
 
 /// The expectation of `C_SGD` over uniformly random partitions into batches of size `B`:
-/// `E[C_SGD](w) = C + (ε/4)‖∇C‖² + ((N−B)/(N−1)) (ε/4B) Γ(w)` (Smith et al. §1.4; exact, because each block
-/// of a random partition is a uniform random `B`-subset).
+/// `E[C_SGD](w) = C + (ε/4)‖∇C‖² + ((N−B)/(N−1)) (ε/4B) Γ(w)` (`docs/theory/modified-flows.md` §Random
+/// partitions; exact, as each block of a random partition is a uniform random `B`-subset).
 pub fn modified_loss_sgd_expected(
     obj: &dyn Objective,
     w: &[f64],
@@ -271,7 +271,7 @@ impl VectorField for PartitionAveragedSgdFlow<'_> {
     }
 }
 
-/// The fixed-order modified flow of one batch order (Smith et al. §1.3 item 4):
+/// The fixed-order modified flow of one batch order (`docs/theory/modified-flows.md` §Fixed-order flow):
 /// `ẇ = −ḡ + (ε/m) ξ(w) − (mε/4) ∇‖ḡ‖²`, `ξ = Σ_j Σ_{k<j} Ĥ_j ĝ_k` (batch `j` later than `k` in the
 /// partition's order), `∇‖ḡ‖² = 2 H̄ ḡ`, `H̄ = (1/m) Σ_k Ĥ_k`. That ordering's epoch `w_m` follows it to
 /// `O(m³ε³)` at time `mε`; averaging its RHS over the `m!` orders gives the [`SgdFlow`].
@@ -330,7 +330,8 @@ impl VectorField for FixedOrderFlow<'_> {
     }
 }
 
-/// GD's modified equation to second order (Hairer–Lubich–Wanner IX; notes §2.3):
+/// GD's modified equation to second order (Hairer–Lubich–Wanner IX; `docs/theory/modified-flows.md` §Second
+/// order of GD):
 /// `ẇ = −g − (h/2) H g + h² (−(1/12) T3[g, g] − (1/3) H² g)`. GD follows it with local error `O(h⁴)`.
 /// Beyond first order it is not a gradient field. Cost per RHS: 1 gradient + 2 HVPs + 1 third-order product.
 pub struct GdSecondOrderFlow<'a> {
@@ -495,7 +496,8 @@ mod tests {
         }
     }
 
-    /// Averaging the fixed-order field over all m! orders gives the C_SGD field exactly (Smith §1.3 item 4).
+    /// Averaging the fixed-order field over all m! orders gives the C_SGD field exactly
+    /// (docs/theory/modified-flows.md §Fixed-order flow).
     #[test]
     fn fixed_order_fields_average_to_csgd() {
         let obj = LogCoshQuartic::random(6, 3, 5).unwrap();

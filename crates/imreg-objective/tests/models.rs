@@ -130,7 +130,7 @@ fn logreg_is_stable_at_huge_logits() {
     assert!(g.iter().all(|x| x.is_finite()));
 }
 
-/// The explicit block Hessian of THEORY beneventano §1.2, scaled for the data form:
+/// The explicit block Hessian of `docs/theory/scalar-net.md` §Hessian, scaled for the data form:
 /// `σ²[[b bᵀ, ε̃I + b aᵀ], [ε̃I + a bᵀ, a aᵀ]]`, `ε̃ = aᵀb − Φ`.
 fn scalar_net_block_hessian(net: &ScalarNet, t: &[f64]) -> DMatrix<f64> {
     let k = net.k();

@@ -1,10 +1,11 @@
-//! Theorem checks registered in the `reproduce` / `verify` registry (Smith et al. 2021, notes §1):
+//! Theorem checks registered in the `reproduce` / `verify` registry (Smith et al. 2021;
+//! docs/theory/modified-flows.md):
 //!
 //! - `smith.csgd-order`: the exact mean over all `m!` batch orders of one SGD epoch vs the flows at time
 //!   `mε`: slopes 2 (gradient flow on C), 3 (C_SGD), 2 (C_GD), for several (N, B) on a non-quadratic model;
 //! - `smith.with-replacement`: the exact with-replacement mean (all `m^m` draws) follows C_GD (slope 3), not
 //!   C_SGD (slope 2);
-//! - `smith.quadratic-reference`: the 1-D quadratic T2 (closed-form flows, exact enumeration, quoted values
+//! - `smith.quadratic-reference`: the exact 1-D quadratic (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
 use crate::affine::{AffineAlgorithm, AffineEpoch};
@@ -195,7 +196,8 @@ fn with_replacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> 
     Ok(out)
 }
 
-/// Notes §1.6 T2: `C_i(w) = (a_i/2)(w − c_i)²`, blocks of consecutive indices.
+/// The exact 1-D quadratic of docs/theory/modified-flows.md §Reference values: `C_i(w) = (a_i/2)(w − c_i)²`,
+/// blocks of consecutive indices.
 fn t2_problem() -> std::result::Result<(PerExampleQuadratic, [f64; 4], [f64; 4]), String> {
     let a = [1.0, 2.0, 0.5, 1.5];
     let c = [1.0, -1.0, 2.0, 0.0];
@@ -234,7 +236,8 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
     let (obj, a, c) = t2_problem()?;
     let w0 = 0.5;
     let mut parts = Vec::new();
-    // Quoted reference values (notes §1.6, [N]): (B, ε, E[w_m], GF(mε), C_SGD flow(mε)) — a cross-check only.
+    // Quoted reference values (docs/theory/modified-flows.md §Reference values): (B, ε, E[w_m], GF(mε), C_SGD
+    // flow(mε)) — a cross-check only.
     let quoted = [
         (
             1usize,

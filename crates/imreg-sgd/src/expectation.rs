@@ -2,7 +2,7 @@
 //! with confidence intervals when enumeration is too large.
 //!
 //! What the expectation averages over is an explicit [`Averaging`] argument, because each choice gives a
-//! different modified loss (Smith et al. 2021 §1.3–1.5):
+//! different modified loss (Smith et al. 2021; `docs/theory/modified-flows.md` §Exact expectations):
 //!
 //! | [`Averaging`] | sequences per epoch | mean iterate follows |
 //! |---|---|---|

@@ -131,9 +131,9 @@ fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, String
 
 fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, String> {
     let mut parts = Vec::new();
-    // The notes' three curvature pairs at amplitude 1e-3: the second-order formula leaves an O(amplitude)
-    // relative remainder (third-derivative-free toy: the next order of the noise), ≈ 1e-3 here, so 1% is a
-    // tenfold margin.
+    // The three curvature pairs of the verification toy at amplitude 1e-3: the second-order formula leaves an
+    // O(amplitude) relative remainder (third-derivative-free toy: the next order of the noise), ≈ 1e-3 here,
+    // so 1% is a tenfold margin.
     for h in [[0.05, 1.2], [-0.1, 1.9], [0.0, 0.5]] {
         let (meas, pred, iid_vs_gd) = drift_parts(&h, 1e-3, 2)?;
         let ratio = meas.dot(&pred) / pred.norm_squared();

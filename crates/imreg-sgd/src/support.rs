@@ -1,4 +1,4 @@
-//! Learning the support (Beneventano, Pinto & Poggio 2024; THEORY beneventano §4): bias-free deep linear
+//! Learning the support (Beneventano, Pinto & Poggio 2024; `docs/theory/support.md`): bias-free deep linear
 //! or ReLU networks `f(x) = W_L σ(⋯σ(W_1 x))` on sparse-support targets, trained by reshuffled SGD with
 //! gradient-norm clipping, tracking the irrelevant first-layer norm `‖W_1[:, r:]‖_F`.
 //!
@@ -7,11 +7,12 @@
 //! fixed chunks, so runs are bitwise identical at any thread count).
 //!
 //! **Loss convention** ([`SupportLoss`]): the authors' notebooks use torch `MSELoss`, `mean (f − y)²`
-//! (no ½); the derivation of §4.4 uses `½ mean (f − y)²`. The ½ halves every gradient; a `TorchMse` run at
-//! rate `η` is a `HalfMse` run at `2η`.
+//! (no ½); the derivation (`docs/theory/support.md` §Decay rate) uses `½ mean (f − y)²`. The ½ halves every
+//! gradient; a `TorchMse` run at rate `η` is a `HalfMse` run at `2η`.
 //!
-//! **Decay rate** (§4.4, derived): near a minimum of the 2-layer linear net `f = wᵀWx` with label noise,
-//! the part of `W_irr = W[:, r:]` orthogonal to the output vector `w` (flat directions) decays like
+//! **Decay rate** (derived in `docs/theory/support.md`): near a minimum of the 2-layer linear net `f = wᵀWx`
+//! with label noise, the part of `W_irr = W[:, r:]` orthogonal to the output vector `w` (flat directions)
+//! decays like
 //! `exp(−γ t)` with `γ = (η²/(2b))((n−b)/(n−1)) E[r²] λ(Σ_irr) λ(K)` per step (½-MSE; `K = I` for two
 //! layers), and not at all under GD (`b = n`).
 use crate::reg_error::{check_positive, RegError, RegResult};
@@ -25,7 +26,7 @@ use rand::seq::SliceRandom;
 pub enum SupportLoss {
     /// torch `MSELoss`: `mean (f − y)²` (the notebooks).
     TorchMse,
-    /// `½ mean (f − y)²` (the derivation of §4.4).
+    /// `½ mean (f − y)²` (the decay-rate derivation).
     HalfMse,
 }
 
@@ -309,10 +310,10 @@ pub fn train_support(
     Ok(run)
 }
 
-/// The decay-rate setup of §4.4: `x ~ N(0, I_d)`, `y = Σ_{i<r} x_i + σ ε`, with the irrelevant columns made
-/// exactly centered, orthogonal to the relevant columns and to the noise, and whitened
-/// (`X_irrᵀX_irr/n = I`), so that `λ(Σ_irr) = 1` exactly and `x_irr` is uncorrelated with `(x_rel, y)` in
-/// the sample.
+/// The decay-rate setup (`docs/theory/support.md` §Decay rate): `x ~ N(0, I_d)`, `y = Σ_{i<r} x_i + σ ε`,
+/// with the irrelevant columns made exactly centered, orthogonal to the relevant columns and to the noise,
+/// and whitened (`X_irrᵀX_irr/n = I`), so that `λ(Σ_irr) = 1` exactly and `x_irr` is uncorrelated with
+/// `(x_rel, y)` in the sample.
 pub fn decay_rate_data(n: usize, d: usize, r: usize, sigma: f64, seed: u64) -> RegResult<Regression> {
     if r == 0 || r >= d || n <= d + 2 {
         return Err(RegError::invalid(
@@ -371,7 +372,7 @@ pub struct DecayRate {
     pub log_perp_norm: Vec<f64>,
 }
 
-/// Settings of [`decay_rates`] (the notes' §4.4 check).
+/// Settings of [`decay_rates`] (the simulation check of `docs/theory/support.md` §Decay rate).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecayRateConfig {
     pub n: usize,
@@ -386,7 +387,8 @@ pub struct DecayRateConfig {
 }
 
 impl Default for DecayRateConfig {
-    /// The notes' setup: 2-layer linear net, d = 6, r = 2, width 4, n = 400, σ = 0.5, η = 0.05, 6·10⁴ steps.
+    /// That check's setup: 2-layer linear net, d = 6, r = 2, width 4, n = 400, σ = 0.5, η = 0.05, 6·10⁴
+    /// steps.
     fn default() -> Self {
         DecayRateConfig {
             n: 400,

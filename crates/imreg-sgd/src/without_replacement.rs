@@ -1,5 +1,6 @@
 //! SGD without replacement (random reshuffling) against SGD with replacement and noise-injected GD
-//! (Beneventano 2023; THEORY beneventano §3.2, derived and verified there by exact enumeration).
+//! (Beneventano 2023; statement derived in `docs/theory/without-replacement.md`, verified by exact
+//! enumeration).
 //!
 //! Notation: per-sample noise `g_p = ∇ℓ_p − ∇L`, `G_p = ∇²ℓ_p − H`, per-sample covariance
 //! `Σ(θ) = (1/n) Σ_p g_p g_pᵀ`, batch-noise covariance `S = E ξ_Bξ_Bᵀ = ((n−b)/(n−1)) Σ/b` (a uniform
@@ -178,7 +179,8 @@ pub fn epoch_drift(obj: &dyn Objective, theta: &[f64], eta: f64, b: usize) -> Re
     Ok(EpochDrift { drift, hessian: h, k })
 }
 
-/// Settings of the notes' verification toy: `d = h.len()`, `H = diag(h)`, per-sample losses
+/// Settings of the verification toy (`docs/theory/without-replacement.md` §Verification toy): `d = h.len()`,
+/// `H = diag(h)`, per-sample losses
 /// `½θᵀ(H + G_p)θ + g_pᵀθ` with `Σ_p g_p = 0`, `Σ_p G_p = 0`, entries of size `amplitude`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToyParams {

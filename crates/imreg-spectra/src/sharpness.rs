@@ -13,8 +13,9 @@
 //! | IAS (Lee & Jang) | `E_B[g_BᵀHg_B] / E_B[‖g_B‖²]` | [`gni_ias`] |
 //! | `λ_K¹`, `Tr K` (= Smith's `Γ`), `Tr F` | | [`gradient_covariance_top`], [`trace_gradient_covariance`], [`fisher_trace`] |
 //!
-//! Exact identities (beneventano.md §2.4): `MiniBS ≥ λ_max(H)` (Jensen: `λ_max` is convex and `E_B H_B = H`),
-//! with equality at `b = N`; mean-of-ratios batch sharpness `≤ MiniBS` (each ratio is a Rayleigh quotient of
+//! Exact identities (`docs/theory/stochastic-stability.md` §Exact facts): `MiniBS ≥ λ_max(H)` (Jensen:
+//! `λ_max` is convex and `E_B H_B = H`), with equality at `b = N`; mean-of-ratios batch sharpness `≤ MiniBS`
+//! (each ratio is a Rayleigh quotient of
 //! `H_B`); the ratio-of-means variant has no such bound. For linear regression and `b = 1`, both MiniBS and
 //! the mean-of-ratios batch sharpness equal `tr(H)`.
 //!

@@ -1,5 +1,6 @@
-//! The sharpness family: exact identities of beneventano.md §2.4 by exact enumeration, closed forms for
-//! GNI/IAS, Monte Carlo vs exact, determinism across thread counts, typed errors.
+//! The sharpness family: exact identities of `docs/theory/stochastic-stability.md` §Exact facts by exact
+//! enumeration, closed forms for GNI/IAS, Monte Carlo vs exact, determinism across thread counts, typed
+//! errors.
 mod common;
 use imreg_objective::models::{LinearRegression, Quadratic};
 use imreg_objective::{rng, Batch, LossKind, Objective};

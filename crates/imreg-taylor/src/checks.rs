@@ -1,7 +1,7 @@
-//! Theorem checks registered in the `reproduce` / `verify` registry (theory notes §6, tests T6–T11).
+//! Theorem checks registered in the `reproduce` / `verify` registry (theory: `docs/theory/tenka.md`).
 //!
 //! Every order-of-accuracy claim is a log-log slope over a geometric sequence of step sizes
-//! ([`imreg_check::loglog_slope`]); every reference number of the notes is recomputed by our own
+//! ([`imreg_check::loglog_slope`]); every reference number of the theory page is recomputed by our own
 //! enumeration or quadrature before it is compared.
 use crate::error::TaylorError;
 use crate::exact::{exact_expectation, ExactParams};
@@ -124,7 +124,7 @@ struct Toy {
     tensors: PopulationTensors,
 }
 
-/// The reference toy of notes §6.2 at `θ₀ = 1`, `N = 3`.
+/// The reference toy of `docs/theory/tenka.md` at `θ₀ = 1`, `N = 3`.
 fn toy() -> Result<Toy, String> {
     let toy = RademacherToy::reference();
     let dist = toy.distribution();
@@ -175,7 +175,7 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
         o.passed &= contracting;
         parts.push(o);
     }
-    // Cross-check: the notes' table (§6.2), recomputed by our own enumeration.
+    // Cross-check: the table of docs/theory/tenka.md, recomputed by our own enumeration.
     let table = [
         (1, 3, 0.01, 0.471068689909),
         (1, 3, 0.005, 0.485269511901),
@@ -191,7 +191,7 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
     parts.push(Outcome::at_most("|enumeration − notes' table|", worst, 1e-11));
 
     // Figure: exact E[l] vs η with the order-0, -1 and -2 predictions, and residual/η³ (SGD, M = 1).
-    // No general order-3 formula is derived in the notes, so none is drawn here.
+    // No general order-3 formula is derived (docs/theory/tenka.md), so none is drawn here.
     if ctx.out_dir.is_some() {
         let sched = Schedule::new(n, 1, 3).map_err(e)?;
         let (mut rows, mut cols) = (Vec::new(), vec![Vec::new(); 6]);

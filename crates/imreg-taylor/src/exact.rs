@@ -273,8 +273,8 @@ mod tests {
 
     #[test]
     fn reference_table_recomputed() {
-        // Notes §6.2 table: our own enumeration must reproduce the quoted values (a cross-check; the
-        // checks assert the η³ convergence itself).
+        // The table of docs/theory/tenka.md: our own enumeration must reproduce the quoted values (a
+        // cross-check; the checks assert the η³ convergence itself).
         let toy = RademacherToy::reference();
         let d = toy.distribution();
         let cases = [

@@ -88,7 +88,8 @@ impl FiniteDist {
         FiniteDist::new(points, vec![1.0 / n as f64; n])
     }
 
-    /// Rademacher `x ∈ {−1, +1}` with probability ½ each (the toy of notes §6.2).
+    /// Rademacher `x ∈ {−1, +1}` with probability ½ each (the toy of `docs/theory/tenka.md` §Reference
+    /// values).
     pub fn rademacher() -> Self {
         FiniteDist {
             points: vec![vec![-1.0], vec![1.0]],

@@ -1,11 +1,12 @@
-//! The toy landscapes of the notes (§6.2–6.5), each with hand-written derivatives up to third order.
+//! The toy landscapes of `docs/theory/tenka.md`, each with hand-written derivatives up to third order.
 use crate::error::{check_finite, check_len, check_positive, Result};
 use crate::landscape::{DataDist, FiniteDist, Landscape};
 use crate::tensor::Tensor3;
 use nalgebra::{DMatrix, DVector};
 use std::f64::consts::FRAC_PI_4;
 
-/// The Rademacher toy of notes §6.2: `l_x(θ) = ½hθ² + x(θ + βθ²/2)`, `x = ±1` with probability ½.
+/// The Rademacher toy (`docs/theory/tenka.md` §Reference values): `l_x(θ) = ½hθ² + x(θ + βθ²/2)`, `x = ±1`
+/// with probability ½.
 ///
 /// `l(θ) = ½hθ²`, `G = hθ`, `H = h`, `C(θ) = (1 + βθ)²`, `∇trC = 2β(1 + βθ)`, `J = 0`.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +23,7 @@ impl RademacherToy {
         Ok(RademacherToy { h, beta })
     }
 
-    /// The reference toy of the notes: `h = 1`, `β = 0.5` (start it at `θ₀ = 1`).
+    /// The reference toy of the theory page: `h = 1`, `β = 0.5` (start it at `θ₀ = 1`).
     pub fn reference() -> Self {
         RademacherToy { h: 1.0, beta: 0.5 }
     }
@@ -63,7 +64,7 @@ impl Landscape for RademacherToy {
     }
 }
 
-/// Tenka's Helix landscape (notes §6.3): `θ = (u, v, z)`,
+/// Tenka's Helix landscape (`docs/theory/tenka.md` §Valley drift): `θ = (u, v, z)`,
 /// `l_x = ½H(θ) + x·S(θ)`, `H(θ) = u² + v² + (cos z·u + sin z·v)²`,
 /// `S(θ) = cos(z − π/4)u + sin(z − π/4)v`, `x ~ N(0, 1)`. The valley `u = v = 0` is flat along `z`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -165,8 +166,8 @@ impl Landscape for Helix {
     }
 }
 
-/// Tenka's Gauss landscape (notes §6.4): `l_x(θ) = ½(θ + x²e^{−θ})`, `x ~ N(0, 1)`; test minimum `θ = 0`
-/// with `G = 0`, `H = ½`, `J = −½`, `C = ½`, `S = −1`. Its gradient noise is skewed.
+/// Tenka's Gauss landscape (`docs/theory/tenka.md` §Skewness): `l_x(θ) = ½(θ + x²e^{−θ})`, `x ~ N(0, 1)`;
+/// test minimum `θ = 0` with `G = 0`, `H = ½`, `J = −½`, `C = ½`, `S = −1`. Its gradient noise is skewed.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GaussLandscape;
 

@@ -2,11 +2,11 @@
 //!
 //! Tenka's "SGD at small learning rates" expands SGD's expected **test** loss in powers of `η`. This crate
 //! evaluates each prediction from a distribution over per-example losses and checks it against exact
-//! enumeration, Gauss–Hermite quadrature or seeded Monte Carlo (theory notes §6).
+//! enumeration, Gauss–Hermite quadrature or seeded Monte Carlo (theory: `docs/theory/tenka.md`).
 //!
 //! * [`landscape::Landscape`]: a per-example loss `l_x(θ)` with hand-written derivatives up to third order;
 //!   [`landscape::DataDist`] (finite support or `N(0, I)`) and [`landscape::Integration`] (exact,
-//!   quadrature, Monte Carlo). Toys of the notes in [`landscapes`].
+//!   quadrature, Monte Carlo). The toys of the theory page in [`landscapes`].
 //! * [`tensors::population_tensors`]: `G, H, J, C, S, ∇trC` at `θ₀`.
 //! * [`predictions`]: the order-η² law, SGD − GD, the **corrected** epochs corollary, the valley drift,
 //!   the skewness correction (sign: minus), MeanEstimation overfitting / gap / TIC; [`sde`]: SGD vs the

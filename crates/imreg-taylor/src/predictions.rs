@@ -1,4 +1,4 @@
-//! Tenka's small-learning-rate predictions in scalar-η form (notes §6.2–6.5), with the notes' corrections.
+//! Tenka's small-learning-rate predictions in scalar-η form, with the corrections of `docs/theory/tenka.md`.
 //!
 //! The paper writes the learning rate as a metric `η^{μν}`; everything here is the scalar-η conversion
 //! (`G_μG^μ → η‖G‖²`, `GHG → η²GᵀHG`, `C_{μν}H^{μν} → η² tr(CH)`, `∇_μC^ν_ν G^μ → η² Gᵀ∇trC`).
@@ -50,8 +50,9 @@ fn check_eta(eta: f64) -> Result<()> {
     Ok(())
 }
 
-/// Tenka's order-η² law (Prop ordtwo, notes §6.2), for `T = MN` updates of batch size `B | N`, batches
-/// without replacement within each epoch, expectation over the training set and the batch orders:
+/// Tenka's order-η² law (Prop ordtwo; `docs/theory/tenka.md` §Order-η² law), for `T = MN` updates of batch
+/// size `B | N`, batches without replacement within each epoch, expectation over the training set and the
+/// batch orders:
 ///
 /// `E[l(θ_T)] = l − Tη‖G‖² + T(T − ½)η²GᵀHG + (TM/2)η² tr(CH) + (T(M − 1/B)/4)η² Gᵀ∇trC + o(η²)`.
 ///
@@ -63,7 +64,7 @@ fn check_eta(eta: f64) -> Result<()> {
 /// let toy = RademacherToy::reference();
 /// let t = population_tensors(&toy, &toy.distribution(), Integration::Exact, &[1.0]).unwrap();
 /// let e = test_loss_expansion(&t, &Schedule::new(3, 1, 3).unwrap(), 0.005).unwrap();
-/// assert!((e.through(2) - 0.485271875).abs() < 1e-12); // notes §6.2 table, recomputed
+/// assert!((e.through(2) - 0.485271875).abs() < 1e-12); // docs/theory/tenka.md table, recomputed
 /// ```
 pub fn test_loss_expansion(t: &PopulationTensors, sched: &Schedule, eta: f64) -> Result<TestLossExpansion> {
     check_eta(eta)?;
@@ -83,7 +84,8 @@ pub fn test_loss_expansion(t: &PopulationTensors, sched: &Schedule, eta: f64) ->
     })
 }
 
-/// SGD minus GD at equal `T`, `η`, `N` (notes §6.2): the discretization and `tr(CH)` terms cancel, leaving
+/// SGD minus GD at equal `T`, `η`, `N` (`docs/theory/tenka.md` §SGD minus GD): the discretization and
+/// `tr(CH)` terms cancel, leaving
 ///
 /// `E[l(θ_SGD,B)] − E[l(θ_GD)] = (T/4)(1/N − 1/B)η² Gᵀ∇trC + o(η²)`
 ///
@@ -98,8 +100,8 @@ pub fn sgd_minus_gd(t: &PopulationTensors, n: usize, b: usize, steps: usize, eta
     Ok(0.25 * tt * (1.0 / n as f64 - 1.0 / b as f64) * eta * eta * t.g.dot(&t.grad_tr_c))
 }
 
-/// **Corrected** Cor epochs (notes §6.2, T11): SGD with `E₀` epochs, `B = 1` and rate `η/E₀`, against one
-/// epoch, `B = 1`, rate `η`:
+/// **Corrected** Cor epochs (`docs/theory/tenka.md` §Epochs corollary): SGD with `E₀` epochs, `B = 1` and
+/// rate `η/E₀`, against one epoch, `B = 1`, rate `η`:
 ///
 /// `E[θ_{E₀} − θ_{E=1}] = ((E₀ − 1)/(4E₀)) N η² ∇(trC + ‖G‖²) + o(η²) = ((E₀ − 1)/(4E₀)) N η² ∇E_x‖∇l_x‖²`.
 ///
@@ -142,7 +144,7 @@ fn epochs_factor(n: usize, e0: usize, eta: f64) -> f64 {
     (e0 - 1.0) / (4.0 * e0) * n as f64 * eta * eta
 }
 
-/// Drift of SGD along a valley (Cor entropic, in the notes' scalar-η form, §6.3).
+/// Drift of SGD along a valley (Cor entropic, scalar-η form of `docs/theory/tenka.md` §Valley drift).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValleyDrift {
     /// Eigenvalues `h_μ` of `H`, ascending.
@@ -157,7 +159,8 @@ pub struct ValleyDrift {
     pub stiff_displacement: DVector<f64>,
 }
 
-/// The valley drift of SGD started on a valley of test minima (Cor entropic, notes §6.3), scalar-η form:
+/// The valley drift of SGD started on a valley of test minima (Cor entropic; `docs/theory/tenka.md` §Valley
+/// drift), scalar-η form:
 ///
 /// `v_λ = −(η²/2) Σ_{μν} C_{μν} J_{μνλ} / (h_μ + h_ν)` per step (eigenbasis of `H`),
 ///
@@ -212,8 +215,8 @@ pub fn valley_drift(t: &PopulationTensors, eta: f64, flat_tol: f64) -> Result<Va
     })
 }
 
-/// Skewness correction of E = B = 1 SGD from a test minimum (Prop splash / Cor vssde, notes §6.4), in
-/// excess over Gaussian noise with the same mean and covariance, small-`Tηh` form:
+/// Skewness correction of E = B = 1 SGD from a test minimum (Prop splash / Cor vssde; `docs/theory/tenka.md`
+/// §Skewness), in excess over Gaussian noise with the same mean and covariance, small-`Tηh` form:
 ///
 /// `−(Tη³/6) Σ_{μνλ} S_{μνλ} J_{μνλ} + o(η³)`.
 ///
@@ -225,7 +228,7 @@ pub fn skewness_correction(t: &PopulationTensors, steps: usize, eta: f64) -> Res
     Ok(-(steps as f64) * eta.powi(3) / 6.0 * t.s_dot_j())
 }
 
-/// The saturating form of the skewness correction (notes §6.4), eigenbasis of `H`:
+/// The saturating form of the skewness correction (`docs/theory/tenka.md` §Skewness), eigenbasis of `H`:
 ///
 /// `−(η³/6) Σ_{μνλ} S_{μνλ}J_{μνλ} (1 − e^{−Tη(h_μ+h_ν+h_λ)}) / (η(h_μ+h_ν+h_λ))`,
 ///
@@ -254,7 +257,8 @@ pub fn skewness_correction_saturating(t: &PopulationTensors, steps: usize, eta: 
     Ok(-eta.powi(3) / 6.0 * sum)
 }
 
-/// Overfitting of GD from a test minimum on a quadratic with additive noise (Cor overfit, notes §6.5).
+/// Overfitting of GD from a test minimum on a quadratic with additive noise (Cor overfit;
+/// `docs/theory/tenka.md` §Overfitting and the gap).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OverfitPrediction {
     /// `E[l(θ_T)] − l(θ*) = Σ_μ C_μμ (1 − (1 − ηh_μ)^T)² / (2N h_μ)`.
@@ -335,7 +339,8 @@ mod tests {
 
     #[test]
     fn epochs_numbers_of_the_notes_recomputed() {
-        // Notes §6.2: E0 = 2, N = 3, η = 0.005: full formula 3.2813e-5, ∇trC-only 1.4063e-5, enumeration 3.2509e-5.
+        // docs/theory/tenka.md §Epochs corollary: E0 = 2, N = 3, η = 0.005: full formula 3.2813e-5,
+        // ∇trC-only 1.4063e-5, enumeration 3.2509e-5.
         let t = toy_tensors();
         let eta = 0.005;
         let fixed = epochs_displacement(&t, 3, 2, eta).unwrap()[0];

@@ -1,5 +1,5 @@
 //! SGD against the Itô SDE on the linear problem `l = (h/2)θ²` with additive noise of variance `σ²`
-//! (notes §6.5, Cor vsode).
+//! (Cor vsode; `docs/theory/tenka.md` §SGD vs SDE).
 //!
 //! **Correction.** Tenka's Cor vsode says the covariance contributes `(T/2)η² tr(CH)` to SGD's test-loss
 //! excess "over ODE/SDE". Against the ODE (gradient flow) that is right. Against the standard Itô SDE

@@ -1,4 +1,5 @@
-//! Population tensors of a distribution over per-example losses, evaluated at `θ₀` (notes §6.1):
+//! Population tensors of a distribution over per-example losses, evaluated at `θ₀` (`docs/theory/tenka.md`
+//! §Setting):
 //! `G = E[∇l_x]`, `H = E[∇∇l_x]`, `J = E[∇³l_x]`, `C = E[(∇l_x − G)^{⊗2}]`, `S = E[(∇l_x − G)^{⊗3}]`,
 //! and `∇trC`.
 use crate::error::{check_len, Result};

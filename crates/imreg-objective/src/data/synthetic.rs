@@ -97,7 +97,8 @@ pub fn teacher_student_classification(
     Classification::new(x, labels, classes)
 }
 
-/// The target of the support experiments (THEORY beneventano §4.2), on the first `r` coordinates.
+/// The target of the support experiments (`docs/theory/support.md` §Experimental settings), on the first `r`
+/// coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SupportTarget {
     /// `f*(x) = Σ_{i<r} x_i`.
@@ -149,9 +150,10 @@ impl Default for SupportParams {
     }
 }
 
-/// The sparse-support regression data of THEORY beneventano §4.2: `n` base samples `x ~ N(0, I_d)`; the
-/// irrelevant coordinates `x_r … x_{d−1}` are centered empirically (column means over the `n` samples
-/// subtracted); every sample appears twice, with opposite noise: rows `0..n` have `y = f*(x) + ε` and rows
+/// The sparse-support regression data of `docs/theory/support.md` §Experimental settings: `n` base samples
+/// `x ~ N(0, I_d)`; the irrelevant coordinates `x_r … x_{d−1}` are centered empirically (column means over
+/// the `n` samples subtracted); every sample appears twice, with opposite noise: rows `0..n` have
+/// `y = f*(x) + ε` and rows
 /// `n..2n` have `y = f*(x) − ε` (same `x`, same `ε`), so the residuals at the optimum are `±ε`.
 pub fn sparse_support(p: &SupportParams) -> Result<Regression> {
     positive("n", p.n)?;
@@ -197,10 +199,10 @@ pub fn sparse_support(p: &SupportParams) -> Result<Regression> {
     Regression::new(xx, y)
 }
 
-/// The scalar-net data of the illustrative example (THEORY beneventano §4.2, `landscape.py`): `x ~ N(0, 1)`
-/// rescaled so that `mean x² = 1`, and `y = x + noise · η` with `η ~ N(0, 1)` projected orthogonally to `x`,
-/// so `Σ x y = Σ x² = n` and `Φ = Σxy/Σx² = 1` (to rounding) and `σ² = 1`. Returns `(x, y)` for
-/// [`ScalarNet::from_data`](crate::models::ScalarNet::from_data).
+/// The scalar-net data of the illustrative example (`docs/theory/support.md` §Experimental settings, the
+/// authors' `landscape.py`): `x ~ N(0, 1)` rescaled so that `mean x² = 1`, and `y = x + noise · η` with
+/// `η ~ N(0, 1)` projected orthogonally to `x`, so `Σ x y = Σ x² = n` and `Φ = Σxy/Σx² = 1` (to rounding) and
+/// `σ² = 1`. Returns `(x, y)` for [`ScalarNet::from_data`](crate::models::ScalarNet::from_data).
 pub fn scalar_net_data(n: usize, noise: f64, seed: u64) -> Result<(Vec<f64>, Vec<f64>)> {
     if n < 2 {
         return Err(ObjectiveError::invalid("n", "needs at least 2 samples"));
@@ -216,13 +218,14 @@ pub fn scalar_net_data(n: usize, noise: f64, seed: u64) -> Result<(Vec<f64>, Vec
     Ok((x, y))
 }
 
-/// `D1 = {(1, −1), (1, 1)}` ("label oscillation", `convergence.py` of THEORY beneventano §4.2) as `(x, y)`.
+/// `D1 = {(1, −1), (1, 1)}` ("label oscillation", the authors' `convergence.py`; `docs/theory/support.md`) as
+/// `(x, y)`.
 pub fn label_oscillation() -> (Vec<f64>, Vec<f64>) {
     (vec![1.0, 1.0], vec![-1.0, 1.0])
 }
 
-/// `D2 = {(1/3, 0), (3, 0)}` ("input oscillation", `convergence.py` of THEORY beneventano §4.2) as `(x, y)`,
-/// the pairs as recorded there.
+/// `D2 = {(1/3, 0), (3, 0)}` ("input oscillation", the authors' `convergence.py`; `docs/theory/support.md`)
+/// as `(x, y)`, the pairs as recorded there.
 pub fn input_oscillation() -> (Vec<f64>, Vec<f64>) {
     (vec![1.0 / 3.0, 3.0], vec![0.0, 0.0])
 }

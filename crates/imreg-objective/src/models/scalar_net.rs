@@ -1,5 +1,5 @@
 //! The depth-2 linear network of width `k` with a single input and output (Beneventano & Woodworth 2025;
-//! THEORY beneventano §1): `f(x) = (aᵀb) x`, `θ = (a, b) ∈ R^{2k}` with `a` first.
+//! `docs/theory/scalar-net.md`): `f(x) = (aᵀb) x`, `θ = (a, b) ∈ R^{2k}` with `a` first.
 use super::common::{check_dir, check_theta_batch, chunked_sum, dot, value_targets};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
@@ -124,7 +124,8 @@ impl ScalarNet {
         Ok([s / nb, acc[0] / nb, acc[1] / nb])
     }
 
-    /// The closed-form Hessian spectrum of the full-data loss (THEORY beneventano §1.2), in descending order:
+    /// The closed-form Hessian spectrum of the full-data loss (`docs/theory/scalar-net.md` §Hessian), in
+    /// descending order:
     /// `σ² · {λ/2 ± √((m + ε̃)² + P/4), +ε̃ (k − 1 times), −ε̃ (k − 1 times)}` with `m = aᵀb`,
     /// `λ = ‖a‖² + ‖b‖²`, `P = ‖a + b‖²‖a − b‖² = λ² − 4m²`, `ε̃ = m − Φ` (the residual `aᵀb − Φ` of the
     /// reduced loss), `σ² = mean x²`. For [`ScalarNet::new`] `σ² = 1` and `ε̃ = ε`.

@@ -1,7 +1,7 @@
 //! Jastrzębski et al. (2021): the Fisher penalty `α ‖∇_θ L_B(θ; ŷ)‖^p` with labels `ŷ` sampled from the
 //! model's predictive distribution, with the exponent explicit (`p = 2`: Novack's FT re-implementation and
 //! the recollected paper equation; `p = 1`: the slide), and its finite-difference approximation
-//! (THEORY §4a). `g = ∇L_B(ŷ)` is the sampled-label batch-mean gradient.
+//! (`docs/theory/regularizers.md` §Fisher penalty). `g = ∇L_B(ŷ)` is the sampled-label batch-mean gradient.
 use super::{batch_rows, NetworkModel, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
 use imreg_objective::models::network::OutputFunctional;

@@ -1,7 +1,7 @@
-//! The comparison penalties of Jastrzębski et al. (2021) (THEORY §4a; definitions [R], conventions
-//! explicit): GP `α‖∇_θ L_B‖²` with the true labels, GP_x `α‖∇_x L_B‖²` (the gradient of the batch-mean
-//! loss with respect to every input of the batch), GP_r `α‖∇_θ L_B(ỹ)‖²` with labels drawn uniformly at
-//! random.
+//! The comparison penalties of Jastrzębski et al. (2021) (`docs/theory/regularizers.md` §Comparison
+//! penalties; definitions reconstructed, conventions explicit): GP `α‖∇_θ L_B‖²` with the true labels, GP_x
+//! `α‖∇_x L_B‖²` (the gradient of the batch-mean loss with respect to every input of the batch), GP_r
+//! `α‖∇_θ L_B(ỹ)‖²` with labels drawn uniformly at random.
 use super::fisher::{sample_labels, softmax_classifier};
 use super::{batch_rows, grad_self_hvp, NetworkModel, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, RegResult};

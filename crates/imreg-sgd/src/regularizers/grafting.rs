@@ -1,5 +1,6 @@
-//! Iterative gradient grafting (Novack et al. 2023 after Agarwal et al. 2020; exact form [R]): the step
-//! takes the **direction** of the large-batch update `d` and the **magnitude** of a small-batch gradient,
+//! Iterative gradient grafting (Novack et al. 2023 after Agarwal et al. 2020; form reconstructed,
+//! `docs/theory/regularizers.md`): the step takes the **direction** of the large-batch update `d` and the
+//! **magnitude** of a small-batch gradient,
 //! `d ← ‖∇L_{M_1}‖ · d/‖d‖`, with `M_1` the first micro-batch (size `micro`) of the current batch, i.e. the
 //! step a small-batch SGD run would have taken from the same point.
 use crate::reg_error::{RegError, RegResult};

@@ -1,7 +1,8 @@
 //! Novack, Kaur, Marwah, Garg & Lipton (2023): penalties on the micro-batches `M_1 … M_k` of a large batch
 //! `B` (`k = |B|/|M|`, the micro-batch size must divide the batch), each the **squared** L2 norm of a
 //! micro-batch-mean gradient, averaged over the micro-batches and multiplied by `λ`:
-//! `J = (1/k) Σ_j [L_{M_j} + λ R(M_j)] = L_B + λ mean_j R(M_j)` (THEORY §3.2, as in the official code).
+//! `J = (1/k) Σ_j [L_{M_j} + λ R(M_j)] = L_B + λ mean_j R(M_j)` (`docs/theory/regularizers.md` §Micro-batch
+//! penalties, as in the official code).
 //!
 //! * GN: `R = ‖∇_θ L_M‖²` (true labels), on any model.
 //! * FT: `R = ‖∇_θ (1/|M|) Σ_i CE(f(x_i), ŷ_i)‖²` with `ŷ_i ~ Categorical(softmax f(x_i))` drawn fresh per

@@ -1,6 +1,6 @@
 //! Explicit regularizers: each a composable [`Penalty`] with an exact gradient (Hessian-vector products and
 //! differentiable backward passes, never finite differences unless the name says so) and a named
-//! convention (THEORY smith-barrett-novack-jastrzebski-cohen-tenka §1.7, §3, §4a, §7):
+//! convention (`docs/theory/regularizers.md`):
 //!
 //! | penalty | value | gradient |
 //! |---|---|---|

@@ -1,7 +1,7 @@
 //! Smith, Dherin, Barrett & De (2021): the implicit regularizer of SGD made explicit,
-//! `C_mod = C + (λ/(4m)) Σ_k ‖∇Ĉ_k‖²` (§1.7), and its per-step stochastic form `(λ/4)‖∇Ĉ_B‖²`.
-//! To the order of the theorem, SGD at rate `ε` on `C_mod` follows the flow on `C_SGD` with `ε + λ`
-//! (check `reg.explicit-matches-implicit`).
+//! `C_mod = C + (λ/(4m)) Σ_k ‖∇Ĉ_k‖²` (`docs/theory/regularizers.md` §Smith's explicit regularizer), and its
+//! per-step stochastic form `(λ/4)‖∇Ĉ_B‖²`. To the order of the theorem, SGD at rate `ε` on `C_mod` follows
+//! the flow on `C_SGD` with `ε + λ` (check `reg.explicit-matches-implicit`).
 use super::{batch_rows, grad_self_hvp, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_flow::Partition;
