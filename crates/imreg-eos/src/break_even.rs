@@ -47,7 +47,7 @@ pub struct BreakEvenOptions {
     /// Seed of the subset, the Lanczos start and the Fisher labels.
     pub seed: u64,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for BreakEvenOptions {
@@ -62,7 +62,7 @@ impl Default for BreakEvenOptions {
             subset: 256,
             fisher_samples: 1,
             seed: 0,
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
         }
     }
 }
@@ -130,7 +130,7 @@ pub fn break_even<O: Supervised + ?Sized>(
         steps: opts.steps,
         every: opts.every,
         sampling: opts.sampling,
-        blowup_loss: opts.blowup_loss,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let cov = CovarianceOptions::default();

@@ -151,7 +151,7 @@ pub struct EosOptions {
     /// Seed of the first Lanczos start vector.
     pub seed: u64,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
     /// Compare with gradient flow (`None`: GD only).
     pub gradient_flow: Option<GfOptions>,
 }
@@ -165,7 +165,7 @@ impl Default for EosOptions {
             lanczos_iters: 20,
             lanczos_tol: 1e-8,
             seed: 0,
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
             gradient_flow: Some(GfOptions::default()),
         }
     }
@@ -250,7 +250,7 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
         steps: opts.steps,
         every: opts.every,
         sampling: Sampling::Full,
-        blowup_loss: opts.blowup_loss,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let keep = opts.gradient_flow.is_some();

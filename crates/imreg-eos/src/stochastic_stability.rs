@@ -69,7 +69,7 @@ pub struct EossOptions {
     /// MiniBS (`None`: not measured).
     pub mini_bs: Option<MiniBsOptions>,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for EossOptions {
@@ -90,7 +90,7 @@ impl Default for EossOptions {
                 round: 20,
             },
             mini_bs: Some(MiniBsOptions::default()),
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
         }
     }
 }
@@ -174,7 +174,7 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
             batch_size: b,
             seed: opts.seed,
         },
-        blowup_loss: opts.blowup_loss,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<EossMeasurement> {

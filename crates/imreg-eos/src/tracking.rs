@@ -1,5 +1,6 @@
-//! A tracker that runs GD or SGD on any [`Objective`] and measures quantities along the trajectory every `k`
-//! steps: the common engine of [`crate::edge_of_stability`], [`crate::stochastic_stability`] and
+//! A tracker that runs GD or SGD on any [`Objective`] — through the one training loop of `imreg-sgd`
+//! ([`imreg_sgd::train::train`]) with a single observer — and measures quantities along the trajectory every
+//! `k` steps: the common front of [`crate::edge_of_stability`], [`crate::stochastic_stability`] and
 //! [`crate::break_even`].
 //!
 //! The update is plain `θ_{t+1} = θ_t − η ∇C_{B_t}(θ_t)` with `B_t` the full batch (GD) or a minibatch
@@ -26,10 +27,13 @@
 //! assert_eq!(tr.records.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5, 10, 15, 20]);
 //! ```
 use crate::error::EosError;
-use imreg_flow::FlowError;
-use imreg_objective::{rng, Batch, Objective, ObjectiveError};
-use imreg_spectra::{LanczosOptions, SpectraError};
-use rand::seq::SliceRandom;
+use imreg_flow::{FlowError, Remainder};
+use imreg_objective::{Batch, Objective, ObjectiveError};
+use imreg_sgd::observe::{Control, Schedule, Scheduled, StepView};
+use imreg_sgd::sampler::{EpochOrder, Sampler};
+use imreg_sgd::train::{train, Divergence, Method, Outcome, Seeds, TrainOptions};
+use imreg_sgd::SgdError;
+use imreg_spectra::SpectraError;
 use thiserror::Error;
 
 /// Errors of the trajectory trackers: bad options (naming the field) or a failure of a layer below.
@@ -55,6 +59,9 @@ pub enum TrackError {
     /// The gradient-flow integration failed (blow-up, step-size collapse, …).
     #[error("flow: {0}")]
     Flow(#[from] FlowError),
+    /// The training loop rejected its inputs.
+    #[error("training: {0}")]
+    Train(#[from] SgdError),
 }
 
 impl TrackError {
@@ -103,7 +110,7 @@ pub struct TrackOptions {
     pub sampling: Sampling,
     /// A loss (full batch for GD, the step's batch for SGD, full batch at measurements) above this, or
     /// non-finite, stops the run as [`TrackStatus::Diverged`].
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for TrackOptions {
@@ -113,7 +120,7 @@ impl Default for TrackOptions {
             steps: 1000,
             every: 10,
             sampling: Sampling::Full,
-            blowup_loss: 1e8,
+            divergence_loss: 1e8,
         }
     }
 }
@@ -125,10 +132,10 @@ impl TrackOptions {
         if self.every == 0 {
             return Err(TrackError::invalid("every", 0, "must be ≥ 1"));
         }
-        if self.blowup_loss.is_nan() || self.blowup_loss <= 0.0 {
+        if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 {
             return Err(TrackError::invalid(
-                "blowup_loss",
-                self.blowup_loss,
+                "divergence_loss",
+                self.divergence_loss,
                 "must be > 0",
             ));
         }
@@ -150,7 +157,7 @@ impl TrackOptions {
 pub enum TrackStatus {
     /// All steps taken.
     Completed,
-    /// The loss became non-finite or exceeded [`TrackOptions::blowup_loss`] at `step` (the loss evaluated at
+    /// The loss became non-finite or exceeded [`TrackOptions::divergence_loss`] at `step` (the loss evaluated at
     /// `θ_step`); the run stopped there.
     Diverged { step: usize, loss: f64 },
 }
@@ -220,48 +227,8 @@ where
     }
 }
 
-/// The batch schedule of a [`Sampling`], seeded.
-struct Batches {
-    n: usize,
-    sampling: Sampling,
-    epoch: u64,
-    order: Vec<usize>,
-    pos: usize,
-}
-
-impl Batches {
-    fn new(n: usize, sampling: Sampling) -> Self {
-        Batches {
-            n,
-            sampling,
-            epoch: 0,
-            order: Vec::new(),
-            pos: usize::MAX,
-        }
-    }
-
-    /// The example indices of the next step (`None` for the full batch).
-    fn next(&mut self) -> Option<&[usize]> {
-        let Sampling::Reshuffled { batch_size, seed } = self.sampling else {
-            return None;
-        };
-        if self.pos == usize::MAX || self.pos + batch_size > self.n {
-            self.order = (0..self.n).collect();
-            self.order.shuffle(&mut rng::stream(seed, self.epoch));
-            self.epoch += 1;
-            self.pos = 0;
-        }
-        let b = &self.order[self.pos..self.pos + batch_size];
-        self.pos += batch_size;
-        Some(b)
-    }
-}
-
-fn blown(loss: f64, limit: f64) -> bool {
-    !loss.is_finite() || loss > limit
-}
-
-/// Runs GD/SGD from `θ₀` and measures with `probe` at steps `0, k, 2k, …` and at the final iterate.
+/// Runs GD/SGD from `θ₀` on the training loop of `imreg-sgd` and measures with `probe` at steps
+/// `0, k, 2k, …` and at the final iterate.
 ///
 /// Errors only on bad options or inputs (or a failing probe); divergence ends the run with
 /// [`TrackStatus::Diverged`] and keeps the records taken so far.
@@ -279,149 +246,93 @@ where
     opts.validate(n)?;
     imreg_objective::check_len("theta0", theta0, obj.dim())?;
     imreg_objective::check_finite("theta0", theta0)?;
+    let (sampler, seed) = match opts.sampling {
+        Sampling::Full => (Sampler::Full, 0),
+        // Epoch `e` shuffles `0..N` with `rng::stream(seed, e)`; the last `N mod b` examples are dropped.
+        Sampling::Reshuffled { batch_size, seed } => (
+            Sampler::RandomReshuffling {
+                batch_size,
+                remainder: Remainder::Drop,
+                order: EpochOrder::StreamPerEpoch,
+            },
+            seed,
+        ),
+    };
     let full = matches!(opts.sampling, Sampling::Full);
-    let mut theta = theta0.to_vec();
-    let mut grad = vec![0.0; obj.dim()];
-    let mut batches = Batches::new(n, opts.sampling);
+    let topts = TrainOptions {
+        lr: opts.lr,
+        steps: opts.steps,
+        seeds: Seeds::from_seed(seed),
+        // The step's batch loss (checked after the measurement of that step); iterates only when non-finite.
+        divergence: Divergence {
+            loss: opts.divergence_loss,
+            norm: f64::INFINITY,
+        },
+    };
     let mut records = Vec::new();
-    let mut step_losses = Vec::with_capacity(opts.steps + 1);
-    let mut status = TrackStatus::Completed;
-    for step in 0..=opts.steps {
-        let measure_now = step % opts.every == 0 || step == opts.steps;
-        // GD: the gradient call gives the full loss at θ_step for free.
+    let mut step_losses = Vec::with_capacity(opts.steps.saturating_add(1).min(1 << 20));
+    let mut observe = |at: &StepView<'_, O>| -> TrackResult<Control> {
+        let measure_now = at.last || at.step % opts.every == 0;
+        // GD: the step's gradient call gives the full loss at θ_t; at the final iterate it is computed the
+        // same way.
         let full_loss = if full {
-            let l = obj.loss_grad(&theta, Batch::Full, &mut grad)?;
+            let l = match at.loss {
+                Some(l) => l,
+                None => obj.loss_grad(at.theta, Batch::Full, &mut vec![0.0; obj.dim()])?,
+            };
             step_losses.push(l);
             Some(l)
         } else if measure_now {
-            Some(obj.loss(&theta, Batch::Full)?)
+            Some(obj.loss(at.theta, Batch::Full)?)
         } else {
             None
         };
-        if let Some(l) = full_loss.filter(|&l| blown(l, opts.blowup_loss)) {
-            status = TrackStatus::Diverged { step, loss: l };
-            break;
+        if let Some(l) = full_loss.filter(|&l| !l.is_finite() || l > opts.divergence_loss) {
+            return Ok(Control::Diverged(l));
         }
         if measure_now {
-            let value = probe.measure(obj, &theta, step)?;
+            let value = probe.measure(obj, at.theta, at.step)?;
             records.push(Record {
-                step,
+                step: at.step,
                 loss: full_loss.unwrap_or(f64::NAN),
                 value,
             });
         }
-        if step == opts.steps {
-            break;
-        }
-        if !full {
-            let l = match batches.next() {
-                Some(ix) => obj.loss_grad(&theta, Batch::Indices(ix), &mut grad)?,
-                None => obj.loss_grad(&theta, Batch::Full, &mut grad)?,
-            };
+        if let (false, Some(l)) = (full, at.loss) {
             step_losses.push(l);
-            if blown(l, opts.blowup_loss) {
-                status = TrackStatus::Diverged { step, loss: l };
-                break;
-            }
         }
-        let next: Vec<f64> = theta.iter().zip(&grad).map(|(t, g)| t - opts.lr * g).collect();
-        if let Some(i) = next.iter().position(|x| !x.is_finite()) {
-            status = TrackStatus::Diverged {
-                step: step + 1,
-                loss: next[i],
-            };
-            break;
-        }
-        theta = next;
-    }
+        Ok(Control::Continue)
+    };
+    let end = train(
+        obj,
+        theta0,
+        &Method::sgd(sampler),
+        &topts,
+        &mut [Scheduled::new(Schedule::Every(1), &mut observe)],
+    )?;
+    let status = match end.outcome {
+        Outcome::Diverged { step, blowup } => TrackStatus::Diverged {
+            step,
+            loss: blowup.value(),
+        },
+        Outcome::Completed | Outcome::Stopped { .. } => TrackStatus::Completed,
+    };
     Ok(Track {
         lr: opts.lr,
         records,
         step_losses,
         status,
-        final_theta: theta,
+        final_theta: end.theta,
     })
 }
 
-/// A top Ritz value with its Lanczos diagnostics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TopEigen {
-    /// The largest Ritz value.
-    pub value: f64,
-    /// Its residual bound `β_m|e_mᵀs|` (an eigenvalue lies within it).
-    pub residual_bound: f64,
-    /// Lanczos steps taken.
-    pub iterations: usize,
-    /// Whether the tolerance was met.
-    pub converged: bool,
-}
-
-/// Sharpness `λ_max(H_B(θ))` by Lanczos, warm-started from the previous call's top Ritz vector (Cohen et
-/// al. use ARPACK from scratch; a warm start along a slowly moving trajectory needs far fewer iterations).
-#[derive(Clone, Debug)]
-pub struct SharpnessProbe {
-    /// Lanczos options (`start` is overwritten by the warm start after the first call).
-    pub lanczos: LanczosOptions,
-    /// Examples of the Hessian (`None`: the full batch).
-    pub subset: Option<Vec<usize>>,
-    warm: Option<Vec<f64>>,
-}
-
-impl SharpnessProbe {
-    /// A probe on the full-batch Hessian with `iterations` Lanczos steps and relative tolerance `tol`.
-    pub fn new(iterations: usize, tol: f64, seed: u64) -> Self {
-        SharpnessProbe {
-            lanczos: LanczosOptions {
-                max_iter: iterations,
-                tol,
-                seed,
-                ..Default::default()
-            },
-            subset: None,
-            warm: None,
-        }
-    }
-
-    /// Measures `λ_max(H)` at `θ` and keeps the Ritz vector for the next call.
-    pub fn sharpness<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> TrackResult<TopEigen> {
-        let mut lo = self.lanczos.clone();
-        lo.ritz_vectors = true;
-        if let Some(w) = self.warm.take() {
-            lo.start = Some(w);
-        }
-        let batch = match &self.subset {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
-        let r = imreg_spectra::lanczos(&h, &lo)?;
-        let top = r.top.into_iter().next().ok_or_else(|| {
-            TrackError::invalid("lanczos.k_top", 0, "the sharpness probe needs one top pair")
-        })?;
-        self.warm = top.vector;
-        Ok(TopEigen {
-            value: top.value,
-            residual_bound: top.residual_bound,
-            iterations: r.report.iterations,
-            converged: r.report.converged,
-        })
-    }
-}
+pub use imreg_sgd::observe::{step_seed, SharpnessProbe, TopEigen};
 
 impl<O: Objective + ?Sized> Probe<O> for SharpnessProbe {
     type Output = TopEigen;
     fn measure(&mut self, obj: &O, theta: &[f64], _step: usize) -> TrackResult<TopEigen> {
-        self.sharpness(obj, theta)
+        Ok(self.sharpness(obj, theta)?)
     }
-}
-
-/// A per-measurement seed derived from a base seed and the step (SplitMix64 finalizer), so that successive
-/// Monte Carlo estimates along a trajectory use fresh, reproducible batches.
-pub fn step_seed(base: u64, step: usize) -> u64 {
-    let mut z = base ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Summary of a series relative to a target over the second half of the measured steps.
