@@ -16,7 +16,7 @@
 //! smaller for a larger learning rate or a smaller batch. It is a conjecture: [`conjecture_one`] reports
 //! which of its pairwise comparisons held in a given set of runs, it asserts nothing.
 use crate::tracking::{
-    step_seed, track, Sampling, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackStatus,
+    step_seed, track, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
 };
 use imreg_objective::{rng, Batch, Supervised};
 use imreg_spectra::{
@@ -31,8 +31,8 @@ use rayon::prelude::*;
 pub struct BreakEvenOptions {
     /// Step size η.
     pub lr: f64,
-    /// GD (`Sampling::Full`) or SGD.
-    pub sampling: Sampling,
+    /// GD (`TrackSampling::Full`) or SGD.
+    pub sampling: TrackSampling,
     /// Steps.
     pub steps: usize,
     /// Measure every this many steps.
@@ -54,7 +54,7 @@ impl Default for BreakEvenOptions {
     fn default() -> Self {
         BreakEvenOptions {
             lr: 0.1,
-            sampling: Sampling::Full,
+            sampling: TrackSampling::Full,
             steps: 1000,
             every: 50,
             lanczos_iters: 20,

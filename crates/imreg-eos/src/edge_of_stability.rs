@@ -16,7 +16,7 @@
 //! standardized with the statistics of all 1797 images, as Cohen et al. standardize CIFAR-10 with the full
 //! training set).
 use crate::tracking::{
-    track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackStatus,
+    track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
 };
 use imreg_flow::dop853::{integrate_dense, Dop853Options, Dop853Report};
 use imreg_objective::data::digits;
@@ -249,7 +249,7 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
         lr: opts.lr,
         steps: opts.steps,
         every: opts.every,
-        sampling: Sampling::Full,
+        sampling: TrackSampling::Full,
         divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);

@@ -48,6 +48,6 @@ pub use stochastic_stability::{
     MiniBsOptions,
 };
 pub use tracking::{
-    step_seed, track, Hover, Probe, Sampling, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions,
+    step_seed, track, Hover, Probe, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackSampling,
     TrackStatus,
 };

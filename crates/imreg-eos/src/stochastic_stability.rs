@@ -14,7 +14,7 @@
 //! lower the smaller `b`. Exact facts used as sanity bounds (§2.4): `MiniBS ≥ λ_max` (Jensen) and
 //! mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh quotients), for every θ.
 use crate::tracking::{
-    step_seed, track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult,
+    step_seed, track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling,
     TrackStatus,
 };
 use imreg_objective::{Batch, Objective};
@@ -170,7 +170,7 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
         lr: opts.lr,
         steps: opts.steps,
         every: opts.every,
-        sampling: Sampling::Reshuffled {
+        sampling: TrackSampling::Reshuffled {
             batch_size: b,
             seed: opts.seed,
         },

@@ -4,7 +4,7 @@
 //! [`crate::break_even`].
 //!
 //! The update is plain `θ_{t+1} = θ_t − η ∇C_{B_t}(θ_t)` with `B_t` the full batch (GD) or a minibatch
-//! ([`Sampling`]). A [`Probe`] measures at `θ_t` **before** the update of step `t`, for
+//! ([`TrackSampling`]). A [`Probe`] measures at `θ_t` **before** the update of step `t`, for
 //! `t = 0, k, 2k, …` and at the final iterate (Cohen et al.'s `eig_freq` protocol). Probes may keep state
 //! between calls (the previous top Ritz vector, to warm-start the next Lanczos run).
 //!
@@ -14,7 +14,7 @@
 //! order).
 //!
 //! ```
-//! use imreg_eos::tracking::{track, Sampling, TrackOptions, TrackStatus};
+//! use imreg_eos::tracking::{track, TrackSampling, TrackOptions, TrackStatus};
 //! use imreg_objective::{Batch, Objective, Quadratic};
 //! // C(θ) = ½ θᵀ diag(1, 3) θ: GD with η = 0.1 converges; measure the loss every 5 steps.
 //! let q = Quadratic::diagonal(&[1.0, 3.0]);
@@ -79,7 +79,7 @@ pub type TrackResult<T> = std::result::Result<T, TrackError>;
 
 /// Which examples each step averages over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sampling {
+pub enum TrackSampling {
     /// All `N` examples every step (GD).
     Full,
     /// Random reshuffling: each epoch `e` a fresh permutation of `0..N` from `rng::stream(seed, e)`, cut into
@@ -87,12 +87,12 @@ pub enum Sampling {
     Reshuffled { batch_size: usize, seed: u64 },
 }
 
-impl Sampling {
-    /// The batch size (`N` for [`Sampling::Full`]).
+impl TrackSampling {
+    /// The batch size (`N` for [`TrackSampling::Full`]).
     pub fn batch_size(&self, n: usize) -> usize {
         match *self {
-            Sampling::Full => n,
-            Sampling::Reshuffled { batch_size, .. } => batch_size,
+            TrackSampling::Full => n,
+            TrackSampling::Reshuffled { batch_size, .. } => batch_size,
         }
     }
 }
@@ -107,7 +107,7 @@ pub struct TrackOptions {
     /// Measure every this many steps (≥ 1), plus at the final iterate.
     pub every: usize,
     /// GD or SGD.
-    pub sampling: Sampling,
+    pub sampling: TrackSampling,
     /// A loss (full batch for GD, the step's batch for SGD, full batch at measurements) above this, or
     /// non-finite, stops the run as [`TrackStatus::Diverged`].
     pub divergence_loss: f64,
@@ -119,7 +119,7 @@ impl Default for TrackOptions {
             lr: 0.01,
             steps: 1000,
             every: 10,
-            sampling: Sampling::Full,
+            sampling: TrackSampling::Full,
             divergence_loss: 1e8,
         }
     }
@@ -139,7 +139,7 @@ impl TrackOptions {
                 "must be > 0",
             ));
         }
-        if let Sampling::Reshuffled { batch_size, .. } = self.sampling {
+        if let TrackSampling::Reshuffled { batch_size, .. } = self.sampling {
             if batch_size == 0 || batch_size > n {
                 return Err(TrackError::invalid(
                     "sampling.batch_size",
@@ -165,7 +165,7 @@ pub enum TrackStatus {
 /// One measurement: the probe's output at `θ_step` (before the update of that step), with the full-batch
 /// loss there.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record<M> {
+pub struct TrackRecord<M> {
     pub step: usize,
     /// Full-batch loss `C(θ_step)`.
     pub loss: f64,
@@ -178,7 +178,7 @@ pub struct Track<M> {
     /// The learning rate.
     pub lr: f64,
     /// The measurements, by step.
-    pub records: Vec<Record<M>>,
+    pub records: Vec<TrackRecord<M>>,
     /// For GD, the full-batch loss at every step `0..=last` (free with the gradient); for SGD, the loss of
     /// the batch used at each step.
     pub step_losses: Vec<f64>,
@@ -247,9 +247,9 @@ where
     imreg_objective::check_len("theta0", theta0, obj.dim())?;
     imreg_objective::check_finite("theta0", theta0)?;
     let (sampler, seed) = match opts.sampling {
-        Sampling::Full => (Sampler::Full, 0),
+        TrackSampling::Full => (Sampler::Full, 0),
         // Epoch `e` shuffles `0..N` with `rng::stream(seed, e)`; the last `N mod b` examples are dropped.
-        Sampling::Reshuffled { batch_size, seed } => (
+        TrackSampling::Reshuffled { batch_size, seed } => (
             Sampler::RandomReshuffling {
                 batch_size,
                 remainder: Remainder::Drop,
@@ -258,7 +258,7 @@ where
             seed,
         ),
     };
-    let full = matches!(opts.sampling, Sampling::Full);
+    let full = matches!(opts.sampling, TrackSampling::Full);
     let topts = TrainOptions {
         lr: opts.lr,
         steps: opts.steps,
@@ -292,7 +292,7 @@ where
         }
         if measure_now {
             let value = probe.measure(obj, at.theta, at.step)?;
-            records.push(Record {
+            records.push(TrackRecord {
                 step: at.step,
                 loss: full_loss.unwrap_or(f64::NAN),
                 value,
