@@ -272,7 +272,7 @@ where
     let mut records = Vec::new();
     let mut step_losses = Vec::with_capacity(opts.steps.saturating_add(1).min(1 << 20));
     let mut observe = |at: &StepView<'_, O>| -> TrackResult<Control> {
-        let measure_now = at.last || at.step % opts.every == 0;
+        let measure_now = at.last || at.step.is_multiple_of(opts.every);
         // GD: the step's gradient call gives the full loss at θ_t; at the final iterate it is computed the
         // same way.
         let full_loss = if full {

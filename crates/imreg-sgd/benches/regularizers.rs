@@ -9,7 +9,7 @@ use imreg_objective::data::digits;
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::Objective;
-use imreg_objective::{rng, LossKind};
+use imreg_objective::LossKind;
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::support::{train_support, SupportConfig};
