@@ -21,3 +21,8 @@ pub mod regularizers;
 pub mod study;
 pub mod support;
 pub mod without_replacement;
+
+/// The examples of `docs/training.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/training.md")]
+pub struct TrainingGuide;
