@@ -95,7 +95,7 @@ pub fn fixed_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Control, StepView};
+    use crate::observe::{Control, Observer, StepView};
     use crate::train::{Blowup, Divergence, Noise, Seeds, Update};
     use imreg_flow::toy::{LogCoshQuartic, PerExampleQuadratic};
     use imreg_flow::Remainder;
@@ -262,22 +262,23 @@ mod tests {
         assert_eq!(end.outcome, Outcome::Stopped { step: 6 });
         let full = run(&obj, &[0.2, 0.1], &method, &o, Schedule::Every(1)).unwrap();
         assert_eq!(end.theta, full.iterates[6]);
-        let end = train(
-            &obj as &dyn Objective,
-            &[0.2, 0.1],
-            &method,
-            &o,
-            &mut [Scheduled::new(
-                Schedule::Every(1),
-                &mut |at: &StepView<'_, dyn Objective>| -> Result<Control> {
-                    Ok(if at.step == 2 {
-                        Control::Diverged(7.0)
-                    } else {
-                        Control::Continue
-                    })
-                },
-            )],
-        )
+        let every_step = |observer: &mut dyn Observer<dyn Objective>| {
+            let objective: &dyn Objective = &obj;
+            train(
+                objective,
+                &[0.2, 0.1],
+                &method,
+                &o,
+                &mut [Scheduled::new(Schedule::Every(1), observer)],
+            )
+        };
+        let end = every_step(&mut |at: &StepView<'_, dyn Objective>| -> Result<Control> {
+            Ok(if at.step == 2 {
+                Control::Diverged(7.0)
+            } else {
+                Control::Continue
+            })
+        })
         .unwrap();
         assert_eq!(
             end.outcome,
@@ -286,57 +287,48 @@ mod tests {
                 blowup: Blowup::Observed(7.0)
             }
         );
-        let failed: Result<_> = train(
-            &obj as &dyn Objective,
-            &[0.2, 0.1],
-            &method,
-            &o,
-            &mut [Scheduled::new(
-                Schedule::Every(1),
-                &mut |at: &StepView<'_, dyn Objective>| -> Result<Control> {
-                    Err(SgdError::invalid("observer", format!("failed at {}", at.step)))
-                },
-            )],
-        );
+        let failed = every_step(&mut |at: &StepView<'_, dyn Objective>| -> Result<Control> {
+            Err(SgdError::invalid("observer", format!("failed at {}", at.step)))
+        });
         assert_eq!(failed, Err(SgdError::invalid("observer", "failed at 0")));
     }
 
     #[test]
     fn divergence_is_reported_with_the_step() {
-        // ½x² with η = 3: |1 − η| = 2, so |x_k| = 2^k; norm 1e3 is passed at step 10.
+        // ½x² with η = 3: |1 − η| = 2, so x_k = (−2)^k. The norm passes 1e3 at step 10 (θ = 1024, the last
+        // finite iterate −512); the batch loss ½x² passes 1e4 at θ_8 = 256 (loss 32768).
         let obj = PerExampleQuadratic::least_squares(&[vec![1.0]], &[0.0]).unwrap();
-        let o = TrainOptions {
-            divergence: Divergence {
-                norm: 1e3,
-                ..Default::default()
-            },
-            ..opts(3.0, 50, 0)
-        };
-        let tr = run(&obj, &[1.0], &Method::gd(), &o, Schedule::Ends).unwrap();
-        assert_eq!(
-            tr.outcome,
-            Outcome::Diverged {
-                step: 10,
-                blowup: Blowup::Norm(1024.0)
-            }
-        );
-        assert_eq!(tr.theta, vec![-512.0]);
-        // The batch loss ½x² passes 1e4 at x = 256 = θ_8.
-        let o = TrainOptions {
-            divergence: Divergence {
-                loss: 1e4,
-                ..Default::default()
-            },
-            ..opts(3.0, 50, 0)
-        };
-        let tr = run(&obj, &[1.0], &Method::gd(), &o, Schedule::Ends).unwrap();
-        assert_eq!(
-            tr.outcome,
-            Outcome::Diverged {
-                step: 8,
-                blowup: Blowup::Loss(32768.0)
-            }
-        );
+        for (divergence, outcome, theta) in [
+            (
+                Divergence {
+                    norm: 1e3,
+                    ..Default::default()
+                },
+                Outcome::Diverged {
+                    step: 10,
+                    blowup: Blowup::Norm(1024.0),
+                },
+                -512.0,
+            ),
+            (
+                Divergence {
+                    loss: 1e4,
+                    ..Default::default()
+                },
+                Outcome::Diverged {
+                    step: 8,
+                    blowup: Blowup::Loss(32768.0),
+                },
+                256.0,
+            ),
+        ] {
+            let o = TrainOptions {
+                divergence,
+                ..opts(3.0, 50, 0)
+            };
+            let tr = run(&obj, &[1.0], &Method::gd(), &o, Schedule::Ends).unwrap();
+            assert_eq!((tr.outcome, tr.theta), (outcome, vec![theta]));
+        }
     }
 
     #[test]
