@@ -12,10 +12,10 @@ use crate::model::Model;
 use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
-use imreg_sgd::observe::{Control, Schedule, Scheduled, StepView};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::train::{
-    train as train_loop, Divergence, GradientTransform, Method, Noise, Outcome, Seeds, StreamId,
+    train as train_loop, Divergence, GradientTransform, Noise, Optimizer, RunOutcome, Seeds, StreamId,
     TrainOptions, Update,
 };
 use imreg_sgd::SgdError;
@@ -262,7 +262,7 @@ pub fn train(
     } else {
         Vec::new()
     };
-    let method = Method {
+    let method = Optimizer {
         sampler,
         update,
         noise,
@@ -303,7 +303,7 @@ pub fn train(
         &theta0,
         &method,
         &opts,
-        &mut [Scheduled::new(Schedule::Every(record_every), &mut emit)],
+        &mut [Scheduled::new(Cadence::Every(record_every), &mut emit)],
     )
     .map_err(|e| match e {
         LoopError::Optimizer(e) => CliError::Failed(format!("optimizer: {e}")),
@@ -316,15 +316,15 @@ pub fn train(
     };
     match end.outcome {
         // The loss of a recorded row blew up.
-        Outcome::Stopped { step } => Ok(diverged(step, end.theta)),
+        RunOutcome::Stopped { step } => Ok(diverged(step, end.theta)),
         // The parameters blew up after `step - 1`: a row of NaN marks the step.
-        Outcome::Diverged { step, .. } => {
+        RunOutcome::Diverged { step, .. } => {
             let mut values = vec![f64::NAN; n_columns];
             values[0] = step as f64;
             row(&values)?;
             Ok(diverged(step, end.theta))
         }
-        Outcome::Completed => Ok(TrainOutcome {
+        RunOutcome::Completed => Ok(TrainOutcome {
             theta: end.theta,
             diverged_at: None,
             steps_run: last,

@@ -29,9 +29,9 @@
 use crate::error::EosError;
 use imreg_flow::{FlowError, Remainder};
 use imreg_objective::{Batch, Objective, ObjectiveError};
-use imreg_sgd::observe::{Control, Schedule, Scheduled, StepView};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::{EpochOrder, Sampler};
-use imreg_sgd::train::{train, Divergence, Method, Outcome, Seeds, TrainOptions};
+use imreg_sgd::train::{train, Divergence, Optimizer, RunOutcome, Seeds, TrainOptions};
 use imreg_sgd::SgdError;
 use imreg_spectra::SpectraError;
 use thiserror::Error;
@@ -306,16 +306,16 @@ where
     let end = train(
         obj,
         theta0,
-        &Method::sgd(sampler),
+        &Optimizer::sgd(sampler),
         &topts,
-        &mut [Scheduled::new(Schedule::Every(1), &mut observe)],
+        &mut [Scheduled::new(Cadence::Every(1), &mut observe)],
     )?;
     let status = match end.outcome {
-        Outcome::Diverged { step, blowup } => TrackStatus::Diverged {
+        RunOutcome::Diverged { step, blowup } => TrackStatus::Diverged {
             step,
             loss: blowup.value(),
         },
-        Outcome::Completed | Outcome::Stopped { .. } => TrackStatus::Completed,
+        RunOutcome::Completed | RunOutcome::Stopped { .. } => TrackStatus::Completed,
     };
     Ok(Track {
         lr: opts.lr,

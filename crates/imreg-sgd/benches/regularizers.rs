@@ -13,7 +13,7 @@ use imreg_objective::Objective;
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::support::{train_support, SupportConfig};
-use imreg_sgd::train::{train, GradientTransform, Method, TrainOptions};
+use imreg_sgd::train::{train, GradientTransform, Optimizer, TrainOptions};
 use imreg_sgd::SgdError;
 use std::time::Duration;
 
@@ -33,8 +33,8 @@ fn gn_step(c: &mut Criterion) {
     let batch = || Sampler::FixedPartition {
         partition: Partition::from_batches(vec![rows.clone()], d.labels.len()).unwrap(),
     };
-    let plain = Method::sgd(batch());
-    let gn = Method {
+    let plain = Optimizer::sgd(batch());
+    let gn = Optimizer {
         transform: GradientTransform {
             penalties: vec![Box::new(
                 MicroBatchGradNorm::new(net.objective(), 32, 0.01).unwrap(),
@@ -42,7 +42,7 @@ fn gn_step(c: &mut Criterion) {
             reuse_penalty_loss: true,
             ..Default::default()
         },
-        ..Method::sgd(batch())
+        ..Optimizer::sgd(batch())
     };
     let one_step = TrainOptions {
         lr: 0.01,

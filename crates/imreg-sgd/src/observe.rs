@@ -3,7 +3,7 @@
 //! An [`Observer`] is called with a [`StepView`] — the step `t`, the iterate `θ_t`, the objective, and,
 //! before the update of step `t`, that step's minibatch `B_t` with `L_{B_t}(θ_t)` and `∇L_{B_t}(θ_t)`
 //! already computed by the loop (the final iterate `θ_T` has no update after it, so no batch) — on the
-//! steps its [`Schedule`] selects, and answers with a [`Control`]: go on, stop the run, or report it as
+//! steps its [`Cadence`] selects, and answers with a [`Control`]: go on, stop the run, or report it as
 //! diverged. Writing one takes a few lines:
 //!
 //! ```
@@ -23,7 +23,7 @@
 //!
 //! A closure `FnMut(&StepView<O>) -> Result<Control, E>` is an observer too. The observers of the
 //! quantities we track live here: [`FullLoss`] (train or test loss), [`Accuracy`], [`GradNorm`],
-//! [`MicroBatchGradNorm`], [`SharpnessProbe`] (`λ_max` by warm-started Lanczos), [`BatchSharpnessProbe`]
+//! [`MicroBatchGradNormProbe`], [`SharpnessProbe`] (`λ_max` by warm-started Lanczos), [`BatchSharpnessProbe`]
 //! (both variants) and [`MiniBsProbe`], and [`Iterates`]; each keeps its records as `(step, value)`.
 use crate::error::{Result, SgdError};
 use imreg_objective::{argmax_rows, Batch, Objective, Supervised};
@@ -34,10 +34,10 @@ use imreg_spectra::{BatchExpectation, BatchSharpness, LanczosOptions, MiniBs, Mo
 pub enum Control {
     /// Go on.
     Continue,
-    /// Stop the run at this iterate ([`crate::train::Outcome::Stopped`]).
+    /// Stop the run at this iterate ([`crate::train::RunOutcome::Stopped`]).
     Stop,
     /// The run diverged here: a measured value (a loss, a norm) blew up
-    /// ([`crate::train::Outcome::Diverged`] with [`crate::train::Blowup::Observed`]).
+    /// ([`crate::train::RunOutcome::Diverged`] with [`crate::train::Blowup::Observed`]).
     Diverged(f64),
 }
 
@@ -79,7 +79,7 @@ where
 /// When an observer is called. Every schedule includes the initial iterate `t = 0` and the final iterate
 /// `θ_T` of a completed run.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Schedule {
+pub enum Cadence {
     /// `t = 0, k, 2k, …` (`Every(1)`: every step). `k ≥ 1`.
     Every(usize),
     /// `t = 0, 1` and then `s ← max(s + 1, ⌈r s⌉)`: about `log_r T` calls over `T` steps. `r > 1`.
@@ -90,12 +90,12 @@ pub enum Schedule {
     Ends,
 }
 
-impl Schedule {
+impl Cadence {
     pub(crate) fn validate(&self) -> Result<()> {
         match *self {
-            Schedule::Every(0) => Err(SgdError::invalid("schedule", "Every(k) needs k ≥ 1")),
-            Schedule::Geometric { ratio } if !(ratio.is_finite() && ratio > 1.0) => Err(SgdError::invalid(
-                "schedule",
+            Cadence::Every(0) => Err(SgdError::invalid("cadence", "Every(k) needs k ≥ 1")),
+            Cadence::Geometric { ratio } if !(ratio.is_finite() && ratio > 1.0) => Err(SgdError::invalid(
+                "cadence",
                 format!("Geometric needs a finite ratio > 1, got {ratio}"),
             )),
             _ => Ok(()),
@@ -105,9 +105,9 @@ impl Schedule {
     /// The first step of the schedule after `t` (`None`: only the final iterate remains).
     pub(crate) fn next_after(&self, t: usize, steps_per_epoch: usize) -> Option<usize> {
         match *self {
-            Schedule::Every(k) => t.checked_add(k),
-            Schedule::EpochEnds => t.checked_add(steps_per_epoch.max(1)),
-            Schedule::Geometric { ratio } => {
+            Cadence::Every(k) => t.checked_add(k),
+            Cadence::EpochEnds => t.checked_add(steps_per_epoch.max(1)),
+            Cadence::Geometric { ratio } => {
                 if t == 0 {
                     return Some(1);
                 }
@@ -118,20 +118,20 @@ impl Schedule {
                     (up as usize).max(t + 1)
                 })
             }
-            Schedule::Ends => None,
+            Cadence::Ends => None,
         }
     }
 }
 
 /// An observer with its schedule: one entry of the list [`crate::train::train`] calls.
 pub struct Scheduled<'a, O: ?Sized, E = SgdError> {
-    pub schedule: Schedule,
+    pub cadence: Cadence,
     pub observer: &'a mut dyn Observer<O, E>,
 }
 
 impl<'a, O: ?Sized, E> Scheduled<'a, O, E> {
-    pub fn new(schedule: Schedule, observer: &'a mut dyn Observer<O, E>) -> Self {
-        Scheduled { schedule, observer }
+    pub fn new(cadence: Cadence, observer: &'a mut dyn Observer<O, E>) -> Self {
+        Scheduled { cadence, observer }
     }
 }
 
@@ -263,12 +263,12 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradNorm {
 /// step's minibatch (the quantity GN penalizes); skipped at the final iterate and when `micro` does not
 /// divide the batch.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MicroBatchGradNorm {
+pub struct MicroBatchGradNormProbe {
     pub micro: usize,
     pub records: Vec<(usize, f64)>,
 }
 
-impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for MicroBatchGradNorm {
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for MicroBatchGradNormProbe {
     fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
         let Some(batch) = at.batch else {
             return Ok(Control::Continue);

@@ -15,7 +15,7 @@ use crate::regularizers::smith::SmithStochastic;
 use crate::regularizers::{NetworkModel, Penalty};
 use crate::sampler::{EpochOrder, Sampler};
 use crate::train::{
-    train as train_loop, Blowup, Divergence, GradientTransform, Method, Outcome, Seeds, StreamId,
+    train as train_loop, Blowup, Divergence, GradientTransform, Optimizer, RunOutcome, Seeds, StreamId,
     TrainOptions,
 };
 use imreg_flow::Remainder;
@@ -226,7 +226,7 @@ fn run_one(
     };
     // Reshuffled epochs of `batch` (the last `n mod batch` examples dropped), one permutation reshuffled in
     // place from stream 1; penalty randomness from stream 2; the micro-batch penalties' loss reused.
-    let method = Method {
+    let method = Optimizer {
         sampler: Sampler::RandomReshuffling {
             batch_size: cfg.batch,
             remainder: Remainder::Drop,
@@ -253,7 +253,7 @@ fn run_one(
     let end = train_loop::<_, RegError>(m_obj, &train.init_params(seed, 1.0), &method, &opts, &mut [])?;
     // The update of step t diverged: its batch loss (at θ_t) or the new iterate θ_{t+1}.
     let diverged_at = match end.outcome {
-        Outcome::Diverged {
+        RunOutcome::Diverged {
             step,
             blowup: Blowup::Norm(_),
         } => Some(step - 1),

@@ -14,12 +14,12 @@
 //! the part of `W_irr = W[:, r:]` orthogonal to the output vector `w` (flat directions) decays like
 //! `exp(−γ t)` with `γ = (η²/(2b))((n−b)/(n−1)) E[r²] λ(Σ_irr) λ(K)` per step (½-MSE; `K = I` for two
 //! layers), and not at all under GD (`b = n`).
-use crate::observe::{Control, Schedule, Scheduled, StepView};
+use crate::observe::{Cadence, Control, Scheduled, StepView};
 use crate::reg_error::{check_positive, RegError, RegResult};
 use crate::regularizers::{Penalty, WeightDecay};
 use crate::sampler::{EpochOrder, Sampler};
 use crate::train::{
-    train, Blowup, Divergence, GradientTransform, Method, Outcome, Seeds, StreamId, TrainOptions,
+    train, Blowup, Divergence, GradientTransform, Optimizer, RunOutcome, Seeds, StreamId, TrainOptions,
 };
 use imreg_flow::{Partition, Remainder};
 use imreg_objective::data::Regression;
@@ -260,7 +260,7 @@ pub fn train_support(
     if cfg.weight_decay > 0.0 {
         penalties.push(Box::new(WeightDecay::new(cfg.weight_decay)?));
     }
-    let method = Method {
+    let method = Optimizer {
         sampler,
         transform: GradientTransform {
             penalties,
@@ -309,12 +309,12 @@ pub fn train_support(
         &theta,
         &method,
         &opts,
-        &mut [Scheduled::new(Schedule::Every(every), &mut record)],
+        &mut [Scheduled::new(Cadence::Every(every), &mut record)],
     )?;
     // The update of step t (1-based: `t + 1`) diverged: its batch loss at θ_t, or the iterate θ_{t+1}.
     match end.outcome {
-        Outcome::Completed => {}
-        Outcome::Diverged {
+        RunOutcome::Completed => {}
+        RunOutcome::Diverged {
             step,
             blowup: Blowup::Loss(l),
         } => {
@@ -323,13 +323,13 @@ pub fn train_support(
                 what: format!("batch loss {l}"),
             })
         }
-        Outcome::Diverged { step, blowup } => {
+        RunOutcome::Diverged { step, blowup } => {
             return Err(RegError::Diverged {
                 step,
                 what: format!("‖θ‖ = {}", blowup.value()),
             })
         }
-        Outcome::Stopped { step } => return Err(RegError::invalid("steps", format!("stopped at {step}"))),
+        RunOutcome::Stopped { step } => return Err(RegError::invalid("steps", format!("stopped at {step}"))),
     }
     run.theta = end.theta;
     Ok(run)

@@ -1,6 +1,6 @@
 //! One training loop for every first-order method of the workspace.
 //!
-//! A run is a [`Method`] — a [`Sampler`] (which examples each step uses) × an [`Update`] rule (GD, heavy
+//! A run is a [`Optimizer`] — a [`Sampler`] (which examples each step uses) × an [`Update`] rule (GD, heavy
 //! ball, Nesterov) × gradient [`Noise`] × a [`GradientTransform`] (explicit penalties, clipping, grafting) —
 //! driven by [`train`], which calls a list of observers ([`crate::observe`]) on their schedules. At step
 //! `t = 0, 1, …, T − 1`:
@@ -17,24 +17,24 @@
 //! After a completed run the observers are called once more at the final iterate `θ_T` (no batch there).
 //! All randomness comes from seeded ChaCha streams ([`Seeds`]), the batches, the noise and the penalties
 //! each from their own, so a run is a pure function of its inputs and bitwise reproducible at any thread
-//! count. Divergence is a reported [`Outcome`] carrying the step, never an error.
+//! count. Divergence is a reported [`RunOutcome`] carrying the step, never an error.
 //!
 //! ```
-//! use imreg_sgd::train::{train, Method, TrainOptions, Update, Outcome};
-//! use imreg_sgd::observe::{FullLoss, Schedule, Scheduled};
+//! use imreg_sgd::train::{train, Optimizer, TrainOptions, Update, RunOutcome};
+//! use imreg_sgd::observe::{FullLoss, Cadence, Scheduled};
 //! use imreg_sgd::sampler::Sampler;
 //! use imreg_flow::{toy::LogCoshQuartic, Remainder};
 //! let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
-//! let method = Method {
+//! let method = Optimizer {
 //!     update: Update::HeavyBall { momentum: 0.9 },
-//!     ..Method::sgd(Sampler::reshuffling(2, Remainder::Error))
+//!     ..Optimizer::sgd(Sampler::reshuffling(2, Remainder::Error))
 //! };
 //! let opts = TrainOptions { lr: 0.1, steps: 40, ..Default::default() };
 //! let mut loss = FullLoss::train();
 //! let run: imreg_sgd::Result<_> =
-//!     train(&obj, &[0.5, -0.5], &method, &opts, &mut [Scheduled::new(Schedule::Every(4), &mut loss)]);
+//!     train(&obj, &[0.5, -0.5], &method, &opts, &mut [Scheduled::new(Cadence::Every(4), &mut loss)]);
 //! let run = run.unwrap();
-//! assert_eq!(run.outcome, Outcome::Completed);
+//! assert_eq!(run.outcome, RunOutcome::Completed);
 //! assert_eq!(loss.records.len(), 11); // t = 0, 4, …, 40
 //! ```
 use crate::error::{check_len, check_lr, Result, SgdError};
@@ -94,23 +94,23 @@ impl GradientTransform<'_> {
 
 /// What one run does: sampler × update × noise × gradient transform.
 #[derive(Default)]
-pub struct Method<'a> {
+pub struct Optimizer<'a> {
     pub sampler: Sampler,
     pub update: Update,
     pub noise: Noise,
     pub transform: GradientTransform<'a>,
 }
 
-impl Method<'_> {
+impl Optimizer<'_> {
     /// Plain GD.
     pub fn gd() -> Self {
-        Method::default()
+        Optimizer::default()
     }
     /// Plain SGD with the given sampler.
     pub fn sgd(sampler: Sampler) -> Self {
-        Method {
+        Optimizer {
             sampler,
-            ..Method::default()
+            ..Optimizer::default()
         }
     }
 }
@@ -213,7 +213,7 @@ impl Blowup {
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Outcome {
+pub enum RunOutcome {
     /// All `T` steps taken.
     Completed,
     /// Diverged at `step`: the iterate `θ_step` (or its batch loss, or an observed value) blew up.
@@ -222,11 +222,11 @@ pub enum Outcome {
     Stopped { step: usize },
 }
 
-impl Outcome {
+impl RunOutcome {
     /// The step of divergence, if any.
     pub fn diverged_at(&self) -> Option<usize> {
         match *self {
-            Outcome::Diverged { step, .. } => Some(step),
+            RunOutcome::Diverged { step, .. } => Some(step),
             _ => None,
         }
     }
@@ -238,7 +238,7 @@ pub struct Training {
     /// The last finite iterate: `θ_T`, the iterate where an observer stopped the run, or the last one
     /// before divergence.
     pub theta: Vec<f64>,
-    pub outcome: Outcome,
+    pub outcome: RunOutcome,
     /// Gradient evaluations of the loss by the loop (penalties' own not counted).
     pub gradient_calls: usize,
 }
@@ -328,7 +328,7 @@ impl NoiseSampler {
     }
 }
 
-fn validate(method: &Method<'_>, opts: &TrainOptions) -> Result<()> {
+fn validate(method: &Optimizer<'_>, opts: &TrainOptions) -> Result<()> {
     check_lr("lr", opts.lr)?;
     if let Update::HeavyBall { momentum } | Update::Nesterov { momentum } = method.update {
         if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
@@ -405,11 +405,11 @@ fn transformed_gradient<O: Objective + ?Sized>(
 /// Runs `opts.steps` updates of `method` on `obj` from `θ₀`, calling each observer of `observers` on its
 /// schedule (see the module documentation for the order of a step). Errors are bad options or inputs, a
 /// failing gradient or penalty (as `E::from(SgdError)`), or an observer's error; divergence is an
-/// [`Outcome`]. Holds a fixed number of length-`p` vectors whatever the number of steps.
+/// [`RunOutcome`]. Holds a fixed number of length-`p` vectors whatever the number of steps.
 pub fn train<O, E>(
     obj: &O,
     theta0: &[f64],
-    method: &Method<'_>,
+    method: &Optimizer<'_>,
     opts: &TrainOptions,
     observers: &mut [Scheduled<'_, O, E>],
 ) -> std::result::Result<Training, E>
@@ -421,7 +421,7 @@ where
     check_len("theta0", theta0, p)?;
     validate(method, opts)?;
     for o in observers.iter() {
-        o.schedule.validate()?;
+        o.cadence.validate()?;
     }
     let n = obj.n_examples();
     let per_epoch = method.sampler.steps_per_epoch(n);
@@ -440,7 +440,7 @@ where
     let mut due: Vec<Option<usize>> = vec![Some(0); observers.len()];
     let mut gradient_calls = 0;
     let plain = method.transform.is_identity();
-    let mut outcome = Outcome::Completed;
+    let mut outcome = RunOutcome::Completed;
     'steps: for t in 0..steps {
         let batch = batches.next_batch()?;
         let loss = if plain {
@@ -464,7 +464,7 @@ where
             if due[i] != Some(t) {
                 continue;
             }
-            due[i] = o.schedule.next_after(t, per_epoch);
+            due[i] = o.cadence.next_after(t, per_epoch);
             let view = StepView {
                 step: t,
                 theta: &theta,
@@ -478,11 +478,11 @@ where
             match o.observer.observe(&view)? {
                 Control::Continue => {}
                 Control::Stop => {
-                    outcome = Outcome::Stopped { step: t };
+                    outcome = RunOutcome::Stopped { step: t };
                     break 'steps;
                 }
                 Control::Diverged(v) => {
-                    outcome = Outcome::Diverged {
+                    outcome = RunOutcome::Diverged {
                         step: t,
                         blowup: Blowup::Observed(v),
                     };
@@ -491,7 +491,7 @@ where
             }
         }
         if blown(loss, opts.divergence.loss) {
-            outcome = Outcome::Diverged {
+            outcome = RunOutcome::Diverged {
                 step: t,
                 blowup: Blowup::Loss(loss),
             };
@@ -517,7 +517,7 @@ where
             }
         }
         if let Some(norm) = norm_blowup(&next, opts.divergence.norm) {
-            outcome = Outcome::Diverged {
+            outcome = RunOutcome::Diverged {
                 step: t + 1,
                 blowup: Blowup::Norm(norm),
             };
@@ -525,7 +525,7 @@ where
         }
         std::mem::swap(&mut theta, &mut next);
     }
-    if outcome == Outcome::Completed {
+    if outcome == RunOutcome::Completed {
         for o in observers.iter_mut() {
             let view = StepView {
                 step: steps,
@@ -540,11 +540,11 @@ where
             match o.observer.observe(&view)? {
                 Control::Continue => {}
                 Control::Stop => {
-                    outcome = Outcome::Stopped { step: steps };
+                    outcome = RunOutcome::Stopped { step: steps };
                     break;
                 }
                 Control::Diverged(v) => {
-                    outcome = Outcome::Diverged {
+                    outcome = RunOutcome::Diverged {
                         step: steps,
                         blowup: Blowup::Observed(v),
                     };

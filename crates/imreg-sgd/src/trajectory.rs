@@ -1,24 +1,24 @@
 //! Recorded trajectories: the iterates of a training run ([`crate::train::train`]) at the steps of a
 //! schedule, and the plain-GD and fixed-partition shorthands. Every method (GD, SGD with replacement,
-//! random reshuffling, a fixed partition, momentum, noise, penalties) is a [`Method`] of the one loop.
+//! random reshuffling, a fixed partition, momentum, noise, penalties) is a [`Optimizer`] of the one loop.
 //!
 //! ```
 //! use imreg_sgd::trajectory::run;
-//! use imreg_sgd::train::{Method, TrainOptions, Update, Outcome};
-//! use imreg_sgd::observe::Schedule;
+//! use imreg_sgd::train::{Optimizer, TrainOptions, Update, RunOutcome};
+//! use imreg_sgd::observe::Cadence;
 //! use imreg_sgd::sampler::Sampler;
 //! use imreg_flow::{toy::LogCoshQuartic, Remainder};
 //! let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
-//! let method = Method { update: Update::HeavyBall { momentum: 0.9 }, ..Method::sgd(Sampler::reshuffling(2, Remainder::Error)) };
+//! let method = Optimizer { update: Update::HeavyBall { momentum: 0.9 }, ..Optimizer::sgd(Sampler::reshuffling(2, Remainder::Error)) };
 //! let opts = TrainOptions { lr: 0.1, steps: 40, ..Default::default() };
-//! let tr = run(&obj, &[0.5, -0.5], &method, &opts, Schedule::Every(4)).unwrap();
-//! assert_eq!(tr.outcome, Outcome::Completed);
+//! let tr = run(&obj, &[0.5, -0.5], &method, &opts, Cadence::Every(4)).unwrap();
+//! assert_eq!(tr.outcome, RunOutcome::Completed);
 //! assert_eq!(tr.iterates.len(), 11); // θ_0, θ_4, …, θ_40
 //! ```
 use crate::error::{Result, SgdError};
-use crate::observe::{Iterates, Schedule, Scheduled};
+use crate::observe::{Cadence, Iterates, Scheduled};
 use crate::sampler::Sampler;
-use crate::train::{train, Method, Outcome, TrainOptions};
+use crate::train::{train, Optimizer, RunOutcome, TrainOptions};
 use imreg_flow::Partition;
 use imreg_objective::Objective;
 
@@ -31,7 +31,7 @@ pub struct RecordedIterates {
     pub iterates: Vec<Vec<f64>>,
     /// Step indices of the recorded iterates.
     pub recorded_steps: Vec<usize>,
-    pub outcome: Outcome,
+    pub outcome: RunOutcome,
     /// Gradient evaluations.
     pub gradient_calls: usize,
 }
@@ -41,9 +41,9 @@ pub struct RecordedIterates {
 pub fn run(
     obj: &dyn Objective,
     theta0: &[f64],
-    method: &Method<'_>,
+    method: &Optimizer<'_>,
     opts: &TrainOptions,
-    record: Schedule,
+    record: Cadence,
 ) -> Result<RecordedIterates> {
     let mut kept = Iterates::default();
     let end = train::<_, SgdError>(
@@ -70,7 +70,7 @@ pub fn gd(obj: &dyn Objective, theta0: &[f64], lr: f64, steps: usize) -> Result<
         steps,
         ..Default::default()
     };
-    run(obj, theta0, &Method::gd(), &opts, Schedule::Ends)
+    run(obj, theta0, &Optimizer::gd(), &opts, Cadence::Ends)
 }
 
 /// `epochs` epochs of SGD over a fixed partition in its batch order.
@@ -86,10 +86,10 @@ pub fn fixed_partition(
         steps: epochs * partition.m(),
         ..Default::default()
     };
-    let method = Method::sgd(Sampler::FixedPartition {
+    let method = Optimizer::sgd(Sampler::FixedPartition {
         partition: partition.clone(),
     });
-    run(obj, theta0, &method, &opts, Schedule::Ends)
+    run(obj, theta0, &method, &opts, Cadence::Ends)
 }
 
 #[cfg(test)]
@@ -131,11 +131,11 @@ mod tests {
             } else {
                 Update::HeavyBall { momentum: 0.5 }
             };
-            let method = Method {
+            let method = Optimizer {
                 update,
-                ..Method::gd()
+                ..Optimizer::gd()
             };
-            let tr = run(&obj, &w0, &method, &opts(0.1, 3, 0), Schedule::Ends).unwrap();
+            let tr = run(&obj, &w0, &method, &opts(0.1, 3, 0), Cadence::Ends).unwrap();
             let mut w = w0.to_vec();
             let mut b = [0.0; 2];
             for k in 0..3 {
@@ -156,8 +156,8 @@ mod tests {
         let obj = LogCoshQuartic::random(7, 2, 4).unwrap();
         let w0 = [0.4, 0.1];
         let seed = 5;
-        let method = Method::sgd(Sampler::WithReplacement { batch_size: 3 });
-        let tr = run(&obj, &w0, &method, &opts(0.05, 9, seed), Schedule::Ends).unwrap();
+        let method = Optimizer::sgd(Sampler::WithReplacement { batch_size: 3 });
+        let tr = run(&obj, &w0, &method, &opts(0.05, 9, seed), Cadence::Ends).unwrap();
         let mut r = imreg_objective::rng::stream(seed, 0);
         let mut w = w0.to_vec();
         for _ in 0..9 {
@@ -166,8 +166,8 @@ mod tests {
             w = w.iter().zip(&g).map(|(a, b)| a - 0.05 * b).collect();
         }
         assert_eq!(tr.theta, w);
-        let method = Method::sgd(Sampler::reshuffling(3, Remainder::SmallerLastBatch));
-        let tr = run(&obj, &w0, &method, &opts(0.05, 9, seed), Schedule::Ends).unwrap();
+        let method = Optimizer::sgd(Sampler::reshuffling(3, Remainder::SmallerLastBatch));
+        let tr = run(&obj, &w0, &method, &opts(0.05, 9, seed), Cadence::Ends).unwrap();
         let mut r = imreg_objective::rng::stream(seed, 0);
         let mut w = w0.to_vec();
         let mut batches: Vec<Vec<usize>> = Vec::new();
@@ -188,33 +188,33 @@ mod tests {
     #[test]
     fn observers_fire_on_their_schedules() {
         let obj = LogCoshQuartic::random(10, 2, 4).unwrap();
-        let method = Method::sgd(Sampler::reshuffling(4, Remainder::SmallerLastBatch)); // 3 steps per epoch
-        let steps_of = |schedule: Schedule, steps: usize| {
+        let method = Optimizer::sgd(Sampler::reshuffling(4, Remainder::SmallerLastBatch)); // 3 steps per epoch
+        let steps_of = |schedule: Cadence, steps: usize| {
             run(&obj, &[0.2, 0.1], &method, &opts(0.1, steps, 2), schedule)
                 .unwrap()
                 .recorded_steps
         };
-        assert_eq!(steps_of(Schedule::Every(4), 10), [0, 4, 8, 10]);
-        assert_eq!(steps_of(Schedule::Every(5), 10), [0, 5, 10]);
-        assert_eq!(steps_of(Schedule::Every(1), 3), [0, 1, 2, 3]);
-        assert_eq!(steps_of(Schedule::EpochEnds, 10), [0, 3, 6, 9, 10]);
-        assert_eq!(steps_of(Schedule::Ends, 10), [0, 10]);
+        assert_eq!(steps_of(Cadence::Every(4), 10), [0, 4, 8, 10]);
+        assert_eq!(steps_of(Cadence::Every(5), 10), [0, 5, 10]);
+        assert_eq!(steps_of(Cadence::Every(1), 3), [0, 1, 2, 3]);
+        assert_eq!(steps_of(Cadence::EpochEnds, 10), [0, 3, 6, 9, 10]);
+        assert_eq!(steps_of(Cadence::Ends, 10), [0, 10]);
         assert_eq!(
-            steps_of(Schedule::Geometric { ratio: 2.0 }, 40),
+            steps_of(Cadence::Geometric { ratio: 2.0 }, 40),
             [0, 1, 2, 4, 8, 16, 32, 40]
         );
         assert_eq!(
-            steps_of(Schedule::Geometric { ratio: 1.5 }, 12),
+            steps_of(Cadence::Geometric { ratio: 1.5 }, 12),
             [0, 1, 2, 3, 5, 8, 12]
         );
-        assert_eq!(steps_of(Schedule::Every(3), 0), [0]);
-        assert!(run(&obj, &[0.2, 0.1], &method, &opts(0.1, 3, 2), Schedule::Every(0)).is_err());
+        assert_eq!(steps_of(Cadence::Every(3), 0), [0]);
+        assert!(run(&obj, &[0.2, 0.1], &method, &opts(0.1, 3, 2), Cadence::Every(0)).is_err());
         assert!(run(
             &obj,
             &[0.2, 0.1],
             &method,
             &opts(0.1, 3, 2),
-            Schedule::Geometric { ratio: 1.0 }
+            Cadence::Geometric { ratio: 1.0 }
         )
         .is_err());
     }
@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn observers_see_the_step_and_can_stop_or_report_divergence() {
         let obj = LogCoshQuartic::random(6, 2, 4).unwrap();
-        let method = Method::sgd(Sampler::WithReplacement { batch_size: 2 });
+        let method = Optimizer::sgd(Sampler::WithReplacement { batch_size: 2 });
         let o = opts(0.1, 10, 2);
         let mut checked = 0;
         let mut check = |at: &StepView<'_, dyn Objective>| -> Result<Control> {
@@ -247,8 +247,8 @@ mod tests {
             &method,
             &o,
             &mut [
-                Scheduled::new(Schedule::Every(3), &mut check),
-                Scheduled::new(Schedule::Every(6), &mut |at: &StepView<'_, dyn Objective>| {
+                Scheduled::new(Cadence::Every(3), &mut check),
+                Scheduled::new(Cadence::Every(6), &mut |at: &StepView<'_, dyn Objective>| {
                     if at.step == 6 {
                         never(at)
                     } else {
@@ -259,8 +259,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(checked, 3);
-        assert_eq!(end.outcome, Outcome::Stopped { step: 6 });
-        let full = run(&obj, &[0.2, 0.1], &method, &o, Schedule::Every(1)).unwrap();
+        assert_eq!(end.outcome, RunOutcome::Stopped { step: 6 });
+        let full = run(&obj, &[0.2, 0.1], &method, &o, Cadence::Every(1)).unwrap();
         assert_eq!(end.theta, full.iterates[6]);
         let every_step = |observer: &mut dyn Observer<dyn Objective>| {
             let objective: &dyn Objective = &obj;
@@ -269,7 +269,7 @@ mod tests {
                 &[0.2, 0.1],
                 &method,
                 &o,
-                &mut [Scheduled::new(Schedule::Every(1), observer)],
+                &mut [Scheduled::new(Cadence::Every(1), observer)],
             )
         };
         let end = every_step(&mut |at: &StepView<'_, dyn Objective>| -> Result<Control> {
@@ -282,7 +282,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             end.outcome,
-            Outcome::Diverged {
+            RunOutcome::Diverged {
                 step: 2,
                 blowup: Blowup::Observed(7.0)
             }
@@ -304,7 +304,7 @@ mod tests {
                     norm: 1e3,
                     ..Default::default()
                 },
-                Outcome::Diverged {
+                RunOutcome::Diverged {
                     step: 10,
                     blowup: Blowup::Norm(1024.0),
                 },
@@ -315,7 +315,7 @@ mod tests {
                     loss: 1e4,
                     ..Default::default()
                 },
-                Outcome::Diverged {
+                RunOutcome::Diverged {
                     step: 8,
                     blowup: Blowup::Loss(32768.0),
                 },
@@ -326,7 +326,7 @@ mod tests {
                 divergence,
                 ..opts(3.0, 50, 0)
             };
-            let tr = run(&obj, &[1.0], &Method::gd(), &o, Schedule::Ends).unwrap();
+            let tr = run(&obj, &[1.0], &Optimizer::gd(), &o, Cadence::Ends).unwrap();
             assert_eq!((tr.outcome, tr.theta), (outcome, vec![theta]));
         }
     }
@@ -346,15 +346,15 @@ mod tests {
                     covariance: cov.clone(),
                 },
             ] {
-                let method = Method {
+                let method = Optimizer {
                     sampler: sampler.clone(),
                     noise,
-                    ..Method::gd()
+                    ..Optimizer::gd()
                 };
-                let a = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 9), Schedule::Every(1)).unwrap();
-                let b = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 9), Schedule::Every(1)).unwrap();
+                let a = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 9), Cadence::Every(1)).unwrap();
+                let b = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 9), Cadence::Every(1)).unwrap();
                 assert_eq!(a, b);
-                let c = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 10), Schedule::Ends).unwrap();
+                let c = run(&obj, &[0.1, 0.2], &method, &opts(0.05, 20, 10), Cadence::Ends).unwrap();
                 assert_ne!(a.theta, c.theta);
             }
         }
@@ -366,54 +366,54 @@ mod tests {
     fn full_covariance_noise_has_the_requested_covariance() {
         let obj = PerExampleQuadratic::least_squares(&[vec![1.0, 0.0], vec![0.0, 1.0]], &[0.0, 0.0]).unwrap();
         let cov = DMatrix::from_row_slice(2, 2, &[1.0, 0.6, 0.6, 2.0]);
-        let method = Method {
+        let method = Optimizer {
             noise: Noise::Full {
                 covariance: cov.clone(),
             },
-            ..Method::gd()
+            ..Optimizer::gd()
         };
         let n = 4000;
         let mut s = DMatrix::<f64>::zeros(2, 2);
         for seed in 0..n {
-            let tr = run(&obj, &[0.0, 0.0], &method, &opts(1.0, 1, seed), Schedule::Ends).unwrap();
+            let tr = run(&obj, &[0.0, 0.0], &method, &opts(1.0, 1, seed), Cadence::Ends).unwrap();
             let x = DVector::from_vec(tr.theta);
             s += &x * x.transpose() / n as f64;
         }
         // Entry-wise standard error ≈ √(2/n)·2 ≈ 0.045; 5 se.
         assert!((&s - &cov).amax() < 0.22, "{s}");
-        let bad = Method {
+        let bad = Optimizer {
             noise: Noise::Full {
                 covariance: DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 2.0, 1.0]),
             },
-            ..Method::gd()
+            ..Optimizer::gd()
         };
-        assert!(run(&obj, &[0.0, 0.0], &bad, &opts(1.0, 1, 0), Schedule::Ends).is_err());
+        assert!(run(&obj, &[0.0, 0.0], &bad, &opts(1.0, 1, 0), Cadence::Ends).is_err());
     }
 
     #[test]
     fn bad_input_is_typed() {
         let obj = LogCoshQuartic::random(4, 2, 3).unwrap();
         let o = opts(0.1, 10, 0);
-        let gd = Method::gd();
+        let gd = Optimizer::gd();
         assert!(matches!(
-            run(&obj, &[0.0, 0.0], &gd, &opts(0.0, 10, 0), Schedule::Ends),
+            run(&obj, &[0.0, 0.0], &gd, &opts(0.0, 10, 0), Cadence::Ends),
             Err(SgdError::NonPositiveStep { .. })
         ));
         assert!(matches!(
-            run(&obj, &[0.0], &gd, &o, Schedule::Ends),
+            run(&obj, &[0.0], &gd, &o, Cadence::Ends),
             Err(SgdError::Length { .. })
         ));
-        let momentum = Method {
+        let momentum = Optimizer {
             update: Update::HeavyBall { momentum: 1.5 },
-            ..Method::gd()
+            ..Optimizer::gd()
         };
-        assert!(run(&obj, &[0.0, 0.0], &momentum, &o, Schedule::Ends).is_err());
+        assert!(run(&obj, &[0.0, 0.0], &momentum, &o, Cadence::Ends).is_err());
         let r = run(
             &obj,
             &[0.0, 0.0],
-            &Method::sgd(Sampler::reshuffling(3, Remainder::Error)),
+            &Optimizer::sgd(Sampler::reshuffling(3, Remainder::Error)),
             &o,
-            Schedule::Ends,
+            Cadence::Ends,
         );
         assert!(matches!(
             r,
@@ -422,20 +422,20 @@ mod tests {
                 ..
             }))
         ));
-        let noise = Method {
+        let noise = Optimizer {
             noise: Noise::Diagonal { variances: vec![1.0] },
-            ..Method::gd()
+            ..Optimizer::gd()
         };
-        assert!(run(&obj, &[0.0, 0.0], &noise, &o, Schedule::Ends).is_err());
-        let clip = Method {
+        assert!(run(&obj, &[0.0, 0.0], &noise, &o, Cadence::Ends).is_err());
+        let clip = Optimizer {
             transform: crate::train::GradientTransform {
                 clip: Some(0.0),
                 ..Default::default()
             },
-            ..Method::gd()
+            ..Optimizer::gd()
         };
         assert!(matches!(
-            run(&obj, &[0.0, 0.0], &clip, &o, Schedule::Ends),
+            run(&obj, &[0.0, 0.0], &clip, &o, Cadence::Ends),
             Err(SgdError::Invalid { field: "clip", .. })
         ));
     }

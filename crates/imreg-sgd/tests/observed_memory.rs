@@ -5,9 +5,9 @@
 use imreg_flow::toy::LogCoshQuartic;
 use imreg_flow::Remainder;
 use imreg_objective::Objective;
-use imreg_sgd::observe::{Control, Schedule, Scheduled, StepView};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::Sampler;
-use imreg_sgd::train::{train, Method, Noise, Outcome, Seeds, TrainOptions, Update};
+use imreg_sgd::train::{train, Noise, Optimizer, RunOutcome, Seeds, TrainOptions, Update};
 use imreg_sgd::trajectory::run;
 use imreg_sgd::SgdError;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -49,7 +49,7 @@ fn reset_peak() -> usize {
 fn recording_every_step_holds_no_iterates() {
     const STEPS: usize = 200_000;
     let obj = LogCoshQuartic::random(8, 2, 5).unwrap();
-    let method = Method {
+    let method = Optimizer {
         sampler: Sampler::reshuffling(3, Remainder::SmallerLastBatch),
         update: Update::HeavyBall { momentum: 0.5 },
         noise: Noise::Isotropic { sigma: 0.01 },
@@ -78,11 +78,11 @@ fn recording_every_step_holds_no_iterates() {
         &theta0,
         &method,
         &opts,
-        &mut [Scheduled::new(Schedule::Every(1), &mut observe)],
+        &mut [Scheduled::new(Cadence::Every(1), &mut observe)],
     )
     .unwrap();
     let observed_growth = PEAK.load(SeqCst) - before;
-    assert_eq!(end.outcome, Outcome::Completed);
+    assert_eq!(end.outcome, RunOutcome::Completed);
     assert_eq!(calls, STEPS + 1);
     assert_eq!(end.gradient_calls, STEPS);
     // A few vectors of p = 2, the epoch's batches and the objective's scratch: far below one 16-byte
@@ -94,7 +94,7 @@ fn recording_every_step_holds_no_iterates() {
 
     // Collected: the same trajectory, every iterate kept.
     let before = reset_peak();
-    let tr = run(&obj, &theta0, &method, &opts, Schedule::Every(1)).unwrap();
+    let tr = run(&obj, &theta0, &method, &opts, Cadence::Every(1)).unwrap();
     let collected_growth = PEAK.load(SeqCst) - before;
     assert!(
         collected_growth > STEPS * 16,

@@ -7,11 +7,14 @@ use imreg_objective::data::digits;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{Batch, LossKind, Objective};
 use imreg_sgd::observe::{
-    Control, FullLoss, GradNorm, MicroBatchGradNorm, Observer, Schedule, Scheduled, SharpnessProbe, StepView,
+    Cadence, Control, FullLoss, GradNorm, MicroBatchGradNormProbe, Observer, Scheduled, SharpnessProbe,
+    StepView,
 };
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm as GnPenalty;
 use imreg_sgd::sampler::Sampler;
-use imreg_sgd::train::{train, Blowup, GradientTransform, Method, Outcome, Seeds, TrainOptions, Update};
+use imreg_sgd::train::{
+    train, Blowup, GradientTransform, Optimizer, RunOutcome, Seeds, TrainOptions, Update,
+};
 use imreg_sgd::SgdError;
 
 /// A user's observer: the distance travelled from `θ_0`; the run is reported diverged once it exceeds
@@ -43,9 +46,9 @@ impl<O: Objective + ?Sized> Observer<O> for Travelled {
 #[test]
 fn a_user_observer_stops_the_run() {
     let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
-    let method = Method {
+    let method = Optimizer {
         update: Update::HeavyBall { momentum: 0.9 },
-        ..Method::sgd(Sampler::reshuffling(2, Remainder::Error))
+        ..Optimizer::sgd(Sampler::reshuffling(2, Remainder::Error))
     };
     let opts = TrainOptions {
         lr: 0.1,
@@ -64,10 +67,10 @@ fn a_user_observer_stops_the_run() {
         &[2.0, -2.0],
         &method,
         &opts,
-        &mut [Scheduled::new(Schedule::Every(1), &mut free)],
+        &mut [Scheduled::new(Cadence::Every(1), &mut free)],
     )
     .unwrap();
-    assert_eq!(full.outcome, Outcome::Completed);
+    assert_eq!(full.outcome, RunOutcome::Completed);
     assert_eq!(free.seen.len(), 501);
     // With the limit at half the largest distance, the first step beyond it ends the run there.
     let limit = 0.5 * free.seen.iter().map(|s| s.1).fold(0.0, f64::max);
@@ -83,13 +86,13 @@ fn a_user_observer_stops_the_run() {
         &[2.0, -2.0],
         &method,
         &opts,
-        &mut [Scheduled::new(Schedule::Every(1), &mut guard)],
+        &mut [Scheduled::new(Cadence::Every(1), &mut guard)],
     )
     .unwrap();
     assert!(first > 0);
     assert_eq!(guard.seen.len(), first + 1);
     match end.outcome {
-        Outcome::Diverged {
+        RunOutcome::Diverged {
             step,
             blowup: Blowup::Observed(d),
         } => assert_eq!((step, d), free.seen[first]),
@@ -113,13 +116,13 @@ fn built_in_observers_match_direct_evaluations() {
     train::<_, SgdError>(
         &obj,
         &[0.3, -0.1, 0.2],
-        &Method::gd(),
+        &Optimizer::gd(),
         &opts,
         &mut [
-            Scheduled::new(Schedule::Every(4), &mut loss),
-            Scheduled::new(Schedule::Every(4), &mut grad),
-            Scheduled::new(Schedule::Every(4), &mut sharp),
-            Scheduled::new(Schedule::Every(4), &mut iterates),
+            Scheduled::new(Cadence::Every(4), &mut loss),
+            Scheduled::new(Cadence::Every(4), &mut grad),
+            Scheduled::new(Cadence::Every(4), &mut sharp),
+            Scheduled::new(Cadence::Every(4), &mut iterates),
         ],
     )
     .unwrap();
@@ -154,14 +157,14 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
     let theta0 = net.init_params(3, 1.0);
     let run = || {
         let obj: &dyn Objective = net.objective();
-        let method = Method {
+        let method = Optimizer {
             transform: GradientTransform {
                 penalties: vec![Box::new(GnPenalty::new(net.objective(), 8, 0.05).unwrap())],
                 clip: Some(5.0),
                 reuse_penalty_loss: true,
                 ..Default::default()
             },
-            ..Method::sgd(Sampler::reshuffling(32, Remainder::Drop))
+            ..Optimizer::sgd(Sampler::reshuffling(32, Remainder::Drop))
         };
         let opts = TrainOptions {
             lr: 0.1,
@@ -169,7 +172,7 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
             seeds: Seeds::from_seed(11),
             ..Default::default()
         };
-        let mut micro = MicroBatchGradNorm {
+        let mut micro = MicroBatchGradNormProbe {
             micro: 8,
             records: Vec::new(),
         };
@@ -178,7 +181,7 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
             &theta0,
             &method,
             &opts,
-            &mut [Scheduled::new(Schedule::Geometric { ratio: 2.0 }, &mut micro)],
+            &mut [Scheduled::new(Cadence::Geometric { ratio: 2.0 }, &mut micro)],
         )
         .unwrap();
         (end, micro.records)
@@ -191,7 +194,7 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
             .install(run)
     };
     let (one, two) = (on(1), on(2));
-    assert_eq!(one.0.outcome, Outcome::Completed);
+    assert_eq!(one.0.outcome, RunOutcome::Completed);
     assert_eq!(one.1.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2, 4, 8, 16]);
     assert_eq!(one, two);
 }
