@@ -140,7 +140,7 @@ fn init_theta(init: &InitConfig, model: &mut Model, seed: u64, file: &Path) -> R
 
 /// Options of [`run_to_folder`].
 #[derive(Clone, Debug, Default)]
-pub struct RunOptions {
+pub struct FolderOptions {
     /// Replace an existing output folder.
     pub force: bool,
     /// Skip the SVG/PNG figures (the CSV series and `.npy` arrays are still written).
@@ -161,7 +161,12 @@ pub fn check_out(prep: &Prepared, out: &Path, force: bool) -> Result<()> {
 }
 
 /// Runs a prepared experiment and writes it to `out` atomically. `tick` is called once per recorded row.
-pub fn run_to_folder(prep: &Prepared, out: &Path, opts: &RunOptions, tick: &dyn Fn()) -> Result<RunSummary> {
+pub fn run_to_folder(
+    prep: &Prepared,
+    out: &Path,
+    opts: &FolderOptions,
+    tick: &dyn Fn(),
+) -> Result<RunSummary> {
     let (parent, leaf) = output::parent_and_leaf(out);
     check_out(prep, out, opts.force)?;
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
@@ -213,7 +218,7 @@ fn write_outputs(
     recorded: &Recorded,
     dir: &Path,
     default_name: &str,
-    opts: &RunOptions,
+    opts: &FolderOptions,
 ) -> Result<RunSummary> {
     let cfg = &prep.config;
     write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;

@@ -410,7 +410,7 @@ fn run(
         experiment::run_to_folder(
             &prepared,
             &out,
-            &experiment::RunOptions { force, no_figures },
+            &experiment::FolderOptions { force, no_figures },
             &|| pb.inc(1),
         )
     })?;
@@ -588,7 +588,7 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
             let entries = sweep::read_manifest(&manifest)?;
             let n_mine = entries.iter().filter(|e| shard.contains(e.index)).count();
             let pb = progress::bar(n_mine as u64, "runs", quiet);
-            let opts = experiment::RunOptions {
+            let opts = experiment::FolderOptions {
                 force: true,
                 no_figures,
             };

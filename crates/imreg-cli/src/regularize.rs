@@ -1,25 +1,23 @@
 //! Explicit regularizers of `imreg run` (`[[regularizer]]` and `optimizer.clip_grad_norm`): the penalties of
-//! `imreg_sgd::regularizers`, each with its exact gradient, added to the minibatch loss. Training then runs on
-//! [`Regularized`], an [`Objective`] whose gradient on a batch `B` is
-//! `d = clip(∇L_B(θ) + Σ_r ∇R_r(θ; B))` (torch order: the penalties in config order, then
+//! `imreg_sgd::regularizers`, each with its exact gradient, added to the minibatch loss by the gradient
+//! transform of the training loop (`imreg_sgd::train::GradientTransform`): on a batch `B` the step direction
+//! is `d = clip(∇L_B(θ) + Σ_r ∇R_r(θ; B))` (torch order: the penalties in config order, then
 //! `clip_grad_norm_`), so every optimizer of the CLI (GD, SGD, momentum, noise-injected) and its seeded
-//! sampler apply unchanged. Penalty randomness (sampled or random labels, UJ's unit vectors) comes from one
-//! ChaCha stream of the master seed, drawn in step order, so a run stays bitwise reproducible.
+//! sampler apply unchanged, and the tracked metrics stay on the unregularized model. Penalty randomness
+//! (sampled or random labels, UJ's unit vectors) comes from one ChaCha stream of the master seed
+//! ([`STREAM_REGULARIZERS`]), drawn in step order, so a run stays bitwise reproducible.
 use crate::config::{ExperimentConfig, RegularizerConfig};
+#[cfg(doc)]
 use crate::data::STREAM_REGULARIZERS;
 use crate::error::{CliError, Result};
 use crate::model::Model;
 use imreg_flow::{Partition, Remainder};
-use imreg_objective::rng::{self, ChaCha8Rng};
-use imreg_objective::{Batch, Objective, ObjectiveError};
 use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
 use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
-use imreg_sgd::regularizers::{self as reg, NetworkModel, Penalty, WeightDecay};
-use ndarray::ArrayView2;
+use imreg_sgd::regularizers::{NetworkModel, Penalty, WeightDecay};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// Whether `cfg` trains with the regularized update (any penalty or gradient clipping).
 pub fn is_regularized(cfg: &ExperimentConfig) -> bool {
@@ -138,105 +136,4 @@ pub fn penalties<'a>(
         out.push(p);
     }
     Ok(out)
-}
-
-/// `L_B + Σ_r R_r` with gradient `clip(∇L_B + Σ_r ∇R_r)`: the objective the optimizer of a regularized run
-/// steps on. Only [`Objective::loss_grad`] (and `loss`) are defined; curvature queries are refused (the
-/// tracked metrics use the unregularized model).
-pub struct Regularized<'a> {
-    base: &'a dyn Objective,
-    penalties: Vec<Box<dyn Penalty + 'a>>,
-    clip: Option<f64>,
-    rng: Mutex<ChaCha8Rng>,
-}
-
-impl<'a> Regularized<'a> {
-    /// The regularized objective of `cfg`; penalty randomness from stream [`STREAM_REGULARIZERS`] of the seed.
-    pub fn new(
-        base: &'a dyn Objective,
-        penalties: Vec<Box<dyn Penalty + 'a>>,
-        cfg: &ExperimentConfig,
-    ) -> Self {
-        Regularized {
-            base,
-            penalties,
-            clip: cfg.optimizer.clip_grad_norm(),
-            rng: Mutex::new(rng::stream(cfg.seed, STREAM_REGULARIZERS)),
-        }
-    }
-
-    fn refuse(&self, what: &str) -> ObjectiveError {
-        ObjectiveError::Unsupported {
-            what: what.to_string(),
-            model: self.name(),
-        }
-    }
-}
-
-impl Objective for Regularized<'_> {
-    fn name(&self) -> String {
-        let mut s = self.base.name();
-        for p in &self.penalties {
-            s.push_str(" + ");
-            s.push_str(&p.name());
-        }
-        if let Some(c) = self.clip {
-            s.push_str(&format!(", gradient clipped at {c}"));
-        }
-        s
-    }
-    fn dim(&self) -> usize {
-        self.base.dim()
-    }
-    fn n_examples(&self) -> usize {
-        self.base.n_examples()
-    }
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> imreg_objective::Result<f64> {
-        let mut g = vec![0.0; self.dim()];
-        self.loss_grad(theta, batch, &mut g)
-    }
-    /// `L_B + Σ R` (penalty coefficients included); `grad ← clip(∇L_B + Σ ∇R)`.
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> imreg_objective::Result<f64> {
-        let mut loss = self.base.loss_grad(theta, batch, grad)?;
-        let mut rng = self.rng.lock().map_err(|_| ObjectiveError::Invalid {
-            field: "regularizer".into(),
-            reason: "penalty random stream poisoned".into(),
-        })?;
-        for p in &self.penalties {
-            let v = p
-                .value_grad(theta, batch, &mut rng)
-                .map_err(|e| ObjectiveError::Invalid {
-                    field: "regularizer".into(),
-                    reason: e.to_string(),
-                })?;
-            loss += v.value;
-            grad.iter_mut().zip(&v.grad).for_each(|(g, r)| *g += r);
-        }
-        if let Some(c) = self.clip {
-            reg::clip_grad_norm(grad, c);
-        }
-        Ok(loss)
-    }
-    fn hvp(&self, _: &[f64], _: Batch<'_>, _: &[f64], _: &mut [f64]) -> imreg_objective::Result<()> {
-        Err(self.refuse("hvp of the regularized training objective"))
-    }
-    fn third_order(
-        &self,
-        _: &[f64],
-        _: Batch<'_>,
-        _: &[f64],
-        _: &[f64],
-        _: &mut [f64],
-    ) -> imreg_objective::Result<()> {
-        Err(self.refuse("third_order of the regularized training objective"))
-    }
-    fn per_example_grads(
-        &self,
-        _: &[f64],
-        _: Batch<'_>,
-        _: usize,
-        _: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> imreg_objective::Result<()>,
-    ) -> imreg_objective::Result<()> {
-        Err(self.refuse("per-example gradients of the regularized training objective"))
-    }
 }

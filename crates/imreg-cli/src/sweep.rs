@@ -4,7 +4,7 @@
 //! interrupted run is redone from scratch.
 use crate::config::{toml_error, ExperimentConfig};
 use crate::error::{CliError, Result};
-use crate::experiment::{prepare, run_to_folder, RunOptions, RunSummary, COMPLETE_MARKER};
+use crate::experiment::{prepare, run_to_folder, FolderOptions, RunSummary, COMPLETE_MARKER};
 use crate::{limits, lock, output};
 use imreg_plot::write_atomic;
 use rayon::prelude::*;
@@ -354,7 +354,7 @@ pub fn run_shard(
     shard: Shard,
     out: &Path,
     manifest_file: &Path,
-    opts: &RunOptions,
+    opts: &FolderOptions,
     tick: &(dyn Fn() + Sync),
 ) -> Result<ShardReport> {
     prepare_out(out, entries, manifest_file)?;
@@ -393,7 +393,7 @@ pub fn run_shard(
                 let r = run_to_folder(
                     p,
                     &out.join(&e.id),
-                    &RunOptions {
+                    &FolderOptions {
                         force: true,
                         ..opts.clone()
                     },

@@ -1,36 +1,41 @@
-//! The optimizer loop of `imreg run`: every optimizer runs through `imreg_sgd::trajectory::run` (GD, SGD
-//! with and without replacement, heavy-ball and Nesterov momentum, noise-injected GD) — on the model's
-//! objective, or with `[[regularizer]]`/clipping on [`Regularized`] (`crate::regularize`). At each step
-//! where some metric is due the trajectory hands its iterate to an observer (`trajectory::run_observed`),
-//! which evaluates the tracked metrics on it at once — on the full (training) batch, and on the test set
-//! with `[split]` — and streams the row out; no iterate is kept, so a run's memory does not grow with its
-//! recorded steps. Seeded, so a run is bitwise reproducible.
+//! The optimizer of `imreg run`: every optimizer runs through the training loop of `imreg-sgd`
+//! (`imreg_sgd::train::train`: GD, SGD with and without replacement, heavy-ball and Nesterov momentum,
+//! noise-injected GD), with `[[regularizer]]`/clipping as its gradient transform (`crate::regularize`). At
+//! each step where some metric is due the loop hands the iterate to an observer, which evaluates the
+//! tracked metrics on it at once — on the full (training) batch, and on the test set with `[split]` — and
+//! streams the row out; no iterate is kept, so a run's memory does not grow with its recorded steps.
+//! Seeded, so a run is bitwise reproducible.
 use crate::config::{Every, ExperimentConfig, OptimizerConfig};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::regularize::Regularized;
 use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
-use imreg_sgd::trajectory::{self, Noise, RunOptions, RunStatus, Sampler, Update};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_sgd::sampler::Sampler;
+use imreg_sgd::train::{
+    train as train_loop, Divergence, GradientTransform, Noise, Optimizer, RunOutcome, Seeds, StreamId,
+    TrainOptions, Update,
+};
 use imreg_sgd::SgdError;
 use imreg_spectra::Estimate;
 use rand::Rng;
-use std::ops::ControlFlow;
 use std::path::Path;
 
-/// Loss magnitude treated as divergence (with any NaN or infinity).
-pub const DIVERGENCE_LOSS: f64 = 1e100;
-/// Parameter norm treated as divergence by the trajectory.
-pub const DIVERGENCE_NORM: f64 = 1e12;
+/// When a run counts as diverged: a recorded full-batch loss with magnitude above `loss` (or non-finite),
+/// or an iterate with `‖θ‖` above `norm` (or non-finite).
+pub const DIVERGENCE: Divergence = Divergence {
+    loss: 1e100,
+    norm: 1e12,
+};
 
 /// What a training run produced.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     pub theta: Vec<f64>,
-    /// The step at which the loss or the parameters became non-finite (the loss exceeded
-    /// [`DIVERGENCE_LOSS`] or `‖θ‖` exceeded [`DIVERGENCE_NORM`]); training stopped there.
+    /// The step at which the loss or the parameters became non-finite or exceeded [`DIVERGENCE`];
+    /// training stopped there.
     pub diverged_at: Option<usize>,
     /// Optimizer steps taken.
     pub steps_run: usize,
@@ -87,10 +92,7 @@ fn method(opt: &OptimizerConfig) -> (Sampler, Update, Noise) {
     let sampler = match (opt.batch_size(), opt.replacement()) {
         (None, _) => Sampler::Full,
         (Some(batch_size), true) => Sampler::WithReplacement { batch_size },
-        (Some(batch_size), false) => Sampler::RandomReshuffling {
-            batch_size,
-            remainder: Remainder::SmallerLastBatch,
-        },
+        (Some(batch_size), false) => Sampler::reshuffling(batch_size, Remainder::SmallerLastBatch),
     };
     let (update, noise) = match *opt {
         OptimizerConfig::Momentum { beta, nesterov, .. } => (
@@ -235,50 +237,73 @@ pub fn train(
     let n_columns = columns(cfg, test.is_some()).len();
     let record_every = tracked.iter().map(|t| t.period).fold(0, gcd).max(1);
     let (sampler, update, noise) = method(&cfg.optimizer);
-    let opts = RunOptions {
+    // One derived seed for the sampler (stream 0) and the noise (stream 1); the penalties draw from stream
+    // `STREAM_REGULARIZERS` of the master seed.
+    let derived = stream(cfg.seed, STREAM_BATCHES).random::<u64>();
+    let opts = TrainOptions {
+        lr: cfg.optimizer.lr(),
         steps: cfg.steps,
-        record_every,
-        divergence_norm: DIVERGENCE_NORM,
-        // One derived seed for the sampler (stream 0) and the noise (stream 1) of the trajectory.
-        seed: stream(cfg.seed, STREAM_BATCHES).random::<u64>(),
+        seeds: Seeds {
+            penalties: StreamId {
+                seed: cfg.seed,
+                stream: crate::data::STREAM_REGULARIZERS,
+            },
+            ..Seeds::from_seed(derived)
+        },
+        // The loss is checked on the recorded rows (full batch), the iterate at every step.
+        divergence: Divergence {
+            loss: f64::INFINITY,
+            norm: DIVERGENCE.norm,
+        },
     };
-    // With `[[regularizer]]` or clipping the optimizer steps on `L_B + Σ R` (clipped); metrics stay on C.
-    let regularized = if crate::regularize::is_regularized(cfg) {
-        let penalties = crate::regularize::penalties(cfg, model, Path::new("<config>"))?;
-        Some(Regularized::new(obj, penalties, cfg))
+    // With `[[regularizer]]` or clipping the optimizer steps on `clip(∇L_B + Σ ∇R)`; metrics stay on C.
+    let penalties = if crate::regularize::is_regularized(cfg) {
+        crate::regularize::penalties(cfg, model, Path::new("<config>"))?
     } else {
-        None
+        Vec::new()
     };
-    let train_obj: &dyn imreg_objective::Objective = match &regularized {
-        Some(r) => r,
-        None => obj,
+    let method = Optimizer {
+        sampler,
+        update,
+        noise,
+        transform: GradientTransform {
+            penalties,
+            clip: cfg.optimizer.clip_grad_norm(),
+            ..Default::default()
+        },
     };
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
     let due =
         |step: usize| step == 0 || step == last || tracked.iter().any(|t| step.is_multiple_of(t.period));
-    // Writes the row of `step` if one is due; `Break` when its loss blew up (training stops there).
-    let mut emit = |step: usize, theta: &[f64]| -> Result<ControlFlow<()>> {
-        if !due(step) {
-            return Ok(ControlFlow::Continue(()));
-        }
-        let (values, loss) = record(model, test, theta, step, step == 0 || step == last, cfg, &tracked)?;
-        row(&values)?;
-        Ok(if loss.is_finite() && loss.abs() < DIVERGENCE_LOSS {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        })
-    };
-    let end = trajectory::run_observed(
-        train_obj,
+    // Writes the row of `step` if one is due; `Stop` when its loss blew up (training stops there).
+    let mut emit =
+        |at: &StepView<'_, dyn imreg_objective::Objective>| -> std::result::Result<Control, LoopError> {
+            if !due(at.step) {
+                return Ok(Control::Continue);
+            }
+            let (values, loss) = record(
+                model,
+                test,
+                at.theta,
+                at.step,
+                at.step == 0 || at.last,
+                cfg,
+                &tracked,
+            )?;
+            row(&values)?;
+            Ok(if loss.is_finite() && loss.abs() < DIVERGENCE.loss {
+                Control::Continue
+            } else {
+                Control::Stop
+            })
+        };
+    let end = train_loop(
+        obj,
         &theta0,
-        cfg.optimizer.lr(),
-        &sampler,
-        &update,
-        &noise,
+        &method,
         &opts,
-        &mut |step, theta| -> std::result::Result<_, LoopError> { Ok(emit(step, theta)?) },
+        &mut [Scheduled::new(Cadence::Every(record_every), &mut emit)],
     )
     .map_err(|e| match e {
         LoopError::Optimizer(e) => CliError::Failed(format!("optimizer: {e}")),
@@ -289,27 +314,21 @@ pub fn train(
         diverged_at: Some(step),
         steps_run: step,
     };
-    match end.status {
+    match end.outcome {
         // The loss of a recorded row blew up.
-        RunStatus::Stopped { step } => Ok(diverged(step, end.theta)),
+        RunOutcome::Stopped { step } => Ok(diverged(step, end.theta)),
         // The parameters blew up after `step - 1`: a row of NaN marks the step.
-        RunStatus::Diverged { step, .. } => {
+        RunOutcome::Diverged { step, .. } => {
             let mut values = vec![f64::NAN; n_columns];
             values[0] = step as f64;
             row(&values)?;
             Ok(diverged(step, end.theta))
         }
-        RunStatus::Completed => {
-            // A completed run ends with a row of the last iterate, recorded by the trajectory or not.
-            if !last.is_multiple_of(record_every) && emit(last, &end.theta)?.is_break() {
-                return Ok(diverged(last, end.theta));
-            }
-            Ok(TrainOutcome {
-                theta: end.theta,
-                diverged_at: None,
-                steps_run: last,
-            })
-        }
+        RunOutcome::Completed => Ok(TrainOutcome {
+            theta: end.theta,
+            diverged_at: None,
+            steps_run: last,
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use imreg_cli::config::ExperimentConfig;
-use imreg_cli::experiment::{prepare, run_to_folder, RunOptions};
+use imreg_cli::experiment::{prepare, run_to_folder, FolderOptions};
 use imreg_cli::sweep::expand;
 use std::path::PathBuf;
 
@@ -40,7 +40,7 @@ fn every_example_config_parses_and_runs_capped() {
         cfg.steps = CAP;
         let prep = prepare(cfg, f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let out = dir.path().join(f.file_stem().unwrap());
-        let opts = RunOptions {
+        let opts = FolderOptions {
             force: false,
             no_figures: true,
         };

@@ -3,7 +3,7 @@
 //! are bound to their manifests, and messages name the field or path at fault (docs/reliability.md).
 mod common;
 use common::*;
-use imreg_cli::experiment::RunOptions;
+use imreg_cli::experiment::FolderOptions;
 use imreg_cli::sweep::{expand, run_shard, Shard};
 use std::path::Path;
 use std::process::Command;
@@ -423,7 +423,7 @@ fn a_locked_run_is_left_alone_and_a_stale_lock_is_taken_over() {
     let out = d.join("out");
     std::fs::create_dir(&out).unwrap();
     imreg_cli::output::mark(&out, "sweep").unwrap();
-    let opts = RunOptions {
+    let opts = FolderOptions {
         no_figures: true,
         ..Default::default()
     };

@@ -2,7 +2,7 @@
 //! redoes only its unfinished runs.
 mod common;
 use common::*;
-use imreg_cli::experiment::RunOptions;
+use imreg_cli::experiment::FolderOptions;
 use imreg_cli::sweep::{expand, is_complete, run_shard, Shard};
 
 fn sweep_config() -> String {
@@ -67,7 +67,7 @@ fn shards_union_equals_unsharded_byte_for_byte() {
                 Shard::ALL,
                 &out,
                 &manifest,
-                &RunOptions::default(),
+                &FolderOptions::default(),
                 &|| {},
             )
         })
@@ -107,7 +107,7 @@ fn interrupted_sweep_redoes_only_unfinished_runs() {
         &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
     );
     let out = dir.path().join("out");
-    let opts = RunOptions {
+    let opts = FolderOptions {
         no_figures: true,
         ..Default::default()
     };

@@ -17,7 +17,7 @@
 //! [`conjecture_one`] reports which of its pairwise comparisons held in a given set of runs, it asserts
 //! nothing.
 use crate::tracking::{
-    step_seed, track, Sampling, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackStatus,
+    step_seed, track, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
 };
 use imreg_objective::{rng, Batch, Supervised};
 use imreg_spectra::{
@@ -32,8 +32,8 @@ use rayon::prelude::*;
 pub struct BreakEvenOptions {
     /// Step size η.
     pub lr: f64,
-    /// GD (`Sampling::Full`) or SGD.
-    pub sampling: Sampling,
+    /// GD (`TrackSampling::Full`) or SGD.
+    pub sampling: TrackSampling,
     /// Steps.
     pub steps: usize,
     /// Measure every this many steps.
@@ -48,14 +48,14 @@ pub struct BreakEvenOptions {
     /// Seed of the subset, the Lanczos start and the Fisher labels.
     pub seed: u64,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for BreakEvenOptions {
     fn default() -> Self {
         BreakEvenOptions {
             lr: 0.1,
-            sampling: Sampling::Full,
+            sampling: TrackSampling::Full,
             steps: 1000,
             every: 50,
             lanczos_iters: 20,
@@ -63,7 +63,7 @@ impl Default for BreakEvenOptions {
             subset: 256,
             fisher_samples: 1,
             seed: 0,
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
         }
     }
 }
@@ -131,7 +131,7 @@ pub fn break_even<O: Supervised + ?Sized>(
         steps: opts.steps,
         every: opts.every,
         sampling: opts.sampling,
-        blowup_loss: opts.blowup_loss,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let cov = CovarianceOptions::default();

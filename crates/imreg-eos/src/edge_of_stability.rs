@@ -16,7 +16,7 @@
 //! subset of `N` images, features centred and standardized with the statistics of all 1797 images, as Cohen
 //! et al. standardize CIFAR-10 with the full training set).
 use crate::tracking::{
-    track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackStatus,
+    track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
 };
 use imreg_flow::dop853::{integrate_dense, Dop853Options, Dop853Report};
 use imreg_objective::data::digits;
@@ -151,7 +151,7 @@ pub struct EosOptions {
     /// Seed of the first Lanczos start vector.
     pub seed: u64,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
     /// Compare with gradient flow (`None`: GD only).
     pub gradient_flow: Option<GfOptions>,
 }
@@ -165,7 +165,7 @@ impl Default for EosOptions {
             lanczos_iters: 20,
             lanczos_tol: 1e-8,
             seed: 0,
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
             gradient_flow: Some(GfOptions::default()),
         }
     }
@@ -249,8 +249,8 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
         lr: opts.lr,
         steps: opts.steps,
         every: opts.every,
-        sampling: Sampling::Full,
-        blowup_loss: opts.blowup_loss,
+        sampling: TrackSampling::Full,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let keep = opts.gradient_flow.is_some();

@@ -48,5 +48,6 @@ pub use stochastic_stability::{
     MiniBsOptions,
 };
 pub use tracking::{
-    track, Hover, Probe, Sampling, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackStatus,
+    step_seed, track, Hover, Probe, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackSampling,
+    TrackStatus,
 };

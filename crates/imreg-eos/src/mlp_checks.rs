@@ -5,7 +5,7 @@ use crate::edge_of_stability::{
     edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfHorizon, GfOptions,
 };
 use crate::stochastic_stability::{sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions};
-use crate::tracking::{Hover, Sampling, TrackStatus};
+use crate::tracking::{Hover, TrackSampling, TrackStatus};
 use imreg_check::{loglog_slope, CheckContext, Outcome};
 use imreg_objective::models::Mlp;
 use imreg_plot::{Figure, Series};
@@ -562,9 +562,9 @@ pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<Br
             opts.push(BreakEvenOptions {
                 lr,
                 sampling: if b == n {
-                    Sampling::Full
+                    TrackSampling::Full
                 } else {
-                    Sampling::Reshuffled {
+                    TrackSampling::Reshuffled {
                         batch_size: b,
                         seed: 7,
                     }

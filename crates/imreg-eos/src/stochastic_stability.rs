@@ -15,13 +15,11 @@
 //! (§Exact facts there): `MiniBS ≥ λ_max` (Jensen) and mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh
 //! quotients), for every θ.
 use crate::tracking::{
-    step_seed, track, Hover, Sampling, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult,
-    TrackStatus,
+    track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
 };
-use imreg_objective::{Batch, Objective};
-use imreg_spectra::{
-    batch_sharpness, mini_bs, BatchExpectation, BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions,
-};
+use imreg_objective::Objective;
+use imreg_sgd::observe::{BatchSharpnessProbe, MiniBsProbe};
+use imreg_spectra::{BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions};
 use rayon::prelude::*;
 
 /// Options of the MiniBS measurement.
@@ -70,7 +68,7 @@ pub struct EossOptions {
     /// MiniBS (`None`: not measured).
     pub mini_bs: Option<MiniBsOptions>,
     /// Loss above which the run counts as diverged.
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for EossOptions {
@@ -91,7 +89,7 @@ impl Default for EossOptions {
                 round: 20,
             },
             mini_bs: Some(MiniBsOptions::default()),
-            blowup_loss: 1e6,
+            divergence_loss: 1e6,
         }
     }
 }
@@ -171,47 +169,40 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
         lr: opts.lr,
         steps: opts.steps,
         every: opts.every,
-        sampling: Sampling::Reshuffled {
+        sampling: TrackSampling::Reshuffled {
             batch_size: b,
             seed: opts.seed,
         },
-        blowup_loss: opts.blowup_loss,
+        divergence_loss: opts.divergence_loss,
     };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
-    let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<EossMeasurement> {
-        let lambda_max = sharp.sharpness(o, th)?;
-        let mc = MonteCarloOptions {
-            seed: step_seed(opts.seed, step),
+    // Each Monte Carlo estimate draws fresh batches at every step (`step_seed` of its base seed).
+    let bs = BatchSharpnessProbe::new(
+        b,
+        MonteCarloOptions {
+            seed: opts.seed,
             ..opts.batch_sharpness
-        };
-        let bs = batch_sharpness(o, th, Batch::Full, b, &BatchExpectation::MonteCarlo(mc))?;
-        let mbs = match &opts.mini_bs {
-            None => None,
-            Some(m) => {
-                let mc = MonteCarloOptions {
-                    seed: step_seed(opts.seed ^ 0x4D49_4E49, step),
-                    ..m.monte_carlo
-                };
-                let lo = LanczosOptions {
-                    max_iter: m.lanczos_iters,
-                    tol: opts.lanczos_tol,
-                    seed: opts.seed,
-                    ..Default::default()
-                };
-                Some(mini_bs(
-                    o,
-                    th,
-                    Batch::Full,
-                    b,
-                    &BatchExpectation::MonteCarlo(mc),
-                    &lo,
-                )?)
-            }
-        };
+        },
+    );
+    let mbs = opts.mini_bs.as_ref().map(|m| MiniBsProbe {
+        batch_size: b,
+        monte_carlo: MonteCarloOptions {
+            seed: opts.seed ^ 0x4D49_4E49,
+            ..m.monte_carlo
+        },
+        lanczos: LanczosOptions {
+            max_iter: m.lanczos_iters,
+            tol: opts.lanczos_tol,
+            seed: opts.seed,
+            ..Default::default()
+        },
+        records: Vec::new(),
+    });
+    let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<EossMeasurement> {
         Ok(EossMeasurement {
-            lambda_max,
-            batch_sharpness: bs,
-            mini_bs: mbs,
+            lambda_max: sharp.sharpness(o, th)?,
+            batch_sharpness: bs.measure(o, th, step)?,
+            mini_bs: mbs.as_ref().map(|m| m.measure(o, th, step)).transpose()?,
         })
     };
     let tr = track(obj, theta0, &topts, &mut probe)?;

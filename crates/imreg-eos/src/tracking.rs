@@ -1,9 +1,10 @@
-//! A tracker that runs GD or SGD on any [`Objective`] and measures quantities along the trajectory every `k`
-//! steps: the common engine of [`crate::edge_of_stability`], [`crate::stochastic_stability`] and
+//! A tracker that runs GD or SGD on any [`Objective`] — through the one training loop of `imreg-sgd`
+//! ([`imreg_sgd::train::train`]) with a single observer — and measures quantities along the trajectory every
+//! `k` steps: the common front of [`crate::edge_of_stability`], [`crate::stochastic_stability`] and
 //! [`crate::break_even`].
 //!
 //! The update is plain `θ_{t+1} = θ_t − η ∇C_{B_t}(θ_t)` with `B_t` the full batch (GD) or a minibatch
-//! ([`Sampling`]). A [`Probe`] measures at `θ_t` **before** the update of step `t`, for
+//! ([`TrackSampling`]). A [`Probe`] measures at `θ_t` **before** the update of step `t`, for
 //! `t = 0, k, 2k, …` and at the final iterate (Cohen et al.'s `eig_freq` protocol). Probes may keep state
 //! between calls (the previous top Ritz vector, to warm-start the next Lanczos run).
 //!
@@ -13,7 +14,7 @@
 //! order).
 //!
 //! ```
-//! use imreg_eos::tracking::{track, Sampling, TrackOptions, TrackStatus};
+//! use imreg_eos::tracking::{track, TrackSampling, TrackOptions, TrackStatus};
 //! use imreg_objective::{Batch, Objective, Quadratic};
 //! // C(θ) = ½ θᵀ diag(1, 3) θ: GD with η = 0.1 converges; measure the loss every 5 steps.
 //! let q = Quadratic::diagonal(&[1.0, 3.0]);
@@ -26,10 +27,13 @@
 //! assert_eq!(tr.records.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5, 10, 15, 20]);
 //! ```
 use crate::error::EosError;
-use imreg_flow::FlowError;
-use imreg_objective::{rng, Batch, Objective, ObjectiveError};
-use imreg_spectra::{LanczosOptions, SpectraError};
-use rand::seq::SliceRandom;
+use imreg_flow::{FlowError, Remainder};
+use imreg_objective::{Batch, Objective, ObjectiveError};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_sgd::sampler::{EpochOrder, Sampler};
+use imreg_sgd::train::{train, Divergence, Optimizer, RunOutcome, Seeds, TrainOptions};
+use imreg_sgd::SgdError;
+use imreg_spectra::SpectraError;
 use thiserror::Error;
 
 /// Errors of the trajectory trackers: bad options (naming the field) or a failure of a layer below.
@@ -55,6 +59,9 @@ pub enum TrackError {
     /// The gradient-flow integration failed (blow-up, step-size collapse, …).
     #[error("flow: {0}")]
     Flow(#[from] FlowError),
+    /// The training loop rejected its inputs.
+    #[error("training: {0}")]
+    Train(#[from] SgdError),
 }
 
 impl TrackError {
@@ -72,7 +79,7 @@ pub type TrackResult<T> = std::result::Result<T, TrackError>;
 
 /// Which examples each step averages over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sampling {
+pub enum TrackSampling {
     /// All `N` examples every step (GD).
     Full,
     /// Random reshuffling: each epoch `e` a fresh permutation of `0..N` from `rng::stream(seed, e)`, cut into
@@ -80,12 +87,12 @@ pub enum Sampling {
     Reshuffled { batch_size: usize, seed: u64 },
 }
 
-impl Sampling {
-    /// The batch size (`N` for [`Sampling::Full`]).
+impl TrackSampling {
+    /// The batch size (`N` for [`TrackSampling::Full`]).
     pub fn batch_size(&self, n: usize) -> usize {
         match *self {
-            Sampling::Full => n,
-            Sampling::Reshuffled { batch_size, .. } => batch_size,
+            TrackSampling::Full => n,
+            TrackSampling::Reshuffled { batch_size, .. } => batch_size,
         }
     }
 }
@@ -100,10 +107,10 @@ pub struct TrackOptions {
     /// Measure every this many steps (≥ 1), plus at the final iterate.
     pub every: usize,
     /// GD or SGD.
-    pub sampling: Sampling,
+    pub sampling: TrackSampling,
     /// A loss (full batch for GD, the step's batch for SGD, full batch at measurements) above this, or
     /// non-finite, stops the run as [`TrackStatus::Diverged`].
-    pub blowup_loss: f64,
+    pub divergence_loss: f64,
 }
 
 impl Default for TrackOptions {
@@ -112,8 +119,8 @@ impl Default for TrackOptions {
             lr: 0.01,
             steps: 1000,
             every: 10,
-            sampling: Sampling::Full,
-            blowup_loss: 1e8,
+            sampling: TrackSampling::Full,
+            divergence_loss: 1e8,
         }
     }
 }
@@ -125,14 +132,14 @@ impl TrackOptions {
         if self.every == 0 {
             return Err(TrackError::invalid("every", 0, "must be ≥ 1"));
         }
-        if self.blowup_loss.is_nan() || self.blowup_loss <= 0.0 {
+        if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 {
             return Err(TrackError::invalid(
-                "blowup_loss",
-                self.blowup_loss,
+                "divergence_loss",
+                self.divergence_loss,
                 "must be > 0",
             ));
         }
-        if let Sampling::Reshuffled { batch_size, .. } = self.sampling {
+        if let TrackSampling::Reshuffled { batch_size, .. } = self.sampling {
             if batch_size == 0 || batch_size > n {
                 return Err(TrackError::invalid(
                     "sampling.batch_size",
@@ -150,7 +157,7 @@ impl TrackOptions {
 pub enum TrackStatus {
     /// All steps taken.
     Completed,
-    /// The loss became non-finite or exceeded [`TrackOptions::blowup_loss`] at `step` (the loss evaluated at
+    /// The loss became non-finite or exceeded [`TrackOptions::divergence_loss`] at `step` (the loss evaluated at
     /// `θ_step`); the run stopped there.
     Diverged { step: usize, loss: f64 },
 }
@@ -158,7 +165,7 @@ pub enum TrackStatus {
 /// One measurement: the probe's output at `θ_step` (before the update of that step), with the full-batch
 /// loss there.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record<M> {
+pub struct TrackRecord<M> {
     pub step: usize,
     /// Full-batch loss `C(θ_step)`.
     pub loss: f64,
@@ -171,7 +178,7 @@ pub struct Track<M> {
     /// The learning rate.
     pub lr: f64,
     /// The measurements, by step.
-    pub records: Vec<Record<M>>,
+    pub records: Vec<TrackRecord<M>>,
     /// For GD, the full-batch loss at every step `0..=last` (free with the gradient); for SGD, the loss of
     /// the batch used at each step.
     pub step_losses: Vec<f64>,
@@ -220,48 +227,8 @@ where
     }
 }
 
-/// The batch schedule of a [`Sampling`], seeded.
-struct Batches {
-    n: usize,
-    sampling: Sampling,
-    epoch: u64,
-    order: Vec<usize>,
-    pos: usize,
-}
-
-impl Batches {
-    fn new(n: usize, sampling: Sampling) -> Self {
-        Batches {
-            n,
-            sampling,
-            epoch: 0,
-            order: Vec::new(),
-            pos: usize::MAX,
-        }
-    }
-
-    /// The example indices of the next step (`None` for the full batch).
-    fn next(&mut self) -> Option<&[usize]> {
-        let Sampling::Reshuffled { batch_size, seed } = self.sampling else {
-            return None;
-        };
-        if self.pos == usize::MAX || self.pos + batch_size > self.n {
-            self.order = (0..self.n).collect();
-            self.order.shuffle(&mut rng::stream(seed, self.epoch));
-            self.epoch += 1;
-            self.pos = 0;
-        }
-        let b = &self.order[self.pos..self.pos + batch_size];
-        self.pos += batch_size;
-        Some(b)
-    }
-}
-
-fn blown(loss: f64, limit: f64) -> bool {
-    !loss.is_finite() || loss > limit
-}
-
-/// Runs GD/SGD from `θ₀` and measures with `probe` at steps `0, k, 2k, …` and at the final iterate.
+/// Runs GD/SGD from `θ₀` on the training loop of `imreg-sgd` and measures with `probe` at steps
+/// `0, k, 2k, …` and at the final iterate.
 ///
 /// Errors only on bad options or inputs (or a failing probe); divergence ends the run with
 /// [`TrackStatus::Diverged`] and keeps the records taken so far.
@@ -279,149 +246,93 @@ where
     opts.validate(n)?;
     imreg_objective::check_len("theta0", theta0, obj.dim())?;
     imreg_objective::check_finite("theta0", theta0)?;
-    let full = matches!(opts.sampling, Sampling::Full);
-    let mut theta = theta0.to_vec();
-    let mut grad = vec![0.0; obj.dim()];
-    let mut batches = Batches::new(n, opts.sampling);
+    let (sampler, seed) = match opts.sampling {
+        TrackSampling::Full => (Sampler::Full, 0),
+        // Epoch `e` shuffles `0..N` with `rng::stream(seed, e)`; the last `N mod b` examples are dropped.
+        TrackSampling::Reshuffled { batch_size, seed } => (
+            Sampler::RandomReshuffling {
+                batch_size,
+                remainder: Remainder::Drop,
+                order: EpochOrder::StreamPerEpoch,
+            },
+            seed,
+        ),
+    };
+    let full = matches!(opts.sampling, TrackSampling::Full);
+    let topts = TrainOptions {
+        lr: opts.lr,
+        steps: opts.steps,
+        seeds: Seeds::from_seed(seed),
+        // The step's batch loss (checked after the measurement of that step); iterates only when non-finite.
+        divergence: Divergence {
+            loss: opts.divergence_loss,
+            norm: f64::INFINITY,
+        },
+    };
     let mut records = Vec::new();
-    let mut step_losses = Vec::with_capacity(opts.steps + 1);
-    let mut status = TrackStatus::Completed;
-    for step in 0..=opts.steps {
-        let measure_now = step % opts.every == 0 || step == opts.steps;
-        // GD: the gradient call gives the full loss at θ_step for free.
+    let mut step_losses = Vec::with_capacity(opts.steps.saturating_add(1).min(1 << 20));
+    let mut observe = |at: &StepView<'_, O>| -> TrackResult<Control> {
+        let measure_now = at.last || at.step.is_multiple_of(opts.every);
+        // GD: the step's gradient call gives the full loss at θ_t; at the final iterate it is computed the
+        // same way.
         let full_loss = if full {
-            let l = obj.loss_grad(&theta, Batch::Full, &mut grad)?;
+            let l = match at.loss {
+                Some(l) => l,
+                None => obj.loss_grad(at.theta, Batch::Full, &mut vec![0.0; obj.dim()])?,
+            };
             step_losses.push(l);
             Some(l)
         } else if measure_now {
-            Some(obj.loss(&theta, Batch::Full)?)
+            Some(obj.loss(at.theta, Batch::Full)?)
         } else {
             None
         };
-        if let Some(l) = full_loss.filter(|&l| blown(l, opts.blowup_loss)) {
-            status = TrackStatus::Diverged { step, loss: l };
-            break;
+        if let Some(l) = full_loss.filter(|&l| !l.is_finite() || l > opts.divergence_loss) {
+            return Ok(Control::Diverged(l));
         }
         if measure_now {
-            let value = probe.measure(obj, &theta, step)?;
-            records.push(Record {
-                step,
+            let value = probe.measure(obj, at.theta, at.step)?;
+            records.push(TrackRecord {
+                step: at.step,
                 loss: full_loss.unwrap_or(f64::NAN),
                 value,
             });
         }
-        if step == opts.steps {
-            break;
-        }
-        if !full {
-            let l = match batches.next() {
-                Some(ix) => obj.loss_grad(&theta, Batch::Indices(ix), &mut grad)?,
-                None => obj.loss_grad(&theta, Batch::Full, &mut grad)?,
-            };
+        if let (false, Some(l)) = (full, at.loss) {
             step_losses.push(l);
-            if blown(l, opts.blowup_loss) {
-                status = TrackStatus::Diverged { step, loss: l };
-                break;
-            }
         }
-        let next: Vec<f64> = theta.iter().zip(&grad).map(|(t, g)| t - opts.lr * g).collect();
-        if let Some(i) = next.iter().position(|x| !x.is_finite()) {
-            status = TrackStatus::Diverged {
-                step: step + 1,
-                loss: next[i],
-            };
-            break;
-        }
-        theta = next;
-    }
+        Ok(Control::Continue)
+    };
+    let end = train(
+        obj,
+        theta0,
+        &Optimizer::sgd(sampler),
+        &topts,
+        &mut [Scheduled::new(Cadence::Every(1), &mut observe)],
+    )?;
+    let status = match end.outcome {
+        RunOutcome::Diverged { step, blowup } => TrackStatus::Diverged {
+            step,
+            loss: blowup.value(),
+        },
+        RunOutcome::Completed | RunOutcome::Stopped { .. } => TrackStatus::Completed,
+    };
     Ok(Track {
         lr: opts.lr,
         records,
         step_losses,
         status,
-        final_theta: theta,
+        final_theta: end.theta,
     })
 }
 
-/// A top Ritz value with its Lanczos diagnostics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TopEigen {
-    /// The largest Ritz value.
-    pub value: f64,
-    /// Its residual bound `β_m|e_mᵀs|` (an eigenvalue lies within it).
-    pub residual_bound: f64,
-    /// Lanczos steps taken.
-    pub iterations: usize,
-    /// Whether the tolerance was met.
-    pub converged: bool,
-}
-
-/// Sharpness `λ_max(H_B(θ))` by Lanczos, warm-started from the previous call's top Ritz vector (Cohen et
-/// al. use ARPACK from scratch; a warm start along a slowly moving trajectory needs far fewer iterations).
-#[derive(Clone, Debug)]
-pub struct SharpnessProbe {
-    /// Lanczos options (`start` is overwritten by the warm start after the first call).
-    pub lanczos: LanczosOptions,
-    /// Examples of the Hessian (`None`: the full batch).
-    pub subset: Option<Vec<usize>>,
-    warm: Option<Vec<f64>>,
-}
-
-impl SharpnessProbe {
-    /// A probe on the full-batch Hessian with `iterations` Lanczos steps and relative tolerance `tol`.
-    pub fn new(iterations: usize, tol: f64, seed: u64) -> Self {
-        SharpnessProbe {
-            lanczos: LanczosOptions {
-                max_iter: iterations,
-                tol,
-                seed,
-                ..Default::default()
-            },
-            subset: None,
-            warm: None,
-        }
-    }
-
-    /// Measures `λ_max(H)` at `θ` and keeps the Ritz vector for the next call.
-    pub fn sharpness<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> TrackResult<TopEigen> {
-        let mut lo = self.lanczos.clone();
-        lo.ritz_vectors = true;
-        if let Some(w) = self.warm.take() {
-            lo.start = Some(w);
-        }
-        let batch = match &self.subset {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
-        let r = imreg_spectra::lanczos(&h, &lo)?;
-        let top = r.top.into_iter().next().ok_or_else(|| {
-            TrackError::invalid("lanczos.k_top", 0, "the sharpness probe needs one top pair")
-        })?;
-        self.warm = top.vector;
-        Ok(TopEigen {
-            value: top.value,
-            residual_bound: top.residual_bound,
-            iterations: r.report.iterations,
-            converged: r.report.converged,
-        })
-    }
-}
+pub use imreg_sgd::observe::{step_seed, SharpnessProbe, TopEigen};
 
 impl<O: Objective + ?Sized> Probe<O> for SharpnessProbe {
     type Output = TopEigen;
     fn measure(&mut self, obj: &O, theta: &[f64], _step: usize) -> TrackResult<TopEigen> {
-        self.sharpness(obj, theta)
+        Ok(self.sharpness(obj, theta)?)
     }
-}
-
-/// A per-measurement seed derived from a base seed and the step (SplitMix64 finalizer), so that successive
-/// Monte Carlo estimates along a trajectory use fresh, reproducible batches.
-pub fn step_seed(base: u64, step: usize) -> u64 {
-    let mut z = base ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Summary of a series relative to a target over the second half of the measured steps.

@@ -4,8 +4,8 @@ use imreg_check::{run_check, CheckContext};
 use imreg_eos::tracking::step_seed;
 use imreg_eos::{
     break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track,
-    BreakEvenOptions, DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, Sampling, SharpnessProbe,
-    TrackError, TrackOptions, TrackStatus,
+    BreakEvenOptions, DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, SharpnessProbe, TrackError,
+    TrackOptions, TrackSampling, TrackStatus,
 };
 use imreg_objective::{Batch, Objective, Quadratic};
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -91,7 +91,7 @@ fn bad_options_are_typed_errors() {
     ));
     assert!(matches!(
         e(TrackOptions {
-            sampling: Sampling::Reshuffled {
+            sampling: TrackSampling::Reshuffled {
                 batch_size: 2,
                 seed: 0
             },
@@ -121,7 +121,7 @@ fn reshuffled_sgd_visits_every_example_once_per_epoch() {
         lr: 1.0,
         steps: 12,
         every: 1,
-        sampling: Sampling::Reshuffled {
+        sampling: TrackSampling::Reshuffled {
             batch_size: 1,
             seed: 3,
         },

@@ -4,13 +4,17 @@
 //! * `support/200k_steps_b32`: 2·10⁵ reshuffled SGD steps of the 15-wide depth-4 linear net, b = 32,
 //!   on the paper's 10 000-row linear-target data (target < 20 s).
 use criterion::{criterion_group, criterion_main, Criterion};
+use imreg_flow::Partition;
 use imreg_objective::data::digits;
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
-use imreg_objective::{rng, LossKind};
+use imreg_objective::LossKind;
+use imreg_objective::Objective;
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
-use imreg_sgd::regularizers::RegularizedSgd;
+use imreg_sgd::sampler::Sampler;
 use imreg_sgd::support::{train_support, SupportConfig};
+use imreg_sgd::train::{train, GradientTransform, Optimizer, TrainOptions};
+use imreg_sgd::SgdError;
 use std::time::Duration;
 
 fn gn_step(c: &mut Criterion) {
@@ -26,22 +30,38 @@ fn gn_step(c: &mut Criterion) {
     let net = Mlp::classification(spec, d.x.clone(), d.labels.clone()).unwrap();
     let theta0 = net.init_params(0, 1.0);
     let rows: Vec<usize> = (0..1280).collect();
-    let plain = RegularizedSgd::new(net.objective(), 0.01).unwrap();
-    let gn = RegularizedSgd::new(net.objective(), 0.01)
-        .unwrap()
-        .with(MicroBatchGradNorm::new(net.objective(), 32, 0.01).unwrap());
+    let batch = || Sampler::FixedPartition {
+        partition: Partition::from_batches(vec![rows.clone()], d.labels.len()).unwrap(),
+    };
+    let plain = Optimizer::sgd(batch());
+    let gn = Optimizer {
+        transform: GradientTransform {
+            penalties: vec![Box::new(
+                MicroBatchGradNorm::new(net.objective(), 32, 0.01).unwrap(),
+            )],
+            reuse_penalty_loss: true,
+            ..Default::default()
+        },
+        ..Optimizer::sgd(batch())
+    };
+    let one_step = TrainOptions {
+        lr: 0.01,
+        steps: 1,
+        ..Default::default()
+    };
+    let obj: &dyn Objective = net.objective();
     let mut g = c.benchmark_group("gn_step");
     g.measurement_time(Duration::from_secs(5));
-    g.bench_function("plain_b1280", |b| {
-        let mut th = theta0.clone();
-        let mut r = rng::stream(0, 0);
-        b.iter(|| plain.step(&mut th, &rows, &mut r).unwrap())
-    });
-    g.bench_function("gn_40x32_b1280", |b| {
-        let mut th = theta0.clone();
-        let mut r = rng::stream(0, 0);
-        b.iter(|| gn.step(&mut th, &rows, &mut r).unwrap())
-    });
+    for (name, method) in [("plain_b1280", &plain), ("gn_40x32_b1280", &gn)] {
+        g.bench_function(name, |b| {
+            let mut th = theta0.clone();
+            b.iter(|| {
+                th = train::<_, SgdError>(obj, &th, method, &one_step, &mut [])
+                    .unwrap()
+                    .theta;
+            })
+        });
+    }
     g.finish();
 }
 

@@ -35,6 +35,12 @@ pub enum SgdError {
     Objective(#[from] ObjectiveError),
     #[error("flow: {0}")]
     Flow(#[from] FlowError),
+    /// A spectral solver (an observer's Lanczos run, a batch-sharpness estimate) rejected a call.
+    #[error("spectra: {0}")]
+    Spectra(#[from] imreg_spectra::SpectraError),
+    /// A penalty of the gradient transform failed.
+    #[error("penalty: {0}")]
+    Penalty(String),
 }
 
 impl SgdError {

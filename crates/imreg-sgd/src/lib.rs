@@ -1,11 +1,16 @@
-//! imreg-sgd: trajectories of GD, SGD (with replacement, random reshuffling, fixed partitions), momentum
-//! and noise-injected GD; exact expectations of the SGD iterate over batch orders, partitions and
-//! with-replacement draws (enumeration with prefix sharing, rayon-parallel with a fixed reduction order),
-//! a fast exact path for affine-gradient models, and seeded Monte Carlo with confidence intervals.
+//! imreg-sgd: one training loop ([`train`]) for GD, SGD (with replacement, random reshuffling, fixed
+//! partitions), momentum, noise-injected GD and explicitly regularized SGD, with observers called on a
+//! schedule ([`observe`]) and samplers ([`sampler`]); exact expectations of the SGD iterate over batch orders,
+//! partitions and with-replacement draws (enumeration with prefix sharing, rayon-parallel with a fixed
+//! reduction order), a fast exact path for affine-gradient models, and seeded Monte Carlo with confidence
+//! intervals; the explicit regularizers, support learning and the generalization study.
 pub mod affine;
 pub mod checks;
 pub mod error;
 pub mod expectation;
+pub mod observe;
+pub mod sampler;
+pub mod train;
 pub mod trajectory;
 
 pub use checks::checks;
@@ -16,3 +21,8 @@ pub mod regularizers;
 pub mod study;
 pub mod support;
 pub mod without_replacement;
+
+/// The examples of `docs/training.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/training.md")]
+pub struct TrainingGuide;

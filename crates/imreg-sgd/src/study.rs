@@ -6,16 +6,22 @@
 //!
 //! The outcome is reported as measured, whatever it is: the seeds themselves warn that CIFAR findings
 //! often reverse on other data.
+use crate::observe::Accuracy;
 use crate::reg_error::{RegError, RegResult};
 use crate::regularizers::fisher::{FisherPenalty, NormPower};
 use crate::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use crate::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
 use crate::regularizers::smith::SmithStochastic;
-use crate::regularizers::{NetworkModel, RegularizedSgd};
+use crate::regularizers::{NetworkModel, Penalty};
+use crate::sampler::{EpochOrder, Sampler};
+use crate::train::{
+    train as train_loop, Blowup, Divergence, GradientTransform, Optimizer, RunOutcome, Seeds, StreamId,
+    TrainOptions,
+};
+use imreg_flow::Remainder;
 use imreg_objective::data::digits_split;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
-use imreg_objective::{argmax_rows, rng, Batch, LossKind};
-use rand::seq::SliceRandom;
+use imreg_objective::{Batch, LossKind};
 use rayon::prelude::*;
 
 /// The arms of the study.
@@ -202,41 +208,57 @@ fn run_one(
         cfg.lr_small
     };
     let m: &dyn NetworkModel = train.objective();
-    let mut sgd = RegularizedSgd::new(m, lr)?;
-    sgd = match arm {
-        Arm::SmallLr | Arm::LargeLr => sgd,
-        Arm::Smith => sgd.with(SmithStochastic::new(m, cfg.lr_large - cfg.lr_small)?),
-        Arm::Gn => sgd.with(MicroBatchGradNorm::new(m, cfg.micro, cfg.lambda_gn)?),
-        Arm::Ft => sgd.with(FisherTrace::new(m, cfg.micro, cfg.lambda_gn)?),
-        Arm::Aj => sgd.with(AverageJacobian::new(m, cfg.micro, cfg.lambda_jac)?),
-        Arm::Uj => sgd.with(UnitJacobian::new(m, cfg.micro, cfg.lambda_jac)?),
-        Arm::Fp => sgd.with(FisherPenalty::new(m, NormPower::Unsquared, cfg.alpha_fp)?),
-        Arm::Gp => sgd.with(GradientPenalty::new(m, cfg.lambda_gn)?),
-        Arm::GpX => sgd.with(InputGradientPenalty::new(m, cfg.alpha_gpx)?),
-        Arm::GpR => sgd.with(RandomLabelPenalty::new(m, cfg.lambda_gn)?),
+    let penalty: Option<Box<dyn Penalty + '_>> = match arm {
+        Arm::SmallLr | Arm::LargeLr => None,
+        Arm::Smith => Some(Box::new(SmithStochastic::new(m, cfg.lr_large - cfg.lr_small)?)),
+        Arm::Gn => Some(Box::new(MicroBatchGradNorm::new(m, cfg.micro, cfg.lambda_gn)?)),
+        Arm::Ft => Some(Box::new(FisherTrace::new(m, cfg.micro, cfg.lambda_gn)?)),
+        Arm::Aj => Some(Box::new(AverageJacobian::new(m, cfg.micro, cfg.lambda_jac)?)),
+        Arm::Uj => Some(Box::new(UnitJacobian::new(m, cfg.micro, cfg.lambda_jac)?)),
+        Arm::Fp => Some(Box::new(FisherPenalty::new(
+            m,
+            NormPower::Unsquared,
+            cfg.alpha_fp,
+        )?)),
+        Arm::Gp => Some(Box::new(GradientPenalty::new(m, cfg.lambda_gn)?)),
+        Arm::GpX => Some(Box::new(InputGradientPenalty::new(m, cfg.alpha_gpx)?)),
+        Arm::GpR => Some(Box::new(RandomLabelPenalty::new(m, cfg.lambda_gn)?)),
     };
-    let mut theta = train.init_params(seed, 1.0);
-    let n = cfg.n_train;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut shuffle = rng::stream(seed, 1);
-    let mut noise = rng::stream(seed, 2);
-    let per_epoch = n / cfg.batch;
-    let mut diverged_at = None;
-    for step in 0..cfg.steps {
-        let j = step % per_epoch;
-        if j == 0 {
-            order.shuffle(&mut shuffle);
-        }
-        let rows = &order[j * cfg.batch..(j + 1) * cfg.batch];
-        match sgd.step(&mut theta, rows, &mut noise) {
-            Ok(_) if theta.iter().all(|t| t.is_finite()) => {}
-            Ok(_) | Err(RegError::Diverged { .. }) => {
-                diverged_at = Some(step);
-                break;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    // Reshuffled epochs of `batch` (the last `n mod batch` examples dropped), one permutation reshuffled in
+    // place from stream 1; penalty randomness from stream 2; the micro-batch penalties' loss reused.
+    let method = Optimizer {
+        sampler: Sampler::RandomReshuffling {
+            batch_size: cfg.batch,
+            remainder: Remainder::Drop,
+            order: EpochOrder::Continued,
+        },
+        transform: GradientTransform {
+            penalties: penalty.into_iter().collect(),
+            reuse_penalty_loss: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = TrainOptions {
+        lr,
+        steps: cfg.steps,
+        seeds: Seeds {
+            sampler: StreamId { seed, stream: 1 },
+            noise: StreamId { seed, stream: 3 },
+            penalties: StreamId { seed, stream: 2 },
+        },
+        divergence: Divergence::default(),
+    };
+    let m_obj: &dyn imreg_objective::Objective = m;
+    let end = train_loop::<_, RegError>(m_obj, &train.init_params(seed, 1.0), &method, &opts, &mut [])?;
+    // The update of step t diverged: its batch loss (at θ_t) or the new iterate θ_{t+1}.
+    let diverged_at = match end.outcome {
+        RunOutcome::Diverged {
+            step,
+            blowup: Blowup::Norm(_),
+        } => Some(step - 1),
+        o => o.diverged_at(),
+    };
     if diverged_at.is_some() {
         return Ok(RunResult {
             arm,
@@ -248,8 +270,9 @@ fn run_one(
             diverged_at,
         });
     }
+    let theta = end.theta;
     use imreg_objective::Objective;
-    let acc = Some(accuracy(test, &theta, test_labels)?);
+    let acc = Some(Accuracy::measure(test, &theta, test_labels)?);
     let loss = train.loss(&theta, Batch::Full)?;
     let lopts = imreg_spectra::LanczosOptions {
         max_iter: 40,
@@ -257,7 +280,7 @@ fn run_one(
         ..Default::default()
     };
     let sharp = imreg_spectra::sharpness(train, &theta, Batch::Full, &lopts)?.value;
-    let fe: Vec<usize> = (0..cfg.fisher_examples.min(n)).collect();
+    let fe: Vec<usize> = (0..cfg.fisher_examples.min(cfg.n_train)).collect();
     let trf = imreg_spectra::fisher_trace(
         train,
         &theta,
@@ -273,14 +296,6 @@ fn run_one(
         fisher_trace: Some(trf),
         diverged_at: None,
     })
-}
-
-/// The fraction of examples whose arg-max output is the label.
-fn accuracy(model: &Mlp, theta: &[f64], labels: &[usize]) -> RegResult<f64> {
-    use imreg_objective::Supervised;
-    let f = model.outputs(theta, Batch::Full)?;
-    let correct = argmax_rows(&f).iter().zip(labels).filter(|(p, y)| p == y).count();
-    Ok(correct as f64 / labels.len() as f64)
 }
 
 /// Runs every `(arm, seed)` of the config (in parallel; collected in arm-then-seed order).

@@ -15,11 +15,17 @@
 //! decays like
 //! `exp(−γ t)` with `γ = (η²/(2b))((n−b)/(n−1)) E[r²] λ(Σ_irr) λ(K)` per step (½-MSE; `K = I` for two
 //! layers), and not at all under GD (`b = n`).
+use crate::observe::{Cadence, Control, Scheduled, StepView};
 use crate::reg_error::{check_positive, RegError, RegResult};
+use crate::regularizers::{Penalty, WeightDecay};
+use crate::sampler::{EpochOrder, Sampler};
+use crate::train::{
+    train, Blowup, Divergence, GradientTransform, Optimizer, RunOutcome, Seeds, StreamId, TrainOptions,
+};
+use imreg_flow::{Partition, Remainder};
 use imreg_objective::data::Regression;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
-use rand::seq::SliceRandom;
 
 /// The per-example loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,14 +242,46 @@ pub fn train_support(
         check_positive("clip", c)?;
     }
     let net = SupportNet::new(data, &cfg.widths, cfg.relu, cfg.loss)?;
-    let mut theta = theta0.unwrap_or_else(|| he_init(&cfg.widths, cfg.seed));
+    let theta = theta0.unwrap_or_else(|| he_init(&cfg.widths, cfg.seed));
     imreg_objective::check_len("theta0", &theta, net.dim())?;
-    let all: Vec<usize> = (0..n).collect();
-    let mut grad = vec![0.0; net.dim()];
-    let mut order = all.clone();
-    let mut shuffle = rng::stream(cfg.seed, 1);
-    let mut pos = n;
-    let every = cfg.record_every.max(1);
+    // GD visits all rows in order as one explicit batch; SGD reshuffles one index list in place (stream 1)
+    // and cuts it into batches of `b`, the last one smaller (torch `DataLoader(shuffle=True)`).
+    let sampler = if b == n {
+        Sampler::FixedPartition {
+            partition: Partition::consecutive(n, n, Remainder::Error)?,
+        }
+    } else {
+        Sampler::RandomReshuffling {
+            batch_size: b,
+            remainder: Remainder::SmallerLastBatch,
+            order: EpochOrder::Continued,
+        }
+    };
+    let mut penalties: Vec<Box<dyn Penalty>> = Vec::new();
+    if cfg.weight_decay > 0.0 {
+        penalties.push(Box::new(WeightDecay::new(cfg.weight_decay)?));
+    }
+    let method = Optimizer {
+        sampler,
+        transform: GradientTransform {
+            penalties,
+            clip: cfg.clip,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let opts = TrainOptions {
+        lr: cfg.lr,
+        steps: cfg.steps,
+        seeds: Seeds {
+            sampler: StreamId {
+                seed: cfg.seed,
+                stream: 1,
+            },
+            ..Seeds::from_seed(cfg.seed)
+        },
+        divergence: Divergence::default(),
+    };
     let mut run = SupportRun {
         steps: vec![],
         irrelevant_norm: vec![],
@@ -251,62 +289,50 @@ pub fn train_support(
         loss: vec![],
         theta: vec![],
     };
-    let record = |theta: &[f64], step: usize, run: &mut SupportRun| -> RegResult<()> {
-        let (f, p) = net.irrelevant_norms(theta, cfg.r);
-        let l = net.full_loss(theta)?;
+    let mut record = |at: &StepView<'_, Mlp>| -> RegResult<Control> {
+        let (f, p) = net.irrelevant_norms(at.theta, cfg.r);
+        let l = net.full_loss(at.theta)?;
         if !l.is_finite() {
             return Err(RegError::Diverged {
-                step,
+                step: at.step,
                 what: format!("full loss {l}"),
             });
         }
-        run.steps.push(step);
+        run.steps.push(at.step);
         run.irrelevant_norm.push(f);
         run.perp_norm.push(p);
         run.loss.push(l);
-        Ok(())
+        Ok(Control::Continue)
     };
-    record(&theta, 0, &mut run)?;
-    for step in 1..=cfg.steps {
-        let rows: &[usize] = if b == n {
-            &all
-        } else {
-            if pos >= n {
-                order.shuffle(&mut shuffle);
-                pos = 0;
-            }
-            let end = (pos + b).min(n);
-            let r = &order[pos..end];
-            pos = end;
-            r
-        };
-        let l = net.loss_grad(&theta, rows, &mut grad)?;
-        if !l.is_finite() {
+    let every = cfg.record_every.max(1);
+    let end = train(
+        &net.net,
+        &theta,
+        &method,
+        &opts,
+        &mut [Scheduled::new(Cadence::Every(every), &mut record)],
+    )?;
+    // The update of step t (1-based: `t + 1`) diverged: its batch loss at θ_t, or the iterate θ_{t+1}.
+    match end.outcome {
+        RunOutcome::Completed => {}
+        RunOutcome::Diverged {
+            step,
+            blowup: Blowup::Loss(l),
+        } => {
             return Err(RegError::Diverged {
-                step,
+                step: step + 1,
                 what: format!("batch loss {l}"),
-            });
+            })
         }
-        if cfg.weight_decay > 0.0 {
-            grad.iter_mut()
-                .zip(&theta)
-                .for_each(|(g, t)| *g += cfg.weight_decay * t);
-        }
-        if let Some(cl) = cfg.clip {
-            crate::regularizers::clip_grad_norm(&mut grad, cl);
-        }
-        theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= cfg.lr * g);
-        if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
+        RunOutcome::Diverged { step, blowup } => {
             return Err(RegError::Diverged {
                 step,
-                what: format!("θ[{i}] = {}", theta[i]),
-            });
+                what: format!("‖θ‖ = {}", blowup.value()),
+            })
         }
-        if step % every == 0 || step == cfg.steps {
-            record(&theta, step, &mut run)?;
-        }
+        RunOutcome::Stopped { step } => return Err(RegError::invalid("steps", format!("stopped at {step}"))),
     }
-    run.theta = theta;
+    run.theta = end.theta;
     Ok(run)
 }
 

@@ -4,10 +4,13 @@
 //! iterates. One test in this binary, so no other test allocates while it measures.
 use imreg_flow::toy::LogCoshQuartic;
 use imreg_flow::Remainder;
-use imreg_sgd::trajectory::{run, run_observed, Noise, RunOptions, RunStatus, Sampler, Update};
+use imreg_objective::Objective;
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_sgd::sampler::Sampler;
+use imreg_sgd::train::{train, Noise, Optimizer, RunOutcome, Seeds, TrainOptions, Update};
+use imreg_sgd::trajectory::run;
 use imreg_sgd::SgdError;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 /// The system allocator, counting the bytes live now and the most live since the last [`reset_peak`].
@@ -46,16 +49,16 @@ fn reset_peak() -> usize {
 fn recording_every_step_holds_no_iterates() {
     const STEPS: usize = 200_000;
     let obj = LogCoshQuartic::random(8, 2, 5).unwrap();
-    let sampler = Sampler::RandomReshuffling {
-        batch_size: 3,
-        remainder: Remainder::SmallerLastBatch,
+    let method = Optimizer {
+        sampler: Sampler::reshuffling(3, Remainder::SmallerLastBatch),
+        update: Update::HeavyBall { momentum: 0.5 },
+        noise: Noise::Isotropic { sigma: 0.01 },
+        ..Default::default()
     };
-    let update = Update::HeavyBall { momentum: 0.5 };
-    let noise = Noise::Isotropic { sigma: 0.01 };
-    let opts = RunOptions {
+    let opts = TrainOptions {
+        lr: 0.05,
         steps: STEPS,
-        record_every: 1,
-        seed: 3,
+        seeds: Seeds::from_seed(3),
         ..Default::default()
     };
     let theta0 = [0.4, -0.3];
@@ -64,24 +67,22 @@ fn recording_every_step_holds_no_iterates() {
     let mut calls = 0usize;
     let mut checksum = 0.0f64;
     let before = reset_peak();
-    let end = run_observed(
-        &obj,
+    let mut observe = |at: &StepView<'_, dyn Objective>| -> Result<Control, SgdError> {
+        assert_eq!(at.step, calls);
+        calls += 1;
+        checksum += at.theta[0] - 2.0 * at.theta[1];
+        Ok(Control::Continue)
+    };
+    let end = train(
+        &obj as &dyn Objective,
         &theta0,
-        0.05,
-        &sampler,
-        &update,
-        &noise,
+        &method,
         &opts,
-        &mut |step, theta| -> Result<_, SgdError> {
-            assert_eq!(step, calls);
-            calls += 1;
-            checksum += theta[0] - 2.0 * theta[1];
-            Ok(ControlFlow::Continue(()))
-        },
+        &mut [Scheduled::new(Cadence::Every(1), &mut observe)],
     )
     .unwrap();
     let observed_growth = PEAK.load(SeqCst) - before;
-    assert_eq!(end.status, RunStatus::Completed);
+    assert_eq!(end.outcome, RunOutcome::Completed);
     assert_eq!(calls, STEPS + 1);
     assert_eq!(end.gradient_calls, STEPS);
     // A few vectors of p = 2, the epoch's batches and the objective's scratch: far below one 16-byte
@@ -93,7 +94,7 @@ fn recording_every_step_holds_no_iterates() {
 
     // Collected: the same trajectory, every iterate kept.
     let before = reset_peak();
-    let tr = run(&obj, &theta0, 0.05, &sampler, &update, &noise, &opts).unwrap();
+    let tr = run(&obj, &theta0, &method, &opts, Cadence::Every(1)).unwrap();
     let collected_growth = PEAK.load(SeqCst) - before;
     assert!(
         collected_growth > STEPS * 16,

@@ -15,9 +15,9 @@ pub struct IterativeGrafting {
 impl IterativeGrafting {
     /// Rescales `direction` to the norm of `∇L_{M_1}`. Errors if `micro` is 0 or exceeds the batch, or if the
     /// direction is zero.
-    pub fn apply(
+    pub fn apply<O: Objective + ?Sized>(
         &self,
-        model: &dyn Objective,
+        model: &O,
         theta: &[f64],
         rows: &[usize],
         direction: &mut [f64],
@@ -28,7 +28,12 @@ impl IterativeGrafting {
                 micro: self.micro,
             });
         }
-        let (_, g) = super::loss_grad(model, theta, &rows[..self.micro])?;
+        let mut g = vec![0.0; model.dim()];
+        model.loss_grad(
+            theta,
+            imreg_objective::Batch::Indices(&rows[..self.micro]),
+            &mut g,
+        )?;
         let dn = super::dot(direction, direction).sqrt();
         if dn == 0.0 {
             return Err(RegError::invalid(

@@ -25,7 +25,8 @@
 //! added in that order, so values are bitwise identical at any thread count.
 //!
 //! plus the step transforms [`clip_grad_norm`] (torch `clip_grad_norm_`) and iterative gradient grafting
-//! ([`grafting::IterativeGrafting`]), composed by [`RegularizedSgd`].
+//! ([`grafting::IterativeGrafting`]). A training run composes them as the gradient transform of its method
+//! ([`crate::train::GradientTransform`]): `d = ∇L_B + Σ ∇R`, clipped, then grafted.
 //!
 //! Randomness (sampled labels, random unit vectors) comes from the `ChaCha8Rng` passed to
 //! [`Penalty::value_grad`], drawn in a fixed order, so a seed freezes it (the gradient checks rely on this).
@@ -38,7 +39,7 @@ pub mod smith;
 
 pub use network_model::NetworkModel;
 
-use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
+use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::{Batch, Objective};
 
@@ -139,100 +140,4 @@ pub fn clip_grad_norm(grad: &mut [f64], max_norm: f64) -> f64 {
         grad.iter_mut().for_each(|g| *g *= coef);
     }
     norm
-}
-
-/// What one [`RegularizedSgd::step`] measured.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepReport {
-    /// `L_B` before the step.
-    pub loss: f64,
-    /// Sum of the penalty values.
-    pub penalty: f64,
-    /// Norm of the full update direction before clipping / grafting.
-    pub grad_norm: f64,
-}
-
-/// Plain SGD on `L_B + Σ penalties`, then (optionally) gradient clipping and iterative grafting:
-/// `θ ← θ − η d`, with `d` the total gradient transformed in that order.
-pub struct RegularizedSgd<'a> {
-    pub model: &'a dyn Objective,
-    pub penalties: Vec<Box<dyn Penalty + 'a>>,
-    pub lr: f64,
-    /// `Some(c)`: torch-style clipping of the total gradient at norm `c`.
-    pub clip: Option<f64>,
-    pub grafting: Option<grafting::IterativeGrafting>,
-}
-
-impl<'a> RegularizedSgd<'a> {
-    /// Errors unless `lr > 0` and the clipping norm, if any, is positive.
-    pub fn new(model: &'a dyn Objective, lr: f64) -> RegResult<Self> {
-        check_positive("lr", lr)?;
-        Ok(RegularizedSgd {
-            model,
-            penalties: Vec::new(),
-            lr,
-            clip: None,
-            grafting: None,
-        })
-    }
-
-    /// Adds a penalty.
-    pub fn with(mut self, p: impl Penalty + 'a) -> Self {
-        self.penalties.push(Box::new(p));
-        self
-    }
-
-    /// The total gradient `∇L_B + Σ ∇R` and the report, without stepping.
-    pub fn direction(
-        &self,
-        theta: &[f64],
-        rows: &[usize],
-        rng: &mut ChaCha8Rng,
-    ) -> RegResult<(Vec<f64>, StepReport)> {
-        let mut loss = None;
-        let mut total = vec![0.0; self.model.dim()];
-        let mut penalty = 0.0;
-        for p in &self.penalties {
-            let v = p.value_grad(theta, Batch::Indices(rows), rng)?;
-            penalty += v.value;
-            axpy(&mut total, 1.0, &v.grad);
-            if loss.is_none() {
-                loss = v.loss;
-            }
-        }
-        let (l, g) = match loss {
-            Some(lg) => lg,
-            None => loss_grad(self.model, theta, rows)?,
-        };
-        axpy(&mut total, 1.0, &g);
-        let grad_norm = dot(&total, &total).sqrt();
-        if let Some(c) = self.clip {
-            check_positive("clip", c)?;
-            clip_grad_norm(&mut total, c);
-        }
-        if let Some(gr) = &self.grafting {
-            gr.apply(self.model, theta, rows, &mut total)?;
-        }
-        Ok((
-            total,
-            StepReport {
-                loss: l,
-                penalty,
-                grad_norm,
-            },
-        ))
-    }
-
-    /// One step on the batch rows; errors (with the value) if the loss or the update is non-finite.
-    pub fn step(&self, theta: &mut [f64], rows: &[usize], rng: &mut ChaCha8Rng) -> RegResult<StepReport> {
-        let (d, rep) = self.direction(theta, rows, rng)?;
-        if !rep.loss.is_finite() || !rep.grad_norm.is_finite() {
-            return Err(RegError::Diverged {
-                step: 0,
-                what: format!("loss {} / gradient norm {}", rep.loss, rep.grad_norm),
-            });
-        }
-        axpy(theta, -self.lr, &d);
-        Ok(rep)
-    }
 }

@@ -1,0 +1,454 @@
+//! Observers of a training run ([`crate::train::train`]): what is measured along a trajectory, and when.
+//!
+//! An [`Observer`] is called with a [`StepView`] — the step `t`, the iterate `θ_t`, the objective, and,
+//! before the update of step `t`, that step's minibatch `B_t` with `L_{B_t}(θ_t)` and `∇L_{B_t}(θ_t)`
+//! already computed by the loop (the final iterate `θ_T` has no update after it, so no batch) — on the
+//! steps its [`Cadence`] selects, and answers with a [`Control`]: go on, stop the run, or report it as
+//! diverged. Writing one takes a few lines:
+//!
+//! ```
+//! use imreg_sgd::observe::{Control, Observer, StepView};
+//! use imreg_objective::Objective;
+//!
+//! /// Stops the run once the step's gradient norm falls below `tol`.
+//! struct Converged { tol: f64 }
+//!
+//! impl<O: Objective + ?Sized> Observer<O> for Converged {
+//!     fn observe(&mut self, at: &StepView<'_, O>) -> imreg_sgd::Result<Control> {
+//!         let small = at.grad.is_some_and(|g| g.iter().map(|v| v * v).sum::<f64>().sqrt() < self.tol);
+//!         Ok(if small { Control::Stop } else { Control::Continue })
+//!     }
+//! }
+//! ```
+//!
+//! A closure `FnMut(&StepView<O>) -> Result<Control, E>` is an observer too. The observers of the
+//! quantities we track live here: [`FullLoss`] (train or test loss), [`Accuracy`], [`GradNorm`],
+//! [`MicroBatchGradNormProbe`], [`SharpnessProbe`] (`λ_max` by warm-started Lanczos), [`BatchSharpnessProbe`]
+//! (both variants) and [`MiniBsProbe`], and [`Iterates`]; each keeps its records as `(step, value)`.
+use crate::error::{Result, SgdError};
+use imreg_objective::{argmax_rows, Batch, Objective, Supervised};
+use imreg_spectra::{BatchExpectation, BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions};
+
+/// What an observer tells the loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop the run at this iterate ([`crate::train::RunOutcome::Stopped`]).
+    Stop,
+    /// The run diverged here: a measured value (a loss, a norm) blew up
+    /// ([`crate::train::RunOutcome::Diverged`] with [`crate::train::Blowup::Observed`]).
+    Diverged(f64),
+}
+
+/// What an observer sees at step `t`.
+pub struct StepView<'a, O: ?Sized> {
+    /// The step `t` (0 for the initial iterate; `T` for the final one).
+    pub step: usize,
+    /// `θ_t`.
+    pub theta: &'a [f64],
+    /// The objective the run trains on.
+    pub objective: &'a O,
+    /// The learning rate `η`.
+    pub lr: f64,
+    /// `B_t`, the minibatch of step `t`'s update (`None` at the final iterate).
+    pub batch: Option<Batch<'a>>,
+    /// `L_{B_t}(θ_t)` (`None` at the final iterate).
+    pub loss: Option<f64>,
+    /// `∇L_{B_t}(θ_t)`, before penalties, clipping and noise (`None` at the final iterate).
+    pub grad: Option<&'a [f64]>,
+    /// Whether this is the final iterate `θ_T` of a completed run.
+    pub last: bool,
+}
+
+/// A measurement along a trajectory; may keep state between calls (a warm start, a series).
+pub trait Observer<O: ?Sized, E = SgdError> {
+    /// Called on the steps of its schedule.
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E>;
+}
+
+impl<O: ?Sized, E, F> Observer<O, E> for F
+where
+    F: FnMut(&StepView<'_, O>) -> std::result::Result<Control, E>,
+{
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        self(at)
+    }
+}
+
+/// When an observer is called. Every schedule includes the initial iterate `t = 0` and the final iterate
+/// `θ_T` of a completed run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cadence {
+    /// `t = 0, k, 2k, …` (`Every(1)`: every step). `k ≥ 1`.
+    Every(usize),
+    /// `t = 0, 1` and then `s ← max(s + 1, ⌈r s⌉)`: about `log_r T` calls over `T` steps. `r > 1`.
+    Geometric { ratio: f64 },
+    /// At the end of each epoch of the sampler: `t = 0, m, 2m, …` with `m` its steps per epoch.
+    EpochEnds,
+    /// Only the initial and the final iterate.
+    Ends,
+}
+
+impl Cadence {
+    pub(crate) fn validate(&self) -> Result<()> {
+        match *self {
+            Cadence::Every(0) => Err(SgdError::invalid("cadence", "Every(k) needs k ≥ 1")),
+            Cadence::Geometric { ratio } if !(ratio.is_finite() && ratio > 1.0) => Err(SgdError::invalid(
+                "cadence",
+                format!("Geometric needs a finite ratio > 1, got {ratio}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first step of the schedule after `t` (`None`: only the final iterate remains).
+    pub(crate) fn next_after(&self, t: usize, steps_per_epoch: usize) -> Option<usize> {
+        match *self {
+            Cadence::Every(k) => t.checked_add(k),
+            Cadence::EpochEnds => t.checked_add(steps_per_epoch.max(1)),
+            Cadence::Geometric { ratio } => {
+                if t == 0 {
+                    return Some(1);
+                }
+                let up = (ratio * t as f64).ceil();
+                Some(if up >= usize::MAX as f64 {
+                    usize::MAX
+                } else {
+                    (up as usize).max(t + 1)
+                })
+            }
+            Cadence::Ends => None,
+        }
+    }
+}
+
+/// An observer with its schedule: one entry of the list [`crate::train::train`] calls.
+pub struct Scheduled<'a, O: ?Sized, E = SgdError> {
+    pub cadence: Cadence,
+    pub observer: &'a mut dyn Observer<O, E>,
+}
+
+impl<'a, O: ?Sized, E> Scheduled<'a, O, E> {
+    pub fn new(cadence: Cadence, observer: &'a mut dyn Observer<O, E>) -> Self {
+        Scheduled { cadence, observer }
+    }
+}
+
+/// A per-measurement seed derived from a base seed and the step (SplitMix64 finalizer), so that successive
+/// Monte Carlo estimates along a trajectory use fresh, reproducible batches.
+pub fn step_seed(base: u64, step: usize) -> u64 {
+    let mut z = base ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The iterates `θ_t` themselves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Iterates {
+    pub records: Vec<(usize, Vec<f64>)>,
+}
+
+impl<O: ?Sized, E> Observer<O, E> for Iterates {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        self.records.push((at.step, at.theta.to_vec()));
+        Ok(Control::Continue)
+    }
+}
+
+/// The full-batch loss `C(θ_t)` of an objective — the training objective (`of: None`) or another one on
+/// the same parameters (a test set). With `divergence`, a loss above it (or non-finite) is
+/// [`Control::Diverged`].
+pub struct FullLoss<'a> {
+    pub of: Option<&'a dyn Objective>,
+    pub divergence: f64,
+    pub records: Vec<(usize, f64)>,
+}
+
+impl<'a> FullLoss<'a> {
+    /// The training loss, never a divergence.
+    pub fn train() -> Self {
+        FullLoss {
+            of: None,
+            divergence: f64::INFINITY,
+            records: Vec::new(),
+        }
+    }
+    /// The loss of `obj` (e.g. the test set).
+    pub fn of(obj: &'a dyn Objective) -> Self {
+        FullLoss {
+            of: Some(obj),
+            ..FullLoss::train()
+        }
+    }
+}
+
+/// `!(l ≤ limit)`: non-finite or above the limit.
+pub(crate) fn blown(value: f64, limit: f64) -> bool {
+    !value.is_finite() || value > limit
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for FullLoss<'_> {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let l = match self.of {
+            Some(o) => o.loss(at.theta, Batch::Full),
+            None => at.objective.loss(at.theta, Batch::Full),
+        }
+        .map_err(SgdError::from)?;
+        self.records.push((at.step, l));
+        Ok(if blown(l, self.divergence) {
+            Control::Diverged(l)
+        } else {
+            Control::Continue
+        })
+    }
+}
+
+/// Classification accuracy of the arg-max output on a labelled model (the training set or a test set).
+pub struct Accuracy<'a> {
+    pub model: &'a dyn Supervised,
+    pub labels: &'a [usize],
+    pub records: Vec<(usize, f64)>,
+}
+
+impl<'a> Accuracy<'a> {
+    pub fn new(model: &'a dyn Supervised, labels: &'a [usize]) -> Self {
+        Accuracy {
+            model,
+            labels,
+            records: Vec::new(),
+        }
+    }
+
+    /// The fraction of examples whose arg-max output is the label.
+    pub fn measure(model: &dyn Supervised, theta: &[f64], labels: &[usize]) -> Result<f64> {
+        let f = model.outputs(theta, Batch::Full)?;
+        let correct = argmax_rows(&f).iter().zip(labels).filter(|(p, y)| p == y).count();
+        Ok(correct as f64 / labels.len() as f64)
+    }
+}
+
+impl<O: ?Sized, E: From<SgdError>> Observer<O, E> for Accuracy<'_> {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        self.records
+            .push((at.step, Accuracy::measure(self.model, at.theta, self.labels)?));
+        Ok(Control::Continue)
+    }
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// `‖∇L_{B_t}(θ_t)‖`, the norm of the step's minibatch gradient (full batch under GD); at the final
+/// iterate the full-batch gradient.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GradNorm {
+    pub records: Vec<(usize, f64)>,
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradNorm {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let n = match at.grad {
+            Some(g) => norm(g),
+            None => norm(&at.objective.grad(at.theta, Batch::Full).map_err(SgdError::from)?),
+        };
+        self.records.push((at.step, n));
+        Ok(Control::Continue)
+    }
+}
+
+/// `mean_j ‖∇L_{M_j}(θ_t)‖²` over the micro-batches `M_1 … M_k` (consecutive, `micro` examples each) of the
+/// step's minibatch (the quantity GN penalizes); skipped at the final iterate and when `micro` does not
+/// divide the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MicroBatchGradNormProbe {
+    pub micro: usize,
+    pub records: Vec<(usize, f64)>,
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for MicroBatchGradNormProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let Some(batch) = at.batch else {
+            return Ok(Control::Continue);
+        };
+        let n = at.objective.n_examples();
+        let rows: Vec<usize> = batch.iter(n).collect();
+        if self.micro == 0 || !rows.len().is_multiple_of(self.micro) {
+            return Ok(Control::Continue);
+        }
+        let mut g = vec![0.0; at.objective.dim()];
+        let mut total = 0.0;
+        for m in rows.chunks(self.micro) {
+            at.objective
+                .loss_grad(at.theta, Batch::Indices(m), &mut g)
+                .map_err(SgdError::from)?;
+            total += g.iter().map(|x| x * x).sum::<f64>();
+        }
+        self.records
+            .push((at.step, total / (rows.len() / self.micro) as f64));
+        Ok(Control::Continue)
+    }
+}
+
+/// A top Ritz value with its Lanczos diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopEigen {
+    /// The largest Ritz value.
+    pub value: f64,
+    /// Its residual bound `β_m|e_mᵀs|` (an eigenvalue lies within it).
+    pub residual_bound: f64,
+    /// Lanczos steps taken.
+    pub iterations: usize,
+    /// Whether the tolerance was met.
+    pub converged: bool,
+}
+
+/// Sharpness `λ_max(H_B(θ))` by Lanczos, warm-started from the previous call's top Ritz vector (Cohen et
+/// al. use ARPACK from scratch; a warm start along a slowly moving trajectory needs far fewer iterations).
+#[derive(Clone, Debug)]
+pub struct SharpnessProbe {
+    /// Lanczos options (`start` is overwritten by the warm start after the first call).
+    pub lanczos: LanczosOptions,
+    /// Examples of the Hessian (`None`: the full batch).
+    pub subset: Option<Vec<usize>>,
+    /// The measurements, by step.
+    pub records: Vec<(usize, TopEigen)>,
+    warm: Option<Vec<f64>>,
+}
+
+impl SharpnessProbe {
+    /// A probe on the full-batch Hessian with `iterations` Lanczos steps and relative tolerance `tol`.
+    pub fn new(iterations: usize, tol: f64, seed: u64) -> Self {
+        SharpnessProbe {
+            lanczos: LanczosOptions {
+                max_iter: iterations,
+                tol,
+                seed,
+                ..Default::default()
+            },
+            subset: None,
+            records: Vec::new(),
+            warm: None,
+        }
+    }
+
+    /// Measures `λ_max(H)` at `θ` and keeps the Ritz vector for the next call (not in `records`).
+    pub fn sharpness<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<TopEigen> {
+        let mut lo = self.lanczos.clone();
+        lo.ritz_vectors = true;
+        if let Some(w) = self.warm.take() {
+            lo.start = Some(w);
+        }
+        let batch = match &self.subset {
+            Some(ix) => Batch::Indices(ix),
+            None => Batch::Full,
+        };
+        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
+        let r = imreg_spectra::lanczos(&h, &lo)?;
+        let top =
+            r.top.into_iter().next().ok_or_else(|| {
+                SgdError::invalid("lanczos.k_top", "the sharpness probe needs one top pair")
+            })?;
+        self.warm = top.vector;
+        Ok(TopEigen {
+            value: top.value,
+            residual_bound: top.residual_bound,
+            iterations: r.report.iterations,
+            converged: r.report.converged,
+        })
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for SharpnessProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let s = self.sharpness(at.objective, at.theta)?;
+        self.records.push((at.step, s));
+        Ok(Control::Continue)
+    }
+}
+
+/// Batch sharpness in both variants, `E_B[g_BᵀH_Bg_B/‖g_B‖²]` and `E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]`, over
+/// size-`batch_size` subsets of the training set, Monte Carlo with the seed re-derived at every step
+/// ([`step_seed`] of `monte_carlo.seed`). Estimates, with their standard errors.
+#[derive(Clone, Debug)]
+pub struct BatchSharpnessProbe {
+    pub batch_size: usize,
+    pub monte_carlo: MonteCarloOptions,
+    pub records: Vec<(usize, BatchSharpness)>,
+}
+
+impl BatchSharpnessProbe {
+    pub fn new(batch_size: usize, monte_carlo: MonteCarloOptions) -> Self {
+        BatchSharpnessProbe {
+            batch_size,
+            monte_carlo,
+            records: Vec::new(),
+        }
+    }
+
+    /// The measurement at `θ` of `step`.
+    pub fn measure<O: Objective + ?Sized>(
+        &self,
+        obj: &O,
+        theta: &[f64],
+        step: usize,
+    ) -> Result<BatchSharpness> {
+        let mc = MonteCarloOptions {
+            seed: step_seed(self.monte_carlo.seed, step),
+            ..self.monte_carlo
+        };
+        Ok(imreg_spectra::batch_sharpness(
+            obj,
+            theta,
+            Batch::Full,
+            self.batch_size,
+            &BatchExpectation::MonteCarlo(mc),
+        )?)
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for BatchSharpnessProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let s = self.measure(at.objective, at.theta, at.step)?;
+        self.records.push((at.step, s));
+        Ok(Control::Continue)
+    }
+}
+
+/// MiniBS `E_B[λ_max(H_B)]` over size-`batch_size` subsets, Monte Carlo (seed re-derived per step from
+/// `monte_carlo.seed` by [`step_seed`]), Lanczos per batch with `lanczos`. An estimate.
+#[derive(Clone, Debug)]
+pub struct MiniBsProbe {
+    pub batch_size: usize,
+    pub monte_carlo: MonteCarloOptions,
+    pub lanczos: LanczosOptions,
+    pub records: Vec<(usize, MiniBs)>,
+}
+
+impl MiniBsProbe {
+    /// The measurement at `θ` of `step`.
+    pub fn measure<O: Objective + ?Sized>(&self, obj: &O, theta: &[f64], step: usize) -> Result<MiniBs> {
+        let mc = MonteCarloOptions {
+            seed: step_seed(self.monte_carlo.seed, step),
+            ..self.monte_carlo
+        };
+        Ok(imreg_spectra::mini_bs(
+            obj,
+            theta,
+            Batch::Full,
+            self.batch_size,
+            &BatchExpectation::MonteCarlo(mc),
+            &self.lanczos,
+        )?)
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for MiniBsProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let s = self.measure(at.objective, at.theta, at.step)?;
+        self.records.push((at.step, s));
+        Ok(Control::Continue)
+    }
+}
