@@ -78,7 +78,7 @@ where
 
 /// When an observer is called. Every schedule includes the initial iterate `t = 0` and the final iterate
 /// `θ_T` of a completed run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cadence {
     /// `t = 0, k, 2k, …` (`Every(1)`: every step). `k ≥ 1`.
     Every(usize),
