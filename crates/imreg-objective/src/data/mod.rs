@@ -181,13 +181,14 @@ impl Classification {
 
     /// The first `k` examples of each class, in their order here: a class-balanced subset of `k · classes`
     /// examples (a seeded random one when the order is a seeded shuffle, as in the [`shipped`] files). Errors
-    /// if `k = 0` or a class has fewer than `k` examples.
+    /// if `k = 0` or a class has fewer than `k` examples (naming the smallest class).
     pub fn first_per_class(&self, k: usize) -> Result<Self> {
         if k == 0 {
             return Err(ObjectiveError::invalid("per_class", "must be ≥ 1"));
         }
         let counts = self.counts();
-        if let Some((class, &have)) = counts.iter().enumerate().find(|(_, &c)| c < k) {
+        let smallest = counts.iter().enumerate().min_by_key(|&(_, &c)| c);
+        if let Some((class, &have)) = smallest.filter(|&(_, &c)| c < k) {
             return Err(ObjectiveError::invalid(
                 "per_class",
                 format!("{k} exceeds the {have} examples of class {class}"),
@@ -235,3 +236,8 @@ impl Classification {
 pub fn column_means(x: &Array2<f64>) -> Array1<f64> {
     x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()))
 }
+
+/// The examples of `docs/data.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/data.md")]
+pub struct DataGuide;
