@@ -8,7 +8,7 @@
 //! steps = 200
 //!
 //! [data]
-//! kind = "gaussian_linear"   # | "digits" | "teacher_student" | "npy" | "mnist_idx" | "cifar10" | …
+//! kind = "gaussian_linear"   # | "digits" | "mnist" | "fashion_mnist" | "teacher_student" | "npy" | …
 //! n = 64
 //! dim = 5
 //! noise = 0.1
@@ -177,6 +177,34 @@ pub struct SplitConfig {
     pub n_train: usize,
 }
 
+/// Which examples of a shipped dataset (`[data] kind = "mnist"` or `"fashion_mnist"`) to use: the `part`,
+/// then the first `per_class` examples of each class, then the first `n`. The files are stored in a seeded
+/// random order, so each prefix is a fixed random subset (the same for every `seed`); `[split]` then splits
+/// what is kept, as for `digits`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShippedConfig {
+    #[serde(default)]
+    pub part: PartConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_class: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+}
+
+/// The part of a shipped dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PartConfig {
+    /// The shipped training part.
+    #[default]
+    Train,
+    /// The shipped test part.
+    Test,
+    /// Training then test part.
+    All,
+}
+
 /// The target function of the sparse-support data (`docs/theory/support.md` §Experimental settings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -210,6 +238,14 @@ pub enum DataConfig {
     /// The embedded UCI optical digits: 1797 images 8 × 8 scaled to `[0, 1]`, 10 classes
     /// (`imreg_objective::data::digits`). Use `[split]` for a train/test split.
     Digits {},
+    /// The shipped MNIST digits (`imreg_objective::data::ShippedDataset::Mnist`): 10,000 images 28 × 28
+    /// (8,000 train / 2,000 test), pixels scaled to `[0, 1]`, 10 classes, each file checked against its
+    /// SHA-256. Input shape `[1, 28, 28]` for the CNN presets. See [`ShippedConfig`].
+    Mnist(ShippedConfig),
+    /// The shipped class-balanced Fashion-MNIST subset (`ShippedDataset::FashionMnist`): 12,000 images
+    /// 28 × 28 (10,000 train / 2,000 test), as [`DataConfig::Mnist`].
+    #[serde(alias = "fashion-mnist")]
+    FashionMnist(ShippedConfig),
     /// Teacher–student regression `y = f*(x) + noise·ξ`, `x ~ N(0, I)`, `f*` a tanh MLP of `widths`
     /// `[d_in, …, d_out]` (two widths: a linear teacher) (`synthetic::teacher_student_mlp`).
     TeacherStudent {
@@ -271,6 +307,8 @@ impl DataConfig {
             DataConfig::GaussianLinear { .. } => "gaussian_linear",
             DataConfig::GaussianLogistic { .. } => "gaussian_logistic",
             DataConfig::Digits {} => "digits",
+            DataConfig::Mnist(_) => "mnist",
+            DataConfig::FashionMnist(_) => "fashion_mnist",
             DataConfig::TeacherStudent { .. } => "teacher_student",
             DataConfig::TeacherStudentClassification { .. } => "teacher_student_classification",
             DataConfig::SparseSupport { .. } => "sparse_support",
@@ -859,6 +897,14 @@ impl ExperimentConfig {
                     if files.is_empty() {
                         return bad("data.files", "list at least one CIFAR-10 batch file".into());
                     }
+                }
+            }
+            Some(DataConfig::Mnist(s) | DataConfig::FashionMnist(s)) => {
+                if s.per_class == Some(0) {
+                    return bad("data.per_class", "must be at least 1".into());
+                }
+                if s.n == Some(0) {
+                    return bad("data.n", "must be at least 1".into());
                 }
             }
             Some(DataConfig::Digits {}) => {}

@@ -1,8 +1,11 @@
-//! Datasets of `imreg run` / `imreg analyze`: seeded generators, the embedded digits, and files (`.npy`,
+//! Datasets of `imreg run` / `imreg analyze`: seeded generators, the embedded digits, MNIST and
+//! Fashion-MNIST (checked against their SHA-256), and files (`.npy`,
 //! MNIST IDX, CIFAR-10 binary) through `imreg_objective::data`, with errors naming the file and the field.
-use crate::config::{DataConfig, SplitConfig, SupportTargetConfig};
+use crate::config::{DataConfig, PartConfig, ShippedConfig, SplitConfig, SupportTargetConfig};
 use crate::error::{CliError, Result};
-use imreg_objective::data::{self as od, synthetic, Classification, DataError, Regression};
+use imreg_objective::data::{
+    self as od, synthetic, Classification, DataError, Part, Regression, ShippedDataset,
+};
 use imreg_objective::rng;
 use ndarray::{Array2, Axis};
 use std::path::Path;
@@ -99,6 +102,8 @@ pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
         DataConfig::GaussianLinear { n, dim, noise } => gaussian(*n, *dim, *noise, seed, false),
         DataConfig::GaussianLogistic { n, dim, noise } => gaussian(*n, *dim, *noise, seed, true),
         DataConfig::Digits {} => Dataset::from_classification(od::digits()),
+        DataConfig::Mnist(s) => shipped(ShippedDataset::Mnist, s, file)?,
+        DataConfig::FashionMnist(s) => shipped(ShippedDataset::FashionMnist, s, file)?,
         DataConfig::TeacherStudent { n, widths, noise } => Dataset::from_regression(
             synthetic::teacher_student_mlp(*n, widths, *noise, seed).map_err(obj("data"))?,
         ),
@@ -181,6 +186,22 @@ pub fn build(cfg: &DataConfig, seed: u64, file: &Path) -> Result<Dataset> {
             Dataset::from_classification(c).truncate(*n)
         }
     })
+}
+
+/// The `part` of a shipped dataset, then the first `per_class` of each class, then the first `n`.
+fn shipped(d: ShippedDataset, cfg: &ShippedConfig, file: &Path) -> Result<Dataset> {
+    let part = match cfg.part {
+        PartConfig::Train => Part::Train,
+        PartConfig::Test => Part::Test,
+        PartConfig::All => Part::All,
+    };
+    let mut c = d.load(part).map_err(data_err(file, "data.kind"))?;
+    if let Some(k) = cfg.per_class {
+        c = c
+            .first_per_class(k)
+            .map_err(objective_err(file, "data.per_class"))?;
+    }
+    Ok(Dataset::from_classification(c).truncate(cfg.n))
 }
 
 /// The seed of the `[split]` permutation: a draw from stream [`STREAM_SPLIT`] of the master seed, passed to

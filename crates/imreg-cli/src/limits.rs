@@ -88,6 +88,8 @@ fn generated_values(data: &DataConfig) -> Option<(u64, &'static str)> {
         DataConfig::SparseSupport { n, d, .. } => (mul(mul(2, u(n)), add(u(d), 1)), widest(n, d)),
         DataConfig::ScalarNetData { n, .. } => (mul(2, u(n)), "data.n"),
         DataConfig::Digits {}
+        | DataConfig::Mnist(_)
+        | DataConfig::FashionMnist(_)
         | DataConfig::Npy { .. }
         | DataConfig::MnistIdx { .. }
         | DataConfig::Cifar10 { .. } => return None,

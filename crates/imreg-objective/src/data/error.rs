@@ -49,6 +49,14 @@ pub enum DataError {
         limit: u64,
         unit: &'static str,
     },
+    #[error("{file}: SHA-256 mismatch: expected {expected}, found {found}")]
+    Checksum {
+        file: String,
+        expected: String,
+        found: String,
+    },
+    #[error("unknown dataset {name:?}; the shipped datasets are: {valid}")]
+    UnknownDataset { name: String, valid: String },
     #[error("tensor {name} is missing from the weights file")]
     MissingTensor { name: String },
     #[error("{0}")]

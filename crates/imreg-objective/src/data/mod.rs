@@ -1,5 +1,6 @@
 //! Datasets: validated containers ([`Regression`], [`Classification`]), seeded synthetic generators
-//! ([`synthetic`]), the embedded UCI optical digits ([`digits()`]), and loaders with typed errors for MNIST IDX
+//! ([`synthetic`]), the embedded UCI optical digits ([`digits()`]), the embedded MNIST and Fashion-MNIST
+//! subsets checked against their SHA-256 ([`shipped`]), and loaders with typed errors for MNIST IDX
 //! ([`idx`]), CIFAR-10 binary batches ([`cifar`]), `.npy` arrays ([`npy`]) and safetensors weights
 //! ([`weights`]). Every loader checks its declared sizes with overflow-checked arithmetic against the bytes
 //! present before allocating, and caps arrays at [`limits::MAX_VALUES`] values ([`limits`]). See
@@ -10,11 +11,13 @@ pub mod error;
 pub mod idx;
 pub mod limits;
 pub mod npy;
+pub mod shipped;
 pub mod synthetic;
 pub mod weights;
 
 pub use digits::{digits, digits_split};
 pub use error::{DataError, DataResult};
+pub use shipped::{Part, ShippedDataset};
 
 use crate::error::{ObjectiveError, Result};
 use crate::models::{DeepLinear, LinearRegression, LogisticRegression};
@@ -176,6 +179,32 @@ impl Classification {
         Ok((self.subset(&tr)?, self.subset(&te)?))
     }
 
+    /// The first `k` examples of each class, in their order here: a class-balanced subset of `k · classes`
+    /// examples (a seeded random one when the order is a seeded shuffle, as in the [`shipped`] files). Errors
+    /// if `k = 0` or a class has fewer than `k` examples (naming the smallest class).
+    pub fn first_per_class(&self, k: usize) -> Result<Self> {
+        if k == 0 {
+            return Err(ObjectiveError::invalid("per_class", "must be ≥ 1"));
+        }
+        let counts = self.counts();
+        let smallest = counts.iter().enumerate().min_by_key(|&(_, &c)| c);
+        if let Some((class, &have)) = smallest.filter(|&(_, &c)| c < k) {
+            return Err(ObjectiveError::invalid(
+                "per_class",
+                format!("{k} exceeds the {have} examples of class {class}"),
+            ));
+        }
+        let mut taken = vec![0; self.classes];
+        let ix: Vec<usize> = (0..self.n())
+            .filter(|&i| {
+                let t = &mut taken[self.labels[i]];
+                *t += 1;
+                *t <= k
+            })
+            .collect();
+        self.subset(&ix)
+    }
+
     /// One-hot targets `N × classes` (for MSE training on class labels).
     pub fn one_hot(&self) -> Array2<f64> {
         Array2::from_shape_fn((self.n(), self.classes), |(i, c)| {
@@ -207,3 +236,8 @@ impl Classification {
 pub fn column_means(x: &Array2<f64>) -> Array1<f64> {
     x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()))
 }
+
+/// The examples of `docs/data.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/data.md")]
+pub struct DataGuide;
