@@ -6,15 +6,7 @@ use rayon::prelude::*;
 
 /// All registered checks, in registry order (by crate, then as each crate lists them).
 pub fn all_checks() -> Vec<Check> {
-    let mut v = Vec::new();
-    v.extend(imreg_ad::checks());
-    v.extend(imreg_objective::checks());
-    v.extend(imreg_spectra::checks());
-    v.extend(imreg_flow::checks());
-    v.extend(imreg_sgd::checks());
-    v.extend(imreg_eos::checks());
-    v.extend(imreg_taylor::checks());
-    v
+    imreg_theorems::checks()
 }
 
 /// The checks selected by `--only`: each pattern is an exact id, or a prefix (`flow` or `flow.` selects

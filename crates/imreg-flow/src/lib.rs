@@ -11,7 +11,6 @@
 //! let (w, report) = integrate_field(&flow, 0.0, &[0.5, -0.5], 1.0, &Dop853Options::with_tol(1e-12, 1e-14)).unwrap();
 //! assert!(w.iter().all(|v| v.is_finite()) && report.rejected <= report.accepted);
 //! ```
-pub mod checks;
 pub mod dop853;
 mod dop853_tableau;
 pub mod error;
@@ -21,7 +20,6 @@ pub mod order;
 pub mod partition;
 pub mod toy;
 
-pub use checks::checks;
 pub use dop853::{integrate, integrate_dense, Dop853Options, Dop853Report};
 pub use error::{FlowError, Result};
 pub use field::{integrate_field, integrate_field_dense, VectorField};

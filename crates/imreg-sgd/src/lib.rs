@@ -3,14 +3,11 @@
 //! with-replacement draws (enumeration with prefix sharing, rayon-parallel with a fixed reduction order),
 //! a fast exact path for affine-gradient models, and seeded Monte Carlo with confidence intervals.
 pub mod affine;
-pub mod checks;
 pub mod error;
 pub mod expectation;
 pub mod trajectory;
 
-pub use checks::checks;
 pub use error::{Result, SgdError};
-pub mod reg_checks;
 pub mod reg_error;
 pub mod regularizers;
 pub mod study;

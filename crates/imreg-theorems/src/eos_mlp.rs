@@ -1,12 +1,14 @@
 //! The registered checks of the MLP experiments: `eos.mlp-edge-of-stability` and
 //! `eos.edge-of-stochastic-stability` (see `docs/edge-of-stability.md` for the measured values).
-use crate::break_even::{break_even, conjecture_one, BreakEvenOptions, BreakEvenRun};
-use crate::edge_of_stability::{
+use imreg_check::{loglog_slope, CheckContext, Outcome};
+use imreg_eos::break_even::{break_even, conjecture_one, BreakEvenOptions, BreakEvenRun};
+use imreg_eos::edge_of_stability::{
     edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfHorizon, GfOptions,
 };
-use crate::stochastic_stability::{sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions};
-use crate::tracking::{Hover, Sampling, TrackStatus};
-use imreg_check::{loglog_slope, CheckContext, Outcome};
+use imreg_eos::stochastic_stability::{
+    sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions,
+};
+use imreg_eos::tracking::{Hover, Sampling, TrackStatus};
 use imreg_objective::models::Mlp;
 use imreg_plot::{Figure, Series};
 use imreg_spectra::MonteCarloOptions;

@@ -4,13 +4,13 @@
 //!   tolerance down to ≤ 1e-12;
 //! - `bea.gd-local-order`: one GD step vs the flows on C, C_GD and C_GD + h² term: slopes 2, 3, 4;
 //! - `bea.gd-displacement`: `θ_GD,T − θ_GF(Th) = −(T/4) h² ∇‖∇C‖² + O(h³)`.
-use crate::dop853::{integrate, integrate_dense, Dop853Options};
-use crate::error::Result;
-use crate::field::{integrate_field, VectorField};
-use crate::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
-use crate::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
-use crate::toy::LogCoshQuartic;
 use imreg_check::{Check, CheckContext, Outcome};
+use imreg_flow::dop853::{integrate, integrate_dense, Dop853Options};
+use imreg_flow::error::Result;
+use imreg_flow::field::{integrate_field, VectorField};
+use imreg_flow::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
+use imreg_flow::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
+use imreg_flow::toy::LogCoshQuartic;
 use imreg_objective::{Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 

@@ -7,17 +7,17 @@
 //! | `spectra.hutchinson-unbiased` | Hutchinson and Hutch++ means within 3 SE of the exact trace |
 //! | `spectra.minibs-ge-sharpness` | `MiniBS ≥ λ_max(H)` for every b, `= λ_max` at `b = N`; batch sharpness ≤ MiniBS |
 //! | `spectra.batch-sharpness-linreg-b1` | linear regression, `b = 1`: MiniBS = batch sharpness = `tr H` |
-use crate::dense::{dense_eigen, symmetric_eigen, DenseOptions};
-use crate::lanczos::{lanczos, LanczosOptions};
-use crate::operator::DenseOperator;
-use crate::operators::HessianOperator;
-use crate::sharpness::{batch_sharpness, mini_bs, BatchExpectation};
-use crate::slq::{probe, slq, ProbeKind, SlqOptions};
-use crate::trace::{hutch_plus_plus, hutchinson, TraceOptions};
 use imreg_check::{Check, CheckContext, Outcome};
 use imreg_objective::models::{Activation, LinearRegression, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
 use imreg_plot::{Figure, Series};
+use imreg_spectra::dense::{dense_eigen, symmetric_eigen, DenseOptions};
+use imreg_spectra::lanczos::{lanczos, LanczosOptions};
+use imreg_spectra::operator::DenseOperator;
+use imreg_spectra::operators::HessianOperator;
+use imreg_spectra::sharpness::{batch_sharpness, mini_bs, BatchExpectation};
+use imreg_spectra::slq::{probe, slq, ProbeKind, SlqOptions};
+use imreg_spectra::trace::{hutch_plus_plus, hutchinson, TraceOptions};
 use ndarray::{Array1, Array2};
 
 /// The checks this crate registers.
@@ -102,8 +102,8 @@ fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
     let mut worst_excess = 0.0_f64;
     let mut converged = true;
     for (op, dim) in [
-        (&hess as &dyn crate::LinearOperator, p),
-        (&planted as &dyn crate::LinearOperator, 100),
+        (&hess as &dyn imreg_spectra::LinearOperator, p),
+        (&planted as &dyn imreg_spectra::LinearOperator, 100),
     ] {
         let dense = dense_eigen(op, &DenseOptions::default()).map_err(|e| e.to_string())?;
         let r = lanczos(op, &opts(dim)).map_err(|e| e.to_string())?;

@@ -1,7 +1,7 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry.
-use crate::models::ScalarNet;
-use crate::{rng, Batch, Objective};
 use imreg_check::{Check, CheckContext, Outcome};
+use imreg_objective::models::ScalarNet;
+use imreg_objective::{rng, Batch, Objective};
 use nalgebra::SymmetricEigen;
 
 /// The checks this crate registers.

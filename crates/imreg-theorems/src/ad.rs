@@ -1,9 +1,9 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry: the autodiff's second- and
 //! third-order derivatives against independent oracles.
-use crate::check::dot;
-use crate::nn::{Dense, DenseLoss, Head};
-use crate::program::{self, Program};
-use crate::{Graph, Mat, Tensor, Unary, Var};
+use imreg_ad::check::dot;
+use imreg_ad::nn::{Dense, DenseLoss, Head};
+use imreg_ad::program::{self, Program};
+use imreg_ad::{Graph, Mat, Tensor, Unary, Var};
 use imreg_check::{Check, CheckContext, Outcome};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -114,7 +114,7 @@ impl Program for WithInput<'_> {
         s.push(self.0.x.dim());
         s
     }
-    fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> crate::Result<Var> {
+    fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> imreg_ad::Result<Var> {
         let (params, x) = l.split_at(l.len() - 1);
         let (out, _) = self.0.net.forward(g, params, x[0], &[])?;
         match &self.0.head {

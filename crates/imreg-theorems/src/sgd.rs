@@ -7,8 +7,6 @@
 //! - `smith.quadratic-reference`: the 1-D quadratic T2 (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
-use crate::affine::{AffineAlgorithm, AffineEpoch};
-use crate::expectation::{exact_mean, Averaging, ExactOptions};
 use imreg_check::{Check, CheckContext, Outcome};
 use imreg_flow::dop853::Dop853Options;
 use imreg_flow::field::{integrate_field, VectorField};
@@ -17,13 +15,15 @@ use imreg_flow::order::{fit_order, geometric_steps, save_order_figure, OrderStud
 use imreg_flow::toy::{LogCoshQuartic, PerExampleQuadratic};
 use imreg_flow::{Partition, Remainder};
 use imreg_objective::{Batch, Objective};
+use imreg_sgd::affine::{AffineAlgorithm, AffineEpoch};
+use imreg_sgd::expectation::{exact_mean, Averaging, ExactOptions};
 use nalgebra::{DMatrix, DVector};
 
 /// The checks this crate registers.
 pub fn checks() -> Vec<Check> {
     let mut checks = expectation_checks();
     // SGD without replacement, support learning and the explicit regularizers.
-    checks.extend(crate::reg_checks::regularization_checks());
+    checks.extend(crate::regularizers::regularization_checks());
     checks
 }
 

@@ -3,23 +3,23 @@
 //! Every order-of-accuracy claim is a log-log slope over a geometric sequence of step sizes
 //! ([`imreg_check::loglog_slope`]); every reference number of the notes is recomputed by our own
 //! enumeration or quadrature before it is compared.
-use crate::error::TaylorError;
-use crate::exact::{exact_expectation, ExactParams};
-use crate::landscape::{DataDist, FiniteDist, Integration, Landscape};
-use crate::landscapes::{GaussLandscape, Helix, QuadraticNoise, RademacherToy};
-use crate::predictions::{
+use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
+use imreg_plot::{Figure, Series};
+use imreg_taylor::error::TaylorError;
+use imreg_taylor::exact::{exact_expectation, ExactParams};
+use imreg_taylor::landscape::{DataDist, FiniteDist, Integration, Landscape};
+use imreg_taylor::landscapes::{GaussLandscape, Helix, QuadraticNoise, RademacherToy};
+use imreg_taylor::predictions::{
     epochs_displacement, epochs_displacement_as_published, overfit_gd, sgd_minus_gd, skewness_correction,
     skewness_correction_saturating, test_loss_expansion, valley_drift,
 };
-use crate::schedule::Schedule;
-use crate::sde::{ito_sde_second_moment, sgd_minus_sde_leading, sgd_second_moment};
-use crate::simulate::{
+use imreg_taylor::schedule::Schedule;
+use imreg_taylor::sde::{ito_sde_second_moment, sgd_minus_sde_leading, sgd_second_moment};
+use imreg_taylor::simulate::{
     gd_overfit_monte_carlo, one_step_gaussian_noise_test_loss, one_step_sgd_test_loss, online_sgd_drift,
     test_measure, DriftParams, OverfitMcParams,
 };
-use crate::tensors::{population_tensors, PopulationTensors};
-use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
-use imreg_plot::{Figure, Series};
+use imreg_taylor::tensors::{population_tensors, PopulationTensors};
 use nalgebra::DMatrix;
 use std::path::PathBuf;
 
@@ -133,7 +133,7 @@ fn toy() -> Result<Toy, String> {
 }
 
 impl Toy {
-    fn exact(&self, sched: &Schedule, eta: f64) -> Result<crate::exact::ExactReport, String> {
+    fn exact(&self, sched: &Schedule, eta: f64) -> Result<imreg_taylor::exact::ExactReport, String> {
         exact_expectation(&self.toy, &self.dist, &[1.0], sched, eta, ExactParams::default()).map_err(e)
     }
 }

@@ -1,16 +1,6 @@
 //! Registered checks of SGD without replacement (`wor.*`), support learning (`support.*`) and the
 //! explicit regularizers (`reg.*`). Each measures what the theory predicts, against an independent
 //! computation (exact enumeration, dynamic programs, closed forms, central differences, ODE flows).
-use crate::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};
-use crate::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
-use crate::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
-use crate::regularizers::smith::{SmithLambda, SmithStochastic};
-use crate::regularizers::{NetworkModel, Penalty, WeightDecay};
-use crate::support::{decay_rates, first_layer_update_leak, DecayRateConfig, SupportConfig};
-use crate::without_replacement::{
-    batch_noise_covariance, epoch_drift, epoch_weight, exact_moments, flat_displacement_variance,
-    grad_trace_noise_covariance, iid_sequences_mean, orders_mean, toy, Process, Sampling, ToyParams,
-};
 use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
 use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::models::{
@@ -18,10 +8,20 @@ use imreg_objective::models::{
 };
 use imreg_objective::{rng, Batch, LossKind, Objective, Quadratic, Targets};
 use imreg_plot::{Figure, Series};
+use imreg_sgd::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};
+use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
+use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
+use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
+use imreg_sgd::regularizers::{NetworkModel, Penalty, WeightDecay};
+use imreg_sgd::support::{decay_rates, first_layer_update_leak, DecayRateConfig, SupportConfig};
+use imreg_sgd::without_replacement::{
+    batch_noise_covariance, epoch_drift, epoch_weight, exact_moments, flat_displacement_variance,
+    grad_trace_noise_covariance, iid_sequences_mean, orders_mean, toy, Process, Sampling, ToyParams,
+};
 use nalgebra::{DMatrix, DVector};
 use std::path::PathBuf;
 
-/// The checks of this module; the lead wires them into [`crate::checks()`].
+/// The checks of this module; the lead wires them into [`crate::sgd::checks()`].
 pub fn regularization_checks() -> Vec<Check> {
     vec![
         Check {
@@ -430,7 +430,7 @@ fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
         &th0,
         eta,
         b,
-        Process::NoiseInjected(crate::without_replacement::NoiseShape::Full),
+        Process::NoiseInjected(imreg_sgd::without_replacement::NoiseShape::Full),
     )
     .map_err(s)?;
     parts.push(Outcome::within(

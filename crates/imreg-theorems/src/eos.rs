@@ -2,13 +2,13 @@
 //!
 //! Every quoted number of the theory note is recomputed here first; a quoted value is only compared at its
 //! own precision, as a cross-check of the recomputation.
-use crate::bounds::{simulate, Method, QuadOutcome, Quadratic};
-use crate::error::EosError;
-use crate::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
-use crate::gradient_flow::GfSolution;
-use crate::options::RunOptions;
-use crate::scalar_net::ScalarNet;
 use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
+use imreg_eos::bounds::{simulate, Method, QuadOutcome, Quadratic};
+use imreg_eos::error::EosError;
+use imreg_eos::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
+use imreg_eos::gradient_flow::GfSolution;
+use imreg_eos::options::RunOptions;
+use imreg_eos::scalar_net::ScalarNet;
 use imreg_flow::dop853::{integrate_dense, Dop853Options};
 use imreg_plot::{Figure, Series};
 use nalgebra::DVector;
@@ -61,14 +61,14 @@ pub fn checks() -> Vec<Check> {
             claim: "full-batch GD on a tanh MLP (digits, ½-MSE) sharpens progressively until λ_max reaches 2/η and \
                     hovers there (±10% over the second half, 3 step sizes); GD tracks gradient flow until the crossing \
                     (full mode: relative distance < 1e-3, 64-400-400-10; O(η) in both modes) and leaves it after",
-            run: crate::mlp_checks::check_mlp_eos,
+            run: crate::eos_mlp::check_mlp_eos,
         },
         Check {
             id: "eos.edge-of-stochastic-stability",
             claim: "under SGD batch sharpness hovers at 2/η (full mode: second-half mean within ±15%, b = 8 and \
                     12; quick: ≤ 1.15·2/η) while λ_max plateaus below 2/η, lower for smaller batches; MiniBS ≥ \
                     λ_max; full mode also: break-even conjecture 1 for λ_H¹",
-            run: crate::mlp_checks::check_eoss,
+            run: crate::eos_mlp::check_eoss,
         },
     ]
 }
