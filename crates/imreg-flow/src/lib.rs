@@ -1,7 +1,6 @@
 //! imreg-flow: our DOP853 (8th order, Hairer's coefficients, 7th-order dense output), gradient flow and the
 //! modified flows of backward error analysis (`C_GD`, `C_SGD` for a fixed partition and over random
-//! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow), and an
-//! order-of-accuracy harness.
+//! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow).
 //!
 //! ```
 //! use imreg_flow::{dop853::Dop853Options, field::integrate_field, flows::ModifiedGdFlow, toy::LogCoshQuartic};
@@ -16,7 +15,6 @@ mod dop853_tableau;
 pub mod error;
 pub mod field;
 pub mod flows;
-pub mod order;
 pub mod partition;
 pub mod toy;
 
