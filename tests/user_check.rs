@@ -11,7 +11,7 @@ fn euler_global_order(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let steps = [0.1, 0.05, 0.025, 0.0125];
     let errors = steps
         .iter()
-        .map(|h| ((1.0 - h) as f64).powf(1.0 / h) - (-1.0f64).exp())
+        .map(|h: &f64| (1.0 - h).powf(1.0 / h) - (-1.0f64).exp())
         .map(f64::abs)
         .collect();
     let study = fit_order(&steps, errors)?;
