@@ -1,7 +1,7 @@
 //! A theorem check defined outside the workspace crates runs like the built-in ones, through the public API
 //! only: it is listed in `verify --json` after the built-in checks, `reproduce` reports it with its figure,
 //! and a duplicate id is rejected with an error naming it.
-use imreg::check::{fit_order, save_order_figure, Check, CheckContext, CheckError, Outcome, Record};
+use imreg::check::{fit_order, Check, CheckContext, CheckError, Outcome, Record};
 use imreg::cli::{registry, run_with_checks, EXIT_BAD_INPUT, EXIT_OK};
 use std::path::Path;
 use std::process::Command;
@@ -15,17 +15,8 @@ fn euler_global_order(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         .map(f64::abs)
         .collect();
     let study = fit_order(&steps, errors)?;
-    let mut out = study.outcome("|y_h(1) − e⁻¹|", 1.0, 0.15);
-    if let Some(dir) = ctx.figure_dir("mine.euler-order") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "euler",
-            "Euler",
-            "h",
-            &[("Euler", &study)],
-        )?);
-    }
-    Ok(out)
+    let figures = ctx.save_order_figure("mine.euler-order", "euler", "Euler", "h", &[("Euler", &study)])?;
+    Ok(study.outcome("|y_h(1) − e⁻¹|", 1.0, 0.15).with_figures(figures))
 }
 
 fn mine() -> Check {

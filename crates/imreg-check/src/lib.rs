@@ -73,6 +73,22 @@ impl CheckContext {
         fig.save(&dir, stem).map_err(|e| output_error(&dir, e))
     }
 
+    /// Saves the log-log error-vs-step figure of order studies ([`order::save_order_figure`]) into check
+    /// `id`'s folder and returns the paths written; empty when figures are off.
+    pub fn save_order_figure(
+        &self,
+        id: &str,
+        stem: &str,
+        title: &str,
+        x_label: &str,
+        studies: &[(&str, &OrderStudy)],
+    ) -> Result<Vec<PathBuf>, CheckError> {
+        match self.figure_dir(id) {
+            Some(dir) => save_order_figure(&dir, stem, title, x_label, studies),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Writes a numeric table `stem.csv` (a `header` line, then one line per row at full precision)
     /// atomically into check `id`'s folder and returns its path; `None` when figures are off.
     pub fn save_csv(
