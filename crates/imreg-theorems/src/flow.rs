@@ -227,19 +227,17 @@ fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, CheckError
             1.0,
         ),
     ]);
-    if let Some(dir) = ctx.figure_dir("bea.gd-local-order") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "gd_local_error",
-            "GD one-step error vs modified flows",
-            "step size h",
-            &[
-                ("flow on C", &gf),
-                ("flow on C_GD", &igr),
-                ("C_GD + h² term", &second),
-            ],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "bea.gd-local-order",
+        "gd_local_error",
+        "GD one-step error vs modified flows",
+        "step size h",
+        &[
+            ("flow on C", &gf),
+            ("flow on C_GD", &igr),
+            ("C_GD + h² term", &second),
+        ],
+    )?);
     Ok(out)
 }
 
@@ -275,15 +273,13 @@ fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, CheckErro
     ]);
     out.measured
         .push_str(&format!("; relative residual / h ≤ {ratio_dev:.2}"));
-    if let Some(dir) = ctx.figure_dir("bea.gd-displacement") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "gd_displacement",
-            "GD after T = 4 steps vs gradient flow at Th",
-            "step size h",
-            &[("displacement", &lead), ("displacement − prediction", &res)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "bea.gd-displacement",
+        "gd_displacement",
+        "GD after T = 4 steps vs gradient flow at Th",
+        "step size h",
+        &[("displacement", &lead), ("displacement − prediction", &res)],
+    )?);
     Ok(out)
 }
 

@@ -170,15 +170,13 @@ fn with_replacement(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         igr.outcome("with-replacement vs C_GD", 3.0, SLOPE_TOL),
         sgd.outcome("with-replacement vs C_SGD", 2.0, SLOPE_TOL),
     ]);
-    if let Some(dir) = ctx.figure_dir("smith.with-replacement") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "with_replacement",
-            "with-replacement mean (all m^m draws) vs flows at mε",
-            "learning rate ε",
-            &[("C_GD flow", &igr), ("C_SGD flow", &sgd)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "smith.with-replacement",
+        "with_replacement",
+        "with-replacement mean (all m^m draws) vs flows at mε",
+        "learning rate ε",
+        &[("C_GD flow", &igr), ("C_SGD flow", &sgd)],
+    )?);
     Ok(out)
 }
 
@@ -307,15 +305,13 @@ fn quadratic_reference(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     parts.push(gf.outcome("B=1 vs GF closed form", 2.0, SLOPE_TOL));
     parts.push(sgd.outcome("B=1 vs C_SGD closed form", 3.0, SLOPE_TOL));
     let mut out = Outcome::all(parts);
-    if let Some(dir) = ctx.figure_dir("smith.quadratic-reference") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "quadratic_t2",
-            "1-D quadratic T2 (B = 1, m = 4)",
-            "learning rate ε",
-            &[("GF on C", &gf), ("C_SGD flow", &sgd)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "smith.quadratic-reference",
+        "quadratic_t2",
+        "1-D quadratic T2 (B = 1, m = 4)",
+        "learning rate ε",
+        &[("GF on C", &gf), ("C_SGD flow", &sgd)],
+    )?);
     Ok(out)
 }
 
