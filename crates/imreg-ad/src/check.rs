@@ -69,7 +69,7 @@ fn norm(v: &[f64]) -> f64 {
 }
 
 /// `Σ_i a_i b_i`.
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -13,7 +13,6 @@
 pub mod activation;
 pub mod alloc;
 pub mod check;
-pub mod checks;
 pub mod conv;
 pub mod dual;
 pub mod error;
@@ -29,7 +28,6 @@ pub mod program;
 pub mod tensor;
 
 pub use check::{check_grads, CheckGradsOptions, CheckGradsReport, Differentiable, GradientMap, ScalarFn};
-pub use checks::checks;
 pub use conv::Conv2d;
 pub use dual::{add_opt, Dual};
 pub use error::{AdError, Result};

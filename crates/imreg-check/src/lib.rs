@@ -1,21 +1,34 @@
-//! The check registry shared by every theory crate.
+//! The check toolkit: typed theorem checks (id, claim, expected, measured, passed) and what every check
+//! shares.
 //!
 //! A [`Check`] is one claim of the theory (an order of accuracy, an exact identity, a closed form) that imreg
-//! measures. Each theory crate exposes `pub fn checks() -> Vec<Check>`; the CLI collects them into the
-//! `reproduce` / `verify` registry, and each crate's tests run its own checks, so a registered check is also a
-//! test.
+//! measures. The built-in checks live in `imreg-theorems`; a user crate writes its own the same way and
+//! registers them next to ours with `imreg_cli::main_with`. [`assert_all_pass`] runs a list of checks as a
+//! test, so a registered check is also a test.
+//!
+//! The toolkit: [`Outcome`] constructors for bounds and tolerances, [`loglog_slope`] and the
+//! order-of-accuracy harness in [`order`] (fitted slope vs an expected order), figure and CSV saving into a
+//! check's folder ([`CheckContext::save_figures`], [`CheckContext::save_csv`], atomic writes), and
+//! [`CheckError`] so that `?` composes inside a check.
 //!
 //! ```
-//! use imreg_check::{Check, CheckContext, Outcome};
-//! fn two_plus_two(_: &CheckContext) -> Result<Outcome, String> {
+//! use imreg_check::{Check, CheckContext, CheckError, Outcome};
+//! fn two_plus_two(_: &CheckContext) -> Result<Outcome, CheckError> {
 //!     Ok(Outcome::within("2 + 2", 4.0, 2.0 + 2.0, 0.0))
 //! }
 //! let c = Check { id: "demo.sum", claim: "2 + 2 = 4", run: two_plus_two };
 //! let out = (c.run)(&CheckContext::default()).unwrap();
 //! assert!(out.passed);
 //! ```
+pub mod error;
+pub mod order;
+
+pub use error::{CheckError, OrCheckError};
+pub use order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
+
+use imreg_plot::Figure;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What a check may use while it runs.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +45,85 @@ impl CheckContext {
         let dir = self.out_dir.as_ref()?.join("figures").join(id.replace('.', "_"));
         std::fs::create_dir_all(&dir).ok()?;
         Some(dir)
+    }
+
+    /// Saves the figures `make` builds (each as `stem.svg`, `stem.png` and the raw series `stem.csv`, written
+    /// atomically) into check `id`'s folder and returns their paths. When figures are off nothing is built or
+    /// written and the list is empty.
+    pub fn save_figures<S: AsRef<str>>(
+        &self,
+        id: &str,
+        make: impl FnOnce() -> Vec<(S, Figure)>,
+    ) -> Result<Vec<PathBuf>, CheckError> {
+        let Some(dir) = self.figure_dir(id) else {
+            return Ok(Vec::new());
+        };
+        let mut paths = Vec::new();
+        for (stem, fig) in make() {
+            paths.extend(fig.save(&dir, stem.as_ref()).map_err(|e| output_error(&dir, e))?);
+        }
+        Ok(paths)
+    }
+
+    /// Saves one figure (see [`CheckContext::save_figures`]).
+    pub fn save_figure(&self, id: &str, stem: &str, fig: &Figure) -> Result<Vec<PathBuf>, CheckError> {
+        let Some(dir) = self.figure_dir(id) else {
+            return Ok(Vec::new());
+        };
+        fig.save(&dir, stem).map_err(|e| output_error(&dir, e))
+    }
+
+    /// Saves the log-log error-vs-step figure of order studies ([`order::save_order_figure`]) into check
+    /// `id`'s folder and returns the paths written; empty when figures are off.
+    pub fn save_order_figure(
+        &self,
+        id: &str,
+        stem: &str,
+        title: &str,
+        x_label: &str,
+        studies: &[(&str, &OrderStudy)],
+    ) -> Result<Vec<PathBuf>, CheckError> {
+        match self.figure_dir(id) {
+            Some(dir) => save_order_figure(&dir, stem, title, x_label, studies),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Writes a numeric table `stem.csv` (a `header` line, then one line per row at full precision)
+    /// atomically into check `id`'s folder and returns its path; `None` when figures are off.
+    pub fn save_csv(
+        &self,
+        id: &str,
+        stem: &str,
+        header: &str,
+        rows: &[Vec<f64>],
+    ) -> Result<Option<PathBuf>, CheckError> {
+        let mut text = String::from(header);
+        text.push('\n');
+        for r in rows {
+            let line: Vec<String> = r.iter().map(|v| format!("{v:.17e}")).collect();
+            text.push_str(&line.join(","));
+            text.push('\n');
+        }
+        self.save_text(id, &format!("{stem}.csv"), &text)
+    }
+
+    /// Writes `contents` atomically as `file` in check `id`'s folder and returns its path; `None` when figures
+    /// are off.
+    pub fn save_text(&self, id: &str, file: &str, contents: &str) -> Result<Option<PathBuf>, CheckError> {
+        let Some(dir) = self.figure_dir(id) else {
+            return Ok(None);
+        };
+        let path = dir.join(file);
+        imreg_plot::write_atomic(&path, contents.as_bytes()).map_err(|e| output_error(&path, e))?;
+        Ok(Some(path))
+    }
+}
+
+fn output_error(path: &Path, source: imreg_plot::PlotError) -> CheckError {
+    CheckError::Output {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -109,8 +201,8 @@ pub struct Check {
     pub id: &'static str,
     /// The claim in one sentence.
     pub claim: &'static str,
-    /// Runs the measurement. `Err` means the check could not run (reported as failed with the message).
-    pub run: fn(&CheckContext) -> Result<Outcome, String>,
+    /// Runs the measurement. `Err` means the check could not run (reported as failed with the error).
+    pub run: fn(&CheckContext) -> Result<Outcome, CheckError>,
 }
 
 impl std::fmt::Debug for Check {
@@ -153,8 +245,8 @@ pub fn run_check(check: &Check, ctx: &CheckContext) -> Record {
     }
 }
 
-/// Runs every check of a crate and panics with a readable table if one fails. Each theory crate's test
-/// suite calls this on its own `checks()`, so a registered check is also a test.
+/// Runs every check of a list and panics with a readable table if one fails. `imreg-theorems`' tests call
+/// it on the built-in checks (and a user crate's tests on its own), so a registered check is also a test.
 pub fn assert_all_pass(checks: &[Check], quick: bool) {
     let ctx = CheckContext { out_dir: None, quick };
     let records: Vec<Record> = checks.iter().map(|c| run_check(c, &ctx)).collect();
@@ -186,16 +278,18 @@ pub struct SlopeFit {
 }
 
 /// Fits the log-log slope of `ys` against `xs` (all must be positive and finite; at least two points).
-pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, String> {
+pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, CheckError> {
     if xs.len() != ys.len() || xs.len() < 2 {
-        return Err(format!(
-            "slope fit needs ≥ 2 paired points, got {} and {}",
-            xs.len(),
-            ys.len()
+        return Err(CheckError::invalid(
+            "slope fit",
+            format!("needs ≥ 2 paired points, got {} and {}", xs.len(), ys.len()),
         ));
     }
     if let Some(bad) = xs.iter().chain(ys).find(|v| !(v.is_finite() && **v > 0.0)) {
-        return Err(format!("slope fit needs positive finite values, got {bad}"));
+        return Err(CheckError::invalid(
+            "slope fit",
+            format!("needs positive finite values, got {bad}"),
+        ));
     }
     let lx: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
     let ly: Vec<f64> = ys.iter().map(|y| y.ln()).collect();
@@ -205,7 +299,10 @@ pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, String> {
     let sxx: f64 = lx.iter().map(|x| (x - mx).powi(2)).sum();
     let sxy: f64 = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum();
     if sxx == 0.0 {
-        return Err("slope fit needs at least two distinct x values".into());
+        return Err(CheckError::invalid(
+            "slope fit",
+            "needs at least two distinct x values",
+        ));
     }
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
@@ -225,6 +322,25 @@ pub fn loglog_slope(xs: &[f64], ys: &[f64]) -> Result<SlopeFit, String> {
         slope_se,
         residuals,
     })
+}
+
+/// "`what`: slope `expected` ± `tol`" against the fitted log-log slope of `|ys|` vs `xs` (with its standard
+/// error): the outcome of an order-of-accuracy claim on already measured points.
+pub fn slope_outcome(
+    what: &str,
+    xs: &[f64],
+    ys: &[f64],
+    expected: f64,
+    tol: f64,
+) -> Result<Outcome, CheckError> {
+    let abs: Vec<f64> = ys.iter().map(|y| y.abs()).collect();
+    let fit = loglog_slope(xs, &abs)?;
+    let passed = (fit.slope - expected).abs() <= tol;
+    Ok(Outcome::new(
+        format!("{what}: slope {expected} ± {tol}"),
+        format!("{what}: slope {:.4} (SE {:.1e})", fit.slope, fit.slope_se),
+        passed,
+    ))
 }
 
 #[cfg(test)]
@@ -250,8 +366,8 @@ mod tests {
 
     #[test]
     fn failed_run_becomes_failed_record() {
-        fn boom(_: &CheckContext) -> Result<Outcome, String> {
-            Err("no data".into())
+        fn boom(_: &CheckContext) -> Result<Outcome, CheckError> {
+            Err(CheckError::invalid("data", "no data"))
         }
         let r = run_check(
             &Check {

@@ -26,6 +26,9 @@ pub enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A registered check's id is unusable: registered twice, or not a plain `topic.claim` name.
+    #[error("check id {id:?}: {reason}")]
+    CheckId { id: String, reason: &'static str },
     /// A computation failed (e.g. an objective or eigensolver error on valid input).
     #[error("{0}")]
     Failed(String),
@@ -58,7 +61,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Input { .. } => EXIT_BAD_INPUT,
+            CliError::Input { .. } | CliError::CheckId { .. } => EXIT_BAD_INPUT,
             // An output path that cannot be written (no permission, read-only, a file in the way, a
             // missing or non-folder parent) is a bad --out; other I/O failures (disk full, …) are failures.
             CliError::Io { source, .. } if bad_output_path(source) => EXIT_BAD_INPUT,

@@ -2,7 +2,9 @@
 //! collect, and `submit` to Slurm).
 //!
 //! [`run_with_args`] is the whole program as a function (tests call it without the binary); [`main`] runs it
-//! on the process arguments. Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a failed check or a computation
+//! on the process arguments. A crate with its own theorem checks runs them next to the built-in ones with
+//! [`main_with`] (or [`run_with_checks`]): the same `verify` / `reproduce` tables, `--json` report, figures
+//! and exit codes. Exit codes: [`EXIT_OK`] 0, [`EXIT_FAILED`] 1 (a failed check or a computation
 //! that could not complete), [`EXIT_BAD_INPUT`] 2 (bad file, field or argument; the message names them).
 //!
 //! ```
@@ -34,7 +36,7 @@ pub use error::{CliError, Result, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 
 use clap::{Args, Parser, Subcommand};
 use config::{DataConfig, ExperimentConfig, ModelConfig};
-use imreg_check::CheckContext;
+use imreg_check::{Check, CheckContext};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -257,9 +259,42 @@ pub fn main() -> i32 {
     run_with_args(std::env::args_os())
 }
 
+/// The `imreg` program with `extra` checks registered after the built-in ones, on the process arguments:
+/// a user crate's `fn main() -> ExitCode { imreg_cli::main_with(my_checks()) }` gets `verify`, `reproduce`
+/// (tables, `--json`, figures, `--only`) and the exit codes for its own checks. A duplicate or unusable
+/// check id exits with [`EXIT_BAD_INPUT`] and a message naming it.
+pub fn main_with(extra: Vec<Check>) -> std::process::ExitCode {
+    imreg_objective::reuse_large_buffers();
+    let code = run_with_checks(std::env::args_os(), extra);
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 /// Runs the program on `args` (the first is the program name) and returns the exit code. Output goes to
 /// stdout/stderr as for the binary.
 pub fn run_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_with_checks(args, Vec::new())
+}
+
+/// [`run_with_args`] with `extra` checks registered after the built-in ones (see [`main_with`]).
+///
+/// ```
+/// use imreg_check::{Check, CheckContext, CheckError, Outcome};
+/// fn sum(_: &CheckContext) -> Result<Outcome, CheckError> {
+///     Ok(Outcome::within("2 + 2", 4.0, 2.0 + 2.0, 0.0))
+/// }
+/// let mine = Check { id: "demo.sum", claim: "2 + 2 = 4", run: sum };
+/// let code = imreg_cli::run_with_checks(["imreg", "-q", "verify", "--only", "demo"], vec![mine]);
+/// assert_eq!(code, imreg_cli::EXIT_OK);
+/// // an id that is already registered is bad input
+/// let twice = Check { id: "ad.hvp-vs-dense", ..mine };
+/// let code = imreg_cli::run_with_checks(["imreg", "verify", "--only", "demo"], vec![twice]);
+/// assert_eq!(code, imreg_cli::EXIT_BAD_INPUT);
+/// ```
+pub fn run_with_checks<I, T>(args: I, extra: Vec<Check>) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -274,7 +309,7 @@ where
             };
         }
     };
-    match dispatch(cli) {
+    match registry::with_extra(extra).and_then(|checks| dispatch(cli, checks)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -283,11 +318,11 @@ where
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli, checks: Vec<Check>) -> Result<i32> {
     let quiet = cli.quiet;
     match cli.command {
-        Command::Reproduce { quick, out, only } => reproduce(quick, &out, &only, quiet),
-        Command::Verify { only, json, full } => verify(&only, json, !full, quiet),
+        Command::Reproduce { quick, out, only } => reproduce(checks, quick, &out, &only, quiet),
+        Command::Verify { only, json, full } => verify(checks, &only, json, !full, quiet),
         Command::Run {
             config,
             out,
@@ -300,8 +335,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<imreg_check::Record>> {
-    let checks = registry::select(registry::all_checks(), only)?;
+fn run_checks(
+    checks: Vec<Check>,
+    only: &[String],
+    ctx: &CheckContext,
+    quiet: bool,
+) -> Result<Vec<imreg_check::Record>> {
+    let checks = registry::select(checks, only)?;
     let pb = progress::bar(checks.len() as u64, "checks", quiet);
     let records = registry::run_all(&checks, ctx, &|r| {
         pb.set_message(r.id.clone());
@@ -311,13 +351,13 @@ fn run_checks(only: &[String], ctx: &CheckContext, quiet: bool) -> Result<Vec<im
     Ok(records)
 }
 
-fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
+fn reproduce(checks: Vec<Check>, quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i32> {
     output::claim(out, "reproduce")?;
     let ctx = CheckContext {
         out_dir: Some(out.to_path_buf()),
         quick,
     };
-    let records = run_checks(only, &ctx, quiet)?;
+    let records = run_checks(checks, only, &ctx, quiet)?;
     let md = report::markdown(&records, out, quick);
     let json = serde_json::to_string_pretty(&report::json(&records, quick))
         .map_err(|e| CliError::Failed(e.to_string()))?;
@@ -338,9 +378,9 @@ fn reproduce(quick: bool, out: &Path, only: &[String], quiet: bool) -> Result<i3
     })
 }
 
-fn verify(only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> {
+fn verify(checks: Vec<Check>, only: &[String], json: bool, quick: bool, quiet: bool) -> Result<i32> {
     let ctx = CheckContext { out_dir: None, quick };
-    let records = run_checks(only, &ctx, quiet || json)?;
+    let records = run_checks(checks, only, &ctx, quiet || json)?;
     if json {
         println!("{}", verify_json(&records)?);
     } else if !quiet {

@@ -1,20 +1,43 @@
-//! The check registry of `imreg reproduce` / `imreg verify`: every theory crate's `checks()`, in a fixed
-//! order, run in parallel with results reported in registry order.
+//! The check registry of `imreg reproduce` / `imreg verify`: the built-in checks of `imreg-theorems` in a
+//! fixed order, then a user crate's own checks ([`with_extra`]), run in parallel with results reported in
+//! registry order.
 use crate::error::{CliError, Result};
 use imreg_check::{run_check, Check, CheckContext, Record};
 use rayon::prelude::*;
 
-/// All registered checks, in registry order (by crate, then as each crate lists them).
+/// The built-in checks, in registry order (by topic, then as each topic lists them).
 pub fn all_checks() -> Vec<Check> {
-    let mut v = Vec::new();
-    v.extend(imreg_ad::checks());
-    v.extend(imreg_objective::checks());
-    v.extend(imreg_spectra::checks());
-    v.extend(imreg_flow::checks());
-    v.extend(imreg_sgd::checks());
-    v.extend(imreg_eos::checks());
-    v.extend(imreg_taylor::checks());
-    v
+    imreg_theorems::checks()
+}
+
+/// The built-in checks followed by `extra` (a user crate's checks, in the order given). Every id must be
+/// unique and a plain name (`topic.claim`: ASCII letters, digits, `.`, `-`, `_`; it names the check's figure
+/// folder); otherwise a [`CliError::CheckId`] names the offending id.
+pub fn with_extra(extra: Vec<Check>) -> Result<Vec<Check>> {
+    let mut checks = all_checks();
+    checks.extend(extra);
+    let mut seen = std::collections::HashSet::new();
+    for c in &checks {
+        let plain =
+            c.id.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'));
+        let reason = if c.id.is_empty() || !plain || c.id.starts_with('.') {
+            Some(
+                "must be a non-empty name of ASCII letters, digits, '.', '-' and '_' (not starting with '.')",
+            )
+        } else if !seen.insert(c.id) {
+            Some("registered twice (ids must be unique)")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(CliError::CheckId {
+                id: c.id.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(checks)
 }
 
 /// The checks selected by `--only`: each pattern is an exact id, or a prefix (`flow` or `flow.` selects

@@ -3,7 +3,7 @@
 //! refuses nonsense with exit 2 before touching anything. (The script under a real Slurm: scripts/ci.)
 mod common;
 use common::*;
-use imreg_cli::experiment::RunOptions;
+use imreg_cli::experiment::FolderOptions;
 use imreg_cli::sweep::{self, expand, run_shard, RunState, Shard};
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,7 @@ fn status_reports_every_state_and_collect_refuses_until_complete() {
     let (entries, m) = manifest(dir.path());
     let out = dir.path().join("out");
     let o = out.to_str().unwrap();
-    let opts = RunOptions {
+    let opts = FolderOptions {
         no_figures: true,
         ..Default::default()
     };

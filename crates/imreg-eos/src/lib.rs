@@ -12,15 +12,13 @@
 //!   (DOP853) alongside at t = ηk.
 //! - [`stochastic_stability`]: the edge of stochastic stability (batch sharpness, MiniBS, λ_max under SGD).
 //! - [`break_even`]: λ_H¹, λ_K¹, Tr K, Tr F along GD/SGD (Jastrzębski et al.'s break-even point).
-//! - [`checks`]: the registered theory checks (`eos.*`); the MLP ones live in [`mlp_checks`].
+//! - the registered theory checks (`eos.*`) live in `imreg-theorems`.
 pub mod bounds;
 pub mod break_even;
-pub mod checks;
 pub mod edge_of_stability;
 pub mod error;
 pub mod gd_limit;
 pub mod gradient_flow;
-pub mod mlp_checks;
 pub mod options;
 pub mod scalar_net;
 pub mod stochastic_stability;
@@ -30,7 +28,6 @@ pub use bounds::{simulate, Method, QuadOutcome, Quadratic};
 pub use break_even::{
     break_even, conjecture_one, sweep_break_even, BreakEvenOptions, BreakEvenPoint, BreakEvenRun,
 };
-pub use checks::checks;
 pub use edge_of_stability::{
     edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfComparison, GfHorizon,
     GfOptions,

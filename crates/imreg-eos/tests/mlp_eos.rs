@@ -1,6 +1,5 @@
 //! Tests of the trajectory tracker, the EoS / EoSS / break-even runners, against independent oracles
 //! (closed forms on quadratics, dense eigensolves, single-example gradients).
-use imreg_check::{run_check, CheckContext};
 use imreg_eos::tracking::step_seed;
 use imreg_eos::{
     break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track,
@@ -346,31 +345,5 @@ fn the_mse_convention_is_a_step_size_rescaling() {
     }
     for (la, lb) in with_half.loss.iter().zip(&without.loss) {
         assert!(rel(2.0 * la, *lb) <= 1e-12, "loss {la} vs {lb}");
-    }
-}
-
-/// `cargo test -p imreg-eos --release --test mlp_eos -- --ignored --nocapture` prints the two MLP checks'
-/// quick-mode records (`EOS_FULL=1`: full mode; `EOS_CHECK=<substring>`: only the matching check ids).
-#[test]
-#[ignore]
-fn print_mlp_check_records() {
-    let quick = std::env::var("EOS_FULL").is_err();
-    let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
-    let only = std::env::var("EOS_CHECK").unwrap_or_default();
-    for c in imreg_eos::checks()
-        .into_iter()
-        .filter(|c| c.id.contains("stability") && c.id.contains(only.as_str()))
-    {
-        let r = run_check(
-            &c,
-            &CheckContext {
-                out_dir: out.clone(),
-                quick,
-            },
-        );
-        println!(
-            "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n",
-            r.id, r.passed, r.seconds, r.expected, r.measured
-        );
     }
 }

@@ -1,7 +1,6 @@
 //! imreg-flow: our DOP853 (8th order, Hairer's coefficients, 7th-order dense output), gradient flow and the
 //! modified flows of backward error analysis (`C_GD`, `C_SGD` for a fixed partition and over random
-//! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow), and an
-//! order-of-accuracy harness.
+//! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow).
 //!
 //! ```
 //! use imreg_flow::{dop853::Dop853Options, field::integrate_field, flows::ModifiedGdFlow, toy::LogCoshQuartic};
@@ -11,17 +10,14 @@
 //! let (w, report) = integrate_field(&flow, 0.0, &[0.5, -0.5], 1.0, &Dop853Options::with_tol(1e-12, 1e-14)).unwrap();
 //! assert!(w.iter().all(|v| v.is_finite()) && report.rejected <= report.accepted);
 //! ```
-pub mod checks;
 pub mod dop853;
 mod dop853_tableau;
 pub mod error;
 pub mod field;
 pub mod flows;
-pub mod order;
 pub mod partition;
 pub mod toy;
 
-pub use checks::checks;
 pub use dop853::{integrate, integrate_dense, Dop853Options, Dop853Report};
 pub use error::{FlowError, Result};
 pub use field::{integrate_field, integrate_field_dense, VectorField};

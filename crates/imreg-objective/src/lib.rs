@@ -16,8 +16,6 @@ pub use error::{ObjectiveError, Result};
 pub use imreg_ad::alloc::reuse_large_buffers;
 pub use objective::{check_finite, check_len, stream_rows, streamed_hessian, HessianAt, Objective};
 pub use supervised::{argmax_rows, LossKind, Supervised, Targets};
-pub mod checks;
-pub use checks::checks;
 pub mod models;
 pub use models::{DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet};
 pub mod data;

@@ -5,7 +5,6 @@
 //! reduction order), a fast exact path for affine-gradient models, and seeded Monte Carlo with confidence
 //! intervals; the explicit regularizers, support learning and the generalization study.
 pub mod affine;
-pub mod checks;
 pub mod error;
 pub mod expectation;
 pub mod observe;
@@ -13,9 +12,7 @@ pub mod sampler;
 pub mod train;
 pub mod trajectory;
 
-pub use checks::checks;
 pub use error::{Result, SgdError};
-pub mod reg_checks;
 pub mod reg_error;
 pub mod regularizers;
 pub mod study;

@@ -1,56 +1,7 @@
-//! Support trainer, exact moment engine and penalty input validation.
+//! Support trainer and exact moment engine.
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
-use imreg_objective::{rng, Batch};
-use imreg_sgd::reg_checks::check_nets;
-use imreg_sgd::reg_error::RegError;
-use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
-use imreg_sgd::regularizers::micro_batch::{FisherTrace, MicroBatchGradNorm};
-use imreg_sgd::regularizers::smith::SmithStochastic;
-use imreg_sgd::regularizers::{Penalty, WeightDecay};
 use imreg_sgd::support::{train_support, SupportConfig};
 use imreg_sgd::without_replacement::{exact_moments, orders_mean, toy, Process, ToyParams};
-
-#[test]
-fn bad_inputs_are_typed_errors() {
-    let (cls, reg, tc, _) = check_nets(12, 1).unwrap();
-    // micro-batch size not dividing the batch
-    let gn = MicroBatchGradNorm::new(&cls, 5, 0.1).unwrap();
-    let err = gn
-        .value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
-        .unwrap_err();
-    assert_eq!(err, RegError::MicroBatch { batch: 12, micro: 5 });
-    // λ < 0
-    assert!(matches!(
-        SmithStochastic::new(&cls, -0.1),
-        Err(RegError::NegativeCoefficient { name: "lambda", .. })
-    ));
-    assert!(matches!(
-        WeightDecay::new(f64::NAN),
-        Err(RegError::NegativeCoefficient { .. })
-    ));
-    // FT / FP on a regression model
-    assert!(
-        matches!(FisherTrace::new(reg.objective(), 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT"))
-    );
-    assert!(matches!(
-        FisherPenalty::new(reg.objective(), NormPower::Squared, 0.1),
-        Err(RegError::Unsupported { penalty: "FP", .. })
-    ));
-    // wrong θ length
-    assert!(gn
-        .value_grad(&tc[1..], Batch::Full, &mut rng::stream(0, 0))
-        .is_err());
-    // a bad micro-batch length for the network penalties, a non-finite θ
-    let ft = FisherTrace::new(cls.objective(), 5, 0.1).unwrap();
-    assert_eq!(
-        ft.value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
-            .unwrap_err(),
-        RegError::MicroBatch { batch: 12, micro: 5 }
-    );
-    let mut nan = tc.clone();
-    nan[0] = f64::NAN;
-    assert!(ft.value_grad(&nan, Batch::Full, &mut rng::stream(0, 0)).is_err());
-}
 
 #[test]
 fn subset_dynamic_program_matches_brute_force_orders() {

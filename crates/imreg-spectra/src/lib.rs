@@ -10,7 +10,6 @@
 //! - The sharpness family ([`sharpness`](mod@sharpness)): `λ_max(H)`, batch sharpness in both published
 //!   variants, step sharpness, MiniBS, GNI, IAS, exact over all batches or Monte Carlo, rayon-parallel and
 //!   bitwise deterministic; `λ_K¹`, `Tr K`, `Tr F`.
-pub mod checks;
 pub mod dense;
 pub mod error;
 pub mod estimate;
@@ -23,7 +22,6 @@ pub mod slq;
 pub mod trace;
 mod vector;
 
-pub use checks::checks;
 pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, DenseEigen, DenseOptions};
 pub use error::{Result, SpectraError};
 pub use estimate::{Estimate, Estimator};

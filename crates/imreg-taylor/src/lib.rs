@@ -12,7 +12,7 @@
 //!   the skewness correction (sign: minus), MeanEstimation overfitting / gap / TIC; [`sde`]: SGD vs the
 //!   Itô SDE (first difference at η³, **not** η² as Cor vsode suggests).
 //! * [`exact::exact_expectation`]: all training sets × all reshuffles for small finite problems.
-//! * [`checks()`]: the registered theorem checks (`taylor.*`).
+//! * the registered theorem checks (`taylor.*`) live in `imreg-theorems`.
 //!
 //! ```
 //! use imreg_taylor::prelude::*;
@@ -25,7 +25,6 @@
 //! let pred = test_loss_expansion(&t, &sched, eta).unwrap().through(2);
 //! assert!(((exact.test_loss - pred) / eta.powi(3) + 18.9).abs() < 0.1); // residual/η³ ≈ −18.9
 //! ```
-pub mod checks;
 pub mod error;
 pub mod exact;
 pub mod landscape;
@@ -39,7 +38,6 @@ pub mod simulate;
 pub mod tensor;
 pub mod tensors;
 
-pub use checks::checks;
 pub use error::{Result, TaylorError};
 
 /// The commonly used items.

@@ -1,8 +1,14 @@
 //! Every penalty on a CNN preset (`cnn-relu`: conv, ReLU, max-pool, linear) and on the MLP: gradients against
-//! central differences in random directions, and bitwise determinism over thread counts.
+//! central differences in random directions, bitwise determinism over thread counts, and typed errors for bad
+//! inputs.
 use imreg_objective::models::StandardLoss;
 use imreg_objective::{rng, Batch};
-use imreg_sgd::reg_checks::{all_penalties, check_cnn, check_nets, penalty_fd_error};
+use imreg_sgd::reg_error::RegError;
+use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
+use imreg_sgd::regularizers::micro_batch::{FisherTrace, MicroBatchGradNorm};
+use imreg_sgd::regularizers::smith::SmithStochastic;
+use imreg_sgd::regularizers::{Penalty, WeightDecay};
+use imreg_theorems::regularizers::{all_penalties, check_cnn, check_nets, penalty_fd_error};
 
 #[test]
 fn every_penalty_on_a_cnn_passes_central_differences() {
@@ -47,4 +53,46 @@ fn penalties_are_bitwise_identical_at_one_and_two_threads() {
         })
     };
     assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let (cls, reg, tc, _) = check_nets(12, 1).unwrap();
+    // micro-batch size not dividing the batch
+    let gn = MicroBatchGradNorm::new(&cls, 5, 0.1).unwrap();
+    let err = gn
+        .value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
+        .unwrap_err();
+    assert_eq!(err, RegError::MicroBatch { batch: 12, micro: 5 });
+    // λ < 0
+    assert!(matches!(
+        SmithStochastic::new(&cls, -0.1),
+        Err(RegError::NegativeCoefficient { name: "lambda", .. })
+    ));
+    assert!(matches!(
+        WeightDecay::new(f64::NAN),
+        Err(RegError::NegativeCoefficient { .. })
+    ));
+    // FT / FP on a regression model
+    assert!(
+        matches!(FisherTrace::new(reg.objective(), 4, 0.1), Err(RegError::Unsupported { penalty, .. }) if penalty.starts_with("FT"))
+    );
+    assert!(matches!(
+        FisherPenalty::new(reg.objective(), NormPower::Squared, 0.1),
+        Err(RegError::Unsupported { penalty: "FP", .. })
+    ));
+    // wrong θ length
+    assert!(gn
+        .value_grad(&tc[1..], Batch::Full, &mut rng::stream(0, 0))
+        .is_err());
+    // a bad micro-batch length for the network penalties, a non-finite θ
+    let ft = FisherTrace::new(cls.objective(), 5, 0.1).unwrap();
+    assert_eq!(
+        ft.value_grad(&tc, Batch::Full, &mut rng::stream(0, 0))
+            .unwrap_err(),
+        RegError::MicroBatch { batch: 12, micro: 5 }
+    );
+    let mut nan = tc.clone();
+    nan[0] = f64::NAN;
+    assert!(ft.value_grad(&nan, Batch::Full, &mut rng::stream(0, 0)).is_err());
 }

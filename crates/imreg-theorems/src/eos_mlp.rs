@@ -1,21 +1,19 @@
 //! The registered checks of the MLP experiments: `eos.mlp-edge-of-stability` and
 //! `eos.edge-of-stochastic-stability` (see `docs/edge-of-stability.md` for the measured values).
-use crate::break_even::{break_even, conjecture_one, BreakEvenOptions, BreakEvenRun};
-use crate::edge_of_stability::{
+use imreg_check::{loglog_slope, CheckContext, CheckError, OrCheckError, Outcome};
+use imreg_eos::break_even::{break_even, conjecture_one, BreakEvenOptions, BreakEvenRun};
+use imreg_eos::edge_of_stability::{
     edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfHorizon, GfOptions,
 };
-use crate::stochastic_stability::{sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions};
-use crate::tracking::{Hover, TrackSampling, TrackStatus};
-use imreg_check::{loglog_slope, CheckContext, Outcome};
+use imreg_eos::stochastic_stability::{
+    sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions,
+};
+use imreg_eos::tracking::{Hover, TrackSampling, TrackStatus};
 use imreg_objective::models::Mlp;
 use imreg_plot::{Figure, Series};
 use imreg_spectra::MonteCarloOptions;
 use rayon::prelude::*;
 use std::path::PathBuf;
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
 
 fn xs(steps: &[usize]) -> Vec<f64> {
     steps.iter().map(|&s| s as f64).collect()
@@ -85,9 +83,9 @@ impl EosSetting {
 }
 
 /// `eos.mlp-edge-of-stability`.
-pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
+pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let set = EosSetting::new(ctx.quick);
-    let (mlp, theta0) = set.problem.build().map_err(err)?;
+    let (mlp, theta0) = set.problem.build().or_check()?;
     let opts: Vec<EosOptions> = set
         .runs
         .iter()
@@ -96,7 +94,7 @@ pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, String> {
     let runs: Vec<EosRun> = sweep_edge_of_stability(&mlp, &theta0, &opts)
         .into_iter()
         .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .or_check()?;
     let mut parts = Vec::new();
     for (r, &(_, steps)) in runs.iter().zip(&set.runs) {
         let eta = r.lr;
@@ -164,7 +162,7 @@ fn first_order_tracking(
     theta0: &[f64],
     set: &EosSetting,
     runs: &[EosRun],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, CheckError> {
     let eta_max = set.runs.iter().map(|r| r.0).fold(0.0, f64::max);
     let run = runs
         .iter()
@@ -195,7 +193,7 @@ fn first_order_tracking(
                 .map(|r| r.gradient_flow.map_or(f64::NAN, |g| g.final_distance))
         })
         .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .or_check()?;
     let fit = loglog_slope(&etas, &dists)?;
     // First-order accuracy of Euler: the slope is 1; ±0.15 is the tolerance of every order claim here (the
     // O(η²) remainder bends the fit by a few percent over a factor 4 in η).
@@ -212,7 +210,11 @@ fn first_order_tracking(
     ))
 }
 
-fn eos_figures(problem: &DigitsMlp, runs: &[EosRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+fn eos_figures(
+    problem: &DigitsMlp,
+    runs: &[EosRun],
+    dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, CheckError> {
     let widths: Vec<String> = problem.widths().iter().map(usize::to_string).collect();
     let mut fig = Figure::new(format!(
         "GD on tanh MLP {}, ½-MSE, {} digits: sharpness vs step",
@@ -248,10 +250,10 @@ fn eos_figures(problem: &DigitsMlp, runs: &[EosRun], dir: &std::path::Path) -> R
             ));
         }
     }
-    let mut files = fig.save(dir, "sharpness_vs_step").map_err(err)?;
+    let mut files = fig.save(dir, "sharpness_vs_step").or_check()?;
     // Quick runs do not integrate the gradient flow alongside; the distance figure exists only when they do.
     if !dist.series.is_empty() {
-        files.extend(dist.save(dir, "gd_vs_gradient_flow").map_err(err)?);
+        files.extend(dist.save(dir, "gd_vs_gradient_flow").or_check()?);
     }
     let mut loss = Figure::new("GD full-batch loss")
         .x_label("step")
@@ -261,7 +263,7 @@ fn eos_figures(problem: &DigitsMlp, runs: &[EosRun], dir: &std::path::Path) -> R
         let steps: Vec<f64> = (0..r.loss.len()).map(|s| s as f64).collect();
         loss = loss.series(Series::line(format!("η={}", r.lr), steps, r.loss.clone()));
     }
-    files.extend(loss.save(dir, "loss_vs_step").map_err(err)?);
+    files.extend(loss.save(dir, "loss_vs_step").or_check()?);
     Ok(files)
 }
 
@@ -359,9 +361,9 @@ const EOSS_BAND: f64 = 0.15;
 /// [`break_even_study`] (maxima over 3 000 steps smaller for the larger η and for the smaller b). Quick mode
 /// (256 digits, 1 500 steps: the plateau of the larger batch is not reached) asserts the weaker facts that
 /// hold there (batch sharpness ≤ 1.15 · 2/η, above `λ_max` at the smallest b) and reports the band.
-pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
+pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let set = EossSetting::new(ctx.quick);
-    let (mlp, theta0) = set.problem.build().map_err(err)?;
+    let (mlp, theta0) = set.problem.build().or_check()?;
     let opts: Vec<EossOptions> = set
         .batch_sizes
         .iter()
@@ -376,7 +378,7 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, String> {
             sweep_edge_of_stochastic_stability(&mlp, &theta0, &opts)
                 .into_iter()
                 .collect::<Result<Vec<EossRun>, _>>()
-                .map_err(err)
+                .or_check()
         },
         || {
             (!ctx.quick || figure_dir.is_some())
@@ -523,7 +525,7 @@ fn conjecture_one_outcome(runs: &[BreakEvenRun]) -> Outcome {
     )
 }
 
-fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, CheckError> {
     let mut files = Vec::new();
     for r in runs {
         let x = xs(&r.steps);
@@ -546,14 +548,14 @@ fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>,
         .series(Series::line("MiniBS E λ_max(H_B)", x.clone(), r.mini_bs()))
         .series(Series::line("λ_max(H)", x, r.lambda_max()))
         .hline("2/η", r.threshold);
-        files.extend(fig.save(dir, &format!("eoss_b{}", r.batch_size)).map_err(err)?);
+        files.extend(fig.save(dir, &format!("eoss_b{}", r.batch_size)).or_check()?);
     }
     Ok(files)
 }
 
 /// Break-even tracking for two learning rates and two batch sizes, η ∈ {0.1, 0.3} × b ∈ {32, N} (full mode:
 /// 3 000 steps, measured every 100 on a 256-example subset; quick: 600 steps every 60, subset 64).
-pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<BreakEvenRun>, String> {
+pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<BreakEvenRun>, CheckError> {
     let (steps, every, subset) = if quick { (600, 60, 64) } else { (3000, 100, 256) };
     let n = imreg_objective::Objective::n_examples(mlp);
     let mut opts = Vec::new();
@@ -579,10 +581,10 @@ pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<Br
     opts.par_iter()
         .map(|o| break_even(mlp, theta0, o))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(err)
+        .or_check()
 }
 
-fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, CheckError> {
     let mut h = Figure::new("break-even: λ_H¹ along GD/SGD")
         .x_label("step")
         .y_label("λ_H¹");
@@ -603,8 +605,8 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
             r.points.iter().map(|p| p.lambda_k).collect(),
         ));
     }
-    let mut files = h.save(dir, "break_even_lambda_h").map_err(err)?;
-    files.extend(k.save(dir, "break_even_lambda_k").map_err(err)?);
+    let mut files = h.save(dir, "break_even_lambda_h").or_check()?;
+    files.extend(k.save(dir, "break_even_lambda_k").or_check()?);
     let mut table = String::from("lr,batch_size,status,max_lambda_h,max_lambda_k,max_trace_k,max_trace_f\n");
     for r in runs {
         table.push_str(&format!(
@@ -633,7 +635,7 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
         ));
     }
     let path = dir.join("break_even_maxima.csv");
-    std::fs::write(&path, table).map_err(err)?;
+    imreg_plot::write_atomic(&path, table.as_bytes())?;
     files.push(path);
     Ok(files)
 }

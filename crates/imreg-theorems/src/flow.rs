@@ -4,13 +4,13 @@
 //!   tolerance down to ≤ 1e-12;
 //! - `bea.gd-local-order`: one GD step vs the flows on C, C_GD and C_GD + h² term: slopes 2, 3, 4;
 //! - `bea.gd-displacement`: `θ_GD,T − θ_GF(Th) = −(T/4) h² ∇‖∇C‖² + O(h³)`.
-use crate::dop853::{integrate, integrate_dense, Dop853Options};
-use crate::error::Result;
-use crate::field::{integrate_field, VectorField};
-use crate::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
-use crate::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
-use crate::toy::LogCoshQuartic;
-use imreg_check::{Check, CheckContext, Outcome};
+use imreg_check::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
+use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
+use imreg_flow::dop853::{integrate, integrate_dense, Dop853Options};
+use imreg_flow::error::Result;
+use imreg_flow::field::{integrate_field, VectorField};
+use imreg_flow::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
+use imreg_flow::toy::LogCoshQuartic;
 use imreg_objective::{Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 
@@ -33,10 +33,6 @@ pub fn checks() -> Vec<Check> {
             run: gd_displacement,
         },
     ]
-}
-
-fn s<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> std::result::Result<T, String> {
-    r.map_err(|e| e.to_string())
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -92,7 +88,7 @@ fn closed_forms() -> Vec<ClosedForm> {
     vec![decay, osc, quad]
 }
 
-fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, CheckError> {
     let t_end = 4.0;
     let t_eval: Vec<f64> = (0..=40)
         .map(|i| t_end * i as f64 / 40.0 + 0.0123 * (i % 3) as f64 / 40.0)
@@ -117,9 +113,9 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
         for &tol in &tols {
             // atol = tol·1e-2: the components are O(1), so the relative tolerance governs.
             let opts = Dop853Options::with_tol(tol, tol * 1e-2);
-            let (y, _) = s(integrate(rhs.clone(), 0.0, &cf.y0, t_end, &opts))?;
+            let (y, _) = (integrate(rhs.clone(), 0.0, &cf.y0, t_end, &opts)).or_check()?;
             end_err.push(max_abs_diff(&y, &(cf.exact)(t_end)).max(1e-17));
-            let (ys, _) = s(integrate_dense(rhs.clone(), 0.0, &cf.y0, &t_eval, &opts))?;
+            let (ys, _) = (integrate_dense(rhs.clone(), 0.0, &cf.y0, &t_eval, &opts)).or_check()?;
             let e = t_eval
                 .iter()
                 .zip(&ys)
@@ -146,8 +142,14 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
             ),
             ok,
         ));
-        figure_studies.push((format!("{} endpoint", cf.name), s(fit_order(&tols, end_err))?));
-        figure_studies.push((format!("{} dense", cf.name), s(fit_order(&tols, dense_err))?));
+        figure_studies.push((
+            format!("{} endpoint", cf.name),
+            fit_order(&tols, end_err).or_check()?,
+        ));
+        figure_studies.push((
+            format!("{} dense", cf.name),
+            fit_order(&tols, dense_err).or_check()?,
+        ));
     }
     let mut out = Outcome::all(parts);
     if let Some(dir) = ctx.figure_dir("flow.dop853-dense") {
@@ -164,8 +166,8 @@ fn dop853_dense(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
 }
 
 /// The non-quadratic test objective of the BEA checks: N = 6 log-cosh + quartic examples in 2-D.
-fn bea_problem() -> std::result::Result<(LogCoshQuartic, Vec<f64>), String> {
-    Ok((s(LogCoshQuartic::random(6, 2, 2021))?, vec![0.8, -0.6]))
+fn bea_problem() -> std::result::Result<(LogCoshQuartic, Vec<f64>), CheckError> {
+    Ok((LogCoshQuartic::random(6, 2, 2021).or_check()?, vec![0.8, -0.6]))
 }
 
 /// Reference integration: rtol 1e-14 keeps the flow error ≈ 1e-15, far below the smallest measured error.
@@ -173,29 +175,32 @@ fn reference_opts() -> Dop853Options {
     Dop853Options::with_tol(1e-14, 1e-16)
 }
 
-fn flow_to(field: &dyn VectorField, w0: &[f64], t: f64) -> Result<Vec<f64>> {
-    Ok(integrate_field(field, 0.0, w0, t, &reference_opts())?.0)
+fn flow_to(field: &dyn VectorField, w0: &[f64], t: f64) -> std::result::Result<Vec<f64>, CheckError> {
+    Ok(integrate_field(field, 0.0, w0, t, &reference_opts())
+        .or_check()?
+        .0)
 }
 
-fn gd_step(obj: &dyn Objective, w: &[f64], h: f64) -> Result<Vec<f64>> {
-    let g = obj.grad(w, Batch::Full)?;
+fn gd_step(obj: &dyn Objective, w: &[f64], h: f64) -> std::result::Result<Vec<f64>, CheckError> {
+    let g = obj.grad(w, Batch::Full).or_check()?;
     Ok(w.iter().zip(&g).map(|(a, b)| a - h * b).collect())
 }
 
-fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, CheckError> {
     let (obj, w0) = bea_problem()?;
     // h from 0.1 down to 0.1/2^5 (quick: 4 points): hλ_max ≤ 0.1·λ_max(H) ≈ 0.1, the asymptotic regime.
-    let steps = s(geometric_steps(0.1, 0.5, if ctx.quick { 4 } else { 6 }))?;
+    let steps = geometric_steps(0.1, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
     let one = |which: u8| {
-        s(order_of_accuracy(&steps, |h| {
+        (order_of_accuracy(&steps, |h| {
             let w1 = gd_step(&obj, &w0, h)?;
             let wf = match which {
                 0 => flow_to(&GradientFlow::new(&obj), &w0, h)?,
-                1 => flow_to(&ModifiedGdFlow::new(&obj, h)?, &w0, h)?,
-                _ => flow_to(&GdSecondOrderFlow::new(&obj, h)?, &w0, h)?,
+                1 => flow_to(&ModifiedGdFlow::new(&obj, h).or_check()?, &w0, h)?,
+                _ => flow_to(&GdSecondOrderFlow::new(&obj, h).or_check()?, &w0, h)?,
             };
             Ok(dist(&w1, &wf))
         }))
+        .or_check()
     };
     let gf = one(0)?;
     let igr = one(1)?;
@@ -222,37 +227,35 @@ fn gd_local_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
             1.0,
         ),
     ]);
-    if let Some(dir) = ctx.figure_dir("bea.gd-local-order") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "gd_local_error",
-            "GD one-step error vs modified flows",
-            "step size h",
-            &[
-                ("flow on C", &gf),
-                ("flow on C_GD", &igr),
-                ("C_GD + h² term", &second),
-            ],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "bea.gd-local-order",
+        "gd_local_error",
+        "GD one-step error vs modified flows",
+        "step size h",
+        &[
+            ("flow on C", &gf),
+            ("flow on C_GD", &igr),
+            ("C_GD + h² term", &second),
+        ],
+    )?);
     Ok(out)
 }
 
-fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, CheckError> {
     let (obj, w0) = bea_problem()?;
     let t_steps = 4usize;
-    let steps = s(geometric_steps(0.05, 0.5, if ctx.quick { 4 } else { 6 }))?;
-    let g0 = s(obj.grad(&w0, Batch::Full))?;
-    let hg0 = s(obj.hvp_vec(&w0, Batch::Full, &g0))?;
+    let steps = geometric_steps(0.05, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
+    let g0 = obj.grad(&w0, Batch::Full).or_check()?;
+    let hg0 = obj.hvp_vec(&w0, Batch::Full, &g0).or_check()?;
     let mut residual = Vec::new();
     let mut leading = Vec::new();
     let mut ratio_dev: f64 = 0.0;
     for &h in &steps {
         let mut w = w0.clone();
         for _ in 0..t_steps {
-            w = s(gd_step(&obj, &w, h))?;
+            w = gd_step(&obj, &w, h).or_check()?;
         }
-        let wf = s(flow_to(&GradientFlow::new(&obj), &w0, t_steps as f64 * h))?;
+        let wf = (flow_to(&GradientFlow::new(&obj), &w0, t_steps as f64 * h)).or_check()?;
         // Prediction −(T/4) h² ∇‖∇C‖² = −(T/2) h² H g.
         let pred: Vec<f64> = hg0.iter().map(|v| -(t_steps as f64) / 2.0 * h * h * v).collect();
         let disp: Vec<f64> = w.iter().zip(&wf).map(|(a, b)| a - b).collect();
@@ -261,8 +264,8 @@ fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
         let norm_pred = dist(&pred, &vec![0.0; pred.len()]);
         ratio_dev = ratio_dev.max(dist(&disp, &pred) / norm_pred / h);
     }
-    let res = s(fit_order(&steps, residual))?;
-    let lead = s(fit_order(&steps, leading))?;
+    let res = fit_order(&steps, residual).or_check()?;
+    let lead = fit_order(&steps, leading).or_check()?;
     let tol = 0.15;
     let mut out = Outcome::all(vec![
         lead.outcome("‖θ_GD,T − θ_GF(Th)‖", 2.0, tol),
@@ -270,15 +273,13 @@ fn gd_displacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     ]);
     out.measured
         .push_str(&format!("; relative residual / h ≤ {ratio_dev:.2}"));
-    if let Some(dir) = ctx.figure_dir("bea.gd-displacement") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "gd_displacement",
-            "GD after T = 4 steps vs gradient flow at Th",
-            "step size h",
-            &[("displacement", &lead), ("displacement − prediction", &res)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "bea.gd-displacement",
+        "gd_displacement",
+        "GD after T = 4 steps vs gradient flow at Th",
+        "step size h",
+        &[("displacement", &lead), ("displacement − prediction", &res)],
+    )?);
     Ok(out)
 }
 

@@ -8,23 +8,23 @@
 //! - `smith.quadratic-reference`: the exact 1-D quadratic (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
-use crate::affine::{AffineAlgorithm, AffineEpoch};
-use crate::expectation::{exact_mean, Averaging, ExactOptions};
-use imreg_check::{Check, CheckContext, Outcome};
+use imreg_check::order::{fit_order, geometric_steps, save_order_figure, OrderStudy};
+use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_flow::dop853::Dop853Options;
 use imreg_flow::field::{integrate_field, VectorField};
 use imreg_flow::flows::{gradient_variance, GradientFlow, ModifiedGdFlow, PartitionAveragedSgdFlow, SgdFlow};
-use imreg_flow::order::{fit_order, geometric_steps, save_order_figure, OrderStudy};
 use imreg_flow::toy::{LogCoshQuartic, PerExampleQuadratic};
 use imreg_flow::{Partition, Remainder};
 use imreg_objective::{Batch, Objective};
+use imreg_sgd::affine::{AffineAlgorithm, AffineEpoch};
+use imreg_sgd::expectation::{exact_mean, Averaging, ExactOptions};
 use nalgebra::{DMatrix, DVector};
 
 /// The checks this crate registers.
 pub fn checks() -> Vec<Check> {
     let mut checks = expectation_checks();
     // SGD without replacement, support learning and the explicit regularizers.
-    checks.extend(crate::reg_checks::regularization_checks());
+    checks.extend(crate::regularizers::regularization_checks());
     checks
 }
 
@@ -54,24 +54,17 @@ fn expectation_checks() -> Vec<Check> {
     ]
 }
 
-fn s<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> std::result::Result<T, String> {
-    r.map_err(|e| e.to_string())
-}
-
 fn dist(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
 }
 
 /// Flow reference: rtol 1e-13 keeps the integration error ≈ 1e-14, far below the smallest error measured.
-fn flow_at(field: &dyn VectorField, w0: &[f64], t: f64) -> std::result::Result<Vec<f64>, String> {
-    Ok(s(integrate_field(
-        field,
-        0.0,
-        w0,
-        t,
-        &Dop853Options::with_tol(1e-13, 1e-15),
-    ))?
-    .0)
+fn flow_at(field: &dyn VectorField, w0: &[f64], t: f64) -> Result<Vec<f64>, CheckError> {
+    Ok(
+        (integrate_field(field, 0.0, w0, t, &Dop853Options::with_tol(1e-13, 1e-15)))
+            .or_check()?
+            .0,
+    )
 }
 
 /// Errors of the exact mean (over `averaging`) after one epoch vs GF, C_SGD and C_GD flows at `mε`.
@@ -81,39 +74,32 @@ fn epoch_vs_flows(
     w0: &[f64],
     steps: &[f64],
     averaging: Averaging,
-) -> std::result::Result<[OrderStudy; 3], String> {
+) -> std::result::Result<[OrderStudy; 3], CheckError> {
     let m = part.m() as f64;
     let mut errs = [Vec::new(), Vec::new(), Vec::new()];
     for &eps in steps {
-        let mean = s(exact_mean(
-            obj,
-            part,
-            w0,
-            eps,
-            1,
-            averaging,
-            &ExactOptions::default(),
-        ))?
-        .mean;
+        let mean = (exact_mean(obj, part, w0, eps, 1, averaging, &ExactOptions::default()))
+            .or_check()?
+            .mean;
         let t = m * eps;
         let gf = flow_at(&GradientFlow::new(obj), w0, t)?;
-        let sgd = flow_at(&s(SgdFlow::new(obj, part.clone(), eps))?, w0, t)?;
-        let igr = flow_at(&s(ModifiedGdFlow::new(obj, eps))?, w0, t)?;
+        let sgd = flow_at(&(SgdFlow::new(obj, part.clone(), eps)).or_check()?, w0, t)?;
+        let igr = flow_at(&ModifiedGdFlow::new(obj, eps).or_check()?, w0, t)?;
         errs[0].push(dist(&mean, &gf));
         errs[1].push(dist(&mean, &sgd));
         errs[2].push(dist(&mean, &igr));
     }
     let [a, b, c] = errs;
     Ok([
-        s(fit_order(steps, a))?,
-        s(fit_order(steps, b))?,
-        s(fit_order(steps, c))?,
+        fit_order(steps, a).or_check()?,
+        fit_order(steps, b).or_check()?,
+        fit_order(steps, c).or_check()?,
     ])
 }
 
 const SLOPE_TOL: f64 = 0.15;
 
-fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn csgd_order(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     // (N, B): m = N/B batches; mε ≤ 0.2 keeps m ε λ_max ≪ 1 (λ_max ≈ 1 here), the asymptotic regime.
     let configs: &[(usize, usize)] = if ctx.quick {
         &[(6, 2), (8, 2)]
@@ -123,10 +109,10 @@ fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     let mut parts = Vec::new();
     let mut figs = Vec::new();
     for &(n, b) in configs {
-        let obj = s(LogCoshQuartic::random(n, 2, 2021 + n as u64))?;
-        let part = s(Partition::consecutive(n, b, Remainder::Error))?;
+        let obj = LogCoshQuartic::random(n, 2, 2021 + n as u64).or_check()?;
+        let part = Partition::consecutive(n, b, Remainder::Error).or_check()?;
         let m = part.m() as f64;
-        let steps = s(geometric_steps(0.2 / m, 0.5, if ctx.quick { 4 } else { 6 }))?;
+        let steps = geometric_steps(0.2 / m, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
         let [gf, sgd, igr] = epoch_vs_flows(&obj, &part, &[0.6, -0.4], &steps, Averaging::BatchOrders)?;
         let tag = format!("N={n},B={b}");
         parts.push(gf.outcome(&format!("{tag} GF on C"), 2.0, SLOPE_TOL));
@@ -145,14 +131,14 @@ fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
     // Random reshuffling (mean over all ordered partitions) follows the partition-averaged flow
     // C + (ε/4)‖∇C‖² + ((N−B)/(N−1))(ε/4B)Γ: slope 3 as well.
     let (n, b) = (6, 2);
-    let obj = s(LogCoshQuartic::random(n, 2, 2021 + n as u64))?;
-    let part = s(Partition::consecutive(n, b, Remainder::Error))?;
+    let obj = LogCoshQuartic::random(n, 2, 2021 + n as u64).or_check()?;
+    let part = Partition::consecutive(n, b, Remainder::Error).or_check()?;
     let m = part.m() as f64;
-    let steps = s(geometric_steps(0.2 / m, 0.5, if ctx.quick { 4 } else { 6 }))?;
+    let steps = geometric_steps(0.2 / m, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
     let w0 = [0.6, -0.4];
     let mut errs = Vec::new();
     for &eps in &steps {
-        let mean = s(exact_mean(
+        let mean = (exact_mean(
             &obj,
             &part,
             &w0,
@@ -160,55 +146,55 @@ fn csgd_order(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
             1,
             Averaging::Partitions,
             &ExactOptions::default(),
-        ))?
+        ))
+        .or_check()?
         .mean;
-        let flow = flow_at(&s(PartitionAveragedSgdFlow::new(&obj, eps, b))?, &w0, m * eps)?;
+        let flow = flow_at(
+            &PartitionAveragedSgdFlow::new(&obj, eps, b).or_check()?,
+            &w0,
+            m * eps,
+        )?;
         errs.push(dist(&mean, &flow));
     }
-    let rr = s(fit_order(&steps, errs))?;
+    let rr = fit_order(&steps, errs).or_check()?;
     parts.push(rr.outcome("N=6,B=2 all partitions vs E[C_SGD] (Γ) flow", 3.0, SLOPE_TOL));
     Ok(Outcome::all(parts).with_figures(figs))
 }
 
-fn with_replacement(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn with_replacement(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let (n, b) = (6, 2);
-    let obj = s(LogCoshQuartic::random(n, 2, 2027))?;
-    let part = s(Partition::consecutive(n, b, Remainder::Error))?;
-    let steps = s(geometric_steps(
-        0.2 / part.m() as f64,
-        0.5,
-        if ctx.quick { 4 } else { 6 },
-    ))?;
+    let obj = LogCoshQuartic::random(n, 2, 2027).or_check()?;
+    let part = Partition::consecutive(n, b, Remainder::Error).or_check()?;
+    let steps = (geometric_steps(0.2 / part.m() as f64, 0.5, if ctx.quick { 4 } else { 6 })).or_check()?;
     let [_, sgd, igr] = epoch_vs_flows(&obj, &part, &[0.6, -0.4], &steps, Averaging::WithReplacement)?;
     let mut out = Outcome::all(vec![
         igr.outcome("with-replacement vs C_GD", 3.0, SLOPE_TOL),
         sgd.outcome("with-replacement vs C_SGD", 2.0, SLOPE_TOL),
     ]);
-    if let Some(dir) = ctx.figure_dir("smith.with-replacement") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "with_replacement",
-            "with-replacement mean (all m^m draws) vs flows at mε",
-            "learning rate ε",
-            &[("C_GD flow", &igr), ("C_SGD flow", &sgd)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "smith.with-replacement",
+        "with_replacement",
+        "with-replacement mean (all m^m draws) vs flows at mε",
+        "learning rate ε",
+        &[("C_GD flow", &igr), ("C_SGD flow", &sgd)],
+    )?);
     Ok(out)
 }
 
 /// The exact 1-D quadratic of docs/theory/modified-flows.md §Reference values: `C_i(w) = (a_i/2)(w − c_i)²`,
 /// blocks of consecutive indices.
-fn t2_problem() -> std::result::Result<(PerExampleQuadratic, [f64; 4], [f64; 4]), String> {
+fn t2_problem() -> std::result::Result<(PerExampleQuadratic, [f64; 4], [f64; 4]), CheckError> {
     let a = [1.0, 2.0, 0.5, 1.5];
     let c = [1.0, -1.0, 2.0, 0.0];
     // ½ a_i w² − a_i c_i w: the same gradient as (a_i/2)(w − c_i)².
-    let obj = s(PerExampleQuadratic::new(
+    let obj = (PerExampleQuadratic::new(
         a.iter().map(|ai| DMatrix::from_element(1, 1, *ai)).collect(),
         a.iter()
             .zip(&c)
             .map(|(ai, ci)| DVector::from_element(1, ai * ci))
             .collect(),
-    ))?;
+    ))
+    .or_check()?;
     Ok((obj, a, c))
 }
 
@@ -232,7 +218,7 @@ fn t2_coefficients(a: &[f64; 4], c: &[f64; 4], b: usize, eps: f64) -> (f64, f64)
     (alpha, beta)
 }
 
-fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn quadratic_reference(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let (obj, a, c) = t2_problem()?;
     let w0 = 0.5;
     let mut parts = Vec::new();
@@ -253,10 +239,10 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
     let mut max_route = 0.0f64;
     let mut max_quoted = 0.0f64;
     for &(b, eps, q_mean, q_gf, q_sgd) in &quoted {
-        let part = s(Partition::consecutive(4, b, Remainder::Error))?;
+        let part = Partition::consecutive(4, b, Remainder::Error).or_check()?;
         let t = part.m() as f64 * eps;
         // Route 1: generic enumeration of all m! orders. Route 2: the affine subset DP.
-        let e1 = s(exact_mean(
+        let e1 = (exact_mean(
             &obj,
             &part,
             &[w0],
@@ -264,22 +250,20 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
             1,
             Averaging::BatchOrders,
             &ExactOptions::default(),
-        ))?
+        ))
+        .or_check()?
         .mean[0];
-        let e2 = s(
-            s(AffineEpoch::from_objective(&obj, &part, eps))?.mean_over_orders(
-                &[w0],
-                1,
-                AffineAlgorithm::SubsetDp,
-            ),
-        )?
-        .mean[0];
+        let e2 = AffineEpoch::from_objective(&obj, &part, eps)
+            .or_check()?
+            .mean_over_orders(&[w0], 1, AffineAlgorithm::SubsetDp)
+            .or_check()?
+            .mean[0];
         let (ag, bg) = t2_coefficients(&a, &c, b, 0.0);
         let (asg, bsg) = t2_coefficients(&a, &c, b, eps);
         let gf = linear_flow(ag, bg, w0, t);
         let sgd = linear_flow(asg, bsg, w0, t);
         // Route 3: DOP853 on the generic C_SGD flow against its closed form.
-        let sgd_num = flow_at(&s(SgdFlow::new(&obj, part.clone(), eps))?, &[w0], t)?[0];
+        let sgd_num = flow_at(&(SgdFlow::new(&obj, part.clone(), eps)).or_check()?, &[w0], t)?[0];
         max_route = max_route.max((e1 - e2).abs()).max((sgd - sgd_num).abs());
         max_quoted = max_quoted
             .max((e1 - q_mean).abs())
@@ -299,11 +283,11 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
         1e-14,
     ));
     // Orders on B = 1 (m = 4), ε = 0.025 … 0.025/2^k, where mελ ≤ 0.2.
-    let part = s(Partition::consecutive(4, 1, Remainder::Error))?;
-    let steps = s(geometric_steps(0.025, 0.5, if ctx.quick { 4 } else { 6 }))?;
+    let part = Partition::consecutive(4, 1, Remainder::Error).or_check()?;
+    let steps = geometric_steps(0.025, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
     let (mut e_gf, mut e_sgd) = (Vec::new(), Vec::new());
     for &eps in &steps {
-        let mean = s(exact_mean(
+        let mean = (exact_mean(
             &obj,
             &part,
             &[w0],
@@ -311,27 +295,26 @@ fn quadratic_reference(ctx: &CheckContext) -> std::result::Result<Outcome, Strin
             1,
             Averaging::BatchOrders,
             &ExactOptions::default(),
-        ))?
+        ))
+        .or_check()?
         .mean[0];
         let (ag, bg) = t2_coefficients(&a, &c, 1, 0.0);
         let (asg, bsg) = t2_coefficients(&a, &c, 1, eps);
         e_gf.push((mean - linear_flow(ag, bg, w0, 4.0 * eps)).abs());
         e_sgd.push((mean - linear_flow(asg, bsg, w0, 4.0 * eps)).abs());
     }
-    let gf = s(fit_order(&steps, e_gf))?;
-    let sgd = s(fit_order(&steps, e_sgd))?;
+    let gf = fit_order(&steps, e_gf).or_check()?;
+    let sgd = fit_order(&steps, e_sgd).or_check()?;
     parts.push(gf.outcome("B=1 vs GF closed form", 2.0, SLOPE_TOL));
     parts.push(sgd.outcome("B=1 vs C_SGD closed form", 3.0, SLOPE_TOL));
     let mut out = Outcome::all(parts);
-    if let Some(dir) = ctx.figure_dir("smith.quadratic-reference") {
-        out = out.with_figures(save_order_figure(
-            &dir,
-            "quadratic_t2",
-            "1-D quadratic T2 (B = 1, m = 4)",
-            "learning rate ε",
-            &[("GF on C", &gf), ("C_SGD flow", &sgd)],
-        )?);
-    }
+    out = out.with_figures(ctx.save_order_figure(
+        "smith.quadratic-reference",
+        "quadratic_t2",
+        "1-D quadratic T2 (B = 1, m = 4)",
+        "learning rate ε",
+        &[("GF on C", &gf), ("C_SGD flow", &sgd)],
+    )?);
     Ok(out)
 }
 
@@ -355,7 +338,7 @@ fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
     out
 }
 
-fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String> {
+fn finite_population(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let configs: &[(usize, usize)] = if ctx.quick {
         &[(6, 2), (7, 3), (8, 8)]
     } else {
@@ -364,10 +347,10 @@ fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String>
     let mut worst = 0.0f64;
     let mut lines = Vec::new();
     for &(n, b) in configs {
-        let obj = s(LogCoshQuartic::random(n, 3, 77 + n as u64))?;
+        let obj = LogCoshQuartic::random(n, 3, 77 + n as u64).or_check()?;
         let w = [0.3, -0.5, 0.9];
-        let g = s(obj.grad(&w, Batch::Full))?;
-        let gamma = s(gradient_variance(&obj, &w))?;
+        let g = obj.grad(&w, Batch::Full).or_check()?;
+        let gamma = gradient_variance(&obj, &w).or_check()?;
         let subs = subsets(n, b);
         let lhs = subs
             .iter()
@@ -376,7 +359,7 @@ fn finite_population(ctx: &CheckContext) -> std::result::Result<Outcome, String>
                     .map(|gs| gs.iter().map(|v| v * v).sum::<f64>())
             })
             .sum::<std::result::Result<f64, _>>();
-        let lhs = s(lhs)? / subs.len() as f64;
+        let lhs = lhs.or_check()? / subs.len() as f64;
         let rhs = g.iter().map(|v| v * v).sum::<f64>() + (n - b) as f64 / (b as f64 * (n - 1) as f64) * gamma;
         let rel = (lhs - rhs).abs() / rhs.abs().max(1e-300);
         worst = worst.max(rel);

@@ -3,31 +3,25 @@
 //! Every order-of-accuracy claim is a log-log slope over a geometric sequence of step sizes
 //! ([`imreg_check::loglog_slope`]); every reference number of the theory page is recomputed by our own
 //! enumeration or quadrature before it is compared.
-use crate::error::TaylorError;
-use crate::exact::{exact_expectation, ExactParams};
-use crate::landscape::{DataDist, FiniteDist, Integration, Landscape};
-use crate::landscapes::{GaussLandscape, Helix, QuadraticNoise, RademacherToy};
-use crate::predictions::{
+use imreg_check::{slope_outcome, Check, CheckContext, CheckError, OrCheckError, Outcome};
+use imreg_plot::{Figure, Series};
+use imreg_taylor::exact::{exact_expectation, ExactParams};
+use imreg_taylor::landscape::{DataDist, FiniteDist, Integration, Landscape};
+use imreg_taylor::landscapes::{GaussLandscape, Helix, QuadraticNoise, RademacherToy};
+use imreg_taylor::predictions::{
     epochs_displacement, epochs_displacement_as_published, overfit_gd, sgd_minus_gd, skewness_correction,
     skewness_correction_saturating, test_loss_expansion, valley_drift,
 };
-use crate::schedule::Schedule;
-use crate::sde::{ito_sde_second_moment, sgd_minus_sde_leading, sgd_second_moment};
-use crate::simulate::{
+use imreg_taylor::schedule::Schedule;
+use imreg_taylor::sde::{ito_sde_second_moment, sgd_minus_sde_leading, sgd_second_moment};
+use imreg_taylor::simulate::{
     gd_overfit_monte_carlo, one_step_gaussian_noise_test_loss, one_step_sgd_test_loss, online_sgd_drift,
     test_measure, DriftParams, OverfitMcParams,
 };
-use crate::tensors::{population_tensors, PopulationTensors};
-use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
-use imreg_plot::{Figure, Series};
+use imreg_taylor::tensors::{population_tensors, PopulationTensors};
 use nalgebra::DMatrix;
-use std::path::PathBuf;
 
-type CheckResult = Result<Outcome, String>;
-
-fn e(err: TaylorError) -> String {
-    err.to_string()
-}
+type CheckResult = Result<Outcome, CheckError>;
 
 /// The checks this crate registers.
 pub fn checks() -> Vec<Check> {
@@ -79,45 +73,6 @@ fn geometric(start: f64, count: usize) -> Vec<f64> {
     (0..count).map(|k| start / 2f64.powi(k as i32)).collect()
 }
 
-/// Asserts the log-log slope of `|ys|` against `etas` is `expected ± tol`.
-fn slope_outcome(what: &str, etas: &[f64], ys: &[f64], expected: f64, tol: f64) -> CheckResult {
-    let abs: Vec<f64> = ys.iter().map(|y| y.abs()).collect();
-    let fit = loglog_slope(etas, &abs)?;
-    let passed = (fit.slope - expected).abs() <= tol;
-    Ok(Outcome::new(
-        format!("{what}: slope {expected} ± {tol}"),
-        format!("{what}: slope {:.4} (SE {:.1e})", fit.slope, fit.slope_se),
-        passed,
-    ))
-}
-
-/// Writes a CSV series into the check's figure folder (when figures are on) and returns its path.
-fn write_csv(
-    ctx: &CheckContext,
-    id: &str,
-    stem: &str,
-    header: &str,
-    rows: &[Vec<f64>],
-) -> Result<Option<PathBuf>, String> {
-    let Some(dir) = ctx.figure_dir(id) else {
-        return Ok(None);
-    };
-    let mut s = String::from(header);
-    s.push('\n');
-    for r in rows {
-        s.push_str(
-            &r.iter()
-                .map(|v| format!("{v:.17e}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        s.push('\n');
-    }
-    let path = dir.join(format!("{stem}.csv"));
-    std::fs::write(&path, s).map_err(|err| format!("writing {}: {err}", path.display()))?;
-    Ok(Some(path))
-}
-
 struct Toy {
     toy: RademacherToy,
     dist: DataDist,
@@ -125,16 +80,16 @@ struct Toy {
 }
 
 /// The reference toy of `docs/theory/tenka.md` at `θ₀ = 1`, `N = 3`.
-fn toy() -> Result<Toy, String> {
+fn toy() -> Result<Toy, CheckError> {
     let toy = RademacherToy::reference();
     let dist = toy.distribution();
-    let tensors = population_tensors(&toy, &dist, Integration::Exact, &[1.0]).map_err(e)?;
+    let tensors = population_tensors(&toy, &dist, Integration::Exact, &[1.0]).or_check()?;
     Ok(Toy { toy, dist, tensors })
 }
 
 impl Toy {
-    fn exact(&self, sched: &Schedule, eta: f64) -> Result<crate::exact::ExactReport, String> {
-        exact_expectation(&self.toy, &self.dist, &[1.0], sched, eta, ExactParams::default()).map_err(e)
+    fn exact(&self, sched: &Schedule, eta: f64) -> Result<imreg_taylor::exact::ExactReport, CheckError> {
+        exact_expectation(&self.toy, &self.dist, &[1.0], sched, eta, ExactParams::default()).or_check()
     }
 }
 
@@ -156,12 +111,12 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
         ("N=4 B=2 M=1", 4, 2, 4),
         ("N=4 B=2 M=2", 4, 2, 8),
     ] {
-        let sched = Schedule::new(nn, b, steps).map_err(e)?;
+        let sched = Schedule::new(nn, b, steps).or_check()?;
         let mut res = Vec::new();
         for &eta in &etas {
             let exact = t.exact(&sched, eta)?.test_loss;
             let pred = test_loss_expansion(&t.tensors, &sched, eta)
-                .map_err(e)?
+                .or_check()?
                 .through(2);
             res.push(exact - pred);
         }
@@ -184,7 +139,7 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
     ];
     let mut worst: f64 = 0.0;
     for (b, steps, eta, quoted) in table {
-        let got = t.exact(&Schedule::new(n, b, steps).map_err(e)?, eta)?.test_loss;
+        let got = t.exact(&Schedule::new(n, b, steps).or_check()?, eta)?.test_loss;
         worst = worst.max((got - quoted).abs());
     }
     // The table is quoted to 12 decimals.
@@ -193,11 +148,11 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
     // Figure: exact E[l] vs η with the order-0, -1 and -2 predictions, and residual/η³ (SGD, M = 1).
     // No general order-3 formula is derived (docs/theory/tenka.md), so none is drawn here.
     if ctx.out_dir.is_some() {
-        let sched = Schedule::new(n, 1, 3).map_err(e)?;
+        let sched = Schedule::new(n, 1, 3).or_check()?;
         let (mut rows, mut cols) = (Vec::new(), vec![Vec::new(); 6]);
         for eta in geometric(0.16, 12) {
             let exact = t.exact(&sched, eta)?.test_loss;
-            let x = test_loss_expansion(&t.tensors, &sched, eta).map_err(e)?;
+            let x = test_loss_expansion(&t.tensors, &sched, eta).or_check()?;
             let row = vec![
                 eta,
                 exact,
@@ -213,8 +168,7 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
         }
         let mut files = Vec::new();
         let id = "taylor.eta2-law";
-        files.extend(write_csv(
-            ctx,
+        files.extend(ctx.save_csv(
             id,
             "exact_vs_eta_wide",
             "eta,exact,order0,order1,order2,residual_over_eta3",
@@ -234,16 +188,13 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
                 .series(Series::line("order 0", eta.clone(), cols[2].clone()))
                 .series(Series::line("order 1", eta.clone(), cols[3].clone()))
                 .series(Series::line("order 2 (Tenka)", eta.clone(), cols[4].clone()));
-            files.extend(fig.save(&dir, "exact_vs_eta").map_err(|err| err.to_string())?);
+            files.extend(fig.save(&dir, "exact_vs_eta").or_check()?);
             let fig = Figure::new("(exact − order-2 prediction)/η³ converges to a constant")
                 .x_label("η")
                 .y_label("residual / η³")
                 .log_x()
                 .series(Series::line_markers("SGD B=1, M=1", eta, cols[5].clone()));
-            files.extend(
-                fig.save(&dir, "residual_over_eta3")
-                    .map_err(|err| err.to_string())?,
-            );
+            files.extend(fig.save(&dir, "residual_over_eta3").or_check()?);
         }
         parts.push(
             Outcome::new("figures written", format!("{} files", files.len()), true).with_figures(files),
@@ -261,14 +212,14 @@ fn sgd_minus_gd_check(ctx: &CheckContext) -> CheckResult {
     let mut parts = Vec::new();
     for (n, b, steps) in [(3usize, 1usize, 3usize), (3, 1, 6), (4, 2, 4)] {
         let (sgd, gd) = (
-            Schedule::new(n, b, steps).map_err(e)?,
-            Schedule::gd(n, steps).map_err(e)?,
+            Schedule::new(n, b, steps).or_check()?,
+            Schedule::gd(n, steps).or_check()?,
         );
         let mut diff = Vec::new();
         let mut res = Vec::new();
         for &eta in &etas {
             let d = t.exact(&sgd, eta)?.test_loss - t.exact(&gd, eta)?.test_loss;
-            res.push(d - sgd_minus_gd(&t.tensors, n, b, steps, eta).map_err(e)?);
+            res.push(d - sgd_minus_gd(&t.tensors, n, b, steps, eta).or_check()?);
             diff.push(d);
         }
         let m = format!("N={n} B={b} T={steps}");
@@ -286,7 +237,7 @@ fn sgd_minus_gd_check(ctx: &CheckContext) -> CheckResult {
         let c: Vec<f64> = diff.iter().zip(&etas).map(|(d, eta)| d / (eta * eta)).collect();
         let k = c.len();
         let extrap = 2.0 * c[k - 1] - c[k - 2];
-        let constant = sgd_minus_gd(&t.tensors, n, b, steps, 1.0).map_err(e)?;
+        let constant = sgd_minus_gd(&t.tensors, n, b, steps, 1.0).or_check()?;
         parts.push(Outcome::within(
             &format!("{m} lim (SGD − GD)/η² = (T/4)(1/N − 1/B)G∇trC"),
             constant,
@@ -305,13 +256,13 @@ fn epochs_corrected(ctx: &CheckContext) -> CheckResult {
     let etas = geometric(0.02, if ctx.quick { 4 } else { 6 });
     let mut parts = Vec::new();
     for e0 in [2usize, 3] {
-        let many = Schedule::epochs_of(n, 1, e0).map_err(e)?;
-        let one = Schedule::epochs_of(n, 1, 1).map_err(e)?;
+        let many = Schedule::epochs_of(n, 1, e0).or_check()?;
+        let one = Schedule::epochs_of(n, 1, 1).or_check()?;
         let (mut res_fixed, mut res_paper) = (Vec::new(), Vec::new());
         for &eta in &etas {
             let disp = t.exact(&many, eta / e0 as f64)?.theta[0] - t.exact(&one, eta)?.theta[0];
-            res_fixed.push(disp - epochs_displacement(&t.tensors, n, e0, eta).map_err(e)?[0]);
-            res_paper.push(disp - epochs_displacement_as_published(&t.tensors, n, e0, eta).map_err(e)?[0]);
+            res_fixed.push(disp - epochs_displacement(&t.tensors, n, e0, eta).or_check()?[0]);
+            res_paper.push(disp - epochs_displacement_as_published(&t.tensors, n, e0, eta).or_check()?[0]);
         }
         parts.push(slope_outcome(
             &format!("E0={e0} corrected residual"),
@@ -345,8 +296,8 @@ fn helix_drift(ctx: &CheckContext) -> CheckResult {
             Integration::Quadrature { nodes: 8 },
             &[0.0, 0.0, z],
         )
-        .map_err(e)?;
-        let v = valley_drift(&t, 1.0, 1e-9).map_err(e)?;
+        .or_check()?;
+        let v = valley_drift(&t, 1.0, 1e-9).or_check()?;
         parts.push(Outcome::within(
             &format!("valley drift along z at z = {z} / η²"),
             1.0 / 6.0,
@@ -376,7 +327,7 @@ fn helix_drift(ctx: &CheckContext) -> CheckResult {
                 seed: 2021,
             },
         )
-        .map_err(e)?;
+        .or_check()?;
         let pred = eta * eta / 6.0;
         let (ratio, se) = (r[2].mean / pred, r[2].se / pred);
         ratios.push((eta, ratio, se));
@@ -426,21 +377,21 @@ fn helix_drift(ctx: &CheckContext) -> CheckResult {
 fn skewness(ctx: &CheckContext) -> CheckResult {
     let l = GaussLandscape;
     let dist = l.distribution();
-    let t = population_tensors(&l, &dist, Integration::Quadrature { nodes: 20 }, &[0.0]).map_err(e)?;
+    let t = population_tensors(&l, &dist, Integration::Quadrature { nodes: 20 }, &[0.0]).or_check()?;
     let mut parts = vec![Outcome::within("S·J (S = −1, J = −½)", 0.5, t.s_dot_j(), 1e-12)];
-    let test = test_measure(&dist, 8).map_err(e)?;
-    let step = dist.measure(Integration::Quadrature { nodes: 80 }).map_err(e)?;
+    let test = test_measure(&dist, 8).or_check()?;
+    let step = dist.measure(Integration::Quadrature { nodes: 80 }).or_check()?;
     let etas = geometric(0.1, if ctx.quick { 4 } else { 6 });
     let (mut diff, mut res, mut quad_err) = (Vec::new(), Vec::new(), 0.0f64);
     for &eta in &etas {
-        let sgd = one_step_sgd_test_loss(&l, &step, &test, &[0.0], eta).map_err(e)?;
-        let gauss = one_step_gaussian_noise_test_loss(&l, &t, 40, &test, &[0.0], eta).map_err(e)?;
+        let sgd = one_step_sgd_test_loss(&l, &step, &test, &[0.0], eta).or_check()?;
+        let gauss = one_step_gaussian_noise_test_loss(&l, &t, 40, &test, &[0.0], eta).or_check()?;
         // Closed forms: E[l(θ₁)] = ½e^{η/2}(1+η)^{−1/2} for SGD, ½e^{η²/4} for Gaussian noise.
         quad_err = quad_err.max((sgd - 0.5 * (eta / 2.0).exp() / (1.0 + eta).sqrt()).abs());
         quad_err = quad_err.max((gauss - 0.5 * (eta * eta / 4.0).exp()).abs());
         let d = sgd - gauss;
         diff.push(d);
-        res.push(d - skewness_correction(&t, 1, eta).map_err(e)?);
+        res.push(d - skewness_correction(&t, 1, eta).or_check()?);
     }
     parts.push(Outcome::at_most("|quadrature − closed form|", quad_err, 1e-14));
     parts.push(slope_outcome(
@@ -469,14 +420,14 @@ fn skewness(ctx: &CheckContext) -> CheckResult {
             .log_y()
             .series(Series::points("quadrature", etas.clone(), neg))
             .series(Series::line("η³/12 = (η³/6)S·J (order 3)", etas.clone(), pred));
-        let files = fig.save(&dir, "skewness").map_err(|err| err.to_string())?;
+        let files = fig.save(&dir, "skewness").or_check()?;
         parts
             .push(Outcome::new("figure written", format!("{} files", files.len()), true).with_figures(files));
     }
     // Saturating form → small-Tηh form as T → small; at T = 1, η = 1e-3 they agree to O(η h).
     let (a, b) = (
-        skewness_correction(&t, 1, 1e-3).map_err(e)?,
-        skewness_correction_saturating(&t, 1, 1e-3).map_err(e)?,
+        skewness_correction(&t, 1, 1e-3).or_check()?,
+        skewness_correction_saturating(&t, 1, 1e-3).or_check()?,
     );
     parts.push(Outcome::at_most(
         "|saturating − small-Tηh form| / |form| at η = 1e-3",
@@ -495,8 +446,8 @@ fn sde_order(ctx: &CheckContext) -> CheckResult {
     let (mut diff, mut res, mut over_eta2) = (Vec::new(), Vec::new(), Vec::new());
     for &eta in &etas {
         // Test loss (h/2)θ² from the test minimum θ₀ = 0 (G = 0).
-        let sgd = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, steps).map_err(e)?;
-        let sde = 0.5 * h * ito_sde_second_moment(h, sigma2, 0.0, eta, steps as f64 * eta).map_err(e)?;
+        let sgd = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, steps).or_check()?;
+        let sde = 0.5 * h * ito_sde_second_moment(h, sigma2, 0.0, eta, steps as f64 * eta).or_check()?;
         let d = sgd - sde;
         diff.push(d);
         res.push(d - 0.5 * h * sgd_minus_sde_leading(h, sigma2, eta, steps));
@@ -511,7 +462,7 @@ fn sde_order(ctx: &CheckContext) -> CheckResult {
     // Both carry the same η² term (T/2)η²hσ² (Cor vsode against the ODE): check it on SGD alone. SGD's
     // next term is −(h²σ²/2)T(T−1)η³, so |E/η² − (T/2)hσ²| ≈ (h²σ²/2)T²η; the tolerance T²η is twice that.
     let eta = etas[etas.len() - 1];
-    let sgd = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, steps).map_err(e)?;
+    let sgd = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, steps).or_check()?;
     parts.push(Outcome::within(
         "E_SGD[l]/η² → (T/2)hσ² (the Cor vsode η² term, the same for the SDE)",
         0.5 * steps as f64 * h * sigma2,
@@ -519,13 +470,13 @@ fn sde_order(ctx: &CheckContext) -> CheckResult {
         steps as f64 * steps as f64 * eta,
     ));
     // The SGD closed form against exact enumeration with Rademacher noise (N = T, B = 1: a fresh point per step).
-    let q = QuadraticNoise::mean_estimation(h, sigma2.sqrt()).map_err(e)?;
+    let q = QuadraticNoise::mean_estimation(h, sigma2.sqrt()).or_check()?;
     let rad = DataDist::Finite(FiniteDist::rademacher());
     let t_enum = 5;
-    let sched = Schedule::new(t_enum, 1, t_enum).map_err(e)?;
+    let sched = Schedule::new(t_enum, 1, t_enum).or_check()?;
     let eta = 0.1;
-    let ex = exact_expectation(&q, &rad, &[0.0], &sched, eta, ExactParams::default()).map_err(e)?;
-    let closed = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, t_enum).map_err(e)?;
+    let ex = exact_expectation(&q, &rad, &[0.0], &sched, eta, ExactParams::default()).or_check()?;
+    let closed = 0.5 * h * sgd_second_moment(h, sigma2, 0.0, eta, t_enum).or_check()?;
     parts.push(Outcome::within(
         "exact enumeration E_SGD[l] vs closed form",
         closed,
@@ -539,14 +490,14 @@ fn sde_order(ctx: &CheckContext) -> CheckResult {
 
 fn overfit_tic(ctx: &CheckContext) -> CheckResult {
     let (hh, s, n, steps, eta) = (0.3, 2.0, 5usize, 40usize, 0.1);
-    let me = QuadraticNoise::mean_estimation(hh, s).map_err(e)?;
+    let me = QuadraticNoise::mean_estimation(hh, s).or_check()?;
     let c = DMatrix::from_element(1, 1, s * s);
     let h = DMatrix::from_element(1, 1, hh);
-    let pred = overfit_gd(&h, &c, n, eta, steps).map_err(e)?;
+    let pred = overfit_gd(&h, &c, n, eta, steps).or_check()?;
     let mut parts = Vec::new();
     // Monte Carlo over Gaussian training sets (seeded); the test loss by quadrature (exact for quadratics).
     let dist = me.gaussian_data();
-    let test = test_measure(&dist, 4).map_err(e)?;
+    let test = test_measure(&dist, 4).or_check()?;
     let trials = if ctx.quick { 20_000 } else { 200_000 };
     let (of, gap) = gd_overfit_monte_carlo(
         &me,
@@ -561,7 +512,7 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
             seed: 77,
         },
     )
-    .map_err(e)?;
+    .or_check()?;
     for (what, mc, p) in [("overfit", of, pred.overfit), ("gap", gap, pred.gap)] {
         parts.push(Outcome::new(
             format!("MC {what} = {p:.5} within 3 SE"),
@@ -575,11 +526,11 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
         &me,
         &rad,
         &[0.0],
-        &Schedule::gd(n, steps).map_err(e)?,
+        &Schedule::gd(n, steps).or_check()?,
         eta,
         ExactParams::default(),
     )
-    .map_err(e)?;
+    .or_check()?;
     parts.push(Outcome::within(
         "exact overfit (enumeration)",
         pred.overfit,
@@ -595,25 +546,25 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
     // 2-D with non-commuting H and C: only diag(QᵀCQ) enters; enumeration over {±1}² data.
     let h2 = DMatrix::from_row_slice(2, 2, &[1.0, 0.4, 0.4, 0.5]);
     let s2 = DMatrix::from_row_slice(2, 2, &[1.0, 0.3, -0.2, 0.8]);
-    let q2 = QuadraticNoise::new(h2.clone(), s2.clone()).map_err(e)?;
+    let q2 = QuadraticNoise::new(h2.clone(), s2.clone()).or_check()?;
     let square = FiniteDist::uniform(vec![
         vec![-1.0, -1.0],
         vec![-1.0, 1.0],
         vec![1.0, -1.0],
         vec![1.0, 1.0],
     ])
-    .map_err(e)?;
+    .or_check()?;
     let (n2, t2, eta2) = (3usize, 7usize, 0.3);
-    let p2 = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, t2).map_err(e)?;
+    let p2 = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, t2).or_check()?;
     let ex2 = exact_expectation(
         &q2,
         &DataDist::Finite(square),
         &[0.0, 0.0],
-        &Schedule::gd(n2, t2).map_err(e)?,
+        &Schedule::gd(n2, t2).or_check()?,
         eta2,
         ExactParams::default(),
     )
-    .map_err(e)?;
+    .or_check()?;
     parts.push(Outcome::within(
         "2-D exact overfit",
         p2.overfit,
@@ -627,11 +578,11 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
         1e-12,
     ));
     // TIC: the gap tends to tr(CH⁻¹)/N; with C = H (well-specified) it is the AIC d/N.
-    let long = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, 5000).map_err(e)?;
+    let long = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, 5000).or_check()?;
     let tic =
         (&s2 * s2.transpose() * h2.clone().try_inverse().ok_or("H not invertible")?).trace() / n2 as f64;
     parts.push(Outcome::within("gap(T → ∞) = tr(CH⁻¹)/N", tic, long.gap, 1e-12));
-    let aic = overfit_gd(&h2, &h2, n2, eta2, 5000).map_err(e)?;
+    let aic = overfit_gd(&h2, &h2, n2, eta2, 5000).or_check()?;
     parts.push(Outcome::within(
         "C = H: TIC = AIC d/N",
         2.0 / n2 as f64,

@@ -1,10 +1,10 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry: the autodiff's second- and
 //! third-order derivatives against independent oracles.
-use crate::check::dot;
-use crate::nn::{Dense, DenseLoss, Head};
-use crate::program::{self, Program};
-use crate::{Graph, Mat, Tensor, Unary, Var};
-use imreg_check::{Check, CheckContext, Outcome};
+use imreg_ad::check::dot;
+use imreg_ad::nn::{Dense, DenseLoss, Head};
+use imreg_ad::program::{self, Program};
+use imreg_ad::{Graph, Mat, Tensor, Unary, Var};
+use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,16 +77,16 @@ fn cases() -> Vec<(DenseLoss, Vec<f64>)> {
     ]
 }
 
-fn hvp_vs_dense(_: &CheckContext) -> Result<Outcome, String> {
+fn hvp_vs_dense(_: &CheckContext) -> Result<Outcome, CheckError> {
     let mut worst = 0.0f64;
     for (k, (prog, theta)) in cases().into_iter().enumerate() {
         let p = theta.len();
-        let h = program::dense_hessian_forward(&prog, &theta).map_err(|e| e.to_string())?;
+        let h = program::dense_hessian_forward(&prog, &theta).or_check()?;
         let mut rng = ChaCha8Rng::seed_from_u64(50 + k as u64);
         for _ in 0..3 {
             let v = random_vec(&mut rng, p, 1.0);
             let dense: Vec<f64> = (0..p).map(|i| dot(&h[i * p..(i + 1) * p], &v)).collect();
-            let hv = program::hvp(&prog, &theta, &v).map_err(|e| e.to_string())?;
+            let hv = program::hvp(&prog, &theta, &v).or_check()?;
             worst = worst.max(rel_err(&hv, &dense));
         }
     }
@@ -99,7 +99,12 @@ fn hvp_vs_dense(_: &CheckContext) -> Result<Outcome, String> {
 }
 
 /// Central difference of a scalar function along `v`.
-fn central(f: &dyn Fn(&[f64]) -> Result<f64, String>, x: &[f64], v: &[f64], h: f64) -> Result<f64, String> {
+fn central(
+    f: &dyn Fn(&[f64]) -> Result<f64, CheckError>,
+    x: &[f64],
+    v: &[f64],
+    h: f64,
+) -> Result<f64, CheckError> {
     let xp: Vec<f64> = x.iter().zip(v).map(|(a, b)| a + h * b).collect();
     let xm: Vec<f64> = x.iter().zip(v).map(|(a, b)| a - h * b).collect();
     Ok((f(&xp)? - f(&xm)?) / (2.0 * h))
@@ -114,7 +119,7 @@ impl Program for WithInput<'_> {
         s.push(self.0.x.dim());
         s
     }
-    fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> crate::Result<Var> {
+    fn build<T: Tensor>(&self, g: &mut Graph<T>, l: &[Var]) -> imreg_ad::Result<Var> {
         let (params, x) = l.split_at(l.len() - 1);
         let (out, _) = self.0.net.forward(g, params, x[0], &[])?;
         match &self.0.head {
@@ -124,7 +129,7 @@ impl Program for WithInput<'_> {
     }
 }
 
-fn double_backward(_: &CheckContext) -> Result<Outcome, String> {
+fn double_backward(_: &CheckContext) -> Result<Outcome, CheckError> {
     // Central differences with h = 1e-5 have truncation error ~h²·|f'''| ≈ 1e-10 and rounding error
     // ~u·|f|/h ≈ 1e-11 for these O(1) functions; 1e-6 relative leaves four decades of margin while any
     // wrong factor or missing term would show at O(1).
@@ -132,26 +137,27 @@ fn double_backward(_: &CheckContext) -> Result<Outcome, String> {
     for (k, (prog, theta)) in cases().into_iter().enumerate() {
         let p = theta.len();
         let mut rng = ChaCha8Rng::seed_from_u64(80 + k as u64);
-        let (_, grad_g2) =
-            program::grad_of_block_grad_norm(&prog, &theta, 0..p).map_err(|e| e.to_string())?;
-        let g2 = |t: &[f64]| -> Result<f64, String> {
-            let (_, g) = program::grad(&prog, t).map_err(|e| e.to_string())?;
+        let (_, grad_g2) = program::grad_of_block_grad_norm(&prog, &theta, 0..p).or_check()?;
+        let g2 = |t: &[f64]| -> Result<f64, CheckError> {
+            let (_, g) = program::grad(&prog, t).or_check()?;
             Ok(dot(&g, &g))
         };
         let with_x = WithInput(&prog);
         let xflat: Vec<f64> = prog.x.iter().copied().collect();
         let z: Vec<f64> = theta.iter().chain(&xflat).copied().collect();
-        let (_, grad_gx2) =
-            program::grad_of_block_grad_norm(&with_x, &z, p..z.len()).map_err(|e| e.to_string())?;
-        let gx2 = |t: &[f64]| -> Result<f64, String> {
+        let (_, grad_gx2) = program::grad_of_block_grad_norm(&with_x, &z, p..z.len()).or_check()?;
+        let gx2 = |t: &[f64]| -> Result<f64, CheckError> {
             let zz: Vec<f64> = t.iter().chain(&xflat).copied().collect();
-            let (_, g) = program::grad(&with_x, &zz).map_err(|e| e.to_string())?;
+            let (_, g) = program::grad(&with_x, &zz).or_check()?;
             Ok(dot(&g[p..], &g[p..]))
         };
         for _ in 0..3 {
             let v = random_vec(&mut rng, p, 1.0);
             for (ad, f) in [
-                (dot(&grad_g2, &v), &g2 as &dyn Fn(&[f64]) -> Result<f64, String>),
+                (
+                    dot(&grad_g2, &v),
+                    &g2 as &dyn Fn(&[f64]) -> Result<f64, CheckError>,
+                ),
                 (dot(&grad_gx2[..p], &v), &gx2),
             ] {
                 let fd = central(f, &theta, &v, 1e-5)?;
@@ -166,7 +172,7 @@ fn double_backward(_: &CheckContext) -> Result<Outcome, String> {
     ))
 }
 
-fn third_order(_: &CheckContext) -> Result<Outcome, String> {
+fn third_order(_: &CheckContext) -> Result<Outcome, CheckError> {
     // The HVP is exact, so its central difference along w has error ~h²·|∂⁴f| + u·|Hv|/h; see above.
     let mut worst = 0.0f64;
     for (k, (prog, theta)) in cases().into_iter().enumerate() {
@@ -174,12 +180,12 @@ fn third_order(_: &CheckContext) -> Result<Outcome, String> {
         let mut rng = ChaCha8Rng::seed_from_u64(90 + k as u64);
         for _ in 0..3 {
             let (u, w) = (random_vec(&mut rng, p, 1.0), random_vec(&mut rng, p, 1.0));
-            let t3 = program::third_order(&prog, &theta, &u, &w).map_err(|e| e.to_string())?;
+            let t3 = program::third_order(&prog, &theta, &u, &w).or_check()?;
             let h = 1e-5;
             let tp: Vec<f64> = theta.iter().zip(&w).map(|(a, b)| a + h * b).collect();
             let tm: Vec<f64> = theta.iter().zip(&w).map(|(a, b)| a - h * b).collect();
-            let hp = program::hvp(&prog, &tp, &u).map_err(|e| e.to_string())?;
-            let hm = program::hvp(&prog, &tm, &u).map_err(|e| e.to_string())?;
+            let hp = program::hvp(&prog, &tp, &u).or_check()?;
+            let hm = program::hvp(&prog, &tm, &u).or_check()?;
             let fd: Vec<f64> = hp.iter().zip(&hm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
             worst = worst.max(rel_err(&t3, &fd));
         }

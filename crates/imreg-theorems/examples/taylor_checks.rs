@@ -1,6 +1,6 @@
 //! Runs every `taylor.*` check and prints its outcome; with `--out DIR` writes the figures and CSV series.
 //!
-//! `cargo run -p imreg-taylor --release --example taylor_checks -- [--quick] [--out DIR]`
+//! `cargo run -p imreg-theorems --release --example taylor_checks -- [--quick] [--out DIR]`
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -11,7 +11,7 @@ fn main() {
         .map(std::path::PathBuf::from);
     let ctx = imreg_check::CheckContext { out_dir, quick };
     let mut failed = 0;
-    for check in imreg_taylor::checks() {
+    for check in imreg_theorems::taylor::checks() {
         let r = imreg_check::run_check(&check, &ctx);
         failed += usize::from(!r.passed);
         println!(

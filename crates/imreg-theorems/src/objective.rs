@@ -1,7 +1,7 @@
 //! Theorem checks registered in the `reproduce` / `verify` registry.
-use crate::models::ScalarNet;
-use crate::{rng, Batch, Objective};
-use imreg_check::{Check, CheckContext, Outcome};
+use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
+use imreg_objective::models::ScalarNet;
+use imreg_objective::{rng, Batch, Objective};
 use nalgebra::SymmetricEigen;
 
 /// The checks this crate registers.
@@ -19,7 +19,7 @@ pub fn checks() -> Vec<Check> {
 /// of the dense Hessian assembled from the model's HVPs; at minima also `|λ_max − σ²(‖a‖² + ‖b‖²)| / λ_max`.
 /// A backward-stable eigensolver on a `2k × 2k` matrix is accurate to ≈ `2k · 1e-16 · ‖H‖₂`, so 1e-10
 /// leaves a wide margin while any wrong term in the closed form gives O(1) errors.
-fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, String> {
+fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let points = if ctx.quick { 12 } else { 200 };
     let mut spec_err = 0.0f64;
     let mut min_err = 0.0f64;
@@ -29,8 +29,8 @@ fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, String> {
         let phi = rng::normal_vec(&mut r, 1)[0];
         let (x, y) = (rng::normal_vec(&mut r, 9), rng::normal_vec(&mut r, 9));
         let nets = [
-            ScalarNet::new(k, phi).map_err(|e| e.to_string())?,
-            ScalarNet::from_data(k, x, y).map_err(|e| e.to_string())?,
+            ScalarNet::new(k, phi).or_check()?,
+            ScalarNet::from_data(k, x, y).or_check()?,
         ];
         let theta0 = rng::normal_vec(&mut r, 2 * k);
         for net in &nets {
@@ -42,12 +42,10 @@ fn scalar_net_hessian(ctx: &CheckContext) -> Result<Outcome, String> {
                     let s = net.phi() / m;
                     theta[k..].iter_mut().for_each(|b| *b *= s);
                 }
-                let h = net
-                    .dense_hessian(&theta, Batch::Full)
-                    .map_err(|e| e.to_string())?;
+                let h = net.dense_hessian(&theta, Batch::Full).or_check()?;
                 let mut eig: Vec<f64> = SymmetricEigen::new(h).eigenvalues.iter().copied().collect();
                 eig.sort_by(|a, b| b.total_cmp(a));
-                let closed = net.hessian_spectrum(&theta).map_err(|e| e.to_string())?;
+                let closed = net.hessian_spectrum(&theta).or_check()?;
                 let scale = eig
                     .iter()
                     .fold(0.0f64, |m, e| m.max(e.abs()))

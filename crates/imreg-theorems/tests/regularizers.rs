@@ -1,7 +1,7 @@
 //! Every registered check of SGD without replacement, support learning and the explicit regularizers as a
 //! test (quick mode), one test per check so failures are named.
 use imreg_check::{run_check, CheckContext};
-use imreg_sgd::reg_checks::regularization_checks;
+use imreg_theorems::regularizers::regularization_checks;
 
 fn run(id: &str) {
     let ctx = CheckContext {

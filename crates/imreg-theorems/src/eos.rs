@@ -2,13 +2,13 @@
 //!
 //! Every quoted number of `docs/theory/scalar-net.md` is recomputed here first; a quoted value is only
 //! compared at its own precision, as a cross-check of the recomputation.
-use crate::bounds::{simulate, Method, QuadOutcome, Quadratic};
-use crate::error::EosError;
-use crate::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
-use crate::gradient_flow::GfSolution;
-use crate::options::RunOptions;
-use crate::scalar_net::ScalarNet;
-use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
+use imreg_check::{loglog_slope, Check, CheckContext, CheckError, OrCheckError, Outcome};
+use imreg_eos::bounds::{simulate, Method, QuadOutcome, Quadratic};
+use imreg_eos::error::EosError;
+use imreg_eos::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
+use imreg_eos::gradient_flow::GfSolution;
+use imreg_eos::options::RunOptions;
+use imreg_eos::scalar_net::ScalarNet;
 use imreg_flow::dop853::{integrate_dense, Dop853Options};
 use imreg_plot::{Figure, Series};
 use nalgebra::DVector;
@@ -61,20 +61,16 @@ pub fn checks() -> Vec<Check> {
             claim: "full-batch GD on a tanh MLP (digits, ½-MSE) sharpens progressively until λ_max reaches 2/η and \
                     hovers there (±10% over the second half, 3 step sizes); GD tracks gradient flow until the crossing \
                     (full mode: relative distance < 1e-3, 64-400-400-10; O(η) in both modes) and leaves it after",
-            run: crate::mlp_checks::check_mlp_eos,
+            run: crate::eos_mlp::check_mlp_eos,
         },
         Check {
             id: "eos.edge-of-stochastic-stability",
             claim: "under SGD batch sharpness hovers at 2/η (full mode: second-half mean within ±15%, b = 8 and \
                     12; quick: ≤ 1.15·2/η) while λ_max plateaus below 2/η, lower for smaller batches; MiniBS ≥ \
                     λ_max; full mode also: break-even conjecture 1 for λ_H¹",
-            run: crate::mlp_checks::check_eoss,
+            run: crate::eos_mlp::check_eoss,
         },
     ]
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
 }
 
 /// A seeded random width-k state: a, b ~ N(0, 1), Φ ~ U(−2, 2), σ² ~ U(0.5, 2) unless `canonical`.
@@ -216,28 +212,28 @@ pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError
     Ok((spec_err, fd_err))
 }
 
-fn check_gd_identities(ctx: &CheckContext) -> Result<Outcome, String> {
+fn check_gd_identities(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let cases = if ctx.quick { 60 } else { 600 };
     let mut worst: Vec<(&'static str, f64)> = Vec::new();
     let (mut spec, mut fd, mut at_min) = (0.0f64, 0.0f64, 0.0f64);
     for c in 0..cases {
         let k = [1, 2, 3, 5, 8][c % 5];
-        let net = random_net(11, c as u64, k, c % 2 == 1).map_err(err)?;
+        let net = random_net(11, c as u64, k, c % 2 == 1).or_check()?;
         let eta = imreg_objective::rng::stream(12, c as u64).random_range(0.01..1.0);
-        for (i, (name, e)) in identity_errors(&net, eta).map_err(err)?.into_iter().enumerate() {
+        for (i, (name, e)) in identity_errors(&net, eta).or_check()?.into_iter().enumerate() {
             if worst.len() <= i {
                 worst.push((name, e));
             } else {
                 worst[i].1 = worst[i].1.max(e);
             }
         }
-        let (s, f) = hessian_errors(&net, c as u64).map_err(err)?;
+        let (s, f) = hessian_errors(&net, c as u64).or_check()?;
         spec = spec.max(s);
         fd = fd.max(f);
         // At a global minimum (Φ := aᵀb) the sharpness is σ²(‖a‖² + ‖b‖²) and H = σ² v vᵀ has rank 1.
         let min = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), net.m())
             .and_then(|n| n.with_sigma2(net.sigma2()))
-            .map_err(err)?;
+            .or_check()?;
         let lam = net.sigma2() * min.norm();
         at_min = at_min.max((min.sharpness() - lam).abs() / lam);
         let ev = min.hessian_spectrum();
@@ -278,8 +274,8 @@ fn tight_dop853() -> Dop853Options {
 }
 
 /// Max errors (closed form vs DOP853 along the flow, invariants, limit λ, ∫ε², energy) for one init.
-pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], String> {
-    let gf = GfSolution::new(net).map_err(err)?;
+pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], CheckError> {
+    let gf = GfSolution::new(net).or_check()?;
     let k = net.width();
     let (phi, s2) = (net.phi(), net.sigma2());
     // State: (a, b, U = ∫ε dτ, J = ∫ε² dτ, E = ∫ε²λ dτ), τ = σ²t.
@@ -306,12 +302,12 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], String> {
         .filter(|t| *t < t_end)
         .collect();
     ts.push(t_end);
-    let (ys, _) = integrate_dense(rhs, 0.0, &y0, &ts, &tight_dop853()).map_err(err)?;
+    let (ys, _) = integrate_dense(rhs, 0.0, &y0, &ts, &tight_dop853()).or_check()?;
     let inv0 = net.invariants();
     let m0 = net.imbalance_matrix();
     let (mut traj, mut invar) = (0.0f64, 0.0f64);
     for (t, y) in ts.iter().zip(&ys) {
-        let num = ScalarNet::new(y[..k].to_vec(), y[k..2 * k].to_vec(), phi).map_err(err)?;
+        let num = ScalarNet::new(y[..k].to_vec(), y[k..2 * k].to_vec(), phi).or_check()?;
         let cf = gf.state(*t);
         let scale = 1.0f64.max(num.norm().sqrt());
         for (x, z) in num.a().iter().chain(num.b()).zip(cf.a().iter().chain(cf.b())) {
@@ -326,7 +322,7 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], String> {
         invar = invar.max((num.imbalance_matrix() - &m0).amax() / sc);
     }
     let last = ys.last().ok_or("no output")?;
-    let fin = ScalarNet::new(last[..k].to_vec(), last[k..2 * k].to_vec(), phi).map_err(err)?;
+    let fin = ScalarNet::new(last[..k].to_vec(), last[k..2 * k].to_vec(), phi).or_check()?;
     let limit = gf.limit();
     let mut lim = (fin.norm() - gf.lambda_gf()).abs() / gf.lambda_gf();
     for (x, z) in fin
@@ -356,11 +352,11 @@ fn within_quoted(what: &str, measured: f64, q: &str) -> Outcome {
     Outcome::within(what, v, measured, unit)
 }
 
-fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
-    let mut inits = vec![ScalarNet::scalar(1.5, 0.01, 1.0).map_err(err)?];
+fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, CheckError> {
+    let mut inits = vec![ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?];
     let n_rand = if ctx.quick { 3 } else { 12 };
     for c in 0..n_rand {
-        let net = random_net(21, c, 1 + (c as usize % 4), c % 2 == 0).map_err(err)?;
+        let net = random_net(21, c, 1 + (c as usize % 4), c % 2 == 0).or_check()?;
         if net.saddle_line().is_none() {
             inits.push(net);
         }
@@ -373,7 +369,7 @@ fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
     }
     // The example of docs/theory/scalar-net.md §Gradient flow, recomputed by the closed form, compared with
     // the quoted digits.
-    let gf = GfSolution::new(&inits[0]).map_err(err)?;
+    let gf = GfSolution::new(&inits[0]).or_check()?;
     let lim = gf.limit();
     let mut parts = vec![
         Outcome::at_most("closed-form a(t), b(t), ε(t), u(t) vs DOP853", worst[0], 1e-12),
@@ -402,7 +398,7 @@ fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, String> {
                 ts.iter().map(|t| gf.residual(*t)).collect(),
             ))
             .hline("λ_GF", gf.lambda_gf());
-        let files = fig.save(&dir, "gf_closed_form").map_err(err)?;
+        let files = fig.save(&dir, "gf_closed_form").or_check()?;
         parts.push(Outcome::new("figure", "written", true).with_figures(files));
     }
     Ok(Outcome::all(parts))
@@ -444,13 +440,13 @@ fn reproduce_table(
     init: &ScalarNet,
     rows: &[Row],
     parts: &mut Vec<Outcome>,
-) -> Result<(), String> {
-    let lgf = GfSolution::new(init).map_err(err)?.lambda_gf();
+) -> Result<(), CheckError> {
+    let lgf = GfSolution::new(init).or_check()?.lambda_gf();
     let etas: Vec<f64> = rows.iter().map(|r| r.0).collect();
     let outs = sweep_eta(init, &etas, &RunOptions::default());
     let (mut closed, mut below_gf, mut step_mismatch) = (0.0f64, true, Vec::new());
     for (row, out) in rows.iter().zip(outs) {
-        let out = out.map_err(err)?;
+        let out = out.or_check()?;
         match (row.1, &out) {
             (
                 Some((steps, lam_q, q_q)),
@@ -523,19 +519,19 @@ fn reproduce_table(
     Ok(())
 }
 
-fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
+fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let mut parts = Vec::new();
-    let init1 = ScalarNet::scalar(1.5, 0.01, 1.0).map_err(err)?;
+    let init1 = ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?;
     reproduce_table("(1.5, 0.01, Φ=1)", &init1, TABLE_1, &mut parts)?;
     reproduce_table(
         "(1, 0.001, Φ=1)",
-        &ScalarNet::scalar(1.0, 0.001, 1.0).map_err(err)?,
+        &ScalarNet::scalar(1.0, 0.001, 1.0).or_check()?,
         TABLE_2,
         &mut parts,
     )?;
 
     // Large initial sharpness (3, 0.1, Φ = 1): catapults, λ_GD non-monotone in η, divergence for η ≥ 0.45.
-    let init3 = ScalarNet::scalar(3.0, 0.1, 1.0).map_err(err)?;
+    let init3 = ScalarNet::scalar(3.0, 0.1, 1.0).or_check()?;
     let table3 = [
         (0.2, "8.7448"),
         (0.25, "6.0841"),
@@ -544,7 +540,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
         (0.4, "3.2677"),
     ];
     for (eta, q) in table3 {
-        let out = run_gd(&init3, eta, &RunOptions::default()).map_err(err)?;
+        let out = run_gd(&init3, eta, &RunOptions::default()).or_check()?;
         match out {
             GdOutcome::Converged {
                 lambda_inf,
@@ -565,15 +561,15 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
             )),
         }
     }
-    let r = classify(&init3, 0.25).map_err(err)?;
-    let r2 = classify(&init3, 0.2).map_err(err)?;
+    let r = classify(&init3, 0.25).or_check()?;
+    let r2 = classify(&init3, 0.2).or_check()?;
     parts.push(Outcome::new(
         "(3, 0.1): catapult flagged at η=0.25, not at 0.2",
         format!("{} / {}", r.catapult, r2.catapult),
         r.catapult && !r2.catapult,
     ));
     for eta in [0.45, 0.5] {
-        let out = run_gd(&init3, eta, &RunOptions::default()).map_err(err)?;
+        let out = run_gd(&init3, eta, &RunOptions::default()).or_check()?;
         let ok = matches!(out, GdOutcome::Diverged { .. });
         parts.push(Outcome::new(
             format!("(3, 0.1) η={eta} diverges"),
@@ -587,7 +583,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
         .iter()
         .map(|e| classify(&init1, *e).map(|r| r.regime))
         .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .or_check()?;
     let want = [Regime::Stable, Regime::EdgeOfStability, Regime::NoStableMinimum];
     parts.push(Outcome::new(
         format!("regimes at η = 0.5, 0.7, 1.05: {want:?}"),
@@ -604,13 +600,13 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
         (0.3, -1.2, -0.5),
         (2.0, 0.2, 2.0),
     ] {
-        let net = ScalarNet::scalar(a, b, phi).map_err(err)?;
+        let net = ScalarNet::scalar(a, b, phi).or_check()?;
         let th = 1.0 / f64::abs(phi);
         let below: Vec<f64> = [0.9, 0.95, 0.98]
             .iter()
             .map(|f| run_gd(&net, f * th, &RunOptions::default()).map(|o| o.lambda_inf().unwrap_or(f64::NAN)))
             .collect::<Result<_, _>>()
-            .map_err(err)?;
+            .or_check()?;
         let gaps: Vec<f64> = below.iter().map(|l| l - 2.0 * phi.abs()).collect();
         // Squeeze: 2|Φ| ≤ λ_GD (AM–GM at m = Φ) and λ_GD ≤ 2/η (stability), so λ_GD → 2|Φ| as η → 1/|Φ|
         // (not monotonically: the measured gaps are not monotone in η for every init).
@@ -632,15 +628,12 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
     parts.push(Outcome::new("T6: η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
 
     // Small-η expansion by its order: r(η) = |(λ_GF − λ_GD)/η − (λ_GF − 4Φ²/λ_GF)∫ε_GF²| = O(η).
-    let exp = SmallEtaExpansion::new(&init1).map_err(err)?;
+    let exp = SmallEtaExpansion::new(&init1).or_check()?;
     let etas: Vec<f64> = (0..6).map(|j| 1e-3 * 2f64.powi(j)).collect();
     let outs = sweep_eta(&init1, &etas, &RunOptions::default());
     let mut res = Vec::new();
     for (eta, o) in etas.iter().zip(outs) {
-        let lam = o
-            .map_err(err)?
-            .lambda_inf()
-            .ok_or("small-η run did not converge")?;
+        let lam = o.or_check()?.lambda_inf().ok_or("small-η run did not converge")?;
         res.push(((exp.lambda_gf - lam) / eta - exp.gap_slope).abs());
     }
     let fit = loglog_slope(&etas, &res)?;
@@ -668,13 +661,17 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, String> {
 }
 
 /// Final sharpness vs η (with 2/η, λ_GF, 2|Φ|), steps to converge vs η, and trajectories on ab = Φ.
-fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path) -> Result<Outcome, String> {
+fn gd_limit_figures(
+    ctx: &CheckContext,
+    init: &ScalarNet,
+    dir: &std::path::Path,
+) -> Result<Outcome, CheckError> {
     let n = if ctx.quick { 60 } else { 400 };
     let etas: Vec<f64> = (1..=n).map(|i| 1.06 * i as f64 / n as f64).collect();
     let outs = sweep_eta(init, &etas, &RunOptions::default());
     let (mut sharp, mut steps) = (Vec::new(), Vec::new());
     for o in outs {
-        let o = o.map_err(err)?;
+        let o = o.or_check()?;
         match &o {
             GdOutcome::Converged {
                 sharpness_inf,
@@ -690,7 +687,7 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
             }
         }
     }
-    let lgf = GfSolution::new(init).map_err(err)?.lambda_gf();
+    let lgf = GfSolution::new(init).or_check()?.lambda_gf();
     // 2/η only where it is within the plotted range (≤ 2λ_GF).
     let (eta_line, two_over): (Vec<f64>, Vec<f64>) = etas
         .iter()
@@ -705,7 +702,7 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
         .hline("λ_GF", lgf)
         .hline("2|Φ|", 2.0 * init.phi().abs())
         .save(dir, "final_sharpness_vs_eta")
-        .map_err(err)?;
+        .or_check()?;
     files.extend(
         Figure::new("steps to |ε| < 1e-12 vs η (speed / regularization trade-off)")
             .x_label("η")
@@ -713,7 +710,7 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
             .log_y()
             .series(Series::line_markers("steps", etas, steps))
             .save(dir, "steps_vs_eta")
-            .map_err(err)?,
+            .or_check()?,
     );
     let phi = init.phi();
     let hx: Vec<f64> = (0..=200).map(|i| 0.4 + 2.0 * i as f64 / 200.0).collect();
@@ -726,22 +723,22 @@ fn gd_limit_figures(ctx: &CheckContext, init: &ScalarNet, dir: &std::path::Path)
             hx.iter().map(|x| phi / x).collect(),
         ));
     for eta in [0.1, 0.5, 0.7, 0.9] {
-        let tr = gd_trajectory(init, eta, 300, 1e6).map_err(err)?;
+        let tr = gd_trajectory(init, eta, 300, 1e6).or_check()?;
         fig.push(Series::line_markers(format!("η = {eta}"), tr.a, tr.b));
     }
-    files.extend(fig.save(dir, "trajectories_hyperbola").map_err(err)?);
+    files.extend(fig.save(dir, "trajectories_hyperbola").or_check()?);
     Ok(Outcome::new("figures", "written", true).with_figures(files))
 }
 
-fn check_rate(_ctx: &CheckContext) -> Result<Outcome, String> {
-    let init = ScalarNet::scalar(1.5, 0.01, 1.0).map_err(err)?;
+fn check_rate(_ctx: &CheckContext) -> Result<Outcome, CheckError> {
+    let init = ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?;
     let mut parts = Vec::new();
     for eta in [0.05, 0.1, 0.5, 0.7] {
-        let (lgd, rho) = match run_gd(&init, eta, &RunOptions::default()).map_err(err)? {
+        let (lgd, rho) = match run_gd(&init, eta, &RunOptions::default()).or_check()? {
             GdOutcome::Converged { lambda_gd, .. } => (lambda_gd, 1.0 - eta * lambda_gd),
-            other => return Err(format!("η = {eta} did not converge: {other:?}")),
+            other => return Err(format!("η = {eta} did not converge: {other:?}").into()),
         };
-        let tr = gd_trajectory(&init, eta, 5000, 1e6).map_err(err)?;
+        let tr = gd_trajectory(&init, eta, 5000, 1e6).or_check()?;
         // First-order prediction r_t − ρ ≈ ηΦ(η − 4/λ_GD) ε_t (λ_t − λ_∞ ≈ 4ηΦ ε_t/(ηλ_GD)).
         let coef = eta * init.phi() * (eta - 4.0 / lgd);
         let (mut xs, mut ys, mut rel_coef) = (Vec::new(), Vec::new(), f64::NAN);
@@ -776,21 +773,21 @@ fn check_rate(_ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts))
 }
 
-fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, String> {
+fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let cases = if ctx.quick { 6 } else { 24 };
     let (mut steps_ok, mut lam_err, mut state_err) = (true, 0.0f64, 0.0f64);
     let mut pitfall = 0.0f64;
     for c in 0..cases {
         let k = [2, 5, 8][c % 3];
-        let mut net = random_net(31, c as u64, k, true).map_err(err)?;
-        net = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), [0.7, -0.4][c % 2]).map_err(err)?;
+        let mut net = random_net(31, c as u64, k, true).or_check()?;
+        net = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), [0.7, -0.4][c % 2]).or_check()?;
         let eta = [0.05, 0.02][c % 2] / net.sharpness().max(1.0) * 4.0;
-        let fast = run_gd(&net, eta, &RunOptions::default()).map_err(err)?;
+        let fast = run_gd(&net, eta, &RunOptions::default()).or_check()?;
         // The direct width-k iteration, step by step.
         let mut x = net.clone();
         let mut t = 0;
         while x.residual().abs() >= 1e-12 && t < 400_000 {
-            x = x.gd_step(eta).map_err(err)?;
+            x = x.gd_step(eta).or_check()?;
             t += 1;
         }
         match fast {
@@ -806,11 +803,11 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, String> {
                     state_err = state_err.max((p - q).abs() / lambda_inf.sqrt());
                 }
             }
-            other => return Err(format!("case {c} did not converge: {other:?}")),
+            other => return Err(format!("case {c} did not converge: {other:?}").into()),
         }
         // Pitfall (theory §Width reduction): for k > 1 the GF limit uses √P₀, not |Q₀|.
         let inv = net.invariants();
-        let lgf = GfSolution::new(&net).map_err(err)?.lambda_gf();
+        let lgf = GfSolution::new(&net).or_check()?.lambda_gf();
         let wrong = (4.0 * net.phi().powi(2) + inv.imbalance.powi(2)).sqrt();
         pitfall = pitfall.max((lgf - wrong).abs() / lgf);
     }
@@ -849,7 +846,7 @@ fn gd_growth(q: &Quadratic, eta: f64, x0: &[f64], n: usize) -> f64 {
     ratio
 }
 
-fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, String> {
+fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let cases = if ctx.quick { 8 } else { 64 };
     let (mut agree, mut rate_err, mut msgs) = (0usize, 0.0f64, Vec::new());
     let mut total = 0usize;
@@ -860,13 +857,13 @@ fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, String> {
         let lmax = rng.random_range(0.5..20.0);
         let mut eigs: Vec<f64> = (0..dim - 1).map(|_| lmax * rng.random_range(0.1..0.9)).collect();
         eigs.push(lmax);
-        let q = Quadratic::from_spectrum(&eigs, 1000 + c as u64).map_err(err)?;
+        let q = Quadratic::from_spectrum(&eigs, 1000 + c as u64).or_check()?;
         let x0 = imreg_objective::rng::normal_vec(&mut rng, dim);
         let lm = q.lambda_max();
         for delta in [-0.1, -0.01, 0.01, 0.1] {
             let eta = 2.0 / lm * (1.0 + delta);
             total += 1;
-            let out = simulate(&q, Method::Gd, eta, &x0, &RunOptions::default()).map_err(err)?;
+            let out = simulate(&q, Method::Gd, eta, &x0, &RunOptions::default()).or_check()?;
             let ok = if delta < 0.0 {
                 out.is_converged()
             } else {
@@ -904,7 +901,7 @@ fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, String> {
     ]))
 }
 
-fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
+fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let mut parts = Vec::new();
     // (1) The closed forms are where the largest root modulus of the characteristic polynomial crosses 1.
     let betas: &[f64] = if ctx.quick {
@@ -916,7 +913,7 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
     for &beta in betas {
         for method in [Method::HeavyBall { beta }, Method::Nesterov { beta }] {
             let eta = 0.1;
-            let thr = method.curvature_threshold(eta).map_err(err)?;
+            let thr = method.curvature_threshold(eta).or_check()?;
             let (mut lo, mut hi) = (1e-9, 10.0 * thr);
             for _ in 0..200 {
                 let mid = 0.5 * (lo + hi);
@@ -941,12 +938,11 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, String> {
     for (i, &beta) in [0.9, 0.5, 0.0].iter().enumerate() {
         for method in [Method::HeavyBall { beta }, Method::Nesterov { beta }] {
             let eta = 0.1;
-            let thr = method.curvature_threshold(eta).map_err(err)?;
+            let thr = method.curvature_threshold(eta).or_check()?;
             for f in [0.99, 1.01] {
                 let eigs = [0.2 * thr, 0.5 * thr, f * thr];
-                let q = Quadratic::from_spectrum(&eigs, 50 + i as u64).map_err(err)?;
-                let out =
-                    simulate(&q, method, eta, &[1.0, -0.5, 0.25], &RunOptions::default()).map_err(err)?;
+                let q = Quadratic::from_spectrum(&eigs, 50 + i as u64).or_check()?;
+                let out = simulate(&q, method, eta, &[1.0, -0.5, 0.25], &RunOptions::default()).or_check()?;
                 let ok = if f < 1.0 {
                     out.is_converged()
                 } else {

@@ -1,7 +1,7 @@
 //! Every registered check of this crate passes in quick mode.
 #[test]
 fn all_checks_pass() {
-    imreg_check::assert_all_pass(&imreg_objective::checks(), true);
+    imreg_check::assert_all_pass(&imreg_theorems::objective::checks(), true);
 }
 
 #[test]
@@ -10,7 +10,7 @@ fn full_mode_scalar_net_check_passes() {
         out_dir: None,
         quick: false,
     };
-    for c in imreg_objective::checks() {
+    for c in imreg_theorems::objective::checks() {
         let out = (c.run)(&ctx).unwrap();
         assert!(out.passed, "{}: {} | {}", c.id, out.expected, out.measured);
     }

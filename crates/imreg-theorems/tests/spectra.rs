@@ -1,7 +1,7 @@
 //! Every registered check of this crate passes (quick mode), so each check is also a test.
 #[test]
 fn all_spectra_checks_pass() {
-    let checks = imreg_spectra::checks();
+    let checks = imreg_theorems::spectra::checks();
     assert_eq!(checks.len(), 5);
     imreg_check::assert_all_pass(&checks, true);
 }
@@ -13,7 +13,7 @@ fn checks_write_figures_when_asked() {
         out_dir: Some(dir.clone()),
         quick: true,
     };
-    for c in imreg_spectra::checks()
+    for c in imreg_theorems::spectra::checks()
         .iter()
         .filter(|c| c.id == "spectra.minibs-ge-sharpness")
     {

@@ -1,14 +1,15 @@
 //! Order-of-accuracy harness: evaluate an error quantity over a geometric sequence of step sizes and fit
-//! the log-log slope (with its standard error) by [`imreg_check::loglog_slope`].
+//! the log-log slope (with its standard error) by [`crate::loglog_slope`].
 //!
 //! ```
-//! use imreg_flow::order::{geometric_steps, order_of_accuracy};
+//! use imreg_check::order::{geometric_steps, order_of_accuracy};
 //! let steps = geometric_steps(0.1, 0.5, 5).unwrap();
 //! let study = order_of_accuracy(&steps, |h| Ok(3.0 * h * h * h * (1.0 + h))).unwrap();
 //! assert!((study.fit.slope - 3.0).abs() < 0.15);
 //! ```
-use crate::error::{FlowError, Result};
-use imreg_check::{loglog_slope, Outcome, SlopeFit};
+use crate::{loglog_slope, CheckError, Outcome, SlopeFit};
+
+type Result<T> = std::result::Result<T, CheckError>;
 
 /// The measured errors at each step size and the fitted log-log slope.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,19 +58,19 @@ impl OrderStudy {
 /// `count` step sizes `largest · ratio^k`, `k = 0..count` (`0 < ratio < 1`).
 pub fn geometric_steps(largest: f64, ratio: f64, count: usize) -> Result<Vec<f64>> {
     if !(largest.is_finite() && largest > 0.0) {
-        return Err(FlowError::invalid(
+        return Err(CheckError::invalid(
             "largest",
             format!("must be positive and finite, got {largest}"),
         ));
     }
     if !(ratio > 0.0 && ratio < 1.0) {
-        return Err(FlowError::invalid(
+        return Err(CheckError::invalid(
             "ratio",
             format!("must lie in (0, 1), got {ratio}"),
         ));
     }
     if count < 2 {
-        return Err(FlowError::invalid(
+        return Err(CheckError::invalid(
             "count",
             format!("need at least 2 step sizes, got {count}"),
         ));
@@ -88,7 +89,7 @@ where
 
 /// Fits the slope of already measured `(step, error)` pairs.
 pub fn fit_order(steps: &[f64], errors: Vec<f64>) -> Result<OrderStudy> {
-    let fit = loglog_slope(steps, &errors).map_err(|e| FlowError::invalid("errors", e))?;
+    let fit = loglog_slope(steps, &errors)?;
     let range = steps
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &h| {
@@ -110,7 +111,7 @@ pub fn save_order_figure(
     title: &str,
     x_label: &str,
     studies: &[(&str, &OrderStudy)],
-) -> std::result::Result<Vec<std::path::PathBuf>, String> {
+) -> Result<Vec<std::path::PathBuf>> {
     let mut fig = imreg_plot::Figure::new(title)
         .x_label(x_label)
         .y_label("error")
@@ -133,7 +134,10 @@ pub fn save_order_figure(
             fitted,
         ));
     }
-    fig.save(dir, stem).map_err(|e| e.to_string())
+    fig.save(dir, stem).map_err(|source| CheckError::Output {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

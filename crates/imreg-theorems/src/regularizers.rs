@@ -1,27 +1,26 @@
 //! Registered checks of SGD without replacement (`wor.*`), support learning (`support.*`) and the
 //! explicit regularizers (`reg.*`). Each measures what the theory predicts, against an independent
 //! computation (exact enumeration, dynamic programs, closed forms, central differences, ODE flows).
-use crate::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};
-use crate::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
-use crate::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
-use crate::regularizers::smith::{SmithLambda, SmithStochastic};
-use crate::regularizers::{NetworkModel, Penalty, WeightDecay};
-use crate::support::{decay_rates, first_layer_update_leak, DecayRateConfig, SupportConfig};
-use crate::without_replacement::{
-    batch_noise_covariance, epoch_drift, epoch_weight, exact_moments, flat_displacement_variance,
-    grad_trace_noise_covariance, iid_sequences_mean, orders_mean, toy, Process, Sampling, ToyParams,
-};
-use imreg_check::{loglog_slope, Check, CheckContext, Outcome};
+use imreg_check::{loglog_slope, Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::models::{
     preset, Activation, Mlp, MlpSpec, NetworkObjective, SpecNetwork, StandardLoss,
 };
 use imreg_objective::{rng, Batch, LossKind, Objective, Quadratic, Targets};
 use imreg_plot::{Figure, Series};
+use imreg_sgd::regularizers::fisher::{FisherPenalty, FisherPenaltyFd, NormPower};
+use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
+use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};
+use imreg_sgd::regularizers::smith::{SmithLambda, SmithStochastic};
+use imreg_sgd::regularizers::{NetworkModel, Penalty, WeightDecay};
+use imreg_sgd::support::{decay_rates, first_layer_update_leak, DecayRateConfig, SupportConfig};
+use imreg_sgd::without_replacement::{
+    batch_noise_covariance, epoch_drift, epoch_weight, exact_moments, flat_displacement_variance,
+    grad_trace_noise_covariance, iid_sequences_mean, orders_mean, toy, Process, Sampling, ToyParams,
+};
 use nalgebra::{DMatrix, DVector};
-use std::path::PathBuf;
 
-/// The checks of this module; the lead wires them into [`crate::checks()`].
+/// The checks of this module; the lead wires them into [`crate::sgd::checks()`].
 pub fn regularization_checks() -> Vec<Check> {
     vec![
         Check {
@@ -72,37 +71,16 @@ pub fn regularization_checks() -> Vec<Check> {
     ]
 }
 
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-/// Writes the figures `make` builds (each as `stem.svg`, `stem.png` and the raw series `stem.csv`) into
-/// check `id`'s figure folder and returns their paths; nothing is built or written when figures are off.
-fn save_figures(
-    ctx: &CheckContext,
-    id: &str,
-    make: impl FnOnce() -> Vec<(&'static str, Figure)>,
-) -> Result<Vec<PathBuf>, String> {
-    let Some(dir) = ctx.figure_dir(id) else {
-        return Ok(Vec::new());
-    };
-    let mut paths = Vec::new();
-    for (stem, fig) in make() {
-        paths.extend(fig.save(&dir, stem).map_err(s)?);
-    }
-    Ok(paths)
-}
-
 /// `c · x^p` through `(x₀, y₀/2)`, half the first point of a series: a slope-`p` guide line on a log-log
 /// plot, offset below the data so that both stay visible.
 fn slope_guide(xs: &[f64], y0: f64, p: f64) -> Vec<f64> {
     xs.iter().map(|x| 0.5 * y0 * (x / xs[0]).powf(p)).collect()
 }
 
-fn gd_path(q: &Quadratic, theta0: &[f64], eta: f64, k: usize) -> Result<DVector<f64>, String> {
+fn gd_path(q: &Quadratic, theta0: &[f64], eta: f64, k: usize) -> Result<DVector<f64>, CheckError> {
     let mut th = theta0.to_vec();
     for _ in 0..k {
-        let g = q.grad(&th, Batch::Full).map_err(s)?;
+        let g = q.grad(&th, Batch::Full).or_check()?;
         th.iter_mut().zip(&g).for_each(|(t, g)| *t -= eta * g);
     }
     Ok(DVector::from_vec(th))
@@ -111,7 +89,7 @@ fn gd_path(q: &Quadratic, theta0: &[f64], eta: f64, k: usize) -> Result<DVector<
 /// (measured drift, predicted drift, i.i.d. mean minus the GD path).
 type DriftParts = (DVector<f64>, DVector<f64>, DVector<f64>);
 
-fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, String> {
+fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, CheckError> {
     let q = toy(&ToyParams {
         h: h.to_vec(),
         n: 8,
@@ -119,17 +97,17 @@ fn drift_parts(h: &[f64], amplitude: f64, b: usize) -> Result<DriftParts, String
         seed: 3,
         diagonal_noise: false,
     })
-    .map_err(s)?;
+    .or_check()?;
     let th0 = vec![0.0; h.len()];
     let k = 8 / b;
-    let wor = orders_mean(&q, &th0, 1.0, b).map_err(s)?;
-    let iid = iid_sequences_mean(&q, &th0, 1.0, b, k).map_err(s)?;
+    let wor = orders_mean(&q, &th0, 1.0, b).or_check()?;
+    let iid = iid_sequences_mean(&q, &th0, 1.0, b, k).or_check()?;
     let gd = gd_path(&q, &th0, 1.0, k)?;
-    let pred = epoch_drift(&q, &th0, 1.0, b).map_err(s)?.drift;
+    let pred = epoch_drift(&q, &th0, 1.0, b).or_check()?.drift;
     Ok((&wor - &iid, pred, &iid - gd))
 }
 
-fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, String> {
+fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let mut parts = Vec::new();
     // The three curvature pairs of the verification toy at amplitude 1e-3: the second-order formula leaves an
     // O(amplitude) relative remainder (third-derivative-free toy: the next order of the noise), ≈ 1e-3 here,
@@ -162,7 +140,7 @@ fn drift_vs_enumeration(ctx: &CheckContext) -> Result<Outcome, String> {
         pred_norms.push(pred.norm());
     }
     let fit = loglog_slope(&amps, &errs)?;
-    let figures = save_figures(ctx, "wor.drift-vs-enumeration", || {
+    let figures = ctx.save_figures("wor.drift-vs-enumeration", || {
         vec![
             (
                 "relative_error_vs_amplitude",
@@ -224,7 +202,7 @@ fn measured_weights(
     ks: &[usize],
     amplitude: f64,
     eta: f64,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, CheckError> {
     ks.iter()
         .map(|&k| {
             let q = toy(&ToyParams {
@@ -234,20 +212,20 @@ fn measured_weights(
                 seed: 11,
                 diagonal_noise: true,
             })
-            .map_err(s)?;
+            .or_check()?;
             let th0 = vec![0.0; h.len()];
-            let wor = exact_moments(&q, &th0, eta, 1, Process::WithoutReplacement).map_err(s)?;
-            let iid = exact_moments(&q, &th0, eta, 1, Process::WithReplacement).map_err(s)?;
+            let wor = exact_moments(&q, &th0, eta, 1, Process::WithoutReplacement).or_check()?;
+            let iid = exact_moments(&q, &th0, eta, 1, Process::WithReplacement).or_check()?;
             let drift = &wor.mean[k] - &iid.mean[k];
             let mut e = DMatrix::zeros(h.len(), h.len());
             e[(dir, dir)] = 1.0;
-            let c = grad_trace_noise_covariance(&q, &th0, &e).map_err(s)?[dir];
+            let c = grad_trace_noise_covariance(&q, &th0, &e).or_check()?[dir];
             Ok(drift[dir] / (-(eta * eta) * c / (2.0 * (k - 1) as f64)))
         })
         .collect()
 }
 
-fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, String> {
+fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let ks: Vec<usize> = if ctx.quick {
         vec![4, 8, 12]
     } else {
@@ -282,7 +260,7 @@ fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, String> {
         fit.slope,
         0.3,
     ));
-    let figures = save_figures(ctx, "wor.flat-k2-growth", || {
+    let figures = ctx.save_figures("wor.flat-k2-growth", || {
         vec![(
             "epoch_weight_vs_k",
             Figure::new("Flat direction: epoch drift weight grows like k(k−1)/2")
@@ -301,7 +279,7 @@ fn flat_k2_growth(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
+fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let eta_lambda = 0.8;
     let ks: Vec<usize> = if ctx.quick {
         vec![4, 8, 11, 12]
@@ -352,7 +330,7 @@ fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
         format!("{growth:.3}"),
         growth > flat_growth,
     ));
-    let figures = save_figures(ctx, "wor.sharp-saturation", || {
+    let figures = ctx.save_figures("wor.sharp-saturation", || {
         let k_max = ks[n - 1];
         let kd: Vec<f64> = (2..=k_max).map(|k| k as f64).collect();
         let wd: Vec<f64> = (2..=k_max).map(|k| epoch_weight(eta_lambda, k)).collect();
@@ -387,7 +365,7 @@ fn sharp_saturation(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
+fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let (n, b, eta) = (12, 2, 0.5);
     let k = n / b;
     let q = toy(&ToyParams {
@@ -397,11 +375,11 @@ fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
         seed: 5,
         diagonal_noise: true,
     })
-    .map_err(s)?;
+    .or_check()?;
     let th0 = [0.0, 0.0];
-    let s11 = batch_noise_covariance(&q, &th0, b).map_err(s)?[(0, 0)];
-    let wor = exact_moments(&q, &th0, eta, b, Process::WithoutReplacement).map_err(s)?;
-    let iid = exact_moments(&q, &th0, eta, b, Process::WithReplacement).map_err(s)?;
+    let s11 = batch_noise_covariance(&q, &th0, b).or_check()?[(0, 0)];
+    let wor = exact_moments(&q, &th0, eta, b, Process::WithoutReplacement).or_check()?;
+    let iid = exact_moments(&q, &th0, eta, b, Process::WithReplacement).or_check()?;
     let mut parts = Vec::new();
     // Leading order in the amplitude; the O(amplitude) remainder is ≈ 1e-3 relative: 1% tolerance.
     for t in 1..k {
@@ -430,16 +408,16 @@ fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
         &th0,
         eta,
         b,
-        Process::NoiseInjected(crate::without_replacement::NoiseShape::Full),
+        Process::NoiseInjected(imreg_sgd::without_replacement::NoiseShape::Full),
     )
-    .map_err(s)?;
+    .or_check()?;
     parts.push(Outcome::within(
         "noise-injected GD (full S) epoch end: var/(η²Sk)",
         1.0,
         noisy.cov[k][(0, 0)] / scale,
         1e-9,
     ));
-    let figures = save_figures(ctx, "wor.epoch-end-variance", || {
+    let figures = ctx.save_figures("wor.epoch-end-variance", || {
         let ts: Vec<f64> = (0..=k).map(|t| t as f64).collect();
         let var = |m: &[DMatrix<f64>]| (0..=k).map(|t| m[t][(0, 0)]).collect::<Vec<f64>>();
         let pred = |sampling| {
@@ -480,17 +458,17 @@ fn epoch_end_variance(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, String> {
+fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
     let data = sparse_support(&SupportParams {
         n: 200,
         ..SupportParams::paper(SupportTarget::Linear, 0)
     })
-    .map_err(s)?;
+    .or_check()?;
     let mut parts = Vec::new();
     for batch in [None, Some(32)] {
         let cfg = SupportConfig::paper(batch, 1, 1);
-        let leak = first_layer_update_leak(&data, &cfg, 40).map_err(s)?;
+        let leak = first_layer_update_leak(&data, &cfg, 40).or_check()?;
         // ∇W_1 = u ρᵀ exactly, so the orthogonal part of every update is rounding: ≤ 1e-10 relative.
         parts.push(Outcome::at_most(
             &format!("batch {batch:?}: max ‖P⊥ΔW_1‖/‖ΔW_1‖"),
@@ -502,7 +480,7 @@ fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, String> {
         steps: if ctx.quick { 20_000 } else { 60_000 },
         ..DecayRateConfig::default()
     };
-    let rates = decay_rates(&cfg, &[cfg.n, 16]).map_err(s)?;
+    let rates = decay_rates(&cfg, &[cfg.n, 16]).or_check()?;
     // GD from the GD minimum: no decay. Bound 1% of the slowest SGD rate we assert (b = 16).
     parts.push(Outcome::at_most(
         "GD decay rate / γ(b=16)",
@@ -512,13 +490,13 @@ fn support_gd_flat(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts))
 }
 
-fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, String> {
+fn support_decay_rate(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let cfg = DecayRateConfig {
         steps: if ctx.quick { 40_000 } else { 60_000 },
         ..DecayRateConfig::default()
     };
-    let rates = decay_rates(&cfg, &[1, 4, 16]).map_err(s)?;
-    let figures = save_figures(ctx, "support.decay-rate", || {
+    let rates = decay_rates(&cfg, &[1, 4, 16]).or_check()?;
+    let figures = ctx.save_figures("support.decay-rate", || {
         let bs: Vec<f64> = rates.iter().map(|r| r.batch as f64).collect();
         // The decay itself: log ‖P⊥W_irr‖ against the step, with the predicted slope −γ drawn from each run's
         // first point.
@@ -597,10 +575,10 @@ pub fn penalty_fd_error(
     seed: u64,
     directions: usize,
     eps: f64,
-) -> Result<f64, String> {
+) -> Result<f64, CheckError> {
     let vg = |x: &[f64]| {
         p.value_grad(x, Batch::Indices(batch), &mut rng::stream(seed, 9))
-            .map_err(s)
+            .or_check()
     };
     let g = vg(theta)?.grad;
     let h = eps * theta.iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -621,19 +599,19 @@ pub fn penalty_fd_error(
 
 /// Small tanh MLPs for the derivative checks: a 3-class classifier and a 2-output ½-MSE regressor, with
 /// parameters.
-pub fn check_nets(n: usize, seed: u64) -> Result<(Mlp, Mlp, Vec<f64>, Vec<f64>), String> {
+pub fn check_nets(n: usize, seed: u64) -> Result<(Mlp, Mlp, Vec<f64>, Vec<f64>), CheckError> {
     let mut r = rng::stream(seed, 0);
-    let x = ndarray::Array2::from_shape_vec((n, 4), rng::normal_vec(&mut r, n * 4)).map_err(s)?;
+    let x = ndarray::Array2::from_shape_vec((n, 4), rng::normal_vec(&mut r, n * 4)).or_check()?;
     let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
-    let y = ndarray::Array2::from_shape_vec((n, 2), rng::normal_vec(&mut r, n * 2)).map_err(s)?;
+    let y = ndarray::Array2::from_shape_vec((n, 2), rng::normal_vec(&mut r, n * 2)).or_check()?;
     let spec = |c: usize, loss: LossKind| MlpSpec {
         widths: vec![4, 5, c],
         activation: Activation::Tanh,
         bias: true,
         loss,
     };
-    let cls = Mlp::classification(spec(3, LossKind::CrossEntropy), x.clone(), labels).map_err(s)?;
-    let reg = Mlp::regression(spec(2, LossKind::Mse { half: true }), x, y).map_err(s)?;
+    let cls = Mlp::classification(spec(3, LossKind::CrossEntropy), x.clone(), labels).or_check()?;
+    let reg = Mlp::regression(spec(2, LossKind::Mse { half: true }), x, y).or_check()?;
     let tc = cls.init_params(seed + 1, 2.0);
     let tr = reg.init_params(seed + 2, 2.0);
     Ok((cls, reg, tc, tr))
@@ -646,10 +624,10 @@ pub fn check_cnn(
     n: usize,
     loss: StandardLoss,
     seed: u64,
-) -> Result<(NetworkObjective<SpecNetwork>, Vec<f64>), String> {
-    let net = SpecNetwork::new(preset("cnn-relu", &[1, 8, 8], 3).map_err(s)?).map_err(s)?;
+) -> Result<(NetworkObjective<SpecNetwork>, Vec<f64>), CheckError> {
+    let net = SpecNetwork::new(preset("cnn-relu", &[1, 8, 8], 3).or_check()?).or_check()?;
     let mut r = rng::stream(seed, 0);
-    let x = ndarray::Array2::from_shape_vec((n, 64), rng::normal_vec(&mut r, n * 64)).map_err(s)?;
+    let x = ndarray::Array2::from_shape_vec((n, 64), rng::normal_vec(&mut r, n * 64)).or_check()?;
     let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
     let mut theta = Vec::new();
     for p in imreg_objective::models::Network::parameters(&net) {
@@ -657,7 +635,7 @@ pub fn check_cnn(
         let sd = 1.0 / (fan_in.max(1) as f64).sqrt();
         theta.extend(rng::normal_vec(&mut r, p.len()).into_iter().map(|v| sd * v));
     }
-    let obj = NetworkObjective::classification(net, loss, x, labels).map_err(s)?;
+    let obj = NetworkObjective::classification(net, loss, x, labels).or_check()?;
     Ok((obj, theta))
 }
 
@@ -670,46 +648,46 @@ pub fn all_penalties<'a>(
     reg: (&'a dyn NetworkModel, &'a Vec<f64>),
     micro: [usize; 3],
     partition: &imreg_flow::Partition,
-) -> Result<Vec<(Box<dyn Penalty + 'a>, &'a Vec<f64>)>, String> {
+) -> Result<Vec<(Box<dyn Penalty + 'a>, &'a Vec<f64>)>, CheckError> {
     let (c, tc) = cls;
     let (r, tr) = reg;
     let [micro, micro_reg, micro_aj] = micro;
     Ok(vec![
         (
-            Box::new(SmithLambda::new(c, partition.clone(), 0.3).map_err(s)?),
+            Box::new(SmithLambda::new(c, partition.clone(), 0.3).or_check()?),
             tc,
         ),
-        (Box::new(SmithStochastic::new(r, 0.3).map_err(s)?), tr),
-        (Box::new(MicroBatchGradNorm::new(c, micro, 0.5).map_err(s)?), tc),
+        (Box::new(SmithStochastic::new(r, 0.3).or_check()?), tr),
+        (Box::new(MicroBatchGradNorm::new(c, micro, 0.5).or_check()?), tc),
         (
-            Box::new(MicroBatchGradNorm::new(r, micro_reg, 0.5).map_err(s)?),
+            Box::new(MicroBatchGradNorm::new(r, micro_reg, 0.5).or_check()?),
             tr,
         ),
-        (Box::new(FisherTrace::new(c, micro, 0.5).map_err(s)?), tc),
-        (Box::new(AverageJacobian::new(c, micro_aj, 0.5).map_err(s)?), tc),
-        (Box::new(UnitJacobian::new(c, micro, 0.5).map_err(s)?), tc),
-        (Box::new(UnitJacobian::new(r, micro, 0.5).map_err(s)?), tr),
+        (Box::new(FisherTrace::new(c, micro, 0.5).or_check()?), tc),
+        (Box::new(AverageJacobian::new(c, micro_aj, 0.5).or_check()?), tc),
+        (Box::new(UnitJacobian::new(c, micro, 0.5).or_check()?), tc),
+        (Box::new(UnitJacobian::new(r, micro, 0.5).or_check()?), tr),
         (
-            Box::new(FisherPenalty::new(c, NormPower::Squared, 0.7).map_err(s)?),
+            Box::new(FisherPenalty::new(c, NormPower::Squared, 0.7).or_check()?),
             tc,
         ),
         (
-            Box::new(FisherPenalty::new(c, NormPower::Unsquared, 0.7).map_err(s)?),
+            Box::new(FisherPenalty::new(c, NormPower::Unsquared, 0.7).or_check()?),
             tc,
         ),
-        (Box::new(GradientPenalty::new(c, 0.7).map_err(s)?), tc),
-        (Box::new(InputGradientPenalty::new(c, 0.7).map_err(s)?), tc),
-        (Box::new(InputGradientPenalty::new(r, 0.7).map_err(s)?), tr),
-        (Box::new(RandomLabelPenalty::new(c, 0.7).map_err(s)?), tc),
-        (Box::new(WeightDecay::new(0.1).map_err(s)?), tc),
+        (Box::new(GradientPenalty::new(c, 0.7).or_check()?), tc),
+        (Box::new(InputGradientPenalty::new(c, 0.7).or_check()?), tc),
+        (Box::new(InputGradientPenalty::new(r, 0.7).or_check()?), tr),
+        (Box::new(RandomLabelPenalty::new(c, 0.7).or_check()?), tc),
+        (Box::new(WeightDecay::new(0.1).or_check()?), tc),
     ])
 }
 
-fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
+fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let n = 12;
     let (cls, reg, tc, tr) = check_nets(n, 4)?;
     let batch: Vec<usize> = (0..n).collect();
-    let partition = imreg_flow::Partition::consecutive(n, 4, imreg_flow::Remainder::Error).map_err(s)?;
+    let partition = imreg_flow::Partition::consecutive(n, 4, imreg_flow::Remainder::Error).or_check()?;
     let mut parts = Vec::new();
     let (c, r) = (cls.objective(), reg.objective());
     let penalties = all_penalties((c, &tc), (r, &tr), [4, 3, 6], &partition)?;
@@ -728,7 +706,7 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
     let (cnn_cls, th_cls) = check_cnn(8, StandardLoss::CrossEntropy, 5)?;
     let (cnn_reg, th_reg) = check_cnn(8, StandardLoss::HalfMse, 6)?;
     let cnn_batch: Vec<usize> = (0..8).collect();
-    let cnn_part = imreg_flow::Partition::consecutive(8, 4, imreg_flow::Remainder::Error).map_err(s)?;
+    let cnn_part = imreg_flow::Partition::consecutive(8, 4, imreg_flow::Remainder::Error).or_check()?;
     for (p, th) in all_penalties((&cnn_cls, &th_cls), (&cnn_reg, &th_reg), [4, 4, 4], &cnn_part)? {
         let err = penalty_fd_error(p.as_ref(), th, &cnn_batch, 22, 2, 1e-5)?;
         parts.push(Outcome::at_most(
@@ -738,18 +716,18 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
         ));
     }
     // The finite-difference FP gradient against the exact one: central differences, error O(r²).
-    let exact = FisherPenalty::new(c, NormPower::Squared, 1.0).map_err(s)?;
+    let exact = FisherPenalty::new(c, NormPower::Squared, 1.0).or_check()?;
     let ge = exact
         .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
-        .map_err(s)?
+        .or_check()?
         .grad;
     let rs = [0.04, 0.02, 0.01, 0.005];
     let mut errs = Vec::new();
     for &r in &rs {
-        let fd = FisherPenaltyFd::new(c, NormPower::Squared, 1.0, r).map_err(s)?;
+        let fd = FisherPenaltyFd::new(c, NormPower::Squared, 1.0, r).or_check()?;
         let gf = fd
             .value_grad(&tc, Batch::Full, &mut rng::stream(21, 9))
-            .map_err(s)?
+            .or_check()?
             .grad;
         errs.push(
             ge.iter()
@@ -766,7 +744,7 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
         fit.slope,
         0.15,
     ));
-    let figures = save_figures(ctx, "reg.gradients-vs-fd", || {
+    let figures = ctx.save_figures("reg.gradients-vs-fd", || {
         vec![(
             "fd_fisher_penalty_error_vs_r",
             Figure::new("Finite-difference Fisher penalty: gradient error vs difference step r")
@@ -789,12 +767,12 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, String> {
     Ok(Outcome::all(parts).with_figures(figures))
 }
 
-fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
+fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     use imreg_flow::{
         field::integrate_field, flows::SgdFlow, toy::LogCoshQuartic, Dop853Options, Partition, Remainder,
     };
-    let obj = LogCoshQuartic::random(6, 2, 7).map_err(s)?;
-    let partition = Partition::consecutive(6, 2, Remainder::Error).map_err(s)?;
+    let obj = LogCoshQuartic::random(6, 2, 7).or_check()?;
+    let partition = Partition::consecutive(6, 2, Remainder::Error).or_check()?;
     let m = partition.m();
     let w0 = [0.5, -0.5];
     let eps_list = [0.04, 0.02, 0.01, 0.005];
@@ -809,7 +787,7 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
     ];
     for &eps in &eps_list {
         let lambda = eps;
-        let pen = SmithStochastic::new(&obj, lambda).map_err(s)?;
+        let pen = SmithStochastic::new(&obj, lambda).or_check()?;
         let mut mean = [0.0; 2];
         for ord in &orders {
             let mut w = w0.to_vec();
@@ -817,7 +795,7 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
                 let b = &partition.batches()[kb];
                 let v = pen
                     .value_grad(&w, Batch::Indices(b), &mut rng::stream(0, 0))
-                    .map_err(s)?;
+                    .or_check()?;
                 let (_, g) = v.loss.ok_or("the per-step penalty reports the batch gradient")?;
                 for j in 0..2 {
                     w[j] -= eps * (g[j] + v.grad[j]);
@@ -830,28 +808,28 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
         let opts = Dop853Options::with_tol(1e-13, 1e-15);
         let t = m as f64 * eps;
         let (wf, _) = integrate_field(
-            &SgdFlow::new(&obj, partition.clone(), eps + lambda).map_err(s)?,
+            &SgdFlow::new(&obj, partition.clone(), eps + lambda).or_check()?,
             0.0,
             &w0,
             t,
             &opts,
         )
-        .map_err(s)?;
+        .or_check()?;
         let (we, _) = integrate_field(
-            &SgdFlow::new(&obj, partition.clone(), eps).map_err(s)?,
+            &SgdFlow::new(&obj, partition.clone(), eps).or_check()?,
             0.0,
             &w0,
             t,
             &opts,
         )
-        .map_err(s)?;
+        .or_check()?;
         let d = |a: &[f64]| ((mean[0] - a[0]).powi(2) + (mean[1] - a[1]).powi(2)).sqrt();
         e_sum.push(d(&wf));
         e_eps.push(d(&we));
     }
     let f1 = loglog_slope(&eps_list, &e_sum)?;
     let f2 = loglog_slope(&eps_list, &e_eps)?;
-    let figures = save_figures(ctx, "reg.explicit-matches-implicit", || {
+    let figures = ctx.save_figures("reg.explicit-matches-implicit", || {
         vec![(
             "error_vs_eps",
             Figure::new("SGD on C + λ-term (λ = ε, mean over all orders) vs the modified flows")
@@ -889,7 +867,7 @@ fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, String> {
     .with_figures(figures))
 }
 
-fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
+fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let (cls, _, tc, _) = check_nets(30, 6)?;
     let micro = [3usize, 7, 11];
     let tr = imreg_spectra::fisher_trace(
@@ -898,10 +876,10 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
         Batch::Indices(&micro),
         imreg_spectra::FisherSampling::Exact,
     )
-    .map_err(s)?;
+    .or_check()?;
     let target = tr / micro.len() as f64;
     // Exact expectation: all 3³ label triples weighted by the model's probabilities.
-    let logits = cls.objective().outputs(&tc, Batch::Indices(&micro)).map_err(s)?;
+    let logits = cls.objective().outputs(&tc, Batch::Indices(&micro)).or_check()?;
     let probs: Vec<Vec<f64>> = logits
         .rows()
         .into_iter()
@@ -925,12 +903,12 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
                         Batch::Indices(&micro),
                         OutputFunctional::Loss(Targets::Labels(&lab)),
                     )
-                    .map_err(s)?;
+                    .or_check()?;
                 exact += p * g.iter().map(|v| v * v).sum::<f64>();
             }
         }
     }
-    let ft = FisherTrace::new(cls.objective(), 3, 1.0).map_err(s)?;
+    let ft = FisherTrace::new(cls.objective(), 3, 1.0).or_check()?;
     let samples = if ctx.quick { 2000 } else { 20_000 };
     let vals: Vec<f64> = (0..samples)
         .map(|i| {
@@ -938,11 +916,11 @@ fn fisher_trace_expectation(ctx: &CheckContext) -> Result<Outcome, String> {
                 .map(|v| v.value)
         })
         .collect::<Result<_, _>>()
-        .map_err(s)?;
+        .or_check()?;
     let mean = vals.iter().sum::<f64>() / samples as f64;
     let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (samples - 1) as f64;
     let se = (var / samples as f64).sqrt();
-    let figures = save_figures(ctx, "reg.fisher-trace-expectation", || {
+    let figures = ctx.save_figures("reg.fisher-trace-expectation", || {
         // Running Monte Carlo mean at geometrically spaced sample counts.
         let mut counts = Vec::new();
         let mut c = 10usize;

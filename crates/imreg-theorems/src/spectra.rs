@@ -7,17 +7,17 @@
 //! | `spectra.hutchinson-unbiased` | Hutchinson and Hutch++ means within 3 SE of the exact trace |
 //! | `spectra.minibs-ge-sharpness` | `MiniBS ≥ λ_max(H)` for every b, `= λ_max` at `b = N`; batch sharpness ≤ MiniBS |
 //! | `spectra.batch-sharpness-linreg-b1` | linear regression, `b = 1`: MiniBS = batch sharpness = `tr H` |
-use crate::dense::{dense_eigen, symmetric_eigen, DenseOptions};
-use crate::lanczos::{lanczos, LanczosOptions};
-use crate::operator::DenseOperator;
-use crate::operators::HessianOperator;
-use crate::sharpness::{batch_sharpness, mini_bs, BatchExpectation};
-use crate::slq::{probe, slq, ProbeKind, SlqOptions};
-use crate::trace::{hutch_plus_plus, hutchinson, TraceOptions};
-use imreg_check::{Check, CheckContext, Outcome};
+use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_objective::models::{Activation, LinearRegression, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
 use imreg_plot::{Figure, Series};
+use imreg_spectra::dense::{dense_eigen, symmetric_eigen, DenseOptions};
+use imreg_spectra::lanczos::{lanczos, LanczosOptions};
+use imreg_spectra::operator::DenseOperator;
+use imreg_spectra::operators::HessianOperator;
+use imreg_spectra::sharpness::{batch_sharpness, mini_bs, BatchExpectation};
+use imreg_spectra::slq::{probe, slq, ProbeKind, SlqOptions};
+use imreg_spectra::trace::{hutch_plus_plus, hutchinson, TraceOptions};
 use ndarray::{Array1, Array2};
 
 /// The checks this crate registers.
@@ -55,16 +55,15 @@ pub fn checks() -> Vec<Check> {
     ]
 }
 
-type CheckResult = Result<Outcome, String>;
+type CheckResult = Result<Outcome, CheckError>;
 
-fn gaussian(n: usize, d: usize, seed: u64, stream: u64) -> Result<Array2<f64>, String> {
-    Array2::from_shape_vec((n, d), rng::normal_vec(&mut rng::stream(seed, stream), n * d))
-        .map_err(|e| e.to_string())
+fn gaussian(n: usize, d: usize, seed: u64, stream: u64) -> Result<Array2<f64>, CheckError> {
+    Array2::from_shape_vec((n, d), rng::normal_vec(&mut rng::stream(seed, stream), n * d)).or_check()
 }
 
 /// A tanh MLP `d → h → h → c` with cross-entropy on seeded Gaussian data, and θ at 2× PyTorch's init scale
 /// (an indefinite Hessian).
-fn small_mlp(n: usize, d: usize, h: usize, c: usize, seed: u64) -> Result<(Mlp, Vec<f64>), String> {
+fn small_mlp(n: usize, d: usize, h: usize, c: usize, seed: u64) -> Result<(Mlp, Vec<f64>), CheckError> {
     let spec = MlpSpec {
         widths: vec![d, h, h, c],
         activation: Activation::Tanh,
@@ -72,24 +71,18 @@ fn small_mlp(n: usize, d: usize, h: usize, c: usize, seed: u64) -> Result<(Mlp, 
         loss: LossKind::CrossEntropy,
     };
     let labels = (0..n).map(|i| (i * 7 + 3) % c).collect();
-    let m = Mlp::classification(spec, gaussian(n, d, seed, 1)?, labels).map_err(|e| e.to_string())?;
+    let m = Mlp::classification(spec, gaussian(n, d, seed, 1)?, labels).or_check()?;
     let theta = m.init_params(seed, 2.0);
     Ok((m, theta))
-}
-
-fn figure(ctx: &CheckContext, id: &str, fig: Figure, stem: &str) -> Vec<std::path::PathBuf> {
-    ctx.figure_dir(id)
-        .and_then(|dir| fig.save(&dir, stem).ok())
-        .unwrap_or_default()
 }
 
 fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
     let (n, h) = if ctx.quick { (24, 8) } else { (64, 16) };
     let (m, theta) = small_mlp(n, 5, h, 3, 1)?;
-    let hess = HessianOperator::new(&m, &theta, Batch::Full).map_err(|e| e.to_string())?;
+    let hess = HessianOperator::new(&m, &theta, Batch::Full).or_check()?;
     let p = m.dim();
     let lam: Vec<f64> = (0..100).map(|i| -5.0 + 8.0 * (i as f64 / 99.0).powi(2)).collect();
-    let planted = DenseOperator::planted(&lam, 11).map_err(|e| e.to_string())?;
+    let planted = DenseOperator::planted(&lam, 11).or_check()?;
     let opts = |p| LanczosOptions {
         k_top: 2,
         k_bottom: 2,
@@ -102,11 +95,11 @@ fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
     let mut worst_excess = 0.0_f64;
     let mut converged = true;
     for (op, dim) in [
-        (&hess as &dyn crate::LinearOperator, p),
-        (&planted as &dyn crate::LinearOperator, 100),
+        (&hess as &dyn imreg_spectra::LinearOperator, p),
+        (&planted as &dyn imreg_spectra::LinearOperator, 100),
     ] {
-        let dense = dense_eigen(op, &DenseOptions::default()).map_err(|e| e.to_string())?;
-        let r = lanczos(op, &opts(dim)).map_err(|e| e.to_string())?;
+        let dense = dense_eigen(op, &DenseOptions::default()).or_check()?;
+        let r = lanczos(op, &opts(dim)).or_check()?;
         converged &= r.report.converged;
         let scale = dense.max().abs().max(dense.min().abs());
         for (pair, want) in r
@@ -133,8 +126,8 @@ fn lanczos_vs_dense(ctx: &CheckContext) -> CheckResult {
 
 fn slq_moments(ctx: &CheckContext) -> CheckResult {
     let (m, theta) = small_mlp(16, 4, if ctx.quick { 6 } else { 12 }, 3, 5)?;
-    let h = m.dense_hessian(&theta, Batch::Full).map_err(|e| e.to_string())?;
-    let op = DenseOperator::new(h.clone()).map_err(|e| e.to_string())?;
+    let h = m.dense_hessian(&theta, Batch::Full).or_check()?;
+    let op = DenseOperator::new(h.clone()).or_check()?;
     let p = m.dim();
     let scale = h.norm();
     let basis = slq(
@@ -146,7 +139,7 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
             seed: 0,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .or_check()?;
     let e1 = (basis.moment(1) - h.trace() / p as f64).abs() / scale;
     let e2 = (basis.moment(2) - h.norm_squared() / p as f64).abs() / (scale * scale);
     let rad = slq(
@@ -158,7 +151,7 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
             seed: 3,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .or_check()?;
     let mut per_probe = 0.0_f64;
     for (k, rule) in rad.probes.iter().enumerate() {
         let v = nalgebra::DVector::from_vec(probe(ProbeKind::Rademacher, p, 3, k));
@@ -168,12 +161,12 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
     }
     let mut figures = Vec::new();
     if ctx.out_dir.is_some() {
-        let dense = symmetric_eigen(h.clone(), &DenseOptions::default()).map_err(|e| e.to_string())?;
+        let dense = symmetric_eigen(h.clone(), &DenseOptions::default()).or_check()?;
         let (lo, hi) = (dense.min() - 0.1 * scale, dense.max() + 0.1 * scale);
         let grid: Vec<f64> = (0..=400).map(|i| lo + (hi - lo) * i as f64 / 400.0).collect();
         let sigma = scale / 40.0;
-        let rho_slq = rad.smoothed(&grid, sigma).map_err(|e| e.to_string())?;
-        let rho_exact = basis.smoothed(&grid, sigma).map_err(|e| e.to_string())?;
+        let rho_slq = rad.smoothed(&grid, sigma).or_check()?;
+        let rho_exact = basis.smoothed(&grid, sigma).or_check()?;
         let fig = Figure::new(format!("Hessian spectral density, tanh MLP p = {p}"))
             .x_label("λ")
             .y_label("density (Gaussian kernel)")
@@ -187,7 +180,7 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
                 grid,
                 rho_exact,
             ));
-        figures = figure(ctx, "spectra.slq-moments", fig, "density");
+        figures = ctx.save_figure("spectra.slq-moments", "density", &fig)?;
     }
     Ok(Outcome::all(vec![
         Outcome::at_most("|∫λdμ − tr H/p| / ‖H‖_F (basis probes)", e1, 1e-12),
@@ -203,17 +196,17 @@ fn slq_moments(ctx: &CheckContext) -> CheckResult {
 
 fn hutchinson_unbiased(ctx: &CheckContext) -> CheckResult {
     let (m, theta) = small_mlp(16, 4, 6, 3, 5)?;
-    let h = m.dense_hessian(&theta, Batch::Full).map_err(|e| e.to_string())?;
-    let op = DenseOperator::new(h.clone()).map_err(|e| e.to_string())?;
+    let h = m.dense_hessian(&theta, Batch::Full).or_check()?;
+    let op = DenseOperator::new(h.clone()).or_check()?;
     let exact = h.trace();
     let mv = if ctx.quick { 2000 } else { 20000 };
-    let t = hutchinson(&op, &TraceOptions { matvecs: mv, seed: 7 }).map_err(|e| e.to_string())?;
+    let t = hutchinson(&op, &TraceOptions { matvecs: mv, seed: 7 }).or_check()?;
     // Hutch++: the mean of independent runs, with the standard error across runs
     let runs = if ctx.quick { 100 } else { 1000 };
     let est: Vec<f64> = (0..runs)
         .map(|seed| hutch_plus_plus(&op, &TraceOptions { matvecs: 30, seed }).map(|t| t.estimate))
         .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .or_check()?;
     let n = runs as f64;
     let mean = est.iter().sum::<f64>() / n;
     let se = (est.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
@@ -236,18 +229,16 @@ fn minibs_ge_sharpness(ctx: &CheckContext) -> CheckResult {
         ..Default::default()
     };
     let lmax = dense_eigen(
-        &HessianOperator::new(&m, &theta, Batch::Full).map_err(|e| e.to_string())?,
+        &HessianOperator::new(&m, &theta, Batch::Full).or_check()?,
         &DenseOptions::default(),
     )
-    .map_err(|e| e.to_string())?
+    .or_check()?
     .max();
     let (mut worst_gap, mut worst_bs, mut at_n) = (f64::INFINITY, f64::NEG_INFINITY, f64::NAN);
     let (mut bs_mr, mut bs_rm, mut mbs) = (Vec::new(), Vec::new(), Vec::new());
     for b in 1..=n {
-        let mb =
-            mini_bs(&m, &theta, Batch::Full, b, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
-        let bs = batch_sharpness(&m, &theta, Batch::Full, b, &BatchExpectation::Exact)
-            .map_err(|e| e.to_string())?;
+        let mb = mini_bs(&m, &theta, Batch::Full, b, &BatchExpectation::Exact, &lo).or_check()?;
+        let bs = batch_sharpness(&m, &theta, Batch::Full, b, &BatchExpectation::Exact).or_check()?;
         worst_gap = worst_gap.min((mb.estimate.value - lmax) / lmax.abs());
         worst_bs = worst_bs.max((bs.mean_of_ratios.value - mb.estimate.value) / lmax.abs());
         if b == n {
@@ -276,7 +267,7 @@ fn minibs_ge_sharpness(ctx: &CheckContext) -> CheckResult {
     ))
     .hline("λ_max(H)", lmax);
     let figures = if ctx.out_dir.is_some() {
-        figure(ctx, "spectra.minibs-ge-sharpness", fig, "minibs_vs_b")
+        ctx.save_figure("spectra.minibs-ge-sharpness", "minibs_vs_b", &fig)?
     } else {
         Vec::new()
     };
@@ -297,22 +288,17 @@ fn batch_sharpness_linreg_b1(ctx: &CheckContext) -> CheckResult {
     let (n, d) = if ctx.quick { (12, 5) } else { (60, 20) };
     let x = gaussian(n, d, 4, 1)?;
     let y = Array1::from(rng::normal_vec(&mut rng::stream(4, 2), n));
-    let lr = LinearRegression::new(x, y).map_err(|e| e.to_string())?;
+    let lr = LinearRegression::new(x, y).or_check()?;
     let mut worst = 0.0_f64;
     for seed in 0..3 {
         let theta = rng::normal_vec(&mut rng::stream(seed, 3), d);
-        let tr = lr
-            .dense_hessian(&theta, Batch::Full)
-            .map_err(|e| e.to_string())?
-            .trace();
+        let tr = lr.dense_hessian(&theta, Batch::Full).or_check()?.trace();
         let lo = LanczosOptions {
             tol: 1e-13,
             ..Default::default()
         };
-        let mb =
-            mini_bs(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact, &lo).map_err(|e| e.to_string())?;
-        let bs = batch_sharpness(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact)
-            .map_err(|e| e.to_string())?;
+        let mb = mini_bs(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact, &lo).or_check()?;
+        let bs = batch_sharpness(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact).or_check()?;
         worst = worst
             .max((mb.estimate.value - tr).abs() / tr)
             .max((bs.mean_of_ratios.value - tr).abs() / tr);
