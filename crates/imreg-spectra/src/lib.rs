@@ -10,8 +10,10 @@
 //! - The sharpness family ([`sharpness`](mod@sharpness)): `λ_max(H)`, batch sharpness in both published
 //!   variants, step sharpness, MiniBS, GNI, IAS, exact over all batches or Monte Carlo, rayon-parallel and
 //!   bitwise deterministic; `λ_K¹`, `Tr K`, `Tr F`.
+pub mod block;
 pub mod checks;
 pub mod dense;
+pub mod diagonal;
 pub mod error;
 pub mod estimate;
 pub mod lanczos;
@@ -23,8 +25,10 @@ pub mod slq;
 pub mod trace;
 mod vector;
 
+pub use block::PrincipalBlock;
 pub use checks::checks;
 pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, DenseEigen, DenseOptions};
+pub use diagonal::{exact_diagonal, hutchinson_diagonal, Diagonal};
 pub use error::{Result, SpectraError};
 pub use estimate::{Estimate, Estimator};
 pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair};
