@@ -28,6 +28,17 @@ fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f64
     (t.shape().to_vec(), v)
 }
 
+/// Labels as an int64 `.npy` vector: the library's `<f8` header with the dtype swapped (same length).
+fn int64_npy(labels: &[usize]) -> Vec<u8> {
+    let header = imreg_objective::data::npy::npy_header(&[labels.len()]).unwrap();
+    let text = String::from_utf8(header).unwrap().replacen("'<f8'", "'<i8'", 1);
+    let mut bytes = text.into_bytes();
+    labels
+        .iter()
+        .for_each(|&l| bytes.extend((l as i64).to_le_bytes()));
+    bytes
+}
+
 fn main() {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../imreg-objective/tests/fixtures/torch");
@@ -39,8 +50,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let (xp, yp) = (tmp.path().join("x.npy"), tmp.path().join("y.npy"));
     imreg_objective::data::npy::write_npy(&xp, &xs, &x).unwrap();
-    let as_f64: Vec<f64> = labels.iter().map(|&l| l as f64).collect();
-    imreg_objective::data::npy::write_npy(&yp, &[labels.len()], &as_f64).unwrap();
+    std::fs::write(&yp, int64_npy(&labels)).unwrap();
     let params = dir.join("cnn-relu.safetensors");
     let args = [
         "imreg",
