@@ -498,3 +498,112 @@ fn unknown_quantities_and_bad_knobs_are_named() {
         assert_eq!(run_with_args(&args), EXIT_BAD_INPUT);
     }
 }
+
+/// The large-model routes on the same MLP: Lanczos eigenvectors (`--dense-max-p 0`, all p steps) are the
+/// dense eigenvectors up to sign (`|⟨v, u⟩| = 1` to 1e-10) and their sidecar carries residual bounds; the
+/// Hutchinson diagonal (`--exact-trace-max-p 0`) says it is an estimate and lies within 6 standard errors
+/// of the exact diagonal in every entry.
+#[test]
+fn lanczos_eigenvectors_and_the_diagonal_estimate_match_the_dense_route() {
+    let case = "mlp-mse";
+    let p = 147usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dense_dir, lanczos_dir) = (tmp.path().join("dense"), tmp.path().join("lanczos"));
+    let common = [
+        "--quantities",
+        "top-k,bottom-k,eigenvectors,diagonal",
+        "--top-k",
+        "3",
+        "--bottom-k",
+        "2",
+    ];
+    let mut dense_args = common.to_vec();
+    dense_args.extend_from_slice(&["--out", dense_dir.to_str().unwrap()]);
+    let dense = analyze_trained(case, "mse", &dense_args);
+    let mut lanczos_args = common.to_vec();
+    lanczos_args.extend_from_slice(&[
+        "--out",
+        lanczos_dir.to_str().unwrap(),
+        "--dense-max-p",
+        "0",
+        "--lanczos-tol",
+        "0",
+        "--lanczos-max-iter",
+        "147",
+        "--exact-trace-max-p",
+        "0",
+        "--diagonal-probes",
+        "200",
+    ]);
+    let lanczos = analyze_trained(case, "mse", &lanczos_args);
+    assert_eq!(lanczos.eigen_method, "lanczos");
+    let read = |d: &Path, f: &str| imreg_objective::data::npy::read_npy(d.join(f)).unwrap();
+    let (u, v) = (
+        read(&dense_dir, "eigenvectors.npy"),
+        read(&lanczos_dir, "eigenvectors.npy"),
+    );
+    assert_eq!((u.shape.clone(), v.shape.clone()), (vec![5, p], vec![5, p]));
+    for k in 0..5 {
+        let c: f64 = (0..p).map(|j| u.data[k * p + j] * v.data[k * p + j]).sum();
+        println!("  row {k}: |⟨v_lanczos, u_dense⟩| − 1 = {:.1e}", c.abs() - 1.0);
+        assert!((c.abs() - 1.0).abs() <= 1e-10, "row {k}: {c}");
+    }
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lanczos_dir.join("eigenvectors.json")).unwrap())
+            .unwrap();
+    assert!(side["rows"][0]["residual_bound"].as_f64().unwrap() >= 0.0);
+    let exact = read(&dense_dir, "diagonal.npy");
+    let (est, se) = (
+        read(&lanczos_dir, "diagonal.npy"),
+        read(&lanczos_dir, "diagonal_std_error.npy"),
+    );
+    let summary = lanczos.diagonal.as_ref().unwrap();
+    assert_eq!((summary.estimator, summary.probes), ("monte_carlo", Some(200)));
+    assert_eq!(dense.diagonal.as_ref().unwrap().estimator, "exact");
+    let worst = (0..p)
+        .map(|j| (est.data[j] - exact.data[j]).abs() / se.data[j].max(1e-300))
+        .fold(0.0f64, f64::max);
+    println!("  diagonal estimate: worst |d̂ − d| / SE = {worst:.2}");
+    assert!(worst <= 6.0);
+}
+
+/// The estimates of `analyze` (SLQ density, Hutch++ trace, Hutchinson diagonal, Lanczos eigenpairs, per-layer
+/// blocks) are bitwise identical on 1 and 2 threads.
+#[test]
+fn estimates_are_bitwise_identical_on_one_and_two_threads() {
+    let args = [
+        "--quantities",
+        "all",
+        "--batch-size",
+        "3",
+        "--dense-max-p",
+        "0",
+        "--exact-trace-max-p",
+        "0",
+        "--slq-probes",
+        "2",
+        "--slq-steps",
+        "20",
+        "--seed",
+        "9",
+    ];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut with_out = args.to_vec();
+        with_out.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let a = pool.install(|| analyze_trained("mlp-mse", "mse", &with_out));
+        let mut json = serde_json::to_value(&a).unwrap();
+        json["files"] = serde_json::Value::Null;
+        let files: Vec<Vec<u8>> = ["eigenvectors.npy", "diagonal.npy", "density.csv"]
+            .iter()
+            .map(|f| std::fs::read(out.join(f)).unwrap())
+            .collect();
+        (json.to_string(), files)
+    };
+    assert_eq!(run(1), run(2));
+}
