@@ -7,6 +7,15 @@ Builds, from imreg's JSON network spec (interpreted here independently, in PyTor
                   with running statistics from a few training-mode passes, 8 examples of 3x8x8, 3 classes
   resnet-bn-train the same network and weights in training mode (batch statistics)
 
+and two small tanh MLPs (5 -> 8 -> 8 -> 3, P = 147) *trained* in PyTorch by full-batch SGD from PyTorch's
+default initialization (`python scripts/torch_fixture.py trained` writes only these):
+
+  mlp-mse         on 24 examples with real targets, loss nn.MSELoss() (mean over examples and outputs)
+  mlp-ce-smooth   on 24 examples, 3 classes, loss nn.CrossEntropyLoss(label_smoothing=0.1)
+
+with the data (`x`, and `y` or `labels`), the loss at the final weights, and the dense Hessian's
+(torch.autograd.functional.hessian, torch.linalg.eigvalsh) top-3 and bottom-3 eigenvalues and trace.
+
 and writes, for each case, into crates/imreg-objective/tests/fixtures/torch/:
   <case>.safetensors       the state_dict (safetensors.torch.save_file)
   <case>.data.safetensors  inputs X [n, C, H, W] and labels (float64)
@@ -114,6 +123,8 @@ def build(layers, shape, root: Named, prefix: str):
             steps.append(m)
         elif t == "relu":
             steps.append(torch.nn.ReLU())
+        elif t == "tanh":
+            steps.append(torch.nn.Tanh())
         elif t == "flatten":
             steps.append(torch.nn.Flatten())
             shape = (math.prod(shape),)
@@ -291,7 +302,57 @@ def make_case(case, spec, n, classes, seed, running_passes=0):
     print(case, P, record["loss"], lam)
 
 
+def trained_mlp(case, criterion, regression, seed, steps=300, lr=0.1, n=24):
+    torch.manual_seed(seed)
+    spec = {"name": case, "input": [5], "layers": [
+        {"type": "linear", "out_features": 8}, {"type": "tanh"},
+        {"type": "linear", "out_features": 8}, {"type": "tanh"},
+        {"type": "linear", "out_features": 3}]}
+    root, net = model_of(spec)
+    X = torch.randn(n, 5)
+    target = torch.randn(n, 3) if regression else torch.arange(n) % 3
+    opt = torch.optim.SGD(root.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        criterion(net(X), target).backward()
+        opt.step()
+    names = [k for k, _ in root.named_parameters()]
+    params = [p.detach().clone() for _, p in root.named_parameters()]
+    theta = torch.cat([p.reshape(-1) for p in params])
+
+    def loss_of(flat):
+        ps = torch.split(flat, [p.numel() for p in params])
+        state = {k: v.view_as(p) for k, v, p in zip(names, ps, params)}
+        root.forward = lambda x: net(x)
+        return criterion(torch.func.functional_call(root, state, (X,)), target)
+
+    H = torch.autograd.functional.hessian(loss_of, theta)
+    ev = torch.linalg.eigvalsh(0.5 * (H + H.T))
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in root.state_dict().items()}, os.path.join(OUT, f"{case}.safetensors"))
+    data = {"x": X.contiguous()}
+    data["y" if regression else "labels"] = target.to(torch.float64).contiguous()
+    save_file(data, os.path.join(OUT, f"{case}.data.safetensors"))
+    record = {
+        "case": case, "spec": spec, "n": n, "n_params": theta.numel(), "criterion": repr(criterion),
+        "training": f"full-batch SGD, lr {lr}, {steps} steps, seed {seed}",
+        "loss": loss_of(theta).item(),
+        "lambda_top": ev.flip(0)[:3].tolist(), "lambda_bottom": ev[:3].tolist(),
+        "hessian_trace": torch.trace(H).item(),
+        "method": "dense: torch.autograd.functional.hessian, torch.linalg.eigvalsh",
+        "torch": torch.__version__,
+    }
+    with open(os.path.join(OUT, f"{case}.json"), "w") as fh:
+        json.dump(record, fh, indent=1)
+    print(case, record["n_params"], record["loss"], record["lambda_top"][0])
+
+
 if __name__ == "__main__":
+    import sys
+    trained_mlp("mlp-mse", torch.nn.MSELoss(), True, seed=3)
+    trained_mlp("mlp-ce-smooth", torch.nn.CrossEntropyLoss(label_smoothing=0.1), False, seed=4)
+    if sys.argv[1:] == ["trained"]:
+        sys.exit(0)
     make_case("cnn-relu", cnn_relu_spec(), 8, 4, seed=1)
     make_case("resnet-bn-eval", resnet_spec("eval"), 8, 3, seed=2, running_passes=3)
     make_case("resnet-bn-train", resnet_spec("train"), 8, 3, seed=2, running_passes=3)

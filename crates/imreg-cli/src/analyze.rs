@@ -2,13 +2,17 @@
 use crate::config::{DataConfig, ModelConfig, SplitConfig};
 use crate::data;
 use crate::data::STREAM_BATCHES;
+use crate::density::{self, Density};
 use crate::error::{CliError, Result};
+use crate::layers::{self, Block, DiagonalSummary};
 use crate::model::Model;
+use crate::quantities::{Quantities, Quantity, SolverOptions};
 use crate::spectrum::{
-    batch_expectation, gradient_traces, hessian_extremes, hessian_trace, lambda_k1, Reported,
+    batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, operator_trace, ExtremeOptions,
+    Reported,
 };
 use imreg_objective::Batch;
-use imreg_spectra::{batch_sharpness, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT};
+use imreg_spectra::{batch_sharpness, HessianOperator, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +87,12 @@ pub struct AnalyzeRequest {
     /// Seed of synthetic data, the split and the model's construction (with `--config`, the config's `seed`,
     /// so the data are those `imreg run` trained on).
     pub data_seed: u64,
+    /// What to compute (`None`: [`Quantities::standard`]).
+    pub quantities: Option<Quantities>,
+    /// The solvers' knobs.
+    pub solver: SolverOptions,
+    /// Folder for the files of `eigenvectors`, `diagonal` and `density` (claimed as an imreg folder).
+    pub out: Option<PathBuf>,
 }
 
 /// The numbers `imreg analyze` prints.
@@ -99,18 +109,42 @@ pub struct Analysis {
     pub hessian_top: Vec<f64>,
     /// Smallest Hessian eigenvalues, ascending.
     pub hessian_bottom: Vec<f64>,
-    /// `"dense"` (exact) or `"lanczos"`.
+    /// `"dense"` (exact), `"lanczos"`, or `"none"` (no eigenvalue asked for).
     pub eigen_method: &'static str,
     /// The Lanczos run met its tolerance (always true for dense).
     pub eigen_converged: bool,
+    /// Lanczos steps (0 for dense).
+    pub eigen_iterations: usize,
+    /// Lanczos residual bounds `‖Hy − θy‖` of `hessian_top` (empty for dense: exact).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top_residuals: Vec<f64>,
+    /// Lanczos residual bounds of `hessian_bottom`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bottom_residuals: Vec<f64>,
     /// `Tr ∇²C(θ)`: exact over `p` unit vectors, or Hutch++ with its standard error.
-    pub hessian_trace: Reported,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hessian_trace: Option<Reported>,
     /// `Tr K`, the trace of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ` (exact).
-    pub trace_k: Reported,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_k: Option<Reported>,
     /// `λ_K¹`, the top eigenvalue of `K` (dense, or Lanczos).
-    pub lambda_k1: Reported,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda_k1: Option<Reported>,
     /// `Tr F`, the trace of the empirical Fisher `(1/N) Σ g_i g_iᵀ` (exact).
-    pub trace_f: Reported,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_f: Option<Reported>,
+    /// The SLQ spectral density of `∇²C(θ)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub density: Option<Density>,
+    /// Per-layer traces and top eigenvalues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<Block>>,
+    /// The Hessian diagonal's summary (its entries are in `diagonal.npy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagonal: Option<DiagonalSummary>,
+    /// Files written into `--out`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
     /// Batch sharpness `E_B[g_BᵀH_Bg_B/‖g_B‖²]` at the requested batch size, exact or Monte Carlo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_sharpness: Option<Reported>,
@@ -159,14 +193,64 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
             ));
         }
     }
+    let quantities = req
+        .quantities
+        .clone()
+        .unwrap_or_else(|| Quantities::standard(req.batch_size.is_some()));
+    let wants = |q| quantities.has(q);
+    req.solver.validate()?;
+    if wants(Quantity::BatchSharpness) && req.batch_size.is_none() {
+        return Err(CliError::arg(
+            "--batch-size",
+            "required for the quantity batch-sharpness",
+        ));
+    }
+    if wants(Quantity::Eigenvectors) && req.out.is_none() {
+        return Err(CliError::arg(
+            "--out",
+            "required for the quantity eigenvectors (a folder for eigenvectors.npy and its names)",
+        ));
+    }
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
-    let ext = hessian_extremes(obj, &theta, Batch::Full, req.top_k, req.bottom_k, req.seed)
-        .map_err(|e| failed("Hessian eigenvalues", e))?;
-    let hessian_trace = hessian_trace(obj, &theta, req.seed, req.exact_trace_max_p)
+    let h = HessianOperator::new(obj, &theta, Batch::Full).map_err(|e| failed("Hessian", e))?;
+    let k_top = if wants(Quantity::TopK) {
+        req.top_k
+    } else {
+        usize::from(wants(Quantity::LambdaMax) || wants(Quantity::Eigenvectors))
+    };
+    let k_bottom = if wants(Quantity::BottomK) { req.bottom_k } else { 0 };
+    let eig = ExtremeOptions {
+        dense_max_p: req.solver.dense_max_p,
+        max_iter: req.solver.lanczos_max_iter,
+        tol: req.solver.lanczos_tol,
+        vectors: wants(Quantity::Eigenvectors),
+    };
+    let ext = if k_top + k_bottom > 0 {
+        Some(
+            hessian_extremes_with(obj, &theta, Batch::Full, k_top, k_bottom, req.seed, &eig)
+                .map_err(|e| failed("Hessian eigenvalues", e))?,
+        )
+    } else {
+        None
+    };
+    let hessian_trace = wants(Quantity::Trace)
+        .then(|| operator_trace(&h, req.seed, req.exact_trace_max_p, req.solver.trace_matvecs))
+        .transpose()
         .map_err(|e| failed("Hessian trace", e))?;
-    let (trace_k, trace_f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
-    let lambda_k1 = lambda_k1(obj, &theta, req.seed).map_err(|e| failed("λ_K¹", e))?;
-    let batch_sharpness = match req.batch_size {
+    let (trace_k, trace_f) = if wants(Quantity::KSpectrum) || wants(Quantity::Fisher) {
+        let (k, f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
+        (
+            wants(Quantity::KSpectrum).then_some(k),
+            wants(Quantity::Fisher).then_some(f),
+        )
+    } else {
+        (None, None)
+    };
+    let lambda_k1 = wants(Quantity::KSpectrum)
+        .then(|| lambda_k1(obj, &theta, req.seed))
+        .transpose()
+        .map_err(|e| failed("λ_K¹", e))?;
+    let batch_sharpness = match req.batch_size.filter(|_| wants(Quantity::BatchSharpness)) {
         Some(b) => {
             let est = req.estimation;
             let mode = batch_expectation(
@@ -184,6 +268,45 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         }
         None => None,
     };
+    let density = wants(Quantity::Density)
+        .then(|| density::density(&h, &req.solver, req.seed))
+        .transpose()
+        .map_err(|e| failed("spectral density", e))?;
+    let layout = model.layout();
+    let blocks = wants(Quantity::Blocks)
+        .then(|| layers::blocks(&h, &layout, &req.solver, req.exact_trace_max_p, req.seed))
+        .transpose()
+        .map_err(|e| failed("per-layer blocks", e))?;
+    let diagonal = wants(Quantity::Diagonal)
+        .then(|| layers::diagonal(&h, &req.solver, req.exact_trace_max_p, req.seed))
+        .transpose()
+        .map_err(|e| failed("Hessian diagonal", e))?;
+    let mut files = Vec::new();
+    if let Some(out) = &req.out {
+        crate::output::claim(out, "analyze")?;
+        if let (Some(e), true) = (&ext, wants(Quantity::Eigenvectors)) {
+            files.extend(crate::eigenvectors::write(out, e, &layout)?);
+        }
+        if let Some(d) = &diagonal {
+            files.push(write_npy(&out.join("diagonal.npy"), &d.values)?);
+            if !d.is_exact() {
+                files.push(write_npy(&out.join("diagonal_std_error.npy"), &d.std_errors)?);
+            }
+        }
+        if let Some(d) = &density {
+            files.extend(density::save_figure(d, out)?);
+        }
+    }
+    let ext = ext.unwrap_or(crate::spectrum::Extremes {
+        top: Vec::new(),
+        bottom: Vec::new(),
+        method: "none",
+        converged: true,
+        iterations: 0,
+        top_residuals: Vec::new(),
+        bottom_residuals: Vec::new(),
+        vectors: Vec::new(),
+    });
     Ok(Analysis {
         model: obj.name(),
         p: obj.dim(),
@@ -194,15 +317,30 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         hessian_bottom: ext.bottom,
         eigen_method: ext.method,
         eigen_converged: ext.converged,
+        eigen_iterations: ext.iterations,
+        top_residuals: ext.top_residuals,
+        bottom_residuals: ext.bottom_residuals,
         hessian_trace,
         trace_k,
         lambda_k1,
         trace_f,
+        density,
+        blocks,
+        diagonal: diagonal.as_ref().map(DiagonalSummary::of),
+        files,
         batch_sharpness: batch_sharpness.map(|s| s.0),
         batch_sharpness_inside: batch_sharpness.map(|s| s.1),
         batch_size: req.batch_size,
         seed: req.seed,
     })
+}
+
+/// Writes `values` as a `.npy` vector atomically and returns its path.
+fn write_npy(path: &Path, values: &[f64]) -> Result<PathBuf> {
+    let bytes = imreg_objective::data::npy::npy_bytes(&[values.len()], values)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    imreg_plot::write_atomic(path, &bytes)?;
+    Ok(path.to_path_buf())
 }
 
 /// The analysis as an aligned two-column table. Every number that is not exact says so: a Monte Carlo
@@ -216,32 +354,86 @@ pub fn table(a: &Analysis) -> String {
             .join(", ")
     };
     let eigen = match (a.eigen_method, a.eigen_converged) {
-        ("dense", _) => "dense (exact)",
-        (_, true) => "Lanczos",
-        (_, false) => "Lanczos (not converged)",
+        ("dense", _) => "dense (exact)".to_string(),
+        (_, true) => format!("Lanczos ({} steps)", a.eigen_iterations),
+        (_, false) => format!("Lanczos ({} steps, not converged)", a.eigen_iterations),
+    };
+    let bounds = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut rows = vec![
-        ("model", a.model.clone()),
-        ("p", a.p.to_string()),
-        ("N", a.n.to_string()),
-        ("loss C(θ)", format!("{:.10e}", a.loss)),
-        ("‖∇C(θ)‖", format!("{:.6e}", a.grad_norm)),
-        ("λ top (desc)", list(&a.hessian_top)),
-        ("λ bottom (asc)", list(&a.hessian_bottom)),
-        ("eigen method", eigen.to_string()),
-        ("Tr H", a.hessian_trace.display()),
-        ("Tr K", a.trace_k.display()),
-        ("λ_K¹", a.lambda_k1.display()),
-        ("Tr F", a.trace_f.display()),
+        ("model".to_string(), a.model.clone()),
+        ("p".into(), a.p.to_string()),
+        ("N".into(), a.n.to_string()),
+        ("loss C(θ)".into(), format!("{:.10e}", a.loss)),
+        ("‖∇C(θ)‖".into(), format!("{:.6e}", a.grad_norm)),
     ];
+    if a.eigen_method != "none" {
+        rows.push(("λ top (desc)".into(), list(&a.hessian_top)));
+        if !a.top_residuals.is_empty() {
+            rows.push(("  ‖Hv − λv‖ ≤".into(), bounds(&a.top_residuals)));
+        }
+        if !a.hessian_bottom.is_empty() {
+            rows.push(("λ bottom (asc)".into(), list(&a.hessian_bottom)));
+        }
+        if !a.bottom_residuals.is_empty() {
+            rows.push(("  ‖Hv − λv‖ ≤ ".into(), bounds(&a.bottom_residuals)));
+        }
+        rows.push(("eigen method".into(), eigen));
+    }
+    for (name, r) in [
+        ("Tr H", a.hessian_trace),
+        ("Tr K", a.trace_k),
+        ("λ_K¹", a.lambda_k1),
+        ("Tr F", a.trace_f),
+    ] {
+        if let Some(r) = r {
+            rows.push((name.into(), r.display()));
+        }
+    }
+    if let Some(d) = &a.density {
+        rows.push((
+            "density (SLQ)".into(),
+            format!(
+                "{} probes × {} steps, σ = {:.2e}, {} nodes; Tr H ≈ {}",
+                d.probes,
+                d.steps,
+                d.sigma,
+                d.nodes.len(),
+                d.trace.display()
+            ),
+        ));
+    }
+    for b in a.blocks.iter().flatten() {
+        rows.push((
+            format!("layer {} ({} params)", b.name, b.len),
+            format!("Tr {}; λ_max {}", b.trace.display(), b.lambda_max.display()),
+        ));
+    }
+    if let Some(d) = &a.diagonal {
+        let how = match d.probes {
+            Some(m) => format!("Hutchinson, {m} probes, max SE {:.1e}", d.max_std_error),
+            None => "exact".into(),
+        };
+        rows.push((
+            "diag H".into(),
+            format!("Σ {:.6e}, min {:.6e}, max {:.6e} ({how})", d.sum, d.min, d.max),
+        ));
+    }
     if let (Some(bs), Some(b)) = (a.batch_sharpness, a.batch_size) {
-        rows.push(("batch size b", b.to_string()));
-        rows.push(("batch sharpness", bs.display()));
+        rows.push(("batch size b".into(), b.to_string()));
+        rows.push(("batch sharpness".into(), bs.display()));
     }
     if let Some(bs) = a.batch_sharpness_inside {
-        rows.push(("batch sharpness (inside)", bs.display()));
+        rows.push(("batch sharpness (inside)".into(), bs.display()));
     }
-    rows.push(("seed", a.seed.to_string()));
+    for f in &a.files {
+        rows.push(("wrote".into(), f.display().to_string()));
+    }
+    rows.push(("seed".into(), a.seed.to_string()));
     let w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("{k}{} {v}\n", " ".repeat(w - k.chars().count())))

@@ -14,8 +14,11 @@
 pub mod analyze;
 pub mod config;
 pub mod data;
+pub mod density;
+pub mod eigenvectors;
 pub mod error;
 pub mod experiment;
+pub mod layers;
 pub mod limits;
 pub mod lock;
 pub mod model;
@@ -23,6 +26,7 @@ pub mod network;
 pub mod output;
 pub mod params;
 pub mod progress;
+pub mod quantities;
 pub mod record;
 pub mod registry;
 pub mod regularize;
@@ -136,7 +140,8 @@ struct AnalyzeArgs {
     #[arg(long)]
     activation: Option<String>,
     /// Loss of mlp: half_mse | full_mse | cross_entropy; of network: half_mse | squared_error | mse |
-    /// cross_entropy | logistic (mse = PyTorch's MSELoss(), the mean over examples and outputs).
+    /// cross_entropy | logistic, or PyTorch's names: MSELoss() (= mse, the mean over examples and outputs),
+    /// CrossEntropyLoss(), CrossEntropyLoss(label_smoothing=0.1), BCEWithLogitsLoss().
     #[arg(long)]
     loss: Option<String>,
     /// The targets are integer class labels in 0..CLASSES.
@@ -154,10 +159,46 @@ struct AnalyzeArgs {
     /// Targets, N or N × C .npy (labels 0/1 for logistic regression).
     #[arg(long)]
     targets: Option<PathBuf>,
+    /// What to compute, comma separated: lambda_max, top-k, bottom-k, trace, density, k-spectrum, fisher,
+    /// batch-sharpness, diagonal, blocks, eigenvectors, or all (default: top-k, bottom-k, trace, k-spectrum,
+    /// fisher, and batch-sharpness with --batch-size).
+    #[arg(long, value_delimiter = ',')]
+    quantities: Vec<String>,
+    /// Folder for eigenvectors.npy + eigenvectors.json (names), diagonal.npy and the density figure
+    /// (density.svg/.png/.csv).
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[arg(long, default_value_t = 3)]
     top_k: usize,
     #[arg(long, default_value_t = 3)]
     bottom_k: usize,
+    /// Form H densely and diagonalize it exactly up to this many parameters (per block for blocks).
+    #[arg(long, default_value_t = quantities::SolverOptions::default().dense_max_p)]
+    dense_max_p: usize,
+    /// Most Lanczos steps (capped at p).
+    #[arg(long, default_value_t = quantities::SolverOptions::default().lanczos_max_iter)]
+    lanczos_max_iter: usize,
+    /// Lanczos stops once every wanted pair has ‖Hv − λv‖ ≤ tol · max|λ| (0: all steps).
+    #[arg(long, allow_hyphen_values = true, default_value_t = quantities::SolverOptions::default().lanczos_tol)]
+    lanczos_tol: f64,
+    /// Hessian-vector products of Hutch++ (Tr H above --exact-trace-max-p).
+    #[arg(long, default_value_t = quantities::SolverOptions::default().trace_matvecs)]
+    trace_matvecs: usize,
+    /// SLQ probe vectors of the density.
+    #[arg(long, default_value_t = quantities::SolverOptions::default().slq_probes)]
+    slq_probes: usize,
+    /// Lanczos steps per SLQ probe (capped at p; ≥ p gives each probe's exact spectral measure).
+    #[arg(long, default_value_t = quantities::SolverOptions::default().slq_steps)]
+    slq_steps: usize,
+    /// Grid points of the density.
+    #[arg(long, default_value_t = quantities::SolverOptions::default().density_points)]
+    density_points: usize,
+    /// Gaussian kernel width of the density, relative to the width of the spectrum's nodes.
+    #[arg(long, allow_hyphen_values = true, default_value_t = quantities::SolverOptions::default().density_sigma)]
+    density_sigma: f64,
+    /// Rademacher probes of the diagonal estimate (above --exact-trace-max-p).
+    #[arg(long, default_value_t = quantities::SolverOptions::default().diagonal_probes)]
+    diagonal_probes: usize,
     /// Also compute batch sharpness (both variants) at this batch size.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -570,6 +611,21 @@ fn analyze_request(a: AnalyzeArgs) -> Result<analyze::AnalyzeRequest> {
         exact_trace_max_p: a.exact_trace_max_p,
         seed: a.seed,
         data_seed,
+        quantities: (!a.quantities.is_empty())
+            .then(|| quantities::Quantities::parse(&a.quantities))
+            .transpose()?,
+        solver: quantities::SolverOptions {
+            dense_max_p: a.dense_max_p,
+            lanczos_max_iter: a.lanczos_max_iter,
+            lanczos_tol: a.lanczos_tol,
+            trace_matvecs: a.trace_matvecs,
+            slq_probes: a.slq_probes,
+            slq_steps: a.slq_steps,
+            density_points: a.density_points,
+            density_sigma: a.density_sigma,
+            diagonal_probes: a.diagonal_probes,
+        },
+        out: a.out,
     })
 }
 
@@ -582,7 +638,7 @@ fn network_config(a: &AnalyzeArgs) -> Result<ModelConfig> {
     let loss = a.loss.as_deref().ok_or_else(|| {
         CliError::arg(
             "--loss",
-            "required for network (half_mse, squared_error, mse, cross_entropy, logistic)",
+            format!("required for network ({})", imreg_objective::models::LOSS_NAMES),
         )
     })?;
     let spec = match (&a.preset, &a.spec) {
@@ -603,11 +659,8 @@ fn network_config(a: &AnalyzeArgs) -> Result<ModelConfig> {
             .as_deref()
             .map(|b| parse("--batch-norm", b, "train, eval"))
             .transpose()?,
-        loss: parse(
-            "--loss",
-            loss,
-            "half_mse, squared_error, mse, cross_entropy, logistic",
-        )?,
+        loss: imreg_objective::models::StandardLoss::from_name(loss)
+            .map_err(|e| CliError::arg("--loss", e))?,
     })
 }
 

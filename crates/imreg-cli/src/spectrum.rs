@@ -6,7 +6,8 @@ use imreg_objective::{Batch, Objective};
 use imreg_spectra::{
     dense_eigen, exact_trace, gradient_covariance_top, hutch_plus_plus, lanczos, mini_bs, sharpness,
     BatchExpectation, CovarianceOptions, CovarianceRoute, DenseOptions, Estimate, Estimator,
-    GradientOuterOperator, HessianOperator, LanczosOptions, LanczosReport, MonteCarloOptions, TraceOptions,
+    GradientOuterOperator, HessianOperator, LanczosOptions, LanczosReport, LinearOperator, MonteCarloOptions,
+    RitzPair, TraceOptions,
 };
 use serde::Serialize;
 
@@ -30,6 +31,9 @@ pub struct Reported {
     /// `false` when a Monte Carlo stop rule or a Lanczos tolerance was not met (the value is then the last
     /// estimate, with its standard error or residual).
     pub converged: bool,
+    /// The Lanczos residual bound `‖Ay − θy‖`: an eigenvalue lies within it of `value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub residual_bound: Option<f64>,
 }
 
 impl Reported {
@@ -42,6 +46,7 @@ impl Reported {
             samples: terms.map(|t| t.0),
             unit: terms.map(|t| t.1),
             converged: true,
+            residual_bound: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl Reported {
                 samples: Some(samples as u64),
                 unit: Some(unit),
                 converged: e.converged(),
+                residual_bound: None,
             },
         }
     }
@@ -69,6 +75,23 @@ impl Reported {
             samples: Some(report.iterations as u64),
             unit: Some("steps"),
             converged: report.converged,
+            residual_bound: None,
+        }
+    }
+
+    /// A Lanczos Ritz value with its residual bound, or an exact (dense) eigenvalue.
+    pub fn eigenvalue(e: &Extremes, value: f64, residual: Option<f64>) -> Self {
+        match e.method {
+            "dense" => Reported::exact(value, None),
+            _ => Reported {
+                value,
+                estimator: "lanczos",
+                std_error: None,
+                samples: Some(e.iterations as u64),
+                unit: Some("steps"),
+                converged: e.converged,
+                residual_bound: residual,
+            },
         }
     }
 
@@ -86,6 +109,9 @@ impl Reported {
         if !self.converged {
             notes.push("not converged".into());
         }
+        if let Some(r) = self.residual_bound {
+            notes.push(format!("‖Hv − λv‖ ≤ {r:.1e}"));
+        }
         let se = self.std_error.map_or(String::new(), |se| format!(" ± {se:.1e}"));
         format!("{:.6e}{se} ({})", self.value, notes.join(", "))
     }
@@ -94,7 +120,7 @@ impl Reported {
 /// Up to this many parameters the Hessian is formed densely (p HVPs) and diagonalized exactly.
 pub const DENSE_MAX_P: usize = 400;
 
-/// The `k` largest and smallest Hessian eigenvalues.
+/// The `k` largest and smallest Hessian eigenvalues, with their accuracy.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Extremes {
     /// Descending.
@@ -107,6 +133,34 @@ pub struct Extremes {
     pub converged: bool,
     /// Lanczos steps (0 for dense).
     pub iterations: usize,
+    /// Residual bounds `‖Hy − θy‖` of the top Ritz pairs (Lanczos; empty for dense, which is exact).
+    pub top_residuals: Vec<f64>,
+    /// Residual bounds of the bottom Ritz pairs.
+    pub bottom_residuals: Vec<f64>,
+    /// Unit eigenvectors of `top` then `bottom`, in parameter order (when asked for).
+    #[serde(skip)]
+    pub vectors: Vec<Vec<f64>>,
+}
+
+/// How [`hessian_extremes_with`] solves: dense up to `dense_max_p`, else Lanczos with these knobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtremeOptions {
+    pub dense_max_p: usize,
+    pub max_iter: usize,
+    pub tol: f64,
+    /// Also return the eigenvectors.
+    pub vectors: bool,
+}
+
+impl Default for ExtremeOptions {
+    fn default() -> Self {
+        ExtremeOptions {
+            dense_max_p: DENSE_MAX_P,
+            max_iter: 300,
+            tol: 1e-8,
+            vectors: false,
+        }
+    }
 }
 
 /// Extreme eigenvalues of `∇²C_B(θ)`; `k_top`/`k_bottom` are capped at `p`.
@@ -118,35 +172,83 @@ pub fn hessian_extremes(
     k_bottom: usize,
     seed: u64,
 ) -> imreg_spectra::Result<Extremes> {
-    let p = obj.dim();
     let h = HessianOperator::new(obj, theta, batch)?;
+    symmetric_extremes(&h, k_top, k_bottom, seed, &ExtremeOptions::default())
+}
+
+/// [`hessian_extremes`] with the solver's knobs.
+pub fn hessian_extremes_with(
+    obj: &dyn Objective,
+    theta: &[f64],
+    batch: Batch<'_>,
+    k_top: usize,
+    k_bottom: usize,
+    seed: u64,
+    opts: &ExtremeOptions,
+) -> imreg_spectra::Result<Extremes> {
+    let h = HessianOperator::new(obj, theta, batch)?;
+    symmetric_extremes(&h, k_top, k_bottom, seed, opts)
+}
+
+/// Extreme eigenpairs of any symmetric operator: dense (exact) up to `opts.dense_max_p`, Lanczos above (its
+/// start vector from `seed ^ STREAM_SPECTRUM`).
+pub fn symmetric_extremes(
+    op: &dyn LinearOperator,
+    k_top: usize,
+    k_bottom: usize,
+    seed: u64,
+    opts: &ExtremeOptions,
+) -> imreg_spectra::Result<Extremes> {
+    let p = op.dim();
     let (k_top, k_bottom) = (k_top.min(p), k_bottom.min(p));
-    if p <= DENSE_MAX_P {
-        let e = dense_eigen(&h, &DenseOptions::default())?;
+    if p <= opts.dense_max_p {
+        let e = dense_eigen(op, &DenseOptions::default())?;
+        let vectors = if opts.vectors {
+            let col = |j: usize| e.vectors.column(j).iter().copied().collect::<Vec<f64>>();
+            (0..k_top)
+                .map(|i| col(p - 1 - i))
+                .chain((0..k_bottom).map(col))
+                .collect()
+        } else {
+            Vec::new()
+        };
         return Ok(Extremes {
             top: e.top(k_top),
             bottom: e.bottom(k_bottom),
             method: "dense",
             converged: true,
             iterations: 0,
+            top_residuals: Vec::new(),
+            bottom_residuals: Vec::new(),
+            vectors,
         });
     }
-    let opts = LanczosOptions {
-        max_iter: p.min(300),
+    let lo = LanczosOptions {
+        max_iter: p.min(opts.max_iter),
         k_top: k_top.max(1),
         k_bottom,
-        tol: 1e-8,
+        tol: opts.tol,
         seed: seed ^ STREAM_SPECTRUM,
-        ritz_vectors: false,
+        ritz_vectors: opts.vectors,
         ..LanczosOptions::default()
     };
-    let r = lanczos(&h, &opts)?;
+    let r = lanczos(op, &lo)?;
+    let top: Vec<&RitzPair> = r.top.iter().take(k_top).collect();
+    let vectors = top
+        .iter()
+        .copied()
+        .chain(&r.bottom)
+        .filter_map(|t| t.vector.clone())
+        .collect();
     Ok(Extremes {
-        top: r.top.iter().take(k_top).map(|t| t.value).collect(),
+        top: top.iter().map(|t| t.value).collect(),
         bottom: r.bottom.iter().map(|t| t.value).collect(),
         method: "lanczos",
         converged: r.report.converged,
         iterations: r.report.iterations,
+        top_residuals: top.iter().map(|t| t.residual_bound).collect(),
+        bottom_residuals: r.bottom.iter().map(|t| t.residual_bound).collect(),
+        vectors,
     })
 }
 
@@ -178,20 +280,22 @@ pub fn hessian_trace(
     exact_max_p: usize,
 ) -> imreg_spectra::Result<Reported> {
     let h = HessianOperator::new(obj, theta, Batch::Full)?;
-    let p = obj.dim();
+    operator_trace(&h, seed, exact_max_p, TraceOptions::default().matvecs)
+}
+
+/// `Tr A`: exact for `p ≤ exact_max_p` (`p` unit vectors), Hutch++ with `matvecs` products and its standard
+/// error otherwise (probes from `seed`).
+pub fn operator_trace(
+    h: &dyn LinearOperator,
+    seed: u64,
+    exact_max_p: usize,
+    matvecs: usize,
+) -> imreg_spectra::Result<Reported> {
+    let p = h.dim();
     if p <= exact_max_p {
-        return Ok(Reported::exact(
-            exact_trace(&h)?,
-            Some((p as u64, "unit vectors")),
-        ));
+        return Ok(Reported::exact(exact_trace(h)?, Some((p as u64, "unit vectors"))));
     }
-    let t = hutch_plus_plus(
-        &h,
-        &TraceOptions {
-            seed,
-            ..TraceOptions::default()
-        },
-    )?;
+    let t = hutch_plus_plus(h, &TraceOptions { seed, matvecs })?;
     Ok(Reported::estimate(t.to_estimate(), "probes"))
 }
 

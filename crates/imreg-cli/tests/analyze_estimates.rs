@@ -26,6 +26,9 @@ fn problem(dir: &Path, n: usize, d: usize) -> [PathBuf; 3] {
 
 fn request(files: &[PathBuf; 3], b: usize, seed: u64, estimation: BatchEstimation) -> AnalyzeRequest {
     AnalyzeRequest {
+        quantities: None,
+        solver: Default::default(),
+        out: None,
         exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         model: ModelConfig::LinearRegression { bias: true },
         params: files[2].clone(),

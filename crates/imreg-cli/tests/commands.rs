@@ -102,6 +102,9 @@ fn analyze_safetensors_matches_library() {
     let st = dir.path().join("w.safetensors");
     std::fs::write(&st, safetensors::serialize(tensors, &None).unwrap()).unwrap();
     let req = AnalyzeRequest {
+        quantities: None,
+        solver: Default::default(),
+        out: None,
         exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         model: ModelConfig::DeepLinear {
             hidden: vec![4],
@@ -149,7 +152,7 @@ fn analyze_safetensors_matches_library() {
     assert!((a.hessian_top[1] - ev[ev.len() - 2]).abs() <= 1e-12 * scale);
     assert!((a.hessian_bottom[0] - ev[0]).abs() <= 1e-12 * scale);
     let trace: f64 = ev.iter().sum();
-    assert!((a.hessian_trace.value - trace).abs() <= 1e-12 * scale * ev.len() as f64);
+    assert!((a.hessian_trace.unwrap().value - trace).abs() <= 1e-12 * scale * ev.len() as f64);
     // Tr F = mean ‖g_i‖² and Tr K = Tr F − ‖ḡ‖² (population covariance), from per-example gradients.
     let per: Vec<Vec<f64>> = (0..n)
         .map(|i| lib.grad(&theta, Batch::Indices(&[i])).unwrap())
@@ -160,9 +163,12 @@ fn analyze_safetensors_matches_library() {
         .sum::<f64>()
         / n as f64;
     let gg: f64 = g.iter().map(|v| v * v).sum();
-    assert!((a.trace_f.value - tr_f).abs() <= 1e-12 * tr_f.max(1.0));
-    assert!((a.trace_k.value - (tr_f - gg)).abs() <= 1e-10 * tr_f.max(1.0));
-    assert!(a.lambda_k1.value > 0.0 && a.lambda_k1.value <= a.trace_k.value * (1.0 + 1e-12));
+    assert!((a.trace_f.unwrap().value - tr_f).abs() <= 1e-12 * tr_f.max(1.0));
+    assert!((a.trace_k.unwrap().value - (tr_f - gg)).abs() <= 1e-10 * tr_f.max(1.0));
+    assert!(
+        a.lambda_k1.unwrap().value > 0.0
+            && a.lambda_k1.unwrap().value <= a.trace_k.unwrap().value * (1.0 + 1e-12)
+    );
     assert!(a.batch_sharpness.is_some());
     // The same through the command line, as JSON.
     let code = cli(&[

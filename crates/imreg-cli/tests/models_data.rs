@@ -77,6 +77,9 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         loss: LossConfig::HalfMse,
     };
     let req = AnalyzeRequest {
+        quantities: None,
+        solver: Default::default(),
+        out: None,
         exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         model,
         params: st.clone(),
@@ -137,7 +140,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         })
         .sum::<f64>()
         / n as f64;
-    assert!((a.trace_f.value - tr_f).abs() <= 1e-12 * tr_f);
+    assert!((a.trace_f.unwrap().value - tr_f).abs() <= 1e-12 * tr_f);
     // The command line, with the MLP flags.
     let args = |loss: &str, extra: &[&str]| -> i32 {
         let mut v = vec![
@@ -208,6 +211,9 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     ];
     std::fs::write(&wrong, safetensors::serialize(t, &None).unwrap()).unwrap();
     let (file, field, reason) = input_error(analyze(&AnalyzeRequest {
+        quantities: None,
+        solver: Default::default(),
+        out: None,
         exact_trace_max_p: imreg_cli::spectrum::DENSE_MAX_P,
         params: wrong.clone(),
         ..req

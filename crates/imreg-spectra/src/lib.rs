@@ -10,7 +10,9 @@
 //! - The sharpness family ([`sharpness`](mod@sharpness)): `λ_max(H)`, batch sharpness in both published
 //!   variants, step sharpness, MiniBS, GNI, IAS, exact over all batches or Monte Carlo, rayon-parallel and
 //!   bitwise deterministic; `λ_K¹`, `Tr K`, `Tr F`.
+pub mod block;
 pub mod dense;
+pub mod diagonal;
 pub mod error;
 pub mod estimate;
 pub mod lanczos;
@@ -22,7 +24,9 @@ pub mod slq;
 pub mod trace;
 mod vector;
 
+pub use block::PrincipalBlock;
 pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, DenseEigen, DenseOptions};
+pub use diagonal::{exact_diagonal, hutchinson_diagonal, Diagonal};
 pub use error::{Result, SpectraError};
 pub use estimate::{Estimate, Estimator};
 pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair};

@@ -42,7 +42,7 @@ pub use deep_linear::DeepLinear;
 pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
 pub use linreg::LinearRegression;
 pub use logistic::LogisticRegression;
-pub use loss::{ChunkTargets, Loss, StandardLoss};
+pub use loss::{ChunkTargets, Loss, StandardLoss, LOSS_NAMES};
 pub use mlp::{Activation, Mlp, MlpSpec};
 pub use network::{Network, NetworkObjective, Parameter, TargetData, PREPARED_HESSIAN_BYTES};
 pub use presets::{preset, preset_default, PresetInfo, PRESETS};
