@@ -98,9 +98,9 @@ pub trait Primitive: Debug + Send + Sync + 'static {
     /// The tangent of the reverse rule alone, `d/dε vjp(x + εẋ, g + εġ)` at `ε = 0` (`ġ` = `dg`, `None` for
     /// zero), for the tangent replay of a linearized tape ([`crate::linearize`]), which already holds the primal
     /// cotangents: entries follow [`Primitive::vjp`]'s. The default runs [`Primitive::vjp`] on dual values and
-    /// drops the primal parts; a
-    /// primitive whose reverse rule is a product can skip those primal products (`(AB)˙ = ȦB + AḂ` without
-    /// `AB`). It must equal the default exactly in value, and is checked against it in the tests.
+    /// drops the primal parts; a primitive whose reverse rule is a product can skip those primal products
+    /// (`(AB)˙ = ȦB + AḂ` without `AB`). An override must equal the default in value (conv2d's is tested bit
+    /// for bit against it).
     fn vjp_tangent(
         &self,
         x: &[&Dual<Mat>],
