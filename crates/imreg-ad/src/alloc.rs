@@ -10,8 +10,14 @@
 //! returned to the OS, never a result).
 
 /// Keeps large freed blocks in the process heap for reuse (glibc: `M_MMAP_THRESHOLD` = 256 MiB,
-/// `M_TRIM_THRESHOLD` = 1 GiB); a no-op on other allocators and platforms. Idempotent; call it once at
-/// start, before other threads allocate. Returns whether the tuning was applied.
+/// `M_TRIM_THRESHOLD` = 1 GiB, `M_ARENA_MAX` = 1); a no-op on other allocators and platforms. Idempotent; call
+/// it once at start, before other threads allocate. Returns whether the tuning was applied.
+///
+/// One arena: glibc gives each further thread (rayon's workers) a secondary arena made of 64 MiB heaps, and a
+/// block that does not fit one (a convolution's patch matrix on a chunk of 128 CIFAR images is 75 MB) is
+/// `mmap`ed and unmapped on every call whatever the thresholds, so each call faulted its pages in again. With
+/// the main arena only, those blocks are reused too; the price, a shared lock per allocation, did not show on
+/// the MLP benches (docs/performance.md).
 pub fn reuse_large_buffers() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -21,6 +27,7 @@ pub fn reuse_large_buffers() -> bool {
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
                     && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
+                    && libc::mallopt(libc::M_ARENA_MAX, 1) == 1
             }
         })
     }

@@ -14,6 +14,7 @@
 //! * JVP (bilinear): `ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`.
 //! * VJP: with `G` the output cotangent permuted to `out × (n·OH·OW)`, `W̄ = G P`, `b̄ = G 1`,
 //!   `x̄ = col2im(Wᵀ G)`, col2im being the adjoint (transpose) of im2col.
+use crate::dual::{product_tangent, Dual};
 use crate::error::{AdError, Result};
 use crate::graph::{Graph, Var};
 use crate::layout::{checked_mul, place_rows, slice_cols, slice_rows, Image};
@@ -152,7 +153,8 @@ impl ConvOp {
     /// Calls `f(patch run, image row run)` for every run of taps along an output row: the patch matrix `Pᵀ`
     /// is `(C·kh·kw) × (n·S)`, row `(c·kh + a)·kw + b'`, column `i·S + u·OW + v`; a run is the output positions
     /// `v ∈ lo..hi` of one `(row, i, u)`, whose taps read the input row `y` of channel `c` of example `i` at
-    /// `x₀, x₀ + s_w, …`. Taps outside the image are skipped (they are the zero padding).
+    /// `x₀, x₀ + s_w, …`. Taps outside the image are skipped (they are the zero padding). Runs come in
+    /// increasing order of their patch positions, and the runs of one patch row touch distinct pixels.
     fn for_each_run(&self, n: usize, mut f: impl FnMut(std::ops::Range<usize>, usize)) {
         let Conv2d {
             input,
@@ -171,11 +173,12 @@ impl ConvOp {
                     let Some((lo, hi, x0)) = tap_range(input.width, ow, self.geo.stride.1, b * dw, pw) else {
                         continue;
                     };
-                    for u in 0..oh {
-                        let Some(y) = (u * sh + a * dh).checked_sub(ph).filter(|&y| y < input.height) else {
-                            continue;
-                        };
-                        for i in 0..n {
+                    for i in 0..n {
+                        for u in 0..oh {
+                            let Some(y) = (u * sh + a * dh).checked_sub(ph).filter(|&y| y < input.height)
+                            else {
+                                continue;
+                            };
                             let dst = (row * n + i) * s + u * ow;
                             let src = i * feats + (c * input.height + y) * input.width + x0;
                             f(dst + lo..dst + hi, src);
@@ -192,17 +195,19 @@ impl ConvOp {
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
         let sw = self.geo.stride.1;
-        let mut cols = vec![0.0; self.patch_len() * n * self.plane()];
+        let total = self.patch_len() * n * self.plane();
+        // Filled in order: the zero padding before each run, then the run (no pass zeroing the whole matrix).
+        let mut cols = Vec::with_capacity(total);
         self.for_each_run(n, |dst, start| {
-            let dst = &mut cols[dst];
+            debug_assert!(dst.start >= cols.len());
+            cols.resize(dst.start, 0.0);
             if sw == 1 {
-                dst.copy_from_slice(&src[start..start + dst.len()]);
+                cols.extend_from_slice(&src[start..start + dst.len()]);
             } else {
-                dst.iter_mut()
-                    .zip(src[start..].iter().step_by(sw))
-                    .for_each(|(d, s)| *d = *s);
+                cols.extend(src[start..].iter().step_by(sw).take(dst.len()));
             }
         });
+        cols.resize(total, 0.0);
         Mat::from_shape_vec((self.patch_len(), n * self.plane()), cols).expect("im2col shape")
     }
 
@@ -239,10 +244,10 @@ impl ConvOp {
         let n = cols / s.max(1);
         let z = z.as_standard_layout();
         let src = z.as_slice().expect("standard layout");
-        let mut y = vec![0.0; n * o * s];
-        for (c, from) in src.chunks_exact(n * s).enumerate() {
-            for (i, block) in from.chunks_exact(s).enumerate() {
-                y[(i * o + c) * s..][..s].copy_from_slice(block);
+        let mut y = Vec::with_capacity(n * o * s);
+        for i in 0..n {
+            for c in 0..o {
+                y.extend_from_slice(&src[(c * n + i) * s..][..s]);
             }
         }
         Mat::from_shape_vec((n, o * s), y).expect("nchw shape")
@@ -255,10 +260,10 @@ impl ConvOp {
         let o = f / s.max(1);
         let y = y.as_standard_layout();
         let src = y.as_slice().expect("standard layout");
-        let mut z = vec![0.0; n * o * s];
-        for (i, row) in src.chunks_exact(o * s).enumerate() {
-            for (c, block) in row.chunks_exact(s).enumerate() {
-                z[(c * n + i) * s..][..s].copy_from_slice(block);
+        let mut z = Vec::with_capacity(n * o * s);
+        for c in 0..o {
+            for i in 0..n {
+                z.extend_from_slice(&src[(i * o + c) * s..][..s]);
             }
         }
         Mat::from_shape_vec((o, n * s), z).expect("channels shape")
@@ -322,6 +327,45 @@ impl ConvOp {
         )
     }
 
+    /// The tangents of [`ConvOp::product_vjp`]'s `(G P, Wᵀ G)` for factors given as `(primal, tangent)` pairs
+    /// (`None` for a zero tangent), formed as [`Dual`]'s product forms them (`Ȧ B`, then `A Ḃ` accumulated),
+    /// so that they equal the tangents of the VJP run on dual values bitwise; the primal products are skipped.
+    fn product_vjp_tangent(
+        &self,
+        w: Pair<'_>,
+        p: Option<Pair<'_>>,
+        g: Pair<'_>,
+        want_p: bool,
+    ) -> (Option<Mat>, Option<Mat>) {
+        let gw = |g: Pair<'_>, p: Pair<'_>| product_tangent(g.0, g.1, false, p.0, p.1, true);
+        let gp = |w: Pair<'_>, g: Pair<'_>| product_tangent(w.0, w.1, true, g.0, g.1, false);
+        let groups = self.geo.groups;
+        if groups == 1 {
+            return (p.and_then(|p| gw(g, p)), want_p.then(|| gp(w, g)).flatten());
+        }
+        let (og, kg) = (self.geo.out_channels / groups, self.patch_len() / groups);
+        let rows = |m: &Mat, j: usize, r: usize| slice_rows(m, j * r, r);
+        let (mut tw, mut tp) = (Vec::new(), Vec::new());
+        for j in 0..groups {
+            let (g0, g1) = (rows(g.0, j, og), g.1.map(|t| rows(t, j, og)));
+            let gj = (&g0, g1.as_ref());
+            if let Some(p) = p {
+                let (p0, p1) = (rows(p.0, j, kg), p.1.map(|t| rows(t, j, kg)));
+                tw.push(gw(gj, (&p0, p1.as_ref())));
+            }
+            if want_p {
+                let (w0, w1) = (rows(w.0, j, og), w.1.map(|t| rows(t, j, og)));
+                tp.push(gp((&w0, w1.as_ref()), gj));
+            }
+        }
+        // Every group's tangent is present or every one is absent (the factors' tangents are whole matrices).
+        let stack = |blocks: Vec<Option<Mat>>| {
+            let blocks = blocks.into_iter().collect::<Option<Vec<Mat>>>()?;
+            (!blocks.is_empty()).then(|| stack_rows(blocks))
+        };
+        (stack(tw), stack(tp))
+    }
+
     /// Entries `start..start + rows` of the row `b` as a column, repeated in `cols` columns.
     fn bias_columns<T: Tensor>(&self, b: &T, start: usize, rows: usize, cols: usize) -> T {
         b.linear_map(&|m| slice_cols(m, start, rows).reversed_axes())
@@ -336,6 +380,9 @@ impl ConvOp {
         z.linear_map(&|m| self.channels_to_nchw(m))
     }
 }
+
+/// A factor of a product and its tangent (`None` for zero).
+type Pair<'a> = (&'a Mat, Option<&'a Mat>);
 
 /// The blocks stacked on top of each other (pairwise, so that the copies cost `O(total · log blocks)`).
 fn stack_rows<T: Tensor>(mut blocks: Vec<T>) -> T {
@@ -416,6 +463,37 @@ impl Primitive for ConvOp {
         }
         out
     }
+    /// `ẋ̄ = col2im(Ẇᵀ G + Wᵀ Ġ)`, `Ẇ̄ = Ġ P + G Ṗ` and `ḃ̄ = Ġ 1`, without the primal products `Wᵀ G` and `G P`
+    /// that a linearized tape already holds (a third of the reverse rule's GEMMs on dual values).
+    fn vjp_tangent(
+        &self,
+        x: &[&Dual<Mat>],
+        _y: &Dual<Mat>,
+        g: &Mat,
+        dg: Option<&Mat>,
+        wants: &[bool],
+    ) -> Vec<Option<Mat>> {
+        let (x0, w) = (x[0], x[1]);
+        let g0 = self.nchw_to_channels(g);
+        let g1 = dg.map(|d| self.nchw_to_channels(d));
+        let p0 = wants[1].then(|| self.im2col(&x0.p));
+        let p1 = if wants[1] {
+            x0.t.as_ref().map(|t| self.im2col(t))
+        } else {
+            None
+        };
+        let p = p0.as_ref().map(|p0| (p0, p1.as_ref()));
+        let (tw, tx) = self.product_vjp_tangent((&w.p, w.t.as_ref()), p, (&g0, g1.as_ref()), wants[0]);
+        let mut out = vec![tx.map(|t| self.col2im(&t)), tw];
+        if self.bias {
+            out.push(if wants[2] {
+                g1.map(|t| t.sum_cols().t().to_owned())
+            } else {
+                None
+            });
+        }
+        out
+    }
 }
 
 impl<T: Tensor> Graph<T> {
@@ -431,6 +509,91 @@ impl<T: Tensor> Graph<T> {
         match b {
             Some(b) => self.apply(op, &[x, w, b]),
             None => self.apply(op, &[x, w]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mat(r: usize, c: usize, seed: usize) -> Mat {
+        Mat::from_shape_fn((r, c), |(i, j)| {
+            (((i * 31 + j * 17 + seed * 13) % 29) as f64 - 14.0) / 9.0
+        })
+    }
+
+    /// The tangent-only reverse rule equals the tangents of the reverse rule run on dual values, bit for bit,
+    /// for dense and grouped convolutions, with and without bias, and every pattern of present tangents.
+    #[test]
+    fn tangent_of_the_reverse_rule_equals_the_dual_reverse_rule_bitwise() {
+        let input = Image::new(4, 5, 6);
+        let geos = [
+            Conv2d {
+                padding: (1, 1),
+                ..Conv2d::new(input, 6, (3, 3))
+            },
+            Conv2d {
+                stride: (2, 1),
+                padding: (1, 2),
+                dilation: (1, 2),
+                groups: 2,
+                ..Conv2d::new(input, 4, (3, 2))
+            },
+        ];
+        let n = 3;
+        for (k, geo) in geos.into_iter().enumerate() {
+            for bias in [false, true] {
+                let op = ConvOp {
+                    geo,
+                    out: geo.output().unwrap(),
+                    bias,
+                };
+                let (wr, wc) = geo.weight_shape().unwrap();
+                let feats = input.features().unwrap();
+                let outs = op.out.features().unwrap();
+                let primals = [mat(n, feats, k), mat(wr, wc, k + 1), mat(1, wr, k + 2)];
+                let tangents = [mat(n, feats, k + 3), mat(wr, wc, k + 4), mat(1, wr, k + 5)];
+                let (g, dg) = (mat(n, outs, k + 6), mat(n, outs, k + 7));
+                let k_in = 2 + usize::from(bias);
+                for mask in 0..(1usize << (k_in + 1)) {
+                    let xs: Vec<Dual<Mat>> = (0..k_in)
+                        .map(|i| {
+                            Dual::new(
+                                primals[i].clone(),
+                                (mask >> i & 1 == 1).then(|| tangents[i].clone()),
+                            )
+                        })
+                        .collect();
+                    let dg = (mask >> k_in & 1 == 1).then_some(&dg);
+                    let xr: Vec<&Dual<Mat>> = xs.iter().collect();
+                    let y = Dual::new(Mat::zeros((n, outs)), None);
+                    for wants in [vec![true; k_in], {
+                        let mut w = vec![true; k_in];
+                        w[0] = false;
+                        w
+                    }] {
+                        let fast = Primitive::vjp_tangent(&op, &xr, &y, &g, dg, &wants);
+                        let gd = Dual::new(g.clone(), dg.cloned());
+                        let slow: Vec<Option<Mat>> = Primitive::vjp(&op, &xr, &y, &gd, &wants)
+                            .into_iter()
+                            .map(|d| d.and_then(|d| d.t))
+                            .collect();
+                        for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                            let bits = |m: &Option<Mat>| {
+                                m.as_ref()
+                                    .filter(|_| wants[i])
+                                    .map(|m| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                            };
+                            assert_eq!(
+                                bits(f),
+                                bits(s),
+                                "geometry {k}, bias {bias}, mask {mask:b}, input {i}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

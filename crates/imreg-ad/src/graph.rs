@@ -870,13 +870,12 @@ impl Graph<Dual<Mat>> {
                     add(&mut gt, *logits, v);
                 }
                 Op::Custom(c) => {
-                    // The tangent of the reverse rule is the reverse rule run on dual values.
+                    // The tangent of the reverse rule (by default the reverse rule run on dual values).
                     let xs: Vec<&Dual<Mat>> = c.inputs.iter().map(|&j| &self.nodes[j].value).collect();
                     let wants: Vec<bool> = c.inputs.iter().map(|&j| wants(j)).collect();
-                    let gd = Dual::new(g.clone(), dg.cloned());
-                    let gs = c.prim.vjp_dual(&xs, &node.value, &gd, &wants);
+                    let gs = c.prim.vjp_tangent(&xs, &node.value, g, dg, &wants);
                     for (&j, d) in c.inputs.iter().zip(gs) {
-                        add(&mut gt, j, d.and_then(|d| d.t));
+                        add(&mut gt, j, d);
                     }
                 }
             }

@@ -94,6 +94,27 @@ pub trait Primitive: Debug + Send + Sync + 'static {
     /// The input cotangents `x̄_i = (∂f/∂x_i)ᵀ g` for the output cotangent `g`, one entry per input; entries
     /// whose `wants[i]` is false (constants) may be `None`, as may exactly zero ones.
     fn vjp<T: Tensor>(&self, x: &[&T], y: &T, g: &T, wants: &[bool]) -> Vec<Option<T>>;
+
+    /// The tangent of the reverse rule alone, `d/dε vjp(x + εẋ, g + εġ)` at `ε = 0` (`ġ` = `dg`, `None` for
+    /// zero), for the tangent replay of a linearized tape ([`crate::linearize`]), which already holds the primal
+    /// cotangents: entries follow [`Primitive::vjp`]'s. The default runs [`Primitive::vjp`] on dual values and
+    /// drops the primal parts; a primitive whose reverse rule is a product can skip those primal products
+    /// (`(AB)˙ = ȦB + AḂ` without `AB`). An override must equal the default in value (conv2d's is tested bit
+    /// for bit against it).
+    fn vjp_tangent(
+        &self,
+        x: &[&Dual<Mat>],
+        y: &Dual<Mat>,
+        g: &Mat,
+        dg: Option<&Mat>,
+        wants: &[bool],
+    ) -> Vec<Option<Mat>> {
+        let g = Dual::new(g.clone(), dg.cloned());
+        Primitive::vjp(self, x, y, &g, wants)
+            .into_iter()
+            .map(|d| d.and_then(|d| d.t))
+            .collect()
+    }
 }
 
 /// The object-safe face of a [`Primitive`] on a tape of `T` values (implemented for every primitive).
@@ -102,14 +123,15 @@ pub trait DynPrimitive<T: Tensor>: Debug + Send + Sync {
     fn vjp(&self, x: &[&T], y: &T, g: &T, wants: &[bool]) -> Vec<Option<T>>;
     /// [`Primitive::jvp`] on plain values (the tangent replay of a linearized tape).
     fn jvp_plain(&self, x: &[&Mat], y: &Mat, dx: &[Option<&Mat>]) -> Option<Mat>;
-    /// [`Primitive::vjp`] on dual values (the tangent of the reverse rule, for a linearized tape).
-    fn vjp_dual(
+    /// [`Primitive::vjp_tangent`]: the tangent of the reverse rule, for a linearized tape.
+    fn vjp_tangent(
         &self,
         x: &[&Dual<Mat>],
         y: &Dual<Mat>,
-        g: &Dual<Mat>,
+        g: &Mat,
+        dg: Option<&Mat>,
         wants: &[bool],
-    ) -> Vec<Option<Dual<Mat>>>;
+    ) -> Vec<Option<Mat>>;
 }
 
 impl<T: Tensor, P: Primitive> DynPrimitive<T> for P {
@@ -119,14 +141,15 @@ impl<T: Tensor, P: Primitive> DynPrimitive<T> for P {
     fn jvp_plain(&self, x: &[&Mat], y: &Mat, dx: &[Option<&Mat>]) -> Option<Mat> {
         Primitive::jvp(self, x, y, dx)
     }
-    fn vjp_dual(
+    fn vjp_tangent(
         &self,
         x: &[&Dual<Mat>],
         y: &Dual<Mat>,
-        g: &Dual<Mat>,
+        g: &Mat,
+        dg: Option<&Mat>,
         wants: &[bool],
-    ) -> Vec<Option<Dual<Mat>>> {
-        Primitive::vjp(self, x, y, g, wants)
+    ) -> Vec<Option<Mat>> {
+        Primitive::vjp_tangent(self, x, y, g, dg, wants)
     }
 }
 

@@ -466,36 +466,18 @@ fn hvp_equals_the_forward_over_forward_dense_hessian_on_tiny_specs() {
     }
 }
 
-#[test]
-fn chunked_batches_are_bitwise_identical_at_one_and_two_threads() {
-    let spec = NetworkSpec::from_toml(
-        r#"
-input = [1, 5, 5]
-[[layers]]
-type = "conv2d"
-out_channels = 3
-kernel_size = 3
-[[layers]]
-type = "tanh"
-[[layers]]
-type = "flatten"
-[[layers]]
-type = "linear"
-out_features = 3
-"#,
-    )
-    .unwrap();
-    let obj = spec_objective(spec, 300, 1);
+/// Loss, gradient, HVP (per call and prepared), per-example and input gradients on the batch `ix` are bitwise
+/// identical at one and two threads, and the chunked gradient equals the whole-batch program's.
+fn assert_bitwise_at_one_and_two_threads(obj: &NetworkObjective<SpecNetwork>, ix: &[usize]) {
     let theta = init(obj.network(), 1);
     let v = randn(2, 0, obj.dim());
-    let ix: Vec<usize> = (0..290).map(|i| (i * 37 + 5) % 300).collect();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
-            let b = Batch::Indices(&ix);
+            let b = Batch::Indices(ix);
             let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let g = obj.grad(&theta, b).unwrap();
             let hv = obj.hvp_vec(&theta, b, &v).unwrap();
@@ -521,7 +503,44 @@ out_features = 3
     assert_eq!(run(1), run(2));
     // and the chunked reductions equal one whole-batch program
     let g = obj.grad(&theta, Batch::Full).unwrap();
-    assert!(rel(&g, &imreg_ad::grad(&Whole(&obj), &theta).unwrap().1) <= 1e-13);
+    assert!(rel(&g, &imreg_ad::grad(&Whole(obj), &theta).unwrap().1) <= 1e-13);
+    let hv = obj.hvp_vec(&theta, Batch::Full, &v).unwrap();
+    assert!(rel(&hv, &imreg_ad::hvp(&Whole(obj), &theta, &v).unwrap()) <= 1e-13);
+}
+
+fn conv_tanh_linear(side: usize, channels: usize, outputs: usize) -> NetworkSpec {
+    NetworkSpec::from_toml(&format!(
+        r#"
+input = [1, {side}, {side}]
+[[layers]]
+type = "conv2d"
+out_channels = {channels}
+kernel_size = 3
+padding = 1
+[[layers]]
+type = "tanh"
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "linear"
+out_features = {outputs}
+"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn chunked_batches_are_bitwise_identical_at_one_and_two_threads() {
+    // light rows (a row's tape is smaller than the parameter vector): chunks of at least 128 rows
+    let obj = spec_objective(conv_tanh_linear(3, 3, 40), 300, 1);
+    assert!(obj.network().tape_floats_per_example() < obj.dim());
+    let ix: Vec<usize> = (0..290).map(|i| (i * 37 + 5) % 300).collect();
+    assert_bitwise_at_one_and_two_threads(&obj, &ix);
+    // heavy rows, as in the CNNs: a batch below 256 rows is split in two halves
+    let obj = spec_objective(conv_tanh_linear(10, 2, 3), 120, 2);
+    assert!(obj.network().tape_floats_per_example() >= obj.dim());
+    let ix: Vec<usize> = (0..101).map(|i| (i * 37 + 5) % 120).collect();
+    assert_bitwise_at_one_and_two_threads(&obj, &ix);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Lanczos top-1 (20 steps, full reorthogonalization) against 20 bare HVPs and against the 20 products of the
 //! prepared operator (`Objective::hessian_at`) on the medium MLP
 //! (784-256-256-10, n = 1024, ½ MSE on one-hot targets, as the JAX anchor `lanczos_sharpness.py`), and batch
-//! sharpness over 1000 batches of size 32 on the small MLP (64-128-128-10, n = 512).
+//! sharpness over 1000 batches of size 32 on the small MLP (64-128-128-10, n = 512); and Lanczos top-1 with
+//! 20 HVPs on the benchmark anchors' CNNs with cross-entropy (the problems of imreg-objective's CNN bench), to
+//! be read against 20 × its `hvp_prepared` row of the same sitting.
 use criterion::{criterion_group, criterion_main, Criterion};
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
@@ -72,6 +74,36 @@ fn lanczos_vs_hvps(c: &mut Criterion) {
     g.finish();
 }
 
+// The problems of imreg-objective's CNN bench (its HVP direction is not used here).
+#[allow(dead_code)]
+#[path = "../../imreg-objective/benches/support/anchor_cnn.rs"]
+mod anchor_cnn;
+
+/// Lanczos top-1, exactly 20 steps with full reorthogonalization, the operator (one primal pass) built inside
+/// the timed loop: the anchors' `lanczos_m20` row (the start vector differs: Lanczos' own seeded one).
+fn cnn_lanczos(c: &mut Criterion) {
+    imreg_objective::reuse_large_buffers();
+    let opts = LanczosOptions {
+        max_iter: 20,
+        tol: 0.0,
+        ritz_vectors: false,
+        ..Default::default()
+    };
+    for (model, n) in anchor_cnn::MODELS {
+        let problem = anchor_cnn::problem(model, n, true);
+        let (m, theta) = (&problem.objective, &problem.theta);
+        let mut g = c.benchmark_group(format!("cnn/{model}/ce"));
+        g.sample_size(10);
+        g.bench_function("lanczos_top1_m20", |b| {
+            b.iter(|| {
+                let h = HessianOperator::new(m, theta, Batch::Full).unwrap();
+                black_box(lanczos(&h, &opts).unwrap().max())
+            })
+        });
+        g.finish();
+    }
+}
+
 fn batch_sharpness_1000(c: &mut Criterion) {
     let (m, theta) = mlp(vec![64, 128, 128, 10], 512);
     let mut g = c.benchmark_group("mlp_64_128_128_10_n512");
@@ -93,5 +125,5 @@ fn batch_sharpness_1000(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lanczos_vs_hvps, batch_sharpness_1000);
+criterion_group!(benches, lanczos_vs_hvps, batch_sharpness_1000, cnn_lanczos);
 criterion_main!(benches);

@@ -131,9 +131,12 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// Memory budget of the recorded tapes of [`Objective::hessian_at`] on a network: 512 MiB (the medium MLP at
-/// n = 1024 needs ≈ 43 MB, a full MNIST-sized batch of 60 000 rows ≈ 2.5 GB and is streamed).
-pub const PREPARED_HESSIAN_BYTES: usize = 512 << 20;
+/// Memory budget of the recorded tapes of [`Objective::hessian_at`] on a network: 2 GiB, a quarter of an 8 GiB
+/// laptop's memory. By the estimate of [`NetworkObjective::hessian_within`], the medium MLP at n = 1024 needs
+/// ≈ 43 MB, the benchmark CNNs `cnn-cifar` (n = 256) ≈ 0.95 GB and `resnet-small` (n = 128) ≈ 0.82 GB, which
+/// hold their tapes; a full MNIST-sized MLP batch of 60 000 rows (≈ 2.5 GB) or a CNN on a whole dataset is
+/// streamed through per-call HVPs instead.
+pub const PREPARED_HESSIAN_BYTES: usize = 2 << 30;
 
 /// The targets of a dataset, one row (or label) per example.
 #[derive(Clone, Debug, PartialEq)]
@@ -349,30 +352,54 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         }
     }
 
-    /// Batch positions per tape: the whole batch for a network that couples examples, [`chunk_len`] otherwise.
+    /// Batch positions per tape: the whole batch for a network that couples examples; [`chunk_len`] otherwise,
+    /// but at most half the batch for a network whose rows are heavy (a row's tape holds at least as many
+    /// floats as there are parameters, as in the CNNs): [`chunk_len`]'s minimum of 128 rows amortizes the
+    /// per-chunk work on `p`-vectors (leaf copies, the accumulator), which such rows dwarf, and would leave a
+    /// batch of 128 CNN examples on one core. It depends on the batch length and the network only, never on
+    /// the thread count.
     fn chunk_size(&self, len: usize) -> usize {
         if self.net.couples_examples() {
             len
+        } else if self.net.tape_floats_per_example() >= self.net.n_params() {
+            chunk_len(len).min(len.div_ceil(2))
         } else {
             chunk_len(len)
         }
     }
 
-    /// `f(start, ix, s, acc)` summed over the chunks of the batch into `(s, out)`, times `scale`: the chunks of
-    /// [`chunked_sum_into`], or the whole batch as one chunk for a network that couples examples.
+    /// `f(start, ix, s, acc)` summed over the chunks of the batch ([`NetworkObjective::chunk_size`]) into
+    /// `(s, out)`, times `scale`: the chunks of [`chunked_sum_into`] where they agree; the whole batch as one
+    /// chunk for a network that couples examples; two halves in parallel, added in order, for a small batch of
+    /// heavy rows.
     fn sum_chunks<F>(&self, batch: Batch<'_>, scale: f64, out: &mut [f64], f: F) -> Result<f64>
     where
         F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
     {
         let n = self.n_examples();
         batch.validate(n)?;
-        if !self.net.couples_examples() {
+        let len = batch.len(n);
+        let chunk = self.chunk_size(len);
+        if chunk == chunk_len(len) && !self.net.couples_examples() {
             return chunked_sum_into(batch, n, scale, out, f);
         }
-        let ix = batch.slice(0, batch.len(n));
+        let ix = batch.slice(0, len);
         let mut s = 0.0;
         out.fill(0.0);
-        f(0, &ix, &mut s, out)?;
+        if chunk >= len {
+            f(0, &ix, &mut s, out)?;
+        } else {
+            let mut second = vec![0.0; out.len()];
+            let mut s2 = 0.0;
+            let (a, b) = rayon::join(
+                || f(0, &ix[..chunk], &mut s, out),
+                || f(chunk, &ix[chunk..], &mut s2, &mut second),
+            );
+            a?;
+            b?;
+            s += s2;
+            out.iter_mut().zip(&second).for_each(|(o, x)| *o += x);
+        }
         if scale != 1.0 {
             out.iter_mut().for_each(|o| *o *= scale);
         }
