@@ -172,8 +172,7 @@ pub fn hessian_extremes(
     k_bottom: usize,
     seed: u64,
 ) -> imreg_spectra::Result<Extremes> {
-    let h = HessianOperator::new(obj, theta, batch)?;
-    symmetric_extremes(&h, k_top, k_bottom, seed, &ExtremeOptions::default())
+    hessian_extremes_with(obj, theta, batch, k_top, k_bottom, seed, &ExtremeOptions::default())
 }
 
 /// [`hessian_extremes`] with the solver's knobs.

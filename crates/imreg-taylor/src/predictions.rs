@@ -338,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn epochs_numbers_of_the_notes_recomputed() {
+    fn epochs_numbers_of_the_reference_table_recomputed() {
         // docs/theory/tenka.md §Epochs corollary: E0 = 2, N = 3, η = 0.005: full formula 3.2813e-5,
         // ∇trC-only 1.4063e-5, enumeration 3.2509e-5.
         let t = toy_tensors();

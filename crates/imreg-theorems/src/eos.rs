@@ -20,7 +20,7 @@ pub fn checks() -> Vec<Check> {
     vec![
         Check {
             id: "eos.scalar-gd-identities",
-            claim: "one GD step of the depth-2 linear net satisfies every identity of §1.3 (ε, λ, Q, s, d, S, D, P, \
+            claim: "one GD step of the depth-2 linear net satisfies every one-step identity of docs/theory/scalar-net.md (ε, λ, Q, s, d, S, D, P, \
                     aaᵀ−bbᵀ, L) to ~1e-14, and the Hessian spectrum is λ/2 ± √((m+ε)² + P/4), ±ε (k−1 times)",
             run: check_gd_identities,
         },
@@ -33,7 +33,7 @@ pub fn checks() -> Vec<Check> {
         Check {
             id: "eos.scalar-gd-limit",
             claim: "GD converges to λ_GD = √(4Φ² + P₀Π(1−η²ε_t²)²) < λ_GF (η|ε_t| < √2), with λ_GF − λ_GD = \
-                    η(λ_GF − 4Φ²/λ_GF)∫ε_GF² + O(η²); no convergence for η > 1/|Φ|; the §1.7 tables",
+                    η(λ_GF − 4Φ²/λ_GF)∫ε_GF² + O(η²); no convergence for η > 1/|Φ|; the reference tables of docs/theory/scalar-net.md",
             run: check_gd_limit,
         },
         Check {
@@ -251,7 +251,7 @@ fn check_gd_identities(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         1e-13,
     ));
     parts.push(Outcome::at_most(
-        "§1.2 Hessian vs FD of the gradient (rel. ‖H‖‖v‖)",
+        "Hessian vs FD of the gradient (rel. ‖H‖‖v‖)",
         fd,
         1e-7,
     ));
@@ -625,7 +625,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
             if above_ok { "none" } else { "CONVERGED" }
         ));
     }
-    parts.push(Outcome::new("T6: η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
+    parts.push(Outcome::new("η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
 
     // Small-η expansion by its order: r(η) = |(λ_GF − λ_GD)/η − (λ_GF − 4Φ²/λ_GF)∫ε_GF²| = O(η).
     let exp = SmallEtaExpansion::new(&init1).or_check()?;

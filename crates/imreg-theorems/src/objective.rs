@@ -8,7 +8,7 @@ use nalgebra::SymmetricEigen;
 pub fn checks() -> Vec<Check> {
     vec![Check {
         id: "objective.scalar-net-hessian",
-        claim: "the depth-2 scalar net's Hessian spectrum equals the closed form of beneventano §1.2 \
+        claim: "the depth-2 scalar net's Hessian spectrum equals the closed form of docs/theory/scalar-net.md §Hessian \
                 (and λ_max = ‖a‖²+‖b‖² at a minimum)",
         run: scalar_net_hessian,
     }]

@@ -43,7 +43,7 @@ fn expectation_checks() -> Vec<Check> {
         },
         Check {
             id: "smith.quadratic-reference",
-            claim: "1-D quadratic T2: closed-form GF and C_SGD flows, exact E[w_m] by enumeration; errors vs GF shrink as ε², vs C_SGD as ε³",
+            claim: "the exact 1-D quadratic of docs/theory/modified-flows.md: closed-form GF and C_SGD flows, exact E[w_m] by enumeration; errors vs GF shrink as ε², vs C_SGD as ε³",
             run: quadratic_reference,
         },
         Check {
@@ -311,7 +311,7 @@ fn quadratic_reference(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     out = out.with_figures(ctx.save_order_figure(
         "smith.quadratic-reference",
         "quadratic_t2",
-        "1-D quadratic T2 (B = 1, m = 4)",
+        "exact 1-D quadratic (B = 1, m = 4)",
         "learning rate ε",
         &[("GF on C", &gf), ("C_SGD flow", &sgd)],
     )?);
