@@ -172,7 +172,15 @@ pub fn hessian_extremes(
     k_bottom: usize,
     seed: u64,
 ) -> imreg_spectra::Result<Extremes> {
-    hessian_extremes_with(obj, theta, batch, k_top, k_bottom, seed, &ExtremeOptions::default())
+    hessian_extremes_with(
+        obj,
+        theta,
+        batch,
+        k_top,
+        k_bottom,
+        seed,
+        &ExtremeOptions::default(),
+    )
 }
 
 /// [`hessian_extremes`] with the solver's knobs.

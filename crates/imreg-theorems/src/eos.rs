@@ -625,7 +625,11 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
             if above_ok { "none" } else { "CONVERGED" }
         ));
     }
-    parts.push(Outcome::new("η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not", t6_msg.join("; "), t6));
+    parts.push(Outcome::new(
+        "η ∈ {0.9,0.95,0.98}/|Φ| converge with 0 ≤ λ_GD − 2|Φ| ≤ 2/η − 2|Φ|; η ∈ {1.02,1.05,1.2}/|Φ| do not",
+        t6_msg.join("; "),
+        t6,
+    ));
 
     // Small-η expansion by its order: r(η) = |(λ_GF − λ_GD)/η − (λ_GF − 4Φ²/λ_GF)∫ε_GF²| = O(η).
     let exp = SmallEtaExpansion::new(&init1).or_check()?;

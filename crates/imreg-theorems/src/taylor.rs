@@ -143,7 +143,11 @@ fn eta2_law(ctx: &CheckContext) -> CheckResult {
         worst = worst.max((got - quoted).abs());
     }
     // The table is quoted to 12 decimals.
-    parts.push(Outcome::at_most("|enumeration − the reference table of docs/theory/tenka.md|", worst, 1e-11));
+    parts.push(Outcome::at_most(
+        "|enumeration − the reference table of docs/theory/tenka.md|",
+        worst,
+        1e-11,
+    ));
 
     // Figure: exact E[l] vs η with the order-0, -1 and -2 predictions, and residual/η³ (SGD, M = 1).
     // No general order-3 formula is derived (docs/theory/tenka.md), so none is drawn here.
