@@ -327,12 +327,13 @@ class Model:
         method: str = "auto",
         seed: int = 0,
         exact_max_p: int = 400,
-        matvecs: int = 100,
+        matvecs: Optional[int] = None,
     ) -> Estimate:
         """``Tr H_B(θ)``.
 
         ``method="auto"`` (``imreg analyze``'s rule): exact ``Σ_k e_kᵀHe_k`` over the ``p`` unit vectors for
-        ``p ≤ exact_max_p``, else Hutch++ (Meyer et al. 2021) with ``matvecs`` HVPs and its standard error.
+        ``p ≤ exact_max_p``, else Hutch++ (Meyer et al. 2021) with ``matvecs`` HVPs (default 60, as
+        ``imreg analyze``) and its standard error.
         ``"exact"``, ``"hutch++"`` and ``"hutchinson"`` (``(1/m) Σ_k z_kᵀHz_k`` over ``m = matvecs`` Rademacher
         probes, SE = sample standard deviation / √m) force one.
         """

@@ -42,11 +42,7 @@ pub fn failed(what: &str, reason: impl Display) -> PyErr {
 /// is one), everything else is a runtime error.
 pub fn from_cli(e: CliError) -> PyErr {
     match e {
-        CliError::Input {
-            file,
-            field,
-            reason,
-        } => {
+        CliError::Input { file, field, reason } => {
             let shown = file.display().to_string();
             if shown.starts_with('<') {
                 bad_input(&field, reason)

@@ -9,15 +9,13 @@ use imreg_cli::model::Model;
 use imreg_cli::network::pytorch_init;
 use imreg_cli::quantities::SolverOptions;
 use imreg_cli::spectrum::{
-    batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, mini_batch_sharpness, operator_trace,
-    ExtremeOptions, Reported,
+    batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, mini_batch_sharpness,
+    operator_trace, ExtremeOptions, Reported,
 };
 use imreg_objective::data::weights::NamedTensor;
 use imreg_objective::models::NetworkObjective;
 use imreg_objective::{Batch, Objective};
-use imreg_spectra::{
-    batch_sharpness, hutchinson, GradientOuterOperator, HessianOperator, TraceOptions,
-};
+use imreg_spectra::{batch_sharpness, hutchinson, GradientOuterOperator, HessianOperator, TraceOptions};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -169,11 +167,11 @@ impl PyModel {
     /// The network's description (`NetworkSpec`) as JSON, or `None` for the other kinds.
     fn spec_json(&self) -> PyResult<Option<String>> {
         match &self.model {
-            Model::Network(m, _) => serde_json::to_string(imreg_objective::models::SpecNetwork::spec(
-                m.network(),
-            ))
-            .map(Some)
-            .map_err(|e| failed("spec", e)),
+            Model::Network(m, _) => {
+                serde_json::to_string(imreg_objective::models::SpecNetwork::spec(m.network()))
+                    .map(Some)
+                    .map_err(|e| failed("spec", e))
+            }
             _ => Ok(None),
         }
     }
@@ -181,7 +179,12 @@ impl PyModel {
     /// PyTorch's default initialization of a network times `scale` (weights and biases
     /// `U(−1/√fan_in, 1/√fan_in)`, norms `γ = 1`, `β = 0`), drawn from `seed`.
     #[pyo3(signature = (seed=0, scale=1.0))]
-    fn pytorch_init<'py>(&self, py: Python<'py>, seed: u64, scale: f64) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn pytorch_init<'py>(
+        &self,
+        py: Python<'py>,
+        seed: u64,
+        scale: f64,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         match &self.model {
             Model::Network(m, _) => Ok(pytorch_init(m.network(), seed, scale).into_pyarray(py)),
             _ => Err(bad_input(
@@ -193,7 +196,11 @@ impl PyModel {
 
     /// Reads `θ` from a `.safetensors` state dict (strictly by name and shape; a network's batch-norm running
     /// statistics are set) or a flat `.npy` file.
-    fn load_weights<'py>(&mut self, py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn load_weights<'py>(
+        &mut self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let model = &mut self.model;
         let theta = py
             .allow_threads(|| model.load_theta(&path, "path"))
@@ -237,7 +244,12 @@ impl PyModel {
 
     /// `C_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ)` (the full data when `batch` is `None`).
     #[pyo3(signature = (theta, batch=None))]
-    fn loss(&self, py: Python<'_>, theta: PyReadonlyArray1<'_, f64>, batch: Option<Vec<usize>>) -> PyResult<f64> {
+    fn loss(
+        &self,
+        py: Python<'_>,
+        theta: PyReadonlyArray1<'_, f64>,
+        batch: Option<Vec<usize>>,
+    ) -> PyResult<f64> {
         let theta = slice(&theta, "theta")?;
         py.allow_threads(|| self.obj().loss(theta, batch_of(&batch)))
             .map_err(|e| from_objective("theta", e))
@@ -330,14 +342,17 @@ impl PyModel {
         if rows.checked_mul(p).is_none_or(|e| e > MAX_DENSE_ENTRIES) {
             return Err(bad_input(
                 "batch",
-                format!("{rows} gradients of p = {p} exceed {MAX_DENSE_ENTRIES} entries; pass a smaller batch"),
+                format!(
+                    "{rows} gradients of p = {p} exceed {MAX_DENSE_ENTRIES} entries; pass a smaller batch"
+                ),
             ));
         }
         let theta = slice(&theta, "theta")?;
         let mut out = Array2::<f64>::zeros((rows, p));
         py.allow_threads(|| {
             self.obj().per_example_grads(theta, b, 256, &mut |start, g| {
-                out.slice_mut(ndarray::s![start..start + g.nrows(), ..]).assign(&g);
+                out.slice_mut(ndarray::s![start..start + g.nrows(), ..])
+                    .assign(&g);
                 Ok(())
             })
         })
@@ -370,7 +385,10 @@ impl PyModel {
         };
         solver.validate().map_err(from_cli)?;
         if top + bottom == 0 {
-            return Err(bad_input("top", "ask for at least one eigenvalue (top + bottom ≥ 1)"));
+            return Err(bad_input(
+                "top",
+                "ask for at least one eigenvalue (top + bottom ≥ 1)",
+            ));
         }
         let theta = slice(&theta, "theta")?;
         let opts = ExtremeOptions {
@@ -387,9 +405,8 @@ impl PyModel {
         let d = to_py(py, &e)?.downcast_into::<PyDict>()?;
         let k_top = e.top.len();
         let p = self.obj().dim();
-        let stack = |vs: &[Vec<f64>]| {
-            Array2::from_shape_fn((vs.len(), p), |(i, j)| vs[i][j]).into_pyarray(py)
-        };
+        let stack =
+            |vs: &[Vec<f64>]| Array2::from_shape_fn((vs.len(), p), |(i, j)| vs[i][j]).into_pyarray(py);
         if vectors {
             d.set_item("top_vectors", stack(&e.vectors[..k_top.min(e.vectors.len())]))?;
             d.set_item("bottom_vectors", stack(&e.vectors[k_top.min(e.vectors.len())..]))?;
@@ -398,9 +415,9 @@ impl PyModel {
     }
 
     /// `Tr H_B(θ)`: `method = "auto"` is exact over the `p` unit vectors for `p ≤ exact_max_p` and Hutch++
-    /// with `matvecs` HVPs and its standard error above (as `imreg analyze`); `"exact"`, `"hutch++"` and
+    /// with `matvecs` HVPs (default 60, as `imreg analyze --trace-matvecs`) and its standard error above; `"exact"`, `"hutch++"` and
     /// `"hutchinson"` (`(1/m) Σ_k z_kᵀHz_k`, Rademacher `z_k`, `matvecs` probes) force one.
-    #[pyo3(signature = (theta, batch=None, method="auto", seed=0, exact_max_p=400, matvecs=100))]
+    #[pyo3(signature = (theta, batch=None, method="auto", seed=0, exact_max_p=imreg_cli::spectrum::DENSE_MAX_P, matvecs=None))]
     #[allow(clippy::too_many_arguments)]
     fn trace<'py>(
         &self,
@@ -410,8 +427,9 @@ impl PyModel {
         method: &str,
         seed: u64,
         exact_max_p: usize,
-        matvecs: usize,
+        matvecs: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let matvecs = matvecs.unwrap_or(TraceOptions::default().matvecs);
         let theta = slice(&theta, "theta")?;
         let limit = match method {
             "auto" => exact_max_p,
@@ -427,7 +445,10 @@ impl PyModel {
         if !(1..=imreg_cli::quantities::MAX_KNOB).contains(&matvecs) {
             return Err(bad_input(
                 "matvecs",
-                format!("must lie in 1..={}, got {matvecs}", imreg_cli::quantities::MAX_KNOB),
+                format!(
+                    "must lie in 1..={}, got {matvecs}",
+                    imreg_cli::quantities::MAX_KNOB
+                ),
             ));
         }
         let r = py
@@ -500,8 +521,14 @@ impl PyModel {
             .allow_threads(|| batch_sharpness(self.obj(), theta, Batch::Full, batch_size, &mode))
             .map_err(|e| from_spectra("theta", e))?;
         let d = PyDict::new(py);
-        d.set_item("mean_of_ratios", reported(py, &Reported::estimate(s.mean_of_ratios, "batches"))?)?;
-        d.set_item("ratio_of_means", reported(py, &Reported::estimate(s.ratio_of_means, "batches"))?)?;
+        d.set_item(
+            "mean_of_ratios",
+            reported(py, &Reported::estimate(s.mean_of_ratios, "batches"))?,
+        )?;
+        d.set_item(
+            "ratio_of_means",
+            reported(py, &Reported::estimate(s.ratio_of_means, "batches"))?,
+        )?;
         Ok(d)
     }
 
@@ -560,7 +587,12 @@ impl PyModel {
     /// `λ_K¹`, the top eigenvalue of the gradient covariance `K` on the full data (dense `N × N` Gram matrix
     /// when `N < p`, dense `p × p` for small `p`, Lanczos otherwise), as `imreg analyze`.
     #[pyo3(signature = (theta, seed=0))]
-    fn lambda_k1<'py>(&self, py: Python<'py>, theta: PyReadonlyArray1<'py, f64>, seed: u64) -> PyResult<Bound<'py, PyAny>> {
+    fn lambda_k1<'py>(
+        &self,
+        py: Python<'py>,
+        theta: PyReadonlyArray1<'py, f64>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let theta = slice(&theta, "theta")?;
         let r = py
             .allow_threads(|| lambda_k1(self.obj(), theta, seed))
@@ -582,7 +614,10 @@ impl PyModel {
         let p = self.obj().dim();
         let vs = vs.as_array();
         if vs.ncols() != p {
-            return Err(bad_input("vs", format!("has {} columns, expected p = {p}", vs.ncols())));
+            return Err(bad_input(
+                "vs",
+                format!("has {} columns, expected p = {p}", vs.ncols()),
+            ));
         }
         let mut out = Array2::<f64>::zeros(vs.raw_dim());
         let vs = vs.to_owned();
@@ -626,7 +661,12 @@ impl PyModel {
             }
             e => from_cli(e),
         })?;
-        Ok(batch_expectation(seed ^ STREAM_BATCHES, max_exact, mc_batches, mc_rel_se))
+        Ok(batch_expectation(
+            seed ^ STREAM_BATCHES,
+            max_exact,
+            mc_batches,
+            mc_rel_se,
+        ))
     }
 }
 
@@ -638,7 +678,10 @@ fn flat_from_layout(model: &Model, tensors: &[NamedTensor]) -> PyResult<Vec<f64>
         let Some((_, shape, values)) = tensors.iter().find(|(n, _, _)| *n == t.name) else {
             return Err(bad_input(
                 &t.name,
-                format!("tensor (expected shape {:?}) is missing from the state dict", t.shape),
+                format!(
+                    "tensor (expected shape {:?}) is missing from the state dict",
+                    t.shape
+                ),
             ));
         };
         if *shape != t.shape {
@@ -649,7 +692,10 @@ fn flat_from_layout(model: &Model, tensors: &[NamedTensor]) -> PyResult<Vec<f64>
         }
         theta.extend_from_slice(values);
     }
-    if let Some((name, shape, _)) = tensors.iter().find(|(n, _, _)| !layout.iter().any(|t| t.name == *n)) {
+    if let Some((name, shape, _)) = tensors
+        .iter()
+        .find(|(n, _, _)| !layout.iter().any(|t| t.name == *n))
+    {
         return Err(bad_input(
             name,
             format!("unexpected tensor (shape {shape:?}) in the state dict"),

@@ -26,13 +26,21 @@ pub fn parse_spec(text: &str, format: &str) -> PyResult<(String, Vec<(String, Ve
     let spec = match format {
         "json" => NetworkSpec::from_json(text),
         "toml" => NetworkSpec::from_toml(text),
-        other => return Err(bad_input("format", format!("unknown format {other:?} (json, toml)"))),
+        other => {
+            return Err(bad_input(
+                "format",
+                format!("unknown format {other:?} (json, toml)"),
+            ))
+        }
     }
     .map_err(|e| bad_input("spec", e))?;
     let limit = imreg_cli::limits::MAX_PARAMS;
     let widths = imreg_cli::limits::spec_widths(&spec);
     if widths > limit {
-        return Err(bad_input("spec", format!("the network's widths ({widths}) exceed {limit}")));
+        return Err(bad_input(
+            "spec",
+            format!("the network's widths ({widths}) exceed {limit}"),
+        ));
     }
     let net = SpecNetwork::new(spec.clone()).map_err(|e| bad_input("spec", e))?;
     let params = imreg_objective::models::Network::parameters(&net)
@@ -46,6 +54,7 @@ pub fn parse_spec(text: &str, format: &str) -> PyResult<(String, Vec<(String, Ve
 /// A TOML document as JSON (for Python < 3.11, which has no `tomllib`).
 #[pyfunction]
 pub fn toml_to_json(text: &str) -> PyResult<String> {
-    let v: toml::Value = toml::from_str(text).map_err(|e| bad_input("model", format!("cannot parse the TOML: {e}")))?;
+    let v: toml::Value =
+        toml::from_str(text).map_err(|e| bad_input("model", format!("cannot parse the TOML: {e}")))?;
     serde_json::to_string(&v).map_err(|e| failed("model", e))
 }
