@@ -14,8 +14,8 @@ export IMREG_BIN="$root/target/release/imreg"
 rm -rf "$venv"
 python3 -m venv "$venv"
 py="$venv/bin/python"
-"$py" -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest
-"$py" -m pip install --quiet --disable-pip-version-check torch
+"$py" -m pip install --quiet --disable-pip-version-check maturin==1.16.0 numpy==2.4.6 pytest==9.2.0
+"$py" -m pip install --quiet --disable-pip-version-check torch==2.15.0
 "$py" -m pip install --disable-pip-version-check ./python
 # outside the source tree, so that `import imreg` is the installed package
 (cd "$venv" && "$py" -c "import imreg; print(imreg.__version__)")
