@@ -19,10 +19,13 @@ pub fn preset_spec(name: &str, input: Vec<usize>, classes: usize) -> PyResult<St
     serde_json::to_string(&spec).map_err(|e| failed("preset", e))
 }
 
+/// Parameter names in `θ` order with their shapes.
+type ParameterShapes = Vec<(String, Vec<usize>)>;
+
 /// Parses a description (`format` `"json"` or `"toml"`), compiles it to check every layer's sizes, and
 /// returns it as JSON with its parameter names and shapes in `θ` order.
 #[pyfunction]
-pub fn parse_spec(text: &str, format: &str) -> PyResult<(String, Vec<(String, Vec<usize>)>)> {
+pub fn parse_spec(text: &str, format: &str) -> PyResult<(String, ParameterShapes)> {
     let spec = match format {
         "json" => NetworkSpec::from_json(text),
         "toml" => NetworkSpec::from_toml(text),

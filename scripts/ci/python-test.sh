@@ -11,6 +11,9 @@ venv="$root/target/python-ci-venv"
 export CARGO_TARGET_DIR="$root/target"
 export IMREG_BIN="$root/target/release/imreg"
 [ -x "$IMREG_BIN" ] || cargo build --release --bin imreg
+# the extension crate is outside the workspace, so the workspace's fmt and clippy steps do not see it
+cargo fmt --manifest-path python/Cargo.toml -- --check
+cargo clippy --manifest-path python/Cargo.toml --all-targets -- -D warnings
 rm -rf "$venv"
 python3 -m venv "$venv"
 py="$venv/bin/python"
