@@ -139,11 +139,20 @@ pub trait Network: Send + Sync {
 /// streamed through per-call HVPs instead.
 pub const PREPARED_HESSIAN_BYTES: usize = 2 << 30;
 
-/// Examples per tape of the batched per-example gradients ([`Objective::per_example_grads`]): small, so that a
-/// tape's activations and a convolution's patch matrix stay in cache (A/B on the anchor CNNs, 64 examples:
-/// tapes of 2 to 8 examples were the fastest, 16 and 32 up to 1.7× slower on `resnet-small`, whose 32-example
-/// patch matrices are 37 MB). Rows are independent, so it does not change any result.
-pub(crate) const PER_EXAMPLE_BATCH: usize = 4;
+/// Activation memory of one tape of the batched per-example gradients ([`Objective::per_example_grads`]):
+/// 4 MiB, so that a tape's activations and a convolution's patch matrices stay in cache. A/B on the anchor
+/// CNNs (64 examples): tapes of 2 to 8 examples were the fastest on `cnn-mnist` (≈ 0.5 MB of activations per
+/// example; 0.8× the time of one tape per example), while on `resnet-small` (5.9 MB per example) tapes of 4
+/// were ≈ 1.1× and tapes of 32 1.7× slower than one per example.
+pub(crate) const PER_EXAMPLE_TAPE_BYTES: usize = 4 << 20;
+
+/// Examples per tape of the batched per-example gradients: as many as fit [`PER_EXAMPLE_TAPE_BYTES`] by the
+/// network's [`Network::tape_floats_per_example`], between 1 and 8. It depends on the network only, and rows
+/// are independent, so it changes no result.
+fn per_example_batch(floats_per_example: usize) -> usize {
+    let bytes = floats_per_example.saturating_mul(size_of::<f64>()).max(1);
+    (PER_EXAMPLE_TAPE_BYTES / bytes).clamp(1, 8)
+}
 
 /// The targets of a dataset, one row (or label) per example.
 #[derive(Clone, Debug, PartialEq)]
@@ -960,12 +969,13 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         let labels = self.chunk_labels(&first);
         let batched =
             imreg_ad::per_example_supported(&self.chunk(&first, &labels), &at, 1).map_err(ad_err)?;
+        let tape_len = per_example_batch(self.net.tape_floats_per_example());
         let fill = |ix: &[usize], mut rows: ndarray::ArrayViewMut2<'_, f64>| -> Result<()> {
             if batched {
                 let mut all = true;
-                for (k, part) in ix.chunks(PER_EXAMPLE_BATCH).enumerate() {
+                for (k, part) in ix.chunks(tape_len).enumerate() {
                     let labels = self.chunk_labels(part);
-                    let start = k * PER_EXAMPLE_BATCH;
+                    let start = k * tape_len;
                     let rows = rows.slice_mut(ndarray::s![start..start + part.len(), ..]);
                     let done = imreg_ad::per_example_grads_into(&self.chunk(part, &labels), &at, rows)
                         .map_err(ad_err)?;
