@@ -139,15 +139,16 @@ pub fn subset_indices(subset: &SubsetConfig, n: usize) -> Vec<usize> {
     ix
 }
 
-/// What the tracked metrics keep between evaluations: the eigenvalue probe (its warm start) and the
-/// measurement subset of the Hessian metrics.
-struct Trackers {
+/// The tracked metrics and what they keep between evaluations: the eigenvalue probe (its warm start) and
+/// the measurement subset of the Hessian metrics.
+struct Trackers<'m> {
+    metrics: &'m [Tracked],
     eigen: Option<ExtremeEigenProbe>,
     subset: Option<Vec<usize>>,
 }
 
-impl Trackers {
-    fn new(cfg: &ExperimentConfig, p: usize, n: usize) -> Self {
+impl<'m> Trackers<'m> {
+    fn new(metrics: &'m [Tracked], cfg: &ExperimentConfig, p: usize, n: usize) -> Self {
         let t = &cfg.track;
         let subset = t.subset.as_ref().map(|s| subset_indices(s, n));
         let eigen = t.eigenvalues.period(1).map(|_| {
@@ -165,7 +166,11 @@ impl Trackers {
             probe.subset = subset.clone();
             probe
         });
-        Trackers { eigen, subset }
+        Trackers {
+            metrics,
+            eigen,
+            subset,
+        }
     }
 
     /// The batch of the Hessian metrics.
@@ -227,8 +232,7 @@ fn record(
     step: usize,
     all: bool,
     cfg: &ExperimentConfig,
-    metrics: &[Tracked],
-    trackers: &mut Trackers,
+    trackers: &mut Trackers<'_>,
 ) -> Result<(Vec<f64>, f64)> {
     let obj = model.objective();
     let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
@@ -239,7 +243,7 @@ fn record(
     let rel_se = imreg_spectra::MonteCarloOptions::default().rel_se_tol;
     let mode = batch_expectation(eval_seed, RUN_MAX_EXACT, cfg.track.max_batches, rel_se);
     let mut row = vec![step as f64];
-    for m in metrics {
+    for m in trackers.metrics {
         if !(all || step.is_multiple_of(m.period)) || !finite {
             row.extend(std::iter::repeat_n(f64::NAN, m.columns.len()));
             continue;
@@ -357,7 +361,7 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let obj = model.objective();
     let tracked = tracked(cfg, test.is_some());
-    let mut trackers = Trackers::new(cfg, obj.dim(), obj.n_examples());
+    let mut trackers = Trackers::new(&tracked, cfg, obj.dim(), obj.n_examples());
     let n_columns = columns(cfg, test.is_some()).len();
     let record_every = tracked.iter().map(|t| t.period).fold(0, gcd).max(1);
     let (sampler, update, noise) = method(&cfg.optimizer);
@@ -413,7 +417,6 @@ pub fn train(
                 at.step,
                 at.step == 0 || at.last,
                 cfg,
-                &tracked,
                 &mut trackers,
             )?;
             row(&values)?;
