@@ -587,6 +587,9 @@ impl Every {
     fn off() -> Self {
         Every::Flag(false)
     }
+    fn is_off(&self) -> bool {
+        self.period(1).is_none()
+    }
 }
 
 impl Default for Every {
@@ -608,9 +611,20 @@ pub struct TrackConfig {
     /// `‖∇C(θ)‖`.
     #[serde(default = "Every::on")]
     pub grad_norm: Every,
-    /// `λ_max(∇²C(θ))` (dense for p ≤ 400, Lanczos above); plotted against `2/η`.
+    /// `λ_max(∇²C(θ))` (dense for p ≤ 400, Lanczos above, each evaluation from the same seeded start);
+    /// plotted against `2/η`.
     #[serde(default)]
     pub sharpness: Every,
+    /// The `top_k` largest and `bottom_k` smallest Hessian eigenvalues by Lanczos (columns `lambda_1 …`,
+    /// `lambda_min_1 …`), warm-started from the previous evaluation's Ritz vectors unless `warm_start =
+    /// false`, with the largest relative residual bound, the steps and the converged flag of each evaluation
+    /// (`eigen_residual`, `eigen_iterations`, `eigen_converged`).
+    #[serde(default, skip_serializing_if = "Every::is_off")]
+    pub eigenvalues: Every,
+    /// `Tr ∇²C(θ)`: exact (all `p` unit vectors) for p ≤ 400, else Hutch++ with its standard error
+    /// (`hessian_trace_se`, 0 when exact).
+    #[serde(default, skip_serializing_if = "Every::is_off")]
+    pub hessian_trace: Every,
     /// Classification accuracy (and `test_accuracy` with `[split]`); classifiers only.
     #[serde(default)]
     pub accuracy: Every,
@@ -640,6 +654,68 @@ pub struct TrackConfig {
     /// `C(N, b) ≤ 2000`).
     #[serde(default = "default_max_batches")]
     pub max_batches: usize,
+    /// Eigenvalues of `eigenvalues`: the `top_k` largest (1 ..= [`MAX_TRACKED_K`]).
+    #[serde(default = "default_one", skip_serializing_if = "is_one")]
+    pub top_k: usize,
+    /// … and the `bottom_k` smallest (0 ..= [`MAX_TRACKED_K`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bottom_k: usize,
+    /// Start each `eigenvalues` evaluation from the previous one's Ritz vectors (default `true`; `false`
+    /// starts every evaluation from the same seeded Gaussian vector). `sharpness` is never warm-started.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub warm_start: bool,
+    /// Lanczos tolerance of `eigenvalues`: stop once every wanted Ritz pair has residual bound
+    /// `‖Hy − θy‖ ≤ tol · max|θ|` (default `1e-8`, that of `sharpness`).
+    #[serde(
+        default = "default_lanczos_tol",
+        skip_serializing_if = "is_default_lanczos_tol"
+    )]
+    pub lanczos_tol: f64,
+    /// Most Lanczos steps per `eigenvalues` evaluation (default 300, capped at `p`).
+    #[serde(
+        default = "default_lanczos_max_iter",
+        skip_serializing_if = "is_default_lanczos_max_iter"
+    )]
+    pub lanczos_max_iter: usize,
+    /// A fixed measurement subset (Cohen et al.'s abridged set): `sharpness`, `eigenvalues` and
+    /// `hessian_trace` use the Hessian of these examples only, the same ones at every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetConfig>,
+}
+
+/// Most eigenvalues `[track] eigenvalues` tracks at each end of the spectrum.
+pub const MAX_TRACKED_K: usize = 10;
+
+fn is_one(k: &usize) -> bool {
+    *k == 1
+}
+fn is_zero(k: &usize) -> bool {
+    *k == 0
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn default_lanczos_tol() -> f64 {
+    1e-8
+}
+fn is_default_lanczos_tol(t: &f64) -> bool {
+    *t == default_lanczos_tol()
+}
+fn default_lanczos_max_iter() -> usize {
+    300
+}
+fn is_default_lanczos_max_iter(m: &usize) -> bool {
+    *m == default_lanczos_max_iter()
+}
+
+/// `[track] subset = { n = 1000, seed = 0 }`: `n` training examples drawn without replacement by a ChaCha
+/// stream of `seed` (its own seed, so the subset does not change with the run's `seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetConfig {
+    pub n: usize,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for TrackConfig {
@@ -658,17 +734,27 @@ impl Default for TrackConfig {
             imbalance: Every::off(),
             batch_size: None,
             max_batches: default_max_batches(),
+            eigenvalues: Every::off(),
+            hessian_trace: Every::off(),
+            top_k: 1,
+            bottom_k: 0,
+            warm_start: true,
+            lanczos_tol: default_lanczos_tol(),
+            lanczos_max_iter: default_lanczos_max_iter(),
+            subset: None,
         }
     }
 }
 
 impl TrackConfig {
     /// Every metric switch with its config key, in column order.
-    pub fn switches(&self) -> [(&'static str, Every); 10] {
+    pub fn switches(&self) -> [(&'static str, Every); 12] {
         [
             ("loss", self.loss),
             ("grad_norm", self.grad_norm),
             ("sharpness", self.sharpness),
+            ("eigenvalues", self.eigenvalues),
+            ("hessian_trace", self.hessian_trace),
             ("accuracy", self.accuracy),
             ("batch_sharpness", self.batch_sharpness),
             ("mini_bs", self.mini_bs),
@@ -677,6 +763,65 @@ impl TrackConfig {
             ("trace_f", self.trace_f),
             ("imbalance", self.imbalance),
         ]
+    }
+}
+
+impl TrackConfig {
+    /// Checks the eigenvalue-tracking keys and the subset (the data-dependent bounds `k ≤ p` and `n ≤ N`
+    /// are checked when the model is built).
+    fn validate_eigen(&self, file: &Path) -> Result<()> {
+        let bad = |field: &str, reason: String| Err(CliError::input(file, field, reason));
+        if !(1..=MAX_TRACKED_K).contains(&self.top_k) {
+            return bad(
+                "track.top_k",
+                format!("must lie in 1..={MAX_TRACKED_K}, got {}", self.top_k),
+            );
+        }
+        if self.bottom_k > MAX_TRACKED_K {
+            return bad(
+                "track.bottom_k",
+                format!("must lie in 0..={MAX_TRACKED_K}, got {}", self.bottom_k),
+            );
+        }
+        if !(self.lanczos_tol.is_finite() && self.lanczos_tol >= 0.0) {
+            return bad(
+                "track.lanczos_tol",
+                format!("must be a finite number ≥ 0, got {}", self.lanczos_tol),
+            );
+        }
+        if !(1..=crate::quantities::MAX_KNOB).contains(&self.lanczos_max_iter) {
+            return bad(
+                "track.lanczos_max_iter",
+                format!(
+                    "must lie in 1..={}, got {}",
+                    crate::quantities::MAX_KNOB,
+                    self.lanczos_max_iter
+                ),
+            );
+        }
+        if self.lanczos_max_iter < self.top_k + self.bottom_k {
+            return bad(
+                "track.lanczos_max_iter",
+                format!(
+                    "{} is smaller than top_k + bottom_k = {}",
+                    self.lanczos_max_iter,
+                    self.top_k + self.bottom_k
+                ),
+            );
+        }
+        if let Some(s) = self.subset {
+            if s.n == 0 {
+                return bad("track.subset.n", "must be at least 1".into());
+            }
+            let hessian = [self.sharpness, self.eigenvalues, self.hessian_trace];
+            if hessian.iter().all(|e| e.is_off()) {
+                return bad(
+                    "track.subset",
+                    "applies to sharpness, eigenvalues and hessian_trace; none of them is tracked".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -802,6 +947,7 @@ impl ExperimentConfig {
         if self.track.batch_size == Some(0) {
             return bad("track.batch_size", "must be at least 1".into());
         }
+        self.track.validate_eigen(file)?;
         let needs_b =
             self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
         if needs_b && self.track.batch_size.or(self.optimizer.batch_size()).is_none() {

@@ -160,8 +160,8 @@ struct AnalyzeArgs {
     #[arg(long)]
     targets: Option<PathBuf>,
     /// What to compute, comma separated: lambda_max, top-k, bottom-k, trace, density, k-spectrum, fisher,
-    /// batch-sharpness, diagonal, blocks, eigenvectors, or all (default: top-k, bottom-k, trace, k-spectrum,
-    /// fisher, and batch-sharpness with --batch-size).
+    /// batch-sharpness, diagonal, ggn-diagonal, blocks, eigenvectors, or all (default: top-k, bottom-k, trace,
+    /// k-spectrum, fisher, and batch-sharpness with --batch-size).
     #[arg(long, value_delimiter = ',')]
     quantities: Vec<String>,
     /// Folder for eigenvectors.npy + eigenvectors.json (names), diagonal.npy and the density figure
