@@ -11,7 +11,9 @@
 //! `DIR/<dataset>/` with `study.json` (name, dataset, scale, seeds), `manifest.jsonl`, the run folders
 //! `run-0000/`, … and, after `imreg study report`, `report.md`, `report.json` and the study's figures;
 //! `DIR/report.md` and `DIR/report.json` gather every dataset's report.
+pub mod jastrzebski;
 pub mod novack;
+pub mod smith;
 use crate::config::{DataConfig, ExperimentConfig, ShippedConfig};
 use crate::error::{CliError, Result};
 use crate::experiment::{FolderOptions, RunSummary};
@@ -238,7 +240,11 @@ pub trait Study: Sync {
 
 /// Every built-in study, in report order.
 pub fn registry() -> Vec<Box<dyn Study>> {
-    vec![Box::new(novack::Novack)]
+    vec![
+        Box::new(novack::Novack),
+        Box::new(smith::Smith),
+        Box::new(jastrzebski::Jastrzebski),
+    ]
 }
 
 /// The study named `name` of `studies`.
