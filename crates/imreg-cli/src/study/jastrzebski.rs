@@ -556,3 +556,89 @@ fn conjecture_verdict(claim: &str, runs: &[FinishedRun], curve: Curve, sign: i32
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::smith::tests::finished;
+
+    /// The break-even runs with the given λ_H¹ peaks per (η, b), reached at step 10 and followed by a lower
+    /// value at step 20 — or, for `rising` arms, reached at the last step.
+    fn break_even(peaks: [(f64, usize, f64, bool); 4]) -> Vec<FinishedRun> {
+        let mut runs = Vec::new();
+        for seed in 0..3u64 {
+            for (lr, b, top, rising) in peaks {
+                let top = top + 0.01 * seed as f64;
+                let curve = if rising {
+                    vec![(0, 0.5), (10, top - 0.5), (20, top)]
+                } else {
+                    vec![(0, 0.5), (10, top), (20, top - 0.5)]
+                };
+                runs.push(finished(
+                    &break_even_arm(lr, b),
+                    GROUP_BREAK_EVEN,
+                    seed,
+                    &[("sharpness", curve)],
+                    &[],
+                ));
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn conjecture_one_counts_comparisons_and_unattained_maxima() {
+        let [bs, bl] = BATCHES;
+        let (s, l) = (SMALL_LR, LARGE_LR);
+        let verdict = |p| conjecture_verdict("c", &break_even(p), &lambda_h1, -1).outcome;
+        let holds = [
+            (s, bs, 5.0, false),
+            (l, bs, 3.0, false),
+            (s, bl, 7.0, false),
+            (l, bl, 4.0, false),
+        ];
+        assert_eq!(verdict(holds), Outcome::Reproduced);
+        // Every comparison reversed.
+        let reversed = [
+            (s, bs, 3.0, false),
+            (l, bs, 5.0, false),
+            (s, bl, 2.0, false),
+            (l, bl, 4.0, false),
+        ];
+        assert_eq!(verdict(reversed), Outcome::Reversed);
+        // The small-η, small-batch arm is lower than the large-η one but still rising at the end: the two
+        // comparisons it takes part in are undecided, the others hold.
+        let rising = [
+            (s, bs, 2.0, true),
+            (l, bs, 3.0, false),
+            (s, bl, 7.0, false),
+            (l, bl, 4.0, false),
+        ];
+        assert_eq!(verdict(rising), Outcome::Inconclusive);
+        let against = [
+            (s, bs, 2.0, false),
+            (l, bs, 3.0, false),
+            (s, bl, 7.0, false),
+            (l, bl, 4.0, false),
+        ];
+        assert_eq!(verdict(against), Outcome::NotReproduced);
+    }
+
+    #[test]
+    fn effective_rank_is_trace_over_top_eigenvalue() {
+        let r = finished(
+            "a",
+            "g",
+            0,
+            &[
+                ("lambda_k1", vec![(0, 2.0), (5, 4.0), (9, 1.0)]),
+                ("trace_k", vec![(0, 10.0), (5, 12.0), (7, 3.0), (9, 5.0)]),
+            ],
+            &[],
+        );
+        assert_eq!(effective_rank(&r), vec![(0, 5.0), (5, 3.0), (9, 5.0)]);
+        // The maximum after initialization is the last point, so it was not attained.
+        assert_eq!(curve_max(&r, &effective_rank), Some((9, 5.0, true)));
+        assert_eq!(peak(&r, "lambda_k1"), (5, 4.0));
+    }
+}

@@ -614,3 +614,122 @@ fn best_rates_verdict(cells: &[(f64, Cell<'_>)]) -> Verdict {
 pub fn number(x: f64) -> String {
     format!("{}", (x * 1e9).round() / 1e9)
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A finished run of `arm` in `group` with the given tracked series and final metrics.
+    pub fn finished(
+        arm: &str,
+        group: &str,
+        seed: u64,
+        series: &[(&str, Vec<(usize, f64)>)],
+        finals: &[(&str, f64)],
+    ) -> FinishedRun {
+        let s = Setting::new(StudyDataset::Digits, StudyScale::Smoke);
+        let sgd = Sgd {
+            lr: 0.1,
+            batch_size: 32,
+            steps: 100,
+        };
+        FinishedRun {
+            run: StudyRun {
+                arm: arm.into(),
+                group: group.into(),
+                seed,
+                config: s.config("t", seed, sgd, "every = 1", "").unwrap(),
+            },
+            final_metrics: finals.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            series: series.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            diverged_at: None,
+        }
+    }
+
+    fn classifier(arm: &str, group: &str, seed: u64, test_acc: f64, change: f64) -> FinishedRun {
+        let loss = vec![(0, 2.0), (50, 0.1), (75, 0.01 + change), (100, 0.01)];
+        finished(
+            arm,
+            group,
+            seed,
+            &[("loss", loss)],
+            &[("test_accuracy", test_acc), ("accuracy", 1.0), ("loss", 0.01)],
+        )
+    }
+
+    #[test]
+    fn plateau_needs_accuracy_and_a_flat_last_quarter() {
+        let flat = classifier("a", "g", 0, 0.9, 0.005);
+        assert_eq!(plateau(&flat).loss_change, 0.005 + 0.01 - 0.01);
+        assert!(plateau(&flat).reached);
+        assert!(!plateau(&classifier("a", "g", 0, 0.9, 0.05)).reached);
+        let mut low = flat.clone();
+        low.final_metrics.insert("accuracy".into(), 0.9);
+        assert!(!plateau(&low).reached);
+        let mut diverged = flat;
+        diverged.diverged_at = Some(40);
+        assert!(!plateau(&diverged).reached);
+    }
+
+    fn verdict(small: [f64; 3], large: [f64; 3], reg: [f64; 3], small_change: f64) -> Outcome {
+        let mut runs = Vec::new();
+        for seed in 0..3 {
+            runs.push(classifier("s", "g", seed, small[seed as usize], small_change));
+            runs.push(classifier("l", "g", seed, large[seed as usize], 0.0));
+            runs.push(classifier("r", "g", seed, reg[seed as usize], 0.0));
+        }
+        let c = |a: &str| Cell::of(&runs, a, "g");
+        recovery_verdict("claim".into(), &c("s"), &c("l"), &c("r")).outcome
+    }
+
+    #[test]
+    fn recovery_verdicts_follow_the_paired_differences() {
+        let (small, large) = ([0.90, 0.91, 0.92], [0.95, 0.96, 0.97]);
+        assert_eq!(
+            verdict(small, large, [0.95, 0.961, 0.969], 0.0),
+            Outcome::Reproduced
+        );
+        assert_eq!(
+            verdict(small, large, [0.901, 0.909, 0.92], 0.0),
+            Outcome::NotReproduced
+        );
+        assert_eq!(verdict(small, large, [0.85, 0.86, 0.87], 0.0), Outcome::Reversed);
+        // Unconverged small-rate runs, or no gap to recover: inconclusive.
+        assert_eq!(
+            verdict(small, large, [0.95, 0.961, 0.969], 0.05),
+            Outcome::Inconclusive
+        );
+        assert_eq!(
+            verdict(small, small, [0.901, 0.909, 0.92], 0.0),
+            Outcome::Inconclusive
+        );
+    }
+
+    #[test]
+    fn best_rates_compare_accuracy_and_loss_optima() {
+        // Test accuracy peaks at η = 0.2, the train loss is lowest at η = 0.4.
+        let mut runs = Vec::new();
+        for seed in 0..3u64 {
+            let d = seed as f64 * 0.001;
+            for (eta, acc, loss) in [(0.1, 0.90, 0.05), (0.2, 0.95, 0.02), (0.4, 0.92, 0.01)] {
+                let mut r = classifier(ARM_SGD, &group(eta), seed, acc + d, 0.0);
+                r.final_metrics.insert("loss".into(), loss);
+                runs.push(r);
+            }
+        }
+        let cells = |etas: &[f64]| -> Vec<(f64, Cell<'_>)> {
+            etas.iter()
+                .map(|&e| (e, Cell::of(&runs, ARM_SGD, &group(e))))
+                .collect()
+        };
+        assert_eq!(
+            best_rates_verdict(&cells(&[0.1, 0.2, 0.4])).outcome,
+            Outcome::Reversed
+        );
+        assert_eq!(
+            best_rates_verdict(&cells(&[0.1, 0.2])).outcome,
+            Outcome::NotReproduced
+        );
+        assert_eq!(number(0.2 - 0.025), "0.175");
+    }
+}
