@@ -136,13 +136,16 @@ enum StudyCommand {
     },
     /// Write (or submit with --sbatch) one Slurm job-array script per dataset, OUT/<dataset>/sweep.sbatch,
     /// whose tasks run the study's shards; then `imreg study report`.
-    Submit {
-        name: String,
-        #[command(flatten)]
-        instance: InstanceArgs,
-        #[command(flatten)]
-        slurm: SlurmArgs,
-    },
+    Submit(Box<StudySubmitArgs>),
+}
+
+#[derive(Args, Debug)]
+struct StudySubmitArgs {
+    name: String,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    slurm: SlurmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -990,16 +993,12 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
             }
             Ok(EXIT_OK)
         }
-        StudyCommand::Submit {
-            name,
-            instance,
-            slurm,
-        } => {
-            let (index, instances, out) = study_instances(&studies, &name, &instance)?;
+        StudyCommand::Submit(a) => {
+            let (index, instances, out) = study_instances(&studies, &a.name, &a.instance)?;
             let s = studies[index].as_ref();
             for opts in &instances {
                 let (dir, manifest, entries) = study::prepare(s, opts, &out)?;
-                submit_manifest(&entries, &manifest, &dir, &slurm, quiet)?;
+                submit_manifest(&entries, &manifest, &dir, &a.slurm, quiet)?;
             }
             Ok(EXIT_OK)
         }

@@ -473,6 +473,9 @@ fn sweep_manifest(out: &Path, manifest: Option<&Path>) -> Result<Vec<ManifestEnt
     Ok(entries)
 }
 
+/// A finished run of a sweep: its manifest entry and its `summary.json`.
+pub type CompletedRun = (ManifestEntry, RunSummary);
+
 /// The finished runs of the sweep folder `out` (per `out/manifest.jsonl`, or `manifest`) in manifest order,
 /// each with its `summary.json`, after checking that its folder was written by its manifest entry's config.
 /// An incomplete sweep is refused unless `allow_incomplete`; the unfinished runs are returned second.
@@ -480,7 +483,7 @@ pub fn finished_runs(
     out: &Path,
     manifest: Option<&Path>,
     allow_incomplete: bool,
-) -> Result<(Vec<(ManifestEntry, RunSummary)>, Vec<String>)> {
+) -> Result<(Vec<CompletedRun>, Vec<String>)> {
     let entries = sweep_manifest(out, manifest)?;
     let complete: Vec<bool> = entries.iter().map(|e| is_complete(out, &e.id)).collect();
     let missing: Vec<String> = entries

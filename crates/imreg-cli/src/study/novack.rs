@@ -12,7 +12,7 @@
 //! The penalty strengths were fixed before any result was seen: `λ = 0.01` (Novack et al.'s GN and FT value
 //! on CIFAR-10; used for AJ and UJ too) at every scale, and in addition `λ = 0.1` at full scale; every value
 //! is reported. Verdicts compare means with `z = 2` standard errors of the difference
-//! ([`Outcome::of_effect`]); an accuracy claim is inconclusive unless both arms trained to a plateau
+//! ([`Outcome::of_effect`]); a claim is inconclusive unless both arms trained to a plateau
 //! ([`plateaued`]), and the claims that a method improves on large batch are inconclusive where the gap
 //! itself did not reproduce.
 use super::{
@@ -404,8 +404,8 @@ fn diff(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0 - b.0, (a.1 * a.1 + b.1 * b.1).sqrt())
 }
 
-/// The verdicts. An accuracy claim compares two arms; it is inconclusive unless every seed of both arms
-/// trained to a plateau (else it would measure optimization speed, not generalization), and a claim that a
+/// The verdicts. Every claim compares two arms; it is inconclusive unless every seed of both arms trained to
+/// a plateau (else it would measure optimization speed, not generalization), and a claim that a
 /// method improves on large batch is inconclusive where the gap itself did not reproduce.
 fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
     let pct = |x: f64| format!("{:.2}", 100.0 * x);
@@ -477,19 +477,27 @@ fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
         &micro_arm(widest),
         None,
     ));
-    let norm = |arm: &str| stats(arm).micro_norm;
-    let d = diff(norm(&lb), norm(&sb));
+    // Figure 1's claim compares the trajectories of trained runs too: a run that has not left its
+    // initialization has small gradients for that reason alone.
+    let (s, l) = (stats(&sb), stats(&lb));
+    let d = diff(l.micro_norm, s.micro_norm);
+    let mut evidence = format!(
+        "mean ‖∇L_M‖²: SB {:.4} vs LB {:.4} (difference {:.4} ± {:.4})",
+        s.micro_norm.0, l.micro_norm.0, d.0, d.1
+    );
+    let mut outcome = Outcome::of_effect(d.0, d.1, Z);
+    if s.plateaued < s.seeds || l.plateaued < l.seeds {
+        outcome = Outcome::Inconclusive;
+        evidence = format!(
+            "not trained to a plateau (SB {}/{}, LB {}/{} seeds); {evidence}",
+            s.plateaued, s.seeds, l.plateaued, l.seeds
+        );
+    }
     out.push(Verdict {
         claim: "small-batch SGD has a lower average micro-batch gradient norm along training than large-batch SGD"
             .into(),
-        outcome: Outcome::of_effect(d.0, d.1, Z),
-        evidence: format!(
-            "mean ‖∇L_M‖²: SB {:.4} vs LB {:.4} (difference {:.4} ± {:.4})",
-            norm(&sb).0,
-            norm(&lb).0,
-            d.0,
-            d.1
-        ),
+        outcome,
+        evidence,
     });
     out.push(compare(
         format!(
