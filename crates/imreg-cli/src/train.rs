@@ -16,7 +16,10 @@ use crate::spectrum::{
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_objective::Batch;
-use imreg_sgd::observe::{Cadence, Control, ExtremeEigenProbe, Scheduled, StepView};
+use imreg_sgd::observe::{
+    Cadence, Control, ExtremeEigenProbe, MicroBatchGradNormProbe, Observer, Scheduled, StepView,
+};
+use imreg_sgd::regularizers::grafting::IterativeGrafting;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::train::{
     train as train_loop, Divergence, GradientTransform, Noise, Optimizer, RunOutcome, Seeds, StreamId,
@@ -87,6 +90,11 @@ fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
             };
             Some(Tracked { key, columns, period })
         })
+        .chain(cfg.track.micro_grad_norm.map(|_| Tracked {
+            key: "micro_grad_norm",
+            columns: vec!["micro_grad_norm_sq"],
+            period: base,
+        }))
         .collect()
 }
 
@@ -139,12 +147,14 @@ pub fn subset_indices(subset: &SubsetConfig, n: usize) -> Vec<usize> {
     ix
 }
 
-/// The tracked metrics and what they keep between evaluations: the eigenvalue probe (its warm start) and
-/// the measurement subset of the Hessian metrics.
+/// The tracked metrics and what they keep between evaluations: the eigenvalue probe (its warm start),
+/// the measurement subset of the Hessian metrics, and the micro-batch gradient norm measured on the
+/// current step's batch.
 struct Trackers<'m> {
     metrics: &'m [Tracked],
     eigen: Option<ExtremeEigenProbe>,
     subset: Option<Vec<usize>>,
+    micro_grad_norm: Option<f64>,
 }
 
 impl<'m> Trackers<'m> {
@@ -170,6 +180,7 @@ impl<'m> Trackers<'m> {
             metrics,
             eigen,
             subset,
+            micro_grad_norm: None,
         }
     }
 
@@ -315,6 +326,7 @@ fn record(
                     .map_err(|e| sp("Tr F", e))?,
             ),
             "imbalance" => row.push(model.imbalance(theta).unwrap_or(f64::NAN)),
+            "micro_grad_norm" => row.push(trackers.micro_grad_norm.unwrap_or(f64::NAN)),
             _ => row.extend(std::iter::repeat_n(f64::NAN, m.columns.len())),
         }
     }
@@ -397,9 +409,14 @@ pub fn train(
         transform: GradientTransform {
             penalties,
             clip: cfg.optimizer.clip_grad_norm(),
+            grafting: graft(cfg, obj.n_examples())?,
             ..Default::default()
         },
     };
+    let mut micro_probe = cfg.track.micro_grad_norm.map(|micro| MicroBatchGradNormProbe {
+        micro,
+        records: Vec::new(),
+    });
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
     let due =
@@ -410,6 +427,14 @@ pub fn train(
             if !due(at.step) {
                 return Ok(Control::Continue);
             }
+            trackers.micro_grad_norm = match micro_probe.as_mut() {
+                Some(probe) => {
+                    probe.records.clear();
+                    Observer::<dyn imreg_objective::Objective, LoopError>::observe(probe, at)?;
+                    probe.records.last().map(|&(_, v)| v)
+                }
+                None => None,
+            };
             let (values, loss) = record(
                 model,
                 test,
@@ -458,6 +483,31 @@ pub fn train(
             steps_run: last,
         }),
     }
+}
+
+/// The iterative grafting of `optimizer.graft` on `n` examples; its micro-batch must fit in every batch
+/// (also the smaller last batch of an epoch).
+fn graft(cfg: &ExperimentConfig, n: usize) -> Result<Option<IterativeGrafting>> {
+    let Some(g) = cfg.optimizer.graft() else {
+        return Ok(None);
+    };
+    let b = cfg.optimizer.batch_size().unwrap_or(n);
+    let last = if cfg.optimizer.replacement() || n.is_multiple_of(b) {
+        b
+    } else {
+        n % b
+    };
+    if g.micro_batch > last {
+        return Err(CliError::input(
+            Path::new("<config>"),
+            "optimizer.graft.micro_batch",
+            format!(
+                "{} exceeds the last batch of an epoch ({last} of N = {n} examples)",
+                g.micro_batch
+            ),
+        ));
+    }
+    Ok(Some(IterativeGrafting { micro: g.micro_batch }))
 }
 
 /// The periods of the enabled metrics.
