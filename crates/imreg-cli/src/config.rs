@@ -105,23 +105,24 @@ pub enum RegularizerConfig {
     GradientPenalty { alpha: f64 },
     /// GN (Novack et al.): `λ · mean_j ‖∇L_{M_j}‖²` over micro-batches of size `micro_batch`.
     GradientNorm { lambda: f64, micro_batch: usize },
-    /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy MLP classifiers only.
+    /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy classifiers (MLPs and
+    /// networks).
     FisherTrace { lambda: f64, micro_batch: usize },
-    /// AJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` over micro-batches: MLPs.
+    /// AJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` over micro-batches: MLPs and networks.
     AverageJacobian { lambda: f64, micro_batch: usize },
     /// UJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, a fresh random unit `u` per micro-batch:
-    /// MLPs.
+    /// MLPs and networks.
     UnitJacobian { lambda: f64, micro_batch: usize },
     /// FP (Jastrzębski et al.): `α ‖∇L_B(ŷ)‖^p`, `ŷ ~ softmax(f)`, `p = 2` (`squared = true`, the default) or
-    /// `p = 1`: cross-entropy MLP classifiers.
+    /// `p = 1`: cross-entropy classifiers (MLPs and networks).
     FisherPenalty {
         alpha: f64,
         #[serde(default = "default_true")]
         squared: bool,
     },
-    /// GP_x: `α ‖∇_x L_B‖²`, the input-gradient penalty, gradient `2α (∂²L/∂θ∂x) ∇_x L`: MLPs.
+    /// GP_x: `α ‖∇_x L_B‖²`, the input-gradient penalty, gradient `2α (∂²L/∂θ∂x) ∇_x L`: MLPs and networks.
     InputGradientPenalty { alpha: f64 },
-    /// GP_r: `α ‖∇L_B(ỹ)‖²` with uniformly random labels `ỹ`: cross-entropy MLP classifiers.
+    /// GP_r: `α ‖∇L_B(ỹ)‖²` with uniformly random labels `ỹ`: cross-entropy classifiers (MLPs and networks).
     RandomLabelPenalty { alpha: f64 },
 }
 
@@ -158,7 +159,7 @@ impl RegularizerConfig {
             | RegularizerConfig::UnitJacobian { lambda, .. } => ("lambda", lambda),
         }
     }
-    /// The micro-batch size of GN / FT.
+    /// The micro-batch size of GN / FT / AJ / UJ.
     pub fn micro_batch(&self) -> Option<usize> {
         match *self {
             RegularizerConfig::GradientNorm { micro_batch, .. }
@@ -501,6 +502,11 @@ pub enum OptimizerConfig {
         replacement: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clip_grad_norm: Option<f64>,
+        /// Iterative gradient grafting (Novack et al.): `graft = { micro_batch = b }` steps along the
+        /// direction of the (regularized, clipped) large-batch update with the norm of the gradient of its
+        /// first `b` examples, the step small-batch SGD would take from the same point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        graft: Option<GraftConfig>,
     },
     /// Momentum (PyTorch `torch.optim.SGD` convention) `v ← β v + ∇C_B(θ)` (`v₀ = g₀`), `θ ← θ − η v`, or
     /// with `nesterov`, `θ ← θ − η (g + β v)`; full batch unless `batch_size` is given.
@@ -525,7 +531,22 @@ pub enum OptimizerConfig {
     },
 }
 
+/// `optimizer.graft`: the small batch whose gradient norm the step takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraftConfig {
+    /// `|M₁|`, the size of the first micro-batch of each batch (divides `batch_size`).
+    pub micro_batch: usize,
+}
+
 impl OptimizerConfig {
+    /// Gradient grafting, if any (SGD only).
+    pub fn graft(&self) -> Option<GraftConfig> {
+        match self {
+            OptimizerConfig::Sgd { graft, .. } => *graft,
+            _ => None,
+        }
+    }
     /// The step size η.
     pub fn lr(&self) -> f64 {
         match self {
@@ -633,6 +654,11 @@ pub struct TrackConfig {
     /// The scalar net's imbalance `‖a‖² − ‖b‖²` (conserved by gradient flow).
     #[serde(default)]
     pub imbalance: Every,
+    /// A micro-batch size `m`: records `micro_grad_norm_sq = mean_j ‖∇L_{M_j}(θ_t)‖²` over the consecutive
+    /// size-`m` micro-batches `M_j` of step `t`'s minibatch (the quantity GN penalizes, Novack et al.'s
+    /// Figure 1) every `track.every` steps; `m` divides the batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_grad_norm: Option<usize>,
     /// Batch size of `batch_sharpness` and `mini_bs` (default: the optimizer's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
@@ -656,6 +682,7 @@ impl Default for TrackConfig {
             trace_k: Every::off(),
             trace_f: Every::off(),
             imbalance: Every::off(),
+            micro_grad_norm: None,
             batch_size: None,
             max_batches: default_max_batches(),
         }
@@ -783,6 +810,24 @@ impl ExperimentConfig {
                         format!("must be at least 1 and divide optimizer.batch_size = {b}, got {m}"),
                     );
                 }
+            }
+        }
+        for (field, m) in [
+            (
+                "optimizer.graft.micro_batch",
+                self.optimizer.graft().map(|g| g.micro_batch),
+            ),
+            ("track.micro_grad_norm", self.track.micro_grad_norm),
+        ] {
+            match (m, self.optimizer.batch_size()) {
+                (Some(m), Some(b)) if m == 0 || !b.is_multiple_of(m) => {
+                    return bad(
+                        field,
+                        format!("must be at least 1 and divide optimizer.batch_size = {b}, got {m}"),
+                    );
+                }
+                (Some(0), None) => return bad(field, "must be at least 1".into()),
+                _ => {}
             }
         }
         if self.track.every == 0 {
@@ -1133,6 +1178,7 @@ batch_size = 4
                 batch_size: 4,
                 replacement: false,
                 clip_grad_norm: None,
+                graft: None,
             }
         );
         assert_eq!(c.track, TrackConfig::default());

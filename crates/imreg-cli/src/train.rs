@@ -12,7 +12,8 @@ use crate::model::Model;
 use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
-use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_sgd::observe::{Cadence, Control, MicroBatchGradNormProbe, Observer, Scheduled, StepView};
+use imreg_sgd::regularizers::grafting::IterativeGrafting;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::train::{
     train as train_loop, Divergence, GradientTransform, Noise, Optimizer, RunOutcome, Seeds, StreamId,
@@ -76,6 +77,11 @@ fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
             };
             Some(Tracked { key, columns, period })
         })
+        .chain(cfg.track.micro_grad_norm.map(|_| Tracked {
+            key: "micro_grad_norm",
+            columns: vec!["micro_grad_norm_sq"],
+            period: base,
+        }))
         .collect()
 }
 
@@ -124,7 +130,9 @@ fn push_estimates(row: &mut Vec<f64>, estimates: &[Estimate]) {
     });
 }
 
-/// Evaluates the metrics due at `step` (all of them when `all`); returns the row and the training loss.
+/// Evaluates the metrics due at `step` (all of them when `all`; `micro`: the micro-batch gradient norm
+/// measured on the step's batch); returns the row and the training loss.
+#[allow(clippy::too_many_arguments)]
 fn record(
     model: &Model,
     test: Option<&Model>,
@@ -133,6 +141,7 @@ fn record(
     all: bool,
     cfg: &ExperimentConfig,
     metrics: &[Tracked],
+    micro: Option<f64>,
 ) -> Result<(Vec<f64>, f64)> {
     let obj = model.objective();
     let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
@@ -188,6 +197,7 @@ fn record(
                     .map_err(|e| sp("Tr F", e))?,
             ),
             "imbalance" => row.push(model.imbalance(theta).unwrap_or(f64::NAN)),
+            "micro_grad_norm" => row.push(micro.unwrap_or(f64::NAN)),
             _ => row.extend(std::iter::repeat_n(f64::NAN, m.columns.len())),
         }
     }
@@ -269,9 +279,14 @@ pub fn train(
         transform: GradientTransform {
             penalties,
             clip: cfg.optimizer.clip_grad_norm(),
+            grafting: graft(cfg, obj.n_examples())?,
             ..Default::default()
         },
     };
+    let mut micro_probe = cfg.track.micro_grad_norm.map(|micro| MicroBatchGradNormProbe {
+        micro,
+        records: Vec::new(),
+    });
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
     let due =
@@ -282,6 +297,14 @@ pub fn train(
             if !due(at.step) {
                 return Ok(Control::Continue);
             }
+            let micro = match micro_probe.as_mut() {
+                Some(probe) => {
+                    probe.records.clear();
+                    Observer::<dyn imreg_objective::Objective, LoopError>::observe(probe, at)?;
+                    probe.records.last().map(|&(_, v)| v)
+                }
+                None => None,
+            };
             let (values, loss) = record(
                 model,
                 test,
@@ -290,6 +313,7 @@ pub fn train(
                 at.step == 0 || at.last,
                 cfg,
                 &tracked,
+                micro,
             )?;
             row(&values)?;
             Ok(if loss.is_finite() && loss.abs() < DIVERGENCE.loss {
@@ -330,6 +354,31 @@ pub fn train(
             steps_run: last,
         }),
     }
+}
+
+/// The iterative grafting of `optimizer.graft` on `n` examples; its micro-batch must fit in every batch
+/// (also the smaller last batch of an epoch).
+fn graft(cfg: &ExperimentConfig, n: usize) -> Result<Option<IterativeGrafting>> {
+    let Some(g) = cfg.optimizer.graft() else {
+        return Ok(None);
+    };
+    let b = cfg.optimizer.batch_size().unwrap_or(n);
+    let last = if cfg.optimizer.replacement() || n.is_multiple_of(b) {
+        b
+    } else {
+        n % b
+    };
+    if g.micro_batch > last {
+        return Err(CliError::input(
+            Path::new("<config>"),
+            "optimizer.graft.micro_batch",
+            format!(
+                "{} exceeds the last batch of an epoch ({last} of N = {n} examples)",
+                g.micro_batch
+            ),
+        ));
+    }
+    Ok(Some(IterativeGrafting { micro: g.micro_batch }))
 }
 
 /// The periods of the enabled metrics.
