@@ -12,6 +12,7 @@
 //! `run-0000/`, … and, after `imreg study report`, `report.md`, `report.json` and the study's figures;
 //! `DIR/report.md` and `DIR/report.json` gather every dataset's report.
 pub mod novack;
+pub mod without_replacement;
 use crate::config::{DataConfig, ExperimentConfig, ShippedConfig};
 use crate::error::{CliError, Result};
 use crate::experiment::{FolderOptions, RunSummary};
@@ -238,7 +239,10 @@ pub trait Study: Sync {
 
 /// Every built-in study, in report order.
 pub fn registry() -> Vec<Box<dyn Study>> {
-    vec![Box::new(novack::Novack)]
+    vec![
+        Box::new(novack::Novack),
+        Box::new(without_replacement::WithoutReplacement),
+    ]
 }
 
 /// The study named `name` of `studies`.
