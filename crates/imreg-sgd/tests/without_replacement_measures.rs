@@ -6,7 +6,7 @@ use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
 use imreg_sgd::without_replacement::{
     batch_noise_covariance, epoch_weight, first_step_at_most, flat_and_sharp_norms, matched_isotropic_sigma,
-    noise_covariance, noise_covariance_along, toy, top_hessian_pairs, weighted_noise_trace, ToyParams,
+    noise_covariance, noise_covariance_along, top_hessian_pairs, toy, weighted_noise_trace, ToyParams,
 };
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
@@ -99,8 +99,15 @@ fn matched_sigma_norms_and_first_crossing() {
     assert!(close(sigma * sigma * 5.0, s.trace(), 1e-12));
     assert!(matched_isotropic_sigma(&q, &theta, 13).is_err());
     // Orthonormal sharp vectors e₁, e₂: the flat part of (3, 4, 12) is 12, the sharp part 5.
-    let e = |i: usize| (0..3).map(|j| if i == j { 1.0 } else { 0.0 }).collect::<Vec<f64>>();
-    assert_eq!(flat_and_sharp_norms(&[e(0), e(1)], &[3.0, 4.0, 12.0]), (12.0, 5.0));
+    let e = |i: usize| {
+        (0..3)
+            .map(|j| if i == j { 1.0 } else { 0.0 })
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(
+        flat_and_sharp_norms(&[e(0), e(1)], &[3.0, 4.0, 12.0]),
+        (12.0, 5.0)
+    );
     let series = [(0, 2.3), (5, 2.2), (10, 2.0), (15, 1.5)];
     assert_eq!(first_step_at_most(&series, 2.05), Some(10));
     assert_eq!(first_step_at_most(&series, 1.0), None);

@@ -27,7 +27,8 @@ use crate::error::{CliError, Result};
 use crate::experiment::prepare;
 use imreg_plot::{Figure, Series};
 use imreg_sgd::without_replacement::{
-    first_step_at_most, flat_and_sharp_norms, matched_isotropic_sigma, top_hessian_pairs, weighted_noise_trace,
+    first_step_at_most, flat_and_sharp_norms, matched_isotropic_sigma, top_hessian_pairs,
+    weighted_noise_trace,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,8 +97,14 @@ impl Protocol {
 fn optimizer(arm: &str, p: &Protocol, sigma: f64) -> String {
     let lr = p.lr;
     match arm {
-        WOR => format!("kind = \"sgd\"\nlr = {lr:?}\nbatch_size = {}\nreplacement = false\n", p.batch),
-        WR => format!("kind = \"sgd\"\nlr = {lr:?}\nbatch_size = {}\nreplacement = true\n", p.batch),
+        WOR => format!(
+            "kind = \"sgd\"\nlr = {lr:?}\nbatch_size = {}\nreplacement = false\n",
+            p.batch
+        ),
+        WR => format!(
+            "kind = \"sgd\"\nlr = {lr:?}\nbatch_size = {}\nreplacement = true\n",
+            p.batch
+        ),
         NOISY => format!("kind = \"noisy_gd\"\nlr = {lr:?}\nsigma = {sigma:?}\n"),
         _ => format!("kind = \"gd\"\nlr = {lr:?}\n"),
     }
@@ -206,7 +213,10 @@ impl Study for WithoutReplacement {
             "λ_max(θ_T)",
         ]);
         let col = |arm: &str, f: &dyn Fn(&FlatMeasure) -> f64| -> Vec<f64> {
-            flat.iter().filter(|((a, _), _)| a == arm).map(|(_, m)| f(m)).collect()
+            flat.iter()
+                .filter(|((a, _), _)| a == arm)
+                .map(|(_, m)| f(m))
+                .collect()
         };
         for arm in ARMS {
             let seeds = col(arm, &|m| m.flat_distance).len();
@@ -260,7 +270,10 @@ impl Study for WithoutReplacement {
                 fmt_mean_se(mean_se(&times), 1),
                 format!("{}/{}", v.iter().filter(|(_, e)| *e).count(), v.len()),
             ]);
-            json.insert(format!("saddle/{arm}"), serde_json::json!({ "escape_step": times }));
+            json.insert(
+                format!("saddle/{arm}"),
+                serde_json::json!({ "escape_step": times }),
+            );
         }
         md.push_str(&format!(
             "\nSaddle group: initialization {SADDLE_SCALE} × PyTorch's; escape = first recorded step (every {}) \
@@ -373,10 +386,12 @@ struct FlatMeasure {
 fn measure_flat(p: &Protocol, r: &FinishedRun, dir: &Path) -> Result<FlatMeasure> {
     let file = dir.join("config.toml");
     let mut prep = prepare(r.run.config.clone(), &file)?;
-    let theta = prep.model.load_theta(&dir.join("theta_final.npy"), "theta_final")?;
+    let theta = prep
+        .model
+        .load_theta(&dir.join("theta_final.npy"), "theta_final")?;
     let obj = prep.model.objective();
-    let pairs = top_hessian_pairs(obj, &theta, p.sharp, 2 * p.sharp, r.run.seed)
-        .map_err(|e| failed("Lanczos", e))?;
+    let pairs =
+        top_hessian_pairs(obj, &theta, p.sharp, 2 * p.sharp, r.run.seed).map_err(|e| failed("Lanczos", e))?;
     let w = weighted_noise_trace(obj, &theta, p.lr, p.k(), &pairs).map_err(|e| failed("noise trace", e))?;
     let delta: Vec<f64> = theta.iter().zip(&prep.theta0).map(|(a, b)| a - b).collect();
     let vecs: Vec<Vec<f64>> = pairs.iter().map(|(_, v)| v.clone()).collect();
@@ -389,4 +404,47 @@ fn measure_flat(p: &Protocol, r: &FinishedRun, dir: &Path) -> Result<FlatMeasure
         loss: r.final_metrics.get("loss").copied().unwrap_or(f64::NAN),
         lambda_max: pairs.first().map_or(f64::NAN, |(l, _)| *l),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OptimizerConfig;
+
+    /// The smoke instance: 2 groups × 4 arms per seed, every config valid; noise-injected GD gets the
+    /// matched σ of its seed and group (positive, the same `θ₀` as the other arms), the saddle group the
+    /// scaled initialization.
+    #[test]
+    fn smoke_runs_pair_the_arms_on_one_initialization() {
+        let study = WithoutReplacement;
+        let opts = StudyOptions::new(StudyDataset::Mnist, StudyScale::Smoke);
+        let entries = super::super::manifest(&study, &opts).unwrap();
+        assert_eq!(entries.len(), 2 * ARMS.len() * opts.seeds.len());
+        let p = Protocol::of(StudyScale::Smoke);
+        for e in &entries {
+            assert_eq!(e.config.steps, p.steps());
+            let saddle = e.params["group"] == SADDLE;
+            assert_eq!(e.config.init.scale(), if saddle { SADDLE_SCALE } else { 1.0 });
+            match (&e.config.optimizer, e.params["arm"].as_str().unwrap()) {
+                (OptimizerConfig::NoisyGd { sigma, lr, .. }, NOISY) => {
+                    assert!(*sigma > 0.0 && sigma.is_finite());
+                    assert_eq!(*lr, p.lr);
+                }
+                (
+                    OptimizerConfig::Sgd {
+                        replacement,
+                        batch_size,
+                        ..
+                    },
+                    arm,
+                ) => {
+                    assert_eq!(*replacement, arm == WR);
+                    assert_eq!(*batch_size, p.batch);
+                }
+                (OptimizerConfig::Gd { .. }, GD) => {}
+                (o, arm) => panic!("arm {arm} has optimizer {o:?}"),
+            }
+        }
+        assert_eq!(p.n % p.batch, 0);
+    }
 }
