@@ -14,6 +14,7 @@
 pub mod jastrzebski;
 pub mod novack;
 pub mod smith;
+pub mod without_replacement;
 use crate::config::{DataConfig, ExperimentConfig, ShippedConfig};
 use crate::error::{CliError, Result};
 use crate::experiment::{FolderOptions, RunSummary};
@@ -244,6 +245,7 @@ pub fn registry() -> Vec<Box<dyn Study>> {
         Box::new(novack::Novack),
         Box::new(smith::Smith),
         Box::new(jastrzebski::Jastrzebski),
+        Box::new(without_replacement::WithoutReplacement),
     ]
 }
 
