@@ -1,7 +1,6 @@
 //! `imreg analyze` against dense references: on a small CNN (p small enough for a dense Hessian) the top-3,
 //! bottom-3 (dense and Lanczos routes) and exact trace agree with `SymmetricEigen` of the dense Hessian to
-//! 1e-10 of `‖H‖`, and the SLQ density with its exact spectral measure (ignored until the tridiagonal
-//! eigensolve is fixed, see that test); the Gauss–Newton diagonal `ggn-diagonal` agrees with a dense
+//! 1e-10 of `‖H‖`, and the SLQ density with its exact spectral measure; the Gauss–Newton diagonal `ggn-diagonal` agrees with a dense
 //! `G = (1/N) Σ_i J_iᵀ H_ℓ J_i` built from central-difference Jacobians, equals `diag H` for a model linear in
 //! `θ`, and its Hutchinson estimate lies within its standard errors.
 mod common;
@@ -326,13 +325,10 @@ fn ggn_diagonal_is_the_hessian_diagonal_of_a_linear_model_and_refused_for_networ
 /// pairs each eigenvector with its Rayleigh quotient `λ_i = u_iᵀHu_i`, so it does not depend on the order
 /// the dense eigensolver returns them in.
 ///
-/// Ignored: fails by 3·10⁻⁴ of the peak. The tridiagonal eigensolve behind Lanczos
-/// (`imreg_spectra::tridiagonal_eigen`, nalgebra's `SymmetricEigen`) returns, for this `T_p` with clustered
-/// Ritz values, eigenvectors that are orthonormal but reconstruct `T` only to 5·10⁻⁴ (nalgebra's open issue
-/// on mispaired eigenvectors), so the Gauss weights `s_1i²` are wrong although the nodes agree to 1e-14; the
-/// first moment `Σ θ_i s_1i²` then differs from `α_1 = vᵀHv`.
+/// This `T_p` has clustered Ritz values on which nalgebra's `SymmetricEigen` returns eigenvalues beside the
+/// wrong eigenvectors; before `imreg_spectra::symmetric_eigen` paired them by Rayleigh quotients the Gauss
+/// weights `s_1i²` were wrong and this test failed by 3·10⁻⁴ of the peak.
 #[test]
-#[ignore = "imreg-spectra's tridiagonal eigensolve mispairs eigenvectors of clustered Ritz values"]
 fn cnn_density_matches_the_dense_spectral_measure() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, theta_file) = trained(dir.path(), "cnn", CNN);
