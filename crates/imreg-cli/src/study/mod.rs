@@ -856,4 +856,24 @@ mod tests {
             .to_string();
         assert!(e.contains("different manifest"), "{e}");
     }
+
+    /// `reproduce`'s section runs each study at smoke scale with `quick` (one seed: inconclusive verdicts)
+    /// into `OUT/studies/<name>/` and reports it under its heading.
+    #[test]
+    fn the_reproduce_section_reports_each_study() {
+        let dir = tempfile::tempdir().unwrap();
+        let studies: Vec<Box<dyn Study>> = vec![Box::new(LinearStudy)];
+        let (md, json) = reproduce_section(&studies, dir.path(), true, true).unwrap();
+        assert!(
+            md.contains("## Empirical studies (reported, not pass/fail)"),
+            "{md}"
+        );
+        assert!(md.contains("#### digits (smoke scale, seeds [0])"), "{md}");
+        assert!(md.contains("| inconclusive |"), "{md}");
+        assert_eq!(json[0]["datasets"][0]["verdicts"][0]["outcome"], "inconclusive");
+        assert!(dir
+            .path()
+            .join("studies/linear/digits/run-0001/_COMPLETE")
+            .is_file());
+    }
 }
