@@ -507,27 +507,36 @@ impl GradientCovarianceProbe {
 
     /// Measures `λ_K¹` at `θ` and keeps the Ritz vector for the next call (not in `records`).
     pub fn top<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<TopEigen> {
-        let mut lo = self.lanczos.clone();
-        lo.ritz_vectors = true;
-        if let Some(w) = self.warm.take() {
-            lo.start = Some(w);
-        }
         let k = GradientCovariance::covariance(obj, theta, examples(&self.subset), self.covariance)?;
-        let r = imreg_spectra::lanczos(&k, &lo)?;
-        let top = r.top.into_iter().next().ok_or_else(|| {
-            SgdError::invalid(
-                "lanczos.k_top",
-                "the gradient-covariance probe needs one top pair",
-            )
-        })?;
-        self.warm = top.vector;
-        Ok(TopEigen {
-            value: top.value,
-            residual_bound: top.residual_bound,
-            iterations: r.report.iterations,
-            converged: r.report.converged,
-        })
+        warm_top(&k, &self.lanczos, &mut self.warm)
     }
+}
+
+/// The top Ritz pair of `op` by Lanczos with `lanczos`, started from `warm` when there is one; `warm` then
+/// holds the new top Ritz vector.
+fn warm_top(
+    op: &dyn imreg_spectra::LinearOperator,
+    lanczos: &LanczosOptions,
+    warm: &mut Option<Vec<f64>>,
+) -> Result<TopEigen> {
+    let lo = LanczosOptions {
+        ritz_vectors: true,
+        start: warm.take().or_else(|| lanczos.start.clone()),
+        ..lanczos.clone()
+    };
+    let r = imreg_spectra::lanczos(op, &lo)?;
+    let top = r
+        .top
+        .into_iter()
+        .next()
+        .ok_or_else(|| SgdError::invalid("lanczos.k_top", "a top eigenvalue needs k_top ≥ 1"))?;
+    *warm = top.vector;
+    Ok(TopEigen {
+        value: top.value,
+        residual_bound: top.residual_bound,
+        iterations: r.report.iterations,
+        converged: r.report.converged,
+    })
 }
 
 impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradientCovarianceProbe {
