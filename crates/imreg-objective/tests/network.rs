@@ -535,11 +535,7 @@ fn assert_bitwise_at_one_and_two_threads(obj: &NetworkObjective<SpecNetwork>, ix
     let theta = init(obj.network(), 1);
     let v = randn(2, 0, obj.dim());
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             let b = Batch::Indices(ix);
             let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let g = obj.grad(&theta, b).unwrap();
@@ -562,6 +558,7 @@ fn assert_bitwise_at_one_and_two_threads(obj: &NetworkObjective<SpecNetwork>, ix
                 bits(gx.as_slice().unwrap()),
             )
         })
+        .unwrap()
     };
     assert_eq!(run(1), run(2));
     // and the chunked reductions equal one whole-batch program
