@@ -16,10 +16,11 @@
 //! trajectory are smaller for a larger learning rate or a smaller batch. It is a conjecture:
 //! [`conjecture_one`] reports which of its pairwise comparisons held in a given set of runs, it asserts
 //! nothing.
-use crate::tracking::{
-    step_seed, track, SharpnessProbe, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
-};
+use crate::tracking::{step_seed, train_options, LossCurve, SharpnessProbe, TrackError, TrackResult};
 use imreg_objective::{rng, Batch, Supervised};
+use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_sgd::sampler::Sampler;
+use imreg_sgd::train::{train, Optimizer, RunOutcome};
 use imreg_spectra::{
     fisher_trace, gradient_covariance_top, trace_gradient_covariance, CovarianceOptions, CovarianceRoute,
     FisherSampling,
@@ -32,8 +33,11 @@ use rayon::prelude::*;
 pub struct BreakEvenOptions {
     /// Step size η.
     pub lr: f64,
-    /// GD (`TrackSampling::Full`) or SGD.
-    pub sampling: TrackSampling,
+    /// Which examples each step uses: [`Sampler::Full`] (GD) or a minibatch sampler (SGD; the studies use
+    /// [`crate::tracking::epoch_stream_reshuffling`]).
+    pub sampler: Sampler,
+    /// Seed of the batches ([`imreg_sgd::train::Seeds::from_seed`]; unused by GD).
+    pub sampler_seed: u64,
     /// Steps.
     pub steps: usize,
     /// Measure every this many steps.
@@ -55,7 +59,8 @@ impl Default for BreakEvenOptions {
     fn default() -> Self {
         BreakEvenOptions {
             lr: 0.1,
-            sampling: TrackSampling::Full,
+            sampler: Sampler::Full,
+            sampler_seed: 0,
             steps: 1000,
             every: 50,
             lanczos_iters: 20,
@@ -97,14 +102,16 @@ impl BreakEvenPoint {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreakEvenRun {
     pub lr: f64,
-    /// Batch size (`N` for GD).
+    /// Batch size `b` (`N` for GD, the largest batch of a fixed partition).
     pub batch_size: usize,
     /// Measurement steps.
     pub steps: Vec<usize>,
     /// Full-batch loss at the measurement steps.
     pub loss: Vec<f64>,
     pub points: Vec<BreakEvenPoint>,
-    pub status: TrackStatus,
+    /// Completed, or diverged at a step (a batch loss or a measured full-batch loss above
+    /// [`BreakEvenOptions::divergence_loss`]).
+    pub outcome: RunOutcome,
     /// The maxima over the run (each quantity separately).
     pub maxima: BreakEvenPoint,
 }
@@ -126,16 +133,11 @@ pub fn break_even<O: Supervised + ?Sized>(
     subset.shuffle(&mut rng::stream(opts.seed, 0x4B));
     subset.truncate(opts.subset.min(n));
     subset.sort_unstable();
-    let topts = TrackOptions {
-        lr: opts.lr,
-        steps: opts.steps,
-        every: opts.every,
-        sampling: opts.sampling,
-        divergence_loss: opts.divergence_loss,
-    };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     let cov = CovarianceOptions::default();
-    let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<BreakEvenPoint> {
+    let mut points = Vec::new();
+    let mut measure = |at: &StepView<'_, O>| -> TrackResult<Control> {
+        let (o, th, step) = (at.objective, at.theta, at.step);
         let sub = Batch::Indices(&subset);
         let lambda_h = sharp.sharpness(o, th)?.value;
         let lambda_k = gradient_covariance_top(o, th, sub, cov, &CovarianceRoute::Gram)?.value;
@@ -149,15 +151,30 @@ pub fn break_even<O: Supervised + ?Sized>(
             };
             fisher_trace(o, th, sub, sampling)?
         };
-        Ok(BreakEvenPoint {
+        points.push(BreakEvenPoint {
             lambda_h,
             lambda_k,
             trace_k,
             trace_f,
-        })
+        });
+        Ok(Control::Continue)
     };
-    let tr = track(obj, theta0, &topts, &mut probe)?;
-    let maxima = tr.records.iter().map(|r| r.value).fold(
+    // The full-batch loss first: a blown-up loss ends the run before the measurements at that iterate.
+    let mut loss = LossCurve::new(opts.divergence_loss);
+    let every = Cadence::Every(opts.every);
+    let train_opts = train_options(opts.lr, opts.steps, opts.sampler_seed, opts.divergence_loss);
+    let end = train(
+        obj,
+        theta0,
+        &Optimizer::sgd(opts.sampler.clone()),
+        &train_opts,
+        &mut [
+            Scheduled::new(every, &mut loss),
+            Scheduled::new(every, &mut measure),
+        ],
+    )?;
+    let steps: Vec<usize> = loss.records.iter().take(points.len()).map(|r| r.0).collect();
+    let maxima = points.iter().copied().fold(
         BreakEvenPoint {
             lambda_h: f64::NAN,
             lambda_k: f64::NAN,
@@ -168,13 +185,24 @@ pub fn break_even<O: Supervised + ?Sized>(
     );
     Ok(BreakEvenRun {
         lr: opts.lr,
-        batch_size: opts.sampling.batch_size(n),
-        steps: tr.steps(),
-        loss: tr.records.iter().map(|r| r.loss).collect(),
-        points: tr.records.into_iter().map(|r| r.value).collect(),
-        status: tr.status,
+        batch_size: batch_size(&opts.sampler, n),
+        loss: loss.records.iter().take(points.len()).map(|r| r.1).collect(),
+        steps,
+        points,
+        outcome: end.outcome,
         maxima,
     })
+}
+
+/// The (largest) batch size of `sampler` on `n` examples.
+fn batch_size(sampler: &Sampler, n: usize) -> usize {
+    match sampler {
+        Sampler::Full => n,
+        Sampler::WithReplacement { batch_size } | Sampler::RandomReshuffling { batch_size, .. } => {
+            *batch_size
+        }
+        Sampler::FixedPartition { partition } => partition.batches().iter().map(Vec::len).max().unwrap_or(0),
+    }
 }
 
 /// Runs [`break_even`] for each options set, rayon-parallel, results in input order (bitwise deterministic).

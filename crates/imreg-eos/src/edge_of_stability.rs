@@ -5,7 +5,8 @@
 //! Cohen et al.'s code; without the ½ every Hessian, and so every sharpness, doubles). Along the run:
 //!
 //! - the **sharpness** `λ_max(∇²C(θ_k))` every `k` steps by Lanczos, warm-started from the previous top Ritz
-//!   vector ([`crate::tracking::SharpnessProbe`]);
+//!   vector ([`crate::tracking::SharpnessProbe`], an observer of the one training loop
+//!   [`imreg_sgd::train::train`], with the loss curve [`crate::tracking::LossCurve`] every step);
 //! - **gradient flow** `θ̇ = −∇C(θ)` integrated with DOP853 (dense output) and compared with GD at equal time
 //!   `t = ηk` by the relative distance `‖θ_k − θ_GF(ηk)‖ / ‖θ_GF(ηk)‖`.
 //!
@@ -15,13 +16,13 @@
 //! loss keeps decreasing non-monotonically. [`DigitsMlp`] builds the problem on the embedded UCI digits (a
 //! subset of `N` images, features centred and standardized with the statistics of all 1797 images, as Cohen
 //! et al. standardize CIFAR-10 with the full training set).
-use crate::tracking::{
-    track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
-};
+use crate::tracking::{train_options, Hover, LossCurve, SharpnessProbe, TopEigen, TrackError, TrackResult};
 use imreg_flow::dop853::{integrate_dense, Dop853Options, Dop853Report};
 use imreg_objective::data::digits;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{Batch, LossKind, Objective};
+use imreg_sgd::observe::{Cadence, Iterates, Scheduled};
+use imreg_sgd::train::{train, Optimizer, RunOutcome};
 use rayon::prelude::*;
 
 /// A classification MLP on a seeded subset of the UCI digits, with one-hot ½-MSE loss by default.
@@ -203,9 +204,10 @@ pub struct EosRun {
     pub steps: Vec<usize>,
     /// Sharpness at the measurement steps.
     pub sharpness: Vec<TopEigen>,
-    /// Full-batch loss at every step.
+    /// Full-batch loss `C(θ_t)` at every step `t = 0, 1, …` (up to the divergence, its value included).
     pub loss: Vec<f64>,
-    pub status: TrackStatus,
+    /// Completed, or diverged at a step (the loss above [`EosOptions::divergence_loss`]).
+    pub outcome: RunOutcome,
     /// First measurement step with `λ_max ≥ 2/η`.
     pub first_crossing: Option<usize>,
     /// Sharpness over the second half of the steps relative to `2/η`.
@@ -235,7 +237,7 @@ fn norm(a: &[f64]) -> f64 {
 
 /// Full-batch GD from `θ₀` with the sharpness tracked every `opts.every` steps, compared with gradient flow.
 ///
-/// Divergence of GD is reported in [`EosRun::status`] (the records up to it are kept); a gradient-flow
+/// Divergence of GD is reported in [`EosRun::outcome`] (the records up to it are kept); a gradient-flow
 /// integration failure is an error.
 pub fn edge_of_stability<O: Objective + ?Sized>(
     obj: &O,
@@ -245,22 +247,22 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
     if opts.lanczos_iters == 0 {
         return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
     }
-    let topts = TrackOptions {
-        lr: opts.lr,
-        steps: opts.steps,
-        every: opts.every,
-        sampling: TrackSampling::Full,
-        divergence_loss: opts.divergence_loss,
-    };
-    let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
-    let keep = opts.gradient_flow.is_some();
-    let mut probe = |o: &O, th: &[f64], _step: usize| -> TrackResult<(TopEigen, Option<Vec<f64>>)> {
-        Ok((sharp.sharpness(o, th)?, keep.then(|| th.to_vec())))
-    };
-    let tr = track(obj, theta0, &topts, &mut probe)?;
+    let mut loss = LossCurve::new(opts.divergence_loss);
+    let mut sharpness = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    // The GD iterates at the measured steps, for the comparison with gradient flow.
+    let mut iterates = Iterates::default();
+    let every = Cadence::Every(opts.every);
+    let mut observers = vec![
+        Scheduled::new(Cadence::Every(1), &mut loss),
+        Scheduled::new(every, &mut sharpness),
+    ];
+    if opts.gradient_flow.is_some() {
+        observers.push(Scheduled::new(every, &mut iterates));
+    }
+    let train_opts = train_options(opts.lr, opts.steps, 0, opts.divergence_loss);
+    let end = train::<_, TrackError>(obj, theta0, &Optimizer::gd(), &train_opts, &mut observers)?;
     let threshold = 2.0 / opts.lr;
-    let steps = tr.steps();
-    let sharpness: Vec<TopEigen> = tr.records.iter().map(|r| r.value.0).collect();
+    let (steps, sharpness): (Vec<usize>, Vec<TopEigen>) = sharpness.records.into_iter().unzip();
     let values: Vec<f64> = sharpness.iter().map(|s| s.value).collect();
     let first_crossing = steps
         .iter()
@@ -277,11 +279,11 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
                     first_crossing.map_or(opts.steps, |c| ((c as f64 * f).ceil() as usize).min(opts.steps))
                 }
             };
-            let snaps: Vec<(usize, &Vec<f64>)> = tr
+            let snaps: Vec<(usize, &Vec<f64>)> = iterates
                 .records
                 .iter()
-                .filter(|r| r.step <= horizon)
-                .filter_map(|r| r.value.1.as_ref().map(|t| (r.step, t)))
+                .filter(|r| r.0 <= horizon)
+                .map(|(t, theta)| (*t, theta))
                 .collect();
             Some(compare_with_flow(obj, theta0, opts, gf, &snaps, first_crossing)?)
         }
@@ -291,8 +293,8 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
         threshold,
         steps,
         sharpness,
-        loss: tr.step_losses,
-        status: tr.status,
+        loss: loss.values(),
+        outcome: end.outcome,
         first_crossing,
         hover,
         gradient_flow,

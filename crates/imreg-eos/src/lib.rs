@@ -6,8 +6,8 @@
 //! - [`gd_limit`]: GD to convergence with P_∞ = P₀Π(1 − η²ε_t²)², λ_GD = √(4Φ² + P_∞), rate |1 − ηλ_GD|,
 //!   the small-η expansion of λ_GF − λ_GD, regimes, parallel η sweeps.
 //! - [`bounds`]: divergence thresholds of GD, heavy ball and Nesterov on quadratics, with simulators.
-//! - [`tracking`]: a tracker running GD/SGD on any `Objective` and measuring every `k` steps (warm-started
-//!   Lanczos sharpness probe, hover statistics).
+//! - [`tracking`]: what the studies below add to the observers of `imreg-sgd`'s one training loop (the loss
+//!   curve with its divergence threshold, hover statistics around `2/η`, their reshuffling convention).
 //! - [`edge_of_stability`]: Cohen et al.'s edge of stability on a tanh MLP (digits, ½-MSE), with gradient flow
 //!   (DOP853) alongside at t = ηk.
 //! - [`stochastic_stability`]: the edge of stochastic stability (batch sharpness, MiniBS, λ_max under SGD).
@@ -45,6 +45,6 @@ pub use stochastic_stability::{
     MiniBsOptions,
 };
 pub use tracking::{
-    step_seed, track, Hover, Probe, SharpnessProbe, TopEigen, Track, TrackError, TrackOptions, TrackSampling,
-    TrackStatus,
+    epoch_stream_reshuffling, step_seed, Hover, LossCurve, RunOutcome, SharpnessProbe, TopEigen, TrackError,
+    TrackResult,
 };

@@ -15,10 +15,12 @@
 //! (§Exact facts there): `MiniBS ≥ λ_max` (Jensen) and mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh
 //! quotients), for every θ.
 use crate::tracking::{
-    track, Hover, SharpnessProbe, TopEigen, TrackError, TrackOptions, TrackResult, TrackSampling, TrackStatus,
+    epoch_stream_reshuffling, train_options, Hover, LossCurve, SharpnessProbe, TopEigen, TrackError,
+    TrackResult,
 };
 use imreg_objective::Objective;
-use imreg_sgd::observe::{BatchSharpnessProbe, MiniBsProbe};
+use imreg_sgd::observe::{BatchSharpnessProbe, Cadence, MiniBsProbe, Scheduled};
+use imreg_sgd::train::{train, Optimizer, RunOutcome};
 use imreg_spectra::{BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions};
 use rayon::prelude::*;
 
@@ -117,7 +119,9 @@ pub struct EossRun {
     /// Full-batch loss at the measurement steps.
     pub loss: Vec<f64>,
     pub measurements: Vec<EossMeasurement>,
-    pub status: TrackStatus,
+    /// Completed, or diverged at a step (a batch loss or a measured full-batch loss above
+    /// [`EossOptions::divergence_loss`]).
+    pub outcome: RunOutcome,
     /// Mean-of-ratios batch sharpness over the second half, relative to `2/η`.
     pub hover_batch_sharpness: Hover,
     /// Ratio-of-means batch sharpness over the second half, relative to `2/η`.
@@ -155,7 +159,8 @@ impl EossRun {
 }
 
 /// SGD from `θ₀` with `λ_max`, batch sharpness (both variants) and MiniBS tracked every `opts.every` steps.
-/// Divergence is reported in [`EossRun::status`].
+/// Batches by [`epoch_stream_reshuffling`] with seed [`EossOptions::seed`]; divergence is reported in
+/// [`EossRun::outcome`].
 pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
     obj: &O,
     theta0: &[f64],
@@ -165,26 +170,16 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
         return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
     }
     let b = opts.batch_size;
-    let topts = TrackOptions {
-        lr: opts.lr,
-        steps: opts.steps,
-        every: opts.every,
-        sampling: TrackSampling::Reshuffled {
-            batch_size: b,
-            seed: opts.seed,
-        },
-        divergence_loss: opts.divergence_loss,
-    };
     let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
     // Each Monte Carlo estimate draws fresh batches at every step (`step_seed` of its base seed).
-    let bs = BatchSharpnessProbe::new(
+    let mut bs = BatchSharpnessProbe::new(
         b,
         MonteCarloOptions {
             seed: opts.seed,
             ..opts.batch_sharpness
         },
     );
-    let mbs = opts.mini_bs.as_ref().map(|m| MiniBsProbe {
+    let mut mbs = opts.mini_bs.as_ref().map(|m| MiniBsProbe {
         batch_size: b,
         monte_carlo: MonteCarloOptions {
             seed: opts.seed ^ 0x4D49_4E49,
@@ -198,20 +193,39 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
         },
         records: Vec::new(),
     });
-    let mut probe = |o: &O, th: &[f64], step: usize| -> TrackResult<EossMeasurement> {
-        Ok(EossMeasurement {
-            lambda_max: sharp.sharpness(o, th)?,
-            batch_sharpness: bs.measure(o, th, step)?,
-            mini_bs: mbs.as_ref().map(|m| m.measure(o, th, step)).transpose()?,
+    // The full-batch loss first: a blown-up loss ends the run before the measurements at that iterate.
+    let mut loss = LossCurve::new(opts.divergence_loss);
+    let every = Cadence::Every(opts.every);
+    let mut observers = vec![
+        Scheduled::new(every, &mut loss),
+        Scheduled::new(every, &mut sharp),
+        Scheduled::new(every, &mut bs),
+    ];
+    if let Some(m) = mbs.as_mut() {
+        observers.push(Scheduled::new(every, m));
+    }
+    let train_opts = train_options(opts.lr, opts.steps, opts.seed, opts.divergence_loss);
+    let method = Optimizer::sgd(epoch_stream_reshuffling(b));
+    let end = train::<_, TrackError>(obj, theta0, &method, &train_opts, &mut observers)?;
+    // A measurement step is recorded by every observer or (diverged there) by the loss alone.
+    let steps: Vec<usize> = sharp.records.iter().map(|r| r.0).collect();
+    let mut mini_bs = mbs.map(|m| m.records.into_iter().map(|r| r.1));
+    let measurements: Vec<EossMeasurement> = sharp
+        .records
+        .iter()
+        .zip(&bs.records)
+        .map(|(l, b)| EossMeasurement {
+            lambda_max: l.1,
+            batch_sharpness: b.1,
+            mini_bs: mini_bs.as_mut().and_then(Iterator::next),
         })
-    };
-    let tr = track(obj, theta0, &topts, &mut probe)?;
+        .collect();
     let threshold = 2.0 / opts.lr;
-    let steps = tr.steps();
     let from = opts.steps / 2;
-    let bs = tr.series(|m| m.batch_sharpness.mean_of_ratios.value);
-    let rm = tr.series(|m| m.batch_sharpness.ratio_of_means.value);
-    let lm = tr.series(|m| m.lambda_max.value);
+    let series = |f: fn(&EossMeasurement) -> f64| measurements.iter().map(f).collect::<Vec<f64>>();
+    let bs = series(|m| m.batch_sharpness.mean_of_ratios.value);
+    let rm = series(|m| m.batch_sharpness.ratio_of_means.value);
+    let lm = series(|m| m.lambda_max.value);
     Ok(EossRun {
         lr: opts.lr,
         batch_size: b,
@@ -219,10 +233,10 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
         hover_batch_sharpness: Hover::over(&steps, &bs, from, threshold),
         hover_ratio_of_means: Hover::over(&steps, &rm, from, threshold),
         lambda_max_second_half: Hover::over(&steps, &lm, from, threshold),
-        loss: tr.records.iter().map(|r| r.loss).collect(),
-        measurements: tr.records.into_iter().map(|r| r.value).collect(),
+        loss: loss.records.iter().take(steps.len()).map(|r| r.1).collect(),
+        measurements,
         steps,
-        status: tr.status,
+        outcome: end.outcome,
     })
 }
 

@@ -1,12 +1,16 @@
 //! Tests of the trajectory tracker, the EoS / EoSS / break-even runners, against independent oracles
 //! (closed forms on quadratics, dense eigensolves, single-example gradients).
-use imreg_eos::tracking::step_seed;
+use imreg_eos::tracking::{
+    epoch_stream_reshuffling, step_seed, LossCurve, RunOutcome, TrackError, TrackResult,
+};
 use imreg_eos::{
-    break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, track,
-    BreakEvenOptions, DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, SharpnessProbe, TrackError,
-    TrackOptions, TrackSampling, TrackStatus,
+    break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, BreakEvenOptions,
+    DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, SharpnessProbe,
 };
 use imreg_objective::{Batch, Objective, Quadratic};
+use imreg_sgd::observe::{Cadence, Iterates, Scheduled};
+use imreg_sgd::train::{train, Blowup, Optimizer, Seeds, TrainOptions};
+use imreg_sgd::SgdError;
 use nalgebra::{DMatrix, SymmetricEigen};
 
 fn tiny() -> (imreg_objective::models::Mlp, Vec<f64>) {
@@ -17,91 +21,132 @@ fn tiny() -> (imreg_objective::models::Mlp, Vec<f64>) {
     p.build().unwrap()
 }
 
+/// GD with the loss curve first and the iterates every `every` steps.
+fn gd_with_loss_curve(
+    q: &Quadratic,
+    lr: f64,
+    steps: usize,
+    every: usize,
+) -> (RunOutcome, LossCurve, Iterates) {
+    let mut loss = LossCurve::new(1e8);
+    let mut iterates = Iterates::default();
+    let opts = TrainOptions {
+        lr,
+        steps,
+        ..Default::default()
+    };
+    let run: TrackResult<_> = train(
+        q,
+        &[1.0, -2.0],
+        &Optimizer::gd(),
+        &opts,
+        &mut [
+            Scheduled::new(Cadence::Every(1), &mut loss),
+            Scheduled::new(Cadence::Every(every), &mut iterates),
+        ],
+    );
+    (run.unwrap().outcome, loss, iterates)
+}
+
 #[test]
 fn gd_on_a_quadratic_matches_the_closed_form_and_divergence_is_reported() {
     // C = ½ Σ h_j θ_j²: θ_k = (1 − ηh)^k θ₀ exactly (up to rounding of the repeated product).
     let h = [1.0, 3.0];
     let q = Quadratic::diagonal(&h);
-    let opts = TrackOptions {
-        lr: 0.1,
-        steps: 30,
-        every: 10,
-        ..Default::default()
-    };
-    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, th: &[f64], _| {
-        Ok(th.to_vec())
-    })
-    .unwrap();
-    assert_eq!(tr.status, TrackStatus::Completed);
-    for r in &tr.records {
-        for (j, (&x, &x0)) in r.value.iter().zip(&[1.0, -2.0]).enumerate() {
-            let want = (1.0f64 - 0.1 * h[j]).powi(r.step as i32) * x0;
-            assert!(
-                (x - want).abs() <= 1e-14,
-                "step {} coord {j}: {x} vs {want}",
-                r.step
-            );
+    let (outcome, loss, iterates) = gd_with_loss_curve(&q, 0.1, 30, 10);
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(
+        iterates.records.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [0, 10, 20, 30]
+    );
+    for (step, theta) in &iterates.records {
+        for (j, (&x, &x0)) in theta.iter().zip(&[1.0, -2.0]).enumerate() {
+            let want = (1.0f64 - 0.1 * h[j]).powi(*step as i32) * x0;
+            assert!((x - want).abs() <= 1e-14, "step {step} coord {j}: {x} vs {want}");
         }
     }
-    assert_eq!(tr.step_losses.len(), 31);
-    // η = 1 > 2/3: the h = 3 mode grows by |1 − 3| = 2 per step; loss ½·3·4·4^k > 1e8 from k = 12 on.
-    let opts = TrackOptions {
-        lr: 1.0,
-        steps: 100,
-        every: 5,
-        ..Default::default()
-    };
-    let tr = track(&q, &[1.0, -2.0], &opts, &mut |_: &Quadratic, _: &[f64], _| Ok(())).unwrap();
+    // The loss curve is C(θ_t) at every step, the final iterate's included.
+    assert_eq!(loss.records.len(), 31);
+    for (step, l) in &loss.records {
+        let want: f64 = h
+            .iter()
+            .zip(&[1.0, -2.0])
+            .map(|(&hj, &x0)| 0.5 * hj * ((1.0 - 0.1 * hj).powi(*step as i32) * x0).powi(2))
+            .sum();
+        assert!((l - want).abs() <= 1e-14, "step {step}: {l} vs {want}");
+    }
+    // η = 1 > 2/3: the h = 3 mode grows by |1 − 3| = 2 per step; loss ½·3·4·4^k > 1e8 from k = 12 on. The
+    // loss curve reports it at that step, with the value, and keeps it as its last record.
+    let (outcome, loss, iterates) = gd_with_loss_curve(&q, 1.0, 100, 4);
     let k = (1..).find(|&k| 0.5 * 3.0 * 4.0 * 4f64.powi(k) > 1e8).unwrap() as usize;
-    match tr.status {
-        TrackStatus::Diverged { step, loss } => assert!(step == k && loss > 1e8, "{step} vs {k}"),
+    match outcome {
+        RunOutcome::Diverged {
+            step,
+            blowup: Blowup::Observed(l),
+        } => assert!(
+            step == k && l > 1e8 && loss.records.last() == Some(&(k, l)),
+            "{step} vs {k}"
+        ),
         s => panic!("expected divergence, got {s:?}"),
     }
-    assert_eq!(tr.diverged_at(), Some(k));
+    assert_eq!(outcome.diverged_at(), Some(k));
+    // The diverged iterate θ_12 is due for the iterates (every 4 steps) but not measured: the loss curve,
+    // listed first, ended the run there.
+    assert_eq!(iterates.records.last().unwrap().0, 8);
 }
 
 #[test]
 fn bad_options_are_typed_errors() {
-    let q = Quadratic::diagonal(&[1.0]);
-    fn noop(_: &Quadratic, _: &[f64], _: usize) -> imreg_eos::tracking::TrackResult<()> {
-        Ok(())
+    let (mlp, theta) = tiny();
+    let eos = |o: EosOptions| edge_of_stability(&mlp, &theta, &o).unwrap_err();
+    let gd = EosOptions {
+        steps: 4,
+        gradient_flow: None,
+        ..Default::default()
+    };
+    for lr in [0.0, f64::NAN] {
+        assert!(matches!(
+            eos(EosOptions { lr, ..gd.clone() }),
+            TrackError::Train(SgdError::NonPositiveStep { name: "lr", .. })
+        ));
     }
-    let e = |o: TrackOptions| track(&q, &[1.0], &o, &mut noop).unwrap_err();
     assert!(matches!(
-        e(TrackOptions {
-            lr: 0.0,
-            ..Default::default()
-        }),
-        TrackError::Eos(_)
-    ));
-    assert!(matches!(
-        e(TrackOptions {
-            lr: f64::NAN,
-            ..Default::default()
-        }),
-        TrackError::Eos(_)
-    ));
-    assert!(matches!(
-        e(TrackOptions {
+        eos(EosOptions {
             every: 0,
-            ..Default::default()
+            ..gd.clone()
         }),
-        TrackError::Invalid { field: "every", .. }
+        TrackError::Train(SgdError::Invalid { field: "cadence", .. })
     ));
     assert!(matches!(
-        e(TrackOptions {
-            sampling: TrackSampling::Reshuffled {
-                batch_size: 2,
-                seed: 0
-            },
-            ..Default::default()
+        eos(EosOptions {
+            lanczos_iters: 0,
+            ..gd.clone()
         }),
         TrackError::Invalid {
-            field: "sampling.batch_size",
+            field: "lanczos_iters",
             ..
         }
     ));
-    assert!(track(&q, &[1.0, 2.0], &TrackOptions::default(), &mut noop).is_err());
+    assert!(matches!(
+        edge_of_stability(&mlp, &theta[1..], &gd).unwrap_err(),
+        TrackError::Train(SgdError::Length { name: "theta0", .. })
+    ));
+    let mut nan = theta.clone();
+    nan[3] = f64::NAN;
+    assert!(edge_of_stability(&mlp, &nan, &gd).is_err());
+    let eoss = EossOptions {
+        batch_size: 25,
+        steps: 4,
+        mini_bs: None,
+        ..Default::default()
+    };
+    assert!(matches!(
+        edge_of_stochastic_stability(&mlp, &theta, &eoss).unwrap_err(),
+        TrackError::Train(SgdError::Flow(imreg_flow::FlowError::Invalid {
+            field: "batch_size",
+            ..
+        }))
+    ));
     assert!(DigitsMlp::cohen(0).build().is_err());
     assert!(DigitsMlp::cohen(5000).build().is_err());
 }
@@ -116,18 +161,22 @@ fn reshuffled_sgd_visits_every_example_once_per_epoch() {
         .map(|i| nalgebra::DVector::from_element(1, -(i as f64)))
         .collect();
     let q = Quadratic::new(a, b).unwrap();
-    let opts = TrackOptions {
+    let opts = TrainOptions {
         lr: 1.0,
         steps: 12,
-        every: 1,
-        sampling: TrackSampling::Reshuffled {
-            batch_size: 1,
-            seed: 3,
-        },
+        seeds: Seeds::from_seed(3),
         ..Default::default()
     };
-    let tr = track(&q, &[0.5], &opts, &mut |_: &Quadratic, th: &[f64], _| Ok(th[0])).unwrap();
-    let mut seen: Vec<f64> = tr.records[1..].iter().map(|r| r.value).collect();
+    let mut iterates = Iterates::default();
+    let run: TrackResult<_> = train(
+        &q,
+        &[0.5],
+        &Optimizer::sgd(epoch_stream_reshuffling(1)),
+        &opts,
+        &mut [Scheduled::new(Cadence::Every(1), &mut iterates)],
+    );
+    assert_eq!(run.unwrap().outcome, RunOutcome::Completed);
+    let mut seen: Vec<f64> = iterates.records[1..].iter().map(|r| r.1[0]).collect();
     seen.sort_by(f64::total_cmp);
     assert_eq!(seen, (0..n).map(|i| i as f64).collect::<Vec<_>>());
 }
@@ -251,9 +300,9 @@ fn eos_run_tracks_gradient_flow_at_small_eta_and_reports_divergence() {
     )
     .unwrap();
     assert!(
-        matches!(r.status, TrackStatus::Diverged { step, .. } if step < 200),
+        matches!(r.outcome, RunOutcome::Diverged { step, .. } if step < 200),
         "{:?}",
-        r.status
+        r.outcome
     );
 }
 
@@ -326,7 +375,7 @@ fn the_mse_convention_is_a_step_size_rescaling() {
         edge_of_stochastic_stability(&mlp, &theta, &opts).unwrap()
     };
     let (with_half, without) = (run(true, 0.8), run(false, 0.4));
-    assert_eq!(with_half.status, TrackStatus::Completed);
+    assert_eq!(with_half.outcome, RunOutcome::Completed);
     // the comparisons below zip the series: they must be the same, non-empty length
     assert!(!with_half.measurements.is_empty() && with_half.measurements.len() == without.measurements.len());
     assert!(!with_half.loss.is_empty() && with_half.loss.len() == without.loss.len());

@@ -343,28 +343,8 @@ impl SharpnessProbe {
 
     /// Measures `λ_max(H)` at `θ` and keeps the Ritz vector for the next call (not in `records`).
     pub fn sharpness<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<TopEigen> {
-        let mut lo = self.lanczos.clone();
-        lo.ritz_vectors = true;
-        if let Some(w) = self.warm.take() {
-            lo.start = Some(w);
-        }
-        let batch = match &self.subset {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
-        let r = imreg_spectra::lanczos(&h, &lo)?;
-        let top =
-            r.top.into_iter().next().ok_or_else(|| {
-                SgdError::invalid("lanczos.k_top", "the sharpness probe needs one top pair")
-            })?;
-        self.warm = top.vector;
-        Ok(TopEigen {
-            value: top.value,
-            residual_bound: top.residual_bound,
-            iterations: r.report.iterations,
-            converged: r.report.converged,
-        })
+        let h = imreg_spectra::HessianOperator::new(obj, theta, examples(&self.subset))?;
+        warm_top(&h, &self.lanczos, &mut self.warm)
     }
 }
 

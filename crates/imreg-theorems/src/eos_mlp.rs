@@ -8,9 +8,10 @@ use imreg_eos::edge_of_stability::{
 use imreg_eos::stochastic_stability::{
     sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions,
 };
-use imreg_eos::tracking::{Hover, TrackSampling, TrackStatus};
+use imreg_eos::tracking::{epoch_stream_reshuffling, Hover, RunOutcome};
 use imreg_objective::models::Mlp;
 use imreg_plot::{Figure, Series};
+use imreg_sgd::sampler::Sampler;
 use imreg_spectra::MonteCarloOptions;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -105,9 +106,9 @@ pub fn check_mlp_eos(ctx: &CheckContext) -> Result<Outcome, CheckError> {
             ),
             format!(
                 "{:?}, λ₀ = {:.3}, crossing at step {:?}",
-                r.status, r.sharpness[0].value, r.first_crossing
+                r.outcome, r.sharpness[0].value, r.first_crossing
             ),
-            r.status == TrackStatus::Completed
+            r.outcome == RunOutcome::Completed
                 && r.sharpness[0].value < r.threshold
                 && r.first_crossing.is_some_and(|c| c < steps / 2),
         ));
@@ -392,8 +393,8 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         let b = r.batch_size;
         parts.push(Outcome::new(
             format!("b={b}: SGD completes"),
-            format!("{:?}", r.status),
-            r.status == TrackStatus::Completed,
+            format!("{:?}", r.outcome),
+            r.outcome == RunOutcome::Completed,
         ));
         let lm = &r.lambda_max_second_half;
         parts.push(Outcome::new(
@@ -501,7 +502,7 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
 /// to 0.1% at b = N and reversed by 2% at b = 32).
 fn conjecture_one_outcome(runs: &[BreakEvenRun]) -> Outcome {
     let comparisons = conjecture_one(runs);
-    let completed = runs.iter().all(|r| r.status == TrackStatus::Completed);
+    let completed = runs.iter().all(|r| r.outcome == RunOutcome::Completed);
     let text: Vec<String> = comparisons
         .iter()
         .map(|c| {
@@ -563,14 +564,12 @@ pub fn break_even_study(mlp: &Mlp, theta0: &[f64], quick: bool) -> Result<Vec<Br
         for b in [32, n] {
             opts.push(BreakEvenOptions {
                 lr,
-                sampling: if b == n {
-                    TrackSampling::Full
+                sampler: if b == n {
+                    Sampler::Full
                 } else {
-                    TrackSampling::Reshuffled {
-                        batch_size: b,
-                        seed: 7,
-                    }
+                    epoch_stream_reshuffling(b)
                 },
+                sampler_seed: 7,
                 steps,
                 every,
                 subset,
@@ -613,7 +612,7 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
             "{},{},{:?},{},{},{},{}\n",
             r.lr,
             r.batch_size,
-            r.status,
+            r.outcome,
             r.maxima.lambda_h,
             r.maxima.lambda_k,
             r.maxima.trace_k,
