@@ -8,10 +8,10 @@
 //! - [`bounds`]: divergence thresholds of GD, heavy ball and Nesterov on quadratics, with simulators.
 //! - [`tracking`]: what the studies below add to the observers of `imreg-sgd`'s one training loop (the loss
 //!   curve with its divergence threshold, hover statistics around `2/η`, their reshuffling convention).
-//! - [`edge_of_stability`]: Cohen et al.'s edge of stability on a tanh MLP (digits, ½-MSE), with gradient flow
+//! - [`edge_of_stability`](mod@edge_of_stability): Cohen et al.'s edge of stability on a tanh MLP (digits, ½-MSE), with gradient flow
 //!   (DOP853) alongside at t = ηk.
 //! - [`stochastic_stability`]: the edge of stochastic stability (batch sharpness, MiniBS, λ_max under SGD).
-//! - [`break_even`]: λ_H¹, λ_K¹, Tr K, Tr F along GD/SGD (Jastrzębski et al.'s break-even point).
+//! - [`break_even`](mod@break_even): λ_H¹, λ_K¹, Tr K, Tr F along GD/SGD (Jastrzębski et al.'s break-even point).
 //! - the registered theory checks (`eos.*`) live in `imreg-theorems`.
 pub mod bounds;
 pub mod break_even;

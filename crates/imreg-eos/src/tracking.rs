@@ -1,8 +1,9 @@
-//! What the edge-of-stability studies ([`crate::edge_of_stability`], [`crate::stochastic_stability`],
-//! [`crate::break_even`]) measure along a run of the one training loop of `imreg-sgd`
-//! ([`imreg_sgd::train::train`]), beyond the observers of [`imreg_sgd::observe`]: the loss curve with its
-//! divergence threshold ([`LossCurve`]), where a series sits relative to the stability threshold `2/η`
-//! ([`Hover`]), the reshuffling convention of the studies ([`epoch_stream_reshuffling`]) and their error type.
+//! What the edge-of-stability studies ([`edge_of_stability`](mod@crate::edge_of_stability),
+//! [`crate::stochastic_stability`], [`break_even`](mod@crate::break_even)) measure along a run of the one
+//! training loop of `imreg-sgd` ([`imreg_sgd::train::train`]), beyond the observers of [`imreg_sgd::observe`]:
+//! the loss curve with its divergence threshold ([`LossCurve`]), where a series sits relative to the
+//! stability threshold `2/η` ([`Hover`]), the reshuffling convention of the studies
+//! ([`epoch_stream_reshuffling`]) and their error type.
 //!
 //! A study is a run of [`imreg_sgd::train::train`] with observers on a schedule: the [`LossCurve`] first (so
 //! a blown-up loss ends the run before anything is measured at that iterate), then the measurements — e.g.
@@ -160,7 +161,9 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for LossCurve {
     }
 }
 
-/// Summary of a series relative to a target over the second half of the measured steps.
+/// Where a measured series `v_t` (a sharpness, a batch sharpness) sits relative to a target `τ` — here the
+/// stability threshold `2/η` of GD on a quadratic — over a window of the run, `t ≥ t₀` (the studies take the
+/// second half): the smallest, largest and mean of `v_t / τ` over the `count` measurements there.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hover {
     /// The target (here `2/η`).

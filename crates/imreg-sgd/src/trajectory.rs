@@ -36,8 +36,9 @@ pub struct RecordedIterates {
     pub gradient_calls: usize,
 }
 
-/// Trains like [`train`] and keeps the iterates at the steps of `record` (which always include `θ_0` and,
-/// for a completed run, the final iterate).
+/// A shorthand of the one loop: [`train`] with a single [`Iterates`] observer on the schedule `record`
+/// (which always includes `θ_0` and, for a completed run, the final iterate), its records unzipped. For any
+/// other measurement call [`train`] with the observers of [`crate::observe`].
 pub fn run(
     obj: &dyn Objective,
     theta0: &[f64],
