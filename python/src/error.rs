@@ -77,3 +77,67 @@ pub fn from_spectra(field: &str, e: SpectraError) -> PyErr {
         e => bad_input(field, e),
     }
 }
+
+/// The Python argument of a library field: the learning rate is `lr` (the library's `eps`, `eta`, `h`),
+/// the start point `theta0` (an integrator's `y0`).
+fn python_name(field: &str) -> &str {
+    match field {
+        "eps" | "eta" | "h" => "lr",
+        "y0" => "theta0",
+        f => f,
+    }
+}
+
+/// A flow error: bad options, lengths and steps are bad input; a blow-up, a step-size collapse or the step
+/// limit are runtime errors naming the time and step.
+pub fn from_flow(field: &str, e: imreg_flow::FlowError) -> PyErr {
+    use imreg_flow::FlowError;
+    match e {
+        FlowError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        FlowError::NonPositiveStep { .. } => bad_input("lr", e),
+        FlowError::Length { name, .. } => bad_input(python_name(name), e),
+        FlowError::Objective(o) => from_objective(field, o),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the SGD layer (training, exact expectations).
+pub fn from_sgd(field: &str, e: imreg_sgd::SgdError) -> PyErr {
+    use imreg_sgd::SgdError;
+    match e {
+        SgdError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        SgdError::NonPositiveStep { .. } => bad_input("lr", e),
+        SgdError::Length { name, .. } => bad_input(name, e),
+        SgdError::TooManySequences { .. } => bad_input("epochs", e),
+        SgdError::Objective(o) => from_objective(field, o),
+        SgdError::Flow(f) => from_flow(field, f),
+        SgdError::Spectra(s) => from_spectra(field, s),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the exact-moment computations of SGD with and without replacement.
+pub fn from_reg(field: &str, e: imreg_sgd::reg_error::RegError) -> PyErr {
+    use imreg_sgd::reg_error::RegError;
+    match e {
+        RegError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        RegError::NegativeCoefficient { name, .. } => bad_input(name, e),
+        RegError::TooLarge { .. } => bad_input("a", e),
+        RegError::Objective(o) => from_objective(field, o),
+        RegError::Sgd(s) => from_sgd(field, s),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the scalar-network theory: every variant names its field (or the saddle line).
+pub fn from_eos(e: imreg_eos::EosError) -> PyErr {
+    use imreg_eos::EosError;
+    match e {
+        EosError::NonPositiveStep { field, .. }
+        | EosError::NonFinite { field, .. }
+        | EosError::Length { field, .. }
+        | EosError::Empty { field }
+        | EosError::Invalid { field, .. } => bad_input(field, e),
+        EosError::SaddleLine { .. } => bad_input("a", e),
+    }
+}
