@@ -38,11 +38,16 @@ pub fn failed(what: &str, reason: impl Display) -> PyErr {
     ImregRuntimeError::new_err(format!("{what}: {reason}"))
 }
 
-/// An error of the CLI layer (model building, weights files): bad input names its field (and the file when it
-/// is one), everything else is a runtime error.
+/// An error of the CLI layer (model building, weights files, solver options): bad input names its field (a
+/// flag as its keyword argument, and the file when it is one), everything else is a runtime error.
 pub fn from_cli(e: CliError) -> PyErr {
     match e {
         CliError::Input { file, field, reason } => {
+            // a command-line flag (`--mc-rel-se`) is the keyword argument `mc_rel_se`
+            let field = match field.strip_prefix("--") {
+                Some(flag) => flag.replace('-', "_"),
+                None => field,
+            };
             let shown = file.display().to_string();
             if shown.starts_with('<') {
                 bad_input(&field, reason)
@@ -137,7 +142,7 @@ pub fn from_eos(e: imreg_eos::EosError) -> PyErr {
         | EosError::NonFinite { field, .. }
         | EosError::Length { field, .. }
         | EosError::Empty { field }
-        | EosError::Invalid { field, .. } => bad_input(field, e),
+        | EosError::Invalid { field, .. } => bad_input(python_name(field), e),
         EosError::SaddleLine { .. } => bad_input("a", e),
     }
 }

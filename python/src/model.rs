@@ -706,12 +706,7 @@ impl Estimation {
             mc_batches: self.mc_batches,
             mc_rel_se: self.mc_rel_se,
         };
-        est.validate().map_err(|e| match e {
-            imreg_cli::CliError::Input { field, reason, .. } => {
-                bad_input(field.trim_start_matches("--").replace('-', "_").as_str(), reason)
-            }
-            e => from_cli(e),
-        })?;
+        est.validate().map_err(from_cli)?;
         Ok(batch_expectation(
             self.seed ^ STREAM_BATCHES,
             self.max_exact,
