@@ -5,28 +5,14 @@ standard error) — plotted with matplotlib when it is installed (eos.png), prin
 
     pip install ./python && python examples/python/eos_run.py
 """
-import gzip
-import os
-import struct
-
 import numpy as np
 
 import imreg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(ROOT, "crates", "imreg-objective", "data", "mnist")
-
-
-def read_idx(name, magic):
-    raw = gzip.open(os.path.join(DATA, name)).read()
-    dims = struct.unpack(">" + "I" * (magic & 0xFF), raw[4 : 4 + 4 * (magic & 0xFF)])
-    return np.frombuffer(raw[4 + 4 * len(dims) :], dtype=np.uint8).reshape(dims)
-
+from mnist_digits import digits
 
 n, steps, lr, batch = 200, 600, 0.2, 25
-images = read_idx("train-images-idx3-ubyte.gz", 0x803)[:n].astype(np.float64) / 255.0
-x = images.reshape(n, 28, 28)[:, ::2, ::2].reshape(n, -1)  # 14×14 digits
-labels = read_idx("train-labels-idx1-ubyte.gz", 0x801)[:n].astype(np.int64)
+images, labels = digits(n)
+x = images[:, ::2, ::2].reshape(n, -1)  # 14×14 digits
 y = np.eye(10)[labels]
 model = imreg.Model.from_config({"kind": "mlp", "hidden": [32], "activation": "tanh", "loss": "half_mse"}, x, y)
 rng = np.random.default_rng(0)

@@ -93,9 +93,6 @@ def _inner(model: Model) -> "_imreg.Model":
     return model._inner
 
 
-FLOWS = ("gradient", "modified_gd", "gd_second_order", "sgd", "fixed_order", "sgd_expected")
-
-
 def flow(
     model: Model,
     theta0: ArrayLike,

@@ -38,14 +38,28 @@ pub fn failed(what: &str, reason: impl Display) -> PyErr {
     ImregRuntimeError::new_err(format!("{what}: {reason}"))
 }
 
+/// The keyword argument of the Python calls that a solver flag of `imreg analyze` sets (`lanczos-tol` is
+/// `eigenvalues(tol=…)`); the other flags keep their name with `_` (`mc-rel-se` is `mc_rel_se`).
+fn keyword(flag: &str) -> String {
+    match flag {
+        "lanczos-tol" => "tol".into(),
+        "lanczos-max-iter" => "max_iter".into(),
+        "slq-probes" | "diagonal-probes" => "probes".into(),
+        "slq-steps" => "steps".into(),
+        "density-points" => "points".into(),
+        "density-sigma" => "sigma".into(),
+        "trace-matvecs" => "matvecs".into(),
+        f => f.replace('-', "_"),
+    }
+}
+
 /// An error of the CLI layer (model building, weights files, solver options): bad input names its field (a
 /// flag as its keyword argument, and the file when it is one), everything else is a runtime error.
 pub fn from_cli(e: CliError) -> PyErr {
     match e {
         CliError::Input { file, field, reason } => {
-            // a command-line flag (`--mc-rel-se`) is the keyword argument `mc_rel_se`
             let field = match field.strip_prefix("--") {
-                Some(flag) => flag.replace('-', "_"),
+                Some(flag) => keyword(flag),
                 None => field,
             };
             let shown = file.display().to_string();

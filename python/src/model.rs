@@ -50,6 +50,19 @@ impl PyModel {
     pub(crate) fn obj(&self) -> &dyn Objective {
         self.model.objective()
     }
+
+    /// `f(H_B(θ))` with the GIL released: the Hessian operator of the batch (its forward pass prepared once)
+    /// handed to a library call.
+    fn on_hessian<T: Send>(
+        &self,
+        py: Python<'_>,
+        theta: &[f64],
+        batch: &Option<Vec<usize>>,
+        f: impl for<'h> FnOnce(&HessianOperator<'h, dyn Objective + 'h>) -> imreg_spectra::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.allow_threads(|| f(&HessianOperator::new(self.obj(), theta, batch_of(batch))?))
+            .map_err(|e| from_spectra("theta", e))
+    }
 }
 
 #[pymethods]
@@ -451,17 +464,14 @@ impl PyModel {
                 ),
             ));
         }
-        let r = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                if method == "hutchinson" {
-                    let t = hutchinson(&h, &TraceOptions { seed, matvecs })?;
-                    Ok(Reported::estimate(t.to_estimate(), "probes"))
-                } else {
-                    operator_trace(&h, seed, limit, matvecs)
-                }
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let r = self.on_hessian(py, theta, &batch, |h| {
+            if method == "hutchinson" {
+                let t = hutchinson(h, &TraceOptions { seed, matvecs })?;
+                Ok(Reported::estimate(t.to_estimate(), "probes"))
+            } else {
+                operator_trace(h, seed, limit, matvecs)
+            }
+        })?;
         reported(py, &r)
     }
 
@@ -490,12 +500,7 @@ impl PyModel {
         };
         opts.validate().map_err(from_cli)?;
         let theta = slice(&theta, "theta")?;
-        let d = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                imreg_cli::density::density(&h, &opts, seed)
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let d = self.on_hessian(py, theta, &batch, |h| imreg_cli::density::density(h, &opts, seed))?;
         to_py(py, &d)
     }
 
@@ -603,12 +608,9 @@ impl PyModel {
         opts.validate().map_err(from_cli)?;
         let theta = slice(&theta, "theta")?;
         let layout = self.model.layout();
-        let b = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                imreg_cli::layers::blocks(&h, &layout, &opts, exact_max_p, seed)
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let b = self.on_hessian(py, theta, &batch, |h| {
+            imreg_cli::layers::blocks(h, &layout, &opts, exact_max_p, seed)
+        })?;
         to_py(py, &b)
     }
 
@@ -636,12 +638,9 @@ impl PyModel {
         };
         opts.validate().map_err(from_cli)?;
         let theta = slice(&theta, "theta")?;
-        let d = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                imreg_cli::layers::diagonal(&h, &opts, exact_max_p, seed)
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let d = self.on_hessian(py, theta, &batch, |h| {
+            imreg_cli::layers::diagonal(h, &opts, exact_max_p, seed)
+        })?;
         Ok((d.values.into_pyarray(py), d.std_errors.into_pyarray(py), d.probes))
     }
 
@@ -666,17 +665,15 @@ impl PyModel {
         }
         let mut out = Array2::<f64>::zeros(vs.raw_dim());
         let vs = vs.to_owned();
-        py.allow_threads(|| -> imreg_spectra::Result<()> {
-            let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
+        self.on_hessian(py, theta, &batch, |h| {
             for (row, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
                 let v = row.to_vec();
                 let mut r = vec![0.0; p];
-                imreg_spectra::apply_checked(&h, &v, &mut r)?;
+                imreg_spectra::apply_checked(h, &v, &mut r)?;
                 o.assign(&ndarray::ArrayView1::from(&r));
             }
             Ok(())
-        })
-        .map_err(|e| from_spectra("vs", e))?;
+        })?;
         Ok(out.into_pyarray(py))
     }
 }

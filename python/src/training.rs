@@ -165,41 +165,26 @@ pub fn run<'py>(
     d.set_item("steps", steps.into_pyarray(py))?;
     d.set_item("loss", series(&loss.records, |l| *l).into_pyarray(py))?;
     d.set_item("grad_norm", series(&grad_norm.records, |g| *g).into_pyarray(py))?;
+    let mut columns: Vec<(&str, Vec<f64>)> = Vec::new();
     if args.lambda_max {
         let r = &sharpness.records;
-        d.set_item("lambda_max", series(r, |e| e.value).into_pyarray(py))?;
-        d.set_item(
-            "lambda_max_residual",
-            series(r, |e| e.residual_bound).into_pyarray(py),
-        )?;
-        d.set_item(
-            "lanczos_iterations",
-            series(r, |e| e.iterations as f64).into_pyarray(py),
-        )?;
+        columns.push(("lambda_max", series(r, |e| e.value)));
+        columns.push(("lambda_max_residual", series(r, |e| e.residual_bound)));
+        columns.push(("lanczos_iterations", series(r, |e| e.iterations as f64)));
     }
     if args.batch_sharpness.is_some() {
         let r = &bs.records;
-        d.set_item(
-            "batch_sharpness",
-            series(r, |s| s.mean_of_ratios.value).into_pyarray(py),
-        )?;
-        d.set_item(
-            "batch_sharpness_se",
-            series(r, |s| s.mean_of_ratios.std_error).into_pyarray(py),
-        )?;
-        d.set_item(
-            "ratio_of_means",
-            series(r, |s| s.ratio_of_means.value).into_pyarray(py),
-        )?;
-        d.set_item(
-            "ratio_of_means_se",
-            series(r, |s| s.ratio_of_means.std_error).into_pyarray(py),
-        )?;
+        columns.push(("batch_sharpness", series(r, |s| s.mean_of_ratios.value)));
+        columns.push(("batch_sharpness_se", series(r, |s| s.mean_of_ratios.std_error)));
+        columns.push(("ratio_of_means", series(r, |s| s.ratio_of_means.value)));
+        columns.push(("ratio_of_means_se", series(r, |s| s.ratio_of_means.std_error)));
     }
     if args.gradient_traces {
-        let r = &traces.records;
-        d.set_item("trace_k", series(r, |t| t.covariance).into_pyarray(py))?;
-        d.set_item("trace_f", series(r, |t| t.fisher).into_pyarray(py))?;
+        columns.push(("trace_k", series(&traces.records, |t| t.covariance)));
+        columns.push(("trace_f", series(&traces.records, |t| t.fisher)));
+    }
+    for (name, values) in columns {
+        d.set_item(name, values.into_pyarray(py))?;
     }
     if args.record_theta {
         let r = &iterates.records;
