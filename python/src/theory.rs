@@ -186,7 +186,7 @@ pub fn sgd_expectation<'py>(
             ))
         }
     };
-    if !(max_sequences >= 1.0) {
+    if max_sequences.is_nan() || max_sequences < 1.0 {
         return Err(bad_input(
             "max_sequences",
             format!("must be ≥ 1, got {max_sequences}"),
@@ -208,6 +208,9 @@ pub fn sgd_expectation<'py>(
 /// subsets).
 const MAX_MOMENT_EXAMPLES: usize = 20;
 
+/// The means (`(k+1) × d`) and covariances (`(k+1) × d × d`) of the iterates of one epoch.
+type MomentArrays<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>);
+
 /// Exact mean and covariance of `θ_t`, `t = 0..=N/b`, over one epoch of `process` on the per-example
 /// quadratic `ℓ_i(θ) = ½ θᵀA_iθ + b_iᵀθ` (`a`: `N × d × d`, `b`: `N × d`).
 #[pyfunction]
@@ -220,7 +223,7 @@ pub fn sgd_moments<'py>(
     lr: f64,
     batch_size: usize,
     process: &str,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
+) -> PyResult<MomentArrays<'py>> {
     let process = match process {
         "without_replacement" => Process::WithoutReplacement,
         "with_replacement" => Process::WithReplacement,

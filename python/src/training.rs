@@ -70,13 +70,19 @@ fn optimizer(n: usize, a: &RunArgs) -> PyResult<Optimizer<'static>> {
     if let Some(b) = a.batch_size.filter(|&b| b == 0 || b > n) {
         return Err(bad_input("batch_size", format!("must lie in 1..={n}, got {b}")));
     }
-    let update = match (a.momentum, a.nesterov) {
-        (m, _) if !(0.0..1.0).contains(&m) => {
-            return Err(bad_input("momentum", format!("must lie in [0, 1), got {m}")))
-        }
-        (m, false) if m == 0.0 => Update::Plain,
-        (m, false) => Update::HeavyBall { momentum: m },
-        (m, true) => Update::Nesterov { momentum: m },
+    let momentum = a.momentum;
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(bad_input(
+            "momentum",
+            format!("must lie in [0, 1), got {momentum}"),
+        ));
+    }
+    let update = if a.nesterov {
+        Update::Nesterov { momentum }
+    } else if momentum > 0.0 {
+        Update::HeavyBall { momentum }
+    } else {
+        Update::Plain
     };
     Ok(Optimizer {
         update,
