@@ -176,7 +176,7 @@ impl PyScalarNet {
         let out = py.allow_threads(|| run_gd(state, lr, &opts)).map_err(from_eos)?;
         let d = PyDict::new(py);
         d.set_item("steps", out.steps())?;
-        match out {
+        let (outcome, numbers) = match out {
             GdOutcome::Converged {
                 lambda_inf,
                 lambda_gd,
@@ -187,19 +187,19 @@ impl PyScalarNet {
                 state,
                 ..
             } => {
-                d.set_item("outcome", "converged")?;
-                d.set_item("lambda_inf", lambda_inf)?;
-                d.set_item("lambda_gd", lambda_gd)?;
-                d.set_item("p_inf", p_inf)?;
-                d.set_item("sharpness_inf", sharpness_inf)?;
-                d.set_item("rate", rate)?;
-                d.set_item("max_eta_eps", max_eta_eps)?;
                 d.set_item("state", wrap(state))?;
+                let numbers = vec![
+                    ("lambda_inf", lambda_inf),
+                    ("lambda_gd", lambda_gd),
+                    ("p_inf", p_inf),
+                    ("sharpness_inf", sharpness_inf),
+                    ("rate", rate),
+                    ("max_eta_eps", max_eta_eps),
+                ];
+                ("converged", numbers)
             }
             GdOutcome::Diverged { residual, lambda, .. } => {
-                d.set_item("outcome", "diverged")?;
-                d.set_item("residual", residual)?;
-                d.set_item("lambda", lambda)?;
+                ("diverged", vec![("residual", residual), ("lambda", lambda)])
             }
             GdOutcome::NotConverged {
                 residual,
@@ -208,11 +208,13 @@ impl PyScalarNet {
                 max_eta_eps,
                 ..
             } => {
-                d.set_item("outcome", "not_converged")?;
-                d.set_item("residual", residual)?;
-                d.set_item("lambda", lambda)?;
-                d.set_item("p", p)?;
-                d.set_item("max_eta_eps", max_eta_eps)?;
+                let numbers = vec![
+                    ("residual", residual),
+                    ("lambda", lambda),
+                    ("p", p),
+                    ("max_eta_eps", max_eta_eps),
+                ];
+                ("not_converged", numbers)
             }
             GdOutcome::Saddle {
                 line,
@@ -220,11 +222,13 @@ impl PyScalarNet {
                 lambda,
                 ..
             } => {
-                d.set_item("outcome", "saddle")?;
                 d.set_item("line", line)?;
-                d.set_item("residual", residual)?;
-                d.set_item("lambda", lambda)?;
+                ("saddle", vec![("residual", residual), ("lambda", lambda)])
             }
+        };
+        d.set_item("outcome", outcome)?;
+        for (k, v) in numbers {
+            d.set_item(k, v)?;
         }
         Ok(d)
     }

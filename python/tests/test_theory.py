@@ -264,6 +264,19 @@ def test_scalar_net_gd_matches_a_numpy_loop_and_is_flatter_than_gf():
     assert small["first_order"][0] == pytest.approx(net.run_gd(1e-4)["lambda_gd"], abs=1e-6)
 
 
+def test_scalar_net_gd_outcomes_are_reported_not_raised():
+    saddle = imreg.ScalarNet([1.0], [-1.0], 0.5).run_gd(0.1)  # a + b = 0 with Φ ≥ 0 leads to the saddle
+    assert saddle["outcome"] == "saddle" and saddle["line"] == "a + b = 0"
+    # η = 3 > 1/|Φ|: no minimum is stable, and from λ₀ ≈ 2.25 the iterates blow up
+    blown = imreg.ScalarNet([1.5], [0.01], 1.0).run_gd(3.0, divergence_norm=1e6)
+    assert blown["outcome"] == "diverged" and blown["lambda"] > 1e6
+    a, b = 1.5, 0.01
+    for _ in range(blown["steps"]):
+        e = 3.0 * (a * b - 1.0)
+        a, b = a - e * b, b - e * a
+    assert a * a + b * b == blown["lambda"]
+
+
 def test_scalar_net_bad_input_names_the_field():
     with pytest.raises(imreg.ImregError) as e:
         imreg.ScalarNet([1.0, 2.0], [1.0], 0.5)
