@@ -79,6 +79,50 @@ def test_sgd_flow_of_least_squares_is_linear_and_matches_its_exponential(ls4):
     assert np.array_equal(f.states, g.states)
 
 
+def linear_flow_solution(rhs, theta0, times):
+    """The exact solution of an affine flow ``θ̇ = rhs(θ) = −Mθ + c`` (``M`` read off ``rhs``, any square
+    ``M`` with a full set of eigenvectors): ``θ* + V e^{−Λt} V⁻¹ (θ₀ − θ*)``."""
+    d = theta0.size
+    c = rhs(np.zeros(d))
+    M = -np.array([rhs(e) - c for e in np.eye(d)]).T
+    star = np.linalg.solve(M, c)
+    w, V = np.linalg.eig(M)
+    return np.array([star + (V @ np.diag(np.exp(-w * t)) @ np.linalg.solve(V, theta0 - star)).real for t in times])
+
+
+def test_second_order_fixed_order_and_expected_flows_of_least_squares(ls4):
+    m, x, y, grad = ls4
+    lr, theta0, times = 0.1, np.array([0.5, -0.5]), np.array([0.0, 1.0, 3.0])
+    A = [np.outer(v, v) for v in x]  # ∇²ℓ_i
+    H = sum(A) / 4
+    ode = dict(rtol=1e-12, atol=1e-14)
+    # GD's second-order modified equation (∇³C = 0): θ̇ = −g − (ε/2) H g − (ε²/3) H² g
+    second = lambda th: -(np.eye(2) + lr / 2 * H + lr**2 / 3 * H @ H) @ grad(th, range(4))  # noqa: E731
+    f = imreg.flow(m, theta0, times, kind="gd_second_order", lr=lr, **ode)
+    assert np.max(np.abs(f.states - linear_flow_solution(second, theta0, times))) <= 1e-10
+    # one batch order: θ̇ = −ḡ + (ε/m) Σ_j Ĥ_j Σ_{k<j} ĝ_k − (mε/2) H̄ ḡ
+    batches = [[2, 0], [3, 1]]
+    Hk = [sum(A[i] for i in b) / 2 for b in batches]
+
+    def fixed(th):
+        gs = [grad(th, b) for b in batches]
+        gbar = sum(gs) / 2
+        xi = Hk[1] @ gs[0]
+        return -gbar + lr / 2 * xi - lr * (sum(Hk) / 2) @ gbar
+
+    f = imreg.flow(m, theta0, times, kind="fixed_order", lr=lr, batches=batches, **ode)
+    assert np.max(np.abs(f.states - linear_flow_solution(fixed, theta0, times))) <= 1e-10
+    # random partitions into B = 2: the gradient of C + (ε/4)‖g‖² + ((N−B)/(N−1)) (ε/4B) Γ,
+    # ∇Γ = (2/N) Σ_i H_i g_i − 2 H g
+    def expected(th):
+        g = grad(th, range(4))
+        grad_gamma = 2 * sum(A[i] @ grad(th, [i]) for i in range(4)) / 4 - 2 * H @ g
+        return -(g + lr / 2 * H @ g + (2 / 3) * lr / 8 * grad_gamma)
+
+    f = imreg.flow(m, theta0, times, kind="sgd_expected", lr=lr, batch_size=2, **ode)
+    assert np.max(np.abs(f.states - linear_flow_solution(expected, theta0, times))) <= 1e-10
+
+
 def test_modified_losses_match_their_formulas(ls4):
     m, x, y, grad = ls4
     theta, lr = np.array([0.3, -0.7]), 0.05
