@@ -3,29 +3,16 @@ its standard error, the spectral density, batch sharpness and the gradient noise
 
     pip install ./python torch && python examples/python/pyhessian_cnn.py
 """
-import gzip
-import os
-import struct
-
-import numpy as np
 import torch
 
 import imreg
 import imreg.torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(ROOT, "crates", "imreg-objective", "data", "mnist")
-
-
-def read_idx(name, magic):
-    raw = gzip.open(os.path.join(DATA, name)).read()
-    dims = struct.unpack(">" + "I" * (magic & 0xFF), raw[4 : 4 + 4 * (magic & 0xFF)])
-    return np.frombuffer(raw[4 + 4 * len(dims) :], dtype=np.uint8).reshape(dims)
-
+from mnist_digits import digits
 
 n = 200
-x = torch.from_numpy(read_idx("train-images-idx3-ubyte.gz", 0x803)[:n] / 255.0).reshape(-1, 1, 28, 28)
-y = torch.from_numpy(read_idx("train-labels-idx1-ubyte.gz", 0x801)[:n].astype(np.int64))
+images, labels = digits(n)
+x = torch.from_numpy(images).reshape(-1, 1, 28, 28)
+y = torch.from_numpy(labels)
 torch.manual_seed(0)
 net = torch.nn.Sequential(
     torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),

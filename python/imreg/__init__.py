@@ -1,9 +1,11 @@
 """imreg: theory-first numerical solvers for the implicit regularization of SGD, from Python.
 
 Exact losses, gradients, Hessian-vector products and curvature (Lanczos eigenpairs, Hessian traces, SLQ
-densities, batch sharpness, MiniBS, ``Tr K``, ``λ_K¹``, the Fisher trace, per-example gradients) of models on
-numpy arrays or converted PyTorch modules, on the full data or any index batch; and ``verify`` to run the
-library's registered checks. Everything is float64 and seeded: the same call gives the same numbers as
+densities, batch sharpness, MiniBS, ``Tr K``, ``λ_K¹``, the Fisher trace, per-layer blocks, the Hessian
+diagonal, per-example gradients) of models on numpy arrays or converted PyTorch modules, on the full data or
+any index batch; the theory on them (gradient flow and the modified flows, the modified losses, exact SGD
+expectations over orders and partitions, training runs observed for the edge of stability); the scalar
+network's closed forms (:class:`ScalarNet`); and ``verify`` to run the library's registered checks. Everything is float64 and seeded: the same call gives the same numbers as
 ``imreg analyze`` on the same weights.
 
 >>> import numpy as np, imreg
@@ -16,29 +18,54 @@ from __future__ import annotations
 from typing import Iterable, List, Optional
 
 from . import _imreg
-from ._imreg import ImregError, ImregRuntimeError
+from ._imreg import ImregError, ImregRuntimeError, ScalarNet
 from ._model import Model
-from ._results import BatchSharpness, CheckRecord, Density, Eigen, Estimate, GradientNoise
+from ._results import BatchSharpness, Block, CheckRecord, Density, Diagonal, Eigen, Estimate, GradientNoise
+from ._theory import (
+    Flow,
+    Moments,
+    Run,
+    SgdExpectation,
+    flow,
+    gradient_flow,
+    modified_loss,
+    sgd_expectation,
+    sgd_moments,
+    train,
+)
 from ._specs import Preset, parse_spec, preset_spec, presets
 
 __version__: str = _imreg.__version__
 
 __all__ = [
     "BatchSharpness",
+    "Block",
     "CheckRecord",
     "Density",
+    "Diagonal",
     "Eigen",
     "Estimate",
+    "Flow",
     "GradientNoise",
     "ImregError",
     "ImregRuntimeError",
     "Model",
+    "Moments",
     "Preset",
+    "Run",
+    "ScalarNet",
+    "SgdExpectation",
     "__version__",
     "check_ids",
+    "flow",
+    "gradient_flow",
+    "modified_loss",
     "parse_spec",
     "preset_spec",
     "presets",
+    "sgd_expectation",
+    "sgd_moments",
+    "train",
     "verify",
 ]
 

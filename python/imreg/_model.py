@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _imreg
-from ._results import BatchSharpness, Density, Eigen, Estimate, GradientNoise
+from ._results import BatchSharpness, Block, Density, Diagonal, Eigen, Estimate, GradientNoise
 from ._specs import network_spec
 
 ArrayLike = Any
@@ -374,7 +374,8 @@ class Model:
         ``mc_batches`` seeded batches, stopping once the relative standard error is at most ``mc_rel_se``
         (batches drawn as ``imreg analyze --batch-size b --seed seed`` draws them).
         """
-        d = self._inner.batch_sharpness(_vector(theta, "theta"), batch_size, seed, max_exact, mc_batches, mc_rel_se)
+        estimation = _estimation(batch_size, seed, max_exact, mc_batches, mc_rel_se)
+        d = self._inner.batch_sharpness(_vector(theta, "theta"), estimation)
         return BatchSharpness(
             batch_size=batch_size,
             mean_of_ratios=Estimate._from(d["mean_of_ratios"]),
@@ -393,9 +394,8 @@ class Model:
     ) -> Estimate:
         """MiniBS ``E_B[λ_max(H_B(θ))]`` over size-``b`` batches (exact or Monte Carlo as
         :meth:`batch_sharpness`); ``MiniBS ≥ λ_max(H)`` by Jensen, with equality at ``b = N``."""
-        return Estimate._from(
-            self._inner.mini_batch_sharpness(_vector(theta, "theta"), batch_size, seed, max_exact, mc_batches, mc_rel_se)
-        )
+        estimation = _estimation(batch_size, seed, max_exact, mc_batches, mc_rel_se)
+        return Estimate._from(self._inner.mini_batch_sharpness(_vector(theta, "theta"), estimation))
 
     def gradient_noise(self, theta: ArrayLike, batch: Batch = None) -> GradientNoise:
         """``Tr K`` (the gradient covariance, Smith et al.'s ``Γ``) and ``Tr F`` (the empirical Fisher) on the
@@ -411,10 +411,56 @@ class Model:
         """``Tr F = (1/N) Σ_i ‖∇ℓ_i(θ)‖²``, the trace of the empirical Fisher (exact)."""
         return self.gradient_noise(theta, batch).trace_f.value
 
-    def lambda_k1(self, theta: ArrayLike, *, seed: int = 0) -> Estimate:
-        """``λ_K¹``, the top eigenvalue of the gradient covariance ``K`` on the full data: exact (dense
-        ``N × N`` Gram matrix when ``N < p``, dense ``p × p`` for small ``p``) or Lanczos."""
-        return Estimate._from(self._inner.lambda_k1(_vector(theta, "theta"), seed))
+    def lambda_k1(self, theta: ArrayLike, *, batch: Batch = None, seed: int = 0) -> Estimate:
+        """``λ_K¹``, the top eigenvalue of the gradient covariance ``K = (1/|B|) Σ_{i∈B} (g_i − ḡ)(g_i − ḡ)ᵀ``
+        on the batch: exact (dense ``|B| × |B|`` Gram matrix ``(1/|B|) G Gᵀ`` of the centred per-example
+        gradients when ``|B| < p``, dense ``p × p`` for small ``p``) or Lanczos, as ``imreg analyze``."""
+        return Estimate._from(self._inner.lambda_k1(_vector(theta, "theta"), _batch(batch), seed))
+
+    def blocks(
+        self,
+        theta: ArrayLike,
+        *,
+        batch: Batch = None,
+        seed: int = 0,
+        exact_max_p: int = 400,
+        dense_max_p: int = 400,
+        matvecs: Optional[int] = None,
+    ) -> List[Block]:
+        """The per-layer (per-module) principal blocks ``H_bb`` of ``H_B(θ)``, ``b`` the parameters of one
+        module (the tensors sharing a ``state_dict`` prefix): ``Tr H_bb`` (exact for blocks of at most
+        ``exact_max_p`` parameters, Hutch++ with ``matvecs`` HVPs above) and ``λ_max(H_bb)`` (dense up to
+        ``dense_max_p``, Lanczos above), as ``imreg analyze --quantities blocks``. ``Σ_b Tr H_bb = Tr H``."""
+        rows = self._inner.blocks(_vector(theta, "theta"), _batch(batch), seed, exact_max_p, dense_max_p, matvecs)
+        return [Block._from(r) for r in rows]
+
+    def hessian_diagonal(
+        self,
+        theta: ArrayLike,
+        *,
+        batch: Batch = None,
+        seed: int = 0,
+        exact_max_p: int = 400,
+        probes: int = 100,
+    ) -> Diagonal:
+        """``diag H_B(θ)``: exact ``H_ii = e_iᵀHe_i`` from the ``p`` unit vectors for ``p ≤ exact_max_p``;
+        above, Hutchinson's estimate ``d_i = (1/m) Σ_k z_{k,i} (H z_k)_i`` over ``m = probes`` Rademacher
+        probes, with a standard error per entry (Bekas et al. 2007; ``imreg analyze --quantities diagonal``)."""
+        values, std_errors, used = self._inner.hessian_diagonal(
+            _vector(theta, "theta"), _batch(batch), seed, exact_max_p, probes
+        )
+        return Diagonal(values=values, std_errors=std_errors, probes=used)
+
+
+def _estimation(batch_size: int, seed: int, max_exact: int, mc_batches: int, mc_rel_se: float) -> Dict[str, Any]:
+    """The batch-expectation arguments of :meth:`Model.batch_sharpness` and :meth:`Model.mini_batch_sharpness`."""
+    return {
+        "batch_size": batch_size,
+        "seed": seed,
+        "max_exact": max_exact,
+        "mc_batches": mc_batches,
+        "mc_rel_se": mc_rel_se,
+    }
 
 
 def _parse_toml(text: str, tomllib: Any) -> Dict[str, Any]:

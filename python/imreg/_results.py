@@ -161,3 +161,41 @@ class CheckRecord:
     passed: bool
     seconds: float = 0.0
     figures: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One layer's principal block ``H_bb`` of the Hessian: the parameters of module ``name`` (its ``tensors``,
+    ``θ[offset : offset + len]``), ``trace = Tr H_bb`` and ``lambda_max = λ_max(H_bb)``."""
+
+    name: str
+    tensors: list
+    offset: int
+    len: int
+    trace: Estimate
+    lambda_max: Estimate
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> "Block":
+        return cls(
+            name=str(d["name"]),
+            tensors=list(d["tensors"]),
+            offset=int(d["offset"]),
+            len=int(d["len"]),
+            trace=Estimate._from(d["trace"]),
+            lambda_max=Estimate._from(d["lambda_max"]),
+        )
+
+
+@dataclass(frozen=True)
+class Diagonal:
+    """``diag H``: ``values[i] ≈ H_ii`` with ``std_errors[i]`` (all zero when exact); ``probes`` is ``None`` when
+    exact, else the number of Rademacher probes of Hutchinson's estimate."""
+
+    values: np.ndarray
+    std_errors: np.ndarray
+    probes: Optional[int] = None
+
+    @property
+    def is_exact(self) -> bool:
+        return self.probes is None

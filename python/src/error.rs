@@ -38,11 +38,30 @@ pub fn failed(what: &str, reason: impl Display) -> PyErr {
     ImregRuntimeError::new_err(format!("{what}: {reason}"))
 }
 
-/// An error of the CLI layer (model building, weights files): bad input names its field (and the file when it
-/// is one), everything else is a runtime error.
+/// The keyword argument of the Python calls that a solver flag of `imreg analyze` sets (`lanczos-tol` is
+/// `eigenvalues(tol=…)`); the other flags keep their name with `_` (`mc-rel-se` is `mc_rel_se`).
+fn keyword(flag: &str) -> String {
+    match flag {
+        "lanczos-tol" => "tol".into(),
+        "lanczos-max-iter" => "max_iter".into(),
+        "slq-probes" | "diagonal-probes" => "probes".into(),
+        "slq-steps" => "steps".into(),
+        "density-points" => "points".into(),
+        "density-sigma" => "sigma".into(),
+        "trace-matvecs" => "matvecs".into(),
+        f => f.replace('-', "_"),
+    }
+}
+
+/// An error of the CLI layer (model building, weights files, solver options): bad input names its field (a
+/// flag as its keyword argument, and the file when it is one), everything else is a runtime error.
 pub fn from_cli(e: CliError) -> PyErr {
     match e {
         CliError::Input { file, field, reason } => {
+            let field = match field.strip_prefix("--") {
+                Some(flag) => keyword(flag),
+                None => field,
+            };
             let shown = file.display().to_string();
             if shown.starts_with('<') {
                 bad_input(&field, reason)
@@ -75,5 +94,69 @@ pub fn from_spectra(field: &str, e: SpectraError) -> PyErr {
         SpectraError::Invalid { field: f, reason } => bad_input(&f, reason),
         SpectraError::BatchTooLarge { .. } => bad_input("batch_size", e),
         e => bad_input(field, e),
+    }
+}
+
+/// The Python argument of a library field: the learning rate is `lr` (the library's `eps`, `eta`, `h`),
+/// the start point `theta0` (an integrator's `y0`).
+fn python_name(field: &str) -> &str {
+    match field {
+        "eps" | "eta" | "h" => "lr",
+        "y0" => "theta0",
+        f => f,
+    }
+}
+
+/// A flow error: bad options, lengths and steps are bad input; a blow-up, a step-size collapse or the step
+/// limit are runtime errors naming the time and step.
+pub fn from_flow(field: &str, e: imreg_flow::FlowError) -> PyErr {
+    use imreg_flow::FlowError;
+    match e {
+        FlowError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        FlowError::NonPositiveStep { .. } => bad_input("lr", e),
+        FlowError::Length { name, .. } => bad_input(python_name(name), e),
+        FlowError::Objective(o) => from_objective(field, o),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the SGD layer (training, exact expectations).
+pub fn from_sgd(field: &str, e: imreg_sgd::SgdError) -> PyErr {
+    use imreg_sgd::SgdError;
+    match e {
+        SgdError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        SgdError::NonPositiveStep { .. } => bad_input("lr", e),
+        SgdError::Length { name, .. } => bad_input(name, e),
+        SgdError::TooManySequences { .. } => bad_input("epochs", e),
+        SgdError::Objective(o) => from_objective(field, o),
+        SgdError::Flow(f) => from_flow(field, f),
+        SgdError::Spectra(s) => from_spectra(field, s),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the exact-moment computations of SGD with and without replacement.
+pub fn from_reg(field: &str, e: imreg_sgd::reg_error::RegError) -> PyErr {
+    use imreg_sgd::reg_error::RegError;
+    match e {
+        RegError::Invalid { field: f, reason } => bad_input(python_name(f), reason),
+        RegError::NegativeCoefficient { name, .. } => bad_input(name, e),
+        RegError::TooLarge { .. } => bad_input("a", e),
+        RegError::Objective(o) => from_objective(field, o),
+        RegError::Sgd(s) => from_sgd(field, s),
+        e => failed(field, e),
+    }
+}
+
+/// An error of the scalar-network theory: every variant names its field (or the saddle line).
+pub fn from_eos(e: imreg_eos::EosError) -> PyErr {
+    use imreg_eos::EosError;
+    match e {
+        EosError::NonPositiveStep { field, .. }
+        | EosError::NonFinite { field, .. }
+        | EosError::Length { field, .. }
+        | EosError::Empty { field }
+        | EosError::Invalid { field, .. } => bad_input(python_name(field), e),
+        EosError::SaddleLine { .. } => bad_input("a", e),
     }
 }

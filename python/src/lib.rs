@@ -1,5 +1,7 @@
 //! The compiled core of the `imreg` Python package (`imreg._imreg`): models on numpy data and their curvature
-//! ([`model`]), network descriptions and presets, and the registered checks (`verify`). The Python package
+//! ([`model`]), the theory on them (modified flows and exact SGD expectations, [`theory`]; training runs
+//! with observers, [`training`]), the scalar network's closed forms ([`scalar`]), network descriptions and
+//! presets, and the registered checks (`verify`). The Python package
 //! `imreg` wraps these with docstrings, result types and the PyTorch converter.
 use pyo3::prelude::*;
 
@@ -7,7 +9,10 @@ mod checks;
 mod convert;
 mod error;
 mod model;
+mod scalar;
 mod specs;
+mod theory;
+mod training;
 
 #[pymodule]
 fn _imreg(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -17,6 +22,12 @@ fn _imreg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ImregError", m.py().get_type::<error::ImregError>())?;
     m.add("ImregRuntimeError", m.py().get_type::<error::ImregRuntimeError>())?;
     m.add_class::<model::PyModel>()?;
+    m.add_class::<scalar::PyScalarNet>()?;
+    m.add_function(wrap_pyfunction!(theory::flow, m)?)?;
+    m.add_function(wrap_pyfunction!(theory::modified_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(theory::sgd_expectation, m)?)?;
+    m.add_function(wrap_pyfunction!(theory::sgd_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(training::run, m)?)?;
     m.add_function(wrap_pyfunction!(specs::presets, m)?)?;
     m.add_function(wrap_pyfunction!(specs::preset_spec, m)?)?;
     m.add_function(wrap_pyfunction!(specs::parse_spec, m)?)?;

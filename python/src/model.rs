@@ -9,13 +9,13 @@ use imreg_cli::model::Model;
 use imreg_cli::network::pytorch_init;
 use imreg_cli::quantities::SolverOptions;
 use imreg_cli::spectrum::{
-    batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, mini_batch_sharpness,
+    batch_expectation, gradient_traces_on, hessian_extremes_with, lambda_k1_on, mini_batch_sharpness,
     operator_trace, ExtremeOptions, Reported,
 };
 use imreg_objective::data::weights::NamedTensor;
 use imreg_objective::models::NetworkObjective;
 use imreg_objective::{Batch, Objective};
-use imreg_spectra::{batch_sharpness, hutchinson, GradientOuterOperator, HessianOperator, TraceOptions};
+use imreg_spectra::{batch_sharpness, hutchinson, HessianOperator, TraceOptions};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -47,8 +47,21 @@ fn reported<'py>(py: Python<'py>, r: &Reported) -> PyResult<Bound<'py, PyAny>> {
 }
 
 impl PyModel {
-    fn obj(&self) -> &dyn Objective {
+    pub(crate) fn obj(&self) -> &dyn Objective {
         self.model.objective()
+    }
+
+    /// `f(H_B(θ))` with the GIL released: the Hessian operator of the batch (its forward pass prepared once)
+    /// handed to a library call.
+    fn on_hessian<T: Send>(
+        &self,
+        py: Python<'_>,
+        theta: &[f64],
+        batch: &Option<Vec<usize>>,
+        f: impl for<'h> FnOnce(&HessianOperator<'h, dyn Objective + 'h>) -> imreg_spectra::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.allow_threads(|| f(&HessianOperator::new(self.obj(), theta, batch_of(batch))?))
+            .map_err(|e| from_spectra("theta", e))
     }
 }
 
@@ -451,17 +464,14 @@ impl PyModel {
                 ),
             ));
         }
-        let r = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                if method == "hutchinson" {
-                    let t = hutchinson(&h, &TraceOptions { seed, matvecs })?;
-                    Ok(Reported::estimate(t.to_estimate(), "probes"))
-                } else {
-                    operator_trace(&h, seed, limit, matvecs)
-                }
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let r = self.on_hessian(py, theta, &batch, |h| {
+            if method == "hutchinson" {
+                let t = hutchinson(h, &TraceOptions { seed, matvecs })?;
+                Ok(Reported::estimate(t.to_estimate(), "probes"))
+            } else {
+                operator_trace(h, seed, limit, matvecs)
+            }
+        })?;
         reported(py, &r)
     }
 
@@ -490,35 +500,24 @@ impl PyModel {
         };
         opts.validate().map_err(from_cli)?;
         let theta = slice(&theta, "theta")?;
-        let d = py
-            .allow_threads(|| {
-                let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
-                imreg_cli::density::density(&h, &opts, seed)
-            })
-            .map_err(|e| from_spectra("theta", e))?;
+        let d = self.on_hessian(py, theta, &batch, |h| imreg_cli::density::density(h, &opts, seed))?;
         to_py(py, &d)
     }
 
     /// Batch sharpness at batch size `b`, both published variants from the same batches:
     /// `E_B[g_BᵀH_Bg_B / ‖g_B‖²]` (mean of ratios) and `E_B[g_BᵀH_Bg_B] / E_B[‖g_B‖²]` (ratio of means),
-    /// exact over all `C(N, b)` batches when there are at most `max_exact`, else Monte Carlo (batches from
-    /// `seed` as `imreg analyze`, at most `mc_batches`, stop at relative SE `mc_rel_se`).
-    #[pyo3(signature = (theta, batch_size, seed=0, max_exact=100_000, mc_batches=1000, mc_rel_se=0.005))]
-    #[allow(clippy::too_many_arguments)]
+    /// over the batches of `estimation` ([`Estimation`]).
     fn batch_sharpness<'py>(
         &self,
         py: Python<'py>,
         theta: PyReadonlyArray1<'py, f64>,
-        batch_size: usize,
-        seed: u64,
-        max_exact: u64,
-        mc_batches: usize,
-        mc_rel_se: f64,
+        estimation: Estimation,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mode = self.expectation(batch_size, seed, max_exact, mc_batches, mc_rel_se)?;
+        let mode = estimation.mode(self.obj().n_examples())?;
         let theta = slice(&theta, "theta")?;
+        let b = estimation.batch_size;
         let s = py
-            .allow_threads(|| batch_sharpness(self.obj(), theta, Batch::Full, batch_size, &mode))
+            .allow_threads(|| batch_sharpness(self.obj(), theta, Batch::Full, b, &mode))
             .map_err(|e| from_spectra("theta", e))?;
         let d = PyDict::new(py);
         d.set_item(
@@ -532,24 +531,19 @@ impl PyModel {
         Ok(d)
     }
 
-    /// MiniBS `E_B[λ_max(H_B)]` over size-`b` batches (EoSS v1), exact or Monte Carlo as
-    /// [`batch_sharpness`]; each `λ_max(H_B)` by Lanczos (at most 100 steps, tolerance 1e-8).
-    #[pyo3(signature = (theta, batch_size, seed=0, max_exact=100_000, mc_batches=1000, mc_rel_se=0.005))]
-    #[allow(clippy::too_many_arguments)]
+    /// MiniBS `E_B[λ_max(H_B)]` over the size-`b` batches of `estimation` (EoSS v1); each `λ_max(H_B)` by
+    /// Lanczos (at most 100 steps, tolerance 1e-8).
     fn mini_batch_sharpness<'py>(
         &self,
         py: Python<'py>,
         theta: PyReadonlyArray1<'py, f64>,
-        batch_size: usize,
-        seed: u64,
-        max_exact: u64,
-        mc_batches: usize,
-        mc_rel_se: f64,
+        estimation: Estimation,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mode = self.expectation(batch_size, seed, max_exact, mc_batches, mc_rel_se)?;
+        let mode = estimation.mode(self.obj().n_examples())?;
         let theta = slice(&theta, "theta")?;
+        let (b, seed) = (estimation.batch_size, estimation.seed);
         let e = py
-            .allow_threads(|| mini_batch_sharpness(self.obj(), theta, batch_size, &mode, seed))
+            .allow_threads(|| mini_batch_sharpness(self.obj(), theta, b, &mode, seed))
             .map_err(|e| from_spectra("theta", e))?;
         reported(py, &Reported::estimate(e, "batches"))
     }
@@ -566,17 +560,7 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyDict>> {
         let theta = slice(&theta, "theta")?;
         let (k, f) = py
-            .allow_threads(|| match &batch {
-                None => gradient_traces(self.obj(), theta),
-                Some(ix) => {
-                    let b = Batch::Indices(ix);
-                    let k = GradientOuterOperator::covariance(self.obj(), theta, b, Default::default())?
-                        .trace()?;
-                    let f = GradientOuterOperator::empirical_fisher(self.obj(), theta, b, 256)?.trace()?;
-                    let terms = Some((ix.len() as u64, "examples"));
-                    Ok((Reported::exact(k, terms), Reported::exact(f, terms)))
-                }
-            })
+            .allow_threads(|| gradient_traces_on(self.obj(), theta, batch_of(&batch)))
             .map_err(|e| from_spectra("theta", e))?;
         let d = PyDict::new(py);
         d.set_item("trace_k", reported(py, &k)?)?;
@@ -584,20 +568,80 @@ impl PyModel {
         Ok(d)
     }
 
-    /// `λ_K¹`, the top eigenvalue of the gradient covariance `K` on the full data (dense `N × N` Gram matrix
-    /// when `N < p`, dense `p × p` for small `p`, Lanczos otherwise), as `imreg analyze`.
-    #[pyo3(signature = (theta, seed=0))]
+    /// `λ_K¹`, the top eigenvalue of the gradient covariance `K` on the batch (dense `|B| × |B|` Gram matrix
+    /// when `|B| < p`, dense `p × p` for small `p`, Lanczos otherwise), as `imreg analyze`.
+    #[pyo3(signature = (theta, batch=None, seed=0))]
     fn lambda_k1<'py>(
         &self,
         py: Python<'py>,
         theta: PyReadonlyArray1<'py, f64>,
+        batch: Option<Vec<usize>>,
         seed: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let theta = slice(&theta, "theta")?;
         let r = py
-            .allow_threads(|| lambda_k1(self.obj(), theta, seed))
+            .allow_threads(|| lambda_k1_on(self.obj(), theta, batch_of(&batch), seed))
             .map_err(|e| from_spectra("theta", e))?;
         reported(py, &r)
+    }
+
+    /// The per-layer blocks `H_bb` of `H_B(θ)` (`imreg analyze --quantities blocks`): per module its
+    /// tensors, range in `θ`, `Tr H_bb` (exact for blocks of at most `exact_max_p` parameters, else Hutch++
+    /// with `matvecs` HVPs) and `λ_max(H_bb)` (dense up to `dense_max_p`, else Lanczos).
+    #[pyo3(signature = (theta, batch=None, seed=0, exact_max_p=imreg_cli::spectrum::DENSE_MAX_P, dense_max_p=imreg_cli::spectrum::DENSE_MAX_P, matvecs=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn blocks<'py>(
+        &self,
+        py: Python<'py>,
+        theta: PyReadonlyArray1<'py, f64>,
+        batch: Option<Vec<usize>>,
+        seed: u64,
+        exact_max_p: usize,
+        dense_max_p: usize,
+        matvecs: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let opts = SolverOptions {
+            dense_max_p,
+            trace_matvecs: matvecs.unwrap_or(SolverOptions::default().trace_matvecs),
+            ..SolverOptions::default()
+        };
+        opts.validate().map_err(from_cli)?;
+        let theta = slice(&theta, "theta")?;
+        let layout = self.model.layout();
+        let b = self.on_hessian(py, theta, &batch, |h| {
+            imreg_cli::layers::blocks(h, &layout, &opts, exact_max_p, seed)
+        })?;
+        to_py(py, &b)
+    }
+
+    /// `diag H_B(θ)`: exact from the `p` unit vectors for `p ≤ exact_max_p`, else Hutchinson's estimate
+    /// `d_i = (1/m) Σ_k z_k,i (H z_k)_i` from `probes` Rademacher probes with a standard error per entry.
+    /// Returns `(values, std_errors, probes or None)`.
+    #[pyo3(signature = (theta, batch=None, seed=0, exact_max_p=imreg_cli::spectrum::DENSE_MAX_P, probes=100))]
+    #[allow(clippy::type_complexity)]
+    fn hessian_diagonal<'py>(
+        &self,
+        py: Python<'py>,
+        theta: PyReadonlyArray1<'py, f64>,
+        batch: Option<Vec<usize>>,
+        seed: u64,
+        exact_max_p: usize,
+        probes: usize,
+    ) -> PyResult<(
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Option<usize>,
+    )> {
+        let opts = SolverOptions {
+            diagonal_probes: probes,
+            ..SolverOptions::default()
+        };
+        opts.validate().map_err(from_cli)?;
+        let theta = slice(&theta, "theta")?;
+        let d = self.on_hessian(py, theta, &batch, |h| {
+            imreg_cli::layers::diagonal(h, &opts, exact_max_p, seed)
+        })?;
+        Ok((d.values.into_pyarray(py), d.std_errors.into_pyarray(py), d.probes))
     }
 
     /// The `p × p` operator `v ↦ H_B(θ) v` applied to the columns of `vs` (`k × p` rows in, `k × p` out): many
@@ -621,51 +665,50 @@ impl PyModel {
         }
         let mut out = Array2::<f64>::zeros(vs.raw_dim());
         let vs = vs.to_owned();
-        py.allow_threads(|| -> imreg_spectra::Result<()> {
-            let h = HessianOperator::new(self.obj(), theta, batch_of(&batch))?;
+        self.on_hessian(py, theta, &batch, |h| {
             for (row, mut o) in vs.rows().into_iter().zip(out.rows_mut()) {
                 let v = row.to_vec();
                 let mut r = vec![0.0; p];
-                imreg_spectra::apply_checked(&h, &v, &mut r)?;
+                imreg_spectra::apply_checked(h, &v, &mut r)?;
                 o.assign(&ndarray::ArrayView1::from(&r));
             }
             Ok(())
-        })
-        .map_err(|e| from_spectra("vs", e))?;
+        })?;
         Ok(out.into_pyarray(py))
     }
 }
 
-impl PyModel {
-    /// The batch expectation of `imreg analyze` for size-`b` batches, its knobs checked.
-    fn expectation(
-        &self,
-        b: usize,
-        seed: u64,
-        max_exact: u64,
-        mc_batches: usize,
-        mc_rel_se: f64,
-    ) -> PyResult<imreg_spectra::BatchExpectation> {
-        let n = self.obj().n_examples();
+/// How an expectation over size-`b` batches is computed, a dict filled by the Python layer: exact over
+/// all `C(N, b)` batches when there are at most `max_exact`, else Monte Carlo (batches from `seed` as
+/// `imreg analyze` draws them, at most `mc_batches`, stop at relative SE `mc_rel_se`).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Estimation {
+    batch_size: usize,
+    seed: u64,
+    max_exact: u64,
+    mc_batches: usize,
+    mc_rel_se: f64,
+}
+
+impl Estimation {
+    /// The batch expectation of `imreg analyze` on `n` examples, its knobs checked.
+    fn mode(&self, n: usize) -> PyResult<imreg_spectra::BatchExpectation> {
+        let b = self.batch_size;
         if b == 0 || b > n {
             return Err(bad_input("batch_size", format!("must lie in 1..={n}, got {b}")));
         }
         let est = imreg_cli::analyze::BatchEstimation {
-            max_exact,
-            mc_batches,
-            mc_rel_se,
+            max_exact: self.max_exact,
+            mc_batches: self.mc_batches,
+            mc_rel_se: self.mc_rel_se,
         };
-        est.validate().map_err(|e| match e {
-            imreg_cli::CliError::Input { field, reason, .. } => {
-                bad_input(field.trim_start_matches("--").replace('-', "_").as_str(), reason)
-            }
-            e => from_cli(e),
-        })?;
+        est.validate().map_err(from_cli)?;
         Ok(batch_expectation(
-            seed ^ STREAM_BATCHES,
-            max_exact,
-            mc_batches,
-            mc_rel_se,
+            self.seed ^ STREAM_BATCHES,
+            self.max_exact,
+            self.mc_batches,
+            self.mc_rel_se,
         ))
     }
 }

@@ -30,8 +30,8 @@ def test_bad_arguments_name_their_field(small):
     raises_field("mc_rel_se", m.mini_batch_sharpness, theta, 2, mc_rel_se=-1.0)
     raises_field("method", m.trace, theta, method="magic")
     raises_field("top", m.eigenvalues, theta, 0, 0)
-    raises_field("--lanczos-tol", m.eigenvalues, theta, tol=float("nan"))
-    raises_field("--density-sigma", m.density, theta, sigma=0.0)
+    raises_field("tol", m.eigenvalues, theta, tol=float("nan"))
+    raises_field("sigma", m.density, theta, sigma=0.0)
     raises_field("theta", m.state_dict, theta[:3])
 
 

@@ -2,8 +2,9 @@
 # The Python package on a clean clone: a fresh venv, the README's install command `pip install ./python`
 # (maturin builds the extension; CARGO_TARGET_DIR is the repository's target dir so the release crates that
 # `cargo test --workspace --release` compiled are reused where their features agree), the version import, then
-# the pytest suite. PyTorch is installed from PyPI (its CPU code runs without a GPU) so the converter tests run
-# rather than skip; the analyze comparisons call the release `imreg` binary (built here if missing).
+# the pytest suite and the EoS example. PyTorch is installed from PyPI (its CPU code runs without a GPU) so the
+# converter tests run rather than skip; the analyze comparisons call the release `imreg` binary (built here if
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -25,3 +26,5 @@ py="$venv/bin/python"
 "$py" -c "import torch; print('torch', torch.__version__)"
 # run from the venv so the in-tree python/imreg (without its compiled module) is not imported
 (cd "$venv" && "$venv/bin/pytest" -q -p no:cacheprovider "$root/python/tests")
+# the EoS example runs as the guide says (it plots only when matplotlib is installed; here it prints)
+(cd "$venv" && "$py" "$root/examples/python/eos_run.py" > /dev/null)

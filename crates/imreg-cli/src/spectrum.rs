@@ -309,18 +309,39 @@ pub fn operator_trace(
 /// `Tr K` (gradient covariance, `1/N`) and `Tr F` (empirical Fisher), exact in one streamed pass each over
 /// the `N` per-example gradients.
 pub fn gradient_traces(obj: &dyn Objective, theta: &[f64]) -> imreg_spectra::Result<(Reported, Reported)> {
-    let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, Default::default())?.trace()?;
-    let f = GradientOuterOperator::empirical_fisher(obj, theta, Batch::Full, 256)?.trace()?;
-    let n = Some((obj.n_examples() as u64, "examples"));
+    gradient_traces_on(obj, theta, Batch::Full)
+}
+
+/// [`gradient_traces`] over the examples of `batch` (`K`, `F` with `1/|B|`).
+pub fn gradient_traces_on(
+    obj: &dyn Objective,
+    theta: &[f64],
+    batch: Batch<'_>,
+) -> imreg_spectra::Result<(Reported, Reported)> {
+    let k = GradientOuterOperator::covariance(obj, theta, batch, Default::default())?.trace()?;
+    let f = GradientOuterOperator::empirical_fisher(obj, theta, batch, 256)?.trace()?;
+    let n = Some((batch.len(obj.n_examples()) as u64, "examples"));
     Ok((Reported::exact(k, n), Reported::exact(f, n)))
 }
 
 /// `λ_K¹`, the top eigenvalue of the gradient covariance `K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ` on the full
 /// batch: dense `N × N` Gram matrix when `N < p`, dense `p × p` operator for small `p`, Lanczos otherwise.
 pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<Reported> {
+    lambda_k1_on(obj, theta, Batch::Full, seed)
+}
+
+/// [`lambda_k1`] of the covariance over the examples of `batch` (`1/|B|`), by the same routes with
+/// `N = |B|`.
+pub fn lambda_k1_on(
+    obj: &dyn Objective,
+    theta: &[f64],
+    batch: Batch<'_>,
+    seed: u64,
+) -> imreg_spectra::Result<Reported> {
     let p = obj.dim();
-    if p <= DENSE_MAX_P && obj.n_examples() >= p {
-        let k = GradientOuterOperator::covariance(obj, theta, Batch::Full, CovarianceOptions::default())?;
+    let n = batch.len(obj.n_examples());
+    if p <= DENSE_MAX_P && n >= p {
+        let k = GradientOuterOperator::covariance(obj, theta, batch, CovarianceOptions::default())?;
         return Ok(Reported::exact(
             dense_eigen(&k, &DenseOptions::default())?.max(),
             None,
@@ -333,12 +354,8 @@ pub fn lambda_k1(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra
         ritz_vectors: false,
         ..LanczosOptions::default()
     });
-    let route = if obj.n_examples() < p {
-        CovarianceRoute::Auto
-    } else {
-        route
-    };
-    let top = gradient_covariance_top(obj, theta, Batch::Full, CovarianceOptions::default(), &route)?;
+    let route = if n < p { CovarianceRoute::Auto } else { route };
+    let top = gradient_covariance_top(obj, theta, batch, CovarianceOptions::default(), &route)?;
     Ok(match &top.report {
         Some(r) => Reported::lanczos(top.value, r),
         None => Reported::exact(top.value, None),
