@@ -27,7 +27,8 @@
 //! assert_eq!(tr.records.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5, 10, 15, 20]);
 //! ```
 use crate::error::EosError;
-use imreg_flow::{FlowError, Remainder};
+use imreg_flow::FlowError;
+use imreg_objective::Remainder;
 use imreg_objective::{Batch, Objective, ObjectiveError};
 use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::{EpochOrder, Sampler};
