@@ -802,13 +802,8 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
 
     /// Per-example gradients of a network that couples examples: one tape over the whole batch, the per-example
     /// losses `ℓ_k` as an `n × 1` node, and one reverse pass per batch position from `ℓ_k`.
-    fn coupled_per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut RowSink<'_>,
-    ) -> Result<()> {
+    fn coupled_per_example_grads(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         let n = self.n_examples();
         let len = batch.len(n);
         let p = self.dim();
@@ -947,7 +942,7 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
     fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
         let At { theta, batch } = at;
         if self.net.couples_examples() {
-            return self.coupled_per_example_grads(theta, batch, chunk, sink);
+            return self.coupled_per_example_grads(at, chunk, sink);
         }
         let at = self.point(theta, None)?;
         let first = [batch.index(0)];

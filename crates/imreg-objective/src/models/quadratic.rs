@@ -27,38 +27,7 @@ impl Quadratic {
     /// `N = a.len()` examples with `A_i` (`p × p`, symmetrized, see the type doc) and `b_i` (length `p`).
     /// Errors on no example, `p = 0`, mismatched counts or shapes, or a non-finite entry.
     pub fn new(a: Vec<DMatrix<f64>>, b: Vec<DVector<f64>>) -> Result<Quadratic> {
-        let first = a
-            .first()
-            .ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
-        let p = first.nrows();
-        if p == 0 {
-            return Err(ObjectiveError::invalid("a", "parameter dimension p must be ≥ 1"));
-        }
-        if b.len() != a.len() {
-            return Err(ObjectiveError::Shape {
-                what: "number of b_i vs number of A_i".into(),
-                expected: a.len().to_string(),
-                got: b.len().to_string(),
-            });
-        }
-        for (i, (ai, bi)) in a.iter().zip(&b).enumerate() {
-            if ai.shape() != (p, p) {
-                return Err(ObjectiveError::Shape {
-                    what: format!("A_{i}"),
-                    expected: format!("{p}×{p}"),
-                    got: format!("{}×{}", ai.nrows(), ai.ncols()),
-                });
-            }
-            if bi.len() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("b_{i}"),
-                    expected: p.to_string(),
-                    got: bi.len().to_string(),
-                });
-            }
-            check_finite(&format!("A_{i}"), ai.as_slice())?;
-            check_finite(&format!("b_{i}"), bi.as_slice())?;
-        }
+        let p = check_examples(&a, &b)?;
         let a: Vec<DMatrix<f64>> = a.into_iter().map(|m| (&m + m.transpose()) * 0.5).collect();
         let n = a.len() as f64;
         let a_mean = a.iter().fold(DMatrix::zeros(p, p), |s, m| s + m) / n;
@@ -180,6 +149,44 @@ impl Quadratic {
             Ok(())
         })
     }
+}
+
+/// Checks the examples of a per-example quadratic: at least one, `A_i` all `p × p` with `p ≥ 1`, as many
+/// `b_i` of length `p`, every entry finite. Returns `p`.
+pub(crate) fn check_examples(a: &[DMatrix<f64>], b: &[DVector<f64>]) -> Result<usize> {
+    let first = a
+        .first()
+        .ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
+    let p = first.nrows();
+    if p == 0 {
+        return Err(ObjectiveError::invalid("a", "parameter dimension p must be ≥ 1"));
+    }
+    if b.len() != a.len() {
+        return Err(ObjectiveError::Shape {
+            what: "number of b_i vs number of A_i".into(),
+            expected: a.len().to_string(),
+            got: b.len().to_string(),
+        });
+    }
+    for (i, (ai, bi)) in a.iter().zip(b).enumerate() {
+        if ai.shape() != (p, p) {
+            return Err(ObjectiveError::Shape {
+                what: format!("A_{i}"),
+                expected: format!("{p}×{p}"),
+                got: format!("{}×{}", ai.nrows(), ai.ncols()),
+            });
+        }
+        if bi.len() != p {
+            return Err(ObjectiveError::Shape {
+                what: format!("b_{i}"),
+                expected: p.to_string(),
+                got: bi.len().to_string(),
+            });
+        }
+        check_finite(&format!("A_{i}"), ai.as_slice())?;
+        check_finite(&format!("b_{i}"), bi.as_slice())?;
+    }
+    Ok(p)
 }
 
 impl Objective for Quadratic {

@@ -4,10 +4,16 @@
 //! Every derivative here is checked against central finite differences in random directions in this
 //! module's tests.
 use super::common::dot;
+use super::quadratic::check_examples;
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
 use crate::objective::{check_finite, check_len, At, Objective};
 use nalgebra::{DMatrix, DVector};
+
+/// `(1/|B|) Σ_{i∈B} per(i)` over a batch already validated against `n`.
+fn mean_loss(n: usize, batch: Batch<'_>, per: impl Fn(usize) -> f64) -> f64 {
+    batch.iter(n).map(per).sum::<f64>() / batch.len(n) as f64
+}
 
 /// Writes `(1/|B|) Σ_{i∈B} per(i)` into `out` (length `p`), where `per(i, buf)` writes example `i`'s vector
 /// into a zeroed buffer; the batch is already validated against `n`.
@@ -96,14 +102,10 @@ impl Objective for LogCoshQuartic {
         self.a.len()
     }
     fn loss_at(&self, at: At<'_>) -> Result<f64> {
-        let At { theta, batch } = at;
-        let n = self.n_examples();
-        let quart: f64 = theta.iter().map(|w| w.powi(4)).sum::<f64>() / 4.0;
-        let s: f64 = batch
-            .iter(n)
-            .map(|i| log_cosh(self.z(i, theta)) + self.beta[i] * quart)
-            .sum();
-        Ok(s / batch.len(n) as f64)
+        let quart: f64 = at.theta.iter().map(|w| w.powi(4)).sum::<f64>() / 4.0;
+        Ok(mean_loss(self.n_examples(), at.batch, |i| {
+            log_cosh(self.z(i, at.theta)) + self.beta[i] * quart
+        }))
     }
     fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
         let At { theta, batch } = at;
@@ -152,41 +154,16 @@ pub struct PerExampleQuadratic {
 }
 
 impl PerExampleQuadratic {
-    /// Validates that all `A_i` are `p × p` symmetric and all `b_i` have length `p`.
+    /// Validates the examples as [`Quadratic::new`](super::Quadratic::new) does, and that every `A_i` is
+    /// symmetric.
     pub fn new(a: Vec<DMatrix<f64>>, b: Vec<DVector<f64>>) -> Result<Self> {
-        let n = a.len();
-        if n == 0 {
-            return Err(ObjectiveError::invalid("a", "needs at least one example"));
-        }
-        let p = a[0].nrows();
-        if b.len() != n {
-            return Err(ObjectiveError::Length {
-                name: "b",
-                expected: n,
-                got: b.len(),
-            });
-        }
-        for (i, (ai, bi)) in a.iter().zip(&b).enumerate() {
-            if ai.nrows() != p || ai.ncols() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("a[{i}]"),
-                    expected: format!("{p}×{p}"),
-                    got: format!("{}×{}", ai.nrows(), ai.ncols()),
-                });
-            }
-            if bi.len() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("b[{i}]"),
-                    expected: format!("{p}"),
-                    got: format!("{}", bi.len()),
-                });
-            }
+        check_examples(&a, &b)?;
+        for (i, ai) in a.iter().enumerate() {
             if (ai - ai.transpose()).amax() > 1e-12 * (1.0 + ai.amax()) {
-                return Err(ObjectiveError::invalid(format!("a[{i}]"), "is not symmetric"));
+                return Err(ObjectiveError::invalid(format!("A_{i}"), "is not symmetric"));
             }
-            check_finite("a", ai.as_slice())?;
-            check_finite("b", bi.as_slice())?;
         }
+        let n = a.len();
         Ok(PerExampleQuadratic {
             a,
             b,
@@ -263,14 +240,10 @@ impl Objective for PerExampleQuadratic {
         self.a.len()
     }
     fn loss_at(&self, at: At<'_>) -> Result<f64> {
-        let At { theta, batch } = at;
-        let n = self.n_examples();
-        let w = DVector::from_column_slice(theta);
-        let s: f64 = batch
-            .iter(n)
-            .map(|i| 0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i])
-            .sum();
-        Ok(s / batch.len(n) as f64)
+        let w = DVector::from_column_slice(at.theta);
+        Ok(mean_loss(self.n_examples(), at.batch, |i| {
+            0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i]
+        }))
     }
     fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
         let At { theta, batch } = at;
