@@ -8,8 +8,8 @@ use imreg::check::loglog_slope;
 use imreg::flow::dop853::Dop853Options;
 use imreg::flow::field::{integrate_field, VectorField};
 use imreg::flow::flows::{GradientFlow, PartitionAveragedSgdFlow};
-use imreg::flow::partition::{Partition, Remainder};
-use imreg::flow::toy::LogCoshQuartic;
+use imreg::objective::models::LogCoshQuartic;
+use imreg::objective::{Partition, Remainder};
 use imreg::sgd::expectation::{exact_mean, Averaging, ExactOptions};
 
 fn distance(a: &[f64], b: &[f64]) -> f64 {

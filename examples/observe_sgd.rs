@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release --example observe_sgd`
 use imreg::eos::edge_of_stability::DigitsMlp;
-use imreg::flow::Remainder;
+use imreg::objective::Remainder;
 use imreg::sgd::observe::{BatchSharpnessProbe, Cadence, FullLoss, Scheduled, SharpnessProbe};
 use imreg::sgd::sampler::Sampler;
 use imreg::sgd::train::{train, Optimizer, Seeds, TrainOptions};

@@ -102,37 +102,15 @@ fn cube_head<T: Tensor>(g: &mut Graph<T>, v: Var) -> Var {
 
 fn all_cases() -> Vec<OpCase> {
     use OpCase::*;
-    vec![
-        MatMul(false, false),
-        MatMul(false, true),
-        MatMul(true, false),
-        MatMul(true, true),
-        Linear(true),
-        Linear(false),
-        AddRow,
-        Add,
-        Sub,
-        Mul,
-        Affine,
-        Tanh,
-        Relu,
-        Softplus,
-        Sigmoid,
-        Gelu,
-        Exp,
-        Ln,
-        Square,
-        SumAxis0,
-        SumAxis1,
-        MeanAxis0,
-        Mean,
-        MulScalar,
-        LogSoftmax,
-        Pick,
-        MseHalf,
-        MseFull,
-        SoftmaxCe,
-    ]
+    let mut cases: Vec<OpCase> = [(false, false), (false, true), (true, false), (true, true)]
+        .map(|(ta, tb)| MatMul(ta, tb))
+        .into();
+    cases.extend([true, false].map(Linear));
+    cases.extend([
+        AddRow, Add, Sub, Mul, Affine, Tanh, Relu, Softplus, Sigmoid, Gelu, Exp, Ln, Square, SumAxis0,
+        SumAxis1, MeanAxis0, Mean, MulScalar, LogSoftmax, Pick, MseHalf, MseFull, SoftmaxCe,
+    ]);
+    cases
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::config::{ExperimentConfig, RegularizerConfig};
 use crate::data::STREAM_REGULARIZERS;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use imreg_flow::{Partition, Remainder};
+use imreg_objective::{Partition, Remainder};
 use imreg_sgd::regularizers::fisher::{FisherPenalty, NormPower};
 use imreg_sgd::regularizers::gradient_penalty::{GradientPenalty, InputGradientPenalty, RandomLabelPenalty};
 use imreg_sgd::regularizers::micro_batch::{AverageJacobian, FisherTrace, MicroBatchGradNorm, UnitJacobian};

@@ -13,9 +13,9 @@ use crate::spectrum::{
     batch_expectation, full_sharpness, hessian_extremes, lambda_k1, mini_batch_sharpness, operator_trace,
     DENSE_MAX_P, RUN_MAX_EXACT,
 };
-use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
 use imreg_objective::Batch;
+use imreg_objective::Remainder;
 use imreg_sgd::observe::{
     Cadence, Control, ExtremeEigenProbe, MicroBatchGradNormProbe, Observer, Scheduled, StepView,
 };

@@ -3,7 +3,7 @@
 //! "not converged" when the Monte Carlo stop rule was not met; `--seed` moves every Monte Carlo estimate and
 //! no exact value, and repeats bitwise; the estimation flags are validated with exit 2 naming the flag.
 mod common;
-use common::cli;
+use common::{cli, run_cli};
 use imreg_cli::analyze::{analyze, render, Analysis, AnalyzeRequest, BatchEstimation};
 use imreg_cli::config::{DataConfig, ModelConfig};
 use imreg_cli::CliError;
@@ -298,10 +298,7 @@ fn run_records_standard_errors_batch_counts_and_the_estimator() {
         );
         let cfg = common::write(dir.path(), &format!("b{b}.toml"), &text);
         let out = dir.path().join(format!("out{b}"));
-        assert_eq!(
-            cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
-            0
-        );
+        assert_eq!(run_cli(&cfg, &out, &[]), 0);
         let (header, rows) = common::read_csv(&out.join("metrics.csv"));
         let col = |name: &str| {
             let j = header

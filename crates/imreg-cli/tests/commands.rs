@@ -171,36 +171,20 @@ fn analyze_safetensors_matches_library() {
     );
     assert!(a.batch_sharpness.is_some());
     // The same through the command line, as JSON.
-    let code = cli(&[
-        "analyze",
-        "--model",
-        "deep_linear",
-        "--hidden",
-        "4",
-        "--bias",
-        "true",
-        "--params",
-        st.to_str().unwrap(),
-        "--data",
-        dir.path().join("x.npy").to_str().unwrap(),
-        "--targets",
-        dir.path().join("y.npy").to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(code, 0);
+    let (x, y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    let analyze = |extra: &[&str]| {
+        let mut args = vec!["analyze", "--model", "deep_linear", "--hidden", "4", "--params"];
+        args.extend([
+            st.to_str().unwrap(),
+            "--data",
+            x.to_str().unwrap(),
+            "--targets",
+            y.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    assert_eq!(analyze(&["--bias", "true", "--json"]), 0);
     // Wrong layout (no biases) → bad input, exit 2.
-    let code = cli(&[
-        "analyze",
-        "--model",
-        "deep_linear",
-        "--hidden",
-        "4",
-        "--params",
-        st.to_str().unwrap(),
-        "--data",
-        dir.path().join("x.npy").to_str().unwrap(),
-        "--targets",
-        dir.path().join("y.npy").to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
+    assert_eq!(analyze(&[]), 2);
 }

@@ -66,18 +66,7 @@ fn max_steps_flag_caps_a_run() {
         .find(|p| p.ends_with("linreg_sgd.toml"))
         .unwrap();
     let out = dir.path().join("capped");
-    assert_eq!(
-        cli(&[
-            "run",
-            f.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "7",
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&f, &out, &["--max-steps", "7", "--no-figures"]), 0);
     let (_, rows) = read_csv(&out.join("metrics.csv"));
     assert_eq!(rows.last().unwrap()[0], 7.0);
     let resolved = ExperimentConfig::load(&out.join("config.toml")).unwrap();

@@ -228,46 +228,14 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     );
 }
 
-const DIGITS: &str = r#"
-seed = 4
-steps = 6
-[data]
-kind = "digits"
-[split]
-n_train = 300
-[model]
-kind = "mlp"
-hidden = [8]
-activation = "relu"
-loss = "cross_entropy"
-[init]
-scheme = "pytorch"
-[optimizer]
-kind = "sgd"
-lr = 0.5
-batch_size = 32
-[track]
-every = 3
-accuracy = true
-"#;
-
 /// The embedded digits with `[split]`: training is on `digits_split(n_train, split_seed(seed))`, and the
 /// test columns are the same MLP evaluated on the held-out images.
 #[test]
 fn digits_with_split_tracks_test_loss_and_accuracy() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "digits.toml", DIGITS);
+    let cfg = write(dir.path(), "digits.toml", DIGITS_MLP);
     let out = dir.path().join("digits");
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &out, &["--no-figures"]), 0);
     let (h, rows) = read_csv(&out.join("metrics.csv"));
     assert_eq!(
         h,
@@ -322,7 +290,7 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
     let bad = write(
         dir.path(),
         "bad.toml",
-        &DIGITS.replace("n_train = 300", "n_train = 1797"),
+        &DIGITS_MLP.replace("n_train = 300", "n_train = 1797"),
     );
     let (_, field, _) = input_error(
         imreg_cli::config::ExperimentConfig::load(&bad)
@@ -330,7 +298,7 @@ fn digits_with_split_tracks_test_loss_and_accuracy() {
     );
     assert_eq!(field, "split.n_train");
     // accuracy on a regression model is refused.
-    let reg = DIGITS
+    let reg = DIGITS_MLP
         .replace(
             "kind = \"digits\"",
             "kind = \"teacher_student\"\nn = 40\nwidths = [3, 2]",
@@ -433,16 +401,7 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     // A run on it: MLP with cross-entropy over the 10 MNIST classes.
     let text = "steps = 3\n[data]\nkind = \"mnist_idx\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n[model]\nkind = \"mlp\"\nhidden = [4]\nactivation = \"gelu\"\nloss = \"cross_entropy\"\n[init]\nscheme = \"pytorch\"\n[optimizer]\nkind = \"momentum\"\nlr = 0.1\nbeta = 0.9\nnesterov = true\n[track]\naccuracy = true\n";
     let c = write(d, "mnist.toml", text);
-    assert_eq!(
-        cli(&[
-            "run",
-            c.to_str().unwrap(),
-            "--out",
-            d.join("mnist").to_str().unwrap(),
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&c, &d.join("mnist"), &["--no-figures"]), 0);
     // Bad magic in the image file: exit 2, field data.images, the file named.
     std::fs::write(d.join("bad.idx"), idx_bytes(0x0801, &[5], &[0; 5])).unwrap();
     let bad = DataConfig::MnistIdx {

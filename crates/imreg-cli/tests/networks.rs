@@ -270,6 +270,16 @@ fn against_torch(case: &str, a: &Analysis, tol: f64) -> f64 {
     worst
 }
 
+/// Lanczos instead of the dense route, with full reorthogonalization over all `p = 147` steps.
+const FULL_LANCZOS: [&str; 6] = [
+    "--dense-max-p",
+    "0",
+    "--lanczos-tol",
+    "0",
+    "--lanczos-max-iter",
+    "147",
+];
+
 /// A model trained with `nn.MSELoss()` and analyzed with PyTorch's name for that loss: the loss and λ_max to
 /// 1e-12, the top-3 and bottom-3 eigenvalues and the exact trace to 1e-10, by the dense route and by Lanczos
 /// (`--dense-max-p 0`, full reorthogonalization over all p steps), against PyTorch's dense Hessian.
@@ -282,20 +292,8 @@ fn mlp_trained_with_mse_loss_matches_pytorch_dense_hessian() {
     let f = fixture(case);
     assert!(rel(dense.loss, f["loss"].as_f64().unwrap()) <= 1e-12);
     assert!(rel(dense.hessian_top[0], f["lambda_top"][0].as_f64().unwrap()) <= 1e-12);
-    let lanczos = analyze_trained(
-        case,
-        "MSELoss(reduction=\"mean\")",
-        &[
-            "--quantities",
-            "top-k,bottom-k",
-            "--dense-max-p",
-            "0",
-            "--lanczos-tol",
-            "0",
-            "--lanczos-max-iter",
-            "147",
-        ],
-    );
+    let args = [&["--quantities", "top-k,bottom-k"][..], &FULL_LANCZOS].concat();
+    let lanczos = analyze_trained(case, "MSELoss(reduction=\"mean\")", &args);
     assert_eq!((lanczos.eigen_method, lanczos.eigen_converged), ("lanczos", true));
     assert_eq!(lanczos.top_residuals.len(), 3);
     against_torch(case, &lanczos, 1e-10);
@@ -501,20 +499,9 @@ fn lanczos_eigenvectors_and_the_diagonal_estimate_match_the_dense_route() {
     dense_args.extend_from_slice(&["--out", dense_dir.to_str().unwrap()]);
     let dense = analyze_trained(case, "mse", &dense_args);
     let mut lanczos_args = common.to_vec();
-    lanczos_args.extend_from_slice(&[
-        "--out",
-        lanczos_dir.to_str().unwrap(),
-        "--dense-max-p",
-        "0",
-        "--lanczos-tol",
-        "0",
-        "--lanczos-max-iter",
-        "147",
-        "--exact-trace-max-p",
-        "0",
-        "--diagonal-probes",
-        "200",
-    ]);
+    lanczos_args.extend_from_slice(&["--out", lanczos_dir.to_str().unwrap()]);
+    lanczos_args.extend_from_slice(&FULL_LANCZOS);
+    lanczos_args.extend_from_slice(&["--exact-trace-max-p", "0", "--diagonal-probes", "200"]);
     let lanczos = analyze_trained(case, "mse", &lanczos_args);
     assert_eq!(lanczos.eigen_method, "lanczos");
     let read = |d: &Path, f: &str| imreg_objective::data::npy::read_npy(d.join(f)).unwrap();

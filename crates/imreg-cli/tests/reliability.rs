@@ -291,15 +291,7 @@ fn data_files_with_a_zero_length_axis_or_nan_name_the_right_field() {
             Err(e) => panic!("{name}: {e}"),
             Ok(_) => panic!("{name}: accepted"),
         }
-        assert_eq!(
-            cli(&[
-                "run",
-                p.to_str().unwrap(),
-                "--out",
-                d.join(name).to_str().unwrap()
-            ]),
-            2
-        );
+        assert_eq!(run_cli(&p, &d.join(name), &[]), 2);
     }
 }
 
@@ -382,10 +374,7 @@ fn expand_rejects_what_run_rejects_and_overflowing_grids() {
     };
     let negative = SMALL.replace("seed = 7", "seed = -1");
     let p = write(d, "neg-run.toml", &negative);
-    assert_eq!(
-        cli(&["run", p.to_str().unwrap(), "--out", d.join("x").to_str().unwrap()]),
-        2
-    );
+    assert_eq!(run_cli(&p, &d.join("x"), &[]), 2);
     assert_eq!(
         field(
             &format!("{negative}\n[sweep.grid]\n\"optimizer.lr\" = [0.1]\n"),

@@ -13,10 +13,7 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "small.toml", SMALL);
     let out = dir.path().join("out");
-    assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &out, &[]), 0);
     let (header, rows) = read_csv(&out.join("metrics.csv"));
     assert_eq!(header, ["step", "loss", "grad_norm", "sharpness"]);
     // steps 0, 5, …, 40
@@ -55,26 +52,11 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
     assert_eq!(resolved, ExperimentConfig::load(&cfg).unwrap());
     // Same config, same bytes.
     let again = dir.path().join("again");
-    assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", again.to_str().unwrap()]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &again, &[]), 0);
     assert_eq!(tree(&out), tree(&again));
     // An existing output folder is bad input unless --force.
-    assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
-        2
-    );
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--force"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &out, &[]), 2);
+    assert_eq!(run_cli(&cfg, &out, &["--force"]), 0);
 }
 
 /// GD through the CLI equals GD written out by hand against the library's objective, bit for bit, and the
@@ -82,21 +64,10 @@ fn run_writes_metrics_npy_figures_and_is_bitwise_reproducible() {
 #[test]
 fn gd_run_matches_library_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let text = SMALL
-        .replace("kind = \"sgd\"", "kind = \"gd\"")
-        .replace("batch_size = 6\n", "");
+    let text = small_gd();
     let cfg_path = write(dir.path(), "gd.toml", &text);
     let out = dir.path().join("gd");
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg_path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&cfg_path, &out, &["--no-figures"]), 0);
     let prep = prepare(ExperimentConfig::load(&cfg_path).unwrap(), &cfg_path).unwrap();
     let obj = prep.model.objective();
     let mut theta = prep.theta0.clone();
@@ -135,11 +106,7 @@ fn rejected(dir: &Path, name: &str, text: &str) -> (String, String) {
     let outs = dir.join("outs");
     std::fs::create_dir_all(&outs).unwrap();
     let out = outs.join(name);
-    assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
-        2,
-        "{name}"
-    );
+    assert_eq!(run_cli(&cfg, &out, &[]), 2, "{name}");
     assert!(!out.exists(), "{name}: partial output left");
     assert_eq!(
         std::fs::read_dir(&outs).unwrap().count(),
@@ -208,31 +175,16 @@ fn bad_configs_exit_2_naming_the_field() {
     // A good npy config runs (relative paths resolve against the config's folder).
     write_npy(d.join("y.npy"), &[24], &[1.0; 24]).unwrap();
     let cfg = write(d, "npy_ok.toml", &npy_cfg("x.npy", "y.npy"));
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            d.join("npy_ok").to_str().unwrap(),
-            "--no-figures"
-        ]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &d.join("npy_ok"), &["--no-figures"]), 0);
 }
 
 #[test]
 fn divergence_is_reported_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let text = SMALL
-        .replace("kind = \"sgd\"", "kind = \"gd\"")
-        .replace("batch_size = 6\n", "")
-        .replace("lr = 0.05", "lr = 50.0");
+    let text = small_gd().replace("lr = 0.05", "lr = 50.0");
     let cfg = write(dir.path(), "div.toml", &text);
     let out = dir.path().join("div");
-    assert_eq!(
-        cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]),
-        0
-    );
+    assert_eq!(run_cli(&cfg, &out, &[]), 0);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let at = summary["diverged_at"].as_u64().expect("divergence step recorded");

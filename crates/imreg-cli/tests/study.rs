@@ -117,26 +117,22 @@ fn outcomes_follow_the_standard_error_of_the_difference() {
     assert_eq!(Outcome::of_effect(-0.03, 0.01, 2.0), Outcome::Reversed);
 }
 
-const GRAFTED: &str = r#"
-seed = 4
-steps = 12
-[data]
-kind = "gaussian_linear"
-n = 24
-dim = 4
-noise = 0.1
-[model]
-kind = "linear_regression"
-[init]
-scale = 0.1
-[optimizer]
-kind = "sgd"
-lr = 0.05
-batch_size = 12
-[track]
-every = 3
-micro_grad_norm = 4
-"#;
+/// [`SMALL`] at 12 steps with batches of 12, tracking the micro-batch gradient norm on micro-batches of 4.
+fn grafted() -> String {
+    SMALL
+        .replace("seed = 7", "seed = 4")
+        .replace("steps = 40", "steps = 12")
+        .replace("batch_size = 6", "batch_size = 12")
+        .replace("every = 5\nsharpness = true", "every = 3\nmicro_grad_norm = 4")
+}
+
+/// [`grafted`] with the step grafted onto the norm of the first micro-batch of size `m`.
+fn grafted_on(m: usize) -> String {
+    grafted().replace(
+        "batch_size = 12\n",
+        &format!("batch_size = 12\ngraft = {{ micro_batch = {m} }}\n"),
+    )
+}
 
 fn theta_after(dir: &Path, name: &str, text: &str) -> Vec<u8> {
     let cfg = write(dir, &format!("{name}.toml"), text);
@@ -151,23 +147,9 @@ fn theta_after(dir: &Path, name: &str, text: &str) -> Vec<u8> {
 #[test]
 fn grafting_takes_the_norm_of_the_first_micro_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = theta_after(dir.path(), "plain", GRAFTED);
-    let whole = theta_after(
-        dir.path(),
-        "whole",
-        &GRAFTED.replace(
-            "batch_size = 12\n",
-            "batch_size = 12\ngraft = { micro_batch = 12 }\n",
-        ),
-    );
-    let small = theta_after(
-        dir.path(),
-        "small",
-        &GRAFTED.replace(
-            "batch_size = 12\n",
-            "batch_size = 12\ngraft = { micro_batch = 3 }\n",
-        ),
-    );
+    let plain = theta_after(dir.path(), "plain", &grafted());
+    let whole = theta_after(dir.path(), "whole", &grafted_on(12));
+    let small = theta_after(dir.path(), "small", &grafted_on(3));
     let floats = |b: &[u8]| -> Vec<f64> {
         b[b.len() - 8 * 5..]
             .chunks(8)
@@ -182,14 +164,7 @@ fn grafting_takes_the_norm_of_the_first_micro_batch() {
         p.iter().zip(&s).any(|(a, b)| (a - b).abs() > 1e-6),
         "{p:?} vs {s:?}"
     );
-    let bad = write(
-        dir.path(),
-        "bad.toml",
-        &GRAFTED.replace(
-            "batch_size = 12\n",
-            "batch_size = 12\ngraft = { micro_batch = 5 }\n",
-        ),
-    );
+    let bad = write(dir.path(), "bad.toml", &grafted_on(5));
     assert_eq!(run_cli(&bad, &dir.path().join("bad"), &[]), 2);
 }
 
@@ -199,7 +174,7 @@ fn grafting_takes_the_norm_of_the_first_micro_batch() {
 #[test]
 fn the_micro_batch_gradient_norm_is_the_mean_over_micro_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let text = GRAFTED
+    let text = grafted()
         .replace("kind = \"sgd\"", "kind = \"gd\"")
         .replace("batch_size = 12\n", "")
         .replace("every = 3", "every = 1");

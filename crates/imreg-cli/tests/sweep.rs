@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use imreg_cli::experiment::FolderOptions;
 use imreg_cli::sweep::{expand, is_complete, run_shard, Shard};
+use std::path::Path;
 
 fn sweep_config() -> String {
     format!(
@@ -31,25 +32,24 @@ fn shards_union_equals_unsharded_byte_for_byte() {
     let m = manifest.to_str().unwrap();
     let full = dir.path().join("full");
     let sharded = dir.path().join("sharded");
+    let run = |shard: &str, out: &Path| {
+        cli(&[
+            "sweep",
+            "run",
+            "--manifest",
+            m,
+            "--shard",
+            shard,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
     assert_eq!(
         cli(&["sweep", "run", "--manifest", m, "--out", full.to_str().unwrap()]),
         0
     );
     for i in 0..3 {
-        let shard = format!("{i}/3");
-        assert_eq!(
-            cli(&[
-                "sweep",
-                "run",
-                "--manifest",
-                m,
-                "--shard",
-                &shard,
-                "--out",
-                sharded.to_str().unwrap()
-            ]),
-            0
-        );
+        assert_eq!(run(&format!("{i}/3"), &sharded), 0);
     }
     let a = tree(&full);
     assert!(a.len() > 8 * 10);
@@ -78,19 +78,7 @@ fn shards_union_equals_unsharded_byte_for_byte() {
         summary.starts_with("id,optimizer.batch_size,optimizer.lr,seed,steps_run"),
         "{summary}"
     );
-    assert_eq!(
-        cli(&[
-            "sweep",
-            "run",
-            "--manifest",
-            m,
-            "--shard",
-            "3/3",
-            "--out",
-            full.to_str().unwrap()
-        ]),
-        2
-    );
+    assert_eq!(run("3/3", &full), 2);
 }
 
 #[test]

@@ -36,8 +36,8 @@
 //! let hover = Hover::over(&steps, &lambda, 10, 2.0 / 0.05);
 //! assert!((hover.mean_ratio - 0.75).abs() < 1e-12 && !hover.within(0.1));
 //! ```
-use imreg_flow::{FlowError, Remainder};
-use imreg_objective::{Batch, Objective, ObjectiveError};
+use imreg_flow::FlowError;
+use imreg_objective::{Batch, Objective, ObjectiveError, Remainder};
 use imreg_sgd::observe::{Control, Observer, StepView};
 use imreg_sgd::sampler::{EpochOrder, Sampler};
 use imreg_sgd::train::{Divergence, Seeds, TrainOptions};

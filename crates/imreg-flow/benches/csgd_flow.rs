@@ -5,9 +5,9 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use imreg_flow::dop853::Dop853Options;
 use imreg_flow::field::{integrate_field, VectorField};
 use imreg_flow::flows::SgdFlow;
-use imreg_flow::{Partition, Remainder};
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{Batch, LossKind, Objective};
+use imreg_objective::{Partition, Remainder};
 use ndarray::Array2;
 
 const N: usize = 64;

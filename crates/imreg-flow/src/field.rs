@@ -14,7 +14,8 @@ pub trait VectorField: Sync {
 /// Integrates `ẏ = F(t, y)` with DOP853 from `(t0, y0)` to `t_end`.
 ///
 /// ```
-/// use imreg_flow::{flows::GradientFlow, field::integrate_field, dop853::Dop853Options, toy::LogCoshQuartic};
+/// use imreg_flow::{flows::GradientFlow, field::integrate_field, dop853::Dop853Options};
+/// use imreg_objective::models::LogCoshQuartic;
 /// let obj = LogCoshQuartic::random(4, 2, 1).unwrap();
 /// let (w, report) = integrate_field(&GradientFlow::new(&obj), 0.0, &[0.5, -0.5], 1.0, &Dop853Options::default()).unwrap();
 /// assert_eq!(w.len(), 2);

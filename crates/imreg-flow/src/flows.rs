@@ -9,7 +9,7 @@
 //! third-order products of the objective).
 use crate::error::{check_len, check_step, FlowError, Result};
 use crate::field::VectorField;
-use crate::partition::Partition;
+use imreg_objective::Partition;
 use imreg_objective::{Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 
@@ -103,17 +103,10 @@ fn gamma_coefficient(n: usize, batch_size: usize) -> Result<f64> {
 }
 
 fn check_partition(obj: &dyn Objective, partition: &Partition) -> Result<()> {
-    if partition.n_examples() != obj.n_examples() {
-        return Err(FlowError::invalid(
-            "partition",
-            format!(
-                "refers to N = {} examples, the objective has {}",
-                partition.n_examples(),
-                obj.n_examples()
-            ),
-        ));
+    match partition.mismatch(obj.n_examples()) {
+        Some(reason) => Err(FlowError::invalid("partition", reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn check_state(obj: &dyn Objective, w: &[f64], out: &[f64]) -> Result<()> {
@@ -446,8 +439,8 @@ mod tests {
     use super::*;
     use crate::dop853::Dop853Options;
     use crate::field::integrate_field;
-    use crate::partition::Remainder;
-    use crate::toy::{LogCoshQuartic, PerExampleQuadratic};
+    use imreg_objective::models::{LogCoshQuartic, PerExampleQuadratic};
+    use imreg_objective::Remainder;
 
     /// The gradient fields are `−∇` of their modified losses: central differences of the loss values in
     /// random directions (error O(r²) ≈ 1e-10) against the field.

@@ -3,7 +3,8 @@
 //! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow).
 //!
 //! ```
-//! use imreg_flow::{dop853::Dop853Options, field::integrate_field, flows::ModifiedGdFlow, toy::LogCoshQuartic};
+//! use imreg_flow::{dop853::Dop853Options, field::integrate_field, flows::ModifiedGdFlow};
+//! use imreg_objective::models::LogCoshQuartic;
 //! let obj = LogCoshQuartic::random(6, 2, 7).unwrap();
 //! // The flow on C_GD = C + (ε/4)‖∇C‖² for ε = 0.1, integrated to t = 1.
 //! let flow = ModifiedGdFlow::new(&obj, 0.1).unwrap();
@@ -15,10 +16,7 @@ mod dop853_tableau;
 pub mod error;
 pub mod field;
 pub mod flows;
-pub mod partition;
-pub mod toy;
 
 pub use dop853::{integrate, integrate_dense, Dop853Options, Dop853Report};
 pub use error::{FlowError, Result};
 pub use field::{integrate_field, integrate_field_dense, VectorField};
-pub use partition::{Partition, Remainder};

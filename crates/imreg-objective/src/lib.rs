@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod error;
 pub mod objective;
+pub mod partition;
 pub mod rng;
 pub mod supervised;
 pub mod threads;
@@ -15,7 +16,11 @@ pub use batch::Batch;
 pub use error::{ObjectiveError, Result};
 /// Allocator tuning for programs that evaluate objectives in a loop (see [`imreg_ad::alloc`]).
 pub use imreg_ad::alloc::reuse_large_buffers;
-pub use objective::{check_finite, check_len, stream_rows, streamed_hessian, HessianAt, Objective};
+pub use objective::{
+    check_direction, check_finite, check_len, stream_rows, streamed_hessian, At, HessianAt, Objective,
+    RowSink,
+};
+pub use partition::{Partition, Remainder};
 pub use supervised::{argmax_rows, LossKind, Supervised, Targets};
 pub mod models;
 pub use models::{DeepLinear, LinearRegression, LogisticRegression, Quadratic, ScalarNet};

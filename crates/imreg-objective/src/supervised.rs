@@ -1,7 +1,7 @@
 //! Models with outputs: what the Fisher, Gauss–Newton and output-gradient penalties need beyond a loss.
 use crate::batch::Batch;
 use crate::error::Result;
-use crate::objective::Objective;
+use crate::objective::{check_direction, check_len, At, Objective};
 use ndarray::{Array2, ArrayView2};
 
 /// The per-example loss on the model outputs `f = f(x_i; θ) ∈ R^C`.
@@ -41,13 +41,34 @@ pub fn argmax_rows(outputs: &Array2<f64>) -> Vec<usize> {
 }
 
 /// An [`Objective`] whose loss is `ℓ(f(x_i; θ), y_i)` for a model with `C` outputs.
+///
+/// As for [`Objective`], the entry points are provided methods that validate once (the point and batch with
+/// [`Objective::validate_call`], a direction with [`check_direction`], an output buffer with [`check_len`])
+/// and then call the model's `*_at` computation; targets and `u` are checked by the model, which knows their
+/// shape.
 pub trait Supervised: Objective {
     /// Number of model outputs `C`.
     fn n_outputs(&self) -> usize;
     /// The loss on the outputs.
     fn loss_kind(&self) -> LossKind;
+
+    // ---- the model's computations, on validated inputs ---------------------------------------------------
+
+    /// The model outputs of [`Supervised::outputs`].
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>>;
+    /// The loss and gradient of [`Supervised::loss_grad_with_targets`] (`grad` has length `p`).
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64>;
+    /// The output JVP of [`Supervised::output_jvp`] (`v` has length `p` and is finite).
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>>;
+    /// The output VJP of [`Supervised::output_vjp`] (`out` has length `p`).
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()>;
+
+    // ---- the checked entry points -----------------------------------------------------------------------
+
     /// The model outputs `f(x_i; θ)` for the batch, `|B| × C` (logits for cross-entropy).
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>>;
+    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
+        self.outputs_at(self.validate_call(theta, batch)?)
+    }
     /// Mean loss and its gradient on the batch with the given targets in place of the dataset's
     /// (sampled labels for the true Fisher, random labels for GP_r).
     fn loss_grad_with_targets(
@@ -56,9 +77,17 @@ pub trait Supervised: Objective {
         batch: Batch<'_>,
         targets: Targets<'_>,
         grad: &mut [f64],
-    ) -> Result<f64>;
+    ) -> Result<f64> {
+        let at = self.validate_call(theta, batch)?;
+        check_len("grad", grad, self.dim())?;
+        self.loss_grad_with_targets_at(at, targets, grad)
+    }
     /// Output Jacobian-vector product `J v`, `|B| × C`, with `J = ∂f(x_i; θ)/∂θ` stacked over the batch.
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>>;
+    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        let at = self.validate_call(theta, batch)?;
+        check_direction("v", v, self.dim())?;
+        self.output_jvp_at(at, v)
+    }
     /// Output vector-Jacobian product `Jᵀ U = Σ_i J_iᵀ u_i` (a sum, not a mean), written into `out`.
     fn output_vjp(
         &self,
@@ -66,5 +95,9 @@ pub trait Supervised: Objective {
         batch: Batch<'_>,
         u: ArrayView2<'_, f64>,
         out: &mut [f64],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let at = self.validate_call(theta, batch)?;
+        check_len("out", out, self.dim())?;
+        self.output_vjp_at(at, u, out)
+    }
 }

@@ -1,8 +1,8 @@
 //! Exact expectations over batch orders and permutation Monte Carlo on linear regression (½ MSE), d = 10,
 //! B = 4: N = 32 (m = 8, 8! = 40 320 orders) and N = 40 (m = 10, 10! = 3 628 800 orders), on a 2-thread pool.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imreg_flow::toy::PerExampleQuadratic;
-use imreg_flow::{Partition, Remainder};
+use imreg_objective::models::PerExampleQuadratic;
+use imreg_objective::{Partition, Remainder};
 use imreg_sgd::affine::{AffineAlgorithm, AffineEpoch};
 use imreg_sgd::expectation::McOptions;
 

@@ -4,12 +4,12 @@
 //! * `support/200k_steps_b32`: 2·10⁵ reshuffled SGD steps of the 15-wide depth-4 linear net, b = 32,
 //!   on the paper's 10 000-row linear-target data (target < 20 s).
 use criterion::{criterion_group, criterion_main, Criterion};
-use imreg_flow::Partition;
 use imreg_objective::data::digits;
 use imreg_objective::data::synthetic::{sparse_support, SupportParams, SupportTarget};
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::LossKind;
 use imreg_objective::Objective;
+use imreg_objective::Partition;
 use imreg_sgd::regularizers::micro_batch::MicroBatchGradNorm;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::support::{train_support, SupportConfig};

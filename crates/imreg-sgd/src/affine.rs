@@ -15,7 +15,7 @@
 //! `[I | 0]` (`d × (d+1)`, last column affine), so both algorithms give exact multi-epoch means.
 use crate::error::{check_len, check_lr, Result, SgdError};
 use crate::expectation::{monte_carlo_chunks, ordered_sum, ExactMean, McEstimate, McOptions};
-use imreg_flow::Partition;
+use imreg_objective::Partition;
 use imreg_objective::{Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 use rand::seq::SliceRandom;
@@ -87,15 +87,8 @@ impl AffineEpoch {
     /// affinity at a second probe point (relative residual ≤ 1e-9, else [`SgdError::NotAffine`]).
     pub fn from_objective(obj: &dyn Objective, partition: &Partition, lr: f64) -> Result<Self> {
         let d = obj.dim();
-        if partition.n_examples() != obj.n_examples() {
-            return Err(SgdError::invalid(
-                "partition",
-                format!(
-                    "refers to N = {}, the objective has {}",
-                    partition.n_examples(),
-                    obj.n_examples()
-                ),
-            ));
+        if let Some(reason) = partition.mismatch(obj.n_examples()) {
+            return Err(SgdError::invalid("partition", reason));
         }
         let mut rng = imreg_objective::rng::stream(0x5eed, 0);
         let p1 = DVector::from_vec(imreg_objective::rng::normal_vec(&mut rng, d));
@@ -354,8 +347,8 @@ impl AffineEpoch {
 mod tests {
     use super::*;
     use crate::expectation::{exact_mean, Averaging, ExactOptions};
-    use imreg_flow::toy::{LogCoshQuartic, PerExampleQuadratic};
-    use imreg_flow::Remainder;
+    use imreg_objective::models::{LogCoshQuartic, PerExampleQuadratic};
+    use imreg_objective::Remainder;
 
     fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
         a.iter()
@@ -467,8 +460,8 @@ mod tests {
 #[cfg(test)]
 mod throughput {
     use super::*;
-    use imreg_flow::toy::PerExampleQuadratic;
-    use imreg_flow::Remainder;
+    use imreg_objective::models::PerExampleQuadratic;
+    use imreg_objective::Remainder;
 
     /// Not a timed assertion (speed is measured in `benches/expectation.rs`): runs 4e6 permutations of the
     /// bench problem on one thread so that `/usr/bin/time` can report CPU time on a loaded machine.

@@ -19,14 +19,14 @@
 //!
 //! ```
 //! use imreg_sgd::expectation::{exact_mean, Averaging, ExactOptions};
-//! use imreg_flow::{Partition, Remainder, toy::LogCoshQuartic};
+//! use imreg_objective::{models::LogCoshQuartic, Partition, Remainder};
 //! let obj = LogCoshQuartic::random(6, 2, 1).unwrap();
 //! let part = Partition::consecutive(6, 2, Remainder::Error).unwrap();
 //! let e = exact_mean(&obj, &part, &[0.5, -0.5], 0.05, 1, Averaging::BatchOrders, &ExactOptions::default()).unwrap();
 //! assert_eq!(e.sequences, 6.0); // 3! orders
 //! ```
 use crate::error::{check_len, check_lr, Result, SgdError};
-use imreg_flow::Partition;
+use imreg_objective::Partition;
 use imreg_objective::{rng, Batch, Objective};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -282,15 +282,8 @@ fn validate(
     if epochs == 0 {
         return Err(SgdError::invalid("epochs", "must be ≥ 1"));
     }
-    if partition.n_examples() != obj.n_examples() {
-        return Err(SgdError::invalid(
-            "partition",
-            format!(
-                "refers to N = {}, the objective has {}",
-                partition.n_examples(),
-                obj.n_examples()
-            ),
-        ));
+    if let Some(reason) = partition.mismatch(obj.n_examples()) {
+        return Err(SgdError::invalid("partition", reason));
     }
     if partition.m() > 63 {
         return Err(SgdError::invalid(
@@ -566,8 +559,8 @@ pub fn monte_carlo_mean(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imreg_flow::toy::LogCoshQuartic;
-    use imreg_flow::Remainder;
+    use imreg_objective::models::LogCoshQuartic;
+    use imreg_objective::Remainder;
 
     /// Brute force without prefix sharing: every sequence run from θ_0.
     fn brute(obj: &dyn Objective, seqs: &[Vec<Vec<usize>>], w0: &[f64], lr: f64) -> Vec<f64> {

@@ -3,7 +3,7 @@
 //! schedule ([`observe`]) and samplers ([`sampler`]); exact expectations of the SGD iterate over batch orders,
 //! partitions and with-replacement draws (enumeration with prefix sharing, rayon-parallel with a fixed
 //! reduction order), a fast exact path for affine-gradient models, and seeded Monte Carlo with confidence
-//! intervals; the explicit regularizers, support learning and the generalization study.
+//! intervals; the explicit regularizers and support learning.
 pub mod affine;
 pub mod error;
 pub mod expectation;
@@ -15,7 +15,6 @@ pub mod trajectory;
 pub use error::{Result, SgdError};
 pub mod reg_error;
 pub mod regularizers;
-pub mod study;
 pub mod support;
 pub mod without_replacement;
 

@@ -1,5 +1,5 @@
 //! Typed errors of the implicit-regularization modules (SGD without replacement, support learning, the
-//! explicit regularizers and the generalization study). Each names the field, shape or value at fault.
+//! explicit regularizers). Each names the field, shape or value at fault.
 use crate::error::SgdError;
 use imreg_objective::ObjectiveError;
 use thiserror::Error;
@@ -7,7 +7,7 @@ use thiserror::Error;
 /// Result alias of the regularization modules.
 pub type RegResult<T> = std::result::Result<T, RegError>;
 
-/// What can go wrong in a penalty, a regularized step, a support run or a study.
+/// What can go wrong in a penalty, a regularized step or a support run.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum RegError {
     /// An argument is out of its domain; names the field.

@@ -7,9 +7,9 @@
 //! Random reshuffling comes in three seeding conventions ([`EpochOrder`]); they produce different (equally
 //! valid) batch orders and exist so that each of our studies keeps the stream it was published with.
 use crate::error::{Result, SgdError};
-use imreg_flow::{Partition, Remainder};
 use imreg_objective::rng::{self, ChaCha8Rng};
 use imreg_objective::Batch;
+use imreg_objective::{Partition, Remainder};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -107,11 +107,8 @@ impl<'s> BatchStream<'s> {
                 Partition::consecutive(n, *batch_size, *remainder)?;
             }
             Sampler::FixedPartition { partition } => {
-                if partition.n_examples() != n {
-                    return Err(SgdError::invalid(
-                        "partition",
-                        format!("refers to N = {}, the objective has {n}", partition.n_examples()),
-                    ));
+                if let Some(reason) = partition.mismatch(n) {
+                    return Err(SgdError::invalid("partition", reason));
                 }
             }
         }

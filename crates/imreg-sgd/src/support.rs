@@ -22,10 +22,10 @@ use crate::sampler::{EpochOrder, Sampler};
 use crate::train::{
     train, Blowup, Divergence, GradientTransform, Optimizer, RunOutcome, Seeds, StreamId, TrainOptions,
 };
-use imreg_flow::{Partition, Remainder};
 use imreg_objective::data::Regression;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{rng, Batch, LossKind, Objective};
+use imreg_objective::{Partition, Remainder};
 
 /// The per-example loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

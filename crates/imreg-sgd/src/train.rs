@@ -23,7 +23,7 @@
 //! use imreg_sgd::train::{train, Optimizer, TrainOptions, Update, RunOutcome};
 //! use imreg_sgd::observe::{FullLoss, Cadence, Scheduled};
 //! use imreg_sgd::sampler::Sampler;
-//! use imreg_flow::{toy::LogCoshQuartic, Remainder};
+//! use imreg_objective::{models::LogCoshQuartic, Remainder};
 //! let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
 //! let method = Optimizer {
 //!     update: Update::HeavyBall { momentum: 0.9 },

@@ -7,7 +7,7 @@
 //! use imreg_sgd::train::{Optimizer, TrainOptions, Update, RunOutcome};
 //! use imreg_sgd::observe::Cadence;
 //! use imreg_sgd::sampler::Sampler;
-//! use imreg_flow::{toy::LogCoshQuartic, Remainder};
+//! use imreg_objective::{models::LogCoshQuartic, Remainder};
 //! let obj = LogCoshQuartic::random(8, 2, 1).unwrap();
 //! let method = Optimizer { update: Update::HeavyBall { momentum: 0.9 }, ..Optimizer::sgd(Sampler::reshuffling(2, Remainder::Error)) };
 //! let opts = TrainOptions { lr: 0.1, steps: 40, ..Default::default() };
@@ -19,8 +19,8 @@ use crate::error::{Result, SgdError};
 use crate::observe::{Cadence, Iterates, Scheduled};
 use crate::sampler::Sampler;
 use crate::train::{train, Optimizer, RunOutcome, TrainOptions};
-use imreg_flow::Partition;
 use imreg_objective::Objective;
+use imreg_objective::Partition;
 
 /// A run's result with its recorded iterates ([`run`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -98,9 +98,9 @@ mod tests {
     use super::*;
     use crate::observe::{Control, Observer, StepView};
     use crate::train::{Blowup, Divergence, Noise, Seeds, Update};
-    use imreg_flow::toy::{LogCoshQuartic, PerExampleQuadratic};
-    use imreg_flow::Remainder;
+    use imreg_objective::models::{LogCoshQuartic, PerExampleQuadratic};
     use imreg_objective::Batch;
+    use imreg_objective::Remainder;
     use nalgebra::{DMatrix, DVector};
     use rand::seq::SliceRandom;
     use rand::Rng;
@@ -418,10 +418,7 @@ mod tests {
         );
         assert!(matches!(
             r,
-            Err(SgdError::Flow(imreg_flow::FlowError::Invalid {
-                field: "batch_size",
-                ..
-            }))
+            Err(SgdError::Objective(imreg_objective::ObjectiveError::Invalid { field, .. })) if field == "batch_size"
         ));
         let noise = Optimizer {
             noise: Noise::Diagonal { variances: vec![1.0] },

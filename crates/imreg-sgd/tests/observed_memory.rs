@@ -2,9 +2,9 @@
 //! process holds at once (counted by this test binary's allocator) stay within a fixed bound, while the
 //! collecting [`run`] of the same trajectory holds at least one vector per recorded step. Both see the same
 //! iterates. One test in this binary, so no other test allocates while it measures.
-use imreg_flow::toy::LogCoshQuartic;
-use imreg_flow::Remainder;
+use imreg_objective::models::LogCoshQuartic;
 use imreg_objective::Objective;
+use imreg_objective::Remainder;
 use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::train::{train, Noise, Optimizer, RunOutcome, Seeds, TrainOptions, Update};

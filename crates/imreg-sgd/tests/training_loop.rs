@@ -1,10 +1,10 @@
 //! The training loop through its public API only: a user-written observer (a trait impl outside the crate)
 //! stops a run on divergence of its own measurement, the built-in observers agree with direct evaluations,
 //! and a run with parallel penalties is bitwise identical on 1 and 2 threads.
-use imreg_flow::toy::LogCoshQuartic;
-use imreg_flow::Remainder;
 use imreg_objective::data::digits;
+use imreg_objective::models::LogCoshQuartic;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
+use imreg_objective::Remainder;
 use imreg_objective::{Batch, LossKind, Objective};
 use imreg_sgd::observe::{
     Cadence, Control, FullLoss, GradNorm, MicroBatchGradNormProbe, Observer, Scheduled, SharpnessProbe,

@@ -25,21 +25,14 @@ fn assert_extremes(
     )
     .unwrap();
     assert!(r.report.converged, "{:?}", r.report);
-    for (pair, want) in r.top.iter().zip(dense.top(k)) {
-        assert!(
-            rel(pair.value, want) <= tol,
-            "top {} vs dense {want}: rel {:e}",
-            pair.value,
-            rel(pair.value, want)
-        );
-    }
-    for (pair, want) in r.bottom.iter().zip(dense.bottom(k)) {
-        assert!(
-            rel(pair.value, want) <= tol,
-            "bottom {} vs {want}: rel {:e}",
-            pair.value,
-            rel(pair.value, want)
-        );
+    for (end, pairs, wants) in [
+        ("top", &r.top, dense.top(k)),
+        ("bottom", &r.bottom, dense.bottom(k)),
+    ] {
+        for (pair, want) in pairs.iter().zip(wants) {
+            let e = rel(pair.value, want);
+            assert!(e <= tol, "{end} {} vs dense {want}: rel {e:e}", pair.value);
+        }
     }
     (r, dense)
 }

@@ -128,15 +128,11 @@ fn linear_regression_b1_minibs_equals_batch_sharpness_equals_trace() {
     for seed in 0..5 {
         let theta = rng::normal_vec(&mut rng::stream(seed, 1), 5);
         let tr = lr.dense_hessian(&theta, Batch::Full).unwrap().trace();
-        let mb = mini_bs(
-            &lr,
-            &theta,
-            Batch::Full,
-            1,
-            &BatchExpectation::Exact,
-            &lanczos_exact(),
-        )
-        .unwrap();
+        let exact_mini_bs = |b| {
+            let lanczos = lanczos_exact();
+            mini_bs(&lr, &theta, Batch::Full, b, &BatchExpectation::Exact, &lanczos).unwrap()
+        };
+        let mb = exact_mini_bs(1);
         let bs = batch_sharpness(&lr, &theta, Batch::Full, 1, &BatchExpectation::Exact).unwrap();
         // H_i = x_i x_iᵀ (λ_max = ‖x_i‖²) and g_i ∥ x_i: both equal mean ‖x_i‖² = tr H to rounding
         assert!(
@@ -148,15 +144,7 @@ fn linear_regression_b1_minibs_equals_batch_sharpness_equals_trace() {
         // b = N: MiniBS = λ_max(H); batch sharpness = step sharpness ∈ [λ_min, λ_max]
         let full = lr.dense_hessian(&theta, Batch::Full).unwrap();
         let e = symmetric_eigen(full, &DenseOptions::default()).unwrap();
-        let mbn = mini_bs(
-            &lr,
-            &theta,
-            Batch::Full,
-            9,
-            &BatchExpectation::Exact,
-            &lanczos_exact(),
-        )
-        .unwrap();
+        let mbn = exact_mini_bs(9);
         assert!(common::rel(mbn.estimate.value, e.max()) < 1e-12);
         let bsn = batch_sharpness(&lr, &theta, Batch::Full, 9, &BatchExpectation::Exact).unwrap();
         let step = step_sharpness(&lr, &theta, Batch::Full).unwrap();

@@ -11,8 +11,10 @@ use rand_chacha::ChaCha8Rng;
 /// A per-example loss `l_x(θ)`, `θ ∈ ℝ^p`, `x ∈ ℝ^d`, with hand-written derivatives:
 /// value, `∇l_x`, `∇∇l_x` and the third-derivative tensor `∇³l_x` (Tenka's `l_x`).
 ///
-/// Implementations validate the lengths of `x` and `θ` (use [`Landscape::check_args`]) and return typed
-/// errors; they never panic.
+/// The lengths of `x` and `θ` are checked once, by the provided entry points ([`Landscape::loss`],
+/// [`Landscape::grad`], [`Landscape::hessian`], [`Landscape::third`] call [`Landscape::check_args`]), which
+/// return typed errors and never panic; an implementation writes the `*_unchecked` computations, which may
+/// assume `|x| = d` and `|θ| = p`.
 pub trait Landscape: Send + Sync {
     /// A short name with the formula.
     fn name(&self) -> String;
@@ -20,19 +22,39 @@ pub trait Landscape: Send + Sync {
     fn dim(&self) -> usize;
     /// Data dimension `d` (length of `x`).
     fn data_dim(&self) -> usize;
-    /// `l_x(θ)`.
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64>;
-    /// `∇_θ l_x(θ)`.
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>>;
-    /// `∇_θ∇_θ l_x(θ)` (symmetric `p × p`).
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>>;
-    /// `∇³_θ l_x(θ)` (symmetric `p × p × p`).
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3>;
+    /// `l_x(θ)` for checked lengths.
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64>;
+    /// `∇_θ l_x(θ)` for checked lengths.
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>>;
+    /// `∇_θ∇_θ l_x(θ)` for checked lengths.
+    fn hessian_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>>;
+    /// `∇³_θ l_x(θ)` for checked lengths.
+    fn third_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3>;
 
-    /// Length checks shared by the implementations.
+    /// `|x| = d` and `|θ| = p`, else a typed length error.
     fn check_args(&self, x: &[f64], theta: &[f64]) -> Result<()> {
         check_len("x", x.len(), self.data_dim())?;
         check_len("theta", theta.len(), self.dim())
+    }
+    /// `l_x(θ)`.
+    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
+        self.check_args(x, theta)?;
+        self.loss_unchecked(x, theta)
+    }
+    /// `∇_θ l_x(θ)`.
+    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
+        self.check_args(x, theta)?;
+        self.grad_unchecked(x, theta)
+    }
+    /// `∇_θ∇_θ l_x(θ)` (symmetric `p × p`).
+    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
+        self.check_args(x, theta)?;
+        self.hessian_unchecked(x, theta)
+    }
+    /// `∇³_θ l_x(θ)` (symmetric `p × p × p`).
+    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
+        self.check_args(x, theta)?;
+        self.third_unchecked(x, theta)
     }
 }
 

@@ -44,22 +44,18 @@ impl Landscape for RademacherToy {
     fn data_dim(&self) -> usize {
         1
     }
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
-        self.check_args(x, theta)?;
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
         let (x, t) = (x[0], theta[0]);
         Ok(0.5 * self.h * t * t + x * (t + 0.5 * self.beta * t * t))
     }
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
-        self.check_args(x, theta)?;
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
         let (x, t) = (x[0], theta[0]);
         Ok(DVector::from_element(1, self.h * t + x * (1.0 + self.beta * t)))
     }
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
-        self.check_args(x, theta)?;
+    fn hessian_unchecked(&self, x: &[f64], _theta: &[f64]) -> Result<DMatrix<f64>> {
         Ok(DMatrix::from_element(1, 1, self.h + x[0] * self.beta))
     }
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
-        self.check_args(x, theta)?;
+    fn third_unchecked(&self, _x: &[f64], _theta: &[f64]) -> Result<Tensor3> {
         Ok(Tensor3::zeros(1))
     }
 }
@@ -116,13 +112,11 @@ impl Landscape for Helix {
     fn data_dim(&self) -> usize {
         1
     }
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
-        self.check_args(x, theta)?;
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
         let q = helix_parts(theta);
         Ok(0.5 * (q.u * q.u + q.v * q.v + q.w * q.w) + x[0] * (q.a * q.u + q.b * q.v))
     }
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
-        self.check_args(x, theta)?;
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
         let (q, x) = (helix_parts(theta), x[0]);
         Ok(DVector::from_vec(vec![
             q.u + q.w * q.c + x * q.a,
@@ -130,8 +124,7 @@ impl Landscape for Helix {
             q.w * q.wp + x * (-q.b * q.u + q.a * q.v),
         ]))
     }
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
-        self.check_args(x, theta)?;
+    fn hessian_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
         let (q, x) = (helix_parts(theta), x[0]);
         let uz = q.wp * q.c - q.w * q.s - x * q.b;
         let vz = q.wp * q.s + q.w * q.c + x * q.a;
@@ -152,8 +145,7 @@ impl Landscape for Helix {
             ],
         ))
     }
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
-        self.check_args(x, theta)?;
+    fn third_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
         let (q, x) = (helix_parts(theta), x[0]);
         let mut t = Tensor3::zeros(3);
         t.set_sym(0, 0, 2, -2.0 * q.c * q.s);
@@ -188,23 +180,19 @@ impl Landscape for GaussLandscape {
     fn data_dim(&self) -> usize {
         1
     }
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
-        self.check_args(x, theta)?;
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
         Ok(0.5 * (theta[0] + x[0] * x[0] * (-theta[0]).exp()))
     }
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
-        self.check_args(x, theta)?;
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
         Ok(DVector::from_element(
             1,
             0.5 * (1.0 - x[0] * x[0] * (-theta[0]).exp()),
         ))
     }
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
-        self.check_args(x, theta)?;
+    fn hessian_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
         Ok(DMatrix::from_element(1, 1, 0.5 * x[0] * x[0] * (-theta[0]).exp()))
     }
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
-        self.check_args(x, theta)?;
+    fn third_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
         let mut t = Tensor3::zeros(1);
         t.set(0, 0, 0, -0.5 * x[0] * x[0] * (-theta[0]).exp());
         Ok(t)
@@ -274,22 +262,18 @@ impl Landscape for QuadraticNoise {
     fn data_dim(&self) -> usize {
         self.s.ncols()
     }
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
-        self.check_args(x, theta)?;
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
         let t = DVector::from_column_slice(theta);
         let sx = &self.s * DVector::from_column_slice(x);
         Ok(0.5 * t.dot(&(&self.h * &t)) + t.dot(&sx))
     }
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
-        self.check_args(x, theta)?;
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
         Ok(&self.h * DVector::from_column_slice(theta) + &self.s * DVector::from_column_slice(x))
     }
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
-        self.check_args(x, theta)?;
+    fn hessian_unchecked(&self, _x: &[f64], _theta: &[f64]) -> Result<DMatrix<f64>> {
         Ok(self.h.clone())
     }
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
-        self.check_args(x, theta)?;
+    fn third_unchecked(&self, _x: &[f64], _theta: &[f64]) -> Result<Tensor3> {
         Ok(Tensor3::zeros(self.h.nrows()))
     }
 }

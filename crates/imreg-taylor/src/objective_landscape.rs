@@ -36,8 +36,8 @@ impl<O: Objective> ExampleLandscape<O> {
         FiniteDist::uniform((0..self.objective.n_examples()).map(|i| vec![i as f64]).collect())
     }
 
-    fn index(&self, x: &[f64], theta: &[f64]) -> Result<usize> {
-        self.check_args(x, theta)?;
+    /// The example index `x[0]` (`x` of checked length 1), an integer in `0..N`.
+    fn index(&self, x: &[f64]) -> Result<usize> {
         let v = x[0];
         let n = self.objective.n_examples();
         if !(v >= 0.0 && v.fract() == 0.0 && v < n as f64) {
@@ -61,23 +61,23 @@ impl<O: Objective> Landscape for ExampleLandscape<O> {
     fn data_dim(&self) -> usize {
         1
     }
-    fn loss(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
-        let i = self.index(x, theta)?;
+    fn loss_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<f64> {
+        let i = self.index(x)?;
         Ok(self.objective.loss(theta, Batch::Indices(&[i]))?)
     }
-    fn grad(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
-        let i = self.index(x, theta)?;
+    fn grad_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DVector<f64>> {
+        let i = self.index(x)?;
         Ok(DVector::from_vec(
             self.objective.grad(theta, Batch::Indices(&[i]))?,
         ))
     }
-    fn hessian(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
-        let i = self.index(x, theta)?;
+    fn hessian_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<DMatrix<f64>> {
+        let i = self.index(x)?;
         Ok(self.objective.dense_hessian(theta, Batch::Indices(&[i]))?)
     }
     /// Assembled from `p²` third-order directional derivatives `T[e_j, e_k]`, then symmetrized.
-    fn third(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
-        let i = self.index(x, theta)?;
+    fn third_unchecked(&self, x: &[f64], theta: &[f64]) -> Result<Tensor3> {
+        let i = self.index(x)?;
         let p = self.dim();
         let mut t = Tensor3::zeros(p);
         let (mut u, mut v, mut out) = (vec![0.0; p], vec![0.0; p], vec![0.0; p]);

@@ -10,7 +10,7 @@ use imreg_flow::dop853::{integrate, integrate_dense, Dop853Options};
 use imreg_flow::error::Result;
 use imreg_flow::field::{integrate_field, VectorField};
 use imreg_flow::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
-use imreg_flow::toy::LogCoshQuartic;
+use imreg_objective::models::LogCoshQuartic;
 use imreg_objective::{Batch, Objective};
 use nalgebra::{DMatrix, DVector};
 

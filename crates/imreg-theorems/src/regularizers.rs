@@ -647,7 +647,7 @@ pub fn all_penalties<'a>(
     cls: (&'a dyn NetworkModel, &'a Vec<f64>),
     reg: (&'a dyn NetworkModel, &'a Vec<f64>),
     micro: [usize; 3],
-    partition: &imreg_flow::Partition,
+    partition: &imreg_objective::Partition,
 ) -> Result<Vec<(Box<dyn Penalty + 'a>, &'a Vec<f64>)>, CheckError> {
     let (c, tc) = cls;
     let (r, tr) = reg;
@@ -687,7 +687,8 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let n = 12;
     let (cls, reg, tc, tr) = check_nets(n, 4)?;
     let batch: Vec<usize> = (0..n).collect();
-    let partition = imreg_flow::Partition::consecutive(n, 4, imreg_flow::Remainder::Error).or_check()?;
+    let partition =
+        imreg_objective::Partition::consecutive(n, 4, imreg_objective::Remainder::Error).or_check()?;
     let mut parts = Vec::new();
     let (c, r) = (cls.objective(), reg.objective());
     let penalties = all_penalties((c, &tc), (r, &tr), [4, 3, 6], &partition)?;
@@ -706,7 +707,8 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let (cnn_cls, th_cls) = check_cnn(8, StandardLoss::CrossEntropy, 5)?;
     let (cnn_reg, th_reg) = check_cnn(8, StandardLoss::HalfMse, 6)?;
     let cnn_batch: Vec<usize> = (0..8).collect();
-    let cnn_part = imreg_flow::Partition::consecutive(8, 4, imreg_flow::Remainder::Error).or_check()?;
+    let cnn_part =
+        imreg_objective::Partition::consecutive(8, 4, imreg_objective::Remainder::Error).or_check()?;
     for (p, th) in all_penalties((&cnn_cls, &th_cls), (&cnn_reg, &th_reg), [4, 4, 4], &cnn_part)? {
         let err = penalty_fd_error(p.as_ref(), th, &cnn_batch, 22, 2, 1e-5)?;
         parts.push(Outcome::at_most(
@@ -768,9 +770,8 @@ fn gradients_vs_fd(ctx: &CheckContext) -> Result<Outcome, CheckError> {
 }
 
 fn explicit_matches_implicit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
-    use imreg_flow::{
-        field::integrate_field, flows::SgdFlow, toy::LogCoshQuartic, Dop853Options, Partition, Remainder,
-    };
+    use imreg_flow::{field::integrate_field, flows::SgdFlow, Dop853Options};
+    use imreg_objective::{models::LogCoshQuartic, Partition, Remainder};
     let obj = LogCoshQuartic::random(6, 2, 7).or_check()?;
     let partition = Partition::consecutive(6, 2, Remainder::Error).or_check()?;
     let m = partition.m();

@@ -15,7 +15,7 @@ fn every_penalty_on_a_cnn_passes_central_differences() {
     let (cls, tc) = check_cnn(8, StandardLoss::CrossEntropy, 11).unwrap();
     let (reg, tr) = check_cnn(8, StandardLoss::HalfMse, 12).unwrap();
     let batch: Vec<usize> = (0..8).collect();
-    let part = imreg_flow::Partition::consecutive(8, 2, imreg_flow::Remainder::Error).unwrap();
+    let part = imreg_objective::Partition::consecutive(8, 2, imreg_objective::Remainder::Error).unwrap();
     let penalties = all_penalties((&cls, &tc), (&reg, &tr), [2, 4, 4], &part).unwrap();
     assert_eq!(penalties.len(), 15);
     for (p, th) in &penalties {
@@ -31,7 +31,7 @@ fn every_penalty_on_a_cnn_passes_central_differences() {
 #[test]
 fn penalties_are_bitwise_identical_at_one_and_two_threads() {
     let (cls, reg, tc, tr) = check_nets(24, 3).unwrap();
-    let part = imreg_flow::Partition::consecutive(24, 6, imreg_flow::Remainder::Error).unwrap();
+    let part = imreg_objective::Partition::consecutive(24, 6, imreg_objective::Remainder::Error).unwrap();
     let (c, r) = (cls.objective(), reg.objective());
     let penalties = all_penalties((c, &tc), (r, &tr), [4, 3, 6], &part).unwrap();
     let run = |threads: usize| {

@@ -78,14 +78,6 @@ impl Study for Jastrzebski {
          gradient covariance K better (J5)."
     }
 
-    fn datasets(&self) -> &'static [StudyDataset] {
-        &[
-            StudyDataset::Digits,
-            StudyDataset::Mnist,
-            StudyDataset::FashionMnist,
-        ]
-    }
-
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>> {
         let s = Setting::new(opts.dataset, opts.scale);
         let b = BATCHES[0];
@@ -590,38 +582,24 @@ mod tests {
     fn conjecture_one_counts_comparisons_and_unattained_maxima() {
         let [bs, bl] = BATCHES;
         let (s, l) = (SMALL_LR, LARGE_LR);
-        let verdict = |p| conjecture_verdict("c", &break_even(p), &lambda_h1, -1).outcome;
-        let holds = [
-            (s, bs, 5.0, false),
-            (l, bs, 3.0, false),
-            (s, bl, 7.0, false),
-            (l, bl, 4.0, false),
-        ];
-        assert_eq!(verdict(holds), Outcome::Reproduced);
+        // Peaks of λ_H¹ for (η_s, b_s), (η_l, b_s), (η_s, b_l), (η_l, b_l); `rising`: the first arm is still
+        // rising at the end.
+        let verdict = |[a, b, c, d]: [f64; 4], rising: bool| {
+            let p = [
+                (s, bs, a, rising),
+                (l, bs, b, false),
+                (s, bl, c, false),
+                (l, bl, d, false),
+            ];
+            conjecture_verdict("c", &break_even(p), &lambda_h1, -1).outcome
+        };
+        assert_eq!(verdict([5.0, 3.0, 7.0, 4.0], false), Outcome::Reproduced);
         // Every comparison reversed.
-        let reversed = [
-            (s, bs, 3.0, false),
-            (l, bs, 5.0, false),
-            (s, bl, 2.0, false),
-            (l, bl, 4.0, false),
-        ];
-        assert_eq!(verdict(reversed), Outcome::Reversed);
+        assert_eq!(verdict([3.0, 5.0, 2.0, 4.0], false), Outcome::Reversed);
         // The small-η, small-batch arm is lower than the large-η one but still rising at the end: the two
         // comparisons it takes part in are undecided, the others hold.
-        let rising = [
-            (s, bs, 2.0, true),
-            (l, bs, 3.0, false),
-            (s, bl, 7.0, false),
-            (l, bl, 4.0, false),
-        ];
-        assert_eq!(verdict(rising), Outcome::Inconclusive);
-        let against = [
-            (s, bs, 2.0, false),
-            (l, bs, 3.0, false),
-            (s, bl, 7.0, false),
-            (l, bl, 4.0, false),
-        ];
-        assert_eq!(verdict(against), Outcome::NotReproduced);
+        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], true), Outcome::Inconclusive);
+        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], false), Outcome::NotReproduced);
     }
 
     #[test]

@@ -231,8 +231,10 @@ pub trait Study: Sync {
     fn name(&self) -> &'static str;
     /// One paragraph: the source's claims this study tests.
     fn claims(&self) -> &'static str;
-    /// The datasets it runs on (all of them when `--dataset` is not given).
-    fn datasets(&self) -> &'static [StudyDataset];
+    /// The datasets it runs on (all of them when `--dataset` is not given); by default every dataset.
+    fn datasets(&self) -> &'static [StudyDataset] {
+        &StudyDataset::ALL
+    }
     /// Every run of one instance.
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>>;
     /// The report of one instance from its finished runs (in [`Study::runs`] order); figures go to `out`.

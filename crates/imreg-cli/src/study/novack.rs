@@ -230,10 +230,6 @@ impl Study for Novack {
          direction helps on some datasets and not on others."
     }
 
-    fn datasets(&self) -> &'static [StudyDataset] {
-        &StudyDataset::ALL
-    }
-
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>> {
         let p = Protocol::of(opts.dataset, opts.scale);
         let mut out = Vec::new();

@@ -375,14 +375,6 @@ impl Study for Smith {
          minimizing the training loss (S2)."
     }
 
-    fn datasets(&self) -> &'static [StudyDataset] {
-        &[
-            StudyDataset::Digits,
-            StudyDataset::Mnist,
-            StudyDataset::FashionMnist,
-        ]
-    }
-
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>> {
         let s = Setting::new(opts.dataset, opts.scale);
         let b = s.batch_size;

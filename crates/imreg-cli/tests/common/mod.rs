@@ -29,6 +29,37 @@ every = 5
 sharpness = true
 "#;
 
+/// A cross-entropy ReLU MLP on 300 of the embedded digits (`[split]`) trained by SGD, tracking accuracy.
+pub const DIGITS_MLP: &str = r#"
+seed = 4
+steps = 6
+[data]
+kind = "digits"
+[split]
+n_train = 300
+[model]
+kind = "mlp"
+hidden = [8]
+activation = "relu"
+loss = "cross_entropy"
+[init]
+scheme = "pytorch"
+[optimizer]
+kind = "sgd"
+lr = 0.5
+batch_size = 32
+[track]
+every = 3
+accuracy = true
+"#;
+
+/// [`SMALL`] with full-batch GD in place of SGD.
+pub fn small_gd() -> String {
+    SMALL
+        .replace("kind = \"sgd\"", "kind = \"gd\"")
+        .replace("batch_size = 6\n", "")
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

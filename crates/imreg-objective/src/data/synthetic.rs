@@ -82,19 +82,7 @@ pub fn teacher_student_classification(
     let x = gaussian(&mut rng::stream(seed, 0), n, d, 1.0);
     let w = gaussian(&mut rng::stream(seed, 1), classes, d, 1.0);
     let scores = x.dot(&w.t());
-    let labels = scores
-        .outer_iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |b, (c, &s)| if s > b.1 { (c, s) } else { b },
-                )
-                .0
-        })
-        .collect();
-    Classification::new(x, labels, classes)
+    Classification::new(x, crate::supervised::argmax_rows(&scores), classes)
 }
 
 /// The target of the support experiments (`docs/theory/support.md` §Experimental settings), on the first `r`

@@ -7,7 +7,6 @@
 //! at most one chunk runs on the calling thread.
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len};
 use crate::supervised::Targets;
 use ndarray::{Array2, ArrayViewMut2};
 use rayon::prelude::*;
@@ -59,18 +58,50 @@ pub(crate) fn gather_rows(x: &Array2<f64>, ix: &[usize]) -> Array2<f64> {
     Array2::from_shape_vec((ix.len(), c), out).expect("ix.len() rows of c columns")
 }
 
-/// Validates `θ` (length `p`, finite) and the batch (non-empty, indices `< n`).
-pub(crate) fn check_theta_batch(theta: &[f64], p: usize, batch: Batch<'_>, n: usize) -> Result<()> {
-    check_len("theta", theta, p)?;
-    check_finite("theta", theta)?;
-    batch.validate(n)
-}
+/// The body of `impl Objective` for a model that is a named view of the objective in its field `$inner`
+/// (same `p`, `N` and computations): `dim`, `n_examples` and every `*_at` computation but
+/// `per_example_grads_at`, forwarded.
+macro_rules! forward_objective {
+    ($inner:ident) => {
+        fn dim(&self) -> usize {
+            self.$inner.dim()
+        }
 
-/// Validates a direction vector (length `p`, finite).
-pub(crate) fn check_dir(name: &'static str, v: &[f64], p: usize) -> Result<()> {
-    check_len(name, v, p)?;
-    check_finite(name, v)
+        fn n_examples(&self) -> usize {
+            self.$inner.n_examples()
+        }
+
+        fn loss_at(&self, at: $crate::At<'_>) -> $crate::Result<f64> {
+            self.$inner.loss_at(at)
+        }
+
+        fn loss_grad_at(&self, at: $crate::At<'_>, grad: &mut [f64]) -> $crate::Result<f64> {
+            self.$inner.loss_grad_at(at, grad)
+        }
+
+        fn hvp_at(&self, at: $crate::At<'_>, v: &[f64], out: &mut [f64]) -> $crate::Result<()> {
+            self.$inner.hvp_at(at, v, out)
+        }
+
+        fn third_order_at(
+            &self,
+            at: $crate::At<'_>,
+            u: &[f64],
+            v: &[f64],
+            out: &mut [f64],
+        ) -> $crate::Result<()> {
+            self.$inner.third_order_at(at, u, v, out)
+        }
+
+        fn prepared_hessian_at<'a>(
+            &'a self,
+            at: $crate::At<'a>,
+        ) -> $crate::Result<Box<dyn $crate::HessianAt + 'a>> {
+            self.$inner.prepared_hessian_at(at)
+        }
+    };
 }
+pub(crate) use forward_objective;
 
 /// Sums per-example contributions over the batch: `f(start, indices, &mut s, &mut acc)` adds the
 /// contributions of the dataset examples `indices` (one chunk: batch positions `start..start + indices.len()`,

@@ -6,11 +6,11 @@
 //! thread-count-independent reductions. This type keeps the deep-linear view: its own validation, the
 //! `nn.Sequential(nn.Linear, nn.Linear, …)` parameter names (no activation modules between the layers) and
 //! the end-to-end matrix `W_L ⋯ W_1`.
-use super::common::{check_theta_batch, value_targets};
+use super::common::forward_objective;
+use super::common::value_targets;
 use super::mlp::{Activation, Mlp, MlpSpec};
-use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, HessianAt, Objective};
+use crate::objective::{check_finite, check_len, At, Objective, RowSink};
 use crate::supervised::{LossKind, Supervised, Targets};
 use ndarray::{Array2, ArrayView2};
 
@@ -143,49 +143,10 @@ impl Objective for DeepLinear {
         )
     }
 
-    fn dim(&self) -> usize {
-        self.net.dim()
-    }
+    forward_objective!(net);
 
-    fn n_examples(&self) -> usize {
-        self.net.n_examples()
-    }
-
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.net.loss(theta, batch)
-    }
-
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        self.net.loss_grad(theta, batch, grad)
-    }
-
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.net.hvp(theta, batch, v, out)
-    }
-
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.net.third_order(theta, batch, u, v, out)
-    }
-
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        self.net.per_example_grads(theta, batch, chunk, sink)
-    }
-
-    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
-        self.net.hessian_at(theta, batch)
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        self.net.per_example_grads_at(at, chunk, sink)
     }
 }
 
@@ -198,39 +159,24 @@ impl Supervised for DeepLinear {
         LossKind::Mse { half: true }
     }
 
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
-        self.net.outputs(theta, batch)
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>> {
+        self.net.outputs_at(at)
     }
 
     /// Value targets only (`N_B × d_out`, finite); class labels are refused.
-    fn loss_grad_with_targets(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        targets: Targets<'_>,
-        grad: &mut [f64],
-    ) -> Result<f64> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
-        let nb = batch.len(self.n_examples());
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64> {
+        let nb = at.batch.len(self.n_examples());
         let t = value_targets(targets, nb, self.n_outputs(), "deep-linear")?;
-        self.net
-            .loss_grad_with_targets(theta, batch, Targets::Values(t), grad)
+        self.net.loss_grad_with_targets_at(at, Targets::Values(t), grad)
     }
 
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.net.output_jvp(theta, batch, v)
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        self.net.output_jvp_at(at, v)
     }
 
-    fn output_vjp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: ArrayView2<'_, f64>,
-        out: &mut [f64],
-    ) -> Result<()> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
-        let nb = batch.len(self.n_examples());
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        let nb = at.batch.len(self.n_examples());
         let u = value_targets(Targets::Values(u), nb, self.n_outputs(), "deep-linear")?;
-        self.net.output_vjp(theta, batch, u, out)
+        self.net.output_vjp_at(at, u, out)
     }
 }

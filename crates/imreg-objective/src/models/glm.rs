@@ -3,11 +3,11 @@
 //!
 //! With `ψ', ψ'', ψ'''` the `z`-derivatives: `∇ℓ_i = ψ' x_i`, `H_i v = ψ'' (x_iᵀv) x_i` and
 //! `T3_i[u, v] = ψ''' (x_iᵀu)(x_iᵀv) x_i`.
-use super::common::{check_dir, check_theta_batch, chunked_sum, dot, per_example_driver};
+use super::common::{chunked_sum, dot, per_example_driver};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, Objective};
-use ndarray::{Array2, ArrayView2};
+use crate::objective::{check_finite, At, Objective, RowSink};
+use ndarray::Array2;
 use std::marker::PhantomData;
 
 /// A per-example loss `ψ(z, y)` of the linear predictor `z`.
@@ -116,10 +116,6 @@ impl<L: ScalarLoss> Glm<L> {
         &all[i * d..(i + 1) * d]
     }
 
-    pub(crate) fn check(&self, theta: &[f64], batch: Batch<'_>) -> Result<()> {
-        check_theta_batch(theta, self.x.ncols(), batch, self.x.nrows())
-    }
-
     /// `(Σ_B ψ, Σ_B ψ' x_i)` with target `y(position, index)`.
     pub(crate) fn sum_loss_grad(
         &self,
@@ -146,32 +142,15 @@ impl<L: ScalarLoss> Glm<L> {
             .collect()
     }
 
-    /// Output JVP of a model whose only non-constant output is the linear predictor `z = Xθ`: `J v = X v`,
-    /// laid out as [`Supervised::outputs`](crate::Supervised::outputs) lays out `z` (via `outputs`).
-    pub(crate) fn linear_output_jvp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        v: &[f64],
-        outputs: impl Fn(&[f64], Batch<'_>) -> Result<ndarray::Array2<f64>>,
-    ) -> Result<ndarray::Array2<f64>> {
-        self.check(theta, batch)?;
-        super::common::check_dir("v", v, self.dim())?;
-        outputs(v, batch)
-    }
-
     /// Output VJP `Σ_k u_{k,column} x_{B_k}` of a model with `classes` outputs of which only `column` is the
     /// linear predictor (the others are constant).
     pub(crate) fn linear_output_vjp(
         &self,
-        theta: &[f64],
         batch: Batch<'_>,
         u: ndarray::ArrayView2<'_, f64>,
         out: &mut [f64],
         (classes, column, model): (usize, usize, &str),
     ) -> Result<()> {
-        self.check(theta, batch)?;
-        crate::objective::check_len("out", out, self.dim())?;
         let nb = batch.len(self.n_examples());
         let u = super::common::value_targets(crate::Targets::Values(u), nb, classes, model)?;
         let w: Vec<f64> = u.column(column).to_vec();
@@ -205,8 +184,8 @@ impl<L: ScalarLoss> Objective for Glm<L> {
         self.x.nrows()
     }
 
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.check(theta, batch)?;
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let At { theta, batch } = at;
         let (s, _) = chunked_sum(batch, self.x.nrows(), 0, |_, ix, s, _| {
             for &i in ix {
                 *s += L::derivs(dot(self.row(i), theta), self.y[i])[0];
@@ -216,19 +195,16 @@ impl<L: ScalarLoss> Objective for Glm<L> {
         Ok(s / batch.len(self.x.nrows()) as f64)
     }
 
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.x.nrows()) as f64;
         let (s, g) = self.sum_loss_grad(theta, batch, &|_, i| self.y[i])?;
         grad.iter_mut().zip(&g).for_each(|(o, x)| *o = x / nb);
         Ok(s / nb)
     }
 
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("v", v, self.dim())?;
-        check_len("out", out, self.dim())?;
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.x.nrows()) as f64;
         let (_, hv) = chunked_sum(batch, self.x.nrows(), self.dim(), |_, ix, _, acc| {
             for &i in ix {
@@ -243,18 +219,8 @@ impl<L: ScalarLoss> Objective for Glm<L> {
         Ok(())
     }
 
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("u", u, self.dim())?;
-        check_dir("v", v, self.dim())?;
-        check_len("out", out, self.dim())?;
+    fn third_order_at(&self, at: At<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.x.nrows()) as f64;
         let (_, t) = chunked_sum(batch, self.x.nrows(), self.dim(), |_, ix, _, acc| {
             for &i in ix {
@@ -269,14 +235,8 @@ impl<L: ScalarLoss> Objective for Glm<L> {
         Ok(())
     }
 
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        self.check(theta, batch)?;
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         per_example_driver(
             batch,
             self.x.nrows(),

@@ -1,8 +1,7 @@
 //! Linear regression with the ½ convention, `ℓ_i(θ) = ½ (x_iᵀθ − y_i)²`.
 use super::glm::{Glm, HalfSquaredError};
-use crate::batch::Batch;
 use crate::error::Result;
-use crate::objective::{check_len, Objective};
+use crate::objective::{At, Objective};
 use crate::supervised::{LossKind, Supervised, Targets};
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -32,21 +31,14 @@ impl Supervised for LinearRegression {
         LossKind::Mse { half: true }
     }
 
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         let z = self.logits(theta, batch);
         Ok(Array2::from_shape_fn((z.len(), 1), |(k, _)| z[k]))
     }
 
-    fn loss_grad_with_targets(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        targets: Targets<'_>,
-        grad: &mut [f64],
-    ) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.n_examples());
         let t = super::common::value_targets(targets, nb, 1, "linreg")?;
         let (s, g) = self.sum_loss_grad(theta, batch, &|k, _| t[(k, 0)])?;
@@ -54,17 +46,12 @@ impl Supervised for LinearRegression {
         Ok(s / nb as f64)
     }
 
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.linear_output_jvp(theta, batch, v, |w, b| self.outputs(w, b))
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        // `v` is checked as `θ` is (length `p`, finite), and the outputs are linear in `θ`: `J v = f(v)`.
+        self.outputs_at(At { theta: v, ..at })
     }
 
-    fn output_vjp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: ArrayView2<'_, f64>,
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.linear_output_vjp(theta, batch, u, out, (1, 0, "linreg"))
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        self.linear_output_vjp(at.batch, u, out, (1, 0, "linreg"))
     }
 }

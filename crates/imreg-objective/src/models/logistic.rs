@@ -1,8 +1,7 @@
 //! Binary logistic regression, `ℓ_i(θ) = softplus(z_i) − y_i z_i`, `z_i = x_iᵀθ`, `y_i ∈ {0, 1}`.
 use super::glm::{BinaryLogistic, Glm};
-use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_len, Objective};
+use crate::objective::{At, Objective};
 use crate::supervised::{LossKind, Supervised, Targets};
 use ndarray::{Array2, ArrayView2};
 
@@ -51,8 +50,8 @@ impl Supervised for LogisticRegression {
         LossKind::CrossEntropy
     }
 
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         let z = self.logits(theta, batch);
         Ok(Array2::from_shape_fn((z.len(), 2), |(k, c)| {
             if c == 1 {
@@ -63,15 +62,8 @@ impl Supervised for LogisticRegression {
         }))
     }
 
-    fn loss_grad_with_targets(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        targets: Targets<'_>,
-        grad: &mut [f64],
-    ) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.n_examples());
         let labels = match targets {
             Targets::Labels(l) => l,
@@ -95,17 +87,12 @@ impl Supervised for LogisticRegression {
         Ok(s / nb as f64)
     }
 
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.linear_output_jvp(theta, batch, v, |w, b| self.outputs(w, b))
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        // `v` is checked as `θ` is (length `p`, finite), and the outputs are linear in `θ`: `J v = f(v)`.
+        self.outputs_at(At { theta: v, ..at })
     }
 
-    fn output_vjp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: ArrayView2<'_, f64>,
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.linear_output_vjp(theta, batch, u, out, (2, 1, "logreg"))
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        self.linear_output_vjp(at.batch, u, out, (2, 1, "logreg"))
     }
 }

@@ -10,12 +10,12 @@
 //! [`Mlp::per_example_grads`](Objective::per_example_grads)). Batches are cut into fixed chunks (see
 //! [`super::common`]) evaluated in parallel and added in chunk order, so results are bitwise identical at any
 //! thread count.
-use super::common::{check_theta_batch, gather_rows, per_example_driver};
+use super::common::forward_objective;
+use super::common::{gather_rows, per_example_driver};
 use super::loss::{Loss, StandardLoss};
 use super::network::{Network, NetworkObjective, Parameter, TargetData};
-use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{HessianAt, Objective};
+use crate::objective::{At, Objective, RowSink};
 use crate::supervised::{LossKind, Supervised, Targets};
 use imreg_ad::{Dense, Graph, Mat, Tensor, Unary, Var};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
@@ -233,10 +233,11 @@ impl Mlp {
     fn hessian_within<'a>(
         &'a self,
         theta: &'a [f64],
-        batch: Batch<'a>,
+        batch: crate::Batch<'a>,
         budget_bytes: usize,
-    ) -> Result<Box<dyn HessianAt + 'a>> {
-        self.objective.hessian_within(theta, batch, budget_bytes)
+    ) -> Result<Box<dyn crate::HessianAt + 'a>> {
+        self.objective
+            .hessian_within(self.validate_call(theta, batch)?, budget_bytes)
     }
 }
 
@@ -258,55 +259,13 @@ impl Objective for Mlp {
         format!("mlp {} {:?} ({loss})", w.join("-"), self.spec.activation).to_lowercase()
     }
 
-    fn dim(&self) -> usize {
-        self.spec.n_params()
-    }
-
-    fn n_examples(&self) -> usize {
-        self.objective.n_examples()
-    }
-
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.objective.loss(theta, batch)
-    }
-
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        self.objective.loss_grad(theta, batch, grad)
-    }
-
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.objective.hvp(theta, batch, v, out)
-    }
-
-    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then runs the tangent halves
-    /// only. Batches whose tapes would exceed [`PREPARED_HESSIAN_BYTES`] are streamed through [`Objective::hvp`]
-    /// instead.
-    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
-        self.objective.hessian_at(theta, batch)
-    }
-
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.objective.third_order(theta, batch, u, v, out)
-    }
+    forward_objective!(objective);
 
     /// Per-example gradients from one reverse pass per chunk: with `δ_ℓ = ∂ℓ_i/∂z_ℓ` the pre-activation
     /// cotangent of example `i` (read off zero "probe" leaves added to each pre-activation) and `a_{ℓ−1}` its
     /// layer input, `∇_{W_ℓ} ℓ_i = δ_ℓ a_{ℓ−1}ᵀ` and `∇_{b_ℓ} ℓ_i = δ_ℓ`.
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         let shapes = Network::leaf_shapes(&self.spec);
         let params = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
         let net = self.spec.net();
@@ -360,31 +319,23 @@ impl Supervised for Mlp {
         self.spec.loss
     }
 
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         self.objective.outputs(theta, batch)
     }
 
-    fn loss_grad_with_targets(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        targets: Targets<'_>,
-        grad: &mut [f64],
-    ) -> Result<f64> {
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         self.objective.loss_grad_with_targets(theta, batch, targets, grad)
     }
 
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         self.objective.output_jvp(theta, batch, v)
     }
 
-    fn output_vjp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: ArrayView2<'_, f64>,
-        out: &mut [f64],
-    ) -> Result<()> {
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         self.objective.output_vjp(theta, batch, u, out)
     }
 }
@@ -392,6 +343,7 @@ impl Supervised for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Batch;
 
     #[test]
     fn hessian_over_the_memory_budget_is_streamed_and_equal() {

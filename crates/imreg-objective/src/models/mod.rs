@@ -11,6 +11,8 @@
 //! | [`ScalarNet`] | `½ (aᵀb x_i − y_i)²`, `θ = (a, b)` | `2k` | closed form |
 //! | [`DeepLinear`] | `½ ‖W_L⋯W_1 x_i (+ biases) − y_i‖²` | `Σ_ℓ d_ℓ(d_{ℓ−1} + 1_bias)` | imreg-ad |
 //! | [`Mlp`], spec networks | the [`loss`] of the network's output | its parameters | imreg-ad |
+//! | [`LogCoshQuartic`] (toy) | `log cosh(a_iᵀθ − c_i) + (β_i/4) Σ_j θ_j⁴` | `p` | closed form |
+//! | [`PerExampleQuadratic`] (toy) | `½ θᵀA_iθ − b_iᵀθ (+ c_i)` | `p` | closed form |
 //!
 //! ```
 //! use imreg_objective::{Batch, Objective, ScalarNet};
@@ -37,6 +39,7 @@ pub mod presets;
 pub mod quadratic;
 pub mod scalar_net;
 pub mod spec;
+pub mod toy;
 
 pub use deep_linear::DeepLinear;
 pub use glm::{sigmoid, softplus, BinaryLogistic, Glm, HalfSquaredError, ScalarLoss};
@@ -51,3 +54,4 @@ pub use scalar_net::ScalarNet;
 pub use spec::{
     read_state_dict, write_state_dict, BatchNormStats, LayerSpec, NetworkSpec, Size2, SpecError, SpecNetwork,
 };
+pub use toy::{LogCoshQuartic, PerExampleQuadratic};

@@ -15,13 +15,15 @@
 //! reverse pass per example over the batch's tape): the rows still average to `∇C_B`, but each depends on the
 //! whole batch and is not the gradient of `ℓ_i` evaluated alone.
 use super::common::{
-    axpy, check_dir, check_theta_batch, chunk_len, chunked_sum_into, gather_rows, per_example_block_rows,
-    per_example_driver,
+    axpy, chunk_len, chunked_sum_into, gather_rows, per_example_block_rows, per_example_driver,
 };
 use super::loss::{ChunkTargets, Loss, StandardLoss};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, stream_rows, streamed_hessian, HessianAt, Objective};
+use crate::objective::{
+    check_direction, check_finite, check_len, stream_rows, streamed_hessian, At, HessianAt, Objective,
+    RowSink,
+};
 use crate::supervised::Targets;
 use imreg_ad::{Dual, Graph, Linearized, Mat, Program, Tensor, Var};
 use ndarray::{Array2, ArrayView2};
@@ -462,17 +464,16 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     /// values, tangents, cotangents and their tangents, per [`Network::tape_floats_per_example`] per row).
     pub(crate) fn hessian_within<'a>(
         &'a self,
-        theta: &'a [f64],
-        batch: Batch<'a>,
+        at: At<'a>,
         budget_bytes: usize,
     ) -> Result<Box<dyn HessianAt + 'a>> {
-        batch.validate(self.n_examples())?;
+        let At { theta, batch } = at;
         let len = batch.len(self.n_examples());
         let bytes = len
             .checked_mul(self.net.tape_floats_per_example())
             .and_then(|f| f.checked_mul(4 * size_of::<f64>()));
         if bytes.is_none_or(|b| b > budget_bytes) {
-            return streamed_hessian(self, theta, batch);
+            return Ok(streamed_hessian(self, at));
         }
         let at = self.point(theta, None)?;
         let chunk = self.chunk_size(len);
@@ -498,7 +499,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
 
     /// The model outputs `f(x_i; θ)` of the batch, `|B| × C`.
     pub fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+        At::checked(theta, self.dim(), batch, self.n_examples())?;
         let params = imreg_ad::unflatten(theta, &self.net.leaf_shapes()).map_err(ad_err)?;
         let len = batch.len(self.n_examples());
         let chunk = self.chunk_size(len);
@@ -605,7 +606,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         let len = batch.len(n);
         let classes = self.check_functional(f, len)?;
         check_len("grad", grad, self.dim())?;
-        check_theta_batch(theta, self.dim(), batch, n)?;
+        At::checked(theta, self.dim(), batch, n)?;
         let at = self.point(theta, None)?;
         self.sum_chunks(batch, 1.0 / len as f64, grad, |start, ix, s, acc| {
             let ch = self.functional_chunk(f, classes, start, ix);
@@ -673,7 +674,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     /// forward-over-reverse pass along `(0, ∇ₓS)` gives the mixed block, whose `θ` part is `(∂²S/∂θ∂x) ∇ₓS`.
     pub fn input_grad_norm(&self, theta: &[f64], batch: Batch<'_>) -> Result<InputGradNorm> {
         let n = self.n_examples();
-        check_theta_batch(theta, self.dim(), batch, n)?;
+        At::checked(theta, self.dim(), batch, n)?;
         let len = batch.len(n);
         let p = self.dim();
         let chunk = self.chunk_size(len);
@@ -719,8 +720,8 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     /// Output Jacobian-vector product `J v`, `|B| × C`, with `J = ∂f(x_i; θ)/∂θ` stacked over the batch (one
     /// forward pass on dual values over the whole batch).
     pub fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
-        check_dir("v", v, self.dim())?;
+        At::checked(theta, self.dim(), batch, self.n_examples())?;
+        check_direction("v", v, self.dim())?;
         let shapes = self.net.leaf_shapes();
         let ps = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
         let ts = imreg_ad::unflatten(v, &shapes).map_err(ad_err)?;
@@ -755,7 +756,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
             });
         }
         check_len("out", out, self.dim())?;
-        check_theta_batch(theta, self.dim(), batch, n)?;
+        At::checked(theta, self.dim(), batch, n)?;
         let at = self.point(theta, None)?;
         self.sum_chunks(batch, 1.0, out, |start, ix, _, acc| {
             let ch = Chunk {
@@ -775,7 +776,7 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     /// input-gradient penalty GP_x is `‖∇ₓC_B‖²` (Frobenius).
     pub fn input_grads(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
         let n = self.n_examples();
-        check_theta_batch(theta, self.dim(), batch, n)?;
+        At::checked(theta, self.dim(), batch, n)?;
         let len = batch.len(n);
         let d = self.x.ncols();
         let p = self.dim();
@@ -801,13 +802,8 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
 
     /// Per-example gradients of a network that couples examples: one tape over the whole batch, the per-example
     /// losses `ℓ_k` as an `n × 1` node, and one reverse pass per batch position from `ℓ_k`.
-    fn coupled_per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
+    fn coupled_per_example_grads(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         let n = self.n_examples();
         let len = batch.len(n);
         let p = self.dim();
@@ -869,9 +865,8 @@ struct PreparedHessian<'a, N, L> {
 impl<N: Network, L: Loss> HessianAt for PreparedHessian<'_, N, L> {
     fn hvp(&self, v: &[f64], out: &mut [f64]) -> Result<()> {
         let p = self.obj.dim();
-        check_len("v", v, p)?;
+        check_direction("v", v, p)?;
         check_len("out", out, p)?;
-        check_finite("v", v)?;
         let inv = 1.0 / self.batch.len(self.obj.n_examples()) as f64;
         self.obj.sum_chunks(self.batch, inv, out, |start, _, _, acc| {
             // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier call
@@ -898,7 +893,8 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         self.x.nrows()
     }
 
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let At { theta, batch } = at;
         let at = self.point(theta, None)?;
         self.mean_over_batch(batch, &mut [], |c, s, _| {
             *s += imreg_ad::value_at(c, &at)?;
@@ -906,8 +902,8 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         })
     }
 
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let at = self.point(theta, None)?;
         self.mean_over_batch(batch, grad, |c, s, acc| {
             *s += imreg_ad::grad_acc(c, &at, acc)?;
@@ -915,8 +911,8 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         })
     }
 
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        check_len("out", out, self.dim())?;
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let at = self.point(theta, Some(v))?;
         self.mean_over_batch(batch, out, |c, _, acc| imreg_ad::hvp_acc(c, &at, acc))?;
         Ok(())
@@ -924,22 +920,12 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
 
     /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then runs the tangent halves
     /// only. Batches whose tapes would exceed [`PREPARED_HESSIAN_BYTES`] are streamed through [`Objective::hvp`].
-    fn hessian_at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Box<dyn HessianAt + 'a>> {
-        self.hessian_within(theta, batch, PREPARED_HESSIAN_BYTES)
+    fn prepared_hessian_at<'a>(&'a self, at: At<'a>) -> Result<Box<dyn HessianAt + 'a>> {
+        self.hessian_within(at, PREPARED_HESSIAN_BYTES)
     }
 
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        check_dir("u", u, self.dim())?;
-        check_dir("v", v, self.dim())?;
-        check_len("out", out, self.dim())?;
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+    fn third_order_at(&self, at: At<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         self.mean_over_batch(batch, out, |c, _, acc| {
             axpy(1.0, &imreg_ad::third_order(c, theta, u, v)?, acc);
             Ok(())
@@ -953,16 +939,10 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
     /// positions for a convolution) straight into its row. A network with a primitive that has no per-example
     /// rule (probed once on a one-example tape) runs one tape per example instead. For a network that couples
     /// examples, the rows of the Jacobian of the per-example losses on the whole batch (see the module doc).
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        check_theta_batch(theta, self.dim(), batch, self.n_examples())?;
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         if self.net.couples_examples() {
-            return self.coupled_per_example_grads(theta, batch, chunk, sink);
+            return self.coupled_per_example_grads(at, chunk, sink);
         }
         let at = self.point(theta, None)?;
         let first = [batch.index(0)];

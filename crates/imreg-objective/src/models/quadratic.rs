@@ -1,11 +1,10 @@
 //! Quadratic objective with a per-example decomposition, `ℓ_i(θ) = ½ θᵀA_iθ + b_iᵀθ`.
-use super::common::{check_dir, check_theta_batch, chunked_sum, per_example_driver};
+use super::common::{chunked_sum, per_example_driver};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, Objective};
+use crate::objective::{check_finite, At, Objective, RowSink};
 use crate::rng;
 use nalgebra::{DMatrix, DVector};
-use ndarray::ArrayView2;
 
 /// `C_B(θ) = (1/|B|) Σ_{i∈B} ℓ_i(θ)`, `ℓ_i(θ) = ½ θᵀA_iθ + b_iᵀθ`, so `∇ℓ_i = A_iθ + b_i`, `∇²ℓ_i = A_i`
 /// and the third derivative is zero.
@@ -28,38 +27,7 @@ impl Quadratic {
     /// `N = a.len()` examples with `A_i` (`p × p`, symmetrized, see the type doc) and `b_i` (length `p`).
     /// Errors on no example, `p = 0`, mismatched counts or shapes, or a non-finite entry.
     pub fn new(a: Vec<DMatrix<f64>>, b: Vec<DVector<f64>>) -> Result<Quadratic> {
-        let first = a
-            .first()
-            .ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
-        let p = first.nrows();
-        if p == 0 {
-            return Err(ObjectiveError::invalid("a", "parameter dimension p must be ≥ 1"));
-        }
-        if b.len() != a.len() {
-            return Err(ObjectiveError::Shape {
-                what: "number of b_i vs number of A_i".into(),
-                expected: a.len().to_string(),
-                got: b.len().to_string(),
-            });
-        }
-        for (i, (ai, bi)) in a.iter().zip(&b).enumerate() {
-            if ai.shape() != (p, p) {
-                return Err(ObjectiveError::Shape {
-                    what: format!("A_{i}"),
-                    expected: format!("{p}×{p}"),
-                    got: format!("{}×{}", ai.nrows(), ai.ncols()),
-                });
-            }
-            if bi.len() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("b_{i}"),
-                    expected: p.to_string(),
-                    got: bi.len().to_string(),
-                });
-            }
-            check_finite(&format!("A_{i}"), ai.as_slice())?;
-            check_finite(&format!("b_{i}"), bi.as_slice())?;
-        }
+        let p = check_examples(&a, &b)?;
         let a: Vec<DMatrix<f64>> = a.into_iter().map(|m| (&m + m.transpose()) * 0.5).collect();
         let n = a.len() as f64;
         let a_mean = a.iter().fold(DMatrix::zeros(p, p), |s, m| s + m) / n;
@@ -155,13 +123,6 @@ impl Quadratic {
         batch.validate(self.a.len())
     }
 
-    fn check(&self, theta: &[f64], batch: Batch<'_>) -> Result<()> {
-        if let Some(e) = &self.defect {
-            return Err(e.clone());
-        }
-        check_theta_batch(theta, self.p, batch, self.a.len())
-    }
-
     /// `Σ_{i∈B} A_i w` (and `Σ b_i` added when `with_b`), plus `Σ ½θᵀA_iθ + b_iᵀθ` when `loss`.
     fn sum_apply(&self, batch: Batch<'_>, w: &[f64], with_b: bool) -> Result<(f64, Vec<f64>)> {
         let w = DVector::from_column_slice(w);
@@ -190,6 +151,44 @@ impl Quadratic {
     }
 }
 
+/// Checks the examples of a per-example quadratic: at least one, `A_i` all `p × p` with `p ≥ 1`, as many
+/// `b_i` of length `p`, every entry finite. Returns `p`.
+pub(crate) fn check_examples(a: &[DMatrix<f64>], b: &[DVector<f64>]) -> Result<usize> {
+    let first = a
+        .first()
+        .ok_or_else(|| ObjectiveError::invalid("a", "needs at least one example"))?;
+    let p = first.nrows();
+    if p == 0 {
+        return Err(ObjectiveError::invalid("a", "parameter dimension p must be ≥ 1"));
+    }
+    if b.len() != a.len() {
+        return Err(ObjectiveError::Shape {
+            what: "number of b_i vs number of A_i".into(),
+            expected: a.len().to_string(),
+            got: b.len().to_string(),
+        });
+    }
+    for (i, (ai, bi)) in a.iter().zip(b).enumerate() {
+        if ai.shape() != (p, p) {
+            return Err(ObjectiveError::Shape {
+                what: format!("A_{i}"),
+                expected: format!("{p}×{p}"),
+                got: format!("{}×{}", ai.nrows(), ai.ncols()),
+            });
+        }
+        if bi.len() != p {
+            return Err(ObjectiveError::Shape {
+                what: format!("b_{i}"),
+                expected: p.to_string(),
+                got: bi.len().to_string(),
+            });
+        }
+        check_finite(&format!("A_{i}"), ai.as_slice())?;
+        check_finite(&format!("b_{i}"), bi.as_slice())?;
+    }
+    Ok(p)
+}
+
 impl Objective for Quadratic {
     fn name(&self) -> String {
         format!("quadratic (p = {}, N = {})", self.p, self.a.len())
@@ -203,55 +202,43 @@ impl Objective for Quadratic {
         self.a.len()
     }
 
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.check(theta, batch)?;
+    /// The checks of [`At::checked`], after the construction error of [`Quadratic::diagonal`] if any.
+    fn validate_call<'a>(&self, theta: &'a [f64], batch: Batch<'a>) -> Result<At<'a>> {
+        if let Some(e) = &self.defect {
+            return Err(e.clone());
+        }
+        At::checked(theta, self.p, batch, self.a.len())
+    }
+
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.a.len()) as f64;
         Ok(self.sum_apply(batch, theta, true)?.0 / nb)
     }
 
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.p)?;
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let nb = batch.len(self.a.len()) as f64;
         let (s, g) = self.sum_apply(batch, theta, true)?;
         grad.iter_mut().zip(&g).for_each(|(o, x)| *o = x / nb);
         Ok(s / nb)
     }
 
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("v", v, self.p)?;
-        check_len("out", out, self.p)?;
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { batch, .. } = at;
         let nb = batch.len(self.a.len()) as f64;
         let (_, hv) = self.sum_apply(batch, v, false)?;
         out.iter_mut().zip(&hv).for_each(|(o, x)| *o = x / nb);
         Ok(())
     }
 
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("u", u, self.p)?;
-        check_dir("v", v, self.p)?;
-        check_len("out", out, self.p)?;
+    fn third_order_at(&self, _at: At<'_>, _u: &[f64], _v: &[f64], out: &mut [f64]) -> Result<()> {
         out.fill(0.0);
         Ok(())
     }
 
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        self.check(theta, batch)?;
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         let t = DVector::from_column_slice(theta);
         per_example_driver(
             batch,

@@ -1,9 +1,9 @@
 //! The depth-2 linear network of width `k` with a single input and output (Beneventano & Woodworth 2025;
 //! `docs/theory/scalar-net.md`): `f(x) = (aᵀb) x`, `θ = (a, b) ∈ R^{2k}` with `a` first.
-use super::common::{check_dir, check_theta_batch, chunked_sum, dot, value_targets};
+use super::common::{chunked_sum, dot, value_targets};
 use crate::batch::Batch;
 use crate::error::{ObjectiveError, Result};
-use crate::objective::{check_finite, check_len, Objective};
+use crate::objective::{check_finite, At, Objective, RowSink};
 use crate::supervised::{LossKind, Supervised, Targets};
 use ndarray::{Array2, ArrayView2};
 
@@ -97,10 +97,6 @@ impl ScalarNet {
         wb.iter().chain(wa).copied().collect()
     }
 
-    fn check(&self, theta: &[f64], batch: Batch<'_>) -> Result<()> {
-        check_theta_batch(theta, 2 * self.k, batch, self.x.len())
-    }
-
     /// `(mean_B ½ r², mean_B r x, mean_B x²)` with targets `y(position, index)`.
     fn moments(
         &self,
@@ -135,7 +131,7 @@ impl ScalarNet {
 
     /// [`ScalarNet::hessian_spectrum`] of the batch loss `C_B` (with `σ_B²`, `Φ_B` of the batch).
     pub fn hessian_spectrum_on(&self, theta: &[f64], batch: Batch<'_>) -> Result<Vec<f64>> {
-        self.check(theta, batch)?;
+        self.validate_call(theta, batch)?;
         let [_, rho, s2] = self.moments(theta, batch, &|_, i| self.y[i])?;
         let (a, b) = self.split(theta);
         let m = dot(a, b);
@@ -176,14 +172,13 @@ impl Objective for ScalarNet {
         self.x.len()
     }
 
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.check(theta, batch)?;
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let At { theta, batch } = at;
         Ok(self.moments(theta, batch, &|_, i| self.y[i])?[0])
     }
 
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let [l, rho, _] = self.moments(theta, batch, &|_, i| self.y[i])?;
         grad.iter_mut()
             .zip(self.grad_m(theta))
@@ -191,10 +186,8 @@ impl Objective for ScalarNet {
         Ok(l)
     }
 
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("v", v, self.dim())?;
-        check_len("out", out, self.dim())?;
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let [_, rho, s2] = self.moments(theta, batch, &|_, i| self.y[i])?;
         let g = self.grad_m(theta);
         let gv = s2 * dot(&g, v);
@@ -204,18 +197,8 @@ impl Objective for ScalarNet {
         Ok(())
     }
 
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_dir("u", u, self.dim())?;
-        check_dir("v", v, self.dim())?;
-        check_len("out", out, self.dim())?;
+    fn third_order_at(&self, at: At<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let [_, _, s2] = self.moments(theta, batch, &|_, i| self.y[i])?;
         let g = self.grad_m(theta);
         let (gu, gv) = (dot(&g, u), dot(&g, v));
@@ -227,14 +210,8 @@ impl Objective for ScalarNet {
         Ok(())
     }
 
-    fn per_example_grads(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        chunk: usize,
-        sink: &mut dyn FnMut(usize, ArrayView2<'_, f64>) -> Result<()>,
-    ) -> Result<()> {
-        self.check(theta, batch)?;
+    fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
+        let At { theta, batch } = at;
         let g = self.grad_m(theta);
         let (a, b) = self.split(theta);
         let m = dot(a, b);
@@ -264,23 +241,16 @@ impl Supervised for ScalarNet {
         LossKind::Mse { half: true }
     }
 
-    fn outputs(&self, theta: &[f64], batch: Batch<'_>) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
+    fn outputs_at(&self, at: At<'_>) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         let (a, b) = self.split(theta);
         let m = dot(a, b);
         let xs: Vec<f64> = batch.iter(self.x.len()).map(|i| m * self.x[i]).collect();
         Ok(Array2::from_shape_fn((xs.len(), 1), |(k, _)| xs[k]))
     }
 
-    fn loss_grad_with_targets(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        targets: Targets<'_>,
-        grad: &mut [f64],
-    ) -> Result<f64> {
-        self.check(theta, batch)?;
-        check_len("grad", grad, self.dim())?;
+    fn loss_grad_with_targets_at(&self, at: At<'_>, targets: Targets<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
         let t = value_targets(targets, batch.len(self.x.len()), 1, "scalar-net")?;
         let [l, rho, _] = self.moments(theta, batch, &|k, _| t[(k, 0)])?;
         grad.iter_mut()
@@ -289,23 +259,15 @@ impl Supervised for ScalarNet {
         Ok(l)
     }
 
-    fn output_jvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64]) -> Result<Array2<f64>> {
-        self.check(theta, batch)?;
-        check_dir("v", v, self.dim())?;
+    fn output_jvp_at(&self, at: At<'_>, v: &[f64]) -> Result<Array2<f64>> {
+        let At { theta, batch } = at;
         let gv = dot(&self.grad_m(theta), v);
         let xs: Vec<f64> = batch.iter(self.x.len()).map(|i| gv * self.x[i]).collect();
         Ok(Array2::from_shape_fn((xs.len(), 1), |(k, _)| xs[k]))
     }
 
-    fn output_vjp(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: ArrayView2<'_, f64>,
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check(theta, batch)?;
-        check_len("out", out, self.dim())?;
+    fn output_vjp_at(&self, at: At<'_>, u: ArrayView2<'_, f64>, out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
         let u = value_targets(Targets::Values(u), batch.len(self.x.len()), 1, "scalar-net")?;
         let w: f64 = batch
             .iter(self.x.len())

@@ -4,8 +4,8 @@
 //! the flow on `C_SGD` with `ε + λ` (check `reg.explicit-matches-implicit`).
 use super::{batch_rows, grad_self_hvp, Penalty, PenaltyValue};
 use crate::reg_error::{check_coefficient, RegError, RegResult};
-use imreg_flow::Partition;
 use imreg_objective::rng::ChaCha8Rng;
+use imreg_objective::Partition;
 use imreg_objective::{Batch, Objective};
 
 /// `(λ/(4m)) Σ_k ‖∇Ĉ_k(θ)‖²` over the `m` batches of a fixed partition (the batch argument is ignored:
@@ -20,15 +20,8 @@ impl<'a> SmithLambda<'a> {
     /// Errors on `λ < 0` or a partition of a different dataset.
     pub fn new(model: &'a dyn Objective, partition: Partition, lambda: f64) -> RegResult<Self> {
         check_coefficient("lambda", lambda)?;
-        if partition.n_examples() != model.n_examples() {
-            return Err(RegError::invalid(
-                "partition",
-                format!(
-                    "covers {} examples, the model has {}",
-                    partition.n_examples(),
-                    model.n_examples()
-                ),
-            ));
+        if let Some(reason) = partition.mismatch(model.n_examples()) {
+            return Err(RegError::invalid("partition", reason));
         }
         Ok(SmithLambda {
             model,

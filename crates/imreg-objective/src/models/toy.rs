@@ -1,23 +1,26 @@
-//! Small objectives with hand-written derivatives, used by the checks and tests of `imreg-flow` and
-//! `imreg-sgd` (and by anyone who needs a cheap, exactly differentiable per-example loss).
+//! Small objectives with hand-written derivatives, used by the checks and tests of the flows and of SGD (and by
+//! anyone who needs a cheap, exactly differentiable per-example loss).
 //!
 //! Every derivative here is checked against central finite differences in random directions in this
 //! module's tests.
-use imreg_objective::{check_finite, check_len, Batch, Objective, ObjectiveError, Result};
+use super::common::dot;
+use super::quadratic::check_examples;
+use crate::batch::Batch;
+use crate::error::{ObjectiveError, Result};
+use crate::objective::{check_finite, check_len, At, Objective};
 use nalgebra::{DMatrix, DVector};
 
-fn mean_over_batch(
-    n: usize,
-    batch: Batch<'_>,
-    p: usize,
-    out: &mut [f64],
-    mut per: impl FnMut(usize, &mut [f64]),
-) -> Result<()> {
-    batch.validate(n)?;
-    check_len("out", out, p)?;
+/// `(1/|B|) Σ_{i∈B} per(i)` over a batch already validated against `n`.
+fn mean_loss(n: usize, batch: Batch<'_>, per: impl Fn(usize) -> f64) -> f64 {
+    batch.iter(n).map(per).sum::<f64>() / batch.len(n) as f64
+}
+
+/// Writes `(1/|B|) Σ_{i∈B} per(i)` into `out` (length `p`), where `per(i, buf)` writes example `i`'s vector
+/// into a zeroed buffer; the batch is already validated against `n`.
+fn mean_over_batch(n: usize, batch: Batch<'_>, out: &mut [f64], mut per: impl FnMut(usize, &mut [f64])) {
     out.iter_mut().for_each(|v| *v = 0.0);
     let len = batch.len(n);
-    let mut buf = vec![0.0; p];
+    let mut buf = vec![0.0; out.len()];
     for i in batch.iter(n) {
         buf.iter_mut().for_each(|v| *v = 0.0);
         per(i, &mut buf);
@@ -27,11 +30,6 @@ fn mean_over_batch(
     }
     let inv = 1.0 / len as f64;
     out.iter_mut().for_each(|v| *v *= inv);
-    Ok(())
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// A smooth, non-quadratic per-example loss
@@ -75,22 +73,15 @@ impl LogCoshQuartic {
     /// `β_i ∈ [0.05, 0.25]`.
     pub fn random(n: usize, p: usize, seed: u64) -> Result<Self> {
         use rand::Rng;
-        let mut rng = imreg_objective::rng::stream(seed, 0);
-        let a = (0..n)
-            .map(|_| imreg_objective::rng::normal_vec(&mut rng, p))
-            .collect();
-        let c = imreg_objective::rng::normal_vec(&mut rng, n);
+        let mut rng = crate::rng::stream(seed, 0);
+        let a = (0..n).map(|_| crate::rng::normal_vec(&mut rng, p)).collect();
+        let c = crate::rng::normal_vec(&mut rng, n);
         let beta = (0..n).map(|_| 0.05 + 0.2 * rng.random::<f64>()).collect();
         Self::new(a, c, beta)
     }
 
     fn z(&self, i: usize, w: &[f64]) -> f64 {
         dot(&self.a[i], w) - self.c[i]
-    }
-
-    fn check_theta(&self, theta: &[f64]) -> Result<()> {
-        check_len("theta", theta, self.dim())?;
-        check_finite("theta", theta)
     }
 }
 
@@ -110,56 +101,44 @@ impl Objective for LogCoshQuartic {
     fn n_examples(&self) -> usize {
         self.a.len()
     }
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.check_theta(theta)?;
-        let n = self.n_examples();
-        batch.validate(n)?;
-        let quart: f64 = theta.iter().map(|w| w.powi(4)).sum::<f64>() / 4.0;
-        let s: f64 = batch
-            .iter(n)
-            .map(|i| log_cosh(self.z(i, theta)) + self.beta[i] * quart)
-            .sum();
-        Ok(s / batch.len(n) as f64)
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let quart: f64 = at.theta.iter().map(|w| w.powi(4)).sum::<f64>() / 4.0;
+        Ok(mean_loss(self.n_examples(), at.batch, |i| {
+            log_cosh(self.z(i, at.theta)) + self.beta[i] * quart
+        }))
     }
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        let loss = self.loss(theta, batch)?;
-        mean_over_batch(self.n_examples(), batch, self.dim(), grad, |i, g| {
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
+        let loss = self.loss_at(at)?;
+        mean_over_batch(self.n_examples(), batch, grad, |i, g| {
             let t = self.z(i, theta).tanh();
             for j in 0..g.len() {
                 g[j] = t * self.a[i][j] + self.beta[i] * theta[j].powi(3);
             }
-        })?;
+        });
         Ok(loss)
     }
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.check_theta(theta)?;
-        check_len("v", v, self.dim())?;
-        mean_over_batch(self.n_examples(), batch, self.dim(), out, |i, o| {
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
+        mean_over_batch(self.n_examples(), batch, out, |i, o| {
             let t = self.z(i, theta).tanh();
             let av = dot(&self.a[i], v) * (1.0 - t * t);
             for j in 0..o.len() {
                 o[j] = av * self.a[i][j] + 3.0 * self.beta[i] * theta[j] * theta[j] * v[j];
             }
-        })
+        });
+        Ok(())
     }
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check_theta(theta)?;
-        check_len("u", u, self.dim())?;
-        check_len("v", v, self.dim())?;
-        mean_over_batch(self.n_examples(), batch, self.dim(), out, |i, o| {
+    fn third_order_at(&self, at: At<'_>, u: &[f64], v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { theta, batch } = at;
+        mean_over_batch(self.n_examples(), batch, out, |i, o| {
             let t = self.z(i, theta).tanh();
             let s = -2.0 * t * (1.0 - t * t) * dot(&self.a[i], u) * dot(&self.a[i], v);
             for j in 0..o.len() {
                 o[j] = s * self.a[i][j] + 6.0 * self.beta[i] * theta[j] * u[j] * v[j];
             }
-        })
+        });
+        Ok(())
     }
 }
 
@@ -175,41 +154,16 @@ pub struct PerExampleQuadratic {
 }
 
 impl PerExampleQuadratic {
-    /// Validates that all `A_i` are `p × p` symmetric and all `b_i` have length `p`.
+    /// Validates the examples as [`Quadratic::new`](super::Quadratic::new) does, and that every `A_i` is
+    /// symmetric.
     pub fn new(a: Vec<DMatrix<f64>>, b: Vec<DVector<f64>>) -> Result<Self> {
-        let n = a.len();
-        if n == 0 {
-            return Err(ObjectiveError::invalid("a", "needs at least one example"));
-        }
-        let p = a[0].nrows();
-        if b.len() != n {
-            return Err(ObjectiveError::Length {
-                name: "b",
-                expected: n,
-                got: b.len(),
-            });
-        }
-        for (i, (ai, bi)) in a.iter().zip(&b).enumerate() {
-            if ai.nrows() != p || ai.ncols() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("a[{i}]"),
-                    expected: format!("{p}×{p}"),
-                    got: format!("{}×{}", ai.nrows(), ai.ncols()),
-                });
-            }
-            if bi.len() != p {
-                return Err(ObjectiveError::Shape {
-                    what: format!("b[{i}]"),
-                    expected: format!("{p}"),
-                    got: format!("{}", bi.len()),
-                });
-            }
+        check_examples(&a, &b)?;
+        for (i, ai) in a.iter().enumerate() {
             if (ai - ai.transpose()).amax() > 1e-12 * (1.0 + ai.amax()) {
-                return Err(ObjectiveError::invalid(format!("a[{i}]"), "is not symmetric"));
+                return Err(ObjectiveError::invalid(format!("A_{i}"), "is not symmetric"));
             }
-            check_finite("a", ai.as_slice())?;
-            check_finite("b", bi.as_slice())?;
         }
+        let n = a.len();
         Ok(PerExampleQuadratic {
             a,
             b,
@@ -245,18 +199,18 @@ impl PerExampleQuadratic {
 
     /// A seeded random least-squares instance: `x_i ~ N(0, I_p)/√p`-scaled rows, `y = x·w* + 0.5 noise`.
     pub fn random_least_squares(n: usize, p: usize, seed: u64) -> Result<Self> {
-        let mut rng = imreg_objective::rng::stream(seed, 0);
-        let w_star = imreg_objective::rng::normal_vec(&mut rng, p);
+        let mut rng = crate::rng::stream(seed, 0);
+        let w_star = crate::rng::normal_vec(&mut rng, p);
         let scale = 1.0 / (p as f64).sqrt();
         let x: Vec<Vec<f64>> = (0..n)
             .map(|_| {
-                imreg_objective::rng::normal_vec(&mut rng, p)
+                crate::rng::normal_vec(&mut rng, p)
                     .into_iter()
                     .map(|v| v * scale)
                     .collect()
             })
             .collect();
-        let noise = imreg_objective::rng::normal_vec(&mut rng, n);
+        let noise = crate::rng::normal_vec(&mut rng, n);
         let y: Vec<f64> = x
             .iter()
             .zip(&noise)
@@ -273,11 +227,6 @@ impl PerExampleQuadratic {
     pub fn b(&self, i: usize) -> &DVector<f64> {
         &self.b[i]
     }
-
-    fn check_theta(&self, theta: &[f64]) -> Result<()> {
-        check_len("theta", theta, self.dim())?;
-        check_finite("theta", theta)
-    }
 }
 
 impl Objective for PerExampleQuadratic {
@@ -290,63 +239,51 @@ impl Objective for PerExampleQuadratic {
     fn n_examples(&self) -> usize {
         self.a.len()
     }
-    fn loss(&self, theta: &[f64], batch: Batch<'_>) -> Result<f64> {
-        self.check_theta(theta)?;
-        let n = self.n_examples();
-        batch.validate(n)?;
-        let w = DVector::from_column_slice(theta);
-        let s: f64 = batch
-            .iter(n)
-            .map(|i| 0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i])
-            .sum();
-        Ok(s / batch.len(n) as f64)
+    fn loss_at(&self, at: At<'_>) -> Result<f64> {
+        let w = DVector::from_column_slice(at.theta);
+        Ok(mean_loss(self.n_examples(), at.batch, |i| {
+            0.5 * w.dot(&(&self.a[i] * &w)) - self.b[i].dot(&w) + self.c[i]
+        }))
     }
-    fn loss_grad(&self, theta: &[f64], batch: Batch<'_>, grad: &mut [f64]) -> Result<f64> {
-        let loss = self.loss(theta, batch)?;
+    fn loss_grad_at(&self, at: At<'_>, grad: &mut [f64]) -> Result<f64> {
+        let At { theta, batch } = at;
+        let loss = self.loss_at(at)?;
         let w = DVector::from_column_slice(theta);
-        mean_over_batch(self.n_examples(), batch, self.dim(), grad, |i, g| {
+        mean_over_batch(self.n_examples(), batch, grad, |i, g| {
             let gi = &self.a[i] * &w - &self.b[i];
             g.copy_from_slice(gi.as_slice());
-        })?;
+        });
         Ok(loss)
     }
-    fn hvp(&self, theta: &[f64], batch: Batch<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
-        self.check_theta(theta)?;
-        check_len("v", v, self.dim())?;
+    fn hvp_at(&self, at: At<'_>, v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { batch, .. } = at;
         let v = DVector::from_column_slice(v);
-        mean_over_batch(self.n_examples(), batch, self.dim(), out, |i, o| {
+        mean_over_batch(self.n_examples(), batch, out, |i, o| {
             o.copy_from_slice((&self.a[i] * &v).as_slice());
-        })
+        });
+        Ok(())
     }
-    fn third_order(
-        &self,
-        theta: &[f64],
-        batch: Batch<'_>,
-        u: &[f64],
-        v: &[f64],
-        out: &mut [f64],
-    ) -> Result<()> {
-        self.check_theta(theta)?;
-        check_len("u", u, self.dim())?;
-        check_len("v", v, self.dim())?;
-        mean_over_batch(self.n_examples(), batch, self.dim(), out, |_, _| {})
+    fn third_order_at(&self, at: At<'_>, _u: &[f64], _v: &[f64], out: &mut [f64]) -> Result<()> {
+        let At { batch, .. } = at;
+        mean_over_batch(self.n_examples(), batch, out, |_, _| {});
+        Ok(())
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// Central finite differences of loss → grad, grad → HVP, HVP → third order in random directions.
-    pub(crate) fn check_derivatives(obj: &dyn Objective, theta: &[f64], seed: u64) {
+    fn check_derivatives(obj: &dyn Objective, theta: &[f64], seed: u64) {
         let p = obj.dim();
-        let mut rng = imreg_objective::rng::stream(seed, 9);
+        let mut rng = crate::rng::stream(seed, 9);
         let batches: [Vec<usize>; 2] = [(0..obj.n_examples()).collect(), vec![0, obj.n_examples() - 1, 0]];
         for ix in &batches {
             let b = Batch::Indices(ix);
             for _ in 0..3 {
-                let u = imreg_objective::rng::normal_vec(&mut rng, p);
-                let v = imreg_objective::rng::normal_vec(&mut rng, p);
+                let u = crate::rng::normal_vec(&mut rng, p);
+                let v = crate::rng::normal_vec(&mut rng, p);
                 let r = 1e-5;
                 let plus: Vec<f64> = theta.iter().zip(&u).map(|(t, d)| t + r * d).collect();
                 let minus: Vec<f64> = theta.iter().zip(&u).map(|(t, d)| t - r * d).collect();

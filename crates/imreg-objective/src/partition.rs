@@ -1,10 +1,10 @@
 //! Partitions of the `N` examples into the `m` minibatches of one epoch.
-use crate::error::{FlowError, Result};
+use crate::error::{ObjectiveError, Result};
 
 /// What to do when the batch size `B` does not divide `N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Remainder {
-    /// Refuse: `B ∤ N` is a [`FlowError::Invalid`] naming `batch_size`.
+    /// Refuse: `B ∤ N` is a [`ObjectiveError::Invalid`] naming `batch_size`.
     Error,
     /// Drop the last `N mod B` examples of the (shuffled) order: `m = ⌊N/B⌋` equal batches (PyTorch's
     /// `drop_last=True`).
@@ -31,7 +31,7 @@ impl Partition {
     /// size `batch_size`, handling a remainder as `remainder` says.
     pub fn from_order(order: &[usize], n: usize, batch_size: usize, remainder: Remainder) -> Result<Self> {
         if batch_size == 0 || batch_size > order.len() {
-            return Err(FlowError::invalid(
+            return Err(ObjectiveError::invalid(
                 "batch_size",
                 format!(
                     "must lie in 1..={} (the number of examples), got {batch_size}",
@@ -44,7 +44,7 @@ impl Partition {
             (0, _) | (_, Remainder::SmallerLastBatch) => order.len(),
             (_, Remainder::Drop) => order.len() - rem,
             (_, Remainder::Error) => {
-                return Err(FlowError::invalid(
+                return Err(ObjectiveError::invalid(
                     "batch_size",
                     format!(
                         "B = {batch_size} does not divide N = {}; choose Remainder::Drop or Remainder::SmallerLastBatch",
@@ -60,7 +60,7 @@ impl Partition {
     /// An explicit partition; batches must be non-empty, disjoint and inside `0..n_examples`.
     pub fn from_batches(batches: Vec<Vec<usize>>, n_examples: usize) -> Result<Self> {
         if batches.is_empty() {
-            return Err(FlowError::invalid(
+            return Err(ObjectiveError::invalid(
                 "batches",
                 "a partition needs at least one batch",
             ));
@@ -68,17 +68,17 @@ impl Partition {
         let mut seen = vec![false; n_examples];
         for (k, b) in batches.iter().enumerate() {
             if b.is_empty() {
-                return Err(FlowError::invalid("batches", format!("batch {k} is empty")));
+                return Err(ObjectiveError::invalid("batches", format!("batch {k} is empty")));
             }
             for &i in b {
                 if i >= n_examples {
-                    return Err(FlowError::invalid(
+                    return Err(ObjectiveError::invalid(
                         "batches",
                         format!("index {i} in batch {k} is ≥ N = {n_examples}"),
                     ));
                 }
                 if seen[i] {
-                    return Err(FlowError::invalid(
+                    return Err(ObjectiveError::invalid(
                         "batches",
                         format!("index {i} appears twice (batch {k})"),
                     ));
@@ -101,6 +101,10 @@ impl Partition {
     pub fn n_examples(&self) -> usize {
         self.n_examples
     }
+    /// Why this partition cannot split a dataset of `n` examples (it was cut for another `N`), or `None`.
+    pub fn mismatch(&self, n: usize) -> Option<String> {
+        (self.n_examples != n).then(|| format!("refers to N = {}, the objective has {n}", self.n_examples))
+    }
     /// `true` if every batch has the same size.
     pub fn is_equal_sized(&self) -> bool {
         self.batches.iter().all(|b| b.len() == self.batches[0].len())
@@ -114,7 +118,7 @@ impl Partition {
                 .iter()
                 .any(|&k| k >= m || std::mem::replace(&mut seen[k], true))
         {
-            return Err(FlowError::invalid(
+            return Err(ObjectiveError::invalid(
                 "order",
                 format!("must be a permutation of 0..{m}, got {order:?}"),
             ));
@@ -134,10 +138,7 @@ mod tests {
     fn remainder_choices() {
         assert!(matches!(
             Partition::consecutive(7, 2, Remainder::Error),
-            Err(FlowError::Invalid {
-                field: "batch_size",
-                ..
-            })
+            Err(ObjectiveError::Invalid { field, .. }) if field == "batch_size"
         ));
         let d = Partition::consecutive(7, 2, Remainder::Drop).unwrap();
         assert_eq!(d.batches(), &[vec![0, 1], vec![2, 3], vec![4, 5]]);
