@@ -5,6 +5,7 @@
 //! crate's tests run every check in quick mode, so a registered check is also a test.
 pub mod ad;
 pub mod eos;
+pub mod eos_cnn;
 pub mod eos_mlp;
 pub mod flow;
 pub mod objective;
@@ -24,6 +25,7 @@ pub fn checks() -> Vec<Check> {
     v.extend(flow::checks());
     v.extend(sgd::checks());
     v.extend(eos::checks());
+    v.extend(eos_cnn::checks());
     v.extend(taylor::checks());
     v
 }
