@@ -18,8 +18,10 @@ use crate::dual::{product_tangent, Dual};
 use crate::error::{AdError, Result};
 use crate::graph::{Graph, Var};
 use crate::layout::{checked_mul, place_rows, slice_cols, slice_rows, Image};
+use crate::matmul::gemm_into;
 use crate::primitive::{expect_shape, Primitive};
 use crate::tensor::{Mat, Tensor};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// The geometry of a convolution (PyTorch `nn.Conv2d` arguments, with the input's feature-map shape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +193,11 @@ impl ConvOp {
 
     /// The transposed patch matrix `Pᵀ`, `(C·kh·kw) × (n·S)` (see [`ConvOp::for_each_run`]).
     fn im2col(&self, x: &Mat) -> Mat {
+        self.im2col_view(x.view())
+    }
+
+    /// [`ConvOp::im2col`] of a view (one example's row, say).
+    fn im2col_view(&self, x: ArrayView2<'_, f64>) -> Mat {
         let n = x.nrows();
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
@@ -493,6 +500,68 @@ impl Primitive for ConvOp {
             });
         }
         out
+    }
+    fn has_vjp_per_example(&self, input: usize) -> bool {
+        input == 1 || (self.bias && input == 2)
+    }
+    /// `W̄_i = G_i P_iᵀ` and `b̄_i = G_i 1` over example `i`'s output positions.
+    fn vjp_per_example(
+        &self,
+        x: &[&Mat],
+        _y: &Mat,
+        g: &Mat,
+        input: usize,
+        mut acc: ArrayViewMut2<'_, f64>,
+    ) -> Result<()> {
+        match input {
+            1 => self.weight_per_example(x[0], g, &mut acc),
+            2 if self.bias => self.bias_per_example(g, &mut acc),
+            _ => {
+                return Err(AdError::Invalid {
+                    what: "conv2d",
+                    reason: format!("no per-example rule for input {input}"),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConvOp {
+    /// `W̄_i = G_i P_iᵀ` into row `i` of `acc` (`n × (out · C/groups·kh·kw)`) for every example `i`: `G_i`, the
+    /// cotangent of example `i`'s output as `out × S` (its NCHW row read in place), times its own patch
+    /// matrix, so each example's product is the one its own tape forms (one GEMM per group).
+    fn weight_per_example(&self, x: &Mat, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
+        let (o, s) = (self.geo.out_channels, self.plane());
+        let groups = self.geo.groups;
+        let (og, kg) = (o / groups, self.patch_len() / groups);
+        let g = g.as_standard_layout();
+        let gs = g.as_slice().expect("standard layout");
+        for (i, mut row) in acc.rows_mut().into_iter().enumerate() {
+            let patches = self.im2col_view(x.slice(ndarray::s![i..i + 1, ..]));
+            let gi = ArrayView2::from_shape((o, s), &gs[i * o * s..(i + 1) * o * s]).expect("NCHW row");
+            let row = row.as_slice_mut().expect("row-major rows");
+            let mut w = ArrayViewMut2::from_shape((o, kg), row).expect("weight shape");
+            for j in 0..groups {
+                gemm_into(
+                    &mut w.slice_mut(ndarray::s![j * og..(j + 1) * og, ..]),
+                    gi.slice(ndarray::s![j * og..(j + 1) * og, ..]),
+                    patches.slice(ndarray::s![j * kg..(j + 1) * kg, ..]).t(),
+                    true,
+                );
+            }
+        }
+    }
+
+    /// `b̄_i = G_i 1` into row `i` of `acc` (`n × out`), summed as the tape's `sum_cols` sums.
+    fn bias_per_example(&self, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
+        let (o, s) = (self.geo.out_channels, self.plane());
+        let g = g.as_standard_layout();
+        let gs = g.as_slice().expect("standard layout");
+        for (i, mut row) in acc.rows_mut().into_iter().enumerate() {
+            let gi = ArrayView2::from_shape((o, s), &gs[i * o * s..(i + 1) * o * s]).expect("NCHW row");
+            row += &gi.sum_axis(ndarray::Axis(1));
+        }
     }
 }
 

@@ -165,6 +165,21 @@ pub fn outer_into(d: &[f64], a: &[f64], dst: &mut [f64]) {
     )
 }
 
+/// `dst += d aᵀ` for a row-major `d.len() × a.len()` block `dst` (the accumulating [`outer_into`]).
+pub fn outer_add_into(d: &[f64], a: &[f64], dst: &mut [f64]) {
+    if a.is_empty() {
+        return;
+    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for (row, &dk) in dst.chunks_exact_mut(a.len()).zip(d) {
+                row.iter_mut().zip(a).for_each(|(w, &aj)| *w += dk * aj);
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

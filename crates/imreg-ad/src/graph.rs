@@ -8,6 +8,7 @@ use crate::primitive::DynPrimitive;
 use crate::tensor::unary_backward_tangent;
 pub use crate::tensor::Unary;
 use crate::tensor::{Mat, Tensor};
+use ndarray::ArrayViewMut2;
 use std::sync::Arc;
 
 /// A node of the tape (an index; cheap to copy).
@@ -483,7 +484,7 @@ impl<T: Tensor> Graph<T> {
                 grads[i] = Some(gy);
                 continue;
             }
-            self.propagate(i, gy, &mut grads, leaf_primal);
+            self.propagate(i, gy, &mut grads, leaf_primal, false);
         }
         Ok(self
             .leaves
@@ -513,9 +514,13 @@ impl<T: Tensor> Graph<T> {
 
     /// Sends the cotangent `gy` of node `i` to its inputs; `gy` is moved into the last consumer that can
     /// take it whole (bias adds, sums), so the reverse pass copies no more than it must.
-    fn propagate(&self, i: usize, gy: T, grads: &mut [Option<T>], leaf_primal: bool) {
+    ///
+    /// With `skip_leaves`, no cotangent is formed for a leaf (the batched per-example pass forms the leaves'
+    /// per-example cotangents itself, see [`Graph::per_example_backward`]).
+    fn propagate(&self, i: usize, gy: T, grads: &mut [Option<T>], leaf_primal: bool, skip_leaves: bool) {
         let gy_ref = &gy;
         let node = &self.nodes[i];
+        let wants = |j: usize| self.wants(j) && !(skip_leaves && matches!(self.nodes[j].op, Op::Leaf));
         let val = |j: usize| &self.nodes[j].value;
         // Products that only feed a leaf's gradient may skip their primal part when it is not wanted.
         let mm = |j: usize, x: &T, tx: bool, y: &T, ty: bool| {
@@ -527,11 +532,11 @@ impl<T: Tensor> Graph<T> {
         };
         // C = op(A) op(B): the cotangents are products of gy with the other factor (cot_a, cot_b).
         let product = |grads: &mut [Option<T>], a: usize, ta: bool, b: usize, tb: bool| {
-            if self.wants(a) {
+            if wants(a) {
                 let ga = cot_a(|x, tx, y, ty| mm(a, x, tx, y, ty), gy_ref, val(b), ta, tb);
                 self.accumulate(grads, a, ga);
             }
-            if self.wants(b) {
+            if wants(b) {
                 let gb = cot_b(|x, tx, y, ty| mm(b, x, tx, y, ty), gy_ref, val(a), ta, tb);
                 self.accumulate(grads, b, gb);
             }
@@ -540,13 +545,13 @@ impl<T: Tensor> Graph<T> {
             Op::Leaf | Op::Constant => {}
             &Op::MatMul { a, ta, b, tb } => product(grads, a, ta, b, tb),
             &Op::Linear { x, w, b } => {
-                if let Some(b) = b.filter(|&b| self.wants(b)) {
+                if let Some(b) = b.filter(|&b| wants(b)) {
                     self.accumulate(grads, b, gy_ref.sum_rows());
                 }
                 product(grads, x, false, w, true);
             }
             &Op::AddRow { a, b } => {
-                if self.wants(b) {
+                if wants(b) {
                     self.accumulate(grads, b, gy_ref.sum_rows());
                 }
                 self.accumulate(grads, a, gy);
@@ -556,16 +561,16 @@ impl<T: Tensor> Graph<T> {
                 self.accumulate(grads, b, gy);
             }
             &Op::Sub { a, b } => {
-                if self.wants(b) {
+                if wants(b) {
                     self.accumulate(grads, b, gy_ref.affine(-1.0, 0.0));
                 }
                 self.accumulate(grads, a, gy);
             }
             &Op::Mul { a, b } => {
-                if self.wants(a) {
+                if wants(a) {
                     self.accumulate(grads, a, gy_ref.mul(val(b)));
                 }
-                if self.wants(b) {
+                if wants(b) {
                     self.accumulate(grads, b, gy_ref.mul(val(a)));
                 }
             }
@@ -579,10 +584,10 @@ impl<T: Tensor> Graph<T> {
                 self.accumulate(grads, a, gy_ref.broadcast_to(r, c));
             }
             &Op::MulScalar { a, s } => {
-                if self.wants(a) {
+                if wants(a) {
                     self.accumulate(grads, a, gy_ref.mul_scalar(val(s)));
                 }
-                if self.wants(s) {
+                if wants(s) {
                     self.accumulate(grads, s, gy_ref.mul(val(a)).sum_all());
                 }
             }
@@ -612,15 +617,186 @@ impl<T: Tensor> Graph<T> {
             }
             Op::Custom(c) => {
                 let xs: Vec<&T> = c.inputs.iter().map(|&j| val(j)).collect();
-                let wants: Vec<bool> = c.inputs.iter().map(|&j| self.wants(j)).collect();
-                let gs = c.prim.vjp(&xs, &node.value, gy_ref, &wants);
+                let wants_in: Vec<bool> = c.inputs.iter().map(|&j| wants(j)).collect();
+                let gs = c.prim.vjp(&xs, &node.value, gy_ref, &wants_in);
                 for (&j, g) in c.inputs.iter().zip(gs) {
-                    if let Some(g) = g.filter(|_| self.wants(j)) {
+                    if let Some(g) = g.filter(|_| wants(j)) {
                         self.accumulate(grads, j, g);
                     }
                 }
             }
         }
+    }
+}
+
+impl<T: Tensor> Op<T> {
+    /// The nodes this op reads.
+    fn inputs(&self) -> Vec<usize> {
+        match self {
+            Op::Leaf | Op::Constant => Vec::new(),
+            &Op::MatMul { a, b, .. }
+            | &Op::AddRow { a, b }
+            | &Op::Add { a, b }
+            | &Op::Sub { a, b }
+            | &Op::Mul { a, b }
+            | &Op::MulScalar { a, s: b } => vec![a, b],
+            &Op::Linear { x, w, b } => [Some(x), Some(w), b].into_iter().flatten().collect(),
+            &Op::Affine { a, .. }
+            | &Op::Unary { a, .. }
+            | &Op::SumRows { a }
+            | &Op::SumCols { a }
+            | &Op::SumAll { a }
+            | &Op::LogSoftmax { a }
+            | &Op::Pick { a, .. }
+            | &Op::Mse { pred: a, .. }
+            | &Op::SoftmaxCe { logits: a, .. } => vec![a],
+            Op::Custom(c) => c.inputs.clone(),
+        }
+    }
+}
+
+/// A per-example rule on one row: `f(g_r, r, acc_r)` with `g_r` the output cotangent of example `r` and
+/// `acc_r` its row of a leaf's per-example cotangents.
+type RowRule<'a> = &'a dyn Fn(&[f64], usize, &mut [f64]);
+
+impl Graph<Mat> {
+    fn is_leaf(&self, j: usize) -> bool {
+        matches!(self.nodes[j].op, Op::Leaf)
+    }
+
+    /// Whether [`Graph::per_example_backward`] applies to the scalar `out` of a tape of `n` examples: every
+    /// op that reads a leaf (up to `out`) has a per-example rule for it (bias add, linear and matmul weights,
+    /// and primitives by [`Primitive::has_vjp_per_example`](crate::Primitive::has_vjp_per_example)) and an
+    /// output of `n` rows, one per example.
+    pub(crate) fn per_example_ready(&self, out: Var, n: usize) -> bool {
+        self.nodes[..=out.0].iter().all(|node| {
+            let rows = node.value.nrows() == n;
+            let leaf = |j: usize| self.is_leaf(j);
+            match &node.op {
+                Op::Leaf | Op::Constant => true,
+                &Op::Linear { x, w, b } => !leaf(x) && (rows || !(leaf(w) || b.is_some_and(leaf))),
+                &Op::AddRow { a, b } => !leaf(a) && (rows || !leaf(b)),
+                &Op::MatMul { a, ta, b, .. } => !leaf(a) && (!leaf(b) || (rows && !ta)),
+                Op::Custom(c) => c
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &j)| !leaf(j) || (rows && c.prim.has_vjp_per_example(k))),
+                op => !op.inputs().into_iter().any(leaf),
+            }
+        })
+    }
+
+    /// Batched per-example reverse mode: for a scalar `out = Σ_i ℓ_i` over the `n` examples of the tape (one
+    /// per row of every batched node), adds `∇ℓ_i` to row `i` of `acc` (`n × Σ leaf sizes`, the leaves
+    /// row-major in leaf order). One reverse pass over the whole batch forms the cotangents of the batched
+    /// nodes; where an op reads a leaf, its per-example rule forms that leaf's cotangent per example (a linear
+    /// layer's `W̄_i = g_iᵀ x_i`, `b̄_i = g_i`) in place of the batch's sum. The caller checks
+    /// [`Graph::per_example_ready`] first.
+    pub(crate) fn per_example_backward(&self, out: Var, mut acc: ArrayViewMut2<'_, f64>) -> Result<()> {
+        let (r, c) = self.shape(out);
+        if (r, c) != (1, 1) {
+            return Err(AdError::NotScalar { rows: r, cols: c });
+        }
+        // The columns of each leaf in `acc`.
+        let mut cols: Vec<Option<std::ops::Range<usize>>> = vec![None; out.0 + 1];
+        let mut off = 0;
+        for &l in &self.leaves {
+            let len = self.nodes[l].value.len();
+            if l <= out.0 {
+                cols[l] = Some(off..off + len);
+            }
+            off += len;
+        }
+        if acc.ncols() != off {
+            return Err(AdError::Length {
+                what: "per-example gradient row",
+                expected: off,
+                got: acc.ncols(),
+            });
+        }
+        let mut grads: Vec<Option<Mat>> = (0..=out.0).map(|_| None).collect();
+        grads[out.0] = Some(Mat::ones((1, 1)));
+        for i in (0..=out.0).rev() {
+            let Some(gy) = grads[i].take() else { continue };
+            let node = &self.nodes[i];
+            if !node.needs_grad || matches!(node.op, Op::Leaf) {
+                continue;
+            }
+            self.per_example_leaves(i, &gy, &cols, &mut acc)?;
+            self.propagate(i, gy, &mut grads, true, true);
+        }
+        Ok(())
+    }
+
+    /// The per-example cotangents of the leaves node `i` reads, for its output cotangent `g`, added to their
+    /// columns `cols` of `acc`.
+    fn per_example_leaves(
+        &self,
+        i: usize,
+        g: &Mat,
+        cols: &[Option<std::ops::Range<usize>>],
+        acc: &mut ArrayViewMut2<'_, f64>,
+    ) -> Result<()> {
+        let val = |j: usize| &self.nodes[j].value;
+        // Row by row: `f(g_r, (other factor)_r, acc_r)`, the acc row restricted to the leaf's columns.
+        let rowwise = |acc: &mut ArrayViewMut2<'_, f64>, range: &std::ops::Range<usize>, f: RowRule<'_>| {
+            let gs = g.as_standard_layout();
+            let gs = gs.as_slice().expect("standard layout");
+            let k = g.ncols();
+            for (r, mut row) in acc.rows_mut().into_iter().enumerate() {
+                let row = row.as_slice_mut().expect("row-major rows");
+                f(&gs[r * k..(r + 1) * k], r, &mut row[range.clone()]);
+            }
+        };
+        let add = |dst: &mut [f64], src: &[f64]| dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        let node = &self.nodes[i];
+        match &node.op {
+            &Op::Linear { x, w, b } => {
+                if let Some(range) = &cols[w] {
+                    let xs = val(x).as_standard_layout();
+                    let (xs, k) = (xs.as_slice().expect("standard layout"), val(x).ncols());
+                    // y = x Wᵀ: W̄_i = g_iᵀ x_i (out × in)
+                    rowwise(acc, range, &|gr, r, dst| {
+                        crate::fastmath::outer_add_into(gr, &xs[r * k..(r + 1) * k], dst)
+                    });
+                }
+                if let Some(range) = b.and_then(|b| cols[b].as_ref()) {
+                    rowwise(acc, range, &|gr, _, dst| add(dst, gr));
+                }
+            }
+            &Op::AddRow { b, .. } => {
+                if let Some(range) = &cols[b] {
+                    rowwise(acc, range, &|gr, _, dst| add(dst, gr));
+                }
+            }
+            &Op::MatMul { a, b, tb, .. } => {
+                if let Some(range) = &cols[b] {
+                    let xs = val(a).as_standard_layout();
+                    let (xs, k) = (xs.as_slice().expect("standard layout"), val(a).ncols());
+                    // C = A B: B̄_i = a_iᵀ g_i (k × m); C = A Bᵀ: B̄_i = g_iᵀ a_i (m × k)
+                    rowwise(acc, range, &|gr, r, dst| {
+                        let ar = &xs[r * k..(r + 1) * k];
+                        if tb {
+                            crate::fastmath::outer_add_into(gr, ar, dst)
+                        } else {
+                            crate::fastmath::outer_add_into(ar, gr, dst)
+                        }
+                    });
+                }
+            }
+            Op::Custom(c) => {
+                let xs: Vec<&Mat> = c.inputs.iter().map(|&j| val(j)).collect();
+                for (k, &j) in c.inputs.iter().enumerate() {
+                    if let Some(range) = &cols[j] {
+                        let block = acc.slice_mut(ndarray::s![.., range.clone()]);
+                        c.prim.vjp_per_example(&xs, &node.value, g, k, block)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 

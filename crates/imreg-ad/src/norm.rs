@@ -23,6 +23,7 @@ use crate::graph::{Graph, Var};
 use crate::layout::{checked_mul, Image};
 use crate::primitive::{expect_inputs, expect_shape, Primitive};
 use crate::tensor::{Mat, Tensor};
+use ndarray::{ArrayView1, ArrayViewMut1, ArrayViewMut2};
 
 /// Over which entries a normalization takes its statistics, and how its parameters are shared.
 #[derive(Clone, Debug)]
@@ -81,11 +82,21 @@ impl Axes {
 fn channel_sums(m: &Mat, channels: usize, plane: usize) -> Mat {
     let mut out = Mat::zeros((1, channels));
     for row in m.rows() {
-        for c in 0..channels {
-            out[(0, c)] += (0..plane).map(|s| row[c * plane + s]).sum::<f64>();
-        }
+        add_channel_sums(row, channels, plane, out.row_mut(0));
     }
     out
+}
+
+/// `out_c += Σ_s row[c·plane + s]` for every channel `c` of one row.
+fn add_channel_sums(
+    row: ArrayView1<'_, f64>,
+    channels: usize,
+    plane: usize,
+    mut out: ArrayViewMut1<'_, f64>,
+) {
+    for c in 0..channels {
+        out[c] += (0..plane).map(|s| row[c * plane + s]).sum::<f64>();
+    }
 }
 
 /// `n × (C·plane)`: each channel's entry of the `1 × C` row `m` repeated over its pixels and over the rows.
@@ -204,6 +215,42 @@ impl Primitive for NormOp {
             wants[1].then(|| self.axes.sum_param(&g.mul(&xhat))),
             wants[2].then(|| self.axes.sum_param(g)),
         ]
+    }
+    /// `γ` and `β` are per example unless the statistics are the batch's (training-mode batch norm couples
+    /// the examples: see the module doc).
+    fn has_vjp_per_example(&self, input: usize) -> bool {
+        (input == 1 || input == 2) && !matches!(self.stats, Stats::Input { rows: Some(_) })
+    }
+    /// `γ̄_i = Σ_S (ȳ ⊙ x̂)_i` and `β̄_i = Σ_S ȳ_i` over the entries of example `i` sharing each parameter.
+    fn vjp_per_example(
+        &self,
+        x: &[&Mat],
+        _y: &Mat,
+        g: &Mat,
+        input: usize,
+        mut acc: ArrayViewMut2<'_, f64>,
+    ) -> Result<()> {
+        let prod;
+        let per_entry = match input {
+            1 => {
+                prod = g.mul(&self.normalize(x[0]).0);
+                &prod
+            }
+            2 => g,
+            _ => {
+                return Err(AdError::Invalid {
+                    what: self.name,
+                    reason: format!("no per-example rule for input {input}"),
+                })
+            }
+        };
+        for (src, mut dst) in per_entry.rows().into_iter().zip(acc.rows_mut()) {
+            match self.axes {
+                Axes::Features { .. } => dst += &src,
+                Axes::Channels { channels, plane } => add_channel_sums(src, channels, plane, dst),
+            }
+        }
+        Ok(())
     }
 }
 

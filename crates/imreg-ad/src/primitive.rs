@@ -10,6 +10,7 @@ use crate::dual::Dual;
 use crate::error::{AdError, Result};
 use crate::graph::{Graph, Var};
 use crate::tensor::{Mat, Tensor};
+use ndarray::ArrayViewMut2;
 use std::fmt::Debug;
 
 /// An op of the tape defined by its calculus: `y = f(x_1, …, x_k)` with
@@ -115,6 +116,37 @@ pub trait Primitive: Debug + Send + Sync + 'static {
             .map(|d| d.and_then(|d| d.t))
             .collect()
     }
+
+    /// Whether [`Primitive::vjp_per_example`] is implemented for the parameter input `input`. The default, no
+    /// input, makes [`crate::per_example_grads_into`] decline a tape on which this primitive consumes a
+    /// parameter leaf, and its callers then run one tape per example, so a primitive without the rule keeps
+    /// working (only slower).
+    fn has_vjp_per_example(&self, input: usize) -> bool {
+        let _ = input;
+        false
+    }
+
+    /// The per-example cotangents of the parameter input `input` (a leaf shared by every example), for
+    /// batched per-example gradients: with the inputs and output holding one example per row and `g` the
+    /// output cotangent of `Σ_i ℓ_i`, row `i` of `acc` (`n × len(x_input)`, the parameter's entries row-major)
+    /// gets `(∂f/∂x_input)ᵀ g` restricted to example `i`'s rows added to it. For a linear layer that is
+    /// `W̄_i = g_iᵀ x_i`; for a convolution `W̄_i = G_i P_iᵀ` over example `i`'s output positions only. Summed
+    /// over `i` it is [`Primitive::vjp`]'s cotangent of that input. Called only when
+    /// [`Primitive::has_vjp_per_example`] says so (the default is never called and reports an error).
+    fn vjp_per_example(
+        &self,
+        x: &[&Mat],
+        y: &Mat,
+        g: &Mat,
+        input: usize,
+        acc: ArrayViewMut2<'_, f64>,
+    ) -> Result<()> {
+        let _ = (x, y, g, acc);
+        Err(AdError::Invalid {
+            what: self.name(),
+            reason: format!("no per-example reverse rule for input {input}"),
+        })
+    }
 }
 
 /// The object-safe face of a [`Primitive`] on a tape of `T` values (implemented for every primitive).
@@ -132,6 +164,17 @@ pub trait DynPrimitive<T: Tensor>: Debug + Send + Sync {
         dg: Option<&Mat>,
         wants: &[bool],
     ) -> Vec<Option<Mat>>;
+    /// [`Primitive::has_vjp_per_example`].
+    fn has_vjp_per_example(&self, input: usize) -> bool;
+    /// [`Primitive::vjp_per_example`] on plain values.
+    fn vjp_per_example(
+        &self,
+        x: &[&Mat],
+        y: &Mat,
+        g: &Mat,
+        input: usize,
+        acc: ArrayViewMut2<'_, f64>,
+    ) -> Result<()>;
 }
 
 impl<T: Tensor, P: Primitive> DynPrimitive<T> for P {
@@ -150,6 +193,19 @@ impl<T: Tensor, P: Primitive> DynPrimitive<T> for P {
         wants: &[bool],
     ) -> Vec<Option<Mat>> {
         Primitive::vjp_tangent(self, x, y, g, dg, wants)
+    }
+    fn has_vjp_per_example(&self, input: usize) -> bool {
+        Primitive::has_vjp_per_example(self, input)
+    }
+    fn vjp_per_example(
+        &self,
+        x: &[&Mat],
+        y: &Mat,
+        g: &Mat,
+        input: usize,
+        acc: ArrayViewMut2<'_, f64>,
+    ) -> Result<()> {
+        Primitive::vjp_per_example(self, x, y, g, input, acc)
     }
 }
 

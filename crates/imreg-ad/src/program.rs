@@ -9,6 +9,7 @@ use crate::dual::Dual;
 use crate::error::{AdError, Result};
 use crate::graph::{Graph, Var};
 use crate::tensor::{Mat, Tensor};
+use ndarray::ArrayViewMut2;
 
 /// A scalar function of matrix-shaped leaves, written once for every tensor type.
 ///
@@ -268,6 +269,53 @@ fn grad_leaves<P: Program + ?Sized>(p: &P, at: &Point) -> Result<(f64, Vec<Mat>)
     at.check(p)?;
     let (g, y) = record::<P, Mat>(p, at.leaves()?)?;
     Ok((g.value(y)[(0, 0)], g.backward(y)?))
+}
+
+/// Per-example gradients by batched reverse mode, for a program whose output is a sum `f = Σ_i ℓ_i` over `n`
+/// examples held one per row of its batched nodes (the layout of [`crate::layout`]): writes `∇ℓ_i(x)` into
+/// row `i` of `rows` (`n × len(x)`) from one forward and one reverse pass over the whole batch, and returns
+/// `Some(f(x))`. Every op that reads a leaf must have a per-example rule (the built-in linear layer, matmul
+/// and bias add; a [`Primitive`](crate::Primitive) by its
+/// [`vjp_per_example`](crate::Primitive::vjp_per_example)); where one does not, nothing is written and the
+/// result is `None`, and the caller differentiates one tape per example instead ([`grad_acc`] on each
+/// example's program). The per-example results equal those tapes' to rounding (the same products, formed per
+/// example). The examples must not be coupled (no batch statistics): `ℓ_i` may depend on row `i` only.
+pub fn per_example_grads_into<P: Program + ?Sized>(
+    p: &P,
+    at: &Point,
+    rows: ArrayViewMut2<'_, f64>,
+) -> Result<Option<f64>> {
+    at.check(p)?;
+    if rows.ncols() != at.len {
+        return Err(AdError::Length {
+            what: "per-example gradient row",
+            expected: at.len,
+            got: rows.ncols(),
+        });
+    }
+    if rows.ncols() > 1 && rows.strides()[1] != 1 {
+        return Err(AdError::Invalid {
+            what: "per-example gradient rows",
+            reason: "each row must be contiguous".into(),
+        });
+    }
+    let (g, y) = record::<P, Mat>(p, at.leaves()?)?;
+    if !g.per_example_ready(y, rows.nrows()) {
+        return Ok(None);
+    }
+    let mut rows = rows;
+    rows.fill(0.0);
+    g.per_example_backward(y, rows)?;
+    Ok(Some(g.value(y)[(0, 0)]))
+}
+
+/// Whether [`per_example_grads_into`] applies to `p` on a tape of `n` examples (recorded at `at`, forward
+/// only): every op that reads a leaf has a per-example rule. A cheap probe on a one-example program lets a
+/// caller choose between the batched pass and one tape per example before doing either.
+pub fn per_example_supported<P: Program + ?Sized>(p: &P, at: &Point, n: usize) -> Result<bool> {
+    at.check(p)?;
+    let (g, y) = record::<P, Mat>(p, at.leaves()?)?;
+    Ok(g.per_example_ready(y, n))
 }
 
 /// `acc += ∇f(x)` at a prepared point; returns `f(x)`.

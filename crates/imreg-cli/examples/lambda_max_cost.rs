@@ -30,9 +30,10 @@ fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f64
 
 /// Labels as an int64 `.npy` vector: the library's `<f8` header with the dtype swapped (same length).
 fn int64_npy(labels: &[usize]) -> Vec<u8> {
-    let header = imreg_objective::data::npy::npy_header(&[labels.len()]).unwrap();
-    let text = String::from_utf8(header).unwrap().replacen("'<f8'", "'<i8'", 1);
-    let mut bytes = text.into_bytes();
+    // The header starts with the non-UTF-8 magic `\x93NUMPY`: swap the dtype in the bytes.
+    let mut bytes = imreg_objective::data::npy::npy_header(&[labels.len()]).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"'<f8'").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"'<i8'");
     labels
         .iter()
         .for_each(|&l| bytes.extend((l as i64).to_le_bytes()));

@@ -11,8 +11,10 @@ use crate::spectrum::{
     batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, operator_trace, ExtremeOptions,
     Reported,
 };
-use imreg_objective::Batch;
-use imreg_spectra::{batch_sharpness, HessianOperator, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT};
+use imreg_objective::{Batch, Supervised};
+use imreg_spectra::{
+    batch_sharpness, GaussNewtonOperator, HessianOperator, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +144,9 @@ pub struct Analysis {
     /// The Hessian diagonal's summary (its entries are in `diagonal.npy`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagonal: Option<DiagonalSummary>,
+    /// The Gauss–Newton diagonal's summary (its entries are in `ggn_diagonal.npy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ggn_diagonal: Option<DiagonalSummary>,
     /// Files written into `--out`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
@@ -209,6 +214,17 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         return Err(CliError::arg(
             "--out",
             "required for the quantity eigenvectors (a folder for eigenvectors.npy and its names)",
+        ));
+    }
+    let ggn_model = supervised(&model).filter(|_| wants(Quantity::GgnDiagonal));
+    if wants(Quantity::GgnDiagonal) && ggn_model.is_none() && !quantities.is_all() {
+        return Err(CliError::arg(
+            "--quantities",
+            format!(
+                "ggn-diagonal needs a model with outputs and a standard loss (linear_regression, \
+                     logistic_regression, mlp, deep_linear, scalar_net); {} has none",
+                req.model.kind()
+            ),
         ));
     }
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
@@ -281,16 +297,28 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         .then(|| layers::diagonal(&h, &req.solver, req.exact_trace_max_p, req.seed))
         .transpose()
         .map_err(|e| failed("Hessian diagonal", e))?;
+    let ggn_diagonal = ggn_model
+        .map(|sup| {
+            let g = GaussNewtonOperator::new(sup, &theta, Batch::Full)?;
+            layers::diagonal(&g, &req.solver, req.exact_trace_max_p, req.seed)
+        })
+        .transpose()
+        .map_err(|e| failed("Gauss–Newton diagonal", e))?;
     let mut files = Vec::new();
     if let Some(out) = &req.out {
         crate::output::claim(out, "analyze")?;
         if let (Some(e), true) = (&ext, wants(Quantity::Eigenvectors)) {
             files.extend(crate::eigenvectors::write(out, e, &layout)?);
         }
-        if let Some(d) = &diagonal {
-            files.push(write_npy(&out.join("diagonal.npy"), &d.values)?);
-            if !d.is_exact() {
-                files.push(write_npy(&out.join("diagonal_std_error.npy"), &d.std_errors)?);
+        for (d, stem) in [(&diagonal, "diagonal"), (&ggn_diagonal, "ggn_diagonal")] {
+            if let Some(d) = d {
+                files.push(write_npy(&out.join(format!("{stem}.npy")), &d.values)?);
+                if !d.is_exact() {
+                    files.push(write_npy(
+                        &out.join(format!("{stem}_std_error.npy")),
+                        &d.std_errors,
+                    )?);
+                }
             }
         }
         if let Some(d) = &density {
@@ -327,12 +355,26 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         density,
         blocks,
         diagonal: diagonal.as_ref().map(DiagonalSummary::of),
+        ggn_diagonal: ggn_diagonal.as_ref().map(DiagonalSummary::of),
         files,
         batch_sharpness: batch_sharpness.map(|s| s.0),
         batch_sharpness_inside: batch_sharpness.map(|s| s.1),
         batch_size: req.batch_size,
         seed: req.seed,
     })
+}
+
+/// The model as one with outputs `f(x_i; θ)` and a standard loss (what the Gauss–Newton matrix needs);
+/// `None` for the quadratic and for networks.
+fn supervised(model: &Model) -> Option<&dyn Supervised> {
+    match model {
+        Model::Linear(m, _) => Some(m),
+        Model::Logistic(m, _) => Some(m),
+        Model::Mlp(m, _) => Some(m),
+        Model::DeepLinear(m) => Some(m),
+        Model::Scalar(m) => Some(m),
+        Model::Quadratic(_) | Model::Network(..) => None,
+    }
 }
 
 /// Writes `values` as a `.npy` vector atomically and returns its path.
@@ -413,15 +455,20 @@ pub fn table(a: &Analysis) -> String {
             format!("Tr {}; λ_max {}", b.trace.display(), b.lambda_max.display()),
         ));
     }
-    if let Some(d) = &a.diagonal {
-        let how = match d.probes {
-            Some(m) => format!("Hutchinson, {m} probes, max SE {:.1e}", d.max_std_error),
-            None => "exact".into(),
-        };
-        rows.push((
-            "diag H".into(),
-            format!("Σ {:.6e}, min {:.6e}, max {:.6e} ({how})", d.sum, d.min, d.max),
-        ));
+    for (name, d) in [
+        ("diag H", &a.diagonal),
+        ("diag G (Gauss–Newton)", &a.ggn_diagonal),
+    ] {
+        if let Some(d) = d {
+            let how = match d.probes {
+                Some(m) => format!("Hutchinson, {m} probes, max SE {:.1e}", d.max_std_error),
+                None => "exact".into(),
+            };
+            rows.push((
+                name.into(),
+                format!("Σ {:.6e}, min {:.6e}, max {:.6e} ({how})", d.sum, d.min, d.max),
+            ));
+        }
     }
     if let (Some(bs), Some(b)) = (a.batch_sharpness, a.batch_size) {
         rows.push(("batch size b".into(), b.to_string()));

@@ -105,23 +105,24 @@ pub enum RegularizerConfig {
     GradientPenalty { alpha: f64 },
     /// GN (Novack et al.): `λ · mean_j ‖∇L_{M_j}‖²` over micro-batches of size `micro_batch`.
     GradientNorm { lambda: f64, micro_batch: usize },
-    /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy MLP classifiers only.
+    /// FT (Novack et al.): `λ · mean_j ‖∇L_{M_j}(ŷ)‖²`, `ŷ ~ softmax(f)`: cross-entropy classifiers (MLPs and
+    /// networks).
     FisherTrace { lambda: f64, micro_batch: usize },
-    /// AJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` over micro-batches: MLPs.
+    /// AJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i Σ_c f_c(x_i)‖²` over micro-batches: MLPs and networks.
     AverageJacobian { lambda: f64, micro_batch: usize },
     /// UJ (Novack et al.): `λ · mean_j ‖∇ (1/|M|) Σ_i uᵀ f(x_i)‖²`, a fresh random unit `u` per micro-batch:
-    /// MLPs.
+    /// MLPs and networks.
     UnitJacobian { lambda: f64, micro_batch: usize },
     /// FP (Jastrzębski et al.): `α ‖∇L_B(ŷ)‖^p`, `ŷ ~ softmax(f)`, `p = 2` (`squared = true`, the default) or
-    /// `p = 1`: cross-entropy MLP classifiers.
+    /// `p = 1`: cross-entropy classifiers (MLPs and networks).
     FisherPenalty {
         alpha: f64,
         #[serde(default = "default_true")]
         squared: bool,
     },
-    /// GP_x: `α ‖∇_x L_B‖²`, the input-gradient penalty, gradient `2α (∂²L/∂θ∂x) ∇_x L`: MLPs.
+    /// GP_x: `α ‖∇_x L_B‖²`, the input-gradient penalty, gradient `2α (∂²L/∂θ∂x) ∇_x L`: MLPs and networks.
     InputGradientPenalty { alpha: f64 },
-    /// GP_r: `α ‖∇L_B(ỹ)‖²` with uniformly random labels `ỹ`: cross-entropy MLP classifiers.
+    /// GP_r: `α ‖∇L_B(ỹ)‖²` with uniformly random labels `ỹ`: cross-entropy classifiers (MLPs and networks).
     RandomLabelPenalty { alpha: f64 },
 }
 
@@ -158,7 +159,7 @@ impl RegularizerConfig {
             | RegularizerConfig::UnitJacobian { lambda, .. } => ("lambda", lambda),
         }
     }
-    /// The micro-batch size of GN / FT.
+    /// The micro-batch size of GN / FT / AJ / UJ.
     pub fn micro_batch(&self) -> Option<usize> {
         match *self {
             RegularizerConfig::GradientNorm { micro_batch, .. }
@@ -501,6 +502,11 @@ pub enum OptimizerConfig {
         replacement: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clip_grad_norm: Option<f64>,
+        /// Iterative gradient grafting (Novack et al.): `graft = { micro_batch = b }` steps along the
+        /// direction of the (regularized, clipped) large-batch update with the norm of the gradient of its
+        /// first `b` examples, the step small-batch SGD would take from the same point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        graft: Option<GraftConfig>,
     },
     /// Momentum (PyTorch `torch.optim.SGD` convention) `v ← β v + ∇C_B(θ)` (`v₀ = g₀`), `θ ← θ − η v`, or
     /// with `nesterov`, `θ ← θ − η (g + β v)`; full batch unless `batch_size` is given.
@@ -525,7 +531,22 @@ pub enum OptimizerConfig {
     },
 }
 
+/// `optimizer.graft`: the small batch whose gradient norm the step takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraftConfig {
+    /// `|M₁|`, the size of the first micro-batch of each batch (divides `batch_size`).
+    pub micro_batch: usize,
+}
+
 impl OptimizerConfig {
+    /// Gradient grafting, if any (SGD only).
+    pub fn graft(&self) -> Option<GraftConfig> {
+        match self {
+            OptimizerConfig::Sgd { graft, .. } => *graft,
+            _ => None,
+        }
+    }
     /// The step size η.
     pub fn lr(&self) -> f64 {
         match self {
@@ -587,6 +608,9 @@ impl Every {
     fn off() -> Self {
         Every::Flag(false)
     }
+    fn is_off(&self) -> bool {
+        self.period(1).is_none()
+    }
 }
 
 impl Default for Every {
@@ -608,9 +632,20 @@ pub struct TrackConfig {
     /// `‖∇C(θ)‖`.
     #[serde(default = "Every::on")]
     pub grad_norm: Every,
-    /// `λ_max(∇²C(θ))` (dense for p ≤ 400, Lanczos above); plotted against `2/η`.
+    /// `λ_max(∇²C(θ))` (dense for p ≤ 400, Lanczos above, each evaluation from the same seeded start);
+    /// plotted against `2/η`.
     #[serde(default)]
     pub sharpness: Every,
+    /// The `top_k` largest and `bottom_k` smallest Hessian eigenvalues by Lanczos (columns `lambda_1 …`,
+    /// `lambda_min_1 …`), warm-started from the previous evaluation's Ritz vectors unless `warm_start =
+    /// false`, with the largest relative residual bound, the steps and the converged flag of each evaluation
+    /// (`eigen_residual`, `eigen_iterations`, `eigen_converged`).
+    #[serde(default, skip_serializing_if = "Every::is_off")]
+    pub eigenvalues: Every,
+    /// `Tr ∇²C(θ)`: exact (all `p` unit vectors) for p ≤ 400, else Hutch++ with its standard error
+    /// (`hessian_trace_se`, 0 when exact).
+    #[serde(default, skip_serializing_if = "Every::is_off")]
+    pub hessian_trace: Every,
     /// Classification accuracy (and `test_accuracy` with `[split]`); classifiers only.
     #[serde(default)]
     pub accuracy: Every,
@@ -633,6 +668,11 @@ pub struct TrackConfig {
     /// The scalar net's imbalance `‖a‖² − ‖b‖²` (conserved by gradient flow).
     #[serde(default)]
     pub imbalance: Every,
+    /// A micro-batch size `m`: records `micro_grad_norm_sq = mean_j ‖∇L_{M_j}(θ_t)‖²` over the consecutive
+    /// size-`m` micro-batches `M_j` of step `t`'s minibatch (the quantity GN penalizes, Novack et al.'s
+    /// Figure 1) every `track.every` steps; `m` divides the batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_grad_norm: Option<usize>,
     /// Batch size of `batch_sharpness` and `mini_bs` (default: the optimizer's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
@@ -640,6 +680,68 @@ pub struct TrackConfig {
     /// `C(N, b) ≤ 2000`).
     #[serde(default = "default_max_batches")]
     pub max_batches: usize,
+    /// Eigenvalues of `eigenvalues`: the `top_k` largest (1 ..= [`MAX_TRACKED_K`]).
+    #[serde(default = "default_one", skip_serializing_if = "is_one")]
+    pub top_k: usize,
+    /// … and the `bottom_k` smallest (0 ..= [`MAX_TRACKED_K`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bottom_k: usize,
+    /// Start each `eigenvalues` evaluation from the previous one's Ritz vectors (default `true`; `false`
+    /// starts every evaluation from the same seeded Gaussian vector). `sharpness` is never warm-started.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub warm_start: bool,
+    /// Lanczos tolerance of `eigenvalues`: stop once every wanted Ritz pair has residual bound
+    /// `‖Hy − θy‖ ≤ tol · max|θ|` (default `1e-8`, that of `sharpness`).
+    #[serde(
+        default = "default_lanczos_tol",
+        skip_serializing_if = "is_default_lanczos_tol"
+    )]
+    pub lanczos_tol: f64,
+    /// Most Lanczos steps per `eigenvalues` evaluation (default 300, capped at `p`).
+    #[serde(
+        default = "default_lanczos_max_iter",
+        skip_serializing_if = "is_default_lanczos_max_iter"
+    )]
+    pub lanczos_max_iter: usize,
+    /// A fixed measurement subset (Cohen et al.'s abridged set): `sharpness`, `eigenvalues` and
+    /// `hessian_trace` use the Hessian of these examples only, the same ones at every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetConfig>,
+}
+
+/// Most eigenvalues `[track] eigenvalues` tracks at each end of the spectrum.
+pub const MAX_TRACKED_K: usize = 10;
+
+fn is_one(k: &usize) -> bool {
+    *k == 1
+}
+fn is_zero(k: &usize) -> bool {
+    *k == 0
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn default_lanczos_tol() -> f64 {
+    1e-8
+}
+fn is_default_lanczos_tol(t: &f64) -> bool {
+    *t == default_lanczos_tol()
+}
+fn default_lanczos_max_iter() -> usize {
+    300
+}
+fn is_default_lanczos_max_iter(m: &usize) -> bool {
+    *m == default_lanczos_max_iter()
+}
+
+/// `[track] subset = { n = 1000, seed = 0 }`: `n` training examples drawn without replacement by a ChaCha
+/// stream of `seed` (its own seed, so the subset does not change with the run's `seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetConfig {
+    pub n: usize,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for TrackConfig {
@@ -656,19 +758,30 @@ impl Default for TrackConfig {
             trace_k: Every::off(),
             trace_f: Every::off(),
             imbalance: Every::off(),
+            micro_grad_norm: None,
             batch_size: None,
             max_batches: default_max_batches(),
+            eigenvalues: Every::off(),
+            hessian_trace: Every::off(),
+            top_k: 1,
+            bottom_k: 0,
+            warm_start: true,
+            lanczos_tol: default_lanczos_tol(),
+            lanczos_max_iter: default_lanczos_max_iter(),
+            subset: None,
         }
     }
 }
 
 impl TrackConfig {
     /// Every metric switch with its config key, in column order.
-    pub fn switches(&self) -> [(&'static str, Every); 10] {
+    pub fn switches(&self) -> [(&'static str, Every); 12] {
         [
             ("loss", self.loss),
             ("grad_norm", self.grad_norm),
             ("sharpness", self.sharpness),
+            ("eigenvalues", self.eigenvalues),
+            ("hessian_trace", self.hessian_trace),
             ("accuracy", self.accuracy),
             ("batch_sharpness", self.batch_sharpness),
             ("mini_bs", self.mini_bs),
@@ -677,6 +790,65 @@ impl TrackConfig {
             ("trace_f", self.trace_f),
             ("imbalance", self.imbalance),
         ]
+    }
+}
+
+impl TrackConfig {
+    /// Checks the eigenvalue-tracking keys and the subset (the data-dependent bounds `k ≤ p` and `n ≤ N`
+    /// are checked when the model is built).
+    fn validate_eigen(&self, file: &Path) -> Result<()> {
+        let bad = |field: &str, reason: String| Err(CliError::input(file, field, reason));
+        if !(1..=MAX_TRACKED_K).contains(&self.top_k) {
+            return bad(
+                "track.top_k",
+                format!("must lie in 1..={MAX_TRACKED_K}, got {}", self.top_k),
+            );
+        }
+        if self.bottom_k > MAX_TRACKED_K {
+            return bad(
+                "track.bottom_k",
+                format!("must lie in 0..={MAX_TRACKED_K}, got {}", self.bottom_k),
+            );
+        }
+        if !(self.lanczos_tol.is_finite() && self.lanczos_tol >= 0.0) {
+            return bad(
+                "track.lanczos_tol",
+                format!("must be a finite number ≥ 0, got {}", self.lanczos_tol),
+            );
+        }
+        if !(1..=crate::quantities::MAX_KNOB).contains(&self.lanczos_max_iter) {
+            return bad(
+                "track.lanczos_max_iter",
+                format!(
+                    "must lie in 1..={}, got {}",
+                    crate::quantities::MAX_KNOB,
+                    self.lanczos_max_iter
+                ),
+            );
+        }
+        if self.lanczos_max_iter < self.top_k + self.bottom_k {
+            return bad(
+                "track.lanczos_max_iter",
+                format!(
+                    "{} is smaller than top_k + bottom_k = {}",
+                    self.lanczos_max_iter,
+                    self.top_k + self.bottom_k
+                ),
+            );
+        }
+        if let Some(s) = self.subset {
+            if s.n == 0 {
+                return bad("track.subset.n", "must be at least 1".into());
+            }
+            let hessian = [self.sharpness, self.eigenvalues, self.hessian_trace];
+            if hessian.iter().all(|e| e.is_off()) {
+                return bad(
+                    "track.subset",
+                    "applies to sharpness, eigenvalues and hessian_trace; none of them is tracked".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -785,6 +957,24 @@ impl ExperimentConfig {
                 }
             }
         }
+        for (field, m) in [
+            (
+                "optimizer.graft.micro_batch",
+                self.optimizer.graft().map(|g| g.micro_batch),
+            ),
+            ("track.micro_grad_norm", self.track.micro_grad_norm),
+        ] {
+            match (m, self.optimizer.batch_size()) {
+                (Some(m), Some(b)) if m == 0 || !b.is_multiple_of(m) => {
+                    return bad(
+                        field,
+                        format!("must be at least 1 and divide optimizer.batch_size = {b}, got {m}"),
+                    );
+                }
+                (Some(0), None) => return bad(field, "must be at least 1".into()),
+                _ => {}
+            }
+        }
         if self.track.every == 0 {
             return bad("track.every", "must be at least 1".into());
         }
@@ -802,6 +992,7 @@ impl ExperimentConfig {
         if self.track.batch_size == Some(0) {
             return bad("track.batch_size", "must be at least 1".into());
         }
+        self.track.validate_eigen(file)?;
         let needs_b =
             self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
         if needs_b && self.track.batch_size.or(self.optimizer.batch_size()).is_none() {
@@ -1133,6 +1324,7 @@ batch_size = 4
                 batch_size: 4,
                 replacement: false,
                 clip_grad_norm: None,
+                graft: None,
             }
         );
         assert_eq!(c.track, TrackConfig::default());

@@ -81,6 +81,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     }
     let n = model.objective().n_examples();
     crate::train::check_memory(&config, model.objective().dim(), n, file)?;
+    crate::train::check_tracking(&config, model.objective().dim(), n, file)?;
     for (b, field) in [
         (config.optimizer.batch_size(), "optimizer.batch_size"),
         (config.track.batch_size, "track.batch_size"),
@@ -244,31 +245,39 @@ fn write_outputs(
             .x_label("step")
             .y_label(pretty(col))
             .series(Series::line(*col, series.xs.clone(), series.ys.clone()));
-        if matches!(*col, "loss" | "test_loss" | "grad_norm" | "trace_k" | "trace_f") {
+        if matches!(
+            *col,
+            "loss" | "test_loss" | "grad_norm" | "trace_k" | "trace_f" | "eigen_residual"
+        ) {
             fig = fig.log_y();
         }
         if matches!(
             *col,
             "sharpness" | "batch_sharpness" | "batch_sharpness_inside" | "mini_bs"
-        ) {
+        ) || crate::train::is_top_eigenvalue(col)
+        {
             fig = fig.hline("2/η", 2.0 / eta);
         }
-        let stem = format!("fig_{col}");
-        if opts.no_figures {
-            imreg_plot::write_csv(&dir.join(format!("{stem}.csv")), &fig.series)?;
-            files.push(format!("{stem}.csv"));
-            continue;
+        save_figure(fig, dir, &format!("fig_{col}"), opts, &mut files)?;
+    }
+    // The tracked eigenvalues together, against 2/η.
+    let eigen: Vec<Series> = recorded
+        .columns
+        .iter()
+        .skip(1)
+        .zip(&recorded.series)
+        .filter(|(c, _)| crate::train::is_top_eigenvalue(c) || crate::train::is_bottom_eigenvalue(c))
+        .map(|(c, series)| Series::line(*c, series.xs.clone(), series.ys.clone()))
+        .collect();
+    if !eigen.is_empty() {
+        let mut fig = Figure::new(format!("{name}: Hessian eigenvalues"))
+            .x_label("step")
+            .y_label("λ_i(∇²C)")
+            .hline("2/η", 2.0 / eta);
+        for s in eigen {
+            fig = fig.series(s);
         }
-        match fig.save(dir, &stem) {
-            Ok(paths) => files.extend(
-                paths
-                    .iter()
-                    .filter_map(|p| p.file_name()?.to_str().map(String::from)),
-            ),
-            // A metric with no drawable point (e.g. diverged at step 0) has no figure; its CSV still exists.
-            Err(PlotError::Empty { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        save_figure(fig, dir, "fig_eigenvalues", opts, &mut files)?;
     }
     let final_metrics = recorded
         .columns
@@ -298,6 +307,32 @@ fn write_outputs(
     Ok(summary)
 }
 
+/// Saves `fig` as `stem.svg/.png/.csv` into `dir` (only its CSV with `no_figures`), listing the files.
+fn save_figure(
+    fig: Figure,
+    dir: &Path,
+    stem: &str,
+    opts: &FolderOptions,
+    files: &mut Vec<String>,
+) -> Result<()> {
+    if opts.no_figures {
+        imreg_plot::write_csv(&dir.join(format!("{stem}.csv")), &fig.series)?;
+        files.push(format!("{stem}.csv"));
+        return Ok(());
+    }
+    match fig.save(dir, stem) {
+        Ok(paths) => files.extend(
+            paths
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(String::from)),
+        ),
+        // A metric with no drawable point (e.g. diverged at step 0) has no figure; its CSV still exists.
+        Err(PlotError::Empty { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
 /// The `.npy` bytes of `data` with `shape`.
 fn npy(shape: &[usize], data: &[f64]) -> Result<Vec<u8>> {
     npy_bytes(shape, data).map_err(|e| CliError::Failed(e.to_string()))
@@ -319,6 +354,11 @@ fn pretty(col: &str) -> &str {
         "trace_k" => "Tr K",
         "trace_f" => "Tr F (empirical)",
         "imbalance" => "imbalance ‖a‖² − ‖b‖²",
+        "hessian_trace" => "Tr ∇²C",
+        "hessian_trace_se" => "standard error of Tr ∇²C (0: exact)",
+        "eigen_residual" => "largest relative Lanczos residual bound",
+        "eigen_iterations" => "Lanczos steps",
+        "eigen_converged" => "Lanczos converged (1) or not (0)",
         other => other,
     }
 }

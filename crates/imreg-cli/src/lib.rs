@@ -1,5 +1,6 @@
 //! The `imreg` command line: `reproduce`, `verify`, `run`, `analyze`, `sweep` (expand, run, status,
-//! collect, and `submit` to Slurm).
+//! collect, and `submit` to Slurm), `study` (the empirical studies of [`study::registry`]: list, run,
+//! report, submit).
 //!
 //! [`run_with_args`] is the whole program as a function (tests call it without the binary); [`main`] runs it
 //! on the process arguments. A crate with its own theorem checks runs them next to the built-in ones with
@@ -33,6 +34,7 @@ pub mod regularize;
 pub mod report;
 pub mod slurm;
 pub mod spectrum;
+pub mod study;
 pub mod sweep;
 pub mod train;
 
@@ -60,7 +62,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run every registered check with figures; write report.md and report.json.
+    /// Run every registered check with figures, then every empirical study; write report.md and report.json.
     Reproduce {
         /// Smaller problem sizes (every claim is still asserted).
         #[arg(long)]
@@ -68,7 +70,8 @@ enum Command {
         /// Output folder.
         #[arg(long, default_value = "imreg-out")]
         out: PathBuf,
-        /// Only these checks (exact id or crate prefix such as `flow`); repeatable.
+        /// Only these checks (exact id or crate prefix such as `flow`); repeatable. Without it the
+        /// empirical studies run too (Reduced scale; Smoke with --quick), reported, never pass/fail.
         #[arg(long, num_args = 1..)]
         only: Vec<String>,
     },
@@ -104,6 +107,61 @@ enum Command {
     /// Expand, run and collect sweeps.
     #[command(subcommand)]
     Sweep(SweepCommand),
+    /// Empirical studies: a source's experiment run as a sweep, reported with mean ± SE and verdicts.
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StudyCommand {
+    /// The built-in studies, their datasets and claims.
+    List,
+    /// Run a study (every dataset, or --dataset) into OUT/<dataset>/; finished runs are skipped.
+    Run {
+        name: String,
+        #[command(flatten)]
+        instance: InstanceArgs,
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        /// Also draw each run's own figures (the report draws the study's).
+        #[arg(long)]
+        figures: bool,
+    },
+    /// Collect the finished runs of OUT and write the reports (OUT/report.md, OUT/report.json and one per
+    /// dataset); an incomplete study is refused (exit 1).
+    Report {
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write (or submit with --sbatch) one Slurm job-array script per dataset, OUT/<dataset>/sweep.sbatch,
+    /// whose tasks run the study's shards; then `imreg study report`.
+    Submit(Box<StudySubmitArgs>),
+}
+
+#[derive(Args, Debug)]
+struct StudySubmitArgs {
+    name: String,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Args, Debug)]
+struct InstanceArgs {
+    /// digits | mnist | fashion_mnist (default: every dataset of the study).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// smoke | reduced | full.
+    #[arg(long, default_value = "reduced")]
+    scale: String,
+    /// Seeds, comma separated (default: 1 smoke, 2 reduced, 3 full).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// The study folder (default: studies/<name>-<scale>).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -160,8 +218,8 @@ struct AnalyzeArgs {
     #[arg(long)]
     targets: Option<PathBuf>,
     /// What to compute, comma separated: lambda_max, top-k, bottom-k, trace, density, k-spectrum, fisher,
-    /// batch-sharpness, diagonal, blocks, eigenvectors, or all (default: top-k, bottom-k, trace, k-spectrum,
-    /// fisher, and batch-sharpness with --batch-size).
+    /// batch-sharpness, diagonal, ggn-diagonal, blocks, eigenvectors, or all (default: top-k, bottom-k, trace,
+    /// k-spectrum, fisher, and batch-sharpness with --batch-size).
     #[arg(long, value_delimiter = ',')]
     quantities: Vec<String>,
     /// Folder for eigenvectors.npy + eigenvectors.json (names), diagonal.npy and the density figure
@@ -263,6 +321,12 @@ struct SubmitArgs {
     /// The sweep's output folder (prepared and bound to the manifest now; the logs go to OUT/slurm).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Args, Debug)]
+struct SlurmArgs {
     /// Array tasks N, 1 ≤ N ≤ runs (default: one per run).
     #[arg(long)]
     tasks: Option<usize>,
@@ -373,6 +437,7 @@ fn dispatch(cli: Cli, checks: Vec<Check>) -> Result<i32> {
         } => run(&config, out, force, no_figures, max_steps, quiet),
         Command::Analyze(a) => analyze_cmd(*a),
         Command::Sweep(s) => sweep_cmd(s, quiet),
+        Command::Study(s) => study_cmd(s, quiet),
     }
 }
 
@@ -399,9 +464,16 @@ fn reproduce(checks: Vec<Check>, quick: bool, out: &Path, only: &[String], quiet
         quick,
     };
     let records = run_checks(checks, only, &ctx, quiet)?;
-    let md = report::markdown(&records, out, quick);
-    let json = serde_json::to_string_pretty(&report::json(&records, quick))
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut md = report::markdown(&records, out, quick);
+    let mut json = report::json(&records, quick);
+    // The empirical studies run with the whole reproduction (not with --only); their verdicts are reported,
+    // never counted as passed or failed.
+    if only.is_empty() {
+        let (section, studies) = study::reproduce_section(&study::registry(), out, quick, quiet)?;
+        md.push_str(&section);
+        json["studies"] = studies;
+    }
+    let json = serde_json::to_string_pretty(&json).map_err(|e| CliError::Failed(e.to_string()))?;
     imreg_plot::write_atomic(&out.join("report.md"), md.as_bytes())?;
     imreg_plot::write_atomic(&out.join("report.json"), json.as_bytes())?;
     if !quiet {
@@ -743,11 +815,23 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
 /// `sweep submit`: checks the request, prepares the output folder, writes OUT/sweep.sbatch, and prints it
 /// or submits it.
 fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
+    let entries = sweep::read_manifest(&a.manifest)?;
+    submit_manifest(&entries, &a.manifest, &a.out, &a.slurm, quiet)
+}
+
+/// Writes OUT/sweep.sbatch for the manifest `entries` (read from `manifest`) after preparing `out`, and
+/// prints it or submits it.
+fn submit_manifest(
+    entries: &[sweep::ManifestEntry],
+    manifest: &Path,
+    out: &Path,
+    a: &SlurmArgs,
+    quiet: bool,
+) -> Result<i32> {
     let absolute = |flag: &str, p: &Path| {
         std::path::absolute(p).map_err(|e| CliError::arg(flag, format!("{}: {e}", p.display())))
     };
-    let entries = sweep::read_manifest(&a.manifest)?;
-    let out = absolute("--out", &a.out)?;
+    let out = absolute("--out", out)?;
     let imreg = match &a.imreg {
         Some(p) => absolute("--imreg", p)?,
         None => std::env::current_exe().map_err(|e| {
@@ -765,7 +849,7 @@ fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
     }
     let job = slurm::ArrayJob {
         imreg,
-        manifest: absolute("--manifest", &a.manifest)?,
+        manifest: absolute("--manifest", manifest)?,
         runs: entries.len(),
         logs: out.join("slurm"),
         out,
@@ -773,15 +857,15 @@ fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
         max_parallel: a.max_parallel,
         no_figures: a.no_figures,
         resources: slurm::Resources {
-            job_name: a.job_name,
-            time: a.time,
+            job_name: a.job_name.clone(),
+            time: a.time.clone(),
             cpus_per_task: a.cpus_per_task,
-            mem: a.mem,
-            partition: a.partition,
+            mem: a.mem.clone(),
+            partition: a.partition.clone(),
         },
     };
     let script = slurm::batch_script(&job)?;
-    sweep::prepare_out(&job.out, &entries, &a.manifest)?;
+    sweep::prepare_out(&job.out, entries, manifest)?;
     std::fs::create_dir_all(&job.logs).map_err(|e| CliError::io(&job.logs, e))?;
     let path = job.out.join("sweep.sbatch");
     imreg_plot::write_atomic(&path, script.as_bytes())?;
@@ -799,4 +883,124 @@ fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
     let id = slurm::sbatch(&path)?;
     println!("{id}");
     Ok(EXIT_OK)
+}
+
+/// The study, its instances and its folder of `imreg study run|submit`.
+fn study_instances(
+    studies: &[Box<dyn study::Study>],
+    name: &str,
+    a: &InstanceArgs,
+) -> Result<(usize, Vec<study::StudyOptions>, PathBuf)> {
+    let s = study::find(studies, name)?;
+    let index = studies.iter().position(|t| t.name() == s.name()).unwrap_or(0);
+    let scale = study::StudyScale::parse(&a.scale)?;
+    let requested = a.dataset.as_deref().map(study::StudyDataset::parse).transpose()?;
+    let seeds = if a.seeds.is_empty() {
+        scale.default_seeds()
+    } else {
+        a.seeds.clone()
+    };
+    let instances = study::datasets(s, requested)?
+        .into_iter()
+        .map(|dataset| study::StudyOptions {
+            dataset,
+            scale,
+            seeds: seeds.clone(),
+        })
+        .collect();
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("studies").join(format!("{}-{}", s.name(), scale.name())));
+    Ok((index, instances, out))
+}
+
+fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
+    let studies = study::registry();
+    match c {
+        StudyCommand::List => {
+            for s in &studies {
+                let ds: Vec<&str> = s.datasets().iter().map(|d| d.name()).collect();
+                println!(
+                    "{} ({})
+  {}
+",
+                    s.name(),
+                    ds.join(", "),
+                    s.claims()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        StudyCommand::Run {
+            name,
+            instance,
+            shard,
+            figures,
+        } => {
+            let shard = sweep::Shard::parse(&shard)?;
+            let (index, instances, out) = study_instances(&studies, &name, &instance)?;
+            let s = studies[index].as_ref();
+            let folder = experiment::FolderOptions {
+                force: true,
+                no_figures: !figures,
+            };
+            let mut busy = 0;
+            for opts in &instances {
+                let n = study::manifest(s, opts)?
+                    .iter()
+                    .filter(|e| shard.contains(e.index))
+                    .count();
+                let pb = progress::bar(n as u64, opts.dataset.name(), quiet);
+                let report = study::run(s, opts, &out, shard, &folder, &|| pb.inc(1))?;
+                pb.finish_and_clear();
+                if !quiet {
+                    println!(
+                        "{} on {}: ran {}, skipped {} finished",
+                        s.name(),
+                        opts.dataset.name(),
+                        report.ran.len(),
+                        report.skipped.len()
+                    );
+                }
+                let dir = study::dataset_dir(&out, opts.dataset);
+                for (id, holder) in &report.busy {
+                    eprintln!(
+                        "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
+                        holder.pid,
+                        holder.host,
+                        lock::lock_path(&dir, id).display()
+                    );
+                }
+                busy += report.busy.len();
+            }
+            if !quiet && busy == 0 && shard == sweep::Shard::ALL {
+                println!("then: imreg study report {} --out {}", s.name(), out.display());
+            }
+            Ok(if busy == 0 { EXIT_OK } else { EXIT_FAILED })
+        }
+        StudyCommand::Report { name, out } => {
+            let s = study::find(&studies, &name)?;
+            let reports = study::report(s, &out, &study::StudyDataset::ALL)?;
+            if !quiet {
+                for r in &reports {
+                    println!("{} on {}:", s.name(), r.options.dataset.name());
+                    for v in &r.report.verdicts {
+                        println!("  {:<15} {}", v.outcome.label(), v.claim);
+                    }
+                }
+                println!("report: {}", out.join("report.md").display());
+            }
+            Ok(EXIT_OK)
+        }
+        StudyCommand::Submit(a) => {
+            let (index, instances, out) = study_instances(&studies, &a.name, &a.instance)?;
+            let s = studies[index].as_ref();
+            for opts in &instances {
+                let (dir, manifest, entries) = study::prepare(s, opts, &out)?;
+                submit_manifest(&entries, &manifest, &dir, &a.slurm, quiet)?;
+            }
+            Ok(EXIT_OK)
+        }
+    }
 }

@@ -23,6 +23,9 @@ pub enum Quantity {
     BatchSharpness,
     /// `diag(H)`, exact or Hutchinson (written to `--out`).
     Diagonal,
+    /// `diag(G)` of the Gauss–Newton matrix `G = (1/N) Σ_i J_iᵀ H_ℓ(f_i) J_i`, exact or Hutchinson
+    /// (written to `--out`).
+    GgnDiagonal,
     /// Per-layer (principal block) traces and top eigenvalues.
     Blocks,
     /// The eigenvectors of the computed extreme eigenvalues (written to `--out`).
@@ -30,7 +33,7 @@ pub enum Quantity {
 }
 
 /// The `--quantities` names, in the order of the table.
-pub const QUANTITY_NAMES: [(&str, Quantity); 11] = [
+pub const QUANTITY_NAMES: [(&str, Quantity); 12] = [
     ("lambda_max", Quantity::LambdaMax),
     ("top-k", Quantity::TopK),
     ("bottom-k", Quantity::BottomK),
@@ -40,13 +43,19 @@ pub const QUANTITY_NAMES: [(&str, Quantity); 11] = [
     ("fisher", Quantity::Fisher),
     ("batch-sharpness", Quantity::BatchSharpness),
     ("diagonal", Quantity::Diagonal),
+    ("ggn-diagonal", Quantity::GgnDiagonal),
     ("blocks", Quantity::Blocks),
     ("eigenvectors", Quantity::Eigenvectors),
 ];
 
 /// A set of quantities.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Quantities(Vec<Quantity>);
+pub struct Quantities {
+    list: Vec<Quantity>,
+    /// Asked for as `all`: a quantity the model cannot give (`ggn-diagonal` of a network) is skipped
+    /// instead of refused.
+    all: bool,
+}
 
 impl Quantities {
     /// What `analyze` computed before `--quantities` existed (its default): top-k, bottom-k, trace,
@@ -62,14 +71,16 @@ impl Quantities {
         if batch_sharpness {
             q.push(Quantity::BatchSharpness);
         }
-        Quantities(q)
+        Quantities { list: q, all: false }
     }
 
     /// Parses the comma-separated names of `--quantities` (`all` for every one).
     pub fn parse(names: &[String]) -> Result<Self> {
         let mut q = Vec::new();
+        let mut all = false;
         for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
             if name == "all" {
+                all = true;
                 q.extend(QUANTITY_NAMES.iter().map(|(_, q)| *q));
                 continue;
             }
@@ -92,12 +103,17 @@ impl Quantities {
         }
         q.sort();
         q.dedup();
-        Ok(Quantities(q))
+        Ok(Quantities { list: q, all })
     }
 
     /// Whether `q` is asked for.
     pub fn has(&self, q: Quantity) -> bool {
-        self.0.contains(&q)
+        self.list.contains(&q)
+    }
+
+    /// Whether the set was asked for as `all`.
+    pub fn is_all(&self) -> bool {
+        self.all
     }
 }
 

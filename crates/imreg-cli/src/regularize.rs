@@ -83,7 +83,7 @@ pub fn penalties<'a>(
                     file,
                     field("kind"),
                     format!(
-                        "{} differentiates through the network: it needs a network model (mlp, deep_linear or network), got {}",
+                        "{} differentiates through the network: it needs a network model (mlp or network), got {}",
                         r.kind(),
                         obj.name()
                     ),

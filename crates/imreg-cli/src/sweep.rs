@@ -473,11 +473,17 @@ fn sweep_manifest(out: &Path, manifest: Option<&Path>) -> Result<Vec<ManifestEnt
     Ok(entries)
 }
 
-/// Merges the finished runs of `out` (per `out/manifest.jsonl`, or `manifest`) into `out/summary.csv` and
-/// `out/summary.jsonl`, one row per finished run in manifest order. An incomplete sweep is refused
-/// (nothing is written) unless `allow_incomplete`; then the unfinished runs are listed in
-/// [`Collected::missing`].
-pub fn collect(out: &Path, manifest: Option<&Path>, allow_incomplete: bool) -> Result<Collected> {
+/// A finished run of a sweep: its manifest entry and its `summary.json`.
+pub type CompletedRun = (ManifestEntry, RunSummary);
+
+/// The finished runs of the sweep folder `out` (per `out/manifest.jsonl`, or `manifest`) in manifest order,
+/// each with its `summary.json`, after checking that its folder was written by its manifest entry's config.
+/// An incomplete sweep is refused unless `allow_incomplete`; the unfinished runs are returned second.
+pub fn finished_runs(
+    out: &Path,
+    manifest: Option<&Path>,
+    allow_incomplete: bool,
+) -> Result<(Vec<CompletedRun>, Vec<String>)> {
     let entries = sweep_manifest(out, manifest)?;
     let complete: Vec<bool> = entries.iter().map(|e| is_complete(out, &e.id)).collect();
     let missing: Vec<String> = entries
@@ -497,13 +503,47 @@ pub fn collect(out: &Path, manifest: Option<&Path>, allow_incomplete: bool) -> R
         )));
     }
     let mut rows = Vec::new();
-    for (e, _) in entries.iter().zip(&complete).filter(|(_, &done)| done) {
-        let sp = out.join(&e.id).join("summary.json");
-        let text = std::fs::read_to_string(&sp).map_err(|err| CliError::io_while("reading", &sp, err))?;
-        let s: RunSummary =
-            serde_json::from_str(&text).map_err(|err| CliError::input(&sp, "<file>", err.to_string()))?;
-        rows.push((run_params(out, e)?, s));
+    for (e, _) in entries.into_iter().zip(&complete).filter(|(_, &done)| done) {
+        stored_config(out, &e)?;
+        let s = read_summary(&out.join(&e.id).join("summary.json"))?;
+        rows.push((e, s));
     }
+    Ok((rows, missing))
+}
+
+/// Reads a run's `summary.json`. JSON has no NaN, so a final metric that is NaN (not recorded at the last
+/// row, or a diverged run) was written as `null`; it is read back as NaN.
+fn read_summary(sp: &Path) -> Result<RunSummary> {
+    let bad = |err: serde_json::Error| CliError::input(sp, "<file>", err.to_string());
+    let text = std::fs::read_to_string(sp).map_err(|err| CliError::io_while("reading", sp, err))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    let mut nan = Vec::new();
+    if let Some(metrics) = value.get_mut("final_metrics").and_then(|m| m.as_array_mut()) {
+        for (i, pair) in metrics.iter_mut().enumerate() {
+            if let Some(v) = pair.get_mut(1).filter(|v| v.is_null()) {
+                *v = serde_json::Value::from(0.0);
+                nan.push(i);
+            }
+        }
+    }
+    let mut summary: RunSummary = serde_json::from_value(value).map_err(bad)?;
+    for i in nan {
+        summary.final_metrics[i].1 = f64::NAN;
+    }
+    Ok(summary)
+}
+
+/// Merges the finished runs of `out` (per `out/manifest.jsonl`, or `manifest`) into `out/summary.csv` and
+/// `out/summary.jsonl`, one row per finished run in manifest order. An incomplete sweep is refused
+/// (nothing is written) unless `allow_incomplete`; then the unfinished runs are listed in
+/// [`Collected::missing`].
+pub fn collect(out: &Path, manifest: Option<&Path>, allow_incomplete: bool) -> Result<Collected> {
+    let (finished, missing) = finished_runs(out, manifest, allow_incomplete)?;
+    let mut rows = Vec::new();
+    for (e, s) in finished {
+        rows.push((run_params(out, &e)?, s));
+    }
+    let entries = sweep_manifest(out, manifest)?;
     let param_keys: Vec<String> = entries
         .first()
         .map(|e| e.params.keys().cloned().collect())
@@ -697,9 +737,9 @@ pub fn status(out: &Path, manifest: Option<&Path>) -> Result<SweepStatus> {
     Ok(SweepStatus { runs })
 }
 
-/// The swept values of run `e` as its folder records them: each swept key read from the run's own
-/// `config.toml`, which must be the manifest entry's config (a folder written by another grid is refused).
-fn run_params(out: &Path, e: &ManifestEntry) -> Result<(String, BTreeMap<String, serde_json::Value>)> {
+/// The text of run `e`'s own `config.toml`, which must be the manifest entry's config (a folder written by
+/// another grid is refused).
+fn stored_config(out: &Path, e: &ManifestEntry) -> Result<String> {
     let cp = out.join(&e.id).join("config.toml");
     let text = std::fs::read_to_string(&cp).map_err(|err| CliError::io_while("reading", &cp, err))?;
     let stored = ExperimentConfig::from_toml_str(&text, &cp)?;
@@ -714,6 +754,14 @@ fn run_params(out: &Path, e: &ManifestEntry) -> Result<(String, BTreeMap<String,
             ),
         ));
     }
+    Ok(text)
+}
+
+/// The swept values of run `e` as its folder records them: each swept key read from the run's own
+/// `config.toml` ([`stored_config`]).
+fn run_params(out: &Path, e: &ManifestEntry) -> Result<(String, BTreeMap<String, serde_json::Value>)> {
+    let cp = out.join(&e.id).join("config.toml");
+    let text = stored_config(out, e)?;
     let table: toml::Table = text.parse().map_err(|err| toml_error(&err, &text, &cp))?;
     let mut params = BTreeMap::new();
     for key in e.params.keys() {

@@ -5,21 +5,28 @@
 //! tracked metrics on it at once — on the full (training) batch, and on the test set with `[split]` — and
 //! streams the row out; no iterate is kept, so a run's memory does not grow with its recorded steps.
 //! Seeded, so a run is bitwise reproducible.
-use crate::config::{Every, ExperimentConfig, OptimizerConfig};
+use crate::config::{Every, ExperimentConfig, OptimizerConfig, SubsetConfig, MAX_TRACKED_K};
 use crate::data::STREAM_BATCHES;
 use crate::error::{CliError, Result};
 use crate::model::Model;
-use crate::spectrum::{batch_expectation, full_sharpness, lambda_k1, mini_batch_sharpness, RUN_MAX_EXACT};
+use crate::spectrum::{
+    batch_expectation, full_sharpness, hessian_extremes, lambda_k1, mini_batch_sharpness, operator_trace,
+    DENSE_MAX_P, RUN_MAX_EXACT,
+};
 use imreg_flow::Remainder;
 use imreg_objective::rng::stream;
-use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
+use imreg_objective::Batch;
+use imreg_sgd::observe::{
+    Cadence, Control, ExtremeEigenProbe, MicroBatchGradNormProbe, Observer, Scheduled, StepView,
+};
+use imreg_sgd::regularizers::grafting::IterativeGrafting;
 use imreg_sgd::sampler::Sampler;
 use imreg_sgd::train::{
     train as train_loop, Divergence, GradientTransform, Noise, Optimizer, RunOutcome, Seeds, StreamId,
     TrainOptions, Update,
 };
 use imreg_sgd::SgdError;
-use imreg_spectra::Estimate;
+use imreg_spectra::{Estimate, HessianOperator, LanczosOptions, TraceOptions};
 use rand::Rng;
 use std::path::Path;
 
@@ -72,11 +79,115 @@ fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
                     "batch_sharpness_estimator",
                 ],
                 "mini_bs" => vec!["mini_bs", "mini_bs_se", "mini_bs_batches", "mini_bs_estimator"],
+                "eigenvalues" => TOP_COLUMNS[..cfg.track.top_k]
+                    .iter()
+                    .chain(&BOTTOM_COLUMNS[..cfg.track.bottom_k])
+                    .chain(&["eigen_residual", "eigen_iterations", "eigen_converged"])
+                    .copied()
+                    .collect(),
+                "hessian_trace" => vec!["hessian_trace", "hessian_trace_se"],
                 k => vec![k],
             };
             Some(Tracked { key, columns, period })
         })
+        .chain(cfg.track.micro_grad_norm.map(|_| Tracked {
+            key: "micro_grad_norm",
+            columns: vec!["micro_grad_norm_sq"],
+            period: base,
+        }))
         .collect()
+}
+
+/// The columns of the `top_k` largest eigenvalues, `λ_1 ≥ λ_2 ≥ …`.
+const TOP_COLUMNS: [&str; MAX_TRACKED_K] = [
+    "lambda_1",
+    "lambda_2",
+    "lambda_3",
+    "lambda_4",
+    "lambda_5",
+    "lambda_6",
+    "lambda_7",
+    "lambda_8",
+    "lambda_9",
+    "lambda_10",
+];
+
+/// The columns of the `bottom_k` smallest eigenvalues, `λ_p ≤ λ_{p−1} ≤ …`.
+const BOTTOM_COLUMNS: [&str; MAX_TRACKED_K] = [
+    "lambda_min_1",
+    "lambda_min_2",
+    "lambda_min_3",
+    "lambda_min_4",
+    "lambda_min_5",
+    "lambda_min_6",
+    "lambda_min_7",
+    "lambda_min_8",
+    "lambda_min_9",
+    "lambda_min_10",
+];
+
+/// Whether `col` is a column of the tracked largest eigenvalues.
+pub fn is_top_eigenvalue(col: &str) -> bool {
+    TOP_COLUMNS.contains(&col)
+}
+
+/// Whether `col` is a column of the tracked smallest eigenvalues.
+pub fn is_bottom_eigenvalue(col: &str) -> bool {
+    BOTTOM_COLUMNS.contains(&col)
+}
+
+/// Stream of the measurement subset, drawn from `track.subset.seed` (not the master seed).
+const STREAM_SUBSET: u64 = 0x7375_6273;
+
+/// The examples of `[track] subset` among `n`: `subset.n` distinct indices, ascending, drawn by a ChaCha
+/// stream of `subset.seed` (`subset.n ≤ n` was checked by [`check_tracking`]).
+pub fn subset_indices(subset: &SubsetConfig, n: usize) -> Vec<usize> {
+    let mut ix = rand::seq::index::sample(&mut stream(subset.seed, STREAM_SUBSET), n, subset.n).into_vec();
+    ix.sort_unstable();
+    ix
+}
+
+/// The tracked metrics and what they keep between evaluations: the eigenvalue probe (its warm start),
+/// the measurement subset of the Hessian metrics, and the micro-batch gradient norm measured on the
+/// current step's batch.
+struct Trackers<'m> {
+    metrics: &'m [Tracked],
+    eigen: Option<ExtremeEigenProbe>,
+    subset: Option<Vec<usize>>,
+    micro_grad_norm: Option<f64>,
+}
+
+impl<'m> Trackers<'m> {
+    fn new(metrics: &'m [Tracked], cfg: &ExperimentConfig, p: usize, n: usize) -> Self {
+        let t = &cfg.track;
+        let subset = t.subset.as_ref().map(|s| subset_indices(s, n));
+        let eigen = t.eigenvalues.period(1).map(|_| {
+            let mut probe = ExtremeEigenProbe::new(
+                LanczosOptions {
+                    max_iter: t.lanczos_max_iter.min(p),
+                    k_top: t.top_k,
+                    k_bottom: t.bottom_k,
+                    tol: t.lanczos_tol,
+                    seed: cfg.seed ^ crate::data::STREAM_SPECTRUM,
+                    ..LanczosOptions::default()
+                },
+                t.warm_start,
+            );
+            probe.subset = subset.clone();
+            probe
+        });
+        Trackers {
+            metrics,
+            eigen,
+            subset,
+            micro_grad_norm: None,
+        }
+    }
+
+    /// The batch of the Hessian metrics.
+    fn hessian_batch(&self) -> Batch<'_> {
+        self.subset.as_deref().map_or(Batch::Full, Batch::Indices)
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -132,7 +243,7 @@ fn record(
     step: usize,
     all: bool,
     cfg: &ExperimentConfig,
-    metrics: &[Tracked],
+    trackers: &mut Trackers<'_>,
 ) -> Result<(Vec<f64>, f64)> {
     let obj = model.objective();
     let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
@@ -143,7 +254,7 @@ fn record(
     let rel_se = imreg_spectra::MonteCarloOptions::default().rel_se_tol;
     let mode = batch_expectation(eval_seed, RUN_MAX_EXACT, cfg.track.max_batches, rel_se);
     let mut row = vec![step as f64];
-    for m in metrics {
+    for m in trackers.metrics {
         if !(all || step.is_multiple_of(m.period)) || !finite {
             row.extend(std::iter::repeat_n(f64::NAN, m.columns.len()));
             continue;
@@ -157,7 +268,34 @@ fn record(
                 }
             }
             "grad_norm" => row.push(g.iter().map(|v| v * v).sum::<f64>().sqrt()),
-            "sharpness" => row.push(full_sharpness(obj, theta, cfg.seed).map_err(|e| sp("sharpness", e))?),
+            "sharpness" => row.push(
+                match trackers.subset.as_deref() {
+                    None => full_sharpness(obj, theta, cfg.seed),
+                    Some(ix) => hessian_extremes(obj, theta, Batch::Indices(ix), 1, 0, cfg.seed)
+                        .map(|e| e.top.first().copied().unwrap_or(f64::NAN)),
+                }
+                .map_err(|e| sp("sharpness", e))?,
+            ),
+            "eigenvalues" => {
+                let probe = trackers.eigen.as_mut().ok_or_else(|| {
+                    CliError::Failed("eigenvalues is tracked but its probe was not built".into())
+                })?;
+                let e = probe
+                    .measure(obj, theta)
+                    .map_err(|e| failed(step, "Hessian eigenvalues", e))?;
+                row.extend(e.top.iter().chain(&e.bottom).map(|r| r.value));
+                row.push(e.max_relative_residual);
+                row.push(e.iterations as f64);
+                row.push(f64::from(u8::from(e.converged)));
+            }
+            "hessian_trace" => {
+                let h =
+                    HessianOperator::new(obj, theta, trackers.hessian_batch()).map_err(|e| sp("Tr H", e))?;
+                let t = operator_trace(&h, eval_seed, DENSE_MAX_P, TraceOptions::default().matvecs)
+                    .map_err(|e| sp("Tr H", e))?;
+                row.push(t.value);
+                row.push(t.std_error.unwrap_or(0.0));
+            }
             "accuracy" => {
                 row.push(model.accuracy(theta)?.unwrap_or(f64::NAN));
                 if let Some(t) = test {
@@ -188,6 +326,7 @@ fn record(
                     .map_err(|e| sp("Tr F", e))?,
             ),
             "imbalance" => row.push(model.imbalance(theta).unwrap_or(f64::NAN)),
+            "micro_grad_norm" => row.push(trackers.micro_grad_norm.unwrap_or(f64::NAN)),
             _ => row.extend(std::iter::repeat_n(f64::NAN, m.columns.len())),
         }
     }
@@ -234,6 +373,7 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let obj = model.objective();
     let tracked = tracked(cfg, test.is_some());
+    let mut trackers = Trackers::new(&tracked, cfg, obj.dim(), obj.n_examples());
     let n_columns = columns(cfg, test.is_some()).len();
     let record_every = tracked.iter().map(|t| t.period).fold(0, gcd).max(1);
     let (sampler, update, noise) = method(&cfg.optimizer);
@@ -269,9 +409,14 @@ pub fn train(
         transform: GradientTransform {
             penalties,
             clip: cfg.optimizer.clip_grad_norm(),
+            grafting: graft(cfg, obj.n_examples())?,
             ..Default::default()
         },
     };
+    let mut micro_probe = cfg.track.micro_grad_norm.map(|micro| MicroBatchGradNormProbe {
+        micro,
+        records: Vec::new(),
+    });
     let last = cfg.steps;
     // Steps where the gcd of the periods lands but no metric is due record no row.
     let due =
@@ -282,6 +427,14 @@ pub fn train(
             if !due(at.step) {
                 return Ok(Control::Continue);
             }
+            trackers.micro_grad_norm = match micro_probe.as_mut() {
+                Some(probe) => {
+                    probe.records.clear();
+                    Observer::<dyn imreg_objective::Objective, LoopError>::observe(probe, at)?;
+                    probe.records.last().map(|&(_, v)| v)
+                }
+                None => None,
+            };
             let (values, loss) = record(
                 model,
                 test,
@@ -289,7 +442,7 @@ pub fn train(
                 at.step,
                 at.step == 0 || at.last,
                 cfg,
-                &tracked,
+                &mut trackers,
             )?;
             row(&values)?;
             Ok(if loss.is_finite() && loss.abs() < DIVERGENCE.loss {
@@ -330,6 +483,31 @@ pub fn train(
             steps_run: last,
         }),
     }
+}
+
+/// The iterative grafting of `optimizer.graft` on `n` examples; its micro-batch must fit in every batch
+/// (also the smaller last batch of an epoch).
+fn graft(cfg: &ExperimentConfig, n: usize) -> Result<Option<IterativeGrafting>> {
+    let Some(g) = cfg.optimizer.graft() else {
+        return Ok(None);
+    };
+    let b = cfg.optimizer.batch_size().unwrap_or(n);
+    let last = if cfg.optimizer.replacement() || n.is_multiple_of(b) {
+        b
+    } else {
+        n % b
+    };
+    if g.micro_batch > last {
+        return Err(CliError::input(
+            Path::new("<config>"),
+            "optimizer.graft.micro_batch",
+            format!(
+                "{} exceeds the last batch of an epoch ({last} of N = {n} examples)",
+                g.micro_batch
+            ),
+        ));
+    }
+    Ok(Some(IterativeGrafting { micro: g.micro_batch }))
 }
 
 /// The periods of the enabled metrics.
@@ -390,6 +568,48 @@ pub fn check_memory(cfg: &ExperimentConfig, p: usize, n: usize, file: &Path) -> 
             m.per_example,
         ),
         m.total(),
+        crate::limits::MAX_MEMORY_BYTES,
+    )
+}
+
+/// Checks what `[track]` asks of the eigenvalue tracking against the model and data: `top_k + bottom_k ≤ p`,
+/// `subset.n ≤ N`, and the Lanczos basis (`min(lanczos_max_iter, p)` vectors of `p` values, besides the
+/// run's own vectors) within `limits::MAX_MEMORY_BYTES`.
+pub fn check_tracking(cfg: &ExperimentConfig, p: usize, n: usize, file: &Path) -> Result<()> {
+    let t = &cfg.track;
+    if let Some(s) = &t.subset {
+        if s.n > n {
+            return Err(CliError::input(
+                file,
+                "track.subset.n",
+                format!("{} exceeds the number of examples N = {n}", s.n),
+            ));
+        }
+    }
+    if t.eigenvalues.period(1).is_none() {
+        return Ok(());
+    }
+    if t.top_k + t.bottom_k > p {
+        return Err(CliError::input(
+            file,
+            "track.top_k",
+            format!(
+                "top_k + bottom_k = {} exceeds the number of parameters p = {p}",
+                t.top_k + t.bottom_k
+            ),
+        ));
+    }
+    let basis = (t.lanczos_max_iter.min(p) as u64)
+        .saturating_mul(p as u64)
+        .saturating_mul(8);
+    crate::limits::at_most(
+        file,
+        "track.lanczos_max_iter",
+        &format!(
+            "bytes of the Lanczos basis ({} vectors of p = {p})",
+            t.lanczos_max_iter.min(p)
+        ),
+        basis.saturating_add(memory_estimate(cfg, p, n).total()),
         crate::limits::MAX_MEMORY_BYTES,
     )
 }

@@ -193,29 +193,49 @@ fn state_dict_mismatches_are_typed_errors() {
 /// `imreg analyze` of a PyTorch-trained MLP (`mlp-mse`: `nn.MSELoss()`; `mlp-ce-smooth`:
 /// `nn.CrossEntropyLoss(label_smoothing=0.1)`), with `args` after the data; prints every comparison.
 fn analyze_trained(case: &str, loss: &str, args: &[&str]) -> Analysis {
-    let f = fixture(case);
-    let dir = tempfile::tempdir().unwrap();
-    let (x, y) = data_npy(case, dir.path());
-    let spec = dir.path().join("spec.json");
-    std::fs::write(&spec, f["spec"].to_string()).unwrap();
-    let params = fixture_dir().join(format!("{case}.safetensors"));
-    let mut all = vec![
-        "imreg",
-        "analyze",
-        "--model",
-        "network",
-        "--spec",
-        spec.to_str().unwrap(),
-    ];
-    all.extend_from_slice(&["--loss", loss, "--params", params.to_str().unwrap()]);
-    all.extend_from_slice(&["--data", x.to_str().unwrap(), "--targets", y.to_str().unwrap()]);
-    if f["spec"]["name"] == "mlp-ce-smooth" {
-        all.extend_from_slice(&["--classes", "3"]);
+    let trained = TrainedCase::new(case);
+    let mut all = trained.args(loss);
+    if trained.spec["name"] == "mlp-ce-smooth" {
+        all.extend(["--classes", "3"].map(String::from));
     }
-    all.extend_from_slice(args);
+    all.extend(args.iter().map(|a| a.to_string()));
     let a = analyze_from_args(&all).unwrap();
     println!("{case}: imreg analyze {}\n{}", all[2..].join(" "), table(&a));
     a
+}
+
+/// A trained fixture case on disk: its spec as JSON and its data as `.npy` in a fresh folder, next to the
+/// case's PyTorch state dict.
+struct TrainedCase {
+    _dir: tempfile::TempDir,
+    spec: serde_json::Value,
+    files: [PathBuf; 4],
+}
+
+impl TrainedCase {
+    fn new(case: &str) -> Self {
+        let spec = fixture(case)["spec"].clone();
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = data_npy(case, dir.path());
+        let spec_path = dir.path().join("spec.json");
+        std::fs::write(&spec_path, spec.to_string()).unwrap();
+        let params = fixture_dir().join(format!("{case}.safetensors"));
+        TrainedCase {
+            _dir: dir,
+            spec,
+            files: [spec_path, params, x, y],
+        }
+    }
+
+    /// `imreg analyze --model network --spec … --loss <loss> --params … --data … --targets …`.
+    fn args(&self, loss: &str) -> Vec<String> {
+        let [spec, params, x, y] = self.files.each_ref().map(|p| p.to_str().unwrap().to_string());
+        let flags = ["imreg", "analyze", "--model", "network", "--spec"];
+        let mut all: Vec<String> = flags.map(String::from).into();
+        all.extend([spec, "--loss".into(), loss.into(), "--params".into(), params]);
+        all.extend(["--data".into(), x, "--targets".into(), y]);
+        all
+    }
 }
 
 /// The fixture's dense-PyTorch numbers against `a`, each to `tol` relative; returns the worst.
@@ -285,28 +305,8 @@ fn mlp_trained_with_mse_loss_matches_pytorch_dense_hessian() {
     assert!(one.hessian_bottom.is_empty() && one.hessian_trace.is_none() && one.trace_k.is_none());
     assert!(rel(one.hessian_top[0], f["lambda_top"][0].as_f64().unwrap()) <= 1e-12);
     // PyTorch's sum reduction is refused with the conversion.
-    let dir = tempfile::tempdir().unwrap();
-    let (x, y) = data_npy(case, dir.path());
-    let spec = dir.path().join("spec.json");
-    std::fs::write(&spec, f["spec"].to_string()).unwrap();
-    let params = fixture_dir().join(format!("{case}.safetensors"));
-    let args = [
-        "imreg",
-        "analyze",
-        "--model",
-        "network",
-        "--spec",
-        spec.to_str().unwrap(),
-        "--loss",
-        "MSELoss(reduction=\"sum\")",
-        "--params",
-        params.to_str().unwrap(),
-        "--data",
-        x.to_str().unwrap(),
-        "--targets",
-        y.to_str().unwrap(),
-    ];
-    let msg = analyze_from_args(args).unwrap_err().to_string();
+    let args = TrainedCase::new(case).args("MSELoss(reduction=\"sum\")");
+    let msg = analyze_from_args(&args).unwrap_err().to_string();
     assert!(msg.contains("--loss") && msg.contains("squared_error"), "{msg}");
     assert_eq!(run_with_args(args), EXIT_BAD_INPUT);
 }
@@ -463,12 +463,7 @@ fn density_diagonal_blocks_and_eigenvectors_match_the_dense_eigendecomposition()
 
 #[test]
 fn unknown_quantities_and_bad_knobs_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let case = "mlp-mse";
-    let (x, y) = data_npy(case, dir.path());
-    let spec = dir.path().join("spec.json");
-    std::fs::write(&spec, fixture(case)["spec"].to_string()).unwrap();
-    let params = fixture_dir().join(format!("{case}.safetensors"));
+    let trained = TrainedCase::new("mlp-mse");
     for (extra, flag) in [
         (["--quantities", "hessian"], "--quantities"),
         (["--lanczos-tol", "-1"], "--lanczos-tol"),
@@ -476,23 +471,8 @@ fn unknown_quantities_and_bad_knobs_are_named() {
         (["--quantities", "eigenvectors"], "--out"),
         (["--quantities", "batch-sharpness"], "--batch-size"),
     ] {
-        let mut args = vec![
-            "imreg",
-            "analyze",
-            "--model",
-            "network",
-            "--spec",
-            spec.to_str().unwrap(),
-            "--loss",
-            "mse",
-            "--params",
-            params.to_str().unwrap(),
-            "--data",
-            x.to_str().unwrap(),
-            "--targets",
-            y.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&extra);
+        let mut args = trained.args("mse");
+        args.extend(extra.map(String::from));
         let msg = analyze_from_args(&args).unwrap_err().to_string();
         assert!(msg.contains(flag), "{extra:?}: {msg}");
         assert_eq!(run_with_args(&args), EXIT_BAD_INPUT);
@@ -588,15 +568,13 @@ fn estimates_are_bitwise_identical_on_one_and_two_threads() {
         "9",
     ];
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let mut with_out = args.to_vec();
         with_out.extend_from_slice(&["--out", out.to_str().unwrap()]);
-        let a = pool.install(|| analyze_trained("mlp-mse", "mse", &with_out));
+        let a =
+            imreg_objective::threads::on_threads(threads, || analyze_trained("mlp-mse", "mse", &with_out))
+                .unwrap();
         let mut json = serde_json::to_value(&a).unwrap();
         json["files"] = serde_json::Value::Null;
         let files: Vec<Vec<u8>> = ["eigenvectors.npy", "diagonal.npy", "density.csv"]

@@ -57,11 +57,7 @@ fn shards_union_equals_unsharded_byte_for_byte() {
     // Thread count does not change a byte either.
     for threads in [1, 2] {
         let out = dir.path().join(format!("t{threads}"));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             run_shard(
                 &entries,
                 Shard::ALL,
@@ -71,6 +67,7 @@ fn shards_union_equals_unsharded_byte_for_byte() {
                 &|| {},
             )
         })
+        .unwrap()
         .unwrap();
         assert_eq!(tree(&out), a, "threads = {threads}");
     }

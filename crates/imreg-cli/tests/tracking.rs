@@ -253,11 +253,7 @@ max_batches = 30
     for threads in [1, 2] {
         // the same leaf name: the run's default name is the folder's
         let out = dir.path().join(format!("t{threads}")).join("run");
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let code = pool.install(|| {
+        let code = imreg_objective::threads::on_threads(threads, || {
             cli(&[
                 "run",
                 cfg.to_str().unwrap(),
@@ -265,7 +261,8 @@ max_batches = 30
                 out.to_str().unwrap(),
                 "--no-figures",
             ])
-        });
+        })
+        .unwrap();
         assert_eq!(code, 0);
         trees.push(tree(&out));
     }

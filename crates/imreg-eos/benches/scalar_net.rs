@@ -1,6 +1,6 @@
 //! Scalar-net benchmarks: 10⁶ GD steps (target < 20 ms) and a 200-point η sweep to convergence (< 1 s).
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use imreg_eos::{run_gd, scalar_gd_steps, sweep_eta, RunOptions, ScalarNet};
+use imreg_eos::{run_gd, scalar_gd_steps, sweep_eta, RunOptions, ScalarNetState};
 
 fn bench(c: &mut Criterion) {
     c.bench_function("scalar_gd_1e6_raw_steps", |b| {
@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
     });
     // The full loop with outcome bookkeeping (P_∞ product, max η|ε|, divergence and convergence tests):
     // η = 1/|Φ| never converges, so exactly 10⁶ steps run.
-    let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
+    let net = ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap();
     let opts = RunOptions {
         max_steps: 1_000_000,
         ..RunOptions::default()

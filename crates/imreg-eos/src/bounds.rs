@@ -97,11 +97,11 @@ fn quadratic_root_modulus(p: f64, q: f64) -> f64 {
 
 /// A quadratic f(x) = ½ xᵀHx with symmetric H.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Quadratic {
+pub struct QuadraticForm {
     h: DMatrix<f64>,
 }
 
-impl Quadratic {
+impl QuadraticForm {
     /// From a symmetric matrix (square, finite, symmetric to 1e-12 relative).
     pub fn new(h: DMatrix<f64>) -> Result<Self> {
         if h.nrows() != h.ncols() {
@@ -123,7 +123,7 @@ impl Quadratic {
                 reason: "matrix is not symmetric",
             });
         }
-        Ok(Quadratic { h })
+        Ok(QuadraticForm { h })
     }
 
     /// H = U diag(eigs) Uᵀ with U a random orthogonal matrix (QR of a Gaussian matrix from the ChaCha stream
@@ -138,7 +138,7 @@ impl Quadratic {
         let g = DMatrix::from_vec(n, n, imreg_objective::rng::normal_vec(&mut rng, n * n));
         let u = g.qr().q();
         let h = &u * DMatrix::from_diagonal(&DVector::from_column_slice(eigs)) * u.transpose();
-        Quadratic::new(0.5 * (&h + h.transpose()))
+        QuadraticForm::new(0.5 * (&h + h.transpose()))
     }
 
     pub fn hessian(&self) -> &DMatrix<f64> {
@@ -180,10 +180,10 @@ impl QuadOutcome {
 }
 
 /// Runs `method` with step η on `q` from x₀ (zero initial momentum, x₋₁ = x₀) until the ratio
-/// max(‖x_t‖, ‖x_{t−1}‖)/‖x₀‖ falls below `tol` (converged), exceeds `blowup` or is non-finite (diverged),
+/// max(‖x_t‖, ‖x_{t−1}‖)/‖x₀‖ falls below `tol` (converged), exceeds `divergence_norm` or is non-finite (diverged),
 /// or `max_steps` pass.
 pub fn simulate(
-    q: &Quadratic,
+    q: &QuadraticForm,
     method: Method,
     eta: f64,
     x0: &[f64],
@@ -219,7 +219,7 @@ pub fn simulate(
     loop {
         let nx = x.norm();
         let ratio = nx.max(prev_norm) / n0;
-        if ratio.is_nan() || ratio > opts.blowup {
+        if ratio.is_nan() || ratio > opts.divergence_norm {
             return Ok(QuadOutcome::Diverged { step: t, ratio });
         }
         if ratio < opts.tol {
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_typed_error() {
-        let q = Quadratic::from_spectrum(&[1.0, 2.0], 1).unwrap();
+        let q = QuadraticForm::from_spectrum(&[1.0, 2.0], 1).unwrap();
         let o = RunOptions::default();
         assert!(matches!(
             simulate(&q, Method::Gd, 0.0, &[1.0, 1.0], &o),
@@ -294,7 +294,7 @@ mod tests {
         ));
         let asym = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 0.0, 1.0]);
         assert!(matches!(
-            Quadratic::new(asym),
+            QuadraticForm::new(asym),
             Err(EosError::Invalid { field: "h", .. })
         ));
     }

@@ -9,12 +9,12 @@
 //! with asymptotic rate `|1 − ηλ_GD|` and, for small η, `λ_GF − λ_GD ≈ η (λ_GF − 4Φ²/λ_GF) ∫₀^∞ ε_GF²`.
 //! (η here is the effective step ησ²; all formulas are of the canonical loss.)
 //!
-//! Runs use the exact width-k → width-1 reduction ([`ScalarNet::reduce`]), so the inner loop is a few
+//! Runs use the exact width-k → width-1 reduction ([`ScalarNetState::reduce`]), so the inner loop is a few
 //! flops per step whatever the width, and lift the final state back to width k.
 use crate::error::{check_step, Result};
 use crate::gradient_flow::{lambda_gf, GfSolution};
 use crate::options::RunOptions;
-use crate::scalar_net::ScalarNet;
+use crate::scalar_net::ScalarNetState;
 use rayon::prelude::*;
 
 /// How a GD run ended. Never a panic: divergence and non-convergence are outcomes.
@@ -37,9 +37,9 @@ pub enum GdOutcome {
         /// max_t ησ²|ε_t| over the run (λ_GD < λ_GF when it is < √2).
         max_eta_eps: f64,
         /// The final width-k state.
-        state: ScalarNet,
+        state: ScalarNetState,
     },
-    /// Non-finite or λ_t > blowup at step `step`.
+    /// Non-finite or λ_t > divergence_norm at step `step`.
     Diverged { step: usize, residual: f64, lambda: f64 },
     /// `max_steps` steps without |ε| < tol (e.g. η ≥ 1/|Φ|, or η just below it: very slow).
     NotConverged {
@@ -49,7 +49,7 @@ pub enum GdOutcome {
         p: f64,
         max_eta_eps: f64,
     },
-    /// The init lies on an invariant line toward the saddle a = b = 0 ([`ScalarNet::saddle_line`]): the run
+    /// The init lies on an invariant line toward the saddle a = b = 0 ([`ScalarNetState::saddle_line`]): the run
     /// reached λ_t < tol or spent `max_steps` on that line (ε → −Φ, or sublinear decay when Φ = 0).
     Saddle {
         line: &'static str,
@@ -107,7 +107,7 @@ fn scalar_loop(mut a: f64, mut b: f64, phi: f64, eta: f64, opts: &RunOptions, sa
     let end = loop {
         let eps = a * b - phi;
         let lam = a * a + b * b;
-        if lam.is_nan() || lam > opts.blowup || !eps.is_finite() {
+        if lam.is_nan() || lam > opts.divergence_norm || !eps.is_finite() {
             break End::Diverged;
         }
         if saddle {
@@ -155,14 +155,14 @@ pub fn scalar_gd_steps(mut a: f64, mut b: f64, phi: f64, eta: f64, n: usize) -> 
 /// Runs GD with step η from `init` until |ε| < tol, divergence, or `max_steps`.
 ///
 /// ```
-/// use imreg_eos::{run_gd, RunOptions, ScalarNet};
-/// let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
+/// use imreg_eos::{run_gd, RunOptions, ScalarNetState};
+/// let net = ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap();
 /// let out = run_gd(&net, 0.5, &RunOptions::default()).unwrap();
 /// let lam = out.lambda_inf().unwrap();
 /// // Flatter than gradient flow's limit λ_GF = √(4Φ² + Q₀²) ≈ 3.0103, and stable: λ_∞ ≤ 2/η.
 /// assert!(2.0 <= lam && lam < 3.0103 && lam <= 2.0 / 0.5);
 /// ```
-pub fn run_gd(init: &ScalarNet, eta: f64, opts: &RunOptions) -> Result<GdOutcome> {
+pub fn run_gd(init: &ScalarNetState, eta: f64, opts: &RunOptions) -> Result<GdOutcome> {
     check_step("eta", eta)?;
     opts.validate()?;
     let eta_eff = eta * init.sigma2();
@@ -211,12 +211,12 @@ pub fn run_gd(init: &ScalarNet, eta: f64, opts: &RunOptions) -> Result<GdOutcome
 
 /// Runs [`run_gd`] for every η of `etas`, rayon-parallel over η; results are in input order and
 /// independent of the thread count (each run is a pure function of its η).
-pub fn sweep_eta(init: &ScalarNet, etas: &[f64], opts: &RunOptions) -> Vec<Result<GdOutcome>> {
+pub fn sweep_eta(init: &ScalarNetState, etas: &[f64], opts: &RunOptions) -> Vec<Result<GdOutcome>> {
     etas.par_iter().map(|&eta| run_gd(init, eta, opts)).collect()
 }
 
 /// A recorded GD trajectory of the (reduced) width-1 state: for k = 1 the trajectory itself; for k > 1 the
-/// equivalent scalar state of [`ScalarNet::reduce`] (its imbalance is then √P).
+/// equivalent scalar state of [`ScalarNetState::reduce`] (its imbalance is then √P).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Trajectory {
     pub a: Vec<f64>,
@@ -230,11 +230,16 @@ pub struct Trajectory {
 }
 
 /// Records up to `steps` GD steps (steps + 1 states); stops early, without error, at the first non-finite
-/// state or λ_t > `blowup`.
-pub fn gd_trajectory(init: &ScalarNet, eta: f64, steps: usize, blowup: f64) -> Result<Trajectory> {
+/// state or λ_t > `divergence_norm`.
+pub fn gd_trajectory(
+    init: &ScalarNetState,
+    eta: f64,
+    steps: usize,
+    divergence_norm: f64,
+) -> Result<Trajectory> {
     check_step("eta", eta)?;
     RunOptions {
-        blowup,
+        divergence_norm,
         ..RunOptions::default()
     }
     .validate()?;
@@ -245,7 +250,7 @@ pub fn gd_trajectory(init: &ScalarNet, eta: f64, steps: usize, blowup: f64) -> R
     let mut tr = Trajectory::default();
     for t in 0..=steps {
         let (eps, lam) = (a * b - phi, a * a + b * b);
-        if lam.is_nan() || lam > blowup || !eps.is_finite() {
+        if lam.is_nan() || lam > divergence_norm || !eps.is_finite() {
             break;
         }
         tr.a.push(a);
@@ -293,7 +298,7 @@ pub struct RegimeReport {
 }
 
 /// Classifies the regime of GD with step η from `init`.
-pub fn classify(init: &ScalarNet, eta: f64) -> Result<RegimeReport> {
+pub fn classify(init: &ScalarNetState, eta: f64) -> Result<RegimeReport> {
     check_step("eta", eta)?;
     let s2 = init.sigma2();
     let phi = init.phi();
@@ -343,7 +348,7 @@ pub struct SmallEtaExpansion {
 }
 
 impl SmallEtaExpansion {
-    pub fn new(init: &ScalarNet) -> Result<Self> {
+    pub fn new(init: &ScalarNetState) -> Result<Self> {
         let gf = GfSolution::new(init)?;
         let l = gf.lambda_gf();
         let i = gf.residual_sq_integral();
@@ -379,7 +384,7 @@ mod tests {
 
     #[test]
     fn bad_step_and_options_are_typed_errors() {
-        let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
+        let net = ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap();
         for eta in [0.0, -0.1, f64::NAN, f64::INFINITY] {
             assert!(matches!(
                 run_gd(&net, eta, &RunOptions::default()),
@@ -395,19 +400,22 @@ mod tests {
             Err(EosError::Invalid { field: "tol", .. })
         ));
         let bad = RunOptions {
-            blowup: f64::NAN,
+            divergence_norm: f64::NAN,
             ..RunOptions::default()
         };
         assert!(matches!(
             run_gd(&net, 0.1, &bad),
-            Err(EosError::Invalid { field: "blowup", .. })
+            Err(EosError::Invalid {
+                field: "divergence_norm",
+                ..
+            })
         ));
     }
 
     #[test]
     fn divergence_is_an_outcome_with_its_step() {
         // docs/theory/scalar-net.md §Reference values: (3, 0.1, Φ = 1) diverges for η ≥ 0.45 (ηλ₀ ≥ 4.05).
-        let net = ScalarNet::scalar(3.0, 0.1, 1.0).unwrap();
+        let net = ScalarNetState::scalar(3.0, 0.1, 1.0).unwrap();
         match run_gd(&net, 0.6, &RunOptions::default()).unwrap() {
             GdOutcome::Diverged { step, .. } => assert!(step > 0 && step < 100, "step {step}"),
             other => panic!("expected divergence, got {other:?}"),
@@ -417,7 +425,7 @@ mod tests {
     #[test]
     fn saddle_inits_are_reported() {
         // Φ = 0 with a balanced init: ε = a² decays only like 1/(ηt).
-        let net = ScalarNet::scalar(0.5, 0.5, 0.0).unwrap();
+        let net = ScalarNetState::scalar(0.5, 0.5, 0.0).unwrap();
         let opts = RunOptions {
             max_steps: 10_000,
             ..RunOptions::default()
@@ -427,7 +435,7 @@ mod tests {
             GdOutcome::Saddle { steps: 10_000, .. }
         ));
         // a + b = 0 with Φ = 1: a − b contracts by (1 − ηΦ) → the saddle, with ε → −Φ.
-        let net = ScalarNet::scalar(0.5, -0.5, 1.0).unwrap();
+        let net = ScalarNetState::scalar(0.5, -0.5, 1.0).unwrap();
         match run_gd(&net, 0.1, &opts).unwrap() {
             GdOutcome::Saddle {
                 residual,

@@ -11,12 +11,12 @@
 //! The limit has `a_∞ + b_∞ = (a₀ + b₀)/√z*`, `a_∞ − b_∞ = (a₀ − b₀)√z*`, m_∞ = Φ and
 //! **λ_GF = ‖a_∞‖² + ‖b_∞‖² = √(4Φ² + P₀)**.
 use crate::error::{EosError, Result};
-use crate::scalar_net::ScalarNet;
+use crate::scalar_net::ScalarNetState;
 
 /// The closed-form gradient-flow solution from an initial state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GfSolution {
-    init: ScalarNet,
+    init: ScalarNetState,
     s0: f64,
     d0: f64,
     lambda_gf: f64,
@@ -27,8 +27,8 @@ pub struct GfSolution {
 
 impl GfSolution {
     /// The closed form from `init`. An init on an invariant line that leads to the saddle a = b = 0
-    /// ([`ScalarNet::saddle_line`]) has no limit at a global minimum with ε = 0 and is an error.
-    pub fn new(init: &ScalarNet) -> Result<Self> {
+    /// ([`ScalarNetState::saddle_line`]) has no limit at a global minimum with ε = 0 and is an error.
+    pub fn new(init: &ScalarNetState) -> Result<Self> {
         if let Some(line) = init.saddle_line() {
             return Err(EosError::SaddleLine {
                 line,
@@ -111,16 +111,16 @@ impl GfSolution {
     }
 
     /// The state (a(t), b(t)): a + b = s₀/√z, a − b = d₀√z.
-    pub fn state(&self, t: f64) -> ScalarNet {
+    pub fn state(&self, t: f64) -> ScalarNetState {
         self.state_at_z(self.z(t))
     }
 
     /// The GF limit (a_∞, b_∞): a + b = s₀/√z*, a − b = d₀√z*.
-    pub fn limit(&self) -> ScalarNet {
+    pub fn limit(&self) -> ScalarNetState {
         self.state_at_z(self.z_star)
     }
 
-    fn state_at_z(&self, z: f64) -> ScalarNet {
+    fn state_at_z(&self, z: f64) -> ScalarNetState {
         let r = z.sqrt();
         let (a0, b0) = (self.init.a(), self.init.b());
         let a = a0
@@ -134,7 +134,7 @@ impl GfSolution {
             .map(|(x, y)| 0.5 * ((x + y) / r - (x - y) * r))
             .collect();
         // Finite by construction: the init was validated and z > 0 off the saddle lines.
-        ScalarNet::new(a, b, self.init.phi())
+        ScalarNetState::new(a, b, self.init.phi())
             .and_then(|n| n.with_sigma2(self.init.sigma2()))
             .unwrap_or_else(|_| self.init.clone())
     }
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn saddle_line_is_rejected() {
-        let net = ScalarNet::scalar(1.0, -1.0, 1.0).unwrap();
+        let net = ScalarNetState::scalar(1.0, -1.0, 1.0).unwrap();
         assert!(matches!(GfSolution::new(&net), Err(EosError::SaddleLine { .. })));
     }
 }

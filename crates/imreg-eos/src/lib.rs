@@ -26,7 +26,7 @@ pub mod scalar_net;
 pub mod stochastic_stability;
 pub mod tracking;
 
-pub use bounds::{simulate, Method, QuadOutcome, Quadratic};
+pub use bounds::{simulate, Method, QuadOutcome, QuadraticForm};
 pub use break_even::{
     break_even, conjecture_one, sweep_break_even, BreakEvenOptions, BreakEvenPoint, BreakEvenRun,
 };
@@ -41,7 +41,7 @@ pub use gd_limit::{
 };
 pub use gradient_flow::GfSolution;
 pub use options::RunOptions;
-pub use scalar_net::{Invariants, ScalarNet, WidthReduction};
+pub use scalar_net::{Invariants, ScalarNetState, WidthReduction};
 pub use stochastic_stability::{
     edge_of_stochastic_stability, sweep_edge_of_stochastic_stability, EossMeasurement, EossOptions, EossRun,
     MiniBsOptions,

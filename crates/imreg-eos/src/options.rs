@@ -1,7 +1,7 @@
 //! Stopping rules shared by every simulator of this crate.
 use crate::error::{EosError, Result};
 
-/// When a run stops: converged below `tol`, diverged past `blowup` (or non-finite), or out of steps.
+/// When a run stops: converged below `tol`, diverged past `divergence_norm` (or non-finite), or out of steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunOptions {
     /// Convergence tolerance: |ε| < tol for the scalar net (the reference tables of
@@ -11,7 +11,7 @@ pub struct RunOptions {
     pub max_steps: usize,
     /// A run whose size (λ = ‖a‖² + ‖b‖² for the scalar net, ‖x_t‖/‖x₀‖ for quadratics) exceeds this is
     /// reported as diverged; non-finite values always are.
-    pub blowup: f64,
+    pub divergence_norm: f64,
 }
 
 impl Default for RunOptions {
@@ -19,13 +19,13 @@ impl Default for RunOptions {
         RunOptions {
             tol: 1e-12,
             max_steps: 400_000,
-            blowup: 1e30,
+            divergence_norm: 1e30,
         }
     }
 }
 
 impl RunOptions {
-    /// Checks that `tol` and `blowup` are finite and positive.
+    /// Checks that `tol` and `divergence_norm` are finite and positive.
     pub fn validate(&self) -> Result<()> {
         if !(self.tol.is_finite() && self.tol > 0.0) {
             return Err(EosError::Invalid {
@@ -34,10 +34,10 @@ impl RunOptions {
                 reason: "must be finite and > 0",
             });
         }
-        if !(self.blowup.is_finite() && self.blowup > 0.0) {
+        if !(self.divergence_norm.is_finite() && self.divergence_norm > 0.0) {
             return Err(EosError::Invalid {
-                field: "blowup",
-                value: self.blowup,
+                field: "divergence_norm",
+                value: self.divergence_norm,
                 reason: "must be finite and > 0",
             });
         }

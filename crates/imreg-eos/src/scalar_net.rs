@@ -4,7 +4,7 @@
 //! `L(a, b) = (σ²/2)(aᵀb − Φ)²`,
 //!
 //! which is the data-form loss `(1/2n) Σᵢ (aᵀb xᵢ − yᵢ)²` up to a constant, with `σ² = mean xᵢ²` and
-//! `Φ = Σ xᵢyᵢ / Σ xᵢ²` ([`ScalarNet::from_data`]). The canonical loss of the note is σ² = 1. GD with step η
+//! `Φ = Σ xᵢyᵢ / Σ xᵢ²` ([`ScalarNetState::from_data`]). The canonical loss of the note is σ² = 1. GD with step η
 //! on the data form is GD with the **effective step** η σ² on the canonical loss, and every Hessian
 //! eigenvalue carries the factor σ².
 //!
@@ -15,7 +15,7 @@ use nalgebra::DMatrix;
 
 /// A state (a, b) of the width-k depth-2 linear network together with its target Φ and data scale σ².
 #[derive(Clone, Debug, PartialEq)]
-pub struct ScalarNet {
+pub struct ScalarNetState {
     a: Vec<f64>,
     b: Vec<f64>,
     phi: f64,
@@ -41,7 +41,7 @@ pub struct Invariants {
     pub p: f64,
 }
 
-impl ScalarNet {
+impl ScalarNetState {
     /// A width-k state with the canonical loss ½(aᵀb − Φ)² (σ² = 1).
     pub fn new(a: Vec<f64>, b: Vec<f64>, phi: f64) -> Result<Self> {
         if a.is_empty() {
@@ -57,7 +57,7 @@ impl ScalarNet {
         check_finite("a", &a)?;
         check_finite("b", &b)?;
         check_finite("phi", &[phi])?;
-        Ok(ScalarNet {
+        Ok(ScalarNetState {
             a,
             b,
             phi,
@@ -67,7 +67,7 @@ impl ScalarNet {
 
     /// The width-1 state (a, b) with the canonical loss ½(ab − Φ)².
     pub fn scalar(a: f64, b: f64, phi: f64) -> Result<Self> {
-        ScalarNet::new(vec![a], vec![b], phi)
+        ScalarNetState::new(vec![a], vec![b], phi)
     }
 
     /// The same state with the data scale σ² = mean xᵢ² (loss (σ²/2)(aᵀb − Φ)²).
@@ -75,6 +75,20 @@ impl ScalarNet {
         check_step("sigma2", sigma2)?;
         self.sigma2 = sigma2;
         Ok(self)
+    }
+
+    /// A seeded random width-`k` state: `a, b ~ N(0, I_k)`, `Φ ~ U(−2, 2)` and, if `sigma2` is given,
+    /// `σ² ~ U(sigma2)` (else σ² = 1), drawn in that order from `rng::stream(seed, stream)`.
+    pub fn random(k: usize, seed: u64, stream: u64, sigma2: Option<std::ops::Range<f64>>) -> Result<Self> {
+        use rand::Rng;
+        let mut rng = imreg_objective::rng::stream(seed, stream);
+        let a = imreg_objective::rng::normal_vec(&mut rng, k);
+        let b = imreg_objective::rng::normal_vec(&mut rng, k);
+        let net = ScalarNetState::new(a, b, rng.random_range(-2.0..2.0))?;
+        match sigma2 {
+            Some(range) => net.with_sigma2(rng.random_range(range)),
+            None => Ok(net),
+        }
     }
 
     /// The data form `(1/2n) Σᵢ (aᵀb xᵢ − yᵢ)²`: σ² = mean xᵢ², Φ = Σ xᵢyᵢ / Σ xᵢ² (the loss equals
@@ -101,7 +115,7 @@ impl ScalarNet {
             });
         }
         let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| x * y).sum();
-        ScalarNet::new(a, b, sxy / sxx)?.with_sigma2(sxx / xs.len() as f64)
+        ScalarNetState::new(a, b, sxy / sxx)?.with_sigma2(sxx / xs.len() as f64)
     }
 
     /// The data-form loss `(1/2n) Σᵢ (aᵀb xᵢ − yᵢ)²` at this state's (a, b) (an oracle for [`Self::from_data`]).
@@ -223,12 +237,12 @@ impl ScalarNet {
     }
 
     /// One exact GD step with step η on L: `a ← a − ησ²ε b`, `b ← b − ησ²ε a`.
-    pub fn gd_step(&self, eta: f64) -> Result<ScalarNet> {
+    pub fn gd_step(&self, eta: f64) -> Result<ScalarNetState> {
         check_step("eta", eta)?;
         let g = eta * self.sigma2 * self.residual();
         let a = self.a.iter().zip(&self.b).map(|(x, y)| x - g * y).collect();
         let b = self.b.iter().zip(&self.a).map(|(y, x)| y - g * x).collect();
-        Ok(ScalarNet {
+        Ok(ScalarNetState {
             a,
             b,
             phi: self.phi,
@@ -265,7 +279,7 @@ impl ScalarNet {
         let scalar = if self.width() == 1 {
             self.clone()
         } else {
-            ScalarNet {
+            ScalarNetState {
                 a: vec![0.5 * (sig_s + sig_d)],
                 b: vec![0.5 * (sig_s - sig_d)],
                 phi: self.phi,
@@ -282,11 +296,11 @@ impl ScalarNet {
     }
 }
 
-/// The width-k → width-1 reduction of a state (see [`ScalarNet::reduce`]), with the map back.
+/// The width-k → width-1 reduction of a state (see [`ScalarNetState::reduce`]), with the map back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WidthReduction {
     /// The equivalent width-1 state (same S, D, Φ, σ²).
-    pub scalar: ScalarNet,
+    pub scalar: ScalarNetState,
     s0: Vec<f64>,
     d0: Vec<f64>,
     sig_s: f64,
@@ -296,9 +310,9 @@ pub struct WidthReduction {
 impl WidthReduction {
     /// The width-k state whose reduced trajectory is at the width-1 state `(alpha, beta)`: the directions of
     /// a + b and a − b are invariant, so `a + b = s₀ (α + β)/√S₀`, `a − b = d₀ (α − β)/√D₀`.
-    pub fn lift(&self, alpha: f64, beta: f64) -> ScalarNet {
+    pub fn lift(&self, alpha: f64, beta: f64) -> ScalarNetState {
         if self.s0.len() == 1 {
-            return ScalarNet {
+            return ScalarNetState {
                 a: vec![alpha],
                 b: vec![beta],
                 ..self.scalar.clone()
@@ -326,7 +340,7 @@ impl WidthReduction {
             .zip(&self.d0)
             .map(|(s, d)| 0.5 * (fs * s - fd * d))
             .collect();
-        ScalarNet {
+        ScalarNetState {
             a,
             b,
             phi: self.scalar.phi,
@@ -359,11 +373,11 @@ mod tests {
     #[test]
     fn bad_input_is_a_typed_error() {
         assert_eq!(
-            ScalarNet::new(vec![], vec![], 1.0),
+            ScalarNetState::new(vec![], vec![], 1.0),
             Err(EosError::Empty { field: "a" })
         );
         assert_eq!(
-            ScalarNet::new(vec![1.0], vec![1.0, 2.0], 1.0),
+            ScalarNetState::new(vec![1.0], vec![1.0, 2.0], 1.0),
             Err(EosError::Length {
                 field: "b",
                 expected: 1,
@@ -371,7 +385,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            ScalarNet::new(vec![1.0, f64::NAN], vec![1.0, 2.0], 1.0),
+            ScalarNetState::new(vec![1.0, f64::NAN], vec![1.0, 2.0], 1.0),
             Err(EosError::NonFinite {
                 field: "a",
                 index: 1,
@@ -379,10 +393,10 @@ mod tests {
             })
         ));
         assert!(matches!(
-            ScalarNet::scalar(1.0, 1.0, f64::INFINITY),
+            ScalarNetState::scalar(1.0, 1.0, f64::INFINITY),
             Err(EosError::NonFinite { field: "phi", .. })
         ));
-        let net = ScalarNet::scalar(1.0, 0.5, 1.0).unwrap();
+        let net = ScalarNetState::scalar(1.0, 0.5, 1.0).unwrap();
         assert!(matches!(
             net.gd_step(0.0),
             Err(EosError::NonPositiveStep { field: "eta", .. })
@@ -393,7 +407,7 @@ mod tests {
             Err(EosError::NonPositiveStep { field: "sigma2", .. })
         ));
         assert!(matches!(
-            ScalarNet::from_data(&[0.0], &[1.0], vec![1.0], vec![1.0]),
+            ScalarNetState::from_data(&[0.0], &[1.0], vec![1.0], vec![1.0]),
             Err(EosError::Invalid { .. })
         ));
     }
@@ -401,18 +415,21 @@ mod tests {
     #[test]
     fn saddle_lines_are_detected() {
         assert_eq!(
-            ScalarNet::scalar(1.0, -1.0, 1.0).unwrap().saddle_line(),
+            ScalarNetState::scalar(1.0, -1.0, 1.0).unwrap().saddle_line(),
             Some("a + b = 0")
         );
         assert_eq!(
-            ScalarNet::scalar(1.0, 1.0, -1.0).unwrap().saddle_line(),
+            ScalarNetState::scalar(1.0, 1.0, -1.0).unwrap().saddle_line(),
             Some("a − b = 0")
         );
         assert_eq!(
-            ScalarNet::scalar(1.0, 1.0, 0.0).unwrap().saddle_line(),
+            ScalarNetState::scalar(1.0, 1.0, 0.0).unwrap().saddle_line(),
             Some("a − b = 0")
         );
-        assert_eq!(ScalarNet::scalar(1.0, 1.0, 1.0).unwrap().saddle_line(), None);
-        assert_eq!(ScalarNet::scalar(1.0, -1.0, -1.0).unwrap().saddle_line(), None);
+        assert_eq!(ScalarNetState::scalar(1.0, 1.0, 1.0).unwrap().saddle_line(), None);
+        assert_eq!(
+            ScalarNetState::scalar(1.0, -1.0, -1.0).unwrap().saddle_line(),
+            None
+        );
     }
 }

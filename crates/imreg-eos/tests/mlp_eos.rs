@@ -274,11 +274,7 @@ fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
         })
         .collect();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             let eos: Vec<_> = sweep_edge_of_stability(&mlp, &theta, &opts)
                 .into_iter()
                 .map(|r| r.unwrap())
@@ -297,6 +293,7 @@ fn sweeps_are_bitwise_identical_at_one_and_two_threads() {
             .unwrap();
             (eos, eoss)
         })
+        .unwrap()
     };
     let (a, b) = (run(1), run(2));
     assert_eq!(a, b);

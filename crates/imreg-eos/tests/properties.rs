@@ -2,7 +2,7 @@
 //! deterministic; failures shrink to a minimal counterexample that is printed).
 use imreg_eos::bounds::{heavy_ball_threshold, nesterov_threshold};
 use imreg_eos::{
-    run_gd, simulate, GdOutcome, GfSolution, Method, QuadOutcome, Quadratic, RunOptions, ScalarNet,
+    run_gd, simulate, GdOutcome, GfSolution, Method, QuadOutcome, QuadraticForm, RunOptions, ScalarNetState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRunner};
@@ -36,10 +36,10 @@ where
 }
 
 /// A quadratic with top eigenvalue `top` and the others in [0.05, 0.9]·`top`, and a random start.
-fn quadratic(top: f64, others: &[f64], seed: u64) -> (Quadratic, Vec<f64>) {
+fn quadratic(top: f64, others: &[f64], seed: u64) -> (QuadraticForm, Vec<f64>) {
     let mut eigs: Vec<f64> = others.iter().map(|f| f * top).collect();
     eigs.push(top);
-    let q = Quadratic::from_spectrum(&eigs, seed).unwrap();
+    let q = QuadraticForm::from_spectrum(&eigs, seed).unwrap();
     let mut rng = imreg_objective::rng::stream(seed, 1);
     let x0 = imreg_objective::rng::normal_vec(&mut rng, eigs.len());
     (q, x0)
@@ -112,7 +112,7 @@ fn nesterov_diverges_iff_lambda_above_its_threshold() {
 }
 
 /// A random width-k state: entries in [−2.5, 2.5], |Φ| in [0.2, 2].
-fn net_strategy() -> impl Strategy<Value = ScalarNet> {
+fn net_strategy() -> impl Strategy<Value = ScalarNetState> {
     (1usize..5)
         .prop_flat_map(|k| {
             (
@@ -122,7 +122,7 @@ fn net_strategy() -> impl Strategy<Value = ScalarNet> {
                 any::<bool>(),
             )
         })
-        .prop_map(|(a, b, phi, neg)| ScalarNet::new(a, b, if neg { -phi } else { phi }).unwrap())
+        .prop_map(|(a, b, phi, neg)| ScalarNetState::new(a, b, if neg { -phi } else { phi }).unwrap())
 }
 
 #[test]

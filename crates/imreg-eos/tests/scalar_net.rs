@@ -1,20 +1,13 @@
 //! Theory tests of the depth-2 linear network (`docs/theory/scalar-net.md`): gradient-flow limit, GD limit,
 //! data form, width reduction, determinism of the η sweep, outcomes of bad runs.
 use imreg_eos::{
-    gd_trajectory, run_gd, sweep_eta, EosError, GdOutcome, GfSolution, RunOptions, ScalarNet,
+    gd_trajectory, run_gd, sweep_eta, EosError, GdOutcome, GfSolution, RunOptions, ScalarNetState,
     SmallEtaExpansion,
 };
 use rand::Rng;
 
-fn random_net(seed: u64, k: usize) -> ScalarNet {
-    let mut rng = imreg_objective::rng::stream(seed, 7);
-    let a = imreg_objective::rng::normal_vec(&mut rng, k);
-    let b = imreg_objective::rng::normal_vec(&mut rng, k);
-    let phi = rng.random_range(-2.0..2.0);
-    ScalarNet::new(a, b, phi)
-        .unwrap()
-        .with_sigma2(rng.random_range(0.3..3.0))
-        .unwrap()
+fn random_net(seed: u64, k: usize) -> ScalarNetState {
+    ScalarNetState::random(k, seed, 7, Some(0.3..3.0)).unwrap()
 }
 
 #[test]
@@ -33,12 +26,12 @@ fn gradient_and_loss_agree_with_finite_differences() {
                 b[i - 3] += h;
                 b2[i - 3] -= h;
             }
-            let lp = ScalarNet::new(a, b, net.phi())
+            let lp = ScalarNetState::new(a, b, net.phi())
                 .unwrap()
                 .with_sigma2(net.sigma2())
                 .unwrap()
                 .loss();
-            let lm = ScalarNet::new(a2, b2, net.phi())
+            let lm = ScalarNetState::new(a2, b2, net.phi())
                 .unwrap()
                 .with_sigma2(net.sigma2())
                 .unwrap()
@@ -58,14 +51,14 @@ fn data_form_is_the_scaled_canonical_loss() {
     let mut rng = imreg_objective::rng::stream(5, 0);
     let xs = imreg_objective::rng::normal_vec(&mut rng, 40);
     let ys: Vec<f64> = xs.iter().map(|x| 0.8 * x + 0.3 * rng.random::<f64>()).collect();
-    let net = ScalarNet::from_data(&xs, &ys, vec![0.4, -1.0], vec![0.9, 0.2]).unwrap();
+    let net = ScalarNetState::from_data(&xs, &ys, vec![0.4, -1.0], vec![0.9, 0.2]).unwrap();
     let sxx: f64 = xs.iter().map(|x| x * x).sum();
     assert!((net.sigma2() - sxx / 40.0).abs() < 1e-15);
     // L_data − (σ²/2)(aᵀb − Φ)² is a constant of (a, b).
     let c0 = net.data_loss(&xs, &ys) - net.loss();
     for seed in 0..20 {
         let other = random_net(seed, 2);
-        let o = ScalarNet::new(other.a().to_vec(), other.b().to_vec(), net.phi())
+        let o = ScalarNetState::new(other.a().to_vec(), other.b().to_vec(), net.phi())
             .unwrap()
             .with_sigma2(net.sigma2())
             .unwrap();
@@ -76,7 +69,7 @@ fn data_form_is_the_scaled_canonical_loss() {
         );
     }
     // GD with step η on the data form = GD with ησ² on the canonical loss.
-    let canon = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), net.phi()).unwrap();
+    let canon = ScalarNetState::new(net.a().to_vec(), net.b().to_vec(), net.phi()).unwrap();
     let (p, q) = (
         net.gd_step(0.1).unwrap(),
         canon.gd_step(0.1 * net.sigma2()).unwrap(),
@@ -141,7 +134,7 @@ fn t4_gd_limit_closed_form_and_flatter_than_gf() {
 
 #[test]
 fn t4_small_eta_expansion_first_order_and_exponential_forms_agree_to_second_order() {
-    let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
+    let net = ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap();
     let e = SmallEtaExpansion::new(&net).unwrap();
     // ∫ε² quoted 0.2035847; λ_GF quoted 3.0103239 (cross-check at quoted precision).
     assert!((e.residual_sq_integral - 0.2035847).abs() < 1e-7);
@@ -156,7 +149,7 @@ fn t4_small_eta_expansion_first_order_and_exponential_forms_agree_to_second_orde
 
 #[test]
 fn width_one_reduction_is_the_identity_and_lift_inverts_it() {
-    let net = ScalarNet::scalar(-0.3, 1.7, 0.4).unwrap();
+    let net = ScalarNetState::scalar(-0.3, 1.7, 0.4).unwrap();
     let red = net.reduce();
     assert_eq!(red.scalar.a(), net.a());
     assert_eq!(red.scalar.b(), net.b());
@@ -180,11 +173,8 @@ fn eta_sweep_is_ordered_and_bitwise_independent_of_thread_count() {
     let net = random_net(77, 4);
     let etas: Vec<f64> = (1..=64).map(|i| i as f64 / 64.0 / net.sigma2()).collect();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| sweep_eta(&net, &etas, &RunOptions::default()))
+        imreg_objective::threads::on_threads(threads, || sweep_eta(&net, &etas, &RunOptions::default()))
+            .unwrap()
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(format!("{one:?}"), format!("{two:?}"));
@@ -198,7 +188,7 @@ fn eta_sweep_is_ordered_and_bitwise_independent_of_thread_count() {
 
 #[test]
 fn bad_inputs_are_typed_errors_and_bad_runs_are_outcomes() {
-    let net = ScalarNet::scalar(1.5, 0.01, 1.0).unwrap();
+    let net = ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap();
     assert!(matches!(
         run_gd(&net, -1.0, &RunOptions::default()),
         Err(EosError::NonPositiveStep { .. })
@@ -208,7 +198,7 @@ fn bad_inputs_are_typed_errors_and_bad_runs_are_outcomes() {
         Err(EosError::NonPositiveStep { .. })
     ));
     assert!(matches!(
-        ScalarNet::scalar(f64::NAN, 1.0, 1.0),
+        ScalarNetState::scalar(f64::NAN, 1.0, 1.0),
         Err(EosError::NonFinite { field: "a", .. })
     ));
     let out = sweep_eta(&net, &[0.1, -0.1, 1.05], &RunOptions::default());
@@ -219,7 +209,7 @@ fn bad_inputs_are_typed_errors_and_bad_runs_are_outcomes() {
         Ok(GdOutcome::NotConverged { steps: 400_000, .. })
     ));
     // A huge init with a large step blows up: reported with its step.
-    let big = ScalarNet::scalar(50.0, 40.0, 1.0).unwrap();
+    let big = ScalarNetState::scalar(50.0, 40.0, 1.0).unwrap();
     assert!(
         matches!(run_gd(&big, 0.5, &RunOptions::default()).unwrap(), GdOutcome::Diverged { step, .. } if step < 20)
     );

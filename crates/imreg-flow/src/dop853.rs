@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Failure modes are typed errors, never hangs: a non-finite state or one whose norm exceeds
-//! [`Dop853Options::blowup_norm`] gives [`FlowError::BlowUp`] (with `t` and the step number), a step size
+//! [`Dop853Options::divergence_norm`] gives [`FlowError::BlowUp`] (with `t` and the step number), a step size
 //! below `h_min` (or below round-off of `t`) gives [`FlowError::StepSizeCollapse`], and more than
 //! `max_steps` steps give [`FlowError::MaxSteps`].
 use crate::dop853_tableau::{A, C, D, E3, E5, N_STAGES, N_STAGES_EXTENDED};
@@ -52,7 +52,7 @@ pub struct Dop853Options {
     pub beta: f64,
     /// A state with Euclidean norm above this is reported as [`FlowError::BlowUp`] (default `∞`: only
     /// non-finite states).
-    pub blowup_norm: f64,
+    pub divergence_norm: f64,
 }
 
 impl Default for Dop853Options {
@@ -68,7 +68,7 @@ impl Default for Dop853Options {
             fac_min: 0.333,
             fac_max: 6.0,
             beta: 0.04,
-            blowup_norm: f64::INFINITY,
+            divergence_norm: f64::INFINITY,
         }
     }
 }
@@ -146,7 +146,7 @@ impl Dop853Options {
                 format!("must lie in [0, 0.2], got {}", self.beta),
             ));
         }
-        positive("blowup_norm", self.blowup_norm)?;
+        positive("divergence_norm", self.divergence_norm)?;
         Ok(())
     }
 }
@@ -495,14 +495,14 @@ where
             // First stage of the next step (and stage 12 of the dense output).
             f(t_new, &y_new, &mut k[12])?;
             report.evaluations += 1;
-            if !all_finite(&k[12]) || norm(&y_new) > opts.blowup_norm {
+            if !all_finite(&k[12]) || norm(&y_new) > opts.divergence_norm {
                 return Err(FlowError::BlowUp {
                     t: t_new,
                     step: steps,
                     what: format!(
-                        "state norm {:e} (blowup_norm {:e}) or non-finite field",
+                        "state norm {:e} (divergence_norm {:e}) or non-finite field",
                         norm(&y_new),
-                        opts.blowup_norm
+                        opts.divergence_norm
                     ),
                 });
             }
@@ -642,7 +642,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let opts = Dop853Options {
-            blowup_norm: 1e6,
+            divergence_norm: 1e6,
             ..Default::default()
         };
         let err = integrate(

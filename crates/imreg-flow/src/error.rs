@@ -21,7 +21,7 @@ pub enum FlowError {
         expected: usize,
         got: usize,
     },
-    /// The state or the vector field became NaN/∞ (or exceeded `blowup_norm`): the flow blew up.
+    /// The state or the vector field became NaN/∞ (or exceeded `divergence_norm`): the flow blew up.
     #[error("the flow blew up at t = {t} (step {step}): {what}")]
     BlowUp { t: f64, step: usize, what: String },
     /// The step size fell below `h_min` (or below round-off of `t`): a stiff problem or a singularity.

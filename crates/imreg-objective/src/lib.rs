@@ -9,6 +9,7 @@ pub mod error;
 pub mod objective;
 pub mod rng;
 pub mod supervised;
+pub mod threads;
 
 pub use batch::Batch;
 pub use error::{ObjectiveError, Result};

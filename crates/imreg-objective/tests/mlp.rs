@@ -180,11 +180,7 @@ fn results_are_bitwise_identical_at_one_and_two_threads() {
     let theta = m.init_params(4, 1.0);
     let v = random_vec(theta.len(), 8);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             let (mut g, mut hv) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
             let l = m.loss_grad(&theta, Batch::Full, &mut g).unwrap();
             m.hvp(&theta, Batch::Full, &v, &mut hv).unwrap();
@@ -197,6 +193,7 @@ fn results_are_bitwise_identical_at_one_and_two_threads() {
             let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             (l.to_bits(), bits(&g), bits(&hv), bits(&lin), o)
         })
+        .unwrap()
     };
     assert_eq!(run(1), run(2));
 }

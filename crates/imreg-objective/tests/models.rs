@@ -446,13 +446,8 @@ fn results_are_bitwise_identical_with_one_and_two_threads() {
     ];
     for m in &models {
         let t = theta(1, m.dim(), 0.5);
-        let run = |threads| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| fingerprint(m.as_ref(), &t))
-        };
+        let run =
+            |threads| imreg_objective::threads::on_threads(threads, || fingerprint(m.as_ref(), &t)).unwrap();
         assert_eq!(run(1), run(2), "{}", m.name());
     }
 }

@@ -394,6 +394,69 @@ fn every_preset_passes_the_oracles() {
     }
 }
 
+/// The batched per-example gradients (one forward and one reverse pass per task of rows) against one tape per
+/// example, `∇ℓ_i` as the gradient of the one-example batch `{i}`, row by row.
+fn assert_batched_per_example_equals_one_tape_per_example<N: Network, L: Loss>(
+    obj: &NetworkObjective<N, L>,
+    theta: &[f64],
+    ix: &[usize],
+) {
+    let name = obj.name();
+    let at = imreg_ad::Point::new(&obj.network().leaf_shapes(), theta).unwrap();
+    assert!(
+        imreg_ad::per_example_supported(&Whole(obj), &at, obj.n_examples()).unwrap(),
+        "{name}: the batched per-example pass does not apply"
+    );
+    let mut rows = Vec::new();
+    obj.per_example_grads(theta, Batch::Indices(ix), 2, &mut |_, chunk| {
+        rows.extend(chunk.rows().into_iter().map(|r| r.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows.len(), ix.len());
+    for (row, &i) in rows.iter().zip(ix) {
+        let one = obj.grad(theta, Batch::Indices(&[i])).unwrap();
+        assert!(
+            rel(row, &one) <= 1e-12,
+            "{name}: example {i}: {:e}",
+            rel(row, &one)
+        );
+    }
+}
+
+#[test]
+fn batched_per_example_gradients_equal_one_tape_per_example_on_every_preset() {
+    for (k, &(name, input)) in TINY.iter().enumerate() {
+        let mut specs = vec![preset(name, input, 3).unwrap()];
+        if name == "resnet20" {
+            // batch norm with running statistics (evaluation mode): per-example by construction
+            specs[0].batch_norm = BatchNormStats::Eval;
+        }
+        specs.push(NetworkSpec {
+            batch_norm: BatchNormStats::Eval,
+            ..every_layer_spec()
+        });
+        for spec in specs {
+            let obj = spec_objective(spec, 7, k as u64);
+            let theta = init(obj.network(), k as u64);
+            assert_batched_per_example_equals_one_tape_per_example(&obj, &theta, &[3, 0, 6, 6, 1, 5, 2, 4]);
+        }
+    }
+    // a user-defined loss and the value losses
+    let net = SpecNetwork::new(NetworkSpec {
+        batch_norm: BatchNormStats::Eval,
+        ..every_layer_spec()
+    })
+    .unwrap();
+    let theta = init(&net, 4);
+    let x = inputs(5, net.input_dim(), 5);
+    let y = Array2::from_shape_vec((5, 3), randn(6, 0, 15)).unwrap();
+    let obj = NetworkObjective::regression(net.clone(), LogCosh, x.clone(), y.clone()).unwrap();
+    assert_batched_per_example_equals_one_tape_per_example(&obj, &theta, &[4, 2, 0, 1, 3]);
+    let obj = NetworkObjective::regression(net, StandardLoss::Mse, x, y).unwrap();
+    assert_batched_per_example_equals_one_tape_per_example(&obj, &theta, &[4, 2, 0, 1, 3]);
+}
+
 #[test]
 fn resnet20_with_training_mode_batch_norm_passes_the_oracles_on_the_whole_batch() {
     let obj = spec_objective(preset("resnet20", &[3, 8, 8], 3).unwrap(), 5, 7);
@@ -472,11 +535,7 @@ fn assert_bitwise_at_one_and_two_threads(obj: &NetworkObjective<SpecNetwork>, ix
     let theta = init(obj.network(), 1);
     let v = randn(2, 0, obj.dim());
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             let b = Batch::Indices(ix);
             let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let g = obj.grad(&theta, b).unwrap();
@@ -499,6 +558,7 @@ fn assert_bitwise_at_one_and_two_threads(obj: &NetworkObjective<SpecNetwork>, ix
                 bits(gx.as_slice().unwrap()),
             )
         })
+        .unwrap()
     };
     assert_eq!(run(1), run(2));
     // and the chunked reductions equal one whole-batch program

@@ -414,11 +414,7 @@ mod tests {
         let aff = AffineEpoch::from_objective(&obj, &part, 0.3).unwrap();
         let w0 = [1.0, -1.0, 0.5, 0.0];
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            imreg_objective::threads::on_threads(threads, || {
                 (
                     aff.mean_over_orders(&w0, 1, AffineAlgorithm::PrefixTree)
                         .unwrap()
@@ -434,6 +430,7 @@ mod tests {
                     .unwrap(),
                 )
             })
+            .unwrap()
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(

@@ -60,6 +60,7 @@ pub(crate) fn check_lr(name: &'static str, value: f64) -> Result<()> {
     Ok(())
 }
 
+/// Errors unless `v` has length `expected` and finite entries.
 pub(crate) fn check_len(name: &'static str, v: &[f64], expected: usize) -> Result<()> {
     if v.len() != expected {
         return Err(SgdError::Length {
@@ -70,7 +71,7 @@ pub(crate) fn check_len(name: &'static str, v: &[f64], expected: usize) -> Resul
     }
     if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(SgdError::invalid(
-            "theta0",
+            name,
             format!("{name}[{i}] = {x} is not finite"),
         ));
     }

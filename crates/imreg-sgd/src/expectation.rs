@@ -666,11 +666,7 @@ mod tests {
         let obj = LogCoshQuartic::random(8, 3, 4).unwrap();
         let part = Partition::consecutive(8, 2, Remainder::Error).unwrap();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            imreg_objective::threads::on_threads(threads, || {
                 let e = exact_mean(
                     &obj,
                     &part,
@@ -697,6 +693,7 @@ mod tests {
                 .unwrap();
                 (e.mean, mc.mean, mc.std_error)
             })
+            .unwrap()
         };
         let (a, b) = (run(1), run(2));
         let bits = |v: &Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

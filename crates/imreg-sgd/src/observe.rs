@@ -23,11 +23,18 @@
 //!
 //! A closure `FnMut(&StepView<O>) -> Result<Control, E>` is an observer too. The observers of the
 //! quantities we track live here: [`FullLoss`] (train or test loss), [`Accuracy`], [`GradNorm`],
-//! [`MicroBatchGradNormProbe`], [`SharpnessProbe`] (`λ_max` by warm-started Lanczos), [`BatchSharpnessProbe`]
-//! (both variants) and [`MiniBsProbe`], and [`Iterates`]; each keeps its records as `(step, value)`.
+//! [`MicroBatchGradNormProbe`], [`SharpnessProbe`] (`λ_max` by warm-started Lanczos),
+//! [`ExtremeEigenProbe`] (top-k and bottom-k eigenvalues, optionally warm-started), [`BatchSharpnessProbe`]
+//! (both variants) and [`MiniBsProbe`], [`GradientCovarianceProbe`] (`λ_K¹`), [`GradientTraces`] (`Tr K`,
+//! `Tr F`), [`GradientFlowDistance`], [`Imbalance`], and [`Iterates`]; each keeps its records as
+//! `(step, value)`.
 use crate::error::{Result, SgdError};
+use imreg_flow::Dop853Options;
 use imreg_objective::{argmax_rows, Batch, Objective, Supervised};
-use imreg_spectra::{BatchExpectation, BatchSharpness, LanczosOptions, MiniBs, MonteCarloOptions};
+use imreg_spectra::{
+    BatchExpectation, BatchSharpness, CovarianceOptions, GradientCovariance, LanczosOptions, MiniBs,
+    MonteCarloOptions,
+};
 
 /// What an observer tells the loop.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -369,6 +376,117 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for SharpnessProbe
     }
 }
 
+/// A Ritz value with its residual bound `β_m|e_mᵀs|` (an eigenvalue of `H` lies within it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RitzValue {
+    pub value: f64,
+    pub residual_bound: f64,
+}
+
+/// One evaluation of [`ExtremeEigenProbe`]: the `k_top` largest and `k_bottom` smallest Ritz values of
+/// `H_B(θ)` with the Lanczos run's diagnostics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtremeEigen {
+    /// `λ_1 ≥ λ_2 ≥ …`, descending.
+    pub top: Vec<RitzValue>,
+    /// `λ_p ≤ λ_{p−1} ≤ …`, ascending.
+    pub bottom: Vec<RitzValue>,
+    /// Lanczos steps taken (= Hessian-vector products).
+    pub iterations: usize,
+    /// Whether every wanted pair met `β_m|e_mᵀs_i| ≤ tol · max_i|θ_i|` (or the whole space was spanned).
+    pub converged: bool,
+    /// The largest relative residual bound `β_m|e_mᵀs_i| / max_i|θ_i|` among the wanted pairs.
+    pub max_relative_residual: f64,
+    /// Whether the run started from the previous evaluation's Ritz vectors.
+    pub warm: bool,
+}
+
+/// The extreme eigenvalues `λ_1 ≥ … ≥ λ_{k_top}` and `λ_p ≤ … ≤ λ_{p−k_bottom+1}` of `H_B(θ)` by Lanczos
+/// along a trajectory (`lanczos.k_top`, `lanczos.k_bottom`).
+///
+/// With `warm_start`, each evaluation after the first starts Lanczos from `v₁ ∝ Σ_i y_i`, the sum of the
+/// previous evaluation's unit Ritz vectors `y_i` of the wanted pairs (top and bottom). Along a slowly
+/// moving trajectory the wanted invariant subspace moves little, so `v₁` has small components outside it
+/// and the residual bounds fall below `tol` in far fewer steps than from a random vector; the Krylov space
+/// of `v₁` is that of a single vector, so this needs no block solver. The stopping rule, and so the
+/// accuracy guarantee (a Hessian eigenvalue within each residual bound), is the same either way. Like any
+/// Lanczos start, a warm start certifies eigenvalues near the reported values but cannot prove that no
+/// larger one was missed: an eigenvalue that newly overtakes `λ_{k_top}` enters through the small
+/// components the drift of `θ` puts on it. Without `warm_start` every evaluation starts from the seeded
+/// Gaussian vector of `lanczos.seed` (the same one each time).
+#[derive(Clone, Debug)]
+pub struct ExtremeEigenProbe {
+    /// Lanczos options (`start` and `ritz_vectors` are set per call).
+    pub lanczos: LanczosOptions,
+    /// Start each evaluation from the previous one's Ritz vectors.
+    pub warm_start: bool,
+    /// Examples of the Hessian (`None`: the full batch), fixed for the whole trajectory.
+    pub subset: Option<Vec<usize>>,
+    /// The measurements, by step.
+    pub records: Vec<(usize, ExtremeEigen)>,
+    warm: Option<Vec<f64>>,
+}
+
+impl ExtremeEigenProbe {
+    /// A probe of the `k_top` largest and `k_bottom` smallest eigenvalues of the full-batch Hessian.
+    pub fn new(lanczos: LanczosOptions, warm_start: bool) -> Self {
+        ExtremeEigenProbe {
+            lanczos,
+            warm_start,
+            subset: None,
+            records: Vec::new(),
+            warm: None,
+        }
+    }
+
+    /// Measures the extreme eigenvalues at `θ`; with `warm_start`, keeps the start of the next call.
+    pub fn measure<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<ExtremeEigen> {
+        let mut lo = self.lanczos.clone();
+        lo.ritz_vectors = self.warm_start;
+        lo.start = self.warm.take();
+        let warm = lo.start.is_some();
+        let batch = match &self.subset {
+            Some(ix) => Batch::Indices(ix),
+            None => Batch::Full,
+        };
+        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
+        let r = imreg_spectra::lanczos(&h, &lo)?;
+        if self.warm_start {
+            let mut start = vec![0.0; theta.len()];
+            for y in r.top.iter().chain(&r.bottom).filter_map(|t| t.vector.as_deref()) {
+                start.iter_mut().zip(y).for_each(|(s, v)| *s += v);
+            }
+            // A sum of orthonormal Ritz vectors is never zero; keep the seeded start if it were.
+            self.warm = (start.iter().any(|v| *v != 0.0)).then_some(start);
+        }
+        let values = |pairs: &[imreg_spectra::RitzPair]| {
+            pairs
+                .iter()
+                .map(|t| RitzValue {
+                    value: t.value,
+                    residual_bound: t.residual_bound,
+                })
+                .collect()
+        };
+        Ok(ExtremeEigen {
+            top: values(&r.top),
+            bottom: values(&r.bottom),
+            iterations: r.report.iterations,
+            converged: r.report.converged,
+            max_relative_residual: r.report.max_relative_residual,
+            warm,
+        })
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for ExtremeEigenProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let e = self.measure(at.objective, at.theta)?;
+        self.records.push((at.step, e));
+        Ok(Control::Continue)
+    }
+}
+
 /// Batch sharpness in both variants, `E_B[g_BᵀH_Bg_B/‖g_B‖²]` and `E_B[g_BᵀH_Bg_B]/E_B[‖g_B‖²]`, over
 /// size-`batch_size` subsets of the training set, Monte Carlo with the seed re-derived at every step
 /// ([`step_seed`] of `monte_carlo.seed`). Estimates, with their standard errors.
@@ -449,6 +567,381 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for MiniBsProbe {
     fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
         let s = self.measure(at.objective, at.theta, at.step)?;
         self.records.push((at.step, s));
+        Ok(Control::Continue)
+    }
+}
+
+// ---- Gradient noise, distance to gradient flow, balancedness ---------------------------------------------
+
+/// The examples a measurement runs on: `subset` or the full batch.
+fn examples(subset: &Option<Vec<usize>>) -> Batch<'_> {
+    match subset {
+        Some(ix) => Batch::Indices(ix),
+        None => Batch::Full,
+    }
+}
+
+/// `λ_K¹`, the largest eigenvalue of the gradient covariance
+/// `K = (1/N) Σ_i (g_i − ḡ)(g_i − ḡ)ᵀ`, `g_i = ∇ℓ_i(θ_t)`, `ḡ = (1/N) Σ_i g_i` (Jastrzebski et al. 2020),
+/// by Lanczos on the matrix-free product
+/// `K v = (1/N) Σ_i (g_i − ḡ)((g_i − ḡ)ᵀv) = (1/N) Σ_i g_i (g_iᵀv) − ḡ (ḡᵀv)`
+/// ([`imreg_spectra::GradientCovariance`]: every product streams the per-example gradients in chunks, never
+/// `N × p` in memory), warm-started from the previous call's top Ritz vector like [`SharpnessProbe`].
+#[derive(Clone, Debug)]
+pub struct GradientCovarianceProbe {
+    /// Lanczos options (`start` is overwritten by the warm start after the first call).
+    pub lanczos: LanczosOptions,
+    /// `1/N` (the default, Jastrzebski et al.'s `K`) or `1/(N − 1)`, and the streaming chunk.
+    pub covariance: CovarianceOptions,
+    /// The examples `i` of `K` (`None`: the full training set).
+    pub subset: Option<Vec<usize>>,
+    /// `λ_K¹` with its Lanczos diagnostics, by step.
+    pub records: Vec<(usize, TopEigen)>,
+    warm: Option<Vec<f64>>,
+}
+
+impl GradientCovarianceProbe {
+    /// `λ_K¹` over the full training set with `iterations` Lanczos steps and relative tolerance `tol`.
+    pub fn new(iterations: usize, tol: f64, seed: u64) -> Self {
+        GradientCovarianceProbe {
+            lanczos: LanczosOptions {
+                max_iter: iterations,
+                tol,
+                seed,
+                ..Default::default()
+            },
+            covariance: CovarianceOptions::default(),
+            subset: None,
+            records: Vec::new(),
+            warm: None,
+        }
+    }
+
+    /// Measures `λ_K¹` at `θ` and keeps the Ritz vector for the next call (not in `records`).
+    pub fn top<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<TopEigen> {
+        let k = GradientCovariance::covariance(obj, theta, examples(&self.subset), self.covariance)?;
+        warm_top(&k, &self.lanczos, &mut self.warm)
+    }
+}
+
+/// The top Ritz pair of `op` by Lanczos with `lanczos`, started from `warm` when there is one; `warm` then
+/// holds the new top Ritz vector.
+fn warm_top(
+    op: &dyn imreg_spectra::LinearOperator,
+    lanczos: &LanczosOptions,
+    warm: &mut Option<Vec<f64>>,
+) -> Result<TopEigen> {
+    let lo = LanczosOptions {
+        ritz_vectors: true,
+        start: warm.take().or_else(|| lanczos.start.clone()),
+        ..lanczos.clone()
+    };
+    let r = imreg_spectra::lanczos(op, &lo)?;
+    let top = r
+        .top
+        .into_iter()
+        .next()
+        .ok_or_else(|| SgdError::invalid("lanczos.k_top", "a top eigenvalue needs k_top ≥ 1"))?;
+    *warm = top.vector;
+    Ok(TopEigen {
+        value: top.value,
+        residual_bound: top.residual_bound,
+        iterations: r.report.iterations,
+        converged: r.report.converged,
+    })
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradientCovarianceProbe {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let s = self.top(at.objective, at.theta)?;
+        self.records.push((at.step, s));
+        Ok(Control::Continue)
+    }
+}
+
+/// The two gradient second-moment traces at one iterate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradientTrace {
+    /// `Tr K = (1/N) Σ_i ‖g_i − ḡ‖²` (Smith et al.'s `Γ`).
+    pub covariance: f64,
+    /// `Tr F = (1/N) Σ_i ‖g_i‖²`, the trace of the empirical Fisher `F = (1/N) Σ_i g_i g_iᵀ`
+    /// (`Tr F = Tr K + ‖ḡ‖²`).
+    pub fisher: f64,
+}
+
+impl GradientTrace {
+    /// Both traces, exact, in one streamed pass over the per-example gradients `g_i` of `batch` (after one
+    /// gradient call for `ḡ`); `Tr K` from the centered `g_i − ḡ`, not as the difference `Tr F − ‖ḡ‖²`.
+    pub fn measure<O: Objective + ?Sized>(
+        obj: &O,
+        theta: &[f64],
+        batch: Batch<'_>,
+        chunk: usize,
+    ) -> Result<GradientTrace> {
+        let mean = obj.grad(theta, batch)?;
+        let n = batch.len(obj.n_examples());
+        let (mut centered, mut raw) = (0.0, 0.0);
+        obj.per_example_grads(theta, batch, chunk.max(1), &mut |_, rows| {
+            for row in rows.rows() {
+                for (g, m) in row.iter().zip(&mean) {
+                    raw += g * g;
+                    centered += (g - m) * (g - m);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(GradientTrace {
+            covariance: centered / n as f64,
+            fisher: raw / n as f64,
+        })
+    }
+}
+
+/// `Tr K` and `Tr F` ([`GradientTrace`]) along the run, exact (no Hutchinson probes), on the full training
+/// set or `subset`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GradientTraces {
+    /// The examples `i` (`None`: the full training set).
+    pub subset: Option<Vec<usize>>,
+    /// Rows per streamed chunk of per-example gradients (0 is read as 1).
+    pub chunk: usize,
+    pub records: Vec<(usize, GradientTrace)>,
+}
+
+impl GradientTraces {
+    /// Over the full training set, streaming 256 per-example gradients at a time.
+    pub fn new() -> Self {
+        GradientTraces {
+            chunk: 256,
+            ..Default::default()
+        }
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradientTraces {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let tr = GradientTrace::measure(at.objective, at.theta, examples(&self.subset), self.chunk)?;
+        self.records.push((at.step, tr));
+        Ok(Control::Continue)
+    }
+}
+
+/// One distance to the gradient flow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FlowDistance {
+    /// `t = kη`.
+    pub time: f64,
+    /// `‖θ_k − θ_GF(kη)‖`.
+    pub distance: f64,
+    /// Accepted DOP853 steps since the previous record.
+    pub accepted: usize,
+    /// Rejected DOP853 steps since the previous record.
+    pub rejected: usize,
+}
+
+/// `‖θ_k − θ_GF(kη)‖`: the distance of the iterate to the gradient flow `dθ/dt = −∇C(θ)` on the full batch
+/// from the same start, `θ_GF(0) = θ_0`, integrated alongside the run by DOP853 (`imreg-flow`) from one
+/// observed step to the next. The flow value carries the integrator's error, controlled per component to
+/// `atol + rtol·|θ_GF|` per step (defaults `rtol = 1e-12`, `atol = 1e-14`); distances far above that are
+/// the discretization (and noise) of the run. The first call must be at `t = 0`; `η` must not change.
+#[derive(Clone, Debug)]
+pub struct GradientFlowDistance {
+    /// The integrator's tolerances and limits.
+    pub integrator: Dop853Options,
+    pub records: Vec<(usize, FlowDistance)>,
+    /// `(k, η, θ_GF(kη))` at the previous call.
+    flow: Option<(usize, f64, Vec<f64>)>,
+}
+
+impl Default for GradientFlowDistance {
+    fn default() -> Self {
+        GradientFlowDistance::new(Dop853Options::with_tol(1e-12, 1e-14))
+    }
+}
+
+impl GradientFlowDistance {
+    /// With the given integrator options.
+    pub fn new(integrator: Dop853Options) -> Self {
+        GradientFlowDistance {
+            integrator,
+            records: Vec::new(),
+            flow: None,
+        }
+    }
+
+    /// Advances the flow to `t = step·lr` and returns the distance of `theta` to it.
+    pub fn measure<O: Objective + ?Sized>(
+        &mut self,
+        obj: &O,
+        step: usize,
+        lr: f64,
+        theta: &[f64],
+    ) -> Result<FlowDistance> {
+        crate::error::check_len("theta", theta, obj.dim())?;
+        let time = step as f64 * lr;
+        let (y, accepted, rejected) = match self.flow.take() {
+            None if step != 0 => {
+                return Err(SgdError::invalid(
+                    "gradient-flow distance",
+                    format!("the flow starts at θ_0: the first call must be at step 0, got {step}"),
+                ))
+            }
+            None => (theta.to_vec(), 0, 0),
+            Some((_, lr0, _)) if lr0 != lr => {
+                return Err(SgdError::invalid(
+                    "gradient-flow distance",
+                    format!("the learning rate changed from {lr0} to {lr}"),
+                ))
+            }
+            Some((k, _, y)) if k == step => (y, 0, 0),
+            Some((k, _, _)) if k > step => {
+                return Err(SgdError::invalid(
+                    "gradient-flow distance",
+                    format!("steps must increase, got {step} after {k}"),
+                ))
+            }
+            Some((k, _, y)) => {
+                let (y, report) = imreg_flow::integrate(
+                    |_, w, out| {
+                        obj.loss_grad(w, Batch::Full, out)?;
+                        out.iter_mut().for_each(|v| *v = -*v);
+                        Ok(())
+                    },
+                    k as f64 * lr,
+                    &y,
+                    time,
+                    &self.integrator,
+                )?;
+                (y, report.accepted, report.rejected)
+            }
+        };
+        let distance = norm(&theta.iter().zip(&y).map(|(a, b)| a - b).collect::<Vec<_>>());
+        self.flow = Some((step, lr, y));
+        Ok(FlowDistance {
+            time,
+            distance,
+            accepted,
+            rejected,
+        })
+    }
+}
+
+impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for GradientFlowDistance {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let d = self.measure(at.objective, at.step, at.lr, at.theta)?;
+        self.records.push((at.step, d));
+        Ok(Control::Continue)
+    }
+}
+
+/// The parameters of one layer in `θ`: its weight `W_l` and, if any, its bias `b_l`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerParams {
+    pub weight: std::ops::Range<usize>,
+    pub bias: Option<std::ops::Range<usize>>,
+}
+
+/// The imbalance invariants of a layered network `f(x) = W_L σ(⋯ σ(W_1 x + b_1) ⋯) + b_L`, one per pair of
+/// consecutive layers: `D_l = ‖W_{l+1}‖_F² − ‖W_l‖_F² − ‖b_l‖²`, `l = 1 … L − 1` (without biases,
+/// `‖W_{l+1}‖_F² − ‖W_l‖_F²`). For a positively homogeneous `σ` (identity, ReLU) scaling the parameters into a
+/// hidden unit by `α` and those out of it by `1/α` leaves `f` unchanged, hence `∇D_l · ∇C = 0` and every `D_l`
+/// is conserved by gradient flow (Du, Hu & Lee 2018); GD moves it by `O(η²)` per step. The depth-2 scalar
+/// net `f(x) = aᵀb x` is the two-layer case with `W_1 = b`, `W_2 = aᵀ`: `D_1 = ‖a‖² − ‖b‖²`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imbalance {
+    layers: Vec<LayerParams>,
+    /// `(D_1, …, D_{L−1})`, by step.
+    pub records: Vec<(usize, Vec<f64>)>,
+}
+
+impl Imbalance {
+    /// From the layers' parameter ranges, first layer first; errors on fewer than two layers, an empty
+    /// weight, or overlapping ranges.
+    pub fn new(layers: Vec<LayerParams>) -> Result<Self> {
+        if layers.len() < 2 {
+            return Err(SgdError::invalid(
+                "layers",
+                "an imbalance needs at least two layers",
+            ));
+        }
+        let mut ranges: Vec<&std::ops::Range<usize>> = layers
+            .iter()
+            .flat_map(|l| std::iter::once(&l.weight).chain(&l.bias))
+            .collect();
+        if let Some(r) = ranges.iter().find(|r| r.is_empty()) {
+            return Err(SgdError::invalid(
+                "layers",
+                format!("empty parameter range {r:?}"),
+            ));
+        }
+        ranges.sort_by_key(|r| r.start);
+        if let Some(w) = ranges.windows(2).find(|w| w[0].end > w[1].start) {
+            return Err(SgdError::invalid(
+                "layers",
+                format!("parameter ranges {:?} and {:?} overlap", w[0], w[1]),
+            ));
+        }
+        Ok(Imbalance {
+            layers,
+            records: Vec::new(),
+        })
+    }
+
+    /// A dense network with `widths = [d_in, h_1, …, d_out]` and PyTorch's `nn.Linear` layout (per layer the
+    /// weight `[out, in]` row-major, then the bias if `bias`): [`imreg_objective::models::Mlp`] and
+    /// [`imreg_objective::DeepLinear`].
+    pub fn dense(widths: &[usize], bias: bool) -> Result<Self> {
+        let mut off = 0;
+        let mut layers = Vec::new();
+        for w in widths.windows(2) {
+            let (i, o) = (w[0], w[1]);
+            let weight = off..off + o * i;
+            off = weight.end;
+            let b = bias.then(|| off..off + o);
+            off += if bias { o } else { 0 };
+            layers.push(LayerParams { weight, bias: b });
+        }
+        Imbalance::new(layers)
+    }
+
+    /// The depth-2 scalar net of width `k`, `θ = (a, b)` ([`imreg_objective::ScalarNet`]): `D_1 = ‖a‖² − ‖b‖²`.
+    pub fn scalar_net(k: usize) -> Result<Self> {
+        Imbalance::new(vec![
+            LayerParams {
+                weight: k..2 * k,
+                bias: None,
+            },
+            LayerParams {
+                weight: 0..k,
+                bias: None,
+            },
+        ])
+    }
+
+    /// `(D_1, …, D_{L−1})` at `θ`; errors if `θ` is shorter than the layers.
+    pub fn invariants(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        let sq = |r: &std::ops::Range<usize>| -> Result<f64> {
+            let v = theta.get(r.clone()).ok_or_else(|| {
+                SgdError::invalid(
+                    "theta",
+                    format!("length {} does not hold parameters {r:?}", theta.len()),
+                )
+            })?;
+            Ok(v.iter().map(|x| x * x).sum())
+        };
+        let mut d = Vec::with_capacity(self.layers.len() - 1);
+        for pair in self.layers.windows(2) {
+            let incoming = sq(&pair[0].weight)? + pair[0].bias.as_ref().map_or(Ok(0.0), sq)?;
+            d.push(sq(&pair[1].weight)? - incoming);
+        }
+        Ok(d)
+    }
+}
+
+impl<O: ?Sized, E: From<SgdError>> Observer<O, E> for Imbalance {
+    fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
+        let d = self.invariants(at.theta)?;
+        self.records.push((at.step, d));
         Ok(Control::Continue)
     }
 }

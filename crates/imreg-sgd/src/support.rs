@@ -86,6 +86,8 @@ pub struct SupportRun {
     pub steps: Vec<usize>,
     /// `‖W_1[:, r:]‖_F`.
     pub irrelevant_norm: Vec<f64>,
+    /// `‖W_1[:, :r]‖_F` (the support's columns).
+    pub relevant_norm: Vec<f64>,
     /// `‖P_⊥ W_1[:, r:]‖_F`, `P_⊥ = I − uuᵀ/‖u‖²` with `u = (W_L⋯W_2)ᵀ` the output-side vector of layer 1
     /// (exactly meaningful for linear nets).
     pub perp_norm: Vec<f64>,
@@ -190,6 +192,17 @@ impl SupportNet {
         row
     }
 
+    /// `‖W_1[:, :r]‖_F`, the first-layer weights of the support.
+    pub fn relevant_norm(&self, theta: &[f64], r: usize) -> f64 {
+        let (d, h) = (self.widths[0], self.widths[1]);
+        let w1 = &theta[..d * h];
+        (0..h)
+            .flat_map(|o| &w1[o * d..o * d + r])
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt()
+    }
+
     /// `(‖W_1[:, r:]‖_F, ‖P_⊥ W_1[:, r:]‖_F)`.
     pub fn irrelevant_norms(&self, theta: &[f64], r: usize) -> (f64, f64) {
         let (d, h) = (self.widths[0], self.widths[1]);
@@ -285,6 +298,7 @@ pub fn train_support(
     let mut run = SupportRun {
         steps: vec![],
         irrelevant_norm: vec![],
+        relevant_norm: vec![],
         perp_norm: vec![],
         loss: vec![],
         theta: vec![],
@@ -300,6 +314,7 @@ pub fn train_support(
         }
         run.steps.push(at.step);
         run.irrelevant_norm.push(f);
+        run.relevant_norm.push(net.relevant_norm(at.theta, cfg.r));
         run.perp_norm.push(p);
         run.loss.push(l);
         Ok(Control::Continue)
@@ -547,4 +562,225 @@ pub fn first_layer_update_leak(data: &Regression, cfg: &SupportConfig, steps: us
         theta = next;
     }
     Ok(worst)
+}
+
+/// Which optimizer a shrink-rate run uses, from the common GD pre-trained point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ShrinkArm {
+    /// Reshuffled SGD at rate `lr` with batches of `batch`.
+    Sgd { lr: f64, batch: usize },
+    /// Full-batch GD at rate `lr`.
+    Gd { lr: f64 },
+    /// Full-batch GD at rate `lr` with torch `weight_decay` (gradient `+ wd θ`).
+    GdWeightDecay { lr: f64, weight_decay: f64 },
+}
+
+impl ShrinkArm {
+    fn lr(&self) -> f64 {
+        match *self {
+            ShrinkArm::Sgd { lr, .. } | ShrinkArm::Gd { lr } | ShrinkArm::GdWeightDecay { lr, .. } => lr,
+        }
+    }
+}
+
+/// One run of [`shrink_rates`]: the rates are per unit of time `τ = ηt` (so that GD with weight decay `wd`
+/// on a flat direction has rate exactly `wd`, and the second-order SGD rate is `∝ η/b`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShrinkRate {
+    pub arm: ShrinkArm,
+    /// The SGD noise scale `(η/b)(n−b)/(n−1)` (0 for GD).
+    pub noise_scale: f64,
+    /// Steps run.
+    pub steps: usize,
+    /// `−slope` of the least-squares line through `log ‖W_1[:, r:]‖_F` against `τ = ηt`.
+    pub rate_irrelevant: f64,
+    /// The same for `log ‖W_1[:, :r]‖_F` (the support).
+    pub rate_relevant: f64,
+    /// `τ = ηt` and `log ‖W_1[:, r:]‖_F` at the recorded steps.
+    pub time: Vec<f64>,
+    pub log_irrelevant: Vec<f64>,
+}
+
+/// Settings of [`shrink_rates`]: how fast SGD, GD and GD with weight decay shrink the irrelevant first-layer
+/// weights of a (ReLU) network from a common GD pre-trained point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShrinkRateConfig {
+    /// The data of [`decay_rate_data`]: `n` rows, `d` inputs, support `r`, label noise `σ`.
+    pub n: usize,
+    pub d: usize,
+    pub r: usize,
+    pub sigma: f64,
+    /// Hidden widths: the network is `[d, hidden…, 1]`, bias-free.
+    pub hidden: Vec<usize>,
+    pub relu: bool,
+    /// GD pre-training (½-MSE) from `0.5 ×` [`he_init`].
+    pub pretrain_lr: f64,
+    pub pretrain_steps: usize,
+    /// The SGD grid: every `lr × batch`.
+    pub lrs: Vec<f64>,
+    pub batches: Vec<usize>,
+    /// An SGD run lasts one predicted e-fold of the linear-net rate, `⌈1/γ⌉` steps with
+    /// `γ = (η²/(2b))((n−b)/(n−1))E[r²]`, clamped to `min_steps..=max_steps`.
+    pub min_steps: usize,
+    pub max_steps: usize,
+    /// The GD control (rate `gd_lr`, `gd_steps` steps) and GD with `weight_decay` (`wd_steps` steps).
+    pub gd_lr: f64,
+    pub gd_steps: usize,
+    pub weight_decay: f64,
+    pub wd_steps: usize,
+    pub seed: u64,
+}
+
+impl Default for ShrinkRateConfig {
+    /// The ReLU setting of the `support.relu-shrink-rate` check: the decay-rate data (`n = 400`, `d = 6`,
+    /// `r = 2`, `σ = 0.5`), a bias-free ReLU net `[6, 16, 1]`, GD pre-training at `η = 0.05` for `2·10⁴`
+    /// steps, SGD on `η ∈ {0.02, 0.05} × b ∈ {1, 4, 16}` for one predicted e-fold each (`2·10³ ..= 2·10⁵`
+    /// steps), GD at `η = 0.05` for `2·10⁴` steps, GD with `wd = 0.01` for `4·10³` steps.
+    fn default() -> Self {
+        ShrinkRateConfig {
+            n: 400,
+            d: 6,
+            r: 2,
+            sigma: 0.5,
+            hidden: vec![16],
+            relu: true,
+            pretrain_lr: 0.05,
+            pretrain_steps: 20_000,
+            lrs: vec![0.02, 0.05],
+            batches: vec![1, 4, 16],
+            min_steps: 2_000,
+            max_steps: 200_000,
+            gd_lr: 0.05,
+            gd_steps: 20_000,
+            weight_decay: 0.01,
+            wd_steps: 4_000,
+            seed: 0,
+        }
+    }
+}
+
+/// What [`shrink_rates`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShrinkRates {
+    /// `E[r²]` at the pre-trained point.
+    pub mean_sq_residual: f64,
+    /// `‖W_1[:, r:]‖_F` at the pre-trained point.
+    pub start_norm: f64,
+    /// The SGD grid, in `lrs × batches` order.
+    pub sgd: Vec<ShrinkRate>,
+    pub gd: ShrinkRate,
+    pub gd_weight_decay: ShrinkRate,
+    /// Least-squares slope of `log rate_irrelevant` against `log noise_scale` over the SGD grid (the
+    /// second-order theory: 1). `NaN` when a rate is not positive.
+    pub slope: f64,
+}
+
+/// GD pre-training to a minimum (½-MSE, label noise), then, from that point, every arm of `cfg`; measures
+/// the shrink rate of the irrelevant first-layer weights per unit time `ηt`. The runs are independent and
+/// run in parallel (each is bitwise reproducible, so the result does not depend on the thread count).
+pub fn shrink_rates(cfg: &ShrinkRateConfig) -> RegResult<ShrinkRates> {
+    use rayon::prelude::*;
+    let data = decay_rate_data(cfg.n, cfg.d, cfg.r, cfg.sigma, cfg.seed)?;
+    let mut widths = vec![cfg.d];
+    widths.extend(&cfg.hidden);
+    widths.push(1);
+    let base = SupportConfig {
+        widths: widths.clone(),
+        relu: cfg.relu,
+        r: cfg.r,
+        lr: cfg.pretrain_lr,
+        batch: None,
+        steps: cfg.pretrain_steps,
+        clip: None,
+        weight_decay: 0.0,
+        loss: SupportLoss::HalfMse,
+        record_every: cfg.pretrain_steps.max(1),
+        seed: cfg.seed,
+    };
+    let theta0: Vec<f64> = he_init(&widths, cfg.seed).into_iter().map(|v| 0.5 * v).collect();
+    let pre = train_support(&data, &base, Some(theta0))?;
+    let net = SupportNet::new(&data, &widths, cfg.relu, SupportLoss::HalfMse)?;
+    let mean_sq = 2.0 * net.full_loss(&pre.theta)?;
+    let start_norm = net.irrelevant_norms(&pre.theta, cfg.r).0;
+    let n = cfg.n as f64;
+    let mut arms: Vec<(ShrinkArm, usize)> = Vec::new();
+    for &lr in &cfg.lrs {
+        check_positive("lrs", lr)?;
+        for &b in &cfg.batches {
+            let bf = b as f64;
+            let gamma = lr * lr / (2.0 * bf) * (n - bf) / (n - 1.0) * mean_sq;
+            let steps = if gamma > 0.0 {
+                ((1.0 / gamma).ceil() as usize).clamp(cfg.min_steps, cfg.max_steps)
+            } else {
+                cfg.max_steps
+            };
+            arms.push((ShrinkArm::Sgd { lr, batch: b }, steps));
+        }
+    }
+    arms.push((ShrinkArm::Gd { lr: cfg.gd_lr }, cfg.gd_steps));
+    arms.push((
+        ShrinkArm::GdWeightDecay {
+            lr: cfg.gd_lr,
+            weight_decay: cfg.weight_decay,
+        },
+        cfg.wd_steps,
+    ));
+    let mut runs = arms
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(arm, steps))| {
+            let (batch, weight_decay) = match arm {
+                ShrinkArm::Sgd { batch, .. } => (Some(batch), 0.0),
+                ShrinkArm::Gd { .. } => (None, 0.0),
+                ShrinkArm::GdWeightDecay { weight_decay, .. } => (None, weight_decay),
+            };
+            let lr = arm.lr();
+            let run = train_support(
+                &data,
+                &SupportConfig {
+                    lr,
+                    batch,
+                    steps,
+                    weight_decay,
+                    record_every: (steps / 200).max(1),
+                    seed: cfg.seed + 1 + i as u64,
+                    ..base.clone()
+                },
+                Some(pre.theta.clone()),
+            )?;
+            let time: Vec<f64> = run.steps.iter().map(|&s| lr * s as f64).collect();
+            let log = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x.max(f64::MIN_POSITIVE).ln()).collect() };
+            let log_irrelevant = log(&run.irrelevant_norm);
+            let noise_scale = batch.map_or(0.0, |b| {
+                let bf = b as f64;
+                lr / bf * (n - bf) / (n - 1.0)
+            });
+            Ok(ShrinkRate {
+                arm,
+                noise_scale,
+                steps,
+                rate_irrelevant: -least_squares_slope(&time, &log_irrelevant),
+                rate_relevant: -least_squares_slope(&time, &log(&run.relevant_norm)),
+                time,
+                log_irrelevant,
+            })
+        })
+        .collect::<RegResult<Vec<ShrinkRate>>>()?;
+    let gd_weight_decay = runs.pop().expect("the GD + weight decay arm");
+    let gd = runs.pop().expect("the GD arm");
+    let slope = if runs.iter().all(|r| r.rate_irrelevant > 0.0) {
+        let xs: Vec<f64> = runs.iter().map(|r| r.noise_scale.ln()).collect();
+        let ys: Vec<f64> = runs.iter().map(|r| r.rate_irrelevant.ln()).collect();
+        least_squares_slope(&xs, &ys)
+    } else {
+        f64::NAN
+    };
+    Ok(ShrinkRates {
+        mean_sq_residual: mean_sq,
+        start_norm,
+        sgd: runs,
+        gd,
+        gd_weight_decay,
+        slope,
+    })
 }

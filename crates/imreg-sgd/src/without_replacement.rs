@@ -556,6 +556,177 @@ pub fn compare_processes(q: &Quadratic, theta0: &[f64], eta: f64, b: usize) -> R
     })
 }
 
+// ---- Measurements on networks: the weighted noise trace, flat distances, matched noise ----------------
+
+/// Top Hessian eigenpairs `(λ_j, v_j)` of the full-batch loss at `θ` from `steps` Lanczos steps (full
+/// reorthogonalization, so the Ritz vectors are orthonormal), largest first. `m` pairs are returned
+/// (fewer if `p < m`).
+pub fn top_hessian_pairs(
+    obj: &dyn Objective,
+    theta: &[f64],
+    m: usize,
+    steps: usize,
+    seed: u64,
+) -> RegResult<Vec<(f64, Vec<f64>)>> {
+    if m == 0 || steps < m {
+        return Err(RegError::invalid(
+            "lanczos_steps",
+            format!("need 1 ≤ m ≤ steps, got m = {m}, steps = {steps}"),
+        ));
+    }
+    let op = imreg_spectra::HessianOperator::new(obj, theta, Batch::Full)?;
+    let res = imreg_spectra::lanczos(
+        &op,
+        &imreg_spectra::LanczosOptions {
+            max_iter: steps,
+            k_top: m,
+            tol: 0.0,
+            seed,
+            check_every: steps,
+            ..Default::default()
+        },
+    )?;
+    res.top
+        .into_iter()
+        .map(|r| {
+            let v = r
+                .vector
+                .ok_or_else(|| RegError::invalid("lanczos", "no Ritz vector returned"))?;
+            Ok((r.value, v))
+        })
+        .collect()
+}
+
+/// `(tr Σ(θ), [v_jᵀ Σ(θ) v_j]_j)` for the per-sample gradient covariance `Σ = (1/n) Σ_p g_p g_pᵀ`
+/// (`g_p = ∇ℓ_p − ∇L`), in one streamed pass over the per-example gradients:
+/// `tr Σ = (1/n) Σ_p ‖∇ℓ_p‖² − ‖∇L‖²`, `vᵀΣv = (1/n) Σ_p (vᵀ∇ℓ_p)² − (vᵀ∇L)²`.
+pub fn noise_covariance_along(
+    obj: &dyn Objective,
+    theta: &[f64],
+    directions: &[Vec<f64>],
+) -> RegResult<(f64, Vec<f64>)> {
+    let p = obj.dim();
+    if let Some(v) = directions.iter().find(|v| v.len() != p) {
+        return Err(RegError::invalid(
+            "directions",
+            format!("every direction needs p = {p} entries, got {}", v.len()),
+        ));
+    }
+    let n = obj.n_examples();
+    let mean = obj.grad(theta, Batch::Full)?;
+    let mut sq = 0.0;
+    let mut along = vec![0.0; directions.len()];
+    obj.per_example_grads(theta, Batch::Full, 64, &mut |_, rows| {
+        for row in rows.rows() {
+            sq += row.iter().map(|v| v * v).sum::<f64>();
+            for (a, v) in along.iter_mut().zip(directions) {
+                let d: f64 = row.iter().zip(v).map(|(x, y)| x * y).sum();
+                *a += d * d;
+            }
+        }
+        Ok(())
+    })?;
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let nf = n as f64;
+    let trace = sq / nf - dot(&mean, &mean);
+    let along = along
+        .into_iter()
+        .zip(directions)
+        .map(|(a, v)| a / nf - dot(v, &mean).powi(2))
+        .collect();
+    Ok((trace, along))
+}
+
+/// The trace of the noise covariance weighted as the epoch regularizer of SGD without replacement weighs it
+/// (`docs/theory/without-replacement.md` §Eigen-directions): along an eigen-direction of `H` with `ηλ`, the
+/// epoch weight `epoch_weight(ηλ, k)`, normalized by the flat weight `k(k−1)/2`. With the top eigenpairs
+/// `(λ_j, v_j)` and every other direction counted as flat,
+/// `T_w = Σ_j ŵ_j v_jᵀΣv_j + (tr Σ − Σ_j v_jᵀΣv_j)`, `ŵ_j = epoch_weight(ηλ_j, k)/(k(k−1)/2)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightedNoiseTrace {
+    /// `tr Σ(θ)`.
+    pub trace: f64,
+    /// `T_w`.
+    pub weighted: f64,
+    /// `λ_j` of the pairs used.
+    pub eigenvalues: Vec<f64>,
+    /// `v_jᵀ Σ v_j`.
+    pub variances: Vec<f64>,
+    /// `ŵ_j`.
+    pub weights: Vec<f64>,
+}
+
+/// [`WeightedNoiseTrace`] at `θ` for step size `eta` and `k ≥ 2` steps per epoch, given orthonormal top
+/// eigenpairs of `H(θ)` (e.g. from [`top_hessian_pairs`]).
+pub fn weighted_noise_trace(
+    obj: &dyn Objective,
+    theta: &[f64],
+    eta: f64,
+    k: usize,
+    pairs: &[(f64, Vec<f64>)],
+) -> RegResult<WeightedNoiseTrace> {
+    check_positive("eta", eta)?;
+    if k < 2 {
+        return Err(RegError::invalid(
+            "k",
+            format!("need ≥ 2 steps per epoch, got {k}"),
+        ));
+    }
+    let vecs: Vec<Vec<f64>> = pairs.iter().map(|(_, v)| v.clone()).collect();
+    let (trace, variances) = noise_covariance_along(obj, theta, &vecs)?;
+    let flat = (k * (k - 1)) as f64 / 2.0;
+    let weights: Vec<f64> = pairs
+        .iter()
+        .map(|(l, _)| epoch_weight(eta * l, k) / flat)
+        .collect();
+    let weighted = trace
+        - variances
+            .iter()
+            .zip(&weights)
+            .map(|(v, w)| (1.0 - w) * v)
+            .sum::<f64>();
+    Ok(WeightedNoiseTrace {
+        trace,
+        weighted,
+        eigenvalues: pairs.iter().map(|(l, _)| *l).collect(),
+        variances,
+        weights,
+    })
+}
+
+/// `(‖(I − VVᵀ)δ‖, ‖VVᵀδ‖)` for orthonormal columns `V` (the sharp directions): the parts of a displacement
+/// `δ` along the flat complement and along the sharp subspace.
+pub fn flat_and_sharp_norms(sharp: &[Vec<f64>], delta: &[f64]) -> (f64, f64) {
+    let coeffs: Vec<f64> = sharp
+        .iter()
+        .map(|v| v.iter().zip(delta).map(|(a, b)| a * b).sum())
+        .collect();
+    let sharp_sq: f64 = coeffs.iter().map(|c| c * c).sum();
+    let total: f64 = delta.iter().map(|v| v * v).sum();
+    ((total - sharp_sq).max(0.0).sqrt(), sharp_sq.sqrt())
+}
+
+/// The isotropic noise level `σ` of noise-injected GD `θ ← θ − η(∇L + ξ)`, `ξ ~ N(0, σ²I)`, that matches
+/// the total variance of SGD's batch noise at `θ`: `pσ² = tr S = ((n − b)/(n − 1)) tr Σ(θ)/b`.
+pub fn matched_isotropic_sigma(obj: &dyn Objective, theta: &[f64], b: usize) -> RegResult<f64> {
+    let n = obj.n_examples();
+    if b == 0 || b > n || n < 2 {
+        return Err(RegError::invalid(
+            "batch_size",
+            format!("must lie in 1..={n} (n ≥ 2), got {b}"),
+        ));
+    }
+    let (trace, _) = noise_covariance_along(obj, theta, &[])?;
+    let s = (n - b) as f64 / (n - 1) as f64 * trace.max(0.0) / b as f64;
+    Ok((s / obj.dim() as f64).sqrt())
+}
+
+/// The first recorded step whose value is at most `threshold` (`None`: never), e.g. the saddle-escape time
+/// as the first step where the training loss drops below a fixed fraction of its value at the saddle.
+pub fn first_step_at_most(series: &[(usize, f64)], threshold: f64) -> Option<usize> {
+    series.iter().find(|(_, v)| *v <= threshold).map(|(s, _)| *s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,11 +119,7 @@ fn runs_are_bitwise_identical_at_one_and_two_threads() {
         ..SupportConfig::paper(None, 30, 3)
     };
     let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| train_support(&data, &cfg, None).unwrap())
+        imreg_objective::threads::on_threads(threads, || train_support(&data, &cfg, None).unwrap()).unwrap()
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(one, two);

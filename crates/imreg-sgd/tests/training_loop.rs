@@ -186,13 +186,7 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
         .unwrap();
         (end, micro.records)
     };
-    let on = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(run)
-    };
+    let on = |threads: usize| imreg_objective::threads::on_threads(threads, run).unwrap();
     let (one, two) = (on(1), on(2));
     assert_eq!(one.0.outcome, RunOutcome::Completed);
     assert_eq!(one.1.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2, 4, 8, 16]);

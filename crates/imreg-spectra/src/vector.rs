@@ -181,15 +181,12 @@ mod tests {
         }
         let w0 = imreg_objective::rng::normal_vec(&mut r, p);
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            imreg_objective::threads::on_threads(threads, || {
                 let mut w = w0.clone();
                 orthogonalize(&mut w, &basis);
                 w
             })
+            .unwrap()
         };
         let (a, b) = (run(1), run(2));
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));

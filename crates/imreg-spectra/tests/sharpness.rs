@@ -268,11 +268,7 @@ fn monte_carlo_agrees_with_exact_and_reports_itself() {
 fn bitwise_deterministic_at_one_and_two_threads() {
     let (m, theta) = common::mlp(64, 4, 6, 3, LossKind::CrossEntropy, 7);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             let mc = BatchExpectation::MonteCarlo(MonteCarloOptions {
                 min_batches: 100,
                 max_batches: 100,
@@ -300,6 +296,7 @@ fn bitwise_deterministic_at_one_and_two_threads() {
             ]
             .map(f64::to_bits)
         })
+        .unwrap()
     };
     assert_eq!(run(1), run(2));
 }

@@ -348,21 +348,18 @@ mod tests {
         let toy = RademacherToy::new(0.9, 0.7).unwrap();
         let s = Schedule::new(4, 1, 8).unwrap();
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
+            imreg_objective::threads::on_threads(threads, || {
+                exact_expectation(
+                    &toy,
+                    &toy.distribution(),
+                    &[0.8],
+                    &s,
+                    0.03,
+                    ExactParams::default(),
+                )
                 .unwrap()
-                .install(|| {
-                    exact_expectation(
-                        &toy,
-                        &toy.distribution(),
-                        &[0.8],
-                        &s,
-                        0.03,
-                        ExactParams::default(),
-                    )
-                    .unwrap()
-                })
+            })
+            .unwrap()
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(a.test_loss.to_bits(), b.test_loss.to_bits());

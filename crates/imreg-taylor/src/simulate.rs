@@ -278,11 +278,7 @@ mod tests {
     use crate::landscapes::{Helix, QuadraticNoise};
 
     fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
+        imreg_objective::threads::on_threads(threads, f).unwrap()
     }
 
     #[test]

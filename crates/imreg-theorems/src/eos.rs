@@ -3,12 +3,12 @@
 //! Every quoted number of `docs/theory/scalar-net.md` is recomputed here first; a quoted value is only
 //! compared at its own precision, as a cross-check of the recomputation.
 use imreg_check::{loglog_slope, Check, CheckContext, CheckError, OrCheckError, Outcome};
-use imreg_eos::bounds::{simulate, Method, QuadOutcome, Quadratic};
+use imreg_eos::bounds::{simulate, Method, QuadOutcome, QuadraticForm};
 use imreg_eos::error::EosError;
 use imreg_eos::gd_limit::{classify, gd_trajectory, run_gd, sweep_eta, GdOutcome, Regime, SmallEtaExpansion};
 use imreg_eos::gradient_flow::GfSolution;
 use imreg_eos::options::RunOptions;
-use imreg_eos::scalar_net::ScalarNet;
+use imreg_eos::scalar_net::ScalarNetState;
 use imreg_flow::dop853::{integrate_dense, Dop853Options};
 use imreg_plot::{Figure, Series};
 use nalgebra::DVector;
@@ -74,23 +74,19 @@ pub fn checks() -> Vec<Check> {
 }
 
 /// A seeded random width-k state: a, b ~ N(0, 1), Φ ~ U(−2, 2), σ² ~ U(0.5, 2) unless `canonical`.
-pub(crate) fn random_net(seed: u64, stream: u64, k: usize, canonical: bool) -> Result<ScalarNet, EosError> {
-    let mut rng = imreg_objective::rng::stream(seed, stream);
-    let a = imreg_objective::rng::normal_vec(&mut rng, k);
-    let b = imreg_objective::rng::normal_vec(&mut rng, k);
-    let phi = rng.random_range(-2.0..2.0);
-    let net = ScalarNet::new(a, b, phi)?;
-    if canonical {
-        Ok(net)
-    } else {
-        net.with_sigma2(rng.random_range(0.5..2.0))
-    }
+pub(crate) fn random_net(
+    seed: u64,
+    stream: u64,
+    k: usize,
+    canonical: bool,
+) -> Result<ScalarNetState, EosError> {
+    ScalarNetState::random(k, seed, stream, (!canonical).then_some(0.5..2.0))
 }
 
 /// The relative errors of every one-step identity (theory: §One GD step) for one GD step of step η from
 /// `net`, each scaled by the magnitude of the terms it is computed from (so the rounding floor is a few ulps
 /// whatever the cancellation). Exact in exact arithmetic.
-pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f64)>, EosError> {
+pub fn identity_errors(net: &ScalarNetState, eta: f64) -> Result<Vec<(&'static str, f64)>, EosError> {
     let next = net.gd_step(eta)?;
     let h = eta * net.sigma2();
     let (i0, i1) = (net.invariants(), next.invariants());
@@ -173,7 +169,7 @@ pub fn identity_errors(net: &ScalarNet, eta: f64) -> Result<Vec<(&'static str, f
 
 /// Relative errors of the closed-form Hessian: (spectrum vs dense `SymmetricEigen` of the block matrix,
 /// that matrix vs central finite differences of the gradient in random directions), both relative to ‖H‖.
-pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError> {
+pub fn hessian_errors(net: &ScalarNetState, seed: u64) -> Result<(f64, f64), EosError> {
     let h = net.hessian();
     let mut dense: Vec<f64> = h.clone().symmetric_eigenvalues().iter().copied().collect();
     dense.sort_by(f64::total_cmp);
@@ -198,7 +194,7 @@ pub fn hessian_errors(net: &ScalarNet, seed: u64) -> Result<(f64, f64), EosError
         let shifted = |sign: f64| -> Result<Vec<f64>, EosError> {
             let a = (0..k).map(|i| net.a()[i] + sign * step * v[i]).collect();
             let b = (0..k).map(|i| net.b()[i] + sign * step * v[k + i]).collect();
-            Ok(ScalarNet::new(a, b, net.phi())?
+            Ok(ScalarNetState::new(a, b, net.phi())?
                 .with_sigma2(net.sigma2())?
                 .gradient())
         };
@@ -231,7 +227,7 @@ fn check_gd_identities(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         spec = spec.max(s);
         fd = fd.max(f);
         // At a global minimum (Φ := aᵀb) the sharpness is σ²(‖a‖² + ‖b‖²) and H = σ² v vᵀ has rank 1.
-        let min = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), net.m())
+        let min = ScalarNetState::new(net.a().to_vec(), net.b().to_vec(), net.m())
             .and_then(|n| n.with_sigma2(net.sigma2()))
             .or_check()?;
         let lam = net.sigma2() * min.norm();
@@ -274,7 +270,7 @@ fn tight_dop853() -> Dop853Options {
 }
 
 /// Max errors (closed form vs DOP853 along the flow, invariants, limit λ, ∫ε², energy) for one init.
-pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], CheckError> {
+pub fn gf_errors(net: &ScalarNetState) -> Result<[f64; 5], CheckError> {
     let gf = GfSolution::new(net).or_check()?;
     let k = net.width();
     let (phi, s2) = (net.phi(), net.sigma2());
@@ -307,7 +303,7 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], CheckError> {
     let m0 = net.imbalance_matrix();
     let (mut traj, mut invar) = (0.0f64, 0.0f64);
     for (t, y) in ts.iter().zip(&ys) {
-        let num = ScalarNet::new(y[..k].to_vec(), y[k..2 * k].to_vec(), phi).or_check()?;
+        let num = ScalarNetState::new(y[..k].to_vec(), y[k..2 * k].to_vec(), phi).or_check()?;
         let cf = gf.state(*t);
         let scale = 1.0f64.max(num.norm().sqrt());
         for (x, z) in num.a().iter().chain(num.b()).zip(cf.a().iter().chain(cf.b())) {
@@ -322,7 +318,7 @@ pub fn gf_errors(net: &ScalarNet) -> Result<[f64; 5], CheckError> {
         invar = invar.max((num.imbalance_matrix() - &m0).amax() / sc);
     }
     let last = ys.last().ok_or("no output")?;
-    let fin = ScalarNet::new(last[..k].to_vec(), last[k..2 * k].to_vec(), phi).or_check()?;
+    let fin = ScalarNetState::new(last[..k].to_vec(), last[k..2 * k].to_vec(), phi).or_check()?;
     let limit = gf.limit();
     let mut lim = (fin.norm() - gf.lambda_gf()).abs() / gf.lambda_gf();
     for (x, z) in fin
@@ -353,7 +349,7 @@ fn within_quoted(what: &str, measured: f64, q: &str) -> Outcome {
 }
 
 fn check_gf_closed_form(ctx: &CheckContext) -> Result<Outcome, CheckError> {
-    let mut inits = vec![ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?];
+    let mut inits = vec![ScalarNetState::scalar(1.5, 0.01, 1.0).or_check()?];
     let n_rand = if ctx.quick { 3 } else { 12 };
     for c in 0..n_rand {
         let net = random_net(21, c, 1 + (c as usize % 4), c % 2 == 0).or_check()?;
@@ -437,7 +433,7 @@ const TABLE_2: &[Row] = &[
 /// |Q_∞| against √P_∞, λ_GD < λ_GF where max η|ε_t| < √2, then the quoted values at their precision.
 fn reproduce_table(
     name: &str,
-    init: &ScalarNet,
+    init: &ScalarNetState,
     rows: &[Row],
     parts: &mut Vec<Outcome>,
 ) -> Result<(), CheckError> {
@@ -521,17 +517,17 @@ fn reproduce_table(
 
 fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let mut parts = Vec::new();
-    let init1 = ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?;
+    let init1 = ScalarNetState::scalar(1.5, 0.01, 1.0).or_check()?;
     reproduce_table("(1.5, 0.01, Φ=1)", &init1, TABLE_1, &mut parts)?;
     reproduce_table(
         "(1, 0.001, Φ=1)",
-        &ScalarNet::scalar(1.0, 0.001, 1.0).or_check()?,
+        &ScalarNetState::scalar(1.0, 0.001, 1.0).or_check()?,
         TABLE_2,
         &mut parts,
     )?;
 
     // Large initial sharpness (3, 0.1, Φ = 1): catapults, λ_GD non-monotone in η, divergence for η ≥ 0.45.
-    let init3 = ScalarNet::scalar(3.0, 0.1, 1.0).or_check()?;
+    let init3 = ScalarNetState::scalar(3.0, 0.1, 1.0).or_check()?;
     let table3 = [
         (0.2, "8.7448"),
         (0.25, "6.0841"),
@@ -600,7 +596,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         (0.3, -1.2, -0.5),
         (2.0, 0.2, 2.0),
     ] {
-        let net = ScalarNet::scalar(a, b, phi).or_check()?;
+        let net = ScalarNetState::scalar(a, b, phi).or_check()?;
         let th = 1.0 / f64::abs(phi);
         let below: Vec<f64> = [0.9, 0.95, 0.98]
             .iter()
@@ -667,7 +663,7 @@ fn check_gd_limit(ctx: &CheckContext) -> Result<Outcome, CheckError> {
 /// Final sharpness vs η (with 2/η, λ_GF, 2|Φ|), steps to converge vs η, and trajectories on ab = Φ.
 fn gd_limit_figures(
     ctx: &CheckContext,
-    init: &ScalarNet,
+    init: &ScalarNetState,
     dir: &std::path::Path,
 ) -> Result<Outcome, CheckError> {
     let n = if ctx.quick { 60 } else { 400 };
@@ -735,7 +731,7 @@ fn gd_limit_figures(
 }
 
 fn check_rate(_ctx: &CheckContext) -> Result<Outcome, CheckError> {
-    let init = ScalarNet::scalar(1.5, 0.01, 1.0).or_check()?;
+    let init = ScalarNetState::scalar(1.5, 0.01, 1.0).or_check()?;
     let mut parts = Vec::new();
     for eta in [0.05, 0.1, 0.5, 0.7] {
         let (lgd, rho) = match run_gd(&init, eta, &RunOptions::default()).or_check()? {
@@ -784,7 +780,7 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     for c in 0..cases {
         let k = [2, 5, 8][c % 3];
         let mut net = random_net(31, c as u64, k, true).or_check()?;
-        net = ScalarNet::new(net.a().to_vec(), net.b().to_vec(), [0.7, -0.4][c % 2]).or_check()?;
+        net = ScalarNetState::new(net.a().to_vec(), net.b().to_vec(), [0.7, -0.4][c % 2]).or_check()?;
         let eta = [0.05, 0.02][c % 2] / net.sharpness().max(1.0) * 4.0;
         let fast = run_gd(&net, eta, &RunOptions::default()).or_check()?;
         // The direct width-k iteration, step by step.
@@ -833,7 +829,7 @@ fn check_width_reduction(ctx: &CheckContext) -> Result<Outcome, CheckError> {
 }
 
 /// The measured growth factor ‖x_N‖/‖x_{N−1}‖ of plain GD after `n` steps (the dominant mode's |1 − ηλ|).
-fn gd_growth(q: &Quadratic, eta: f64, x0: &[f64], n: usize) -> f64 {
+fn gd_growth(q: &QuadraticForm, eta: f64, x0: &[f64], n: usize) -> f64 {
     let mut x = DVector::from_column_slice(x0);
     let mut prev = x.norm();
     let mut ratio = f64::NAN;
@@ -861,7 +857,7 @@ fn check_quadratic_threshold(ctx: &CheckContext) -> Result<Outcome, CheckError> 
         let lmax = rng.random_range(0.5..20.0);
         let mut eigs: Vec<f64> = (0..dim - 1).map(|_| lmax * rng.random_range(0.1..0.9)).collect();
         eigs.push(lmax);
-        let q = Quadratic::from_spectrum(&eigs, 1000 + c as u64).or_check()?;
+        let q = QuadraticForm::from_spectrum(&eigs, 1000 + c as u64).or_check()?;
         let x0 = imreg_objective::rng::normal_vec(&mut rng, dim);
         let lm = q.lambda_max();
         for delta in [-0.1, -0.01, 0.01, 0.1] {
@@ -945,7 +941,7 @@ fn check_momentum_thresholds(ctx: &CheckContext) -> Result<Outcome, CheckError> 
             let thr = method.curvature_threshold(eta).or_check()?;
             for f in [0.99, 1.01] {
                 let eigs = [0.2 * thr, 0.5 * thr, f * thr];
-                let q = Quadratic::from_spectrum(&eigs, 50 + i as u64).or_check()?;
+                let q = QuadraticForm::from_spectrum(&eigs, 50 + i as u64).or_check()?;
                 let out = simulate(&q, method, eta, &[1.0, -0.5, 0.25], &RunOptions::default()).or_check()?;
                 let ok = if f < 1.0 {
                     out.is_converged()

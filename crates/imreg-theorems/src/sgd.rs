@@ -236,23 +236,26 @@ fn quadratic_reference(ctx: &CheckContext) -> Result<Outcome, CheckError> {
         (2, 0.05, 0.4390625, 0.441248451292298, 0.439166341436586),
         (2, 0.0125, 0.48447265625, 0.484616617238172, 0.484474358869943),
     ];
+    // E[w_m] over the m! batch orders of one epoch from w0, by enumeration.
+    let mean_over_orders = |part: &Partition, eps: f64| -> Result<f64, CheckError> {
+        let e = exact_mean(
+            &obj,
+            part,
+            &[w0],
+            eps,
+            1,
+            Averaging::BatchOrders,
+            &ExactOptions::default(),
+        );
+        Ok(e.or_check()?.mean[0])
+    };
     let mut max_route = 0.0f64;
     let mut max_quoted = 0.0f64;
     for &(b, eps, q_mean, q_gf, q_sgd) in &quoted {
         let part = Partition::consecutive(4, b, Remainder::Error).or_check()?;
         let t = part.m() as f64 * eps;
         // Route 1: generic enumeration of all m! orders. Route 2: the affine subset DP.
-        let e1 = (exact_mean(
-            &obj,
-            &part,
-            &[w0],
-            eps,
-            1,
-            Averaging::BatchOrders,
-            &ExactOptions::default(),
-        ))
-        .or_check()?
-        .mean[0];
+        let e1 = mean_over_orders(&part, eps)?;
         let e2 = AffineEpoch::from_objective(&obj, &part, eps)
             .or_check()?
             .mean_over_orders(&[w0], 1, AffineAlgorithm::SubsetDp)
@@ -287,17 +290,7 @@ fn quadratic_reference(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let steps = geometric_steps(0.025, 0.5, if ctx.quick { 4 } else { 6 }).or_check()?;
     let (mut e_gf, mut e_sgd) = (Vec::new(), Vec::new());
     for &eps in &steps {
-        let mean = (exact_mean(
-            &obj,
-            &part,
-            &[w0],
-            eps,
-            1,
-            Averaging::BatchOrders,
-            &ExactOptions::default(),
-        ))
-        .or_check()?
-        .mean[0];
+        let mean = mean_over_orders(&part, eps)?;
         let (ag, bg) = t2_coefficients(&a, &c, 1, 0.0);
         let (asg, bsg) = t2_coefficients(&a, &c, 1, eps);
         e_gf.push((mean - linear_flow(ag, bg, w0, 4.0 * eps)).abs());

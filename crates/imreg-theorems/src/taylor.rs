@@ -10,7 +10,7 @@ use imreg_taylor::landscape::{DataDist, FiniteDist, Integration, Landscape};
 use imreg_taylor::landscapes::{GaussLandscape, Helix, QuadraticNoise, RademacherToy};
 use imreg_taylor::predictions::{
     epochs_displacement, epochs_displacement_as_published, overfit_gd, sgd_minus_gd, skewness_correction,
-    skewness_correction_saturating, test_loss_expansion, valley_drift,
+    skewness_correction_saturating, test_loss_expansion, valley_drift, OverfitPrediction,
 };
 use imreg_taylor::schedule::Schedule;
 use imreg_taylor::sde::{ito_sde_second_moment, sgd_minus_sde_leading, sgd_second_moment};
@@ -492,6 +492,23 @@ fn sde_order(ctx: &CheckContext) -> CheckResult {
 
 // ---- taylor.overfit-tic ------------------------------------------------------------------------------
 
+/// The predicted overfit (test loss) and gap (test − train loss) against their exact expectations over the
+/// finite data distribution, from `θ_0` under `schedule` with step `eta`: two outcomes named by `labels`,
+/// each to 1e-12.
+fn exact_overfit_outcomes(
+    labels: [&str; 2],
+    pred: &OverfitPrediction,
+    (landscape, data, theta0): (&dyn Landscape, &DataDist, &[f64]),
+    schedule: &Schedule,
+    eta: f64,
+) -> Result<[Outcome; 2], CheckError> {
+    let ex = exact_expectation(landscape, data, theta0, schedule, eta, ExactParams::default()).or_check()?;
+    Ok([
+        Outcome::within(labels[0], pred.overfit, ex.test_loss, 1e-12),
+        Outcome::within(labels[1], pred.gap, ex.test_loss - ex.train_loss, 1e-12),
+    ])
+}
+
 fn overfit_tic(ctx: &CheckContext) -> CheckResult {
     let (hh, s, n, steps, eta) = (0.3, 2.0, 5usize, 40usize, 0.1);
     let me = QuadraticNoise::mean_estimation(hh, s).or_check()?;
@@ -526,27 +543,14 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
     }
     // Exact: the formulas are exact for any zero-mean unit-variance x; enumerate Rademacher training sets.
     let rad = DataDist::Finite(FiniteDist::rademacher());
-    let ex = exact_expectation(
-        &me,
-        &rad,
-        &[0.0],
-        &Schedule::gd(n, steps).or_check()?,
+    let gd = Schedule::gd(n, steps).or_check()?;
+    parts.extend(exact_overfit_outcomes(
+        ["exact overfit (enumeration)", "exact gap (enumeration)"],
+        &pred,
+        (&me, &rad, &[0.0]),
+        &gd,
         eta,
-        ExactParams::default(),
-    )
-    .or_check()?;
-    parts.push(Outcome::within(
-        "exact overfit (enumeration)",
-        pred.overfit,
-        ex.test_loss,
-        1e-12,
-    ));
-    parts.push(Outcome::within(
-        "exact gap (enumeration)",
-        pred.gap,
-        ex.test_loss - ex.train_loss,
-        1e-12,
-    ));
+    )?);
     // 2-D with non-commuting H and C: only diag(QᵀCQ) enters; enumeration over {±1}² data.
     let h2 = DMatrix::from_row_slice(2, 2, &[1.0, 0.4, 0.4, 0.5]);
     let s2 = DMatrix::from_row_slice(2, 2, &[1.0, 0.3, -0.2, 0.8]);
@@ -560,27 +564,14 @@ fn overfit_tic(ctx: &CheckContext) -> CheckResult {
     .or_check()?;
     let (n2, t2, eta2) = (3usize, 7usize, 0.3);
     let p2 = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, t2).or_check()?;
-    let ex2 = exact_expectation(
-        &q2,
-        &DataDist::Finite(square),
-        &[0.0, 0.0],
-        &Schedule::gd(n2, t2).or_check()?,
+    let gd2 = Schedule::gd(n2, t2).or_check()?;
+    parts.extend(exact_overfit_outcomes(
+        ["2-D exact overfit", "2-D exact gap"],
+        &p2,
+        (&q2, &DataDist::Finite(square), &[0.0, 0.0]),
+        &gd2,
         eta2,
-        ExactParams::default(),
-    )
-    .or_check()?;
-    parts.push(Outcome::within(
-        "2-D exact overfit",
-        p2.overfit,
-        ex2.test_loss,
-        1e-12,
-    ));
-    parts.push(Outcome::within(
-        "2-D exact gap",
-        p2.gap,
-        ex2.test_loss - ex2.train_loss,
-        1e-12,
-    ));
+    )?);
     // TIC: the gap tends to tr(CH⁻¹)/N; with C = H (well-specified) it is the AIC d/N.
     let long = overfit_gd(&h2, &(&s2 * s2.transpose()), n2, eta2, 5000).or_check()?;
     let tic =

@@ -35,11 +35,7 @@ fn penalties_are_bitwise_identical_at_one_and_two_threads() {
     let (c, r) = (cls.objective(), reg.objective());
     let penalties = all_penalties((c, &tc), (r, &tr), [4, 3, 6], &part).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        imreg_objective::threads::on_threads(threads, || {
             penalties
                 .iter()
                 .map(|(p, th)| {
@@ -51,6 +47,7 @@ fn penalties_are_bitwise_identical_at_one_and_two_threads() {
                 })
                 .collect::<Vec<_>>()
         })
+        .unwrap()
     };
     assert_eq!(run(1), run(2));
 }

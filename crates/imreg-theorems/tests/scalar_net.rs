@@ -1,19 +1,12 @@
 //! The depth-2 linear network's identity, Hessian and gradient-flow errors (the measurements behind
 //! `eos.scalar-gd-identities` and `eos.scalar-gf-closed-form`) over many random nets: T1 one-step
 //! identities, T2 Hessian spectrum, T3 gradient flow vs DOP853.
-use imreg_eos::ScalarNet;
+use imreg_eos::ScalarNetState;
 use imreg_theorems::eos::{gf_errors, hessian_errors, identity_errors};
 use rand::Rng;
 
-fn random_net(seed: u64, k: usize) -> ScalarNet {
-    let mut rng = imreg_objective::rng::stream(seed, 7);
-    let a = imreg_objective::rng::normal_vec(&mut rng, k);
-    let b = imreg_objective::rng::normal_vec(&mut rng, k);
-    let phi = rng.random_range(-2.0..2.0);
-    ScalarNet::new(a, b, phi)
-        .unwrap()
-        .with_sigma2(rng.random_range(0.3..3.0))
-        .unwrap()
+fn random_net(seed: u64, k: usize) -> ScalarNetState {
+    ScalarNetState::random(k, seed, 7, Some(0.3..3.0)).unwrap()
 }
 
 #[test]
@@ -46,12 +39,12 @@ fn t2_hessian_spectrum_dense_and_finite_differences() {
 #[test]
 fn t3_gradient_flow_closed_form_vs_dop853() {
     let mut inits = vec![
-        ScalarNet::scalar(1.5, 0.01, 1.0).unwrap(),
-        ScalarNet::scalar(3.0, 0.1, 1.0).unwrap(),
+        ScalarNetState::scalar(1.5, 0.01, 1.0).unwrap(),
+        ScalarNetState::scalar(3.0, 0.1, 1.0).unwrap(),
         // Φ < 0 on the line a + b = 0: not a saddle line for Φ < 0 (z* = 4|Φ|/D₀).
-        ScalarNet::scalar(0.7, -0.7, -0.5).unwrap(),
+        ScalarNetState::scalar(0.7, -0.7, -0.5).unwrap(),
         // Φ > 0 on the balanced line a = b (D₀ = 0, c = 0).
-        ScalarNet::scalar(0.3, 0.3, 1.2).unwrap(),
+        ScalarNetState::scalar(0.3, 0.3, 1.2).unwrap(),
     ];
     inits.extend((0..8).map(|s| random_net(500 + s, 1 + s as usize % 4)));
     for net in &inits {

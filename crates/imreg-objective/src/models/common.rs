@@ -30,6 +30,21 @@ pub fn chunk_len(len: usize) -> usize {
 /// keeps both cores busy (rows are independent, so this does not affect the results).
 pub const PER_EXAMPLE_TASK: usize = 32;
 
+/// Memory budget of the block of per-example gradients a driver keeps for its sink (`rows × p` `f64`s):
+/// 256 MiB. A sink chunk asked for beyond it is cut to fit (at least one row), which the contract of
+/// [`crate::Objective::per_example_grads`] ("at most `chunk` rows") allows.
+pub const PER_EXAMPLE_BLOCK_BYTES: usize = 256 << 20;
+
+/// Rows of a per-example gradient block: at most `chunk` (at least 1), the batch length `len` and what fits
+/// [`PER_EXAMPLE_BLOCK_BYTES`] with `p` parameters; checked arithmetic.
+pub(crate) fn per_example_block_rows(chunk: usize, len: usize, p: usize) -> Result<usize> {
+    let row = p.checked_mul(size_of::<f64>()).ok_or_else(|| {
+        ObjectiveError::invalid("per-example gradient row", format!("{p} parameters overflow"))
+    })?;
+    let fit = (PER_EXAMPLE_BLOCK_BYTES / row.max(1)).max(1);
+    Ok(chunk.max(1).min(len.max(1)).min(fit))
+}
+
 /// The rows `ix` of `x` as a new row-major matrix (indices already validated against `x.nrows()`). A plain
 /// row copy: ndarray's `select` on axis 0 was 4% of a tiny MLP's HVP.
 pub(crate) fn gather_rows(x: &Array2<f64>, ix: &[usize]) -> Array2<f64> {
@@ -127,7 +142,7 @@ where
 }
 
 /// The per-example gradient driver behind every closed-form model's `per_example_grads`: streams the batch
-/// in sink chunks of at most `chunk` rows; within a sink chunk, `fill(indices, rows)` writes the gradients
+/// in sink chunks of at most `chunk` rows (and [`PER_EXAMPLE_BLOCK_BYTES`]); within a sink chunk, `fill(indices, rows)` writes the gradients
 /// of the dataset examples `indices` into the rows of `rows` (`indices.len() × p`), in tasks of
 /// [`PER_EXAMPLE_TASK`] rows filled in parallel. Rows are independent, so the result does not depend on the thread
 /// count.
@@ -143,8 +158,8 @@ where
     F: Fn(&[usize], ArrayViewMut2<'_, f64>) -> Result<()> + Sync,
 {
     let len = batch.len(n);
-    let chunk = chunk.max(1);
-    let mut buf = Array2::<f64>::zeros((chunk.min(len), p));
+    let chunk = per_example_block_rows(chunk, len, p)?;
+    let mut buf = Array2::<f64>::zeros((chunk, p));
     let mut start = 0;
     while start < len {
         let end = (start + chunk).min(len);

@@ -1,0 +1,137 @@
+"""λ_max and Tr H of Cohen et al.'s cnn-relu on the first 1,000 shipped MNIST digits, in one sitting:
+imreg from Python against PyHessian-style PyTorch code, both float64 on the same threads.
+
+  imreg      imreg.torch.model(module, x, y, CrossEntropyLoss()) once (not timed), then model.lambda_max(θ)
+             (Lanczos with full reorthogonalization to ‖Hy − θy‖ ≤ 1e-8·|θ|) and model.trace(θ) (Hutch++, 60
+             HVPs, with its standard error)
+  pyhessian  PyHessian's algorithms on the full batch: the gradient graph built once (create_graph=True), HVPs
+             by double backward; power iteration for λ_max stopping at relative change < 1e-3 (at most 100
+             steps) and Hutchinson for Tr H stopping at relative change < 1e-3 (at most 100 probes), as
+             PyHessian's hessian(...).eigenvalues() and .trace() with their defaults
+
+Each side runs REPS times after one untimed warm-up; the median wall time and the values are printed as JSON
+lines, then the ratio. Run it on a quiet machine, with torch and imreg installed in the same environment:
+
+  RAYON_NUM_THREADS=2 /path/to/venv/bin/python scripts/bench_python_vs_pyhessian.py --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import struct
+import time
+
+import numpy as np
+import torch
+
+import imreg
+import imreg.torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "crates", "imreg-objective", "data", "mnist")
+
+
+def read_idx(name: str, magic: int) -> np.ndarray:
+    raw = gzip.open(os.path.join(DATA, name)).read()
+    ndims = magic & 0xFF
+    assert struct.unpack(">I", raw[:4])[0] == magic, name
+    dims = struct.unpack(">" + "I" * ndims, raw[4 : 4 + 4 * ndims])
+    return np.frombuffer(raw[4 + 4 * ndims :], dtype=np.uint8).reshape(dims)
+
+
+def mnist(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = read_idx("train-images-idx3-ubyte.gz", 0x803)[:n].astype(np.float64) / 255.0
+    y = read_idx("train-labels-idx1-ubyte.gz", 0x801)[:n].astype(np.int64)
+    return torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y)
+
+
+def cnn_relu() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 10),
+    ).double()
+
+
+def pyhessian(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict:
+    """PyHessian's full-batch eigenvalues() and trace() with their defaults (maxIter=100, tol=1e-3)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    loss = torch.nn.functional.cross_entropy(module(x), y)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+
+    def hv(v):
+        return torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+
+    def dot(a, b):
+        return sum(torch.sum(u * w) for u, w in zip(a, b)).item()
+
+    g = torch.Generator().manual_seed(seed)
+    v = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+    norm = dot(v, v) ** 0.5
+    v = [t / norm for t in v]
+    lam, power_steps = None, 0
+    for power_steps in range(1, 101):
+        hvs = hv(v)
+        new = dot(hvs, v)
+        norm = dot(hvs, hvs) ** 0.5
+        v = [t / (norm + 1e-6) for t in hvs]
+        if lam is not None and abs(new - lam) / (abs(lam) + 1e-6) < 1e-3:
+            lam = new
+            break
+        lam = new
+    trace_samples, mean = [], None
+    for _ in range(100):
+        z = [torch.randint(0, 2, p.shape, generator=g).to(p.dtype) * 2 - 1 for p in params]
+        trace_samples.append(dot(hv(z), z))
+        new = float(np.mean(trace_samples))
+        if mean is not None and abs(new - mean) / (abs(mean) + 1e-6) < 1e-3:
+            mean = new
+            break
+        mean = new
+    return {"lambda_max": lam, "power_steps": power_steps, "trace": mean, "trace_probes": len(trace_samples)}
+
+
+def with_imreg(model: imreg.Model, theta: np.ndarray, seed: int) -> dict:
+    e = model.eigenvalues(theta, 1, seed=seed)
+    t = model.trace(theta, seed=seed)
+    return {
+        "lambda_max": e.lambda_max, "lanczos_steps": e.iterations, "residual_bound": float(e.top_residuals[0]),
+        "trace": t.value, "trace_std_error": t.std_error, "trace_matvecs": 60,
+    }
+
+
+def median_seconds(f, reps: int):
+    value = f()  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        value = f()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (set RAYON_NUM_THREADS for imreg)")
+    ap.add_argument("--n", type=int, default=1000, help="MNIST digits")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    module = cnn_relu()
+    x, y = mnist(args.n)
+    model, theta = imreg.torch.model(module, x, y, torch.nn.CrossEntropyLoss())
+    common = {"n": args.n, "p": model.p, "threads": args.threads, "rayon_threads": os.environ.get("RAYON_NUM_THREADS")}
+    t_imreg, r_imreg = median_seconds(lambda: with_imreg(model, theta, args.seed), args.reps)
+    print(json.dumps({"side": "imreg", "seconds": round(t_imreg, 4), **r_imreg, **common}), flush=True)
+    t_torch, r_torch = median_seconds(lambda: pyhessian(module, x, y, args.seed), args.reps)
+    print(json.dumps({"side": "pyhessian", "seconds": round(t_torch, 4), **r_torch, **common, "torch": torch.__version__}), flush=True)
+    print(json.dumps({"speedup_pyhessian_over_imreg": round(t_torch / t_imreg, 3)}))
+
+
+if __name__ == "__main__":
+    main()
