@@ -25,7 +25,6 @@ pub fn checks() -> Vec<Check> {
     v.extend(flow::checks());
     v.extend(sgd::checks());
     v.extend(eos::checks());
-    v.extend(eos_cnn::checks());
     v.extend(taylor::checks());
     v
 }
