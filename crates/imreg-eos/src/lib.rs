@@ -10,6 +10,7 @@
 //!   curve with its divergence threshold, hover statistics around `2/η`, their reshuffling convention).
 //! - [`edge_of_stability`](mod@edge_of_stability): Cohen et al.'s edge of stability on a tanh MLP (digits, ½-MSE), with gradient flow
 //!   (DOP853) alongside at t = ηk.
+//! - [`mnist_cnn`]: Cohen et al.'s CNN presets on a class-balanced subset of the shipped MNIST digits.
 //! - [`stochastic_stability`]: the edge of stochastic stability (batch sharpness, MiniBS, λ_max under SGD).
 //! - [`break_even`](mod@break_even): λ_H¹, λ_K¹, Tr K, Tr F along GD/SGD (Jastrzębski et al.'s break-even point).
 //! - the registered theory checks (`eos.*`) live in `imreg-theorems`.
@@ -19,6 +20,7 @@ pub mod edge_of_stability;
 pub mod error;
 pub mod gd_limit;
 pub mod gradient_flow;
+pub mod mnist_cnn;
 pub mod options;
 pub mod scalar_net;
 pub mod stochastic_stability;

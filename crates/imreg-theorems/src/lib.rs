@@ -5,6 +5,7 @@
 //! crate's tests run every check in quick mode, so a registered check is also a test.
 pub mod ad;
 pub mod eos;
+pub mod eos_cnn;
 pub mod eos_mlp;
 pub mod flow;
 pub mod objective;
