@@ -40,7 +40,7 @@ use imreg_eos::mnist_cnn::MnistCnn;
 use imreg_eos::stochastic_stability::{
     sweep_edge_of_stochastic_stability, EossOptions, EossRun, MiniBsOptions,
 };
-use imreg_eos::tracking::{Hover, SharpnessProbe, TrackStatus};
+use imreg_eos::tracking::{Hover, RunOutcome, SharpnessProbe};
 use imreg_objective::models::{NetworkObjective, SpecNetwork, StandardLoss};
 use imreg_plot::{Figure, Series};
 use imreg_spectra::MonteCarloOptions;
@@ -246,11 +246,11 @@ fn eos_run_outcomes(name: &str, lambda0: f64, m: f64, r: &EosRun, steps: usize) 
         ),
         format!(
             "{:?}, crossing at step {:?}, λ_max at the last measurement {:.3}",
-            r.status,
+            r.outcome,
             r.first_crossing,
             r.sharpness.last().map_or(f64::NAN, |s| s.value)
         ),
-        r.status == TrackStatus::Completed && r.first_crossing.is_some_and(|c| c > 0 && c < steps / 2),
+        r.outcome == RunOutcome::Completed && r.first_crossing.is_some_and(|c| c > 0 && c < steps / 2),
     )];
     let inside = fraction_in_band(r, steps / 2);
     parts.push(Outcome::new(
@@ -446,8 +446,8 @@ fn eoss_outcomes(preset: &str, lambda0: f64, runs: &[EossRun], set: &CnnEossSett
         );
         parts.push(Outcome::new(
             format!("{name}: SGD completes"),
-            format!("{:?}", r.status),
-            r.status == TrackStatus::Completed,
+            format!("{:?}", r.outcome),
+            r.outcome == RunOutcome::Completed,
         ));
         let (bs, rm, lm) = (
             &r.hover_batch_sharpness,
