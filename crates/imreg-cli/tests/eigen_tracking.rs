@@ -94,6 +94,7 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
         "lambda_min_1",
         "lambda_min_2",
         "eigen_residual",
+        "eigen_value_bound",
         "eigen_iterations",
         "eigen_converged",
     ];
@@ -166,6 +167,57 @@ fn warm_starts_agree_with_cold_starts_and_take_fewer_steps() {
         steps(&hw, &warm),
         steps(&hc, &cold)
     );
+}
+
+#[test]
+fn the_eigenvalue_stop_meets_its_bound_against_the_dense_spectrum() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = MLP.replace(
+        "top_k = 3",
+        "top_k = 3\nlanczos_stop = \"eigenvalue\"\nlanczos_tol = 1e-12",
+    );
+    let (cfg, h, rows) = run(dir.path(), "value", &text);
+    let (_, hr, residual_rows) = run(
+        dir.path(),
+        "residual",
+        &MLP.replace("top_k = 3", "top_k = 3\nlanczos_tol = 1e-12"),
+    );
+    assert!(col(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
+    assert!(col(&h, &rows, "eigen_value_bound").iter().all(|&b| b <= 1e-12));
+    // The eigenvalue bound is met no later than the residual bound at the same tolerance.
+    let steps = |h: &[String], r: &[Vec<f64>]| col(h, r, "eigen_iterations").iter().sum::<f64>();
+    assert!(steps(&h, &rows) <= steps(&hr, &residual_rows));
+    // The final row: each value within its eigenvalue bound (plus rounding) of the dense eigenvalue.
+    let e = dense_spectrum(&cfg, dir.path(), "value", false);
+    let p = e.len();
+    let scale = e[p - 1].abs().max(e[0].abs());
+    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let bound = (last("eigen_value_bound") + 1e-13) * scale;
+    for (name, want) in [
+        ("lambda_1", e[p - 1]),
+        ("lambda_2", e[p - 2]),
+        ("lambda_3", e[p - 3]),
+        ("lambda_min_1", e[0]),
+        ("lambda_min_2", e[1]),
+    ] {
+        assert!(
+            (last(name) - want).abs() <= bound,
+            "{name}: {} vs {want}",
+            last(name)
+        );
+    }
+    // The key round-trips through the resolved config; an unknown rule is refused (exit 2).
+    let back = ExperimentConfig::load(&dir.path().join("value/config.toml")).unwrap();
+    assert_eq!(
+        back.track.lanczos_stop,
+        imreg_cli::config::LanczosStop::Eigenvalue
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &text.replace("\"eigenvalue\"", "\"eigen\""),
+    );
+    assert_eq!(run_cli(&bad, &dir.path().join("bad"), &[]), 2);
 }
 
 #[test]
