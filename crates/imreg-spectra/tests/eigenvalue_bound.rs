@@ -60,6 +60,18 @@ fn opts(k_top: usize, k_bottom: usize, tol: f64, stop: StopRule) -> LanczosOptio
     }
 }
 
+/// Exactly `m` Lanczos steps (`tol = 0`), eigenvalue bounds reported.
+fn steps(a: &DenseOperator, m: usize, k_top: usize, k_bottom: usize) -> LanczosResult {
+    lanczos(
+        a,
+        &LanczosOptions {
+            max_iter: m,
+            ..opts(k_top, k_bottom, 0.0, StopRule::Eigenvalue)
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn the_bound_bounds_the_error_where_the_stop_rule_fires() {
     // For every tolerance from 1e-2 to 1e-14, on spectra with separated outliers (the shape of a network
@@ -88,14 +100,7 @@ fn an_unseen_cluster_makes_the_early_bound_an_underestimate() {
     let a = DenseOperator::planted(&lam, 2).unwrap();
     let dense = dense_eigen(&a, &DenseOptions::default()).unwrap();
     let early = (5..30).any(|m| {
-        let r = lanczos(
-            &a,
-            &LanczosOptions {
-                max_iter: m,
-                ..opts(3, 0, 0.0, StopRule::Eigenvalue)
-            },
-        )
-        .unwrap();
+        let r = steps(&a, m, 3, 0);
         r.top.iter().any(|t| nearest(&dense, t.value) > t.value_bound)
     });
     assert!(
@@ -155,28 +160,14 @@ fn degenerate_and_clustered_tops_fall_back_to_the_residual() {
     lam.extend([5.0, 5.0, 4.5, 4.5 - 1e-9]);
     let a = DenseOperator::planted(&lam, 4).unwrap();
     let dense = dense_eigen(&a, &DenseOptions::default()).unwrap();
-    let r = lanczos(
-        &a,
-        &LanczosOptions {
-            max_iter: 84,
-            ..opts(4, 0, 0.0, StopRule::Eigenvalue)
-        },
-    )
-    .unwrap();
+    let r = steps(&a, 84, 4, 0);
     assert!(r.report.converged);
     assert_bounded(&r, &dense, 1e-13);
     for (x, y) in r.top.iter().zip(dense.top(4)) {
         assert!((x.value - y).abs() <= 1e-12, "{} vs {y}", x.value);
     }
     // early in the run the two Ritz values of the cluster at 4.5 are within each other's residuals
-    let early = lanczos(
-        &a,
-        &LanczosOptions {
-            max_iter: 6,
-            ..opts(1, 0, 0.0, StopRule::Eigenvalue)
-        },
-    )
-    .unwrap();
+    let early = steps(&a, 6, 1, 0);
     let single = lanczos(&a, &opts(1, 0, 1e-12, StopRule::Eigenvalue)).unwrap();
     assert_bounded(&early, &dense, 1e-13);
     assert_bounded(&single, &dense, 1e-13);
