@@ -638,8 +638,8 @@ pub struct TrackConfig {
     pub sharpness: Every,
     /// The `top_k` largest and `bottom_k` smallest Hessian eigenvalues by Lanczos (columns `lambda_1 …`,
     /// `lambda_min_1 …`), warm-started from the previous evaluation's Ritz vectors unless `warm_start =
-    /// false`, with the largest relative residual bound, the steps and the converged flag of each evaluation
-    /// (`eigen_residual`, `eigen_iterations`, `eigen_converged`).
+    /// false`, with the largest relative residual and eigenvalue bounds, the steps and the converged flag of
+    /// each evaluation (`eigen_residual`, `eigen_value_bound`, `eigen_iterations`, `eigen_converged`).
     #[serde(default, skip_serializing_if = "Every::is_off")]
     pub eigenvalues: Every,
     /// `Tr ∇²C(θ)`: exact (all `p` unit vectors) for p ≤ 400, else Hutch++ with its standard error
@@ -697,6 +697,12 @@ pub struct TrackConfig {
         skip_serializing_if = "is_default_lanczos_tol"
     )]
     pub lanczos_tol: f64,
+    /// What `lanczos_tol` bounds: `"residual"` (default) the residual bound `‖Hy − θy‖`, or `"eigenvalue"`
+    /// the eigenvalue bound `min(r, r²/δ̂)` with the gap `δ̂` estimated from the Ritz values
+    /// ([`imreg_spectra::StopRule`]), met after fewer steps; the column `eigen_value_bound` reports it either
+    /// way.
+    #[serde(default, skip_serializing_if = "LanczosStop::is_residual")]
+    pub lanczos_stop: LanczosStop,
     /// Most Lanczos steps per `eigenvalues` evaluation (default 300, capped at `p`).
     #[serde(
         default = "default_lanczos_max_iter",
@@ -707,6 +713,32 @@ pub struct TrackConfig {
     /// `hessian_trace` use the Hessian of these examples only, the same ones at every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<SubsetConfig>,
+}
+
+/// `[track] lanczos_stop`: the bound `lanczos_tol` applies to ([`imreg_spectra::StopRule`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LanczosStop {
+    /// Every wanted residual bound `β_m|e_mᵀs_i| ≤ tol · max|θ|`.
+    #[default]
+    Residual,
+    /// Every wanted eigenvalue bound `min(r_i, r_i²/δ̂_i) ≤ tol · max|θ|` (gap estimated from Ritz values).
+    Eigenvalue,
+}
+
+impl LanczosStop {
+    fn is_residual(&self) -> bool {
+        *self == LanczosStop::Residual
+    }
+}
+
+impl From<LanczosStop> for imreg_spectra::StopRule {
+    fn from(s: LanczosStop) -> Self {
+        match s {
+            LanczosStop::Residual => imreg_spectra::StopRule::Residual,
+            LanczosStop::Eigenvalue => imreg_spectra::StopRule::Eigenvalue,
+        }
+    }
 }
 
 /// Most eigenvalues `[track] eigenvalues` tracks at each end of the spectrum.
@@ -767,6 +799,7 @@ impl Default for TrackConfig {
             bottom_k: 0,
             warm_start: true,
             lanczos_tol: default_lanczos_tol(),
+            lanczos_stop: LanczosStop::Residual,
             lanczos_max_iter: default_lanczos_max_iter(),
             subset: None,
         }

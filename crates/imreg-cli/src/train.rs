@@ -82,7 +82,12 @@ fn tracked(cfg: &ExperimentConfig, has_test: bool) -> Vec<Tracked> {
                 "eigenvalues" => TOP_COLUMNS[..cfg.track.top_k]
                     .iter()
                     .chain(&BOTTOM_COLUMNS[..cfg.track.bottom_k])
-                    .chain(&["eigen_residual", "eigen_iterations", "eigen_converged"])
+                    .chain(&[
+                        "eigen_residual",
+                        "eigen_value_bound",
+                        "eigen_iterations",
+                        "eigen_converged",
+                    ])
                     .copied()
                     .collect(),
                 "hessian_trace" => vec!["hessian_trace", "hessian_trace_se"],
@@ -168,6 +173,7 @@ impl<'m> Trackers<'m> {
                     k_top: t.top_k,
                     k_bottom: t.bottom_k,
                     tol: t.lanczos_tol,
+                    stop: t.lanczos_stop.into(),
                     seed: cfg.seed ^ crate::data::STREAM_SPECTRUM,
                     ..LanczosOptions::default()
                 },
@@ -281,12 +287,13 @@ fn record(
                     CliError::Failed("eigenvalues is tracked but its probe was not built".into())
                 })?;
                 let e = probe
-                    .measure(obj, theta)
+                    .measure_ritz(obj, theta)
                     .map_err(|e| failed(step, "Hessian eigenvalues", e))?;
                 row.extend(e.top.iter().chain(&e.bottom).map(|r| r.value));
-                row.push(e.max_relative_residual);
-                row.push(e.iterations as f64);
-                row.push(f64::from(u8::from(e.converged)));
+                row.push(e.report.max_relative_residual);
+                row.push(e.report.max_relative_value_bound);
+                row.push(e.report.iterations as f64);
+                row.push(f64::from(u8::from(e.report.converged)));
             }
             "hessian_trace" => {
                 let h =

@@ -94,6 +94,7 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
         "lambda_min_1",
         "lambda_min_2",
         "eigen_residual",
+        "eigen_value_bound",
         "eigen_iterations",
         "eigen_converged",
     ];
@@ -117,6 +118,13 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
     let scale = e[p - 1].abs().max(e[0].abs());
     let bound = last("eigen_residual") * scale;
     assert!(bound <= 1e-8 * scale * (1.0 + 1e-12), "{bound}");
+    assert_last_row_within(&h, &rows, &e, bound);
+}
+
+/// Each tracked value of the last row (top 3, bottom 2) within `bound` of the dense eigenvalue `e` (ascending)
+/// of the same rank.
+fn assert_last_row_within(h: &[String], rows: &[Vec<f64>], e: &[f64], bound: f64) {
+    let p = e.len();
     for (name, want) in [
         ("lambda_1", e[p - 1]),
         ("lambda_2", e[p - 2]),
@@ -124,7 +132,7 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
         ("lambda_min_1", e[0]),
         ("lambda_min_2", e[1]),
     ] {
-        let got = last(name);
+        let got = *col(h, rows, name).last().unwrap();
         assert!(
             (got - want).abs() <= bound,
             "{name}: {got} vs {want} (bound {bound})"
@@ -166,6 +174,50 @@ fn warm_starts_agree_with_cold_starts_and_take_fewer_steps() {
         steps(&hw, &warm),
         steps(&hc, &cold)
     );
+}
+
+/// [`MLP`] with the eigenvalue stop rule at `1e-12` and the `extra` tracking keys.
+fn eigenvalue_stop(extra: &str) -> String {
+    MLP.replace(
+        "top_k = 3",
+        &format!("top_k = 3\nlanczos_stop = \"eigenvalue\"\nlanczos_tol = 1e-12\n{extra}"),
+    )
+}
+
+#[test]
+fn the_eigenvalue_stop_meets_its_bound_against_the_dense_spectrum() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = eigenvalue_stop("");
+    let (cfg, h, rows) = run(dir.path(), "value", &text);
+    let (_, hr, residual_rows) = run(
+        dir.path(),
+        "residual",
+        &MLP.replace("top_k = 3", "top_k = 3\nlanczos_tol = 1e-12"),
+    );
+    assert!(col(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
+    assert!(col(&h, &rows, "eigen_value_bound").iter().all(|&b| b <= 1e-12));
+    // The eigenvalue bound is met no later than the residual bound at the same tolerance.
+    let steps = |h: &[String], r: &[Vec<f64>]| col(h, r, "eigen_iterations").iter().sum::<f64>();
+    assert!(steps(&h, &rows) <= steps(&hr, &residual_rows));
+    // The final row: each value within its eigenvalue bound (plus rounding) of the dense eigenvalue.
+    let e = dense_spectrum(&cfg, dir.path(), "value", false);
+    let p = e.len();
+    let scale = e[p - 1].abs().max(e[0].abs());
+    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let bound = (last("eigen_value_bound") + 1e-13) * scale;
+    assert_last_row_within(&h, &rows, &e, bound);
+    // The key round-trips through the resolved config; an unknown rule is refused (exit 2).
+    let back = ExperimentConfig::load(&dir.path().join("value/config.toml")).unwrap();
+    assert_eq!(
+        back.track.lanczos_stop,
+        imreg_cli::config::LanczosStop::Eigenvalue
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &text.replace("\"eigenvalue\"", "\"eigen\""),
+    );
+    assert_eq!(run_cli(&bad, &dir.path().join("bad"), &[]), 2);
 }
 
 #[test]
@@ -274,4 +326,26 @@ fn bad_tracking_keys_name_their_field() {
             "case {i}"
         );
     }
+}
+
+#[test]
+fn tracked_eigenvalues_are_bitwise_identical_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "threads.toml",
+        &eigenvalue_stop("hessian_trace = true"),
+    );
+    let csv: Vec<Vec<u8>> = [1, 2]
+        .into_iter()
+        .map(|threads| {
+            let out = dir.path().join(format!("t{threads}"));
+            let code =
+                imreg_objective::threads::on_threads(threads, || run_cli(&cfg, &out, &["--no-figures"]))
+                    .unwrap();
+            assert_eq!(code, 0);
+            std::fs::read(out.join("metrics.csv")).unwrap()
+        })
+        .collect();
+    assert_eq!(csv[0], csv[1]);
 }

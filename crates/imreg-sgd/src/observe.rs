@@ -421,24 +421,8 @@ impl ExtremeEigenProbe {
 
     /// Measures the extreme eigenvalues at `θ`; with `warm_start`, keeps the start of the next call.
     pub fn measure<O: Objective + ?Sized>(&mut self, obj: &O, theta: &[f64]) -> Result<ExtremeEigen> {
-        let mut lo = self.lanczos.clone();
-        lo.ritz_vectors = self.warm_start;
-        lo.start = self.warm.take();
-        let warm = lo.start.is_some();
-        let batch = match &self.subset {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
-        let r = imreg_spectra::lanczos(&h, &lo)?;
-        if self.warm_start {
-            let mut start = vec![0.0; theta.len()];
-            for y in r.top.iter().chain(&r.bottom).filter_map(|t| t.vector.as_deref()) {
-                start.iter_mut().zip(y).for_each(|(s, v)| *s += v);
-            }
-            // A sum of orthonormal Ritz vectors is never zero; keep the seeded start if it were.
-            self.warm = (start.iter().any(|v| *v != 0.0)).then_some(start);
-        }
+        let warm = self.warm.is_some();
+        let r = self.measure_ritz(obj, theta)?;
         let values = |pairs: &[imreg_spectra::RitzPair]| {
             pairs
                 .iter()
@@ -456,6 +440,33 @@ impl ExtremeEigenProbe {
             max_relative_residual: r.report.max_relative_residual,
             warm,
         })
+    }
+
+    /// [`measure`](Self::measure) with the whole Lanczos result: each pair's residual and eigenvalue bounds
+    /// and the run's report (its stopping rule, `lanczos.stop`).
+    pub fn measure_ritz<O: Objective + ?Sized>(
+        &mut self,
+        obj: &O,
+        theta: &[f64],
+    ) -> Result<imreg_spectra::LanczosResult> {
+        let mut lo = self.lanczos.clone();
+        lo.ritz_vectors = self.warm_start;
+        lo.start = self.warm.take();
+        let batch = match &self.subset {
+            Some(ix) => Batch::Indices(ix),
+            None => Batch::Full,
+        };
+        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
+        let r = imreg_spectra::lanczos(&h, &lo)?;
+        if self.warm_start {
+            let mut start = vec![0.0; theta.len()];
+            for y in r.top.iter().chain(&r.bottom).filter_map(|t| t.vector.as_deref()) {
+                start.iter_mut().zip(y).for_each(|(s, v)| *s += v);
+            }
+            // A sum of orthonormal Ritz vectors is never zero; keep the seeded start if it were.
+            self.warm = (start.iter().any(|v| *v != 0.0)).then_some(start);
+        }
+        Ok(r)
     }
 }
 

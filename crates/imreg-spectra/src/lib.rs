@@ -29,7 +29,7 @@ pub use dense::{dense_eigen, dense_matrix, symmetric_eigen, tridiagonal_eigen, D
 pub use diagonal::{exact_diagonal, hutchinson_diagonal, Diagonal};
 pub use error::{Result, SpectraError};
 pub use estimate::{Estimate, Estimator};
-pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair};
+pub use lanczos::{lanczos, ritz_values, LanczosOptions, LanczosReport, LanczosResult, RitzPair, StopRule};
 pub use operator::{
     apply_checked, apply_vec, Affine, Deflated, DenseOperator, FnOperator, LinearOperator, Sum,
 };

@@ -200,6 +200,7 @@ pub fn slq<A: LinearOperator + ?Sized>(op: &A, opts: &SlqOptions) -> Result<Spec
             k_top: 1,
             k_bottom: 0,
             tol: 0.0,
+            stop: crate::lanczos::StopRule::Residual,
             start: Some(probe(opts.kind, p, opts.seed, k)),
             seed: opts.seed,
             check_every: usize::MAX,
