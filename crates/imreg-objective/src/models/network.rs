@@ -136,9 +136,9 @@ pub trait Network: Send + Sync {
 
 /// Memory budget of the recorded tapes of [`Objective::hessian_at`] on a network: 2 GiB, a quarter of an 8 GiB
 /// laptop's memory. By the estimate of [`NetworkObjective::hessian_within`], the medium MLP at n = 1024 needs
-/// ≈ 43 MB, the benchmark CNNs `cnn-cifar` (n = 256) ≈ 0.95 GB and `resnet-small` (n = 128) ≈ 0.82 GB, which
-/// hold their tapes; a full MNIST-sized MLP batch of 60 000 rows (≈ 2.5 GB) or a CNN on a whole dataset is
-/// streamed through per-call HVPs instead.
+/// ≈ 43 MB and the benchmark CNN `cnn-cifar` (n = 256) ≈ 0.95 GB, which hold their tapes; `resnet-small`
+/// (n = 128: 735 242 activations per example, ≈ 3.0 GB), a full MNIST-sized MLP batch of 60 000 rows
+/// (≈ 2.5 GB) or a CNN on a whole dataset is streamed through per-call HVPs instead.
 pub const PREPARED_HESSIAN_BYTES: usize = 2 << 30;
 
 /// Activation memory of one tape of the batched per-example gradients ([`Objective::per_example_grads`]):
