@@ -66,10 +66,11 @@ def cnn_relu() -> torch.nn.Module:
     ).double()
 
 
-def median_seconds(f):
+def median_seconds(f, reps: int = REPS):
+    """The median wall time of ``reps`` calls of ``f`` after one warm-up call, and the last value."""
     value = f()  # warm-up
     times = []
-    for _ in range(REPS):
+    for _ in range(reps):
         start = time.perf_counter()
         value = f()
         times.append(time.perf_counter() - start)

@@ -17,12 +17,8 @@ lines, then the ratio. Run it on a quiet machine, with torch and imreg installed
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import statistics
-import struct
-import time
 
 import numpy as np
 import torch
@@ -30,30 +26,14 @@ import torch
 import imreg
 import imreg.torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "crates", "imreg-objective", "data", "mnist")
-
-
-def read_idx(name: str, magic: int) -> np.ndarray:
-    raw = gzip.open(os.path.join(DATA, name)).read()
-    ndims = magic & 0xFF
-    assert struct.unpack(">I", raw[:4])[0] == magic, name
-    dims = struct.unpack(">" + "I" * ndims, raw[4 : 4 + 4 * ndims])
-    return np.frombuffer(raw[4 + 4 * ndims :], dtype=np.uint8).reshape(dims)
+# The MNIST reader, the cnn-relu module and the timer are the CNN anchor's (scripts/anchor_cnn_mnist.py).
+from anchor_cnn_mnist import cnn_relu, median_seconds, read_idx  # noqa: E402
 
 
 def mnist(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = read_idx("train-images-idx3-ubyte.gz", 0x803)[:n].astype(np.float64) / 255.0
     y = read_idx("train-labels-idx1-ubyte.gz", 0x801)[:n].astype(np.int64)
     return torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y)
-
-
-def cnn_relu() -> torch.nn.Module:
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 10),
-    ).double()
 
 
 def pyhessian(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict:
@@ -102,15 +82,6 @@ def with_imreg(model: imreg.Model, theta: np.ndarray, seed: int) -> dict:
         "trace": t.value, "trace_std_error": t.std_error, "trace_matvecs": 60,
     }
 
-
-def median_seconds(f, reps: int):
-    value = f()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        value = f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), value
 
 
 def main() -> None:

@@ -43,22 +43,6 @@ top_k = 3
 bottom_k = 2
 "#;
 
-fn run(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<String>, Vec<Vec<f64>>) {
-    let cfg = write(dir, &format!("{name}.toml"), text);
-    let out = dir.join(name);
-    assert_eq!(run_cli(&cfg, &out, &["--no-figures"]), 0, "{name}");
-    let (h, rows) = read_csv(&out.join("metrics.csv"));
-    (cfg, h, rows)
-}
-
-fn col(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
-    let j = h
-        .iter()
-        .position(|c| c == name)
-        .unwrap_or_else(|| panic!("{name} not in {h:?}"));
-    rows.iter().map(|r| r[j]).collect()
-}
-
 /// The eigenvalues of the dense Hessian of `batch` at the final iterate of the run in `dir/name`,
 /// ascending, and the model's `N`.
 fn dense_spectrum(cfg: &Path, dir: &Path, name: &str, subset: bool) -> Vec<f64> {
@@ -86,7 +70,7 @@ fn dense_spectrum(cfg: &Path, dir: &Path, name: &str, subset: bool) -> Vec<f64> 
 #[test]
 fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, h, rows) = run(dir.path(), "mlp", MLP);
+    let (cfg, h, rows) = run_metrics(dir.path(), "mlp", MLP);
     let names = [
         "lambda_1",
         "lambda_2",
@@ -100,10 +84,13 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
     ];
     let at = h.iter().position(|c| c == "sharpness").unwrap() + 1;
     assert_eq!(&h[at..at + names.len()], names);
-    assert!(col(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
+    assert!(column(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
     // λ_1 of every row against the dense λ_max of the `sharpness` column (p ≤ 400: exact).
-    for (l1, s) in col(&h, &rows, "lambda_1").iter().zip(col(&h, &rows, "sharpness")) {
-        let bound = col(&h, &rows, "eigen_residual")
+    for (l1, s) in column(&h, &rows, "lambda_1")
+        .iter()
+        .zip(column(&h, &rows, "sharpness"))
+    {
+        let bound = column(&h, &rows, "eigen_residual")
             .iter()
             .fold(0.0, |a: f64, b| a.max(*b))
             * s.abs();
@@ -114,7 +101,7 @@ fn tracked_eigenvalues_match_the_dense_spectrum_within_their_residual_bounds() {
     let e = dense_spectrum(&cfg, dir.path(), "mlp", false);
     let p = e.len();
     assert_eq!(p, 160);
-    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let last = |name: &str| *column(&h, &rows, name).last().unwrap();
     let scale = e[p - 1].abs().max(e[0].abs());
     let bound = last("eigen_residual") * scale;
     assert!(bound <= 1e-8 * scale * (1.0 + 1e-12), "{bound}");
@@ -132,7 +119,7 @@ fn assert_last_row_within(h: &[String], rows: &[Vec<f64>], e: &[f64], bound: f64
         ("lambda_min_1", e[0]),
         ("lambda_min_2", e[1]),
     ] {
-        let got = *col(h, rows, name).last().unwrap();
+        let got = *column(h, rows, name).last().unwrap();
         assert!(
             (got - want).abs() <= bound,
             "{name}: {got} vs {want} (bound {bound})"
@@ -143,31 +130,31 @@ fn assert_last_row_within(h: &[String], rows: &[Vec<f64>], e: &[f64], bound: f64
 #[test]
 fn warm_starts_agree_with_cold_starts_and_take_fewer_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, hw, warm) = run(dir.path(), "warm", MLP);
+    let (_, hw, warm) = run_metrics(dir.path(), "warm", MLP);
     let cold_cfg = MLP.replace("bottom_k = 2", "bottom_k = 2\nwarm_start = false");
-    let (_, hc, cold) = run(dir.path(), "cold", &cold_cfg);
+    let (_, hc, cold) = run_metrics(dir.path(), "cold", &cold_cfg);
     assert_eq!(hw, hc);
     // The first evaluation has nothing to start from: both start from the same seeded vector, bit for bit.
     assert_eq!(
         warm[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         cold[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
-    let res = |h: &[String], r: &[Vec<f64>]| col(h, r, "eigen_residual");
+    let res = |h: &[String], r: &[Vec<f64>]| column(h, r, "eigen_residual");
     for name in ["lambda_1", "lambda_2", "lambda_3", "lambda_min_1", "lambda_min_2"] {
-        for (i, (w, c)) in col(&hw, &warm, name)
+        for (i, (w, c)) in column(&hw, &warm, name)
             .iter()
-            .zip(col(&hc, &cold, name))
+            .zip(column(&hc, &cold, name))
             .enumerate()
         {
             // Both lie within their residual bounds of the same eigenvalue.
-            let scale = col(&hw, &warm, "lambda_1")[i]
+            let scale = column(&hw, &warm, "lambda_1")[i]
                 .abs()
-                .max(col(&hw, &warm, "lambda_min_1")[i].abs());
+                .max(column(&hw, &warm, "lambda_min_1")[i].abs());
             let bound = (res(&hw, &warm)[i] + res(&hc, &cold)[i]) * scale;
             assert!((w - c).abs() <= bound, "{name} row {i}: {w} vs {c}");
         }
     }
-    let steps = |h: &[String], r: &[Vec<f64>]| col(h, r, "eigen_iterations").iter().sum::<f64>();
+    let steps = |h: &[String], r: &[Vec<f64>]| column(h, r, "eigen_iterations").iter().sum::<f64>();
     assert!(
         steps(&hw, &warm) < steps(&hc, &cold),
         "warm {} vs cold {} Lanczos steps",
@@ -188,22 +175,22 @@ fn eigenvalue_stop(extra: &str) -> String {
 fn the_eigenvalue_stop_meets_its_bound_against_the_dense_spectrum() {
     let dir = tempfile::tempdir().unwrap();
     let text = eigenvalue_stop("");
-    let (cfg, h, rows) = run(dir.path(), "value", &text);
-    let (_, hr, residual_rows) = run(
+    let (cfg, h, rows) = run_metrics(dir.path(), "value", &text);
+    let (_, hr, residual_rows) = run_metrics(
         dir.path(),
         "residual",
         &MLP.replace("top_k = 3", "top_k = 3\nlanczos_tol = 1e-12"),
     );
-    assert!(col(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
-    assert!(col(&h, &rows, "eigen_value_bound").iter().all(|&b| b <= 1e-12));
+    assert!(column(&h, &rows, "eigen_converged").iter().all(|&c| c == 1.0));
+    assert!(column(&h, &rows, "eigen_value_bound").iter().all(|&b| b <= 1e-12));
     // The eigenvalue bound is met no later than the residual bound at the same tolerance.
-    let steps = |h: &[String], r: &[Vec<f64>]| col(h, r, "eigen_iterations").iter().sum::<f64>();
+    let steps = |h: &[String], r: &[Vec<f64>]| column(h, r, "eigen_iterations").iter().sum::<f64>();
     assert!(steps(&h, &rows) <= steps(&hr, &residual_rows));
     // The final row: each value within its eigenvalue bound (plus rounding) of the dense eigenvalue.
     let e = dense_spectrum(&cfg, dir.path(), "value", false);
     let p = e.len();
     let scale = e[p - 1].abs().max(e[0].abs());
-    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let last = |name: &str| *column(&h, &rows, name).last().unwrap();
     let bound = (last("eigen_value_bound") + 1e-13) * scale;
     assert_last_row_within(&h, &rows, &e, bound);
     // The key round-trips through the resolved config; an unknown rule is refused (exit 2).
@@ -229,10 +216,10 @@ fn the_subset_fixes_the_examples_of_every_hessian_metric() {
             "bottom_k = 0\nhessian_trace = 10\nsubset = { n = 20, seed = 3 }",
         )
         .replace("top_k = 3", "top_k = 1");
-    let (cfg, h, rows) = run(dir.path(), "subset", &text);
+    let (cfg, h, rows) = run_metrics(dir.path(), "subset", &text);
     let e = dense_spectrum(&cfg, dir.path(), "subset", true);
     let full = dense_spectrum(&cfg, dir.path(), "subset", false);
-    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let last = |name: &str| *column(&h, &rows, name).last().unwrap();
     let lmax = *e.last().unwrap();
     assert!(
         (last("sharpness") - lmax).abs() <= 1e-10 * lmax,
@@ -255,7 +242,7 @@ fn the_subset_fixes_the_examples_of_every_hessian_metric() {
 #[test]
 fn old_configs_keep_their_resolved_config_and_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, h, _) = run(dir.path(), "small", SMALL);
+    let (_, h, _) = run_metrics(dir.path(), "small", SMALL);
     assert_eq!(h, ["step", "loss", "grad_norm", "sharpness"]);
     let resolved = std::fs::read_to_string(dir.path().join("small/config.toml")).unwrap();
     for key in [
@@ -270,7 +257,7 @@ fn old_configs_keep_their_resolved_config_and_columns() {
         assert!(!resolved.contains(key), "{key} in\n{resolved}");
     }
     // A resolved config with the new keys reads back to the same config.
-    let (cfg, _, _) = run(
+    let (cfg, _, _) = run_metrics(
         dir.path(),
         "mlp",
         &MLP.replace("top_k = 3", "top_k = 3\nwarm_start = false"),

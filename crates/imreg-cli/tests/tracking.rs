@@ -40,32 +40,6 @@ trace_k = true
 trace_f = 10
 "#;
 
-fn run(dir: &Path, name: &str, text: &str) -> (std::path::PathBuf, Vec<String>, Vec<Vec<f64>>) {
-    let cfg = write(dir, &format!("{name}.toml"), text);
-    let out = dir.join(name);
-    assert_eq!(
-        cli(&[
-            "run",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-figures"
-        ]),
-        0,
-        "{name}"
-    );
-    let (h, rows) = read_csv(&out.join("metrics.csv"));
-    (cfg, h, rows)
-}
-
-fn col(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
-    let j = h
-        .iter()
-        .position(|c| c == name)
-        .unwrap_or_else(|| panic!("{name} not in {h:?}"));
-    rows.iter().map(|r| r[j]).collect()
-}
-
 fn top_eigenvalue(m: DMatrix<f64>) -> f64 {
     m.symmetric_eigenvalues().max()
 }
@@ -73,10 +47,10 @@ fn top_eigenvalue(m: DMatrix<f64>) -> f64 {
 #[test]
 fn tracked_metrics_match_dense_computations_and_follow_their_periods() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, h, rows) = run(dir.path(), "tracked", TRACKED);
+    let (cfg, h, rows) = run_metrics(dir.path(), "tracked", TRACKED);
     // Periods 2, 4, 5 and 10: rows only where some metric is due.
-    assert_eq!(col(&h, &rows, "step"), [0.0, 2.0, 4.0, 5.0, 6.0, 8.0, 10.0]);
-    let due = |name: &str| -> Vec<bool> { col(&h, &rows, name).iter().map(|v| !v.is_nan()).collect() };
+    assert_eq!(column(&h, &rows, "step"), [0.0, 2.0, 4.0, 5.0, 6.0, 8.0, 10.0]);
+    let due = |name: &str| -> Vec<bool> { column(&h, &rows, name).iter().map(|v| !v.is_nan()).collect() };
     assert_eq!(due("loss"), [true, true, true, false, true, true, true]);
     assert_eq!(
         due("batch_sharpness"),
@@ -126,7 +100,7 @@ fn tracked_metrics_match_dense_computations_and_follow_their_periods() {
             count += 1.0;
         }
     }
-    let last = |name: &str| *col(&h, &rows, name).last().unwrap();
+    let last = |name: &str| *column(&h, &rows, name).last().unwrap();
     let close = |name: &str, want: f64, rel: f64| {
         let got = last(name);
         assert!(
@@ -170,11 +144,11 @@ lr = 0.3
 every = 3
 imbalance = true
 "#;
-    let (_, h, rows) = run(dir.path(), "scalar", scalar);
+    let (_, h, rows) = run_metrics(dir.path(), "scalar", scalar);
     let theta = read_npy(dir.path().join("scalar/theta_final.npy")).unwrap().data;
     let (a, b) = theta.split_at(3);
     let want = a.iter().map(|v| v * v).sum::<f64>() - b.iter().map(|v| v * v).sum::<f64>();
-    let imb = col(&h, &rows, "imbalance");
+    let imb = column(&h, &rows, "imbalance");
     assert_eq!(imb.last().unwrap().to_bits(), want.to_bits());
     // GD contracts the imbalance of the scalar net (|ε|η < √2 regime): it moves, and shrinks.
     assert!(imb.last().unwrap().abs() < imb[0].abs(), "{imb:?}");
@@ -197,10 +171,10 @@ imbalance = true
         .replace("batch_size = 2\n", "")
         .replace("[track]", "[track]\nbatch_size = 2");
     let noisy = |sigma: &str| gd.replace("kind = \"gd\"", &format!("kind = \"noisy_gd\"\nsigma = {sigma}"));
-    run(dir.path(), "gd", &gd);
-    run(dir.path(), "noisy0", &noisy("0.0"));
-    run(dir.path(), "noisy1", &noisy("0.5"));
-    run(dir.path(), "noisy1b", &noisy("0.5"));
+    run_metrics(dir.path(), "gd", &gd);
+    run_metrics(dir.path(), "noisy0", &noisy("0.0"));
+    run_metrics(dir.path(), "noisy1", &noisy("0.5"));
+    run_metrics(dir.path(), "noisy1b", &noisy("0.5"));
     let th = |name: &str| {
         read_npy(dir.path().join(name).join("theta_final.npy"))
             .unwrap()

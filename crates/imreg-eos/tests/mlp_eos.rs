@@ -7,7 +7,7 @@ use imreg_eos::{
     break_even, edge_of_stability, edge_of_stochastic_stability, sweep_edge_of_stability, BreakEvenOptions,
     DigitsMlp, EosOptions, EossOptions, GfHorizon, GfOptions, SharpnessProbe,
 };
-use imreg_objective::{Batch, Objective, Quadratic};
+use imreg_objective::{Batch, Objective, ObjectiveError, Quadratic};
 use imreg_sgd::observe::{Cadence, Iterates, Scheduled};
 use imreg_sgd::train::{train, Blowup, Optimizer, Seeds, TrainOptions};
 use imreg_sgd::SgdError;
@@ -142,10 +142,7 @@ fn bad_options_are_typed_errors() {
     };
     assert!(matches!(
         edge_of_stochastic_stability(&mlp, &theta, &eoss).unwrap_err(),
-        TrackError::Train(SgdError::Flow(imreg_flow::FlowError::Invalid {
-            field: "batch_size",
-            ..
-        }))
+        TrackError::Train(SgdError::Objective(ObjectiveError::Invalid { field, .. })) if field == "batch_size"
     ));
     assert!(DigitsMlp::cohen(0).build().is_err());
     assert!(DigitsMlp::cohen(5000).build().is_err());

@@ -27,14 +27,7 @@ pub(crate) fn svg(fig: &Figure, prep: &Prepared, path: &Path) -> Result<String, 
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        draw(&root, fig, prep, false).map_err(|message| PlotError::Render {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        root.present().map_err(|e| PlotError::Render {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        render(&root, fig, prep, false, path)?;
     }
     Ok(out)
 }
@@ -42,14 +35,23 @@ pub(crate) fn svg(fig: &Figure, prep: &Prepared, path: &Path) -> Result<String, 
 pub(crate) fn png(fig: &Figure, prep: &Prepared, path: &Path) -> Result<(), PlotError> {
     ensure_font()?;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    draw(&root, fig, prep, true).map_err(|message| PlotError::Render {
+    render(&root, fig, prep, true, path)
+}
+
+/// [`draw`] then present the drawing; a failure of either names the file being rendered.
+fn render<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &Figure,
+    prep: &Prepared,
+    split_segments: bool,
+    path: &Path,
+) -> Result<(), PlotError> {
+    let failed = |message: String| PlotError::Render {
         path: path.to_path_buf(),
         message,
-    })?;
-    root.present().map_err(|e| PlotError::Render {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    };
+    draw(root, fig, prep, split_segments).map_err(failed)?;
+    root.present().map_err(|e| failed(e.to_string()))
 }
 
 /// Tick and legend numbers: plain decimals in [1e-3, 1e4), scientific otherwise, trailing zeros trimmed.

@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 /// The two CNN checks, **not** in the registry ([`crate::checks`]): in quick mode (the CI scale) both fail,
 /// as measured in `docs/edge-of-stability.md` (cross-entropy's sharpness collapses once the 100 digits are fitted;
 /// under SGD the batch sharpness is still rising at the end of the 1 000 steps). They are run, with their
-/// figures, by the ignored test `print_cnn_check_records` of `tests/eos_cnn.rs`.
+/// figures, by the ignored test `print_check_records` of `tests/eos.rs`.
 pub fn unregistered_checks() -> Vec<Check> {
     vec![
         Check {

@@ -25,46 +25,26 @@ fn check_ids_are_the_registered_ones() {
     );
 }
 
-/// `cargo test -p imreg-eos --release --test checks -- --ignored --nocapture` prints every record in full
-/// mode with figures under `target/eos-figures`.
+/// `cargo test -p imreg-theorems --release --test eos -- --ignored --nocapture` prints the quick-mode records
+/// of the edge-of-stability checks: the registered ones (`eos.*`) and the two unregistered CNN checks of
+/// `imreg_theorems::eos_cnn` (`EOS_FULL=1`: full mode; `EOS_FIGURE_DIR=dir`: figures and their series;
+/// `EOS_CHECK=<substring>`: only the matching check ids).
 #[test]
 #[ignore]
-fn print_full_records_with_figures() {
-    let out = std::env::var("EOS_FIGURE_DIR").unwrap_or_else(|_| "/tmp/eos-figures".into());
+fn print_check_records() {
     let ctx = CheckContext {
-        out_dir: Some(out.into()),
-        quick: false,
+        out_dir: std::env::var("EOS_FIGURE_DIR").ok().map(Into::into),
+        quick: std::env::var("EOS_FULL").is_err(),
     };
-    for c in imreg_theorems::eos::checks() {
+    let only = std::env::var("EOS_CHECK").unwrap_or_default();
+    let checks = imreg_theorems::eos::checks()
+        .into_iter()
+        .chain(imreg_theorems::eos_cnn::unregistered_checks());
+    for c in checks.filter(|c| c.id.contains(only.as_str())) {
         let r = run_check(&c, &ctx);
         println!(
             "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {:?}\n",
             r.id, r.passed, r.seconds, r.expected, r.measured, r.figures
-        );
-    }
-}
-/// `cargo test -p imreg-theorems --release --test eos -- --ignored --nocapture` prints the two MLP checks'
-/// quick-mode records (`EOS_FULL=1`: full mode; `EOS_CHECK=<substring>`: only the matching check ids).
-#[test]
-#[ignore]
-fn print_mlp_check_records() {
-    let quick = std::env::var("EOS_FULL").is_err();
-    let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
-    let only = std::env::var("EOS_CHECK").unwrap_or_default();
-    for c in imreg_theorems::eos::checks()
-        .into_iter()
-        .filter(|c| c.id.contains("stability") && c.id.contains(only.as_str()))
-    {
-        let r = run_check(
-            &c,
-            &CheckContext {
-                out_dir: out.clone(),
-                quick,
-            },
-        );
-        println!(
-            "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n",
-            r.id, r.passed, r.seconds, r.expected, r.measured
         );
     }
 }

@@ -1,6 +1,5 @@
-//! The CNN edge-of-stability runs are bitwise identical at 1 and 2 threads; (ignored) the records of the two
-//! unregistered CNN checks in quick or full mode, with figures.
-use imreg_check::{run_check, CheckContext};
+//! The CNN edge-of-stability runs are bitwise identical at 1 and 2 threads (the records of the two unregistered
+//! CNN checks are printed by the ignored `print_check_records` of `tests/eos.rs`).
 use imreg_eos::edge_of_stability::{sweep_edge_of_stability, EosOptions};
 use imreg_eos::mnist_cnn::MnistCnn;
 use imreg_eos::stochastic_stability::{edge_of_stochastic_stability, EossOptions};
@@ -60,36 +59,4 @@ fn runs_are_bitwise_identical_at_one_and_two_threads() {
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(format!("{one:?}"), format!("{two:?}"));
-}
-
-/// `cargo test -p imreg-theorems --release --test eos_cnn -- --ignored --nocapture` prints the CNN checks'
-/// records (`EOS_FULL=1`: full mode; `EOS_FIGURE_DIR=dir`: figures; `EOS_CHECK=<substring>`: only the
-/// matching ids).
-#[test]
-#[ignore]
-fn print_cnn_check_records() {
-    let quick = std::env::var("EOS_FULL").is_err();
-    let out = std::env::var("EOS_FIGURE_DIR").ok().map(Into::into);
-    let only = std::env::var("EOS_CHECK").unwrap_or_default();
-    for c in imreg_theorems::eos_cnn::unregistered_checks()
-        .into_iter()
-        .filter(|c| c.id.contains(only.as_str()))
-    {
-        let r = run_check(
-            &c,
-            &CheckContext {
-                out_dir: out.clone(),
-                quick,
-            },
-        );
-        println!(
-            "{} [{}] {:.2}s\n  expected: {}\n  measured: {}\n  figures: {}\n",
-            r.id,
-            r.passed,
-            r.seconds,
-            r.expected,
-            r.measured,
-            r.figures.len()
-        );
-    }
 }

@@ -108,3 +108,22 @@ pub fn run_cli(cfg: &Path, out: &Path, extra: &[&str]) -> i32 {
     args.extend_from_slice(extra);
     cli(&args)
 }
+
+/// Writes `text` to `dir/name.toml`, runs it into `dir/name` without figures and returns the config's path and
+/// the metrics table (header, rows).
+pub fn run_metrics(dir: &Path, name: &str, text: &str) -> (PathBuf, Vec<String>, Vec<Vec<f64>>) {
+    let cfg = write(dir, &format!("{name}.toml"), text);
+    let out = dir.join(name);
+    assert_eq!(run_cli(&cfg, &out, &["--no-figures"]), 0, "{name}");
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    (cfg, h, rows)
+}
+
+/// The column `name` of a metrics table.
+pub fn column(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
+    let j = h
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("{name} not in {h:?}"));
+    rows.iter().map(|r| r[j]).collect()
+}
