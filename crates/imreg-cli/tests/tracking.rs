@@ -7,7 +7,6 @@ use imreg_cli::experiment::prepare;
 use imreg_objective::data::npy::read_npy;
 use imreg_objective::Batch;
 use nalgebra::DMatrix;
-use std::path::Path;
 
 const TRACKED: &str = r#"
 seed = 5
