@@ -8,7 +8,7 @@ use imreg_cli::experiment::prepare;
 use imreg_cli::train::subset_indices;
 use imreg_objective::data::npy::read_npy;
 use imreg_objective::Batch;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// GD on a tanh MLP (p = 64·2 + 2 + 2·10 + 10 = 160) on 60 digits: Lanczos is iterative here (k ≪ p) and
 /// the dense Hessian is cheap.
