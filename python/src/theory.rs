@@ -4,13 +4,14 @@
 //! (`imreg_sgd::expectation`), with the exact first two moments of per-example quadratics
 //! (`imreg_sgd::without_replacement`).
 use crate::convert::slice;
-use crate::error::{bad_input, from_flow, from_reg, from_sgd};
+use crate::error::{bad_input, from_flow, from_objective, from_reg, from_sgd};
 use crate::model::PyModel;
 use imreg_flow::flows::{
     modified_loss_gd, modified_loss_sgd, modified_loss_sgd_expected, FixedOrderFlow, GdSecondOrderFlow,
     GradientFlow, ModifiedGdFlow, PartitionAveragedSgdFlow, SgdFlow,
 };
-use imreg_flow::{integrate_field_dense, Dop853Options, Partition, Remainder, VectorField};
+use imreg_flow::{integrate_field_dense, Dop853Options, VectorField};
+use imreg_objective::partition::{Partition, Remainder};
 use imreg_objective::{Objective, Quadratic};
 use imreg_sgd::expectation::{exact_mean, Averaging, ExactOptions};
 use imreg_sgd::without_replacement::{exact_moments, NoiseShape, Process};
@@ -26,9 +27,9 @@ use pyo3::types::PyDict;
 /// (`B` must divide `N`).
 fn partition(n: usize, batch_size: Option<usize>, batches: Option<Vec<Vec<usize>>>) -> PyResult<Partition> {
     match (batches, batch_size) {
-        (Some(b), _) => Partition::from_batches(b, n).map_err(|e| from_flow("batches", e)),
+        (Some(b), _) => Partition::from_batches(b, n).map_err(|e| from_objective("batches", e)),
         (None, Some(b)) => {
-            Partition::consecutive(n, b, Remainder::Error).map_err(|e| from_flow("batch_size", e))
+            Partition::consecutive(n, b, Remainder::Error).map_err(|e| from_objective("batch_size", e))
         }
         (None, None) => Err(bad_input(
             "batch_size",

@@ -5,7 +5,7 @@
 use crate::convert::slice;
 use crate::error::{bad_input, from_sgd};
 use crate::model::PyModel;
-use imreg_flow::Remainder;
+use imreg_objective::partition::Remainder;
 use imreg_objective::Objective;
 use imreg_sgd::observe::{
     BatchSharpnessProbe, Cadence, FullLoss, GradNorm, GradientTraces, Iterates, Scheduled, SharpnessProbe,
