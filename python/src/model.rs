@@ -9,7 +9,7 @@ use imreg_cli::model::Model;
 use imreg_cli::network::pytorch_init;
 use imreg_cli::quantities::SolverOptions;
 use imreg_cli::spectrum::{
-    batch_expectation, gradient_traces_on, hessian_extremes_with, lambda_k1_on, mini_batch_sharpness,
+    batch_expectation, gradient_traces_on, hessian_extremes, lambda_k1_on, mini_batch_sharpness,
     operator_trace, ExtremeOptions, Reported,
 };
 use imreg_objective::data::weights::NamedTensor;
@@ -411,9 +411,7 @@ impl PyModel {
             vectors,
         };
         let e = py
-            .allow_threads(|| {
-                hessian_extremes_with(self.obj(), theta, batch_of(&batch), top, bottom, seed, &opts)
-            })
+            .allow_threads(|| hessian_extremes(self.obj(), theta, batch_of(&batch), top, bottom, seed, &opts))
             .map_err(|e| from_spectra("theta", e))?;
         let d = to_py(py, &e)?.downcast_into::<PyDict>()?;
         let k_top = e.top.len();

@@ -8,8 +8,7 @@ use crate::layers::{self, Block, DiagonalSummary};
 use crate::model::Model;
 use crate::quantities::{Quantities, Quantity, SolverOptions};
 use crate::spectrum::{
-    batch_expectation, gradient_traces, hessian_extremes_with, lambda_k1, operator_trace, ExtremeOptions,
-    Reported,
+    batch_expectation, gradient_traces, hessian_extremes, lambda_k1, operator_trace, ExtremeOptions, Reported,
 };
 use imreg_objective::{Batch, Supervised};
 use imreg_spectra::{
@@ -243,7 +242,7 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     };
     let ext = if k_top + k_bottom > 0 {
         Some(
-            hessian_extremes_with(obj, &theta, Batch::Full, k_top, k_bottom, req.seed, &eig)
+            hessian_extremes(obj, &theta, Batch::Full, k_top, k_bottom, req.seed, &eig)
                 .map_err(|e| failed("Hessian eigenvalues", e))?,
         )
     } else {

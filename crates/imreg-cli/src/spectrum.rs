@@ -142,7 +142,7 @@ pub struct Extremes {
     pub vectors: Vec<Vec<f64>>,
 }
 
-/// How [`hessian_extremes_with`] solves: dense up to `dense_max_p`, else Lanczos with these knobs.
+/// How [`hessian_extremes`] solves: dense up to `dense_max_p`, else Lanczos with these knobs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExtremeOptions {
     pub dense_max_p: usize,
@@ -163,28 +163,9 @@ impl Default for ExtremeOptions {
     }
 }
 
-/// Extreme eigenvalues of `∇²C_B(θ)`; `k_top`/`k_bottom` are capped at `p`.
+/// Extreme eigenvalues of `∇²C_B(θ)` (`k_top`/`k_bottom` are capped at `p`), solved as `opts` says
+/// ([`ExtremeOptions::default`]: the defaults of `imreg analyze`).
 pub fn hessian_extremes(
-    obj: &dyn Objective,
-    theta: &[f64],
-    batch: Batch<'_>,
-    k_top: usize,
-    k_bottom: usize,
-    seed: u64,
-) -> imreg_spectra::Result<Extremes> {
-    hessian_extremes_with(
-        obj,
-        theta,
-        batch,
-        k_top,
-        k_bottom,
-        seed,
-        &ExtremeOptions::default(),
-    )
-}
-
-/// [`hessian_extremes`] with the solver's knobs.
-pub fn hessian_extremes_with(
     obj: &dyn Objective,
     theta: &[f64],
     batch: Batch<'_>,
@@ -262,11 +243,13 @@ pub fn symmetric_extremes(
 /// `λ_max(∇²C(θ))` on the full batch (dense for small `p`).
 pub fn full_sharpness(obj: &dyn Objective, theta: &[f64], seed: u64) -> imreg_spectra::Result<f64> {
     if obj.dim() <= DENSE_MAX_P {
-        return Ok(hessian_extremes(obj, theta, Batch::Full, 1, 0, seed)?
-            .top
-            .first()
-            .copied()
-            .unwrap_or(f64::NAN));
+        return Ok(
+            hessian_extremes(obj, theta, Batch::Full, 1, 0, seed, &ExtremeOptions::default())?
+                .top
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN),
+        );
     }
     let opts = LanczosOptions {
         max_iter: obj.dim().min(300),

@@ -11,7 +11,7 @@ use crate::error::{CliError, Result};
 use crate::model::Model;
 use crate::spectrum::{
     batch_expectation, full_sharpness, hessian_extremes, lambda_k1, mini_batch_sharpness, operator_trace,
-    DENSE_MAX_P, RUN_MAX_EXACT,
+    ExtremeOptions, DENSE_MAX_P, RUN_MAX_EXACT,
 };
 use imreg_objective::rng::stream;
 use imreg_objective::Batch;
@@ -277,8 +277,16 @@ fn record(
             "sharpness" => row.push(
                 match trackers.subset.as_deref() {
                     None => full_sharpness(obj, theta, cfg.seed),
-                    Some(ix) => hessian_extremes(obj, theta, Batch::Indices(ix), 1, 0, cfg.seed)
-                        .map(|e| e.top.first().copied().unwrap_or(f64::NAN)),
+                    Some(ix) => hessian_extremes(
+                        obj,
+                        theta,
+                        Batch::Indices(ix),
+                        1,
+                        0,
+                        cfg.seed,
+                        &ExtremeOptions::default(),
+                    )
+                    .map(|e| e.top.first().copied().unwrap_or(f64::NAN)),
                 }
                 .map_err(|e| sp("sharpness", e))?,
             ),

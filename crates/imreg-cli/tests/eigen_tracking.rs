@@ -271,26 +271,16 @@ fn old_configs_keep_their_resolved_config_and_columns() {
 #[test]
 fn bad_tracking_keys_name_their_field() {
     let dir = tempfile::tempdir().unwrap();
+    // The MLP config with one more `[track]` key.
+    let extra = |key: &str| MLP.replace("top_k = 3", &format!("top_k = 3\n{key}"));
     let cases = [
         (MLP.replace("top_k = 3", "top_k = 0"), "track.top_k"),
         (MLP.replace("top_k = 3", "top_k = 11"), "track.top_k"),
         (MLP.replace("bottom_k = 2", "bottom_k = 11"), "track.bottom_k"),
-        (
-            MLP.replace("top_k = 3", "top_k = 3\nlanczos_tol = -1"),
-            "track.lanczos_tol",
-        ),
-        (
-            MLP.replace("top_k = 3", "top_k = 3\nlanczos_max_iter = 4"),
-            "track.lanczos_max_iter",
-        ),
-        (
-            MLP.replace("top_k = 3", "top_k = 3\nsubset = { n = 61 }"),
-            "track.subset.n",
-        ),
-        (
-            MLP.replace("top_k = 3", "top_k = 3\nsubset = { n = 0 }"),
-            "track.subset.n",
-        ),
+        (extra("lanczos_tol = -1"), "track.lanczos_tol"),
+        (extra("lanczos_max_iter = 4"), "track.lanczos_max_iter"),
+        (extra("subset = { n = 61 }"), "track.subset.n"),
+        (extra("subset = { n = 0 }"), "track.subset.n"),
         (
             SMALL.replace("sharpness = true", "subset = { n = 3 }"),
             "track.subset",

@@ -142,7 +142,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         / n as f64;
     assert!((a.trace_f.unwrap().value - tr_f).abs() <= 1e-12 * tr_f);
     // The command line, with the MLP flags.
-    let args = |loss: &str, extra: &[&str]| -> i32 {
+    let with_activation = |activation: &str, loss: &str, extra: &[&str]| -> i32 {
         let mut v = vec![
             "analyze",
             "--model",
@@ -150,7 +150,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
             "--hidden",
             "5",
             "--activation",
-            "tanh",
+            activation,
             "--loss",
             loss,
             "--params",
@@ -160,6 +160,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
         v.extend_from_slice(extra);
         cli(&v)
     };
+    let args = |loss: &str, extra: &[&str]| with_activation("tanh", loss, extra);
     let (xs, ys) = (d.join("x.npy"), d.join("y.npy"));
     let data = ["--data", xs.to_str().unwrap(), "--targets", ys.to_str().unwrap()];
     assert_eq!(args("half_mse", &data), 0);
@@ -178,26 +179,7 @@ fn analyze_mlp_safetensors_in_pytorch_layout() {
     assert_eq!(args("cross_entropy", &ce), 0);
     // Cross-entropy without labels, an unknown activation, and a deep-linear-style layout are bad input.
     assert_eq!(args("cross_entropy", &data), 2);
-    assert_eq!(
-        cli(&[
-            "analyze",
-            "--model",
-            "mlp",
-            "--hidden",
-            "5",
-            "--activation",
-            "swish",
-            "--loss",
-            "half_mse",
-            "--params",
-            st.to_str().unwrap(),
-            "--data",
-            xs.to_str().unwrap(),
-            "--targets",
-            ys.to_str().unwrap()
-        ]),
-        2
-    );
+    assert_eq!(with_activation("swish", "half_mse", &data), 2);
     let wrong = d.join("wrong.safetensors");
     let b5 = f64_bytes(&[0.0; 5]);
     let w15 = f64_bytes(&[0.0; 15]);
@@ -389,12 +371,12 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     std::fs::write(d.join("img.idx"), idx_bytes(0x0803, &[5, 2, 3], &pixels)).unwrap();
     std::fs::write(d.join("lab.idx"), idx_bytes(0x0801, &[5], &[3, 1, 4, 1, 5])).unwrap();
     let f = Path::new("c.toml");
-    let cfg = DataConfig::MnistIdx {
-        images: d.join("img.idx"),
-        labels: d.join("lab.idx"),
-        n: Some(4),
+    let idx = |images: &str, labels: &str, n| DataConfig::MnistIdx {
+        images: d.join(images),
+        labels: d.join(labels),
+        n,
     };
-    let ds = build(&cfg, 0, f).unwrap();
+    let ds = build(&idx("img.idx", "lab.idx", Some(4)), 0, f).unwrap();
     assert_eq!(ds.x.dim(), (4, 6));
     assert_eq!(ds.x[(1, 2)], 64.0 / 255.0); // pixel 8 of the file = 64
     assert_eq!(ds.labels().unwrap(), [3, 1, 4, 1]);
@@ -404,22 +386,12 @@ fn idx_and_cifar_files_load_and_bad_files_are_named() {
     assert_eq!(run_cli(&c, &d.join("mnist"), &["--no-figures"]), 0);
     // Bad magic in the image file: exit 2, field data.images, the file named.
     std::fs::write(d.join("bad.idx"), idx_bytes(0x0801, &[5], &[0; 5])).unwrap();
-    let bad = DataConfig::MnistIdx {
-        images: d.join("bad.idx"),
-        labels: d.join("lab.idx"),
-        n: None,
-    };
-    let (file, field, reason) = input_error(build(&bad, 0, f));
+    let (file, field, reason) = input_error(build(&idx("bad.idx", "lab.idx", None), 0, f));
     assert_eq!((file.as_str(), field.as_str()), ("c.toml", "data.images"));
     assert!(reason.contains("bad.idx"), "{reason}");
     // Label count ≠ image count.
     std::fs::write(d.join("lab4.idx"), idx_bytes(0x0801, &[4], &[0; 4])).unwrap();
-    let bad = DataConfig::MnistIdx {
-        images: d.join("img.idx"),
-        labels: d.join("lab4.idx"),
-        n: None,
-    };
-    let (_, field, reason) = input_error(build(&bad, 0, f));
+    let (_, field, reason) = input_error(build(&idx("img.idx", "lab4.idx", None), 0, f));
     assert_eq!(field, "data.labels", "{reason}");
     // CIFAR-10: two files of 2 and 1 records, concatenated.
     let record = |label: u8, v: u8| -> Vec<u8> {

@@ -51,18 +51,20 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
     let out = dir.path().join("novack");
     let o = out.to_str().unwrap();
     assert_eq!(cli(&["study", "list"]), 0);
-    let run = [
-        "study",
-        "run",
-        "novack",
-        "--dataset",
-        "digits",
-        "--scale",
-        "smoke",
-        "--out",
-        o,
-    ];
-    assert_eq!(cli(&run), 0);
+    let run = |scale| {
+        cli(&[
+            "study",
+            "run",
+            "novack",
+            "--dataset",
+            "digits",
+            "--scale",
+            scale,
+            "--out",
+            o,
+        ])
+    };
+    assert_eq!(run("smoke"), 0);
     assert_eq!(cli(&["study", "report", "novack", "--out", o]), 0);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## digits (smoke scale, seeds [0])"), "{md}");
@@ -79,23 +81,10 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
     assert!(out.join("digits/fig_micro_grad_norm.svg").is_file());
     // Rerunning skips every finished run and changes nothing.
     let before = tree(&out.join("digits/run-0000"));
-    assert_eq!(cli(&run), 0);
+    assert_eq!(run("smoke"), 0);
     assert_eq!(tree(&out.join("digits/run-0000")), before);
     // Another scale in the same folder is another manifest: refused.
-    assert_eq!(
-        cli(&[
-            "study",
-            "run",
-            "novack",
-            "--dataset",
-            "digits",
-            "--scale",
-            "reduced",
-            "--out",
-            o
-        ]),
-        2
-    );
+    assert_eq!(run("reduced"), 2);
     assert_eq!(cli(&["study", "run", "no-such-study", "--out", o]), 2);
     assert_eq!(
         cli(&["study", "run", "novack", "--dataset", "cifar", "--out", o]),

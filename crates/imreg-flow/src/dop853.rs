@@ -623,18 +623,20 @@ mod tests {
     #[test]
     fn blow_up_is_reported_with_time_and_step() {
         // ẏ = y², y(0) = 1 blows up at t = 1.
-        let err = integrate(
-            |_t, y: &[f64], dy: &mut [f64]| {
-                dy[0] = y[0] * y[0];
-                Ok(())
-            },
-            0.0,
-            &[1.0],
-            2.0,
-            &Dop853Options::default(),
-        )
-        .unwrap_err();
-        match err {
+        let blow_up = |opts: &Dop853Options| {
+            integrate(
+                |_t, y: &[f64], dy: &mut [f64]| {
+                    dy[0] = y[0] * y[0];
+                    Ok(())
+                },
+                0.0,
+                &[1.0],
+                2.0,
+                opts,
+            )
+            .unwrap_err()
+        };
+        match blow_up(&Dop853Options::default()) {
             FlowError::BlowUp { t, step, .. } | FlowError::StepSizeCollapse { t, step, .. } => {
                 assert!((t - 1.0).abs() < 1e-3, "t = {t}");
                 assert!(step > 0);
@@ -645,17 +647,7 @@ mod tests {
             divergence_norm: 1e6,
             ..Default::default()
         };
-        let err = integrate(
-            |_t, y: &[f64], dy: &mut [f64]| {
-                dy[0] = y[0] * y[0];
-                Ok(())
-            },
-            0.0,
-            &[1.0],
-            2.0,
-            &opts,
-        )
-        .unwrap_err();
+        let err = blow_up(&opts);
         assert!(
             matches!(err, FlowError::BlowUp { t, .. } if t < 1.0 && t > 0.99),
             "{err:?}"
