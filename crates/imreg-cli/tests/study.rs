@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use imreg_cli::experiment::{prepare, FolderOptions};
-use imreg_cli::study::{self, Outcome, StudyDataset, StudyOptions, StudyScale};
+use imreg_cli::study::{self, ClaimOutcome, StudyDataset, StudyOptions, StudyScale};
 use imreg_cli::sweep::Shard;
 use imreg_objective::Batch;
 use std::path::Path;
@@ -101,9 +101,12 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
 
 #[test]
 fn outcomes_follow_the_standard_error_of_the_difference() {
-    assert_eq!(Outcome::of_effect(0.03, 0.01, 2.0), Outcome::Reproduced);
-    assert_eq!(Outcome::of_effect(0.01, 0.01, 2.0), Outcome::NotReproduced);
-    assert_eq!(Outcome::of_effect(-0.03, 0.01, 2.0), Outcome::Reversed);
+    assert_eq!(ClaimOutcome::of_effect(0.03, 0.01, 2.0), ClaimOutcome::Reproduced);
+    assert_eq!(
+        ClaimOutcome::of_effect(0.01, 0.01, 2.0),
+        ClaimOutcome::NotReproduced
+    );
+    assert_eq!(ClaimOutcome::of_effect(-0.03, 0.01, 2.0), ClaimOutcome::Reversed);
 }
 
 /// [`SMALL`] at 12 steps with batches of 12, tracking the micro-batch gradient norm on micro-batches of 4.

@@ -1,7 +1,7 @@
 //! CIFAR-10 binary inputs: records of a label byte and 3072 pixel bytes, mutated in the labels, the record
 //! count (none, several) and the length (ragged, truncated) before byte-level edits.
 use crate::mutate;
-use crate::target::{loaded, Target, Verdict};
+use crate::target::{loaded, Target, TargetVerdict};
 use imreg_objective::data::cifar::{parse_cifar10, CIFAR_RECORD};
 use imreg_objective::data::Classification;
 use rand::Rng;
@@ -51,11 +51,11 @@ impl Target for Cifar10 {
         mutate::structured(rng, valid, mutate_records, |bytes| bytes.clone())
     }
 
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         match parse_cifar10(input, "fuzz_batch.bin") {
             Ok((x, labels)) => match Classification::new(x, labels, 10) {
-                Ok(_) => Verdict::Accepted,
-                Err(e) => Verdict::Rejected(e.to_string()),
+                Ok(_) => TargetVerdict::Accepted,
+                Err(e) => TargetVerdict::Rejected(e.to_string()),
             },
             e => loaded(e),
         }

@@ -4,7 +4,7 @@
 //! swapped or spliced from another config, and the text truncated or byte-flipped. Each input goes through
 //! [`ExperimentConfig::from_toml_str`] and [`ExperimentConfig::validate`], the public parser and validator.
 use crate::mutate;
-use crate::target::{Target, Verdict};
+use crate::target::{Target, TargetVerdict};
 use imreg_cli::config::ExperimentConfig;
 use imreg_cli::EXIT_BAD_INPUT;
 use rand::seq::IndexedRandom;
@@ -224,14 +224,14 @@ impl Target for Config {
         bytes
     }
 
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         let text = String::from_utf8_lossy(input);
         let file = Path::new("fuzz.toml");
         let result = ExperimentConfig::from_toml_str(&text, file).and_then(|c| c.validate(file));
         match result {
-            Ok(()) => Verdict::Accepted,
-            Err(e) if e.exit_code() == EXIT_BAD_INPUT => Verdict::Rejected(e.to_string()),
-            Err(e) => Verdict::Untyped(format!("exit {}: {e}", e.exit_code())),
+            Ok(()) => TargetVerdict::Accepted,
+            Err(e) if e.exit_code() == EXIT_BAD_INPUT => TargetVerdict::Rejected(e.to_string()),
+            Err(e) => TargetVerdict::Untyped(format!("exit {}: {e}", e.exit_code())),
         }
     }
 

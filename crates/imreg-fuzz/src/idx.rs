@@ -2,7 +2,7 @@
 //! the magic number, the number and size of the dimensions (zero, huge, overflowing products), label values
 //! and the body length before byte-level edits.
 use crate::mutate;
-use crate::target::{array_contract, loaded, Target, Verdict};
+use crate::target::{array_contract, loaded, Target, TargetVerdict};
 use imreg_objective::data::idx::{parse_images, parse_labels, IMAGES_MAGIC, LABELS_MAGIC};
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -98,14 +98,16 @@ impl Target for Idx {
         mutate::structured(rng, |r| self.valid(r), Parts::mutate, Parts::render)
     }
 
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         match self {
             Idx::Images => match parse_images(input, "fuzz-images-idx3-ubyte") {
                 Ok(x) => array_contract(&[x.nrows(), x.ncols()], x.len()),
                 e => loaded(e),
             },
             Idx::Labels => match parse_labels(input, "fuzz-labels-idx1-ubyte") {
-                Ok(l) if l.iter().any(|&v| v >= 10) => Verdict::Contract(format!("accepted labels {l:?}")),
+                Ok(l) if l.iter().any(|&v| v >= 10) => {
+                    TargetVerdict::Contract(format!("accepted labels {l:?}"))
+                }
                 Ok(l) => array_contract(&[l.len()], l.len()),
                 e => loaded(e),
             },

@@ -4,7 +4,7 @@
 use clap::Parser;
 use imreg_fuzz::alloc::{self, CappedAlloc};
 use imreg_fuzz::run::{self, Budget, Tally};
-use imreg_fuzz::target::{self, Verdict};
+use imreg_fuzz::target::{self, TargetVerdict};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -71,19 +71,19 @@ fn replay(spec: &str, dump: Option<&std::path::Path>) -> Result<bool, String> {
         r.refused_alloc
     );
     let ok = match &r.outcome {
-        Ok(Verdict::Accepted) => {
+        Ok(TargetVerdict::Accepted) => {
             println!("accepted");
             true
         }
-        Ok(Verdict::Rejected(m)) => {
+        Ok(TargetVerdict::Rejected(m)) => {
             println!("typed error: {m}");
             true
         }
-        Ok(Verdict::Untyped(m)) => {
+        Ok(TargetVerdict::Untyped(m)) => {
             println!("UNTYPED error: {m}");
             false
         }
-        Ok(Verdict::Contract(m)) => {
+        Ok(TargetVerdict::Contract(m)) => {
             println!("CONTRACT broken: {m}");
             false
         }

@@ -1,7 +1,7 @@
 //! `.npy` inputs: a header dict (`descr`, `fortran_order`, `shape`) and a body, mutated field by field
 //! (shape numbers, dtype strings, order flag, version, header length, missing keys) before byte-level edits.
 use crate::mutate;
-use crate::target::{array_contract, loaded, Target, Verdict};
+use crate::target::{array_contract, loaded, Target, TargetVerdict};
 use imreg_objective::data::npy::parse_npy;
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -122,7 +122,7 @@ impl Target for Npy {
         mutate::structured(rng, Parts::valid, Parts::mutate, Parts::render)
     }
 
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         match parse_npy(input, "fuzz.npy") {
             Ok(a) => {
                 let verdict = array_contract(&a.shape, a.data.len());

@@ -2,7 +2,7 @@
 //! replayed alone), runs it under `catch_unwind` with its time and largest allocation measured, and tallies
 //! typed errors, accepts, panics, slow inputs ("hangs"), large allocations and untyped errors.
 use crate::alloc;
-use crate::target::{Target, Verdict, TARGET_NAMES};
+use crate::target::{Target, TargetVerdict, TARGET_NAMES};
 use imreg_objective::rng;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,7 +44,7 @@ pub struct Failure {
 #[derive(Clone, Debug)]
 pub struct Run {
     /// The verdict, or the panic message.
-    pub outcome: Result<Verdict, String>,
+    pub outcome: Result<TargetVerdict, String>,
     pub elapsed: Duration,
     /// The largest single allocation while running it, and the largest refused one (0 if none).
     pub peak_alloc: usize,
@@ -235,10 +235,10 @@ pub fn run_target(target: &dyn Target, seed: u64, budget: Budget, slow: Duration
             }
         };
         match run.outcome {
-            Ok(Verdict::Accepted) => tally.accepted += 1,
-            Ok(Verdict::Rejected(_)) => tally.rejected += 1,
-            Ok(Verdict::Untyped(m)) => fail(FailureKind::Untyped, m, &mut tally.untyped),
-            Ok(Verdict::Contract(m)) => fail(FailureKind::Contract, m, &mut tally.contract),
+            Ok(TargetVerdict::Accepted) => tally.accepted += 1,
+            Ok(TargetVerdict::Rejected(_)) => tally.rejected += 1,
+            Ok(TargetVerdict::Untyped(m)) => fail(FailureKind::Untyped, m, &mut tally.untyped),
+            Ok(TargetVerdict::Contract(m)) => fail(FailureKind::Contract, m, &mut tally.contract),
             Err(m) => fail(FailureKind::Panic, m, &mut tally.panics),
         }
         if run.elapsed > slow {

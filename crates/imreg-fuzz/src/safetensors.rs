@@ -4,7 +4,7 @@
 //! the metadata, the header length and the data length, before byte-level edits. An accepted file is mapped
 //! onto a fixed architecture with [`flatten_params`], so weights that do not fit it are exercised too.
 use crate::mutate;
-use crate::target::{array_contract, loaded, Target, Verdict};
+use crate::target::{array_contract, loaded, Target, TargetVerdict};
 use imreg_objective::data::weights::{flatten_params, parse_safetensors};
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -171,14 +171,14 @@ impl Target for Safetensors {
         mutate::structured(rng, Parts::valid, Parts::mutate, Parts::render)
     }
 
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         match parse_safetensors(input, "fuzz.safetensors") {
             Ok(tensors) => {
                 if let Some((name, shape, data)) = tensors
                     .iter()
-                    .find(|(_, s, d)| array_contract(s, d.len()) != Verdict::Accepted)
+                    .find(|(_, s, d)| array_contract(s, d.len()) != TargetVerdict::Accepted)
                 {
-                    return Verdict::Contract(format!(
+                    return TargetVerdict::Contract(format!(
                         "tensor {name}: shape {shape:?} with {} values",
                         data.len()
                     ));

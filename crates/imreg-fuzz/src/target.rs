@@ -4,7 +4,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// What the code under test made of an input (a panic is caught by the driver, not returned).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Verdict {
+pub enum TargetVerdict {
     /// The input was accepted.
     Accepted,
     /// A typed error (for configs: exit code 2), with its message.
@@ -24,7 +24,7 @@ pub trait Target: Sync {
     /// A mutated input: a small valid file generated from `rng`, then mutated (rarely left valid).
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8>;
     /// Runs the input through the code under test.
-    fn check(&self, input: &[u8]) -> Verdict;
+    fn check(&self, input: &[u8]) -> TargetVerdict;
     /// `true` for targets whose code lives in another crate than the loaders (reported separately).
     fn is_config(&self) -> bool {
         false
@@ -60,19 +60,19 @@ pub fn by_name(name: &str) -> Option<&'static dyn Target> {
 
 /// The contract of an accepted array of `len` values with `shape`: `len = ∏ shape`, every axis ≥ 1, at most
 /// [`MAX_VALUES`](imreg_objective::data::limits::MAX_VALUES) values.
-pub fn array_contract(shape: &[usize], len: usize) -> Verdict {
+pub fn array_contract(shape: &[usize], len: usize) -> TargetVerdict {
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if count != Some(len) || shape.contains(&0) || len > imreg_objective::data::limits::MAX_VALUES {
-        Verdict::Contract(format!("accepted shape {shape:?} with {len} values"))
+        TargetVerdict::Contract(format!("accepted shape {shape:?} with {len} values"))
     } else {
-        Verdict::Accepted
+        TargetVerdict::Accepted
     }
 }
 
 /// A loader's result as a verdict: `Ok` accepted, `Err` a typed [`imreg_objective::data::DataError`].
-pub fn loaded<T>(r: imreg_objective::data::DataResult<T>) -> Verdict {
+pub fn loaded<T>(r: imreg_objective::data::DataResult<T>) -> TargetVerdict {
     match r {
-        Ok(_) => Verdict::Accepted,
-        Err(e) => Verdict::Rejected(e.to_string()),
+        Ok(_) => TargetVerdict::Accepted,
+        Err(e) => TargetVerdict::Rejected(e.to_string()),
     }
 }

@@ -2,7 +2,7 @@
 //! driver counts what a broken target does (panics, large allocations, untyped errors, broken contracts).
 use imreg_fuzz::alloc::{self, CappedAlloc};
 use imreg_fuzz::run::{self, Budget, FailureKind};
-use imreg_fuzz::target::{self, Target, Verdict};
+use imreg_fuzz::target::{self, Target, TargetVerdict};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -61,24 +61,24 @@ impl Target for Broken {
     fn generate(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
         vec![rng.random_range(0..7)]
     }
-    fn check(&self, input: &[u8]) -> Verdict {
+    fn check(&self, input: &[u8]) -> TargetVerdict {
         match input[0] {
             0 => panic!("broken target panics"),
             1 => {
                 let mut v: Vec<u8> = Vec::new();
                 match v.try_reserve(1 << 30) {
-                    Ok(()) => Verdict::Accepted,
-                    Err(e) => Verdict::Rejected(e.to_string()),
+                    Ok(()) => TargetVerdict::Accepted,
+                    Err(e) => TargetVerdict::Rejected(e.to_string()),
                 }
             }
-            2 => Verdict::Untyped("exit 1".into()),
-            3 => Verdict::Contract("shape [2] with 3 values".into()),
+            2 => TargetVerdict::Untyped("exit 1".into()),
+            3 => TargetVerdict::Contract("shape [2] with 3 values".into()),
             4 => {
                 std::thread::sleep(Duration::from_millis(15));
-                Verdict::Accepted
+                TargetVerdict::Accepted
             }
-            5 => Verdict::Rejected("typed".into()),
-            _ => Verdict::Accepted,
+            5 => TargetVerdict::Rejected("typed".into()),
+            _ => TargetVerdict::Accepted,
         }
     }
 }
@@ -116,8 +116,8 @@ fn the_driver_counts_each_failure_class() {
                     .is_err_and(|m| m.contains("broken target panics")))
             }
             FailureKind::LargeAllocation => assert_eq!(again.refused_alloc, 1 << 30),
-            FailureKind::Untyped => assert!(matches!(again.outcome, Ok(Verdict::Untyped(_)))),
-            FailureKind::Contract => assert!(matches!(again.outcome, Ok(Verdict::Contract(_)))),
+            FailureKind::Untyped => assert!(matches!(again.outcome, Ok(TargetVerdict::Untyped(_)))),
+            FailureKind::Contract => assert!(matches!(again.outcome, Ok(TargetVerdict::Contract(_)))),
             FailureKind::Hang => assert!(f.detail.starts_with("took")),
         }
     }

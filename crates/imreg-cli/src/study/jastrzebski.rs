@@ -22,7 +22,7 @@
 //! [`FISHER_ALPHA`], [`BATCHES`] and [`Setting`] before any outcome was seen.
 use super::smith::{final_metric, number, recovery_verdict, save_figure, series, Cell, Setting, Sgd, Stat};
 use super::{
-    FinishedRun, Outcome, Study, StudyDataset, StudyOptions, StudyReport, StudyRun, StudyScale, Table,
+    ClaimOutcome, FinishedRun, Study, StudyDataset, StudyOptions, StudyReport, StudyRun, StudyScale, Table,
     Verdict,
 };
 use crate::error::Result;
@@ -433,10 +433,10 @@ fn explosion_verdict(small: &Cell<'_>, large: &Cell<'_>, epoch: f64, total_steps
         number(total_steps as f64 / epoch)
     );
     let outcome = match diff.sign() {
-        _ if diff.n < 2 => Outcome::Inconclusive,
-        1 if early => Outcome::Reproduced,
-        -1 => Outcome::Reversed,
-        _ => Outcome::NotReproduced,
+        _ if diff.n < 2 => ClaimOutcome::Inconclusive,
+        1 if early => ClaimOutcome::Reproduced,
+        -1 => ClaimOutcome::Reversed,
+        _ => ClaimOutcome::NotReproduced,
     };
     Verdict {
         claim: format!("J2: Tr F explodes early at η_s = {SMALL_LR}, not at η_l = {LARGE_LR}"),
@@ -451,7 +451,7 @@ fn prevention_verdict(small: &Cell<'_>, penalized: &Cell<'_>) -> Verdict {
     let diff = Stat::paired(&peaks(small), &peaks(penalized));
     Verdict {
         claim: "J3: the Fisher penalty prevents the explosion (lower peak Tr F at η_s)".into(),
-        outcome: Outcome::of_effect(diff.mean, diff.se, super::smith::SIGNIFICANT_SE),
+        outcome: ClaimOutcome::of_effect(diff.mean, diff.se, super::smith::SIGNIFICANT_SE),
         evidence: format!(
             "peak Tr F without the penalty − with it (paired) {}",
             diff.show(3)
@@ -527,15 +527,15 @@ fn conjecture_verdict(claim: &str, runs: &[FinishedRun], curve: Curve, sign: i32
         .iter()
         .any(|(_, a, b)| Stat::paired(&maxima(a), &maxima(b)).n < 2)
     {
-        Outcome::Inconclusive
+        ClaimOutcome::Inconclusive
     } else if hold == pairs.len() {
-        Outcome::Reproduced
+        ClaimOutcome::Reproduced
     } else if hold == 0 && against >= 3 {
-        Outcome::Reversed
+        ClaimOutcome::Reversed
     } else if against == 0 && undecided > 0 {
-        Outcome::Inconclusive
+        ClaimOutcome::Inconclusive
     } else {
-        Outcome::NotReproduced
+        ClaimOutcome::NotReproduced
     };
     Verdict {
         claim: claim.into(),
@@ -593,13 +593,13 @@ mod tests {
             ];
             conjecture_verdict("c", &break_even(p), &lambda_h1, -1).outcome
         };
-        assert_eq!(verdict([5.0, 3.0, 7.0, 4.0], false), Outcome::Reproduced);
+        assert_eq!(verdict([5.0, 3.0, 7.0, 4.0], false), ClaimOutcome::Reproduced);
         // Every comparison reversed.
-        assert_eq!(verdict([3.0, 5.0, 2.0, 4.0], false), Outcome::Reversed);
+        assert_eq!(verdict([3.0, 5.0, 2.0, 4.0], false), ClaimOutcome::Reversed);
         // The small-η, small-batch arm is lower than the large-η one but still rising at the end: the two
         // comparisons it takes part in are undecided, the others hold.
-        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], true), Outcome::Inconclusive);
-        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], false), Outcome::NotReproduced);
+        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], true), ClaimOutcome::Inconclusive);
+        assert_eq!(verdict([2.0, 3.0, 7.0, 4.0], false), ClaimOutcome::NotReproduced);
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub struct FinishedRun {
 /// How a claim of the source fared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum ClaimOutcome {
     /// The measured effect has the claimed sign and is larger than its standard error allows by chance.
     Reproduced,
     /// No effect distinguishable from noise.
@@ -182,28 +182,28 @@ pub enum Outcome {
     Inconclusive,
 }
 
-impl Outcome {
+impl ClaimOutcome {
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Reproduced => "reproduced",
-            Outcome::NotReproduced => "not reproduced",
-            Outcome::Reversed => "reversed",
-            Outcome::Inconclusive => "inconclusive",
+            ClaimOutcome::Reproduced => "reproduced",
+            ClaimOutcome::NotReproduced => "not reproduced",
+            ClaimOutcome::Reversed => "reversed",
+            ClaimOutcome::Inconclusive => "inconclusive",
         }
     }
 
     /// The outcome of the claim "`effect` > 0" for a measured effect with standard error `se` (of the
     /// difference): reproduced when `effect > z·se`, reversed when `effect < −z·se`, not reproduced in
     /// between; inconclusive when `se` is not finite (fewer than two seeds) or `effect` is not finite.
-    pub fn of_effect(effect: f64, se: f64, z: f64) -> Outcome {
+    pub fn of_effect(effect: f64, se: f64, z: f64) -> ClaimOutcome {
         if !(effect.is_finite() && se.is_finite()) {
-            Outcome::Inconclusive
+            ClaimOutcome::Inconclusive
         } else if effect > z * se {
-            Outcome::Reproduced
+            ClaimOutcome::Reproduced
         } else if effect < -z * se {
-            Outcome::Reversed
+            ClaimOutcome::Reversed
         } else {
-            Outcome::NotReproduced
+            ClaimOutcome::NotReproduced
         }
     }
 }
@@ -212,7 +212,7 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub claim: String,
-    pub outcome: Outcome,
+    pub outcome: ClaimOutcome,
     pub evidence: String,
 }
 
@@ -771,7 +771,7 @@ mod tests {
             let (ml, sl) = mean_se(&large);
             let verdict = Verdict {
                 claim: self.claims().into(),
-                outcome: Outcome::of_effect(ms - ml, (ss * ss + sl * sl).sqrt(), 2.0),
+                outcome: ClaimOutcome::of_effect(ms - ml, (ss * ss + sl * sl).sqrt(), 2.0),
                 evidence: format!("{ms} vs {ml}"),
             };
             Ok(StudyReport {
@@ -791,10 +791,16 @@ mod tests {
         assert!(mean_se(&[7.0]).1.is_nan());
         assert_eq!(fmt_mean_se((0.5, f64::NAN), 2), "0.50 ± n/a");
         assert_eq!(fmt_mean_se((0.5, 0.0125), 3), "0.500 ± 0.013");
-        assert_eq!(Outcome::of_effect(1.0, 0.1, 2.0), Outcome::Reproduced);
-        assert_eq!(Outcome::of_effect(-1.0, 0.1, 2.0), Outcome::Reversed);
-        assert_eq!(Outcome::of_effect(0.1, 0.1, 2.0), Outcome::NotReproduced);
-        assert_eq!(Outcome::of_effect(1.0, f64::NAN, 2.0), Outcome::Inconclusive);
+        assert_eq!(ClaimOutcome::of_effect(1.0, 0.1, 2.0), ClaimOutcome::Reproduced);
+        assert_eq!(ClaimOutcome::of_effect(-1.0, 0.1, 2.0), ClaimOutcome::Reversed);
+        assert_eq!(
+            ClaimOutcome::of_effect(0.1, 0.1, 2.0),
+            ClaimOutcome::NotReproduced
+        );
+        assert_eq!(
+            ClaimOutcome::of_effect(1.0, f64::NAN, 2.0),
+            ClaimOutcome::Inconclusive
+        );
         let mut t = Table::new(&["a", "b"]);
         t.row(["x|y".to_string()]);
         assert_eq!(t.markdown(), "| a | b |\n|---|---|\n| x\\|y |  |\n");

@@ -12,12 +12,12 @@
 //! The penalty strengths were fixed before any result was seen: `λ = 0.01` (Novack et al.'s GN and FT value
 //! on CIFAR-10; used for AJ and UJ too) at every scale, and in addition `λ = 0.1` at full scale; every value
 //! is reported. Verdicts compare means with `z = 2` standard errors of the difference
-//! ([`Outcome::of_effect`]); a claim is inconclusive unless both arms trained to a plateau
+//! ([`ClaimOutcome::of_effect`]); a claim is inconclusive unless both arms trained to a plateau
 //! ([`plateaued`]), and the claims that a method improves on large batch are inconclusive where the gap
 //! itself did not reproduce.
 use super::{
-    fmt_mean_se, mean_se, FinishedRun, Outcome, Study, StudyDataset, StudyOptions, StudyReport, StudyRun,
-    StudyScale, Table, Verdict,
+    fmt_mean_se, mean_se, ClaimOutcome, FinishedRun, Study, StudyDataset, StudyOptions, StudyReport,
+    StudyRun, StudyScale, Table, Verdict,
 };
 use crate::config::{ExperimentConfig, ShippedConfig};
 use crate::error::{CliError, Result};
@@ -33,7 +33,7 @@ const Z: f64 = 2.0;
 
 /// The sizes of one instance.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Protocol {
+pub struct NovackProtocol {
     /// Training examples (a multiple of `large`).
     pub n_train: usize,
     /// Test examples (held out by `[split]`; for the digits, the rest of the 1,797).
@@ -52,9 +52,9 @@ pub struct Protocol {
     pub micro_sweep: Vec<usize>,
 }
 
-impl Protocol {
+impl NovackProtocol {
     /// The protocol of `dataset` at `scale`.
-    pub fn of(dataset: StudyDataset, scale: StudyScale) -> Protocol {
+    pub fn of(dataset: StudyDataset, scale: StudyScale) -> NovackProtocol {
         let images = dataset != StudyDataset::Digits;
         let (n_train, epochs, records, small) = match (scale, images) {
             (StudyScale::Smoke, _) => (128, 2, 2, 8),
@@ -69,7 +69,7 @@ impl Protocol {
             (StudyScale::Reduced, false) => vec![4 * small, large],
             (StudyScale::Full, _) => vec![2 * small, 4 * small, 8 * small, large],
         };
-        Protocol {
+        NovackProtocol {
             n_train,
             n_test: match (scale, images) {
                 (_, false) => 1797 - n_train,
@@ -133,10 +133,10 @@ struct Arm {
 const MAIN: &str = "main";
 const MICRO: &str = "micro-batch";
 
-fn sb(p: &Protocol) -> String {
+fn sb(p: &NovackProtocol) -> String {
     format!("SB (b={})", p.small)
 }
-fn lb(p: &Protocol) -> String {
+fn lb(p: &NovackProtocol) -> String {
     format!("LB (B={})", p.large)
 }
 fn penalty_arm(pen: Penalty, lambda: f64) -> String {
@@ -147,7 +147,7 @@ fn micro_arm(m: usize) -> String {
 }
 const GRAFT: &str = "LB+graft";
 
-fn arms(p: &Protocol) -> Vec<Arm> {
+fn arms(p: &NovackProtocol) -> Vec<Arm> {
     let plain = |name: String, batch| Arm {
         name,
         group: MAIN,
@@ -179,7 +179,7 @@ fn arms(p: &Protocol) -> Vec<Arm> {
 }
 
 /// The config of `arm` on `dataset`.
-fn config(dataset: StudyDataset, p: &Protocol, arm: &Arm) -> Result<ExperimentConfig> {
+fn config(dataset: StudyDataset, p: &NovackProtocol, arm: &Arm) -> Result<ExperimentConfig> {
     let steps_per_epoch = p.n_train / arm.batch;
     let steps = p.epochs * steps_per_epoch;
     let every = steps / p.records;
@@ -231,7 +231,7 @@ impl Study for Novack {
     }
 
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>> {
-        let p = Protocol::of(opts.dataset, opts.scale);
+        let p = NovackProtocol::of(opts.dataset, opts.scale);
         let mut out = Vec::new();
         for arm in arms(&p) {
             let config = config(opts.dataset, &p, &arm)?;
@@ -248,11 +248,11 @@ impl Study for Novack {
     }
 
     fn report(&self, opts: &StudyOptions, runs: &[FinishedRun], out: &Path) -> Result<StudyReport> {
-        let p = Protocol::of(opts.dataset, opts.scale);
+        let p = NovackProtocol::of(opts.dataset, opts.scale);
         let stats = |arm: &str| ArmStats::of(runs, arm, &p);
         let all = arms(&p);
         let mut md = format!(
-            "Protocol: `cnn-relu`, cross-entropy, {} train / {} test examples, η = {}, b = {}, B = {} (ratio {}), \
+            "NovackProtocol: `cnn-relu`, cross-entropy, {} train / {} test examples, η = {}, b = {}, B = {} (ratio {}), \
              {} epochs for every arm, λ ∈ {:?}, micro-batch sweep |M| ∈ {:?}; mean ± SE over seeds {:?}.\n\n",
             p.n_train,
             p.n_test,
@@ -327,7 +327,7 @@ struct ArmStats {
 }
 
 impl ArmStats {
-    fn of(runs: &[FinishedRun], arm: &str, _p: &Protocol) -> ArmStats {
+    fn of(runs: &[FinishedRun], arm: &str, _p: &NovackProtocol) -> ArmStats {
         let mine: Vec<&FinishedRun> = runs.iter().filter(|r| r.run.arm == arm).collect();
         let ok: Vec<&&FinishedRun> = mine.iter().filter(|r| r.diverged_at.is_none()).collect();
         let collect = |f: &dyn Fn(&FinishedRun) -> Option<f64>| {
@@ -403,9 +403,9 @@ fn diff(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
 /// The verdicts. Every claim compares two arms; it is inconclusive unless every seed of both arms trained to
 /// a plateau (else it would measure optimization speed, not generalization), and a claim that a
 /// method improves on large batch is inconclusive where the gap itself did not reproduce.
-fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
+fn verdicts(p: &NovackProtocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
     let pct = |x: f64| format!("{:.2}", 100.0 * x);
-    let compare = |claim: String, better: &str, worse: &str, needs_gap: Option<Outcome>| {
+    let compare = |claim: String, better: &str, worse: &str, needs_gap: Option<ClaimOutcome>| {
         let (b, w) = (stats(better), stats(worse));
         let d = diff(b.test_acc, w.test_acc);
         let mut evidence = format!(
@@ -415,15 +415,15 @@ fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
             pct(d.0),
             pct(d.1)
         );
-        let mut outcome = Outcome::of_effect(d.0, d.1, Z);
+        let mut outcome = ClaimOutcome::of_effect(d.0, d.1, Z);
         if b.plateaued < b.seeds || w.plateaued < w.seeds {
-            outcome = Outcome::Inconclusive;
+            outcome = ClaimOutcome::Inconclusive;
             evidence = format!(
                 "not trained to a plateau ({better} {}/{}, {worse} {}/{} seeds); {evidence}",
                 b.plateaued, b.seeds, w.plateaued, w.seeds
             );
-        } else if needs_gap.is_some_and(|g| g != Outcome::Reproduced) {
-            outcome = Outcome::Inconclusive;
+        } else if needs_gap.is_some_and(|g| g != ClaimOutcome::Reproduced) {
+            outcome = ClaimOutcome::Inconclusive;
             evidence = format!("no gap to close; {evidence}");
         }
         Verdict {
@@ -481,9 +481,9 @@ fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
         "mean ‖∇L_M‖²: SB {:.4} vs LB {:.4} (difference {:.4} ± {:.4})",
         s.micro_norm.0, l.micro_norm.0, d.0, d.1
     );
-    let mut outcome = Outcome::of_effect(d.0, d.1, Z);
+    let mut outcome = ClaimOutcome::of_effect(d.0, d.1, Z);
     if s.plateaued < s.seeds || l.plateaued < l.seeds {
-        outcome = Outcome::Inconclusive;
+        outcome = ClaimOutcome::Inconclusive;
         evidence = format!(
             "not trained to a plateau (SB {}/{}, LB {}/{} seeds); {evidence}",
             s.plateaued, s.seeds, l.plateaued, l.seeds
@@ -509,7 +509,7 @@ fn verdicts(p: &Protocol, stats: &dyn Fn(&str) -> ArmStats) -> Vec<Verdict> {
 
 /// Figure 1 (mean micro-batch gradient norm along training, per arm, mean over seeds) and the breakdown
 /// (test accuracy against |M|), written into `out`; returns their Markdown links.
-fn figures(p: &Protocol, runs: &[FinishedRun], arms: &[Arm], out: &Path) -> Result<String> {
+fn figures(p: &NovackProtocol, runs: &[FinishedRun], arms: &[Arm], out: &Path) -> Result<String> {
     let mut fig = Figure::new(format!("mean micro-batch ‖∇L_M‖², |M| = {}", p.small))
         .x_label("epoch")
         .y_label("mean_j ‖∇L_{M_j}‖²")
@@ -621,7 +621,7 @@ mod tests {
     fn every_instance_is_a_valid_protocol() {
         for d in StudyDataset::ALL {
             for scale in [StudyScale::Smoke, StudyScale::Reduced, StudyScale::Full] {
-                let p = Protocol::of(d, scale);
+                let p = NovackProtocol::of(d, scale);
                 assert!(p.large >= 16 * p.small);
                 assert_eq!(p.n_train % p.large, 0);
                 let opts = StudyOptions::new(d, scale);

@@ -14,8 +14,8 @@
 //! The settings (dataset sizes, model, `ε`, grid, epochs) are fixed in [`Setting`] before any outcome was
 //! seen; the verdict rules are in [`recovery_verdict`] and [`Smith::report`].
 use super::{
-    fmt_mean_se, mean_se, FinishedRun, Outcome, Study, StudyDataset, StudyOptions, StudyReport, StudyRun,
-    StudyScale, Table, Verdict,
+    fmt_mean_se, mean_se, ClaimOutcome, FinishedRun, Study, StudyDataset, StudyOptions, StudyReport,
+    StudyRun, StudyScale, Table, Verdict,
 };
 use crate::config::ExperimentConfig;
 use crate::error::{CliError, Result};
@@ -320,15 +320,15 @@ pub fn recovery_verdict(
         regularized.runs.len()
     );
     let outcome = if !converged || gain.n < 2 || to_large.n < 2 {
-        Outcome::Inconclusive
+        ClaimOutcome::Inconclusive
     } else if gain.sign() < 0 {
-        Outcome::Reversed
+        ClaimOutcome::Reversed
     } else if gain.sign() > 0 && to_large.sign() >= 0 {
-        Outcome::Reproduced
+        ClaimOutcome::Reproduced
     } else if gap.sign() <= 0 {
-        Outcome::Inconclusive
+        ClaimOutcome::Inconclusive
     } else {
-        Outcome::NotReproduced
+        ClaimOutcome::NotReproduced
     };
     Verdict {
         claim,
@@ -570,7 +570,7 @@ fn best_rates_verdict(cells: &[(f64, Cell<'_>)]) -> Verdict {
     ) else {
         return Verdict {
             claim,
-            outcome: Outcome::Inconclusive,
+            outcome: ClaimOutcome::Inconclusive,
             evidence: "no learning rate completed".into(),
         };
     };
@@ -588,11 +588,11 @@ fn best_rates_verdict(cells: &[(f64, Cell<'_>)]) -> Verdict {
         cells.iter().map(|c| number(c.0)).collect::<Vec<_>>()
     );
     let outcome = if acc.0 == loss.0 || diff.sign() <= 0 {
-        Outcome::NotReproduced
+        ClaimOutcome::NotReproduced
     } else if acc.0 > loss.0 {
-        Outcome::Reproduced
+        ClaimOutcome::Reproduced
     } else {
-        Outcome::Reversed
+        ClaimOutcome::Reversed
     };
     Verdict {
         claim,
@@ -663,7 +663,7 @@ pub(super) mod tests {
         assert!(!plateau(&diverged).reached);
     }
 
-    fn verdict(small: [f64; 3], large: [f64; 3], reg: [f64; 3], small_change: f64) -> Outcome {
+    fn verdict(small: [f64; 3], large: [f64; 3], reg: [f64; 3], small_change: f64) -> ClaimOutcome {
         let mut runs = Vec::new();
         for seed in 0..3 {
             runs.push(classifier("s", "g", seed, small[seed as usize], small_change));
@@ -679,21 +679,24 @@ pub(super) mod tests {
         let (small, large) = ([0.90, 0.91, 0.92], [0.95, 0.96, 0.97]);
         assert_eq!(
             verdict(small, large, [0.95, 0.961, 0.969], 0.0),
-            Outcome::Reproduced
+            ClaimOutcome::Reproduced
         );
         assert_eq!(
             verdict(small, large, [0.901, 0.909, 0.92], 0.0),
-            Outcome::NotReproduced
+            ClaimOutcome::NotReproduced
         );
-        assert_eq!(verdict(small, large, [0.85, 0.86, 0.87], 0.0), Outcome::Reversed);
+        assert_eq!(
+            verdict(small, large, [0.85, 0.86, 0.87], 0.0),
+            ClaimOutcome::Reversed
+        );
         // Unconverged small-rate runs, or no gap to recover: inconclusive.
         assert_eq!(
             verdict(small, large, [0.95, 0.961, 0.969], 0.05),
-            Outcome::Inconclusive
+            ClaimOutcome::Inconclusive
         );
         assert_eq!(
             verdict(small, small, [0.901, 0.909, 0.92], 0.0),
-            Outcome::Inconclusive
+            ClaimOutcome::Inconclusive
         );
     }
 
@@ -716,11 +719,11 @@ pub(super) mod tests {
         };
         assert_eq!(
             best_rates_verdict(&cells(&[0.1, 0.2, 0.4])).outcome,
-            Outcome::Reversed
+            ClaimOutcome::Reversed
         );
         assert_eq!(
             best_rates_verdict(&cells(&[0.1, 0.2])).outcome,
-            Outcome::NotReproduced
+            ClaimOutcome::NotReproduced
         );
         assert_eq!(number(0.2 - 0.025), "0.175");
     }

@@ -17,10 +17,10 @@
 //!   training loss is at most `ESCAPE_FRACTION · ln 10` (censored at the horizon when never reached).
 //!
 //! Every setting below was fixed from the source before any result was seen. Verdicts compare per-seed
-//! paired differences (same initialization) with `z = 2` standard errors ([`Outcome::of_effect`]).
+//! paired differences (same initialization) with `z = 2` standard errors ([`ClaimOutcome::of_effect`]).
 use super::{
-    fmt_mean_se, mean_se, FinishedRun, Outcome, Study, StudyDataset, StudyOptions, StudyReport, StudyRun,
-    StudyScale, Table, Verdict,
+    fmt_mean_se, mean_se, ClaimOutcome, FinishedRun, Study, StudyDataset, StudyOptions, StudyReport,
+    StudyRun, StudyScale, Table, Verdict,
 };
 use crate::config::{ExperimentConfig, ShippedConfig};
 use crate::error::{CliError, Result};
@@ -53,7 +53,7 @@ const ARMS: [&str; 4] = [WOR, WR, NOISY, GD];
 
 /// The sizes of one instance.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Protocol {
+pub struct WithoutReplacementProtocol {
     /// Training examples (`n/10` per class of the shipped training part).
     pub n: usize,
     /// Batch size `b` (divides `n`; `k = n/b` steps per epoch).
@@ -66,14 +66,14 @@ pub struct Protocol {
     pub sharp: usize,
 }
 
-impl Protocol {
-    pub fn of(scale: StudyScale) -> Protocol {
+impl WithoutReplacementProtocol {
+    pub fn of(scale: StudyScale) -> WithoutReplacementProtocol {
         let (n, batch, epochs, every, sharp) = match scale {
             StudyScale::Smoke => (100, 10, 2, 5, 4),
             StudyScale::Reduced => (200, 10, 5, 5, 10),
             StudyScale::Full => (1000, 50, 30, 10, 20),
         };
-        Protocol {
+        WithoutReplacementProtocol {
             n,
             batch,
             epochs,
@@ -94,7 +94,7 @@ impl Protocol {
 }
 
 /// The optimizer table of `arm` (`sigma`: the matched noise level).
-fn optimizer(arm: &str, p: &Protocol, sigma: f64) -> String {
+fn optimizer(arm: &str, p: &WithoutReplacementProtocol, sigma: f64) -> String {
     let lr = p.lr;
     match arm {
         WOR => format!(
@@ -111,7 +111,13 @@ fn optimizer(arm: &str, p: &Protocol, sigma: f64) -> String {
 }
 
 /// The config of `arm` in `group` for `seed`.
-fn config(p: &Protocol, group: &str, arm: &str, sigma: f64, seed: u64) -> Result<ExperimentConfig> {
+fn config(
+    p: &WithoutReplacementProtocol,
+    group: &str,
+    arm: &str,
+    sigma: f64,
+    seed: u64,
+) -> Result<ExperimentConfig> {
     let scale = if group == SADDLE { SADDLE_SCALE } else { 1.0 };
     let text = format!(
         "seed = {seed}\nsteps = {steps}\n\
@@ -152,7 +158,7 @@ impl Study for WithoutReplacement {
     }
 
     fn runs(&self, opts: &StudyOptions) -> Result<Vec<StudyRun>> {
-        let p = Protocol::of(opts.scale);
+        let p = WithoutReplacementProtocol::of(opts.scale);
         let mut out = Vec::new();
         for group in [FLAT, SADDLE] {
             for &seed in &opts.seeds {
@@ -180,7 +186,7 @@ impl Study for WithoutReplacement {
     }
 
     fn report(&self, opts: &StudyOptions, runs: &[FinishedRun], out: &Path) -> Result<StudyReport> {
-        let p = Protocol::of(opts.scale);
+        let p = WithoutReplacementProtocol::of(opts.scale);
         let steps = p.steps();
         let threshold = ESCAPE_FRACTION * 10f64.ln();
         // Per (group, arm, seed): the measured quantities.
@@ -310,9 +316,9 @@ impl Study for WithoutReplacement {
         let verdict = |claim: String, diffs: Vec<f64>, digits: usize| {
             let (m, se) = mean_se(&diffs);
             let outcome = if diffs.len() < 2 {
-                Outcome::Inconclusive
+                ClaimOutcome::Inconclusive
             } else {
-                Outcome::of_effect(m, se, Z)
+                ClaimOutcome::of_effect(m, se, Z)
             };
             Verdict {
                 claim,
@@ -347,7 +353,7 @@ impl Study for WithoutReplacement {
             } else {
                 Verdict {
                     claim,
-                    outcome: Outcome::Inconclusive,
+                    outcome: ClaimOutcome::Inconclusive,
                     evidence: format!("neither arm escaped within {steps} steps in any seed (censored)"),
                 }
             });
@@ -404,7 +410,7 @@ struct FlatMeasure {
 }
 
 /// Rebuilds the run's model and `θ₀` from its config, reads `θ_T` from its folder, and measures.
-fn measure_flat(p: &Protocol, r: &FinishedRun, dir: &Path) -> Result<FlatMeasure> {
+fn measure_flat(p: &WithoutReplacementProtocol, r: &FinishedRun, dir: &Path) -> Result<FlatMeasure> {
     let file = dir.join("config.toml");
     let mut prep = prepare(r.run.config.clone(), &file)?;
     let theta = prep
@@ -441,7 +447,7 @@ mod tests {
         let opts = StudyOptions::new(StudyDataset::Mnist, StudyScale::Smoke);
         let entries = super::super::manifest(&study, &opts).unwrap();
         assert_eq!(entries.len(), 2 * ARMS.len() * opts.seeds.len());
-        let p = Protocol::of(StudyScale::Smoke);
+        let p = WithoutReplacementProtocol::of(StudyScale::Smoke);
         for e in &entries {
             assert_eq!(e.config.steps, p.steps());
             let saddle = e.params["group"] == SADDLE;
