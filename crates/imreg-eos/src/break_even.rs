@@ -16,7 +16,7 @@
 //! trajectory are smaller for a larger learning rate or a smaller batch. It is a conjecture:
 //! [`conjecture_one`] reports which of its pairwise comparisons held in a given set of runs, it asserts
 //! nothing.
-use crate::tracking::{step_seed, train_options, LossCurve, SharpnessProbe, TrackError, TrackResult};
+use crate::tracking::{sharpness_probe, step_seed, train_options, LossCurve, TrackError, TrackResult};
 use imreg_objective::{rng, Batch, Supervised};
 use imreg_sgd::observe::{Cadence, Control, Scheduled, StepView};
 use imreg_sgd::sampler::Sampler;
@@ -122,9 +122,6 @@ pub fn break_even<O: Supervised + ?Sized>(
     theta0: &[f64],
     opts: &BreakEvenOptions,
 ) -> TrackResult<BreakEvenRun> {
-    if opts.lanczos_iters == 0 {
-        return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
-    }
     let n = obj.n_examples();
     if opts.subset < 2 {
         return Err(TrackError::invalid("subset", opts.subset, "must be ≥ 2"));
@@ -133,7 +130,7 @@ pub fn break_even<O: Supervised + ?Sized>(
     subset.shuffle(&mut rng::stream(opts.seed, 0x4B));
     subset.truncate(opts.subset.min(n));
     subset.sort_unstable();
-    let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    let mut sharp = sharpness_probe(opts.lanczos_iters, opts.lanczos_tol, opts.seed)?;
     let cov = CovarianceOptions::default();
     let mut points = Vec::new();
     let mut measure = |at: &StepView<'_, O>| -> TrackResult<Control> {

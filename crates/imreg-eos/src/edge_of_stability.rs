@@ -16,7 +16,7 @@
 //! loss keeps decreasing non-monotonically. [`DigitsMlp`] builds the problem on the embedded UCI digits (a
 //! subset of `N` images, features centred and standardized with the statistics of all 1797 images, as Cohen
 //! et al. standardize CIFAR-10 with the full training set).
-use crate::tracking::{train_options, Hover, LossCurve, SharpnessProbe, TopEigen, TrackError, TrackResult};
+use crate::tracking::{sharpness_probe, train_options, Hover, LossCurve, TopEigen, TrackError, TrackResult};
 use imreg_flow::dop853::{integrate_dense, Dop853Options, Dop853Report};
 use imreg_objective::data::digits;
 use imreg_objective::models::{Activation, Mlp, MlpSpec};
@@ -244,11 +244,8 @@ pub fn edge_of_stability<O: Objective + ?Sized>(
     theta0: &[f64],
     opts: &EosOptions,
 ) -> TrackResult<EosRun> {
-    if opts.lanczos_iters == 0 {
-        return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
-    }
     let mut loss = LossCurve::new(opts.divergence_loss);
-    let mut sharpness = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    let mut sharpness = sharpness_probe(opts.lanczos_iters, opts.lanczos_tol, opts.seed)?;
     // The GD iterates at the measured steps, for the comparison with gradient flow.
     let mut iterates = Iterates::default();
     let every = Cadence::Every(opts.every);
@@ -326,7 +323,7 @@ fn compare_with_flow<O: Objective + ?Sized>(
             &gf.dop853,
         )?
     };
-    let mut probe = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    let mut probe = sharpness_probe(opts.lanczos_iters, opts.lanczos_tol, opts.seed)?;
     let mut out = GfComparison {
         steps: Vec::with_capacity(snaps.len()),
         relative_distance: Vec::with_capacity(snaps.len()),

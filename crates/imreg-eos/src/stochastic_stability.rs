@@ -15,7 +15,7 @@
 //! (§Exact facts there): `MiniBS ≥ λ_max` (Jensen) and mean-of-ratios batch sharpness `≤ MiniBS` (Rayleigh
 //! quotients), for every θ.
 use crate::tracking::{
-    epoch_stream_reshuffling, train_options, Hover, LossCurve, SharpnessProbe, TopEigen, TrackError,
+    epoch_stream_reshuffling, sharpness_probe, train_options, Hover, LossCurve, TopEigen, TrackError,
     TrackResult,
 };
 use imreg_objective::Objective;
@@ -166,11 +166,8 @@ pub fn edge_of_stochastic_stability<O: Objective + ?Sized>(
     theta0: &[f64],
     opts: &EossOptions,
 ) -> TrackResult<EossRun> {
-    if opts.lanczos_iters == 0 {
-        return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
-    }
     let b = opts.batch_size;
-    let mut sharp = SharpnessProbe::new(opts.lanczos_iters, opts.lanczos_tol, opts.seed);
+    let mut sharp = sharpness_probe(opts.lanczos_iters, opts.lanczos_tol, opts.seed)?;
     // Each Monte Carlo estimate draws fresh batches at every step (`step_seed` of its base seed).
     let mut bs = BatchSharpnessProbe::new(
         b,

@@ -161,6 +161,15 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for LossCurve {
     }
 }
 
+/// The warm-started `λ_max` probe of the studies ([`SharpnessProbe`]): `lanczos_iters ≥ 1` Lanczos steps per
+/// measurement, relative residual tolerance `lanczos_tol`, starting vector from `seed`.
+pub fn sharpness_probe(lanczos_iters: usize, lanczos_tol: f64, seed: u64) -> TrackResult<SharpnessProbe> {
+    if lanczos_iters == 0 {
+        return Err(TrackError::invalid("lanczos_iters", 0, "must be ≥ 1"));
+    }
+    Ok(SharpnessProbe::new(lanczos_iters, lanczos_tol, seed))
+}
+
 /// Where a measured series `v_t` (a sharpness, a batch sharpness) sits relative to a target `τ` — here the
 /// stability threshold `2/η` of GD on a quadratic — over a window of the run, `t ≥ t₀` (the studies take the
 /// second half): the smallest, largest and mean of `v_t / τ` over the `count` measurements there.

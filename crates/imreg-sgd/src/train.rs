@@ -222,6 +222,17 @@ pub enum RunOutcome {
     Stopped { step: usize },
 }
 
+/// One token per outcome, safe inside a CSV field: `completed`, `diverged@STEP`, `stopped@STEP`.
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunOutcome::Completed => f.write_str("completed"),
+            RunOutcome::Diverged { step, .. } => write!(f, "diverged@{step}"),
+            RunOutcome::Stopped { step } => write!(f, "stopped@{step}"),
+        }
+    }
+}
+
 impl RunOutcome {
     /// The step of divergence, if any.
     pub fn diverged_at(&self) -> Option<usize> {

@@ -192,3 +192,21 @@ fn runs_are_bitwise_identical_on_one_and_two_threads() {
     assert_eq!(one.1.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2, 4, 8, 16]);
     assert_eq!(one, two);
 }
+
+/// Outcomes print as one comma-free token each, for the CSV tables that carry them.
+#[test]
+fn outcomes_print_as_single_csv_tokens() {
+    use imreg_sgd::train::{Blowup, RunOutcome};
+    let printed: Vec<String> = [
+        RunOutcome::Completed,
+        RunOutcome::Diverged {
+            step: 12,
+            blowup: Blowup::Loss(f64::INFINITY),
+        },
+        RunOutcome::Stopped { step: 3 },
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(printed, ["completed", "diverged@12", "stopped@3"]);
+}

@@ -609,7 +609,7 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
     let mut table = String::from("lr,batch_size,status,max_lambda_h,max_lambda_k,max_trace_k,max_trace_f\n");
     for r in runs {
         table.push_str(&format!(
-            "{},{},{:?},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}\n",
             r.lr,
             r.batch_size,
             r.outcome,
