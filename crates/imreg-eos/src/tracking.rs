@@ -145,12 +145,7 @@ impl<O: Objective + ?Sized, E: From<SgdError>> Observer<O, E> for LossCurve {
     fn observe(&mut self, at: &StepView<'_, O>) -> std::result::Result<Control, E> {
         let loss = match (at.batch, at.loss) {
             (Some(Batch::Full), Some(l)) => l,
-            _ => {
-                let mut grad = vec![0.0; at.objective.dim()];
-                at.objective
-                    .loss_grad(at.theta, Batch::Full, &mut grad)
-                    .map_err(SgdError::from)?
-            }
+            _ => at.objective.loss(at.theta, Batch::Full).map_err(SgdError::from)?,
         };
         self.records.push((at.step, loss));
         Ok(if !loss.is_finite() || loss > self.divergence {

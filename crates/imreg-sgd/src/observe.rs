@@ -452,11 +452,7 @@ impl ExtremeEigenProbe {
         let mut lo = self.lanczos.clone();
         lo.ritz_vectors = self.warm_start;
         lo.start = self.warm.take();
-        let batch = match &self.subset {
-            Some(ix) => Batch::Indices(ix),
-            None => Batch::Full,
-        };
-        let h = imreg_spectra::HessianOperator::new(obj, theta, batch)?;
+        let h = imreg_spectra::HessianOperator::new(obj, theta, examples(&self.subset))?;
         let r = imreg_spectra::lanczos(&h, &lo)?;
         if self.warm_start {
             let mut start = vec![0.0; theta.len()];
