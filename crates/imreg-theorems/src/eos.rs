@@ -63,13 +63,6 @@ pub fn checks() -> Vec<Check> {
                     (full mode: relative distance < 1e-3, 64-400-400-10; O(η) in both modes) and leaves it after",
             run: crate::eos_mlp::check_mlp_eos,
         },
-        Check {
-            id: "eos.edge-of-stochastic-stability",
-            claim: "under SGD batch sharpness hovers at 2/η (full mode: second-half mean within ±15%, b = 8 and \
-                    12; quick: ≤ 1.15·2/η) while λ_max plateaus below 2/η, lower for smaller batches; MiniBS ≥ \
-                    λ_max; full mode also: break-even conjecture 1 for λ_H¹",
-            run: crate::eos_mlp::check_eoss,
-        },
     ]
 }
 

@@ -1,6 +1,7 @@
-//! The registered checks of the MLP experiments: `eos.mlp-edge-of-stability` and
-//! `eos.edge-of-stochastic-stability` (see `docs/edge-of-stability.md` for the measured values).
-use imreg_check::{loglog_slope, CheckContext, CheckError, OrCheckError, Outcome};
+//! The checks of the MLP experiments (see `docs/edge-of-stability.md` for the measured values):
+//! `eos.mlp-edge-of-stability`, registered, and `eos.edge-of-stochastic-stability`, not registered (see
+//! [`unregistered_checks`]).
+use imreg_check::{loglog_slope, Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_eos::break_even::{break_even, conjecture_one, BreakEvenOptions, BreakEvenRun};
 use imreg_eos::edge_of_stability::{
     edge_of_stability, sweep_edge_of_stability, DigitsMlp, EosOptions, EosRun, GfHorizon, GfOptions,
@@ -273,6 +274,8 @@ pub struct EossSetting {
     pub problem: DigitsMlp,
     pub lr: f64,
     pub batch_sizes: Vec<usize>,
+    /// Batch-order seeds: every batch size runs once per seed.
+    pub seeds: Vec<u64>,
     pub steps: usize,
     pub every: usize,
 }
@@ -297,7 +300,11 @@ impl EossSetting {
     /// at ≈ 0.38 × 2/η for η = 0.75 and so admits the larger η at which the plateau reaches the band.
     /// Over 6 batch-order seeds at η = 0.75, second-half means: b = 8: 0.94–0.98, b = 12: 0.87–0.93 (b = 16,
     /// 4 seeds of 8 000 steps: 0.84–0.85, below the band), and one of the six b = 8 runs diverged (a catapult
-    /// that did not recover, step 3 743); the check keeps its batch-order seed 7.
+    /// that did not recover, step 3 743). η, b and the initialization scale were therefore **selected by
+    /// that exploration**: the check shows that a setting exists on the digits where batch sharpness hovers
+    /// at 2/η, not that it does so generally (below η ≈ 0.6 it does not: not reproduced there). The single
+    /// batch-order seed the check once kept (7, after measuring six) is replaced by the seeds 0, 1, 2, fixed
+    /// before they were run, and every claim must hold for each of them.
     pub fn new(quick: bool) -> Self {
         let problem = |n| DigitsMlp {
             init_scale: EOSS_INIT_SCALE,
@@ -308,6 +315,7 @@ impl EossSetting {
                 problem: problem(256),
                 lr: 0.75,
                 batch_sizes: vec![8, 12],
+                seeds: vec![0, 1, 2],
                 steps: 1500,
                 every: 100,
             }
@@ -316,19 +324,20 @@ impl EossSetting {
                 problem: problem(1000),
                 lr: 0.75,
                 batch_sizes: vec![8, 12],
+                seeds: vec![0, 1, 2],
                 steps: 6000,
                 every: 100,
             }
         }
     }
 
-    pub fn options(&self, b: usize, quick: bool) -> EossOptions {
+    pub fn options(&self, b: usize, seed: u64, quick: bool) -> EossOptions {
         EossOptions {
             lr: self.lr,
             batch_size: b,
             steps: self.steps,
             every: self.every,
-            seed: 7,
+            seed,
             batch_sharpness: MonteCarloOptions {
                 seed: 0,
                 min_batches: 40,
@@ -351,6 +360,24 @@ impl EossSetting {
     }
 }
 
+/// The edge-of-stochastic-stability check, **not registered**: with the batch-order seeds fixed in advance
+/// (0, 1, 2, in place of the seed 7 once kept after measuring six), its full mode passes, but its quick mode
+/// (the scale CI runs) fails one claim: in one of the six quick runs (b = 8, seed 2) the ratio-of-means batch
+/// sharpness reaches 1.200 × 2/η at one measurement, above the 1.15 × 2/η that quick mode asserts for every
+/// point. A check that fails as specified is not put where CI runs it, and it was not re-specified after the
+/// fact; `cargo test -p imreg-theorems --release --test eos -- --ignored --nocapture` runs it (`EOS_FULL=1`:
+/// full mode).
+pub fn unregistered_checks() -> Vec<Check> {
+    vec![Check {
+        id: "eos.edge-of-stochastic-stability",
+        claim: "under SGD batch sharpness hovers at 2/η (full mode: second-half mean over batch-order seeds 0, 1, 2 \
+                within ±15%, b = 8 and 12; quick: ≤ 1.15·2/η at every point) while λ_max plateaus below 2/η, lower \
+                for smaller batches; MiniBS ≥ λ_max; at η = 0.75 and init 0.2 × default, a setting selected by \
+                measurement; full mode also: break-even conjecture 1 for λ_H¹",
+        run: check_eoss,
+    }]
+}
+
 /// The issue's EoSS band: batch sharpness within ±15% of 2/η.
 const EOSS_BAND: f64 = 0.15;
 
@@ -365,10 +392,14 @@ const EOSS_BAND: f64 = 0.15;
 pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let set = EossSetting::new(ctx.quick);
     let (mlp, theta0) = set.problem.build().or_check()?;
-    let opts: Vec<EossOptions> = set
+    let runs_of: Vec<(usize, u64)> = set
         .batch_sizes
         .iter()
-        .map(|&b| set.options(b, ctx.quick))
+        .flat_map(|&b| set.seeds.iter().map(move |&s| (b, s)))
+        .collect();
+    let opts: Vec<EossOptions> = runs_of
+        .iter()
+        .map(|&(b, s)| set.options(b, s, ctx.quick))
         .collect();
     // Break-even (Jastrzębski's conjecture 1) along GD/SGD from the same θ₀: measured in full mode (quick
     // runs of 600 steps end while λ_H¹ is still rising, so their maxima compare nothing), and for figures.
@@ -389,110 +420,159 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     );
     let (runs, break_even_runs) = (runs?, break_even_runs?);
     let mut parts = Vec::new();
-    for r in &runs {
-        let b = r.batch_size;
-        parts.push(Outcome::new(
-            format!("b={b}: SGD completes"),
-            format!("{:?}", r.outcome),
-            r.outcome == RunOutcome::Completed,
-        ));
-        let lm = &r.lambda_max_second_half;
-        parts.push(Outcome::new(
-            format!("b={b}: λ_max < 2/η over the second half"),
-            format!("λ_max/(2/η) ∈ [{:.3}, {:.3}]", lm.min_ratio, lm.max_ratio),
-            lm.count > 0 && lm.max_ratio < 1.0,
-        ));
-        let (bs, rm) = (&r.hover_batch_sharpness, &r.hover_ratio_of_means);
-        let mini = Hover::over(&r.steps, &r.mini_bs(), set.steps / 2, r.threshold);
-        let in_band = |h: &Hover| h.count > 0 && (h.mean_ratio - 1.0).abs() <= EOSS_BAND;
-        let measured = format!(
-            "second half, × 2/η: mean of ratios mean {:.3} ∈ [{:.3}, {:.3}] (every point in band: {}); ratio of \
-             means mean {:.3} ∈ [{:.3}, {:.3}] (mean in band: {}, every point: {}); MiniBS mean {:.3}; {} points",
-            bs.mean_ratio,
-            bs.min_ratio,
-            bs.max_ratio,
-            bs.within(EOSS_BAND),
-            rm.mean_ratio,
-            rm.min_ratio,
-            rm.max_ratio,
-            in_band(rm),
-            rm.within(EOSS_BAND),
-            mini.mean_ratio,
-            bs.count
-        );
-        if ctx.quick {
-            // Stability edge (docs/theory/stochastic-stability.md, fact 4): a non-diverging run keeps batch
-            // sharpness at or below 2/η on average; 1.15 is the issue's band's upper edge. The band itself is
-            // reported.
-            parts.push(Outcome::new(
-                format!(
-                    "b={b}: batch sharpness (both variants) ≤ 1.15·2/η over the second half (issue band on the mean: \
-                     {})",
-                    if in_band(bs) { "met" } else { "NOT met" }
-                ),
-                measured,
-                bs.count > 0 && bs.max_ratio <= 1.0 + EOSS_BAND && rm.max_ratio <= 1.0 + EOSS_BAND,
-            ));
-        } else {
-            // The issue's claim, exactly: ±15% around 2/η, on the second-half mean of the mean-of-ratios
-            // (Def. 3, the official code's default) batch sharpness.
-            parts.push(Outcome::new(
-                format!("b={b}: second-half mean of batch sharpness E[gᵀH_Bg/‖g‖²] ∈ [0.85, 1.15]·2/η"),
-                measured,
-                in_band(bs),
-            ));
-        }
-        // Exact facts (Jensen; Rayleigh quotients), up to the Monte Carlo errors: 3 standard errors.
-        let mut jensen_ok = true;
-        let mut worst = f64::INFINITY;
-        for m in &r.measurements {
-            if let Some(mb) = m.mini_bs {
-                let se = mb.estimate.std_error + m.batch_sharpness.mean_of_ratios.std_error;
-                let slack_l = mb.estimate.value - m.lambda_max.value + 3.0 * mb.estimate.std_error;
-                let slack_b = mb.estimate.value - m.batch_sharpness.mean_of_ratios.value + 3.0 * se;
-                worst = worst.min(slack_l.min(slack_b));
-                jensen_ok &= slack_l >= 0.0 && slack_b >= 0.0;
-            }
-        }
-        parts.push(Outcome::new(
-            format!("b={b}: MiniBS ≥ λ_max and MiniBS ≥ batch sharpness at every measurement (3 SE)"),
-            format!("smallest slack {worst:.3}"),
-            jensen_ok,
+    for (r, &(b, seed)) in runs.iter().zip(&runs_of) {
+        parts.extend(eoss_run_outcomes(
+            r,
+            &format!("b={b}, seed {seed}"),
+            set.steps,
+            ctx.quick,
         ));
     }
-    // Lower λ_max for smaller batches (docs/theory/stochastic-stability.md §Claims): second-half means,
-    // increasing in b.
-    let means: Vec<f64> = runs.iter().map(|r| r.lambda_max_second_half.mean_ratio).collect();
+    // Per batch size, over the seeds: the mean and its standard error of each run's second-half mean.
+    let over_seeds = |b: usize, f: &dyn Fn(&EossRun) -> f64| -> (f64, f64) {
+        let v: Vec<f64> = runs.iter().filter(|r| r.batch_size == b).map(f).collect();
+        mean_and_se(&v)
+    };
+    let batch_sharpness = |r: &EossRun| r.hover_batch_sharpness.mean_ratio;
+    let lambda_max = |r: &EossRun| r.lambda_max_second_half.mean_ratio;
+    if !ctx.quick {
+        // The issue's claim, exactly: ±15% around 2/η, on the second-half mean of the mean-of-ratios
+        // (Def. 3, the official code's default) batch sharpness, averaged over the seeds.
+        for &b in &set.batch_sizes {
+            let (m, se) = over_seeds(b, &batch_sharpness);
+            parts.push(Outcome::new(
+                format!(
+                    "b={b}: second-half mean of batch sharpness E[gᵀH_Bg/‖g‖²], mean over seeds {:?}, ∈ [0.85, \
+                     1.15]·2/η",
+                    set.seeds
+                ),
+                format!("{m:.3} ± {se:.3} (SE over seeds) × 2/η"),
+                (m - 1.0).abs() <= EOSS_BAND,
+            ));
+        }
+    }
+    // Lower λ_max for smaller batches (docs/theory/stochastic-stability.md §Claims): second-half means over
+    // the seeds, increasing in b.
+    let means: Vec<(f64, f64)> = set
+        .batch_sizes
+        .iter()
+        .map(|&b| over_seeds(b, &lambda_max))
+        .collect();
     parts.push(Outcome::new(
         format!(
-            "second-half mean λ_max/(2/η) increases with b = {:?}",
+            "second-half mean λ_max/(2/η), mean over seeds, increases with b = {:?}",
             set.batch_sizes
         ),
-        format!("{means:.3?}"),
-        means.windows(2).all(|w| w[0] < w[1]),
+        format!("{means:.3?} (mean, SE)"),
+        means.windows(2).all(|w| w[0].0 < w[1].0),
     ));
-    let small = runs.first().ok_or_else(|| "no batch sizes".to_string())?;
+    let small = *set
+        .batch_sizes
+        .first()
+        .ok_or_else(|| "no batch sizes".to_string())?;
+    let (bs, lm) = (
+        over_seeds(small, &batch_sharpness),
+        over_seeds(small, &lambda_max),
+    );
     parts.push(Outcome::new(
-        format!(
-            "b={}: batch sharpness > λ_max over the second half (means)",
-            small.batch_size
-        ),
-        format!(
-            "{:.3} vs {:.3} (× 2/η)",
-            small.hover_batch_sharpness.mean_ratio, small.lambda_max_second_half.mean_ratio
-        ),
-        small.hover_batch_sharpness.mean_ratio > small.lambda_max_second_half.mean_ratio,
+        format!("b={small}: batch sharpness > λ_max over the second half (means over seeds)"),
+        format!("{:.3} ± {:.3} vs {:.3} ± {:.3} (× 2/η)", bs.0, bs.1, lm.0, lm.1),
+        bs.0 > lm.0,
     ));
     if let (false, Some(be)) = (ctx.quick, &break_even_runs) {
         parts.push(conjecture_one_outcome(be));
     }
     let mut outcome = Outcome::all(parts);
     if let (Some(dir), Some(be)) = (figure_dir, &break_even_runs) {
-        let mut files = eoss_figures(&runs, &dir)?;
+        let mut files = eoss_figures(&runs, &runs_of, &dir)?;
         files.extend(break_even_figures(be, &dir)?);
         outcome = outcome.with_figures(files);
     }
     Ok(outcome)
+}
+
+/// Mean and standard error (`s/√n`; 0 for one value) of `v`.
+fn mean_and_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// The claims every EoSS run must meet on its own, labelled `who` (batch size and seed): it completes,
+/// `λ_max < 2/η` over the second half, the band (quick mode: its upper edge, the band reported), and the
+/// MiniBS bounds.
+fn eoss_run_outcomes(r: &EossRun, who: &str, steps: usize, quick: bool) -> Vec<Outcome> {
+    let mut parts = vec![Outcome::new(
+        format!("{who}: SGD completes"),
+        r.outcome.to_string(),
+        r.outcome == RunOutcome::Completed,
+    )];
+    let lm = &r.lambda_max_second_half;
+    parts.push(Outcome::new(
+        format!("{who}: λ_max < 2/η over the second half"),
+        format!("λ_max/(2/η) ∈ [{:.3}, {:.3}]", lm.min_ratio, lm.max_ratio),
+        lm.count > 0 && lm.max_ratio < 1.0,
+    ));
+    let (bs, rm) = (&r.hover_batch_sharpness, &r.hover_ratio_of_means);
+    let mini = Hover::over(&r.steps, &r.mini_bs(), steps / 2, r.threshold);
+    let in_band = |h: &Hover| h.count > 0 && (h.mean_ratio - 1.0).abs() <= EOSS_BAND;
+    let measured = format!(
+        "second half, × 2/η: mean of ratios mean {:.3} ∈ [{:.3}, {:.3}] (every point in band: {}); ratio of \
+         means mean {:.3} ∈ [{:.3}, {:.3}] (mean in band: {}, every point: {}); MiniBS mean {:.3}; {} points",
+        bs.mean_ratio,
+        bs.min_ratio,
+        bs.max_ratio,
+        bs.within(EOSS_BAND),
+        rm.mean_ratio,
+        rm.min_ratio,
+        rm.max_ratio,
+        in_band(rm),
+        rm.within(EOSS_BAND),
+        mini.mean_ratio,
+        bs.count
+    );
+    if quick {
+        // Stability edge (docs/theory/stochastic-stability.md, fact 4): a non-diverging run keeps batch
+        // sharpness at or below 2/η on average; 1.15 is the issue's band's upper edge. The band itself is
+        // reported.
+        parts.push(Outcome::new(
+            format!(
+                "{who}: batch sharpness (both variants) ≤ 1.15·2/η over the second half (issue band on the mean: \
+                 {})",
+                if in_band(bs) { "met" } else { "NOT met" }
+            ),
+            measured,
+            bs.count > 0 && bs.max_ratio <= 1.0 + EOSS_BAND && rm.max_ratio <= 1.0 + EOSS_BAND,
+        ));
+    } else {
+        parts.push(Outcome::new(
+            format!("{who}: second-half batch sharpness"),
+            measured,
+            true,
+        ));
+    }
+    // Exact facts (Jensen; Rayleigh quotients), up to the Monte Carlo errors: 3 standard errors.
+    let mut jensen_ok = true;
+    let mut worst = f64::INFINITY;
+    for m in &r.measurements {
+        if let Some(mb) = m.mini_bs {
+            let se = mb.estimate.std_error + m.batch_sharpness.mean_of_ratios.std_error;
+            let slack_l = mb.estimate.value - m.lambda_max.value + 3.0 * mb.estimate.std_error;
+            let slack_b = mb.estimate.value - m.batch_sharpness.mean_of_ratios.value + 3.0 * se;
+            worst = worst.min(slack_l.min(slack_b));
+            jensen_ok &= slack_l >= 0.0 && slack_b >= 0.0;
+        }
+    }
+    parts.push(Outcome::new(
+        format!("{who}: MiniBS ≥ λ_max and MiniBS ≥ batch sharpness at every measurement (3 SE)"),
+        format!("smallest slack {worst:.3}"),
+        jensen_ok,
+    ));
+    parts
 }
 
 /// Conjecture 1 of Jastrzębski et al. on the break-even runs of [`break_even_study`] (full mode): the
@@ -526,13 +606,17 @@ fn conjecture_one_outcome(runs: &[BreakEvenRun]) -> Outcome {
     )
 }
 
-fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>, CheckError> {
+fn eoss_figures(
+    runs: &[EossRun],
+    runs_of: &[(usize, u64)],
+    dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, CheckError> {
     let mut files = Vec::new();
-    for r in runs {
+    for (r, &(b, seed)) in runs.iter().zip(runs_of) {
         let x = xs(&r.steps);
         let fig = Figure::new(format!(
-            "SGD η={}, b={}: batch sharpness and λ_max",
-            r.lr, r.batch_size
+            "SGD η={}, b={b}, batch-order seed {seed}: batch sharpness and λ_max",
+            r.lr
         ))
         .x_label("step")
         .y_label("curvature")
@@ -549,7 +633,7 @@ fn eoss_figures(runs: &[EossRun], dir: &std::path::Path) -> Result<Vec<PathBuf>,
         .series(Series::line("MiniBS E λ_max(H_B)", x.clone(), r.mini_bs()))
         .series(Series::line("λ_max(H)", x, r.lambda_max()))
         .hline("2/η", r.threshold);
-        files.extend(fig.save(dir, &format!("eoss_b{}", r.batch_size)).or_check()?);
+        files.extend(fig.save(dir, &format!("eoss_b{b}_seed{seed}")).or_check()?);
     }
     Ok(files)
 }

@@ -20,14 +20,13 @@ fn check_ids_are_the_registered_ones() {
             "eos.quadratic-threshold",
             "eos.momentum-thresholds",
             "eos.mlp-edge-of-stability",
-            "eos.edge-of-stochastic-stability",
         ]
     );
 }
 
 /// `cargo test -p imreg-theorems --release --test eos -- --ignored --nocapture` prints the quick-mode records
-/// of the edge-of-stability checks: the registered ones (`eos.*`) and the two unregistered CNN checks of
-/// `imreg_theorems::eos_cnn` (`EOS_FULL=1`: full mode; `EOS_FIGURE_DIR=dir`: figures and their series;
+/// of the edge-of-stability checks: the registered ones (`eos.*`), the unregistered MLP one of
+/// `imreg_theorems::eos_mlp` and the two unregistered CNN checks of `imreg_theorems::eos_cnn` (`EOS_FULL=1`: full mode; `EOS_FIGURE_DIR=dir`: figures and their series;
 /// `EOS_CHECK=<substring>`: only the matching check ids).
 #[test]
 #[ignore]
@@ -39,6 +38,7 @@ fn print_check_records() {
     let only = std::env::var("EOS_CHECK").unwrap_or_default();
     let checks = imreg_theorems::eos::checks()
         .into_iter()
+        .chain(imreg_theorems::eos_mlp::unregistered_checks())
         .chain(imreg_theorems::eos_cnn::unregistered_checks());
     for c in checks.filter(|c| c.id.contains(only.as_str())) {
         let r = run_check(&c, &ctx);
