@@ -127,3 +127,12 @@ pub fn column(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
         .unwrap_or_else(|| panic!("{name} not in {h:?}"));
     rows.iter().map(|r| r[j]).collect()
 }
+
+/// Class labels as an int64 `.npy` vector (as `np.save(f, labels.astype(np.int64))` writes it).
+pub fn write_int_labels(path: &Path, labels: &[i64]) {
+    let mut bytes = imreg_objective::data::npy::npy_header(&[labels.len()]).unwrap();
+    let at = bytes.windows(3).position(|w| w == b"<f8").unwrap();
+    bytes[at + 1] = b'i';
+    bytes.extend(labels.iter().flat_map(|l| l.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
