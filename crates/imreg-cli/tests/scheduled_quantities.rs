@@ -78,6 +78,11 @@ const ANALYZE_KNOBS: [&str; 18] = [
     "5",
 ];
 
+/// `imreg analyze ARGS…` as the command computes it.
+fn analyze(args: &[&str]) -> imreg_cli::analyze::Analysis {
+    imreg_cli::analyze_from_args(["imreg", "analyze"].iter().chain(args).copied()).unwrap()
+}
+
 fn series_json(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("quantities/series.json")).unwrap()).unwrap()
 }
@@ -125,15 +130,13 @@ fn each_scheduled_point_equals_analyze_at_that_steps_parameters() {
             s => theta_at(dir.path(), s as usize),
         };
         let mut args = vec![
-            "imreg",
-            "analyze",
             "--config",
             cfg.to_str().unwrap(),
             "--params",
             theta.to_str().unwrap(),
         ];
         args.extend(ANALYZE_KNOBS);
-        let a = imreg_cli::analyze_from_args(args).unwrap();
+        let a = analyze(&args);
         assert_eq!(a.eigen_method, "lanczos");
         // Tr H: Hutch++ with its standard error and probe count, all fields equal.
         let trace = serde_json::to_value(a.hessian_trace.unwrap()).unwrap();
@@ -247,9 +250,7 @@ fn the_subset_entry_measures_on_the_subset() {
     std::fs::write(&xp, x).unwrap();
     write_int_labels(&yp, &y);
     let theta = out.join("theta_final.npy");
-    let a = imreg_cli::analyze_from_args([
-        "imreg",
-        "analyze",
+    let a = analyze(&[
         "--model",
         "mlp",
         "--hidden",
@@ -268,8 +269,7 @@ fn the_subset_entry_measures_on_the_subset() {
         theta.to_str().unwrap(),
         "--quantities",
         "lambda_max,fisher",
-    ])
-    .unwrap();
+    ]);
     let f = point(&v, 1, "trace_f", 12)["value"].as_f64().unwrap();
     let want = a.trace_f.unwrap().value;
     assert!((f - want).abs() <= 1e-12 * want.abs(), "{f} vs {want}");
@@ -280,17 +280,14 @@ fn the_subset_entry_measures_on_the_subset() {
         a.hessian_top[0]
     );
     // On the full training set Tr F differs.
-    let full = imreg_cli::analyze_from_args([
-        "imreg",
-        "analyze",
+    let full = analyze(&[
         "--config",
         cfg.to_str().unwrap(),
         "--params",
         theta.to_str().unwrap(),
         "--quantities",
         "fisher",
-    ])
-    .unwrap();
+    ]);
     assert!((full.trace_f.unwrap().value - f).abs() > 1e-6 * f.abs());
 }
 
@@ -352,19 +349,7 @@ fn bad_schedule_entries_name_their_field() {
             "track.schedule[1].batch_size",
         ),
     ];
-    for (i, (text, field)) in cases.iter().enumerate() {
-        let cfg = write(dir.path(), &format!("bad{i}.toml"), text);
-        let e = ExperimentConfig::load(&cfg)
-            .and_then(|c| prepare(c, &cfg).map(|_| ()))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(&format!(": {field}:")), "case {i}: {e}");
-        assert_eq!(
-            run_cli(&cfg, &dir.path().join(format!("out{i}")), &[]),
-            2,
-            "case {i}"
-        );
-    }
+    assert_refused(dir.path(), &cases);
     // An unknown key of an entry is named too.
     let cfg = write(
         dir.path(),

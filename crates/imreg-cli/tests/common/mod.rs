@@ -136,3 +136,17 @@ pub fn write_int_labels(path: &Path, labels: &[i64]) {
     bytes.extend(labels.iter().flat_map(|l| l.to_le_bytes()));
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Each `(config text, field)` is refused before the run, naming `: field:` in its error, and `imreg run`
+/// exits 2 on it.
+pub fn assert_refused(dir: &Path, cases: &[(String, &str)]) {
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let cfg = write(dir, &format!("bad{i}.toml"), text);
+        let e = imreg_cli::config::ExperimentConfig::load(&cfg)
+            .and_then(|c| imreg_cli::experiment::prepare(c, &cfg).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!(": {field}:")), "case {i}: {e}");
+        assert_eq!(run_cli(&cfg, &dir.join(format!("out{i}")), &[]), 2, "case {i}");
+    }
+}
