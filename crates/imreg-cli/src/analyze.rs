@@ -1,19 +1,14 @@
 //! `imreg analyze`: curvature and gradient statistics of given weights on given data.
 use crate::config::{DataConfig, ModelConfig, SplitConfig};
 use crate::data;
-use crate::data::STREAM_BATCHES;
 use crate::density::{self, Density};
 use crate::error::{CliError, Result};
-use crate::layers::{self, Block, DiagonalSummary};
+use crate::layers::{Block, DiagonalSummary};
 use crate::model::Model;
-use crate::quantities::{Quantities, Quantity, SolverOptions};
-use crate::spectrum::{
-    batch_expectation, gradient_traces, hessian_extremes, lambda_k1, operator_trace, ExtremeOptions, Reported,
-};
-use imreg_objective::{Batch, Supervised};
-use imreg_spectra::{
-    batch_sharpness, GaussNewtonOperator, HessianOperator, DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT,
-};
+use crate::quantities::{measure, Fault, Plan, Quantities, Quantity, SolverOptions};
+use crate::spectrum::Reported;
+use imreg_objective::Batch;
+use imreg_spectra::{DEFAULT_MAX_EXACT, EXACT_LIMIT, MONTE_CARLO_LIMIT};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -44,21 +39,26 @@ impl Default for BatchEstimation {
 impl BatchEstimation {
     /// Checks the knobs, naming the flag at fault.
     pub fn validate(&self) -> Result<()> {
+        self.check().map_err(Fault::flag)
+    }
+
+    /// Checks the knobs, naming the knob at fault.
+    pub fn check(&self) -> std::result::Result<(), Fault> {
         if self.max_exact > EXACT_LIMIT {
-            return Err(CliError::arg(
-                "--max-exact-batches",
+            return Err(Fault::new(
+                "max_exact_batches",
                 format!("at most {EXACT_LIMIT}, got {}", self.max_exact),
             ));
         }
         if !(2..=MONTE_CARLO_LIMIT).contains(&self.mc_batches) {
-            return Err(CliError::arg(
-                "--mc-batches",
+            return Err(Fault::new(
+                "mc_batches",
                 format!("must lie in 2..={MONTE_CARLO_LIMIT}, got {}", self.mc_batches),
             ));
         }
         if !(self.mc_rel_se.is_finite() && self.mc_rel_se >= 0.0) {
-            return Err(CliError::arg(
-                "--mc-rel-se",
+            return Err(Fault::new(
+                "mc_rel_se",
                 format!("must be a finite number ≥ 0, got {}", self.mc_rel_se),
             ));
         }
@@ -189,127 +189,37 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
     let theta = model.load_theta(&req.params, "--params")?;
     let obj = model.objective();
     let n = obj.n_examples();
-    if let Some(b) = req.batch_size {
-        if b == 0 || b > n {
-            return Err(CliError::arg(
-                "--batch-size",
-                format!("must lie in 1..={n}, got {b}"),
-            ));
-        }
-    }
-    let quantities = req
-        .quantities
-        .clone()
-        .unwrap_or_else(|| Quantities::standard(req.batch_size.is_some()));
-    let wants = |q| quantities.has(q);
-    req.solver.validate()?;
-    if wants(Quantity::BatchSharpness) && req.batch_size.is_none() {
-        return Err(CliError::arg(
-            "--batch-size",
-            "required for the quantity batch-sharpness",
-        ));
-    }
+    let plan = Plan {
+        quantities: req
+            .quantities
+            .clone()
+            .unwrap_or_else(|| Quantities::standard(req.batch_size.is_some())),
+        top_k: req.top_k,
+        bottom_k: req.bottom_k,
+        exact_trace_max_p: req.exact_trace_max_p,
+        batch_size: req.batch_size,
+        estimation: req.estimation,
+        solver: req.solver.clone(),
+        seed: req.seed,
+    };
+    plan.check(&model, n).map_err(Fault::flag)?;
+    let wants = |q| plan.quantities.has(q);
     if wants(Quantity::Eigenvectors) && req.out.is_none() {
         return Err(CliError::arg(
             "--out",
             "required for the quantity eigenvectors (a folder for eigenvectors.npy and its names)",
         ));
     }
-    let ggn_model = supervised(&model).filter(|_| wants(Quantity::GgnDiagonal));
-    if wants(Quantity::GgnDiagonal) && ggn_model.is_none() && !quantities.is_all() {
-        return Err(CliError::arg(
-            "--quantities",
-            format!(
-                "ggn-diagonal needs a model with outputs and a standard loss (linear_regression, \
-                     logistic_regression, mlp, deep_linear, scalar_net); {} has none",
-                req.model.kind()
-            ),
-        ));
-    }
     let (loss, g) = model.loss_grad(&theta).map_err(|e| failed("gradient", e))?;
-    let h = HessianOperator::new(obj, &theta, Batch::Full).map_err(|e| failed("Hessian", e))?;
-    let k_top = if wants(Quantity::TopK) {
-        req.top_k
-    } else {
-        usize::from(wants(Quantity::LambdaMax) || wants(Quantity::Eigenvectors))
-    };
-    let k_bottom = if wants(Quantity::BottomK) { req.bottom_k } else { 0 };
-    let eig = ExtremeOptions {
-        dense_max_p: req.solver.dense_max_p,
-        max_iter: req.solver.lanczos_max_iter,
-        tol: req.solver.lanczos_tol,
-        vectors: wants(Quantity::Eigenvectors),
-    };
-    let ext = if k_top + k_bottom > 0 {
-        Some(
-            hessian_extremes(obj, &theta, Batch::Full, k_top, k_bottom, req.seed, &eig)
-                .map_err(|e| failed("Hessian eigenvalues", e))?,
-        )
-    } else {
-        None
-    };
-    let hessian_trace = wants(Quantity::Trace)
-        .then(|| operator_trace(&h, req.seed, req.exact_trace_max_p, req.solver.trace_matvecs))
-        .transpose()
-        .map_err(|e| failed("Hessian trace", e))?;
-    let (trace_k, trace_f) = if wants(Quantity::KSpectrum) || wants(Quantity::Fisher) {
-        let (k, f) = gradient_traces(obj, &theta).map_err(|e| failed("gradient covariance", e))?;
-        (
-            wants(Quantity::KSpectrum).then_some(k),
-            wants(Quantity::Fisher).then_some(f),
-        )
-    } else {
-        (None, None)
-    };
-    let lambda_k1 = wants(Quantity::KSpectrum)
-        .then(|| lambda_k1(obj, &theta, req.seed))
-        .transpose()
-        .map_err(|e| failed("λ_K¹", e))?;
-    let batch_sharpness = match req.batch_size.filter(|_| wants(Quantity::BatchSharpness)) {
-        Some(b) => {
-            let est = req.estimation;
-            let mode = batch_expectation(
-                req.seed ^ STREAM_BATCHES,
-                est.max_exact,
-                est.mc_batches,
-                est.mc_rel_se,
-            );
-            let s = batch_sharpness(obj, &theta, Batch::Full, b, &mode)
-                .map_err(|e| failed("batch sharpness", e))?;
-            Some((
-                Reported::estimate(s.mean_of_ratios, "batches"),
-                Reported::estimate(s.ratio_of_means, "batches"),
-            ))
-        }
-        None => None,
-    };
-    let density = wants(Quantity::Density)
-        .then(|| density::density(&h, &req.solver, req.seed))
-        .transpose()
-        .map_err(|e| failed("spectral density", e))?;
+    let m = measure(&model, &theta, Batch::Full, &plan)?;
     let layout = model.layout();
-    let blocks = wants(Quantity::Blocks)
-        .then(|| layers::blocks(&h, &layout, &req.solver, req.exact_trace_max_p, req.seed))
-        .transpose()
-        .map_err(|e| failed("per-layer blocks", e))?;
-    let diagonal = wants(Quantity::Diagonal)
-        .then(|| layers::diagonal(&h, &req.solver, req.exact_trace_max_p, req.seed))
-        .transpose()
-        .map_err(|e| failed("Hessian diagonal", e))?;
-    let ggn_diagonal = ggn_model
-        .map(|sup| {
-            let g = GaussNewtonOperator::new(sup, &theta, Batch::Full)?;
-            layers::diagonal(&g, &req.solver, req.exact_trace_max_p, req.seed)
-        })
-        .transpose()
-        .map_err(|e| failed("Gauss–Newton diagonal", e))?;
     let mut files = Vec::new();
     if let Some(out) = &req.out {
         crate::output::claim(out, "analyze")?;
-        if let (Some(e), true) = (&ext, wants(Quantity::Eigenvectors)) {
+        if let (Some(e), true) = (&m.extremes, wants(Quantity::Eigenvectors)) {
             files.extend(crate::eigenvectors::write(out, e, &layout)?);
         }
-        for (d, stem) in [(&diagonal, "diagonal"), (&ggn_diagonal, "ggn_diagonal")] {
+        for (d, stem) in [(&m.diagonal, "diagonal"), (&m.ggn_diagonal, "ggn_diagonal")] {
             if let Some(d) = d {
                 files.push(write_npy(&out.join(format!("{stem}.npy")), &d.values)?);
                 if !d.is_exact() {
@@ -320,11 +230,11 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
                 }
             }
         }
-        if let Some(d) = &density {
+        if let Some(d) = &m.density {
             files.extend(density::save_figure(d, out)?);
         }
     }
-    let ext = ext.unwrap_or(crate::spectrum::Extremes {
+    let ext = m.extremes.unwrap_or(crate::spectrum::Extremes {
         top: Vec::new(),
         bottom: Vec::new(),
         method: "none",
@@ -347,33 +257,20 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         eigen_iterations: ext.iterations,
         top_residuals: ext.top_residuals,
         bottom_residuals: ext.bottom_residuals,
-        hessian_trace,
-        trace_k,
-        lambda_k1,
-        trace_f,
-        density,
-        blocks,
-        diagonal: diagonal.as_ref().map(DiagonalSummary::of),
-        ggn_diagonal: ggn_diagonal.as_ref().map(DiagonalSummary::of),
+        hessian_trace: m.hessian_trace,
+        trace_k: m.trace_k,
+        lambda_k1: m.lambda_k1,
+        trace_f: m.trace_f,
+        density: m.density,
+        blocks: m.blocks,
+        diagonal: m.diagonal.as_ref().map(DiagonalSummary::of),
+        ggn_diagonal: m.ggn_diagonal.as_ref().map(DiagonalSummary::of),
         files,
-        batch_sharpness: batch_sharpness.map(|s| s.0),
-        batch_sharpness_inside: batch_sharpness.map(|s| s.1),
+        batch_sharpness: m.batch_sharpness.map(|s| s.0),
+        batch_sharpness_inside: m.batch_sharpness.map(|s| s.1),
         batch_size: req.batch_size,
         seed: req.seed,
     })
-}
-
-/// The model as one with outputs `f(x_i; θ)` and a standard loss (what the Gauss–Newton matrix needs);
-/// `None` for the quadratic and for networks.
-fn supervised(model: &Model) -> Option<&dyn Supervised> {
-    match model {
-        Model::Linear(m, _) => Some(m),
-        Model::Logistic(m, _) => Some(m),
-        Model::Mlp(m, _) => Some(m),
-        Model::DeepLinear(m) => Some(m),
-        Model::Scalar(m) => Some(m),
-        Model::Quadratic(_) | Model::Network(..) => None,
-    }
 }
 
 /// Writes `values` as a `.npy` vector atomically and returns its path.

@@ -35,7 +35,9 @@
 //!                            # | "input_gradient_penalty" | "random_label_penalty"
 //! coefficient = 1e-4
 //! ```
+use crate::analyze::BatchEstimation;
 use crate::error::{CliError, Result};
+use crate::quantities::{Fault, Plan, Quantities, SolverOptions, QUANTITY_NAMES};
 use imreg_objective::models::{Activation, BatchNormStats, NetworkSpec, StandardLoss};
 use imreg_objective::LossKind;
 use serde::{Deserialize, Serialize};
@@ -713,6 +715,143 @@ pub struct TrackConfig {
     /// `hessian_trace` use the Hessian of these examples only, the same ones at every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<SubsetConfig>,
+    /// `[[track.schedule]]`: quantities of `imreg analyze` measured every `every` steps, each written as a
+    /// series with its accuracy (`crate::schedule`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleConfig>,
+}
+
+/// One `[[track.schedule]]` entry: the `quantities` of `imreg analyze` (by its names) at steps `0, every,
+/// 2·every, …` and the final iterate, computed as `analyze` computes them — every knob has the name (with
+/// `_` for `-`) and the default of `analyze`'s flag, so `imreg analyze --config C --params θ_t.npy
+/// --quantities …` with the same knobs gives the same numbers. With `subset` they are measured on that
+/// fixed subset of the training examples (drawn as `[track] subset`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub quantities: Vec<String>,
+    #[serde(default = "default_one")]
+    pub every: usize,
+    #[serde(default = "default_three")]
+    pub top_k: usize,
+    #[serde(default = "default_three")]
+    pub bottom_k: usize,
+    #[serde(default = "default_dense_max_p")]
+    pub exact_trace_max_p: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default = "default_max_exact_batches")]
+    pub max_exact_batches: u64,
+    #[serde(default = "default_mc_batches")]
+    pub mc_batches: usize,
+    #[serde(default = "default_mc_rel_se")]
+    pub mc_rel_se: f64,
+    #[serde(default = "default_dense_max_p")]
+    pub dense_max_p: usize,
+    #[serde(default = "default_lanczos_max_iter")]
+    pub lanczos_max_iter: usize,
+    #[serde(default = "default_lanczos_tol")]
+    pub lanczos_tol: f64,
+    #[serde(default = "default_trace_matvecs")]
+    pub trace_matvecs: usize,
+    #[serde(default = "default_slq_probes")]
+    pub slq_probes: usize,
+    #[serde(default = "default_slq_steps")]
+    pub slq_steps: usize,
+    #[serde(default = "default_density_points")]
+    pub density_points: usize,
+    #[serde(default = "default_density_sigma")]
+    pub density_sigma: f64,
+    /// Seed of the estimators (default 0, `analyze`'s `--seed`); the same at every scheduled step.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetConfig>,
+}
+
+fn default_three() -> usize {
+    3
+}
+fn default_dense_max_p() -> usize {
+    SolverOptions::default().dense_max_p
+}
+fn default_max_exact_batches() -> u64 {
+    BatchEstimation::default().max_exact
+}
+fn default_mc_batches() -> usize {
+    BatchEstimation::default().mc_batches
+}
+fn default_mc_rel_se() -> f64 {
+    BatchEstimation::default().mc_rel_se
+}
+fn default_trace_matvecs() -> usize {
+    SolverOptions::default().trace_matvecs
+}
+fn default_slq_probes() -> usize {
+    SolverOptions::default().slq_probes
+}
+fn default_slq_steps() -> usize {
+    SolverOptions::default().slq_steps
+}
+fn default_density_points() -> usize {
+    SolverOptions::default().density_points
+}
+fn default_density_sigma() -> f64 {
+    SolverOptions::default().density_sigma
+}
+
+impl ScheduleConfig {
+    /// The measurement plan of this entry; a bad knob is named by its key.
+    pub fn plan(&self) -> std::result::Result<Plan, Fault> {
+        let quantities =
+            Quantities::parse(&self.quantities).map_err(|e| Fault::new("quantities", reason_of(e)))?;
+        for (name, q) in QUANTITY_NAMES {
+            if quantities.has(q) && !q.is_scalar() {
+                return Err(Fault::new(
+                    "quantities",
+                    format!(
+                        "{name} is a vector at each step, not a series: compute it with `imreg analyze` on \
+                         a saved θ (e.g. theta_final.npy)"
+                    ),
+                ));
+            }
+        }
+        let plan = Plan {
+            quantities,
+            top_k: self.top_k,
+            bottom_k: self.bottom_k,
+            exact_trace_max_p: self.exact_trace_max_p,
+            batch_size: self.batch_size,
+            estimation: BatchEstimation {
+                max_exact: self.max_exact_batches,
+                mc_batches: self.mc_batches,
+                mc_rel_se: self.mc_rel_se,
+            },
+            solver: SolverOptions {
+                dense_max_p: self.dense_max_p,
+                lanczos_max_iter: self.lanczos_max_iter,
+                lanczos_tol: self.lanczos_tol,
+                trace_matvecs: self.trace_matvecs,
+                slq_probes: self.slq_probes,
+                slq_steps: self.slq_steps,
+                density_points: self.density_points,
+                density_sigma: self.density_sigma,
+                ..SolverOptions::default()
+            },
+            seed: self.seed,
+        };
+        plan.solver.check()?;
+        plan.estimation.check()?;
+        Ok(plan)
+    }
+}
+
+/// The reason of an input error (its field is the caller's to name).
+fn reason_of(e: CliError) -> String {
+    match e {
+        CliError::Input { reason, .. } => reason,
+        e => e.to_string(),
+    }
 }
 
 /// `[track] lanczos_stop`: the bound `lanczos_tol` applies to ([`imreg_spectra::StopRule`]).
@@ -802,6 +941,7 @@ impl Default for TrackConfig {
             lanczos_stop: LanczosStop::Residual,
             lanczos_max_iter: default_lanczos_max_iter(),
             subset: None,
+            schedule: Vec::new(),
         }
     }
 }
@@ -827,6 +967,53 @@ impl TrackConfig {
 }
 
 impl TrackConfig {
+    /// Checks every `[[track.schedule]]` entry (its knobs as `analyze` checks its flags), that no quantity
+    /// is scheduled twice, and that the series of a run of `steps` steps fit in memory. The data-dependent
+    /// bounds (`batch_size ≤ N`, `subset.n ≤ N`) are checked when the model is built.
+    fn validate_schedule(&self, file: &Path, steps: usize) -> Result<()> {
+        let mut seen: Vec<(crate::quantities::Quantity, usize)> = Vec::new();
+        for (i, s) in self.schedule.iter().enumerate() {
+            let field = |knob: &str| format!("track.schedule[{i}].{knob}");
+            let bad = |f: Fault| CliError::input(file, field(f.knob), f.reason);
+            if s.every == 0 {
+                return Err(bad(Fault::new("every", "must be at least 1")));
+            }
+            if s.subset.is_some_and(|sub| sub.n == 0) {
+                return Err(bad(Fault::new("subset", "subset.n must be at least 1")));
+            }
+            let plan = s.plan().map_err(bad)?;
+            for (name, q) in QUANTITY_NAMES {
+                if !plan.quantities.has(q) {
+                    continue;
+                }
+                if let Some((_, j)) = seen.iter().find(|(r, _)| *r == q) {
+                    return Err(bad(Fault::new(
+                        "quantities",
+                        format!("{name} is already scheduled by track.schedule[{j}]"),
+                    )));
+                }
+                seen.push((q, i));
+            }
+            // The series are held until the run ends: a few numbers per quantity and evaluation, and the
+            // density's grid and nodes.
+            let evaluations = (steps / s.every) as u64 + 2;
+            let density = if plan.quantities.has(crate::quantities::Quantity::Density) {
+                2 * s.density_points as u64 + 2 * (s.slq_probes as u64).saturating_mul(s.slq_steps as u64)
+            } else {
+                0
+            };
+            let per = 8 * (density + 8 * (s.top_k + s.bottom_k + 8) as u64);
+            crate::limits::at_most(
+                file,
+                &field("every"),
+                "bytes of the scheduled series held until the run ends",
+                evaluations.saturating_mul(per),
+                crate::limits::MAX_MEMORY_BYTES,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Checks the eigenvalue-tracking keys and the subset (the data-dependent bounds `k ≤ p` and `n ≤ N`
     /// are checked when the model is built).
     fn validate_eigen(&self, file: &Path) -> Result<()> {
@@ -1026,6 +1213,7 @@ impl ExperimentConfig {
             return bad("track.batch_size", "must be at least 1".into());
         }
         self.track.validate_eigen(file)?;
+        self.track.validate_schedule(file, self.steps)?;
         let needs_b =
             self.track.batch_sharpness.period(1).is_some() || self.track.mini_bs.period(1).is_some();
         if needs_b && self.track.batch_size.or(self.optimizer.batch_size()).is_none() {

@@ -82,6 +82,7 @@ pub fn prepare(config: ExperimentConfig, file: &Path) -> Result<Prepared> {
     let n = model.objective().n_examples();
     crate::train::check_memory(&config, model.objective().dim(), n, file)?;
     crate::train::check_tracking(&config, model.objective().dim(), n, file)?;
+    crate::schedule::check(&config, &model, file)?;
     for (b, field) in [
         (config.optimizer.batch_size(), "optimizer.batch_size"),
         (config.track.batch_size, "track.batch_size"),
@@ -279,6 +280,7 @@ fn write_outputs(
         }
         save_figure(fig, dir, "fig_eigenvalues", opts, &mut files)?;
     }
+    crate::schedule::write(&outcome.schedule, dir, &name, eta, opts, &mut files)?;
     let final_metrics = recorded
         .columns
         .iter()
@@ -308,7 +310,7 @@ fn write_outputs(
 }
 
 /// Saves `fig` as `stem.svg/.png/.csv` into `dir` (only its CSV with `no_figures`), listing the files.
-fn save_figure(
+pub(crate) fn save_figure(
     fig: Figure,
     dir: &Path,
     stem: &str,
@@ -339,7 +341,7 @@ fn npy(shape: &[usize], data: &[f64]) -> Result<Vec<u8>> {
 }
 
 /// Axis label of a metric column.
-fn pretty(col: &str) -> &str {
+pub(crate) fn pretty(col: &str) -> &str {
     match col {
         "loss" => "loss C(θ)",
         "test_loss" => "test loss",
@@ -357,6 +359,7 @@ fn pretty(col: &str) -> &str {
         "hessian_trace" => "Tr ∇²C",
         "hessian_trace_se" => "standard error of Tr ∇²C (0: exact)",
         "eigen_residual" => "largest relative Lanczos residual bound",
+        "eigen_value_bound" => "largest relative Lanczos eigenvalue bound min(r, r²/δ̂)",
         "eigen_iterations" => "Lanczos steps",
         "eigen_converged" => "Lanczos converged (1) or not (0)",
         other => other,

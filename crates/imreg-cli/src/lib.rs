@@ -32,6 +32,7 @@ pub mod record;
 pub mod registry;
 pub mod regularize;
 pub mod report;
+pub mod schedule;
 pub mod slurm;
 pub mod spectrum;
 pub mod study;

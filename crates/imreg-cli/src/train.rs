@@ -46,6 +46,8 @@ pub struct TrainOutcome {
     pub diverged_at: Option<usize>,
     /// Optimizer steps taken.
     pub steps_run: usize,
+    /// The series of `[[track.schedule]]`, one per entry.
+    pub schedule: Vec<crate::schedule::Tracked>,
 }
 
 fn failed(step: usize, what: &str, e: impl std::fmt::Display) -> CliError {
@@ -466,21 +468,20 @@ pub fn train(
                 Control::Stop
             })
         };
-    let end = train_loop(
-        obj,
-        &theta0,
-        &method,
-        &opts,
-        &mut [Scheduled::new(Cadence::Every(record_every), &mut emit)],
-    )
-    .map_err(|e| match e {
+    let mut schedule = crate::schedule::entries(model, cfg)?;
+    let mut observers = vec![Scheduled::new(Cadence::Every(record_every), &mut emit)];
+    observers.extend(schedule.iter_mut().map(|e| e.scheduled()));
+    let end = train_loop(obj, &theta0, &method, &opts, &mut observers).map_err(|e| match e {
         LoopError::Optimizer(e) => CliError::Failed(format!("optimizer: {e}")),
         LoopError::Row(e) => e,
     })?;
+    drop(observers);
+    let schedule: Vec<_> = schedule.into_iter().map(|e| e.finish()).collect();
     let diverged = |step: usize, theta: Vec<f64>| TrainOutcome {
         theta,
         diverged_at: Some(step),
         steps_run: step,
+        schedule: schedule.clone(),
     };
     match end.outcome {
         // The loss of a recorded row blew up.
@@ -496,6 +497,7 @@ pub fn train(
             theta: end.theta,
             diverged_at: None,
             steps_run: last,
+            schedule,
         }),
     }
 }

@@ -127,3 +127,26 @@ pub fn column(h: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
         .unwrap_or_else(|| panic!("{name} not in {h:?}"));
     rows.iter().map(|r| r[j]).collect()
 }
+
+/// Class labels as an int64 `.npy` vector (as `np.save(f, labels.astype(np.int64))` writes it).
+pub fn write_int_labels(path: &Path, labels: &[i64]) {
+    let mut bytes = imreg_objective::data::npy::npy_header(&[labels.len()]).unwrap();
+    let at = bytes.windows(3).position(|w| w == b"<f8").unwrap();
+    bytes[at + 1] = b'i';
+    bytes.extend(labels.iter().flat_map(|l| l.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Each `(config text, field)` is refused before the run, naming `: field:` in its error, and `imreg run`
+/// exits 2 on it.
+pub fn assert_refused(dir: &Path, cases: &[(String, &str)]) {
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let cfg = write(dir, &format!("bad{i}.toml"), text);
+        let e = imreg_cli::config::ExperimentConfig::load(&cfg)
+            .and_then(|c| imreg_cli::experiment::prepare(c, &cfg).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!(": {field}:")), "case {i}: {e}");
+        assert_eq!(run_cli(&cfg, &dir.join(format!("out{i}")), &[]), 2, "case {i}");
+    }
+}
