@@ -222,6 +222,42 @@ mod tests {
         assert!((ys[2][0] - r.powi(4)).abs() < 1e-15);
     }
 
+    /// Gradient flow on `C = ½ θᵀ diag(1, 30) θ` (a `VectorField` of [`crate::flows`]): each component is
+    /// multiplied by `R(−h a_i)` per step, and is within the RK4 truncation bound of `θ_i e^{−a_i t}`.
+    #[test]
+    fn gradient_flow_of_a_quadratic() {
+        use crate::field::VectorField;
+        use crate::flows::GradientFlow;
+        let q = imreg_objective::Quadratic::diagonal(&[1.0, 30.0]);
+        let flow = GradientFlow::new(&q);
+        let opts = Rk4Options {
+            alpha: 1.0,
+            h_max: 0.02,
+            ..Default::default()
+        };
+        let (ys, rep) = integrate_rk4(
+            |t, y, dy| flow.eval(t, y, dy),
+            |_, _| Ok(30.0),
+            0.0,
+            &[1.0, 1.0],
+            &[0.3],
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(rep.steps, 15);
+        let poly = |z: f64| 1.0 + z + z * z / 2.0 + z.powi(3) / 6.0 + z.powi(4) / 24.0;
+        for (i, a) in [1.0f64, 30.0].iter().enumerate() {
+            let exact = (-a * 0.3).exp();
+            assert!((ys[0][i] - poly(-a * 0.02).powi(15)).abs() <= 1e-14, "{i}");
+            // Lagrange remainder: |R(z) − e^z| ≤ |z|⁵/120 for z < 0, so per step the relative error is at
+            // most δ = |z|⁵ e^{|z|}/120, and over n steps (1 + δ)ⁿ − 1.
+            let z = a * 0.02;
+            let bound = (1.0 + z.powi(5) * z.exp() / 120.0).powi(15) - 1.0;
+            let rel = (ys[0][i] - exact).abs() / exact;
+            assert!(rel <= bound, "{i}: relative error {rel} > {bound}");
+        }
+    }
+
     #[test]
     fn bad_input_is_an_error() {
         let opts = Rk4Options::default();
