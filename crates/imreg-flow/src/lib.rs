@@ -1,4 +1,5 @@
-//! imreg-flow: our DOP853 (8th order, Hairer's coefficients, 7th-order dense output), gradient flow and the
+//! imreg-flow: our DOP853 (8th order, Hairer's coefficients, 7th-order dense output), fixed-step RK4 with a
+//! curvature-scaled step (Cohen et al.'s reference flow), gradient flow and the
 //! modified flows of backward error analysis (`C_GD`, `C_SGD` for a fixed partition and over random
 //! partitions, the fixed-order flow, GD's second-order modified equation, the principal flow).
 //!
@@ -16,7 +17,9 @@ mod dop853_tableau;
 pub mod error;
 pub mod field;
 pub mod flows;
+pub mod rk4;
 
 pub use dop853::{integrate, integrate_dense, Dop853Options, Dop853Report};
 pub use error::{FlowError, Result};
 pub use field::{integrate_field, integrate_field_dense, VectorField};
+pub use rk4::{integrate_rk4, Rk4Options, Rk4Report};

@@ -1,13 +1,15 @@
-//! The CNN edge-of-stability runs are bitwise identical at 1 and 2 threads (the records of the two unregistered
-//! CNN checks are printed by the ignored `print_check_records` of `tests/eos.rs`).
+//! The CNN edge-of-stability runs are bitwise identical at 1 and 2 threads (the records of the two CNN checks
+//! are printed by the ignored `print_check_records` of `tests/eos.rs`).
 use imreg_eos::edge_of_stability::{sweep_edge_of_stability, EosOptions};
 use imreg_eos::mnist_cnn::MnistCnn;
 use imreg_eos::stochastic_stability::{edge_of_stochastic_stability, EossOptions};
 use imreg_objective::models::StandardLoss;
 use imreg_objective::threads::on_threads;
+use imreg_theorems::eos_cnn::{gd_until_fitted, CnnEosSetting};
 
-/// GD (with sharpness) and SGD (with batch sharpness and MiniBS)
-/// on cnn-relu and cnn-tanh with 2 digits per class: every number bitwise equal at 1 and 2 threads.
+/// GD (with sharpness), GD until the accuracy goal with the RK4 gradient-flow comparison, and SGD (with
+/// batch sharpness and MiniBS) on cnn-relu and cnn-tanh with 2 digits per class: every number bitwise equal
+/// at 1 and 2 threads.
 #[test]
 fn runs_are_bitwise_identical_at_one_and_two_threads() {
     let run = |threads: usize| {
@@ -51,7 +53,17 @@ fn runs_are_bitwise_identical_at_one_and_two_threads() {
                     },
                 )
                 .unwrap();
-                out.push((eos, eoss));
+                let set = CnnEosSetting {
+                    max_steps: 12,
+                    every: 4,
+                    ..CnnEosSetting::new(true)
+                };
+                let fitted = gd_until_fitted(&obj, &theta, 0.02, &set, true).unwrap();
+                assert!(
+                    fitted.flow.as_ref().is_some_and(|f| f.report.steps > 0),
+                    "{fitted:?}"
+                );
+                out.push((format!("{eos:?} {eoss:?} {fitted:?}"),));
             }
             out
         })
