@@ -20,12 +20,13 @@
 //! (defaults 5, 1e-14, the Cohen et al. config, its `track.every`).
 //!
 //! `track_warm_cost drift [CONFIG EVERY]` measures instead what a warm start can reuse, along the same
-//! full-batch GD trajectory (`θ ← θ − η∇C(θ)`, checked against the reference run's `λ_1`): between two
-//! evaluations, the sine of the largest principal angle between the previous and the new top-3 eigenvector
-//! spaces `‖(I − Q_new Q_newᵀ) Q_old‖₂ = (1 − σ_min(Q_oldᵀ Q_new)²)^{1/2}`, the largest residual
-//! `‖H y − θ y‖ / λ_1` of the Rayleigh–Ritz pairs of `H` on the previous space (where a block warm start
-//! begins), the relative change of `λ_1`, and the gaps `λ_3 − λ_4`. Eigenpairs by cold Lanczos to the
-//! residual bound `1e-12 · max|θ|`.
+//! full-batch GD trajectory (`θ ← θ − η∇C(θ)`, checked against the reference run's `λ_1`). Between two
+//! evaluations: the sine of the largest principal angle between the previous and the new top-3 eigenvector
+//! spaces, `‖(I − Q_new Q_newᵀ) Q_old‖₂ = (1 − σ_min(Q_oldᵀ Q_new)²)^{1/2}`, and the largest sine of the
+//! angle between a previous eigenvector `y_i` and the new one; the largest residual `‖H y − θ y‖ / λ_1` of
+//! the Rayleigh–Ritz pairs of `H` on the previous space (where a block warm start begins); the relative
+//! change of `λ_1`. At each evaluation the gaps `λ_1 − λ_2`, `λ_2 − λ_3`, `λ_3 − λ_4`. Eigenpairs by cold
+//! Lanczos to the residual bound `1e-12 · max|θ|`.
 use imreg_cli::config::{Every, ExperimentConfig, LanczosStop};
 use imreg_cli::experiment::{prepare, Prepared};
 use std::path::PathBuf;
@@ -114,7 +115,8 @@ fn drift(file: &std::path::Path, every: Option<usize>) {
     let obj = reference.model.objective();
     let p = obj.dim();
     let mut theta = reference.theta0.clone();
-    let (mut sines, mut rr, mut moves, mut gaps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sines, mut singles, mut rr, mut moves) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut gaps = [Vec::new(), Vec::new(), Vec::new()];
     let mut prev: Option<(DMatrix<f64>, f64)> = None;
     let dense = DenseOptions::default();
     for t in 0..=reference.config.steps {
@@ -141,6 +143,8 @@ fn drift(file: &std::path::Path, every: Option<usize>) {
                 let m = old.transpose() * &q;
                 let cos2 = symmetric_eigen(m.transpose() * m, &dense).unwrap().values[0];
                 sines.push((1.0 - cos2).max(0.0).sqrt());
+                let single = |j: usize| (1.0 - old.column(j).dot(&q.column(j)).powi(2)).max(0.0).sqrt();
+                singles.push((0..3).map(single).fold(0.0, f64::max));
                 let mut ay = DMatrix::zeros(p, 3);
                 for j in 0..3 {
                     let y = apply_vec(&h, old.column(j).as_slice()).unwrap();
@@ -156,7 +160,9 @@ fn drift(file: &std::path::Path, every: Option<usize>) {
                 rr.push(worst / lam[0]);
                 moves.push((lam[0] - l1).abs() / l1);
             }
-            gaps.push(lam[2] - lam[3]);
+            for (i, g) in gaps.iter_mut().enumerate() {
+                g.push(lam[i] - lam[i + 1]);
+            }
             prev = Some((q, lam[0]));
         }
         if t < reference.config.steps {
@@ -172,12 +178,15 @@ fn drift(file: &std::path::Path, every: Option<usize>) {
     println!(
         "{} (p = {p}), every {every} steps: {} evaluations",
         file.display(),
-        gaps.len()
+        gaps[0].len()
     );
     line("sin of the largest principal angle, top-3 spaces", &sines);
+    line("largest sin of the angle of each of y_1, y_2, y_3", &singles);
     line("Rayleigh–Ritz on the previous top-3: max residual / λ_1", &rr);
     line("relative change of λ_1", &moves);
-    line("gap λ_3 − λ_4", &gaps);
+    for (i, g) in gaps.iter().enumerate() {
+        line(&format!("gap λ_{} − λ_{}", i + 1, i + 2), g);
+    }
 }
 
 fn main() {
