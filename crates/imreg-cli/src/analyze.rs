@@ -239,6 +239,7 @@ pub fn analyze(req: &AnalyzeRequest) -> Result<Analysis> {
         max_iter: req.solver.lanczos_max_iter,
         tol: req.solver.lanczos_tol,
         vectors: wants(Quantity::Eigenvectors),
+        ..ExtremeOptions::default()
     };
     let ext = if k_top + k_bottom > 0 {
         Some(
