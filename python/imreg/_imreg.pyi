@@ -55,6 +55,7 @@ class Model:
         dense_max_p: int = 400,
         max_iter: int = 300,
         tol: float = 1e-8,
+        stop: str = "residual",
     ) -> Dict[str, Any]: ...
     def trace(
         self,

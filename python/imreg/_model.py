@@ -303,6 +303,7 @@ class Model:
         dense_max_p: int = 400,
         max_iter: int = 300,
         tol: float = 1e-8,
+        stop: str = "residual",
     ) -> Eigen:
         """The ``top`` largest and ``bottom`` smallest eigenvalues of ``H_B(θ)`` (and unit eigenvectors when
         ``vectors``).
@@ -310,9 +311,16 @@ class Model:
         Dense and exact for ``p ≤ dense_max_p``; above, Lanczos with full reorthogonalization from a seeded
         start vector, stopping once every wanted Ritz pair ``(θ, y)`` has ``‖Hy − θy‖ ≤ tol · max|θ|`` or after
         ``min(max_iter, p)`` steps; each value comes with its residual bound. The same call as
-        ``imreg analyze --top-k K --bottom-k K`` (equal numbers for equal ``seed``).
+        ``imreg analyze --top-k K --bottom-k K`` (equal numbers for equal ``seed``). ``stop="eigenvalue"``
+        stops instead once every wanted Ritz value has its eigenvalue bound ``min(r, r²/δ̂) ≤ tol · max|θ|``
+        (``r`` the residual bound, ``δ̂`` the gap estimated from the other Ritz values, so an estimate, not a
+        certificate) of the distance to the nearest eigenvalue of ``H``, in fewer steps than the residual rule.
+        Like any early stop it does not say that this eigenvalue is the largest: at a loose ``tol`` Lanczos can
+        stop on a lower eigenvalue before its Krylov space has found the top one.
         """
-        d = self._inner.eigen(_vector(theta, "theta"), top, bottom, _batch(batch), vectors, seed, dense_max_p, max_iter, tol)
+        d = self._inner.eigen(
+            _vector(theta, "theta"), top, bottom, _batch(batch), vectors, seed, dense_max_p, max_iter, tol, stop
+        )
         return Eigen._from(d)
 
     def lambda_max(self, theta: ArrayLike, *, batch: Batch = None, seed: int = 0, **solver: Any) -> float:

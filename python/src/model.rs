@@ -15,7 +15,7 @@ use imreg_cli::spectrum::{
 use imreg_objective::data::weights::NamedTensor;
 use imreg_objective::models::NetworkObjective;
 use imreg_objective::{Batch, Objective};
-use imreg_spectra::{batch_sharpness, hutchinson, HessianOperator, TraceOptions};
+use imreg_spectra::{batch_sharpness, hutchinson, HessianOperator, StopRule, TraceOptions};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -375,8 +375,9 @@ impl PyModel {
 
     /// The `top` largest and `bottom` smallest eigenvalues of `H_B(θ)`: dense (exact) for `p ≤ dense_max_p`,
     /// Lanczos with full reorthogonalization otherwise (start vector from `seed`, stop when every wanted
-    /// Ritz pair has `‖Hy − θy‖ ≤ tol · max|θ|`), with eigenvectors when `vectors`.
-    #[pyo3(signature = (theta, top=1, bottom=0, batch=None, vectors=false, seed=0, dense_max_p=400, max_iter=300, tol=1e-8))]
+    /// Ritz pair has `‖Hy − θy‖ ≤ tol · max|θ|`, or with `stop = "eigenvalue"` its eigenvalue bound
+    /// `min(r, r²/δ̂) ≤ tol · max|θ|`), with eigenvectors when `vectors`.
+    #[pyo3(signature = (theta, top=1, bottom=0, batch=None, vectors=false, seed=0, dense_max_p=400, max_iter=300, tol=1e-8, stop="residual"))]
     #[allow(clippy::too_many_arguments)]
     fn eigen<'py>(
         &self,
@@ -390,7 +391,18 @@ impl PyModel {
         dense_max_p: usize,
         max_iter: usize,
         tol: f64,
+        stop: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let stop = match stop {
+            "residual" => StopRule::Residual,
+            "eigenvalue" => StopRule::Eigenvalue,
+            other => {
+                return Err(bad_input(
+                    "stop",
+                    format!("unknown stop rule {other:?} (residual, eigenvalue)"),
+                ))
+            }
+        };
         let solver = SolverOptions {
             lanczos_max_iter: max_iter,
             lanczos_tol: tol,
@@ -408,6 +420,7 @@ impl PyModel {
             dense_max_p,
             max_iter,
             tol,
+            stop,
             vectors,
         };
         let e = py

@@ -76,6 +76,21 @@ def test_eigenvalues_dense_and_lanczos_match_eigvalsh(small):
     assert m.lambda_max(theta) == dense.top[0]
 
 
+def test_eigenvalue_stop_rule_bounds_the_nearest_eigenvalue_in_fewer_steps(small):
+    m, theta = small
+    w = np.linalg.eigvalsh(m.hessian(theta))
+    for tol in (1e-3, 1e-4, 1e-6):
+        residual = m.eigenvalues(theta, dense_max_p=0, tol=tol)
+        loose = m.eigenvalues(theta, dense_max_p=0, tol=tol, stop="eigenvalue")
+        assert residual.converged and loose.converged
+        assert loose.iterations <= residual.iterations
+        nearest = np.abs(w - loose.lambda_max).min()
+        assert nearest <= tol * abs(loose.lambda_max), (tol, loose)
+    # at 1e-6 the Krylov space has found the top eigenvalue (at 1e-3 it stops, 7 steps in, within its bound of
+    # the second largest: the rule bounds the nearest eigenvalue, not the largest)
+    assert abs(loose.lambda_max - w[-1]) <= 1e-6 * w[-1]
+
+
 def test_eigenvalues_on_a_batch(small):
     m, theta = small
     batch = [0, 3, 3, 6]

@@ -31,6 +31,7 @@ def test_bad_arguments_name_their_field(small):
     raises_field("method", m.trace, theta, method="magic")
     raises_field("top", m.eigenvalues, theta, 0, 0)
     raises_field("tol", m.eigenvalues, theta, tol=float("nan"))
+    raises_field("stop", m.eigenvalues, theta, stop="sometimes")
     raises_field("sigma", m.density, theta, sigma=0.0)
     raises_field("theta", m.state_dict, theta[:3])
 

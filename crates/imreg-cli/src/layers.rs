@@ -58,6 +58,7 @@ pub fn blocks(
         max_iter: opts.lanczos_max_iter,
         tol: opts.lanczos_tol,
         vectors: false,
+        ..ExtremeOptions::default()
     };
     modules(layout)
         .into_iter()

@@ -338,6 +338,7 @@ pub fn measure(model: &Model, theta: &[f64], batch: Batch<'_>, plan: &Plan) -> R
         max_iter: plan.solver.lanczos_max_iter,
         tol: plan.solver.lanczos_tol,
         vectors: wants(Quantity::Eigenvectors),
+        ..ExtremeOptions::default()
     };
     let extremes = (k_top + k_bottom > 0)
         .then(|| hessian_extremes(obj, theta, batch, k_top, k_bottom, seed, &eig))

@@ -7,7 +7,7 @@ use imreg_spectra::{
     dense_eigen, exact_trace, gradient_covariance_top, hutch_plus_plus, lanczos, mini_bs, sharpness,
     BatchExpectation, CovarianceOptions, CovarianceRoute, DenseOptions, Estimate, Estimator,
     GradientOuterOperator, HessianOperator, LanczosOptions, LanczosReport, LinearOperator, MonteCarloOptions,
-    RitzPair, TraceOptions,
+    RitzPair, StopRule, TraceOptions,
 };
 use serde::Serialize;
 
@@ -148,6 +148,8 @@ pub struct ExtremeOptions {
     pub dense_max_p: usize,
     pub max_iter: usize,
     pub tol: f64,
+    /// The bound of the wanted Ritz pairs that `tol` applies to (the residual by default).
+    pub stop: StopRule,
     /// Also return the eigenvectors.
     pub vectors: bool,
 }
@@ -158,6 +160,7 @@ impl Default for ExtremeOptions {
             dense_max_p: DENSE_MAX_P,
             max_iter: 300,
             tol: 1e-8,
+            stop: StopRule::Residual,
             vectors: false,
         }
     }
@@ -216,6 +219,7 @@ pub fn symmetric_extremes(
         k_top: k_top.max(1),
         k_bottom,
         tol: opts.tol,
+        stop: opts.stop,
         seed: seed ^ STREAM_SPECTRUM,
         ritz_vectors: opts.vectors,
         ..LanczosOptions::default()

@@ -130,9 +130,26 @@ pub(crate) fn chunked_sum_into<F>(
 where
     F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
 {
+    chunked_sum_by(batch, n, chunk_len(batch.len(n)), scale, out, f)
+}
+
+/// [`chunked_sum_into`] with chunks of `chunk` batch positions (at least 1) in place of [`chunk_len`]: a
+/// model whose chunks follow another rule of the batch length (the heavy rows of a network) gets the same
+/// parallel, chunk-ordered reduction, so it too is bitwise identical at any thread count.
+pub(crate) fn chunked_sum_by<F>(
+    batch: Batch<'_>,
+    n: usize,
+    chunk: usize,
+    scale: f64,
+    out: &mut [f64],
+    f: F,
+) -> Result<f64>
+where
+    F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
+{
     let len = batch.len(n);
     let dim = out.len();
-    let chunk = chunk_len(len);
+    let chunk = chunk.max(1);
     let run = |c: usize| -> Result<(f64, Vec<f64>)> {
         let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
         let mut s = 0.0;

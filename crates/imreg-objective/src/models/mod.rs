@@ -47,7 +47,9 @@ pub use linreg::LinearRegression;
 pub use logistic::LogisticRegression;
 pub use loss::{ChunkTargets, Loss, StandardLoss, LOSS_NAMES};
 pub use mlp::{Activation, Mlp, MlpSpec};
-pub use network::{Network, NetworkObjective, Parameter, TargetData, PREPARED_HESSIAN_BYTES};
+pub use network::{
+    Network, NetworkObjective, Parameter, TapePlan, TargetData, HEAVY_CHUNK_BYTES, PREPARED_HESSIAN_BYTES,
+};
 pub use presets::{preset, preset_default, PresetInfo, PRESETS};
 pub use quadratic::Quadratic;
 pub use scalar_net::ScalarNet;

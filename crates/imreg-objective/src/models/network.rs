@@ -4,9 +4,10 @@
 //! per-example gradients and input gradients `∇ₓC_B`.
 //!
 //! `C_B(θ) = (1/|B|) Σ_{i∈B} ℓ(f(x_i; θ), y_i)`. Every derivative is the tape's: gradient by reverse mode, HVP by
-//! forward-over-reverse, third order by `Dual<Dual<_>>`. A batch is cut into the fixed chunks of
-//! [`super::common`] (one tape per chunk, chunks in parallel, partial sums added in chunk order), so results are
-//! bitwise identical at any thread count.
+//! forward-over-reverse, third order by `Dual<Dual<_>>`. A batch is cut into fixed chunks, a function of its
+//! length ([`NetworkObjective::chunk_size`]: those of [`super::common`], or for heavy rows chunks whose tape fits
+//! [`HEAVY_CHUNK_BYTES`]; one tape per chunk, chunks in parallel, partial sums added in chunk order), so results
+//! are bitwise identical at any thread count.
 //!
 //! **Networks that couple examples** (batch norm in training mode, [`Network::couples_examples`]) are evaluated
 //! on the whole batch as one chunk, so `C_B` is the loss with the batch's statistics, as PyTorch's
@@ -15,7 +16,7 @@
 //! reverse pass per example over the batch's tape): the rows still average to `∇C_B`, but each depends on the
 //! whole batch and is not the gradient of `ℓ_i` evaluated alone.
 use super::common::{
-    axpy, chunk_len, chunked_sum_into, gather_rows, per_example_block_rows, per_example_driver,
+    axpy, chunk_len, chunked_sum_by, gather_rows, per_example_block_rows, per_example_driver,
 };
 use super::loss::{ChunkTargets, Loss, StandardLoss};
 use crate::batch::Batch;
@@ -136,10 +137,23 @@ pub trait Network: Send + Sync {
 
 /// Memory budget of the recorded tapes of [`Objective::hessian_at`] on a network: 2 GiB, a quarter of an 8 GiB
 /// laptop's memory. By the estimate of [`NetworkObjective::hessian_within`], the medium MLP at n = 1024 needs
-/// ≈ 43 MB and the benchmark CNN `cnn-cifar` (n = 256) ≈ 0.95 GB, which hold their tapes; `resnet-small`
-/// (n = 128: 735 242 activations per example, ≈ 3.0 GB), a full MNIST-sized MLP batch of 60 000 rows
-/// (≈ 2.5 GB) or a CNN on a whole dataset is streamed through per-call HVPs instead.
+/// ≈ 43 MB and the benchmark CNN `cnn-cifar` (n = 256) ≈ 0.95 GB, which hold all their tapes. A batch that
+/// needs more is prepared in part: `resnet-small` (n = 128: 735 242 activations per example, ≈ 3.0 GB; chunks
+/// of 11 rows, ≈ 259 MB each) records 8 of its 12 chunks and runs per-call HVPs on the other 4; a full
+/// MNIST-sized MLP batch of 60 000 rows (≈ 2.5 GB) or a CNN on a whole dataset likewise records the chunks
+/// that fit and streams the rest.
 pub const PREPARED_HESSIAN_BYTES: usize = 2 << 30;
+
+/// Working-set bound of one chunk on a network whose rows are heavy ([`NetworkObjective::chunk_size`]): a
+/// chunk's tape, by the estimate of [`NetworkObjective::hessian_within`] (four `f64`s per kept activation),
+/// holds at most 256 MiB. The arithmetic, against the allocator tuning of [`crate::reuse_large_buffers`]
+/// (blocks above 256 MiB are `mmap`ed, a free heap top above 1 GiB is returned to the OS): each buffer of a
+/// chunk is a fraction of its tape, so none is `mmap`ed; two chunks in flight on two cores hold ≈ 512 MiB by
+/// the estimate and stay under the 1 GiB trim threshold even at twice the estimate (a convolution's patch
+/// matrices are not counted in it), so a call's freed buffers stay in the heap for the next chunk and the next
+/// call instead of being faulted in again. Without the bound, `cnn-relu` on 1,000 MNIST digits
+/// (≈ 3.3 MB per row) ran two chunks of ≈ 1.7 GB each; with it, 13 chunks of 77 rows.
+pub const HEAVY_CHUNK_BYTES: usize = 256 << 20;
 
 /// Activation memory of one tape of the batched per-example gradients ([`Objective::per_example_grads`]):
 /// 4 MiB, so that a tape's activations and a convolution's patch matrices stay in cache. A/B on the anchor
@@ -371,57 +385,47 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
     }
 
     /// Batch positions per tape: the whole batch for a network that couples examples; [`chunk_len`] otherwise,
-    /// but at most half the batch for a network whose rows are heavy (a row's tape holds at least as many
-    /// floats as there are parameters, as in the CNNs): [`chunk_len`]'s minimum of 128 rows amortizes the
-    /// per-chunk work on `p`-vectors (leaf copies, the accumulator), which such rows dwarf, and would leave a
-    /// batch of 128 CNN examples on one core. It depends on the batch length and the network only, never on
-    /// the thread count.
-    fn chunk_size(&self, len: usize) -> usize {
+    /// but for a network whose rows are heavy (a row's tape holds at least as many floats as there are
+    /// parameters, as in the CNNs) at most half the batch, and at most what fits [`HEAVY_CHUNK_BYTES`] by the
+    /// tape estimate, in equal chunks (`⌈len / ⌈len / fit⌉⌉` rows, `fit` the rows that fit). [`chunk_len`]'s
+    /// minimum of 128 rows amortizes the per-chunk work on `p`-vectors (leaf copies, the accumulator), which
+    /// such rows dwarf, and would leave a batch of 128 CNN examples on one core; its maximum of 512 rows would
+    /// give a CNN chunk gigabytes of tape. It depends on the batch length and the network only, never on the
+    /// thread count.
+    pub fn chunk_size(&self, len: usize) -> usize {
         if self.net.couples_examples() {
             len
         } else if self.net.tape_floats_per_example() >= self.net.n_params() {
-            chunk_len(len).min(len.div_ceil(2))
+            let half = chunk_len(len).min(len.div_ceil(2));
+            let fit = self
+                .tape_bytes(1)
+                .map_or(1, |row| (HEAVY_CHUNK_BYTES / row.max(1)).max(1));
+            if half <= fit {
+                half
+            } else {
+                len.div_ceil(len.div_ceil(fit))
+            }
         } else {
             chunk_len(len)
         }
     }
 
+    /// The tape estimate of `rows` examples in bytes: four `f64`s (values, tangents, cotangents and their
+    /// tangents) per [`Network::tape_floats_per_example`] per row; `None` on overflow.
+    fn tape_bytes(&self, rows: usize) -> Option<usize> {
+        rows.checked_mul(self.net.tape_floats_per_example())
+            .and_then(|f| f.checked_mul(4 * size_of::<f64>()))
+    }
+
     /// `f(start, ix, s, acc)` summed over the chunks of the batch ([`NetworkObjective::chunk_size`]) into
-    /// `(s, out)`, times `scale`: the chunks of [`chunked_sum_into`] where they agree; the whole batch as one
-    /// chunk for a network that couples examples; two halves in parallel, added in order, for a small batch of
-    /// heavy rows.
+    /// `(s, out)`, times `scale`, by [`chunked_sum_by`]: chunks in parallel, partial sums added in chunk order.
     fn sum_chunks<F>(&self, batch: Batch<'_>, scale: f64, out: &mut [f64], f: F) -> Result<f64>
     where
         F: Fn(usize, &[usize], &mut f64, &mut [f64]) -> Result<()> + Sync,
     {
         let n = self.n_examples();
         batch.validate(n)?;
-        let len = batch.len(n);
-        let chunk = self.chunk_size(len);
-        if chunk == chunk_len(len) && !self.net.couples_examples() {
-            return chunked_sum_into(batch, n, scale, out, f);
-        }
-        let ix = batch.slice(0, len);
-        let mut s = 0.0;
-        out.fill(0.0);
-        if chunk >= len {
-            f(0, &ix, &mut s, out)?;
-        } else {
-            let mut second = vec![0.0; out.len()];
-            let mut s2 = 0.0;
-            let (a, b) = rayon::join(
-                || f(0, &ix[..chunk], &mut s, out),
-                || f(chunk, &ix[chunk..], &mut s2, &mut second),
-            );
-            a?;
-            b?;
-            s += s2;
-            out.iter_mut().zip(&second).for_each(|(o, x)| *o += x);
-        }
-        if scale != 1.0 {
-            out.iter_mut().for_each(|o| *o *= scale);
-        }
-        Ok(scale * s)
+        chunked_sum_by(batch, n, self.chunk_size(batch.len(n)), scale, out, f)
     }
 
     /// Sums `f(chunk program)` over the batch, divides by `|B|`, writes the vector mean into `out` and returns
@@ -460,38 +464,68 @@ impl<N: Network, L: Loss> NetworkObjective<N, L> {
         })
     }
 
-    /// [`Objective::hessian_at`] with a memory budget for the recorded tapes (estimated as four `f64`s,
-    /// values, tangents, cotangents and their tangents, per [`Network::tape_floats_per_example`] per row).
-    pub(crate) fn hessian_within<'a>(
-        &'a self,
-        at: At<'a>,
-        budget_bytes: usize,
-    ) -> Result<Box<dyn HessianAt + 'a>> {
+    /// How [`NetworkObjective::hessian_within`] splits a batch of `len` examples under a memory budget of
+    /// `budget_bytes` for the recorded tapes: the chunks of the other calls
+    /// ([`NetworkObjective::chunk_size`]), the first of which are prepared as long as their tape estimates
+    /// (four `f64`s per [`Network::tape_floats_per_example`] per row) sum to at most the budget.
+    pub fn tape_plan(&self, len: usize, budget_bytes: usize) -> TapePlan {
+        let chunk = self.chunk_size(len).max(1);
+        let chunks = len.div_ceil(chunk);
+        let mut plan = TapePlan {
+            chunk,
+            chunks,
+            prepared: 0,
+            prepared_bytes: 0,
+        };
+        for c in 0..chunks {
+            let rows = chunk.min(len - c * chunk);
+            let total = self
+                .tape_bytes(rows)
+                .and_then(|b| b.checked_add(plan.prepared_bytes));
+            match total {
+                Some(t) if t <= budget_bytes => {
+                    plan.prepared += 1;
+                    plan.prepared_bytes = t;
+                }
+                _ => break,
+            }
+        }
+        plan
+    }
+
+    /// [`Objective::hessian_at`] with a memory budget for the recorded tapes: the chunks of
+    /// [`NetworkObjective::tape_plan`] that fit are recorded once at `θ` ([`imreg_ad::linearize`]), the
+    /// others run a per-call HVP ([`imreg_ad::hvp_acc`]) on every product. Both kinds are summed in chunk
+    /// order, as [`Objective::hvp`] sums them, so the products are bitwise identical at any thread count; with
+    /// no chunk prepared they are [`Objective::hvp`]'s.
+    pub fn hessian_within<'a>(&'a self, at: At<'a>, budget_bytes: usize) -> Result<Box<dyn HessianAt + 'a>> {
+        // `At` may have been checked against another objective's sizes: check it against this one's.
+        let at = self.validate_call(at.theta, at.batch)?;
         let At { theta, batch } = at;
         let len = batch.len(self.n_examples());
-        let bytes = len
-            .checked_mul(self.net.tape_floats_per_example())
-            .and_then(|f| f.checked_mul(4 * size_of::<f64>()));
-        if bytes.is_none_or(|b| b > budget_bytes) {
+        let plan = self.tape_plan(len, budget_bytes);
+        if plan.prepared == 0 {
             return Ok(streamed_hessian(self, at));
         }
-        let at = self.point(theta, None)?;
-        let chunk = self.chunk_size(len);
+        let point = self.point(theta, None)?;
+        let chunk = plan.chunk;
         let record = |c: usize| -> Result<Mutex<Linearized>> {
             let ix = batch.slice(c * chunk, ((c + 1) * chunk).min(len));
             let labels = self.chunk_labels(&ix);
-            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &at).map_err(ad_err)?;
+            let lin = imreg_ad::linearize(&self.chunk(&ix, &labels), &point).map_err(ad_err)?;
             Ok(Mutex::new(lin))
         };
-        let chunks = len.div_ceil(chunk);
-        let tapes = if chunks <= 1 {
+        let tapes = if plan.prepared <= 1 {
             vec![record(0)?]
         } else {
-            (0..chunks).into_par_iter().map(record).collect::<Result<_>>()?
+            (0..plan.prepared)
+                .into_par_iter()
+                .map(record)
+                .collect::<Result<_>>()?
         };
         Ok(Box::new(PreparedHessian {
             obj: self,
-            batch,
+            at,
             chunk,
             tapes,
         }))
@@ -852,12 +886,23 @@ fn check_labels(labels: &[usize], classes: usize) -> Result<()> {
     }
 }
 
-/// [`NetworkObjective::hessian_within`]: one recorded tape per chunk of the batch (the chunks of the other
-/// calls, so the HVPs are reduced exactly as [`Objective::hvp`]'s are and stay bitwise identical at any thread
-/// count).
+/// How [`NetworkObjective::hessian_within`] splits a batch: `chunks` chunks of `chunk` batch positions (the
+/// last one possibly shorter), the first `prepared` of them recorded, whose tapes hold `prepared_bytes` by the
+/// estimate (at most the budget).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapePlan {
+    pub chunk: usize,
+    pub chunks: usize,
+    pub prepared: usize,
+    pub prepared_bytes: usize,
+}
+
+/// [`NetworkObjective::hessian_within`]: one recorded tape for each of the first `tapes.len()` chunks of the
+/// batch, a per-call HVP for the others (the chunks of the other calls, so the HVPs are reduced exactly as
+/// [`Objective::hvp`]'s are and stay bitwise identical at any thread count).
 struct PreparedHessian<'a, N, L> {
     obj: &'a NetworkObjective<N, L>,
-    batch: Batch<'a>,
+    at: At<'a>,
     chunk: usize,
     tapes: Vec<Mutex<Linearized>>,
 }
@@ -867,14 +912,24 @@ impl<N: Network, L: Loss> HessianAt for PreparedHessian<'_, N, L> {
         let p = self.obj.dim();
         check_direction("v", v, p)?;
         check_len("out", out, p)?;
-        let inv = 1.0 / self.batch.len(self.obj.n_examples()) as f64;
-        self.obj.sum_chunks(self.batch, inv, out, |start, _, _, acc| {
-            // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier call
-            // panicked mid-replay, and every replay overwrites all tangents.
-            let mut tape = self.tapes[start / self.chunk]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            tape.hvp_acc(v, acc).map_err(ad_err)
+        let At { theta, batch } = self.at;
+        // The point of the chunks past the tapes (unflattening `θ` and `v` is O(p), next to a chunk's HVP).
+        let streamed = self.obj.point(theta, Some(v))?;
+        let inv = 1.0 / batch.len(self.obj.n_examples()) as f64;
+        self.obj.sum_chunks(batch, inv, out, |start, ix, _, acc| {
+            match self.tapes.get(start / self.chunk) {
+                Some(tape) => {
+                    // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier
+                    // call panicked mid-replay, and every replay overwrites all tangents.
+                    let mut tape = tape.lock().unwrap_or_else(|e| e.into_inner());
+                    tape.hvp_acc(v, acc)
+                }
+                None => {
+                    let labels = self.obj.chunk_labels(ix);
+                    imreg_ad::hvp_acc(&self.obj.chunk(ix, &labels), &streamed, acc)
+                }
+            }
+            .map_err(ad_err)
         })?;
         Ok(())
     }
@@ -918,8 +973,9 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         Ok(())
     }
 
-    /// Records every chunk's tape once at `θ` ([`imreg_ad::linearize`]); each HVP then runs the tangent halves
-    /// only. Batches whose tapes would exceed [`PREPARED_HESSIAN_BYTES`] are streamed through [`Objective::hvp`].
+    /// Records the chunks' tapes once at `θ` ([`imreg_ad::linearize`]), as many as fit
+    /// [`PREPARED_HESSIAN_BYTES`]; each HVP then runs the tangent halves only on those, and a per-call HVP on
+    /// the others ([`NetworkObjective::hessian_within`]).
     fn prepared_hessian_at<'a>(&'a self, at: At<'a>) -> Result<Box<dyn HessianAt + 'a>> {
         self.hessian_within(at, PREPARED_HESSIAN_BYTES)
     }
