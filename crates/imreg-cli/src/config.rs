@@ -752,6 +752,8 @@ pub struct ScheduleConfig {
     pub lanczos_max_iter: usize,
     #[serde(default = "default_lanczos_tol")]
     pub lanczos_tol: f64,
+    #[serde(default)]
+    pub lanczos_stop: LanczosStop,
     #[serde(default = "default_trace_matvecs")]
     pub trace_matvecs: usize,
     #[serde(default = "default_slq_probes")]
@@ -831,6 +833,7 @@ impl ScheduleConfig {
                 dense_max_p: self.dense_max_p,
                 lanczos_max_iter: self.lanczos_max_iter,
                 lanczos_tol: self.lanczos_tol,
+                lanczos_stop: self.lanczos_stop,
                 trace_matvecs: self.trace_matvecs,
                 slq_probes: self.slq_probes,
                 slq_steps: self.slq_steps,
@@ -855,7 +858,7 @@ fn reason_of(e: CliError) -> String {
 }
 
 /// `[track] lanczos_stop`: the bound `lanczos_tol` applies to ([`imreg_spectra::StopRule`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LanczosStop {
     /// Every wanted residual bound `β_m|e_mᵀs_i| ≤ tol · max|θ|`.

@@ -240,6 +240,9 @@ struct AnalyzeArgs {
     /// Lanczos stops once every wanted pair has ‖Hv − λv‖ ≤ tol · max|λ| (0: all steps).
     #[arg(long, allow_hyphen_values = true, default_value_t = quantities::SolverOptions::default().lanczos_tol)]
     lanczos_tol: f64,
+    /// What --lanczos-tol bounds: the residual bound, or the eigenvalue bound min(r, r²/δ̂) (gap estimated).
+    #[arg(long, value_enum, default_value_t = config::LanczosStop::Residual)]
+    lanczos_stop: config::LanczosStop,
     /// Hessian-vector products of Hutch++ (Tr H above --exact-trace-max-p).
     #[arg(long, default_value_t = quantities::SolverOptions::default().trace_matvecs)]
     trace_matvecs: usize,
@@ -691,6 +694,7 @@ fn analyze_request(a: AnalyzeArgs) -> Result<analyze::AnalyzeRequest> {
             dense_max_p: a.dense_max_p,
             lanczos_max_iter: a.lanczos_max_iter,
             lanczos_tol: a.lanczos_tol,
+            lanczos_stop: a.lanczos_stop,
             trace_matvecs: a.trace_matvecs,
             slq_probes: a.slq_probes,
             slq_steps: a.slq_steps,

@@ -2,6 +2,7 @@
 //! function that computes them at a given `θ` ([`measure`]) — for `analyze` and for the scheduled
 //! quantities of `imreg run` (`[[track.schedule]]`) alike.
 use crate::analyze::BatchEstimation;
+use crate::config::LanczosStop;
 use crate::data::STREAM_BATCHES;
 use crate::density::{self, Density};
 use crate::error::{CliError, Result};
@@ -150,6 +151,10 @@ pub struct SolverOptions {
     /// `--lanczos-tol`: Lanczos stops once every wanted Ritz pair has residual bound
     /// `‖Hy − θy‖ ≤ tol · max|θ|`.
     pub lanczos_tol: f64,
+    /// `--lanczos-stop`: what `lanczos_tol` bounds, the residual bound (default) or the eigenvalue bound
+    /// `min(r, r²/δ̂)` with the gap `δ̂` estimated from the Ritz values (an estimate; it can stop on a lower
+    /// eigenvalue when Ritz values are still far from the top one, see docs/pyhessian.md).
+    pub lanczos_stop: LanczosStop,
     /// `--trace-matvecs`: Hutch++'s budget of Hessian-vector products (≥ 4).
     pub trace_matvecs: usize,
     /// `--slq-probes`: SLQ probe vectors `n_v`.
@@ -170,6 +175,7 @@ impl Default for SolverOptions {
             dense_max_p: DENSE_MAX_P,
             lanczos_max_iter: 300,
             lanczos_tol: 1e-8,
+            lanczos_stop: LanczosStop::Residual,
             trace_matvecs: imreg_spectra::TraceOptions::default().matvecs,
             slq_probes: 10,
             slq_steps: 80,
@@ -337,8 +343,8 @@ pub fn measure(model: &Model, theta: &[f64], batch: Batch<'_>, plan: &Plan) -> R
         dense_max_p: plan.solver.dense_max_p,
         max_iter: plan.solver.lanczos_max_iter,
         tol: plan.solver.lanczos_tol,
+        stop: plan.solver.lanczos_stop.into(),
         vectors: wants(Quantity::Eigenvectors),
-        ..ExtremeOptions::default()
     };
     let extremes = (k_top + k_bottom > 0)
         .then(|| hessian_extremes(obj, theta, batch, k_top, k_bottom, seed, &eig))

@@ -280,6 +280,32 @@ const FULL_LANCZOS: [&str; 6] = [
     "147",
 ];
 
+/// `--lanczos-stop eigenvalue` at a tight tolerance gives the top-3 to 1e-10 against PyTorch's dense Hessian
+/// (as the residual rule does), in no more Lanczos steps than the residual rule at the same tolerance.
+#[test]
+fn eigenvalue_stop_rule_matches_the_dense_hessian() {
+    let case = "mlp-mse";
+    let run = |stop: &str| {
+        let args = [
+            "--quantities",
+            "top-k",
+            "--dense-max-p",
+            "0",
+            "--lanczos-tol",
+            "1e-12",
+            "--lanczos-stop",
+            stop,
+        ];
+        analyze_trained(case, "MSELoss()", &args)
+    };
+    let (residual, eigenvalue) = (run("residual"), run("eigenvalue"));
+    for a in [&residual, &eigenvalue] {
+        assert_eq!((a.eigen_method, a.eigen_converged), ("lanczos", true));
+        against_torch(case, a, 1e-10);
+    }
+    assert!(eigenvalue.eigen_iterations <= residual.eigen_iterations);
+}
+
 /// A model trained with `nn.MSELoss()` and analyzed with PyTorch's name for that loss: the loss and λ_max to
 /// 1e-12, the top-3 and bottom-3 eigenvalues and the exact trace to 1e-10, by the dense route and by Lanczos
 /// (`--dense-max-p 0`, full reorthogonalization over all p steps), against PyTorch's dense Hessian.
