@@ -292,6 +292,14 @@ mod tests {
 
     const MIB: usize = 1 << 20;
 
+    /// Runs `test` on a cache of the blocks from 1 MiB, keeping at most 8 MiB, then empties the cache.
+    fn on_small_cache(test: impl FnOnce(&LargeBlockCache)) {
+        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
+        test(&cache);
+        cache.release();
+        assert_eq!(cache.cached_bytes(), 0);
+    }
+
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
     }
@@ -317,100 +325,97 @@ mod tests {
 
     #[test]
     fn a_freed_large_block_is_handed_out_again_for_the_same_size() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        let l = layout(2 * MIB, 8);
-        unsafe {
-            let p = cache.alloc(l);
-            assert!(!p.is_null());
-            p.write_bytes(7, l.size());
-            cache.dealloc(p, l);
-            assert_eq!(cache.cached_bytes(), 2 * MIB);
-            let q = cache.alloc(l);
-            assert_eq!(q, p);
-            assert_eq!(cache.cached_bytes(), 0);
-            cache.dealloc(q, l);
-        }
-        cache.release();
-        assert_eq!(cache.cached_bytes(), 0);
+        on_small_cache(|cache| {
+            let l = layout(2 * MIB, 8);
+            unsafe {
+                let p = cache.alloc(l);
+                assert!(!p.is_null());
+                p.write_bytes(7, l.size());
+                cache.dealloc(p, l);
+                assert_eq!(cache.cached_bytes(), 2 * MIB);
+                let q = cache.alloc(l);
+                assert_eq!(q, p);
+                assert_eq!(cache.cached_bytes(), 0);
+                cache.dealloc(q, l);
+            }
+        });
     }
 
     #[test]
     fn sizes_in_one_class_share_blocks_and_round_up_at_most_one_sixteenth() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        for size in [MIB, MIB + 1, 3 * MIB - 5, 5 * MIB + 12_345, usize::MAX / 4] {
-            let class = cache.class_of(layout(size, 8)).unwrap();
-            assert!(
-                class.size() >= size && class.size() - size <= size / 16,
-                "{size} -> {}",
-                class.size()
-            );
-        }
-        let (a, b) = (layout(2 * MIB + 1, 8), layout(2 * MIB + 100, 8));
-        assert_eq!(cache.class_of(a), cache.class_of(b));
-        unsafe {
-            let p = cache.alloc(a);
-            // The block holds the whole class, so the larger request in the class may use all of it.
-            p.write_bytes(1, b.size());
-            cache.dealloc(p, a);
-            let q = cache.alloc(b);
-            assert_eq!(q, p);
-            q.write_bytes(2, b.size());
-            cache.dealloc(q, b);
-        }
-        cache.release();
+        on_small_cache(|cache| {
+            for size in [MIB, MIB + 1, 3 * MIB - 5, 5 * MIB + 12_345, usize::MAX / 4] {
+                let class = cache.class_of(layout(size, 8)).unwrap();
+                assert!(
+                    class.size() >= size && class.size() - size <= size / 16,
+                    "{size} -> {}",
+                    class.size()
+                );
+            }
+            let (a, b) = (layout(2 * MIB + 1, 8), layout(2 * MIB + 100, 8));
+            assert_eq!(cache.class_of(a), cache.class_of(b));
+            unsafe {
+                let p = cache.alloc(a);
+                // The block holds the whole class, so the larger request in the class may use all of it.
+                p.write_bytes(1, b.size());
+                cache.dealloc(p, a);
+                let q = cache.alloc(b);
+                assert_eq!(q, p);
+                q.write_bytes(2, b.size());
+                cache.dealloc(q, b);
+            }
+        });
     }
 
     #[test]
     fn a_zeroed_allocation_from_the_cache_is_zero() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        let l = layout(3 * MIB, 8);
-        unsafe {
-            let p = cache.alloc(l);
-            p.write_bytes(0xAB, l.size());
-            cache.dealloc(p, l);
-            let q = cache.alloc_zeroed(l);
-            assert_eq!(q, p);
-            assert!(std::slice::from_raw_parts(q, l.size()).iter().all(|&b| b == 0));
-            cache.dealloc(q, l);
-            let fresh = cache.alloc_zeroed(layout(4 * MIB, 8));
-            assert!(std::slice::from_raw_parts(fresh, 4 * MIB).iter().all(|&b| b == 0));
-            cache.dealloc(fresh, layout(4 * MIB, 8));
-        }
-        cache.release();
+        on_small_cache(|cache| {
+            let l = layout(3 * MIB, 8);
+            unsafe {
+                let p = cache.alloc(l);
+                p.write_bytes(0xAB, l.size());
+                cache.dealloc(p, l);
+                let q = cache.alloc_zeroed(l);
+                assert_eq!(q, p);
+                assert!(std::slice::from_raw_parts(q, l.size()).iter().all(|&b| b == 0));
+                cache.dealloc(q, l);
+                let fresh = cache.alloc_zeroed(layout(4 * MIB, 8));
+                assert!(std::slice::from_raw_parts(fresh, 4 * MIB).iter().all(|&b| b == 0));
+                cache.dealloc(fresh, layout(4 * MIB, 8));
+            }
+        });
     }
 
     #[test]
     fn the_cache_holds_at_most_its_bound_and_evicts_the_oldest() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        let l = layout(2 * MIB, 8);
-        unsafe {
-            let blocks: Vec<*mut u8> = (0..5).map(|_| cache.alloc(l)).collect();
-            for &p in &blocks {
-                cache.dealloc(p, l);
-                assert!(cache.cached_bytes() <= 8 * MIB);
+        on_small_cache(|cache| {
+            let l = layout(2 * MIB, 8);
+            unsafe {
+                let blocks: Vec<*mut u8> = (0..5).map(|_| cache.alloc(l)).collect();
+                for &p in &blocks {
+                    cache.dealloc(p, l);
+                    assert!(cache.cached_bytes() <= 8 * MIB);
+                }
+                assert_eq!(cache.cached_bytes(), 8 * MIB);
+                // The first block freed went back to the system; the four later ones come back, newest first.
+                let again: Vec<*mut u8> = (0..4).map(|_| cache.alloc(l)).collect();
+                assert_eq!(again, blocks[1..].iter().rev().copied().collect::<Vec<_>>());
+                assert_eq!(cache.cached_bytes(), 0);
+                for p in again {
+                    cache.dealloc(p, l);
+                }
+                // A block larger than the bound is never kept.
+                let huge = layout(9 * MIB, 8);
+                let p = cache.alloc(huge);
+                cache.dealloc(p, huge);
+                assert_eq!(cache.cached_bytes(), 8 * MIB);
             }
-            assert_eq!(cache.cached_bytes(), 8 * MIB);
-            // The first block freed went back to the system; the four later ones come back, newest first.
-            let again: Vec<*mut u8> = (0..4).map(|_| cache.alloc(l)).collect();
-            assert_eq!(again, blocks[1..].iter().rev().copied().collect::<Vec<_>>());
-            assert_eq!(cache.cached_bytes(), 0);
-            for p in again {
-                cache.dealloc(p, l);
-            }
-            // A block larger than the bound is never kept.
-            let huge = layout(9 * MIB, 8);
-            let p = cache.alloc(huge);
-            cache.dealloc(p, huge);
-            assert_eq!(cache.cached_bytes(), 8 * MIB);
-        }
-        cache.release();
-        assert_eq!(cache.cached_bytes(), 0);
+        });
     }
 
     #[test]
     fn small_blocks_pass_through_and_alignment_is_part_of_the_match() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        unsafe {
+        on_small_cache(|cache| unsafe {
             let small = layout(MIB - 1, 8);
             let p = cache.alloc(small);
             cache.dealloc(p, small);
@@ -432,14 +437,12 @@ mod tests {
             assert_eq!(r as usize % (1 << 16), 0);
             cache.dealloc(q, other);
             cache.dealloc(r, aligned);
-        }
-        cache.release();
+        });
     }
 
     #[test]
     fn realloc_across_the_threshold_keeps_the_contents() {
-        let cache = LargeBlockCache::with_limits(MIB, 8 * MIB);
-        unsafe {
+        on_small_cache(|cache| unsafe {
             let small = layout(1000, 8);
             let p = cache.alloc(small);
             for i in 0..1000 {
@@ -453,8 +456,7 @@ mod tests {
             assert!((0..500).all(|i| *back.add(i) == i as u8));
             assert_eq!(cache.cached_bytes(), cache.class_of(grown).unwrap().size());
             cache.dealloc(back, layout(500, 8));
-        }
-        cache.release();
+        });
     }
 
     #[test]
