@@ -300,6 +300,23 @@ mod tests {
         assert_eq!(cache.cached_bytes(), 0);
     }
 
+    /// Allocates a block for `freed`, fills its first `filled` bytes, frees it, then returns it with the block
+    /// `again` allocates next.
+    unsafe fn free_then(
+        cache: &LargeBlockCache,
+        freed: Layout,
+        filled: usize,
+        again: impl FnOnce() -> *mut u8,
+    ) -> (*mut u8, *mut u8) {
+        unsafe {
+            let p = cache.alloc(freed);
+            assert!(!p.is_null());
+            p.write_bytes(0xAB, filled);
+            cache.dealloc(p, freed);
+            (p, again())
+        }
+    }
+
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
     }
@@ -328,12 +345,10 @@ mod tests {
         on_small_cache(|cache| {
             let l = layout(2 * MIB, 8);
             unsafe {
-                let p = cache.alloc(l);
-                assert!(!p.is_null());
-                p.write_bytes(7, l.size());
-                cache.dealloc(p, l);
-                assert_eq!(cache.cached_bytes(), 2 * MIB);
-                let q = cache.alloc(l);
+                let (p, q) = free_then(cache, l, l.size(), || {
+                    assert_eq!(cache.cached_bytes(), 2 * MIB);
+                    cache.alloc(l)
+                });
                 assert_eq!(q, p);
                 assert_eq!(cache.cached_bytes(), 0);
                 cache.dealloc(q, l);
@@ -355,11 +370,8 @@ mod tests {
             let (a, b) = (layout(2 * MIB + 1, 8), layout(2 * MIB + 100, 8));
             assert_eq!(cache.class_of(a), cache.class_of(b));
             unsafe {
-                let p = cache.alloc(a);
                 // The block holds the whole class, so the larger request in the class may use all of it.
-                p.write_bytes(1, b.size());
-                cache.dealloc(p, a);
-                let q = cache.alloc(b);
+                let (p, q) = free_then(cache, a, b.size(), || cache.alloc(b));
                 assert_eq!(q, p);
                 q.write_bytes(2, b.size());
                 cache.dealloc(q, b);
@@ -372,10 +384,7 @@ mod tests {
         on_small_cache(|cache| {
             let l = layout(3 * MIB, 8);
             unsafe {
-                let p = cache.alloc(l);
-                p.write_bytes(0xAB, l.size());
-                cache.dealloc(p, l);
-                let q = cache.alloc_zeroed(l);
+                let (p, q) = free_then(cache, l, l.size(), || cache.alloc_zeroed(l));
                 assert_eq!(q, p);
                 assert!(std::slice::from_raw_parts(q, l.size()).iter().all(|&b| b == 0));
                 cache.dealloc(q, l);
