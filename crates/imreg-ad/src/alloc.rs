@@ -25,14 +25,14 @@
 //! }
 //! ```
 //!
-//! The `imreg` binary, the benches, the examples and the Python extension do both.
+//! The `imreg` binary, the benches, the CNN anchor example and the Python extension do both.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::{Mutex, MutexGuard};
 
 /// Blocks of at least this many bytes (16 MiB) are cached by [`LargeBlockCache`] when freed. Smaller blocks
-/// are left to the system allocator, whose per-thread arenas serve them from their heaps (a worker's heap
-/// holds 64 MiB, so blocks from a quarter of that up are the ones that churn `mmap`).
+/// are left to the system allocator, whose per-thread arenas serve them from their heaps; the threshold is a
+/// quarter of a worker's 64 MiB heap, so every block that cannot share a heap with a few others is kept.
 pub const LARGE_BLOCK_BYTES: usize = 16 << 20;
 
 /// At most this many bytes (1 GiB) of freed blocks are kept by [`LargeBlockCache`]; beyond it the blocks freed
