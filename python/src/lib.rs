@@ -14,6 +14,11 @@ mod specs;
 mod theory;
 mod training;
 
+/// The Rust side's large tape buffers are kept for the next call (see `imreg_ad::alloc`); Python's own
+/// objects keep Python's allocator.
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 #[pymodule]
 fn _imreg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The tape's large short-lived buffers stay in the heap between evaluations (as the `imreg` binary).

@@ -16,6 +16,9 @@ use imreg_spectra::{lanczos, HessianOperator, LanczosOptions};
 use rand::seq::SliceRandom;
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 const REPS: usize = 3;
 const BATCH: usize = 100;
 const LR: f64 = 0.05;

@@ -5,6 +5,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use imreg_eos::{edge_of_stability, DigitsMlp, EosOptions};
 use std::hint::black_box;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 fn eos_run(c: &mut Criterion) {
     // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
     imreg_objective::reuse_large_buffers();

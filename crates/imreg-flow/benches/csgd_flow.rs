@@ -10,6 +10,9 @@ use imreg_objective::{Batch, LossKind, Objective};
 use imreg_objective::{Partition, Remainder};
 use ndarray::Array2;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 const N: usize = 64;
 const B: usize = 8;
 const EPS: f64 = 0.05;

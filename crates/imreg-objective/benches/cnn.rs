@@ -17,6 +17,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use imreg_objective::{Batch, Objective};
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 #[path = "support/anchor_cnn.rs"]
 mod anchor_cnn;
 

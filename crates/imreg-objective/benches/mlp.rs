@@ -9,6 +9,9 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 struct Size {
     name: &'static str,
     widths: Vec<usize>,

@@ -15,7 +15,7 @@ pub mod threads;
 pub use batch::Batch;
 pub use error::{ObjectiveError, Result};
 /// Allocator tuning for programs that evaluate objectives in a loop (see [`imreg_ad::alloc`]).
-pub use imreg_ad::alloc::reuse_large_buffers;
+pub use imreg_ad::alloc::{reuse_large_buffers, LargeBlockCache};
 pub use objective::{
     check_direction, check_finite, check_len, stream_rows, streamed_hessian, At, HessianAt, Objective,
     RowSink,

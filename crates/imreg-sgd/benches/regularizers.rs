@@ -17,6 +17,9 @@ use imreg_sgd::train::{train, GradientTransform, Optimizer, TrainOptions};
 use imreg_sgd::SgdError;
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 fn gn_step(c: &mut Criterion) {
     // as the `imreg` binary does: keep the tape's large buffers in the heap (imreg_ad::alloc)
     imreg_objective::reuse_large_buffers();

@@ -14,6 +14,9 @@ use imreg_spectra::{
 use ndarray::Array2;
 use std::hint::black_box;
 
+#[global_allocator]
+static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
+
 fn mlp(widths: Vec<usize>, n: usize) -> (Mlp, Vec<f64>) {
     let d = widths[0];
     let c = *widths.last().unwrap();
