@@ -765,25 +765,7 @@ fn eoss_outcomes(preset: &str, lambda0: f64, runs: &[EossRun], set: &CnnEossSett
             ),
             lm.count > 0 && lm.max_ratio < 1.0,
         ));
-        // Exact facts (Jensen; Rayleigh quotients), up to the Monte Carlo errors: 3 standard errors.
-        let mut ok = !r.measurements.is_empty();
-        let mut worst = f64::INFINITY;
-        for m in &r.measurements {
-            let Some(mb) = m.mini_bs else {
-                ok = false;
-                continue;
-            };
-            let se = mb.estimate.std_error + m.batch_sharpness.mean_of_ratios.std_error;
-            let slack_l = mb.estimate.value - m.lambda_max.value + 3.0 * mb.estimate.std_error;
-            let slack_b = mb.estimate.value - m.batch_sharpness.mean_of_ratios.value + 3.0 * se;
-            worst = worst.min(slack_l.min(slack_b));
-            ok &= slack_l >= 0.0 && slack_b >= 0.0;
-        }
-        parts.push(Outcome::new(
-            format!("{name}: MiniBS ≥ λ_max and MiniBS ≥ batch sharpness at every measurement (3 SE)"),
-            format!("smallest slack {worst:.3}"),
-            ok,
-        ));
+        parts.push(crate::eos_mlp::mini_bs_bounds(r, &name, true));
     }
     let means: Vec<f64> = runs.iter().map(|r| r.lambda_max_second_half.mean_ratio).collect();
     let bsizes: Vec<usize> = runs.iter().map(|r| r.batch_size).collect();
