@@ -143,19 +143,23 @@ impl Default for LargeBlockCache {
 impl Blocks {
     /// Removes and returns the most recently freed block with exactly `layout`.
     fn take(&mut self, layout: Layout) -> Option<Block> {
-        let index = (0..SLOTS)
-            .filter(|&i| self.slots[i].is_some_and(|b| b.layout == layout))
-            .max_by_key(|&i| self.slots[i].map(|b| b.stamp))?;
-        let block = self.slots[index].take()?;
-        self.cached_bytes -= block.layout.size();
-        Some(block)
+        self.take_by(|b| b.layout == layout, |b| b.stamp)
     }
 
     /// Removes and returns the block freed longest ago.
     fn take_oldest(&mut self) -> Option<Block> {
+        self.take_by(|_| true, |b| std::cmp::Reverse(b.stamp))
+    }
+
+    /// Removes and returns the cached block that passes `keep` with the largest `rank`.
+    fn take_by<K: Ord>(
+        &mut self,
+        keep: impl Fn(&Block) -> bool,
+        rank: impl Fn(&Block) -> K,
+    ) -> Option<Block> {
         let index = (0..SLOTS)
-            .filter(|&i| self.slots[i].is_some())
-            .min_by_key(|&i| self.slots[i].map(|b| b.stamp))?;
+            .filter(|&i| self.slots[i].as_ref().is_some_and(&keep))
+            .max_by_key(|&i| self.slots[i].as_ref().map(&rank))?;
         let block = self.slots[index].take()?;
         self.cached_bytes -= block.layout.size();
         Some(block)
