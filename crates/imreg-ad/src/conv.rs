@@ -310,7 +310,7 @@ impl ConvOp {
         let groups = self.geo.groups;
         if groups == 1 {
             return (
-                p.map(|p| T::matmul(g, false, p, true)),
+                p.map(|p| weight_product(g, p)),
                 want_p.then(|| T::matmul(w, true, g, false)),
             );
         }
@@ -321,7 +321,7 @@ impl ConvOp {
             let gj = g.linear_map(&|m| slice_rows(m, j * og, og));
             if let Some(p) = p {
                 let pj = p.linear_map(&|m| slice_rows(m, j * kg, kg));
-                gw.push(T::matmul(&gj, false, &pj, true));
+                gw.push(weight_product(&gj, &pj));
             }
             if want_p {
                 let wj = w.linear_map(&|m| slice_rows(m, j * og, og));
@@ -344,7 +344,9 @@ impl ConvOp {
         g: Pair<'_>,
         want_p: bool,
     ) -> (Option<Mat>, Option<Mat>) {
-        let gw = |g: Pair<'_>, p: Pair<'_>| product_tangent(g.0, g.1, false, p.0, p.1, true);
+        let gw = |g: Pair<'_>, p: Pair<'_>| {
+            product_tangent(p.0, p.1, false, g.0, g.1, true).map(|t| transposed(&t))
+        };
         let gp = |w: Pair<'_>, g: Pair<'_>| product_tangent(w.0, w.1, true, g.0, g.1, false);
         let groups = self.geo.groups;
         if groups == 1 {
@@ -390,6 +392,20 @@ impl ConvOp {
 
 /// A factor of a product and its tangent (`None` for zero).
 type Pair<'a> = (&'a Mat, Option<&'a Mat>);
+
+/// The weight cotangent `W̄ = G P` (`out × K`) of `G` (`out × N`) and the transposed patches `Pᵀ` (`K × N`),
+/// formed as `(Pᵀ Gᵀ)ᵀ`: the GEMM kernel works on column-major blocks, and in this order its packed operand is
+/// `G` (`out` rows) rather than the patch matrix (`K = C·kh·kw` rows, `K/out` times as large; packing it was a
+/// quarter of `resnet-small`'s per-example gradients), while `Pᵀ` is read in place along its rows. The
+/// `K × out` product is then transposed (a copy of the small weight block).
+fn weight_product<T: Tensor>(g: &T, p: &T) -> T {
+    T::matmul(p, false, g, true).linear_map(&transposed)
+}
+
+/// `mᵀ` in standard (row-major) layout.
+fn transposed(m: &Mat) -> Mat {
+    m.t().as_standard_layout().into_owned()
+}
 
 /// The blocks stacked on top of each other (pairwise, so that the copies cost `O(total · log blocks)`).
 fn stack_rows<T: Tensor>(mut blocks: Vec<T>) -> T {
@@ -530,13 +546,15 @@ impl Primitive for ConvOp {
 impl ConvOp {
     /// `W̄_i = G_i P_iᵀ` into row `i` of `acc` (`n × (out · C/groups·kh·kw)`) for every example `i`: `G_i`, the
     /// cotangent of example `i`'s output as `out × S` (its NCHW row read in place), times its own patch
-    /// matrix, so each example's product is the one its own tape forms (one GEMM per group).
+    /// matrix, so each example's product is the one its own tape forms (one GEMM per group, in
+    /// [`weight_product`]'s order).
     fn weight_per_example(&self, x: &Mat, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
         let (o, s) = (self.geo.out_channels, self.plane());
         let groups = self.geo.groups;
         let (og, kg) = (o / groups, self.patch_len() / groups);
         let g = g.as_standard_layout();
         let gs = g.as_slice().expect("standard layout");
+        let mut wt = Mat::zeros((kg, og));
         for (i, mut row) in acc.rows_mut().into_iter().enumerate() {
             let patches = self.im2col_view(x.slice(ndarray::s![i..i + 1, ..]));
             let gi = ArrayView2::from_shape((o, s), &gs[i * o * s..(i + 1) * o * s]).expect("NCHW row");
@@ -544,11 +562,13 @@ impl ConvOp {
             let mut w = ArrayViewMut2::from_shape((o, kg), row).expect("weight shape");
             for j in 0..groups {
                 gemm_into(
-                    &mut w.slice_mut(ndarray::s![j * og..(j + 1) * og, ..]),
-                    gi.slice(ndarray::s![j * og..(j + 1) * og, ..]),
-                    patches.slice(ndarray::s![j * kg..(j + 1) * kg, ..]).t(),
-                    true,
+                    &mut wt.view_mut(),
+                    patches.slice(ndarray::s![j * kg..(j + 1) * kg, ..]),
+                    gi.slice(ndarray::s![j * og..(j + 1) * og, ..]).t(),
+                    false,
                 );
+                let mut wj = w.slice_mut(ndarray::s![j * og..(j + 1) * og, ..]);
+                wj += &wt.t();
             }
         }
     }
