@@ -549,6 +549,9 @@ impl ConvOp {
     /// matrix, so each example's product is the one its own tape forms (one GEMM per group, in
     /// [`weight_product`]'s order).
     fn weight_per_example(&self, x: &Mat, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
+        if self.geo.stride == (1, 1) {
+            return self.weight_per_example_by_shifts(x, g, acc);
+        }
         let (o, s) = (self.geo.out_channels, self.plane());
         let groups = self.geo.groups;
         let (og, kg) = (o / groups, self.patch_len() / groups);
@@ -569,6 +572,83 @@ impl ConvOp {
                 );
                 let mut wj = w.slice_mut(ndarray::s![j * og..(j + 1) * og, ..]);
                 wj += &wt.t();
+            }
+        }
+    }
+
+    /// [`ConvOp::weight_per_example`] for stride 1 without a patch matrix. On the zero-padded image `x̃`
+    /// (`C × H̃·W̃`, `H̃ = H + 2p_h`, `W̃ = W + 2p_w`, a tail of `(kw − 1)·d_w` zeros) the output position
+    /// `(u, v)` reads the tap `(a, b')` at `x̃[c, s + (a·d_h·W̃ + b'·d_w)]` with `s = u·W̃ + v`; so, with `G̃_i`
+    /// the cotangent spread onto the padded-width grid `s < OH·W̃` (zero at the columns `v ≥ OW`, which read
+    /// the next row), every tap's weight block is one product over a shifted window of `x̃`:
+    ///
+    /// `W̄_i[:, :, a, b'] = G̃_i · x̃[:, δ_{ab'} .. δ_{ab'} + OH·W̃]ᵀ`,  `δ_{ab'} = a·d_h·W̃ + b'·d_w`
+    ///
+    /// (per group on its rows and channels). Both GEMM operands are read in place (`G̃_iᵀ` is stored
+    /// `OH·W̃ × out` so that the kernel needs no packed copy of either), which replaces the `(C·kh·kw) × S`
+    /// patch matrix and its packed copy by two copies of the size of one feature map. The zero columns add
+    /// exact zeros; the result equals `G_i P_iᵀ` up to the order of the sum over positions.
+    fn weight_per_example_by_shifts(&self, x: &Mat, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
+        let Conv2d {
+            input,
+            kernel: (kh, kw),
+            padding: (ph, pw),
+            dilation: (dh, dw),
+            groups,
+            out_channels: o,
+            ..
+        } = self.geo;
+        let (oh, ow) = (self.out.height, self.out.width);
+        let (hp, wp) = (input.height + 2 * ph, input.width + 2 * pw);
+        // One channel of x̃: the padded image and the tail that the last windows overrun.
+        let len = hp * wp + (kw - 1) * dw;
+        let (cg, og, kg) = (input.channels / groups, o / groups, self.patch_len() / groups);
+        let span = oh * wp;
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let g = g.as_standard_layout();
+        let gs = g.as_slice().expect("standard layout");
+        let feats = input.channels * input.height * input.width;
+        let (s, hw) = (self.plane(), input.height * input.width);
+        let mut xp = Mat::zeros((input.channels, len));
+        let mut gt = Mat::zeros((span, o));
+        // `T_{ab'}ᵀ` (`C/groups × out/groups`), written through its transpose so that the GEMM writes
+        // column-major blocks in place.
+        let mut t = Mat::zeros((cg, og));
+        for (i, mut row) in acc.rows_mut().into_iter().enumerate() {
+            let xi = &xs[i * feats..(i + 1) * feats];
+            for (c, mut dst) in xp.rows_mut().into_iter().enumerate() {
+                let dst = dst.as_slice_mut().expect("row-major rows");
+                for y in 0..input.height {
+                    let at = (y + ph) * wp + pw;
+                    dst[at..at + input.width].copy_from_slice(&xi[c * hw + y * input.width..][..input.width]);
+                }
+            }
+            let gi = &gs[i * o * s..(i + 1) * o * s];
+            for u in 0..oh {
+                for v in 0..ow {
+                    let dst = &mut gt.as_slice_mut().expect("row-major")[(u * wp + v) * o..][..o];
+                    dst.iter_mut()
+                        .enumerate()
+                        .for_each(|(k, d)| *d = gi[k * s + u * ow + v]);
+                }
+            }
+            let row = row.as_slice_mut().expect("row-major rows");
+            let mut w = ArrayViewMut2::from_shape((o, kg), row).expect("weight shape");
+            for j in 0..groups {
+                let gj = gt.slice(ndarray::s![.., j * og..(j + 1) * og]);
+                for a in 0..kh {
+                    for b in 0..kw {
+                        let at = a * dh * wp + b * dw;
+                        let window = xp.slice(ndarray::s![j * cg..(j + 1) * cg, at..at + span]);
+                        gemm_into(&mut t.view_mut().reversed_axes(), gj.t(), window.t(), false);
+                        for (ol, mut wrow) in w.rows_mut().into_iter().skip(j * og).take(og).enumerate() {
+                            for c in 0..cg {
+                                wrow[(c * kh + a) * kw + b] += t[(c, ol)];
+                            }
+                        }
+                    }
+                }
             }
         }
     }

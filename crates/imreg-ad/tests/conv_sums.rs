@@ -4,7 +4,9 @@
 //! `(x, W)`, its HVP in a direction `(ẋ, Ẇ, ḃ)` is `(x̄ at W = Ẇ, W̄ at x = ẋ, 0)`. The per-example rule
 //! `W̄_i = G_i P_iᵀ` is checked the same way example by example and against one tape per example, and all of it
 //! is bitwise the same at 1 and 2 rayon threads. Geometries: dense 3×3 with padding on maps large enough that
-//! the GEMM splits its inner dimension, strided/dilated/grouped, depthwise and 1×1 without bias.
+//! the GEMM splits its inner dimension, strided/dilated/grouped, dilated/grouped with stride 1 and uneven
+//! padding, depthwise and 1×1 without bias (stride 1 takes the per-example rule's shifted windows, a stride
+//! the patch matrix).
 use imreg_ad::{Conv2d, Graph, Image, Mat, Point, Program, Result, Tensor, Var};
 mod common;
 use common::{max_rel_err, random_point};
@@ -26,6 +28,16 @@ fn cases() -> Vec<(Conv2d, usize, bool)> {
                 stride: (2, 1),
                 padding: (1, 2),
                 dilation: (1, 2),
+                groups: 2,
+                ..Conv2d::new(Image::new(4, 7, 6), 6, (3, 2))
+            },
+            2,
+            true,
+        ),
+        (
+            Conv2d {
+                padding: (2, 1),
+                dilation: (2, 2),
                 groups: 2,
                 ..Conv2d::new(Image::new(4, 7, 6), 6, (3, 2))
             },
