@@ -624,17 +624,21 @@ impl ConvOp {
                     dst[at..at + input.width].copy_from_slice(&xi[c * hw + y * input.width..][..input.width]);
                 }
             }
+            // G̃_iᵀ, eight channels at a time (eight read streams, one contiguous write per position).
             let gi = &gs[i * o * s..(i + 1) * o * s];
-            for u in 0..oh {
-                for v in 0..ow {
-                    let dst = &mut gt.as_slice_mut().expect("row-major")[(u * wp + v) * o..][..o];
-                    dst.iter_mut()
-                        .enumerate()
-                        .for_each(|(k, d)| *d = gi[k * s + u * ow + v]);
+            let gts = gt.as_slice_mut().expect("row-major");
+            for k0 in (0..o).step_by(8) {
+                let k1 = (k0 + 8).min(o);
+                for u in 0..oh {
+                    for v in 0..ow {
+                        let dst = &mut gts[(u * wp + v) * o + k0..][..k1 - k0];
+                        for (d, k) in dst.iter_mut().zip(k0..k1) {
+                            *d = gi[k * s + u * ow + v];
+                        }
+                    }
                 }
             }
             let row = row.as_slice_mut().expect("row-major rows");
-            let mut w = ArrayViewMut2::from_shape((o, kg), row).expect("weight shape");
             for j in 0..groups {
                 let gj = gt.slice(ndarray::s![.., j * og..(j + 1) * og]);
                 for a in 0..kh {
@@ -642,9 +646,11 @@ impl ConvOp {
                         let at = a * dh * wp + b * dw;
                         let window = xp.slice(ndarray::s![j * cg..(j + 1) * cg, at..at + span]);
                         gemm_into(&mut t.view_mut().reversed_axes(), gj.t(), window.t(), false);
-                        for (ol, mut wrow) in w.rows_mut().into_iter().skip(j * og).take(og).enumerate() {
+                        let ts = t.as_slice().expect("row-major");
+                        for ol in 0..og {
+                            let wrow = &mut row[(j * og + ol) * kg..][..kg];
                             for c in 0..cg {
-                                wrow[(c * kh + a) * kw + b] += t[(c, ol)];
+                                wrow[(c * kh + a) * kw + b] += ts[c * og + ol];
                             }
                         }
                     }
