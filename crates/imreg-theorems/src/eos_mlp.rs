@@ -776,3 +776,66 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
     files.push(path);
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run at batch size `b` whose second-half means are `bs` (batch sharpness) and `lm` (λ_max), × 2/η.
+    fn run(b: usize, bs: f64, lm: f64) -> EossRun {
+        let hover = |mean_ratio| Hover {
+            target: 2.0,
+            count: 20,
+            min_ratio: mean_ratio,
+            max_ratio: mean_ratio,
+            mean_ratio,
+        };
+        EossRun {
+            lr: 1.0,
+            batch_size: b,
+            threshold: 2.0,
+            steps: Vec::new(),
+            loss: Vec::new(),
+            measurements: Vec::new(),
+            outcome: RunOutcome::Completed,
+            hover_batch_sharpness: hover(bs),
+            hover_ratio_of_means: hover(bs),
+            lambda_max_second_half: hover(lm),
+        }
+    }
+
+    #[test]
+    fn claims_over_seeds_use_the_mean_over_the_seeds_and_its_standard_error() {
+        let batch_sizes = [8, 32];
+        let seeds = [0, 1, 2];
+        assert_eq!(
+            seeded_runs(&batch_sizes, &seeds),
+            [(8, 0), (8, 1), (8, 2), (32, 0), (32, 1), (32, 2)]
+        );
+        // b = 8: one seed outside the band, the mean (0.86) inside; b = 32: every seed at 0.84, outside.
+        let runs = [
+            run(8, 0.70, 0.60),
+            run(8, 0.94, 0.70),
+            run(8, 0.94, 0.95),
+            run(32, 0.84, 0.80),
+            run(32, 0.84, 0.80),
+            run(32, 0.84, 0.80),
+        ];
+        let over = OverSeeds {
+            runs: &runs,
+            seeds: &seeds,
+        };
+        let (m, se) = over.mean_and_se(8, |r| r.hover_batch_sharpness.mean_ratio);
+        assert!(
+            (m - 0.86).abs() < 1e-12 && (se - 0.08).abs() < 1e-12,
+            "{m} ± {se}"
+        );
+        assert!(over.band("net: ", 8).passed);
+        let b32 = over.band("net: ", 32);
+        assert!(!b32.passed);
+        assert!(b32.expected.starts_with("net: b=32:") && b32.measured.starts_with("0.840 ± 0.000"));
+        // λ_max means 0.75 < 0.80: increasing in b although one b = 8 seed (0.95) exceeds every b = 32 one.
+        assert!(over.lambda_max_increasing("net: ", &batch_sizes).passed);
+        assert!(!over.lambda_max_increasing("net: ", &[32, 8]).passed);
+    }
+}
