@@ -788,8 +788,8 @@ fn eoss_figures(
     runs: &[&EossRun],
     dir: &Path,
 ) -> Result<Vec<PathBuf>, CheckError> {
-    let what = format!("SGD on {preset} (½-MSE, MNIST {side}×{side}, batch-order seed {seed})");
-    let mut curv = Figure::new(format!("{what}: batch sharpness, MiniBS and λ_max"))
+    let what = format!("SGD on {preset} (½-MSE, MNIST {side}×{side}, seed {seed})");
+    let mut curv = Figure::new(format!("{what}: batch sharpness, MiniBS, λ_max"))
         .x_label("step")
         .y_label("curvature");
     let mut loss = Figure::new(format!("{what}: full-batch train loss"))
