@@ -392,11 +392,7 @@ const EOSS_BAND: f64 = 0.15;
 pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     let set = EossSetting::new(ctx.quick);
     let (mlp, theta0) = set.problem.build().or_check()?;
-    let runs_of: Vec<(usize, u64)> = set
-        .batch_sizes
-        .iter()
-        .flat_map(|&b| set.seeds.iter().map(move |&s| (b, s)))
-        .collect();
+    let runs_of = seeded_runs(&set.batch_sizes, &set.seeds);
     let opts: Vec<EossOptions> = runs_of
         .iter()
         .map(|&(b, s)| set.options(b, s, ctx.quick))
@@ -420,59 +416,40 @@ pub fn check_eoss(ctx: &CheckContext) -> Result<Outcome, CheckError> {
     );
     let (runs, break_even_runs) = (runs?, break_even_runs?);
     let mut parts = Vec::new();
+    let band = if ctx.quick {
+        RunBandClaim::UpperEdge
+    } else {
+        RunBandClaim::Reported
+    };
     for (r, &(b, seed)) in runs.iter().zip(&runs_of) {
         parts.extend(eoss_run_outcomes(
             r,
             &format!("b={b}, seed {seed}"),
             set.steps,
-            ctx.quick,
+            band,
+            false,
         ));
     }
-    // Per batch size, over the seeds: the mean and its standard error of each run's second-half mean.
-    let over_seeds = |b: usize, f: &dyn Fn(&EossRun) -> f64| -> (f64, f64) {
-        let v: Vec<f64> = runs.iter().filter(|r| r.batch_size == b).map(f).collect();
-        mean_and_se(&v)
+    let over_seeds = OverSeeds {
+        runs: &runs,
+        seeds: &set.seeds,
     };
-    let batch_sharpness = |r: &EossRun| r.hover_batch_sharpness.mean_ratio;
-    let lambda_max = |r: &EossRun| r.lambda_max_second_half.mean_ratio;
     if !ctx.quick {
         // The issue's claim, exactly: ±15% around 2/η, on the second-half mean of the mean-of-ratios
         // (Def. 3, the official code's default) batch sharpness, averaged over the seeds.
         for &b in &set.batch_sizes {
-            let (m, se) = over_seeds(b, &batch_sharpness);
-            parts.push(Outcome::new(
-                format!(
-                    "b={b}: second-half mean of batch sharpness E[gᵀH_Bg/‖g‖²], mean over seeds {:?}, ∈ [0.85, \
-                     1.15]·2/η",
-                    set.seeds
-                ),
-                format!("{m:.3} ± {se:.3} (SE over seeds) × 2/η"),
-                (m - 1.0).abs() <= EOSS_BAND,
-            ));
+            parts.push(over_seeds.band("", b));
         }
     }
-    // Lower λ_max for smaller batches (docs/theory/stochastic-stability.md §Claims): second-half means over
-    // the seeds, increasing in b.
-    let means: Vec<(f64, f64)> = set
-        .batch_sizes
-        .iter()
-        .map(|&b| over_seeds(b, &lambda_max))
-        .collect();
-    parts.push(Outcome::new(
-        format!(
-            "second-half mean λ_max/(2/η), mean over seeds, increases with b = {:?}",
-            set.batch_sizes
-        ),
-        format!("{means:.3?} (mean, SE)"),
-        means.windows(2).all(|w| w[0].0 < w[1].0),
-    ));
+    // Lower λ_max for smaller batches (docs/theory/stochastic-stability.md §Claims).
+    parts.push(over_seeds.lambda_max_increasing("", &set.batch_sizes));
     let small = *set
         .batch_sizes
         .first()
         .ok_or_else(|| "no batch sizes".to_string())?;
     let (bs, lm) = (
-        over_seeds(small, &batch_sharpness),
-        over_seeds(small, &lambda_max),
+        over_seeds.mean_and_se(small, |r| r.hover_batch_sharpness.mean_ratio),
+        over_seeds.mean_and_se(small, |r| r.lambda_max_second_half.mean_ratio),
     );
     parts.push(Outcome::new(
         format!("b={small}: batch sharpness > λ_max over the second half (means over seeds)"),
@@ -502,10 +479,79 @@ fn mean_and_se(v: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
+/// The `(batch size, batch-order seed)` of every run of an EoSS sweep over `batch_sizes × seeds`, in the
+/// order of the sweep's options.
+pub(crate) fn seeded_runs(batch_sizes: &[usize], seeds: &[u64]) -> Vec<(usize, u64)> {
+    batch_sizes
+        .iter()
+        .flat_map(|&b| seeds.iter().map(move |&s| (b, s)))
+        .collect()
+}
+
+/// The runs of an EoSS sweep over batch sizes × batch-order seeds, and the claims on their means over the
+/// seeds: per batch size `b`, the mean `m̄ = (1/S) Σ_s m_s` of the runs' second-half means with its standard
+/// error `s/√S`.
+pub(crate) struct OverSeeds<'a> {
+    pub runs: &'a [EossRun],
+    pub seeds: &'a [u64],
+}
+
+impl OverSeeds<'_> {
+    /// Mean and standard error over the seeds of `f` on the runs at batch size `b`.
+    pub fn mean_and_se(&self, b: usize, f: impl Fn(&EossRun) -> f64) -> (f64, f64) {
+        let v: Vec<f64> = self.runs.iter().filter(|r| r.batch_size == b).map(f).collect();
+        mean_and_se(&v)
+    }
+
+    /// The band claim at batch size `b` (labelled with the prefix `who`): the mean over the seeds of the
+    /// second-half mean of the mean-of-ratios batch sharpness `E[gᵀH_Bg/‖g‖²]` lies in `[0.85, 1.15] · 2/η`.
+    pub fn band(&self, who: &str, b: usize) -> Outcome {
+        let (m, se) = self.mean_and_se(b, |r| r.hover_batch_sharpness.mean_ratio);
+        Outcome::new(
+            format!(
+                "{who}b={b}: second-half mean of batch sharpness E[gᵀH_Bg/‖g‖²], mean over seeds {:?}, ∈ [0.85, \
+                 1.15]·2/η",
+                self.seeds
+            ),
+            format!("{m:.3} ± {se:.3} (SE over seeds) × 2/η"),
+            (m - 1.0).abs() <= EOSS_BAND,
+        )
+    }
+
+    /// Lower `λ_max` for smaller batches: the means over the seeds of the second-half mean of `λ_max/(2/η)`
+    /// increase along `batch_sizes` (labelled with the prefix `who`).
+    pub fn lambda_max_increasing(&self, who: &str, batch_sizes: &[usize]) -> Outcome {
+        let means: Vec<(f64, f64)> = batch_sizes
+            .iter()
+            .map(|&b| self.mean_and_se(b, |r| r.lambda_max_second_half.mean_ratio))
+            .collect();
+        Outcome::new(
+            format!("{who}second-half mean λ_max/(2/η), mean over seeds, increases with b = {batch_sizes:?}"),
+            format!("{means:.3?} (mean, SE)"),
+            means.windows(2).all(|w| w[0].0 < w[1].0),
+        )
+    }
+}
+
+/// What a single EoSS run asserts about its own batch sharpness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunBandClaim {
+    /// Both variants `≤ 1.15 · 2/η` at every second-half measurement (the band itself reported).
+    UpperEdge,
+    /// Nothing: the second-half values are reported (the band is judged over the seeds).
+    Reported,
+}
+
 /// The claims every EoSS run must meet on its own, labelled `who` (batch size and seed): it completes,
-/// `λ_max < 2/η` over the second half, the band (quick mode: its upper edge, the band reported), and the
-/// MiniBS bounds.
-fn eoss_run_outcomes(r: &EossRun, who: &str, steps: usize, quick: bool) -> Vec<Outcome> {
+/// `λ_max < 2/η` over the second half, its batch sharpness as `band` says, and the MiniBS bounds
+/// ([`mini_bs_bounds`] with `every_measured`).
+pub(crate) fn eoss_run_outcomes(
+    r: &EossRun,
+    who: &str,
+    steps: usize,
+    band: RunBandClaim,
+    every_measured: bool,
+) -> Vec<Outcome> {
     let mut parts = vec![Outcome::new(
         format!("{who}: SGD completes"),
         r.outcome.to_string(),
@@ -535,7 +581,7 @@ fn eoss_run_outcomes(r: &EossRun, who: &str, steps: usize, quick: bool) -> Vec<O
         mini.mean_ratio,
         bs.count
     );
-    if quick {
+    if band == RunBandClaim::UpperEdge {
         // Stability edge (docs/theory/stochastic-stability.md, fact 4): a non-diverging run keeps batch
         // sharpness at or below 2/η on average; 1.15 is the issue's band's upper edge. The band itself is
         // reported.
@@ -555,14 +601,14 @@ fn eoss_run_outcomes(r: &EossRun, who: &str, steps: usize, quick: bool) -> Vec<O
             true,
         ));
     }
-    parts.push(mini_bs_bounds(r, who, false));
+    parts.push(mini_bs_bounds(r, who, every_measured));
     parts
 }
 
 /// The exact facts MiniBS ≥ λ_max and MiniBS ≥ batch sharpness (Jensen; Rayleigh quotients) at every
 /// measurement of `r`, up to the Monte Carlo errors (3 standard errors); a measurement without MiniBS fails
 /// the claim when `every_measured`, and is skipped otherwise.
-pub(crate) fn mini_bs_bounds(r: &EossRun, who: &str, every_measured: bool) -> Outcome {
+fn mini_bs_bounds(r: &EossRun, who: &str, every_measured: bool) -> Outcome {
     let mut ok = !(every_measured && r.measurements.is_empty());
     let mut worst = f64::INFINITY;
     for m in &r.measurements {
@@ -729,4 +775,67 @@ fn break_even_figures(runs: &[BreakEvenRun], dir: &std::path::Path) -> Result<Ve
     imreg_plot::write_atomic(&path, table.as_bytes())?;
     files.push(path);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run at batch size `b` whose second-half means are `bs` (batch sharpness) and `lm` (λ_max), × 2/η.
+    fn run(b: usize, bs: f64, lm: f64) -> EossRun {
+        let hover = |mean_ratio| Hover {
+            target: 2.0,
+            count: 20,
+            min_ratio: mean_ratio,
+            max_ratio: mean_ratio,
+            mean_ratio,
+        };
+        EossRun {
+            lr: 1.0,
+            batch_size: b,
+            threshold: 2.0,
+            steps: Vec::new(),
+            loss: Vec::new(),
+            measurements: Vec::new(),
+            outcome: RunOutcome::Completed,
+            hover_batch_sharpness: hover(bs),
+            hover_ratio_of_means: hover(bs),
+            lambda_max_second_half: hover(lm),
+        }
+    }
+
+    #[test]
+    fn claims_over_seeds_use_the_mean_over_the_seeds_and_its_standard_error() {
+        let batch_sizes = [8, 32];
+        let seeds = [0, 1, 2];
+        assert_eq!(
+            seeded_runs(&batch_sizes, &seeds),
+            [(8, 0), (8, 1), (8, 2), (32, 0), (32, 1), (32, 2)]
+        );
+        // b = 8: one seed outside the band, the mean (0.86) inside; b = 32: every seed at 0.84, outside.
+        let runs = [
+            run(8, 0.70, 0.60),
+            run(8, 0.94, 0.70),
+            run(8, 0.94, 0.95),
+            run(32, 0.84, 0.80),
+            run(32, 0.84, 0.80),
+            run(32, 0.84, 0.80),
+        ];
+        let over = OverSeeds {
+            runs: &runs,
+            seeds: &seeds,
+        };
+        let (m, se) = over.mean_and_se(8, |r| r.hover_batch_sharpness.mean_ratio);
+        assert!(
+            (m - 0.86).abs() < 1e-12 && (se - 0.08).abs() < 1e-12,
+            "{m} ± {se}"
+        );
+        assert!(over.band("net: ", 8).passed);
+        let b32 = over.band("net: ", 32);
+        assert!(!b32.passed);
+        assert!(b32.expected.starts_with("net: b=32:") && b32.measured.starts_with("0.840 ± 0.000"));
+        // λ_max means 0.75 < 0.80: increasing in b although one b = 8 seed (0.95) exceeds every b = 32 one.
+        assert!(over.lambda_max_increasing("net: ", &batch_sizes).passed);
+        assert!(!over.lambda_max_increasing("net: ", &[32, 8]).passed);
+    }
 }
