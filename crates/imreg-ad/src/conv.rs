@@ -549,7 +549,7 @@ impl ConvOp {
     /// matrix, so each example's product is the one its own tape forms (one GEMM per group, in
     /// [`weight_product`]'s order).
     fn weight_per_example(&self, x: &Mat, g: &Mat, acc: &mut ArrayViewMut2<'_, f64>) {
-        if self.geo.stride == (1, 1) {
+        if self.shifts_pay() {
             return self.weight_per_example_by_shifts(x, g, acc);
         }
         let (o, s) = (self.geo.out_channels, self.plane());
@@ -574,6 +574,26 @@ impl ConvOp {
                 wj += &wt.t();
             }
         }
+    }
+
+    /// Whether [`ConvOp::weight_per_example_by_shifts`] moves less memory than the patch matrix. Per example,
+    /// group and output position, at stride 1: the shifted windows read, for each of the `kh·kw` taps, the
+    /// cotangent (`o_g = out/groups` values) and the window (`c_g = C/groups`); the patch path writes and
+    /// reads the patch column (`2·kh·kw·c_g`) and reads the cotangent once (`o_g`; it is the operand the GEMM
+    /// packs, [`weight_product`]). So shifts when `kh·kw·(o_g + c_g) < 2·kh·kw·c_g + o_g`, i.e. when the input
+    /// has about as many channels as the output (`resnet-small`'s 16 → 16); a first layer (`c_g` = 1 or 3)
+    /// keeps the patch matrix, where its shifted windows would be `kh·kw` matrix–vector products.
+    fn shifts_pay(&self) -> bool {
+        let Conv2d {
+            input,
+            kernel: (kh, kw),
+            stride,
+            groups,
+            out_channels,
+            ..
+        } = self.geo;
+        let (taps, cg, og) = (kh * kw, input.channels / groups, out_channels / groups);
+        stride == (1, 1) && taps * (og + cg) < 2 * taps * cg + og
     }
 
     /// [`ConvOp::weight_per_example`] for stride 1 without a patch matrix. On the zero-padded image `x̃`

@@ -54,6 +54,26 @@ fn cases() -> Vec<(Conv2d, usize, bool)> {
             true,
         ),
         (Conv2d::new(Image::new(5, 4, 4), 7, (1, 1)), 3, false),
+        // More input than output channels: the per-example weight rule takes the shifted windows (dense, and
+        // dilated and grouped with uneven padding); the cases above with fewer take the patch matrix.
+        (
+            Conv2d {
+                padding: (1, 1),
+                ..Conv2d::new(Image::new(12, 9, 8), 8, (3, 3))
+            },
+            2,
+            true,
+        ),
+        (
+            Conv2d {
+                padding: (2, 1),
+                dilation: (2, 2),
+                groups: 2,
+                ..Conv2d::new(Image::new(8, 7, 6), 4, (3, 2))
+            },
+            2,
+            false,
+        ),
     ]
 }
 
