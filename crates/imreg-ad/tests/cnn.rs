@@ -3,7 +3,7 @@
 //! prepared HVP, and bitwise deterministic at 1 and 2 rayon threads.
 use imreg_ad::{Conv2d, Graph, Image, Mat, Pool2d, Program, Result, Tensor, Var};
 mod common;
-use common::{assert_passes_check_grads, max_rel_err, random_vec};
+use common::{assert_passes_check_grads, bits, max_rel_err, on_threads, random_vec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -96,17 +96,10 @@ fn small_cnn_gradient_and_hvp_are_bitwise_identical_at_one_and_two_threads() {
     let cnn = SmallCnn::new(8, 3, 4, 3, 3);
     let theta = random_vec(cnn.n_inputs(), 4, 0.8);
     let v = random_vec(cnn.n_inputs(), 5, 1.0);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let (f, g) = imreg_ad::grad(&cnn, &theta).unwrap();
-            let hv = imreg_ad::hvp(&cnn, &theta, &v).unwrap();
-            let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            (f.to_bits(), bits(&g), bits(&hv))
-        })
+    let run = || {
+        let (f, g) = imreg_ad::grad(&cnn, &theta).unwrap();
+        let hv = imreg_ad::hvp(&cnn, &theta, &v).unwrap();
+        (f.to_bits(), bits(&g), bits(&hv))
     };
-    assert_eq!(run(1), run(2));
+    assert_eq!(on_threads(1, run), on_threads(2, run));
 }

@@ -5,11 +5,13 @@
 //! `W̄_i = G_i P_iᵀ` is checked the same way example by example and against one tape per example, and all of it
 //! is bitwise the same at 1 and 2 rayon threads. Geometries: dense 3×3 with padding on maps large enough that
 //! the GEMM splits its inner dimension, strided/dilated/grouped, dilated/grouped with stride 1 and uneven
-//! padding, depthwise and 1×1 without bias (at stride 1 the per-example weight rule takes shifted windows of
-//! the padded image, at a stride the patch matrix).
+//! padding, depthwise and 1×1 without bias, and two with more input than output channels (the per-example
+//! weight rule takes shifted windows of the padded image at stride 1 where they move less memory than the
+//! patch matrix, `ConvOp::shifts_pay`: here the depthwise, 1×1 and the last two cases; the others take the
+//! patch matrix).
 use imreg_ad::{Conv2d, Graph, Image, Mat, Point, Program, Result, Tensor, Var};
 mod common;
-use common::{max_rel_err, random_point};
+use common::{bits, max_rel_err, on_threads, random_point};
 use ndarray::Array2;
 
 /// `(geometry, examples, bias)`.
@@ -275,47 +277,44 @@ fn per_example_weight_gradients_equal_the_direct_sums_and_one_tape_per_example()
     }
 }
 
+/// Both per-example paths: case 0 takes the patch matrix, case 5 the shifted windows.
 #[test]
 fn conv_derivatives_are_bitwise_the_same_at_one_and_two_threads() {
-    let (geo, n, bias) = cases()[0];
-    let (feats, outs) = (
-        geo.input.features().unwrap(),
-        geo.output().unwrap().features().unwrap(),
-    );
-    let p = Bilinear {
-        geo,
-        n,
-        bias,
-        r: mat(n, outs, 70),
-    };
-    let theta = leaves_of(&p, 71);
-    let v = leaves_of(&p, 72);
-    let (x, r) = (mat(n, feats, 73), mat(n, outs, 74));
-    let ex = Examples {
-        geo,
-        bias,
-        x: &x,
-        r: &r,
-        rows: (0..n).collect(),
-    };
-    let shapes = ex.leaf_shapes();
-    let w = &theta[n * feats..];
-    let bits = |a: &[f64]| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let derivatives = || {
-        let (_, g) = imreg_ad::grad(&p, &theta).unwrap();
-        let hv = imreg_ad::hvp(&p, &theta, &v).unwrap();
-        let at = Point::new(&shapes, w).unwrap();
-        let mut rows = Array2::zeros((n, w.len()));
-        imreg_ad::per_example_grads_into(&ex, &at, rows.view_mut())
-            .unwrap()
-            .unwrap();
-        (bits(&g), bits(&hv), bits(rows.as_slice().unwrap()))
-    };
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
-    assert_eq!(pool(1).install(derivatives), pool(2).install(derivatives));
+    let cases = cases();
+    for k in [0, 5] {
+        let (geo, n, bias) = cases[k];
+        let (feats, outs) = (
+            geo.input.features().unwrap(),
+            geo.output().unwrap().features().unwrap(),
+        );
+        let p = Bilinear {
+            geo,
+            n,
+            bias,
+            r: mat(n, outs, 70),
+        };
+        let theta = leaves_of(&p, 71);
+        let v = leaves_of(&p, 72);
+        let (x, r) = (mat(n, feats, 73), mat(n, outs, 74));
+        let ex = Examples {
+            geo,
+            bias,
+            x: &x,
+            r: &r,
+            rows: (0..n).collect(),
+        };
+        let shapes = ex.leaf_shapes();
+        let w = &theta[n * feats..];
+        let derivatives = || {
+            let (_, g) = imreg_ad::grad(&p, &theta).unwrap();
+            let hv = imreg_ad::hvp(&p, &theta, &v).unwrap();
+            let at = Point::new(&shapes, w).unwrap();
+            let mut rows = Array2::zeros((n, w.len()));
+            imreg_ad::per_example_grads_into(&ex, &at, rows.view_mut())
+                .unwrap()
+                .unwrap();
+            (bits(&g), bits(&hv), bits(rows.as_slice().unwrap()))
+        };
+        assert_eq!(on_threads(1, derivatives), on_threads(2, derivatives), "case {k}");
+    }
 }

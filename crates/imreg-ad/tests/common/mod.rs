@@ -70,3 +70,17 @@ pub fn head<T: Tensor>(g: &mut Graph<T>, y: Var, w: Option<imreg_ad::Mat>) -> Re
     let s = g.add(t2, y3)?;
     Ok(g.sum(s))
 }
+
+/// `f` run inside a rayon pool of `threads` threads (the determinism tests compare 1 and 2).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// The bit patterns of `a`, for bitwise comparisons that also tell `0.0` from `-0.0`.
+pub fn bits(a: &[f64]) -> Vec<u64> {
+    a.iter().map(|x| x.to_bits()).collect()
+}
