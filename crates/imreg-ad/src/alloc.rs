@@ -4,7 +4,7 @@
 //! KiB (the tiny MLP) to 75 MB (a convolution's patch matrix on a chunk of 128 CIFAR images). Two things keep
 //! them cheap, both changing only when memory is returned to the OS, never a result:
 //!
-//! * [`reuse_large_buffers`] raises glibc's mmap and trim thresholds, so freed buffers up to 256 MiB stay in
+//! * [`reuse_large_buffers`] raises glibc's mmap and trim thresholds and its top pad, so freed buffers up to 256 MiB stay in
 //!   the heap and are reused instead of being `mmap`ed afresh and page-faulted in on every call (measured on
 //!   the small MLP, 64-128-128-10, n = 512: 600 HVP, gradient and forward calls took 370 000 page faults and an
 //!   HVP 2.6 ms instead of 1.3 ms). Every thread keeps its own malloc arena, so rayon's workers do not wait on
@@ -33,6 +33,8 @@ use std::sync::{Mutex, MutexGuard};
 /// Blocks of at least this many bytes (16 MiB) are cached by [`LargeBlockCache`] when freed. Smaller blocks
 /// are left to the system allocator, whose per-thread arenas serve them from their heaps; the threshold is a
 /// quarter of a worker's 64 MiB heap, so every block that cannot share a heap with a few others is kept.
+/// (A threshold of 1 MiB was measured too: it takes the cache's lock for many more blocks, and made
+/// `resnet-small`'s forward pass and gradient 1.35–1.47× slower.)
 pub const LARGE_BLOCK_BYTES: usize = 16 << 20;
 
 /// At most this many bytes (1 GiB) of freed blocks are kept by [`LargeBlockCache`]; beyond it the blocks freed
@@ -40,15 +42,15 @@ pub const LARGE_BLOCK_BYTES: usize = 16 << 20;
 pub const MAX_CACHED_BYTES: usize = 1 << 30;
 
 /// At most this many freed blocks are kept (1 GiB in 16 MiB blocks), so the cache is a fixed array that never
-/// allocates.
-const SLOTS: usize = MAX_CACHED_BYTES / LARGE_BLOCK_BYTES;
+/// allocates. A lookup scans the blocks held, never the empty slots.
+pub const MAX_CACHED_BLOCKS: usize = MAX_CACHED_BYTES / LARGE_BLOCK_BYTES;
 
 /// Block sizes are rounded up to a multiple of 1/16 of their power of two (at most 6.25% more memory), so
 /// buffers whose sizes differ a little (a batch's last, shorter chunk) share blocks.
 const CLASSES_PER_OCTAVE_LOG2: u32 = 4;
 
 /// A global allocator: the system allocator, except that freed blocks of at least [`LARGE_BLOCK_BYTES`] are
-/// kept (up to [`MAX_CACHED_BYTES`] in all, the oldest returned first) and handed out again to the next
+/// kept (up to [`MAX_CACHED_BYTES`] and [`MAX_CACHED_BLOCKS`] in all, the oldest returned first) and handed out again to the next
 /// request of the same size class and alignment. A cached block keeps its pages mapped, so a tape's large
 /// buffers are page-faulted in once per process instead of once per call. It never changes a value the program
 /// computes; memory the program has freed stays with the process until evicted.
@@ -63,9 +65,10 @@ pub struct LargeBlockCache {
     cache: Mutex<Blocks>,
 }
 
-/// The freed blocks, in a fixed array; `stamp` orders them by the time they were freed.
+/// The freed blocks: `slots[..held]`, in no order; `stamp` orders them by the time they were freed.
 struct Blocks {
-    slots: [Option<Block>; SLOTS],
+    slots: [Block; MAX_CACHED_BLOCKS],
+    held: usize,
     cached_bytes: usize,
     clock: u64,
 }
@@ -76,6 +79,15 @@ struct Block {
     /// The block's layout as allocated from [`System`] (its size a size class).
     layout: Layout,
     stamp: u64,
+}
+
+impl Block {
+    /// The filler of the slots beyond `held`; never handed out.
+    const EMPTY: Block = Block {
+        ptr: std::ptr::null_mut(),
+        layout: Layout::new::<u8>(),
+        stamp: 0,
+    };
 }
 
 // SAFETY: a cached `Block` is memory owned by the cache alone (freed by the program, not yet handed out or
@@ -90,13 +102,14 @@ impl LargeBlockCache {
     }
 
     /// A cache of freed blocks of at least `min_block` bytes, keeping at most `max_cached` bytes and at most
-    /// `MAX_CACHED_BYTES / LARGE_BLOCK_BYTES` (64) blocks.
+    /// [`MAX_CACHED_BLOCKS`] blocks.
     pub const fn with_limits(min_block: usize, max_cached: usize) -> Self {
         Self {
             min_block,
             max_cached,
             cache: Mutex::new(Blocks {
-                slots: [None; SLOTS],
+                slots: [Block::EMPTY; MAX_CACHED_BLOCKS],
+                held: 0,
                 cached_bytes: 0,
                 clock: 0,
             }),
@@ -157,26 +170,28 @@ impl Blocks {
         keep: impl Fn(&Block) -> bool,
         rank: impl Fn(&Block) -> K,
     ) -> Option<Block> {
-        let index = (0..SLOTS)
-            .filter(|&i| self.slots[i].as_ref().is_some_and(&keep))
-            .max_by_key(|&i| self.slots[i].as_ref().map(&rank))?;
-        let block = self.slots[index].take()?;
+        let index = (0..self.held)
+            .filter(|&i| keep(&self.slots[i]))
+            .max_by_key(|&i| rank(&self.slots[i]))?;
+        let block = self.slots[index];
+        self.held -= 1;
+        self.slots[index] = self.slots[self.held];
         self.cached_bytes -= block.layout.size();
         Some(block)
     }
 
     /// Stores `block` if a slot is free and it fits in `max_cached`; otherwise hands it back.
     fn put(&mut self, ptr: *mut u8, layout: Layout, max_cached: usize) -> Result<(), ()> {
-        if self.cached_bytes + layout.size() > max_cached {
+        if self.cached_bytes + layout.size() > max_cached || self.held == MAX_CACHED_BLOCKS {
             return Err(());
         }
-        let slot = self.slots.iter_mut().find(|s| s.is_none()).ok_or(())?;
         self.clock += 1;
-        *slot = Some(Block {
+        self.slots[self.held] = Block {
             ptr,
             layout,
             stamp: self.clock,
-        });
+        };
+        self.held += 1;
         self.cached_bytes += layout.size();
         Ok(())
     }
@@ -263,7 +278,15 @@ unsafe impl GlobalAlloc for LargeBlockCache {
 }
 
 /// Keeps large freed blocks in the process heap for reuse (glibc: `M_MMAP_THRESHOLD` = 256 MiB,
-/// `M_TRIM_THRESHOLD` = 1 GiB); a no-op on other allocators and platforms. Idempotent; call it once at start.
+/// `M_TRIM_THRESHOLD` = 1 GiB, `M_TOP_PAD` = 64 MiB); a no-op on other allocators and platforms. Idempotent;
+/// call it once at start.
+///
+/// The top pad keeps a worker thread's extra heaps. A worker's arena grows by heaps of 64 MiB; glibc deletes
+/// an extra heap as soon as it is empty unless the heap before it lacks `M_TOP_PAD` bytes of room, and with
+/// the pad at a whole heap it always does, so the heap stays. Without it the MNIST CNN's forward pass mapped
+/// and deleted a 64 MiB heap on every call (315 maps of 128 MiB in one bench run, 1.5–1.7× the time), depending
+/// on whether the call's last free emptied the heap. The pad also makes the main heap grow in 64 MiB steps of
+/// address space; pages are faulted in only when used.
 /// Returns whether the tuning was applied.
 ///
 /// Every thread keeps its own malloc arena. A single arena (`M_ARENA_MAX` = 1) would also let rayon's workers
@@ -272,6 +295,9 @@ unsafe impl GlobalAlloc for LargeBlockCache {
 /// sleep, which cost the tiny and small MLPs up to 1.7× (docs/performance.md). [`LargeBlockCache`] keeps those
 /// large blocks instead, with a lock taken only for them.
 pub fn reuse_large_buffers() -> bool {
+    /// glibc's largest heap of a secondary arena (`HEAP_MAX_SIZE` on 64-bit targets).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    const WORKER_HEAP_BYTES: libc::c_int = 64 << 20;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -280,6 +306,7 @@ pub fn reuse_large_buffers() -> bool {
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
                     && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
+                    && libc::mallopt(libc::M_TOP_PAD, WORKER_HEAP_BYTES) == 1
             }
         })
     }
@@ -291,7 +318,7 @@ pub fn reuse_large_buffers() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{LargeBlockCache, LARGE_BLOCK_BYTES, MAX_CACHED_BYTES};
+    use super::{LargeBlockCache, LARGE_BLOCK_BYTES, MAX_CACHED_BLOCKS, MAX_CACHED_BYTES};
     use std::alloc::{GlobalAlloc, Layout};
 
     const MIB: usize = 1 << 20;
@@ -336,6 +363,7 @@ mod tests {
     fn documented_limits() {
         assert_eq!(LARGE_BLOCK_BYTES, 16 * MIB);
         assert_eq!(MAX_CACHED_BYTES, 1024 * MIB);
+        assert_eq!(MAX_CACHED_BLOCKS, 64);
         let cache = LargeBlockCache::new();
         assert_eq!(cache.class_of(layout(LARGE_BLOCK_BYTES - 1, 8)), None);
         assert_eq!(
@@ -424,6 +452,22 @@ mod tests {
                 assert_eq!(cache.cached_bytes(), 8 * MIB);
             }
         });
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_number_of_blocks() {
+        // Blocks are allocated and freed untouched, so no page of them is ever faulted in.
+        let cache = LargeBlockCache::with_limits(MIB, MAX_CACHED_BYTES);
+        let l = layout(MIB, 8);
+        unsafe {
+            let blocks: Vec<*mut u8> = (0..MAX_CACHED_BLOCKS + 3).map(|_| cache.alloc(l)).collect();
+            for p in blocks {
+                cache.dealloc(p, l);
+            }
+        }
+        assert_eq!(cache.cached_bytes(), MAX_CACHED_BLOCKS * MIB);
+        cache.release();
+        assert_eq!(cache.cached_bytes(), 0);
     }
 
     #[test]

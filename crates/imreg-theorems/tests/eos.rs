@@ -1,6 +1,11 @@
 //! Every registered check is also a test (quick mode), and its records are printed for the report.
 use imreg_check::{assert_all_pass, run_check, CheckContext};
 
+/// Full-mode runs take an hour; without the cache of large blocks their tapes' buffers are faulted in afresh on
+/// every step (a quarter of the CPU time in the kernel).
+#[global_allocator]
+static ALLOC: imreg_ad::alloc::LargeBlockCache = imreg_ad::alloc::LargeBlockCache::new();
+
 #[test]
 fn all_checks_pass_in_quick_mode() {
     assert_all_pass(&imreg_theorems::eos::checks(), true);
@@ -31,6 +36,7 @@ fn check_ids_are_the_registered_ones() {
 #[test]
 #[ignore]
 fn print_check_records() {
+    imreg_ad::alloc::reuse_large_buffers();
     let ctx = CheckContext {
         out_dir: std::env::var("EOS_FIGURE_DIR").ok().map(Into::into),
         quick: std::env::var("EOS_FULL").is_err(),
