@@ -4,8 +4,8 @@
 //! KiB (the tiny MLP) to 75 MB (a convolution's patch matrix on a chunk of 128 CIFAR images). Two things keep
 //! them cheap, both changing only when memory is returned to the OS, never a result:
 //!
-//! * [`reuse_large_buffers`] raises glibc's mmap and trim thresholds and its top pad, so freed buffers up to 256 MiB stay in
-//!   the heap and are reused instead of being `mmap`ed afresh and page-faulted in on every call (measured on
+//! * [`reuse_large_buffers`] raises glibc's mmap and trim thresholds and its top pad, so freed buffers up to
+//!   256 MiB stay in the heap and are reused instead of being `mmap`ed afresh and page-faulted in on every call (measured on
 //!   the small MLP, 64-128-128-10, n = 512: 600 HVP, gradient and forward calls took 370 000 page faults and an
 //!   HVP 2.6 ms instead of 1.3 ms). Every thread keeps its own malloc arena, so rayon's workers do not wait on
 //!   one another's allocations.
@@ -50,8 +50,8 @@ pub const MAX_CACHED_BLOCKS: usize = MAX_CACHED_BYTES / LARGE_BLOCK_BYTES;
 const CLASSES_PER_OCTAVE_LOG2: u32 = 4;
 
 /// A global allocator: the system allocator, except that freed blocks of at least [`LARGE_BLOCK_BYTES`] are
-/// kept (up to [`MAX_CACHED_BYTES`] and [`MAX_CACHED_BLOCKS`] in all, the oldest returned first) and handed out again to the next
-/// request of the same size class and alignment. A cached block keeps its pages mapped, so a tape's large
+/// kept (up to [`MAX_CACHED_BYTES`] and [`MAX_CACHED_BLOCKS`] in all, the oldest returned first) and handed
+/// out again to the next request of the same size class and alignment. A cached block keeps its pages mapped, so a tape's large
 /// buffers are page-faulted in once per process instead of once per call. It never changes a value the program
 /// computes; memory the program has freed stays with the process until evicted.
 ///
@@ -281,13 +281,14 @@ unsafe impl GlobalAlloc for LargeBlockCache {
 /// `M_TRIM_THRESHOLD` = 1 GiB, `M_TOP_PAD` = 64 MiB); a no-op on other allocators and platforms. Idempotent;
 /// call it once at start.
 ///
-/// The top pad keeps a worker thread's extra heaps. A worker's arena grows by heaps of 64 MiB; glibc deletes
-/// an extra heap as soon as it is empty unless the heap before it lacks `M_TOP_PAD` bytes of room, and with
-/// the pad at a whole heap it always does, so the heap stays. Without it the MNIST CNN's forward pass mapped
-/// and deleted a 64 MiB heap on every call (315 maps of 128 MiB in one bench run, 1.5–1.7× the time), depending
-/// on whether the call's last free emptied the heap. The pad also makes the main heap grow in 64 MiB steps of
-/// address space; pages are faulted in only when used.
 /// Returns whether the tuning was applied.
+///
+/// The top pad keeps a worker thread's extra heaps. A worker's arena grows by heaps of at most 64 MiB, and
+/// glibc deletes an extra heap as soon as it is empty, unless the heap before it has less than `M_TOP_PAD`
+/// bytes of room to spare; with the pad at a whole heap that is always so, and no heap is deleted. Without it
+/// the MNIST CNN's forward pass mapped and deleted a 64 MiB heap on every call in some builds (315 maps of
+/// 128 MiB in one bench run, 1.5–1.7× the time), depending on whether a call's frees emptied the heap. The pad
+/// also makes the main heap grow in steps of 64 MiB of address space; pages are faulted in only when used.
 ///
 /// Every thread keeps its own malloc arena. A single arena (`M_ARENA_MAX` = 1) would also let rayon's workers
 /// reuse blocks above a secondary arena's 64 MiB heaps, but at the price of one lock for every thread's
