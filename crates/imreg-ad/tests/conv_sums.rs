@@ -172,6 +172,19 @@ struct Examples<'a> {
     rows: Vec<usize>,
 }
 
+impl<'a> Examples<'a> {
+    /// The program over all `n` rows of `x` (inputs) and `r` (output weights).
+    fn all(geo: Conv2d, bias: bool, x: &'a Mat, r: &'a Mat) -> Self {
+        Examples {
+            geo,
+            bias,
+            x,
+            r,
+            rows: (0..x.nrows()).collect(),
+        }
+    }
+}
+
 impl Program for Examples<'_> {
     fn leaf_shapes(&self) -> Vec<(usize, usize)> {
         let mut s = vec![self.geo.weight_shape().unwrap()];
@@ -239,13 +252,7 @@ fn per_example_weight_gradients_equal_the_direct_sums_and_one_tape_per_example()
             geo.output().unwrap().features().unwrap(),
         );
         let (x, r) = (mat(n, feats, 40 + k as u64), mat(n, outs, 50 + k as u64));
-        let all = Examples {
-            geo,
-            bias,
-            x: &x,
-            r: &r,
-            rows: (0..n).collect(),
-        };
+        let all = Examples::all(geo, bias, &x, &r);
         let shapes = all.leaf_shapes();
         let len: usize = shapes.iter().map(|(a, b)| a * b).sum();
         let theta = random_point(len, 60 + k as u64);
@@ -296,13 +303,7 @@ fn conv_derivatives_are_bitwise_the_same_at_one_and_two_threads() {
         let theta = leaves_of(&p, 71);
         let v = leaves_of(&p, 72);
         let (x, r) = (mat(n, feats, 73), mat(n, outs, 74));
-        let ex = Examples {
-            geo,
-            bias,
-            x: &x,
-            r: &r,
-            rows: (0..n).collect(),
-        };
+        let ex = Examples::all(geo, bias, &x, &r);
         let shapes = ex.leaf_shapes();
         let w = &theta[n * feats..];
         let derivatives = || {
