@@ -22,7 +22,8 @@
 //! Axis ranges are the data's (padded by 5 %) unless fixed with [`Figure::x_limits`] / [`Figure::y_limits`];
 //! lines are clipped to the plotting area (a segment leaving the range ends on the frame) and the PNG draws
 //! polylines segment by segment, so thick lines never grow miter spikes past the frame where a trajectory
-//! reverses direction.
+//! reverses direction. The legend goes in the corner of the plotting area that hides the least of the
+//! drawn data (upper right when several tie), so a curve that ends high on the right is not covered.
 //!
 //! Every file is written atomically (a temporary file in the same folder, then a rename), so a reader never
 //! sees a half-written figure. Points that cannot be drawn (non-finite values, non-positive values on a log
@@ -33,6 +34,7 @@ mod csv;
 mod error;
 mod figure;
 mod font;
+mod legend;
 mod render;
 mod series;
 

@@ -54,6 +54,18 @@ fn render<DB: DrawingBackend>(
     root.present().map_err(|e| failed(e.to_string()))
 }
 
+/// The plotting area inside [`SIZE`] (less the margins, the caption and the axis label areas of [`draw`]),
+/// approximately: what the legend placement measures against.
+const PLOT_PX: (f64, f64) = (
+    SIZE.0 as f64 - 2.0 * 16.0 - 84.0,
+    SIZE.1 as f64 - 2.0 * 16.0 - 56.0 - 40.0,
+);
+
+/// A reference line's legend entry.
+fn hline_label(label: &str, y: f64) -> String {
+    format!("{label} = {}", fmt_num(y))
+}
+
 /// Tick and legend numbers: plain decimals in [1e-3, 1e4), scientific otherwise, trailing zeros trimmed.
 pub(crate) fn fmt_num(v: f64) -> String {
     if v == 0.0 {
@@ -93,6 +105,14 @@ fn draw<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(84);
+    let mut labels: Vec<String> = fig
+        .series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| s.name.clone())
+        .collect();
+    labels.extend(prep.hlines.iter().map(|(label, y)| hline_label(label, *y)));
+    let legend_at = crate::legend::corner(prep, (fig.log_x, fig.log_y), &labels, PLOT_PX);
     // Each axis kind is its own coordinate type, so the four combinations are expanded by a macro.
     macro_rules! with_axes {
         ($xs:expr, $ys:expr) => {{
@@ -156,7 +176,7 @@ fn draw<DB: DrawingBackend>(
                 chart
                     .draw_series(DashedLineSeries::new(vec![(x0, *y), (x1, *y)], 10, 6, style))
                     .map_err(|e| e.to_string())?
-                    .label(format!("{label} = {}", fmt_num(*y)))
+                    .label(hline_label(label, *y))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
                 labelled = true;
             }
@@ -166,7 +186,7 @@ fn draw<DB: DrawingBackend>(
                     .label_font((FONT_FAMILY, 16))
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.4))
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(legend_at)
                     .draw()
                     .map_err(|e| e.to_string())?;
             }

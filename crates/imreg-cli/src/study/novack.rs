@@ -150,6 +150,14 @@ fn penalty_arm(pen: Penalty, lambda: f64) -> String {
 fn micro_arm(m: usize) -> String {
     format!("LB+GN |M|={m}")
 }
+/// The breakdown's arm at micro-batch size `m`: the main GN arm at `m = b`, the sweep's arm above.
+fn breakdown_arm(p: &NovackProtocol, m: usize) -> String {
+    if m == p.small {
+        penalty_arm(Penalty::Gn, p.lambdas[0])
+    } else {
+        micro_arm(m)
+    }
+}
 const GRAFT: &str = "LB+graft";
 
 fn arms(p: &NovackProtocol) -> Vec<Arm> {
@@ -254,7 +262,7 @@ impl Study for Novack {
 
     fn report(&self, opts: &StudyOptions, runs: &[FinishedRun], out: &Path) -> Result<StudyReport> {
         let p = NovackProtocol::of(opts.dataset, opts.scale);
-        let stats = |arm: &str| ArmStats::of(runs, arm, &p);
+        let stats = |arm: &str| ArmStats::of(runs, arm);
         let all = arms(&p);
         let mut md = format!(
             "Protocol: `cnn-relu`, cross-entropy, {} train / {} test examples, η = {}, b = {}, B = {} (ratio {}), \
@@ -335,7 +343,7 @@ struct ArmStats {
 }
 
 impl ArmStats {
-    fn of(runs: &[FinishedRun], arm: &str, _p: &NovackProtocol) -> ArmStats {
+    fn of(runs: &[FinishedRun], arm: &str) -> ArmStats {
         let mine: Vec<&FinishedRun> = runs.iter().filter(|r| r.run.arm == arm).collect();
         let ok: Vec<&&FinishedRun> = mine.iter().filter(|r| r.diverged_at.is_none()).collect();
         let collect = |f: &dyn Fn(&FinishedRun) -> Option<f64>| {
@@ -552,12 +560,7 @@ fn figures(p: &NovackProtocol, runs: &[FinishedRun], arms: &[Arm], out: &Path) -
         .collect();
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for &m in &sizes {
-        let arm = if m == p.small {
-            penalty_arm(Penalty::Gn, p.lambdas[0])
-        } else {
-            micro_arm(m)
-        };
-        let (mean, _) = ArmStats::of(runs, &arm, p).test_acc;
+        let (mean, _) = ArmStats::of(runs, &breakdown_arm(p, m)).test_acc;
         if mean.is_finite() {
             xs.push(m as f64);
             ys.push(mean);
@@ -572,7 +575,7 @@ fn figures(p: &NovackProtocol, runs: &[FinishedRun], arms: &[Arm], out: &Path) -
     .log_x()
     .series(Series::line_markers("LB+GN", xs, ys));
     for (label, arm) in [("SB", sb(p)), ("LB", lb(p))] {
-        let (mean, _) = ArmStats::of(runs, &arm, p).test_acc;
+        let (mean, _) = ArmStats::of(runs, &arm).test_acc;
         if mean.is_finite() {
             breakdown = breakdown.hline(label, mean);
         }
@@ -584,12 +587,7 @@ fn figures(p: &NovackProtocol, runs: &[FinishedRun], arms: &[Arm], out: &Path) -
     )?;
     let mut t = Table::new(&["|M|", "test accuracy (LB+GN)", "mean micro-batch ‖∇L_M‖²"]);
     for &m in &sizes {
-        let arm = if m == p.small {
-            penalty_arm(Penalty::Gn, p.lambdas[0])
-        } else {
-            micro_arm(m)
-        };
-        let s = ArmStats::of(runs, &arm, p);
+        let s = ArmStats::of(runs, &breakdown_arm(p, m));
         t.row([
             m.to_string(),
             fmt_mean_se(s.test_acc, 4),
@@ -629,7 +627,7 @@ mod tests {
                 ]
             })
             .collect();
-        let stats = |arm: &str| ArmStats::of(&runs, arm, &p);
+        let stats = |arm: &str| ArmStats::of(&runs, arm);
         assert_eq!(stats(&sb(&p)).plateaued, 3);
         let gap = &verdicts(&p, &stats)[0];
         assert_eq!(gap.outcome, ClaimOutcome::Reproduced, "{}", gap.evidence);
