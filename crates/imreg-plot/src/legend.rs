@@ -2,11 +2,11 @@
 //!
 //! A legend drawn in a fixed corner covers whatever the data put there (a sharpness trace that ends high on
 //! the right, an accuracy curve that rises into the upper right). Each of the four corners is scored by the
-//! drawn geometry inside the box the legend would take there, in axis-fraction coordinates (log axes in
-//! log space): every marker counts one, every line segment counts by how much of it lies in the box (sampled
-//! at [`SAMPLES`] points, so a dense trace and a two-point line weigh by length, not by vertex count), and a
-//! reference line counts as a segment across the plot. The corner with the least covered geometry wins;
-//! ties keep the order upper right, upper left, lower right, lower left.
+//! drawn geometry inside the box the legend would take there, in axis-fraction coordinates (log axes in log
+//! space): every line segment counts by how much of it lies in the box (sampled at [`SAMPLES`] points, so a
+//! dense trace and a two-point line weigh by length, not by vertex count), a marker as much as a segment
+//! wholly inside, and a reference line as a segment across the plot. The corner with the least covered
+//! geometry wins; ties keep the order upper right, upper left, lower right, lower left.
 use crate::figure::Prepared;
 use plotters::prelude::SeriesLabelPosition;
 
@@ -85,49 +85,54 @@ pub(crate) fn corner(
 mod tests {
     use super::*;
 
-    fn prep(runs: Vec<Vec<(f64, f64)>>, hlines: Vec<f64>) -> Prepared {
-        Prepared {
+    fn name(c: SeriesLabelPosition) -> &'static str {
+        match c {
+            SeriesLabelPosition::UpperRight => "upper right",
+            SeriesLabelPosition::UpperLeft => "upper left",
+            SeriesLabelPosition::LowerRight => "lower right",
+            SeriesLabelPosition::LowerLeft => "lower left",
+            _ => "elsewhere",
+        }
+    }
+
+    /// The corner of a two-entry legend over one series of `runs` and reference lines at `hlines`, unit axes.
+    fn at(runs: Vec<Vec<(f64, f64)>>, hlines: Vec<f64>) -> &'static str {
+        let p = Prepared {
             runs: vec![runs],
             markers: vec![],
             hlines: hlines.into_iter().map(|y| ("h".to_string(), y)).collect(),
             x_range: (0.0, 1.0),
             y_range: (0.0, 1.0),
-        }
-    }
-
-    fn at(p: &Prepared) -> SeriesLabelPosition {
-        corner(p, (false, false), &["a label".into(), "b".into()], (800.0, 500.0))
+        };
+        name(corner(
+            &p,
+            (false, false),
+            &["a label".into(), "b".into()],
+            (800.0, 500.0),
+        ))
     }
 
     #[test]
     fn a_curve_rising_to_the_upper_right_moves_the_legend_left() {
-        let rising: Vec<(f64, f64)> = (0..=50)
+        let rising = (0..=50)
             .map(|i| (i as f64 / 50.0, (i as f64 / 50.0).sqrt()))
             .collect();
-        assert!(matches!(
-            at(&prep(vec![rising], vec![])),
-            SeriesLabelPosition::UpperLeft
-        ));
+        assert_eq!(at(vec![rising], vec![]), "upper left");
     }
 
     #[test]
     fn empty_corners_tie_and_the_upper_right_is_kept() {
-        let middle = vec![(0.3, 0.5), (0.7, 0.5)];
-        assert!(matches!(
-            at(&prep(vec![middle], vec![])),
-            SeriesLabelPosition::UpperRight
-        ));
+        assert_eq!(at(vec![vec![(0.3, 0.5), (0.7, 0.5)]], vec![]), "upper right");
     }
 
     #[test]
     fn a_reference_line_near_the_top_counts() {
         // A flat trace along the bottom and a reference line near the top: the upper corners are taken by the
         // line, the lower ones by the trace except where it stops short of the right edge.
-        let low = vec![(0.0, 0.02), (0.6, 0.02)];
-        assert!(matches!(
-            at(&prep(vec![low], vec![0.97])),
-            SeriesLabelPosition::LowerRight
-        ));
+        assert_eq!(
+            at(vec![vec![(0.0, 0.02), (0.6, 0.02)]], vec![0.97]),
+            "lower right"
+        );
     }
 
     #[test]
@@ -140,8 +145,8 @@ mod tests {
             x_range: (0.0, 1.0),
             y_range: (1e-6, 1.0),
         };
-        let on = |log_y| corner(&p, (false, log_y), &["x".into()], (800.0, 500.0));
-        assert!(matches!(on(false), SeriesLabelPosition::UpperRight));
-        assert!(matches!(on(true), SeriesLabelPosition::LowerRight));
+        let on = |log_y| name(corner(&p, (false, log_y), &["x".into()], (800.0, 500.0)));
+        assert_eq!(on(false), "upper right");
+        assert_eq!(on(true), "lower right");
     }
 }

@@ -54,11 +54,17 @@ fn render<DB: DrawingBackend>(
     root.present().map_err(|e| failed(e.to_string()))
 }
 
-/// The plotting area inside [`SIZE`] (less the margins, the caption and the axis label areas of [`draw`]),
-/// approximately: what the legend placement measures against.
+/// The layout of [`draw`] in pixels: margin, the x axis' label area (below), the y axis' (left), and the
+/// caption's height (approximate).
+const MARGIN: u32 = 16;
+const X_LABEL_AREA: u32 = 56;
+const Y_LABEL_AREA: u32 = 84;
+const CAPTION: u32 = 40;
+
+/// The plotting area inside [`SIZE`], approximately: what the legend placement measures against.
 const PLOT_PX: (f64, f64) = (
-    SIZE.0 as f64 - 2.0 * 16.0 - 84.0,
-    SIZE.1 as f64 - 2.0 * 16.0 - 56.0 - 40.0,
+    (SIZE.0 - 2 * MARGIN - Y_LABEL_AREA) as f64,
+    (SIZE.1 - 2 * MARGIN - X_LABEL_AREA - CAPTION) as f64,
 );
 
 /// A reference line's legend entry.
@@ -102,9 +108,9 @@ fn draw<DB: DrawingBackend>(
     let mut builder = ChartBuilder::on(root);
     builder
         .caption(&fig.title, (FONT_FAMILY, 26))
-        .margin(16)
-        .x_label_area_size(56)
-        .y_label_area_size(84);
+        .margin(MARGIN)
+        .x_label_area_size(X_LABEL_AREA)
+        .y_label_area_size(Y_LABEL_AREA);
     let mut labels: Vec<String> = fig
         .series
         .iter()
