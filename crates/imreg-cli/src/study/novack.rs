@@ -60,7 +60,7 @@ impl NovackProtocol {
         let images = dataset != StudyDataset::Digits;
         // Full scale: the shortest of 60 · 2^k epochs at which the plain large-batch arm met the plateau rule
         // on its train loss in a pilot on seeds 0, 1, 2 (docs/studies.md): 960 on the digits, 480 on MNIST.
-        // Fashion-MNIST's pilot found no horizon up to 480, so its epochs are not set. 20 metric rows put the
+        // Fashion-MNIST's pilot found no horizon up to 960, so its epochs are not set. 20 metric rows put the
         // last quarter's start on a recorded step.
         let (n_train, epochs, records, small) = match (scale, dataset) {
             (StudyScale::Smoke, _) => (128, 2, 2, 8),
