@@ -9,13 +9,25 @@ use std::path::{Path, PathBuf};
 /// The marker file of a folder imreg wrote.
 pub const OWNER_MARKER: &str = ".imreg-output";
 
-/// Writes the marker into `dir` (`what`: the kind of folder, e.g. `run`, `sweep`, `reproduce`).
+/// Writes the marker into `dir` (`what`: the kind of folder, e.g. `run`, `sweep`, `reproduce`). What
+/// counts is the marker's name ([`is_owned`]), so it is created exclusively (`O_EXCL`) rather than through a
+/// temporary file: it appears at once, and no other entry is ever visible in a folder being claimed. A
+/// marker already there — another imreg process claiming the same folder at the same moment, as the shards
+/// of a study started together on a cluster do — is kept.
 pub fn mark(dir: &Path, what: &str) -> Result<()> {
-    imreg_plot::write_atomic(
-        &dir.join(OWNER_MARKER),
-        format!("imreg {what} folder: imreg may replace it\n").as_bytes(),
-    )?;
-    Ok(())
+    use std::io::Write;
+    let path = dir.join(OWNER_MARKER);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => file
+            .write_all(format!("imreg {what} folder: imreg may replace it\n").as_bytes())
+            .map_err(|e| CliError::io(&path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CliError::io(&path, e)),
+    }
 }
 
 /// Whether `dir` is a folder carrying imreg's marker.
@@ -107,7 +119,8 @@ pub fn claim(dir: &Path, what: &str) -> Result<()> {
         .map_err(|e| CliError::io_while("listing", dir, e))?
         .next()
         .is_none();
-    if !empty {
+    // A folder another imreg process is claiming right now holds its marker before anything else.
+    if !empty && !is_owned(dir) {
         return Err(refuse(
             dir,
             format!(
@@ -156,4 +169,52 @@ pub fn remove_stale_temps(parent: &Path, leaf: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shards of one study started at the same moment claim one fresh folder together: every one of them
+    /// must be accepted (a folder caught half-claimed — created, or holding only a temporary file, before its
+    /// marker — was refused as "not empty and not a folder imreg wrote").
+    #[test]
+    fn processes_claiming_one_fresh_folder_together_are_all_accepted() {
+        let root = tempfile::tempdir().unwrap();
+        let claimants = 4;
+        for round in 0..200 {
+            let dir = root.path().join(format!("study-{round}")).join("mnist");
+            let start = std::sync::Barrier::new(claimants);
+            let results: Vec<Result<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..claimants)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            claim(&dir, "study")
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in results {
+                assert!(r.is_ok(), "round {round}: {r:?}");
+            }
+            assert!(is_owned(&dir));
+        }
+    }
+
+    #[test]
+    fn a_marker_already_there_is_kept_and_a_foreign_folder_is_still_refused() {
+        let root = tempfile::tempdir().unwrap();
+        mark(root.path(), "run").unwrap();
+        mark(root.path(), "sweep").unwrap();
+        let text = std::fs::read_to_string(root.path().join(OWNER_MARKER)).unwrap();
+        assert!(text.starts_with("imreg run folder"), "{text}");
+        let foreign = root.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+        let err = claim(&foreign, "study").unwrap_err().to_string();
+        assert!(err.contains("not a folder imreg wrote"), "{err}");
+        assert!(!is_owned(&foreign));
+    }
 }
