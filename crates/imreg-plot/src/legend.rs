@@ -36,22 +36,21 @@ pub(crate) fn corner(
     let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
     let w = ((chars * CHAR_PX + PAD_PX) / plot_px.0).min(1.0);
     let h = ((labels.len() as f64 * ROW_PX + PAD_PX / 2.0) / plot_px.1).min(1.0);
-    let to_unit = |(x, y): (f64, f64)| {
-        let f = |v: f64, (lo, hi): (f64, f64), log: bool| {
-            if log {
-                (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
-            } else {
-                (v - lo) / (hi - lo)
-            }
-        };
-        (f(x, prep.x_range, log.0), f(y, prep.y_range, log.1))
+    // A coordinate as a fraction of its axis range.
+    let unit = |v: f64, (lo, hi): (f64, f64), log: bool| {
+        if log {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
     };
+    let to_unit = |(x, y): (f64, f64)| (unit(x, prep.x_range, log.0), unit(y, prep.y_range, log.1));
     let mut segments: Vec<((f64, f64), (f64, f64))> = Vec::new();
     for run in prep.runs.iter().flatten() {
         segments.extend(run.windows(2).map(|s| (to_unit(s[0]), to_unit(s[1]))));
     }
     for (_, y) in &prep.hlines {
-        let (_, u) = to_unit((prep.x_range.0, *y));
+        let u = unit(*y, prep.y_range, log.1);
         segments.push(((0.0, u), (1.0, u)));
     }
     let markers: Vec<(f64, f64)> = prep.markers.iter().flatten().map(|&p| to_unit(p)).collect();

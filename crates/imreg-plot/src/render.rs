@@ -93,6 +93,28 @@ pub(crate) fn fmt_num(v: f64) -> String {
     }
 }
 
+/// The legend's entries, as [`draw`] draws them: a named series gets one if anything of it is drawn (a line
+/// run or a marker; a series whose every point was skipped, e.g. non-positive on a log axis, gets none),
+/// then every reference line.
+fn legend_labels(fig: &Figure, prep: &Prepared) -> Vec<String> {
+    let drawn = |i: usize, s: &crate::Series| {
+        let lines = matches!(s.style, Style::Line | Style::LineMarkers)
+            && prep.runs.get(i).is_some_and(|r| !r.is_empty());
+        let points = matches!(s.style, Style::Points | Style::LineMarkers)
+            && prep.markers.get(i).is_some_and(|m| !m.is_empty());
+        lines || points
+    };
+    let mut labels: Vec<String> = fig
+        .series
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| !s.name.is_empty() && drawn(i, s))
+        .map(|(_, s)| s.name.clone())
+        .collect();
+    labels.extend(prep.hlines.iter().map(|(label, y)| hline_label(label, *y)));
+    labels
+}
+
 /// Draws the figure. With `split_segments`, each segment of a polyline is drawn on its own: plotters'
 /// bitmap backend joins thick polylines with unlimited miters, which paint long spikes past the plotting
 /// area where a trajectory reverses direction (SVG viewers cap miters, so the SVG keeps whole polylines).
@@ -111,13 +133,7 @@ fn draw<DB: DrawingBackend>(
         .margin(MARGIN)
         .x_label_area_size(X_LABEL_AREA)
         .y_label_area_size(Y_LABEL_AREA);
-    let mut labels: Vec<String> = fig
-        .series
-        .iter()
-        .filter(|s| !s.name.is_empty())
-        .map(|s| s.name.clone())
-        .collect();
-    labels.extend(prep.hlines.iter().map(|(label, y)| hline_label(label, *y)));
+    let labels = legend_labels(fig, prep);
     let legend_at = crate::legend::corner(prep, (fig.log_x, fig.log_y), &labels, PLOT_PX);
     // Each axis kind is its own coordinate type, so the four combinations are expanded by a macro.
     macro_rules! with_axes {
@@ -280,6 +296,32 @@ mod tests {
         );
         // The series itself was drawn, inside.
         assert!(diff(&empty, &zig).len() > 1000);
+    }
+
+    /// The legend is drawn where [`crate::legend::corner`] puts it: over a curve rising into the upper right,
+    /// the pixels a name adds (the legend) lie in the upper left of the image.
+    #[test]
+    fn the_rendered_legend_avoids_a_curve_rising_to_the_upper_right() {
+        let xs: Vec<f64> = (0..=50).map(|i| i as f64 / 50.0).collect();
+        let ys: Vec<f64> = xs.iter().map(|x| x.sqrt()).collect();
+        let fig = |name: &str| Figure::new("").series(Series::line(name, xs.clone(), ys.clone()));
+        let (x0, y0, x1, y1) = bbox(&diff(&rgb(&fig("")), &rgb(&fig("a rising curve"))));
+        assert!(
+            x1 < SIZE.0 / 2 && y1 < SIZE.1 / 2,
+            "legend at {:?}",
+            (x0, y0, x1, y1)
+        );
+    }
+
+    #[test]
+    fn a_series_with_nothing_drawn_gets_no_legend_entry() {
+        let fig = Figure::new("")
+            .log_y()
+            .series(Series::line("drawn", vec![1.0, 2.0], vec![1.0, 10.0]))
+            .series(Series::line("all skipped", vec![1.0, 2.0], vec![0.0, -1.0]))
+            .series(Series::points("", vec![1.5], vec![3.0]));
+        let prep = fig.prepare().unwrap();
+        assert_eq!(legend_labels(&fig, &prep), vec!["drawn".to_string()]);
     }
 
     #[test]
