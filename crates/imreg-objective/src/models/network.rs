@@ -913,8 +913,6 @@ impl<N: Network, L: Loss> HessianAt for PreparedHessian<'_, N, L> {
         check_direction("v", v, p)?;
         check_len("out", out, p)?;
         let At { theta, batch } = self.at;
-        // The point of the chunks past the tapes (unflattening `θ` and `v` is O(p), next to a chunk's HVP).
-        let streamed = self.obj.point(theta, Some(v))?;
         let inv = 1.0 / batch.len(self.obj.n_examples()) as f64;
         self.obj.sum_chunks(batch, inv, out, |start, ix, _, acc| {
             match self.tapes.get(start / self.chunk) {
@@ -922,14 +920,16 @@ impl<N: Network, L: Loss> HessianAt for PreparedHessian<'_, N, L> {
                     // A chunk's tape is used by one task at a time; a poisoned lock only means an earlier
                     // call panicked mid-replay, and every replay overwrites all tangents.
                     let mut tape = tape.lock().unwrap_or_else(|e| e.into_inner());
-                    tape.hvp_acc(v, acc)
+                    tape.hvp_acc(v, acc).map_err(ad_err)
                 }
                 None => {
+                    // A chunk past the tapes: its point (an O(p) check of `θ` and `v`, next to the chunk's
+                    // whole HVP) is built here, so a fully prepared Hessian spends nothing on it.
+                    let streamed = self.obj.point(theta, Some(v))?;
                     let labels = self.obj.chunk_labels(ix);
-                    imreg_ad::hvp_acc(&self.obj.chunk(ix, &labels), &streamed, acc)
+                    imreg_ad::hvp_acc(&self.obj.chunk(ix, &labels), &streamed, acc).map_err(ad_err)
                 }
             }
-            .map_err(ad_err)
         })?;
         Ok(())
     }
