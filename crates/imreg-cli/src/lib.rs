@@ -548,7 +548,8 @@ fn run(
     // One writer per output folder; a killed run's marked temporary folders are removed under the lock.
     let (parent, leaf) = output::parent_and_leaf(&out);
     std::fs::create_dir_all(&parent).map_err(|e| CliError::io(&parent, e))?;
-    let held = lock::acquire(&parent, &leaf)?.map_err(|h| {
+    let held = lock::Held::default();
+    let _lock = held.acquire(&parent, &leaf)?.map_err(|h| {
         CliError::input(
             &out,
             "--out",
@@ -562,7 +563,6 @@ fn run(
     })?;
     output::remove_stale_temps(&parent, &leaf)?;
     let pb = progress::bar(train::expected_rows(&prepared.config), "records", quiet);
-    let held = [held];
     let summary = lock::with_heartbeat(&held, || {
         experiment::run_to_folder(
             &prepared,
@@ -773,18 +773,12 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
                     report.skipped.len()
                 );
             }
-            if report.busy.is_empty() {
-                return Ok(EXIT_OK);
-            }
-            for (id, holder) in &report.busy {
-                eprintln!(
-                    "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
-                    holder.pid,
-                    holder.host,
-                    lock::lock_path(&out, id).display()
-                );
-            }
-            Ok(EXIT_FAILED)
+            report_busy(&out, &report);
+            Ok(if report.busy.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
         }
         SweepCommand::Collect {
             out,
@@ -819,6 +813,18 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
 
 /// `sweep submit`: checks the request, prepares the output folder, writes OUT/sweep.sbatch, and prints it
 /// or submits it.
+/// Names on stderr each run of `report` that another live process held (left alone), with its lock file.
+fn report_busy(out: &Path, report: &sweep::ShardReport) {
+    for (id, holder) in &report.busy {
+        eprintln!(
+            "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
+            holder.pid,
+            holder.host,
+            lock::lock_path(out, id).display()
+        );
+    }
+}
+
 fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
     let entries = sweep::read_manifest(&a.manifest)?;
     submit_manifest(&entries, &a.manifest, &a.out, &a.slurm, quiet)
@@ -968,15 +974,7 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
                         report.skipped.len()
                     );
                 }
-                let dir = study::dataset_dir(&out, opts.dataset);
-                for (id, holder) in &report.busy {
-                    eprintln!(
-                        "{id}: locked by process {} on {} (left alone; if that process is gone, remove {})",
-                        holder.pid,
-                        holder.host,
-                        lock::lock_path(&dir, id).display()
-                    );
-                }
+                report_busy(&study::dataset_dir(&out, opts.dataset), &report);
                 busy += report.busy.len();
             }
             if !quiet && busy == 0 && shard == sweep::Shard::ALL {

@@ -1,13 +1,15 @@
 //! Run locks of `sweep run`: before a process works on run `<id>` of an output folder it creates
 //! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name and
-//! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`with_heartbeat`]),
-//! and removes it when done. A second process that finds the lock held by a live process leaves that run —
+//! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`],
+//! [`with_heartbeat`]), and removes it when done. A run is locked when its work starts, not before, so
+//! several processes started on the same runs share them: each takes the next run nobody holds. A second process that finds the lock held by a live process leaves that run —
 //! and its temporary folders — alone. A lock is stale, and taken over, when its process is known dead (same
 //! host, Linux: no `/proc/<pid>`) or, from another host (a cluster on a shared file system), when it has not
 //! been refreshed for [`STALE_AFTER`].
 use crate::error::{CliError, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// How often a holder refreshes its locks.
@@ -178,15 +180,51 @@ pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Hold
     })))
 }
 
-/// Runs `work` while a background thread refreshes the modification time of `locks` every [`HEARTBEAT`],
-/// so other hosts see them as live.
-pub fn with_heartbeat<T>(locks: &[RunLock], work: impl FnOnce() -> T) -> T {
+/// The locks this process holds, refreshed together by [`with_heartbeat`]: a lock joins when it is taken
+/// ([`Held::acquire`]) and leaves, its file removed, when its [`HeldLock`] is dropped.
+#[derive(Debug, Default)]
+pub struct Held {
+    paths: Mutex<Vec<PathBuf>>,
+}
+
+/// A lock taken through [`Held::acquire`].
+#[derive(Debug)]
+pub struct HeldLock<'a> {
+    held: &'a Held,
+    lock: RunLock,
+}
+
+impl Held {
+    /// [`acquire`], and on success joins the lock to the set refreshed by the heartbeat.
+    pub fn acquire(&self, out: &Path, id: &str) -> Result<std::result::Result<HeldLock<'_>, Holder>> {
+        Ok(acquire(out, id)?.map(|lock| {
+            self.paths().push(lock.path.clone());
+            HeldLock { held: self, lock }
+        }))
+    }
+
+    fn paths(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        // A panic while holding the guard cannot leave the list half-changed (push and retain are whole).
+        self.paths.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for HeldLock<'_> {
+    fn drop(&mut self) {
+        // Leave the heartbeat's set first; the lock file goes when `self.lock` drops right after.
+        self.held.paths().retain(|p| *p != self.lock.path);
+    }
+}
+
+/// Runs `work` while a background thread refreshes the modification time of the locks in `held` every
+/// [`HEARTBEAT`], so other hosts see them as live.
+pub fn with_heartbeat<T>(held: &Held, work: impl FnOnce() -> T) -> T {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         scope.spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
-                for l in locks {
-                    if let Ok(f) = std::fs::File::options().append(true).open(&l.path) {
+                for path in held.paths().iter() {
+                    if let Ok(f) = std::fs::File::options().append(true).open(path) {
                         let _ = f.set_modified(SystemTime::now());
                     }
                 }

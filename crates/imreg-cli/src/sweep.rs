@@ -4,7 +4,7 @@
 //! interrupted run is redone from scratch.
 use crate::config::{toml_error, ExperimentConfig};
 use crate::error::{CliError, Result};
-use crate::experiment::{prepare, run_to_folder, FolderOptions, RunSummary, COMPLETE_MARKER};
+use crate::experiment::{prepare, run_to_folder, FolderOptions, Prepared, RunSummary, COMPLETE_MARKER};
 use crate::{limits, lock, output};
 use imreg_plot::write_atomic;
 use rayon::prelude::*;
@@ -346,9 +346,10 @@ pub fn error_marker(out: &Path, id: &str) -> PathBuf {
 
 /// Runs this shard's unfinished entries into `out/<id>/` (in parallel over runs, each run single-threaded).
 /// The folder is bound to the manifest on first use (`manifest.jsonl` and its hash in [`MANIFEST_HASH`]); a
-/// different manifest is refused. Each run is locked (`lock`) while this process works on it; a run
-/// locked by another live process is left alone (reported in [`ShardReport::busy`]). Leftovers of an
-/// interrupted run (imreg's temporary folders of that run) are removed once its lock is held.
+/// different manifest is refused. Each run is locked (`lock`) from the moment this process starts it until
+/// it ends; a run locked by another live process is left alone (reported in [`ShardReport::busy`]) and one
+/// another process finished meanwhile is skipped, so processes started on the same runs share them.
+/// Leftovers of an interrupted run (imreg's temporary folders of that run) are removed once its lock is held.
 pub fn run_shard(
     entries: &[ManifestEntry],
     shard: Shard,
@@ -358,11 +359,9 @@ pub fn run_shard(
     tick: &(dyn Fn() + Sync),
 ) -> Result<ShardReport> {
     prepare_out(out, entries, manifest_file)?;
-    let mine: Vec<&ManifestEntry> = entries.iter().filter(|e| shard.contains(e.index)).collect();
     let mut report = ShardReport::default();
     let mut todo = Vec::new();
-    let mut locks = Vec::new();
-    for e in mine {
+    for e in entries.iter().filter(|e| shard.contains(e.index)) {
         if is_complete(out, &e.id) {
             // A process killed after finishing this run but before its other runs left the lock behind:
             // take the stale lock over and drop it (a live holder's lock is left alone).
@@ -370,15 +369,8 @@ pub fn run_shard(
                 drop(lock::acquire(out, &e.id)?);
             }
             report.skipped.push(e.id.clone());
-            continue;
-        }
-        match lock::acquire(out, &e.id)? {
-            Ok(l) => {
-                locks.push(l);
-                output::remove_stale_temps(out, &e.id)?;
-                todo.push(e);
-            }
-            Err(holder) => report.busy.push((e.id.clone(), holder)),
+        } else {
+            todo.push(e);
         }
     }
     // Validate every run before starting any (bad input → exit 2 with nothing half-done).
@@ -386,44 +378,26 @@ pub fn run_shard(
         .iter()
         .map(|e| prepare(e.config.clone(), manifest_file).map(|p| (e, p)))
         .collect::<Result<Vec<_>>>()?;
-    let results: Vec<Result<RunSummary>> = lock::with_heartbeat(&locks, || {
+    let held = lock::Held::default();
+    let outcomes: Vec<Result<Outcome>> = lock::with_heartbeat(&held, || {
         prepared
             .par_iter()
             .map(|(e, p)| {
-                let r = run_to_folder(
-                    p,
-                    &out.join(&e.id),
-                    &FolderOptions {
-                        force: true,
-                        ..opts.clone()
-                    },
-                    &|| {},
-                );
+                let o = claim_and_run(e, p, out, opts, &held);
                 tick();
-                r
+                o
             })
             .collect()
     });
-    // Every failed run gets its error marker (still under its lock), then the first failure is returned.
     let mut failures = Vec::new();
-    for ((e, _), r) in prepared.iter().zip(results) {
-        let marker = error_marker(out, &e.id);
-        match r {
-            Ok(_) => {
-                if marker.is_file() {
-                    std::fs::remove_file(&marker)
-                        .map_err(|err| CliError::io_while("removing", &marker, err))?;
-                }
-                report.ran.push(e.id.clone());
-            }
-            Err(err) => {
-                let message = format!("{}: {err}", e.id);
-                write_atomic(&marker, format!("{err}\n").as_bytes())?;
-                failures.push(message);
-            }
+    for ((e, _), o) in prepared.iter().zip(outcomes) {
+        match o? {
+            Outcome::Ran => report.ran.push(e.id.clone()),
+            Outcome::FinishedElsewhere => report.skipped.push(e.id.clone()),
+            Outcome::Busy(holder) => report.busy.push((e.id.clone(), holder)),
+            Outcome::Failed(message) => failures.push(message),
         }
     }
-    drop(locks);
     match failures.len() {
         0 => Ok(report),
         1 => Err(CliError::Failed(failures.remove(0))),
@@ -431,6 +405,57 @@ pub fn run_shard(
             "{k} runs failed; the first: {}",
             failures.remove(0)
         ))),
+    }
+}
+
+/// What became of one unfinished run of [`run_shard`].
+enum Outcome {
+    Ran,
+    /// Another process finished it after this one found it unfinished.
+    FinishedElsewhere,
+    Busy(lock::Holder),
+    /// It failed; its error marker is written.
+    Failed(String),
+}
+
+/// Locks run `e`, runs it unless another process finished it meanwhile, writes or clears its error marker
+/// (still under the lock), and releases the lock.
+fn claim_and_run(
+    e: &ManifestEntry,
+    prepared: &Prepared,
+    out: &Path,
+    opts: &FolderOptions,
+    held: &lock::Held,
+) -> Result<Outcome> {
+    let _lock = match held.acquire(out, &e.id)? {
+        Ok(l) => l,
+        Err(holder) => return Ok(Outcome::Busy(holder)),
+    };
+    if is_complete(out, &e.id) {
+        return Ok(Outcome::FinishedElsewhere);
+    }
+    output::remove_stale_temps(out, &e.id)?;
+    let run = run_to_folder(
+        prepared,
+        &out.join(&e.id),
+        &FolderOptions {
+            force: true,
+            ..opts.clone()
+        },
+        &|| {},
+    );
+    let marker = error_marker(out, &e.id);
+    match run {
+        Ok(_) => {
+            if marker.is_file() {
+                std::fs::remove_file(&marker).map_err(|err| CliError::io_while("removing", &marker, err))?;
+            }
+            Ok(Outcome::Ran)
+        }
+        Err(err) => {
+            write_atomic(&marker, format!("{err}\n").as_bytes())?;
+            Ok(Outcome::Failed(format!("{}: {err}", e.id)))
+        }
     }
 }
 

@@ -122,3 +122,44 @@ fn interrupted_sweep_redoes_only_unfinished_runs() {
     let third = run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap();
     assert!(third.ran.is_empty());
 }
+
+#[test]
+fn a_process_started_on_the_same_runs_takes_those_not_yet_begun() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "sweep.toml", &sweep_config());
+    let entries = expand(&cfg).unwrap();
+    let manifest = write(
+        dir.path(),
+        "manifest.jsonl",
+        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
+    );
+    let out = dir.path().join("out");
+    let opts = FolderOptions {
+        no_figures: true,
+        ..Default::default()
+    };
+    // One worker thread, so the first process works on one run at a time; when its first run ends, a
+    // second process starts on the same folder and the same (whole) manifest.
+    let second = std::sync::Mutex::new(None);
+    let first = imreg_objective::threads::on_threads(1, || {
+        run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {
+            let mut s = second.lock().unwrap();
+            if s.is_none() {
+                *s = Some(run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap());
+            }
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let second = second.into_inner().unwrap().unwrap();
+    // The second took every run the first had not begun; the first then found them finished.
+    assert_eq!(first.ran.len(), 1, "{first:?}");
+    assert_eq!(second.ran.len(), 7, "{second:?}");
+    assert!(!second.ran.contains(&first.ran[0]));
+    assert_eq!(first.skipped.len(), 7);
+    assert!(first.busy.is_empty() && second.busy.is_empty());
+    for e in &entries {
+        assert!(is_complete(&out, &e.id), "{}", e.id);
+        assert!(!imreg_cli::lock::lock_path(&out, &e.id).exists());
+    }
+}
