@@ -93,22 +93,35 @@ pub(crate) fn fmt_num(v: f64) -> String {
     }
 }
 
-/// The legend's entries, as [`draw`] draws them: a named series gets one if anything of it is drawn (a line
-/// run or a marker; a series whose every point was skipped, e.g. non-positive on a log axis, gets none),
-/// then every reference line.
+/// How a series appears in the legend, decided once for [`legend_labels`] and [`draw`]: a named series whose
+/// line is drawn (a run of at least one segment) is shown by its line (with a dot if it has markers), else one
+/// whose markers are drawn by a dot; a series with nothing drawn (every point skipped, e.g. non-positive on a
+/// log axis) or without a name gets no entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LegendMark {
+    Line,
+    Dot,
+}
+
+fn legend_mark(i: usize, s: &crate::Series, prep: &Prepared) -> Option<LegendMark> {
+    let lines = matches!(s.style, Style::Line | Style::LineMarkers)
+        && prep.runs.get(i).is_some_and(|r| !r.is_empty());
+    let points = matches!(s.style, Style::Points | Style::LineMarkers)
+        && prep.markers.get(i).is_some_and(|m| !m.is_empty());
+    match (s.name.is_empty(), lines, points) {
+        (true, _, _) | (false, false, false) => None,
+        (false, true, _) => Some(LegendMark::Line),
+        (false, false, true) => Some(LegendMark::Dot),
+    }
+}
+
+/// The legend's entries in [`draw`]'s order: the series with a [`legend_mark`], then every reference line.
 fn legend_labels(fig: &Figure, prep: &Prepared) -> Vec<String> {
-    let drawn = |i: usize, s: &crate::Series| {
-        let lines = matches!(s.style, Style::Line | Style::LineMarkers)
-            && prep.runs.get(i).is_some_and(|r| !r.is_empty());
-        let points = matches!(s.style, Style::Points | Style::LineMarkers)
-            && prep.markers.get(i).is_some_and(|m| !m.is_empty());
-        lines || points
-    };
     let mut labels: Vec<String> = fig
         .series
         .iter()
         .enumerate()
-        .filter(|&(i, s)| !s.name.is_empty() && drawn(i, s))
+        .filter(|&(i, s)| legend_mark(i, s, prep).is_some())
         .map(|(_, s)| s.name.clone())
         .collect();
     labels.extend(prep.hlines.iter().map(|(label, y)| hline_label(label, *y)));
@@ -152,14 +165,12 @@ fn draw<DB: DrawingBackend>(
                 .light_line_style(RGBColor(242, 242, 242))
                 .draw()
                 .map_err(|e| e.to_string())?;
-            let mut labelled = false;
             for (i, series) in fig.series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let named = !series.name.is_empty();
+                let mark = legend_mark(i, series, prep);
                 let marker = series.style == Style::LineMarkers;
-                let mut legend_done = false;
                 if matches!(series.style, Style::Line | Style::LineMarkers) {
-                    for run in prep.runs.get(i).into_iter().flatten() {
+                    for (k, run) in prep.runs.get(i).into_iter().flatten().enumerate() {
                         let ann = if split_segments && run.len() > 2 {
                             chart.draw_series(
                                 run.windows(2)
@@ -169,9 +180,7 @@ fn draw<DB: DrawingBackend>(
                             chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
                         }
                         .map_err(|e| e.to_string())?;
-                        if named && !legend_done {
-                            legend_done = true;
-                            labelled = true;
+                        if k == 0 && mark == Some(LegendMark::Line) {
                             ann.label(series.name.as_str()).legend(move |(x, y)| {
                                 let line = PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2));
                                 let dot =
@@ -186,8 +195,7 @@ fn draw<DB: DrawingBackend>(
                     let ann = chart
                         .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                         .map_err(|e| e.to_string())?;
-                    if named && !legend_done && !pts.is_empty() {
-                        labelled = true;
+                    if mark == Some(LegendMark::Dot) {
                         ann.label(series.name.as_str())
                             .legend(move |(x, y)| Circle::new((x + 12, y), 3, color.filled()));
                     }
@@ -200,9 +208,8 @@ fn draw<DB: DrawingBackend>(
                     .map_err(|e| e.to_string())?
                     .label(hline_label(label, *y))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-                labelled = true;
             }
-            if labelled {
+            if !labels.is_empty() {
                 chart
                     .configure_series_labels()
                     .label_font((FONT_FAMILY, 16))
