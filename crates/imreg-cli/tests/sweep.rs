@@ -13,22 +13,35 @@ fn sweep_config() -> String {
     )
 }
 
+/// The sweep of [`sweep_config`] expanded, and its manifest written into `dir`.
+fn sweep_manifest(dir: &Path) -> (Vec<imreg_cli::sweep::ManifestEntry>, std::path::PathBuf) {
+    let cfg = write(dir, "sweep.toml", &sweep_config());
+    let entries = expand(&cfg).unwrap();
+    let manifest = write(
+        dir,
+        "manifest.jsonl",
+        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
+    );
+    (entries, manifest)
+}
+
+fn without_figures() -> FolderOptions {
+    FolderOptions {
+        no_figures: true,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn shards_union_equals_unsharded_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "sweep.toml", &sweep_config());
-    let entries = expand(&cfg).unwrap();
+    let (entries, manifest) = sweep_manifest(dir.path());
     assert_eq!(entries.len(), 8);
     // Keys in sorted order (batch_size, lr), the last key fastest, seeds fastest of all.
     assert_eq!(entries[3].params["optimizer.batch_size"], 4);
     assert_eq!(entries[3].params["optimizer.lr"], 0.05);
     assert_eq!(entries[3].params["seed"], 2);
     assert_eq!(entries[4].params["optimizer.batch_size"], 8);
-    let manifest = write(
-        dir.path(),
-        "manifest.jsonl",
-        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
-    );
     let m = manifest.to_str().unwrap();
     let full = dir.path().join("full");
     let sharded = dir.path().join("sharded");
@@ -84,18 +97,8 @@ fn shards_union_equals_unsharded_byte_for_byte() {
 #[test]
 fn interrupted_sweep_redoes_only_unfinished_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "sweep.toml", &sweep_config());
-    let entries = expand(&cfg).unwrap();
-    let manifest = write(
-        dir.path(),
-        "manifest.jsonl",
-        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
-    );
-    let out = dir.path().join("out");
-    let opts = FolderOptions {
-        no_figures: true,
-        ..Default::default()
-    };
+    let (entries, manifest) = sweep_manifest(dir.path());
+    let (out, opts) = (dir.path().join("out"), without_figures());
     let first = run_shard(&entries, Shard::ALL, &out, &manifest, &opts, &|| {}).unwrap();
     assert_eq!(first.ran.len(), 8);
     let reference = tree(&out);
@@ -126,18 +129,8 @@ fn interrupted_sweep_redoes_only_unfinished_runs() {
 #[test]
 fn a_process_started_on_the_same_runs_takes_those_not_yet_begun() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "sweep.toml", &sweep_config());
-    let entries = expand(&cfg).unwrap();
-    let manifest = write(
-        dir.path(),
-        "manifest.jsonl",
-        &imreg_cli::sweep::to_jsonl(&entries).unwrap(),
-    );
-    let out = dir.path().join("out");
-    let opts = FolderOptions {
-        no_figures: true,
-        ..Default::default()
-    };
+    let (entries, manifest) = sweep_manifest(dir.path());
+    let (out, opts) = (dir.path().join("out"), without_figures());
     // One worker thread, so the first process works on one run at a time; when its first run ends, a
     // second process starts on the same folder and the same (whole) manifest.
     let second = std::sync::Mutex::new(None);
