@@ -24,13 +24,16 @@ def _error(field: str, message: str) -> "_imreg.ImregError":
 
 def _vector(a: ArrayLike, field: str) -> np.ndarray:
     """A 1-D C-contiguous float64 view of ``a`` (no copy when it already is one)."""
+    if a is None:
+        raise _error(field, "must be a 1-D array of real numbers, got None")
     try:
-        v = np.ascontiguousarray(a, dtype=np.float64)
+        v = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise _error(field, f"must be an array of real numbers ({e})") from None
+    # Checked before `ascontiguousarray`, which turns a scalar into a 1-element vector.
     if v.ndim != 1:
         raise _error(field, f"must be a 1-D array, got shape {v.shape}")
-    return v
+    return np.ascontiguousarray(v)
 
 
 def _matrix(a: ArrayLike, field: str) -> np.ndarray:
@@ -131,6 +134,8 @@ class Model:
                 tomllib = None
             table = _parse_toml(model, tomllib)
             model = table.get("model", table)
+        if not isinstance(model, Mapping):
+            raise _error("model", f"must be a dict or the text of a TOML table, got {type(model).__name__}")
         cfg = dict(model)
         if cfg.get("kind") == "network" and isinstance(cfg.get("spec"), (os.PathLike,)):
             cfg["spec"] = os.fspath(cfg["spec"])

@@ -34,6 +34,9 @@ def test_bad_arguments_name_their_field(small):
     raises_field("stop", m.eigenvalues, theta, stop="sometimes")
     raises_field("sigma", m.density, theta, sigma=0.0)
     raises_field("theta", m.state_dict, theta[:3])
+    # Not arrays at all: named, not converted (a scalar is not a 1-element θ, None is not NaN).
+    assert "None" in raises_field("theta", m.loss, None)
+    assert "shape ()" in raises_field("theta", m.gradient, 1.0)
 
 
 def test_bad_models_and_data_name_their_field():
@@ -45,6 +48,7 @@ def test_bad_models_and_data_name_their_field():
     raises_field("y", imreg.Model.network, "cnn-relu", x, np.array([0, 1, 0, 5]), classes=3)
     raises_field("model", imreg.Model.from_config, {"kind": "no_such_kind"}, x.reshape(4, -1), np.zeros(4))
     raises_field("x", imreg.Model.from_config, {"kind": "linear_regression"})
+    assert "int" in raises_field("model", imreg.Model.from_config, 5)
     bad_layer = {"input": [1, 5, 5], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 9}]}
     msg = raises_field("spec", imreg.Model.network, bad_layer, x, [0, 1, 0, 1])
     assert "layer 0" in msg and "kernel" in msg
