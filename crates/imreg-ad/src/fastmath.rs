@@ -52,7 +52,7 @@ fn expm1_nonpositive(z: f64) -> f64 {
     two_k.mul_add(em1, two_k - 1.0)
 }
 
-/// `tanh x` to a few ulp: with `m = e^{−2|x|} − 1` (from [`expm1_nonpositive`], accurate as `x → 0`),
+/// `tanh x` to a few ulp: with `m = e^{−2|x|} − 1` (from `expm1_nonpositive`, accurate as `x → 0`),
 /// `tanh|x| = −m/(2 + m)`; `|x|` is capped at 40, where `tanh` is 1 to far below an ulp. One division and
 /// no branches, so the loop over an array vectorizes.
 #[inline(always)]
@@ -92,7 +92,7 @@ pub fn first_non_finite(x: &[f64]) -> Option<usize> {
     })
 }
 
-/// `tanh` of every entry, into a new vector (written once, never zero-filled first), [`vectorized`]: bitwise
+/// `tanh` of every entry, into a new vector (written once, never zero-filled first), `vectorized`: bitwise
 /// the same results as [`tanh`] on every path.
 pub fn tanh_vec(xs: &[f64]) -> Vec<f64> {
     let mut out = Vec::with_capacity(xs.len());
@@ -149,7 +149,7 @@ unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The outer product `d aᵀ` written row-major into `dst` (`dst[k·|a| + j] = d[k] a[j]`, for the first
-/// `min(|d|, |dst|/|a|)` rows): a dense layer's weight gradient for one example, [`vectorized`] (the
+/// `min(|d|, |dst|/|a|)` rows): a dense layer's weight gradient for one example, `vectorized` (the
 /// per-example gradients of an MLP are these stores).
 pub fn outer_into(d: &[f64], a: &[f64], dst: &mut [f64]) {
     if a.is_empty() {

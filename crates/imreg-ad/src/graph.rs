@@ -101,7 +101,7 @@ struct Node<T: Tensor> {
     needs_grad: bool,
 }
 
-/// A recorded computation on tensors of type `T` ([`Mat`], or [`Dual`](crate::Dual) for forward-over-reverse).
+/// A recorded computation on tensors of type `T` ([`Mat`], or [`Dual`] for forward-over-reverse).
 pub struct Graph<T: Tensor> {
     nodes: Vec<Node<T>>,
     leaves: Vec<usize>,

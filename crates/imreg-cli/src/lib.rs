@@ -811,8 +811,6 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
     }
 }
 
-/// `sweep submit`: checks the request, prepares the output folder, writes OUT/sweep.sbatch, and prints it
-/// or submits it.
 /// Names on stderr each run of `report` that another live process held (left alone), with its lock file.
 fn report_busy(out: &Path, report: &sweep::ShardReport) {
     for (id, holder) in &report.busy {
@@ -825,6 +823,8 @@ fn report_busy(out: &Path, report: &sweep::ShardReport) {
     }
 }
 
+/// `sweep submit`: checks the request, prepares the output folder, writes OUT/sweep.sbatch, and prints it
+/// or submits it.
 fn submit(a: SubmitArgs, quiet: bool) -> Result<i32> {
     let entries = sweep::read_manifest(&a.manifest)?;
     submit_manifest(&entries, &a.manifest, &a.out, &a.slurm, quiet)

@@ -2,10 +2,11 @@
 //! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name and
 //! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`],
 //! [`with_heartbeat`]), and removes it when done. A run is locked when its work starts, not before, so
-//! several processes started on the same runs share them: each takes the next run nobody holds. A second process that finds the lock held by a live process leaves that run —
-//! and its temporary folders — alone. A lock is stale, and taken over, when its process is known dead (same
-//! host, Linux: no `/proc/<pid>`) or, from another host (a cluster on a shared file system), when it has not
-//! been refreshed for [`STALE_AFTER`].
+//! several processes started on the same runs share them: each takes the next run nobody holds. A second
+//! process that finds the lock held by a live process leaves that run — and its temporary folders — alone.
+//! A lock is stale, and taken over, when its process is known dead (same host, Linux: no `/proc/<pid>`) or,
+//! from another host (a cluster on a shared file system), when it has not been refreshed for
+//! [`STALE_AFTER`].
 use crate::error::{CliError, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -256,7 +256,7 @@ const DRAWN_DENSITIES: usize = 6;
 /// densities), `<name>.csv` per series (`step,value,estimator,std_error,samples,unit,converged,
 /// residual_bound`; empty cells where a field does not apply), `fig_<name>` per series (value against
 /// the step, with ±2 standard errors where the value is an estimate; eigenvalues against `2/η`) and
-/// `fig_density` (the densities of up to [`DRAWN_DENSITIES`] scheduled steps). Lists the files, relative
+/// `fig_density` (the densities of up to `DRAWN_DENSITIES` = 6 scheduled steps). Lists the files, relative
 /// to `dir`, in `files`.
 pub fn write(
     tracked: &[Tracked],

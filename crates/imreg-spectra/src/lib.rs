@@ -5,7 +5,7 @@
 //!   [`GramCovariance`]), the empirical and true Fisher ([`FisherOperator`]) and the Gauss–Newton matrix
 //!   ([`GaussNewtonOperator`]).
 //! - Solvers with options and reports: [`lanczos()`] (both ends, full reorthogonalization, `(α, β)` and Ritz
-//!   vectors with residual bounds), [`power_iteration`], [`hutchinson`] and [`hutch_plus_plus`], [`slq`],
+//!   vectors with residual bounds), [`power_iteration`], [`hutchinson`] and [`hutch_plus_plus`], [`slq()`],
 //!   and the dense fallback [`dense_eigen`].
 //! - The sharpness family ([`sharpness`](mod@sharpness)): `λ_max(H)`, batch sharpness in both published
 //!   variants, step sharpness, MiniBS, GNI, IAS, exact over all batches or Monte Carlo, rayon-parallel and
