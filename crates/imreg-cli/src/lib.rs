@@ -134,6 +134,10 @@ enum StudyCommand {
         name: String,
         #[arg(long)]
         out: PathBuf,
+        /// Report this dataset only (default: every dataset folder in OUT), so that one finished dataset
+        /// can be reported while another is still running.
+        #[arg(long)]
+        dataset: Option<String>,
     },
     /// Write (or submit with --sbatch) one Slurm job-array script per dataset, OUT/<dataset>/sweep.sbatch,
     /// whose tasks run the study's shards; then `imreg study report`.
@@ -982,9 +986,10 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
             }
             Ok(if busy == 0 { EXIT_OK } else { EXIT_FAILED })
         }
-        StudyCommand::Report { name, out } => {
+        StudyCommand::Report { name, out, dataset } => {
             let s = study::find(&studies, &name)?;
-            let reports = study::report(s, &out, &study::StudyDataset::ALL)?;
+            let requested = dataset.as_deref().map(study::StudyDataset::parse).transpose()?;
+            let reports = study::report(s, &out, &study::datasets(s, requested)?)?;
             if !quiet {
                 for r in &reports {
                     println!("{} on {}:", s.name(), r.options.dataset.name());

@@ -79,6 +79,27 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
         "{verdicts:?}"
     );
     assert!(out.join("digits/fig_micro_grad_norm.svg").is_file());
+    // A second dataset prepared but not run (its script written, as for Slurm) makes the whole study
+    // incomplete; the finished dataset alone can still be reported.
+    let submit = [
+        "study",
+        "submit",
+        "novack",
+        "--dataset",
+        "mnist",
+        "--scale",
+        "smoke",
+    ];
+    assert_eq!(cli(&[&submit[..], &["--out", o]].concat()), 0);
+    assert_eq!(cli(&["study", "report", "novack", "--out", o]), 1);
+    assert_eq!(
+        cli(&["study", "report", "novack", "--out", o, "--dataset", "digits"]),
+        0
+    );
+    assert_eq!(
+        cli(&["study", "report", "novack", "--out", o, "--dataset", "cifar"]),
+        2
+    );
     // Rerunning skips every finished run and changes nothing.
     let before = tree(&out.join("digits/run-0000"));
     assert_eq!(run("smoke"), 0);
