@@ -81,7 +81,7 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
     assert!(out.join("digits/fig_micro_grad_norm.svg").is_file());
     // A second dataset prepared but not run (its script written, as for Slurm) makes the whole study
     // incomplete; the finished dataset alone can still be reported.
-    let submit = [
+    let prepared = cli(&[
         "study",
         "submit",
         "novack",
@@ -89,8 +89,10 @@ fn the_study_command_runs_reports_and_refuses_bad_input() {
         "mnist",
         "--scale",
         "smoke",
-    ];
-    assert_eq!(cli(&[&submit[..], &["--out", o]].concat()), 0);
+        "--out",
+        o,
+    ]);
+    assert_eq!(prepared, 0);
     assert_eq!(cli(&["study", "report", "novack", "--out", o]), 1);
     assert_eq!(
         cli(&["study", "report", "novack", "--out", o, "--dataset", "digits"]),
