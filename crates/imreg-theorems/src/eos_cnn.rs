@@ -52,6 +52,7 @@
 //! claims, [`crate::eos_mlp`]): per network and `b`, the mean over the seeds of the second-half mean of the
 //! batch sharpness `E[gᵀH_Bg/‖g‖²]` lies within ±15% of `2/η` (mean ± SE reported); per network, the mean
 //! over the seeds of the second-half mean of `λ_max` is lower for `b = 8` than for `b = 32`.
+use crate::dist;
 use crate::eos_mlp::{eoss_run_outcomes, seeded_runs, OverSeeds, RunBandClaim};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_eos::mnist_cnn::MnistCnn;
@@ -343,14 +344,6 @@ pub fn gd_until_fitted(
         run.flow = Some(compare_with_rk4_flow(obj, theta0, &run, &iterates.records)?);
     }
     Ok(run)
-}
-
-fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
 }
 
 /// RK4 gradient flow (step `min(1/λ_max(θ_GF), η)`) to the times `ηk` of the GD iterates at the measurement

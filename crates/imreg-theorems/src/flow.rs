@@ -4,6 +4,7 @@
 //!   tolerance down to ≤ 1e-12;
 //! - `bea.gd-local-order`: one GD step vs the flows on C, C_GD and C_GD + h² term: slopes 2, 3, 4;
 //! - `bea.gd-displacement`: `θ_GD,T − θ_GF(Th) = −(T/4) h² ∇‖∇C‖² + O(h³)`.
+use crate::dist;
 use imreg_check::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_flow::dop853::{integrate, integrate_dense, Dop853Options};
@@ -37,10 +38,6 @@ pub fn checks() -> Vec<Check> {
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
-
-fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
 }
 
 /// A closed-form linear flow `ẏ = M y` with its exact solution.

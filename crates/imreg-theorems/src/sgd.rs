@@ -8,6 +8,7 @@
 //! - `smith.quadratic-reference`: the exact 1-D quadratic (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
+use crate::dist;
 use imreg_check::order::{fit_order, geometric_steps, save_order_figure, OrderStudy};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_flow::dop853::Dop853Options;
@@ -52,10 +53,6 @@ fn expectation_checks() -> Vec<Check> {
             run: finite_population,
         },
     ]
-}
-
-fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
 }
 
 /// Flow reference: rtol 1e-13 keeps the integration error ≈ 1e-14, far below the smallest error measured.
