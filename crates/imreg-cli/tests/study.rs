@@ -1,5 +1,6 @@
 //! Empirical studies end to end: `imreg study` runs and reports a study, a study run is a pure function of
-//! its config (bitwise identical with one and two rayon threads), bad input exits 2 naming the argument, and
+//! its config (bitwise identical with one and two rayon threads), a study kept by the files `.gitignore` keeps
+//! resumes and reports as the whole folder did, bad input exits 2 naming the argument, and
 //! the two run-config options the studies need — `optimizer.graft` and `track.micro_grad_norm` — do what
 //! their formulas say.
 mod common;
@@ -222,4 +223,75 @@ fn the_micro_batch_gradient_norm_is_the_mean_over_micro_batches() {
         obj.loss_grad(&theta, Batch::Full, &mut g).unwrap();
         theta.iter_mut().zip(&g).for_each(|(t, d)| *t -= 0.05 * d);
     }
+}
+
+/// Deletes under `out` (standing for `studies/<name>-full`) every file the repository's `.gitignore` leaves
+/// out of a kept study: its `/studies/**/<glob>` lines at any depth, its `/studies/*/*/<glob>` lines in the
+/// dataset folders. The globs hold at most one `*`.
+fn strip_as_gitignore(out: &Path) {
+    let rules =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.gitignore")).unwrap();
+    let (mut anywhere, mut in_dataset) = (Vec::new(), Vec::new());
+    for line in rules.lines() {
+        if let Some(glob) = line.strip_prefix("/studies/**/") {
+            anywhere.push(glob.to_string());
+        } else if let Some(glob) = line.strip_prefix("/studies/*/*/") {
+            in_dataset.push(glob.to_string());
+        }
+    }
+    assert!(anywhere.len() >= 5 && !in_dataset.is_empty(), "{rules}");
+    let matches = |glob: &str, name: &str| match glob.split_once('*') {
+        Some((pre, post)) => {
+            name.len() >= pre.len() + post.len() && name.starts_with(pre) && name.ends_with(post)
+        }
+        None => name == glob,
+    };
+    for (rel, _) in tree(out) {
+        let path = Path::new(&rel);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let depth = path.components().count();
+        if anywhere.iter().any(|g| matches(g, name))
+            || (depth == 2 && in_dataset.iter().any(|g| matches(g, name)))
+        {
+            std::fs::remove_file(out.join(path)).unwrap();
+        }
+    }
+}
+
+/// docs/studies.md, "Across machines": a study kept in the repository by the files `.gitignore` keeps is
+/// resumed without running a finished run again and reports exactly what the whole folder reported.
+#[test]
+fn a_study_kept_by_its_metrics_alone_resumes_and_reports_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smith-full");
+    let o = out.to_str().unwrap();
+    let run = || {
+        cli(&[
+            "study",
+            "run",
+            "smith",
+            "--dataset",
+            "digits",
+            "--scale",
+            "smoke",
+            "--out",
+            o,
+        ])
+    };
+    let report = || {
+        assert_eq!(cli(&["study", "report", "smith", "--out", o]), 0);
+        let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+        (read("report.md"), read("report.json"))
+    };
+    assert_eq!(run(), 0);
+    let whole = report();
+    strip_as_gitignore(&out);
+    let kept = tree(&out);
+    assert!(kept.iter().any(|(name, _)| name.ends_with("metrics.csv")));
+    assert!(!kept
+        .iter()
+        .any(|(name, _)| name.ends_with(".npy") || name.starts_with("report")));
+    assert_eq!(run(), 0);
+    assert_eq!(tree(&out), kept, "a finished run was run again");
+    assert!(report() == whole, "the report of the kept files differs");
 }
