@@ -1,0 +1,19 @@
+//! End to end: when the reader of `imreg`'s output goes away (`imreg sweep status | head -1`), the program
+//! ends quietly, as `cat` or `git log` do, instead of panicking on the broken pipe.
+#![cfg(unix)]
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader); // nobody will read: the first write meets a closed pipe
+    let out = Command::new(env!("CARGO_BIN_EXE_imreg"))
+        .args(["study", "list"])
+        .stdout(writer)
+        .output()
+        .expect("the imreg binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "it wrote to stderr: {stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} (13 is SIGPIPE)", out.status);
+}
