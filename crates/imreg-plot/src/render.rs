@@ -93,6 +93,47 @@ pub(crate) fn fmt_num(v: f64) -> String {
     }
 }
 
+/// The labelled (bold) and grid-only (light) ticks of a log axis on `[lo, hi]` (`0 < lo < hi`). Plotters labels
+/// the powers of ten only, so an axis spanning less than a decade or two, such as a learning-rate grid
+/// 0.025–0.4, showed one number or none. The labels are the powers of ten when at least three fall in the
+/// range (every k-th of them when there are more than [`MAX_LOG_LABELS`]), else the 1-2-5 sequence, else
+/// every `d · 10^k`; the grid lines are every `d · 10^k` (d = 1…9) not labelled, on spans of at most
+/// [`MAX_LOG_LABELS`] decades.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let inside = |v: &f64| (lo..=hi).contains(v);
+    let with_digits = |digits: &[f64]| -> Vec<f64> {
+        (k0..=k1)
+            .flat_map(|k| digits.iter().map(move |d| d * 10f64.powi(k)))
+            .filter(inside)
+            .collect()
+    };
+    let decades = with_digits(&[1.0]);
+    let bold = if decades.len() >= 3 {
+        let step = decades.len().div_ceil(MAX_LOG_LABELS);
+        decades.into_iter().step_by(step).collect()
+    } else {
+        let one_two_five = with_digits(&[1.0, 2.0, 5.0]);
+        if one_two_five.len() >= 3 {
+            one_two_five
+        } else {
+            with_digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+        }
+    };
+    let light = if k1 - k0 <= MAX_LOG_LABELS as i32 {
+        with_digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+            .into_iter()
+            .filter(|v| !bold.contains(v))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (bold, light)
+}
+
+/// At most this many labels on a log axis spanning many decades.
+const MAX_LOG_LABELS: usize = 8;
+
 /// How a series appears in the legend, decided once for [`legend_labels`] and [`draw`]: a named series whose
 /// line is drawn (a run of at least one segment) is shown by its line (with a dot if it has markers), else one
 /// whose markers are drawn by a dot; a series with nothing drawn (every point skipped, e.g. non-positive on a
@@ -221,11 +262,18 @@ fn draw<DB: DrawingBackend>(
             }
         }};
     }
+    let log_axis = |lo: f64, hi: f64| {
+        let (bold, light) = log_ticks(lo, hi);
+        (lo..hi)
+            .log_scale()
+            .with_key_points(bold)
+            .with_light_points(light)
+    };
     match (fig.log_x, fig.log_y) {
         (false, false) => with_axes!(x0..x1, y0..y1),
-        (true, false) => with_axes!((x0..x1).log_scale(), y0..y1),
-        (false, true) => with_axes!(x0..x1, (y0..y1).log_scale()),
-        (true, true) => with_axes!((x0..x1).log_scale(), (y0..y1).log_scale()),
+        (true, false) => with_axes!(log_axis(x0, x1), y0..y1),
+        (false, true) => with_axes!(x0..x1, log_axis(y0, y1)),
+        (true, true) => with_axes!(log_axis(x0, x1), log_axis(y0, y1)),
     }
     Ok(())
 }
@@ -329,6 +377,25 @@ mod tests {
             .series(Series::points("", vec![1.5], vec![3.0]));
         let prep = fig.prepare().unwrap();
         assert_eq!(legend_labels(&fig, &prep), vec!["drawn".to_string()]);
+    }
+
+    #[test]
+    fn a_narrow_log_axis_gets_several_labels_and_a_wide_one_its_decades() {
+        // A learning-rate grid 0.025–0.4 with the 5 % margins: the 1-2-5 sequence.
+        let (bold, light) = log_ticks(0.025 / 1.15, 0.4 * 1.15);
+        assert_eq!(bold, [0.05, 0.1, 0.2]);
+        assert!(light.contains(&0.03) && light.contains(&0.4) && !light.contains(&0.1));
+        // Within one decade: every digit.
+        assert_eq!(log_ticks(2.5, 7.5).0, [3.0, 4.0, 5.0, 6.0, 7.0]);
+        // Five powers of ten inside: they are the labels, the other digits the grid (8 below 1e-6, 8 in each
+        // of the four decades from 1e-6, and 2–5 · 1e-2).
+        let (bold, light) = log_ticks(1.5e-7, 5.5e-2);
+        assert_eq!(bold.len(), 5);
+        assert_eq!(light.len(), 8 + 4 * 8 + 4);
+        // Twenty decades: at most eight labels, no grid of digits.
+        let (bold, light) = log_ticks(1e-12, 1e8);
+        assert!((3..=MAX_LOG_LABELS).contains(&bold.len()), "{bold:?}");
+        assert!(light.is_empty());
     }
 
     #[test]
