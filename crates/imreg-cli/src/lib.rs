@@ -366,18 +366,21 @@ struct SlurmArgs {
 
 /// Runs the program on the process arguments and returns the exit code.
 pub fn main() -> i32 {
-    // Keep the tape's large, short-lived buffers in the heap instead of page-faulting them in on every
-    // evaluation (see imreg_ad::alloc; it changes no result).
-    imreg_objective::reuse_large_buffers();
-    end_quietly_when_stdout_closes();
+    start_program();
     run_with_args(std::env::args_os())
 }
 
-/// A reader that stops reading (`imreg sweep status | head -1`) ends the program quietly, as it ends `cat` or
-/// `git log`: the default action of `SIGPIPE`. Rust's runtime ignores that signal, so the next `println!`
-/// would panic on the broken pipe instead. Only the program's entry points call this; a host process that
-/// calls [`run_with_args`] (the Python module, tests) keeps its own signal handling.
-fn end_quietly_when_stdout_closes() {
+/// What the program's entry points ([`main`], [`main_with`]) set up before anything runs; a host process
+/// that calls [`run_with_args`] (the Python module, tests) decides both for itself (the Python module tunes
+/// the allocator and keeps Python's signal handling).
+///
+/// * The tape's large, short-lived buffers stay in the heap instead of being page-faulted in on every
+///   evaluation (see `imreg_ad::alloc`; it changes no result).
+/// * A reader that stops reading (`imreg sweep status | head -1`) ends the program quietly, as it ends `cat`
+///   or `git log`: the default action of `SIGPIPE`. Rust's runtime ignores that signal, so the next
+///   `println!` would panic on the broken pipe instead.
+fn start_program() {
+    imreg_objective::reuse_large_buffers();
     #[cfg(unix)]
     // SAFETY: restores the default action of one signal at the start of `main`, before imreg starts a thread
     // or installs a handler; it touches no Rust state.
@@ -391,8 +394,7 @@ fn end_quietly_when_stdout_closes() {
 /// (tables, `--json`, figures, `--only`) and the exit codes for its own checks. A duplicate or unusable
 /// check id exits with [`EXIT_BAD_INPUT`] and a message naming it.
 pub fn main_with(extra: Vec<Check>) -> std::process::ExitCode {
-    imreg_objective::reuse_large_buffers();
-    end_quietly_when_stdout_closes();
+    start_program();
     let code = run_with_checks(std::env::args_os(), extra);
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -109,6 +109,7 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
             .collect()
     };
     let decades = with_digits(&[1.0]);
+    let every_digit = with_digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
     let bold = if decades.len() >= 3 {
         let step = decades.len().div_ceil(MAX_LOG_LABELS);
         decades.into_iter().step_by(step).collect()
@@ -117,14 +118,11 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
         if one_two_five.len() >= 3 {
             one_two_five
         } else {
-            with_digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+            every_digit.clone()
         }
     };
     let light = if k1 - k0 <= MAX_LOG_LABELS as i32 {
-        with_digits(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
-            .into_iter()
-            .filter(|v| !bold.contains(v))
-            .collect()
+        every_digit.into_iter().filter(|v| !bold.contains(v)).collect()
     } else {
         Vec::new()
     };
