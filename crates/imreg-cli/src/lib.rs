@@ -12,6 +12,23 @@
 //! let code = imreg_cli::run_with_args(["imreg", "verify", "--only", "no-such-check"]);
 //! assert_eq!(code, imreg_cli::EXIT_BAD_INPUT);
 //! ```
+
+/// `print!` for a command's output: a write that fails (standard output sent to a full disk, or to a pipe
+/// whose reader left, in a host process that keeps `SIGPIPE` ignored) ends the command with an error naming
+/// standard output (exit 1) instead of a panic. Only inside functions returning [`error::Result`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` for a command's output; see [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 pub mod analyze;
 pub mod config;
 pub mod data;
@@ -389,6 +406,17 @@ fn start_program() {
     }
 }
 
+/// Writes `args` to standard output and flushes it, so that a failed write is reported by the command that
+/// made it (see `out!`).
+fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CliError::io("<standard output>", e))
+}
+
 /// The `imreg` program with `extra` checks registered after the built-in ones, on the process arguments:
 /// a user crate's `fn main() -> ExitCode { imreg_cli::main_with(my_checks()) }` gets `verify`, `reproduce`
 /// (tables, `--json`, figures, `--only`) and the exit codes for its own checks. A duplicate or unusable
@@ -502,8 +530,8 @@ fn reproduce(checks: Vec<Check>, quick: bool, out: &Path, only: &[String], quiet
     imreg_plot::write_atomic(&out.join("report.md"), md.as_bytes())?;
     imreg_plot::write_atomic(&out.join("report.json"), json.as_bytes())?;
     if !quiet {
-        print!("{}", report::terminal_table(&records));
-        println!(
+        out!("{}", report::terminal_table(&records));
+        outln!(
             "report: {} and {}",
             out.join("report.md").display(),
             out.join("report.json").display()
@@ -520,9 +548,9 @@ fn verify(checks: Vec<Check>, only: &[String], json: bool, quick: bool, quiet: b
     let ctx = CheckContext { out_dir: None, quick };
     let records = run_checks(checks, only, &ctx, quiet || json)?;
     if json {
-        println!("{}", verify_json(&records)?);
+        outln!("{}", verify_json(&records)?);
     } else if !quiet {
-        print!("{}", report::terminal_table(&records));
+        out!("{}", report::terminal_table(&records));
     }
     Ok(if records.iter().all(|r| r.passed) {
         EXIT_OK
@@ -594,17 +622,20 @@ fn run(
     })?;
     pb.finish_and_clear();
     if !quiet {
-        println!(
+        outln!(
             "{}: {} steps, p = {}, N = {}",
-            summary.name, summary.steps_run, summary.p, summary.n
+            summary.name,
+            summary.steps_run,
+            summary.p,
+            summary.n
         );
         for (k, v) in &summary.final_metrics {
-            println!("  final {k} = {v:.6e}");
+            outln!("  final {k} = {v:.6e}");
         }
         if let Some(s) = summary.diverged_at {
-            println!("  diverged at step {s}");
+            outln!("  diverged at step {s}");
         }
-        println!("wrote {}", out.display());
+        outln!("wrote {}", out.display());
     }
     Ok(EXIT_OK)
 }
@@ -612,7 +643,7 @@ fn run(
 fn analyze_cmd(a: AnalyzeArgs) -> Result<i32> {
     let json = a.json;
     let result = analyze::analyze(&analyze_request(a)?)?;
-    print!("{}", analyze::render(&result, json)?);
+    out!("{}", analyze::render(&result, json)?);
     Ok(EXIT_OK)
 }
 
@@ -766,7 +797,7 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
     match s {
         SweepCommand::Expand { config } => {
             let entries = sweep::expand(&config)?;
-            print!("{}", sweep::to_jsonl(&entries)?);
+            out!("{}", sweep::to_jsonl(&entries)?);
             Ok(EXIT_OK)
         }
         SweepCommand::Run {
@@ -786,7 +817,7 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
             let report = sweep::run_shard(&entries, shard, &out, &manifest, &opts, &|| pb.inc(1))?;
             pb.finish_and_clear();
             if !quiet {
-                println!(
+                outln!(
                     "shard {}/{}: ran {}, skipped {} finished",
                     shard.index,
                     shard.count,
@@ -808,7 +839,7 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
         } => {
             let c = sweep::collect(&out, manifest.as_deref(), allow_incomplete)?;
             if !quiet {
-                println!("{} runs collected into {}", c.complete, c.summary_csv.display());
+                outln!("{} runs collected into {}", c.complete, c.summary_csv.display());
             }
             if !c.missing.is_empty() {
                 eprintln!(
@@ -821,7 +852,7 @@ fn sweep_cmd(s: SweepCommand, quiet: bool) -> Result<i32> {
         }
         SweepCommand::Status { out, manifest } => {
             let status = sweep::status(&out, manifest.as_deref())?;
-            print!("{status}");
+            out!("{status}");
             Ok(if status.is_complete() {
                 EXIT_OK
             } else {
@@ -902,7 +933,7 @@ fn submit_manifest(
     let path = job.out.join("sweep.sbatch");
     imreg_plot::write_atomic(&path, script.as_bytes())?;
     if !a.sbatch {
-        print!("{script}");
+        out!("{script}");
         if !quiet {
             eprintln!(
                 "wrote {}; submit it with: sbatch {}",
@@ -913,7 +944,7 @@ fn submit_manifest(
         return Ok(EXIT_OK);
     }
     let id = slurm::sbatch(&path)?;
-    println!("{id}");
+    outln!("{id}");
     Ok(EXIT_OK)
 }
 
@@ -953,7 +984,7 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
         StudyCommand::List => {
             for s in &studies {
                 let ds: Vec<&str> = s.datasets().iter().map(|d| d.name()).collect();
-                println!(
+                outln!(
                     "{} ({})
   {}
 ",
@@ -987,7 +1018,7 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
                 let report = study::run(s, opts, &out, shard, &folder, &|| pb.inc(1))?;
                 pb.finish_and_clear();
                 if !quiet {
-                    println!(
+                    outln!(
                         "{} on {}: ran {}, skipped {} finished",
                         s.name(),
                         opts.dataset.name(),
@@ -999,7 +1030,7 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
                 busy += report.busy.len();
             }
             if !quiet && busy == 0 && shard == sweep::Shard::ALL {
-                println!("then: imreg study report {} --out {}", s.name(), out.display());
+                outln!("then: imreg study report {} --out {}", s.name(), out.display());
             }
             Ok(if busy == 0 { EXIT_OK } else { EXIT_FAILED })
         }
@@ -1009,12 +1040,12 @@ fn study_cmd(c: StudyCommand, quiet: bool) -> Result<i32> {
             let reports = study::report(s, &out, &study::datasets(s, requested)?)?;
             if !quiet {
                 for r in &reports {
-                    println!("{} on {}:", s.name(), r.options.dataset.name());
+                    outln!("{} on {}:", s.name(), r.options.dataset.name());
                     for v in &r.report.verdicts {
-                        println!("  {:<15} {}", v.outcome.label(), v.claim);
+                        outln!("  {:<15} {}", v.outcome.label(), v.claim);
                     }
                 }
-                println!("report: {}", out.join("report.md").display());
+                outln!("report: {}", out.join("report.md").display());
             }
             Ok(EXIT_OK)
         }

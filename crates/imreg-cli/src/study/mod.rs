@@ -706,7 +706,7 @@ pub fn reproduce_section(
                 &|| {},
             )?;
             if !quiet {
-                println!(
+                outln!(
                     "study {} on {} ({} scale): {:.1} s",
                     study.name(),
                     d.name(),
