@@ -260,6 +260,11 @@ fn draw<DB: DrawingBackend>(
                 .light_line_style(RGBColor(242, 242, 242))
                 .draw()
                 .map_err(|e| e.to_string())?;
+            let to_pixels = PixelMap::new(
+                [chart.backend_coord(&(x0, y0)), chart.backend_coord(&(x1, y1))],
+                prep,
+                (fig.log_x, fig.log_y),
+            );
             for (i, series) in fig.series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 let mark = legend_mark(i, series, prep);
@@ -267,11 +272,6 @@ fn draw<DB: DrawingBackend>(
                 if matches!(series.style, Style::Line | Style::LineMarkers) {
                     for (k, run) in prep.runs.get(i).into_iter().flatten().enumerate() {
                         let ann = if paint_lines {
-                            let to_pixels = PixelMap::new(
-                                [chart.backend_coord(&(x0, y0)), chart.backend_coord(&(x1, y1))],
-                                prep,
-                                (fig.log_x, fig.log_y),
-                            );
                             let px: Vec<(f64, f64)> = run.iter().map(|&p| to_pixels.at(p)).collect();
                             let clip = chart.plotting_area().get_pixel_range();
                             for (at, c) in crate::stroke::coverage(&px, LINE_WIDTH, &clip) {
