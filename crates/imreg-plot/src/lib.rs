@@ -25,9 +25,9 @@
 //! pixels where the data fall between them), so a steep segment is as wide as a flat one and a trajectory
 //! that reverses direction grows no miter spike past the frame. The legend goes in the corner of the
 //! plotting area that hides the least of the drawn data (upper right when several tie), so a curve that ends
-//! high on the right is not covered. A log
-//! axis labels its powers of ten when at least three fall in its range, and otherwise the 1-2-5 sequence (or
-//! every digit), so a narrow range such as a learning-rate grid 0.025–0.4 is read off its labels.
+//! high on the right is not covered. A log axis labels its powers of ten when at least three fall in its
+//! range, and otherwise the 1-2-5 sequence (or every digit), so a narrow range such as a learning-rate grid
+//! 0.025–0.4 is read off its labels.
 //!
 //! Every file is written atomically (a temporary file in the same folder, then a rename), so a reader never
 //! sees a half-written figure. Points that cannot be drawn (non-finite values, non-positive values on a log
