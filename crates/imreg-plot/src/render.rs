@@ -180,41 +180,39 @@ struct PixelMap {
     y: AxisMap,
 }
 
+/// One axis of [`PixelMap`]: `v ↦ offset + scale · v` (`ln v` on a log axis).
 struct AxisMap {
-    /// The axis' ends, as values (`ln` of them on a log axis).
-    lo: f64,
-    hi: f64,
     log: bool,
-    /// Their pixels.
-    p_lo: f64,
-    p_hi: f64,
+    offset: f64,
+    scale: f64,
 }
 
 impl AxisMap {
+    /// The axis from its ends `(lo, hi)` and their pixels.
+    fn new((lo, hi): (f64, f64), log: bool, p_lo: i32, p_hi: i32) -> AxisMap {
+        let value = |v: f64| if log { v.ln() } else { v };
+        let (p_lo, p_hi) = (f64::from(p_lo), f64::from(p_hi));
+        let scale = (p_hi - p_lo) / (value(hi) - value(lo));
+        let shift = if p_hi > p_lo { -0.5 } else { 0.5 };
+        AxisMap {
+            log,
+            offset: p_lo - scale * value(lo) + shift,
+            scale,
+        }
+    }
+
     fn at(&self, v: f64) -> f64 {
-        let t = (if self.log { v.ln() } else { v } - self.lo) / (self.hi - self.lo);
-        let shift = if self.p_hi > self.p_lo { -0.5 } else { 0.5 };
-        self.p_lo + (self.p_hi - self.p_lo) * t + shift
+        self.offset + self.scale * if self.log { v.ln() } else { v }
     }
 }
 
 impl PixelMap {
     /// From the pixels of the plot's lower-left and upper-right corners (`(x0, y0)`, `(x1, y1)` of `prep`).
     fn new(corners: [(i32, i32); 2], prep: &Prepared, (log_x, log_y): (bool, bool)) -> PixelMap {
-        let axis = |(lo, hi): (f64, f64), log: bool, p_lo: i32, p_hi: i32| {
-            let value = |v: f64| if log { v.ln() } else { v };
-            AxisMap {
-                lo: value(lo),
-                hi: value(hi),
-                log,
-                p_lo: f64::from(p_lo),
-                p_hi: f64::from(p_hi),
-            }
-        };
         let [(x_lo, y_lo), (x_hi, y_hi)] = corners;
         PixelMap {
-            x: axis(prep.x_range, log_x, x_lo, x_hi),
-            y: axis(prep.y_range, log_y, y_lo, y_hi),
+            x: AxisMap::new(prep.x_range, log_x, x_lo, x_hi),
+            y: AxisMap::new(prep.y_range, log_y, y_lo, y_hi),
         }
     }
 
@@ -265,6 +263,7 @@ fn draw<DB: DrawingBackend>(
                 prep,
                 (fig.log_x, fig.log_y),
             );
+            let clip = chart.plotting_area().get_pixel_range();
             for (i, series) in fig.series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 let mark = legend_mark(i, series, prep);
@@ -273,7 +272,6 @@ fn draw<DB: DrawingBackend>(
                     for (k, run) in prep.runs.get(i).into_iter().flatten().enumerate() {
                         let ann = if paint_lines {
                             let px: Vec<(f64, f64)> = run.iter().map(|&p| to_pixels.at(p)).collect();
-                            let clip = chart.plotting_area().get_pixel_range();
                             for (at, c) in crate::stroke::coverage(&px, LINE_WIDTH, &clip) {
                                 root.draw_pixel(at, &color.mix(c)).map_err(|e| e.to_string())?;
                             }
