@@ -1,6 +1,6 @@
 //! Run locks of `sweep run`: before a process works on run `<id>` of an output folder it creates
-//! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name and
-//! process id, refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`],
+//! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name,
+//! process id and start time (Unix seconds; `sweep status` shows how long the run has been running), refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`],
 //! [`with_heartbeat`]), and removes it when done. A run is locked when its work starts, not before, so
 //! several processes started on the same runs share them: each takes the next run nobody holds. A second
 //! process that finds the lock held by a live process leaves that run — and its temporary folders — alone.
@@ -59,8 +59,10 @@ impl Holder {
             pid: pid?,
         })
     }
-    fn text(&self) -> String {
-        format!("host={}\npid={}\n", self.host, self.pid)
+    /// The lock file's text: the holder, and `started` (Unix seconds) when the clock allows.
+    fn text(&self, started: Option<u64>) -> String {
+        let started = started.map(|s| format!("started={s}\n")).unwrap_or_default();
+        format!("host={}\npid={}\n{started}", self.host, self.pid)
     }
     /// Whether the holder of the lock file `path` is known to be gone: on this host, no `/proc/<pid>`
     /// (Linux); on another host, no heartbeat for [`STALE_AFTER`].
@@ -95,6 +97,9 @@ pub struct LockState {
     pub holder: Holder,
     /// Time since its last heartbeat (its modification time), if the clock allows.
     pub heartbeat_age: Option<Duration>,
+    /// Time since the run was locked (its `started` line), if the lock has one (older locks do not) and
+    /// the clock allows.
+    pub running_for: Option<Duration>,
     /// Its holder is known gone (same host: no such process; another host: no heartbeat for
     /// [`STALE_AFTER`]); the next process to work on the run takes it over.
     pub stale: bool,
@@ -109,6 +114,11 @@ pub fn inspect(out: &Path, id: &str) -> Option<LockState> {
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok());
     let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let running_for = text
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .and_then(|s| s.trim().parse().ok())
+        .and_then(|s| since_epoch().map(|now| now.saturating_sub(Duration::from_secs(s))));
     let (holder, stale) = match Holder::parse(&text) {
         Some(h) => {
             let stale = h.is_gone(&path);
@@ -125,8 +135,14 @@ pub fn inspect(out: &Path, id: &str) -> Option<LockState> {
     Some(LockState {
         holder,
         heartbeat_age,
+        running_for,
         stale,
     })
+}
+
+/// Now as time since the Unix epoch, if the clock allows.
+fn since_epoch() -> Option<Duration> {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok()
 }
 
 /// Tries to lock run `id` of `out`: `Ok(Ok(lock))`, or `Ok(Err(holder))` when a live (or unknown) process
@@ -141,7 +157,7 @@ pub fn acquire(out: &Path, id: &str) -> Result<std::result::Result<RunLock, Hold
             .open(&path)
         {
             Ok(mut f) => {
-                f.write_all(me.text().as_bytes())
+                f.write_all(me.text(since_epoch().map(|d| d.as_secs())).as_bytes())
                     .map_err(|e| CliError::io(&path, e))?;
                 return Ok(Ok(RunLock { path }));
             }

@@ -700,13 +700,17 @@ impl std::fmt::Display for SweepStatus {
             match state {
                 RunState::Done => {}
                 RunState::Running(l) => {
+                    let since = l
+                        .running_for
+                        .map(|d| format!(" for {}", span(d)))
+                        .unwrap_or_default();
                     let beat = l
                         .heartbeat_age
                         .map(|a| format!(", heartbeat {} s ago", a.as_secs()))
                         .unwrap_or_default();
                     writeln!(
                         f,
-                        "running  {id}  pid {} on {}{beat}",
+                        "running  {id}  pid {} on {}{since}{beat}",
                         l.holder.pid, l.holder.host
                     )?;
                 }
@@ -715,6 +719,16 @@ impl std::fmt::Display for SweepStatus {
             }
         }
         Ok(())
+    }
+}
+
+/// A duration in whole seconds, minutes or hours: `42 s`, `17 min 05 s`, `2 h 03 min`.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -809,4 +823,21 @@ fn get_dotted<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> 
         };
     }
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+    use std::time::Duration;
+
+    #[test]
+    fn spans_are_seconds_then_minutes_then_hours() {
+        let shown = |s| span(Duration::from_secs(s));
+        assert_eq!(shown(0), "0 s");
+        assert_eq!(shown(59), "59 s");
+        assert_eq!(shown(60), "1 min 00 s");
+        assert_eq!(shown(3599), "59 min 59 s");
+        assert_eq!(shown(3600), "1 h 00 min");
+        assert_eq!(shown(90_061), "25 h 01 min");
+    }
 }

@@ -66,7 +66,21 @@ fn status_reports_every_state_and_collect_refuses_until_complete() {
     lock("run-0001", dead);
     std::fs::create_dir(out.join(".tmp-run-0001-abc123")).unwrap();
     imreg_cli::output::mark(&out.join(".tmp-run-0001-abc123"), "run").unwrap();
-    lock("run-0003", std::process::id());
+    // run-0003's lock says when it was taken (a lock written by imreg does, see below): 1 h 02 min 5 s ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        out.join(".lock-run-0003"),
+        format!(
+            "host={}\npid={}\nstarted={}\n",
+            host(),
+            std::process::id(),
+            now - 3725
+        ),
+    )
+    .unwrap();
     std::fs::write(
         sweep::error_marker(&out, "run-0005"),
         "the loss is NaN at step 3\n",
@@ -105,6 +119,14 @@ fn status_reports_every_state_and_collect_refuses_until_complete() {
         "{text}"
     );
     assert!(text.contains("missing  run-0007\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "running  run-0003  pid {} on {} for 1 h 02 min, heartbeat ",
+            std::process::id(),
+            host()
+        )),
+        "{text}"
+    );
     assert!(!status.is_complete());
     assert_eq!(cli(&["sweep", "status", "--out", o]), 1);
 
@@ -237,4 +259,30 @@ fn manifest_values_read_back_bit_for_bit() {
         back[0].config.optimizer.lr().to_bits(),
         0.009777284685083069f64.to_bits()
     );
+}
+
+#[test]
+fn a_lock_records_its_start_and_status_shows_how_long_the_run_has_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = imreg_cli::lock::acquire(dir.path(), "run-0000").unwrap().unwrap();
+    let text = std::fs::read_to_string(dir.path().join(".lock-run-0000")).unwrap();
+    assert!(
+        text.starts_with(&format!("host={}\npid={}\nstarted=", host(), std::process::id())),
+        "{text}"
+    );
+    let state = imreg_cli::lock::inspect(dir.path(), "run-0000").unwrap();
+    assert!(
+        state.running_for.unwrap() < std::time::Duration::from_secs(60),
+        "{state:?}"
+    );
+    drop(held);
+    // A lock without the line (written by an older imreg) is read as before, with no duration.
+    std::fs::write(
+        dir.path().join(".lock-run-0001"),
+        format!("host={}\npid={}\n", host(), std::process::id()),
+    )
+    .unwrap();
+    let state = imreg_cli::lock::inspect(dir.path(), "run-0001").unwrap();
+    assert_eq!(state.running_for, None);
+    assert_eq!(state.holder.pid, std::process::id());
 }
