@@ -2,7 +2,7 @@
 //! `analyze` reports it: the pooled Gauss nodes and weights, the density smoothed with a Gaussian kernel on a
 //! grid, and `Tr H ≈ p ∫λ dμ` with its standard error over the probes. With `steps ≥ p` each probe's
 //! quadrature is its exact spectral measure, so the smoothed density equals
-//! `(1/n_v) Σ_v Σ_i (vᵀu_i)² φ_σ(t − λ_i)` for the same probes `v` (see `tests/analyze_quantities.rs`).
+//! `(1/n_v) Σ_v Σ_i (vᵀu_i)² φ_σ(t − λ_i)` for the same probes `v` (see `tests/curvature_references.rs`).
 use crate::quantities::SolverOptions;
 use crate::spectrum::Reported;
 use imreg_spectra::{slq, LinearOperator, ProbeKind, SlqOptions};

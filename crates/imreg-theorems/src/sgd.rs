@@ -372,7 +372,7 @@ fn finite_population(ctx: &CheckContext) -> Result<Outcome, CheckError> {
 mod tests {
     #[test]
     fn all_checks_pass_quick() {
-        // The regularization checks run one by one in tests/regularization_checks.rs.
+        // The regularization checks run one by one in tests/regularizers.rs.
         imreg_check::assert_all_pass(&super::expectation_checks(), true);
     }
 }
