@@ -81,7 +81,11 @@ impl Pool2d {
     }
 }
 
-/// For each output feature, the input features of its window (CSR: `index[start[j]..start[j + 1]]`).
+/// For each output feature, the input features of its window. Every channel has the same windows on its own
+/// plane, so they are stored once, for one plane (CSR: the window of the plane's output position `q` is
+/// `index[start[q]..start[q + 1]]`, offsets in the input plane), and output feature `j = c·OH·OW + q` reads
+/// the input features `c·H·W + index[…]`. (One plane's index stays in the L1 cache while every channel and
+/// example is pooled.)
 #[derive(Debug)]
 struct Windows {
     input: Image,
@@ -100,15 +104,13 @@ impl Windows {
         output.features()?;
         let mut start = vec![0];
         let mut index = Vec::new();
-        for c in 0..input.channels {
-            for u in 0..output.height {
-                for v in 0..output.width {
-                    let (rows, cols) = rect(u, v);
-                    for y in rows {
-                        index.extend(cols.clone().map(|x| (c * input.height + y) * input.width + x));
-                    }
-                    start.push(index.len());
+        for u in 0..output.height {
+            for v in 0..output.width {
+                let (rows, cols) = rect(u, v);
+                for y in rows {
+                    index.extend(cols.clone().map(|x| y * input.width + x));
                 }
+                start.push(index.len());
             }
         }
         Ok(Windows {
@@ -119,33 +121,50 @@ impl Windows {
         })
     }
 
-    fn window(&self, j: usize) -> &[usize] {
-        &self.index[self.start[j]..self.start[j + 1]]
+    /// The window of output position `q` of a plane, as offsets in the input plane.
+    fn window(&self, q: usize) -> &[usize] {
+        &self.index[self.start[q]..self.start[q + 1]]
     }
 
-    fn out_len(&self) -> usize {
+    /// `OH · OW`.
+    fn out_plane(&self) -> usize {
         self.start.len() - 1
     }
 
-    fn in_len(&self) -> usize {
-        self.input.channels * self.input.height * self.input.width
+    /// `H · W`.
+    fn in_plane(&self) -> usize {
+        self.input.height * self.input.width
     }
 
-    /// `y_ij = w_j Σ_{k ∈ Ω_j} x_ik`, the weights `w_j` given per window.
+    fn out_len(&self) -> usize {
+        self.output.channels * self.out_plane()
+    }
+
+    fn in_len(&self) -> usize {
+        self.input.channels * self.in_plane()
+    }
+
+    /// `y_ij = w_q Σ_{k ∈ Ω_j} x_ik` for `j = c·OH·OW + q`, the weights `w_q` given per window of a plane.
     fn average(&self, x: &Mat, w: &[f64]) -> Mat {
+        let (pin, pout) = (self.in_plane(), self.out_plane());
         self.map_rows(x, self.in_len(), self.out_len(), |xi, yi| {
-            for (j, y) in yi.iter_mut().enumerate() {
-                *y = w[j] * self.window(j).iter().map(|&k| xi[k]).sum::<f64>();
+            for (xc, yc) in xi.chunks_exact(pin).zip(yi.chunks_exact_mut(pout)) {
+                for (q, y) in yc.iter_mut().enumerate() {
+                    *y = w[q] * self.window(q).iter().map(|&k| xc[k]).sum::<f64>();
+                }
             }
         })
     }
 
     /// The adjoint of [`Windows::average`].
     fn average_adjoint(&self, g: &Mat, w: &[f64]) -> Mat {
+        let (pin, pout) = (self.in_plane(), self.out_plane());
         self.map_rows(g, self.out_len(), self.in_len(), |gi, xi| {
-            for (j, &gij) in gi.iter().enumerate() {
-                for &k in self.window(j) {
-                    xi[k] += w[j] * gij;
+            for (xc, gc) in xi.chunks_exact_mut(pin).zip(gi.chunks_exact(pout)) {
+                for (q, &gq) in gc.iter().enumerate() {
+                    for &k in self.window(q) {
+                        xc[k] += w[q] * gq;
+                    }
                 }
             }
         })
@@ -160,18 +179,22 @@ impl Windows {
         if o == 0 {
             return m;
         }
+        let (pin, pout) = (self.in_plane(), self.out_plane());
         for (xi, mi) in src.chunks_exact(self.in_len()).zip(m.chunks_exact_mut(o)) {
-            for (j, best) in mi.iter_mut().enumerate() {
-                let w = self.window(j);
-                let (b, _) = w[1..].iter().fold((w[0], xi[w[0]]), |(b, bv), &k| {
-                    let v = xi[k];
-                    if v > bv {
-                        (k, v)
-                    } else {
-                        (b, bv)
-                    }
-                });
-                *best = b;
+            let planes = xi.chunks_exact(pin).zip(mi.chunks_exact_mut(pout));
+            for (c, (xc, mc)) in planes.enumerate() {
+                for (q, best) in mc.iter_mut().enumerate() {
+                    let w = self.window(q);
+                    let (b, _) = w[1..].iter().fold((w[0], xc[w[0]]), |(b, bv), &k| {
+                        let v = xc[k];
+                        if v > bv {
+                            (k, v)
+                        } else {
+                            (b, bv)
+                        }
+                    });
+                    *best = c * pin + b;
+                }
             }
         }
         m
@@ -220,7 +243,8 @@ impl Windows {
     }
 }
 
-/// An average pool (plain or adaptive): `y = A x` row by row with the window weights of `A`.
+/// An average pool (plain or adaptive): `y = A x` row by row with the window weights of `A` (one per window
+/// of a plane; every channel has the same).
 #[derive(Debug)]
 struct AvgPoolOp {
     name: &'static str,
@@ -335,7 +359,7 @@ impl<T: Tensor> Graph<T> {
     pub fn avg_pool2d(&mut self, x: Var, pool: &Pool2d) -> Result<Var> {
         let windows = pool.windows("avg_pool2d")?;
         let w = 1.0 / (pool.kernel.0 * pool.kernel.1) as f64;
-        let weights = vec![w; windows.out_len()];
+        let weights = vec![w; windows.out_plane()];
         self.apply(
             AvgPoolOp {
                 name: "avg_pool2d",
@@ -363,8 +387,8 @@ impl<T: Tensor> Graph<T> {
         let windows = Windows::build(input, Image::new(input.channels, oh, ow), |u, v| {
             (range(u, oh, input.height), range(v, ow, input.width))
         })?;
-        let weights = (0..windows.out_len())
-            .map(|j| 1.0 / windows.window(j).len() as f64)
+        let weights = (0..windows.out_plane())
+            .map(|q| 1.0 / windows.window(q).len() as f64)
             .collect();
         self.apply(
             AvgPoolOp {

@@ -408,3 +408,112 @@ fn bad_shapes_and_geometries_are_typed_errors() {
     assert!(g.batch_norm(x, gamma, gamma, im, &eval, 1e-5).is_err());
     assert!(g.leaky_relu(x, f64::NAN).is_err());
 }
+
+/// The windows of a pool, by the definition in `imreg_ad::pool`: rows `s_h u − p_h + a` and columns
+/// `s_w v − p_w + b` clipped to the image, rows outer (the window order of the first maximum).
+fn pool_window(pool: &Pool2d, c: usize, u: usize, v: usize) -> Vec<usize> {
+    let im = pool.input;
+    let clip = |start: usize, k: usize, p: usize, size: usize| {
+        start.saturating_sub(p)..(start + k).saturating_sub(p).min(size)
+    };
+    let rows = clip(u * pool.stride.0, pool.kernel.0, pool.padding.0, im.height);
+    let cols = clip(v * pool.stride.1, pool.kernel.1, pool.padding.1, im.width);
+    rows.flat_map(|y| cols.clone().map(move |x| (c * im.height + y) * im.width + x))
+        .collect()
+}
+
+#[test]
+fn pools_of_many_channels_and_examples_equal_their_windows_computed_directly() {
+    // Values on a coarse grid, so that windows hold ties (the first maximum in window order wins).
+    let input = Image::new(3, 7, 6);
+    let (n, feats) = (4, 3 * 7 * 6);
+    let x = Mat::from_shape_fn((n, feats), |(i, k)| ((i * 131 + k * 37) % 11) as f64 - 5.0);
+    let ybar_of = |len: usize| Mat::from_shape_fn((n, len), |(i, j)| 1.0 + (i * len + j) as f64 / 8.0);
+    for pool in [
+        Pool2d::new(input, (2, 2)),
+        Pool2d::new(input, (3, 2)),
+        Pool2d {
+            stride: (1, 2),
+            padding: (1, 1),
+            ..Pool2d::new(input, (3, 3))
+        },
+        Pool2d {
+            stride: (2, 1),
+            ..Pool2d::new(input, (2, 3))
+        },
+    ] {
+        let oh = (input.height + 2 * pool.padding.0 - pool.kernel.0) / pool.stride.0 + 1;
+        let ow = (input.width + 2 * pool.padding.1 - pool.kernel.1) / pool.stride.1 + 1;
+        let len = input.channels * oh * ow;
+        let windows: Vec<Vec<usize>> = (0..input.channels)
+            .flat_map(|c| (0..oh).flat_map(move |u| (0..ow).map(move |v| (c, u, v))))
+            .map(|(c, u, v)| pool_window(&pool, c, u, v))
+            .collect();
+        let first_max = |i: usize, w: &[usize]| {
+            w.iter()
+                .copied()
+                .fold(w[0], |b, k| if x[(i, k)] > x[(i, b)] { k } else { b })
+        };
+        let ybar = ybar_of(len);
+        let k = (pool.kernel.0 * pool.kernel.1) as f64;
+        let (want_avg, want_avg_bar) = averaged(&x, &ybar, &windows, &vec![1.0 / k; len]);
+        let mut want_max = Mat::zeros((n, len));
+        let mut want_max_bar = Mat::zeros((n, feats));
+        for i in 0..n {
+            for (j, w) in windows.iter().enumerate() {
+                let m = first_max(i, w);
+                want_max[(i, j)] = x[(i, m)];
+                want_max_bar[(i, m)] += ybar[(i, j)];
+            }
+        }
+        let max = |g: &mut Graph<Mat>, x| g.max_pool2d(x, &pool);
+        assert_eq!(pooled(&x, &ybar, max), (want_max, want_max_bar), "{pool:?}");
+        let avg = |g: &mut Graph<Mat>, x| g.avg_pool2d(x, &pool);
+        assert_eq!(pooled(&x, &ybar, avg), (want_avg, want_avg_bar), "{pool:?}");
+    }
+    // The adaptive pool 7 × 6 → 4 × 4: windows ⌊uH/OH⌋ ≤ y < ⌈(u+1)H/OH⌉ (of 2 or 3 rows), each divided by
+    // its size.
+    let range = |u: usize, o: usize, size: usize| (u * size / o)..((u + 1) * size).div_ceil(o);
+    let windows: Vec<Vec<usize>> = (0..3 * 4 * 4)
+        .map(|j| {
+            let (c, u, v) = (j / 16, j % 16 / 4, j % 4);
+            range(u, 4, 7)
+                .flat_map(|y| range(v, 4, 6).map(move |q| (c * 7 + y) * 6 + q))
+                .collect()
+        })
+        .collect();
+    let weights: Vec<f64> = windows.iter().map(|w| 1.0 / w.len() as f64).collect();
+    let ybar = ybar_of(windows.len());
+    let adaptive = |g: &mut Graph<Mat>, x| g.adaptive_avg_pool2d(x, input, (4, 4));
+    assert_eq!(
+        pooled(&x, &ybar, adaptive),
+        averaged(&x, &ybar, &windows, &weights)
+    );
+}
+
+/// The value of `pool(x)` and the gradient of `Σ ȳ ⊙ pool(x)` on the tape.
+fn pooled(x: &Mat, ybar: &Mat, pool: impl Fn(&mut Graph<Mat>, Var) -> Result<Var>) -> (Mat, Mat) {
+    let mut g = Graph::<Mat>::new();
+    let xv = g.leaf(x.clone());
+    let y = pool(&mut g, xv).unwrap();
+    let c = g.constant(ybar.clone());
+    let weighted = g.mul(y, c).unwrap();
+    let out = g.sum(weighted);
+    (g.value(y).clone(), g.backward(out).unwrap().remove(0))
+}
+
+/// `y_ij = w_j Σ_{k ∈ Ω_j} x_ik` and its adjoint applied to `ȳ`, directly.
+fn averaged(x: &Mat, ybar: &Mat, windows: &[Vec<usize>], w: &[f64]) -> (Mat, Mat) {
+    let (n, feats) = x.dim();
+    let mut y = Mat::zeros((n, windows.len()));
+    let mut xbar = Mat::zeros((n, feats));
+    for i in 0..n {
+        for (j, win) in windows.iter().enumerate() {
+            y[(i, j)] = w[j] * win.iter().map(|&k| x[(i, k)]).sum::<f64>();
+            for &k in win {
+                xbar[(i, k)] += w[j] * ybar[(i, j)];
+            }
+        }
+    }
+    (y, xbar)
+}
