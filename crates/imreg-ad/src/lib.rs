@@ -40,8 +40,9 @@ pub use pool::Pool2d;
 pub use primitive::{DynPrimitive, Primitive};
 pub use program::{
     dense_hessian_forward, flatten, flatten_into, grad, grad_acc, grad_hvp, grad_into,
-    grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, linearize, per_example_grads_into,
-    per_example_supported, third_order, unflatten, value, value_at, Linearized, Point, Program,
+    grad_of_block_grad_norm, grad_of_grad_fn, hvp, hvp_acc, jvp, linearize, per_example_grads_acc,
+    per_example_grads_into, per_example_supported, third_order, unflatten, value, value_at, Linearized,
+    Point, Program,
 };
 pub use tensor::{Mat, Tensor};
 

@@ -285,6 +285,25 @@ pub fn per_example_grads_into<P: Program + ?Sized>(
     at: &Point,
     rows: ArrayViewMut2<'_, f64>,
 ) -> Result<Option<f64>> {
+    per_example_grads(p, at, rows, false)
+}
+
+/// [`per_example_grads_into`], adding `∇ℓ_i(x)` to row `i` of `rows` instead of writing it (for rows that
+/// are already zero, it saves their zeroing); `None` leaves `rows` unchanged.
+pub fn per_example_grads_acc<P: Program + ?Sized>(
+    p: &P,
+    at: &Point,
+    rows: ArrayViewMut2<'_, f64>,
+) -> Result<Option<f64>> {
+    per_example_grads(p, at, rows, true)
+}
+
+fn per_example_grads<P: Program + ?Sized>(
+    p: &P,
+    at: &Point,
+    mut rows: ArrayViewMut2<'_, f64>,
+    accumulate: bool,
+) -> Result<Option<f64>> {
     at.check(p)?;
     if rows.ncols() != at.len {
         return Err(AdError::Length {
@@ -303,8 +322,9 @@ pub fn per_example_grads_into<P: Program + ?Sized>(
     if !g.per_example_ready(y, rows.nrows()) {
         return Ok(None);
     }
-    let mut rows = rows;
-    rows.fill(0.0);
+    if !accumulate {
+        rows.fill(0.0);
+    }
     g.per_example_backward(y, rows)?;
     Ok(Some(g.value(y)[(0, 0)]))
 }

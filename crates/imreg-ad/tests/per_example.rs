@@ -165,6 +165,19 @@ fn batched_per_example_gradients_equal_one_tape_per_example() {
             );
         }
         assert!((f - total).abs() <= 1e-13 * total.abs());
+        // The accumulating form adds the same rows to what is there (the written rows are added to zero).
+        let mut acc = Array2::from_shape_fn((N, p), |(i, j)| (i * p + j) as f64);
+        let g = imreg_ad::per_example_grads_acc(&all, &at, acc.view_mut()).unwrap();
+        assert_eq!(g, Some(f));
+        let start = Array2::from_shape_fn((N, p), |(i, j)| (i * p + j) as f64);
+        let mut zero = Array2::zeros((N, p));
+        imreg_ad::per_example_grads_acc(&all, &at, zero.view_mut()).unwrap();
+        assert_eq!(
+            zero, rows,
+            "into zero rows, the accumulating form writes the same bits"
+        );
+        let added = &acc - &start;
+        assert!(max_rel_err(added.as_slice().unwrap(), rows.as_slice().unwrap()) <= 1e-12);
     }
 }
 
@@ -181,6 +194,11 @@ fn a_primitive_without_a_rule_on_a_parameter_and_coupled_examples_are_declined()
         None
     );
     assert!(rows.iter().all(|&v| v == 7.0), "nothing is written when declined");
+    assert_eq!(
+        imreg_ad::per_example_grads_acc(&prog, &at, rows.view_mut()).unwrap(),
+        None
+    );
+    assert!(rows.iter().all(|&v| v == 7.0), "nothing is added when declined");
 
     let coupled = net((0..N).collect(), true, false);
     let theta = random_point(coupled.n_inputs(), 7);

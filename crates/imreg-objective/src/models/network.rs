@@ -989,12 +989,13 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         Ok(())
     }
 
-    /// Batched per-example reverse mode ([`imreg_ad::per_example_grads_into`]): per task of rows, one forward
-    /// and one reverse pass over its examples, the layers that read parameters forming each example's
-    /// parameter cotangents (`W̄_i = g_iᵀ a_i` for a linear layer, `W̄_i = G_i P_iᵀ` over example `i`'s
-    /// positions for a convolution) straight into its row. A network with a primitive that has no per-example
-    /// rule (probed once on a one-example tape) runs one tape per example instead. For a network that couples
-    /// examples, the rows of the Jacobian of the per-example losses on the whole batch (see the module doc).
+    /// Batched per-example reverse mode ([`imreg_ad::per_example_grads_acc`], into the driver's zeroed rows):
+    /// per task of rows, one forward and one reverse pass over its examples, the layers that read parameters
+    /// forming each example's parameter cotangents (`W̄_i = g_iᵀ a_i` for a linear layer, `W̄_i = G_i P_iᵀ`
+    /// over example `i`'s positions for a convolution) straight into its row. A network with a primitive that
+    /// has no per-example rule (probed once on a one-example tape) runs one tape per example instead. For a
+    /// network that couples examples, the rows of the Jacobian of the per-example losses on the whole batch
+    /// (see the module doc).
     fn per_example_grads_at(&self, at: At<'_>, chunk: usize, sink: &mut RowSink<'_>) -> Result<()> {
         let At { theta, batch } = at;
         if self.net.couples_examples() {
@@ -1013,7 +1014,7 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
                     let labels = self.chunk_labels(part);
                     let start = k * tape_len;
                     let rows = rows.slice_mut(ndarray::s![start..start + part.len(), ..]);
-                    let done = imreg_ad::per_example_grads_into(&self.chunk(part, &labels), &at, rows)
+                    let done = imreg_ad::per_example_grads_acc(&self.chunk(part, &labels), &at, rows)
                         .map_err(ad_err)?;
                     all &= done.is_some();
                 }
@@ -1025,6 +1026,7 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
                 let row = row
                     .as_slice_mut()
                     .ok_or_else(|| ObjectiveError::invalid("buffer", "not contiguous"))?;
+                // A part the batched pass did take has added into its rows.
                 row.fill(0.0);
                 let one = &ix[k..k + 1];
                 let labels = self.chunk_labels(one);
