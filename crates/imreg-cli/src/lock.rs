@@ -1,7 +1,8 @@
 //! Run locks of `sweep run`: before a process works on run `<id>` of an output folder it creates
 //! `OUT/.lock-<id>` exclusively (`create_new`, so exactly one process wins) holding its host name,
-//! process id and start time (Unix seconds; `sweep status` shows how long the run has been running), refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`],
-//! [`with_heartbeat`]), and removes it when done. A run is locked when its work starts, not before, so
+//! process id and start time (Unix seconds; `sweep status` shows how long the run has been running),
+//! refreshes its modification time every [`HEARTBEAT`] while it works ([`Held`], [`with_heartbeat`]), and
+//! removes it when done. A run is locked when its work starts, not before, so
 //! several processes started on the same runs share them: each takes the next run nobody holds. A second
 //! process that finds the lock held by a live process leaves that run — and its temporary folders — alone.
 //! A lock is stale, and taken over, when its process is known dead (same host, Linux: no `/proc/<pid>`) or,

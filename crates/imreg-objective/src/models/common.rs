@@ -190,12 +190,13 @@ where
 }
 
 /// The per-example gradient driver behind every closed-form model's `per_example_grads`: streams the batch
-/// in sink chunks of at most `chunk` rows (and [`PER_EXAMPLE_BLOCK_BYTES`]); within a sink chunk, `fill(indices, rows)` writes the gradients
-/// of the dataset examples `indices` into the rows of `rows` (`indices.len() × p`), which arrive zeroed (so a
-/// `fill` may add into them), in tasks of [`PER_EXAMPLE_TASK`] rows filled in parallel. Rows are independent,
-/// so the result does not depend on the thread count. The buffer is allocated once and written with zeros
-/// by the rayon pool (faster than a zeroed allocation at every size measured, docs/performance.md); a sink
-/// chunk's rows are zeroed again, by their tasks, only when an earlier chunk has used them.
+/// in sink chunks of at most `chunk` rows (and [`PER_EXAMPLE_BLOCK_BYTES`]); within a sink chunk,
+/// `fill(indices, rows)` writes the gradients of the dataset examples `indices` into the rows of `rows`
+/// (`indices.len() × p`), which arrive zeroed (so a `fill` may add into them), in tasks of
+/// [`PER_EXAMPLE_TASK`] rows filled in parallel. Rows are independent, so the result does not depend on the
+/// thread count. The buffer is allocated once and written with zeros by the rayon pool (faster than a zeroed
+/// allocation at every size measured, docs/performance.md); a sink chunk's rows are zeroed again, by their
+/// tasks, only when an earlier chunk has used them.
 pub(crate) fn per_example_driver<F>(
     batch: Batch<'_>,
     n: usize,
