@@ -191,12 +191,12 @@ where
 
 /// The per-example gradient driver behind every closed-form model's `per_example_grads`: streams the batch
 /// in sink chunks of at most `chunk` rows (and [`PER_EXAMPLE_BLOCK_BYTES`]); within a sink chunk,
-/// `fill(indices, rows)` writes the gradients of the dataset examples `indices` into the rows of `rows`
-/// (`indices.len() × p`), which arrive zeroed (so a `fill` may add into them), in tasks of
-/// [`PER_EXAMPLE_TASK`] rows filled in parallel. Rows are independent, so the result does not depend on the
-/// thread count. The buffer is allocated once and written with zeros by the rayon pool (faster than a zeroed
-/// allocation at every size measured, docs/performance.md); a sink chunk's rows are zeroed again, by their
-/// tasks, only when an earlier chunk has used them.
+/// `fill(indices, rows, zeroed)` writes the gradients of the dataset examples `indices` into the rows of
+/// `rows` (`indices.len() × p`), in tasks of [`PER_EXAMPLE_TASK`] rows filled in parallel; `zeroed` says that
+/// the rows hold zeros (the first sink chunk), so a `fill` that adds may skip zeroing them, while one that
+/// writes every entry ignores it. Rows are independent, so the result does not depend on the thread count.
+/// The buffer is allocated once and written with zeros by the rayon pool (faster than a zeroed allocation at
+/// every size measured, docs/performance.md).
 pub(crate) fn per_example_driver<F>(
     batch: Batch<'_>,
     n: usize,
@@ -206,7 +206,7 @@ pub(crate) fn per_example_driver<F>(
     sink: &mut dyn FnMut(usize, ndarray::ArrayView2<'_, f64>) -> Result<()>,
 ) -> Result<()>
 where
-    F: Fn(&[usize], ArrayViewMut2<'_, f64>) -> Result<()> + Sync,
+    F: Fn(&[usize], ArrayViewMut2<'_, f64>, bool) -> Result<()> + Sync,
 {
     let len = batch.len(n);
     let chunk = per_example_block_rows(chunk, len, p)?;
@@ -219,21 +219,15 @@ where
         let end = (start + chunk).min(len);
         let ix = batch.slice(start, end);
         let mut rows = buf.slice_mut(ndarray::s![..end - start, ..]);
-        let used = start > 0;
-        let zeroed_fill = |ix: &[usize], mut rows: ArrayViewMut2<'_, f64>| {
-            if used {
-                rows.fill(0.0);
-            }
-            fill(ix, rows)
-        };
+        let zeroed = start == 0;
         if ix.len() <= PER_EXAMPLE_TASK {
-            zeroed_fill(&ix, rows.view_mut())?;
+            fill(&ix, rows.view_mut(), zeroed)?;
         } else {
             let results: Vec<Result<()>> = rows
                 .axis_chunks_iter_mut(ndarray::Axis(0), PER_EXAMPLE_TASK)
                 .into_par_iter()
                 .zip(ix.par_chunks(PER_EXAMPLE_TASK))
-                .map(|(sub, sub_ix)| zeroed_fill(sub_ix, sub))
+                .map(|(sub, sub_ix)| fill(sub_ix, sub, zeroed))
                 .collect();
             results.into_iter().collect::<Result<Vec<()>>>()?;
         }

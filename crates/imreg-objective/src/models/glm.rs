@@ -242,7 +242,7 @@ impl<L: ScalarLoss> Objective for Glm<L> {
             self.x.nrows(),
             self.dim(),
             chunk,
-            |ix, mut rows| {
+            |ix, mut rows, _zeroed| {
                 for (r, &i) in ix.iter().enumerate() {
                     let xi = self.row(i);
                     let g = L::derivs(dot(xi, theta), self.y[i])[1];

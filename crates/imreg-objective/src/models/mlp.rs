@@ -270,7 +270,7 @@ impl Objective for Mlp {
         let params = imreg_ad::unflatten(theta, &shapes).map_err(ad_err)?;
         let net = self.spec.net();
         let loss = self.spec.loss.standard();
-        let fill = |ix: &[usize], mut rows: ArrayViewMut2<'_, f64>| -> Result<()> {
+        let fill = |ix: &[usize], mut rows: ArrayViewMut2<'_, f64>, _zeroed: bool| -> Result<()> {
             let labels = self.objective.chunk_labels(ix);
             let y = self.objective.chunk_targets(ix, &labels);
             // Parameters are constants here: only the probes are leaves, so the reverse pass computes the

@@ -989,7 +989,8 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         Ok(())
     }
 
-    /// Batched per-example reverse mode ([`imreg_ad::per_example_grads_acc`], into the driver's zeroed rows):
+    /// Batched per-example reverse mode ([`imreg_ad::per_example_grads_acc`] into the driver's rows when they
+    /// arrive zeroed, else [`imreg_ad::per_example_grads_into`]):
     /// per task of rows, one forward and one reverse pass over its examples, the layers that read parameters
     /// forming each example's parameter cotangents (`W̄_i = g_iᵀ a_i` for a linear layer, `W̄_i = G_i P_iᵀ`
     /// over example `i`'s positions for a convolution) straight into its row. A network with a primitive that
@@ -1007,15 +1008,20 @@ impl<N: Network, L: Loss> Objective for NetworkObjective<N, L> {
         let batched =
             imreg_ad::per_example_supported(&self.chunk(&first, &labels), &at, 1).map_err(ad_err)?;
         let tape_len = per_example_batch(self.net.tape_floats_per_example());
-        let fill = |ix: &[usize], mut rows: ndarray::ArrayViewMut2<'_, f64>| -> Result<()> {
+        let fill = |ix: &[usize], mut rows: ndarray::ArrayViewMut2<'_, f64>, zeroed: bool| -> Result<()> {
             if batched {
                 let mut all = true;
                 for (k, part) in ix.chunks(tape_len).enumerate() {
                     let labels = self.chunk_labels(part);
                     let start = k * tape_len;
                     let rows = rows.slice_mut(ndarray::s![start..start + part.len(), ..]);
-                    let done = imreg_ad::per_example_grads_acc(&self.chunk(part, &labels), &at, rows)
-                        .map_err(ad_err)?;
+                    let program = self.chunk(part, &labels);
+                    let done = if zeroed {
+                        imreg_ad::per_example_grads_acc(&program, &at, rows)
+                    } else {
+                        imreg_ad::per_example_grads_into(&program, &at, rows)
+                    }
+                    .map_err(ad_err)?;
                     all &= done.is_some();
                 }
                 if all {

@@ -245,7 +245,7 @@ impl Objective for Quadratic {
             self.a.len(),
             self.p,
             chunk,
-            |ix, mut rows| {
+            |ix, mut rows, _zeroed| {
                 for (r, &i) in ix.iter().enumerate() {
                     let g = &self.a[i] * &t + &self.b[i];
                     rows.row_mut(r)

@@ -220,7 +220,7 @@ impl Objective for ScalarNet {
             self.x.len(),
             self.dim(),
             chunk,
-            |ix, mut rows| {
+            |ix, mut rows, _zeroed| {
                 for (r, &i) in ix.iter().enumerate() {
                     let w = (m * self.x[i] - self.y[i]) * self.x[i];
                     rows.row_mut(r).iter_mut().zip(&g).for_each(|(o, gi)| *o = w * gi);
