@@ -16,11 +16,21 @@ export IMREG_BIN="$root/target/release/imreg"
 cargo fmt --manifest-path python/Cargo.toml -- --check
 cargo clippy --manifest-path python/Cargo.toml --all-targets -- -D warnings
 rm -rf "$venv"
+# PyPI's Linux PyTorch wheel pulls in the CUDA libraries: the venv takes about 5.5 GiB and pip holds the
+# downloaded wheels (about 3 GiB) beside it while it installs. pip's wheel cache would keep a third copy, so it is
+# off (--no-cache-dir). A disk that cannot hold this fails here, by name, not in the middle of a download.
+need_kib=$((10 * 1024 * 1024))
+free_kib=$(df -Pk "$root/target" | awk 'NR == 2 {print $4}')
+if [ "$free_kib" -lt "$need_kib" ]; then
+  echo "python-test: $((free_kib / 1024)) MiB free on the disk of $root/target; the venv with PyTorch needs about 10 GiB" >&2
+  exit 1
+fi
 python3 -m venv "$venv"
 py="$venv/bin/python"
-"$py" -m pip install --quiet --disable-pip-version-check maturin==1.16.0 numpy==2.4.6 pytest==9.2.0
-"$py" -m pip install --quiet --disable-pip-version-check torch==2.15.0
-"$py" -m pip install --disable-pip-version-check ./python
+pip_install=("$py" -m pip install --no-cache-dir --disable-pip-version-check)
+"${pip_install[@]}" --quiet maturin==1.16.0 numpy==2.4.6 pytest==9.2.0
+"${pip_install[@]}" --quiet torch==2.15.0
+"${pip_install[@]}" ./python
 # outside the source tree, so that `import imreg` is the installed package
 (cd "$venv" && "$py" -c "import imreg; print(imreg.__version__)")
 "$py" -c "import torch; print('torch', torch.__version__)"
