@@ -369,6 +369,11 @@ impl Model {
         }
     }
 
+    /// Full-batch loss (a forward pass; the same value as [`Model::loss_grad`]'s, bitwise).
+    pub fn loss(&self, theta: &[f64]) -> imreg_objective::Result<f64> {
+        self.objective().loss(theta, Batch::Full)
+    }
+
     /// Full-batch loss and gradient.
     pub fn loss_grad(&self, theta: &[f64]) -> imreg_objective::Result<(f64, Vec<f64>)> {
         let mut g = vec![0.0; self.objective().dim()];

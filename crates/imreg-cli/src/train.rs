@@ -254,7 +254,15 @@ fn record(
     trackers: &mut Trackers<'_>,
 ) -> Result<(Vec<f64>, f64)> {
     let obj = model.objective();
-    let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
+    let due = |m: &Tracked| all || step.is_multiple_of(m.period);
+    // The training loss is needed at every row (divergence stops the run); its gradient only for `grad_norm`,
+    // so the other rows pay a forward pass, not a backward one.
+    let (loss, grad_norm) = if trackers.metrics.iter().any(|m| m.key == "grad_norm" && due(m)) {
+        let (loss, g) = model.loss_grad(theta).map_err(|e| failed(step, "loss", e))?;
+        (loss, Some(g.iter().map(|v| v * v).sum::<f64>().sqrt()))
+    } else {
+        (model.loss(theta).map_err(|e| failed(step, "loss", e))?, None)
+    };
     let finite = loss.is_finite() && theta.iter().all(|v| v.is_finite());
     let b = cfg.track.batch_size.or(cfg.optimizer.batch_size()).unwrap_or(1);
     // Each evaluation draws its batches from its own seed, a pure function of (seed, step).
@@ -263,7 +271,7 @@ fn record(
     let mode = batch_expectation(eval_seed, RUN_MAX_EXACT, cfg.track.max_batches, rel_se);
     let mut row = vec![step as f64];
     for m in trackers.metrics {
-        if !(all || step.is_multiple_of(m.period)) || !finite {
+        if !due(m) || !finite {
             row.extend(std::iter::repeat_n(f64::NAN, m.columns.len()));
             continue;
         }
@@ -272,10 +280,11 @@ fn record(
             "loss" => {
                 row.push(loss);
                 if let Some(t) = test {
-                    row.push(t.loss_grad(theta).map_err(|e| failed(step, "test loss", e))?.0);
+                    row.push(t.loss(theta).map_err(|e| failed(step, "test loss", e))?);
                 }
             }
-            "grad_norm" => row.push(g.iter().map(|v| v * v).sum::<f64>().sqrt()),
+            // computed above whenever this row is due
+            "grad_norm" => row.push(grad_norm.unwrap_or(f64::NAN)),
             "sharpness" => row.push(
                 match trackers.subset.as_deref() {
                     None => full_sharpness(obj, theta, cfg.seed),

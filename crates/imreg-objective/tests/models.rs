@@ -452,6 +452,33 @@ fn results_are_bitwise_identical_with_one_and_two_threads() {
     }
 }
 
+#[test]
+fn the_loss_alone_is_the_loss_of_loss_grad_bitwise() {
+    // `imreg run` records the forward pass's loss at rows that track no gradient norm, and `loss_grad`'s
+    // where they do: one loss column either way (on more than one chunk, so the chunked sum runs)
+    let n = 700;
+    let models: Vec<Box<dyn Objective>> = vec![
+        Box::new(Quadratic::random(3, n, 1).unwrap()),
+        Box::new(linreg(1, n, 3)),
+        Box::new(logreg(1, n, 3)),
+        Box::new(ScalarNet::from_data(2, randn(1, 4, n), randn(1, 5, n)).unwrap()),
+        Box::new(deep(1, &[3, 4, 2], n, true)),
+    ];
+    for m in &models {
+        let t = theta(1, m.dim(), 0.5);
+        let mut g = vec![0.0; m.dim()];
+        for batch in [Batch::Full, Batch::Indices(&[5, 1, 699, 5])] {
+            let with_grad = m.loss_grad(&t, batch, &mut g).unwrap();
+            assert_eq!(
+                m.loss(&t, batch).unwrap().to_bits(),
+                with_grad.to_bits(),
+                "{}",
+                m.name()
+            );
+        }
+    }
+}
+
 // ---- HVP symmetry (proptest) -----------------------------------------------------------------------------
 
 proptest! {
