@@ -20,6 +20,7 @@ rm -rf "$venv"
 # downloaded wheels (about 3 GiB) beside it while it installs. pip's wheel cache would keep a third copy, so it is
 # off (--no-cache-dir). A disk that cannot hold this fails here, by name, not in the middle of a download.
 need_kib=$((10 * 1024 * 1024))
+mkdir -p "$root/target"
 free_kib=$(df -Pk "$root/target" | awk 'NR == 2 {print $4}')
 if [ "$free_kib" -lt "$need_kib" ]; then
   echo "python-test: $((free_kib / 1024)) MiB free on the disk of $root/target; the venv with PyTorch needs about 10 GiB" >&2
