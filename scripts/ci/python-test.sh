@@ -16,9 +16,9 @@ export IMREG_BIN="$root/target/release/imreg"
 cargo fmt --manifest-path python/Cargo.toml -- --check
 cargo clippy --manifest-path python/Cargo.toml --all-targets -- -D warnings
 rm -rf "$venv"
-# PyPI's Linux PyTorch wheel pulls in the CUDA libraries: the venv takes about 5.5 GiB and pip holds the
-# downloaded wheels (about 3 GiB) beside it while it installs. pip's wheel cache would keep a third copy, so it is
-# off (--no-cache-dir). A disk that cannot hold this fails here, by name, not in the middle of a download.
+# PyPI's Linux PyTorch wheel pulls in the CUDA libraries: the venv takes about 5.5 GiB (measured), and pip holds
+# the downloaded wheels beside it while it installs. Its wheel cache would keep another copy, so it is off
+# (--no-cache-dir). A disk that cannot hold this fails here, by name, not in the middle of a download.
 need_kib=$((10 * 1024 * 1024))
 mkdir -p "$root/target"
 free_kib=$(df -Pk "$root/target" | awk 'NR == 2 {print $4}')

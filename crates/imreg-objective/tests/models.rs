@@ -434,17 +434,21 @@ fn fingerprint(m: &dyn Objective, t: &[f64]) -> Vec<u64> {
     bits(&out)
 }
 
-#[test]
-fn results_are_bitwise_identical_with_one_and_two_threads() {
-    let n = 700; // > 2 chunks of 256
-    let models: Vec<Box<dyn Objective>> = vec![
+/// One of each closed-form model on 700 examples (more than two chunks of 256, so the chunked sums run).
+fn seven_hundred_examples() -> Vec<Box<dyn Objective>> {
+    let n = 700;
+    vec![
         Box::new(Quadratic::random(3, n, 1).unwrap()),
         Box::new(linreg(1, n, 3)),
         Box::new(logreg(1, n, 3)),
         Box::new(ScalarNet::from_data(2, randn(1, 4, n), randn(1, 5, n)).unwrap()),
         Box::new(deep(1, &[3, 4, 2], n, true)),
-    ];
-    for m in &models {
+    ]
+}
+
+#[test]
+fn results_are_bitwise_identical_with_one_and_two_threads() {
+    for m in &seven_hundred_examples() {
         let t = theta(1, m.dim(), 0.5);
         let run =
             |threads| imreg_objective::threads::on_threads(threads, || fingerprint(m.as_ref(), &t)).unwrap();
@@ -455,16 +459,8 @@ fn results_are_bitwise_identical_with_one_and_two_threads() {
 #[test]
 fn the_loss_alone_is_the_loss_of_loss_grad_bitwise() {
     // `imreg run` records the forward pass's loss at rows that track no gradient norm, and `loss_grad`'s
-    // where they do: one loss column either way (on more than one chunk, so the chunked sum runs)
-    let n = 700;
-    let models: Vec<Box<dyn Objective>> = vec![
-        Box::new(Quadratic::random(3, n, 1).unwrap()),
-        Box::new(linreg(1, n, 3)),
-        Box::new(logreg(1, n, 3)),
-        Box::new(ScalarNet::from_data(2, randn(1, 4, n), randn(1, 5, n)).unwrap()),
-        Box::new(deep(1, &[3, 4, 2], n, true)),
-    ];
-    for m in &models {
+    // where they do: one loss column either way
+    for m in &seven_hundred_examples() {
         let t = theta(1, m.dim(), 0.5);
         let mut g = vec![0.0; m.dim()];
         for batch in [Batch::Full, Batch::Indices(&[5, 1, 699, 5])] {
