@@ -3,90 +3,14 @@
 //! n=512, medium 784-256-256-10 n=1024). Throughput is reported in matmul GFLOP/s with the anchors' FLOP
 //! model: fwd = F, grad = 2F + R, HVP = 3F + 5R (F: forward matmul FLOPs, R: F minus the first layer).
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imreg_objective::models::{Activation, Mlp, MlpSpec};
-use imreg_objective::{Batch, LossKind, Objective};
-use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use imreg_objective::{Batch, Objective};
 
 #[global_allocator]
 static ALLOC: imreg_objective::LargeBlockCache = imreg_objective::LargeBlockCache::new();
 
-struct Size {
-    name: &'static str,
-    widths: Vec<usize>,
-    n: usize,
-}
-
-fn sizes() -> Vec<Size> {
-    vec![
-        Size {
-            name: "tiny",
-            widths: vec![10, 32, 32, 1],
-            n: 64,
-        },
-        Size {
-            name: "small",
-            widths: vec![64, 128, 128, 10],
-            n: 512,
-        },
-        Size {
-            name: "medium",
-            widths: vec![784, 256, 256, 10],
-            n: 1024,
-        },
-    ]
-}
-
-fn model(s: &Size, ce: bool) -> Mlp {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let d = s.widths[0];
-    let x = Array2::from_shape_fn((s.n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
-    let mut widths = s.widths.clone();
-    if ce {
-        let c = (*widths.last().unwrap()).max(2);
-        *widths.last_mut().unwrap() = c;
-        let labels = (0..s.n).map(|i| i % c).collect();
-        Mlp::classification(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::CrossEntropy,
-            },
-            x,
-            labels,
-        )
-        .unwrap()
-    } else if *widths.last().unwrap() == 1 {
-        let y = Array2::from_shape_fn((s.n, 1), |(i, _)| x.row(i).sum().sin());
-        Mlp::regression(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::Mse { half: true },
-            },
-            x,
-            y,
-        )
-        .unwrap()
-    } else {
-        let c = *widths.last().unwrap();
-        let labels = (0..s.n).map(|i| i % c).collect();
-        Mlp::classification(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::Mse { half: true },
-            },
-            x,
-            labels,
-        )
-        .unwrap()
-    }
-}
+#[path = "support/mlp_models.rs"]
+mod mlp_models;
+use mlp_models::{model, sizes};
 
 fn flops(widths: &[usize], n: usize) -> (u64, u64) {
     let layer: Vec<u64> = widths.windows(2).map(|w| 2 * (n * w[0] * w[1]) as u64).collect();
