@@ -41,47 +41,24 @@ pub fn model(s: &Size, ce: bool) -> Mlp {
     let d = s.widths[0];
     let x = Array2::from_shape_fn((s.n, d), |_| rng.random::<f64>() * 2.0 - 1.0);
     let mut widths = s.widths.clone();
+    let spec = |widths, loss| MlpSpec {
+        widths,
+        activation: Activation::Tanh,
+        bias: true,
+        loss,
+    };
+    let half_mse = LossKind::Mse { half: true };
     if ce {
         let c = (*widths.last().unwrap()).max(2);
         *widths.last_mut().unwrap() = c;
         let labels = (0..s.n).map(|i| i % c).collect();
-        Mlp::classification(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::CrossEntropy,
-            },
-            x,
-            labels,
-        )
-        .unwrap()
+        Mlp::classification(spec(widths, LossKind::CrossEntropy), x, labels).unwrap()
     } else if *widths.last().unwrap() == 1 {
         let y = Array2::from_shape_fn((s.n, 1), |(i, _)| x.row(i).sum().sin());
-        Mlp::regression(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::Mse { half: true },
-            },
-            x,
-            y,
-        )
-        .unwrap()
+        Mlp::regression(spec(widths, half_mse), x, y).unwrap()
     } else {
         let c = *widths.last().unwrap();
         let labels = (0..s.n).map(|i| i % c).collect();
-        Mlp::classification(
-            MlpSpec {
-                widths,
-                activation: Activation::Tanh,
-                bias: true,
-                loss: LossKind::Mse { half: true },
-            },
-            x,
-            labels,
-        )
-        .unwrap()
+        Mlp::classification(spec(widths, half_mse), x, labels).unwrap()
     }
 }
