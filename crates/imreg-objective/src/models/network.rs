@@ -139,21 +139,23 @@ pub trait Network: Send + Sync {
 /// laptop's memory. By the estimate of [`NetworkObjective::hessian_within`], the medium MLP at n = 1024 needs
 /// ≈ 43 MB and the benchmark CNN `cnn-cifar` (n = 256) ≈ 0.95 GB, which hold all their tapes. A batch that
 /// needs more is prepared in part: `resnet-small` (n = 128: 735 242 activations per example, ≈ 3.0 GB; chunks
-/// of 11 rows, ≈ 259 MB each) records 8 of its 12 chunks and runs per-call HVPs on the other 4; a full
+/// of one row, ≈ 23.5 MB each) records 91 of its 128 chunks and runs per-call HVPs on the other 37; a full
 /// MNIST-sized MLP batch of 60 000 rows (≈ 2.5 GB) or a CNN on a whole dataset likewise records the chunks
 /// that fit and streams the rest.
 pub const PREPARED_HESSIAN_BYTES: usize = 2 << 30;
 
 /// Working-set bound of one chunk on a network whose rows are heavy ([`NetworkObjective::chunk_size`]): a
 /// chunk's tape, by the estimate of [`NetworkObjective::hessian_within`] (four `f64`s per kept activation),
-/// holds at most 256 MiB. The arithmetic, against the allocator tuning of [`crate::reuse_large_buffers`]
-/// (blocks above 256 MiB are `mmap`ed, a free heap top above 1 GiB is returned to the OS): each buffer of a
-/// chunk is a fraction of its tape, so none is `mmap`ed; two chunks in flight on two cores hold ≈ 512 MiB by
-/// the estimate and stay under the 1 GiB trim threshold even at twice the estimate (a convolution's patch
-/// matrices are not counted in it), so a call's freed buffers stay in the heap for the next chunk and the next
-/// call instead of being faulted in again. Without the bound, `cnn-relu` on 1,000 MNIST digits
-/// (≈ 3.3 MB per row) ran two chunks of ≈ 1.7 GB each; with it, 13 chunks of 77 rows.
-pub const HEAVY_CHUNK_BYTES: usize = 256 << 20;
+/// holds at most 16 MiB (at least one row). Small chunks keep a layer's activations, cotangents and a
+/// convolution's patch matrices in the caches between the layer's passes, instead of streaming them through
+/// memory; the chunks' partial sums cost a few `p`-vectors each, which a heavy row (at least `p` activations)
+/// dwarfs. Measured on the anchor CNNs and a `cnn-relu` run on MNIST against the former 256 MiB
+/// (docs/performance.md, "CNN chunks that fit the caches"): 0.5–0.8× the time for the forward pass, gradient
+/// and HVPs; 32 MiB gave the same within noise, 8 MiB (one-row chunks on `cnn-cifar`) was slower there.
+/// Allocations stay far below the thresholds of [`crate::reuse_large_buffers`] (blocks above 256 MiB are
+/// `mmap`ed, a free heap top above 1 GiB is returned to the OS), so a call's freed buffers are reused by the
+/// next chunk. `cnn-relu` on 1,000 MNIST digits (≈ 3.3 MB per row) runs 200 chunks of 5 rows.
+pub const HEAVY_CHUNK_BYTES: usize = 16 << 20;
 
 /// Activation memory of one tape of the batched per-example gradients ([`Objective::per_example_grads`]):
 /// 4 MiB, so that a tape's activations and a convolution's patch matrices stay in cache. A/B on the anchor
