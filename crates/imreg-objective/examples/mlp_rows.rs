@@ -26,14 +26,15 @@ fn calls(m: &Mlp, row: &str, calls: usize, theta: &[f64], v: &[f64]) -> f64 {
     let mut acc = 0.0;
     let prepared = (row == "hvp_prepared").then(|| m.hessian_at(theta, Batch::Full).expect("prepared"));
     for _ in 0..calls {
-        acc += match (row, &prepared) {
-            ("fwd", _) => m.loss(theta, Batch::Full).expect("fwd"),
-            ("grad", _) => m.loss_grad(theta, Batch::Full, &mut out).expect("grad"),
-            ("hvp", _) => {
+        acc += match row {
+            "fwd" => m.loss(theta, Batch::Full).expect("fwd"),
+            "grad" => m.loss_grad(theta, Batch::Full, &mut out).expect("grad"),
+            "hvp" => {
                 m.hvp(theta, Batch::Full, v, &mut out).expect("hvp");
                 out[0]
             }
-            ("hvp_prepared", Some(h)) => {
+            "hvp_prepared" => {
+                let h = prepared.as_ref().expect("prepared for this row");
                 h.hvp(v, &mut out).expect("prepared hvp");
                 out[0]
             }
