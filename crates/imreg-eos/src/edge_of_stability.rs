@@ -23,6 +23,8 @@ use imreg_objective::models::{Activation, Mlp, MlpSpec};
 use imreg_objective::{Batch, LossKind, Objective};
 use imreg_sgd::observe::{Cadence, Iterates, Scheduled};
 use imreg_sgd::train::{train, Optimizer, RunOutcome};
+use imreg_spectra::{dist, norm};
+
 use rayon::prelude::*;
 
 /// A classification MLP on a seeded subset of the UCI digits, with one-hot ½-MSE loss by default.
@@ -221,18 +223,6 @@ impl EosRun {
     pub fn sharpness_values(&self) -> Vec<f64> {
         self.sharpness.iter().map(|s| s.value).collect()
     }
-}
-
-fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    a.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// Full-batch GD from `θ₀` with the sharpness tracked every `opts.every` steps, compared with gradient flow.

@@ -362,9 +362,7 @@ fn top_pair(inv: &Invariants) -> (f64, f64) {
     (top, bottom)
 }
 
-pub(crate) fn dot(x: &[f64], y: &[f64]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| a * b).sum()
-}
+pub(crate) use imreg_spectra::dot;
 
 #[cfg(test)]
 mod tests {

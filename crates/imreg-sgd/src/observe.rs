@@ -31,9 +31,10 @@
 use crate::error::{Result, SgdError};
 use imreg_flow::Dop853Options;
 use imreg_objective::{argmax_rows, Batch, Objective, Supervised};
+
 use imreg_spectra::{
-    BatchExpectation, BatchSharpness, CovarianceOptions, GradientCovariance, LanczosOptions, MiniBs,
-    MonteCarloOptions,
+    dist, norm, BatchExpectation, BatchSharpness, CovarianceOptions, GradientCovariance, LanczosOptions,
+    MiniBs, MonteCarloOptions,
 };
 
 /// What an observer tells the loop.
@@ -242,10 +243,6 @@ impl<O: ?Sized, E: From<SgdError>> Observer<O, E> for Accuracy<'_> {
             .push((at.step, Accuracy::measure(self.model, at.theta, self.labels)?));
         Ok(Control::Continue)
     }
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// `‖∇L_{B_t}(θ_t)‖`, the norm of the step's minibatch gradient (full batch under GD); at the final
@@ -802,7 +799,7 @@ impl GradientFlowDistance {
                 (y, report.accepted, report.rejected)
             }
         };
-        let distance = norm(&theta.iter().zip(&y).map(|(a, b)| a - b).collect::<Vec<_>>());
+        let distance = dist(theta, &y);
         self.flow = Some((step, lr, y));
         Ok(FlowDistance {
             time,

@@ -40,3 +40,5 @@ pub use slq::{slq, ProbeKind, SlqOptions, SlqProbe, SpectralDensity};
 pub use trace::{
     exact_trace, hutch_plus_plus, hutchinson, hutchinson_with_probes, TraceEstimate, TraceOptions,
 };
+/// The flat-slice kernels the solvers sum with (fixed order), for callers that report distances and norms.
+pub use vector::{axpy, dist, dot, norm};

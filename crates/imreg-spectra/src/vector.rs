@@ -6,6 +6,19 @@ use rayon::prelude::*;
 /// independent lanes let the compiler vectorize and keep the loop memory-bound. Deterministic.
 #[inline]
 pub fn dot(x: &[f64], y: &[f64]) -> f64 {
+    lane_sum(x, y, |a, b| a * b)
+}
+
+/// `‖x − y‖₂`, summed as [`dot`] sums. Deterministic.
+#[inline]
+pub fn dist(x: &[f64], y: &[f64]) -> f64 {
+    lane_sum(x, y, |a, b| (a - b) * (a - b)).sqrt()
+}
+
+/// `Σ_i term(x_i, y_i)` over the common length, in 16 interleaved partial sums combined pairwise in a fixed
+/// order, then the tail.
+#[inline(always)]
+fn lane_sum(x: &[f64], y: &[f64], term: impl Fn(f64, f64) -> f64) -> f64 {
     const LANES: usize = 16;
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
@@ -14,14 +27,14 @@ pub fn dot(x: &[f64], y: &[f64]) -> f64 {
     let mut yc = y.chunks_exact(LANES);
     for (a, b) in (&mut xc).zip(&mut yc) {
         for l in 0..LANES {
-            acc[l] += a[l] * b[l];
+            acc[l] += term(a[l], b[l]);
         }
     }
     let tail: f64 = xc
         .remainder()
         .iter()
         .zip(yc.remainder())
-        .map(|(a, b)| a * b)
+        .map(|(a, b)| term(*a, *b))
         .sum();
     // pairwise combination of the lanes, in a fixed order
     let mut w = LANES;
@@ -194,5 +207,24 @@ mod tests {
         for q in &basis {
             assert!(dot(q, &a).abs() < 1e-14 * nw);
         }
+    }
+
+    #[test]
+    fn lane_sums_match_the_plain_sums() {
+        // 37 entries: two full chunks of 16 lanes and a tail of 5.
+        let mut r = imreg_objective::rng::stream(2, 0);
+        let x = imreg_objective::rng::normal_vec(&mut r, 37);
+        let y = imreg_objective::rng::normal_vec(&mut r, 37);
+        let plain_dot: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let plain_dist = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
+        assert!((dot(&x, &y) - plain_dot).abs() <= 1e-14 * norm(&x) * norm(&y));
+        assert!((dist(&x, &y) - plain_dist).abs() <= 1e-14 * plain_dist);
+        assert_eq!(dist(&x, &x), 0.0);
+        assert_eq!(norm(&[3.0, 4.0]), 5.0);
     }
 }

@@ -29,11 +29,4 @@ pub fn checks() -> Vec<Check> {
     v
 }
 
-/// The Euclidean distance `‖a − b‖₂` between two points of equal length.
-pub(crate) fn dist(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
-}
+pub(crate) use imreg_spectra::dist;

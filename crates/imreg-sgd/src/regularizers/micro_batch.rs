@@ -54,8 +54,8 @@ where
     for (l, g, n2, hg) in terms {
         value += n2;
         loss += l;
-        super::axpy(&mut grad, 2.0 * lambda * inv, &hg);
-        super::axpy(&mut lgrad, inv, &g);
+        super::axpy(2.0 * lambda * inv, &hg, &mut grad);
+        super::axpy(inv, &g, &mut lgrad);
     }
     Ok(PenaltyValue {
         value: lambda * value * inv,

@@ -95,13 +95,7 @@ pub fn micro_batch_count(batch: usize, micro: usize) -> RegResult<usize> {
     Ok(batch / micro)
 }
 
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-pub(crate) fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
-    y.iter_mut().zip(x).for_each(|(yy, xx)| *yy += a * xx);
-}
+pub(crate) use imreg_spectra::{axpy, dot};
 
 /// Weight decay `(wd/2)‖θ‖²`, gradient `wd θ` (PyTorch's `weight_decay` adds `wd θ` to the gradient).
 #[derive(Clone, Copy, Debug)]

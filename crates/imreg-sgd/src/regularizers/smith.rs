@@ -46,7 +46,7 @@ impl Penalty for SmithLambda<'_> {
         for b in self.partition.batches() {
             let (_, g, hg) = grad_self_hvp(self.model, theta, b)?;
             value += super::dot(&g, &g);
-            super::axpy(&mut grad, self.lambda / (2.0 * m), &hg);
+            super::axpy(self.lambda / (2.0 * m), &hg, &mut grad);
         }
         Ok(PenaltyValue {
             value: value * self.lambda / (4.0 * m),
