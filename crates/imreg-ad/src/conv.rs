@@ -9,7 +9,9 @@
 //! (zero outside the image). It is computed by im2col and one GEMM per group: the transposed patches
 //! `Pᵀ = im2col(x)`, `(C·kh·kw) × (n·OH·OW)`, so that `Z = W Pᵀ + b 1ᵀ` (per group, on the group's rows of `W`
 //! and `Pᵀ`) holds the output with the channels as rows, whose blocks of `OH·OW` are then moved to NCHW rows.
-//! Both im2col and that permutation copy contiguous runs (one output row's taps, one feature map).
+//! Both im2col and that permutation copy contiguous runs (one output row's taps, one feature map); with unit
+//! strides and "same" padding across, one patch row of an example is its input plane shifted and im2col copies
+//! it in one piece, then zeroes the entries that fall into the padding.
 //!
 //! * JVP (bilinear): `ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`.
 //! * VJP: with `G` the output cotangent permuted to `out × (n·OH·OW)`, `W̄ = G P`, `b̄ = G 1`,
@@ -201,9 +203,27 @@ impl ConvOp {
         let n = x.nrows();
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
+        let cols = if self.shifts_planes() {
+            self.im2col_planes(src, n)
+        } else {
+            self.im2col_runs(src, n)
+        };
+        Mat::from_shape_vec((self.patch_len(), n * self.plane()), cols).expect("im2col shape")
+    }
+
+    /// Whether every patch row of an example is its input plane shifted: unit strides and an output as wide as
+    /// the input (`2 p_w = d_w (k_w − 1)`, "same" padding across). Then the taps of output rows `u` and `u + 1`
+    /// are `W` apart in the input as in the patch row, so the runs of one `(patch row, example)` are a single
+    /// contiguous copy, whose entries between runs (neighbouring pixels) are then reset to the zero padding.
+    fn shifts_planes(&self) -> bool {
+        self.geo.stride == (1, 1) && self.out.width == self.geo.input.width
+    }
+
+    /// `Pᵀ` by [`ConvOp::for_each_run`]'s runs, in order: the zero padding before each run, then the run (no
+    /// pass zeroing the whole matrix).
+    fn im2col_runs(&self, src: &[f64], n: usize) -> Vec<f64> {
         let sw = self.geo.stride.1;
         let total = self.patch_len() * n * self.plane();
-        // Filled in order: the zero padding before each run, then the run (no pass zeroing the whole matrix).
         let mut cols = Vec::with_capacity(total);
         self.for_each_run(n, |dst, start| {
             debug_assert!(dst.start >= cols.len());
@@ -215,7 +235,52 @@ impl ConvOp {
             }
         });
         cols.resize(total, 0.0);
-        Mat::from_shape_vec((self.patch_len(), n * self.plane()), cols).expect("im2col shape")
+        cols
+    }
+
+    /// `Pᵀ` when [`ConvOp::shifts_planes`]: per `(patch row, example)` the output rows `u₀..u₁` whose input row
+    /// `y = u + a d_h − p_h` exists copy in one piece, from the first tap `(u₀, lo)` to the last `(u₁ − 1, hi)`;
+    /// the `W − (hi − lo)` entries between two runs are then zeroed. The same entries as
+    /// [`ConvOp::im2col_runs`], bit for bit.
+    fn im2col_planes(&self, src: &[f64], n: usize) -> Vec<f64> {
+        let Conv2d {
+            input,
+            kernel: (kh, kw),
+            padding: (ph, pw),
+            dilation: (dh, dw),
+            ..
+        } = self.geo;
+        let (oh, ow, s) = (self.out.height, self.out.width, self.plane());
+        let (h, w) = (input.height, input.width);
+        let feats = input.channels * h * w;
+        let total = self.patch_len() * n * s;
+        let mut cols = Vec::with_capacity(total);
+        for c in 0..input.channels {
+            for a in 0..kh {
+                // y = u + a·d_h − p_h ∈ 0..H  ⇔  u ∈ u0..u1
+                let u0 = ph.saturating_sub(a * dh);
+                let u1 = (h + ph).saturating_sub(a * dh).min(oh);
+                for b in 0..kw {
+                    let row = (c * kh + a) * kw + b;
+                    let Some((lo, hi, x0)) = tap_range(w, ow, 1, b * dw, pw).filter(|_| u0 < u1) else {
+                        continue;
+                    };
+                    for i in 0..n {
+                        let plane = (row * n + i) * s;
+                        let first = plane + u0 * ow + lo;
+                        let len = (u1 - 1 - u0) * ow + (hi - lo);
+                        let start = i * feats + (c * h + u0 + a * dh - ph) * w + x0;
+                        cols.resize(first, 0.0);
+                        cols.extend_from_slice(&src[start..start + len]);
+                        for u in u0..u1 - 1 {
+                            cols[plane + u * ow + hi..plane + (u + 1) * ow + lo].fill(0.0);
+                        }
+                    }
+                }
+            }
+        }
+        cols.resize(total, 0.0);
+        cols
     }
 
     /// The adjoint of [`ConvOp::im2col`]: every patch entry added back into its pixel.
@@ -716,6 +781,69 @@ mod tests {
         Mat::from_shape_fn((r, c), |(i, j)| {
             (((i * 31 + j * 17 + seed * 13) % 29) as f64 - 14.0) / 9.0
         })
+    }
+
+    /// Where the patch rows are shifted planes, the one-copy-per-plane im2col writes the run-by-run one's
+    /// entries bit for bit: "same" padding, dilations, vertical padding beyond the kernel (output rows without an
+    /// input row), 1×1 kernels, groups; and the geometries it does not cover are refused.
+    #[test]
+    fn plane_copies_equal_run_copies_bitwise() {
+        let input = Image::new(3, 5, 6);
+        let same = [
+            Conv2d {
+                padding: (1, 1),
+                ..Conv2d::new(input, 4, (3, 3))
+            },
+            Conv2d {
+                padding: (3, 2),
+                dilation: (2, 1),
+                ..Conv2d::new(input, 2, (2, 5))
+            },
+            Conv2d {
+                padding: (1, 2),
+                dilation: (2, 2),
+                groups: 3,
+                ..Conv2d::new(input, 3, (3, 3))
+            },
+            Conv2d::new(input, 2, (1, 1)),
+            Conv2d {
+                padding: (0, 1),
+                ..Conv2d::new(input, 2, (4, 3))
+            },
+        ];
+        for (k, geo) in same.into_iter().enumerate() {
+            let op = ConvOp {
+                geo,
+                out: geo.output().unwrap(),
+                bias: false,
+            };
+            assert!(op.shifts_planes(), "geometry {k}");
+            for n in [1, 3] {
+                let x = mat(n, input.features().unwrap(), k);
+                let src = x.as_slice().unwrap();
+                let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(op.im2col_planes(src, n)),
+                    bits(op.im2col_runs(src, n)),
+                    "geometry {k}, n = {n}"
+                );
+            }
+        }
+        for geo in [
+            Conv2d {
+                stride: (2, 1),
+                padding: (1, 1),
+                ..Conv2d::new(input, 2, (3, 3))
+            },
+            Conv2d::new(input, 2, (3, 3)),
+        ] {
+            let op = ConvOp {
+                geo,
+                out: geo.output().unwrap(),
+                bias: false,
+            };
+            assert!(!op.shifts_planes());
+        }
     }
 
     /// The tangent-only reverse rule equals the tangents of the reverse rule run on dual values, bit for bit,
