@@ -783,6 +783,14 @@ mod tests {
         })
     }
 
+    fn op(geo: Conv2d, bias: bool) -> ConvOp {
+        ConvOp {
+            geo,
+            out: geo.output().unwrap(),
+            bias,
+        }
+    }
+
     /// Where the patch rows are shifted planes, the one-copy-per-plane im2col writes the run-by-run one's
     /// entries bit for bit: "same" padding, dilations, vertical padding beyond the kernel (output rows without an
     /// input row), 1×1 kernels, groups; and the geometries it does not cover are refused.
@@ -812,11 +820,7 @@ mod tests {
             },
         ];
         for (k, geo) in same.into_iter().enumerate() {
-            let op = ConvOp {
-                geo,
-                out: geo.output().unwrap(),
-                bias: false,
-            };
+            let op = op(geo, false);
             assert!(op.shifts_planes(), "geometry {k}");
             for n in [1, 3] {
                 let x = mat(n, input.features().unwrap(), k);
@@ -837,11 +841,7 @@ mod tests {
             },
             Conv2d::new(input, 2, (3, 3)),
         ] {
-            let op = ConvOp {
-                geo,
-                out: geo.output().unwrap(),
-                bias: false,
-            };
+            let op = op(geo, false);
             assert!(!op.shifts_planes());
         }
     }
@@ -867,11 +867,7 @@ mod tests {
         let n = 3;
         for (k, geo) in geos.into_iter().enumerate() {
             for bias in [false, true] {
-                let op = ConvOp {
-                    geo,
-                    out: geo.output().unwrap(),
-                    bias,
-                };
+                let op = op(geo, bias);
                 let (wr, wc) = geo.weight_shape().unwrap();
                 let feats = input.features().unwrap();
                 let outs = op.out.features().unwrap();
