@@ -260,9 +260,12 @@ impl ConvOp {
                 // y = u + a·d_h − p_h ∈ 0..H  ⇔  u ∈ u0..u1
                 let u0 = ph.saturating_sub(a * dh);
                 let u1 = (h + ph).saturating_sub(a * dh).min(oh);
+                if u0 >= u1 {
+                    continue;
+                }
                 for b in 0..kw {
                     let row = (c * kh + a) * kw + b;
-                    let Some((lo, hi, x0)) = tap_range(w, ow, 1, b * dw, pw).filter(|_| u0 < u1) else {
+                    let Some((lo, hi, x0)) = tap_range(w, ow, 1, b * dw, pw) else {
                         continue;
                     };
                     for i in 0..n {

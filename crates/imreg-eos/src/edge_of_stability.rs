@@ -24,7 +24,6 @@ use imreg_objective::{Batch, LossKind, Objective};
 use imreg_sgd::observe::{Cadence, Iterates, Scheduled};
 use imreg_sgd::train::{train, Optimizer, RunOutcome};
 use imreg_spectra::{dist, norm};
-
 use rayon::prelude::*;
 
 /// A classification MLP on a seeded subset of the UCI digits, with one-hot ½-MSE loss by default.

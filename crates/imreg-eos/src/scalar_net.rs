@@ -11,6 +11,7 @@
 //! Quantities (all of the canonical loss): ε = m − Φ (residual), λ = ‖a‖² + ‖b‖² (norm), Q = ‖a‖² − ‖b‖²
 //! (imbalance), s = a + b, d = a − b, S = ‖s‖², D = ‖d‖², P = S·D = λ² − 4m².
 use crate::error::{check_finite, check_step, EosError, Result};
+use imreg_spectra::dot;
 use nalgebra::DMatrix;
 
 /// A state (a, b) of the width-k depth-2 linear network together with its target Φ and data scale σ².
@@ -361,8 +362,6 @@ fn top_pair(inv: &Invariants) -> (f64, f64) {
     };
     (top, bottom)
 }
-
-pub(crate) use imreg_spectra::dot;
 
 #[cfg(test)]
 mod tests {

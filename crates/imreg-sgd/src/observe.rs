@@ -31,7 +31,6 @@
 use crate::error::{Result, SgdError};
 use imreg_flow::Dop853Options;
 use imreg_objective::{argmax_rows, Batch, Objective, Supervised};
-
 use imreg_spectra::{
     dist, norm, BatchExpectation, BatchSharpness, CovarianceOptions, GradientCovariance, LanczosOptions,
     MiniBs, MonteCarloOptions,

@@ -52,7 +52,6 @@
 //! claims, [`crate::eos_mlp`]): per network and `b`, the mean over the seeds of the second-half mean of the
 //! batch sharpness `E[gᵀH_Bg/‖g‖²]` lies within ±15% of `2/η` (mean ± SE reported); per network, the mean
 //! over the seeds of the second-half mean of `λ_max` is lower for `b = 8` than for `b = 32`.
-use crate::dist;
 use crate::eos_mlp::{eoss_run_outcomes, seeded_runs, OverSeeds, RunBandClaim};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_eos::mnist_cnn::MnistCnn;
@@ -68,6 +67,7 @@ use imreg_plot::{Figure, Series};
 use imreg_sgd::observe::{Cadence, Control, Iterates, Scheduled, StepView};
 use imreg_sgd::train::{train, Divergence, Optimizer, TrainOptions};
 use imreg_sgd::SgdError;
+use imreg_spectra::dist;
 use imreg_spectra::MonteCarloOptions;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,6 @@
 //!   tolerance down to ≤ 1e-12;
 //! - `bea.gd-local-order`: one GD step vs the flows on C, C_GD and C_GD + h² term: slopes 2, 3, 4;
 //! - `bea.gd-displacement`: `θ_GD,T − θ_GF(Th) = −(T/4) h² ∇‖∇C‖² + O(h³)`.
-use crate::dist;
 use imreg_check::order::{fit_order, geometric_steps, order_of_accuracy, save_order_figure, OrderStudy};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_flow::dop853::{integrate, integrate_dense, Dop853Options};
@@ -13,6 +12,7 @@ use imreg_flow::field::{integrate_field, VectorField};
 use imreg_flow::flows::{GdSecondOrderFlow, GradientFlow, ModifiedGdFlow};
 use imreg_objective::models::LogCoshQuartic;
 use imreg_objective::{Batch, Objective};
+use imreg_spectra::dist;
 use nalgebra::{DMatrix, DVector};
 
 /// The checks this crate registers.

@@ -28,5 +28,3 @@ pub fn checks() -> Vec<Check> {
     v.extend(taylor::checks());
     v
 }
-
-pub(crate) use imreg_spectra::dist;

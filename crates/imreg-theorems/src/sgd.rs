@@ -8,7 +8,6 @@
 //! - `smith.quadratic-reference`: the exact 1-D quadratic (closed-form flows, exact enumeration, quoted values
 //!   as a cross-check only);
 //! - `smith.finite-population`: `E_{|S|=B}‖ĝ_S‖² = ‖g‖² + (N−B)/(B(N−1))·Γ` by exhaustive enumeration.
-use crate::dist;
 use imreg_check::order::{fit_order, geometric_steps, save_order_figure, OrderStudy};
 use imreg_check::{Check, CheckContext, CheckError, OrCheckError, Outcome};
 use imreg_flow::dop853::Dop853Options;
@@ -19,6 +18,7 @@ use imreg_objective::{Batch, Objective};
 use imreg_objective::{Partition, Remainder};
 use imreg_sgd::affine::{AffineAlgorithm, AffineEpoch};
 use imreg_sgd::expectation::{exact_mean, Averaging, ExactOptions};
+use imreg_spectra::dist;
 use nalgebra::{DMatrix, DVector};
 
 /// The checks this crate registers.

@@ -7,6 +7,7 @@ use crate::reg_error::{check_coefficient, check_positive, RegError, RegResult};
 use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::{Batch, Targets};
+use imreg_spectra::dot;
 use ndarray::Array2;
 use rand::Rng;
 
@@ -78,7 +79,7 @@ fn sampled_labels(
 }
 
 fn norm_value(norm: NormPower, g: &[f64]) -> RegResult<(f64, f64)> {
-    let n2 = super::dot(g, g);
+    let n2 = dot(g, g);
     match norm {
         NormPower::Squared => Ok((n2, 2.0)),
         NormPower::Unsquared => {

@@ -8,6 +8,7 @@ use crate::reg_error::{check_coefficient, RegResult};
 use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::{Batch, Objective, Targets};
+use imreg_spectra::dot;
 use ndarray::Array2;
 
 /// GP: `α ‖∇L_B‖²` (true labels, squared), gradient `2α H_B ∇L_B`; any model.
@@ -32,7 +33,7 @@ impl Penalty for GradientPenalty<'_> {
         let rows = batch_rows(batch, self.model.n_examples())?;
         let (l, g, hg) = grad_self_hvp(self.model, theta, &rows)?;
         Ok(PenaltyValue {
-            value: self.alpha * super::dot(&g, &g),
+            value: self.alpha * dot(&g, &g),
             grad: hg.iter().map(|v| 2.0 * self.alpha * v).collect(),
             loss: Some((l, g)),
         })
@@ -105,7 +106,7 @@ impl Penalty for RandomLabelPenalty<'_> {
             OutputFunctional::Loss(Targets::Labels(&labels)),
         )?;
         Ok(PenaltyValue {
-            value: self.alpha * super::dot(&g, &g),
+            value: self.alpha * dot(&g, &g),
             grad: hg.iter().map(|v| 2.0 * self.alpha * v).collect(),
             loss: None,
         })

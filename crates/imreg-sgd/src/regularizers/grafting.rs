@@ -5,6 +5,7 @@
 //! step a small-batch SGD run would have taken from the same point.
 use crate::reg_error::{RegError, RegResult};
 use imreg_objective::Objective;
+use imreg_spectra::dot;
 
 /// Iterative grafting with micro-batches of `micro` examples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,14 +35,14 @@ impl IterativeGrafting {
             imreg_objective::Batch::Indices(&rows[..self.micro]),
             &mut g,
         )?;
-        let dn = super::dot(direction, direction).sqrt();
+        let dn = dot(direction, direction).sqrt();
         if dn == 0.0 {
             return Err(RegError::invalid(
                 "direction",
                 "zero update: grafting needs a direction",
             ));
         }
-        let s = super::dot(&g, &g).sqrt() / dn;
+        let s = dot(&g, &g).sqrt() / dn;
         direction.iter_mut().for_each(|d| *d *= s);
         Ok(())
     }

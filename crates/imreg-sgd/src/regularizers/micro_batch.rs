@@ -15,6 +15,7 @@ use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_objective::models::network::OutputFunctional;
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::{Batch, Objective, Targets};
+use imreg_spectra::{axpy, dot};
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -54,8 +55,8 @@ where
     for (l, g, n2, hg) in terms {
         value += n2;
         loss += l;
-        super::axpy(2.0 * lambda * inv, &hg, &mut grad);
-        super::axpy(inv, &g, &mut lgrad);
+        axpy(2.0 * lambda * inv, &hg, &mut grad);
+        axpy(inv, &g, &mut lgrad);
     }
     Ok(PenaltyValue {
         value: lambda * value * inv,
@@ -90,7 +91,7 @@ impl Penalty for MicroBatchGradNorm<'_> {
         let rows = batch_rows(batch, self.model.n_examples())?;
         micro_batch_mean(&rows, self.micro, self.lambda, self.model.dim(), |_, m| {
             let (l, g, hg) = grad_self_hvp(self.model, theta, m)?;
-            let n2 = super::dot(&g, &g);
+            let n2 = dot(&g, &g);
             Ok((l, g, n2, hg))
         })
     }
@@ -144,7 +145,7 @@ impl NetMicroPenalty<'_> {
             Kind::UnitJacobian => (0..k)
                 .map(|_| {
                     let z = imreg_objective::rng::normal_vec(rng, c);
-                    let nz = super::dot(&z, &z).sqrt().max(f64::MIN_POSITIVE);
+                    let nz = dot(&z, &z).sqrt().max(f64::MIN_POSITIVE);
                     Drawn::Dot(Array2::from_shape_fn((self.micro, c), |(_, cc)| z[cc] / nz))
                 })
                 .collect(),
@@ -156,7 +157,7 @@ impl NetMicroPenalty<'_> {
                 Drawn::Dot(u) => OutputFunctional::OutputDot(u.view()),
             };
             let (_, g, hg) = self.net.functional_self_hvp(theta, Batch::Indices(m), f)?;
-            Ok((l, lg, super::dot(&g, &g), hg))
+            Ok((l, lg, dot(&g, &g), hg))
         })
     }
 }

@@ -42,6 +42,7 @@ pub use network_model::NetworkModel;
 use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::{Batch, Objective};
+use imreg_spectra::dot;
 
 /// One evaluation of a penalty on a batch.
 #[derive(Clone, Debug)]
@@ -94,8 +95,6 @@ pub fn micro_batch_count(batch: usize, micro: usize) -> RegResult<usize> {
     }
     Ok(batch / micro)
 }
-
-pub(crate) use imreg_spectra::{axpy, dot};
 
 /// Weight decay `(wd/2)‖θ‖²`, gradient `wd θ` (PyTorch's `weight_decay` adds `wd θ` to the gradient).
 #[derive(Clone, Copy, Debug)]

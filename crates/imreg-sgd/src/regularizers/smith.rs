@@ -7,6 +7,7 @@ use crate::reg_error::{check_coefficient, RegError, RegResult};
 use imreg_objective::rng::ChaCha8Rng;
 use imreg_objective::Partition;
 use imreg_objective::{Batch, Objective};
+use imreg_spectra::{axpy, dot};
 
 /// `(λ/(4m)) Σ_k ‖∇Ĉ_k(θ)‖²` over the `m` batches of a fixed partition (the batch argument is ignored:
 /// this is the full-epoch term). Gradient `(λ/(2m)) Σ_k Ĥ_k ĝ_k`.
@@ -45,8 +46,8 @@ impl Penalty for SmithLambda<'_> {
         let mut grad = vec![0.0; self.model.dim()];
         for b in self.partition.batches() {
             let (_, g, hg) = grad_self_hvp(self.model, theta, b)?;
-            value += super::dot(&g, &g);
-            super::axpy(self.lambda / (2.0 * m), &hg, &mut grad);
+            value += dot(&g, &g);
+            axpy(self.lambda / (2.0 * m), &hg, &mut grad);
         }
         Ok(PenaltyValue {
             value: value * self.lambda / (4.0 * m),
@@ -79,7 +80,7 @@ impl Penalty for SmithStochastic<'_> {
         let rows = batch_rows(batch, self.model.n_examples())?;
         let (l, g, hg) = grad_self_hvp(self.model, theta, &rows)?;
         Ok(PenaltyValue {
-            value: 0.25 * self.lambda * super::dot(&g, &g),
+            value: 0.25 * self.lambda * dot(&g, &g),
             grad: hg.iter().map(|v| 0.5 * self.lambda * v).collect(),
             loss: Some((l, g)),
         })
